@@ -1,0 +1,56 @@
+"""Every terra_dyn knob, in one place: its env var, default and one-line meaning.
+
+Read once at import from the environment; change at run time by assignment
+(`terra_dyn.config.strict = True`). `describe()` prints the table (used by the CLI).
+
+    >>> import terra_dyn
+    >>> terra_dyn.config.recompile_limit
+    8
+"""
+import os
+import sys
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Knob:
+    name: str
+    env: str
+    default: object
+    meaning: str
+
+    def read(self):
+        raw = os.environ.get(self.env)
+        if raw is None:
+            return self.default
+        if isinstance(self.default, bool):
+            return raw.strip().lower() not in ("", "0", "false", "no", "off")
+        if isinstance(self.default, int):
+            return int(raw)
+        return raw
+
+
+KNOBS = [
+    Knob("enabled", "TERRA_DYN", False, "optimize an unmodified script's own functions (zero code change)"),
+    Knob("backend", "TERRA_DYN_BACKEND", "auto", "default backend: auto, interpreter, triton"),
+    Knob("strict", "TERRA_DYN_STRICT", False, "raise instead of falling back to the original code"),
+    Knob("report_path", "TERRA_DYN_REPORT", "", "write the JSON report to this path at exit"),
+    Knob("recompile_limit", "TERRA_DYN_RECOMPILE_LIMIT", 8, "translations kept per code object before running it eagerly"),
+    Knob("verbose", "TERRA_DYN_VERBOSE", False, "log each translation, break and recompile to stderr"),
+    Knob("print_kernels", "TERRA_DYN_PRINT_KERNELS", False, "print generated Triton kernel source"),
+    Knob("cache_dir", "TERRA_DYN_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "terra_dyn"),
+         "on-disk kernel cache directory"),
+]
+
+_module = sys.modules[__name__]
+for _knob in KNOBS:
+    setattr(_module, _knob.name, _knob.read())
+
+
+def describe() -> str:
+    """The table of knobs with their current values, for `terra-dyn config`."""
+    rows = [f"{'knob':<16} {'env var':<26} {'value':<10} meaning"]
+    for knob in KNOBS:
+        value = getattr(_module, knob.name)
+        rows.append(f"{knob.name:<16} {knob.env:<26} {str(value):<10} {knob.meaning}")
+    return "\n".join(rows)
