@@ -1,0 +1,131 @@
+/* OptimizedCallable and DisabledCallable: set this thread's callback around one call.
+ *
+ *   OptimizedCallable(fn, callback)(*a, **k)  ==  with callback installed: fn(*a, **k)
+ *   DisabledCallable(fn)(*a, **k)             ==  with the hook off:       fn(*a, **k)
+ *
+ * C types (vectorcall) because they sit on every call of an optimized function; they
+ * carry a __dict__ so functools.update_wrapper works, and bind like functions (__get__),
+ * so they work as methods:
+ *
+ *   step = functools.update_wrapper(OptimizedCallable(step, callback), step)
+ */
+#include "terra_dyn.h"
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *fn;
+    PyObject *callback;   /* NULL for DisabledCallable: the hook is off while fn runs */
+    PyObject *dict;
+    PyObject *weakrefs;
+    vectorcallfunc vectorcall;
+} Wrapper;
+
+static PyObject *wrapper_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    Wrapper *w = (Wrapper *)self;
+    PyObject *previous = eval_frame_swap_callback(Py_XNewRef(w->callback));
+    PyObject *result = PyObject_Vectorcall(w->fn, args, nargsf, kwnames);
+    PyObject *ours = eval_frame_swap_callback(previous);
+    Py_XDECREF(ours);
+    return result;
+}
+
+static PyObject *wrapper_make(PyTypeObject *type, PyObject *fn, PyObject *callback) {
+    if (!PyCallable_Check(fn) || (callback && !PyCallable_Check(callback))) {
+        PyErr_Format(PyExc_TypeError, "%s expects callables", type->tp_name);
+        return NULL;
+    }
+    Wrapper *self = (Wrapper *)type->tp_alloc(type, 0);
+    if (self == NULL) return NULL;
+    self->fn = Py_NewRef(fn);
+    self->callback = Py_XNewRef(callback);
+    self->vectorcall = wrapper_vectorcall;
+    return (PyObject *)self;
+}
+
+static PyObject *optimized_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"fn", "callback", NULL};
+    PyObject *fn, *callback;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO:OptimizedCallable", kwlist, &fn, &callback)) return NULL;
+    return wrapper_make(type, fn, callback);
+}
+
+static PyObject *disabled_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"fn", NULL};
+    PyObject *fn;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:DisabledCallable", kwlist, &fn)) return NULL;
+    return wrapper_make(type, fn, NULL);
+}
+
+static int wrapper_traverse(Wrapper *self, visitproc visit, void *arg) {
+    Py_VISIT(self->fn);
+    Py_VISIT(self->callback);
+    Py_VISIT(self->dict);
+    return 0;
+}
+
+static int wrapper_clear(Wrapper *self) {
+    Py_CLEAR(self->fn);
+    Py_CLEAR(self->callback);
+    Py_CLEAR(self->dict);
+    return 0;
+}
+
+static void wrapper_dealloc(Wrapper *self) {
+    PyObject_GC_UnTrack(self);
+    if (self->weakrefs) PyObject_ClearWeakRefs((PyObject *)self);
+    wrapper_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Bind like a function, so an optimized function stored on a class is a method. */
+static PyObject *wrapper_get(PyObject *self, PyObject *obj, PyObject *type) {
+    if (obj == NULL || obj == Py_None) return Py_NewRef(self);
+    return PyMethod_New(self, obj);
+}
+
+static PyObject *wrapper_repr(Wrapper *self) {
+    if (self->callback) return PyUnicode_FromFormat("OptimizedCallable(%R, callback=%R)", self->fn, self->callback);
+    return PyUnicode_FromFormat("DisabledCallable(%R)", self->fn);
+}
+
+static PyMemberDef wrapper_members[] = {
+    {"fn", T_OBJECT, offsetof(Wrapper, fn), READONLY, "the wrapped callable"},
+    {"callback", T_OBJECT, offsetof(Wrapper, callback), READONLY, "the frame callback (None: hook off)"},
+    {"__dictoffset__", T_PYSSIZET, offsetof(Wrapper, dict), READONLY},
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(Wrapper, weakrefs), READONLY},
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(Wrapper, vectorcall), READONLY},
+    {NULL},
+};
+
+static PyGetSetDef wrapper_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict},
+    {NULL},
+};
+
+#define WRAPPER_TYPE(NAME, DOC, NEW)                                                     \
+    {                                                                                    \
+        PyVarObject_HEAD_INIT(NULL, 0)                                                   \
+        .tp_name = "terra_dyn._C." NAME,                                                 \
+        .tp_doc = DOC,                                                                   \
+        .tp_basicsize = sizeof(Wrapper),                                                 \
+        .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL | \
+                    Py_TPFLAGS_METHOD_DESCRIPTOR,                                        \
+        .tp_new = NEW,                                                                   \
+        .tp_dealloc = (destructor)wrapper_dealloc,                                       \
+        .tp_traverse = (traverseproc)wrapper_traverse,                                   \
+        .tp_clear = (inquiry)wrapper_clear,                                              \
+        .tp_repr = (reprfunc)wrapper_repr,                                               \
+        .tp_call = PyVectorcall_Call,                                                    \
+        .tp_vectorcall_offset = offsetof(Wrapper, vectorcall),                           \
+        .tp_dictoffset = offsetof(Wrapper, dict),                                        \
+        .tp_weaklistoffset = offsetof(Wrapper, weakrefs),                                \
+        .tp_descr_get = wrapper_get,                                                     \
+        .tp_members = wrapper_members,                                                   \
+        .tp_getset = wrapper_getset,                                                     \
+    }
+
+PyTypeObject OptimizedCallable_Type = WRAPPER_TYPE(
+    "OptimizedCallable", "OptimizedCallable(fn, callback): call fn with callback installed on this thread.",
+    optimized_new);
+PyTypeObject DisabledCallable_Type = WRAPPER_TYPE(
+    "DisabledCallable", "DisabledCallable(fn): call fn with the frame hook off on this thread.", disabled_new);

@@ -1,0 +1,224 @@
+/* The PEP 523 frame-evaluation hook.
+ *
+ *   call f(...) -> CPython pushes f's frame -> terra_eval_frame(frame)
+ *     no callback on this thread, generator/coroutine code, skip mark -> run the frame
+ *     an entry whose guard passes -> call entry.function(*argument slots), frame untouched
+ *     miss -> callback(frame object) with the hook off on this thread, then:
+ *          None -> run the frame;  SKIP -> mark the code, run the frame;
+ *          CacheEntry -> append to the code's cache, call it as on a hit
+ *
+ * The callback is per thread (a C thread-local); the hook itself is per interpreter and
+ * installed while at least one thread has a callback, so a process that never calls
+ * an optimized function keeps CPython's inlined Python-to-Python calls.
+ *
+ * CPython 3.11 facts this relies on: _PyEval_Vector clears and pops the frame after the
+ * hook returns, so a hit leaves the frame untouched; an unstarted frame's argument slots
+ * are localsplus[0..n) with MAKE_CELL / COPY_FREE_VARS not yet run, so they are the raw
+ * argument values the rewritten function (with the same closure) expects.
+ */
+#define Py_BUILD_CORE 1
+#include "terra_dyn.h"
+#include <internal/pycore_frame.h>
+#include <internal/pycore_pystate.h>
+
+static _Thread_local PyObject *thread_callback = NULL;  /* owned reference or NULL */
+static Py_ssize_t threads_with_callback = 0;            /* guarded by the GIL */
+
+static PyObject *terra_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *frame, int throwflag);
+
+static void install_hook(int on) {
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    /* NULL (not _PyEval_EvalFrameDefault) when off: 3.11 only inlines Python-to-Python
+       calls when interp->eval_frame is NULL. */
+    _PyInterpreterState_SetEvalFrameFunc(interp, on ? terra_eval_frame : NULL);
+}
+
+PyObject *eval_frame_swap_callback(PyObject *callback) {
+    PyObject *previous = thread_callback;
+    thread_callback = callback;
+    if ((previous == NULL) != (callback == NULL)) {
+        threads_with_callback += callback ? 1 : -1;
+        if (threads_with_callback == (callback ? 1 : 0)) install_hook(callback != NULL);
+    }
+    return previous;
+}
+
+/* Our own _PyFrame_GetFrameObject: CPython 3.11 does not export
+   _PyFrame_MakeAndSetFrameObject, so this does the same (see Objects/frame.c). */
+static PyFrameObject *frame_object(PyThreadState *tstate, _PyInterpreterFrame *frame) {
+    if (frame->frame_obj != NULL) return frame->frame_obj;
+    /* A frame not yet evaluated has no `previous` link; f_back and the frame's later
+       hand-over to its frame object read it. */
+    frame->previous = tstate->cframe->current_frame;
+    PyCodeObject *code = frame->f_code;
+    PyFrameObject *f = PyObject_GC_NewVar(PyFrameObject, &PyFrame_Type,
+                                          code->co_nlocalsplus + code->co_stacksize);
+    if (f == NULL) return NULL;
+    f->f_back = NULL;
+    f->f_trace = NULL;
+    f->f_trace_lines = 1;
+    f->f_trace_opcodes = 0;
+    f->f_fast_as_locals = 0;
+    f->f_lineno = 0;
+    f->f_frame = frame;
+    frame->frame_obj = f;
+    return f;
+}
+
+static Py_ssize_t argument_slot_count(PyCodeObject *code) {
+    return code->co_argcount + code->co_kwonlyargcount + !!(code->co_flags & CO_VARARGS) +
+           !!(code->co_flags & CO_VARKEYWORDS);
+}
+
+/* Call the entry's rewritten code with the frame's argument slots. */
+static PyObject *run_entry(CacheEntry *entry, _PyInterpreterFrame *frame) {
+    PyObject *fn = entry->function;
+    PyCodeObject *code = (PyCodeObject *)entry->code;
+    if (fn == NULL || ((PyFunctionObject *)fn)->func_globals != frame->f_globals) {
+        fn = PyFunction_New(entry->code, frame->f_globals);
+        if (fn == NULL) return NULL;
+        PyObject *closure = frame->f_func->func_closure;
+        if (code->co_nfreevars && closure && PyFunction_SetClosure(fn, closure) < 0) {
+            Py_DECREF(fn);
+            return NULL;
+        }
+        /* Free variables belong to this call's closure: only closure-free code is reused. */
+        if (code->co_nfreevars == 0) Py_XSETREF(entry->function, Py_NewRef(fn));
+    } else {
+        Py_INCREF(fn);
+    }
+    PyObject *result = PyObject_Vectorcall(fn, frame->localsplus, argument_slot_count(frame->f_code), NULL);
+    Py_DECREF(fn);
+    return result;
+}
+
+/* Does the entry's code take this frame's argument slots and closure? A mismatch would
+   make its COPY_FREE_VARS read past the closure: refuse it like a wrong answer. */
+static int entry_fits(PyObject *entry, PyCodeObject *code) {
+    PyCodeObject *rewritten = (PyCodeObject *)((CacheEntry *)entry)->code;
+    if (rewritten->co_argcount == argument_slot_count(code) && rewritten->co_nfreevars == code->co_nfreevars) {
+        return 1;
+    }
+    PyErr_Format(PyExc_TypeError,
+                 "the CacheEntry's code takes %d arguments and %d free variables; the frame has "
+                 "%zd argument slots and %d free variables",
+                 rewritten->co_argcount, rewritten->co_nfreevars, argument_slot_count(code),
+                 code->co_nfreevars);
+    return 0;
+}
+
+/* The first entry whose guard passes (new reference), or NULL. */
+static PyObject *find_entry(CodeExtra *extra, _PyInterpreterFrame *frame) {
+    PyObject *entries = cache_entries_list(extra);
+    if (entries == NULL) return NULL;
+    Py_ssize_t nargs = argument_slot_count(frame->f_code);
+    Py_INCREF(entries);  /* a guard's fallback may call reset() */
+    PyObject *found = NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(entries) && found == NULL; i++) {
+        CacheEntry *e = (CacheEntry *)PyList_GET_ITEM(entries, i);
+        if (guard_check(e->guard, frame->localsplus, nargs)) found = Py_NewRef(e);
+    }
+    Py_DECREF(entries);
+    return found;
+}
+
+/* terra_dyn.config.strict, read from sys.modules without importing (slow path only). */
+static int strict_mode(void) {
+    PyObject *name = PyUnicode_FromString("terra_dyn.config");
+    PyObject *config = name ? PyImport_GetModule(name) : NULL;
+    Py_XDECREF(name);
+    PyObject *flag = config ? PyObject_GetAttrString(config, "strict") : NULL;
+    int strict = flag ? PyObject_IsTrue(flag) == 1 : 0;
+    Py_XDECREF(flag);
+    Py_XDECREF(config);
+    PyErr_Clear();
+    return strict;
+}
+
+/* The callback failed (exception set) or returned `bad` (not NULL): warn and run the
+   original frame, or, in strict mode, propagate. Returns 0 to fall back, -1 to raise. */
+static int callback_failed(PyCodeObject *code, PyObject *bad) {
+    if (bad != NULL) {
+        PyErr_Format(PyExc_TypeError,
+                     "the callback must return None, terra_dyn._C.SKIP or a CacheEntry, not %.100s",
+                     Py_TYPE(bad)->tp_name);
+    }
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (strict_mode()) {
+        PyErr_Restore(type, value, tb);
+        return -1;
+    }
+    PyErr_NormalizeException(&type, &value, &tb);
+    /* The warnings machinery is Python code: keep the hook off while it runs. */
+    PyObject *saved = eval_frame_swap_callback(NULL);
+    int rc = PyErr_WarnFormat(PyExc_RuntimeWarning, 1,
+                              "terra_dyn could not optimize %U (%U:%d): %s: %S; running the original code",
+                              code->co_qualname, code->co_filename, code->co_firstlineno,
+                              ((PyTypeObject *)type)->tp_name, value ? value : Py_None);
+    Py_XDECREF(eval_frame_swap_callback(saved));
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    return rc;  /* -1 when warnings are errors: then the warning propagates */
+}
+
+/* Ask the callback about this frame, with the hook off on this thread while it runs.
+   Returns a new reference: None, SKIP or a CacheEntry; NULL with an exception set. */
+static PyObject *ask_callback(PyObject *callback, PyThreadState *tstate, _PyInterpreterFrame *frame) {
+    PyFrameObject *f = frame_object(tstate, frame);
+    if (f == NULL) return NULL;
+    Py_INCREF(callback);
+    PyObject *saved = eval_frame_swap_callback(NULL);
+    PyObject *result = PyObject_CallOneArg(callback, (PyObject *)f);
+    PyObject *ours = eval_frame_swap_callback(saved);
+    Py_XDECREF(ours);  /* the callback may have set one itself */
+    Py_DECREF(callback);
+    return result;
+}
+
+static PyObject *terra_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *frame, int throwflag) {
+    PyObject *callback = thread_callback;
+    PyCodeObject *code = frame->f_code;
+    /* Generators and coroutines outlive the call (their frame is copied into the generator
+       object), and code without CO_OPTIMIZED (module, class body, exec) reads a locals
+       dict a function call cannot pass: all of them run unmodified. */
+    if (callback == NULL || throwflag ||
+        (code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE)) ||
+        !(code->co_flags & CO_OPTIMIZED) || _PyInterpreterFrame_LASTI(frame) >= 0) {
+        return _PyEval_EvalFrameDefault(tstate, frame, throwflag);
+    }
+    CodeExtra *extra = cache_lookup(code);
+    if (cache_is_skipped(extra)) return _PyEval_EvalFrameDefault(tstate, frame, throwflag);
+
+    PyObject *entry = find_entry(extra, frame);
+    if (entry == NULL) {
+        PyObject *answer = ask_callback(callback, tstate, frame);
+        int is_entry = answer != NULL && PyObject_TypeCheck(answer, &CacheEntry_Type);
+        if (is_entry && !entry_fits(answer, code)) {
+            Py_CLEAR(answer);  /* entry_fits set the exception */
+        }
+        if (answer == NULL || (answer != Py_None && answer != terra_SKIP && !is_entry)) {
+            int rc = callback_failed(code, answer);
+            Py_XDECREF(answer);
+            return rc < 0 ? NULL : _PyEval_EvalFrameDefault(tstate, frame, throwflag);
+        }
+        if (answer == Py_None) {
+            Py_DECREF(answer);
+            return _PyEval_EvalFrameDefault(tstate, frame, throwflag);
+        }
+        if (answer == terra_SKIP) {
+            Py_DECREF(answer);
+            if (cache_mark_skipped(code) < 0) return NULL;
+            return _PyEval_EvalFrameDefault(tstate, frame, throwflag);
+        }
+        if (cache_append(code, answer) < 0) {
+            Py_DECREF(answer);
+            return NULL;
+        }
+        entry = answer;
+    }
+    PyObject *result = run_entry((CacheEntry *)entry, frame);
+    Py_DECREF(entry);
+    return result;
+}

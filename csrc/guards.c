@@ -1,0 +1,282 @@
+/* Guard: the checks a cache entry runs, in C, over a frame's argument slots.
+ *
+ *   Guard(checks, fallback=None)   checks: list of tuples, evaluated in order
+ *     ("type", i, T)   ("id", i, obj)   ("eq", i, value)   ("len", i, n)
+ *     ("tensor", i, T, dtype, device, sizes, strides, requires_grad)
+ *     ("global_id", globals_dict, name, obj)   ("call_id", fn, obj)
+ *   then fallback(*args) -> bool, if given.
+ *
+ *   g = Guard([("type", 0, int), ("eq", 1, "mean")])
+ *   g.check(3, "mean") -> True;  g.explain(3, "sum") -> "check 1 ('eq', 1, 'mean'): ..."
+ *
+ * Tensor metadata is read through the Python API (attribute lookups on interned names
+ * and one .stride() call), so the extension never links libtorch.
+ */
+#include "terra_dyn.h"
+
+enum { K_TYPE, K_ID, K_EQ, K_LEN, K_TENSOR, K_GLOBAL_ID, K_CALL_ID };
+static const char *kind_names[] = {"type", "id", "eq", "len", "tensor", "global_id", "call_id"};
+
+typedef struct {
+    int kind;
+    Py_ssize_t index;    /* argument slot (all kinds but global_id / call_id) */
+    Py_ssize_t length;   /* len: the length; tensor: 1 when the expected device is the CPU */
+    PyObject *a, *b, *c, *d, *e, *f;  /* the tuple's remaining items, borrowed from `spec` */
+} Check;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *spec;      /* tuple of the check tuples: owns what Check borrows */
+    PyObject *fallback;  /* callable or NULL */
+    Py_ssize_t n;
+    Check *checks;
+} Guard;
+
+static PyObject *s_dtype, *s_shape, *s_device, *s_requires_grad, *s_stride, *s_is_cpu, *s_cpu;
+
+int guards_init(void) {
+    s_dtype = PyUnicode_InternFromString("dtype");
+    s_shape = PyUnicode_InternFromString("shape");
+    s_device = PyUnicode_InternFromString("device");
+    s_requires_grad = PyUnicode_InternFromString("requires_grad");
+    s_stride = PyUnicode_InternFromString("stride");
+    s_is_cpu = PyUnicode_InternFromString("is_cpu");
+    s_cpu = PyUnicode_InternFromString("cpu");
+    return (s_dtype && s_shape && s_device && s_requires_grad && s_stride && s_is_cpu && s_cpu) ? 0 : -1;
+}
+
+/* getattr(obj, name) == expected; 1 equal, 0 not (lookup errors count as not equal). */
+static int attr_equals(PyObject *obj, PyObject *name, PyObject *expected, int by_identity) {
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int ok = (value == expected) || (!by_identity && PyObject_RichCompareBool(value, expected, Py_EQ) == 1);
+    Py_DECREF(value);
+    PyErr_Clear();
+    return ok;
+}
+
+/* Which tensor field differs: NULL when none (the names are for explain()). */
+static const char *tensor_mismatch(const Check *c, PyObject *x) {
+    if (Py_TYPE(x) != (PyTypeObject *)c->a) return "type";
+    /* dtypes are singletons: identity. Cheapest fields first. */
+    if (!attr_equals(x, s_dtype, c->b, 1)) return "dtype";
+    if (!attr_equals(x, s_shape, c->d, 0)) return "sizes";
+    if (!attr_equals(x, s_requires_grad, c->f, 0)) return "requires_grad";
+    PyObject *strides = PyObject_CallMethodNoArgs(x, s_stride);
+    int ok = strides != NULL && PyObject_RichCompareBool(strides, c->e, Py_EQ) == 1;
+    Py_XDECREF(strides);
+    PyErr_Clear();
+    if (!ok) return "strides";
+    /* torch.device objects are made anew on each read; for the common CPU case a bool
+       getter says the same without an allocation. */
+    if (c->length == 1 ? !attr_equals(x, s_is_cpu, Py_True, 1) : !attr_equals(x, s_device, c->c, 0)) {
+        return "device";
+    }
+    return NULL;
+}
+
+/* 1 pass, 0 fail. Errors raised by user __eq__/__len__ count as a failure. */
+static int check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
+    PyObject *x = NULL;
+    if (c->kind != K_GLOBAL_ID && c->kind != K_CALL_ID) {
+        if (c->index >= nargs) return 0;
+        x = args[c->index];
+    }
+    int ok = 0;
+    switch (c->kind) {
+    case K_TYPE: return Py_TYPE(x) == (PyTypeObject *)c->a;
+    case K_ID: return x == c->a;
+    case K_EQ:
+        ok = PyObject_RichCompareBool(x, c->a, Py_EQ) == 1;
+        break;
+    case K_LEN:
+        ok = PyObject_Length(x) == c->length;
+        break;
+    case K_TENSOR: return tensor_mismatch(c, x) == NULL;
+    case K_GLOBAL_ID: {
+        PyObject *v = PyDict_GetItemWithError(c->a, c->b);  /* borrowed; NULL when missing */
+        ok = (v ? v : Py_None) == c->c;
+        break;
+    }
+    case K_CALL_ID: {
+        PyObject *r = PyObject_CallNoArgs(c->a);
+        ok = r == c->b;
+        Py_XDECREF(r);
+        break;
+    }
+    }
+    PyErr_Clear();
+    return ok;
+}
+
+int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs) {
+    Guard *g = (Guard *)guard;
+    for (Py_ssize_t i = 0; i < g->n; i++) {
+        if (!check_one(&g->checks[i], args, nargs)) return 0;
+    }
+    if (g->fallback == NULL) return 1;
+    PyObject *r = PyObject_Vectorcall(g->fallback, args, nargs, NULL);
+    int ok = r != NULL && PyObject_IsTrue(r) == 1;
+    Py_XDECREF(r);
+    PyErr_Clear();
+    return ok;
+}
+
+/* ---- construction ---- */
+
+static int parse_check(PyObject *t, Check *c) {
+    static const Py_ssize_t arity[] = {3, 3, 3, 3, 8, 4, 3};
+    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) < 1 || !PyUnicode_Check(PyTuple_GET_ITEM(t, 0))) {
+        PyErr_Format(PyExc_TypeError, "Guard: a check is a tuple (kind, ...), got %R", t);
+        return -1;
+    }
+    const char *kind = PyUnicode_AsUTF8(PyTuple_GET_ITEM(t, 0));
+    c->kind = -1;
+    for (int k = 0; k <= K_CALL_ID; k++) {
+        if (strcmp(kind, kind_names[k]) == 0) c->kind = k;
+    }
+    if (c->kind < 0 || PyTuple_GET_SIZE(t) != arity[c->kind]) {
+        PyErr_Format(PyExc_ValueError, "Guard: malformed check %R (see docs/CONTRACTS.md)", t);
+        return -1;
+    }
+    PyObject **item = &PyTuple_GET_ITEM(t, 1);
+    PyObject **slots[] = {&c->a, &c->b, &c->c, &c->d, &c->e, &c->f};
+    int first = 0;
+    if (c->kind != K_GLOBAL_ID && c->kind != K_CALL_ID) {
+        c->index = PyLong_AsSsize_t(item[0]);
+        if (c->index < 0) {
+            if (!PyErr_Occurred()) PyErr_Format(PyExc_ValueError, "Guard: negative index in %R", t);
+            return -1;
+        }
+        first = 1;
+    }
+    for (Py_ssize_t i = first; i < PyTuple_GET_SIZE(t) - 1; i++) *slots[i - first] = item[i];
+    if ((c->kind == K_TYPE || c->kind == K_TENSOR) && !PyType_Check(c->a)) {
+        PyErr_Format(PyExc_TypeError, "Guard: %R needs a type", t);
+        return -1;
+    }
+    if (c->kind == K_LEN && (c->length = PyLong_AsSsize_t(c->a)) < 0 && PyErr_Occurred()) return -1;
+    if (c->kind == K_TENSOR) {
+        /* length = 1: the expected device is the CPU (str(device) == "cpu"). */
+        PyObject *name = PyObject_Str(c->c);
+        if (name == NULL) return -1;
+        c->length = PyUnicode_Compare(name, s_cpu) == 0;
+        Py_DECREF(name);
+    }
+    if (c->kind == K_GLOBAL_ID && !PyDict_Check(c->a)) {
+        PyErr_Format(PyExc_TypeError, "Guard: %R needs a globals dict", t);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *guard_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"checks", "fallback", NULL};
+    PyObject *checks, *fallback = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O:Guard", kwlist, &checks, &fallback)) return NULL;
+    Guard *self = (Guard *)type->tp_alloc(type, 0);
+    if (self == NULL) return NULL;
+    self->fallback = fallback == Py_None ? NULL : Py_NewRef(fallback);
+    self->spec = PySequence_Tuple(checks);
+    if (self->spec == NULL) goto fail;
+    self->n = PyTuple_GET_SIZE(self->spec);
+    self->checks = PyMem_Calloc(self->n ? self->n : 1, sizeof(Check));
+    if (self->checks == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < self->n; i++) {
+        if (parse_check(PyTuple_GET_ITEM(self->spec, i), &self->checks[i]) < 0) goto fail;
+    }
+    return (PyObject *)self;
+fail:
+    Py_DECREF(self);
+    return NULL;
+}
+
+static int guard_traverse(Guard *self, visitproc visit, void *arg) {
+    Py_VISIT(self->spec);
+    Py_VISIT(self->fallback);
+    return 0;
+}
+
+static int guard_clear(Guard *self) {
+    self->n = 0;  /* the checks borrow from spec */
+    Py_CLEAR(self->spec);
+    Py_CLEAR(self->fallback);
+    return 0;
+}
+
+static void guard_dealloc(Guard *self) {
+    PyObject_GC_UnTrack(self);
+    guard_clear(self);
+    PyMem_Free(self->checks);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *guard_repr(Guard *self) {
+    if (self->fallback) return PyUnicode_FromFormat("Guard(%R, fallback=%R)", self->spec, self->fallback);
+    return PyUnicode_FromFormat("Guard(%R)", self->spec);
+}
+
+static PyObject *guard_check_method(Guard *self, PyObject *const *args, Py_ssize_t nargs) {
+    return PyBool_FromLong(guard_check((PyObject *)self, args, nargs));
+}
+
+/* A readable description of the first failing check, or None if all pass. */
+static PyObject *guard_explain(Guard *self, PyObject *const *args, Py_ssize_t nargs) {
+    for (Py_ssize_t i = 0; i < self->n; i++) {
+        const Check *c = &self->checks[i];
+        if (check_one(c, args, nargs)) continue;
+        PyObject *spec = PyTuple_GET_ITEM(self->spec, i);
+        if (c->kind == K_GLOBAL_ID || c->kind == K_CALL_ID) {
+            return PyUnicode_FromFormat("check %zd %R failed", i, spec);
+        }
+        if (c->index >= nargs) {
+            return PyUnicode_FromFormat("check %zd %R failed: only %zd arguments", i, spec, nargs);
+        }
+        PyObject *x = args[c->index];
+        if (c->kind == K_TENSOR) {
+            return PyUnicode_FromFormat("check %zd %R failed: args[%zd] differs in %s", i, spec,
+                                        c->index, tensor_mismatch(c, x));
+        }
+        return PyUnicode_FromFormat("check %zd %R failed: args[%zd] is %.200R (type %s)", i, spec,
+                                    c->index, x, Py_TYPE(x)->tp_name);
+    }
+    if (self->fallback && !guard_check((PyObject *)self, args, nargs)) {
+        return PyUnicode_FromFormat("fallback %R returned false", self->fallback);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef guard_methods[] = {
+    {"check", (PyCFunction)(void (*)(void))guard_check_method, METH_FASTCALL,
+     "check(*args) -> bool: do the argument slots pass?"},
+    {"explain", (PyCFunction)(void (*)(void))guard_explain, METH_FASTCALL,
+     "explain(*args) -> str | None: the first failing check, described"},
+    {NULL},
+};
+
+static PyMemberDef guard_members[] = {
+    {"checks", T_OBJECT, offsetof(Guard, spec), READONLY, "the check tuples"},
+    {"fallback", T_OBJECT, offsetof(Guard, fallback), READONLY, "fallback(*args) -> bool, or None"},
+    {NULL},
+};
+
+PyTypeObject Guard_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "terra_dyn._C.Guard",
+    .tp_doc = "Guard(checks, fallback=None): checks over argument slots, evaluated in C.",
+    .tp_basicsize = sizeof(Guard),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = guard_new,
+    .tp_dealloc = (destructor)guard_dealloc,
+    .tp_traverse = (traverseproc)guard_traverse,
+    .tp_clear = (inquiry)guard_clear,
+    .tp_repr = (reprfunc)guard_repr,
+    .tp_methods = guard_methods,
+    .tp_members = guard_members,
+};

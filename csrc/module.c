@@ -1,0 +1,97 @@
+/* The module terra_dyn._C: its functions and types (docs/CONTRACTS.md section 1).
+ *
+ *   prev = set_eval_frame(callback)   # per thread; None turns the hook off
+ *   ...                               # calls on this thread reach callback(frame)
+ *   set_eval_frame(prev)
+ */
+#include "terra_dyn.h"
+
+PyObject *terra_SKIP = NULL;
+
+/* SKIP is the one instance of a tiny type, so that it prints as itself in reports. */
+static PyObject *skip_repr(PyObject *self) { return PyUnicode_FromString("terra_dyn._C.SKIP"); }
+
+static PyTypeObject SkipMarker_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "terra_dyn._C.SkipMarker",
+    .tp_doc = "The type of SKIP: a callback's answer meaning 'never call me again for this code'.",
+    .tp_basicsize = sizeof(PyObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_repr = skip_repr,
+};
+
+static PyObject *set_eval_frame(PyObject *module, PyObject *callback) {
+    if (callback != Py_None && !PyCallable_Check(callback)) {
+        PyErr_Format(PyExc_TypeError, "set_eval_frame expects a callable or None, got %.100s",
+                     Py_TYPE(callback)->tp_name);
+        return NULL;
+    }
+    PyObject *previous = eval_frame_swap_callback(callback == Py_None ? NULL : Py_NewRef(callback));
+    return previous ? previous : Py_NewRef(Py_None);
+}
+
+static int as_code(PyObject *obj) {
+    if (PyCode_Check(obj)) return 1;
+    PyErr_Format(PyExc_TypeError, "expected a code object, got %.100s", Py_TYPE(obj)->tp_name);
+    return 0;
+}
+
+static PyObject *skip_code(PyObject *module, PyObject *code) {
+    if (!as_code(code)) return NULL;
+    if (cache_mark_always((PyCodeObject *)code) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *clear_code(PyObject *module, PyObject *code) {
+    if (!as_code(code)) return NULL;
+    cache_clear_code((PyCodeObject *)code);
+    Py_RETURN_NONE;
+}
+
+static PyObject *reset(PyObject *module, PyObject *unused) {
+    cache_reset_all();
+    Py_RETURN_NONE;
+}
+
+static PyObject *cache_entries(PyObject *module, PyObject *code) {
+    if (!as_code(code)) return NULL;
+    PyObject *entries = cache_entries_list(cache_lookup((PyCodeObject *)code));
+    return entries ? PyList_GetSlice(entries, 0, PyList_GET_SIZE(entries)) : PyList_New(0);
+}
+
+static PyObject *is_skipped(PyObject *module, PyObject *code) {
+    if (!as_code(code)) return NULL;
+    return PyBool_FromLong(cache_is_skipped(cache_lookup((PyCodeObject *)code)));
+}
+
+static PyMethodDef module_functions[] = {
+    {"set_eval_frame", set_eval_frame, METH_O, "set_eval_frame(callback) -> previous; None turns the hook off (this thread)"},
+    {"skip_code", skip_code, METH_O, "skip_code(code): always run this code object unmodified (survives reset)"},
+    {"clear_code", clear_code, METH_O, "clear_code(code): drop this code object's cache and skip mark"},
+    {"reset", reset, METH_NOARGS, "reset(): drop every code object's cache and SKIP marks"},
+    {"cache_entries", cache_entries, METH_O, "cache_entries(code) -> list of CacheEntry"},
+    {"is_skipped", is_skipped, METH_O, "is_skipped(code) -> bool"},
+    {NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "terra_dyn._C",
+    "terra_dyn's C core: the frame-evaluation hook, per-code cache and guards.", -1, module_functions,
+};
+
+PyMODINIT_FUNC PyInit__C(void) {
+    if (cache_init() < 0 || guards_init() < 0) return NULL;
+    PyObject *m = PyModule_Create(&module_def);
+    if (m == NULL) return NULL;
+    if (PyType_Ready(&SkipMarker_Type) < 0) goto fail;
+    terra_SKIP = PyObject_New(PyObject, &SkipMarker_Type);
+    if (terra_SKIP == NULL || PyModule_AddObjectRef(m, "SKIP", terra_SKIP) < 0) goto fail;
+    PyTypeObject *types[] = {&Guard_Type, &CacheEntry_Type, &OptimizedCallable_Type, &DisabledCallable_Type};
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        if (PyModule_AddType(m, types[i]) < 0) goto fail;
+    }
+    return m;
+fail:
+    Py_DECREF(m);
+    return NULL;
+}

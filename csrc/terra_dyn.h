@@ -1,0 +1,53 @@
+/* Declarations shared by the C files of terra_dyn._C (see docs/CONTRACTS.md section 1).
+ *
+ *   eval_frame.c  the PEP 523 hook: per-thread callback, hit / miss / skip decision
+ *   cache.c       per-code-object state in co_extra (skip mark + CacheEntry list), reset
+ *   guards.c      Guard: the checks a cache entry runs over a frame's argument slots
+ *   callables.c   OptimizedCallable / DisabledCallable: set the thread's callback per call
+ *   module.c      the module object and its functions
+ */
+#ifndef TERRA_DYN_H
+#define TERRA_DYN_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+/* ---- cache.c ---- */
+typedef struct {
+    PyObject_HEAD
+    PyObject *guard;     /* a Guard */
+    PyObject *code;      /* the rewritten code object (flattened signature) */
+    PyObject *function;  /* function made from `code`, reused when it has no free vars */
+} CacheEntry;
+
+extern PyTypeObject CacheEntry_Type;
+extern PyObject *terra_SKIP;  /* the SKIP marker */
+
+typedef struct CodeExtra CodeExtra;
+int cache_init(void);
+CodeExtra *cache_lookup(PyCodeObject *code);           /* NULL: never seen */
+CodeExtra *cache_get_or_create(PyCodeObject *code);    /* NULL + exception on failure */
+int cache_is_skipped(CodeExtra *extra);
+int cache_mark_skipped(PyCodeObject *code);  /* SKIP from the callback: reset() clears it */
+int cache_mark_always(PyCodeObject *code);   /* skip_code(): survives reset() */
+int cache_append(PyCodeObject *code, PyObject *entry);
+PyObject *cache_entries_list(CodeExtra *extra);        /* borrowed list, may be NULL */
+void cache_clear_code(PyCodeObject *code);
+void cache_reset_all(void);
+
+/* ---- guards.c ---- */
+extern PyTypeObject Guard_Type;
+/* 1 pass, 0 fail, -1 error (exception set: only from the Python fallback) */
+int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs);
+int guards_init(void);
+
+/* ---- callables.c ---- */
+extern PyTypeObject OptimizedCallable_Type;
+extern PyTypeObject DisabledCallable_Type;
+
+/* ---- eval_frame.c ---- */
+/* Swap this thread's callback (new reference or NULL in, owned reference out). */
+PyObject *eval_frame_swap_callback(PyObject *callback);
+
+#endif

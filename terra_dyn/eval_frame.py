@@ -1,0 +1,98 @@
+"""Python glue over the C frame hook (terra_dyn._C): wrap functions and modules.
+
+    fast = optimized_callable(step, callback)   # calls of `fast` run with the hook on
+    model = optimized_module(model, callback)   # still an nn.Module; same parameters
+    with frame_hook(callback): step(x)          # the same, for a block of code
+    plain = disable(helper)                     # never touched, nor what it calls
+
+Each call of an optimized function sets this thread's callback, calls the function, and
+puts the previous callback back (in C: OptimizedCallable). The hook then hands every new
+frame on this thread to the per-code cache, and a miss to `callback(frame)`.
+
+Strict mode: when `terra_dyn.config.strict` is true, an exception raised by the callback
+(or a callback returning something other than None / SKIP / CacheEntry) propagates out of
+the call; otherwise it becomes a RuntimeWarning and the original code runs.
+
+Only CPython 3.11 is supported (the hook reads 3.11's frame layout). On other versions
+the package still imports (the Triton backend works alone), but importing this module
+raises one ImportError saying so.
+"""
+import contextlib
+import functools
+import sys
+
+SUPPORTED_VERSIONS = ((3, 11),)
+
+
+def check_python_version():
+    """Raise ImportError unless this interpreter is one the C hook supports."""
+    version = tuple(sys.version_info[:2])
+    if version not in SUPPORTED_VERSIONS or sys.implementation.name != "cpython":
+        supported = ", ".join("%d.%d" % v for v in SUPPORTED_VERSIONS)
+        impl = "" if sys.implementation.name == "cpython" else f" ({sys.implementation.name})"
+        raise ImportError(
+            f"terra_dyn's frame hook supports CPython {supported} only; this is "
+            f"{version[0]}.{version[1]}{impl}. "
+            "terra_dyn.backends works without it; terra_dyn.optimize needs it."
+        )
+
+
+check_python_version()
+
+from . import _C  # noqa: E402  (after the version check: a clear error first)
+
+SKIP = _C.SKIP
+set_eval_frame = _C.set_eval_frame
+cache_entries = _C.cache_entries
+
+
+@contextlib.contextmanager
+def frame_hook(callback):
+    """Run the block with `callback` installed on this thread (None: hook off)."""
+    previous = _C.set_eval_frame(callback)
+    try:
+        yield
+    finally:
+        _C.set_eval_frame(previous)
+
+
+def optimized_callable(fn, callback):
+    """`fn` wrapped so that its calls run with `callback` installed on this thread."""
+    return functools.update_wrapper(_C.OptimizedCallable(fn, callback), fn)
+
+
+def optimized_module(module, callback):
+    """A shallow copy of `module` whose calls run with `callback` installed.
+
+    The copy's class is a subclass of the module's own class made for it (so isinstance
+    holds and repr is unchanged) with `__call__` optimized; its `__dict__` is a shallow
+    copy, so parameters, buffers, submodules and hooks are the very same objects and
+    `state_dict()` keys are unchanged.
+    """
+    cls = type(module)
+    optimized_call = _C.OptimizedCallable(cls.__call__, callback)
+    subclass = type(cls.__name__, (cls,), {
+        "__call__": optimized_call,
+        "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+    })
+    copy = object.__new__(subclass)
+    copy.__dict__.update(module.__dict__)
+    object.__setattr__(copy, "_terra_dyn_original", module)
+    return copy
+
+
+def disable(fn):
+    """`fn` with the hook off while it runs; its code object is never handed to a callback."""
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        _C.skip_code(code)
+    wrapper = _C.DisabledCallable(fn)
+    with contextlib.suppress(AttributeError, TypeError):
+        functools.update_wrapper(wrapper, fn)
+    return wrapper
+
+
+def reset():
+    """Drop every code object's cache entries and SKIP marks (skip_code marks stay)."""
+    _C.reset()

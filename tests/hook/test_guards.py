@@ -1,0 +1,106 @@
+"""Guard checks evaluated in C: each kind passing and failing, fallback, explain."""
+import pytest
+import torch
+
+from terra_dyn._C import Guard
+
+G = {"w": 1}
+
+
+def tensor_check(t, i=0, **override):
+    fields = dict(T=type(t), dtype=t.dtype, device=t.device, sizes=tuple(t.shape),
+                  strides=t.stride(), requires_grad=t.requires_grad)
+    fields.update(override)
+    return ("tensor", i, *fields.values())
+
+
+X = torch.randn(2, 3)
+CASES = [  # (check, passing args, failing args)
+    (("type", 0, int), (1,), (1.0,)),
+    (("id", 0, G), (G,), ({"w": 1},)),
+    (("eq", 0, "mean"), ("mean",), ("sum",)),
+    (("eq", 1, (1, 2)), (0, (1, 2)), (0, (1, 3))),
+    (("eq", 0, 0.5), (0.5,), (0.25,)),
+    (("len", 0, 2), ([1, 2],), ((1, 2, 3),)),
+    (("len", 0, 1), ({"a": 1},), ({},)),
+    (tensor_check(X), (torch.randn(2, 3),), (torch.randn(3, 2),)),
+    (tensor_check(X), (torch.randn(2, 3),), (torch.randn(2, 3, dtype=torch.float64),)),
+    (tensor_check(X), (torch.randn(2, 3),), (torch.randn(3, 2).t(),)),
+    (tensor_check(X), (torch.randn(2, 3),), (torch.randn(2, 3, requires_grad=True),)),
+    (tensor_check(X), (torch.randn(2, 3),), (torch.nn.Parameter(torch.randn(2, 3)),)),
+    (tensor_check(X), (torch.randn(2, 3),), (torch.randn(2, 3, device="meta"),)),
+    (tensor_check(X), (torch.randn(2, 3),), ([[0.0] * 3] * 2,)),
+    (("global_id", G, "w", 1), (), ()),
+    (("call_id", torch.is_grad_enabled, True), (), ()),
+]
+
+
+@pytest.mark.parametrize("check,good,bad", CASES, ids=[f"{c[0]}{i}" for i, (c, _, _) in enumerate(CASES)])
+def test_check_passes_and_fails(check, good, bad):
+    guard = Guard([check])
+    assert guard.check(*good) is True and guard.explain(*good) is None
+    if check[0] == "global_id":
+        G["w"] = 2
+        try:
+            assert guard.check() is False and "global_id" in guard.explain()
+        finally:
+            G["w"] = 1
+    elif check[0] == "call_id":
+        with torch.no_grad():
+            assert guard.check() is False and "call_id" in guard.explain()
+    else:
+        assert guard.check(*bad) is False
+        assert guard.explain(*bad).startswith("check 0 ")
+
+
+def test_explain_names_first_failing_check_and_tensor_field():
+    guard = Guard([("type", 0, torch.Tensor), tensor_check(X), ("eq", 1, 3)])
+    assert guard.explain(X, 3) is None
+    assert "differs in dtype" in guard.explain(X.double(), 3)
+    assert "differs in sizes" in guard.explain(X.t(), 3)
+    assert "differs in strides" in guard.explain(torch.randn(3, 2).t(), 3)
+    message = guard.explain(X, 4)
+    assert message.startswith("check 2 ('eq', 1, 3) failed: args[1] is 4 (type int)")
+
+
+def test_missing_argument_fails_not_crashes():
+    guard = Guard([("type", 5, int)])
+    assert guard.check(1) is False and "only 1 arguments" in guard.explain(1)
+
+
+def test_global_missing_name_is_none():
+    assert Guard([("global_id", {}, "absent", None)]).check() is True
+
+
+def test_fallback_runs_after_checks():
+    calls = []
+
+    def fallback(a, b):
+        calls.append((a, b))
+        return a < b
+
+    guard = Guard([("type", 0, int)], fallback)
+    assert guard.check(1, 2) is True and guard.check(3, 2) is False
+    assert guard.check("x", 2) is False  # the C check failed first: fallback not run
+    assert calls == [(1, 2), (3, 2)]
+    assert "fallback" in guard.explain(3, 2)
+
+
+def test_raising_eq_and_fallback_count_as_failure():
+    class Weird:
+        def __eq__(self, other):
+            raise RuntimeError("no")
+
+    assert Guard([("eq", 0, 1)]).check(Weird()) is False
+    assert Guard([], lambda: 1 / 0).check() is False
+
+
+@pytest.mark.parametrize("bad", [[("nope", 0)], [("type", 0)], [("type", -1, int)], [("type", 0, 3)], ["type"],
+                                 [("global_id", [], "x", 1)]])
+def test_malformed_checks_are_rejected(bad):
+    with pytest.raises((TypeError, ValueError)):
+        Guard(bad)
+
+
+def test_repr_is_readable():
+    assert repr(Guard([("type", 0, int)])) == "Guard((('type', 0, <class 'int'>),))"
