@@ -12,3 +12,6 @@ fi
 # --no-build-isolation: the build must see the pinned torch already installed, never
 # fetch another one into an isolated build environment.
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps -e .
+# Zero-code-change start-up (TERRA_DYN=1 python script.py): editable installs do not ship
+# top-level files, so put the one-line .pth into site-packages here (pip install . ships it).
+.venv/bin/python -c 'import shutil, sysconfig; shutil.copy("scripts/terra_dyn_auto.pth", sysconfig.get_paths()["purelib"])'

@@ -1,18 +1,29 @@
 """The hook's callback: turn a frame into a cache entry (guard + rewritten code).
 
-    hook (C) --miss--> callback(frame) --> translate.translate_frame --> backend --> codegen
-                                      \\-> on any failure: fall back (SKIP / original code)
+    hook (C) --miss--> callback(frame)
+        library code (stdlib, torch, terra_dyn)         -> SKIP
+        recompile limit reached                          -> SKIP, one warning naming the guard
+        translate.translate_frame(frame, options)        -> graphs, guard, code, breaks
+            record graphs / breaks / guards / recompiles (report.py)
+            -> CacheEntry(guard, code)                    (the hook runs it now)
+        any failure inside terra_dyn                     -> record a Fallback, SKIP
+            (strict: raise an error naming the user's file and line)
 
-PLACEHOLDER (foundation issue): an identity translation, so that the whole path
-call -> hook -> callback -> cache -> run is real before translation exists.
+A recompile (a miss on a code object that has entries) records which guard failed; a
+number argument whose value keeps changing becomes a graph input instead of a constant
+on the next translation (so a loop counter handed to a resume function does not exhaust
+the recompile limit).
 """
 import os
 import types
+import warnings
 
 import torch
 
-from . import _C
-from .codegen import flatten_signature
+from . import _C, config, report
+from .backends import backend_name, lookup
+from .codegen.resume import is_resume_code
+from .translate import FullgraphError, TranslateOptions, Unsupported, translate_frame
 
 _LIBRARY_DIRS = tuple(
     os.path.dirname(os.path.abspath(m.__file__)) + os.sep
@@ -21,19 +32,143 @@ _LIBRARY_DIRS = tuple(
 _TERRA_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
+class TranslationError(RuntimeError):
+    """strict mode: terra_dyn could not translate a frame (names the user's file and line)."""
+
+
+_TORCH_MODULES_DIR = os.path.join(os.path.dirname(os.path.abspath(torch.__file__)), "nn", "modules") + os.sep
+
+
 def is_library_code(code: types.CodeType) -> bool:
-    """Frames of the stdlib, torch and terra_dyn itself are never entry points."""
+    """Frames of the stdlib, torch and terra_dyn itself are never entry points, except the
+    `forward` of torch's own modules (an optimized nn.Sequential or nn.LSTM starts there)."""
     filename = code.co_filename
+    if code.co_name == "forward" and filename.startswith(_TORCH_MODULES_DIR):
+        return False
+    if "site-packages" in filename or filename.startswith(("<frozen", "<eval_with_key>", "<terra_dyn")):
+        return True
     return filename.startswith(_TERRA_DIR) or filename.startswith(_LIBRARY_DIRS)
+
+
+class CodeState:
+    """What convert_frame remembers about one code object between its translations."""
+
+    __slots__ = ("code", "entries", "dynamic", "warned", "guards")
+
+    def __init__(self, code):
+        self.code = code
+        self.entries = 0
+        self.dynamic = set()
+        self.warned = False
+        self.guards = []
+
+
+_states = {}  # id(code) -> CodeState (the state holds the code, so the id stays valid)
+
+
+def state_of(code):
+    state = _states.get(id(code))
+    if state is None or state.code is not code:
+        state = _states[id(code)] = CodeState(code)
+    return state
+
+
+def reset():
+    _states.clear()
+
+
+def _slot_values(frame, code):
+    from .codegen.signature import argument_slot_names
+
+    f_locals = frame.f_locals
+    return [f_locals.get(n) for n in argument_slot_names(code)]
+
+
+def _failing_guard(state, frame, code):
+    args = _slot_values(frame, code)
+    for guard in state.guards:
+        try:
+            why = guard.explain(*args)
+        except Exception as exc:  # a guard that cannot even run counts as failing
+            why = f"guard raised {type(exc).__name__}"
+        if why:
+            return why
+    return "unknown guard"
+
+
+def _note_dynamic(state, why, frame, code):
+    """An `eq` check on a number slot failed: pass that number as a graph input next time."""
+    args = _slot_values(frame, code)
+    for guard in state.guards:
+        for check in getattr(guard, "checks", ()) or ():
+            if check[0] == "eq" and check[2] is not None and type(check[2]) in (int, float):
+                i = check[1]
+                if i < len(args) and type(args[i]) is type(check[2]) and args[i] != check[2]:
+                    state.dynamic.add(f"a{i}")
 
 
 def make_callback(backend="auto", fullgraph=False, strict=False):
     """The callback installed by `optimize` for one set of options."""
+    compile_fn = lookup(backend)
+    name = backend_name(backend)
 
     def callback(frame):
         code = frame.f_code
-        if is_library_code(code):
+        if is_library_code(code) and not is_resume_code(code):
             return _C.SKIP
-        return _C.CacheEntry(_C.Guard([]), flatten_signature(code))
+        state = state_of(code)
+        if state.entries:
+            why = _failing_guard(state, frame, code)
+            report.record_recompile(report.Recompile(code.co_name, code.co_filename, code.co_firstlineno, why))
+            if state.entries >= config.recompile_limit:
+                if not state.warned:
+                    state.warned = True
+                    warnings.warn(
+                        f"terra_dyn: {code.co_name} ({code.co_filename}:{code.co_firstlineno}) was "
+                        f"translated {state.entries} times (recompile_limit); running it eagerly from "
+                        f"now on. The guard that kept failing: {why}", RuntimeWarning, stacklevel=2)
+                return _C.SKIP
+            _note_dynamic(state, why, frame, code)
+        options = TranslateOptions(backend=compile_fn, backend_name=name, fullgraph=fullgraph,
+                                   dynamic=frozenset(state.dynamic))
+        try:
+            result = translate_frame(frame, options)
+        except Exception as exc:
+            return _fallback(code, exc, strict or fullgraph)
+        state.entries += 1
+        state.guards.append(result.guard)
+        _record(code, result, name)
+        return _C.CacheEntry(result.guard, result.code)
 
     return callback
+
+
+def _fallback(code, exc, strict):
+    reason = f"{type(exc).__name__}: {exc}"
+    report.record_fallback(report.Fallback(code.co_name, code.co_filename, code.co_firstlineno, reason))
+    if strict or config.strict or isinstance(exc, FullgraphError):
+        if isinstance(exc, (FullgraphError, TranslationError)):
+            raise exc
+        where = f"{getattr(exc, 'filename', '') or code.co_filename}:{getattr(exc, 'lineno', 0) or code.co_firstlineno}"
+        line = getattr(exc, "source_line", "")
+        raise TranslationError(
+            f"terra_dyn could not translate {code.co_qualname} at {where}: "
+            f"{getattr(exc, 'reason', reason)}" + (f"\n    {line}" if line else "")
+            + "\n(run without strict mode to fall back to eager for this frame)") from exc
+    if config.verbose:
+        warnings.warn(f"terra_dyn: running {code.co_name} eagerly: {reason}", RuntimeWarning, stacklevel=2)
+    if isinstance(exc, Unsupported):
+        return _C.SKIP
+    return _C.SKIP
+
+
+def _record(code, result, backend):
+    for gm in result.graphs:
+        op_count = sum(1 for n in gm.graph.nodes if n.op in ("call_function", "call_method", "call_module"))
+        report.record_graph(report.GraphRecord(
+            code_name=code.co_name, filename=code.co_filename, lineno=code.co_firstlineno,
+            op_count=op_count, graph=gm, backend=backend,
+            translate_seconds=result.translate_seconds, compile_seconds=result.compile_seconds))
+    for brk in result.breaks:
+        report.record_break(brk)
+    report.record_guards(result.guard_descriptions)

@@ -4,20 +4,27 @@ The translator and convert_frame *record*; explain(), the CLI and TERRA_DYN_REPO
 
     convert_frame --record_graph/record_break/record_recompile/record_fallback--> Recorder
     explain(fn, *args) / `terra-dyn report script.py` / atexit JSON  <-- Recorder.report()
+    Report --frames()--> FrameSummary (graphs, BreakSites, recompiles) --render()--> text
 
 There is always a process-wide recorder; `recording()` installs a fresh one for a block
 (explain uses it). Example:
 
     with recording() as rec:
         fast(x)
-    print(rec.report())
+    print(rec.report())            # per frame: graphs, breaks by reason, recompiles, time
+
+A break's *cost* ranks what to fix first: how often it was recorded times the ops in the
+graphs of its frame (the tensor work it splits). Text output fits 80 columns.
 """
 import contextlib
-import dataclasses
 import json
+import os
+import textwrap
 import threading
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, List
+
+WIDTH = 80
 
 
 @dataclass
@@ -28,7 +35,7 @@ class GraphRecord:
     filename: str
     lineno: int
     op_count: int
-    graph: Any = field(default=None, repr=False)  # torch.fx.GraphModule
+    graph: Any = field(default=None, repr=False)  # torch.fx.GraphModule (a str after from_json)
     backend: str = ""
     translate_seconds: float = 0.0
     compile_seconds: float = 0.0
@@ -38,9 +45,14 @@ class GraphRecord:
         where = f"{self.filename}:{self.lineno}"
         return f"<graph {self.code_name} at {where}: {self.op_count} ops, backend={self.backend}>"
 
+    def graph_text(self) -> str:
+        graph = getattr(self.graph, "graph", self.graph)  # GraphModule -> fx.Graph
+        return "" if graph is None else str(graph)
+
     def to_json(self):
-        data = dataclasses.asdict(self)
-        data["graph"] = str(self.graph.graph) if self.graph is not None else None
+        # Not dataclasses.asdict: it would deep-copy the GraphModule.
+        data = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        data["graph"] = self.graph_text() or None
         return data
 
 
@@ -59,7 +71,7 @@ class GraphBreak:
         return f"<break at {self.filename}:{self.lineno}: {self.reason}>"
 
     def to_json(self):
-        return dataclasses.asdict(self)
+        return _fields(self)
 
 
 @dataclass
@@ -75,7 +87,7 @@ class Recompile:
         return f"<recompile {self.code_name} ({self.filename}:{self.lineno}): {self.failed_guard}>"
 
     def to_json(self):
-        return dataclasses.asdict(self)
+        return _fields(self)
 
 
 @dataclass
@@ -91,7 +103,99 @@ class Fallback:
         return f"<fallback {self.code_name} ({self.filename}:{self.lineno}): {self.reason}>"
 
     def to_json(self):
-        return dataclasses.asdict(self)
+        return _fields(self)
+
+
+def _fields(record):
+    return {f: (list(v) if isinstance(v, list) else v)
+            for f, v in ((f, getattr(record, f)) for f in record.__dataclass_fields__)}
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+@dataclass
+class BreakSite:
+    """Every break recorded at one file:line for one reason."""
+
+    reason: str
+    filename: str
+    lineno: int
+    source_line: str
+    count: int
+    ops_around: int  # ops in the graphs of the frame the break splits
+    user_stack: List[str] = field(default_factory=list)
+    frame: str = ""
+
+    @property
+    def cost(self) -> int:
+        return self.count * self.ops_around
+
+    def __repr__(self):
+        return f"<{self.count}x break at {self.filename}:{self.lineno}: {self.reason} (cost {self.cost})>"
+
+    def to_json(self):
+        data = _fields(self)
+        data["cost"] = self.cost
+        return data
+
+
+@dataclass
+class FrameSummary:
+    """What happened to one function's frames (its resume functions included)."""
+
+    name: str
+    filename: str
+    lineno: int
+    graphs: List[GraphRecord] = field(default_factory=list)
+    break_sites: List[BreakSite] = field(default_factory=list)
+    recompiles: List[Recompile] = field(default_factory=list)
+    fallbacks: List[Fallback] = field(default_factory=list)
+
+    @property
+    def op_count(self):
+        return sum(g.op_count for g in self.graphs)
+
+    @property
+    def translate_seconds(self):
+        return sum(g.translate_seconds for g in self.graphs)
+
+    @property
+    def compile_seconds(self):
+        return sum(g.compile_seconds for g in self.graphs)
+
+    def __repr__(self):
+        return (f"<frame {self.name} at {self.filename}:{self.lineno}: {len(self.graphs)} graphs, "
+                f"{sum(s.count for s in self.break_sites)} breaks>")
+
+    def to_json(self):
+        return {
+            "name": self.name, "filename": self.filename, "lineno": self.lineno,
+            "graph_ops": [g.op_count for g in self.graphs],
+            "breaks": [s.to_json() for s in self.break_sites],
+            "recompiles": [r.to_json() for r in self.recompiles],
+            "fallbacks": [f.to_json() for f in self.fallbacks],
+            "translate_seconds": self.translate_seconds, "compile_seconds": self.compile_seconds,
+        }
+
+
+def frame_name(code_name: str) -> str:
+    """The user's function a code object belongs to: resume functions count as their frame.
+
+    The translator names continuation code objects after the function they continue
+    (e.g. `__resume_at_42_train_step` or `train_step.<resume@42>`)."""
+    name = code_name
+    if name.startswith("__resume"):
+        rest = name[len("__resume"):].lstrip("_")
+        parts = rest.split("_")
+        # __resume_at_<offset>_<name>: drop "at" and the numbers
+        while parts and (parts[0] == "at" or parts[0].isdigit()):
+            parts.pop(0)
+        name = "_".join(parts) or code_name
+    for marker in (".<resume", "<resume"):
+        if marker in name:
+            name = name.split(marker)[0] or code_name
+    return name
 
 
 @dataclass
@@ -101,6 +205,8 @@ class Report:
     recompiles: List[Recompile] = field(default_factory=list)
     fallbacks: List[Fallback] = field(default_factory=list)
     guards: List[str] = field(default_factory=list)  # readable guard descriptions
+    title: str = ""  # what ran: "explain(step)" or the script's command line
+    wall_seconds: float = 0.0  # the whole run, translation included
 
     @property
     def graph_count(self):
@@ -110,26 +216,234 @@ class Report:
     def break_count(self):
         return len(self.breaks)
 
+    @property
+    def op_count(self):
+        return sum(g.op_count for g in self.graphs)
+
+    @property
+    def translate_seconds(self):
+        return sum(g.translate_seconds for g in self.graphs)
+
+    @property
+    def compile_seconds(self):
+        return sum(g.compile_seconds for g in self.graphs)
+
+    def frames(self) -> List[FrameSummary]:
+        """Records grouped by the user function they belong to, in order of appearance."""
+        frames = {}
+
+        def frame_for(code_name, filename, lineno):
+            key = (filename, frame_name(code_name))
+            if key not in frames:
+                frames[key] = FrameSummary(key[1], filename, lineno)
+            summary = frames[key]
+            summary.lineno = min(summary.lineno, lineno) if lineno > 0 else summary.lineno
+            return summary
+
+        for g in self.graphs:
+            frame_for(g.code_name, g.filename, g.lineno).graphs.append(g)
+        sites = {}
+        for b in self.breaks:
+            # A break inside an inlined callee belongs to the frame being translated: the
+            # outermost entry of its user stack ("file:line in func").
+            frame_file, frame_line = _stack_location(b.user_stack[0]) if b.user_stack else (b.filename, b.lineno)
+            frame = frame_for(b.code_name or "<unknown>", frame_file, frame_line)
+            key = (id(frame), b.filename, b.lineno, b.reason)
+            if key not in sites:
+                sites[key] = BreakSite(b.reason, b.filename, b.lineno, b.source_line, 0, 0,
+                                       list(b.user_stack), frame.name)
+                frame.break_sites.append(sites[key])
+            sites[key].count += 1
+        for r in self.recompiles:
+            frame_for(r.code_name, r.filename, r.lineno).recompiles.append(r)
+        for f in self.fallbacks:
+            frame_for(f.code_name, f.filename, f.lineno).fallbacks.append(f)
+        for frame in frames.values():
+            for site in frame.break_sites:
+                site.ops_around = frame.op_count
+        return list(frames.values())
+
+    def break_sites(self) -> List[BreakSite]:
+        return [site for frame in self.frames() for site in frame.break_sites]
+
+    def costliest_breaks(self, n=5) -> List[BreakSite]:
+        """The break sites to remove first: highest count x ops around them."""
+        sites = sorted(self.break_sites(), key=lambda s: (-s.cost, -s.count, s.filename, s.lineno))
+        return sites[:n]
+
+    def summary(self):
+        return {
+            "graphs": self.graph_count, "ops": self.op_count, "breaks": self.break_count,
+            "break_sites": len(self.break_sites()), "recompiles": len(self.recompiles),
+            "fallbacks": len(self.fallbacks), "translate_seconds": self.translate_seconds,
+            "compile_seconds": self.compile_seconds, "wall_seconds": self.wall_seconds,
+        }
+
     def to_json(self):
         return {
+            "title": self.title,
+            "summary": self.summary(),
             "graphs": [g.to_json() for g in self.graphs],
             "breaks": [b.to_json() for b in self.breaks],
             "recompiles": [r.to_json() for r in self.recompiles],
             "fallbacks": [f.to_json() for f in self.fallbacks],
             "guards": list(self.guards),
+            "frames": [f.to_json() for f in self.frames()],
+            "costliest_breaks": [s.to_json() for s in self.costliest_breaks()],
         }
 
+    @classmethod
+    def from_json(cls, data) -> "Report":
+        """Inverse of to_json (graphs come back as their printed text)."""
+        return cls(
+            graphs=[GraphRecord(**g) for g in data.get("graphs", [])],
+            breaks=[GraphBreak(**b) for b in data.get("breaks", [])],
+            recompiles=[Recompile(**r) for r in data.get("recompiles", [])],
+            fallbacks=[Fallback(**f) for f in data.get("fallbacks", [])],
+            guards=list(data.get("guards", [])),
+            title=data.get("title", ""),
+            wall_seconds=data.get("summary", {}).get("wall_seconds", 0.0),
+        )
+
     def dumps(self):
-        return json.dumps(self.to_json(), indent=2)
+        return json.dumps(self.to_json(), indent=2, default=str)
+
+    def render(self, width=WIDTH, verbose=False) -> str:
+        """The text report; `verbose` adds each graph's FX code and the guards."""
+        return _TextReport(self, width, verbose).render()
 
     def __str__(self):
-        lines = [f"{len(self.graphs)} graph(s), {len(self.breaks)} break(s), "
-                 f"{len(self.recompiles)} recompile(s), {len(self.fallbacks)} fallback(s)"]
-        lines += [f"  {g!r}" for g in self.graphs]
-        lines += [f"  {b!r}" for b in self.breaks]
-        lines += [f"  {r!r}" for r in self.recompiles]
-        lines += [f"  {f!r}" for f in self.fallbacks]
-        return "\n".join(lines)
+        return self.render()
+
+    def __repr__(self):
+        title = f" {self.title}" if self.title else ""
+        return (f"<Report{title}: {self.graph_count} graphs, {self.break_count} breaks, "
+                f"{len(self.recompiles)} recompiles, {len(self.fallbacks)} fallbacks>")
+
+
+def _stack_location(entry: str):
+    """"train.py:12 in step" -> ("train.py", 12)."""
+    where = entry.rpartition(" in ")[0] or entry
+    filename, _, line = where.rpartition(":")
+    return (filename, int(line)) if filename and line.isdigit() else (entry, 0)
+
+
+# --------------------------------------------------------------------------- text rendering
+
+
+def short_path(filename: str) -> str:
+    """A filename as short as still clear: relative to the working directory, or its tail."""
+    if filename.startswith("<"):
+        return filename
+    try:
+        rel = os.path.relpath(filename)
+    except ValueError:
+        rel = filename
+    if not rel.startswith(".."):
+        return rel
+    parts = filename.split(os.sep)
+    return os.sep.join(["..."] + parts[-2:]) if len(parts) > 3 else filename
+
+
+def _short_stack_entry(entry: str) -> str:
+    """"/long/path/train.py:12 in step" -> "train.py:12 in step"."""
+    where, sep, func = entry.rpartition(" in ")
+    filename, colon, line = (where if sep else entry).rpartition(":")
+    if not colon:
+        return entry
+    return f"{short_path(filename)}:{line}" + (f" in {func}" if sep else "")
+
+
+def _seconds(s: float) -> str:
+    return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def _plural(n, word):
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+class _TextReport:
+    """Lays a Report out in `width` columns: summary, costliest breaks, then each frame."""
+
+    def __init__(self, report: Report, width: int, verbose: bool):
+        self.report, self.width, self.verbose = report, width, verbose
+        self.lines: List[str] = []
+
+    def line(self, text="", indent=0, wrap=False):
+        prefix = " " * indent
+        room = max(self.width - indent, 20)
+        if wrap and len(text) > room:
+            self.lines += [prefix + t for t in textwrap.wrap(text, room, subsequent_indent="  ")]
+        else:
+            self.lines.append(prefix + (text if len(text) <= room else text[: room - 3] + "..."))
+
+    def render(self) -> str:
+        r = self.report
+        if r.title:
+            self.line(f"terra_dyn report: {r.title}")
+        self.line(f"{_plural(r.graph_count, 'graph')} ({r.op_count} ops), {_plural(r.break_count, 'break')} at "
+                  f"{_plural(len(r.break_sites()), 'site')}, {_plural(len(r.recompiles), 'recompile')}, "
+                  f"{_plural(len(r.fallbacks), 'fallback')}", wrap=True)
+        timing = f"time: translating {_seconds(r.translate_seconds)}, compiling {_seconds(r.compile_seconds)}"
+        if r.wall_seconds:
+            timing += f", whole run {_seconds(r.wall_seconds)}"
+        self.line(timing)
+        self.costliest()
+        for frame in r.frames():
+            self.frame(frame)
+        if self.verbose and r.guards:
+            self.line()
+            self.line("Guards of each translation:")
+            for i, text in enumerate(r.guards):
+                self.line(f"[{i}]", 2)
+                for g in text.splitlines():
+                    self.line(g, 4)
+        return "\n".join(self.lines)
+
+    def costliest(self):
+        sites = [s for s in self.report.costliest_breaks() if s.count]
+        if not sites:
+            return
+        self.line()
+        self.line("Costliest breaks (times recorded x ops in the frame's graphs):")
+        for s in sites:
+            where = f"{short_path(s.filename)}:{s.lineno}"
+            self.line(f"{s.cost:>6}  {s.count}x{s.ops_around:<5} {where}  {s.reason}", 2)
+
+    def frame(self, frame: FrameSummary):
+        self.line()
+        self.line(f"{frame.name}  ({short_path(frame.filename)}:{frame.lineno})")
+        if frame.graphs:
+            ops = ", ".join(f"{g.op_count} ops from line {g.lineno}" for g in frame.graphs)
+            self.line(f"graphs: {len(frame.graphs)} ({ops}); translating "
+                      f"{_seconds(frame.translate_seconds)}, compiling {_seconds(frame.compile_seconds)}", 2, wrap=True)
+            for g in frame.graphs:
+                if g.note:
+                    self.line(f"note: {g.note}", 4, wrap=True)
+                if self.verbose and g.graph is not None:
+                    self.line(f"graph at line {g.lineno} ({g.backend or 'backend ?'}):", 4)
+                    for text in g.graph_text().splitlines():
+                        self.line(text, 6)
+        else:
+            self.line("graphs: none", 2)
+        by_reason = {}
+        for site in frame.break_sites:
+            by_reason.setdefault(site.reason, []).append(site)
+        for reason, sites in by_reason.items():
+            self.line(f"break x{sum(s.count for s in sites)}: {reason}", 2, wrap=True)
+            for s in sites:
+                where = f"line {s.lineno}" if s.filename == frame.filename else f"{short_path(s.filename)}:{s.lineno}"
+                self.line(f"{where}: {s.source_line.strip()}", 6)
+                if len(s.user_stack) > 1:  # inside an inlined callee: show how we got there
+                    for entry in s.user_stack:
+                        self.line(f"from {_short_stack_entry(entry)}", 8)
+        for r in frame.recompiles:
+            self.line(f"recompile: {r.failed_guard}", 2, wrap=True)
+        for f in frame.fallbacks:
+            self.line(f"fallback (ran as plain Python): {f.reason}", 2, wrap=True)
+
+
+# --------------------------------------------------------------------------- recording
 
 
 class Recorder:

@@ -1,0 +1,190 @@
+"""The execution modes the runners compare: eager, terra_dyn with a backend, torch.compile.
+
+    mode = make_mode("terra:interpreter")     # or "eager", "compile:inductor", "compile:eager"
+    mode.prepare()                             # imports; raises ModeUnavailable with a reason
+    fast = mode.wrap(step)                     # terra_dyn.optimize(step, backend=...) etc.
+    with mode.counting():                      # graph/break counts of this call, accumulated
+        fast(batch)
+    mode.counts                                # Counts(graphs=1, breaks=2, recompiles=0, ...)
+
+Counts come from terra_dyn's report (`terra_dyn.report.recording()`) and, for torch.compile,
+from deltas of `torch._dynamo.utils.counters` around each call — torch._dynamo is used here,
+in the benchmarks only, never inside terra_dyn. Modes can run interleaved in one process.
+
+torch.compile settings, applied once by `configure_torch_compile`: Inductor's
+`fallback_random` is on so that dropout and randn draw the same numbers as eager (losses
+are compared), and Dynamo's per-code recompile limit is multiplied by the number of
+torch.compile modes sharing a code object (both modes cache entries on the same code).
+"""
+import contextlib
+import dataclasses
+
+CPU_DEFAULT_MODES = ["eager", "terra:interpreter", "compile:inductor", "compile:eager"]
+CUDA_DEFAULT_MODES = ["eager", "terra:interpreter", "terra:triton", "compile:inductor", "compile:eager"]
+KNOWN_MODES = ["eager", "terra:interpreter", "terra:triton", "terra:auto", "compile:inductor", "compile:eager"]
+DEBUG_MODES = ["debug:segfault"]  # for the runner's own tests: proves a crashing mode cannot end a run
+
+
+class ModeUnavailable(Exception):
+    """The mode cannot run here (terra_dyn does not import, no GPU for triton, ...)."""
+
+
+@dataclasses.dataclass
+class Counts:
+    graphs: int = 0
+    breaks: int = 0
+    recompiles: int = 0
+    fallbacks: int = 0
+    frames: int = 0  # torch.compile: frames Dynamo translated (first compiles + recompiles)
+    fallback_reasons: list = dataclasses.field(default_factory=list)
+
+    def __repr__(self):
+        return (f"Counts(graphs={self.graphs}, breaks={self.breaks}, recompiles={self.recompiles}, "
+                f"fallbacks={self.fallbacks})")
+
+
+class Mode:
+    """Eager: runs the program as written."""
+
+    kind = "eager"
+    counts_recompiles = True
+
+    def __init__(self, name):
+        self.name = name
+        self.counts = Counts()
+
+    def prepare(self):
+        pass
+
+    def wrap(self, fn_or_module):
+        return fn_or_module
+
+    @contextlib.contextmanager
+    def counting(self):
+        yield
+
+    def __repr__(self):
+        return f"<mode {self.name} {self.counts!r}>"
+
+
+class TerraMode(Mode):
+    """terra_dyn.optimize(unit, backend=...), counted from terra_dyn's report recorder."""
+
+    kind = "terra"
+
+    def __init__(self, name, backend, strict=False):
+        super().__init__(name)
+        self.backend = backend
+        self.strict = strict
+        self.terra_dyn = None
+
+    def prepare(self):
+        try:
+            import terra_dyn
+            import terra_dyn.report  # noqa: F401
+        except Exception as e:  # the frontend is missing or broken: report, never crash the run
+            raise ModeUnavailable(f"import terra_dyn failed: {type(e).__name__}: {e}") from e
+        if self.backend == "triton":
+            import torch
+            if not torch.cuda.is_available():
+                raise ModeUnavailable("backend 'triton' needs a CUDA GPU")
+        self.terra_dyn = terra_dyn
+
+    def wrap(self, fn_or_module):
+        return self.terra_dyn.optimize(fn_or_module, backend=self.backend, strict=self.strict)
+
+    @contextlib.contextmanager
+    def counting(self):
+        with self.terra_dyn.report.recording() as recorder:
+            try:
+                yield
+            finally:
+                report = recorder.report()
+                self.counts.graphs += len(report.graphs)
+                self.counts.breaks += len(report.breaks)
+                self.counts.recompiles += len(report.recompiles)
+                self.counts.fallbacks += len(report.fallbacks)
+                for f in report.fallbacks[:3]:
+                    if len(self.counts.fallback_reasons) < 5:
+                        self.counts.fallback_reasons.append(repr(f)[:300])
+
+
+def configure_torch_compile(n_compile_modes):
+    import torch._dynamo.config as dynamo_config
+    import torch._inductor.config as inductor_config
+
+    inductor_config.fallback_random = True
+    for knob in ("recompile_limit", "cache_size_limit"):
+        if hasattr(dynamo_config, knob):
+            setattr(dynamo_config, knob, 8 * max(1, n_compile_modes))
+            break
+
+
+class CompileMode(Mode):
+    """torch.compile(unit, backend=...), counted from torch._dynamo's counters."""
+
+    kind = "compile"
+    counts_recompiles = False  # Dynamo keeps no recompile counter; `frames` says how many translations
+
+    def __init__(self, name, backend):
+        super().__init__(name)
+        self.backend = backend
+
+    def prepare(self):
+        try:
+            import torch._dynamo.utils  # noqa: F401
+        except Exception as e:
+            raise ModeUnavailable(f"torch.compile unavailable: {e}") from e
+
+    def wrap(self, fn_or_module):
+        import torch
+        return torch.compile(fn_or_module, backend=self.backend)
+
+    @staticmethod
+    def _snapshot():
+        from torch._dynamo.utils import counters
+        return (counters["stats"]["unique_graphs"],
+                sum(counters["graph_break"].values()) + sum(counters["unimplemented"].values()),
+                counters["frames"]["total"])
+
+    @contextlib.contextmanager
+    def counting(self):
+        before = self._snapshot()
+        try:
+            yield
+        finally:
+            after = self._snapshot()
+            self.counts.graphs += after[0] - before[0]
+            self.counts.breaks += after[1] - before[1]
+            self.counts.frames += after[2] - before[2]
+
+
+class SegfaultMode(Mode):
+    """Kills its process with SIGSEGV on the first step: tests the runner's crash isolation."""
+
+    kind = "debug"
+
+    def wrap(self, fn_or_module):
+        def crash(*args, **kwargs):
+            import os
+            import signal
+            os.kill(os.getpid(), signal.SIGSEGV)
+
+        return crash
+
+
+def make_mode(name):
+    if name == "eager":
+        return Mode(name)
+    if name == "debug:segfault":
+        return SegfaultMode(name)
+    kind, _, backend = name.partition(":")
+    if kind == "terra" and backend in ("interpreter", "triton", "auto"):
+        return TerraMode(name, backend)
+    if kind == "compile" and backend:
+        return CompileMode(name, backend)
+    raise ValueError(f"unknown mode {name!r}; known: {', '.join(KNOWN_MODES)}")
+
+
+def default_modes(device):
+    return list(CUDA_DEFAULT_MODES if str(device).startswith("cuda") else CPU_DEFAULT_MODES)

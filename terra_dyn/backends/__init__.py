@@ -1,0 +1,58 @@
+"""Backends: GraphModule -> callable (torch.compile's backend convention).
+
+    lookup("interpreter") -> interpreter.compile_graph      eager ops; always works
+    lookup("triton")      -> triton.compile_graph           fused Triton kernels (lazy import)
+    lookup("auto")        -> triton for graphs on CUDA tensors when Triton and a GPU are
+                             present, else the interpreter
+    lookup(callable)      -> that callable, e.g. a torch.compile-style backend
+
+Example: `lookup("auto")(gm, [torch.randn(4)])` returns `gm.forward` on a CPU machine.
+"""
+import torch
+
+from . import interpreter
+
+
+def _triton():
+    from . import triton as triton_backend
+
+    return triton_backend
+
+
+def _on_cuda(example_inputs):
+    return any(isinstance(t, torch.Tensor) and t.device.type == "cuda" for t in example_inputs)
+
+
+def auto(gm, example_inputs):
+    if _on_cuda(example_inputs):
+        try:
+            triton_backend = _triton()
+            if triton_backend.is_available():
+                return triton_backend.compile_graph(gm, example_inputs)
+        except ImportError:
+            pass
+    return interpreter.compile_graph(gm, example_inputs)
+
+
+def triton(gm, example_inputs):
+    return _triton().compile_graph(gm, example_inputs)
+
+
+_BY_NAME = {"interpreter": interpreter.compile_graph, "auto": auto, "triton": triton}
+
+
+def lookup(name_or_callable):
+    if callable(name_or_callable):
+        return name_or_callable
+    try:
+        return _BY_NAME[name_or_callable]
+    except KeyError:
+        raise ValueError(
+            f"unknown terra_dyn backend {name_or_callable!r}; use one of {sorted(_BY_NAME)} or a callable"
+        ) from None
+
+
+def backend_name(name_or_callable):
+    if isinstance(name_or_callable, str):
+        return name_or_callable
+    return getattr(name_or_callable, "__name__", type(name_or_callable).__name__)

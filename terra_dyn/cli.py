@@ -1,0 +1,133 @@
+"""The `terra-dyn` command (also `python -m terra_dyn`).
+
+    terra-dyn report [--json] [--backend B] [--strict] [--verbose] script.py [args...]
+    terra-dyn config
+
+`report` runs the script in this process with terra_dyn enabled exactly as
+`TERRA_DYN=1 python script.py` would (auto.enable: the same entry points), then prints per
+frame: graphs and their op counts, breaks grouped by reason with counts and source lines,
+recompiles with the failing guard, time spent translating and compiling, and the breaks
+that cost the most. With --json, stdout holds only the JSON document (the script's own
+stdout is sent to stderr). The exit status is the script's own:
+
+    main(argv) -> run_script(path, args) -> auto.enable -> runpy.run_path -> auto.disable
+               -> Report.render() / Report.dumps()
+
+`config` prints every knob with its env var, current value and meaning.
+"""
+import argparse
+import contextlib
+import os
+import runpy
+import sys
+import time
+import traceback
+
+EXIT_NO_SCRIPT = 2  # what `python missing.py` exits with
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="terra-dyn", description="terra_dyn: imperative PyTorch as optimized graphs")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+    report = commands.add_parser("report", help="run a script under terra_dyn and report graphs and breaks")
+    report.add_argument("--json", action="store_true", help="print the report as JSON (script stdout -> stderr)")
+    report.add_argument("--backend", default=None, help="backend: auto, interpreter, triton (default: config)")
+    report.add_argument("--strict", action="store_true", help="raise instead of falling back")
+    report.add_argument("--verbose", action="store_true", help="also print each graph and the guards")
+    report.add_argument("script", help="the Python script to run")
+    report.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
+    commands.add_parser("config", help="print every configuration knob and its env var")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "config":
+        from . import config
+        print(config.describe())
+        return 0
+    return report_command(args)
+
+
+def report_command(args) -> int:
+    if not os.path.isfile(args.script):
+        print(f"terra-dyn: can't open file {args.script!r}: no such file", file=sys.stderr)
+        return EXIT_NO_SCRIPT
+    from . import report as report_module
+
+    with _stdout_to_stderr() if args.json else contextlib.nullcontext():
+        start = time.perf_counter()
+        with report_module.recording() as recorder:
+            status = run_script(args.script, args.args, backend=args.backend, strict=args.strict or None)
+        result = recorder.report()
+    result.wall_seconds = time.perf_counter() - start
+    result.title = " ".join([args.script] + list(args.args))
+    if args.json:
+        print(result.dumps())
+    else:
+        print("\n" + "=" * 80 + "\n" + result.render(verbose=args.verbose))
+        if status:
+            print(f"\n(the script exited with status {status})")
+    sys.stdout.flush()
+    return status
+
+
+def run_script(path, script_args, backend=None, strict=None) -> int:
+    """Run `path` as __main__ with terra_dyn enabled; return its exit status."""
+    from . import auto
+
+    path = os.path.abspath(path)
+    saved_argv, saved_path = sys.argv[:], sys.path[:]
+    sys.argv[:] = [path] + list(script_args)
+    sys.path.insert(0, os.path.dirname(path))  # as `python script.py` does
+    previous = auto.enable(backend=backend, strict=strict)
+    try:
+        runpy.run_path(path, run_name="__main__")
+        return 0
+    except SystemExit as exc:
+        return _exit_status(exc)
+    except KeyboardInterrupt:
+        return 130
+    except BaseException as exc:  # the script's own error: show it as Python would
+        _print_user_traceback(exc, path)
+        return 1
+    finally:
+        auto.disable(previous)
+        sys.argv[:] = saved_argv
+        sys.path[:] = saved_path
+
+
+def _exit_status(exc: SystemExit) -> int:
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)  # sys.exit("message") prints it and exits 1
+    return 1
+
+
+def _print_user_traceback(exc, script_path):
+    """The traceback from the script's first frame on (runpy and terra-dyn left out)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != script_path:
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb or exc.__traceback__, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Point file descriptor 1 (so print() and C code too) at stderr for the block."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""The rewritten code object: call the compiled graph, replay effects, return or resume.
+
+    COPY_FREE_VARS / RESUME
+    [closure check: if the closure's values changed, run the original code instead]
+    ___graph_out = compiled(<graph inputs loaded from their sources>)
+    <replayed side effects: print(...), obj.attr = v, xs[:] = [...]>
+    ending:
+        return <rebuilt value>                                    (no break)
+      | <rebuild the consumed stack items> <native instruction>     (graph break)
+        return run_resume(R, <stack>, <locals>)   or   Continue(R, ...) in a resume frame
+
+The signature is flattened (docs/CONTRACTS.md section 1): the argument slots of the
+original, positionally. Everything is straight-line; a cached call of a small function
+costs one Python-level call of the compiled graph plus a few loads.
+
+Example (f(x, y) = relu(x) + y, no breaks):
+    PUSH_NULL; LOAD_CONST <compiled>; LOAD_FAST x; LOAD_FAST y; PRECALL 2; CALL 2
+    STORE_FAST ___graph_out; LOAD_FAST ___graph_out; LOAD_CONST 0; BINARY_SUBSCR; RETURN_VALUE
+"""
+import inspect
+import types
+from dataclasses import dataclass, field
+from typing import Any, Dict, List
+
+from bytecode import Bytecode, FreeVar, Instr, Label
+
+from ..translate.errors import Unsupported
+from ..translate.side_effects import Call, StoreAttr, StoreDeref, StoreGlobal
+from ..translate.values import DictValue, ListValue, NullValue
+from . import resume
+from .reconstruct import OUT, Reconstructor, call_const
+from .signature import argument_slot_names, flatten_signature
+
+try:
+    from .. import _C
+except ImportError:
+    _C = None
+
+
+@dataclass
+class BreakSite:
+    """Where the frame leaves translated code: the native instruction and what follows."""
+
+    kind: str  # "plain", "jump", "for_iter" or "raise"
+    native: List[Any]  # bytecode Instr(s) run natively
+    deep: List[Any]  # stack values below what the native instruction consumes
+    top: List[Any]  # stack values the native instruction consumes
+    pushes: int  # results the native instruction leaves (plain kind)
+    locals: Dict[str, Any]  # live locals: name -> Value (or None: still in its slot)
+    next_pc: int = -1  # resume here after the native instruction (fallthrough)
+    jump_pc: int = -1  # resume here when the native jump is taken
+    resume_codes: List[Any] = field(default_factory=list)
+
+
+@dataclass
+class CodePlan:
+    code: types.CodeType
+    f_globals: dict
+    graph_fn: Any  # compiled callable or None
+    graph_inputs: list  # Values (with sources) in placeholder order
+    output_index: dict  # fx node -> output position
+    side_effects: list
+    mutated: list  # ListValue / DictValue with sources, written back
+    closure_check: Any  # callable over the closure values or None
+    return_value: Any = None  # Value, when the frame returns
+    site: BreakSite = None  # when the frame breaks
+    in_resume: bool = False
+
+
+def run_original(code, f_globals, closure, args):
+    """The original code, when a closure check fails (hook-visible calls inside still run)."""
+    return types.FunctionType(code, f_globals, code.co_name, None, closure)(*args)
+
+
+def _closure_tuple(code):
+    if not code.co_freevars:
+        return [Instr("LOAD_CONST", None)]
+    return [Instr("LOAD_CLOSURE", FreeVar(n)) for n in code.co_freevars] + [
+        Instr("BUILD_TUPLE", len(code.co_freevars))]
+
+
+def build_code(plan: CodePlan) -> types.CodeType:
+    code = plan.code
+    rec = Reconstructor(plan.output_index)
+    slots = list(argument_slot_names(code))
+    out = []
+    if code.co_freevars:
+        out.append(Instr("COPY_FREE_VARS", len(code.co_freevars)))
+    out.append(Instr("RESUME", 0))
+    if plan.closure_check is not None:
+        out += _closure_check(plan, slots)
+    if plan.graph_fn is not None:
+        loads = []
+        for value in plan.graph_inputs:
+            loads += list(value.source.load())
+        out += call_const(plan.graph_fn, loads, len(plan.graph_inputs))
+        out.append(Instr("STORE_FAST", OUT))
+    out += _replay(rec, plan)
+    if plan.site is None:
+        out += rec.push(plan.return_value) + [Instr("RETURN_VALUE")]
+    else:
+        out += _break_ending(rec, plan)
+    _set_lines(out, code.co_firstlineno)
+    bc = Bytecode(out)
+    bc.name = code.co_name
+    bc.qualname = code.co_qualname
+    bc.filename = code.co_filename
+    bc.first_lineno = code.co_firstlineno
+    bc.argnames = slots
+    bc.argcount = len(slots)
+    bc.posonlyargcount = 0
+    bc.kwonlyargcount = 0
+    bc.freevars = list(code.co_freevars)
+    bc.cellvars = []
+    bc.flags = code.co_flags & ~(inspect.CO_VARARGS | inspect.CO_VARKEYWORDS)
+    return bc.to_code()
+
+
+def _set_lines(instrs, lineno):
+    for ins in instrs:
+        if isinstance(ins, Instr) and ins.lineno is None:
+            ins.lineno = lineno
+
+
+def _closure_check(plan, slots):
+    code = plan.code
+    ok = Label()
+    loads = [Instr("LOAD_DEREF", FreeVar(n)) for n in code.co_freevars]
+    original = flatten_signature(code)
+    if _C is not None:
+        _C.skip_code(original)
+    fallback = call_const(run_original, [Instr("LOAD_CONST", original), Instr("LOAD_CONST", plan.f_globals)]
+                          + _closure_tuple(code) + [Instr("LOAD_FAST", s) for s in slots]
+                          + [Instr("BUILD_TUPLE", len(slots))], 4)
+    return call_const(plan.closure_check, loads, len(loads)) + [
+        Instr("POP_JUMP_FORWARD_IF_TRUE", ok)] + fallback + [Instr("RETURN_VALUE"), ok]
+
+
+def _replay(rec, plan):
+    out = []
+    for effect in plan.side_effects:
+        if isinstance(effect, Call):
+            args = []
+            for a in effect.args:
+                args += rec.push(a)
+            names = tuple(effect.kwargs)
+            for k in names:
+                args += rec.push(effect.kwargs[k])
+            call = [Instr("PUSH_NULL")] + rec.push(effect.fn) + args
+            if names:
+                call.append(Instr("KW_NAMES", names))
+            n = len(effect.args) + len(names)
+            out += call + [Instr("PRECALL", n), Instr("CALL", n), Instr("POP_TOP")]
+        elif isinstance(effect, StoreAttr):
+            out += rec.push(effect.value) + rec.push(effect.obj) + [Instr("STORE_ATTR", effect.name)]
+        elif isinstance(effect, StoreGlobal):
+            out += rec.push(effect.value) + [Instr("STORE_GLOBAL", effect.name)]
+        elif isinstance(effect, StoreDeref):
+            out += rec.push(effect.value) + [Instr("STORE_DEREF", FreeVar(effect.name))]
+    for container in plan.mutated:
+        if isinstance(container, ListValue):
+            fresh = ListValue(container.items)
+            out += rec.push(fresh) + list(container.source.load()) + [
+                Instr("LOAD_CONST", slice(None)), Instr("STORE_SUBSCR")]
+        elif isinstance(container, DictValue):
+            # build the new contents first: they may read the old ones
+            out += rec.push(DictValue(container.items)) + [Instr("STORE_FAST", "___fresh")]
+            out += list(container.source.load()) + [Instr("LOAD_METHOD", "clear"), Instr("PRECALL", 0),
+                                                     Instr("CALL", 0), Instr("POP_TOP")]
+            out += list(container.source.load()) + [Instr("LOAD_METHOD", "update"), Instr("LOAD_FAST", "___fresh"),
+                                                     Instr("PRECALL", 1), Instr("CALL", 1), Instr("POP_TOP")]
+    return out
+
+
+def _break_ending(rec, plan):
+    site = plan.site
+    out = []
+    for v in site.top:
+        out += rec.push(v)
+    native = [i.copy() for i in site.native]
+    if site.kind == "raise":
+        return out + native
+    if site.kind == "plain":
+        out += native
+        temps = [f"___result{i}" for i in range(site.pushes)]
+        out += [Instr("STORE_FAST", t) for t in reversed(temps)]
+        return out + _resume_call(rec, plan, site.next_pc, temps)
+    if site.kind == "jump":
+        taken = Label()
+        name = native[0].name.replace("BACKWARD", "FORWARD")
+        out.append(Instr(name, taken, location=native[0].location))
+        out += _resume_call(rec, plan, site.next_pc, [])
+        out.append(taken)
+        return out + _resume_call(rec, plan, site.jump_pc, [])
+    if site.kind == "for_iter":
+        done = Label()
+        out.append(Instr("FOR_ITER", done, location=native[0].location))
+        out += [Instr("STORE_FAST", "___item"), Instr("STORE_FAST", "___iter")]
+        out += _resume_call(rec, plan, site.next_pc, ["___iter", "___item"])
+        out.append(done)
+        return out + _resume_call(rec, plan, site.jump_pc, [])
+    raise Unsupported(f"break kind {site.kind}")
+
+
+def _resume_call(rec, plan, target_pc, temps):
+    site = plan.site
+    layout = [isinstance(v, NullValue) for v in site.deep] + [False] * len(temps)
+    names = sorted(n for n in site.locals if not n.startswith("___"))
+    code = resume.make_resume_code(plan.code, target_pc, layout, names)
+    site.resume_codes.append(code)
+    args = []
+    for v in site.deep:
+        if not isinstance(v, NullValue):
+            args += rec.push(v)
+    args += [Instr("LOAD_FAST", t) for t in temps]
+    for n in names:
+        value = site.locals[n]
+        args += [Instr("LOAD_FAST", n)] if value is None else rec.push(value)
+    nargs = sum(not x for x in layout) + len(names)
+    helper = resume.continue_at if plan.in_resume else resume.run_resume
+    pre = [Instr("LOAD_CONST", code), Instr("LOAD_CONST", plan.f_globals)] + _closure_tuple(plan.code)
+    return call_const(helper, pre + args + [Instr("BUILD_TUPLE", nargs)], 4) + [Instr("RETURN_VALUE")]

@@ -1,0 +1,121 @@
+"""Rebuilding abstract values as real objects in the rewritten code (bytecode emitters).
+
+    Reconstructor(outputs).push(value) -> instructions leaving the real object on the stack
+        TensorValue / ScalarValue  graph input: load its source; else graph output i
+        ConstValue                 LOAD_CONST (or its source for objects guarded by type)
+        TupleValue / ListValue / DictValue   load the source, or rebuild from items
+        IteratorValue              iter(remaining items)
+        MethodValue                obj.name (a bound method)
+        NullValue                  PUSH_NULL
+
+Example: returning `(y, x.shape[0], [y, 1])` with y graph output 0 emits
+    LOAD_FAST ___out; LOAD_CONST 0; BINARY_SUBSCR; LOAD_CONST 4; <y again>; LOAD_CONST 1;
+    BUILD_LIST 2; BUILD_TUPLE 3
+"""
+import types
+
+import torch
+from bytecode import Instr
+
+from ..translate.errors import Unsupported
+from ..translate.values import (CellValue, ConstValue, ContextValue, DictValue, FunctionValue,
+                                IteratorValue, ListValue, MethodValue, NullValue, ObjectValue,
+                                OpaqueIterator, ScalarValue, TensorValue, TupleValue)
+
+OUT = "___graph_out"
+_SIMPLE = (int, float, bool, str, bytes, complex, type(None), range, slice, type(Ellipsis),
+           torch.dtype, torch.device, torch.layout, torch.memory_format)
+_BY_IDENTITY = (types.FunctionType, types.BuiltinFunctionType, types.ModuleType, type,
+                torch.nn.Module, types.MethodType, types.MethodDescriptorType,
+                types.WrapperDescriptorType, types.MethodWrapperType)
+
+
+def call_const(fn, arg_instrs, nargs):
+    """Instructions calling the constant `fn` with `nargs` arguments pushed by arg_instrs."""
+    return [Instr("PUSH_NULL"), Instr("LOAD_CONST", fn)] + arg_instrs + [
+        Instr("PRECALL", nargs), Instr("CALL", nargs)]
+
+
+def rebuild_object(cls, attrs):
+    obj = object.__new__(cls)
+    obj.__dict__.update(attrs)
+    return obj
+
+
+class Reconstructor:
+    def __init__(self, output_index):
+        self.output_index = output_index  # fx node -> index in the graph's output tuple
+
+    def push(self, v):
+        if isinstance(v, (TensorValue, ScalarValue)):
+            if v.node.op == "placeholder" and v.source is not None:
+                return list(v.source.load())
+            index = self.output_index.get(v.node)
+            if index is None:
+                raise Unsupported(f"{v!r} is not a graph output")
+            return [Instr("LOAD_FAST", OUT), Instr("LOAD_CONST", index), Instr("BINARY_SUBSCR")]
+        if isinstance(v, NullValue):
+            return [Instr("PUSH_NULL")]
+        if isinstance(v, ConstValue):
+            value = v.value
+            if isinstance(value, _SIMPLE) or isinstance(value, _BY_IDENTITY) or v.source is None:
+                return [Instr("LOAD_CONST", value)]
+            return list(v.source.load())
+        if isinstance(v, TupleValue):
+            if v.source is not None:
+                return list(v.source.load())
+            items = self._items(v.items)
+            if v.cls is tuple:
+                return items + [Instr("BUILD_TUPLE", len(v.items))]
+            if v.cls is torch.Size:
+                return call_const(torch.Size, items + [Instr("BUILD_TUPLE", len(v.items))], 1)
+            if hasattr(v.cls, "n_fields"):  # a structseq takes one sequence
+                return call_const(v.cls, items + [Instr("BUILD_TUPLE", len(v.items))], 1)
+            return call_const(v.cls, items, len(v.items))
+        if isinstance(v, ListValue):
+            if v.source is not None:
+                return list(v.source.load())
+            return self._items(v.items) + [Instr("BUILD_LIST", len(v.items))]
+        if isinstance(v, DictValue):
+            if v.source is not None:
+                return list(v.source.load())
+            return self.build_dict(v)
+        if isinstance(v, IteratorValue):
+            rest = v.remaining()
+            if all(isinstance(x, ConstValue) and isinstance(x.value, _SIMPLE) for x in rest):
+                return [Instr("LOAD_CONST", tuple(x.value for x in rest)), Instr("GET_ITER")]
+            return self._items(rest) + [Instr("BUILD_TUPLE", len(rest)), Instr("GET_ITER")]
+        if isinstance(v, OpaqueIterator):
+            return list(v.source.load())
+        if isinstance(v, MethodValue):
+            fn = v.fn.value if isinstance(v.fn, ConstValue) else None
+            name = getattr(fn, "__name__", None)
+            if name is None:
+                raise Unsupported(f"cannot rebuild {v!r}")
+            return self.push(v.self_value) + [Instr("LOAD_ATTR", name)]
+        if isinstance(v, FunctionValue):
+            if v.closure or v.defaults is not None or v.kwdefaults is not None:
+                raise Unsupported("cannot rebuild a closure made during translation")
+            return [Instr("LOAD_CONST", v.code), Instr("MAKE_FUNCTION", 0)]
+        if isinstance(v, ObjectValue):
+            keys = list(v.attrs)
+            items = []
+            for k in keys:
+                items += self.push(v.attrs[k])
+            args = [Instr("LOAD_CONST", v.cls)] + items + [
+                Instr("LOAD_CONST", tuple(keys)), Instr("BUILD_CONST_KEY_MAP", len(keys))]
+            return call_const(rebuild_object, args, 2)
+        if isinstance(v, (CellValue, ContextValue)):
+            raise Unsupported(f"cannot rebuild {v!r} after a graph break")
+        raise Unsupported(f"cannot rebuild {v!r}")
+
+    def _items(self, items):
+        out = []
+        for item in items:
+            out += self.push(item)
+        return out
+
+    def build_dict(self, v):
+        keys = list(v.items)
+        return self._items(list(v.items.values())) + [
+            Instr("LOAD_CONST", tuple(keys)), Instr("BUILD_CONST_KEY_MAP", len(keys))]

@@ -1,0 +1,144 @@
+"""What `obj.name` means on abstract values (LOAD_ATTR / LOAD_METHOD / STORE_ATTR).
+
+    tensor.shape / dtype / device / ndim / requires_grad -> constants from the fake tensor
+    tensor.T / mT / real / imag                         -> an FX getattr node
+    tensor.method                                       -> MethodValue (called later)
+    module.weight / .submodule / .training              -> from _parameters/_buffers/_modules
+    obj.attr (plain objects, Python modules, classes)   -> read now, guarded by its source
+    obj.attr = v                                        -> recorded, replayed after the graph
+
+Example: for `self.fc(x)` on an nn.Module self, `self.fc` gives ConstValue(fc) with source
+a0._modules['fc'] guarded by identity.
+"""
+import inspect
+import types
+
+import torch
+
+from .errors import Unsupported
+from .side_effects import StoreAttr
+from .sources import AttrSource
+from .values import (ConstValue, DictValue, FunctionValue, ListValue, MethodValue, ObjectValue,
+                     ScalarValue, TensorValue, TupleValue, is_namedtuple_class)
+from .wrap import wrap
+
+_TENSOR_CONST_ATTRS = {
+    "dtype", "device", "ndim", "requires_grad", "is_cuda", "layout", "is_sparse", "is_leaf",
+    "is_quantized", "is_meta", "is_mps", "is_nested",
+}
+_TENSOR_NODE_ATTRS = {"T", "mT", "H", "mH", "real", "imag"}
+_LIBRARY_MODULE_PREFIXES = ("torch", "math", "operator", "functools", "itertools", "collections",
+                            "numpy", "builtins", "typing", "dataclasses", "warnings", "logging")
+
+
+def load_attr(tx, obj, name):
+    if isinstance(obj, TensorValue):
+        return _tensor_attr(tx, obj, name)
+    if isinstance(obj, ScalarValue):
+        raise Unsupported(f"attribute {name} of a run-time number")
+    if isinstance(obj, TupleValue):
+        if is_namedtuple_class(obj.cls) and name in obj.cls._fields:
+            return obj.items[obj.cls._fields.index(name)]
+        fields = getattr(obj.cls, "__match_args__", ())  # structseqs: torch.return_types.max
+        if obj.cls is not tuple and name in fields:
+            return obj.items[fields.index(name)]
+        return _container_method(obj, name)
+    if isinstance(obj, (ListValue, DictValue)):
+        return _container_method(obj, name)
+    if isinstance(obj, ObjectValue):
+        if name in obj.attrs:
+            return obj.attrs[name]
+        attr = inspect.getattr_static(obj.cls, name, None)
+        if isinstance(attr, types.FunctionType):
+            return MethodValue(ConstValue(attr), obj)
+        raise Unsupported(f"attribute {name} of {obj!r}")
+    if isinstance(obj, FunctionValue):
+        if name in ("__name__", "__qualname__"):
+            return ConstValue(obj.name)
+        raise Unsupported(f"attribute {name} of a local function")
+    if isinstance(obj, MethodValue) and name == "__self__":
+        return obj.self_value
+    if isinstance(obj, ConstValue):
+        return _object_attr(tx, obj, name)
+    raise Unsupported(f"attribute {name} of {obj!r}")
+
+
+def _tensor_attr(tx, t, name):
+    fake = t.fake
+    if name == "shape":
+        return TupleValue([ConstValue(int(s)) for s in fake.shape], cls=torch.Size)
+    if name in _TENSOR_CONST_ATTRS:
+        return ConstValue(getattr(fake, name))
+    if name in _TENSOR_NODE_ATTRS:
+        return tx.ctx.graph.call("call_function", getattr, [t, ConstValue(name)])
+    if name in ("grad", "data", "grad_fn", "_version"):
+        raise Unsupported(f"tensor.{name} is not captured")
+    attr = inspect.getattr_static(torch.Tensor, name, None)
+    if attr is None:
+        raise Unsupported(f"tensor attribute {name}")
+    if callable(attr) or isinstance(attr, (types.MethodDescriptorType, types.FunctionType)):
+        return MethodValue(ConstValue(getattr(torch.Tensor, name)), t)
+    raise Unsupported(f"tensor attribute {name}")
+
+
+def _container_method(obj, name):
+    kind = {TupleValue: tuple, ListValue: list, DictValue: dict}[type(obj)]
+    attr = getattr(kind, name, None)
+    if attr is None:
+        raise Unsupported(f"{kind.__name__}.{name}")
+    return MethodValue(ConstValue(attr), obj)
+
+
+def _object_attr(tx, obj, name):
+    real = obj.value
+    pending = tx.ctx.graph.attr_overlay.get((id(real), name))
+    if pending is not None:
+        return pending
+    if isinstance(real, torch.nn.Module):
+        from . import modules
+
+        return modules.module_attr(tx, obj, name)
+    if isinstance(real, types.ModuleType):
+        try:
+            value = getattr(real, name)
+        except AttributeError:
+            raise Unsupported(f"module {real.__name__} has no attribute {name}") from None
+        if real.__name__.split(".")[0] in _LIBRARY_MODULE_PREFIXES or obj.source is None:
+            return _unguarded(value)
+        return wrap(tx.ctx, value, AttrSource(obj.source, name))
+    try:
+        static = inspect.getattr_static(real, name)
+    except AttributeError:
+        raise Unsupported(f"{type(real).__name__} has no attribute {name} (raises natively)") from None
+    if isinstance(static, property):
+        from . import calls
+
+        return calls.call_value(tx, ConstValue(static.fget), [obj], {})
+    if isinstance(static, types.FunctionType) and not isinstance(real, type) and \
+            name not in getattr(real, "__dict__", {}):
+        return MethodValue(ConstValue(static), obj)
+    value = getattr(real, name)
+    if isinstance(real, type) or obj.source is None:
+        if isinstance(value, (int, float, str, bool, type(None))) and obj.source is not None:
+            return wrap(tx.ctx, value, AttrSource(obj.source, name))
+        return _unguarded(value) if obj.source is None else wrap(tx.ctx, value, AttrSource(obj.source, name))
+    return wrap(tx.ctx, value, AttrSource(obj.source, name))
+
+
+def _unguarded(value):
+    return ConstValue(value)
+
+
+def store_attr(tx, obj, name, value):
+    if isinstance(obj, ObjectValue):
+        obj.attrs[name] = value
+        return
+    if isinstance(obj, ConstValue) and obj.source is not None and not isinstance(obj.value, (type, types.ModuleType)):
+        if isinstance(obj.value, torch.nn.Module):
+            raise Unsupported("assignment to a module attribute")
+        tx.ctx.graph.attr_overlay[(id(obj.value), name)] = value
+        tx.ctx.record(StoreAttr(obj, name, value))
+        return
+    raise Unsupported(f"attribute assignment on {obj!r}")
+
+

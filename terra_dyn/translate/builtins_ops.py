@@ -1,0 +1,376 @@
+"""Python builtins and container methods on abstract values.
+
+    len, isinstance, issubclass, getattr, hasattr, type, callable
+    range, zip, enumerate, reversed, iter, next, list, tuple, dict, sorted
+    min, max, abs, sum, round, int, float, bool, str, all, any
+    list.append/extend/pop/insert/..., dict.get/items/keys/values/update/..., tuple.index
+
+Builtins on tensors route to the graph (abs(x) -> torch.abs, min(a, b) on tensors is a
+break), on Python values they are computed now. Mutating a container that came from the
+caller records a write-back (TranslationContext.mutate).
+
+Example: `for i, layer in enumerate(self.layers)` unpacks into an IteratorValue of
+TupleValues (ConstValue(i), module value).
+"""
+import builtins
+
+import torch
+
+from .errors import Unsupported
+from .operators import is_graph_value, python_value, truth, unpack
+from .values import (ConstValue, DictValue, FunctionValue, IteratorValue, ListValue, MethodValue,
+                     ObjectValue, OpaqueIterator, ScalarValue, TensorValue, TupleValue)
+
+_NAMES = ["pow", "len", "isinstance", "issubclass", "getattr", "hasattr", "type", "callable", "range", "zip",
+          "enumerate", "reversed", "iter", "next", "list", "tuple", "dict", "sorted", "min", "max",
+          "abs", "sum", "round", "int", "float", "bool", "str", "all", "any", "print", "id", "repr",
+          "divmod", "pow", "format", "hash", "set", "frozenset", "ord", "chr"]
+_BUILTINS = {getattr(builtins, n): n for n in _NAMES}
+
+
+def is_builtin(f):
+    try:
+        return f in _BUILTINS
+    except TypeError:
+        return False
+
+
+def call_builtin(tx, f, args, kwargs):
+    name = _BUILTINS[f]
+    handler = globals().get(f"_b_{name}")
+    if handler is not None:
+        return handler(tx, *args, **kwargs)
+    # a pure builtin on Python values: compute it now
+    if any(is_graph_value(a) for a in args) or any(is_graph_value(v) for v in kwargs.values()):
+        raise Unsupported(f"{name}() on a tensor or run-time number")
+    return ConstValue(f(*[python_value(a) for a in args], **{k: python_value(v) for k, v in kwargs.items()}))
+
+
+def _b_pow(tx, base, exp, *mod):
+    if not mod and (is_graph_value(base) or is_graph_value(exp)):
+        import operator
+
+        return tx.ctx.graph.call("call_function", operator.pow, [base, exp])
+    return ConstValue(pow(python_value(base), python_value(exp), *map(python_value, mod)))
+
+
+def _b_print(tx, *args, **kwargs):
+    from .calls import record_call
+
+    return record_call(tx, ConstValue(print), list(args), kwargs)
+
+
+def _b_len(tx, v):
+    if isinstance(v, (TupleValue, ListValue, DictValue)):
+        return ConstValue(len(v.items))
+    if isinstance(v, TensorValue):
+        if v.fake.dim() == 0:
+            raise Unsupported("len() of a 0-d tensor")
+        return ConstValue(int(v.fake.shape[0]))
+    if isinstance(v, ConstValue):
+        if isinstance(v.value, torch.nn.Module):
+            return ConstValue(len(v.value))
+        return ConstValue(len(v.value))
+    raise Unsupported(f"len() of {v!r}")
+
+
+def value_type(v):
+    if isinstance(v, TensorValue):
+        return getattr(v, "cls", torch.Tensor)
+    if isinstance(v, ScalarValue):
+        return type(v.example)
+    if isinstance(v, ConstValue):
+        return type(v.value)
+    if isinstance(v, TupleValue):
+        return v.cls
+    if isinstance(v, ListValue):
+        return list
+    if isinstance(v, DictValue):
+        return dict
+    if isinstance(v, ObjectValue):
+        return v.cls
+    if isinstance(v, FunctionValue):
+        return type(_b_len)
+    if isinstance(v, (IteratorValue, OpaqueIterator)):
+        raise Unsupported("type of an iterator")
+    raise Unsupported(f"type of {v!r}")
+
+
+def _b_isinstance(tx, v, cls):
+    t = value_type(v)
+    target = python_value(cls)
+    return ConstValue(issubclass(t, target))
+
+
+def _b_type(tx, v):
+    return ConstValue(value_type(v))
+
+
+def _b_callable(tx, v):
+    if isinstance(v, (FunctionValue, MethodValue)):
+        return ConstValue(True)
+    return ConstValue(callable(value_type(v)) and (isinstance(v, ConstValue) and callable(v.value)))
+
+
+def _b_getattr(tx, obj, name, *default):
+    from .attributes import load_attr
+
+    try:
+        return load_attr(tx, obj, python_value(name))
+    except Unsupported:
+        if default and not _has_attr(tx, obj, python_value(name)):
+            return default[0]
+        raise
+
+
+def _has_attr(tx, obj, name):
+    if isinstance(obj, TensorValue):
+        return hasattr(obj.fake, name)
+    if isinstance(obj, ConstValue):
+        if obj.source is not None:
+            tx.ctx.guards.type(obj.source, type(obj.value))
+        return hasattr(obj.value, name)
+    if isinstance(obj, ObjectValue):
+        return name in obj.attrs or hasattr(obj.cls, name)
+    if isinstance(obj, TupleValue):
+        return hasattr(obj.cls, name)
+    raise Unsupported(f"hasattr on {obj!r}")
+
+
+def _b_hasattr(tx, obj, name):
+    return ConstValue(_has_attr(tx, obj, python_value(name)))
+
+
+def _b_range(tx, *args):
+    return ConstValue(range(*[_index(a) for a in args]))
+
+
+def _index(v):
+    if isinstance(v, (TensorValue, ScalarValue)):
+        raise Unsupported("range() of a value known only at run time")
+    return python_value(v)
+
+
+def _b_zip(tx, *iterables, strict=None):
+    lists = [unpack(tx, it) for it in iterables]
+    return IteratorValue([TupleValue(list(items)) for items in zip(*lists)])
+
+
+def _b_enumerate(tx, iterable, start=ConstValue(0)):
+    s = python_value(start)
+    return IteratorValue([TupleValue([ConstValue(i + s), x]) for i, x in enumerate(unpack(tx, iterable))])
+
+
+def _b_reversed(tx, seq):
+    return IteratorValue(list(reversed(unpack(tx, seq))))
+
+
+def _b_iter(tx, v):
+    from .operators import get_iter
+
+    return get_iter(tx, v)
+
+
+def _b_next(tx, it, *default):
+    if isinstance(it, IteratorValue):
+        item = it.next_item()
+        if item is None:
+            if default:
+                return default[0]
+            raise Unsupported("StopIteration (raises natively)")
+        return item
+    raise Unsupported(f"next() on {it!r}")
+
+
+def _b_list(tx, iterable=None):
+    return ListValue([] if iterable is None else unpack(tx, iterable))
+
+
+def _b_tuple(tx, iterable=None):
+    return TupleValue([] if iterable is None else unpack(tx, iterable))
+
+
+def _b_dict(tx, *args, **kwargs):
+    items = {}
+    if args:
+        src = args[0]
+        if isinstance(src, DictValue):
+            items.update(src.items)
+        else:
+            for pair in unpack(tx, src):
+                k, v = unpack(tx, pair)
+                items[python_value(k)] = v
+    items.update(kwargs)
+    return DictValue(items)
+
+
+def _b_sorted(tx, iterable, key=None, reverse=ConstValue(False)):
+    if key is not None:
+        raise Unsupported("sorted() with a key function")
+    items = unpack(tx, iterable)
+    return ListValue([ConstValue(x) for x in sorted([python_value(i) for i in items],
+                                                    reverse=python_value(reverse))])
+
+
+def _minmax(tx, fn, args, kwargs):
+    if kwargs:
+        raise Unsupported(f"{fn.__name__}() with keyword arguments")
+    items = unpack(tx, args[0]) if len(args) == 1 else list(args)
+    if any(is_graph_value(i) for i in items):
+        if len(items) == 2 and all(isinstance(i, TensorValue) for i in items):
+            op = torch.maximum if fn is max else torch.minimum
+            return tx.ctx.graph.call("call_function", op, items)
+        raise Unsupported(f"{fn.__name__}() over tensors or run-time numbers")
+    return ConstValue(fn(python_value(i) for i in items))
+
+
+def _b_min(tx, *args, **kwargs):
+    return _minmax(tx, min, args, kwargs)
+
+
+def _b_max(tx, *args, **kwargs):
+    return _minmax(tx, max, args, kwargs)
+
+
+def _b_abs(tx, v):
+    if is_graph_value(v):
+        import operator
+
+        return tx.ctx.graph.call("call_function", operator.abs, [v])
+    return ConstValue(abs(python_value(v)))
+
+
+def _b_sum(tx, iterable, start=ConstValue(0)):
+    items = unpack(tx, iterable)
+    if not any(is_graph_value(i) for i in items):
+        return ConstValue(sum((python_value(i) for i in items), python_value(start)))
+    import operator
+
+    total = start
+    for item in items:
+        if isinstance(total, ConstValue) and total.value == 0 and isinstance(item, TensorValue) \
+                and total is start:
+            total = tx.ctx.graph.call("call_function", operator.add, [start, item])
+        else:
+            total = tx.ctx.graph.call("call_function", operator.add, [total, item])
+    return total
+
+
+def _conversion(name):
+    def handler(tx, *args):
+        if any(is_graph_value(a) for a in args):
+            raise Unsupported(f"{name}() of a tensor or run-time number needs its value")
+        return ConstValue(getattr(builtins, name)(*[python_value(a) for a in args]))
+    return handler
+
+
+_b_int = _conversion("int")
+_b_float = _conversion("float")
+_b_str = _conversion("str")
+_b_round = _conversion("round")
+
+
+def _b_bool(tx, v=ConstValue(False)):
+    return ConstValue(truth(tx, v))
+
+
+def _b_all(tx, iterable):
+    return ConstValue(all(truth(tx, x) for x in unpack(tx, iterable)))
+
+
+def _b_any(tx, iterable):
+    return ConstValue(any(truth(tx, x) for x in unpack(tx, iterable)))
+
+
+def _b_id(tx, v):
+    raise Unsupported("id() of a value")
+
+
+# -- container methods ------------------------------------------------------------------
+def call_container_method(tx, f, obj, args, kwargs):
+    name = getattr(f, "__name__", "")
+    if isinstance(obj, ListValue):
+        return _list_method(tx, name, obj, args)
+    if isinstance(obj, DictValue):
+        if kwargs and name == "update":
+            args = list(args) + [DictValue(kwargs)]
+            if len(args) == 2 and not (isinstance(args[0], DictValue) and not args[0].items):
+                _dict_method(tx, name, obj, args[:1])
+                args = args[1:]
+        elif kwargs:
+            raise Unsupported(f"dict.{name} with keyword arguments")
+        return _dict_method(tx, name, obj, args)
+    if isinstance(obj, TupleValue) and name in ("index", "count"):
+        return ConstValue(getattr(tuple(python_value(i) for i in obj.items), name)(*map(python_value, args)))
+    raise Unsupported(f"{type(obj).__name__}.{name}")
+
+
+def _list_method(tx, name, lst, args):
+    items = lst.items
+    if name == "append":
+        tx.ctx.mutate(lst)
+        items.append(args[0])
+        return ConstValue(None)
+    if name == "extend":
+        tx.ctx.mutate(lst)
+        items.extend(unpack(tx, args[0]))
+        return ConstValue(None)
+    if name == "insert":
+        tx.ctx.mutate(lst)
+        items.insert(python_value(args[0]), args[1])
+        return ConstValue(None)
+    if name == "pop":
+        if not items:
+            raise Unsupported("pop from an empty list (raises natively)")
+        tx.ctx.mutate(lst)
+        return items.pop(python_value(args[0]) if args else -1)
+    if name == "clear":
+        tx.ctx.mutate(lst)
+        items.clear()
+        return ConstValue(None)
+    if name == "reverse":
+        tx.ctx.mutate(lst)
+        items.reverse()
+        return ConstValue(None)
+    if name == "copy":
+        return ListValue(list(items))
+    if name in ("index", "count") and not any(is_graph_value(i) for i in items):
+        return ConstValue(getattr([python_value(i) for i in items], name)(*map(python_value, args)))
+    raise Unsupported(f"list.{name}")
+
+
+def _dict_method(tx, name, d, args):
+    items = d.items
+    if name == "items":
+        return IteratorValue([TupleValue([ConstValue(k), v]) for k, v in items.items()])
+    if name == "keys":
+        return IteratorValue([ConstValue(k) for k in items])
+    if name == "values":
+        return IteratorValue(list(items.values()))
+    if name == "get":
+        key = python_value(args[0])
+        return items.get(key, args[1] if len(args) > 1 else ConstValue(None))
+    if name == "__getitem__":
+        return items[python_value(args[0])]
+    if name in ("update", "setdefault", "pop", "clear", "__setitem__"):
+        tx.ctx.mutate(d)
+        if name == "update":
+            from .operators import dict_items
+
+            items.update(dict_items(tx, args[0]))
+            return ConstValue(None)
+        if name == "setdefault":
+            return items.setdefault(python_value(args[0]), args[1] if len(args) > 1 else ConstValue(None))
+        if name == "pop":
+            key = python_value(args[0])
+            if key not in items and len(args) < 2:
+                raise Unsupported("KeyError (raises natively)")
+            return items.pop(key, args[1] if len(args) > 1 else None)
+        if name == "__setitem__":
+            items[python_value(args[0])] = args[1]
+            return ConstValue(None)
+        items.clear()
+        return ConstValue(None)
+    if name == "copy":
+        return DictValue(dict(items))
+    raise Unsupported(f"dict.{name}")

@@ -1,0 +1,69 @@
+"""A code object's instructions as the translator walks them (parsed once per code object).
+
+    info = code_info(f.__code__)
+    info.instrs[pc]           # bytecode.Instr, Label, TryBegin or TryEnd
+    info.label_pc[label]      # where a jump lands
+    info.in_try[pc]           # inside a try/except or try/finally body (not a with block)
+    info.in_with[pc]          # inside a with block's body
+
+Example: for `for i in range(3): x = x + i`, FOR_ITER's argument is a Label and
+`info.label_pc[instr.arg]` is the index of the instruction after the loop.
+"""
+from bytecode import Bytecode, Label, TryBegin, TryEnd
+
+_cache = {}
+
+
+class CodeInfo:
+    def __init__(self, code):
+        self.code = code
+        self.bytecode = Bytecode.from_code(code)
+        self.instrs = list(self.bytecode)
+        self.label_pc = {ins: i for i, ins in enumerate(self.instrs) if isinstance(ins, Label)}
+        self.in_try = [False] * len(self.instrs)
+        self.in_with = [False] * len(self.instrs)
+        active = []
+        for i, ins in enumerate(self.instrs):
+            if isinstance(ins, TryBegin):
+                active.append(ins)
+            elif isinstance(ins, TryEnd):
+                if ins.entry in active:
+                    active.remove(ins.entry)
+            for entry in active:
+                if self._is_with_handler(entry):
+                    self.in_with[i] = True
+                else:
+                    self.in_try[i] = True
+
+    def _is_with_handler(self, entry):
+        pc = self.label_pc.get(entry.target)
+        names = []
+        while pc is not None and pc < len(self.instrs) and len(names) < 2:
+            ins = self.instrs[pc]
+            if hasattr(ins, "name"):
+                names.append(ins.name)
+            pc += 1
+        return names == ["PUSH_EXC_INFO", "WITH_EXCEPT_START"] or names[:1] == ["COPY"] or \
+            (names and names[0] == "PUSH_EXC_INFO" and self._handler_is_cleanup(entry))
+
+    def _handler_is_cleanup(self, entry):
+        # a handler that only re-raises (the cleanup of an except clause) is not a user try
+        pc = self.label_pc.get(entry.target)
+        return False if pc is None else False
+
+    def lineno(self, pc):
+        for i in range(pc, -1, -1):
+            ins = self.instrs[i]
+            if getattr(ins, "lineno", None):
+                return ins.lineno
+        return self.code.co_firstlineno
+
+
+def code_info(code) -> CodeInfo:
+    info = _cache.get(code)
+    if info is None or info.code is not code:
+        info = CodeInfo(code)
+        if len(_cache) > 2000:
+            _cache.clear()
+        _cache[code] = info
+    return info

@@ -1,0 +1,194 @@
+"""What calling a value means: the one dispatch every CALL goes through.
+
+    call_value(tx, fn, args, kwargs)
+        MethodValue                 -> its function with self prepended
+        torch function / op         -> torch_ops.call_torch (an FX node)
+        Tensor method               -> torch_ops.call_tensor_method
+        nn.Module instance          -> modules.call_module (forward inlined)
+        builtin (len, range, ...)   -> builtins_ops.call_builtin
+        list/dict/tuple methods     -> builtins_ops.call_container_method
+        print / logging             -> recorded side effect (no graph break)
+        Python function, lambda     -> inline.inline_function
+        namedtuple / dataclass      -> TupleValue / ObjectValue built now
+        anything else               -> Unsupported (a graph break at this call)
+"""
+import dataclasses
+import functools
+import logging
+import types
+
+import torch
+
+from . import builtins_ops, inline, modules, torch_ops
+from .errors import Unsupported
+from .side_effects import Call
+from .sources import ItemSource
+from .values import (ConstValue, DictValue, FunctionValue, ListValue, MethodValue, ObjectValue,
+                     ScalarValue, TensorValue, TupleValue, is_namedtuple_class)
+
+
+def call_value(tx, fn, args, kwargs):
+    if isinstance(fn, MethodValue):
+        return _call_method(tx, fn, args, kwargs)
+    if isinstance(fn, FunctionValue):
+        return inline.inline_function(tx, fn, args, kwargs)
+    if not isinstance(fn, ConstValue):
+        raise Unsupported(f"call of {fn!r}")
+    f = fn.value
+    from .opcodes_control import GradModeExit
+
+    if f is GradModeExit:
+        raise Unsupported("grad-mode exit called without its manager")
+    if torch_ops.is_tensor_method(f):
+        if not args:
+            raise Unsupported("Tensor method called without self")
+        return torch_ops.call_tensor_method(tx, f.__name__, args[0], args[1:], kwargs)
+    if isinstance(f, torch.nn.Module):
+        return modules.call_module(tx, fn, args, kwargs)
+    if f in (torch.no_grad, torch.enable_grad, torch.set_grad_enabled):
+        return torch_ops.call_torch(tx, f, args, kwargs)
+    if isinstance(f, functools.partial):
+        from .sources import AttrSource
+
+        src = fn.source
+        inner = tx.ctx.wrap(f.func, AttrSource(src, "func")) if src is not None else ConstValue(f.func)
+        bound = [tx.ctx.wrap(a, ItemSource(AttrSource(src, "args"), i)) if src is not None else ConstValue(a)
+                 for i, a in enumerate(f.args)]
+        kw = {k: (tx.ctx.wrap(v, ItemSource(AttrSource(src, "keywords"), k)) if src is not None else ConstValue(v))
+              for k, v in f.keywords.items()}
+        kw.update(kwargs)
+        return call_value(tx, inner, bound + list(args), kw)
+    if builtins_ops.is_builtin(f):
+        return builtins_ops.call_builtin(tx, f, args, kwargs)
+    if _is_logging_call(f):
+        return record_call(tx, fn, args, kwargs)
+    if torch_ops.is_torch_callable(f):
+        return torch_ops.call_torch(tx, f, args, kwargs)
+    if _is_pure_python_call(f, args, kwargs):
+        from .operators import python_value
+
+        try:
+            return _wrap_result(f(*[python_value(a) for a in args],
+                                  **{k: python_value(v) for k, v in kwargs.items()}))
+        except Exception as exc:
+            raise Unsupported(f"{getattr(f, '__name__', f)} raised {type(exc).__name__} (raises natively)") from None
+    if isinstance(f, types.FunctionType):
+        if getattr(f, "_terra_dyn_disabled", False):
+            raise Unsupported(f"{f.__qualname__} is marked terra_dyn.disable")
+        return inline.inline_function(tx, fn, args, kwargs)
+    if isinstance(f, types.MethodType) and isinstance(f.__func__, types.FunctionType):
+        self_value = _bound_self(tx, fn, f)
+        return inline.inline_function(tx, ConstValue(f.__func__), [self_value] + list(args), kwargs)
+    if isinstance(f, type):
+        return _construct(tx, fn, f, args, kwargs)
+    call = getattr(type(f), "__call__", None)
+    if isinstance(call, types.FunctionType) and not isinstance(f, types.FunctionType):
+        return inline.inline_function(tx, ConstValue(call), [fn] + list(args), kwargs)
+    raise Unsupported(f"call to {getattr(f, '__qualname__', type(f).__name__)} is not captured")
+
+
+_PURE_MODULES = ("math", "operator", "_operator", "cmath")
+_IMMUTABLE = (int, float, bool, str, bytes, tuple, complex, type(None), frozenset)
+
+
+def _is_pure_python_call(f, args, kwargs):
+    """math.sqrt(4), operator.add(1, 2), "abc".upper(): computed at translate time."""
+    from .operators import is_graph_value
+
+    values = list(args) + list(kwargs.values())
+    if any(is_graph_value(v) or not isinstance(v, (ConstValue, TupleValue)) for v in values):
+        return False
+    if isinstance(f, types.BuiltinFunctionType):
+        owner = getattr(f, "__self__", None)
+        if isinstance(owner, types.ModuleType):
+            return owner.__name__ in _PURE_MODULES
+        return isinstance(owner, _IMMUTABLE) and type(owner).__module__ == "builtins"
+    return getattr(f, "__module__", None) in _PURE_MODULES and callable(f) and not isinstance(f, type)
+
+
+def _bound_self(tx, fn, method):
+    from .sources import AttrSource
+
+    source = AttrSource(fn.source, "__self__") if fn.source is not None else None
+    return tx.ctx.wrap(method.__self__, source) if source is not None else ConstValue(method.__self__)
+
+
+def _call_method(tx, method, args, kwargs):
+    fn, self_value = method.fn, method.self_value
+    if isinstance(fn, ConstValue):
+        f = fn.value
+        from .opcodes_control import GradModeExit
+
+        if f is GradModeExit:
+            tx.exit_grad_mode(self_value)
+            return ConstValue(None)
+        if isinstance(self_value, TensorValue) and torch_ops.is_tensor_method(f):
+            return torch_ops.call_tensor_method(tx, f.__name__, self_value, args, kwargs)
+        if isinstance(self_value, (ListValue, DictValue, TupleValue)):
+            return builtins_ops.call_container_method(tx, f, self_value, args, kwargs)
+    return call_value(tx, fn, [self_value] + list(args), kwargs)
+
+
+def _is_logging_call(f):
+    owner = getattr(f, "__self__", None)
+    if isinstance(owner, logging.Logger) and getattr(f, "__name__", "") in (
+            "debug", "info", "warning", "error", "critical", "log"):
+        return True
+    return f in (logging.debug, logging.info, logging.warning, logging.error, logging.critical, print)
+
+
+def record_call(tx, fn, args, kwargs):
+    """print(...) / logger.info(...) with Python values: replayed after the graph."""
+    for a in list(args) + list(kwargs.values()):
+        _check_replayable(a)
+    tx.ctx.record(Call(fn, list(args), dict(kwargs)))
+    return ConstValue(None)
+
+
+def _check_replayable(v):
+    if isinstance(v, TensorValue):
+        raise Unsupported("print/logging of a tensor needs its value")
+    if isinstance(v, (TupleValue, ListValue)):
+        for x in v.items:
+            _check_replayable(x)
+    elif isinstance(v, DictValue):
+        for x in v.items.values():
+            _check_replayable(x)
+    elif not isinstance(v, (ConstValue, ScalarValue)):
+        raise Unsupported(f"print/logging of {v!r}")
+
+
+def _construct(tx, fn, cls, args, kwargs):
+    if is_namedtuple_class(cls):
+        fields = cls._fields
+        values = list(args) + [None] * (len(fields) - len(args))
+        for k, v in kwargs.items():
+            values[fields.index(k)] = v
+        for i, v in enumerate(values):
+            if v is None:
+                if fields[i] not in cls._field_defaults:
+                    raise Unsupported(f"{cls.__name__}() missing {fields[i]}")
+                values[i] = ConstValue(cls._field_defaults[fields[i]])
+        return TupleValue(values, cls=cls)
+    if dataclasses.is_dataclass(cls) and not _has_custom_new(cls):
+        obj = ObjectValue(cls, {})
+        inline.inline_function(tx, ConstValue(cls.__init__), [obj] + list(args), kwargs)
+        return obj
+    if cls in (torch.device, torch.Size, torch.dtype, slice, range, torch.finfo, torch.iinfo):
+        from .operators import python_value
+
+        return _wrap_result(cls(*[python_value(a) for a in args],
+                                **{k: python_value(v) for k, v in kwargs.items()}))
+    if builtins_ops.is_builtin(cls):
+        return builtins_ops.call_builtin(tx, cls, args, kwargs)
+    raise Unsupported(f"constructing {cls.__qualname__}")
+
+
+def _wrap_result(value):
+    if isinstance(value, torch.Size):
+        return TupleValue([ConstValue(x) for x in value], cls=torch.Size)
+    return ConstValue(value)
+
+
+def _has_custom_new(cls):
+    return cls.__new__ is not object.__new__

@@ -1,0 +1,110 @@
+"""State shared by every frame of one translation: graph, guards, side effects, options.
+
+    TranslationContext(code, f_globals, options, stop_at)
+        .graph      GraphState (FX graph, inputs, side effects)
+        .guards     GuardSet
+        .wrap(real, source) -> Value                   (wrap.py)
+        .mutate(container)   the container is written back to the real object
+        .record(effect)      a Python side effect replayed after the graph
+        .set_grad_enabled(b) grad mode inside the graph (torch.no_grad blocks)
+
+One context per attempt: a graph break restarts the translation with `stop_at` set, so
+that nothing from the abandoned attempt leaks into the next one.
+"""
+import torch
+
+from . import wrap as wrap_mod
+from .graph_state import GraphState
+from .guards import GuardSet
+from .sources import GlobalSource
+from .values import ConstValue
+
+
+class TranslationContext:
+    def __init__(self, code, f_globals, slot_count, options, stop_at=None):
+        self.code = code
+        self.f_globals = f_globals
+        self.options = options
+        self.stop_at = stop_at
+        self.guards = GuardSet(slot_count, f_globals, code.co_freevars)
+        self.guards.ambient()
+        self.graph = GraphState(self.guards)
+        self.dynamic = set(getattr(options, "dynamic", ()) or ())
+        self.steps = 0
+        self.grad_stack = []
+        self.mutated = []  # ListValue / DictValue with a source: written back at the end
+        self._initial_grad = torch.is_grad_enabled()
+        self._mutables = {}
+        self.global_overlay = {}  # name -> Value assigned during translation
+        self._keepalive = []
+
+    # -- values ---------------------------------------------------------------------
+    def wrap(self, real, source):
+        if type(real) in (list, dict):
+            # one value per mutable object, however it is reached: mutations made through
+            # one path (an inlined helper's closure) are seen through every other
+            known = self._mutables.get(id(real))
+            if known is not None:
+                return known
+            value = wrap_mod.wrap(self, real, source)
+            self._mutables[id(real)] = value
+            self._keepalive.append(real)
+            return value
+        return wrap_mod.wrap(self, real, source)
+
+    def wrap_global(self, f_globals, name):
+        real = f_globals[name]
+        if f_globals is not self.f_globals:
+            # a global of an inlined function from another module: guard its identity in
+            # that module's dict (a C check takes any dict)
+            key = ("foreign", id(f_globals), name)
+            if key not in self.guards._seen:
+                self.guards._seen.add(key)
+                self.guards.checks.append(("global_id", f_globals, name, real))
+            if isinstance(real, torch.Tensor):
+                return self.graph.input_tensor(real, _ForeignGlobal(f_globals, name), by_identity=True)
+            return ConstValue(real, _ForeignGlobal(f_globals, name))
+        return self.wrap(real, GlobalSource(name))
+
+    def guard_builtin(self, f_globals, name):
+        if f_globals is self.f_globals:
+            self.guards.global_absent(name)
+
+    # -- effects --------------------------------------------------------------------
+    def mutate(self, container):
+        if container.source is not None and all(c is not container for c in self.mutated):
+            self.mutated.append(container)
+
+    def record(self, effect):
+        self.graph.record(effect)
+
+    def set_grad_enabled(self, enabled):
+        self.grad_stack.append(enabled)
+        torch._C._set_grad_enabled(enabled)
+        self.graph.graph.call_function(torch._C._set_grad_enabled, (enabled,))
+
+    def restore_grad_enabled(self, previous):
+        if self.grad_stack:
+            self.grad_stack.pop()
+        torch._C._set_grad_enabled(previous)
+        self.graph.graph.call_function(torch._C._set_grad_enabled, (previous,))
+
+    def close(self):
+        """Undo translate-time global state (grad mode)."""
+        torch._C._set_grad_enabled(self._initial_grad)
+
+
+class _ForeignGlobal(GlobalSource):
+    """A global of another module's function: loaded from that module's dict at run time."""
+
+    def __init__(self, f_globals, name):
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "f_globals", f_globals)
+
+    def expr(self):
+        return f"<global {self.name} of {self.f_globals.get('__name__')}>"
+
+    def load(self):
+        from bytecode import Instr
+
+        return [Instr("LOAD_CONST", self.f_globals), Instr("LOAD_CONST", self.name), Instr("BINARY_SUBSCR")]

@@ -1,0 +1,36 @@
+"""Why a translation stopped: `Unsupported` (a construct the translator does not capture).
+
+    raise Unsupported("call to print with a tensor argument")   # inside an opcode handler
+    -> the executor adds file/line/stack -> a graph break at that instruction, or a fallback
+
+`Unsupported.breakable` says whether a graph break may split here: false for problems that
+make the whole frame untranslatable (e.g. generator code), true for one instruction.
+"""
+
+
+class Unsupported(Exception):
+    """A construct the translator does not capture. Carries the user's file, line and stack."""
+
+    def __init__(self, reason, filename="", lineno=0, breakable=True):
+        super().__init__(reason)
+        self.reason = reason
+        self.filename = filename
+        self.lineno = lineno
+        self.breakable = breakable
+        self.user_stack = []  # "file:line in func", outermost first
+        self.source_line = ""
+
+    def locate(self, filename, lineno, func_name):
+        """Called by each frame the exception passes through: innermost first."""
+        if not self.filename:
+            self.filename, self.lineno = filename, lineno or 0
+        self.user_stack.insert(0, f"{filename}:{lineno} in {func_name}")
+        return self
+
+    def __str__(self):
+        where = f"{self.filename}:{self.lineno}: " if self.filename else ""
+        return f"{where}{self.reason}"
+
+
+class UserError(Exception):
+    """The user's own code would raise here (found at translate time): run it eagerly."""

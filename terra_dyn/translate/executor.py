@@ -1,0 +1,140 @@
+"""The symbolic interpreter: walks one code object's bytecode over abstract values.
+
+    Translator.run()
+        for each instruction at pc:
+            stop here?  (ctx.stop_at: the break point chosen by a previous attempt)
+                -> raise StopTranslation(self)       the frame's state becomes a break
+            handler = getattr(self, instr.name)     one method per opcode (opcodes_*.py)
+            handler(instr)                          pops/pushes Values, adds FX nodes
+        RETURN_VALUE -> self.result
+
+The opcode handlers live in mixins by family (opcodes_stack, opcodes_control,
+opcodes_call); what a call does with its callee is in calls.py. An inlined function runs
+in a child Translator sharing the context (graph, guards); its Unsupported propagates to
+the caller, which is where a graph break then splits (the caller's call site).
+
+Example: for `def f(x): return x.relu() + 1`, run() leaves result = TensorValue(add) and
+ctx.graph holds placeholder x -> call_method relu -> call_function add.
+"""
+import collections
+
+from bytecode import Label, SetLineno, TryBegin, TryEnd
+
+from .bytecode_info import code_info
+from .errors import Unsupported
+from .opcodes_call import CallOpcodes
+from .opcodes_control import ControlOpcodes
+from .opcodes_stack import StackOpcodes
+from .values import Lazy, Value
+
+MAX_INLINE_DEPTH = 12
+MAX_STEPS = 200_000  # unrolled loops beyond this are not worth a graph
+
+
+class StopTranslation(Exception):
+    """Raised at the chosen break point; carries the top-level translator's state."""
+
+    def __init__(self, tx):
+        super().__init__("stop")
+        self.tx = tx
+
+
+class Translator(StackOpcodes, ControlOpcodes, CallOpcodes):
+    def __init__(self, ctx, code, f_globals, local_values, cells, parent=None, name=None):
+        self.ctx = ctx
+        self.code = code
+        self.info = code_info(code)
+        self.instrs = self.info.instrs
+        self.f_globals = f_globals
+        self.locals = local_values  # name -> Value | Lazy
+        self.cells = cells  # name -> CellValue (cell and free variables)
+        self.parent = parent
+        self.depth = 0 if parent is None else parent.depth + 1
+        self.name = name or code.co_name
+        self.stack = []
+        self.pc = 0
+        self.kw_names = None
+        self.visits = collections.Counter()
+        self.result = None
+        self.done = False
+        if self.depth > MAX_INLINE_DEPTH:
+            raise Unsupported("inlining too deep (recursion?)")
+
+    # -- the loop -------------------------------------------------------------------
+    def run(self):
+        ctx = self.ctx
+        while not self.done:
+            instr = self.instrs[self.pc]
+            if isinstance(instr, (Label, SetLineno, TryBegin, TryEnd)):
+                self.pc += 1
+                continue
+            ctx.steps += 1
+            if ctx.steps > MAX_STEPS:
+                raise Unsupported("too many instructions (a very long unrolled loop)", breakable=False)
+            if self.parent is None:
+                self.visits[self.pc] += 1
+                if ctx.stop_at == (self.pc, self.visits[self.pc]):
+                    raise StopTranslation(self)
+            handler = getattr(self, instr.name, None)
+            try:
+                if handler is None:
+                    raise Unsupported(f"bytecode {instr.name} is not supported")
+                if self.info.in_try[self.pc]:
+                    raise Unsupported("code inside try/except or try/finally runs eagerly", breakable=False)
+                pc_before = self.pc
+                handler(instr)
+                if self.pc == pc_before:
+                    self.pc += 1
+            except Unsupported as exc:
+                self._annotate(exc, instr)
+                raise
+        return self.result
+
+    def _annotate(self, exc, instr):
+        exc.locate(self.code.co_filename, self.lineno(), self.name)
+        if not exc.source_line:
+            exc.source_line = _source_line(self.code.co_filename, self.lineno())
+        if self.parent is None and not hasattr(exc, "at"):
+            exc.at = (self.pc, self.visits[self.pc])
+            exc.instr = instr
+
+    def lineno(self):
+        return self.info.lineno(self.pc)
+
+    # -- stack helpers --------------------------------------------------------------
+    def push(self, value):
+        assert isinstance(value, Value), value
+        self.stack.append(value)
+
+    def pop(self):
+        return self.stack.pop()
+
+    def popn(self, n):
+        if n == 0:
+            return []
+        items = self.stack[-n:]
+        del self.stack[-n:]
+        return items
+
+    def jump(self, label):
+        self.pc = self.info.label_pc[label]
+
+    # -- locals ---------------------------------------------------------------------
+    def get_local(self, name):
+        value = self.locals.get(name)
+        if value is None:
+            raise Unsupported(f"local variable {name!r} read before assignment")
+        if isinstance(value, Lazy):
+            value = self.ctx.wrap(value.real, value.source)
+            self.locals[name] = value
+        return value
+
+    def realize_locals(self):
+        for name in list(self.locals):
+            self.get_local(name)
+
+
+def _source_line(filename, lineno):
+    import linecache
+
+    return linecache.getline(filename, lineno).strip()

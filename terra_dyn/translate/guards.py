@@ -1,0 +1,245 @@
+"""Guards: the facts a translation relied on, as checks run before its code is reused.
+
+    GuardSet.tensor(src, t) / .type(src, T) / .value(src, v) / .identity(src, obj) ...
+        -> C checks over argument slots (docs/CONTRACTS.md section 1) where the source is
+           a slot, `global_id` for globals, `call_id` for grad mode / default dtype
+        -> one generated Python predicate (the Guard's fallback) for deeper sources,
+           e.g. `a0._modules['fc']._parameters['weight'] is c0`
+        -> closure checks: a predicate over the frame's closure variables, run by the
+           rewritten code's prologue (the guard sees only argument slots)
+    GuardSet.build() -> terra_dyn._C.Guard (or PyGuard when the C core is not built)
+
+Example: a frame `f(x, n)` called with a float32 (4, 3) tensor and n=2 gives
+    ("tensor", 0, Tensor, float32, cpu, (4, 3), (3, 1), False), ("type", 1, int), ("eq", 1, 2)
+"""
+import torch
+
+from .sources import FreeVarSource, GlobalSource, LocalSource
+
+try:
+    from .. import _C
+except ImportError:  # the C core is not built: PyGuard keeps translation testable
+    _C = None
+
+
+def check_tensor(t, cls, dtype, device, sizes, strides, requires_grad):
+    return (
+        type(t) is cls and t.dtype == dtype and t.device == device and t.size() == sizes
+        and t.stride() == strides and t.requires_grad == requires_grad
+    )
+
+
+def _describe_check(check):
+    kind = check[0]
+    if kind == "tensor":
+        _, i, cls, dtype, device, sizes, strides, rg = check
+        return f"a{i}: {cls.__name__} {dtype} {device} sizes={sizes} strides={strides} requires_grad={rg}"
+    if kind == "type":
+        return f"type(a{check[1]}) is {check[2].__name__}"
+    if kind == "id":
+        return f"a{check[1]} is {_short(check[2])}"
+    if kind == "eq":
+        return f"a{check[1]} == {check[2]!r}"
+    if kind == "len":
+        return f"len(a{check[1]}) == {check[2]}"
+    if kind == "global_id":
+        return f"global {check[2]} is {_short(check[3])}"
+    if kind == "call_id":
+        return f"{getattr(check[1], '__name__', check[1])}() is {check[2]!r}"
+    return repr(check)
+
+
+def _short(obj):
+    text = repr(obj)
+    return text if len(text) < 50 else f"<{type(obj).__name__} at {id(obj):#x}>"
+
+
+def run_check(check, args):
+    kind = check[0]
+    if kind == "tensor":
+        return check_tensor(args[check[1]], *check[2:])
+    if kind == "type":
+        return type(args[check[1]]) is check[2]
+    if kind == "id":
+        return args[check[1]] is check[2]
+    if kind == "eq":
+        return args[check[1]] == check[2]
+    if kind == "len":
+        return len(args[check[1]]) == check[2]
+    if kind == "global_id":
+        return check[1].get(check[2]) is check[3]
+    if kind == "call_id":
+        return check[1]() is check[2]
+    raise ValueError(kind)
+
+
+def explain_failure(checks, fallback, args):
+    """The first failing check of a guard, readable; None when it passes."""
+    for check in checks:
+        try:
+            ok = run_check(check, args)
+        except Exception:
+            ok = False
+        if not ok:
+            return _describe_check(check)
+    if fallback is not None and not fallback(*args):
+        return fallback.explain(*args) if hasattr(fallback, "explain") else "Python guard"
+    return None
+
+
+class PyGuard:
+    """Pure-Python stand-in with the C Guard's interface (used when _C is not built)."""
+
+    def __init__(self, checks, fallback=None):
+        self.checks = list(checks)
+        self.fallback = fallback
+
+    def __call__(self, *args):
+        return self.explain(*args) is None
+
+    check = __call__
+
+    def explain(self, *args):
+        return explain_failure(self.checks, self.fallback, args)
+
+
+class Predicate:
+    """A generated Python function `(a0, a1, ...) -> bool` over expressions."""
+
+    def __init__(self, params, exprs, namespace):
+        self.params = list(params)
+        self.exprs = list(exprs)
+        self.namespace = namespace
+        body = " and ".join(f"({e})" for e in self.exprs) or "True"
+        text = (
+            f"def predicate({', '.join(self.params)}):\n"
+            f"    try:\n        return {body}\n"
+            f"    except Exception:\n        return False\n"
+        )
+        exec(compile(text, "<terra_dyn guard>", "exec"), namespace)
+        self.fn = namespace["predicate"]
+        self.text = text
+
+    def __call__(self, *args):
+        return self.fn(*args)
+
+    def explain(self, *args):
+        env = dict(self.namespace)
+        env.update(zip(self.params, args))
+        for e in self.exprs:
+            try:
+                ok = eval(e, env)
+            except Exception as exc:  # an attribute vanished, a key is missing, ...
+                return f"{e} raised {type(exc).__name__}"
+            if not ok:
+                return e
+        return None
+
+    def __repr__(self):
+        return f"Predicate({' and '.join(self.exprs)})"
+
+
+class GuardSet:
+    def __init__(self, slot_count, f_globals, freevars=()):
+        self.slot_count = slot_count
+        self.f_globals = f_globals
+        self.freevars = list(freevars)
+        self.checks = []
+        self.exprs = []  # over a0.. and G (globals)
+        self.closure_exprs = []  # over the closure variable names
+        self.namespace = {"G": f_globals, "check_tensor": check_tensor, "torch": torch}
+        self._seen = set()
+        self._nconst = 0
+
+    # -- adding facts ---------------------------------------------------------------
+    def _const(self, obj):
+        name = f"c{self._nconst}"
+        self._nconst += 1
+        self.namespace[name] = obj
+        return name
+
+    def _add(self, key, c_check, expr_fn, source):
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        root = source.root() if source is not None else None
+        if c_check is not None and isinstance(source, LocalSource) and source.slot >= 0:
+            self.checks.append(c_check(source.slot))
+        elif isinstance(root, FreeVarSource):
+            self.closure_exprs.append(expr_fn(_closure_expr(source)))
+        elif isinstance(source, GlobalSource) and key[0] == "id":
+            self.checks.append(("global_id", self.f_globals, source.name, key[2]))
+        else:
+            self.exprs.append(expr_fn(source.expr()))
+
+    def tensor(self, source, t):
+        meta = (type(t), t.dtype, t.device, tuple(t.size()), tuple(t.stride()), t.requires_grad)
+        args = ", ".join(self._const(m) for m in meta)
+        self._add(("tensor", source), lambda i: ("tensor", i) + meta,
+                  lambda e: f"check_tensor({e}, {args})", source)
+
+    def type(self, source, cls):
+        self._add(("type", source), lambda i: ("type", i, cls),
+                  lambda e: f"type({e}) is {self._const(cls)}", source)
+
+    def value(self, source, v):
+        """Equal value and type (so 1, 1.0 and True stay apart)."""
+        self.type(source, type(v))
+        if v is None or isinstance(v, bool):
+            return self.identity(source, v)
+        self._add(("eq", source), lambda i: ("eq", i, v),
+                  lambda e: f"{e} == {self._const(v)}", source)
+
+    def identity(self, source, obj):
+        self._add(("id", source, obj), lambda i: ("id", i, obj),
+                  lambda e: f"{e} is {self._const(obj)}", source)
+
+    def length(self, source, n):
+        self._add(("len", source), lambda i: ("len", i, n), lambda e: f"len({e}) == {n}", source)
+
+    def keys(self, source, keys):
+        self._add(("keys", source), None, lambda e: f"list({e}.keys()) == {self._const(list(keys))}", source)
+
+    def global_absent(self, name):
+        """A builtin was used: the globals must not shadow it."""
+        key = ("absent", name)
+        if key not in self._seen:
+            self._seen.add(key)
+            self.checks.append(("global_id", self.f_globals, name, None))
+
+    def call_id(self, fn, obj):
+        key = ("call_id", fn)
+        if key not in self._seen:
+            self._seen.add(key)
+            self.checks.append(("call_id", fn, obj))
+
+    def ambient(self):
+        """Grad mode and default dtype: every translation depends on them."""
+        self.call_id(torch.is_grad_enabled, torch.is_grad_enabled())
+        self.call_id(torch.get_default_dtype, torch.get_default_dtype())
+
+    # -- building -------------------------------------------------------------------
+    def build(self):
+        params = [f"a{i}" for i in range(self.slot_count)]
+        fallback = Predicate(params, self.exprs, dict(self.namespace)) if self.exprs else None
+        if _C is not None:
+            return _C.Guard(list(self.checks), fallback)
+        return PyGuard(self.checks, fallback)
+
+    def closure_predicate(self):
+        """Predicate over the closure variables (by name), or None."""
+        if not self.closure_exprs:
+            return None
+        names = [f"F_{n}" for n in self.freevars]
+        return Predicate(names, self.closure_exprs, dict(self.namespace))
+
+    def describe(self):
+        lines = [_describe_check(c) for c in self.checks]
+        lines += self.exprs + [f"closure: {e}" for e in self.closure_exprs]
+        return lines
+
+
+def _closure_expr(source):
+    # expr() of a closure-rooted source names the root "<closure x>": rename to F_x
+    root = source.root()
+    return source.expr().replace(root.expr(), f"F_{root.name}")

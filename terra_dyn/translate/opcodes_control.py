@@ -1,0 +1,131 @@
+"""Opcode handlers: jumps, loops, returns, with blocks.
+
+Branches are decided at translate time when the condition is known (a constant, a shape,
+a container's length); a branch on a tensor's value raises Unsupported, which becomes a
+graph break that runs the jump natively. FOR_ITER over a known iterator unrolls the loop;
+over a real iterator (handed to a resume function) it is a break too.
+"""
+import torch
+
+from . import operators
+from .errors import Unsupported
+from .values import (ConstValue, ContextValue, IteratorValue, MethodValue,
+                     OpaqueIterator)
+
+
+class GradModeExit:
+    """The `__exit__` a BEFORE_WITH on a grad-mode context pushes."""
+
+
+class ControlOpcodes:
+    def RETURN_VALUE(self, instr):
+        """value -> (frame ends)"""
+        self.result = self.pop()
+        self.done = True
+
+    # -- jumps ----------------------------------------------------------------------
+    def JUMP_FORWARD(self, instr):
+        """() -> ()"""
+        self.jump(instr.arg)
+
+    JUMP_BACKWARD = JUMP_FORWARD
+    JUMP_BACKWARD_NO_INTERRUPT = JUMP_FORWARD
+    JUMP_NO_INTERRUPT = JUMP_FORWARD
+
+    def _pop_jump(self, instr, when):
+        cond = self.pop()
+        if operators.truth(self, cond) == when:
+            self.jump(instr.arg)
+
+    def POP_JUMP_FORWARD_IF_TRUE(self, instr):
+        """cond -> ()"""
+        self._pop_jump(instr, True)
+
+    def POP_JUMP_FORWARD_IF_FALSE(self, instr):
+        """cond -> ()"""
+        self._pop_jump(instr, False)
+
+    POP_JUMP_BACKWARD_IF_TRUE = POP_JUMP_FORWARD_IF_TRUE
+    POP_JUMP_BACKWARD_IF_FALSE = POP_JUMP_FORWARD_IF_FALSE
+
+    def _none_jump(self, instr, when_none):
+        value = self.pop()
+        if operators.is_none(value) == when_none:
+            self.jump(instr.arg)
+
+    def POP_JUMP_FORWARD_IF_NONE(self, instr):
+        """value -> ()"""
+        self._none_jump(instr, True)
+
+    def POP_JUMP_FORWARD_IF_NOT_NONE(self, instr):
+        """value -> ()"""
+        self._none_jump(instr, False)
+
+    POP_JUMP_BACKWARD_IF_NONE = POP_JUMP_FORWARD_IF_NONE
+    POP_JUMP_BACKWARD_IF_NOT_NONE = POP_JUMP_FORWARD_IF_NOT_NONE
+
+    def JUMP_IF_TRUE_OR_POP(self, instr):
+        """cond -> cond (jump) | () """
+        if operators.truth(self, self.stack[-1]):
+            self.jump(instr.arg)
+        else:
+            self.pop()
+
+    def JUMP_IF_FALSE_OR_POP(self, instr):
+        """cond -> cond (jump) | ()"""
+        if not operators.truth(self, self.stack[-1]):
+            self.jump(instr.arg)
+        else:
+            self.pop()
+
+    # -- loops ----------------------------------------------------------------------
+    def GET_ITER(self, instr):
+        """iterable -> iterator"""
+        self.push(operators.get_iter(self, self.pop()))
+
+    def FOR_ITER(self, instr):
+        """iterator -> iterator, next item | () at the end (jump)"""
+        it = self.stack[-1]
+        if isinstance(it, OpaqueIterator):
+            raise Unsupported("loop over a run-time iterator (continued from a graph break)")
+        if not isinstance(it, IteratorValue):
+            raise Unsupported(f"FOR_ITER over {it!r}")
+        item = it.next_item()
+        if item is None:
+            self.pop()
+            self.jump(instr.arg)
+        else:
+            self.push(item)
+
+    # -- with blocks ----------------------------------------------------------------
+    def BEFORE_WITH(self, instr):
+        """manager -> exit, manager.__enter__()"""
+        manager = self.pop()
+        if not isinstance(manager, ContextValue):
+            raise Unsupported(f"with block on {manager!r}", breakable=False)
+        manager.previous = torch.is_grad_enabled() if not self.ctx.grad_stack else self.ctx.grad_stack[-1]
+        self.ctx.set_grad_enabled(manager.enabled)
+        self.push(MethodValue(ConstValue(GradModeExit), manager))
+        self.push(ConstValue(None))
+
+    def exit_grad_mode(self, manager):
+        self.ctx.restore_grad_enabled(manager.previous)
+
+    # -- generators (inlined ones only: run to completion, see inline.py) -----------
+    def RETURN_GENERATOR(self, instr):
+        """() -> None (the value the first resumption sends)"""
+        if getattr(self, "yielded", None) is None:
+            raise Unsupported("generator frame", breakable=False)
+        self.push(ConstValue(None))
+
+    def YIELD_VALUE(self, instr):
+        """value -> None (the value sent back)"""
+        if getattr(self, "yielded", None) is None:
+            raise Unsupported("yield outside an inlined generator", breakable=False)
+        self.yielded.append(self.pop())
+        self.push(ConstValue(None))
+
+    def RAISE_VARARGS(self, instr):
+        """exc -> (raises)"""
+        raise Unsupported("raise statement (runs natively)")
+

@@ -1,0 +1,333 @@
+"""Opcode handlers: loads, stores, stack shuffles, operators, containers, attributes.
+
+Each handler's stack effect is in its docstring, as in the `dis` documentation. Handlers
+only move Values; what an operator or attribute *means* is in operators.py/attributes.py.
+"""
+import builtins
+
+from bytecode import CellVar, FreeVar
+
+from . import attributes, operators
+from .errors import Unsupported
+from .values import (NULL, CellValue, ConstValue, DictValue, Lazy, ListValue, ScalarValue,
+                     TensorValue, TupleValue)
+
+
+def _var_name(arg):
+    return arg.name if isinstance(arg, (CellVar, FreeVar)) else arg
+
+
+class StackOpcodes:
+    # -- no-ops and frame setup -----------------------------------------------------
+    def NOP(self, instr):
+        """(no effect)"""
+
+    RESUME = NOP
+    EXTENDED_ARG = NOP
+
+    def COPY_FREE_VARS(self, instr):
+        """(no effect here: the translator's cells are set up when the frame starts)"""
+
+    def MAKE_CELL(self, instr):
+        """(no effect) -> the local becomes a cell holding its current value"""
+        name = _var_name(instr.arg)
+        if name not in self.cells:
+            value = self.locals.pop(name, None)
+            self.cells[name] = CellValue(self.get_local_value(value) if value is not None else None)
+
+    def get_local_value(self, value):
+        return self.ctx.wrap(value.real, value.source) if isinstance(value, Lazy) else value
+
+    # -- stack --------------------------------------------------------------------
+    def POP_TOP(self, instr):
+        """TOS -> ()"""
+        self.pop()
+
+    def PUSH_NULL(self, instr):
+        """() -> NULL"""
+        self.push(NULL)
+
+    def COPY(self, instr):
+        """(..., x, ...) -> (..., x, ..., x): copies the i-th item"""
+        self.push(self.stack[-instr.arg])
+
+    def SWAP(self, instr):
+        """swap TOS with the i-th item"""
+        i = instr.arg
+        self.stack[-1], self.stack[-i] = self.stack[-i], self.stack[-1]
+
+    # -- loads and stores -----------------------------------------------------------
+    def LOAD_CONST(self, instr):
+        """() -> const"""
+        self.push(ConstValue(instr.arg))
+
+    def LOAD_FAST(self, instr):
+        """() -> local"""
+        self.push(self.get_local(instr.arg))
+
+    def STORE_FAST(self, instr):
+        """value -> ()"""
+        self.locals[instr.arg] = self.pop()
+
+    def DELETE_FAST(self, instr):
+        """() -> ()"""
+        self.locals.pop(instr.arg, None)
+
+    def LOAD_GLOBAL(self, instr):
+        """() -> [NULL] global"""
+        push_null, name = instr.arg
+        if push_null:
+            self.push(NULL)
+        self.push(self.load_global(name))
+
+    def load_global(self, name):
+        if self.f_globals is self.ctx.f_globals and name in self.ctx.global_overlay:
+            return self.ctx.global_overlay[name]
+        if name in self.f_globals:
+            return self.ctx.wrap_global(self.f_globals, name)
+        if hasattr(builtins, name):
+            self.ctx.guard_builtin(self.f_globals, name)
+            return ConstValue(getattr(builtins, name))
+        raise Unsupported(f"name {name!r} is not defined")
+
+    def LOAD_DEREF(self, instr):
+        """() -> cell contents"""
+        name = _var_name(instr.arg)
+        cell = self.cells.get(name)
+        if cell is None:
+            raise Unsupported(f"closure variable {name!r} is not available")
+        content = cell.content
+        if content is None:
+            raise Unsupported(f"closure variable {name!r} read before assignment")
+        if isinstance(content, Lazy):
+            content = cell.content = self.ctx.wrap(content.real, content.source)
+        self.push(content)
+
+    LOAD_CLASSDEREF = LOAD_DEREF
+
+    def STORE_DEREF(self, instr):
+        """value -> ()"""
+        name = _var_name(instr.arg)
+        cell = self.cells.get(name)
+        if cell is not None and self.parent is None and name in self.code.co_freevars:
+            # the frame's own closure: replayed with STORE_DEREF after the graph
+            from .side_effects import StoreDeref
+
+            cell.content = self.pop()
+            self.ctx.record(StoreDeref(name, cell.content))
+            return
+        if cell is None or getattr(cell, "real", False):
+            raise Unsupported(f"assignment to closure variable {name!r} of an outer frame")
+        cell.content = self.pop()
+
+    def STORE_GLOBAL(self, instr):
+        """value -> ()"""
+        if self.f_globals is not self.ctx.f_globals:
+            raise Unsupported("assignment to a global of another module")
+        from .side_effects import StoreGlobal
+
+        value = self.pop()
+        self.ctx.global_overlay[instr.arg] = value
+        self.ctx.record(StoreGlobal(instr.arg, value))
+
+    def LOAD_CLOSURE(self, instr):
+        """() -> cell"""
+        name = _var_name(instr.arg)
+        cell = self.cells.get(name)
+        if cell is None:
+            raise Unsupported(f"closure cell {name!r} is not available")
+        self.push(cell)
+
+    def LOAD_ASSERTION_ERROR(self, instr):
+        """() -> AssertionError"""
+        self.push(ConstValue(AssertionError))
+
+    # -- attributes -----------------------------------------------------------------
+    def LOAD_ATTR(self, instr):
+        """obj -> obj.name"""
+        self.push(attributes.load_attr(self, self.pop(), instr.arg))
+
+    def LOAD_METHOD(self, instr):
+        """obj -> NULL, obj.name   (the bound form; equivalent for calls)"""
+        obj = self.pop()
+        self.push(NULL)
+        self.push(attributes.load_attr(self, obj, instr.arg))
+
+    def STORE_ATTR(self, instr):
+        """value, obj -> ()   (obj = TOS)"""
+        obj = self.pop()
+        value = self.pop()
+        attributes.store_attr(self, obj, instr.arg, value)
+
+    # -- operators ------------------------------------------------------------------
+    def BINARY_OP(self, instr):
+        """a, b -> a op b"""
+        b = self.pop()
+        a = self.pop()
+        self.push(operators.binary(self, instr.arg, a, b))
+
+    def COMPARE_OP(self, instr):
+        """a, b -> a cmp b"""
+        b = self.pop()
+        a = self.pop()
+        self.push(operators.compare(self, instr.arg, a, b))
+
+    def IS_OP(self, instr):
+        """a, b -> a is b (or is not)"""
+        b = self.pop()
+        a = self.pop()
+        result = operators.is_same(a, b)
+        self.push(ConstValue(result != bool(instr.arg)))
+
+    def CONTAINS_OP(self, instr):
+        """a, b -> a in b (or not in)"""
+        b = self.pop()
+        a = self.pop()
+        self.push(ConstValue(operators.contains(self, b, a) != bool(instr.arg)))
+
+    def UNARY_NEGATIVE(self, instr):
+        """a -> -a"""
+        self.push(operators.unary(self, "neg", self.pop()))
+
+    def UNARY_POSITIVE(self, instr):
+        """a -> +a"""
+        self.push(operators.unary(self, "pos", self.pop()))
+
+    def UNARY_INVERT(self, instr):
+        """a -> ~a"""
+        self.push(operators.unary(self, "invert", self.pop()))
+
+    def UNARY_NOT(self, instr):
+        """a -> not a"""
+        self.push(ConstValue(not operators.truth(self, self.pop())))
+
+    def BINARY_SUBSCR(self, instr):
+        """obj, key -> obj[key]"""
+        key = self.pop()
+        obj = self.pop()
+        self.push(operators.getitem(self, obj, key))
+
+    def STORE_SUBSCR(self, instr):
+        """value, obj, key -> ()   (obj[key] = value)"""
+        key = self.pop()
+        obj = self.pop()
+        value = self.pop()
+        operators.setitem(self, obj, key, value)
+
+    def DELETE_SUBSCR(self, instr):
+        """obj, key -> ()"""
+        key = self.pop()
+        obj = self.pop()
+        operators.delitem(self, obj, key)
+
+    # -- containers -----------------------------------------------------------------
+    def BUILD_TUPLE(self, instr):
+        """n items -> tuple"""
+        self.push(TupleValue(self.popn(instr.arg)))
+
+    def BUILD_LIST(self, instr):
+        """n items -> list"""
+        self.push(ListValue(self.popn(instr.arg)))
+
+    def BUILD_MAP(self, instr):
+        """2n items (k, v, ...) -> dict"""
+        items = self.popn(2 * instr.arg)
+        self.push(DictValue({_key(k): v for k, v in zip(items[::2], items[1::2])}))
+
+    def BUILD_CONST_KEY_MAP(self, instr):
+        """n values, keys tuple -> dict"""
+        keys = self.pop().as_python()
+        values = self.popn(instr.arg)
+        self.push(DictValue(dict(zip(keys, values))))
+
+    def BUILD_SLICE(self, instr):
+        """start, stop[, step] -> slice"""
+        parts = self.popn(instr.arg)
+        if all(isinstance(p, ConstValue) for p in parts):
+            self.push(ConstValue(slice(*[p.value for p in parts])))
+        else:
+            raise Unsupported("slice with a run-time bound")
+
+    def BUILD_STRING(self, instr):
+        """n strings -> joined"""
+        parts = self.popn(instr.arg)
+        self.push(ConstValue("".join(p.as_python() for p in parts)))
+
+    def FORMAT_VALUE(self, instr):
+        """value[, spec] -> formatted string"""
+        flags = instr.arg
+        spec = self.pop().as_python() if flags & 0x04 else ""
+        value = self.pop()
+        if isinstance(value, (TensorValue, ScalarValue)):
+            raise Unsupported("formatting a tensor or run-time number into a string")
+        obj = operators.python_value(value)
+        conv = flags & 0x03
+        if conv == 1:
+            obj = str(obj)
+        elif conv == 2:
+            obj = repr(obj)
+        elif conv == 3:
+            obj = ascii(obj)
+        self.push(ConstValue(format(obj, spec)))
+
+    def LIST_APPEND(self, instr):
+        """list(at i), value -> list"""
+        value = self.pop()
+        target = self.stack[-instr.arg]
+        self.ctx.mutate(target)
+        target.items.append(value)
+
+    def LIST_EXTEND(self, instr):
+        """list(at i), iterable -> list"""
+        iterable = self.pop()
+        target = self.stack[-instr.arg]
+        self.ctx.mutate(target)
+        target.items.extend(operators.unpack(self, iterable))
+
+    def LIST_TO_TUPLE(self, instr):
+        """list -> tuple"""
+        self.push(TupleValue(self.pop().items))
+
+    def MAP_ADD(self, instr):
+        """dict(at i), key, value -> dict"""
+        value = self.pop()
+        key = self.pop()
+        target = self.stack[-instr.arg]
+        self.ctx.mutate(target)
+        target.items[_key(key)] = value
+
+    def DICT_UPDATE(self, instr):
+        """dict(at i), mapping -> dict"""
+        other = self.pop()
+        target = self.stack[-instr.arg]
+        self.ctx.mutate(target)
+        target.items.update(operators.dict_items(self, other))
+
+    DICT_MERGE = DICT_UPDATE
+
+    def UNPACK_SEQUENCE(self, instr):
+        """seq -> n items (first item on top)"""
+        items = operators.unpack(self, self.pop())
+        if len(items) != instr.arg:
+            raise Unsupported(f"unpacking {len(items)} values into {instr.arg}")
+        for item in reversed(items):
+            self.push(item)
+
+    def UNPACK_EX(self, instr):
+        """seq -> before, list of rest, after"""
+        before, after = instr.arg & 0xFF, instr.arg >> 8
+        items = operators.unpack(self, self.pop())
+        if len(items) < before + after:
+            raise Unsupported("not enough values to unpack")
+        rest = ListValue(items[before:len(items) - after])
+        out = items[:before] + [rest] + items[len(items) - after:]
+        for item in reversed(out):
+            self.push(item)
+
+
+def _key(value):
+    if not isinstance(value, ConstValue):
+        raise Unsupported(f"dict key {value!r} is not a constant")
+    return value.value
+
+

@@ -1,0 +1,307 @@
+"""What Python operators mean on abstract values.
+
+    tensor (or run-time number) involved -> an FX call_function node (operator.add, ...)
+    Python values known at translate time -> computed now (constant folding)
+    containers -> new container values (tuple + tuple, list * 2, x[1:3], ...)
+
+Example: `x.shape[-1] * 2` folds to ConstValue(6) for a (4, 3) tensor x, while `x * 2` adds
+call_function operator.mul(x, 2) to the graph.
+"""
+import operator
+
+import torch
+from bytecode import BinaryOp, Compare
+
+from .errors import Unsupported
+from .values import (ConstValue, DictValue, IteratorValue, ListValue, OpaqueIterator,
+                     ScalarValue, TensorValue, TupleValue, Value)
+
+_BINARY = {
+    BinaryOp.ADD: operator.add, BinaryOp.SUBTRACT: operator.sub, BinaryOp.MULTIPLY: operator.mul,
+    BinaryOp.TRUE_DIVIDE: operator.truediv, BinaryOp.FLOOR_DIVIDE: operator.floordiv,
+    BinaryOp.REMAINDER: operator.mod, BinaryOp.POWER: operator.pow,
+    BinaryOp.MATRIX_MULTIPLY: operator.matmul, BinaryOp.AND: operator.and_,
+    BinaryOp.OR: operator.or_, BinaryOp.XOR: operator.xor, BinaryOp.LSHIFT: operator.lshift,
+    BinaryOp.RSHIFT: operator.rshift,
+    BinaryOp.INPLACE_ADD: operator.iadd, BinaryOp.INPLACE_SUBTRACT: operator.isub,
+    BinaryOp.INPLACE_MULTIPLY: operator.imul, BinaryOp.INPLACE_TRUE_DIVIDE: operator.itruediv,
+    BinaryOp.INPLACE_FLOOR_DIVIDE: operator.ifloordiv, BinaryOp.INPLACE_REMAINDER: operator.imod,
+    BinaryOp.INPLACE_POWER: operator.ipow, BinaryOp.INPLACE_MATRIX_MULTIPLY: operator.imatmul,
+    BinaryOp.INPLACE_AND: operator.iand, BinaryOp.INPLACE_OR: operator.ior,
+    BinaryOp.INPLACE_XOR: operator.ixor, BinaryOp.INPLACE_LSHIFT: operator.ilshift,
+    BinaryOp.INPLACE_RSHIFT: operator.irshift,
+}
+_INPLACE_TO_PLAIN = {
+    operator.iadd: operator.add, operator.isub: operator.sub, operator.imul: operator.mul,
+    operator.itruediv: operator.truediv, operator.ifloordiv: operator.floordiv,
+    operator.imod: operator.mod, operator.ipow: operator.pow, operator.imatmul: operator.matmul,
+    operator.iand: operator.and_, operator.ior: operator.or_, operator.ixor: operator.xor,
+    operator.ilshift: operator.lshift, operator.irshift: operator.rshift,
+}
+_COMPARE = {
+    Compare.LT: operator.lt, Compare.LE: operator.le, Compare.EQ: operator.eq,
+    Compare.NE: operator.ne, Compare.GT: operator.gt, Compare.GE: operator.ge,
+}
+# Python values safe to compute with at translate time (no user __dunder__ code runs)
+_FOLDABLE = (int, float, bool, str, bytes, type(None), complex, torch.dtype, torch.device,
+             torch.Size, slice, range, type(Ellipsis), type)
+
+
+def is_graph_value(v):
+    return isinstance(v, (TensorValue, ScalarValue))
+
+
+def python_value(v):
+    """The Python object behind a value known at translate time (containers included)."""
+    if isinstance(v, ConstValue):
+        return v.value
+    if isinstance(v, TupleValue):
+        return v.as_python()
+    if isinstance(v, ListValue):
+        return [python_value(x) for x in v.items]
+    if isinstance(v, DictValue):
+        return {k: python_value(x) for k, x in v.items.items()}
+    raise Unsupported(f"{v!r} is not known at translate time")
+
+
+def _foldable(v):
+    if isinstance(v, ConstValue):
+        return isinstance(v.value, _FOLDABLE) or (
+            isinstance(v.value, tuple) and all(isinstance(x, _FOLDABLE) for x in v.value))
+    return False
+
+
+def binary(tx, op, a, b):
+    fn = _BINARY[op]
+    if is_graph_value(a) or is_graph_value(b):
+        if fn in _INPLACE_TO_PLAIN and not isinstance(a, TensorValue):
+            fn = _INPLACE_TO_PLAIN[fn]  # `n += x` rebinds n; it mutates nothing
+        return tx.ctx.graph.call("call_function", fn, [a, b])
+    plain = _INPLACE_TO_PLAIN.get(fn, fn)
+    if isinstance(a, ListValue) and fn is operator.iadd:
+        tx.ctx.mutate(a)
+        a.items.extend(unpack(tx, b))
+        return a
+    if isinstance(a, (TupleValue, ListValue)) or isinstance(b, (TupleValue, ListValue)):
+        return _sequence_binary(tx, plain, a, b)
+    if _foldable(a) and _foldable(b):
+        try:
+            return ConstValue(plain(a.value, b.value))
+        except Exception as exc:
+            raise Unsupported(f"{plain.__name__} raised {type(exc).__name__}") from None
+    raise Unsupported(f"operator {plain.__name__} on {a!r} and {b!r}")
+
+
+def _sequence_binary(tx, fn, a, b):
+    if fn is operator.add and type(a) is type(b) and isinstance(a, (TupleValue, ListValue)):
+        if isinstance(a, TupleValue):
+            cls = torch.Size if a.cls is torch.Size and b.cls is torch.Size else tuple
+            return TupleValue(a.items + b.items, cls=cls)
+        return ListValue(a.items + b.items)
+    if fn is operator.add and isinstance(a, TupleValue) and _foldable(b) and isinstance(b.value, tuple):
+        return TupleValue(a.items + [ConstValue(x) for x in b.value], cls=a.cls)
+    if fn is operator.mul and isinstance(b, ConstValue) and isinstance(b.value, int):
+        items = a.items * b.value
+        return TupleValue(items) if isinstance(a, TupleValue) else ListValue(items)
+    raise Unsupported(f"{fn.__name__} on {a!r} and {b!r}")
+
+
+def compare(tx, op, a, b):
+    fn = _COMPARE[op]
+    if is_graph_value(a) or is_graph_value(b):
+        return tx.ctx.graph.call("call_function", fn, [a, b])
+    try:
+        return ConstValue(fn(python_value(a), python_value(b)))
+    except Unsupported:
+        raise
+    except Exception as exc:
+        raise Unsupported(f"comparison raised {type(exc).__name__}") from None
+
+
+def is_same(a, b):
+    if a is b:
+        return True
+    if isinstance(a, ConstValue) and isinstance(b, ConstValue):
+        return a.value is b.value
+    if isinstance(a, TensorValue) and isinstance(b, TensorValue):
+        return a.node is b.node
+    if isinstance(a, ConstValue) or isinstance(b, ConstValue):
+        other = b if isinstance(a, ConstValue) else a
+        const = a if isinstance(a, ConstValue) else b
+        if isinstance(other, (TensorValue, TupleValue, ListValue, DictValue)):
+            return False if const.value is None or isinstance(const.value, (int, float, str)) else _unknown()
+    if isinstance(a, ScalarValue) or isinstance(b, ScalarValue):
+        raise Unsupported("`is` on a run-time number")
+    return False
+
+
+def _unknown():
+    raise Unsupported("identity of values unknown at translate time")
+
+
+def is_none(v):
+    return isinstance(v, ConstValue) and v.value is None
+
+
+def truth(tx, v):
+    if isinstance(v, TensorValue):
+        raise Unsupported("branch on a tensor's value (data-dependent control flow)")
+    if isinstance(v, ScalarValue):
+        raise Unsupported("branch on a number known only at run time")
+    if isinstance(v, (TupleValue, ListValue, DictValue)):
+        return bool(v.items)
+    if isinstance(v, ConstValue):
+        if _foldable(v) or isinstance(v.value, (tuple, list, dict)):
+            return bool(v.value)
+        if isinstance(v.value, torch.nn.Module) and not hasattr(type(v.value), "__len__"):
+            return True
+        cls = type(v.value)
+        if not hasattr(cls, "__bool__") and not hasattr(cls, "__len__"):
+            return True
+        return bool(v.value)
+    if isinstance(v, Value):
+        return True
+    raise Unsupported(f"truth of {v!r}")
+
+
+def unary(tx, kind, v):
+    fn = {"neg": operator.neg, "pos": operator.pos, "invert": operator.invert}[kind]
+    if is_graph_value(v):
+        return tx.ctx.graph.call("call_function", fn, [v])
+    if _foldable(v):
+        return ConstValue(fn(v.value))
+    raise Unsupported(f"unary {kind} on {v!r}")
+
+
+def contains(tx, container, item):
+    if isinstance(container, (TupleValue, ListValue)):
+        if is_graph_value(item):
+            return any(is_same(item, x) for x in container.items) or _unknown()
+        target = python_value(item)
+        for x in container.items:
+            if is_graph_value(x):
+                raise Unsupported("`in` over a container holding tensors")
+            if python_value(x) == target:
+                return True
+        return False
+    if isinstance(container, DictValue):
+        return python_value(item) in container.items
+    if isinstance(container, ConstValue) and not is_graph_value(item):
+        if _foldable(container) or isinstance(container.value, (tuple, list, dict, set, frozenset)):
+            return python_value(item) in container.value
+    raise Unsupported(f"`in` on {container!r}")
+
+
+# -- subscripts -------------------------------------------------------------------------
+def getitem(tx, obj, key):
+    if isinstance(obj, TensorValue):
+        return tx.ctx.graph.call("call_function", operator.getitem, [obj, key])
+    if isinstance(obj, (TupleValue, ListValue)):
+        k = python_value(key)
+        if isinstance(k, slice):
+            items = obj.items[k]
+            if isinstance(obj, ListValue):
+                return ListValue(items)
+            return TupleValue(items, cls=torch.Size if obj.cls is torch.Size else tuple)
+        if isinstance(k, (int, bool)) or hasattr(k, "__index__"):
+            try:
+                return obj.items[k]
+            except IndexError:
+                raise Unsupported("index out of range (raises natively)") from None
+        raise Unsupported(f"index {k!r} into a sequence")
+    if isinstance(obj, DictValue):
+        k = python_value(key)
+        if k not in obj.items:
+            raise Unsupported(f"KeyError {k!r} (raises natively)")
+        return obj.items[k]
+    if isinstance(obj, ConstValue):
+        k = python_value(key)
+        value = obj.value
+        if isinstance(value, torch.nn.Module):
+            from . import modules
+
+            return modules.module_getitem(tx, obj, k)
+        if _foldable(obj) or isinstance(value, (tuple, str)):
+            try:
+                return ConstValue(value[k])
+            except Exception:
+                raise Unsupported("subscript raises natively") from None
+    raise Unsupported(f"subscript of {obj!r}")
+
+
+def setitem(tx, obj, key, value):
+    if isinstance(obj, TensorValue):
+        tx.ctx.graph.call("call_function", operator.setitem, [obj, key, value])
+        return
+    if isinstance(obj, ListValue):
+        k = python_value(key)
+        if not isinstance(k, int) or not -len(obj.items) <= k < len(obj.items):
+            raise Unsupported("list assignment outside known indices")
+        tx.ctx.mutate(obj)
+        obj.items[k] = value
+        return
+    if isinstance(obj, DictValue):
+        tx.ctx.mutate(obj)
+        obj.items[python_value(key)] = value
+        return
+    raise Unsupported(f"item assignment on {obj!r}")
+
+
+def delitem(tx, obj, key):
+    if isinstance(obj, (ListValue, DictValue)):
+        tx.ctx.mutate(obj)
+        k = python_value(key)
+        try:
+            del obj.items[k]
+        except (KeyError, IndexError):
+            raise Unsupported("del raises natively") from None
+        return
+    raise Unsupported(f"del on {obj!r}")
+
+
+# -- iteration --------------------------------------------------------------------------
+def unpack(tx, v):
+    """The items of an iterable value, as a list of Values."""
+    if isinstance(v, (TupleValue, ListValue)):
+        return list(v.items)
+    if isinstance(v, DictValue):
+        return [ConstValue(k) for k in v.items]
+    if isinstance(v, IteratorValue):
+        items = v.remaining()
+        v.index = len(v.items)
+        return items
+    if isinstance(v, TensorValue):
+        n = v.fake.shape[0] if v.fake.dim() else None
+        if n is None:
+            raise Unsupported("iteration over a 0-d tensor")
+        return [tx.ctx.graph.call("call_function", operator.getitem, [v, ConstValue(i)]) for i in range(n)]
+    if isinstance(v, ConstValue):
+        value = v.value
+        if isinstance(value, (tuple, list, range, str, torch.Size, dict)):
+            from .wrap import wrap_child
+
+            if v.source is not None and isinstance(value, (list, tuple)):
+                return [wrap_child(tx.ctx, v, i) for i in range(len(value))]
+            return [ConstValue(x) for x in value]
+        if isinstance(value, (torch.nn.Sequential, torch.nn.ModuleList, torch.nn.ModuleDict,
+                              torch.nn.ParameterList)):
+            from . import modules
+
+            return modules.iterate_module(tx, v)
+    raise Unsupported(f"iteration over {v!r}")
+
+
+def get_iter(tx, v):
+    if isinstance(v, (IteratorValue, OpaqueIterator)):
+        return v
+    return IteratorValue(unpack(tx, v))
+
+
+def dict_items(tx, v):
+    if isinstance(v, DictValue):
+        return dict(v.items)
+    if isinstance(v, ConstValue) and isinstance(v.value, dict):
+        return {k: ConstValue(x) for k, x in v.value.items()}
+    raise Unsupported(f"mapping expected, got {v!r}")
+
+

@@ -1,0 +1,170 @@
+"""Sources: where a value the translation used lives at run time, relative to the frame.
+
+A source is both a Python expression over the frame's argument slots (for guards) and a
+bytecode load sequence (for the rewritten code):
+
+    AttrSource(ItemSource(LocalSource("xs", 0), 1), "weight")
+        expr()  -> "a0[1].weight"          (guards see the slots as a0, a1, ...)
+        load()  -> LOAD_FAST xs; LOAD_CONST 1; BINARY_SUBSCR; LOAD_ATTR weight
+
+Module attributes found in `_parameters`, `_buffers` or `_modules` are read straight from
+those dicts (ModuleDictSource): nn.Module.__getattr__ is a Python call, a dict lookup is not.
+"""
+from dataclasses import dataclass
+
+from bytecode import FreeVar, Instr
+
+
+class Source:
+    def expr(self) -> str:
+        raise NotImplementedError
+
+    def load(self) -> list:
+        raise NotImplementedError
+
+    def root(self):
+        return self
+
+    def __repr__(self):
+        return self.expr()
+
+
+@dataclass(frozen=True, repr=False)
+class LocalSource(Source):
+    """An argument slot (index `slot` of the flattened signature) or any local variable."""
+
+    name: str
+    slot: int = -1
+
+    def expr(self):
+        return f"a{self.slot}" if self.slot >= 0 else f"<local {self.name}>"
+
+    def load(self):
+        return [Instr("LOAD_FAST", self.name)]
+
+
+@dataclass(frozen=True, repr=False)
+class FreeVarSource(Source):
+    """A closure variable of the translated frame (checked in the rewritten code's prologue)."""
+
+    name: str
+
+    def expr(self):
+        return f"<closure {self.name}>"
+
+    def load(self):
+        return [Instr("LOAD_DEREF", FreeVar(self.name))]
+
+
+@dataclass(frozen=True, repr=False)
+class GlobalSource(Source):
+    name: str
+
+    def expr(self):
+        return f"G[{self.name!r}]"
+
+    def load(self):
+        return [Instr("LOAD_GLOBAL", (False, self.name))]
+
+
+@dataclass(frozen=True, repr=False)
+class AttrSource(Source):
+    base: Source
+    name: str
+
+    def expr(self):
+        return f"{self.base.expr()}.{self.name}"
+
+    def load(self):
+        return self.base.load() + [Instr("LOAD_ATTR", self.name)]
+
+    def root(self):
+        return self.base.root()
+
+
+@dataclass(frozen=True, repr=False)
+class ModuleDictSource(Source):
+    """`module._parameters[name]` (or `_buffers` / `_modules`): what `module.name` returns."""
+
+    base: Source
+    table: str
+    name: str
+
+    def expr(self):
+        return f"{self.base.expr()}.{self.table}[{self.name!r}]"
+
+    def load(self):
+        return self.base.load() + [
+            Instr("LOAD_ATTR", self.table),
+            Instr("LOAD_CONST", self.name),
+            Instr("BINARY_SUBSCR"),
+        ]
+
+    def root(self):
+        return self.base.root()
+
+
+@dataclass(frozen=True, repr=False)
+class ItemSource(Source):
+    base: Source
+    key: object  # an int, str or other constant
+
+    def expr(self):
+        return f"{self.base.expr()}[{self.key!r}]"
+
+    def load(self):
+        return self.base.load() + [Instr("LOAD_CONST", self.key), Instr("BINARY_SUBSCR")]
+
+    def root(self):
+        return self.base.root()
+
+
+@dataclass(frozen=True, repr=False)
+class ClosureCellSource(Source):
+    """`fn.__closure__[i].cell_contents` of an inlined closure."""
+
+    base: Source
+    index: int
+
+    def expr(self):
+        return f"{self.base.expr()}.__closure__[{self.index}].cell_contents"
+
+    def load(self):
+        return self.base.load() + [
+            Instr("LOAD_ATTR", "__closure__"),
+            Instr("LOAD_CONST", self.index),
+            Instr("BINARY_SUBSCR"),
+            Instr("LOAD_ATTR", "cell_contents"),
+        ]
+
+    def root(self):
+        return self.base.root()
+
+
+@dataclass(frozen=True, repr=False)
+class DefaultSource(Source):
+    """`fn.__defaults__[i]` / `fn.__kwdefaults__[name]` of an inlined function."""
+
+    base: Source
+    key: object
+    kw: bool = False
+
+    def expr(self):
+        table = "__kwdefaults__" if self.kw else "__defaults__"
+        return f"{self.base.expr()}.{table}[{self.key!r}]"
+
+    def load(self):
+        table = "__kwdefaults__" if self.kw else "__defaults__"
+        return self.base.load() + [
+            Instr("LOAD_ATTR", table), Instr("LOAD_CONST", self.key), Instr("BINARY_SUBSCR")
+        ]
+
+    def root(self):
+        return self.base.root()
+
+
+def is_guardable_in_slots(source: Source) -> bool:
+    """Whether `source` can be evaluated from the argument slots and globals alone."""
+    return not isinstance(source.root(), FreeVarSource)
+
+

@@ -1,0 +1,80 @@
+"""Calls into torch: torch.*, torch.nn.functional.*, Tensor methods -> FX nodes.
+
+    call_torch(tx, fn, args, kwargs)          torch.relu(x) -> call_function torch.relu
+    call_tensor_method(tx, name, t, ...)      x.view(2, -1) -> call_method view
+    grad-mode context managers                torch.no_grad() -> ContextValue(False)
+
+Results come from running the op on fake tensors, so shapes, dtypes and devices are known
+without touching real data. Calls that need a tensor's value (x.item(), x.tolist(),
+x.numpy(), x.backward(), torch.autograd.grad) raise Unsupported: a graph break.
+
+Example: `x.size(0)` becomes ConstValue(4) (the fake tensor knows; the shape is guarded),
+`x.sum(dim=1)` becomes call_method sum(x, dim=1).
+"""
+import types
+
+import torch
+
+from .errors import Unsupported
+from .values import ConstValue, ContextValue, ScalarValue, TensorValue
+
+# Calls that need real tensor data or mutate global state: always a graph break.
+_BREAK_METHODS = {
+    "item", "tolist", "numpy", "backward", "register_hook", "data_ptr", "__bool__", "__int__",
+    "__float__", "__index__", "__len__", "__iter__", "nonzero_static", "retain_grad",
+    "__array__", "storage", "untyped_storage", "set_", "resize_", "record_stream",
+}
+_BREAK_FUNCTIONS = {
+    torch.autograd.grad, torch.autograd.backward, torch.manual_seed, torch.seed, torch.save,
+    torch.load, torch.set_default_dtype, torch.set_printoptions, torch.use_deterministic_algorithms,
+    torch.set_grad_enabled.__init__,
+}
+_CONST_FUNCTIONS = {torch.is_grad_enabled, torch.get_default_dtype, torch.is_tensor,
+                    torch.is_floating_point, torch.is_complex, torch.numel, torch.is_storage}
+
+
+def is_torch_callable(fn):
+    if isinstance(fn, (torch._C._VariableFunctionsClass, torch._ops.OpOverload, torch._ops.OpOverloadPacket)):
+        return True
+    if isinstance(fn, type):
+        return False
+    module = getattr(fn, "__module__", None) or ""
+    if module == "torch" or module.startswith("torch.nn.functional") or module == "torch._C._nn" \
+            or module.startswith("torch._C._linalg") or module == "torch._C._special" \
+            or module.startswith("torch.functional") or module.startswith("torch.fft") \
+            or module.startswith("torch.linalg") or module.startswith("torch.special") \
+            or module == "torch._C._VariableFunctions":
+        return True
+    if isinstance(fn, (types.BuiltinFunctionType,)) and getattr(fn, "__self__", None) is not None:
+        owner = fn.__self__
+        return isinstance(owner, types.ModuleType) and owner.__name__.startswith("torch")
+    return False
+
+
+def is_tensor_method(fn):
+    """`torch.Tensor.add` and friends (method descriptors and Python methods of Tensor)."""
+    name = getattr(fn, "__name__", None)
+    return name is not None and getattr(torch.Tensor, name, None) is fn
+
+
+def call_torch(tx, fn, args, kwargs):
+    if fn in (torch.no_grad, torch.enable_grad):
+        return ContextValue(fn is torch.enable_grad)
+    if fn is torch.set_grad_enabled:
+        return ContextValue(bool(args[0].as_python()))
+    if fn in _BREAK_FUNCTIONS:
+        raise Unsupported(f"torch.{getattr(fn, '__name__', fn)} is not captured")
+    if fn in _CONST_FUNCTIONS and not any(isinstance(a, ScalarValue) for a in args):
+        from .operators import python_value
+
+        fake_args = [a.fake if isinstance(a, TensorValue) else python_value(a) for a in args]
+        return ConstValue(fn(*fake_args))
+    return tx.ctx.graph.call("call_function", fn, args, kwargs)
+
+
+def call_tensor_method(tx, name, self_value, args, kwargs):
+    if name in _BREAK_METHODS:
+        raise Unsupported(f"Tensor.{name}() needs the tensor's value")
+    if not isinstance(self_value, TensorValue):
+        raise Unsupported(f"Tensor.{name} on {self_value!r}")
+    return tx.ctx.graph.call("call_method", name, [self_value] + list(args), kwargs)

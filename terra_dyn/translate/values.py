@@ -1,0 +1,242 @@
+"""Abstract values: what the translator's stack and locals hold.
+
+    TensorValue     an FX node + its fake tensor (shape/dtype/device facts)
+    ConstValue      a Python object known at translate time (int, str, dtype, function,
+                    module, class, range, ...); `source` says where it lives at run time
+    TupleValue      tuple / torch.Size / namedtuple of values
+    ListValue       a list of values (mutations are tracked, replayed on the real list)
+    DictValue       a dict with constant keys
+    IteratorValue   a materialized iterator (range, list, zip, enumerate, dict items)
+    FunctionValue   a function made by MAKE_FUNCTION during translation
+    MethodValue     a bound method: function value + self value
+    NullValue       the NULL that PUSH_NULL / LOAD_GLOBAL push before a callable
+    ScalarValue     a Python number known only at run time (an FX node), e.g. a loop counter
+    ContextValue    torch.no_grad() / enable_grad() / set_grad_enabled(b) objects
+    OpaqueIterator  a real iterator object (e.g. handed to a resume function): FOR_ITER breaks
+
+Example: `x.shape[0] + 1` on a (4, 3) tensor gives ConstValue(5): shapes are static and
+guarded, so arithmetic on them folds at translate time.
+"""
+import torch
+
+
+class Value:
+    source = None  # sources.Source: where the real object is at run time (None: made here)
+
+    def as_python(self):
+        """The real Python object, when it is known at translate time."""
+        from .errors import Unsupported
+
+        raise Unsupported(f"{self!r} has no value known at translate time")
+
+    def is_const(self):
+        return False
+
+
+class TensorValue(Value):
+    def __init__(self, node, fake, source=None):
+        self.node = node
+        self.fake = fake
+        self.source = source
+
+    def __repr__(self):
+        f = self.fake
+        return f"TensorValue({self.node.name}: {str(f.dtype).replace('torch.', '')}{list(f.shape)})"
+
+
+class ScalarValue(Value):
+    """A Python int/float/bool only known at run time: an FX node (a graph input, or
+    arithmetic on one). Tensor ops may use it; control flow on it is a graph break."""
+
+    def __init__(self, node, example, source=None):
+        self.node = node
+        self.example = example  # the value seen at translate time (its type is guarded)
+        self.source = source
+
+    def __repr__(self):
+        return f"ScalarValue({self.node.name}: {type(self.example).__name__})"
+
+
+class ConstValue(Value):
+    def __init__(self, value, source=None):
+        self.value = value
+        self.source = source
+
+    def as_python(self):
+        return self.value
+
+    def is_const(self):
+        return True
+
+    def __repr__(self):
+        text = repr(self.value)
+        if len(text) > 60:
+            text = f"<{type(self.value).__name__}>"
+        return f"ConstValue({text})"
+
+
+class NullValue(Value):
+    def __repr__(self):
+        return "NULL"
+
+
+NULL = NullValue()
+
+
+class TupleValue(Value):
+    """A tuple; `cls` is tuple, torch.Size or a namedtuple class."""
+
+    def __init__(self, items, cls=tuple, source=None):
+        self.items = list(items)
+        self.cls = cls
+        self.source = source
+
+    def as_python(self):
+        vals = [v.as_python() for v in self.items]
+        if self.cls is tuple:
+            return tuple(vals)
+        if self.cls is torch.Size:
+            return torch.Size(vals)
+        if hasattr(self.cls, "n_fields"):
+            return self.cls(vals)
+        return self.cls(*vals)
+
+    def is_const(self):
+        return all(v.is_const() for v in self.items)
+
+    def __repr__(self):
+        name = self.cls.__name__
+        return f"TupleValue[{name}]({', '.join(map(repr, self.items))})"
+
+
+class ListValue(Value):
+    def __init__(self, items, source=None):
+        self.items = list(items)
+        self.source = source
+
+    def as_python(self):
+        if self.source is not None:
+            return super().as_python()
+        return [v.as_python() for v in self.items]
+
+    def __repr__(self):
+        return f"ListValue([{', '.join(map(repr, self.items))}])"
+
+
+class DictValue(Value):
+    def __init__(self, items, source=None):
+        self.items = dict(items)  # python key -> Value
+        self.source = source
+
+    def __repr__(self):
+        inner = ", ".join(f"{k!r}: {v!r}" for k, v in self.items.items())
+        return f"DictValue({{{inner}}})"
+
+
+class IteratorValue(Value):
+    """An iterator whose items are known values; `next_item` advances it."""
+
+    def __init__(self, items, index=0):
+        self.items = list(items)
+        self.index = index
+
+    def next_item(self):
+        if self.index >= len(self.items):
+            return None
+        item = self.items[self.index]
+        self.index += 1
+        return item
+
+    def remaining(self):
+        return self.items[self.index:]
+
+    def __repr__(self):
+        return f"IteratorValue({len(self.items) - self.index} left)"
+
+
+class OpaqueIterator(Value):
+    """A real iterator object whose remaining items are unknown without consuming it."""
+
+    def __init__(self, value, source):
+        self.value = value
+        self.source = source
+
+    def __repr__(self):
+        return f"OpaqueIterator({type(self.value).__name__})"
+
+
+class FunctionValue(Value):
+    """A function created during translation (a lambda, a nested def, a closure)."""
+
+    def __init__(self, code, f_globals, name, defaults=None, kwdefaults=None, closure=None):
+        self.code = code
+        self.f_globals = f_globals
+        self.name = name
+        self.defaults = defaults  # TupleValue or None
+        self.kwdefaults = kwdefaults  # DictValue or None
+        self.closure = closure  # list of CellValue or None
+
+    def __repr__(self):
+        return f"FunctionValue({self.name})"
+
+
+class CellValue(Value):
+    """A closure cell created during translation."""
+
+    def __init__(self, content=None):
+        self.content = content
+
+    def __repr__(self):
+        return f"CellValue({self.content!r})"
+
+
+class MethodValue(Value):
+    def __init__(self, fn, self_value, source=None):
+        self.fn = fn  # a Value (ConstValue of a function, or FunctionValue)
+        self.self_value = self_value
+        self.source = source
+
+    def __repr__(self):
+        return f"MethodValue({self.fn!r} of {self.self_value!r})"
+
+
+class ContextValue(Value):
+    """A grad-mode context manager; entering sets grad mode inside the graph."""
+
+    def __init__(self, enabled):
+        self.enabled = enabled
+        self.previous = None
+
+    def __repr__(self):
+        return f"ContextValue(grad_enabled={self.enabled})"
+
+
+class ObjectValue(Value):
+    """A user object created during translation: class + attribute values (dataclasses)."""
+
+    def __init__(self, cls, attrs):
+        self.cls = cls
+        self.attrs = dict(attrs)
+
+    def __repr__(self):
+        return f"ObjectValue({self.cls.__name__})"
+
+
+def const(value, source=None):
+    return ConstValue(value, source)
+
+
+def is_namedtuple_class(cls):
+    return isinstance(cls, type) and issubclass(cls, tuple) and hasattr(cls, "_fields")
+
+
+class Lazy:
+    """A real object in a local slot, wrapped into a Value (and guarded) on first read."""
+
+    __slots__ = ("real", "source")
+
+    def __init__(self, real, source):
+        self.real, self.source = real, source
+
+    def __repr__(self):
+        return f"Lazy({self.source!r})"

@@ -1,0 +1,91 @@
+"""Turning real objects into abstract values, with the guards that make it valid.
+
+    wrap(ctx, real, source)
+        Tensor            -> TensorValue placeholder; guard dtype/device/shape/strides/grad
+                             (parameters and buffers: guard identity)
+        int/float/str/... -> ConstValue; guard type and value
+                             (a number whose value kept changing -> ScalarValue input)
+        tuple/list/dict   -> container values of wrapped items; guard type and length/keys
+        module, function, class, dtype -> ConstValue; guard identity
+        iterator          -> OpaqueIterator (loops over it break)
+        any other object  -> ConstValue; guard type (its attributes are guarded when read)
+
+Example: wrap(ctx, [t, 3], LocalSource("xs", 0)) -> ListValue([TensorValue(a0[0]), ConstValue(3)])
+with guards type(a0) is list, len(a0) == 2, check_tensor(a0[0], ...), a0[1] == 3.
+"""
+import types
+
+import torch
+
+from .sources import AttrSource, ItemSource, ModuleDictSource
+from .values import (ConstValue, DictValue, ListValue, OpaqueIterator, TupleValue,
+                     is_namedtuple_class)
+
+_VALUE_TYPES = (int, float, bool, str, bytes, complex, type(None), range, slice, type(Ellipsis))
+_IDENTITY_TYPES = (types.FunctionType, types.BuiltinFunctionType, types.ModuleType, type,
+                   types.MethodType, torch.dtype, torch.nn.Module, types.BuiltinMethodType,
+                   types.MethodWrapperType, types.WrapperDescriptorType, types.MethodDescriptorType,
+                   types.ClassMethodDescriptorType, types.GetSetDescriptorType)
+_ITERATOR_TYPES = tuple(type(x) for x in (
+    iter(range(0)), iter([]), iter(()), iter({}), iter({}.items()), iter({}.values()),
+    zip(), enumerate([]), reversed([]), iter("")))
+
+
+def wrap(ctx, real, source):
+    guards = ctx.guards
+    if source is None:
+        return _wrap_unguarded(real)
+    if isinstance(real, torch.Tensor):
+        return ctx.graph.input_tensor(real, source, by_identity=_is_module_state(source))
+    if type(real) in (int, float) and source.expr() in ctx.dynamic:
+        return ctx.graph.input_scalar(real, source)
+    if isinstance(real, _VALUE_TYPES) and type(real) in _VALUE_TYPES:
+        guards.value(source, real)
+        return ConstValue(real, source)
+    if isinstance(real, torch.device):
+        guards.type(source, torch.device)
+        guards.value(source, real)
+        return ConstValue(real, source)
+    if type(real) is tuple or type(real) is torch.Size or is_namedtuple_class(type(real)):
+        guards.type(source, type(real))
+        guards.length(source, len(real))
+        items = [wrap(ctx, x, ItemSource(source, i)) for i, x in enumerate(real)]
+        return TupleValue(items, cls=type(real), source=source)
+    if type(real) is list:
+        guards.type(source, list)
+        guards.length(source, len(real))
+        items = [wrap(ctx, x, ItemSource(source, i)) for i, x in enumerate(real)]
+        return ListValue(items, source=source)
+    if type(real) is dict and all(isinstance(k, (str, int)) for k in real):
+        guards.type(source, dict)
+        guards.keys(source, real.keys())
+        items = {k: wrap(ctx, x, ItemSource(source, k)) for k, x in real.items()}
+        return DictValue(items, source=source)
+    if isinstance(real, _IDENTITY_TYPES) or callable(real) and not hasattr(real, "__dict__"):
+        guards.identity(source, real)
+        return ConstValue(real, source)
+    if isinstance(real, _ITERATOR_TYPES):
+        guards.type(source, type(real))
+        return OpaqueIterator(real, source)
+    guards.type(source, type(real))
+    return ConstValue(real, source)
+
+
+def _wrap_unguarded(real):
+    if type(real) is tuple:
+        return TupleValue([_wrap_unguarded(x) for x in real])
+    return ConstValue(real)
+
+
+def _is_module_state(source):
+    return isinstance(source, ModuleDictSource) and source.table in ("_parameters", "_buffers")
+
+
+def wrap_child(ctx, parent, key):
+    """Item `key` of a real sequence held by a ConstValue with a source."""
+    return wrap(ctx, parent.value[key], ItemSource(parent.source, key))
+
+
+def wrap_attr(ctx, parent, name, real):
+    source = AttrSource(parent.source, name) if parent.source is not None else None
+    return wrap(ctx, real, source)

@@ -1,0 +1,17 @@
+"""Shared pytest fixtures for the terra_dyn suites (keep this small: fixtures only).
+
+    def test_something(fresh_terra_dyn):   # caches cleared before and after the test
+        ...
+"""
+import pytest
+
+
+@pytest.fixture
+def fresh_terra_dyn():
+    """terra_dyn with every cache cleared before and after the test, so translations made by
+    one test never satisfy another's (each test sees its own first, uncached call)."""
+    import terra_dyn
+
+    terra_dyn.reset()
+    yield terra_dyn
+    terra_dyn.reset()
