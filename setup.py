@@ -1,6 +1,10 @@
-"""Builds terra_dyn and its C extension terra_dyn._C.
+"""Builds terra_dyn, its C extension terra_dyn._C and the optional C++ module
+terra_dyn._tensor_check (the fast path of tensor guard checks; it links libtorch).
 
-The C sources are listed once, in csrc/sources.txt, which CMakeLists.txt reads too.
+The sources are listed once, in csrc/sources.txt (C) and csrc/sources_cxx.txt (C++),
+which CMakeLists.txt reads too. If the C++ module cannot be built (no C++ compiler, no
+torch headers), the install still succeeds, with a warning: guards then read tensor
+metadata through the Python API (slower, same answers).
 """
 import os
 import shutil
@@ -20,9 +24,37 @@ if sys.version_info[:2] not in SUPPORTED:
     )
 
 
-def c_sources():
-    with open(os.path.join(HERE, "csrc", "sources.txt")) as f:
+def listed_sources(name="sources.txt"):
+    with open(os.path.join(HERE, "csrc", name)) as f:
         return [line.strip() for line in f if line.strip() and not line.startswith("#")]
+
+
+TENSOR_CHECK = "terra_dyn._tensor_check"
+
+
+def tensor_check_extension():
+    """The optional C++ module, compiled against the installed torch (--no-build-isolation)."""
+    try:
+        import torch
+        from torch.utils import cpp_extension
+    except Exception as e:  # noqa: BLE001 - any failure only loses the fast path
+        print(f"WARNING: terra_dyn: torch is not importable ({e}); building without the fast "
+              "tensor guard checks (terra_dyn._tensor_check).", file=sys.stderr)
+        return []
+    libs = cpp_extension.library_paths()
+    abi = int(torch.compiled_with_cxx11_abi())
+    return [Extension(
+        TENSOR_CHECK,
+        sources=listed_sources("sources_cxx.txt"),
+        include_dirs=[os.path.join(HERE, "csrc"), *cpp_extension.include_paths()],
+        library_dirs=libs,
+        runtime_library_dirs=libs,
+        libraries=["c10", "torch", "torch_cpu", "torch_python"],
+        extra_compile_args=["-O2", "-std=c++20", "-Wall", "-fvisibility=hidden",
+                            f"-D_GLIBCXX_USE_CXX11_ABI={abi}"],
+        language="c++",
+        optional=True,
+    )]
 
 
 class BuildExtWithClearErrors(build_ext):
@@ -44,6 +76,16 @@ class BuildExtWithClearErrors(build_ext):
                 "Install them (Debian: apt-get install python3.11-dev), then retry."
             )
         super().build_extensions()
+
+    def build_extension(self, ext):
+        if ext.name != TENSOR_CHECK:
+            return super().build_extension(ext)
+        try:
+            super().build_extension(ext)
+        except Exception as e:  # noqa: BLE001 - optional: never fail the install for it
+            print(f"WARNING: terra_dyn: could not build {TENSOR_CHECK} ({e}); tensor guard checks "
+                  "will use the slower Python-API path. Install a C++ compiler (g++) and retry "
+                  "for the fast path.", file=sys.stderr)
 
 
 # --- zero-code-change startup (TERRA_DYN=1): owned by terra_dyn/auto.py -----------------
@@ -73,9 +115,10 @@ setup(
     ext_modules=[
         Extension(
             "terra_dyn._C",
-            sources=c_sources(),
+            sources=listed_sources(),
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wno-missing-braces"],
-        )
+        ),
+        *tensor_check_extension(),
     ],
     cmdclass={"build_ext": BuildExtWithClearErrors, "build_py": BuildPyWithStartupPth},
 )

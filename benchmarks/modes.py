@@ -8,8 +8,10 @@
     mode.counts                                # Counts(graphs=1, breaks=2, recompiles=0, ...)
 
 Counts come from terra_dyn's report (`terra_dyn.report.recording()`) and, for torch.compile,
-from deltas of `torch._dynamo.utils.counters` around each call — torch._dynamo is used here,
-in the benchmarks only, never inside terra_dyn. Modes can run interleaved in one process.
+from deltas of `torch._dynamo.utils.counters` around each call (graphs: "unique_graphs";
+breaks: "graph_break" plus "unimplemented", where Dynamo files data-dependent branches) —
+torch._dynamo is used here, in the benchmarks only, never inside terra_dyn. Modes can run
+interleaved in one process.
 
 torch.compile settings, applied once by `configure_torch_compile`: Inductor's
 `fallback_random` is on so that dropout and randn draw the same numbers as eager (losses
@@ -47,7 +49,6 @@ class Mode:
     """Eager: runs the program as written."""
 
     kind = "eager"
-    counts_recompiles = True
 
     def __init__(self, name):
         self.name = name
@@ -124,11 +125,13 @@ class CompileMode(Mode):
     """torch.compile(unit, backend=...), counted from torch._dynamo's counters."""
 
     kind = "compile"
-    counts_recompiles = False  # Dynamo keeps no recompile counter; `frames` says how many translations
+    # Dynamo keeps no recompile counter: `recompiles` here counts frames it translated after
+    # the first step (new guards failing, or a frame first reached later), see `counting`
 
     def __init__(self, name, backend):
         super().__init__(name)
         self.backend = backend
+        self.steps_seen = 0
 
     def prepare(self):
         try:
@@ -157,6 +160,9 @@ class CompileMode(Mode):
             self.counts.graphs += after[0] - before[0]
             self.counts.breaks += after[1] - before[1]
             self.counts.frames += after[2] - before[2]
+            if self.steps_seen:
+                self.counts.recompiles += after[2] - before[2]
+            self.steps_seen += 1
 
 
 class SegfaultMode(Mode):

@@ -120,7 +120,6 @@ def run_program(name, args, mode_names):
         res["first_s"] = times[0] if times else None
         res["median_s"] = median(times[1:]) if len(times) > 1 else (times[0] if times else None)
         res["counts"] = {k: v for k, v in vars(mode.counts).items()}
-        res["counts_recompiles"] = getattr(mode, "counts_recompiles", True)
         res["loss_match"], res["max_rel_diff"] = compare_losses(eager_losses, res["losses"])
     del progs
     torch.cuda.empty_cache() if torch.cuda.is_available() else None
@@ -212,7 +211,7 @@ def table_rows(result):
         if mode == "eager":
             counts = f"{'-':>5} {'-':>4} {'-':>4} {'-':>3}"
         else:
-            reco = c.get("recompiles") if res.get("counts_recompiles", True) else None
+            reco = c.get("recompiles")
             fb = c.get("fallbacks") if mode.startswith("terra") else None
             counts = f"{fmt(c.get('graphs'), 'd', 5)} {fmt(c.get('breaks'), 'd', 4)} {fmt(reco, 'd', 4)} {fmt(fb, 'd', 3)}"
         match = {True: "ok", False: "DIFF", None: "-"}[res.get("loss_match")] if mode != "eager" else "ref"
@@ -230,8 +229,8 @@ def print_table(results, env):
         for row in table_rows(result):
             print(row)
     print("first s: first step (translate + compile); med ms: median of later steps; x eager: med / eager med;\n"
-          "graph/brk/reco/fb: graphs, graph breaks, recompiles, fallbacks over all steps; loss: vs eager "
-          f"(rtol {RTOL}).")
+          "graph/brk/reco/fb: graphs, graph breaks, recompiles (torch.compile: frames translated after\n"
+          f"step 1), terra_dyn fallbacks, over all steps; loss: vs eager at every step (rtol {RTOL}).")
 
 
 def main(argv=None):

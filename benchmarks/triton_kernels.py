@@ -10,7 +10,8 @@ torch.fx.symbolic_trace and handed to terra_dyn.backends.triton.compile_graph di
 this runs without terra_dyn's 3.11 frame hook (Python 3.12, torch 2.11, triton 3.6 on the
 GPU machine). Each mode is timed with CUDA events: median of --reps calls after warm-up.
 For the memory-bound workloads the table also shows achieved bandwidth (bytes read +
-written once / time) as a fraction of the device's peak.
+written once / time) as a fraction of the device's peak; "1st s" is terra_dyn's first call
+(lowering, code generation, Triton compile, autotuning).
 
 --smoke runs every workload on CPU tensors through Triton's interpreter and only checks
 that results match eager: its times say nothing about GPUs. GPU figures need a GPU.
@@ -183,7 +184,7 @@ def main():
         print(f"device: {torch.cuda.get_device_name(0)}; torch {torch.__version__}; peak bandwidth "
               f"{peak and round(peak)} GB/s ({peak_src})")
     header = f"{'workload':<18} {'eager ms':>9} {'terra ms':>9} {'compile ms':>10} {'eager/terra':>11} " \
-             f"{'compile/terra':>13} {'terra GB/s':>10} {'% peak':>7} {'kernels':>7}  ok"
+             f"{'compile/terra':>13} {'terra GB/s':>10} {'% peak':>7} {'kernels':>7} {'1st s':>8}  ok"
     print(header)
     print("-" * len(header))
     selected = [w for w in opts.only.split(",") if w]
@@ -196,8 +197,13 @@ def main():
         gm = torch.fx.symbolic_trace(fn)
         with torch.no_grad():
             expected = fn(*args)
+            start = time.perf_counter()
             compiled = backend.compile_graph(gm, args)
-            ok = _close(compiled(*args), expected, dtype)
+            first = compiled(*args)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            first_call_s = time.perf_counter() - start  # lowering, codegen, compile, autotune
+            ok = _close(first, expected, dtype)
             eager_ms = median_ms(fn, args, reps, device)
             terra_ms = median_ms(compiled, args, reps, device)
             compile_ms = float("nan")
@@ -211,7 +217,8 @@ def main():
         gbs = bytes_moved(args, expected) / (terra_ms * 1e-3) / 1e9 if memory_bound else float("nan")
         frac = f"{100 * gbs / peak:6.1f}%" if peak and memory_bound else f"{'-':>7}"
         print(f"{name:<18} {eager_ms:9.3f} {terra_ms:9.3f} {compile_ms:10.3f} {eager_ms / terra_ms:11.2f} "
-              f"{compile_ms / terra_ms:13.2f} {gbs:10.1f} {frac} {len(compiled.kernels):7d}  {'yes' if ok else 'NO'}")
+              f"{compile_ms / terra_ms:13.2f} {gbs:10.1f} {frac} {len(compiled.kernels):7d} {first_call_s:8.2f}"
+              f"  {'yes' if ok else 'NO'}")
         for note in compiled.notes:
             print(f"  note: {note}")
         if opts.show_kernels:

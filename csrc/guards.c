@@ -9,10 +9,20 @@
  *   g = Guard([("type", 0, int), ("eq", 1, "mean")])
  *   g.check(3, "mean") -> True;  g.explain(3, "sum") -> "check 1 ('eq', 1, 'mean'): ..."
  *
- * Tensor metadata is read through the Python API (attribute lookups on interned names
- * and one .stride() call), so the extension never links libtorch.
+ * Two paths for "tensor" and "call_id" checks:
+ *   fast    the optional C++ module terra_dyn._tensor_check (csrc/tensor_check.cpp), found
+ *           through a capsule the first time a Guard has such a check; each check's tuple
+ *           becomes a TensorSpec / AmbientSpec once, at construction, and a check reads
+ *           at::Tensor metadata directly (a few ns);
+ *   Python  attribute lookups on interned names and one .stride() call (~250 ns a tensor),
+ *           used when the module is missing, refuses a check (an unusual tensor type), or
+ *           cannot tell for one argument (sparse, nested, Python-dispatch tensors), and
+ *           always by explain(). TERRA_DYN_SLOW_GUARDS=1 or set_fast_guards(False)
+ *           forces it for Guards built afterwards (tests run both paths).
+ * So _C itself never links libtorch.
  */
 #include "terra_dyn.h"
+#include "tensor_check.h"
 
 enum { K_TYPE, K_ID, K_EQ, K_LEN, K_TENSOR, K_GLOBAL_ID, K_CALL_ID };
 static const char *kind_names[] = {"type", "id", "eq", "len", "tensor", "global_id", "call_id"};
@@ -22,6 +32,8 @@ typedef struct {
     Py_ssize_t index;    /* argument slot (all kinds but global_id / call_id) */
     Py_ssize_t length;   /* len: the length; tensor: 1 when the expected device is the CPU */
     PyObject *a, *b, *c, *d, *e, *f;  /* the tuple's remaining items, borrowed from `spec` */
+    const TensorSpec *fast;  /* tensor: the fast path's spec, or NULL */
+    AmbientSpec ambient;     /* call_id: kind 0 unless the fast path answers it */
 } Check;
 
 typedef struct {
@@ -30,7 +42,72 @@ typedef struct {
     PyObject *fallback;  /* callable or NULL */
     Py_ssize_t n;
     Check *checks;
+    TensorSpec *specs;   /* one per tensor check on the fast path */
+    Py_ssize_t n_fast;   /* checks on the fast path (introspection) */
 } Guard;
+
+/* ---- the fast path's module, loaded once ---- */
+
+static const TensorCheckAPI *fast_api = NULL;
+static PyObject *fast_error = NULL;  /* why the module could not be loaded (a str) */
+static int fast_wanted = -1;         /* -1: not decided yet (TERRA_DYN_SLOW_GUARDS) */
+
+static int fast_guards_wanted(void) {
+    if (fast_wanted < 0) {
+        const char *env = getenv("TERRA_DYN_SLOW_GUARDS");
+        fast_wanted = !(env && env[0] && strcmp(env, "0") != 0);
+    }
+    return fast_wanted;
+}
+
+/* The C++ module's API, or NULL (never raises): imported on first use, because it loads
+   libtorch, which a process using only the hook need not have. */
+static const TensorCheckAPI *fast_api_get(void) {
+    if (!fast_guards_wanted()) return NULL;
+    if (fast_api != NULL || fast_error != NULL) return fast_api;
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    /* torch first: the module links libtorch_python, found among the loaded libraries. */
+    PyObject *torch = PyImport_ImportModule("torch");
+    PyObject *module = torch ? PyImport_ImportModule("terra_dyn._tensor_check") : NULL;
+    PyObject *capsule = module ? PyObject_GetAttrString(module, "_C_API") : NULL;
+    const TensorCheckAPI *api = capsule ? PyCapsule_GetPointer(capsule, TENSOR_CHECK_CAPSULE) : NULL;
+    if (api != NULL && api->version != TENSOR_CHECK_API_VERSION) {
+        PyErr_Format(PyExc_ImportError, "terra_dyn._tensor_check has API version %d, _C wants %d: rebuild",
+                     api->version, TENSOR_CHECK_API_VERSION);
+        api = NULL;
+    }
+    if (api == NULL) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        fast_error = value ? PyObject_Str(value) : PyUnicode_FromString("unknown error");
+        if (fast_error == NULL) fast_error = Py_NewRef(Py_None);
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        PyErr_Clear();
+    }
+    fast_api = api;  /* the module stays imported (sys.modules), so the capsule stays valid */
+    Py_XDECREF(capsule);
+    Py_XDECREF(module);
+    Py_XDECREF(torch);
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+    return fast_api;
+}
+
+PyObject *guards_set_fast(PyObject *module, PyObject *flag) {
+    int on = PyObject_IsTrue(flag);
+    if (on < 0) return NULL;
+    int previous = fast_guards_wanted();
+    fast_wanted = on;
+    return PyBool_FromLong(previous);
+}
+
+PyObject *guards_fast_status(PyObject *module, PyObject *unused) {
+    if (!fast_guards_wanted()) return PyUnicode_FromString("off (TERRA_DYN_SLOW_GUARDS=1 or set_fast_guards(False))");
+    if (fast_api_get() != NULL) return PyUnicode_FromString("on");
+    return PyUnicode_FromFormat("unavailable: terra_dyn._tensor_check: %S", fast_error);
+}
 
 static PyObject *s_dtype, *s_shape, *s_device, *s_requires_grad, *s_stride, *s_is_cpu, *s_cpu;
 
@@ -95,13 +172,19 @@ static int check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
     case K_LEN:
         ok = PyObject_Length(x) == c->length;
         break;
-    case K_TENSOR: return tensor_mismatch(c, x) == NULL;
+    case K_TENSOR:
+        if (c->fast != NULL) {
+            int r = fast_api->tensor_matches(x, c->fast);
+            if (r >= 0) return r;  /* else it cannot tell: ask the Python API */
+        }
+        return tensor_mismatch(c, x) == NULL;
     case K_GLOBAL_ID: {
         PyObject *v = PyDict_GetItemWithError(c->a, c->b);  /* borrowed; NULL when missing */
         ok = (v ? v : Py_None) == c->c;
         break;
     }
     case K_CALL_ID: {
+        if (c->ambient.kind) return fast_api->ambient_matches(&c->ambient);
         PyObject *r = PyObject_CallNoArgs(c->a);
         ok = r == c->b;
         Py_XDECREF(r);
@@ -173,6 +256,32 @@ static int parse_check(PyObject *t, Check *c) {
     return 0;
 }
 
+/* Give the tensor and call_id checks that the C++ module accepts their fast spec. */
+static int setup_fast_path(Guard *self) {
+    Py_ssize_t n_tensor = 0, n_call = 0;
+    for (Py_ssize_t i = 0; i < self->n; i++) {
+        n_tensor += self->checks[i].kind == K_TENSOR;
+        n_call += self->checks[i].kind == K_CALL_ID;
+    }
+    const TensorCheckAPI *api = (n_tensor || n_call) ? fast_api_get() : NULL;
+    if (api == NULL) return 0;
+    if (n_tensor && (self->specs = PyMem_Calloc(n_tensor, sizeof(TensorSpec))) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    TensorSpec *next = self->specs;
+    for (Py_ssize_t i = 0; i < self->n; i++) {
+        Check *c = &self->checks[i];
+        if (c->kind == K_TENSOR && api->spec_from_check(c->a, c->b, c->c, c->d, c->e, c->f, next) == 0) {
+            c->fast = next++;
+            self->n_fast++;
+        } else if (c->kind == K_CALL_ID && api->ambient_from_check(c->a, c->b, &c->ambient) == 0) {
+            self->n_fast++;
+        }
+    }
+    return 0;
+}
+
 static PyObject *guard_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"checks", "fallback", NULL};
     PyObject *checks, *fallback = Py_None;
@@ -191,6 +300,7 @@ static PyObject *guard_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     for (Py_ssize_t i = 0; i < self->n; i++) {
         if (parse_check(PyTuple_GET_ITEM(self->spec, i), &self->checks[i]) < 0) goto fail;
     }
+    if (setup_fast_path(self) < 0) goto fail;
     return (PyObject *)self;
 fail:
     Py_DECREF(self);
@@ -214,6 +324,7 @@ static void guard_dealloc(Guard *self) {
     PyObject_GC_UnTrack(self);
     guard_clear(self);
     PyMem_Free(self->checks);
+    PyMem_Free(self->specs);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -240,8 +351,11 @@ static PyObject *guard_explain(Guard *self, PyObject *const *args, Py_ssize_t na
         }
         PyObject *x = args[c->index];
         if (c->kind == K_TENSOR) {
+            /* The Python path names the field; it finds none when only the fast path saw the
+               difference (an active TorchFunctionMode answering attribute reads). */
+            const char *field = tensor_mismatch(c, x);
             return PyUnicode_FromFormat("check %zd %R failed: args[%zd] differs in %s", i, spec,
-                                        c->index, tensor_mismatch(c, x));
+                                        c->index, field ? field : "metadata");
         }
         return PyUnicode_FromFormat("check %zd %R failed: args[%zd] is %.200R (type %s)", i, spec,
                                     c->index, x, Py_TYPE(x)->tp_name);
@@ -263,6 +377,8 @@ static PyMethodDef guard_methods[] = {
 static PyMemberDef guard_members[] = {
     {"checks", T_OBJECT, offsetof(Guard, spec), READONLY, "the check tuples"},
     {"fallback", T_OBJECT, offsetof(Guard, fallback), READONLY, "fallback(*args) -> bool, or None"},
+    {"fast_checks", T_PYSSIZET, offsetof(Guard, n_fast), READONLY,
+     "how many tensor / call_id checks take the C++ fast path"},
     {NULL},
 };
 

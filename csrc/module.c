@@ -71,6 +71,10 @@ static PyMethodDef module_functions[] = {
     {"reset", reset, METH_NOARGS, "reset(): drop every code object's cache and SKIP marks"},
     {"cache_entries", cache_entries, METH_O, "cache_entries(code) -> list of CacheEntry"},
     {"is_skipped", is_skipped, METH_O, "is_skipped(code) -> bool"},
+    {"set_fast_guards", guards_set_fast, METH_O,
+     "set_fast_guards(flag) -> previous: False makes Guards built afterwards use the Python-API path"},
+    {"fast_guards_status", guards_fast_status, METH_NOARGS,
+     "fast_guards_status() -> str: 'on', or why tensor / call_id checks use the Python-API path"},
     {NULL},
 };
 

@@ -41,6 +41,8 @@ extern PyTypeObject Guard_Type;
 /* 1 pass, 0 fail, -1 error (exception set: only from the Python fallback) */
 int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs);
 int guards_init(void);
+PyObject *guards_set_fast(PyObject *module, PyObject *flag);         /* set_fast_guards(flag) */
+PyObject *guards_fast_status(PyObject *module, PyObject *unused);    /* fast_guards_status() */
 
 /* ---- callables.c ---- */
 extern PyTypeObject OptimizedCallable_Type;

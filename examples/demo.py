@@ -13,6 +13,15 @@ import torch
 import terra_dyn
 
 
+class MLP(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = torch.nn.Linear(16, 32), torch.nn.Linear(32, 4)
+
+    def forward(self, x):
+        return self.fc2(torch.nn.functional.gelu(self.fc1(x)))
+
+
 def step(model, x, target):
     out = model(x)
     print("output shape:", tuple(out.shape))  # a shape: no tensor value needed
@@ -23,13 +32,16 @@ def step(model, x, target):
 
 def main():
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 4))
+    model = MLP()
     x, target = torch.randn(8, 16), torch.randn(8, 4)
 
     fast = terra_dyn.optimize(model)
     expected = model(x)
-    got = fast(x)
-    print("1. optimized model, max abs difference vs eager:", (got - expected).abs().max().item())
+    with terra_dyn.report.recording() as recorder:
+        got = fast(x)
+    graphs = recorder.report().graphs
+    print(f"1. optimized model: {len(graphs)} graph of {sum(g.op_count for g in graphs)} ops, "
+          f"max abs difference vs eager: {(got - expected).abs().max().item()}")
 
     print("2. a step with a graph break, eager then optimized:")
     eager_loss = step(model, x, target)

@@ -6,12 +6,17 @@
 
 `optimize` wraps a function (or a module) so that its calls run with the frame hook on;
 the hook hands each new frame to `convert_frame`'s callback.
+
+    strict=True      any frame terra_dyn cannot translate raises TranslationError (file,
+                     line, construct) instead of running eagerly; also TERRA_DYN_STRICT=1
+    fullgraph=True   raises FullgraphError unless each frame is one graph with no break
 """
+import contextlib
 import functools
 
 import torch
 
-from . import convert_frame, eval_frame
+from . import config, convert_frame, eval_frame
 
 
 def optimize(fn_or_module=None, *, backend="auto", fullgraph=False, strict=False):
@@ -28,8 +33,38 @@ def optimize(fn_or_module=None, *, backend="auto", fullgraph=False, strict=False
         )
     callback = convert_frame.make_callback(backend=backend, fullgraph=fullgraph, strict=strict)
     if isinstance(fn_or_module, torch.nn.Module):
-        return eval_frame.optimized_module(fn_or_module, callback)
-    return eval_frame.optimized_callable(fn_or_module, callback)
+        optimized = eval_frame.optimized_module(fn_or_module, callback)
+        if strict or fullgraph:
+            # the hook propagates a callback's error only in strict mode: turn it on per call
+            cls = type(optimized)
+            inner_call = cls.__call__
+
+            def strict_call(self, *args, **kwargs):
+                with _strict():
+                    return inner_call(self, *args, **kwargs)
+
+            cls.__call__ = strict_call
+        return optimized
+    optimized = eval_frame.optimized_callable(fn_or_module, callback)
+    if not (strict or fullgraph):
+        return optimized
+
+    @functools.wraps(fn_or_module)
+    def strict_wrapper(*args, **kwargs):
+        with _strict():
+            return optimized(*args, **kwargs)
+
+    return strict_wrapper
+
+
+@contextlib.contextmanager
+def _strict():
+    previous = config.strict
+    config.strict = True
+    try:
+        yield
+    finally:
+        config.strict = previous
 
 
 def disable(fn):
@@ -38,5 +73,13 @@ def disable(fn):
 
 
 def reset():
-    """Clear every cache: translations, compiled graphs, skip marks."""
+    """Clear every cache: translations, compiled graphs, skip marks, recompile counts."""
     eval_frame.reset()
+    convert_frame.reset()
+
+
+def explain(fn, *args, **kwargs):
+    """Run `fn(*args, **kwargs)` once under terra_dyn; return its Report (see explain.py)."""
+    from .explain import explain as run_explain
+
+    return run_explain(fn, *args, **kwargs)

@@ -15,7 +15,7 @@ are inlined when an optimized user function calls them), and it is a function fr
 and class bodies run once and keep their locals in a dict). `terra-dyn report script.py`
 uses the same `enable()` so that both modes pick the same entry points. Example:
 
-    $ TERRA_DYN=1 TERRA_DYN_REPORT=/tmp/r.json python examples/breaks.py
+    $ TERRA_DYN=1 TERRA_DYN_REPORT=/tmp/r.json python examples/train_loop.py
 """
 import atexit
 import inspect

@@ -10,18 +10,21 @@ recompiles with the failing guard, time spent translating and compiling, and the
 that cost the most. With --json, stdout holds only the JSON document (the script's own
 stdout is sent to stderr). The exit status is the script's own:
 
-    main(argv) -> run_script(path, args) -> auto.enable -> runpy.run_path -> auto.disable
+    main(argv) -> run_script(path, args) -> auto.enable -> exec in a fresh __main__ -> auto.disable
                -> Report.render() / Report.dumps()
 
 `config` prints every knob with its env var, current value and meaning.
 """
 import argparse
+import builtins
 import contextlib
+import importlib.machinery
+import io
 import os
-import runpy
 import sys
 import time
 import traceback
+import types
 
 EXIT_NO_SCRIPT = 2  # what `python missing.py` exits with
 
@@ -76,13 +79,17 @@ def run_script(path, script_args, backend=None, strict=None) -> int:
     """Run `path` as __main__ with terra_dyn enabled; return its exit status."""
     from . import auto
 
-    path = os.path.abspath(path)
     saved_argv, saved_path = sys.argv[:], sys.path[:]
-    sys.argv[:] = [path] + list(script_args)
+    sys.argv[:] = [path] + list(script_args)  # argv[0] as typed, __file__ absolute: as python does
+    path = os.path.abspath(path)
     sys.path.insert(0, os.path.dirname(path))  # as `python script.py` does
+    with io.open_code(path) as f:
+        code = compile(f.read(), path, "exec", dont_inherit=True)
+    main_module, saved_main = _fresh_main(path), sys.modules["__main__"]
+    sys.modules["__main__"] = main_module  # pickle and `import __main__` see the script
     previous = auto.enable(backend=backend, strict=strict)
     try:
-        runpy.run_path(path, run_name="__main__")
+        exec(code, main_module.__dict__)
         return 0
     except SystemExit as exc:
         return _exit_status(exc)
@@ -95,6 +102,17 @@ def run_script(path, script_args, backend=None, strict=None) -> int:
         auto.disable(previous)
         sys.argv[:] = saved_argv
         sys.path[:] = saved_path
+        sys.modules["__main__"] = saved_main
+
+
+def _fresh_main(path):
+    """A `__main__` module for the script, with the attributes `python script.py` sets."""
+    module = types.ModuleType("__main__")
+    module.__file__ = path
+    module.__builtins__ = builtins
+    module.__loader__ = importlib.machinery.SourceFileLoader("__main__", path)
+    module.__spec__ = module.__package__ = module.__cached__ = None
+    return module
 
 
 def _exit_status(exc: SystemExit) -> int:
@@ -108,7 +126,7 @@ def _exit_status(exc: SystemExit) -> int:
 
 
 def _print_user_traceback(exc, script_path):
-    """The traceback from the script's first frame on (runpy and terra-dyn left out)."""
+    """The traceback from the script's first frame on (terra-dyn's own frames left out)."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename != script_path:
         tb = tb.tb_next

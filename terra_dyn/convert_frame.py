@@ -45,6 +45,8 @@ def is_library_code(code: types.CodeType) -> bool:
     filename = code.co_filename
     if code.co_name == "forward" and filename.startswith(_TORCH_MODULES_DIR):
         return False
+    if filename == "<string>" and code.co_varnames[:1] == ("_cls",):
+        return True  # collections.namedtuple's generated constructor
     if "site-packages" in filename or filename.startswith(("<frozen", "<eval_with_key>", "<terra_dyn")):
         return True
     return filename.startswith(_TERRA_DIR) or filename.startswith(_LIBRARY_DIRS)

@@ -200,6 +200,9 @@ def frame_name(code_name: str) -> str:
 
 @dataclass
 class Report:
+    """Everything recorded during a run: the records, then views over them (frames(),
+    costliest_breaks(), summary()), text (render/str) and JSON (to_json/from_json)."""
+
     graphs: List[GraphRecord] = field(default_factory=list)
     breaks: List[GraphBreak] = field(default_factory=list)
     recompiles: List[Recompile] = field(default_factory=list)
@@ -229,35 +232,42 @@ class Report:
         return sum(g.compile_seconds for g in self.graphs)
 
     def frames(self) -> List[FrameSummary]:
-        """Records grouped by the user function they belong to, in order of appearance."""
+        """Records grouped by the user function they belong to, in order of appearance.
+
+        Graphs, recompiles and fallbacks carry their code's first line, so two functions of
+        one name in one file (two classes' `forward`) stay apart; a break belongs to the
+        function of that name whose first line is the closest above the break."""
         frames = {}
 
-        def frame_for(code_name, filename, lineno):
-            key = (filename, frame_name(code_name))
+        def frame_at(code_name, filename, first_line):
+            key = (filename, frame_name(code_name), first_line)
             if key not in frames:
-                frames[key] = FrameSummary(key[1], filename, lineno)
-            summary = frames[key]
-            summary.lineno = min(summary.lineno, lineno) if lineno > 0 else summary.lineno
-            return summary
+                frames[key] = FrameSummary(key[1], filename, first_line)
+            return frames[key]
+
+        def frame_around(code_name, filename, line):
+            name = frame_name(code_name)
+            above = [k for k in frames if k[:2] == (filename, name) and k[2] <= line]
+            return frames[max(above, key=lambda k: k[2])] if above else frame_at(code_name, filename, line)
 
         for g in self.graphs:
-            frame_for(g.code_name, g.filename, g.lineno).graphs.append(g)
+            frame_at(g.code_name, g.filename, g.lineno).graphs.append(g)
+        for r in self.recompiles:
+            frame_at(r.code_name, r.filename, r.lineno).recompiles.append(r)
+        for f in self.fallbacks:
+            frame_at(f.code_name, f.filename, f.lineno).fallbacks.append(f)
         sites = {}
         for b in self.breaks:
             # A break inside an inlined callee belongs to the frame being translated: the
             # outermost entry of its user stack ("file:line in func").
             frame_file, frame_line = _stack_location(b.user_stack[0]) if b.user_stack else (b.filename, b.lineno)
-            frame = frame_for(b.code_name or "<unknown>", frame_file, frame_line)
+            frame = frame_around(b.code_name or "<unknown>", frame_file, frame_line)
             key = (id(frame), b.filename, b.lineno, b.reason)
             if key not in sites:
                 sites[key] = BreakSite(b.reason, b.filename, b.lineno, b.source_line, 0, 0,
                                        list(b.user_stack), frame.name)
                 frame.break_sites.append(sites[key])
             sites[key].count += 1
-        for r in self.recompiles:
-            frame_for(r.code_name, r.filename, r.lineno).recompiles.append(r)
-        for f in self.fallbacks:
-            frame_for(f.code_name, f.filename, f.lineno).fallbacks.append(f)
         for frame in frames.values():
             for site in frame.break_sites:
                 site.ops_around = frame.op_count
@@ -373,7 +383,10 @@ class _TextReport:
         prefix = " " * indent
         room = max(self.width - indent, 20)
         if wrap and len(text) > room:
-            self.lines += [prefix + t for t in textwrap.wrap(text, room, subsequent_indent="  ")]
+            # long guard descriptions: three lines unless verbose
+            wrapped = textwrap.wrap(text, room, subsequent_indent="  ", max_lines=None if self.verbose else 3,
+                                    placeholder=" ...")
+            self.lines += [prefix + t for t in wrapped]
         else:
             self.lines.append(prefix + (text if len(text) <= room else text[: room - 3] + "..."))
 
@@ -389,7 +402,8 @@ class _TextReport:
             timing += f", whole run {_seconds(r.wall_seconds)}"
         self.line(timing)
         self.costliest()
-        for frame in r.frames():
+        frames = r.frames()  # frames that hold tensor work first, each group in order of appearance
+        for frame in [f for f in frames if f.graphs] + [f for f in frames if not f.graphs]:
             self.frame(frame)
         if self.verbose and r.guards:
             self.line()
@@ -414,7 +428,10 @@ class _TextReport:
         self.line()
         self.line(f"{frame.name}  ({short_path(frame.filename)}:{frame.lineno})")
         if frame.graphs:
-            ops = ", ".join(f"{g.op_count} ops from line {g.lineno}" for g in frame.graphs)
+            if len({g.lineno for g in frame.graphs}) > 1:
+                ops = ", ".join(f"{g.op_count} ops from line {g.lineno}" for g in frame.graphs)
+            else:
+                ops = " + ".join(str(g.op_count) for g in frame.graphs) + " ops"
             self.line(f"graphs: {len(frame.graphs)} ({ops}); translating "
                       f"{_seconds(frame.translate_seconds)}, compiling {_seconds(frame.compile_seconds)}", 2, wrap=True)
             for g in frame.graphs:
@@ -437,10 +454,22 @@ class _TextReport:
                 if len(s.user_stack) > 1:  # inside an inlined callee: show how we got there
                     for entry in s.user_stack:
                         self.line(f"from {_short_stack_entry(entry)}", 8)
-        for r in frame.recompiles:
-            self.line(f"recompile: {r.failed_guard}", 2, wrap=True)
-        for f in frame.fallbacks:
-            self.line(f"fallback (ran as plain Python): {f.reason}", 2, wrap=True)
+        for guard, count in _counted(r.failed_guard for r in frame.recompiles):
+            self.line(f"recompile{_times(count)}: {guard}", 2, wrap=True)
+        for reason, count in _counted(f.reason for f in frame.fallbacks):
+            self.line(f"fallback{_times(count)} (ran as plain Python): {reason}", 2, wrap=True)
+
+
+def _counted(items):
+    """(item, count) in order of first appearance."""
+    counts = {}
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+    return counts.items()
+
+
+def _times(count):
+    return f" x{count}" if count > 1 else ""
 
 
 # --------------------------------------------------------------------------- recording

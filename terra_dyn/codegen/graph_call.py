@@ -175,6 +175,10 @@ def _replay(rec, plan):
 def _break_ending(rec, plan):
     site = plan.site
     out = []
+    # containers made in this frame are built once before any branch, so that the stack,
+    # the locals and both sides of a native jump all refer to the same objects
+    for v in list(site.deep) + list(site.top) + [x for x in site.locals.values() if x is not None]:
+        out += rec.materialize(v)
     for v in site.top:
         out += rec.push(v)
     native = [i.copy() for i in site.native]

@@ -36,6 +36,20 @@ def call_const(fn, arg_instrs, nargs):
         Instr("PRECALL", nargs), Instr("CALL", nargs)]
 
 
+def _is_fresh_mutable(v):
+    return isinstance(v, (ListValue, DictValue, ObjectValue)) and getattr(v, "source", None) is None
+
+
+def _children(v):
+    if isinstance(v, (ListValue, TupleValue)):
+        return list(v.items)
+    if isinstance(v, DictValue):
+        return list(v.items.values())
+    if isinstance(v, ObjectValue):
+        return list(v.attrs.values())
+    return []
+
+
 def rebuild_object(cls, attrs):
     obj = object.__new__(cls)
     obj.__dict__.update(attrs)
@@ -45,8 +59,32 @@ def rebuild_object(cls, attrs):
 class Reconstructor:
     def __init__(self, output_index):
         self.output_index = output_index  # fx node -> index in the graph's output tuple
+        self.temps = {}  # id(mutable value made during translation) -> local holding it
+        self._alive = []
+
+    def materialize(self, v):
+        """Build a list/dict/object made during translation once, into a temp local, so
+        that every later push gives the same object (`return xs, xs`, a bound xs.append)."""
+        if not _is_fresh_mutable(v) or id(v) in self.temps:
+            return []
+        out = []
+        for child in _children(v):
+            out += self.materialize(child)
+        out += self._build(v)
+        name = f"___obj{len(self.temps)}"
+        self.temps[id(v)] = name
+        self._alive.append(v)
+        return out + [Instr("STORE_FAST", name)]
 
     def push(self, v):
+        name = self.temps.get(id(v))
+        if name is not None:
+            return [Instr("LOAD_FAST", name)]
+        if _is_fresh_mutable(v):
+            return self.materialize(v) + [Instr("LOAD_FAST", self.temps[id(v)])]
+        return self._build(v)
+
+    def _build(self, v):
         if isinstance(v, (TensorValue, ScalarValue)):
             if v.node.op == "placeholder" and v.source is not None:
                 return list(v.source.load())

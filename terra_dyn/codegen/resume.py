@@ -104,6 +104,7 @@ def make_resume_code(code, pc, stack_layout, local_names):
             prologue.append(Instr("LOAD_FAST", name))
     prologue.append(Instr("JUMP_FORWARD", target))
     bc = Bytecode(prologue + body)
+    layout_copy = Bytecode(prologue + body)
     _copy_metadata(bc, info.bytecode)
     bc.argnames = stack_args + list(local_names)
     bc.argcount = len(bc.argnames)
@@ -111,7 +112,17 @@ def make_resume_code(code, pc, stack_layout, local_names):
     bc.kwonlyargcount = 0
     bc.flags = info.bytecode.flags & ~0x0C  # no *args / **kwargs
     bc.name = code.co_name
-    resume = bc.to_code()
+    try:
+        resume = bc.to_code()
+    except RuntimeError:
+        # the stack depth analysis can fail on the unreachable original prologue: the
+        # original's own depth plus the restored stack is always enough
+        resume = bc.to_code(stacksize=code.co_stacksize + len(stack_layout) + 2,
+                            check_pre_and_post=False)
+    from ..translate.bytecode_info import register
+
+    _copy_metadata(layout_copy, info.bytecode)
+    register(resume, layout_copy)
     _resume_codes[key] = resume
     _resume_info[id(resume)] = (code, len(prologue), resume, pc)
     return resume

@@ -51,6 +51,16 @@ def load_attr(tx, obj, name):
         attr = inspect.getattr_static(obj.cls, name, None)
         if isinstance(attr, types.FunctionType):
             return MethodValue(ConstValue(attr), obj)
+        if isinstance(attr, staticmethod):
+            return ConstValue(attr.__func__)
+        if isinstance(attr, classmethod):
+            return MethodValue(ConstValue(attr.__func__), ConstValue(obj.cls))
+        if isinstance(attr, property):
+            from . import calls
+
+            return calls.call_value(tx, ConstValue(attr.fget), [obj], {})
+        if attr is not None and isinstance(attr, (int, float, str, bool, tuple, type(None))):
+            return ConstValue(attr)
         raise Unsupported(f"attribute {name} of {obj!r}")
     if isinstance(obj, FunctionValue):
         if name in ("__name__", "__qualname__"):
@@ -134,8 +144,9 @@ def store_attr(tx, obj, name, value):
         obj.attrs[name] = value
         return
     if isinstance(obj, ConstValue) and obj.source is not None and not isinstance(obj.value, (type, types.ModuleType)):
-        if isinstance(obj.value, torch.nn.Module):
-            raise Unsupported("assignment to a module attribute")
+        if isinstance(obj.value, torch.nn.Module) and not isinstance(
+                value, (TensorValue, ConstValue, ScalarValue, TupleValue)):
+            raise Unsupported("assignment of this value to a module attribute")
         tx.ctx.graph.attr_overlay[(id(obj.value), name)] = value
         tx.ctx.record(StoreAttr(obj, name, value))
         return

@@ -213,9 +213,20 @@ def _b_sorted(tx, iterable, key=None, reverse=ConstValue(False)):
 
 
 def _minmax(tx, fn, args, kwargs):
-    if kwargs:
-        raise Unsupported(f"{fn.__name__}() with keyword arguments")
+    if set(kwargs) - {"default", "key"}:
+        raise Unsupported(f"{fn.__name__}() with keyword arguments {sorted(kwargs)}")
     items = unpack(tx, args[0]) if len(args) == 1 else list(args)
+    if kwargs:
+        if any(is_graph_value(i) for i in items):
+            raise Unsupported(f"{fn.__name__}(key=/default=) over tensors")
+        key = kwargs.get("key")
+        if key is not None and not (isinstance(key, ConstValue) and key.value in (abs, len, None)):
+            raise Unsupported(f"{fn.__name__}() with a key function")
+        extra = {"key": key.value} if key is not None else {}
+        if "default" in kwargs:
+            if not items:
+                return kwargs["default"]
+        return ConstValue(fn([python_value(i) for i in items], **extra))
     if any(is_graph_value(i) for i in items):
         if len(items) == 2 and all(isinstance(i, TensorValue) for i in items):
             op = torch.maximum if fn is max else torch.minimum
@@ -306,6 +317,12 @@ def call_container_method(tx, f, obj, args, kwargs):
 
 
 def _list_method(tx, name, lst, args):
+    if name == "append" and lst.is_lazy():
+        from .side_effects import Call
+
+        lst.pending.append(args[0])
+        tx.ctx.record(Call(ConstValue(list.append), [lst, args[0]]))
+        return ConstValue(None)
     items = lst.items
     if name == "append":
         tx.ctx.mutate(lst)

@@ -12,12 +12,13 @@ Example: for `for i in range(3): x = x + i`, FOR_ITER's argument is a Label and
 from bytecode import Bytecode, Label, TryBegin, TryEnd
 
 _cache = {}
+_registered = {}  # id(resume code) -> CodeInfo from the instructions it was made from
 
 
 class CodeInfo:
-    def __init__(self, code):
+    def __init__(self, code, bytecode=None):
         self.code = code
-        self.bytecode = Bytecode.from_code(code)
+        self.bytecode = bytecode if bytecode is not None else Bytecode.from_code(code)
         self.instrs = list(self.bytecode)
         self.label_pc = {ins: i for i, ins in enumerate(self.instrs) if isinstance(ins, Label)}
         self.in_try = [False] * len(self.instrs)
@@ -60,6 +61,9 @@ class CodeInfo:
 
 
 def code_info(code) -> CodeInfo:
+    info = _registered.get(id(code))
+    if info is not None and info.code is code:
+        return info
     info = _cache.get(code)
     if info is None or info.code is not code:
         info = CodeInfo(code)
@@ -67,3 +71,9 @@ def code_info(code) -> CodeInfo:
             _cache.clear()
         _cache[code] = info
     return info
+
+
+def register(code, bytecode):
+    """Use `bytecode` (the instructions `code` was made from) as `code`'s instructions:
+    re-parsing would merge adjacent labels and shift the indexes resume functions use."""
+    _registered[id(code)] = CodeInfo(code, bytecode)  # holds `code`: the id stays valid

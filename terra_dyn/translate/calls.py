@@ -32,6 +32,11 @@ def call_value(tx, fn, args, kwargs):
         return _call_method(tx, fn, args, kwargs)
     if isinstance(fn, FunctionValue):
         return inline.inline_function(tx, fn, args, kwargs)
+    if isinstance(fn, ObjectValue):
+        call = getattr(fn.cls, "__call__", None)
+        if isinstance(call, types.FunctionType):
+            return inline.inline_function(tx, ConstValue(call), [fn] + list(args), kwargs)
+        raise Unsupported(f"call of {fn!r}")
     if not isinstance(fn, ConstValue):
         raise Unsupported(f"call of {fn!r}")
     f = fn.value
@@ -47,6 +52,10 @@ def call_value(tx, fn, args, kwargs):
         return modules.call_module(tx, fn, args, kwargs)
     if f in (torch.no_grad, torch.enable_grad, torch.set_grad_enabled):
         return torch_ops.call_torch(tx, f, args, kwargs)
+    if f is functools.reduce:
+        return _reduce(tx, args)
+    if f is logging.getLogger and all(isinstance(a, ConstValue) for a in args) and not kwargs:
+        return ConstValue(logging.getLogger(*[a.value for a in args]))
     if isinstance(f, functools.partial):
         from .sources import AttrSource
 
@@ -58,12 +67,18 @@ def call_value(tx, fn, args, kwargs):
               for k, v in f.keywords.items()}
         kw.update(kwargs)
         return call_value(tx, inner, bound + list(args), kw)
+    if getattr(f, "__objclass__", None) in (list, dict, tuple) and args and \
+            isinstance(args[0], (ListValue, DictValue, TupleValue)):
+        return builtins_ops.call_container_method(tx, f, args[0], args[1:], kwargs)
     if builtins_ops.is_builtin(f):
         return builtins_ops.call_builtin(tx, f, args, kwargs)
     if _is_logging_call(f):
         return record_call(tx, fn, args, kwargs)
     if torch_ops.is_torch_callable(f):
         return torch_ops.call_torch(tx, f, args, kwargs)
+    if getattr(f, "__module__", None) in ("_operator", "operator") and not kwargs and \
+            any(isinstance(a, (TensorValue, ScalarValue)) for a in args):
+        return tx.ctx.graph.call("call_function", f, args)
     if _is_pure_python_call(f, args, kwargs):
         from .operators import python_value
 
@@ -106,6 +121,21 @@ def _is_pure_python_call(f, args, kwargs):
     return getattr(f, "__module__", None) in _PURE_MODULES and callable(f) and not isinstance(f, type)
 
 
+def _reduce(tx, args):
+    from .operators import unpack
+
+    fn, items = args[0], unpack(tx, args[1])
+    if len(args) > 2:
+        acc, rest = args[2], items
+    elif items:
+        acc, rest = items[0], items[1:]
+    else:
+        raise Unsupported("reduce() of an empty sequence (raises natively)")
+    for item in rest:
+        acc = call_value(tx, fn, [acc, item], {})
+    return acc
+
+
 def _bound_self(tx, fn, method):
     from .sources import AttrSource
 
@@ -126,7 +156,13 @@ def _call_method(tx, method, args, kwargs):
             return torch_ops.call_tensor_method(tx, f.__name__, self_value, args, kwargs)
         if isinstance(self_value, (ListValue, DictValue, TupleValue)):
             return builtins_ops.call_container_method(tx, f, self_value, args, kwargs)
+        if isinstance(self_value, ConstValue) and isinstance(self_value.value, logging.Logger) and \
+                getattr(f, "__name__", "") in _LOG_METHODS:
+            return record_call(tx, method, args, kwargs)
     return call_value(tx, fn, [self_value] + list(args), kwargs)
+
+
+_LOG_METHODS = ("debug", "info", "warning", "error", "critical", "log", "exception")
 
 
 def _is_logging_call(f):
@@ -170,9 +206,18 @@ def _construct(tx, fn, cls, args, kwargs):
                     raise Unsupported(f"{cls.__name__}() missing {fields[i]}")
                 values[i] = ConstValue(cls._field_defaults[fields[i]])
         return TupleValue(values, cls=cls)
-    if dataclasses.is_dataclass(cls) and not _has_custom_new(cls):
+    if cls is functools.partial and args and all(isinstance(a, ConstValue) for a in args) \
+            and all(isinstance(v, ConstValue) for v in kwargs.values()):
+        return ConstValue(functools.partial(*[a.value for a in args], **{k: v.value for k, v in kwargs.items()}))
+    if _is_plain_class(cls):
+        # a plain Python object made here: its attributes live in an ObjectValue
         obj = ObjectValue(cls, {})
-        inline.inline_function(tx, ConstValue(cls.__init__), [obj] + list(args), kwargs)
+        if cls.__init__ is not object.__init__:
+            if not isinstance(cls.__init__, types.FunctionType):
+                raise Unsupported(f"constructing {cls.__qualname__}")
+            inline.inline_function(tx, ConstValue(cls.__init__), [obj] + list(args), kwargs)
+        elif args or kwargs:
+            raise Unsupported(f"{cls.__qualname__}() takes no arguments")
         return obj
     if cls in (torch.device, torch.Size, torch.dtype, slice, range, torch.finfo, torch.iinfo):
         from .operators import python_value
@@ -190,5 +235,8 @@ def _wrap_result(value):
     return ConstValue(value)
 
 
-def _has_custom_new(cls):
-    return cls.__new__ is not object.__new__
+def _is_plain_class(cls):
+    return (type(cls) is type and cls.__new__ is object.__new__ and "__slots__" not in cls.__dict__
+            and cls.__setattr__ is object.__setattr__ and cls.__getattribute__ is object.__getattribute__
+            and cls.__module__ not in ("builtins",) and not issubclass(cls, BaseException)
+            and not cls.__module__.startswith("torch"))

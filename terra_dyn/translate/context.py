@@ -102,7 +102,7 @@ class _ForeignGlobal(GlobalSource):
         object.__setattr__(self, "f_globals", f_globals)
 
     def expr(self):
-        return f"<global {self.name} of {self.f_globals.get('__name__')}>"
+        return f"FG{id(self.f_globals)}[{self.name!r}]"  # GuardSet puts the dict in its namespace
 
     def load(self):
         from bytecode import Instr

@@ -29,7 +29,8 @@ from .context import TranslationContext
 from .errors import Unsupported
 from .executor import StopTranslation, Translator
 from .sources import FreeVarSource, LocalSource
-from .values import CellValue, Lazy, ScalarValue, TensorValue
+from .values import (CellValue, ConstValue, Lazy, ListValue, MethodValue, NullValue, ScalarValue,
+                     TensorValue)
 
 _JUMPS = {"POP_JUMP_FORWARD_IF_TRUE", "POP_JUMP_FORWARD_IF_FALSE", "POP_JUMP_BACKWARD_IF_TRUE",
           "POP_JUMP_BACKWARD_IF_FALSE", "POP_JUMP_FORWARD_IF_NONE", "POP_JUMP_FORWARD_IF_NOT_NONE",
@@ -164,12 +165,25 @@ def _break_site(tx, record):
             raise Unsupported(f"cannot break at {name}", breakable=False)
     if pops > len(stack):
         raise Unsupported(f"stack underflow at {name}", breakable=False)
+    stack = _split_methods(stack)
     deep, top = stack[: len(stack) - pops], stack[len(stack) - pops:]
     site = BreakSite(kind=kind, native=native, deep=deep, top=top, pushes=pushes, locals=live)
     site.next_pc = tx.pc + 1
     if kind in ("jump", "for_iter"):
         site.jump_pc = tx.info.label_pc[instr.arg]
     return site
+
+
+def _split_methods(stack):
+    """[NULL, bound method] -> [function, self]: the same two stack slots, the same CALL,
+    and a resume function then receives a stable function object instead of a fresh
+    bound method (which would fail an identity guard on every call)."""
+    out = list(stack)
+    for i in range(len(out) - 1):
+        v = out[i + 1]
+        if isinstance(out[i], NullValue) and isinstance(v, MethodValue) and isinstance(v.fn, ConstValue):
+            out[i], out[i + 1] = v.fn, v.self_value
+    return out
 
 
 def _finish(ctx, code, f_globals, tx, result, site, breaks, options, start):
@@ -235,7 +249,10 @@ def _collect_graph_values(v, out, depth=0):
         out.append(v)
         return
     for attr in ("items", "attrs", "args", "kwargs", "value", "obj", "fn", "self_value", "content"):
-        child = getattr(v, attr, None)
+        if attr == "items" and isinstance(v, ListValue):
+            child = v.known_items()  # never realize a lazy list just to look at it
+        else:
+            child = getattr(v, attr, None)
         if child is None or child is v:
             continue
         if isinstance(child, dict):

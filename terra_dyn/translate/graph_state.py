@@ -8,7 +8,9 @@
 Example: `torch.relu(x) + 1` on an input x adds placeholder x, call_function relu and
 call_function operator.add, each with a fake tensor saying its shape and dtype.
 """
+import logging
 import operator
+import threading
 
 import torch
 import torch.fx as fx
@@ -16,6 +18,18 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from .errors import Unsupported
 from .values import ConstValue, ListValue, ScalarValue, TensorValue, TupleValue, Value
+
+class _QuietFakeErrors(logging.Filter):
+    """Fake-tensor propagation failing is expected (it becomes a graph break): no log."""
+
+    state = threading.local()
+
+    def filter(self, record):
+        return not getattr(self.state, "active", False)
+
+
+_quiet = _QuietFakeErrors()
+logging.getLogger("torch._subclasses.fake_tensor").addFilter(_quiet)
 
 _FX_CONSTANTS = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.memory_format,
                  torch.layout, type(Ellipsis), slice, range)
@@ -81,6 +95,7 @@ class GraphState:
         node_kwargs = {k: _to_node(v) for k, v in kwargs.items()}
         fake_args = tuple(_to_fake(a) for a in args)
         fake_kwargs = {k: _to_fake(v) for k, v in kwargs.items()}
+        _quiet.state.active = True
         try:
             with self.fake_mode:
                 if kind == "call_method":
@@ -93,6 +108,8 @@ class GraphState:
             # break here, so the real instruction runs natively and raises (or computes) as eager
             name = getattr(target, "__name__", target)
             raise Unsupported(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+        finally:
+            _quiet.state.active = False
         node = self.graph.create_node(kind, target, node_args, node_kwargs)
         self.op_count += 1
         mutated = _mutated_arg(kind, target, args, kwargs)
@@ -156,7 +173,9 @@ def _is_impure(node):
     if target in (operator.setitem, torch._C._set_grad_enabled, operator.iadd, operator.imul,
                   operator.isub, operator.itruediv):
         return True
-    return name.endswith("_") and not name.endswith("__") or "out" in node.kwargs
+    if node.kwargs.get("inplace") is True or "out" in node.kwargs:
+        return True
+    return name.endswith("_") and not name.endswith("__")
 
 
 _INPLACE_OPERATORS = {operator.iadd, operator.isub, operator.imul, operator.itruediv,

@@ -163,6 +163,8 @@ class GuardSet:
             return
         self._seen.add(key)
         root = source.root() if source is not None else None
+        if root is not None and hasattr(root, "f_globals"):  # a global of another module
+            self.namespace[f"FG{id(root.f_globals)}"] = root.f_globals
         if c_check is not None and isinstance(source, LocalSource) and source.slot >= 0:
             self.checks.append(c_check(source.slot))
         elif isinstance(root, FreeVarSource):

@@ -54,13 +54,17 @@ def inline_function(tx, fn, args, kwargs):
 
     local_values = bind_arguments(code, name, args, kwargs, defaults, kwdefaults)
     child = Translator(tx.ctx, code, f_globals, local_values, cells, parent=tx, name=name)
-    if is_generator:
-        # a generator runs to completion at the call: its items become an iterator value
-        # (consumers like sum(), tuple(), for loops see the same items in the same order)
-        child.yielded = []
-        child.run()
-        return IteratorValue(child.yielded)
-    return child.run()
+    try:
+        if is_generator:
+            # a generator runs to completion at the call: its items become an iterator value
+            # (consumers like sum(), tuple(), for loops see the same items in the same order)
+            child.yielded = []
+            child.run()
+            return IteratorValue(child.yielded)
+        return child.run()
+    except Unsupported as exc:
+        exc.breakable = True  # whatever the callee cannot do, the caller can call it natively
+        raise
 
 
 def _cell_is_none(cell):

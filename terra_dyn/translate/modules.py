@@ -15,8 +15,8 @@ import types
 import torch
 
 from .errors import Unsupported
-from .sources import AttrSource, ModuleDictSource
-from .values import ConstValue, MethodValue
+from .sources import AttrSource, ItemSource, ModuleDictSource
+from .values import ConstValue, MethodValue, TupleValue
 from .wrap import wrap
 
 
@@ -90,13 +90,47 @@ def has_hooks(module):
                 or getattr(module_mod, "_global_backward_pre_hooks", None))
 
 
+def _only_simple_forward_hooks(module):
+    """Forward (pre-)hooks of this module only, without kwargs flags: inlined in order."""
+    from torch.nn.modules import module as module_mod
+
+    if (module._backward_hooks or getattr(module, "_backward_pre_hooks", None)
+            or module_mod._global_forward_hooks or module_mod._global_forward_pre_hooks
+            or module_mod._global_backward_hooks or getattr(module_mod, "_global_backward_pre_hooks", None)):
+        return False
+    return not (getattr(module, "_forward_hooks_with_kwargs", None)
+                or getattr(module, "_forward_pre_hooks_with_kwargs", None)
+                or getattr(module, "_forward_hooks_always_called", None))
+
+
 def call_module(tx, obj, args, kwargs):
     real = obj.value
-    if has_hooks(real):
+    if has_hooks(real) and not _only_simple_forward_hooks(real):
         raise Unsupported(f"{type(real).__name__} has hooks: called natively")
     forward = type(real).forward
     if type(real).__call__ is not torch.nn.Module.__call__:
         raise Unsupported(f"{type(real).__name__} overrides __call__")
     from . import calls
 
-    return calls.call_value(tx, ConstValue(forward), [obj] + list(args), kwargs)
+    # adding or removing a hook later must not reuse this translation
+    pre_hooks = _hook_values(tx, obj, "_forward_pre_hooks")
+    post_hooks = _hook_values(tx, obj, "_forward_hooks")
+    for hook in pre_hooks:
+        result = calls.call_value(tx, hook, [obj, TupleValue(list(args))], {})
+        if not (isinstance(result, ConstValue) and result.value is None):
+            args = list(result.items) if isinstance(result, TupleValue) else [result]
+    output = calls.call_value(tx, ConstValue(forward), [obj] + list(args), kwargs)
+    for hook in post_hooks:
+        result = calls.call_value(tx, hook, [obj, TupleValue(list(args)), output], {})
+        if not (isinstance(result, ConstValue) and result.value is None):
+            output = result
+    return output
+
+
+def _hook_values(tx, obj, table):
+    hooks = getattr(obj.value, table)
+    if obj.source is None:
+        return [ConstValue(h) for h in hooks.values()]
+    source = AttrSource(obj.source, table)
+    tx.ctx.guards.keys(source, list(hooks.keys()))
+    return [wrap(tx.ctx, h, ItemSource(source, k)) for k, h in hooks.items()]

@@ -240,6 +240,27 @@ class StackOpcodes:
         values = self.popn(instr.arg)
         self.push(DictValue(dict(zip(keys, values))))
 
+    def BUILD_SET(self, instr):
+        """n items -> set (of constants)"""
+        items = self.popn(instr.arg)
+        self.push(ConstValue(set(operators.python_value(i) for i in items)))
+
+    def SET_ADD(self, instr):
+        """set(at i), value -> set"""
+        value = self.pop()
+        target = self.stack[-instr.arg]
+        if not isinstance(target, ConstValue) or target.source is not None:
+            raise Unsupported("set.add on a set from outside the frame")
+        target.value.add(operators.python_value(value))
+
+    def SET_UPDATE(self, instr):
+        """set(at i), iterable -> set"""
+        iterable = self.pop()
+        target = self.stack[-instr.arg]
+        if not isinstance(target, ConstValue) or target.source is not None:
+            raise Unsupported("set.update on a set from outside the frame")
+        target.value.update(operators.python_value(i) for i in operators.unpack(self, iterable))
+
     def BUILD_SLICE(self, instr):
         """start, stop[, step] -> slice"""
         parts = self.popn(instr.arg)

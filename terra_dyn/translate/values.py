@@ -110,9 +110,32 @@ class TupleValue(Value):
 
 
 class ListValue(Value):
-    def __init__(self, items, source=None):
-        self.items = list(items)
+    """A list. A list from outside the frame starts *lazy*: its items are wrapped (and its
+    length guarded) only when read, so a loop that only appends to it (`losses.append(v)`)
+    does not need a new translation each time the list grows."""
+
+    def __init__(self, items, source=None, realize=None):
+        self._items = list(items) if items is not None else None
         self.source = source
+        self._realize = realize
+        self.pending = []  # appended while lazy (also recorded as replayed appends)
+
+    @property
+    def items(self):
+        if self._items is None:
+            self._items = self._realize(self) + self.pending
+        return self._items
+
+    @items.setter
+    def items(self, value):
+        self._items = list(value)
+
+    def is_lazy(self):
+        return self._items is None
+
+    def known_items(self):
+        """The items, without realizing a lazy list."""
+        return self.pending if self._items is None else self._items
 
     def as_python(self):
         if self.source is not None:
@@ -120,6 +143,8 @@ class ListValue(Value):
         return [v.as_python() for v in self.items]
 
     def __repr__(self):
+        if self.is_lazy():
+            return f"ListValue(<{self.source!r}, not read>)"
         return f"ListValue([{', '.join(map(repr, self.items))}])"
 
 

@@ -53,9 +53,14 @@ def wrap(ctx, real, source):
         return TupleValue(items, cls=type(real), source=source)
     if type(real) is list:
         guards.type(source, list)
-        guards.length(source, len(real))
-        items = [wrap(ctx, x, ItemSource(source, i)) for i, x in enumerate(real)]
-        return ListValue(items, source=source)
+
+        def realize(value):
+            guards.length(source, len(real))
+            if value.pending:
+                ctx.mutate(value)  # appends were recorded; the write-back settles the contents
+            return [wrap(ctx, x, ItemSource(source, i)) for i, x in enumerate(real)]
+
+        return ListValue(None, source=source, realize=realize)
     if type(real) is dict and all(isinstance(k, (str, int)) for k in real):
         guards.type(source, dict)
         guards.keys(source, real.keys())

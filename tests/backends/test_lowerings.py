@@ -42,7 +42,10 @@ UNARY = {
     "clamp": (lambda x: torch.clamp(x, -1, 2), FLOATS + INTS, False),
     "pow2": (lambda x: x ** 2, FLOATS + INTS, False), "pow_frac": (lambda x: x ** 1.7, FLOATS, True),
     "to_half": (lambda x: x.to(torch.float16), ALL, False), "to_int": (lambda x: x.to(torch.int32), FLOATS, False),
-    "to_bool": (lambda x: x.to(torch.bool), ALL, False), "scalar_mix": (lambda x: (x * 3 - 1) / 2, ALL[:-1], False),
+    "to_bool": (lambda x: x.to(torch.bool), ALL, False),
+    "zeros_like_plus": (lambda x: torch.zeros_like(x) + x, ALL[:-1], False),
+    "ones_like": (lambda x: torch.ones_like(x, dtype=torch.float32) * 2, ALL, False),
+    "full_like": (lambda x: torch.full_like(x, 3) - x, ALL[:-1], False), "scalar_mix": (lambda x: (x * 3 - 1) / 2, ALL[:-1], False),
 }
 
 BINARY = {

@@ -68,3 +68,4 @@ def test_breaks_py_runs_every_break_program(tmp_path):
         assert "error" not in row["terra"], (name, row["terra"])
         assert row["terra"]["matches_eager"], name
         assert row["terra"]["median_us"] > 0
+        assert isinstance(row["terra"]["graphs_per_call"], int), name  # counted through a backend wrapper

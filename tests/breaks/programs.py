@@ -346,6 +346,31 @@ def append_tensor(x):
     return y + 1
 
 
+def note(tag):
+    LOG.append(tag)
+    return len(tag)
+
+
+@program(X, 2, 1, "R2+R3: an inlined helper's appends are replayed; only the .item() breaks", "user calls")
+def calls_across_a_break(x):
+    n = note("before")
+    y = x * n
+    v = y.sum().item()
+    m = note("after")
+    return y + v * m
+
+
+@program(X, 2, 1, "R2+R3: prints of strings, shapes and floats keep program order around a break",
+         "print order")
+def prints_in_order_around_a_break(x):
+    print("start")
+    y = x * 2
+    print("shape", tuple(y.shape))
+    v = y.abs().max().item()
+    print("max", round(v, 3))
+    return y / v
+
+
 # --------------------------------------------------------------------------- breaks in callees and loops
 
 

@@ -21,7 +21,7 @@ def make_report():
         graphs=[
             GraphRecord("train_step", FILE, 10, 12, backend="interpreter", translate_seconds=0.25,
                         compile_seconds=0.5),
-            GraphRecord("__resume_at_40_train_step", FILE, 14, 3, backend="interpreter", translate_seconds=0.25),
+            GraphRecord("__resume_at_40_train_step", FILE, 10, 3, backend="interpreter", translate_seconds=0.25),
             GraphRecord("log", FILE, 30, 2, backend="interpreter"),
         ],
         breaks=[
@@ -31,7 +31,7 @@ def make_report():
                        [f"{FILE}:14 in train_step"], "__resume_at_40_train_step"),
             GraphBreak("Tensor.item() needs a tensor value", FILE, 16, "        w = x.item()", [], "train_step"),
             GraphBreak(LONG_REASON, FILE, 31, "    n = np.linalg.norm(t.numpy())",
-                       [f"{FILE}:12 in train_step", f"{FILE}:31 in log"], "log"),
+                       [f"{FILE}:12 in train_step", f"{FILE}:31 in log"], "train_step"),  # log inlined
         ],
         recompiles=[Recompile("train_step", FILE, 10, "x: expected size (8, 16), got (4, 16)")],
         fallbacks=[Fallback("gen", FILE, 50, "generator frames run as plain Python")],
@@ -51,21 +51,21 @@ def test_resume_functions_are_grouped_with_their_frame():
 def test_breaks_are_grouped_by_site_with_counts_and_cost():
     frames = {f.name: f for f in make_report().frames()}
     sites = {(s.lineno, s.count) for s in frames["train_step"].break_sites}
-    assert sites == {(14, 2), (16, 1)}
+    assert sites == {(14, 2), (16, 1), (31, 1)}  # 31: inside the inlined log()
     site14 = next(s for s in frames["train_step"].break_sites if s.lineno == 14)
     assert site14.ops_around == 15 and site14.cost == 30
 
 
 def test_costliest_breaks_rank_count_times_ops():
     ranked = make_report().costliest_breaks()
-    assert [(s.lineno, s.cost) for s in ranked] == [(14, 30), (16, 15), (31, 2)]
+    assert [(s.lineno, s.cost) for s in ranked] == [(14, 30), (16, 15), (31, 15)]
 
 
 def test_text_report_shows_every_part():
     text = str(make_report())
     assert "train.py --steps 3" in text
     assert "3 graphs (17 ops), 4 breaks at 3 sites, 1 recompile, 1 fallback" in text
-    assert "graphs: 2 (12 ops from line 10, 3 ops from line 14)" in text
+    assert "graphs: 2 (12 + 3 ops)" in text
     assert "break x3: Tensor.item() needs a tensor value" in text  # grouped by reason
     assert "line 14: v = loss.item()" in text and "line 16: w = x.item()" in text
     assert "recompile: x: expected size (8, 16), got (4, 16)" in text
@@ -91,7 +91,7 @@ def test_json_has_records_frames_and_summary_and_round_trips():
     assert data["summary"]["graphs"] == 3 and data["summary"]["breaks"] == 4
     assert data["summary"]["break_sites"] == 3
     assert data["breaks"][3]["user_stack"][1].endswith("31 in log")
-    assert [f["name"] for f in data["frames"]] == ["train_step", "log", "gen"]
+    assert [f["name"] for f in data["frames"]] == ["train_step", "log", "gen"]  # by first record
     assert data["costliest_breaks"][0]["lineno"] == 14
     assert data["recompiles"][0]["failed_guard"].startswith("x: expected")
     again = Report.from_json(data)
@@ -131,3 +131,23 @@ def test_a_break_inside_library_code_is_shown_under_the_users_frame():
     assert (frame.name, frame.filename) == ("grad_step", FILE)
     assert frame.break_sites[0].ops_around == 5
     assert ".../autograd/__init__.py:511: x = a | b" in str(report)
+
+
+def test_repeated_recompiles_are_counted_and_long_guards_cut_to_three_lines():
+    guard = "fallback Predicate(" + " and ".join(f"check_tensor(a{i}, c{i})" for i in range(40)) + ")"
+    report = Report(recompiles=[Recompile("f", FILE, 3, guard)] * 4)
+    text = str(report)
+    assert text.count("recompile x4: fallback Predicate(") == 1
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if "recompile x4" in line)
+    assert lines[start + 2].endswith("...") and len(lines) == start + 3
+    assert "check_tensor(a39, c39)" in report.render(verbose=True)
+
+
+def test_two_functions_of_one_name_in_one_file_stay_apart():
+    report = Report(
+        graphs=[GraphRecord("forward", FILE, 10, 4), GraphRecord("forward", FILE, 40, 7)],
+        breaks=[GraphBreak("print of a tensor", FILE, 44, "print(h)", [f"{FILE}:44 in forward"], "forward")])
+    first, second = report.frames()
+    assert (first.lineno, second.lineno) == (10, 40)
+    assert not first.break_sites and second.break_sites[0].ops_around == 7

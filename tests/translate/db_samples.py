@@ -185,7 +185,7 @@ def run_case(case: Case, optimize: Callable, capture_of: Callable) -> CaseResult
                 ours, verdict = capture_of(fast, _fresh(ours_args, case), harness.clone_tree(kwargs), ours_module)
                 verdicts.append(verdict)
                 problems += [f"sample {i} call {call_index + 1}: {p}"
-                             for p in harness.compare_outcomes(eager, ours, check_aliasing=False)]
+                             for p in harness.compare_outcomes(eager, ours)]
             mine = [p for p in problems if p.startswith(f"sample {i} ")]
             whole = verdicts[0].one_graph() and verdicts[1].quiet()
             captured.append(whole and not mine)

@@ -281,6 +281,10 @@ class _Writer:
         if red.kind in ("sum", "max", "min"):
             fn = {"sum": "tl.sum", "max": "tl.max", "min": "tl.min"}[red.kind]
             self.line(f"{var} = {fn}(tl.where(mask, {v}, {self._neutral(red.kind, acc)}), 1)[:, None]")
+            if red.kind != "sum" and acc.is_floating_point:
+                # eager's amax/amin return NaN for a row holding one; tl.max may skip NaNs on GPU
+                self.line(f"{var} = tl.where(tl.max(tl.where(mask & ({v} != {v}), 1, 0), 1)[:, None] > 0, "
+                          f"float(\"nan\"), {var})")
             scope.values[node] = (var, acc)
             return
         var, best = self.fresh(), var
@@ -309,7 +313,8 @@ class _Writer:
                 self.line(f"{acc} = tl.where(mask, {acc} + {v}, {acc})")
             elif red.kind in ("max", "min"):
                 fn = "tl.maximum" if red.kind == "max" else "tl.minimum"
-                self.line(f"{acc} = tl.where(mask, {fn}({acc}, {v}), {acc})")
+                nan = ", propagate_nan=tl.PropagateNan.ALL" if acc_dtype.is_floating_point else ""
+                self.line(f"{acc} = tl.where(mask, {fn}({acc}, {v}{nan}), {acc})")
             else:
                 cmp = ">" if red.kind == "argmax" else "<"
                 better = self.fresh("better")
@@ -323,6 +328,9 @@ class _Writer:
             if red.kind in ("sum", "max", "min"):
                 fn = {"sum": "tl.sum", "max": "tl.max", "min": "tl.min"}[red.kind]
                 self.line(f"{var} = {fn}({acc}, 1)[:, None]")
+                if red.kind != "sum" and acc_dtype.is_floating_point:  # NaN lanes win, as in eager
+                    self.line(f"{var} = tl.where(tl.max(tl.where({acc} != {acc}, 1, 0), 1)[:, None] > 0, "
+                              f"float(\"nan\"), {var})")
                 top.values[node] = (var, acc_dtype)
             else:
                 fn = "tl.max" if red.kind == "argmax" else "tl.min"

@@ -68,7 +68,7 @@ def compile_for_gpu(sources, capability: int = 90, warp_size: int = 32, cache=No
                      "capability": capability, "warp_size": warp_size, "target": target,
                      "out": cache.path(source, target, ".compiled.json")})
     if jobs:
-        _run_jobs(jobs, timeout, workers)
+        _run_jobs(jobs, timeout, workers, os.path.join(cache.directory, "triton"))
         for job in jobs:
             try:
                 with open(job["out"]) as f:
@@ -81,9 +81,10 @@ def compile_for_gpu(sources, capability: int = 90, warp_size: int = 32, cache=No
     return [results[cache.key(s, target)] for s in sources]
 
 
-def _run_jobs(jobs, timeout, workers):
+def _run_jobs(jobs, timeout, workers, triton_cache_dir):
     env = dict(os.environ)
     env.pop("TRITON_INTERPRET", None)
+    env.setdefault("TRITON_CACHE_DIR", triton_cache_dir)  # binaries next to our cache, not ~/.triton
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
     paths, procs = [], []
     try:

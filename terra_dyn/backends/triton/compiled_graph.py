@@ -11,8 +11,10 @@ non-tensor inputs): make_fx specializes shapes, so a new signature lowers again.
 group's kernel is generated at its first run, from the layouts of the tensors it reads
 (strides of ATen outputs are known for sure only then).
 
-Autograd: when grad mode is on and an input requires grad, the original graph runs
-eagerly, so autograd records ATen ops and gradients are exact (no kernel runs then).
+Autograd: when grad mode is on and an input requires grad, an AutogradProgram (autograd.py)
+runs the forward kernels inside a torch.autograd.Function whose backward is the compiled
+VJP graph; graphs it cannot handle (input mutation, aliased outputs) run eagerly so that
+autograd records ATen ops. `backward_graphs` holds the compiled VJP graphs.
 """
 import sys
 
@@ -21,9 +23,10 @@ import torch.fx as fx
 
 from ... import config
 from . import codegen, environment
+from .autograd import AutogradProgram, eager_only_reason, needs_autograd
 from .kernel_cache import kernel_cache
 from .launch import Launcher
-from .lowering import lower_to_aten
+from .lowering import is_inplace, lower_to_aten
 from .partition import FusionGroup, partition
 
 
@@ -109,6 +112,7 @@ class Program:
         self.constants = {n: getattr(aten_gm, n.target) for n in graph.nodes if n.op == "get_attr"}
         self.output = next(n for n in graph.nodes if n.op == "output")
         self.steps = [GroupStep(s, owner) if isinstance(s, FusionGroup) else s for s in partition(graph)]
+        self.mutates = any(is_inplace(n) for n in graph.nodes)
         self._plan_frees()
 
     def _plan_frees(self):
@@ -146,7 +150,9 @@ def _signature(args):
     key = []
     for a in args:
         if isinstance(a, torch.Tensor):
-            key.append((tuple(a.shape), a.dtype, a.device))
+            # strides too: a reshape traced on a contiguous input became a view, which a
+            # transposed input of the same shape cannot take
+            key.append((tuple(a.shape), a.stride(), a.dtype, a.device))
         else:
             try:
                 hash(a)
@@ -159,12 +165,14 @@ def _signature(args):
 class CompiledGraph:
     """The result of compile_graph(gm, example_inputs); call it like gm."""
 
-    def __init__(self, gm: fx.GraphModule, example_inputs):
+    def __init__(self, gm: fx.GraphModule, example_inputs, notes=None):
         self.gm = gm
-        self.notes = []
+        self.notes = [] if notes is None else notes  # a backward graph shares its forward's notes
         self.sources = {}     # kernel text -> KernelSource (unique kernels built so far)
         self.programs = {}
-        self._grad_noted = False
+        self.autograd_programs = {}
+        self.backward_graphs = []
+        self.trainable_attributes = any(p.requires_grad for p in gm.parameters())
         try:
             self._program(list(example_inputs))
         except Exception:
@@ -207,10 +215,58 @@ class CompiledGraph:
         return (f"<CompiledGraph triton: {len(self.programs)} signature(s), {len(self.sources)} kernel(s), "
                 f"{len(self.notes)} note(s)>")
 
+    def describe(self) -> str:
+        """A readable account for reports: each step of each signature, kernels, notes."""
+        lines = [repr(self)]
+        for key, program in self.programs.items():
+            shapes = ", ".join(str(list(k[0])) if len(k) == 4 else repr(k[1]) for k in key)
+            lines.append(f"  signature ({shapes}):")
+            steps = program.steps if isinstance(program, Program) else []
+            for step in steps:
+                if isinstance(step, GroupStep):
+                    built = [v for v in step.variants.values() if isinstance(v, Launcher)]
+                    how = f"kernel {built[0].source.name} {built[0].config or ''}" if built else "not run yet"
+                    lines.append(f"    {step.group!r} -> {how}")
+                else:
+                    lines.append(f"    aten {step.target}")
+        lines += [f"  backward: {b!r}" for b in self.backward_graphs]
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def _compile_backward(self, gm, example):
+        backward = CompiledGraph(gm, example, notes=self.notes)
+        self.backward_graphs.append(backward)
+        return backward
+
+    def _autograd_program(self, args):
+        key = _signature(args) + tuple(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
+        program = self.autograd_programs.get(key)
+        if program is None:
+            forward = self._program(args)
+            reason = eager_only_reason(forward, args) if isinstance(forward, Program) else "lowering failed"
+            if reason:
+                self.note(f"inputs require grad and {reason}: graph ran eagerly so autograd records ATen ops")
+                program = self.gm
+            else:
+                program = AutogradProgram(self.gm, forward, args, self._compile_backward, self.note)
+            self.autograd_programs[key] = program
+        return program
+
     def __call__(self, *args):
-        if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
-            if not self._grad_noted:
-                self._grad_noted = True
-                self.note("inputs require grad: graph ran eagerly so autograd records ATen ops")
+        if self.trainable_attributes and torch.is_grad_enabled():
+            # parameters held by the graph module (not passed as inputs) would get no
+            # gradient from a compiled forward: run eagerly so autograd sees them
+            self.note("the graph module holds parameters that require grad: graph ran eagerly")
             return self.gm(*args)
-        return self._program(args)(*args)
+        if needs_autograd(args):
+            return self._autograd_program(args)(*args)
+        program = self._program(args)
+        if not isinstance(program, Program) or program.mutates or config.strict:
+            return program(*args)
+        try:
+            return program(*args)
+        except Exception as exc:
+            # a failure of ours (or the user's own error, which the eager run raises again):
+            # the graph is functional, so running it again eagerly repeats no side effect
+            self.note(f"graph ran eagerly after {type(exc).__name__}: {exc}")
+            return self.gm(*args)

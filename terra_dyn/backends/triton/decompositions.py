@@ -63,6 +63,23 @@ def native_layer_norm(x, normalized_shape, weight, bias, eps):
     return out.to(x.dtype), mean.to(stat_dtype), rstd.to(stat_dtype)
 
 
+def rms_norm(x, normalized_shape, weight=None, eps=None):
+    return _fused_rms_norm(x, normalized_shape, weight, eps)[0]
+
+
+def _fused_rms_norm(x, normalized_shape, weight, eps):
+    # torch >= 2.8 routes rms_norm on CUDA to one fused ATen op; rewrite it so it fuses with
+    # its neighbours like any other reduction (eps default: the dtype's machine epsilon)
+    dims = list(range(x.dim() - len(normalized_shape), x.dim()))
+    xf = _upcast(x)
+    eps = torch.finfo(xf.dtype).eps if eps is None else eps
+    rstd = torch.rsqrt(torch.sum(xf * xf, dims, keepdim=True) * (1.0 / _count(x, dims)) + eps)
+    out = xf * rstd
+    if weight is not None:
+        out = out * weight
+    return out.to(x.dtype), rstd
+
+
 def gelu(x, approximate="none"):
     xf = _upcast(x)
     if approximate == "tanh":
@@ -135,13 +152,85 @@ def rsub(x, other, alpha=1):
     return torch.sub(other, x, alpha=alpha)
 
 
+# -- backward ops (the VJP graphs of autograd.py) ---------------------------------------
+
+def threshold_backward(grad, x, threshold):
+    return torch.where(x <= threshold, torch.zeros_like(grad), grad)
+
+
+def sigmoid_backward(grad, y):
+    return grad * y * (1 - y)
+
+
+def tanh_backward(grad, y):
+    return grad * (1 - y * y)
+
+
+def softmax_backward_data(grad, y, dim, input_dtype):
+    gf, yf = _upcast(grad), _upcast(y)
+    out = yf * (gf - torch.sum(gf * yf, dim, keepdim=True))
+    return out.to(input_dtype)
+
+
+def log_softmax_backward_data(grad, y, dim, input_dtype):
+    gf, yf = _upcast(grad), _upcast(y)
+    out = gf - torch.exp(yf) * torch.sum(gf, dim, keepdim=True)
+    return out.to(input_dtype)
+
+
+def gelu_backward(grad, x, approximate="none"):
+    gf, xf = _upcast(grad), _upcast(x)
+    if approximate == "tanh":
+        k = math.sqrt(2.0 / math.pi)
+        inner = k * (xf + 0.044715 * xf * xf * xf)
+        t = torch.tanh(inner)
+        d_inner = k * (1.0 + 3 * 0.044715 * xf * xf)
+        out = gf * (0.5 * (1.0 + t) + 0.5 * xf * (1.0 - t * t) * d_inner)
+    else:
+        cdf = 0.5 * (1.0 + torch.erf(xf * (1.0 / math.sqrt(2.0))))
+        pdf = torch.exp(-0.5 * xf * xf) * (1.0 / math.sqrt(2.0 * math.pi))
+        out = gf * (cdf + xf * pdf)
+    return out.to(grad.dtype)
+
+
+def silu_backward(grad, x):
+    gf, xf = _upcast(grad), _upcast(x)
+    s = torch.sigmoid(xf)
+    return (gf * s * (1 + xf * (1 - s))).to(grad.dtype)
+
+
+def native_layer_norm_backward(grad, x, normalized_shape, mean, rstd, weight, bias, output_mask):
+    axis = x.dim() - len(normalized_shape)
+    inner = list(range(axis, x.dim()))
+    outer = list(range(axis))
+    n = _count(x, inner)
+    gf, xf = _upcast(grad), _upcast(x)
+    x_hat = (xf - mean) * rstd
+    g = gf * weight if weight is not None else gf
+    grad_x = grad_w = grad_b = None
+    if output_mask[0]:
+        grad_x = (rstd * (1.0 / n)) * (n * g - torch.sum(g, inner, keepdim=True)
+                                       - x_hat * torch.sum(g * x_hat, inner, keepdim=True))
+        grad_x = grad_x.to(x.dtype)
+    if output_mask[1] and weight is not None:
+        grad_w = (torch.sum(gf * x_hat, outer) if outer else gf * x_hat).to(weight.dtype)
+    if output_mask[2] and bias is not None:
+        grad_b = (torch.sum(gf, outer) if outer else gf.clone()).to(bias.dtype)
+    return grad_x, grad_w, grad_b
+
+
 def table():
     """The decomposition table handed to make_fx."""
+    optional = {}
+    if hasattr(aten, "_fused_rms_norm"):
+        optional[aten._fused_rms_norm.default] = _fused_rms_norm
     return {
+        **optional,
         aten._softmax.default: softmax,
         aten._log_softmax.default: log_softmax,
         aten.native_layer_norm.default: native_layer_norm,
         aten.gelu.default: gelu,
+        aten.rms_norm.default: rms_norm,
         aten.silu.default: silu,
         aten.mean.dim: mean_dim,
         aten.mean.default: mean_default,
@@ -153,4 +242,12 @@ def table():
         aten.softplus.default: softplus,
         aten.rsub.Tensor: rsub,
         aten.rsub.Scalar: rsub,
+        aten.threshold_backward.default: threshold_backward,
+        aten.sigmoid_backward.default: sigmoid_backward,
+        aten.tanh_backward.default: tanh_backward,
+        aten._softmax_backward_data.default: softmax_backward_data,
+        aten._log_softmax_backward_data.default: log_softmax_backward_data,
+        aten.gelu_backward.default: gelu_backward,
+        aten.silu_backward.default: silu_backward,
+        aten.native_layer_norm_backward.default: native_layer_norm_backward,
     }

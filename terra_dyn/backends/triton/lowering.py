@@ -4,7 +4,8 @@
        --_inplace_to_functional--> aten_gm whose nodes each carry meta["val"] (a FakeTensor)
 
 make_fx runs the graph on fake tensors, so no user work runs twice and shapes, dtypes and
-strides of every node are known. Functionalization turns user mutations into functional ops
+strides of every node are known; tensors the graph module holds (parameters, buffers)
+become get_attr constants of the ATen graph, read at each call. Functionalization turns user mutations into functional ops
 plus a final `copy_` into the mutated input; the few in-place ops that composite kernels
 emit below functionalization (rms_norm's `add_`) are rewritten here when the mutated value
 is a private intermediate.
@@ -40,12 +41,15 @@ def lower_to_aten(gm: fx.GraphModule, example_inputs) -> fx.GraphModule:
     with torch.no_grad():
         try:
             traced = make_fx(torch.func.functionalize(gm, remove="mutations"),
-                             decomposition_table=decompositions.table(), tracing_mode="fake")(*inputs)
+                             decomposition_table=decompositions.table(), tracing_mode="fake",
+                             _allow_non_fake_inputs=True)(*inputs)
         except Exception:
             # functionalize refuses a few graphs (e.g. some custom ops); mutations then stay
             # in the graph as ATen calls, which the partitioner treats as fusion barriers.
-            traced = make_fx(gm, decomposition_table=decompositions.table(), tracing_mode="fake")(*inputs)
+            traced = make_fx(gm, decomposition_table=decompositions.table(), tracing_mode="fake",
+                             _allow_non_fake_inputs=True)(*inputs)
     _inplace_to_functional(traced.graph)
+    traced.graph.eliminate_dead_code()  # VJP graphs recompute forward values nobody reads
     traced.graph.lint()
     traced.recompile()
     return traced
@@ -85,7 +89,7 @@ VIEW_OPS = {
     aten.view.default, aten._unsafe_view.default, aten.reshape.default, aten.permute.default,
     aten.t.default, aten.transpose.int, aten.expand.default, aten.unsqueeze.default,
     aten.squeeze.dim, aten.squeeze.dims, aten.squeeze.default, aten.slice.Tensor, aten.select.int,
-    aten.alias.default, aten.as_strided.default, aten.unfold.default, aten.diagonal.default,
+    aten.alias.default, aten.detach.default, aten.as_strided.default, aten.unfold.default, aten.diagonal.default,
     aten.split.Tensor, aten.split_with_sizes.default, aten.unbind.int, aten.chunk.default,
     aten.narrow.default, aten.view_as_real.default, aten.view_as_complex.default,
 }

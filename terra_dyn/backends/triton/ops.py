@@ -50,6 +50,8 @@ def literal(value) -> str:
         return repr(value)
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, torch.dtype) and value in TL_DTYPES:
+        return TL_DTYPES[value]
     raise TypeError(f"no Triton literal for {value!r}")
 
 
@@ -178,6 +180,22 @@ def _cast_accepts(n):
     return isinstance(source, fx.Node) and source.meta["val"].device == n.meta["val"].device
 
 
+def _fill(position):
+    # zeros_like/ones_like/full_like/fill: a constant block shaped like the (unused) input;
+    # the compiler drops the input's load, the interpreter just reads it
+    def emit(o, n):
+        value = {"zeros_like": "0", "ones_like": "1"}.get(op_name(n)) or o[position]
+        return f"tl.full({o[0]}.shape, {value}, {TL_DTYPES[compute_dtype(out_dtype(n))]})"
+    return Pointwise(emit, ("keep",), accepts=_creation_accepts)
+
+
+def _creation_accepts(n):
+    if set(n.kwargs) - _CAST_KWARGS:
+        return False
+    fill = n.args[1] if op_name(n) in ("full_like", "fill") and len(n.args) > 1 else 0
+    return not isinstance(fill, fx.Node) and n.args[0].meta["val"].device == n.meta["val"].device
+
+
 def _sign(o, n):
     dt = TL_DTYPES[compute_dtype(out_dtype(n))]
     return f"({o[0]} > 0).to({dt}) - ({o[0]} < 0).to({dt})"
@@ -209,7 +227,8 @@ POINTWISE = {
     "expm1": _unary("dm.expm1"), "log": _unary("tl.log"), "log2": _unary("tl.log2"),
     "log10": _unary("dm.log10"), "log1p": _unary("dm.log1p"), "sqrt": _unary("tl.sqrt_rn"),
     "rsqrt": _unary("tl.rsqrt"), "sin": _unary("tl.sin"), "cos": _unary("tl.cos"), "tan": _unary("dm.tan"),
-    "tanh": _unary("dm.tanh"), "sigmoid": Pointwise(lambda o, n: f"1.0 / (1.0 + tl.exp(-{o[0]}))", accepts=_float_only), "erf": _unary("tl.erf"),
+    "tanh": _unary("dm.tanh"), "erf": _unary("tl.erf"),
+    "sigmoid": Pointwise(lambda o, n: f"1.0 / (1.0 + tl.exp(-{o[0]}))", accepts=_float_only),
     "floor": _rounding("tl.floor"), "ceil": _rounding("tl.ceil"), "trunc": _rounding("dm.trunc"),
     "round": Pointwise(lambda o, n: f"dm.nearbyint({o[0]})" if _is_float(n) else o[0],
                        accepts=lambda n: not n.kwargs.get("decimals") and len(n.args) == 1),
@@ -247,6 +266,7 @@ POINTWISE = {
     "convert_element_type": Pointwise(_cast, ("keep",), accepts=lambda n: True),
     "clone": Pointwise(lambda o, n: o[0], accepts=lambda n: set(n.kwargs) <= {"memory_format"}),
     "copy": Pointwise(lambda o, n: o[1], ("out",), accepts=lambda n: not n.kwargs),
+    "zeros_like": _fill(None), "ones_like": _fill(None), "full_like": _fill(1), "fill": _fill(1),
 }
 
 

@@ -47,6 +47,7 @@ class FusionGroup:
         self.reduce_dims = reduce_dims
         self.nodes = []
         self.closed = False
+        self.epoch = 0  # mutations seen before the group began: groups merge only within one
 
     @property
     def is_reduction(self):
@@ -100,6 +101,8 @@ def _lowerable(node):
     for arg in list(node.args) + list(node.kwargs.values()):
         if isinstance(arg, (list, tuple)) and any(isinstance(a, fx.Node) for a in arg):
             return None
+    if any(isinstance(v, fx.Node) for v in node.kwargs.values()):
+        return None  # lowerings read tensors from positional arguments only
     reduction = ops.reduction_of(node)
     if reduction is not None:
         full = shape_of(reduction.source)
@@ -117,6 +120,7 @@ class _Partitioner:
         self.order = {n: i for i, n in enumerate(graph.nodes)}
         self.group_of = {}
         self.groups = []
+        self.next_id = 0
 
     def step(self, node):
         return self.group_of.get(node, node)
@@ -161,16 +165,13 @@ class _Partitioner:
             return group.reduce_dims == reduction.dims and not group.is_x_level(source)
         return True
 
-    def _mergeable(self, group, other, shape):
+    def _mergeable(self, group, other, node):
         # side-by-side chains from one input (GELU's 0.5 * x and erf(x / sqrt 2)) share a kernel
-        if other.is_reduction or other.full_shape != shape or other.closed:
+        if other.is_reduction or other.full_shape != shape_of(node) or other.closed:
             return False
-        both = set(group.nodes) | set(other.nodes)
-        for a, b in ((group, other), (other, group)):
-            foreign = [i for n in a.nodes for i in n.all_input_nodes if i not in both]
-            if self._reaches(foreign, b):
-                return False
-        return True
+        members = set(group.nodes) | set(other.nodes) | {node}
+        foreign = [i for n in members for i in n.all_input_nodes if i not in members]
+        return not self._reaches(foreign, group) and not self._reaches(foreign, other)
 
     def _merge(self, group, other):
         for node in other.nodes:
@@ -180,7 +181,9 @@ class _Partitioner:
         self.groups.remove(other)
 
     def _new_group(self, node, full_shape, reduce_dims=()):
-        group = FusionGroup(len(self.groups), full_shape, reduce_dims)
+        group = FusionGroup(self.next_id, full_shape, reduce_dims)
+        self.next_id += 1
+        group.epoch = self.epoch
         self.groups.append(group)
         self._add(node, group)
 
@@ -189,8 +192,10 @@ class _Partitioner:
         self.group_of[node] = group
 
     def run(self):
+        self.epoch = 0
         for node in self.graph.nodes:
             if is_inplace(node):
+                self.epoch += 1
                 for group in self.groups:
                     group.closed = True  # nothing may move across a mutation
                 continue
@@ -213,12 +218,34 @@ class _Partitioner:
                 fits = [g for g in candidates if self._fits_pointwise(node, g) and self._acyclic(node, g)]
                 if fits:
                     for other in candidates:
-                        if other is not fits[0] and self._mergeable(fits[0], other, shape_of(node)):
+                        if other is not fits[0] and self._mergeable(fits[0], other, node):
                             self._merge(fits[0], other)
                     self._add(node, fits[0])
                 else:
                     self._new_group(node, shape_of(node))
+        self._merge_siblings()
         return self._schedule()
+
+    def _merge_siblings(self):
+        """Groups over the same iteration space that read a common input share one kernel
+        (the input is read once: x.sum(1) and x.amax(1), or three outputs made from x)."""
+        changed = True
+        while changed:
+            changed = False
+            for a in list(self.groups):
+                for b in list(self.groups):
+                    if a is b or a not in self.groups or b not in self.groups:
+                        continue
+                    if (a.full_shape, a.reduce_dims, a.epoch) != (b.full_shape, b.reduce_dims, b.epoch):
+                        continue
+                    if not set(a.inputs()) & set(b.inputs()):
+                        continue
+                    members = set(a.nodes) | set(b.nodes)
+                    foreign = [i for n in members for i in n.all_input_nodes if i not in members]
+                    if self._reaches(foreign, a) or self._reaches(foreign, b):
+                        continue
+                    self._merge(a, b)
+                    changed = True
 
     def _schedule(self):
         """Steps in a dependency order (Kahn's algorithm, earliest graph position first)."""

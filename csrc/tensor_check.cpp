@@ -1,0 +1,221 @@
+/* terra_dyn._tensor_check: the fast path of the Guard's "tensor" and "call_id" checks.
+ *
+ *   guards.c                                       this module
+ *   api = PyCapsule_Import("terra_dyn._tensor_check._C_API")
+ *   api->spec_from_check(T, dtype, device, sizes, strides, requires_grad, &spec)   once
+ *   api->tensor_matches(x, &spec)   -> 1 / 0 / -1 (cannot tell: use the Python path)
+ *
+ * Example: for ("tensor", 0, torch.Tensor, torch.float32, device("cpu"), (4, 3), (3, 1),
+ * False), tensor_matches(x) compares x's at::TensorImpl scalar type, device type, sizes,
+ * strides and requires_grad with the spec: a few ns, where reading x.dtype / x.shape /
+ * x.stride() / x.requires_grad / x.is_cpu through the Python API costs ~250 ns.
+ *
+ * Exactness: the Python path reads attributes, so a tensor type whose attributes or
+ * __torch_function__ / __torch_dispatch__ differ from torch.Tensor's could answer
+ * differently: such checks stay on the Python path (spec_from_check refuses them), and so
+ * does any tensor whose metadata is not plain (Python dispatch, symbolic sizes, nested,
+ * non-strided layout): tensor_matches answers -1. One difference is deliberate: an active
+ * TorchFunctionMode sees the Python path's attribute reads; this path reads the metadata.
+ *
+ * Built against torch's headers and libtorch_python; it refuses to load under another
+ * torch version than the one it was compiled for (the layouts read here could differ).
+ * Optional: without it, guards.c uses the Python-API path.
+ */
+#include "tensor_check.h"
+
+#include <c10/core/DefaultDtype.h>
+#include <c10/core/GradMode.h>
+#include <torch/csrc/Device.h>
+#include <torch/csrc/Dtype.h>
+#include <torch/csrc/autograd/python_variable.h>
+#include <torch/headeronly/version.h>
+
+#include <cstdio>
+#include <cstring>
+
+namespace {
+
+/* torch.Tensor's own attributes: a subclass that resolves any of them differently (a
+   property `shape`, its own __torch_function__) keeps the Python path. */
+const char *const kAttributes[] = {"dtype",  "shape",  "requires_grad",      "stride",
+                                   "is_cpu", "device", "__torch_function__", "__torch_dispatch__"};
+constexpr int kNumAttributes = sizeof(kAttributes) / sizeof(kAttributes[0]);
+PyObject *attribute_names[kNumAttributes];
+PyObject *tensor_attributes[kNumAttributes];  /* _PyType_Lookup(torch.Tensor, name), owned */
+PyObject *disabled_torch_function = nullptr;  /* Parameter's __torch_function__ */
+PyObject *is_grad_enabled_fn = nullptr;
+PyObject *get_default_dtype_fn = nullptr;
+
+bool same_attributes_as_tensor(PyTypeObject *type) {
+    for (int i = 0; i < kNumAttributes; i++) {
+        PyObject *found = _PyType_Lookup(type, attribute_names[i]);  /* borrowed, no binding */
+        bool torch_function = std::strcmp(kAttributes[i], "__torch_function__") == 0;
+        if (found != tensor_attributes[i] && !(torch_function && found == disabled_torch_function)) return false;
+    }
+    return true;
+}
+
+/* A tuple of Python ints into out[0..n); false if it is not one, or too long. */
+bool int_tuple(PyObject *tuple, int64_t *out, int32_t *n) {
+    if (!PyTuple_Check(tuple) || PyTuple_GET_SIZE(tuple) > TENSOR_SPEC_MAX_DIM) return false;
+    *n = (int32_t)PyTuple_GET_SIZE(tuple);
+    for (int32_t i = 0; i < *n; i++) {
+        PyObject *item = PyTuple_GET_ITEM(tuple, i);
+        if (!PyLong_Check(item)) return false;
+        int overflow = 0;
+        out[i] = PyLong_AsLongLongAndOverflow(item, &overflow);
+        if (overflow || (out[i] == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            return false;
+        }
+    }
+    return true;
+}
+
+int spec_from_check(PyObject *type, PyObject *dtype, PyObject *device, PyObject *sizes, PyObject *strides,
+                    PyObject *requires_grad, TensorSpec *spec) {
+    if (!PyType_Check(type) || !THPVariableClass ||
+        !PyType_IsSubtype((PyTypeObject *)type, (PyTypeObject *)THPVariableClass) ||
+        !same_attributes_as_tensor((PyTypeObject *)type)) {
+        return -1;
+    }
+    if (!THPDtype_Check(dtype) || !THPDevice_Check(device) || (requires_grad != Py_True && requires_grad != Py_False)) {
+        return -1;
+    }
+    int32_t nstrides = -1;
+    if (!int_tuple(sizes, spec->sizes, &spec->ndim) || !int_tuple(strides, spec->strides, &nstrides) ||
+        nstrides != spec->ndim) {
+        return -1;
+    }
+    spec->type = (PyTypeObject *)type;
+    spec->scalar_type = (int8_t)((THPDtype *)dtype)->scalar_type;
+    const c10::Device &d = ((THPDevice *)device)->device;
+    spec->device_type = (int8_t)d.type();
+    /* guards.c reads `is_cpu` for device("cpu") (any index), and compares `x.device` with
+       every other device, index included. */
+    spec->device_index = (d.type() == c10::DeviceType::CPU && !d.has_index()) ? -1 : (int16_t)d.index();
+    spec->requires_grad = requires_grad == Py_True;
+    return 0;
+}
+
+int tensor_matches(PyObject *obj, const TensorSpec *spec) noexcept {
+    if (Py_TYPE(obj) != spec->type) return 0;
+    try {
+        if (!THPVariable_Check(obj)) return -1;
+        const at::Tensor &t = THPVariable_Unpack(obj);
+        const c10::TensorImpl *impl = t.unsafeGetTensorImpl();
+        if (impl == nullptr || impl->is_python_dispatch() || impl->has_symbolic_sizes_strides() ||
+            impl->is_nested() || impl->layout() != c10::kStrided) {
+            return -1;
+        }
+        if ((int8_t)t.scalar_type() != spec->scalar_type) return 0;
+        if (impl->requires_grad() != (bool)spec->requires_grad) return 0;
+        c10::IntArrayRef sizes = impl->sizes(), strides = impl->strides();
+        if ((int64_t)sizes.size() != spec->ndim || (int64_t)strides.size() != spec->ndim) return 0;
+        for (int32_t i = 0; i < spec->ndim; i++) {
+            if (sizes[i] != spec->sizes[i] || strides[i] != spec->strides[i]) return 0;
+        }
+        c10::Device device = impl->device();
+        if ((int8_t)device.type() != spec->device_type) return 0;
+        return spec->device_index == -1 || device.index() == spec->device_index;
+    } catch (...) {
+        PyErr_Clear();  /* a python_error leaves its exception set */
+        return -1;
+    }
+}
+
+int ambient_from_check(PyObject *fn, PyObject *obj, AmbientSpec *spec) {
+    if (fn == is_grad_enabled_fn && (obj == Py_True || obj == Py_False)) {
+        *spec = AmbientSpec{AMBIENT_GRAD_ENABLED, obj == Py_True};
+        return 0;
+    }
+    if (fn == get_default_dtype_fn && THPDtype_Check(obj)) {
+        *spec = AmbientSpec{AMBIENT_DEFAULT_DTYPE, (int)((THPDtype *)obj)->scalar_type};
+        return 0;
+    }
+    return -1;
+}
+
+/* What torch._C.is_grad_enabled() / get_default_dtype() read, without the call. */
+int ambient_matches(const AmbientSpec *spec) {
+    switch (spec->kind) {
+    case AMBIENT_GRAD_ENABLED: return c10::GradMode::is_enabled() == (bool)spec->value;
+    case AMBIENT_DEFAULT_DTYPE: return (int)c10::get_default_dtype_as_scalartype() == spec->value;
+    }
+    return 0;
+}
+
+TensorCheckAPI api = {TENSOR_CHECK_API_VERSION, spec_from_check, tensor_matches, ambient_from_check,
+                      ambient_matches};
+
+/* The torch this module was compiled against must be the one imported. */
+int check_torch_version(PyObject *torch) {
+    PyObject *version = PyObject_GetAttrString(torch, "__version__");
+    const char *text = version ? PyUnicode_AsUTF8(version) : nullptr;
+    if (text == nullptr) {
+        Py_XDECREF(version);
+        return -1;
+    }
+    char expected[64];
+    std::snprintf(expected, sizeof(expected), "%d.%d.%d", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR,
+                  TORCH_VERSION_PATCH);
+    size_t n = std::strlen(expected);
+    bool same = std::strncmp(text, expected, n) == 0 && (text[n] == '\0' || text[n] == '+');
+    if (!same) {
+        PyErr_Format(PyExc_ImportError,
+                     "terra_dyn._tensor_check was built for torch %s, not %s: rebuild terra_dyn", expected, text);
+    }
+    Py_DECREF(version);
+    return same ? 0 : -1;
+}
+
+int init_references(PyObject *torch) {
+    if (check_torch_version(torch) < 0) return -1;
+    if (THPVariableClass == nullptr) {
+        PyErr_SetString(PyExc_ImportError, "terra_dyn._tensor_check: torch.Tensor is not initialised");
+        return -1;
+    }
+    PyObject *torch_C = PyObject_GetAttrString(torch, "_C");
+    if (torch_C == nullptr) return -1;
+    is_grad_enabled_fn = PyObject_GetAttrString(torch_C, "is_grad_enabled");
+    get_default_dtype_fn = PyObject_GetAttrString(torch_C, "get_default_dtype");
+    disabled_torch_function = PyObject_GetAttrString(torch_C, "_disabled_torch_function_impl");
+    Py_DECREF(torch_C);
+    if (!is_grad_enabled_fn || !get_default_dtype_fn || !disabled_torch_function) return -1;
+    for (int i = 0; i < kNumAttributes; i++) {
+        attribute_names[i] = PyUnicode_InternFromString(kAttributes[i]);
+        if (attribute_names[i] == nullptr) return -1;
+        tensor_attributes[i] = _PyType_Lookup((PyTypeObject *)THPVariableClass, attribute_names[i]);
+        if (tensor_attributes[i] == nullptr) {
+            PyErr_Format(PyExc_ImportError, "terra_dyn._tensor_check: torch.Tensor has no %s", kAttributes[i]);
+            return -1;
+        }
+        Py_INCREF(tensor_attributes[i]);
+    }
+    return 0;
+}
+
+PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "terra_dyn._tensor_check",
+    "Fast path of terra_dyn's tensor guard checks (C API in the _C_API capsule; see csrc/tensor_check.h).",
+    -1, nullptr,
+};
+
+}  // namespace
+
+PyMODINIT_FUNC PyInit__tensor_check(void) {
+    PyObject *torch = PyImport_ImportModule("torch");
+    if (torch == nullptr) return nullptr;
+    int rc = init_references(torch);
+    Py_DECREF(torch);
+    if (rc < 0) return nullptr;
+    PyObject *m = PyModule_Create(&module_def);
+    if (m == nullptr) return nullptr;
+    PyObject *capsule = PyCapsule_New(&api, TENSOR_CHECK_CAPSULE, nullptr);
+    if (capsule == nullptr || PyModule_AddObject(m, "_C_API", capsule) < 0) {
+        Py_XDECREF(capsule);
+        Py_DECREF(m);
+        return nullptr;
+    }
+    return m;
+}
