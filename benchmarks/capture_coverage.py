@@ -20,7 +20,9 @@ import collections
 import json
 import logging
 import os
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 
@@ -124,6 +126,38 @@ def run_corpus(system, limit):
     return rows
 
 
+def measure(suite, system, limit, show_missed):
+    """Rows for one suite under one system, in this process."""
+    start = time.time()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if suite == "corpus":
+            rows = run_corpus(system, limit)
+        else:
+            cases = db_samples.op_cases() if suite == "op_db" else db_samples.module_cases()
+            rows = run_db_suite(cases, system, limit)
+    if show_missed:
+        reasons = collections.Counter(r["why"].split(":")[0] for r in rows if not r["captured"])
+        print(f"{suite} / {system}: missed by reason: {dict(reasons.most_common(8))}")
+        for r in [r for r in rows if not r["captured"]][:show_missed]:
+            print(f"  {r['name']}[{r['sample']}]: {r['why'][:200]}")
+    return dict(rows=rows, seconds=time.time() - start)
+
+
+def measure_in_child(suite, system, args):
+    """Each system runs in its own process: terra_dyn's frame hook and TorchDynamo's both set
+    the interpreter's frame-evaluation function, and must never see each other."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "rows.json")
+        cmd = [sys.executable, os.path.abspath(__file__), "--suite", suite, "--only", system,
+               "--child-json", out, "--show-missed", str(args.show_missed)]
+        if args.limit is not None:
+            cmd += ["--limit", str(args.limit)]
+        subprocess.run(cmd, check=True)
+        with open(out) as f:
+            return json.load(f)
+
+
 def main(argv=None):
     # torch.compile logs each failed fake-tensor run with a traceback; the table says enough.
     logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
@@ -133,32 +167,27 @@ def main(argv=None):
     parser.add_argument("--limit", type=int, default=None, help="first N ops/modules/entries only")
     parser.add_argument("--json", help="write per-sample rows to this file")
     parser.add_argument("--show-missed", type=int, default=0, help="print up to N missed samples per system")
+    parser.add_argument("--child-json", help=argparse.SUPPRESS)  # internal: one suite, one system
     args = parser.parse_args(argv)
+
+    if args.child_json:
+        with open(args.child_json, "w") as f:
+            json.dump(measure(args.suite, args.only, args.limit, args.show_missed), f)
+        return
 
     suites = ["corpus", "op_db", "module_db"] if args.suite == "all" else [args.suite]
     systems = [args.only] if args.only else list(SYSTEMS)
     print(f"torch {torch.__version__}; caps: {db_samples.OP_SAMPLES} samples/op, "
-          f"{db_samples.MODULE_SAMPLES} samples/module; limit {args.limit}")
+          f"{db_samples.MODULE_SAMPLES} samples/module; limit {args.limit}", flush=True)
     table, dump = [], {}
     for suite in suites:
         counts = {}
         for system in systems:
-            start = time.time()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                if suite == "corpus":
-                    rows = run_corpus(system, args.limit)
-                else:
-                    cases = db_samples.op_cases() if suite == "op_db" else db_samples.module_cases()
-                    rows = run_db_suite(cases, system, args.limit)
-            seconds = time.time() - start
-            counts[system] = (sum(r["captured"] for r in rows), len(rows), sum(r["wrong"] for r in rows), seconds)
+            result = measure_in_child(suite, system, args)
+            rows = result["rows"]
+            counts[system] = (sum(r["captured"] for r in rows), len(rows), sum(r["wrong"] for r in rows),
+                              result["seconds"])
             dump[f"{suite}/{system}"] = rows
-            if args.show_missed:
-                reasons = collections.Counter(r["why"].split(":")[0] for r in rows if not r["captured"])
-                print(f"{suite} / {system}: missed by reason: {dict(reasons.most_common(8))}")
-                for r in [r for r in rows if not r["captured"]][: args.show_missed]:
-                    print(f"  {r['name']}[{r['sample']}]: {r['why'][:200]}")
         table.append((suite, counts))
 
     print(f"\n{'suite':<10} " + " ".join(f"{s + ' captured/total (wrong, s)':>42}" for s in systems))

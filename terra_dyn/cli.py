@@ -79,12 +79,16 @@ def run_script(path, script_args, backend=None, strict=None) -> int:
     """Run `path` as __main__ with terra_dyn enabled; return its exit status."""
     from . import auto
 
+    typed, path = path, os.path.abspath(path)
+    try:
+        with io.open_code(path) as f:
+            code = compile(f.read(), path, "exec", dont_inherit=True)
+    except SyntaxError as exc:  # as python reports it: no traceback of ours
+        sys.stderr.write("".join(traceback.format_exception_only(type(exc), exc)))
+        return 1
     saved_argv, saved_path = sys.argv[:], sys.path[:]
-    sys.argv[:] = [path] + list(script_args)  # argv[0] as typed, __file__ absolute: as python does
-    path = os.path.abspath(path)
+    sys.argv[:] = [typed] + list(script_args)  # argv[0] as typed, __file__ absolute: as python does
     sys.path.insert(0, os.path.dirname(path))  # as `python script.py` does
-    with io.open_code(path) as f:
-        code = compile(f.read(), path, "exec", dont_inherit=True)
     main_module, saved_main = _fresh_main(path), sys.modules["__main__"]
     sys.modules["__main__"] = main_module  # pickle and `import __main__` see the script
     previous = auto.enable(backend=backend, strict=strict)

@@ -14,7 +14,8 @@ There is always a process-wide recorder; `recording()` installs a fresh one for 
     print(rec.report())            # per frame: graphs, breaks by reason, recompiles, time
 
 A break's *cost* ranks what to fix first: how often it was recorded times the ops in the
-graphs of its frame (the tensor work it splits). Text output fits 80 columns.
+graphs of its frame (the tensor work it splits); the ranking names the innermost line of
+the user's own code (a break deep in a library names the user's call). Text fits 80 columns.
 """
 import contextlib
 import json
@@ -131,12 +132,22 @@ class BreakSite:
     def cost(self) -> int:
         return self.count * self.ops_around
 
+    @property
+    def user_location(self):
+        """(file, line) of the innermost user-code entry of the stack: what the user can edit."""
+        for entry in reversed(self.user_stack):
+            filename, line = _stack_location(entry)
+            if not _is_library_file(filename):
+                return filename, line
+        return self.filename, self.lineno
+
     def __repr__(self):
         return f"<{self.count}x break at {self.filename}:{self.lineno}: {self.reason} (cost {self.cost})>"
 
     def to_json(self):
         data = _fields(self)
         data["cost"] = self.cost
+        data["user_location"] = "%s:%d" % self.user_location
         return data
 
 
@@ -331,6 +342,14 @@ class Report:
                 f"{len(self.recompiles)} recompiles, {len(self.fallbacks)} fallbacks>")
 
 
+_STDLIB_DIR = os.path.dirname(os.__file__) + os.sep
+
+
+def _is_library_file(filename: str) -> bool:
+    parts = filename.split(os.sep)
+    return "site-packages" in parts or "dist-packages" in parts or filename.startswith(_STDLIB_DIR)
+
+
 def _stack_location(entry: str):
     """"train.py:12 in step" -> ("train.py", 12)."""
     where = entry.rpartition(" in ")[0] or entry
@@ -421,8 +440,8 @@ class _TextReport:
         self.line()
         self.line("Costliest breaks (times recorded x ops in the frame's graphs):")
         for s in sites:
-            where = f"{short_path(s.filename)}:{s.lineno}"
-            self.line(f"{s.cost:>6}  {s.count}x{s.ops_around:<5} {where}  {s.reason}", 2)
+            filename, lineno = s.user_location
+            self.line(f"{s.cost:>6}  {s.count}x{s.ops_around:<5} {short_path(filename)}:{lineno}  {s.reason}", 2)
 
     def frame(self, frame: FrameSummary):
         self.line()
@@ -452,7 +471,10 @@ class _TextReport:
                 where = f"line {s.lineno}" if s.filename == frame.filename else f"{short_path(s.filename)}:{s.lineno}"
                 self.line(f"{where}: {s.source_line.strip()}", 6)
                 if len(s.user_stack) > 1:  # inside an inlined callee: show how we got there
-                    for entry in s.user_stack:
+                    stack = s.user_stack
+                    if len(stack) > 4 and not self.verbose:
+                        stack = stack[:2] + [f"... {len(stack) - 3} more"] + stack[-1:]
+                    for entry in stack:
                         self.line(f"from {_short_stack_entry(entry)}", 8)
         for guard, count in _counted(r.failed_guard for r in frame.recompiles):
             self.line(f"recompile{_times(count)}: {guard}", 2, wrap=True)

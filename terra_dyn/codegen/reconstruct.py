@@ -18,7 +18,7 @@ import torch
 from bytecode import Instr
 
 from ..translate.errors import Unsupported
-from ..translate.values import (CellValue, ConstValue, ContextValue, DictValue, FunctionValue,
+from ..translate.values import (CellValue, ConstValue, ContextValue, DictValue, FormattedValue, FunctionValue,
                                 IteratorValue, ListValue, MethodValue, NullValue, ObjectValue,
                                 OpaqueIterator, ScalarValue, TensorValue, TupleValue)
 
@@ -120,6 +120,10 @@ class Reconstructor:
             return self.build_dict(v)
         if isinstance(v, IteratorValue):
             rest = v.remaining()
+            r = getattr(v, "range", None)
+            if r is not None:
+                left = r[v.index:]
+                return [Instr("LOAD_CONST", left), Instr("GET_ITER")]
             if all(isinstance(x, ConstValue) and isinstance(x.value, _SIMPLE) for x in rest):
                 return [Instr("LOAD_CONST", tuple(x.value for x in rest)), Instr("GET_ITER")]
             return self._items(rest) + [Instr("BUILD_TUPLE", len(rest)), Instr("GET_ITER")]
@@ -143,6 +147,20 @@ class Reconstructor:
             args = [Instr("LOAD_CONST", v.cls)] + items + [
                 Instr("LOAD_CONST", tuple(keys)), Instr("BUILD_CONST_KEY_MAP", len(keys))]
             return call_const(rebuild_object, args, 2)
+        if isinstance(v, FormattedValue):
+            out = []
+            for part in v.parts:
+                if isinstance(part, tuple):
+                    scalar, conversion, spec = part
+                    out += self.push(scalar)
+                    flags = conversion
+                    if spec:
+                        out.append(Instr("LOAD_CONST", spec))
+                        flags |= 0x04
+                    out.append(Instr("FORMAT_VALUE", flags))
+                else:
+                    out += self.push(part)
+            return out + [Instr("BUILD_STRING", len(v.parts))]
         if isinstance(v, (CellValue, ContextValue)):
             raise Unsupported(f"cannot rebuild {v!r} after a graph break")
         raise Unsupported(f"cannot rebuild {v!r}")

@@ -81,6 +81,9 @@ def _tensor_attr(tx, t, name):
         return ConstValue(getattr(fake, name))
     if name in _TENSOR_NODE_ATTRS:
         return tx.ctx.graph.call("call_function", getattr, [t, ConstValue(name)])
+    if name == "grad" and t.source is not None and getattr(t, "real", None) is not None \
+            and t.node.op == "placeholder":
+        return wrap(tx.ctx, t.real.grad, AttrSource(t.source, "grad"))
     if name in ("grad", "data", "grad_fn", "_version"):
         raise Unsupported(f"tensor.{name} is not captured")
     attr = inspect.getattr_static(torch.Tensor, name, None)

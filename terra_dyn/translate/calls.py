@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import logging
 import types
+import weakref
 
 import torch
 
@@ -23,7 +24,7 @@ from . import builtins_ops, inline, modules, torch_ops
 from .errors import Unsupported
 from .side_effects import Call
 from .sources import ItemSource
-from .values import (ConstValue, DictValue, FunctionValue, ListValue, MethodValue, ObjectValue,
+from .values import (ConstValue, DictValue, FormattedValue, FunctionValue, ListValue, MethodValue, ObjectValue,
                      ScalarValue, TensorValue, TupleValue, is_namedtuple_class)
 
 
@@ -52,6 +53,11 @@ def call_value(tx, fn, args, kwargs):
         return modules.call_module(tx, fn, args, kwargs)
     if f in (torch.no_grad, torch.enable_grad, torch.set_grad_enabled):
         return torch_ops.call_torch(tx, f, args, kwargs)
+    if isinstance(f, weakref.ReferenceType) and not args and not kwargs:
+        # rnn modules compare weakrefs to their weights: the referent is a known value
+        referent = f()
+        known = tx.ctx.graph.known_input(referent)
+        return known if known is not None else ConstValue(referent)
     if f is functools.reduce:
         return _reduce(tx, args)
     if f is logging.getLogger and all(isinstance(a, ConstValue) for a in args) and not kwargs:
@@ -177,8 +183,20 @@ def record_call(tx, fn, args, kwargs):
     """print(...) / logger.info(...) with Python values: replayed after the graph."""
     for a in list(args) + list(kwargs.values()):
         _check_replayable(a)
-    tx.ctx.record(Call(fn, list(args), dict(kwargs)))
+    # containers are printed as they are *now*: later in-frame mutations are written back
+    # only at the end, so the replay gets a copy built from the current items
+    tx.ctx.record(Call(fn, [_snapshot(a) for a in args], {k: _snapshot(v) for k, v in kwargs.items()}))
     return ConstValue(None)
+
+
+def _snapshot(v):
+    if isinstance(v, ListValue):
+        return ListValue([_snapshot(x) for x in v.items])
+    if isinstance(v, DictValue):
+        return DictValue({k: _snapshot(x) for k, x in v.items.items()})
+    if isinstance(v, TupleValue) and v.source is None:
+        return TupleValue([_snapshot(x) for x in v.items], cls=v.cls)
+    return v
 
 
 def _check_replayable(v):
@@ -190,7 +208,7 @@ def _check_replayable(v):
     elif isinstance(v, DictValue):
         for x in v.items.values():
             _check_replayable(x)
-    elif not isinstance(v, (ConstValue, ScalarValue)):
+    elif not isinstance(v, (ConstValue, ScalarValue, FormattedValue)):
         raise Unsupported(f"print/logging of {v!r}")
 
 

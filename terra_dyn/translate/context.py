@@ -11,6 +11,8 @@
 One context per attempt: a graph break restarts the translation with `stop_at` set, so
 that nothing from the abandoned attempt leaks into the next one.
 """
+import collections
+
 import torch
 
 from . import wrap as wrap_mod
@@ -40,7 +42,7 @@ class TranslationContext:
 
     # -- values ---------------------------------------------------------------------
     def wrap(self, real, source):
-        if type(real) in (list, dict):
+        if type(real) in (list, dict, collections.Counter, collections.OrderedDict):
             # one value per mutable object, however it is reached: mutations made through
             # one path (an inlined helper's closure) are seen through every other
             known = self._mutables.get(id(real))

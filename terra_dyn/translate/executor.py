@@ -13,6 +13,11 @@ opcodes_call); what a call does with its callee is in calls.py. An inlined funct
 in a child Translator sharing the context (graph, guards); its Unsupported propagates to
 the caller, which is where a graph break then splits (the caller's call site).
 
+try/except and try/finally bodies are translated along their normal path (the handlers
+only run when an exception is raised; graph ops are assumed not to raise at run time,
+their shapes having been checked on fake tensors). A break inside a try body is not
+possible: the frame then runs its original code.
+
 Example: for `def f(x): return x.relu() + 1`, run() leaves result = TensorValue(add) and
 ctx.graph holds placeholder x -> call_method relu -> call_function add.
 """
@@ -79,8 +84,6 @@ class Translator(StackOpcodes, ControlOpcodes, CallOpcodes):
             try:
                 if handler is None:
                     raise Unsupported(f"bytecode {instr.name} is not supported")
-                if self.info.in_try[self.pc]:
-                    raise Unsupported("code inside try/except or try/finally runs eagerly", breakable=False)
                 pc_before = self.pc
                 handler(instr)
                 if self.pc == pc_before:

@@ -248,7 +248,11 @@ def _collect_graph_values(v, out, depth=0):
     if isinstance(v, (TensorValue, ScalarValue)):
         out.append(v)
         return
-    for attr in ("items", "attrs", "args", "kwargs", "value", "obj", "fn", "self_value", "content"):
+    if isinstance(v, tuple):  # a FormattedValue part
+        for c in v:
+            _collect_graph_values(c, out, depth + 1)
+        return
+    for attr in ("items", "attrs", "args", "kwargs", "value", "obj", "fn", "self_value", "content", "parts"):
         if attr == "items" and isinstance(v, ListValue):
             child = v.known_items()  # never realize a lazy list just to look at it
         else:
@@ -257,7 +261,7 @@ def _collect_graph_values(v, out, depth=0):
             continue
         if isinstance(child, dict):
             child = list(child.values())
-        if isinstance(child, list):
+        if isinstance(child, (list, tuple)):
             for c in child:
                 _collect_graph_values(c, out, depth + 1)
         elif hasattr(child, "__dict__") and type(child).__module__.startswith("terra_dyn"):

@@ -74,10 +74,15 @@ class GraphState:
         node.meta["example_value"] = fake
         value = TensorValue(node, fake, source)
         value.cls = type(real)
+        value.real = real  # for attributes read from the real input (x.grad after backward)
         self._by_id[id(real)] = value
         self._keepalive.append(real)
         self.inputs.append((value, source))
         return value
+
+    def known_input(self, real):
+        """The value of a real object already used as a graph input, or None."""
+        return self._by_id.get(id(real)) if real is not None else None
 
     def input_scalar(self, real, source):
         """A number that varies between calls: a graph input instead of a constant."""
@@ -137,8 +142,8 @@ class GraphState:
             if isinstance(node, fx.Node) and _depends_on_scalar(node):
                 return ScalarValue(node, result)
             return ConstValue(result)
-        if result is None:
-            return ConstValue(None)
+        if result is None or isinstance(result, (torch.dtype, torch.device, str)):
+            return ConstValue(result)
         raise Unsupported(f"op returned {type(result).__name__}")
 
     def record(self, effect):

@@ -9,7 +9,7 @@ import torch
 
 from . import operators
 from .errors import Unsupported
-from .values import (ConstValue, ContextValue, IteratorValue, MethodValue,
+from .values import (ConstValue, ContextValue, IteratorValue, MethodValue, ObjectValue,
                      OpaqueIterator)
 
 
@@ -102,11 +102,28 @@ class ControlOpcodes:
         """manager -> exit, manager.__enter__()"""
         manager = self.pop()
         if not isinstance(manager, ContextValue):
-            raise Unsupported(f"with block on {manager!r}", breakable=False)
+            return self._user_with(manager)
         manager.previous = torch.is_grad_enabled() if not self.ctx.grad_stack else self.ctx.grad_stack[-1]
         self.ctx.set_grad_enabled(manager.enabled)
         self.push(MethodValue(ConstValue(GradModeExit), manager))
         self.push(ConstValue(None))
+
+    def _user_with(self, manager):
+        """A context manager written in Python: __enter__ now, __exit__(None, None, None)
+        on the normal exit path (the exception path is the handler, never translated)."""
+        import types
+
+        from . import attributes, calls
+
+        cls = manager.cls if isinstance(manager, ObjectValue) else type(getattr(manager, "value", None))
+        enter = getattr(cls, "__enter__", None)
+        exit_ = getattr(cls, "__exit__", None)
+        if not (isinstance(enter, types.FunctionType) and isinstance(exit_, types.FunctionType)) \
+                or (getattr(cls, "__module__", "") or "").startswith("torch"):
+            # torch's own managers (autocast, ...) switch global state in C: never inlined
+            raise Unsupported(f"with block on {manager!r}", breakable=False)
+        self.push(attributes.load_attr(self, manager, "__exit__"))
+        self.push(calls.call_value(self, attributes.load_attr(self, manager, "__enter__"), [], {}))
 
     def exit_grad_mode(self, manager):
         self.ctx.restore_grad_enabled(manager.previous)

@@ -9,7 +9,7 @@ from bytecode import CellVar, FreeVar
 
 from . import attributes, operators
 from .errors import Unsupported
-from .values import (NULL, CellValue, ConstValue, DictValue, Lazy, ListValue, ScalarValue,
+from .values import (NULL, CellValue, ConstValue, DictValue, FormattedValue, Lazy, ListValue, ScalarValue,
                      TensorValue, TupleValue)
 
 
@@ -137,6 +137,10 @@ class StackOpcodes:
         if cell is None:
             raise Unsupported(f"closure cell {name!r} is not available")
         self.push(cell)
+
+    def LOAD_BUILD_CLASS(self, instr):
+        """() -> builtins.__build_class__   (calling it is a graph break)"""
+        self.push(ConstValue(builtins.__build_class__))
 
     def LOAD_ASSERTION_ERROR(self, instr):
         """() -> AssertionError"""
@@ -272,6 +276,12 @@ class StackOpcodes:
     def BUILD_STRING(self, instr):
         """n strings -> joined"""
         parts = self.popn(instr.arg)
+        if any(isinstance(p, FormattedValue) for p in parts):
+            pieces = []
+            for p in parts:
+                pieces += p.parts if isinstance(p, FormattedValue) else [p]
+            self.push(FormattedValue(pieces))
+            return
         self.push(ConstValue("".join(p.as_python() for p in parts)))
 
     def FORMAT_VALUE(self, instr):
@@ -279,8 +289,12 @@ class StackOpcodes:
         flags = instr.arg
         spec = self.pop().as_python() if flags & 0x04 else ""
         value = self.pop()
-        if isinstance(value, (TensorValue, ScalarValue)):
-            raise Unsupported("formatting a tensor or run-time number into a string")
+        if isinstance(value, ScalarValue):
+            # a number known only at run time: the string is built when the effect replays
+            self.push(FormattedValue([(value, flags & 0x03, spec)]))
+            return
+        if isinstance(value, TensorValue):
+            raise Unsupported("formatting a tensor into a string needs its value")
         obj = operators.python_value(value)
         conv = flags & 0x03
         if conv == 1:

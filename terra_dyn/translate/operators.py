@@ -7,6 +7,7 @@
 Example: `x.shape[-1] * 2` folds to ConstValue(6) for a (4, 3) tensor x, while `x * 2` adds
 call_function operator.mul(x, 2) to the graph.
 """
+import collections
 import operator
 
 import torch
@@ -211,6 +212,8 @@ def getitem(tx, obj, key):
         raise Unsupported(f"index {k!r} into a sequence")
     if isinstance(obj, DictValue):
         k = python_value(key)
+        if k not in obj.items and getattr(obj, "cls", dict) is collections.Counter:
+            return ConstValue(0)  # Counter's missing keys count zero
         if k not in obj.items:
             raise Unsupported(f"KeyError {k!r} (raises natively)")
         return obj.items[k]
@@ -294,7 +297,10 @@ def unpack(tx, v):
 def get_iter(tx, v):
     if isinstance(v, (IteratorValue, OpaqueIterator)):
         return v
-    return IteratorValue(unpack(tx, v))
+    it = IteratorValue(unpack(tx, v))
+    if isinstance(v, ConstValue) and isinstance(v.value, range):
+        it.range = v.value  # rebuilt as iter(range(...)) at a break, not a tuple of ints
+    return it
 
 
 def dict_items(tx, v):

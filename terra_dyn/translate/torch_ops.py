@@ -57,7 +57,15 @@ def is_tensor_method(fn):
     return name is not None and getattr(torch.Tensor, name, None) is fn
 
 
+_STATEFUL_PREFIXES = ("set_", "_set_", "_enter", "_exit", "_push", "_pop", "_increment", "_decrement",
+                      "_clear", "_reset", "manual_seed", "seed", "_jit", "_dispatch", "_functorch")
+
+
 def call_torch(tx, fn, args, kwargs):
+    name = getattr(fn, "__name__", "") or ""
+    if name.startswith(_STATEFUL_PREFIXES) and fn is not torch.set_grad_enabled:
+        # global-state switches would run at translate time under the fake mode too
+        raise Unsupported(f"torch.{name} changes global state: called natively")
     if fn in (torch.no_grad, torch.enable_grad):
         return ContextValue(fn is torch.enable_grad)
     if fn is torch.set_grad_enabled:

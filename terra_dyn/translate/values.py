@@ -236,6 +236,17 @@ class ContextValue(Value):
         return f"ContextValue(grad_enabled={self.enabled})"
 
 
+class FormattedValue(Value):
+    """An f-string with run-time numbers in it, built when a recorded print replays.
+    `parts`: ConstValue strings and (ScalarValue, conversion, format spec) triples."""
+
+    def __init__(self, parts):
+        self.parts = list(parts)
+
+    def __repr__(self):
+        return f"FormattedValue({len(self.parts)} parts)"
+
+
 class ObjectValue(Value):
     """A user object created during translation: class + attribute values (dataclasses)."""
 

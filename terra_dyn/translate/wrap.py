@@ -13,6 +13,7 @@
 Example: wrap(ctx, [t, 3], LocalSource("xs", 0)) -> ListValue([TensorValue(a0[0]), ConstValue(3)])
 with guards type(a0) is list, len(a0) == 2, check_tensor(a0[0], ...), a0[1] == 3.
 """
+import collections
 import types
 
 import torch
@@ -26,6 +27,7 @@ _IDENTITY_TYPES = (types.FunctionType, types.BuiltinFunctionType, types.ModuleTy
                    types.MethodType, torch.dtype, torch.nn.Module, types.BuiltinMethodType,
                    types.MethodWrapperType, types.WrapperDescriptorType, types.MethodDescriptorType,
                    types.ClassMethodDescriptorType, types.GetSetDescriptorType)
+_DICT_TYPES = (dict, collections.Counter, collections.OrderedDict)
 _ITERATOR_TYPES = tuple(type(x) for x in (
     iter(range(0)), iter([]), iter(()), iter({}), iter({}.items()), iter({}.values()),
     zip(), enumerate([]), reversed([]), iter("")))
@@ -61,11 +63,13 @@ def wrap(ctx, real, source):
             return [wrap(ctx, x, ItemSource(source, i)) for i, x in enumerate(real)]
 
         return ListValue(None, source=source, realize=realize)
-    if type(real) is dict and all(isinstance(k, (str, int)) for k in real):
+    if type(real) in _DICT_TYPES and all(isinstance(k, (str, int)) for k in real):
         guards.type(source, dict)
         guards.keys(source, real.keys())
         items = {k: wrap(ctx, x, ItemSource(source, k)) for k, x in real.items()}
-        return DictValue(items, source=source)
+        value = DictValue(items, source=source)
+        value.cls = type(real)
+        return value
     if isinstance(real, _IDENTITY_TYPES) or callable(real) and not hasattr(real, "__dict__"):
         guards.identity(source, real)
         return ConstValue(real, source)

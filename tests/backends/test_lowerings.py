@@ -67,7 +67,9 @@ REDUCTIONS = {
     "mean": (lambda x: x.mean(-1), FLOATS), "amax": (lambda x: x.amax(-1), FLOATS + INTS),
     "amin": (lambda x: x.amin(0), FLOATS + INTS), "argmax": (lambda x: x.argmax(-1), FLOATS + INTS),
     "argmin": (lambda x: x.argmin(0), FLOATS + INTS), "var": (lambda x: x.var(-1), FLOATS),
-    "std": (lambda x: x.std(0, correction=0), FLOATS), "softmax": (lambda x: torch.softmax(x, -1), FLOATS),
+    "std": (lambda x: x.std(0, correction=0), FLOATS),
+    "max_dim": (lambda x: (x.max(1)[0], x.max(1)[1]), FLOATS + INTS),
+    "min_dim": (lambda x: (x.min(0, keepdim=True)[0], x.min(0, keepdim=True)[1]), FLOATS + INTS), "softmax": (lambda x: torch.softmax(x, -1), FLOATS),
     "log_softmax": (lambda x: torch.log_softmax(x, 0), FLOATS), "logsumexp": (lambda x: torch.logsumexp(x, -1), FLOATS),
 }
 

@@ -135,6 +135,15 @@ def logsumexp(x, dim, keepdim=False):
     return out.to(x.dtype)
 
 
+def max_dim(x, dim, keepdim=False):
+    # one kernel: the values and the positions reduce the same rows (siblings in partition)
+    return torch.amax(x, dim, keepdim), torch.argmax(x, dim, keepdim)
+
+
+def min_dim(x, dim, keepdim=False):
+    return torch.amin(x, dim, keepdim), torch.argmin(x, dim, keepdim)
+
+
 def hardtanh(x, min_val=-1.0, max_val=1.0):
     return torch.clamp(x, min_val, max_val)
 
@@ -237,6 +246,8 @@ def table():
         aten.var.correction: var_correction,
         aten.std.correction: std_correction,
         aten.logsumexp.default: logsumexp,
+        aten.max.dim: max_dim,
+        aten.min.dim: min_dim,
         aten.hardtanh.default: hardtanh,
         aten.leaky_relu.default: leaky_relu,
         aten.softplus.default: softplus,
