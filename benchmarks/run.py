@@ -20,6 +20,7 @@ Inductor's caches are disabled unless `--warm-caches`, so first steps are cold c
 """
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -127,11 +128,15 @@ def run_program(name, args, mode_names):
 
 
 def compare_losses(reference, losses):
+    """(all steps within tolerance, largest relative difference); a NaN where eager has a
+    number counts as an infinite difference."""
     if not reference or not losses:
         return None, None
-    n = min(len(reference), len(losses))
-    diffs = [abs(a - b) / max(abs(a), 1e-12) for a, b in zip(reference[:n], losses[:n])]
-    match = all(abs(a - b) <= ATOL + RTOL * abs(a) for a, b in zip(reference[:n], losses[:n]))
+    pairs = list(zip(reference, losses))
+    diffs = [0.0 if a == b or (math.isnan(a) and math.isnan(b)) else
+             math.inf if math.isnan(a) or math.isnan(b) else abs(a - b) / max(abs(a), 1e-12)
+             for a, b in pairs]
+    match = all(d == 0.0 or abs(a - b) <= ATOL + RTOL * abs(a) for d, (a, b) in zip(diffs, pairs))
     return match, max(diffs)
 
 
@@ -215,6 +220,8 @@ def table_rows(result):
             fb = c.get("fallbacks") if mode.startswith("terra") else None
             counts = f"{fmt(c.get('graphs'), 'd', 5)} {fmt(c.get('breaks'), 'd', 4)} {fmt(reco, 'd', 4)} {fmt(fb, 'd', 3)}"
         match = {True: "ok", False: "DIFF", None: "-"}[res.get("loss_match")] if mode != "eager" else "ref"
+        if any(math.isnan(x) for x in res.get("losses", [])):
+            match = "NaN"
         med = res["median_s"] * 1e3 if res.get("median_s") is not None else None
         rows.append(f"{result['program']:<17} {mode:<17} {fmt(res.get('first_s'), '.2f', 8)} {fmt(med, '.1f', 8)} "
                     f"{fmt(ratio, '.2f', 7)} {fmt(res.get('peak_mb'), '.1f', 8)} {counts} {match:>5}")

@@ -61,15 +61,22 @@ static int fast_guards_wanted(void) {
 }
 
 /* The C++ module's API, or NULL (never raises): imported on first use, because it loads
-   libtorch, which a process using only the hook need not have. */
+   libtorch, which a process using only the hook need not have. Never imports torch
+   itself: until the program has, its guards hold no tensor checks worth the fast path. */
 static const TensorCheckAPI *fast_api_get(void) {
     if (!fast_guards_wanted()) return NULL;
     if (fast_api != NULL || fast_error != NULL) return fast_api;
     PyObject *exc_type, *exc_value, *exc_tb;
     PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-    /* torch first: the module links libtorch_python, found among the loaded libraries. */
-    PyObject *torch = PyImport_ImportModule("torch");
-    PyObject *module = torch ? PyImport_ImportModule("terra_dyn._tensor_check") : NULL;
+    /* The module links libtorch_python, found among the libraries torch loaded. */
+    PyObject *name = PyUnicode_FromString("torch");
+    PyObject *torch = name ? PyImport_GetModule(name) : NULL;
+    Py_XDECREF(name);
+    if (torch == NULL) {
+        PyErr_Restore(exc_type, exc_value, exc_tb);  /* not yet: ask again for a later Guard */
+        return NULL;
+    }
+    PyObject *module = PyImport_ImportModule("terra_dyn._tensor_check");
     PyObject *capsule = module ? PyObject_GetAttrString(module, "_C_API") : NULL;
     const TensorCheckAPI *api = capsule ? PyCapsule_GetPointer(capsule, TENSOR_CHECK_CAPSULE) : NULL;
     if (api != NULL && api->version != TENSOR_CHECK_API_VERSION) {
@@ -106,6 +113,7 @@ PyObject *guards_set_fast(PyObject *module, PyObject *flag) {
 PyObject *guards_fast_status(PyObject *module, PyObject *unused) {
     if (!fast_guards_wanted()) return PyUnicode_FromString("off (TERRA_DYN_SLOW_GUARDS=1 or set_fast_guards(False))");
     if (fast_api_get() != NULL) return PyUnicode_FromString("on");
+    if (fast_error == NULL) return PyUnicode_FromString("not loaded yet (torch is not imported)");
     return PyUnicode_FromFormat("unavailable: terra_dyn._tensor_check: %S", fast_error);
 }
 

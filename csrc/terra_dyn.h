@@ -5,6 +5,9 @@
  *   guards.c      Guard: the checks a cache entry runs over a frame's argument slots
  *   callables.c   OptimizedCallable / DisabledCallable: set the thread's callback per call
  *   module.c      the module object and its functions
+ *
+ * tensor_check.h is the capsule interface of the optional C++ module
+ * terra_dyn._tensor_check (tensor_check.cpp), the fast path of guards.c's tensor checks.
  */
 #ifndef TERRA_DYN_H
 #define TERRA_DYN_H

@@ -38,6 +38,7 @@ KNOBS = [
     Knob("recompile_limit", "TERRA_DYN_RECOMPILE_LIMIT", 8, "translations kept per code object before running it eagerly"),
     Knob("verbose", "TERRA_DYN_VERBOSE", False, "log each translation, break and recompile to stderr"),
     Knob("print_kernels", "TERRA_DYN_PRINT_KERNELS", False, "print generated Triton kernel source"),
+    Knob("slow_guards", "TERRA_DYN_SLOW_GUARDS", False, "check tensor guards through the Python API, not the C++ fast path (read by _C)"),
     Knob("cache_dir", "TERRA_DYN_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "terra_dyn"),
          "on-disk kernel cache directory"),
 ]

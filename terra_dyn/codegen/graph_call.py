@@ -22,7 +22,7 @@ import types
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
-from bytecode import Bytecode, FreeVar, Instr, Label
+from bytecode import Bytecode, FreeVar, Instr, Label, TryBegin, TryEnd
 
 from ..translate.errors import Unsupported
 from ..translate.side_effects import Call, StoreAttr, StoreDeref, StoreGlobal
@@ -41,7 +41,7 @@ except ImportError:
 class BreakSite:
     """Where the frame leaves translated code: the native instruction and what follows."""
 
-    kind: str  # "plain", "jump", "for_iter" or "raise"
+    kind: str  # "plain", "jump", "for_iter", "raise" or "native_rest" (resume at the instruction)
     native: List[Any]  # bytecode Instr(s) run natively
     deep: List[Any]  # stack values below what the native instruction consumes
     top: List[Any]  # stack values the native instruction consumes
@@ -179,31 +179,72 @@ def _break_ending(rec, plan):
     # the locals and both sides of a native jump all refer to the same objects
     for v in list(site.deep) + list(site.top) + [x for x in site.locals.values() if x is not None]:
         out += rec.materialize(v)
+    if site.kind == "native_rest":
+        # the rest of the frame runs natively, under its own exception table
+        call = _resume_call(rec, plan, site.next_pc, [])
+        if _C is not None:
+            _C.skip_code(site.resume_codes[-1])
+        return out + call
     for v in site.top:
         out += rec.push(v)
     native = [i.copy() for i in site.native]
+    restore = _enclosing_grad_restore(site)
+    # inside `with torch.no_grad():` split by this break: if the native instruction raises,
+    # restore the grad mode the block was entered with, then re-raise
+    handler = Label() if restore is not None else None
+    if site.kind in ("plain", "raise"):
+        native = _protected(native, handler)
     if site.kind == "raise":
-        return out + native
+        return out + native + _restore_handler(handler, restore)
     if site.kind == "plain":
         out += native
         temps = [f"___result{i}" for i in range(site.pushes)]
         out += [Instr("STORE_FAST", t) for t in reversed(temps)]
-        return out + _resume_call(rec, plan, site.next_pc, temps)
+        return out + _resume_call(rec, plan, site.next_pc, temps) + _restore_handler(handler, restore)
+    jump = site.native[-1]
     if site.kind == "jump":
         taken = Label()
-        name = native[0].name.replace("BACKWARD", "FORWARD")
-        out.append(Instr(name, taken, location=native[0].location))
+        name = jump.name.replace("BACKWARD", "FORWARD")
+        out += _protected([Instr(name, taken, location=jump.location)], handler)
         out += _resume_call(rec, plan, site.next_pc, [])
         out.append(taken)
-        return out + _resume_call(rec, plan, site.jump_pc, [])
+        return out + _resume_call(rec, plan, site.jump_pc, []) + _restore_handler(handler, restore)
     if site.kind == "for_iter":
         done = Label()
-        out.append(Instr("FOR_ITER", done, location=native[0].location))
+        out += _protected([Instr("FOR_ITER", done, location=jump.location)], handler)
         out += [Instr("STORE_FAST", "___item"), Instr("STORE_FAST", "___iter")]
         out += _resume_call(rec, plan, site.next_pc, ["___iter", "___item"])
         out.append(done)
-        return out + _resume_call(rec, plan, site.jump_pc, [])
+        return out + _resume_call(rec, plan, site.jump_pc, []) + _restore_handler(handler, restore)
     raise Unsupported(f"break kind {site.kind}")
+
+
+def _enclosing_grad_restore(site):
+    """The GradModeRestore of the outermost grad-mode block open at the break, or None."""
+    from ..translate.opcodes_control import GradModeExit, GradModeRestore, grad_mode_restore
+    from ..translate.values import ConstValue, MethodValue
+
+    for v in site.deep:
+        if isinstance(v, MethodValue) and isinstance(v.fn, ConstValue) and v.fn.value is GradModeExit:
+            return grad_mode_restore(v.self_value.previous)
+        if isinstance(v, ConstValue) and isinstance(v.value, GradModeRestore):
+            return v.value  # a block opened before an earlier break (a resume frame)
+    return None
+
+
+def _protected(instrs, handler):
+    if handler is None:
+        return instrs
+    entry = TryBegin(handler, push_lasti=False, stack_depth=0)
+    return [entry] + instrs + [TryEnd(entry)]
+
+
+def _restore_handler(handler, restore):
+    if handler is None:
+        return []
+    # stack: [exception]; restore(None, None, None); re-raise the exception
+    return [handler] + call_const(restore, [Instr("LOAD_CONST", None)] * 3, 3) + [
+        Instr("POP_TOP"), Instr("RERAISE", 0)]
 
 
 def _resume_call(rec, plan, target_pc, temps):

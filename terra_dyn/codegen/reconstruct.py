@@ -18,6 +18,7 @@ import torch
 from bytecode import Instr
 
 from ..translate.errors import Unsupported
+from ..translate.opcodes_control import GradModeExit, grad_mode_restore
 from ..translate.values import (CellValue, ConstValue, ContextValue, DictValue, FormattedValue, FunctionValue,
                                 IteratorValue, ListValue, MethodValue, NullValue, ObjectValue,
                                 OpaqueIterator, ScalarValue, TensorValue, TupleValue)
@@ -131,6 +132,8 @@ class Reconstructor:
             return list(v.source.load())
         if isinstance(v, MethodValue):
             fn = v.fn.value if isinstance(v.fn, ConstValue) else None
+            if fn is GradModeExit:  # a no_grad block split by a break: restore on exit
+                return [Instr("LOAD_CONST", grad_mode_restore(v.self_value.previous))]
             name = getattr(fn, "__name__", None)
             if name is None:
                 raise Unsupported(f"cannot rebuild {v!r}")

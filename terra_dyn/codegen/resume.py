@@ -112,13 +112,11 @@ def make_resume_code(code, pc, stack_layout, local_names):
     bc.kwonlyargcount = 0
     bc.flags = info.bytecode.flags & ~0x0C  # no *args / **kwargs
     bc.name = code.co_name
-    try:
-        resume = bc.to_code()
-    except RuntimeError:
-        # the stack depth analysis can fail on the unreachable original prologue: the
-        # original's own depth plus the restored stack is always enough
-        resume = bc.to_code(stacksize=code.co_stacksize + len(stack_layout) + 2,
-                            check_pre_and_post=False)
+    # No stack analysis: it cannot see that the prologue enters try/with regions in the
+    # middle. The restored stack is the original's at that point, so the original's
+    # maximum depth and its exception table depths (kept when parsing) stay right.
+    resume = bc.to_code(stacksize=code.co_stacksize + 2, check_pre_and_post=False,
+                        compute_exception_stack_depths=False)
     from ..translate.bytecode_info import register
 
     _copy_metadata(layout_copy, info.bytecode)

@@ -18,7 +18,9 @@ _registered = {}  # id(resume code) -> CodeInfo from the instructions it was mad
 class CodeInfo:
     def __init__(self, code, bytecode=None):
         self.code = code
-        self.bytecode = bytecode if bytecode is not None else Bytecode.from_code(code)
+        # keep the exception table's stack depths: resume functions reuse them as they are
+        self.bytecode = bytecode if bytecode is not None else Bytecode.from_code(
+            code, conserve_exception_block_stackdepth=True)
         self.instrs = list(self.bytecode)
         self.label_pc = {ins: i for i, ins in enumerate(self.instrs) if isinstance(ins, Label)}
         self.in_try = [False] * len(self.instrs)
@@ -44,13 +46,9 @@ class CodeInfo:
             if hasattr(ins, "name"):
                 names.append(ins.name)
             pc += 1
-        return names == ["PUSH_EXC_INFO", "WITH_EXCEPT_START"] or names[:1] == ["COPY"] or \
-            (names and names[0] == "PUSH_EXC_INFO" and self._handler_is_cleanup(entry))
-
-    def _handler_is_cleanup(self, entry):
-        # a handler that only re-raises (the cleanup of an except clause) is not a user try
-        pc = self.label_pc.get(entry.target)
-        return False if pc is None else False
+        # a with block's handler starts PUSH_EXC_INFO, WITH_EXCEPT_START; a handler's own
+        # cleanup region (COPY 3; POP_EXCEPT; RERAISE) is not a user try either
+        return names == ["PUSH_EXC_INFO", "WITH_EXCEPT_START"] or names[:1] == ["COPY"]
 
     def lineno(self, pc):
         for i in range(pc, -1, -1):

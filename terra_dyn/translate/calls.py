@@ -41,10 +41,13 @@ def call_value(tx, fn, args, kwargs):
     if not isinstance(fn, ConstValue):
         raise Unsupported(f"call of {fn!r}")
     f = fn.value
-    from .opcodes_control import GradModeExit
+    from .opcodes_control import GradModeExit, GradModeRestore
 
     if f is GradModeExit:
         raise Unsupported("grad-mode exit called without its manager")
+    if isinstance(f, GradModeRestore):  # the end of a no_grad block split by a break
+        tx.ctx.restore_grad_enabled(f.previous)
+        return ConstValue(None)
     if torch_ops.is_tensor_method(f):
         if not args:
             raise Unsupported("Tensor method called without self")

@@ -77,6 +77,7 @@ def translate_code(code, f_locals, f_globals, options) -> FrameTranslation:
                           code.co_firstlineno, breakable=False)
     slots = argument_slot_names(code)
     stop_at = None
+    native_rest = False
     breaks = []
     for _attempt in range(2):
         ctx = TranslationContext(code, f_globals, len(slots), options, stop_at)
@@ -86,7 +87,7 @@ def translate_code(code, f_locals, f_globals, options) -> FrameTranslation:
                 result = tx.run()
                 site = None
             except StopTranslation as stop:
-                result, site = None, _break_site(stop.tx, breaks[-1] if breaks else None)
+                result, site = None, _break_site(stop.tx, native_rest)
             return _finish(ctx, code, f_globals, tx, result, site, breaks, options, start)
         except Unsupported as exc:
             if options.fullgraph:
@@ -94,6 +95,7 @@ def translate_code(code, f_locals, f_globals, options) -> FrameTranslation:
             if stop_at is not None or not _can_break(tx, exc):
                 raise
             stop_at = exc.at
+            native_rest = getattr(exc, "native_rest", False)
             breaks.append(report.GraphBreak(
                 reason=exc.reason, filename=exc.filename or code.co_filename, lineno=exc.lineno,
                 source_line=exc.source_line, user_stack=list(exc.user_stack), code_name=code.co_name))
@@ -121,19 +123,36 @@ def _can_break(tx, exc):
     if at is None or not exc.breakable:
         return False
     instr = tx.instrs[at[0]]
-    if tx.info.in_try[at[0]] or tx.info.in_with[at[0]]:
-        return False
+    if tx.info.in_try[at[0]] or tx.info.in_with[at[0]] and not _only_grad_mode_blocks(tx):
+        # inside a try body (or a Python context manager's block) the rest of the frame
+        # must run under the original exception table: the graph so far runs, then a
+        # resume function starting *at* this instruction runs natively to the end
+        exc.native_rest = True
     if tx.code.co_cellvars and _writes_cells(tx):
         # cells are passed to resume functions by value: only safe if never reassigned
         return False
     return instr.name not in _NOT_BREAKABLE
 
 
+def _only_grad_mode_blocks(tx):
+    from .opcodes_control import GradModeExit, GradModeRestore
+
+    grad, other = 0, 0
+    for v in tx.stack:
+        fn = getattr(v, "fn", None) if isinstance(v, MethodValue) else None
+        if isinstance(fn, ConstValue) and fn.value is GradModeExit or \
+                isinstance(v, ConstValue) and isinstance(v.value, GradModeRestore):
+            grad += 1
+        elif isinstance(fn, ConstValue) and getattr(fn.value, "__name__", "") == "__exit__":
+            other += 1
+    return grad > 0 and other == 0
+
+
 def _writes_cells(tx):
     return any(getattr(i, "name", "") in ("STORE_DEREF", "DELETE_DEREF") for i in tx.instrs)
 
 
-def _break_site(tx, record):
+def _break_site(tx, native_rest=False):
     """The BreakSite for the top-level translator stopped before its instruction at pc."""
     instr = tx.instrs[tx.pc]
     name = instr.name
@@ -166,6 +185,12 @@ def _break_site(tx, record):
     if pops > len(stack):
         raise Unsupported(f"stack underflow at {name}", breakable=False)
     stack = _split_methods(stack)
+    if native_rest:
+        # resume at the instruction itself (for a call: at its KW_NAMES / PRECALL)
+        target = tx.pc - (len(native) - 1 if name == "CALL" else 0)
+        site = BreakSite(kind="native_rest", native=[], deep=stack, top=[], pushes=0, locals=live)
+        site.next_pc = target
+        return site
     deep, top = stack[: len(stack) - pops], stack[len(stack) - pops:]
     site = BreakSite(kind=kind, native=native, deep=deep, top=top, pushes=pushes, locals=live)
     site.next_pc = tx.pc + 1

@@ -14,7 +14,33 @@ from .values import (ConstValue, ContextValue, IteratorValue, MethodValue, Objec
 
 
 class GradModeExit:
-    """The `__exit__` a BEFORE_WITH on a grad-mode context pushes."""
+    """The `__exit__` a BEFORE_WITH on a grad-mode context pushes (translate-time marker)."""
+
+
+class GradModeRestore:
+    """The real `__exit__` a resume function receives when a break splits a
+    `with torch.no_grad():` block: calling it (normal exit or exception) restores the grad
+    mode the block was entered with. The translator treats a call of it as that restore."""
+
+    __slots__ = ("previous",)
+
+    def __init__(self, previous):
+        self.previous = previous
+
+    def __call__(self, *exc_info):
+        torch._C._set_grad_enabled(self.previous)
+        return False  # never swallows an exception
+
+    def __repr__(self):
+        return f"GradModeRestore(previous={self.previous})"
+
+
+_restores = {True: GradModeRestore(True), False: GradModeRestore(False)}
+
+
+def grad_mode_restore(previous):
+    """One shared object per mode, so resume functions can guard it by identity."""
+    return _restores[bool(previous)]
 
 
 class ControlOpcodes:

@@ -201,6 +201,47 @@ def test_ten_thousand_iterations_with_print_and_item(fresh_terra_dyn, capsys):
     assert sum(g.op_count for g in rep.graphs) >= 3
 
 
+def test_break_inside_no_grad_loop_keeps_grad_mode(fresh_terra_dyn):
+    def f(x, n):
+        acc = 0.0
+        with torch.no_grad():
+            for i in range(n):
+                acc += (x * 2 + i).sum().item()
+            z = x * 3
+        return acc, z.requires_grad, torch.is_grad_enabled()
+
+    x = torch.randn(3, requires_grad=True)
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    with report.recording() as rec:
+        got = fast(x, 5)
+    assert got == f(x, 5) and torch.is_grad_enabled()
+    assert not rec.report().fallbacks
+
+
+@pytest.mark.parametrize("where", ["raise", "native_error", "bool_of_tensor"])
+def test_exception_after_break_inside_no_grad_restores_grad_mode(fresh_terra_dyn, where):
+    def f(x):
+        with torch.no_grad():
+            y = x * 2
+            v = y.sum().item()
+            if where == "raise":
+                raise ValueError(v)
+            if where == "native_error":
+                torch.ones(2) @ torch.ones(3)
+            if y:  # a 3-element tensor: bool() raises
+                pass
+        return y
+
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    x = torch.randn(3, requires_grad=True)
+    for _ in range(2):
+        with pytest.raises((ValueError, RuntimeError)) as ours:
+            fast(x)
+        assert torch.is_grad_enabled()
+        with pytest.raises(type(ours.value)):
+            f(x)
+
+
 def test_break_in_no_grad_block_falls_back_correctly(fresh_terra_dyn, capsys):
     def f(x, w):
         with torch.no_grad():
