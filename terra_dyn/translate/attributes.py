@@ -131,10 +131,8 @@ def _object_attr(tx, obj, name):
             name not in getattr(real, "__dict__", {}):
         return MethodValue(ConstValue(static), obj)
     value = getattr(real, name)
-    if isinstance(real, type) or obj.source is None:
-        if isinstance(value, (int, float, str, bool, type(None))) and obj.source is not None:
-            return wrap(tx.ctx, value, AttrSource(obj.source, name))
-        return _unguarded(value) if obj.source is None else wrap(tx.ctx, value, AttrSource(obj.source, name))
+    if obj.source is None:
+        return _unguarded(value)  # an object made at translate time: nothing to guard
     return wrap(tx.ctx, value, AttrSource(obj.source, name))
 
 

@@ -68,9 +68,9 @@ def _b_len(tx, v):
             raise Unsupported("len() of a 0-d tensor")
         return ConstValue(int(v.fake.shape[0]))
     if isinstance(v, ConstValue):
-        if isinstance(v.value, torch.nn.Module):
+        if isinstance(v.value, torch.nn.Module):  # guarded by identity: its children are fixed
             return ConstValue(len(v.value))
-        return ConstValue(len(v.value))
+        return ConstValue(len(v.as_python()))
     raise Unsupported(f"len() of {v!r}")
 
 

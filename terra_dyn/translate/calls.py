@@ -12,7 +12,6 @@
         namedtuple / dataclass      -> TupleValue / ObjectValue built now
         anything else               -> Unsupported (a graph break at this call)
 """
-import dataclasses
 import functools
 import logging
 import types

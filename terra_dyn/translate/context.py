@@ -84,12 +84,14 @@ class TranslationContext:
         self.grad_stack.append(enabled)
         torch._C._set_grad_enabled(enabled)
         self.graph.graph.call_function(torch._C._set_grad_enabled, (enabled,))
+        self.graph.op_count += 1  # a graph of only mode switches must still run
 
     def restore_grad_enabled(self, previous):
         if self.grad_stack:
             self.grad_stack.pop()
         torch._C._set_grad_enabled(previous)
         self.graph.graph.call_function(torch._C._set_grad_enabled, (previous,))
+        self.graph.op_count += 1
 
     def close(self):
         """Undo translate-time global state (grad mode)."""

@@ -30,7 +30,3 @@ class Unsupported(Exception):
     def __str__(self):
         where = f"{self.filename}:{self.lineno}: " if self.filename else ""
         return f"{where}{self.reason}"
-
-
-class UserError(Exception):
-    """The user's own code would raise here (found at translate time): run it eagerly."""

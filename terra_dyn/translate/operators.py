@@ -55,7 +55,7 @@ def is_graph_value(v):
 def python_value(v):
     """The Python object behind a value known at translate time (containers included)."""
     if isinstance(v, ConstValue):
-        return v.value
+        return v.as_python()  # refuses objects guarded only by type
     if isinstance(v, TupleValue):
         return v.as_python()
     if isinstance(v, ListValue):
@@ -123,6 +123,8 @@ def is_same(a, b):
     if a is b:
         return True
     if isinstance(a, ConstValue) and isinstance(b, ConstValue):
+        if a.by_type or b.by_type:
+            raise Unsupported("identity of objects guarded only by type")
         return a.value is b.value
     if isinstance(a, TensorValue) and isinstance(b, TensorValue):
         return a.node is b.node
@@ -159,6 +161,8 @@ def truth(tx, v):
         cls = type(v.value)
         if not hasattr(cls, "__bool__") and not hasattr(cls, "__len__"):
             return True
+        if v.by_type:
+            raise Unsupported(f"truth of a {cls.__name__} argument (depends on its value)")
         return bool(v.value)
     if isinstance(v, Value):
         return True

@@ -58,11 +58,17 @@ class ScalarValue(Value):
 
 
 class ConstValue(Value):
+    by_type = False  # True: an object guarded only by its type (attributes are guarded as read)
+
     def __init__(self, value, source=None):
         self.value = value
         self.source = source
 
     def as_python(self):
+        if self.by_type:
+            from .errors import Unsupported
+
+            raise Unsupported(f"the value of a {type(self.value).__name__} argument is not guarded")
         return self.value
 
     def is_const(self):

@@ -77,7 +77,9 @@ def wrap(ctx, real, source):
         guards.type(source, type(real))
         return OpaqueIterator(real, source)
     guards.type(source, type(real))
-    return ConstValue(real, source)
+    value = ConstValue(real, source)
+    value.by_type = True  # only its type is guarded: its value must never be used directly
+    return value
 
 
 def _wrap_unguarded(real):

@@ -218,6 +218,19 @@ def test_break_inside_no_grad_loop_keeps_grad_mode(fresh_terra_dyn):
     assert not rec.report().fallbacks
 
 
+def test_no_grad_block_ending_after_a_break_restores_grad_mode(fresh_terra_dyn):
+    def f(x):
+        with torch.no_grad():
+            v = (x * 2).sum().item()
+        return v  # the resume function's graph holds only the grad-mode switch
+
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    x = torch.randn(3, requires_grad=True)
+    for _ in range(2):
+        assert fast(x) == f(x)
+        assert torch.is_grad_enabled()
+
+
 @pytest.mark.parametrize("where", ["raise", "native_error", "bool_of_tensor"])
 def test_exception_after_break_inside_no_grad_restores_grad_mode(fresh_terra_dyn, where):
     def f(x):

@@ -23,6 +23,10 @@ from . import harness
 from .corpus import ENTRIES, Entry
 
 CAPTURE_TARGET = 0.95  # fraction of the `whole` entries captured as one graph per frame
+# For reference only (not asserted): torch.compile(fullgraph=True, counting eager backend)
+# captures 165 of the 169 `whole` entries by the same criterion, measured 2026-11-24 with
+#   .venv/bin/python benchmarks/capture_coverage.py --suite corpus
+TORCH_COMPILE_CORPUS_CAPTURED = 165
 SEEDS = (0, 1)  # first call, then the cached call on fresh values of the same shapes
 RNG_SEED = 1234  # reseeded before every call so eager and ours draw the same dropout masks
 
@@ -129,7 +133,8 @@ def test_capture_rate():
     needed = math.ceil(CAPTURE_TARGET * len(candidates))
     captured = len(candidates) - len(missed)
     print(f"\ncorpus capture: {captured}/{len(candidates)} whole-by-design entries captured as one graph "
-          f"per frame (target {needed}); {len(results) - len(candidates)} entries excluded by design")
+          f"per frame (target {needed}; torch.compile {TORCH_COMPILE_CORPUS_CAPTURED}); "
+          f"{len(results) - len(candidates)} entries excluded by design")
     for r in missed:
         print(f"  not captured: {r.entry.name} [{r.entry.exercises}]: {r.why_not_captured()}")
     assert captured >= needed, f"captured {captured}/{len(candidates)}, need {needed}; see the list above"

@@ -11,6 +11,8 @@ samples captured whole.
 
 Run: .venv/bin/python -m pytest -q tests/translate/test_module_db.py
 """
+import collections
+
 import pytest
 
 from . import db_samples
@@ -19,7 +21,8 @@ from . import db_samples
 # the same samples, the same criterion (one graph on the first call, none on the cached call,
 # eager's values) and the default caps, by:
 #   .venv/bin/python benchmarks/capture_coverage.py --suite module_db
-# Measured 2026-11-24, torch 2.13.0+cpu: 297 of 318 samples (misses: 9 nn.RNN/GRU/LSTM, which
+# Measured 2026-11-24 (twice, the second time with output-aliasing checked too), torch
+# 2.13.0+cpu: 297 of 318 samples (misses: 9 nn.RNN/GRU/LSTM, which
 # dynamo refuses to wrap; 3 BatchNorm and 3 GaussianNLLLoss samples guarding on data-dependent
 # values; 3 CTCLoss dynamic shapes; 3 FractionalMaxPool2d fake-tensor errors).
 TORCH_COMPILE_CAPTURED_MODULE_SAMPLES = 297
@@ -56,6 +59,8 @@ def test_module_capture_count():
           f"{TORCH_COMPILE_CAPTURED_MODULE_SAMPLES}/{TORCH_COMPILE_MODULE_SAMPLES} "
           f"(default caps: {db_samples.DEFAULT_CAPS})")
     missed = [(r.case.name, w) for r in results for c, w in zip(r.captured, r.why) if not c]
+    reasons = collections.Counter(why[:60] for _, why in missed)
+    print("  missed by reason: " + "; ".join(f"{n} x {why}" for why, n in reasons.most_common(10)))
     for name, why in missed[:40]:
         print(f"  not captured: {name}: {why}")
     if db_samples.DEFAULT_CAPS:

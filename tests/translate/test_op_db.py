@@ -9,6 +9,8 @@ type) under terra_dyn on the first and the cached call; count the samples captur
 
 Run: .venv/bin/python -m pytest -q tests/translate/test_op_db.py
 """
+import collections
+
 import pytest
 
 from . import db_samples
@@ -17,7 +19,8 @@ from . import db_samples
 # same samples, the same criterion (one graph on the first call, none on the cached call,
 # eager's values) and the default caps, by:
 #   .venv/bin/python benchmarks/capture_coverage.py --suite op_db
-# Measured 2026-11-24, torch 2.13.0+cpu: 1753 of 1880 samples (misses: 90 calls of functions
+# Measured 2026-11-24 (twice, the second time with output-aliasing checked too), torch
+# 2.13.0+cpu: 1753 of 1880 samples (misses: 90 calls of functions
 # dynamo skips, e.g. torch.manual_seed in op_db's random-op wrappers; 21 data-dependent or
 # dynamic-shape ops; 8 sparse tensors; 3 resize_; 1 wrong result, masked_select).
 TORCH_COMPILE_CAPTURED_OP_SAMPLES = 1753
@@ -56,6 +59,8 @@ def test_op_capture_count():
     print(f"\nop_db: terra_dyn captured {captured}/{samples} samples whole; torch.compile "
           f"{TORCH_COMPILE_CAPTURED_OP_SAMPLES}/{TORCH_COMPILE_OP_SAMPLES} (default caps: {db_samples.DEFAULT_CAPS})")
     missed = [(r.case.name, w) for r in results for c, w in zip(r.captured, r.why) if not c]
+    reasons = collections.Counter(why[:60] for _, why in missed)
+    print("  missed by reason: " + "; ".join(f"{n} x {why}" for why, n in reasons.most_common(10)))
     for name, why in missed[:40]:
         print(f"  not captured: {name}: {why}")
     if db_samples.DEFAULT_CAPS:

@@ -11,10 +11,11 @@ from terra_dyn.translate import FullgraphError
 
 
 def guarded_division(x):
-    try:
-        return x / x.sum().item()  # needs a break, and a break cannot split a try body
-    except ZeroDivisionError:
-        return x
+    scale = 2.0
+    def scaled():  # a closure over a reassigned variable: resume functions cannot share it
+        return scale
+    scale = 3.0
+    return x * scaled() / x.sum().item()  # needs a break
 
 
 def test_unsupported_frame_falls_back_and_is_recorded(fresh_terra_dyn):
@@ -34,7 +35,7 @@ def test_strict_names_file_line_and_construct(fresh_terra_dyn):
         fast(torch.randn(3))
     text = str(info.value)
     assert __file__ in text and "item" in text
-    assert f":{guarded_division.__code__.co_firstlineno + 2}" in text
+    assert f":{guarded_division.__code__.co_firstlineno + 5}" in text
 
 
 def test_fullgraph_raises_on_a_break(fresh_terra_dyn):
