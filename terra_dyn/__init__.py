@@ -9,16 +9,22 @@ translate (bytecode -> FX graph) -> backends -> codegen -> report.
 """
 from . import config
 
-try:
-    from . import eval_frame  # first: on an unsupported Python it names the supported versions
+import sys as _sys
+
+if _sys.version_info[:2] == (3, 11) and _sys.implementation.name == "cpython":
+    # Imported unconditionally: a real import error here must surface as itself, not be
+    # mistaken for an unsupported Python.
+    from . import eval_frame
     from .api import disable, optimize, reset
     from .explain import explain  # the function shadows the submodule's name
-except ImportError as _hook_error:
-    # The frame hook is CPython 3.11 only; the rest (e.g. terra_dyn.backends) still
-    # imports, and using the frontend raises the hook's own ImportError.
-    def __getattr__(name, _error=_hook_error):
+else:
+    # The frame hook is CPython 3.11 only; the rest (e.g. terra_dyn.backends.triton) still
+    # imports, and using the frontend raises one ImportError naming the supported versions.
+    def __getattr__(name):
         if name in ("optimize", "disable", "reset", "explain", "eval_frame", "api"):
-            raise ImportError(str(_error)) from _error
+            from .eval_frame import check_python_version
+
+            check_python_version()
         raise AttributeError(f"module 'terra_dyn' has no attribute {name!r}")
 
 __all__ = ["config", "optimize", "disable", "reset", "explain"]

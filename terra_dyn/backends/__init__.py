@@ -8,15 +8,26 @@
 
 Example: `lookup("auto")(gm, [torch.randn(4)])` returns `gm.forward` on a CPU machine.
 """
+import importlib
+
 import torch
 
 from . import interpreter
 
 
 def _triton():
-    from . import triton as triton_backend
+    # importlib, not `from . import triton`: this module defines a function named triton.
+    return importlib.import_module(__name__ + ".triton")
 
-    return triton_backend
+
+def _hook_off(compiled):
+    """Run a backend's Python internals (Triton launchers, generated binders) with the frame
+    hook off: they are not user code and must never reach the translator."""
+    try:
+        from .._C import DisabledCallable
+    except ImportError:  # no frontend on this Python: there is no hook to turn off
+        return compiled
+    return DisabledCallable(compiled)
 
 
 def _on_cuda(example_inputs):
@@ -28,14 +39,14 @@ def auto(gm, example_inputs):
         try:
             triton_backend = _triton()
             if triton_backend.is_available():
-                return triton_backend.compile_graph(gm, example_inputs)
+                return _hook_off(triton_backend.compile_graph(gm, example_inputs))
         except ImportError:
             pass
     return interpreter.compile_graph(gm, example_inputs)
 
 
 def triton(gm, example_inputs):
-    return _triton().compile_graph(gm, example_inputs)
+    return _hook_off(_triton().compile_graph(gm, example_inputs))
 
 
 _BY_NAME = {"interpreter": interpreter.compile_graph, "auto": auto, "triton": triton}

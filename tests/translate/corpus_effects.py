@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .corpus import A, case, program
+from .corpus import case, program
 
 # --------------------------------------------------------------------------- in-place on inputs
 

@@ -8,7 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .corpus import A, case
+from .corpus import case
 
 # --------------------------------------------------------------------------- operators
 

@@ -52,7 +52,8 @@ class AutogradProgram:
         self.out_spec = None
 
     def __repr__(self):
-        return f"AutogradProgram(differentiable inputs {self.diff}, backward {'built' if self.backward_graph else 'not built'})"
+        state = "built" if self.backward_graph else "not built"
+        return f"AutogradProgram(differentiable inputs {self.diff}, backward {state})"
 
     def __call__(self, *args):
         flat = _GraphFunction.apply(self, *args)
