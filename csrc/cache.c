@@ -29,6 +29,11 @@ static CodeExtra registry = {0, NULL, &registry, &registry};
 /* Called by CPython when the code object dies (or its extra is replaced). */
 static void free_extra(void *ptr) {
     CodeExtra *extra = (CodeExtra *)ptr;
+    /* CPython 3.11 calls every registered free function for each co_extra slot, set or
+       not (gh-122491): once another user (torch.compile) takes an index, ours sees NULL. */
+    if (extra == NULL) {
+        return;
+    }
     extra->prev->next = extra->next;
     extra->next->prev = extra->prev;
     Py_CLEAR(extra->entries);

@@ -97,6 +97,8 @@ class Reconstructor:
             return [Instr("PUSH_NULL")]
         if isinstance(v, ConstValue):
             value = v.value
+            if v.by_type and v.source is not None:  # e.g. a numpy float: only its type is guarded
+                return list(v.source.load())
             if isinstance(value, _SIMPLE) or isinstance(value, _BY_IDENTITY) or v.source is None:
                 return [Instr("LOAD_CONST", value)]
             return list(v.source.load())

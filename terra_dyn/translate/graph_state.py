@@ -226,6 +226,8 @@ def _to_node(v):
     if isinstance(v, (TensorValue, ScalarValue)):
         return v.node
     if isinstance(v, ConstValue):
+        if v.by_type:  # its value is not guarded: baking it in would reuse a stale value
+            raise Unsupported(f"cannot pass a {type(v.value).__name__} guarded only by type to a graph op")
         if isinstance(v.value, _FX_CONSTANTS) or isinstance(v.value, torch.Size):
             return v.value
         if isinstance(v.value, (tuple, list)) and all(isinstance(x, _FX_CONSTANTS) for x in v.value):

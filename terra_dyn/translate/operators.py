@@ -67,6 +67,8 @@ def python_value(v):
 
 def _foldable(v):
     if isinstance(v, ConstValue):
+        if v.by_type:  # e.g. a numpy float (a float subclass): its value is not guarded
+            return False
         return isinstance(v.value, _FOLDABLE) or (
             isinstance(v.value, tuple) and all(isinstance(x, _FOLDABLE) for x in v.value))
     return False
