@@ -42,7 +42,9 @@ _TORCH_MODULES_DIR = os.path.join(os.path.dirname(os.path.abspath(torch.__file__
 def is_library_code(code: types.CodeType) -> bool:
     """Frames of the stdlib, torch and terra_dyn itself are never entry points, except the
     `forward` of torch's own modules (an optimized nn.Sequential or nn.LSTM starts there)."""
-    filename = code.co_filename
+    # normpath: a sys.path entry like "benchmarks/.." must not make our own frames look like
+    # user code (they would then be translated, and translating the translator recurses).
+    filename = os.path.normpath(code.co_filename)
     if code.co_name == "forward" and filename.startswith(_TORCH_MODULES_DIR):
         return False
     if filename == "<string>" and code.co_varnames[:1] == ("_cls",):
