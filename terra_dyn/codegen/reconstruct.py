@@ -38,6 +38,10 @@ def call_const(fn, arg_instrs, nargs):
 
 
 def _is_fresh_mutable(v):
+    if isinstance(v, ConstValue):
+        return v.fresh
+    if isinstance(v, IteratorValue):  # `for i in it: next(it)`: the loop and `it` share one
+        return True
     return isinstance(v, (ListValue, DictValue, ObjectValue)) and getattr(v, "source", None) is None
 
 
@@ -48,6 +52,8 @@ def _children(v):
         return list(v.items.values())
     if isinstance(v, ObjectValue):
         return list(v.attrs.values())
+    if isinstance(v, IteratorValue):
+        return v.remaining()
     return []
 
 
@@ -99,6 +105,8 @@ class Reconstructor:
             value = v.value
             if v.by_type and v.source is not None:  # e.g. a numpy float: only its type is guarded
                 return list(v.source.load())
+            if v.fresh:  # a new set on every call: one baked-in set would collect every call's adds
+                return call_const(set, [Instr("LOAD_CONST", frozenset(value))], 1)
             if isinstance(value, _SIMPLE) or isinstance(value, _BY_IDENTITY) or v.source is None:
                 return [Instr("LOAD_CONST", value)]
             return list(v.source.load())

@@ -130,6 +130,9 @@ def _object_attr(tx, obj, name):
     if isinstance(static, types.FunctionType) and not isinstance(real, type) and \
             name not in getattr(real, "__dict__", {}):
         return MethodValue(ConstValue(static), obj)
+    if isinstance(obj, ConstValue) and obj.fresh:  # `s.add` of a set made here: a method bound
+        # to the translate-time set would be baked in; keep self, so it rebinds per call
+        return MethodValue(ConstValue(static), obj)
     value = getattr(real, name)
     if obj.source is None:
         return _unguarded(value)  # an object made at translate time: nothing to guard

@@ -46,6 +46,12 @@ def call_builtin(tx, f, args, kwargs):
     return ConstValue(f(*[python_value(a) for a in args], **{k: python_value(v) for k, v in kwargs.items()}))
 
 
+def _b_set(tx, *args):
+    # a set built now would be one mutable object, baked into the code and shared by every
+    # call (`s = set(); s.add(...)` accumulated across calls): let the call run natively
+    raise Unsupported("set() makes a mutable set (not modelled)")
+
+
 def _b_pow(tx, base, exp, *mod):
     if not mod and (is_graph_value(base) or is_graph_value(exp)):
         import operator

@@ -252,6 +252,10 @@ def _construct(tx, fn, cls, args, kwargs):
 def _wrap_result(value):
     if isinstance(value, torch.Size):
         return TupleValue([ConstValue(x) for x in value], cls=torch.Size)
+    if type(value) is list:  # "a,b".split(","): a new list per call, not one shared constant
+        return ListValue([_wrap_result(x) for x in value])
+    if isinstance(value, (list, dict, set, bytearray)):
+        raise Unsupported(f"a call returned a mutable {type(value).__name__}")
     return ConstValue(value)
 
 

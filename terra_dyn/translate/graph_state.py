@@ -64,6 +64,10 @@ class GraphState:
     def input_tensor(self, real, source, by_identity=False):
         known = self._by_id.get(id(real))
         if known is not None:
+            if source is not None and known.source is not None and source != known.source:
+                # `f(x, x)`: the graph reads both through one placeholder, so a later call
+                # with two different tensors must not reuse it
+                self.guards.same_object(source, known.source, real)
             return known
         if by_identity:
             self.guards.identity(source, real)

@@ -196,6 +196,13 @@ class GuardSet:
         self._add(("id", source, obj), lambda i: ("id", i, obj),
                   lambda e: f"{e} is {self._const(obj)}", source)
 
+    def same_object(self, source, other, obj):
+        """`source` held the same object as `other` (a tensor passed twice): it must again."""
+        if all(isinstance(s.root(), LocalSource) and s.root().slot >= 0 for s in (source, other)):
+            self._add(("alias", source, other), None, lambda e: f"{e} is {other.expr()}", source)
+        else:  # roots the predicate cannot name together: pin this very object instead
+            self.identity(source, obj)
+
     def length(self, source, n):
         self._add(("len", source), lambda i: ("len", i, n), lambda e: f"len({e}) == {n}", source)
 

@@ -247,7 +247,9 @@ class StackOpcodes:
     def BUILD_SET(self, instr):
         """n items -> set (of constants)"""
         items = self.popn(instr.arg)
-        self.push(ConstValue(set(operators.python_value(i) for i in items)))
+        value = ConstValue(set(operators.python_value(i) for i in items))
+        value.fresh = True  # rebuilt per call after a break (reconstruct), never shared
+        self.push(value)
 
     def SET_ADD(self, instr):
         """set(at i), value -> set"""

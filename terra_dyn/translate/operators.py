@@ -125,8 +125,9 @@ def is_same(a, b):
     if a is b:
         return True
     if isinstance(a, ConstValue) and isinstance(b, ConstValue):
-        if a.by_type or b.by_type:
+        if (a.by_type or b.by_type) and type(a.value) is type(b.value):
             raise Unsupported("identity of objects guarded only by type")
+        # different (guarded) types: never the same object
         return a.value is b.value
     if isinstance(a, TensorValue) and isinstance(b, TensorValue):
         return a.node is b.node
@@ -193,7 +194,7 @@ def contains(tx, container, item):
         return False
     if isinstance(container, DictValue):
         return python_value(item) in container.items
-    if isinstance(container, ConstValue) and not is_graph_value(item):
+    if isinstance(container, ConstValue) and not container.by_type and not is_graph_value(item):
         if _foldable(container) or isinstance(container.value, (tuple, list, dict, set, frozenset)):
             return python_value(item) in container.value
     raise Unsupported(f"`in` on {container!r}")
@@ -230,7 +231,7 @@ def getitem(tx, obj, key):
             from . import modules
 
             return modules.module_getitem(tx, obj, k)
-        if _foldable(obj) or isinstance(value, (tuple, str)):
+        if _foldable(obj) or isinstance(value, (tuple, str)) and not obj.by_type:
             try:
                 return ConstValue(value[k])
             except Exception:

@@ -59,6 +59,7 @@ class ScalarValue(Value):
 
 class ConstValue(Value):
     by_type = False  # True: an object guarded only by its type (attributes are guarded as read)
+    fresh = False  # True: a mutable set made during translation (rebuilt per call, not shared)
 
     def __init__(self, value, source=None):
         self.value = value

@@ -23,7 +23,7 @@ from .values import (ConstValue, DictValue, ListValue, OpaqueIterator, TupleValu
                      is_namedtuple_class)
 
 _VALUE_TYPES = (int, float, bool, str, bytes, complex, type(None), range, slice, type(Ellipsis))
-_IDENTITY_TYPES = (types.FunctionType, types.BuiltinFunctionType, types.ModuleType, type,
+_IDENTITY_TYPES = (torch.memory_format, torch.layout, torch.qscheme, types.FunctionType, types.BuiltinFunctionType, types.ModuleType, type,
                    types.MethodType, torch.dtype, torch.nn.Module, types.BuiltinMethodType,
                    types.MethodWrapperType, types.WrapperDescriptorType, types.MethodDescriptorType,
                    types.ClassMethodDescriptorType, types.GetSetDescriptorType)
