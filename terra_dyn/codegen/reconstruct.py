@@ -12,6 +12,7 @@ Example: returning `(y, x.shape[0], [y, 1])` with y graph output 0 emits
     LOAD_FAST ___out; LOAD_CONST 0; BINARY_SUBSCR; LOAD_CONST 4; <y again>; LOAD_CONST 1;
     BUILD_LIST 2; BUILD_TUPLE 3
 """
+import itertools
 import types
 
 import torch
@@ -53,7 +54,7 @@ def _children(v):
     if isinstance(v, ObjectValue):
         return list(v.attrs.values())
     if isinstance(v, IteratorValue):
-        return v.remaining()
+        return [v.live] if v.live is not None else v.remaining()
     return []
 
 
@@ -130,6 +131,12 @@ class Reconstructor:
                 return list(v.source.load())
             return self.build_dict(v)
         if isinstance(v, IteratorValue):
+            if v.live is not None:  # the real list, so later appends are still seen
+                items = self.push(v.live) + [Instr("LOAD_CONST", v.index), Instr("LOAD_CONST", None)]
+                out = call_const(itertools.islice, items, 3)
+                if v.enumerate_start is not None:
+                    out = call_const(enumerate, out + [Instr("LOAD_CONST", v.enumerate_start + v.index)], 2)
+                return out
             rest = v.remaining()
             r = getattr(v, "range", None)
             if r is not None:

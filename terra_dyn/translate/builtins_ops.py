@@ -164,6 +164,8 @@ def _b_zip(tx, *iterables, strict=None):
 
 def _b_enumerate(tx, iterable, start=ConstValue(0)):
     s = python_value(start)
+    if isinstance(iterable, ListValue):  # live, as iter(list) is
+        return IteratorValue([], live=iterable, enumerate_start=s)
     return IteratorValue([TupleValue([ConstValue(i + s), x]) for i, x in enumerate(unpack(tx, iterable))])
 
 

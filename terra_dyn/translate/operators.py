@@ -304,6 +304,8 @@ def unpack(tx, v):
 def get_iter(tx, v):
     if isinstance(v, (IteratorValue, OpaqueIterator)):
         return v
+    if isinstance(v, ListValue):  # live: sees the list's later appends and assignments
+        return IteratorValue([], live=v)
     it = IteratorValue(unpack(tx, v))
     if isinstance(v, ConstValue) and isinstance(v.value, range):
         it.range = v.value  # rebuilt as iter(range(...)) at a break, not a tuple of ints

@@ -166,11 +166,25 @@ class DictValue(Value):
 
 
 class IteratorValue(Value):
-    """An iterator whose items are known values; `next_item` advances it."""
+    """An iterator whose items are known values; `next_item` advances it.
 
-    def __init__(self, items, index=0):
-        self.items = list(items)
+    Over a list (`live`), the items are read from the list at each step, as a real list
+    iterator does: `for v in xs: xs.append(...)` sees the appended items and assignments
+    (`enumerate_start`: the items are (i, item) pairs, as enumerate(xs) makes)."""
+
+    def __init__(self, items, index=0, live=None, enumerate_start=None):
+        self._items = list(items)
         self.index = index
+        self.live = live  # a ListValue, or None
+        self.enumerate_start = enumerate_start
+
+    @property
+    def items(self):
+        if self.live is None:
+            return self._items
+        if self.enumerate_start is None:
+            return self.live.items
+        return [TupleValue([ConstValue(i + self.enumerate_start), x]) for i, x in enumerate(self.live.items)]
 
     def next_item(self):
         if self.index >= len(self.items):

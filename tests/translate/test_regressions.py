@@ -9,6 +9,8 @@ the values, the arguments after the call and any Python side effects must match 
 
 Runtime: a few seconds.
 """
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -33,14 +35,9 @@ def check(fn, calls, snapshot_of=None):
 
 
 def _copy(args):
-    out = []
-    for a in args:
-        if isinstance(a, torch.Tensor):
-            a = a.detach().clone()
-        elif isinstance(a, np.ndarray):
-            a = a.copy()
-        out.append(a)
-    return tuple(out)
+    # deep: lists of tensors are mutated too; one memo: an argument passed twice stays one
+    # object (aliasing is part of the input)
+    return copy.deepcopy(args)
 
 
 def _describe(args):
@@ -171,3 +168,68 @@ def split_list_append_after_break(x):
 def test_fresh_mutable_is_not_shared_between_calls(fn, capsys):
     neg, pos = -torch.ones(3), torch.ones(3)
     check(fn, [(neg,), (pos,), (pos,), (neg,)])
+
+
+# ----------------------------------------------------------------------------- aliasing and iterators
+
+def add_twice(a, b):
+    return a + b * 2
+
+
+def test_tensor_passed_twice_then_two_tensors():
+    """f(x, x) gave the graph one placeholder for both: f(x, y) then read x for b."""
+    x, y = torch.ones(3), torch.zeros(3)
+    check(add_twice, [(x, x), (x, x), (x, y)])
+
+
+def zip_with_reversed(x, xs):
+    """The shape the alias bug first showed in: pairs (xs[1], xs[1]) then (xs[2], xs[0])."""
+    for a, b in zip(xs, reversed(xs)):
+        x = x + a * b.sum().item()
+    return x
+
+
+def test_zip_with_reversed_across_breaks():
+    xs = [torch.tensor([1.0, 2.0]), torch.tensor([-3.0, 0.5]), torch.tensor([0.25, 4.0])]
+    check(zip_with_reversed, [(torch.ones(2), xs), (torch.ones(2), xs)])
+
+
+def next_inside_for(x):
+    """The loop's iterator and `it` are one object: rebuilt twice after a break, the
+    `next(it)` advanced a copy (wrong sum, or StopIteration out of a loop that ends)."""
+    s = 0
+    it = iter([1, 2, 3, 4, 5])
+    for i in it:
+        s += i
+        if x[i - 1].item() > 0:
+            next(it, None)
+    return s
+
+
+def test_next_inside_for_advances_the_loop_iterator():
+    check(next_inside_for, [(torch.tensor([1.0, -1, 1, -1, 1]),), (torch.tensor([1.0, -1, 1, -1, 1]),),
+                            (-torch.ones(5),)])
+
+
+def append_while_iterating(x, xs):
+    """A list iterator sees the list as it is at each step (a snapshot missed the appends)."""
+    out = []
+    for v in xs:
+        out.append(v.sum().item())  # a break inside the loop, too
+        if len(xs) < 4:
+            xs.append(v * 2)
+    return x * len(out), out
+
+
+def assign_ahead_while_enumerating(x, xs):
+    for i, v in enumerate(xs):
+        xs[i] = v * 2
+        if i == 0:
+            xs[1] = xs[1] * 100  # enumerate reads xs[1] after this
+    return xs
+
+
+def test_list_iterators_are_live():
+    check(append_while_iterating, [(torch.ones(2), [torch.tensor([1.0, 2.0])])] * 2)
+    ones = [torch.ones(1), torch.ones(1), torch.ones(1)]
+    check(assign_ahead_while_enumerating, [(torch.ones(1), ones)] * 2)
