@@ -42,17 +42,7 @@ class TranslationContext:
 
     # -- values ---------------------------------------------------------------------
     def wrap(self, real, source):
-        if type(real) in (list, dict, collections.Counter, collections.OrderedDict):
-            # one value per mutable object, however it is reached: mutations made through
-            # one path (an inlined helper's closure) are seen through every other
-            known = self._mutables.get(id(real))
-            if known is not None:
-                return known
-            value = wrap_mod.wrap(self, real, source)
-            self._mutables[id(real)] = value
-            self._keepalive.append(real)
-            return value
-        return wrap_mod.wrap(self, real, source)
+        return wrap_mod.wrap(self, real, source)  # one value per list/dict: see wrap.wrap
 
     def wrap_global(self, f_globals, name):
         real = f_globals[name]

@@ -33,7 +33,26 @@ _ITERATOR_TYPES = tuple(type(x) for x in (
     zip(), enumerate([]), reversed([]), iter("")))
 
 
+_SHARED_MUTABLE = (list, dict, collections.Counter, collections.OrderedDict)
+
+
 def wrap(ctx, real, source):
+    if source is not None and type(real) in _SHARED_MUTABLE:
+        # one value per mutable object, however it is reached (`a.hist.append(1)` then
+        # `len(a.hist)`; an inlined helper's closure): each path sees the others' mutations
+        known = ctx._mutables.get(id(real))
+        if known is not None:
+            if known.source is not None and known.source != source:
+                ctx.guards.same_object(source, known.source, real)  # f(xs, xs), then f(xs, ys)
+            return known
+        value = _wrap(ctx, real, source)
+        ctx._mutables[id(real)] = value
+        ctx._keepalive.append(real)
+        return value
+    return _wrap(ctx, real, source)
+
+
+def _wrap(ctx, real, source):
     guards = ctx.guards
     if source is None:
         return _wrap_unguarded(real)
