@@ -10,11 +10,14 @@
             (strict: raise an error naming the user's file and line)
 
 A recompile (a miss on a code object that has entries) records which guard failed; a
-number argument whose value keeps changing becomes a graph input instead of a constant
-on the next translation (so a loop counter handed to a resume function does not exhaust
-the recompile limit).
+number whose value changed (an argument, or a deeper source such as `a0.sum`, an
+AverageMeter's running total, or a global) becomes a graph input instead of a constant
+on the next translation (so a loop counter handed to a resume function, or a statistic
+updated every step, does not exhaust the recompile limit). If the new inputs make the
+translation fail, it is retried with them constant (and they stay constant).
 """
 import os
+import re
 import types
 import warnings
 
@@ -57,12 +60,13 @@ def is_library_code(code: types.CodeType) -> bool:
 class CodeState:
     """What convert_frame remembers about one code object between its translations."""
 
-    __slots__ = ("code", "entries", "dynamic", "warned", "guards")
+    __slots__ = ("code", "entries", "dynamic", "static", "warned", "guards")
 
     def __init__(self, code):
         self.code = code
         self.entries = 0
         self.dynamic = set()
+        self.static = set()  # numbers that broke the translation as graph inputs: constants
         self.warned = False
         self.guards = []
 
@@ -109,6 +113,32 @@ def _note_dynamic(state, why, frame, code):
                 i = check[1]
                 if i < len(args) and type(args[i]) is type(check[2]) and args[i] != check[2]:
                     state.dynamic.add(f"a{i}")
+        state.dynamic.update(_changed_numbers(getattr(guard, "fallback", None), args))
+    state.dynamic -= state.static
+
+
+_EQ_EXPR = re.compile(r"^(.+) == (c\d+)$")
+
+
+def _changed_numbers(predicate, args):
+    """Deeper sources (`a0.total == c3`: an attribute, a global) whose number changed."""
+    changed = []
+    for expr in getattr(predicate, "exprs", ()):
+        match = _EQ_EXPR.match(expr)
+        if match is None:
+            continue
+        const = predicate.namespace.get(match.group(2))
+        if type(const) not in (int, float):
+            continue
+        env = dict(predicate.namespace)
+        env.update(zip(predicate.params, args))
+        try:
+            now = eval(match.group(1), env)
+        except Exception:  # the attribute vanished: not a changing number
+            continue
+        if type(now) is type(const) and now != const:
+            changed.append(match.group(1))
+    return changed
 
 
 def make_callback(backend="auto", fullgraph=False, strict=False):
@@ -132,11 +162,11 @@ def make_callback(backend="auto", fullgraph=False, strict=False):
                         f"translated {state.entries} times (recompile_limit); running it eagerly from "
                         f"now on. The guard that kept failing: {why}", RuntimeWarning, stacklevel=2)
                 return _C.SKIP
+        before = frozenset(state.dynamic)
+        if state.entries:
             _note_dynamic(state, why, frame, code)
-        options = TranslateOptions(backend=compile_fn, backend_name=name, fullgraph=fullgraph,
-                                   dynamic=frozenset(state.dynamic))
         try:
-            result = translate_frame(frame, options)
+            result = _translate(frame, state, compile_fn, name, fullgraph, before)
         except Exception as exc:
             return _fallback(code, exc, strict or fullgraph)
         state.entries += 1
@@ -145,6 +175,24 @@ def make_callback(backend="auto", fullgraph=False, strict=False):
         return _C.CacheEntry(result.guard, result.code)
 
     return callback
+
+
+def _translate(frame, state, compile_fn, name, fullgraph, before):
+    """Translate with the numbers noted as changing as graph inputs; if those new inputs
+    break the translation (a number used as a size or an index), again with them constant.
+    A branch on such a number (`if i + 1 == point`) becomes a graph break: measured on
+    sdpoint, cheaper than one more translation per value."""
+    def attempt():
+        return translate_frame(frame, TranslateOptions(
+            backend=compile_fn, backend_name=name, fullgraph=fullgraph, dynamic=frozenset(state.dynamic)))
+
+    if state.dynamic != before:
+        try:
+            return attempt()
+        except Exception:
+            state.static |= state.dynamic - before
+            state.dynamic = set(before)
+    return attempt()
 
 
 def _fallback(code, exc, strict):

@@ -62,12 +62,12 @@ def optimized_callable(fn, callback):
 
 
 def optimized_module(module, callback):
-    """A shallow copy of `module` whose calls run with `callback` installed.
+    """A view of `module` whose calls run with `callback` installed.
 
-    The copy's class is a subclass of the module's own class made for it (so isinstance
-    holds and repr is unchanged) with `__call__` optimized; its `__dict__` is a shallow
-    copy, so parameters, buffers, submodules and hooks are the very same objects and
-    `state_dict()` keys are unchanged.
+    The view's class is a subclass of the module's own class made for it (so isinstance
+    holds and repr is unchanged) with `__call__` optimized, and it shares the module's very
+    `__dict__`: parameters, buffers, submodules, hooks, the training flag and any attribute
+    set later on either object are the same, and `state_dict()` keys are unchanged.
     """
     cls = type(module)
     optimized_call = _C.OptimizedCallable(cls.__call__, callback)
@@ -75,11 +75,11 @@ def optimized_module(module, callback):
         "__call__": optimized_call,
         "__module__": cls.__module__,
         "__qualname__": cls.__qualname__,
+        "_terra_dyn_original": module,
     })
-    copy = object.__new__(subclass)
-    copy.__dict__.update(module.__dict__)
-    object.__setattr__(copy, "_terra_dyn_original", module)
-    return copy
+    view = object.__new__(subclass)
+    view.__dict__ = module.__dict__
+    return view
 
 
 def disable(fn):

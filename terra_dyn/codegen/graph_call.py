@@ -138,6 +138,10 @@ def _closure_check(plan, slots):
 
 def _replay(rec, plan):
     out = []
+    # the containers to write back, fetched before the replayed stores: `h.l.append(1);
+    # h.l = [5]` must write into the old list, not into whatever `h.l` names afterwards
+    for i, container in enumerate(plan.mutated):
+        out += list(container.source.load()) + [Instr("STORE_FAST", f"___target{i}")]
     for effect in plan.side_effects:
         if isinstance(effect, Call):
             args = []
@@ -157,18 +161,19 @@ def _replay(rec, plan):
             out += rec.push(effect.value) + [Instr("STORE_GLOBAL", effect.name)]
         elif isinstance(effect, StoreDeref):
             out += rec.push(effect.value) + [Instr("STORE_DEREF", FreeVar(effect.name))]
-    for container in plan.mutated:
+    for i, container in enumerate(plan.mutated):
+        target = [Instr("LOAD_FAST", f"___target{i}")]
         if isinstance(container, ListValue):
             fresh = ListValue(container.items)
-            out += rec.push(fresh) + list(container.source.load()) + [
+            out += rec.push(fresh) + target + [
                 Instr("LOAD_CONST", slice(None)), Instr("STORE_SUBSCR")]
         elif isinstance(container, DictValue):
             # build the new contents first: they may read the old ones
             out += rec.push(DictValue(container.items)) + [Instr("STORE_FAST", "___fresh")]
-            out += list(container.source.load()) + [Instr("LOAD_METHOD", "clear"), Instr("PRECALL", 0),
-                                                     Instr("CALL", 0), Instr("POP_TOP")]
-            out += list(container.source.load()) + [Instr("LOAD_METHOD", "update"), Instr("LOAD_FAST", "___fresh"),
-                                                     Instr("PRECALL", 1), Instr("CALL", 1), Instr("POP_TOP")]
+            out += target + [Instr("LOAD_METHOD", "clear"), Instr("PRECALL", 0),
+                             Instr("CALL", 0), Instr("POP_TOP")]
+            out += target + [Instr("LOAD_METHOD", "update"), Instr("LOAD_FAST", "___fresh"),
+                             Instr("PRECALL", 1), Instr("CALL", 1), Instr("POP_TOP")]
     return out
 
 
@@ -179,6 +184,8 @@ def _break_ending(rec, plan):
     # the locals and both sides of a native jump all refer to the same objects
     for v in list(site.deep) + list(site.top) + [x for x in site.locals.values() if x is not None]:
         out += rec.materialize(v)
+    for v in list(site.deep) + list(site.top) + [x for x in site.locals.values() if x is not None]:
+        out += rec.pin(v)
     if site.kind == "native_rest":
         # the rest of the frame runs natively, under its own exception table
         call = _resume_call(rec, plan, site.next_pc, [])
@@ -262,6 +269,11 @@ def _resume_call(rec, plan, target_pc, temps):
         value = site.locals[n]
         args += [Instr("LOAD_FAST", n)] if value is None else rec.push(value)
     nargs = sum(not x for x in layout) + len(names)
+    if not plan.code.co_freevars:
+        fn = resume.resume_function(code, plan.f_globals)
+        helper = resume.Continue if plan.in_resume else resume.run_function
+        return call_const(helper, [Instr("LOAD_CONST", fn)] + args + [Instr("BUILD_TUPLE", nargs)], 2) + [
+            Instr("RETURN_VALUE")]
     helper = resume.continue_at if plan.in_resume else resume.run_resume
     pre = [Instr("LOAD_CONST", code), Instr("LOAD_CONST", plan.f_globals)] + _closure_tuple(plan.code)
     return call_const(helper, pre + args + [Instr("BUILD_TUPLE", nargs)], 4) + [Instr("RETURN_VALUE")]

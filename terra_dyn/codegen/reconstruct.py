@@ -19,6 +19,7 @@ import torch
 from bytecode import Instr
 
 from ..translate.errors import Unsupported
+from ..translate.sources import LocalSource
 from ..translate.opcodes_control import GradModeExit, grad_mode_restore
 from ..translate.values import (CellValue, ConstValue, ContextValue, DictValue, FormattedValue, FunctionValue,
                                 IteratorValue, ListValue, MethodValue, NullValue, ObjectValue,
@@ -83,6 +84,23 @@ class Reconstructor:
         self.temps[id(v)] = name
         self._alive.append(v)
         return out + [Instr("STORE_FAST", name)]
+
+    def pin(self, v):
+        """Load a value reached through a path (`h.l`, `xs[0]`) into a temp local now, before
+        a native instruction that may rebind the path (`h.l = [5]` after `l = h.l`)."""
+        source = getattr(v, "source", None)
+        if source is None or isinstance(source, LocalSource) or id(v) in self.temps:
+            return []
+        try:
+            code = self._build(v)
+        except Unsupported:
+            return []
+        if code != list(source.load()):
+            return []  # a constant or a rebuilt value: no path to go stale
+        name = f"___obj{len(self.temps)}"
+        self.temps[id(v)] = name
+        self._alive.append(v)
+        return code + [Instr("STORE_FAST", name)]
 
     def push(self, v):
         name = self.temps.get(id(v))

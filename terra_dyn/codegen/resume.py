@@ -59,6 +59,20 @@ def continue_at(code, f_globals, closure, args):
     return Continue(_function(code, f_globals, closure), args)
 
 
+def run_function(fn, args):
+    """run_resume for a resume function made once at code generation (no closure): the
+    per-call cost is the call itself, not building a function object."""
+    result = fn(*args)
+    while type(result) is Continue:
+        result = result.fn(*result.args)
+    return result
+
+
+def resume_function(code, f_globals):
+    """The function object for a closure-free resume code, made once (shared by calls)."""
+    return _function(code, f_globals, None)
+
+
 def original_pc(code, pc):
     """(original code, pc there) for an instruction of a resume code (identity otherwise)."""
     entry = _resume_info.get(id(code))

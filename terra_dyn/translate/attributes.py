@@ -151,6 +151,11 @@ def store_attr(tx, obj, name, value):
         if isinstance(obj.value, torch.nn.Module) and not isinstance(
                 value, (TensorValue, ConstValue, ScalarValue, TupleValue)):
             raise Unsupported("assignment of this value to a module attribute")
+        old = getattr(obj.value, "__dict__", {}).get(name)
+        if isinstance(old, (list, dict)) and id(old) in tx.ctx._mutables:
+            # the old list is reached through its source `obj.name` (write-back, later pushes):
+            # after the replayed store that would name the new one; run the store natively
+            raise Unsupported(f"rebinding .{name}, whose {type(old).__name__} was used")
         tx.ctx.graph.attr_overlay[(id(obj.value), name)] = value
         tx.ctx.record(StoreAttr(obj, name, value))
         return

@@ -19,7 +19,7 @@ import weakref
 
 import torch
 
-from . import builtins_ops, inline, modules, torch_ops
+from . import builtins_ops, generator_cm, inline, modules, torch_ops
 from .errors import Unsupported
 from .side_effects import Call
 from .sources import ItemSource
@@ -47,6 +47,11 @@ def call_value(tx, fn, args, kwargs):
     if isinstance(f, GradModeRestore):  # the end of a no_grad block split by a break
         tx.ctx.restore_grad_enabled(f.previous)
         return ConstValue(None)
+    rng = generator_cm.unwrap_rng(f)
+    if rng is not None:  # get/set_rng_state, manual_seed: impure graph nodes
+        return generator_cm.call_rng(tx, rng, args, kwargs)
+    if any(f is m for m in generator_cm.MACHINE_FUNCTIONS):
+        return generator_cm.call_machine(tx, f, args, kwargs)
     if torch_ops.is_tensor_method(f):
         if not args:
             raise Unsupported("Tensor method called without self")
@@ -160,6 +165,8 @@ def _call_method(tx, method, args, kwargs):
         if f is GradModeExit:
             tx.exit_grad_mode(self_value)
             return ConstValue(None)
+        if f is generator_cm.GeneratorCMExit:
+            return generator_cm.exit(tx, self_value, args)
         if isinstance(self_value, TensorValue) and torch_ops.is_tensor_method(f):
             return torch_ops.call_tensor_method(tx, f.__name__, self_value, args, kwargs)
         if isinstance(self_value, (ListValue, DictValue, TupleValue)):
@@ -215,6 +222,9 @@ def _check_replayable(v):
 
 
 def _construct(tx, fn, cls, args, kwargs):
+    made = generator_cm.construct(tx, cls, args, kwargs)  # contextmanager objects, dispatch guards
+    if made is not None:
+        return made
     if is_namedtuple_class(cls):
         fields = cls._fields
         values = list(args) + [None] * (len(fields) - len(args))

@@ -11,7 +11,6 @@
 One context per attempt: a graph break restarts the translation with `stop_at` set, so
 that nothing from the abandoned attempt leaks into the next one.
 """
-import collections
 
 import torch
 

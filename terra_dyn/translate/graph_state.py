@@ -173,6 +173,10 @@ def _is_impure(node):
     if node.op in ("placeholder", "output"):
         return True
     target = node.target
+    from .generator_cm import is_impure as changes_rng_state
+
+    if changes_rng_state(target):  # manual_seed / set_rng_state: kept, in program order
+        return True
     if node.op == "call_method":
         return isinstance(target, str) and target.endswith("_") and not target.endswith("__")
     name = getattr(target, "__name__", "")

@@ -23,8 +23,9 @@ _GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYN
     inspect.CO_ITERABLE_COROUTINE
 
 
-def inline_function(tx, fn, args, kwargs):
-    """`fn` is a ConstValue of a Python function or a FunctionValue."""
+def inline_function(tx, fn, args, kwargs, suspend_at_yield=False):
+    """`fn` is a ConstValue of a Python function or a FunctionValue. suspend_at_yield: a
+    generator stops at its first yield and the child Translator is returned (generator_cm)."""
     if isinstance(fn, FunctionValue):
         code, f_globals, name = fn.code, fn.f_globals, fn.name
         defaults = list(fn.defaults.items) if fn.defaults is not None else []
@@ -59,7 +60,11 @@ def inline_function(tx, fn, args, kwargs):
             # a generator runs to completion at the call: its items become an iterator value
             # (consumers like sum(), tuple(), for loops see the same items in the same order)
             child.yielded = []
+            child.suspend_at_yield = suspend_at_yield
+            child.suspended = False
             child.run()
+            if suspend_at_yield:
+                return child
             return IteratorValue(child.yielded)
         return child.run()
     except Unsupported as exc:

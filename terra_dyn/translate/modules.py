@@ -105,6 +105,9 @@ def _only_simple_forward_hooks(module):
 
 def call_module(tx, obj, args, kwargs):
     real = obj.value
+    from .lazy_modules import maybe_initialize
+
+    maybe_initialize(tx, real, args, kwargs)  # a lazy module's first call: initialized now
     if has_hooks(real) and not _only_simple_forward_hooks(real):
         raise Unsupported(f"{type(real).__name__} has hooks: called natively")
     forward = type(real).forward

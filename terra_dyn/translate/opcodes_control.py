@@ -127,6 +127,10 @@ class ControlOpcodes:
     def BEFORE_WITH(self, instr):
         """manager -> exit, manager.__enter__()"""
         manager = self.pop()
+        from . import generator_cm
+
+        if isinstance(manager, generator_cm.GeneratorCMValue):
+            return generator_cm.enter(self, manager)
         if not isinstance(manager, ContextValue):
             return self._user_with(manager)
         manager.previous = torch.is_grad_enabled() if not self.ctx.grad_stack else self.ctx.grad_stack[-1]
@@ -167,6 +171,9 @@ class ControlOpcodes:
             raise Unsupported("yield outside an inlined generator", breakable=False)
         self.yielded.append(self.pop())
         self.push(ConstValue(None))
+        if getattr(self, "suspend_at_yield", False):  # a contextmanager's __enter__ ends here
+            self.suspended = True
+            self.done = True
 
     def RAISE_VARARGS(self, instr):
         """exc -> (raises)"""

@@ -68,3 +68,20 @@ def test_submodule_attribute_assignment_is_shared():
     fast = optimized_module(net, RecordingCallback())
     fast.fc = torch.nn.Linear(4, 3)
     assert net.fc is fast.fc  # _modules is the same dict
+
+
+def test_optimized_module_shares_attributes_both_ways_with_the_original():
+    import terra_dyn
+
+    m = torch.nn.Linear(3, 3)
+    fm = terra_dyn.optimize(m, backend="interpreter")
+    x = torch.randn(2, 3)
+    assert torch.equal(fm(x), m(x))
+    m.extra = 5
+    fm.other = 1
+    assert fm.extra == 5 and m.other == 1
+    m.weight = torch.nn.Parameter(torch.ones(3, 3))  # swapped on the original after optimize
+    assert torch.equal(fm(x), m(x))
+    m.eval()
+    assert not fm.training
+    assert list(fm.state_dict()) == list(m.state_dict())

@@ -20,15 +20,17 @@ import terra_dyn
 from .harness import call, compare_outcomes, optimize
 
 
-def check(fn, calls, snapshot_of=None):
-    """Call fn eagerly and optimized once per argument tuple in `calls`, in order."""
+def check(fn, calls, with_log=False):
+    """Call fn eagerly and optimized once per argument tuple in `calls`, in order. with_log:
+    a fresh list is passed as the last argument and compared after each call."""
     fast = optimize(fn)
     for n, args in enumerate(calls):
         eager_log, fast_log = [], []
-        eager = call(fn, _copy(args) + (eager_log,) if snapshot_of else _copy(args), {},
-                     snapshot=(lambda: eager_log) if snapshot_of else None)
-        ours = call(fast, _copy(args) + (fast_log,) if snapshot_of else _copy(args), {},
-                    snapshot=(lambda: fast_log) if snapshot_of else None)
+        eager_args, fast_args = _copy(args), _copy(args)
+        if with_log:
+            eager_args, fast_args = eager_args + (eager_log,), fast_args + (fast_log,)
+        eager = call(fn, eager_args, {}, snapshot=lambda: eager_log)
+        ours = call(fast, fast_args, {}, snapshot=lambda: fast_log)
         problems = compare_outcomes(eager, ours)
         assert not problems, f"call {n} of {fn.__name__}{_describe(args)}: " + "; ".join(problems)
     terra_dyn.reset()
@@ -136,7 +138,7 @@ def loop_with_item(y, n, values):
 
 def test_loop_with_item_keeps_every_append():
     y = torch.linspace(-1, 1, 4)
-    check(loop_with_item, [(y, 6), (y, 6), (y, 3)], snapshot_of=True)
+    check(loop_with_item, [(y, 6), (y, 6), (y, 3)], with_log=True)
 
 
 # ----------------------------------------------------------------------------- fresh mutable objects
@@ -233,3 +235,67 @@ def test_list_iterators_are_live():
     check(append_while_iterating, [(torch.ones(2), [torch.tensor([1.0, 2.0])])] * 2)
     ones = [torch.ones(1), torch.ones(1), torch.ones(1)]
     check(assign_ahead_while_enumerating, [(torch.ones(1), ones)] * 2)
+
+
+class History:
+    def __init__(self):
+        self.hist = []
+
+    def __eq__(self, other):  # compared after the call (harness.compare_values)
+        return type(other) is History and self.hist == other.hist
+
+
+def append_then_len_through_attribute(x, obj):
+    """Each `obj.hist` read made a new list value: the second one missed the first's append."""
+    obj.hist.append(x.sum().item() > 0)
+    return x * len(obj.hist)
+
+
+def append_after_break_on_local_object(x):
+    acc = History()
+    print(x.sum().item())
+    acc.hist.append(1)
+    acc.hist.append(2)
+    return len(acc.hist)
+
+
+def append_through_two_names(x, a, b):
+    a.append(1)
+    return x * len(b)
+
+
+def test_one_list_value_per_list(capsys):
+    x = torch.ones(2)
+    check(append_then_len_through_attribute, [(x, History()), (x, History())])
+    check(append_after_break_on_local_object, [(x,), (x,)])
+    xs = [0]
+    check(append_through_two_names, [(x, xs, xs), (x, xs, xs), (x, [0], [0])])
+
+
+class Holder:
+    def __init__(self):
+        self.items = [1]
+
+    def __eq__(self, other):
+        return type(other) is Holder and self.items == other.items
+
+
+def keep_old_list_then_rebind(x, h):
+    """`old` is reached through the path `h.items`: after `h.items = [5]` that path names
+    the new list (the write-back and the values after a break went there)."""
+    old = h.items
+    h.items = [5]
+    old.append(2)
+    return old, h.items
+
+
+def append_then_rebind_attribute(x, h):
+    h.items.append(1)
+    h.items = h.items + [3]
+    h.items.append(4)
+    return h.items
+
+
+def test_attribute_rebinding_keeps_the_old_object():
+    check(keep_old_list_then_rebind, [(torch.ones(1), Holder()), (torch.ones(1), Holder())])
+    check(append_then_rebind_attribute, [(torch.ones(1), Holder()), (torch.ones(1), Holder())])
