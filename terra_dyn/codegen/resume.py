@@ -19,6 +19,9 @@ by the original frame's rewritten code) calls the next one, each through the hoo
     run_resume:      r = R1(*args); while r is Continue: r = r.fn(*r.args)
     R1 rewritten:    graph; native instr; return Continue(R2, args)
 
+Without a closure the function objects R1, R2 are made once, at code generation, and the
+rewritten code calls `run_function(R1, args)` / builds `Continue(R2, args)` directly.
+
 Example: a 10,000-iteration loop with `print(x.sum().item())` keeps a constant Python
 stack depth: the trampoline's loop does the iterating.
 """

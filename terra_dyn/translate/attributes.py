@@ -130,12 +130,23 @@ def _object_attr(tx, obj, name):
     if isinstance(static, types.FunctionType) and not isinstance(real, type) and \
             name not in getattr(real, "__dict__", {}):
         return MethodValue(ConstValue(static), obj)
+    if isinstance(static, types.MethodDescriptorType) and not isinstance(real, type) and \
+            type(real).__module__.split(".")[0] not in ("builtins", "torch") and \
+            name not in getattr(real, "__dict__", {}):
+        # `arr.astype` of a numpy array: a new bound method on every access, which an
+        # identity guard never matches again (a recompile every call); rebind per call
+        return MethodValue(ConstValue(static), obj)
     if isinstance(obj, ConstValue) and obj.fresh:  # `s.add` of a set made here: a method bound
         # to the translate-time set would be baked in; keep self, so it rebinds per call
         return MethodValue(ConstValue(static), obj)
     value = getattr(real, name)
     if obj.source is None:
         return _unguarded(value)  # an object made at translate time: nothing to guard
+    if type(real) in (str, bytes, int, float, complex, bool) and not obj.by_type and \
+            isinstance(value, types.BuiltinMethodType) and value.__self__ is real:
+        # `name.rsplit` of a value-guarded string: a new bound method per access, so an
+        # identity guard on it would never hold again; its owner's guard says all
+        return _unguarded(value)
     return wrap(tx.ctx, value, AttrSource(obj.source, name))
 
 

@@ -12,6 +12,7 @@
         namedtuple / dataclass      -> TupleValue / ObjectValue built now
         anything else               -> Unsupported (a graph break at this call)
 """
+import builtins
 import functools
 import logging
 import types
@@ -47,6 +48,10 @@ def call_value(tx, fn, args, kwargs):
     if isinstance(f, GradModeRestore):  # the end of a no_grad block split by a break
         tx.ctx.restore_grad_enabled(f.previous)
         return ConstValue(None)
+    if f is builtins.__build_class__:  # a class statement (class_defs.py)
+        from .class_defs import build_class
+
+        return build_class(tx, args, kwargs)
     rng = generator_cm.unwrap_rng(f)
     if rng is not None:  # get/set_rng_state, manual_seed: impure graph nodes
         return generator_cm.call_rng(tx, rng, args, kwargs)

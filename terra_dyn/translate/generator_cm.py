@@ -10,7 +10,9 @@
         a second yield means "generator didn't stop": left to run natively
 
     torch.get_rng_state() / set_rng_state(t) / manual_seed(n)  -> impure FX nodes in
-        program order (call_rng), so random ops between them draw eager's exact stream
+        program order (call_rng), so random ops between them draw eager's exact stream;
+        their targets rng_get_state / rng_set_state / rng_manual_seed refuse to be traced
+        on fake tensors, so a tracing backend (Triton's make_fx) runs such a graph eagerly
     torch.accelerator.is_available() / cuda.is_available()     -> constants (call_machine)
     torch._C._DisableTorchDispatch() / _DisableFuncTorch()      -> NoDispatchGuard: a no-op
         (see _noop_guard_ok: only when no dispatch mode or functorch layer is active)
@@ -38,7 +40,6 @@ MACHINE_FUNCTIONS = tuple(f for f in (getattr(torch, "accelerator", None) and to
                                       getattr(torch, "accelerator", None) and
                                       torch.accelerator.current_accelerator,
                                       torch.cuda.is_available) if f)
-_RNG_IMPURE = frozenset(RNG_FUNCTIONS)
 
 
 class GeneratorCMValue(Value):
@@ -177,6 +178,35 @@ def call_machine(tx, fn, args, kwargs):
         raise Unsupported(f"{fn.__qualname__} raised {type(exc).__name__} (raises natively)") from None
 
 
+def rng_get_state():
+    _refuse_tracing("torch.get_rng_state")
+    return torch.get_rng_state()
+
+
+def rng_set_state(state):
+    _refuse_tracing("torch.set_rng_state")
+    torch.set_rng_state(state)
+
+
+def rng_manual_seed(seed):
+    _refuse_tracing("torch.manual_seed")
+    return torch.manual_seed(seed)
+
+
+_NODE_TARGETS = {torch.get_rng_state: rng_get_state, torch.set_rng_state: rng_set_state,
+                 torch.manual_seed: rng_manual_seed}
+
+
+def _refuse_tracing(name):
+    """A backend tracing the graph (make_fx, fake tensors) would run this once at trace time
+    and bake its result in: fail instead, so that backend runs the graph eagerly."""
+    from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+
+    for mode in _get_current_dispatch_mode_stack():
+        if type(mode).__name__ in ("FakeTensorMode", "ProxyTorchDispatchMode", "FunctionalTensorMode"):
+            raise RuntimeError(f"{name} changes the global RNG state: the graph cannot be traced")
+
+
 def call_rng(tx, fn, args, kwargs):
     """get_rng_state / set_rng_state / manual_seed as graph nodes, never run at translate time."""
     from .values import ScalarValue
@@ -187,7 +217,7 @@ def call_rng(tx, fn, args, kwargs):
     if fn is torch.get_rng_state:
         if args:
             raise Unsupported("torch.get_rng_state() takes no arguments")
-        node = graph.graph.call_function(fn, ())
+        node = graph.graph.call_function(_NODE_TARGETS[fn], ())
         fake = graph.fake_mode.from_tensor(torch.get_rng_state())  # shape/dtype only
         node.meta["example_value"] = fake
         graph.op_count += 1
@@ -195,7 +225,7 @@ def call_rng(tx, fn, args, kwargs):
     if fn is torch.set_rng_state:
         if len(args) != 1 or not isinstance(args[0], TensorValue):
             raise Unsupported("torch.set_rng_state of a non-tensor")
-        graph.graph.call_function(fn, (args[0].node,))
+        graph.graph.call_function(_NODE_TARGETS[fn], (args[0].node,))
         graph.op_count += 1
         return ConstValue(None)
     # manual_seed: a known int or a run-time number; returns the default generator
@@ -204,9 +234,12 @@ def call_rng(tx, fn, args, kwargs):
                               and not args[0].by_type):
         raise Unsupported("torch.manual_seed of a non-integer")
     seed = args[0].node if isinstance(args[0], ScalarValue) else args[0].value
-    graph.graph.call_function(fn, (seed,))
+    graph.graph.call_function(_NODE_TARGETS[fn], (seed,))
     graph.op_count += 1
     return ConstValue(torch.default_generator)
+
+
+_RNG_IMPURE = frozenset(_NODE_TARGETS.values())
 
 
 def is_impure(target):

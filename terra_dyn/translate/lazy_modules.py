@@ -27,7 +27,7 @@ def maybe_initialize(tx, module, args, kwargs):
     if not isinstance(module, LazyModuleMixin) or not module.has_uninitialized_params():
         return
     graph = tx.ctx.graph
-    if False:
+    if graph.op_count or graph.side_effects or tx.ctx.mutated:
         return  # something would run before it in eager order
     real_args = [_real(a) for a in args]
     real_kwargs = {k: _real(v) for k, v in kwargs.items()}

@@ -8,6 +8,7 @@ values with eager on the same inputs.
 """
 import io
 
+import numpy as np
 import pytest
 import torch
 
@@ -160,3 +161,19 @@ def test_recompile_limit_then_eager(fresh_terra_dyn, monkeypatch):
     rep = rec.report()
     assert rep.graph_count == 3
     assert _C.is_skipped(shapes.__code__)
+
+
+def _masked(x):
+    mask = (x.detach().numpy() > 0).astype(np.float32)  # a new bound method every call
+    return x * torch.from_numpy(mask) + 1
+
+
+def test_method_of_a_numpy_array_does_not_recompile(fresh_terra_dyn):
+    fast = terra_dyn.optimize(_masked, backend="interpreter")
+    g = torch.Generator().manual_seed(6)
+    with report.recording() as rec:
+        for _ in range(6):
+            x = torch.randn(5, generator=g)
+            assert torch.equal(fast(x), _masked(x))
+    rep = rec.report()
+    assert not rep.recompiles and not rep.fallbacks, [str(r) for r in rep.recompiles]

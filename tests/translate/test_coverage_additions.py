@@ -163,7 +163,103 @@ def test_lazy_module_initialized_at_translation_is_captured():
 
 def test_lazy_module_after_a_random_op_keeps_eager_order():
     def f(m, x):
-        noise = torch.rand_like(x)  # in eager this draw comes before the initialization
-        return m(x + noise)
+        noise = torch.rand(3)  # in eager this draw comes before the initialization
+        return m(x), noise
 
     run_both(f, lambda: (torch.nn.LazyConv1d(2, 3), torch.ones(1, 4, 8)), whole=False)
+
+
+class Registry:
+    seen = []
+
+
+def test_unused_local_class_is_captured():
+    def f(x):
+        class Twice(torch.autograd.Function):  # built but never used, as in torch.masked
+            @staticmethod
+            def forward(ctx, t):
+                return t * 2
+
+        return x + 1
+
+    run_both(f, lambda: (torch.ones(3),))
+
+
+def test_used_local_class_matches_eager():
+    def f(x):
+        class Twice(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, t):
+                return t * 2
+
+            @staticmethod
+            def backward(ctx, g):
+                return g * 2
+
+        return Twice.apply(x) + 1, Twice.__name__
+
+    run_both(f, lambda: (torch.ones(3),), whole=False)
+
+
+def test_class_body_with_effects_runs_natively():
+    def f(x):
+        class Noted:
+            Registry.seen.append(1)  # the body has a side effect: must happen as in eager
+
+        return x + len(Registry.seen)
+
+    Registry.seen.clear()
+    fast = optimize(f)
+    expected = [f(torch.ones(2)) for _ in range(2)]
+    Registry.seen.clear()
+    got = [fast(torch.ones(2)) for _ in range(2)]
+    assert all(torch.equal(a, b) for a, b in zip(expected, got))
+    assert len(Registry.seen) == 2
+    terra_dyn.reset()
+
+
+def short_name(name):
+    return name.rsplit(".", 1)[-1]
+
+
+def my_sum(t):
+    return t.sum()
+
+
+def test_string_method_of_a_guarded_name_does_not_recompile():
+    def f(x, op):
+        return x * len(short_name(op.__name__))
+
+    fast = optimize(f)
+    for op in (my_sum, my_sum, run_both):
+        assert torch.equal(f(torch.ones(2), op), fast(torch.ones(2), op))
+
+    def g(x):
+        return x * len(short_name(my_sum.__name__))
+
+    run_both(g, lambda: (torch.ones(2),))
+
+
+def test_rng_state_nodes_refuse_fake_tracing():
+    # A tracing backend (Triton's lower_to_aten) must not bake manual_seed / get_rng_state in
+    # at trace time: lowering fails, so that backend runs the graph eagerly.
+    import pytest
+    import torch.fx as fx
+
+    from terra_dyn.backends.triton.lowering import lower_to_aten
+    from terra_dyn.translate.generator_cm import rng_get_state, rng_manual_seed, rng_set_state
+
+    graph = fx.Graph()
+    x = graph.placeholder("x")
+    state = graph.call_function(rng_get_state, ())
+    graph.call_function(rng_manual_seed, (3,))
+    noise = graph.call_function(torch.rand_like, (x,))
+    graph.call_function(rng_set_state, (state,))
+    graph.output(noise)
+    gm = fx.GraphModule(torch.nn.Module(), graph)
+    torch.manual_seed(0)
+    eager = gm(torch.zeros(3))
+    torch.manual_seed(3)
+    assert torch.equal(eager, torch.rand(3))  # the graph itself reseeds, as eager would
+    with pytest.raises(RuntimeError, match="RNG state"):
+        lower_to_aten(gm, [torch.zeros(3)])
