@@ -5,7 +5,7 @@
         def forward(ctx, x): ...             ->  build_class(tx, args, kwargs)
                                                   -> UnbuiltClassValue(name)
 
-Building the class is skipped: the value stands for a class that nobody has looked at yet,
+Only in inlined functions (see build_class). Building the class is skipped: the value stands for a class that nobody has looked at yet,
 and any use of it (an attribute, a call, passing it on) is Unsupported, so the code that
 uses it runs natively and builds the real class there. That is exact only when building
 has no effect anyone can observe, so it is accepted only when
@@ -43,6 +43,10 @@ class UnbuiltClassValue(Value):
 
 
 def build_class(tx, args, kwargs):
+    if tx.parent is None:
+        # in the frame itself the class would stay a live local, which a later break could
+        # not rebuild: a break here builds it natively (inlined callees' locals never need it)
+        raise Unsupported("class statement (LOAD_BUILD_CLASS) in the translated frame")
     if kwargs or len(args) < 2:
         raise Unsupported("class statement with keywords (metaclass=...)")
     body, name = args[0], args[1]

@@ -173,16 +173,28 @@ class Registry:
     seen = []
 
 
-def test_unused_local_class_is_captured():
-    def f(x):
-        class Twice(torch.autograd.Function):  # built but never used, as in torch.masked
-            @staticmethod
-            def forward(ctx, t):
-                return t * 2
+def plus_one(x, make_class=False):
+    class Twice(torch.autograd.Function):  # built but unused on plain tensors, as in torch.masked
+        @staticmethod
+        def forward(ctx, t):
+            return t * 2
 
-        return x + 1
+    return (x + 1, Twice) if make_class else x + 1
+
+
+def test_unused_local_class_in_a_callee_is_captured():
+    def f(x):
+        return plus_one(x) * 3
 
     run_both(f, lambda: (torch.ones(3),))
+
+
+def test_local_class_escaping_its_callee_matches_eager():
+    def f(x):
+        y, cls = plus_one(x, make_class=True)
+        return cls.apply(y), cls.__name__
+
+    run_both(f, lambda: (torch.ones(3),), whole=False)
 
 
 def test_used_local_class_matches_eager():
