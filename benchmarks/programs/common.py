@@ -128,3 +128,10 @@ class Program:
 
     def __repr__(self):
         return f"<{self.name} config={self.config} device={self.device} unit={self.unit}>"
+
+
+def image_classification_batch(cfg, generator, device):
+    """Synthetic (images, labels) for the image classifiers (resnet50, sdpoint, dropblock)."""
+    images = torch.randn(cfg.batch, 3, cfg.image, cfg.image, generator=generator)
+    target = torch.randint(0, cfg.classes, (cfg.batch,), generator=generator)
+    return images.to(device), target.to(device)

@@ -12,6 +12,7 @@ import logging
 import torch
 import torch.nn as nn
 
+from . import common
 from .common import Program
 from .resnet_blocks import AverageMeter, Bottleneck, accuracy, init_weights, make_layer
 
@@ -57,10 +58,7 @@ class ResNet50(Program):
         self.losses, self.top1, self.top5 = AverageMeter("Loss"), AverageMeter("Acc@1"), AverageMeter("Acc@5")
 
     def make_batch(self, i):
-        c, g = self.cfg, self.generator(i)
-        images = torch.randn(c.batch, 3, c.image, c.image, generator=g)
-        target = torch.randint(0, c.classes, (c.batch,), generator=g)
-        return images.to(self.device), target.to(self.device)
+        return common.image_classification_batch(self.cfg, self.generator(i), self.device)
 
     def train_step(self, batch):
         images, target = batch

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import common
 from .common import Program
 from .resnet_blocks import BLOCKS, AverageMeter, init_weights, make_layer
 
@@ -75,10 +76,7 @@ class SDPoint(Program):
         self.num_points = len(self.model.blocks) + 1  # 0 means "no downsampling this step"
 
     def make_batch(self, i):
-        c, g = self.cfg, self.generator(i)
-        images = torch.randn(c.batch, 3, c.image, c.image, generator=g)
-        target = torch.randint(0, c.classes, (c.batch,), generator=g)
-        return images.to(self.device), target.to(self.device)
+        return common.image_classification_batch(self.cfg, self.generator(i), self.device)
 
     def train_step(self, batch):
         images, target = batch
