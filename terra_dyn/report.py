@@ -151,17 +151,8 @@ class BreakSite:
         return data
 
 
-@dataclass
-class FrameSummary:
-    """What happened to one function's frames (its resume functions included)."""
-
-    name: str
-    filename: str
-    lineno: int
-    graphs: List[GraphRecord] = field(default_factory=list)
-    break_sites: List[BreakSite] = field(default_factory=list)
-    recompiles: List[Recompile] = field(default_factory=list)
-    fallbacks: List[Fallback] = field(default_factory=list)
+class _GraphTotals:
+    """Totals over `self.graphs`, shared by a frame's summary and the whole report."""
 
     @property
     def op_count(self):
@@ -174,6 +165,19 @@ class FrameSummary:
     @property
     def compile_seconds(self):
         return sum(g.compile_seconds for g in self.graphs)
+
+
+@dataclass
+class FrameSummary(_GraphTotals):
+    """What happened to one function's frames (its resume functions included)."""
+
+    name: str
+    filename: str
+    lineno: int
+    graphs: List[GraphRecord] = field(default_factory=list)
+    break_sites: List[BreakSite] = field(default_factory=list)
+    recompiles: List[Recompile] = field(default_factory=list)
+    fallbacks: List[Fallback] = field(default_factory=list)
 
     def __repr__(self):
         return (f"<frame {self.name} at {self.filename}:{self.lineno}: {len(self.graphs)} graphs, "
@@ -210,7 +214,7 @@ def frame_name(code_name: str) -> str:
 
 
 @dataclass
-class Report:
+class Report(_GraphTotals):
     """Everything recorded during a run: the records, then views over them (frames(),
     costliest_breaks(), summary()), text (render/str) and JSON (to_json/from_json)."""
 
@@ -229,18 +233,6 @@ class Report:
     @property
     def break_count(self):
         return len(self.breaks)
-
-    @property
-    def op_count(self):
-        return sum(g.op_count for g in self.graphs)
-
-    @property
-    def translate_seconds(self):
-        return sum(g.translate_seconds for g in self.graphs)
-
-    @property
-    def compile_seconds(self):
-        return sum(g.compile_seconds for g in self.graphs)
 
     def frames(self) -> List[FrameSummary]:
         """Records grouped by the user function they belong to, in order of appearance.
