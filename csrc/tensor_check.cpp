@@ -27,6 +27,7 @@
 #include <c10/core/GradMode.h>
 #include <torch/csrc/Device.h>
 #include <torch/csrc/Dtype.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/csrc/autograd/python_variable.h>
 #include <torch/headeronly/version.h>
 
@@ -45,6 +46,7 @@ PyObject *tensor_attributes[kNumAttributes];  /* _PyType_Lookup(torch.Tensor, na
 PyObject *disabled_torch_function = nullptr;  /* Parameter's __torch_function__ */
 PyObject *is_grad_enabled_fn = nullptr;
 PyObject *get_default_dtype_fn = nullptr;
+PyObject *is_any_autocast_enabled_fn = nullptr;
 
 bool same_attributes_as_tensor(PyTypeObject *type) {
     for (int i = 0; i < kNumAttributes; i++) {
@@ -129,6 +131,10 @@ int ambient_from_check(PyObject *fn, PyObject *obj, AmbientSpec *spec) {
         *spec = AmbientSpec{AMBIENT_GRAD_ENABLED, obj == Py_True};
         return 0;
     }
+    if (fn == is_any_autocast_enabled_fn && (obj == Py_True || obj == Py_False)) {
+        *spec = AmbientSpec{AMBIENT_ANY_AUTOCAST, obj == Py_True};
+        return 0;
+    }
     if (fn == get_default_dtype_fn && THPDtype_Check(obj)) {
         *spec = AmbientSpec{AMBIENT_DEFAULT_DTYPE, (int)((THPDtype *)obj)->scalar_type};
         return 0;
@@ -136,9 +142,20 @@ int ambient_from_check(PyObject *fn, PyObject *obj, AmbientSpec *spec) {
     return -1;
 }
 
-/* What torch._C.is_grad_enabled() / get_default_dtype() read, without the call. */
+/* torch._C._is_any_autocast_enabled(), one TLS read: autocast is on for a device while its
+   Autocast key is not excluded. The same devices as torch's own check (not MPS, MAIA). */
+bool any_autocast_enabled() {
+    static const c10::DispatchKeySet keys({c10::DispatchKey::AutocastCPU, c10::DispatchKey::AutocastCUDA,
+                                           c10::DispatchKey::AutocastXPU, c10::DispatchKey::AutocastIPU,
+                                           c10::DispatchKey::AutocastXLA, c10::DispatchKey::AutocastHPU,
+                                           c10::DispatchKey::AutocastMTIA, c10::DispatchKey::AutocastPrivateUse1});
+    return !c10::impl::tls_local_dispatch_key_set().excluded_.isSupersetOf(keys);
+}
+
+/* What torch._C.is_grad_enabled() / get_default_dtype() / _is_any_autocast_enabled() read, without the call. */
 int ambient_matches(const AmbientSpec *spec) {
     switch (spec->kind) {
+    case AMBIENT_ANY_AUTOCAST: return any_autocast_enabled() == (bool)spec->value;
     case AMBIENT_GRAD_ENABLED: return c10::GradMode::is_enabled() == (bool)spec->value;
     case AMBIENT_DEFAULT_DTYPE: return (int)c10::get_default_dtype_as_scalartype() == spec->value;
     }
@@ -179,9 +196,11 @@ int init_references(PyObject *torch) {
     if (torch_C == nullptr) return -1;
     is_grad_enabled_fn = PyObject_GetAttrString(torch_C, "is_grad_enabled");
     get_default_dtype_fn = PyObject_GetAttrString(torch_C, "get_default_dtype");
+    is_any_autocast_enabled_fn = PyObject_GetAttrString(torch_C, "_is_any_autocast_enabled");
     disabled_torch_function = PyObject_GetAttrString(torch_C, "_disabled_torch_function_impl");
     Py_DECREF(torch_C);
-    if (!is_grad_enabled_fn || !get_default_dtype_fn || !disabled_torch_function) return -1;
+    if (!is_grad_enabled_fn || !get_default_dtype_fn || !is_any_autocast_enabled_fn || !disabled_torch_function)
+        return -1;
     for (int i = 0; i < kNumAttributes; i++) {
         attribute_names[i] = PyUnicode_InternFromString(kAttributes[i]);
         if (attribute_names[i] == nullptr) return -1;

@@ -35,13 +35,14 @@ typedef struct {
     int64_t strides[TENSOR_SPEC_MAX_DIM];
 } TensorSpec;
 
-/* A call_id check the C++ side answers without calling Python: grad mode, default dtype. */
+/* A call_id check the C++ side answers without calling Python: grad mode, default dtype,
+   torch._C._is_any_autocast_enabled(). */
 typedef struct {
     int kind;   /* AMBIENT_* */
     int value;  /* grad mode: 0/1; default dtype: c10::ScalarType */
 } AmbientSpec;
 
-enum { AMBIENT_GRAD_ENABLED = 1, AMBIENT_DEFAULT_DTYPE = 2 };
+enum { AMBIENT_GRAD_ENABLED = 1, AMBIENT_DEFAULT_DTYPE = 2, AMBIENT_ANY_AUTOCAST = 3 };
 
 typedef struct {
     int version;  /* TENSOR_CHECK_API_VERSION */

@@ -105,30 +105,42 @@ def _failing_guard(state, frame, code):
 
 
 def _note_dynamic(state, why, frame, code):
-    """An `eq` check on a number slot failed: pass that number as a graph input next time."""
+    """An `eq` check on a number slot failed: pass that number as a graph input next time.
+    An `id` check on a module failed for another instance of its type: guard it by type."""
     args = _slot_values(frame, code)
     for guard in state.guards:
         for check in getattr(guard, "checks", ()) or ():
+            if check[0] not in ("eq", "id") or check[1] >= len(args):
+                continue
+            i = check[1]
             if check[0] == "eq" and check[2] is not None and type(check[2]) in (int, float):
-                i = check[1]
-                if i < len(args) and type(args[i]) is type(check[2]) and args[i] != check[2]:
+                if type(args[i]) is type(check[2]) and args[i] != check[2]:
                     state.dynamic.add(f"a{i}")
-        state.dynamic.update(_changed_numbers(getattr(guard, "fallback", None), args))
+            elif check[0] == "id" and _another_instance(args[i], check[2]):
+                state.dynamic.add(f"a{i}")
+        state.dynamic.update(_changed_objects(getattr(guard, "fallback", None), args))
     state.dynamic -= state.static
 
 
-_EQ_EXPR = re.compile(r"^(.+) == (c\d+)$")
+def _another_instance(now, then):
+    return isinstance(then, torch.nn.Module) and type(now) is type(then) and now is not then
 
 
-def _changed_numbers(predicate, args):
-    """Deeper sources (`a0.total == c3`: an attribute, a global) whose number changed."""
+_EQ_EXPR = re.compile(r"^(.+) (==|is) (c\d+)$")
+
+
+def _changed_objects(predicate, args):
+    """Deeper sources (`a0.total == c3`: an attribute, a global) whose number changed, or
+    (`a0.block is c4`) that hold another module of the same type."""
     changed = []
     for expr in getattr(predicate, "exprs", ()):
         match = _EQ_EXPR.match(expr)
         if match is None:
             continue
-        const = predicate.namespace.get(match.group(2))
-        if type(const) not in (int, float):
+        op, const = match.group(2), predicate.namespace.get(match.group(3))
+        if op == "==" and type(const) not in (int, float):
+            continue
+        if op == "is" and not isinstance(const, torch.nn.Module):
             continue
         env = dict(predicate.namespace)
         env.update(zip(predicate.params, args))
@@ -136,7 +148,7 @@ def _changed_numbers(predicate, args):
             now = eval(match.group(1), env)
         except Exception:  # the attribute vanished: not a changing number
             continue
-        if type(now) is type(const) and now != const:
+        if type(now) is type(const) and (now is not const if op == "is" else now != const):
             changed.append(match.group(1))
     return changed
 

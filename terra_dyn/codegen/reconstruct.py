@@ -4,7 +4,7 @@
         TensorValue / ScalarValue  graph input: load its source; else graph output i
         ConstValue                 LOAD_CONST (or its source for objects guarded by type)
         TupleValue / ListValue / DictValue   load the source, or rebuild from items
-        IteratorValue              iter(remaining items)
+        IteratorValue              iter(remaining items), or its rebuild() call (iterators.py)
         MethodValue                obj.name (a bound method)
         NullValue                  PUSH_NULL
 
@@ -12,16 +12,16 @@ Example: returning `(y, x.shape[0], [y, 1])` with y graph output 0 emits
     LOAD_FAST ___out; LOAD_CONST 0; BINARY_SUBSCR; LOAD_CONST 4; <y again>; LOAD_CONST 1;
     BUILD_LIST 2; BUILD_TUPLE 3
 """
-import itertools
 import types
 
 import torch
-from bytecode import Instr
+from bytecode import FreeVar, Instr
 
 from ..translate.errors import Unsupported
 from ..translate.sources import LocalSource
 from ..translate.opcodes_control import GradModeExit, grad_mode_restore
-from ..translate.values import (CellValue, ConstValue, ContextValue, DictValue, FormattedValue, FunctionValue,
+from ..translate.values import (CellValue, ConstValue, ContextValue, DictValue, DictViewValue, FormattedValue,
+                                FunctionValue,
                                 IteratorValue, ListValue, MethodValue, NullValue, ObjectValue,
                                 OpaqueIterator, ScalarValue, TensorValue, TupleValue)
 
@@ -44,7 +44,10 @@ def _is_fresh_mutable(v):
         return v.fresh
     if isinstance(v, IteratorValue):  # `for i in it: next(it)`: the loop and `it` share one
         return True
-    return isinstance(v, (ListValue, DictValue, ObjectValue)) and getattr(v, "source", None) is None
+    if isinstance(v, CellValue):  # a cell made during translation (a frame's own, a closure's)
+        return not getattr(v, "real", False)
+    fresh = (ListValue, DictValue, ObjectValue, FunctionValue)
+    return isinstance(v, fresh) and getattr(v, "source", None) is None
 
 
 def _children(v):
@@ -54,8 +57,10 @@ def _children(v):
         return list(v.items.values())
     if isinstance(v, ObjectValue):
         return list(v.attrs.values())
-    if isinstance(v, IteratorValue):
-        return [v.live] if v.live is not None else v.remaining()
+    if isinstance(v, (IteratorValue, DictViewValue)):
+        return v.args
+    if isinstance(v, FunctionValue):
+        return list(v.closure or [])
     return []
 
 
@@ -76,14 +81,29 @@ class Reconstructor:
         that every later push gives the same object (`return xs, xs`, a bound xs.append)."""
         if not _is_fresh_mutable(v) or id(v) in self.temps:
             return []
+        if isinstance(v, CellValue):
+            return self._materialize_cell(v)
         out = []
         for child in _children(v):
             out += self.materialize(child)
+        if id(v) in self.temps:  # reached again through a child (a cell holding its closure)
+            return out
         out += self._build(v)
         name = f"___obj{len(self.temps)}"
         self.temps[id(v)] = name
         self._alive.append(v)
         return out + [Instr("STORE_FAST", name)]
+
+    def _materialize_cell(self, cell):
+        """An empty cell first, its contents after: a function stored in the cell it closes
+        over (a recursive inner def) then finds the cell already built."""
+        name = f"___obj{len(self.temps)}"
+        self.temps[id(cell)] = name
+        self._alive.append(cell)
+        out = call_const(types.CellType, [], 0) + [Instr("STORE_FAST", name)]
+        if cell.content is not None:
+            out += self.push(cell.content) + [Instr("LOAD_FAST", name), Instr("STORE_ATTR", "cell_contents")]
+        return out
 
     def pin(self, v):
         """Load a value reached through a path (`h.l`, `xs[0]`) into a temp local now, before
@@ -122,7 +142,7 @@ class Reconstructor:
             return [Instr("PUSH_NULL")]
         if isinstance(v, ConstValue):
             value = v.value
-            if v.by_type and v.source is not None:  # e.g. a numpy float: only its type is guarded
+            if (v.by_type or v.module_by_type) and v.source is not None:  # only its type is guarded
                 return list(v.source.load())
             if v.fresh:  # a new set on every call: one baked-in set would collect every call's adds
                 return call_const(set, [Instr("LOAD_CONST", frozenset(value))], 1)
@@ -148,13 +168,11 @@ class Reconstructor:
             if v.source is not None:
                 return list(v.source.load())
             return self.build_dict(v)
-        if isinstance(v, IteratorValue):
-            if v.live is not None:  # the real list, so later appends are still seen
-                items = self.push(v.live) + [Instr("LOAD_CONST", v.index), Instr("LOAD_CONST", None)]
-                out = call_const(itertools.islice, items, 3)
-                if v.enumerate_start is not None:
-                    out = call_const(enumerate, out + [Instr("LOAD_CONST", v.enumerate_start + v.index)], 2)
-                return out
+        if isinstance(v, (IteratorValue, DictViewValue)):
+            rebuilt = v.rebuild()  # over live containers: a call making the real one, same state
+            if rebuilt is not None:
+                fn, args = rebuilt
+                return call_const(fn, self._items(args), len(args))
             rest = v.remaining()
             r = getattr(v, "range", None)
             if r is not None:
@@ -174,9 +192,18 @@ class Reconstructor:
                 raise Unsupported(f"cannot rebuild {v!r}")
             return self.push(v.self_value) + [Instr("LOAD_ATTR", name)]
         if isinstance(v, FunctionValue):
-            if v.closure or v.defaults is not None or v.kwdefaults is not None:
-                raise Unsupported("cannot rebuild a closure made during translation")
-            return [Instr("LOAD_CONST", v.code), Instr("MAKE_FUNCTION", 0)]
+            if getattr(v, "source", None) is not None:  # a real function (translate/frame.py)
+                return list(v.source.load())
+            if v.kwdefaults is not None:
+                raise Unsupported("cannot rebuild a function with keyword-only defaults")
+            if not v.closure and v.defaults is None:
+                return [Instr("LOAD_CONST", v.code), Instr("MAKE_FUNCTION", 0)]
+            # a closure: its cells are the frame's (shared with resume functions) or built here
+            defaults = self.push(v.defaults) if v.defaults is not None else [Instr("LOAD_CONST", None)]
+            closure = self._items(v.closure) + [Instr("BUILD_TUPLE", len(v.closure))] if v.closure else [
+                Instr("LOAD_CONST", None)]
+            made = [Instr("LOAD_CONST", v.code), Instr("LOAD_CONST", v.f_globals), Instr("LOAD_CONST", v.name)]
+            return call_const(types.FunctionType, made + defaults + closure, 5)
         if isinstance(v, ObjectValue):
             keys = list(v.attrs)
             items = []
@@ -199,6 +226,8 @@ class Reconstructor:
                 else:
                     out += self.push(part)
             return out + [Instr("BUILD_STRING", len(v.parts))]
+        if isinstance(v, CellValue) and getattr(v, "closure_name", None) is not None:
+            return [Instr("LOAD_CLOSURE", FreeVar(v.closure_name))]  # the frame's own cell
         if isinstance(v, (CellValue, ContextValue)):
             raise Unsupported(f"cannot rebuild {v!r} after a graph break")
         raise Unsupported(f"cannot rebuild {v!r}")

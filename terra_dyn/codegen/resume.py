@@ -2,13 +2,22 @@
 
     make_resume_code(code, pc, stack_layout, local_names)
         a copy of `code`'s bytecode with a prologue:
-            MAKE_CELL / COPY_FREE_VARS as the original; RESUME
+            COPY_FREE_VARS (the original's free variables, then its cell variables); RESUME
             push the saved stack (arguments ___stack0.., PUSH_NULL where a NULL was)
             JUMP_FORWARD <instruction pc of the original>
-        arguments: the non-NULL stack items, then the live locals (by their own names)
+        arguments: the non-NULL stack items, then the live locals (by their own names), then
+        `___closure` when the original has cell variables (see "Cells" below)
 
-Resume code objects are cached by (original code, pc, layout, locals), so a break inside a
-loop reuses the same few code objects every iteration and their translations stay cached.
+    make_step_code(code, f_globals, step, stack_layout, local_names)
+        for a break inside a try body or a Python with block: the same cut, entered *at* the
+        breaking instruction, which runs natively under the original exception table; after
+        it, each way out returns `Continue(<resume function after it>, args)`. An exception
+        goes to the original handler, which runs natively; where it comes back to ordinary
+        code (a label), the frame goes on in a resume function made then, for the locals
+        bound there.
+
+Resume codes are cached by (original code, pc, layout, locals), so a break inside a loop
+reuses the same few code objects every iteration and their translations stay cached.
 They are always cut from the *original* code, never from another resume code.
 
 No recursion across iterations: a resume function's rewritten code does not call the next
@@ -22,15 +31,40 @@ by the original frame's rewritten code) calls the next one, each through the hoo
 Without a closure the function objects R1, R2 are made once, at code generation, and the
 rewritten code calls `run_function(R1, args)` / builds `Continue(R2, args)` directly.
 
+A break inside `try:` (step S, resume function R2 after it, handler H):
+
+    f(x) rewritten:  graph 1; return run_function(S, args)
+    S (native):      print(y.item())      -> Continue(R2, args)     (no exception)
+                                           | H, then at the first label after it (after the
+                                             try statement, a loop head) -> Continue(R3, args)
+                                           | H ... return / raise
+    R2 rewritten:    graph 2 (the rest of the try body and what follows); return
+    R3 rewritten:    graph 3 (what follows the try statement); return
+
+In CPython 3.11 there is no block stack: the exception table maps instruction ranges to a
+handler and the stack depth it unwinds to. A cut keeps the original table; its prologue
+rebuilds the stack to the depth the original had at that instruction (a with block's
+`__exit__` is a live stack item, passed in), so the handler finds what it expects.
+
+Cells: a resume code shares the frame's cells instead of copying their values. The
+original's cell variables become free variables of the cut (MAKE_CELL is dropped, CellVar
+operands become FreeVar), and the cell objects travel in the closure, so a write after the
+break is seen by inner functions made before it, as in eager Python. Resume codes of such
+a frame also receive the closure tuple as their last argument, `___closure`: the translator
+reads it to recognise those cells inside the closures of functions it inlines.
+
 Example: a 10,000-iteration loop with `print(x.sum().item())` keeps a constant Python
 stack depth: the trampoline's loop does the iterating.
 """
 import types
+from dataclasses import dataclass
 
-from bytecode import Bytecode, Instr, Label
+from bytecode import Bytecode, CellVar, FreeVar, Instr, Label, TryBegin, TryEnd
 
 _resume_codes = {}  # key -> code
 _resume_info = {}  # id(resume code) -> (original, prologue length, resume code, label index)
+_takes_closure = set()  # ids of resume codes whose last argument is ___closure
+CLOSURE_ARG = "___closure"
 
 
 class Continue:
@@ -46,20 +80,51 @@ class Continue:
         return f"Continue({self.fn.__code__.co_name}, {len(self.args)} args)"
 
 
+@dataclass
+class Step:
+    """The breaking instruction a step code runs natively, in the cut code's indexes.
+
+    kind: "plain" (pops `pops`, pushes `pushes`), "jump" (a conditional jump: both ways
+    continue), "for_iter" or "raise" (no way out but the handler)."""
+
+    start_pc: int  # the first instruction run (a call's KW_NAMES / PRECALL)
+    instr_pc: int  # the breaking instruction itself
+    kind: str
+    pops: int
+    pushes: int
+    next_pc: int  # where the fallthrough continues
+    jump_pc: int = -1  # where a taken jump (or an exhausted FOR_ITER) continues
+
+    def exits(self, layout):
+        """(continue at pc, stack layout there, results left above the untouched stack)."""
+        deep = list(layout[: len(layout) - self.pops])
+        if self.kind == "plain":
+            return [(self.next_pc, deep + [False] * self.pushes, self.pushes)]
+        if self.kind == "jump":
+            return [(self.next_pc, deep, 0), (self.jump_pc, deep, 0)]
+        if self.kind == "for_iter":
+            return [(self.next_pc, deep + [False, False], 2), (self.jump_pc, deep, 0)]
+        return []
+
+
 def _function(code, f_globals, closure):
     return types.FunctionType(code, f_globals, code.co_name, None, closure)
 
 
+def _with_closure(code, closure, args):
+    return args + (closure,) if id(code) in _takes_closure else args
+
+
 def run_resume(code, f_globals, closure, args):
     """The trampoline: run resume functions until one returns a real value."""
-    result = _function(code, f_globals, closure)(*args)
+    result = _function(code, f_globals, closure)(*_with_closure(code, closure, args))
     while type(result) is Continue:
         result = result.fn(*result.args)
     return result
 
 
 def continue_at(code, f_globals, closure, args):
-    return Continue(_function(code, f_globals, closure), args)
+    return Continue(_function(code, f_globals, closure), _with_closure(code, closure, args))
 
 
 def run_function(fn, args):
@@ -98,18 +163,229 @@ def make_resume_code(code, pc, stack_layout, local_names):
     cached = _resume_codes.get(key)
     if cached is not None and _resume_info[id(cached)][0] is code:
         return cached
-    from ..translate.bytecode_info import code_info  # translate imports codegen: import late
+    from ..translate.bytecode_info import code_info, register  # translate imports codegen: import late
 
     info = code_info(code)
-    body = list(info.instrs)
+    body = _shared_cells(code, info.instrs)
     target = Label()
     body.insert(pc, target)
-    prologue = []
-    for ins in body:  # the frame setup (MAKE_CELL, COPY_FREE_VARS) must run first
+    prologue, stack_args = _prologue(code, stack_layout, target)
+    resume = _assemble(code, info, prologue + body, stack_args, local_names)
+    layout_copy = Bytecode(prologue + body)
+    _copy_metadata(layout_copy, info.bytecode, code)
+    register(resume, layout_copy)
+    _resume_codes[key] = resume
+    _resume_info[id(resume)] = (code, len(prologue), resume, pc)
+    return resume
+
+
+def make_step_code(code, f_globals, step, stack_layout, local_names):
+    """A cut entered at `step.start_pc` that runs the breaking instruction under the
+    original exception table, then returns Continue(the resume function after it, args).
+    It always runs natively (marked skip_code)."""
+    original, start = original_pc(code, step.start_pc)
+    pcs = {name: original_pc(code, getattr(step, name))[1] for name in ("instr_pc", "next_pc", "jump_pc")}
+    key = ("step", id(original), start, pcs["instr_pc"], step.kind, step.pops, step.pushes,
+           tuple(stack_layout), tuple(local_names), id(f_globals))
+    cached = _resume_codes.get(key)
+    if cached is not None:
+        return cached
+    from ..translate.bytecode_info import code_info
+
+    info = code_info(original)
+    body = _shared_cells(original, info.instrs)
+    exits = step.exits(stack_layout)
+    tails = []  # exit blocks placed after the body (a taken jump, an exhausted loop)
+    instr_at = pcs["instr_pc"]
+    target = Label()
+    inserts = [(start, [target])]  # (index in body, instructions), applied last to first
+    for n, (pc, layout, results) in enumerate(exits):
+        resume_pc = pcs["next_pc"] if n == 0 else pcs["jump_pc"]
+        resume = make_resume_code(original, resume_pc, layout, local_names)
+        block = _exit_block(original, f_globals, resume, layout, results, local_names)
+        if n == 0:
+            inserts.append((instr_at + 1, block))  # the fallthrough: right after the instruction
+        else:
+            label = Label()
+            jump = body[instr_at]  # the exit lies after the body: always a forward jump
+            body[instr_at] = Instr(jump.name.replace("BACKWARD", "FORWARD"), label, location=jump.location)
+            tails += [label] + block
+    inserts += _handler_exits(original, f_globals, info, instr_at, stack_layout)
+    for at, block in sorted(inserts, key=lambda item: item[0], reverse=True):
+        body[at:at] = block
+    prologue, stack_args = _prologue(original, stack_layout, target)
+    step_code = _assemble(original, info, prologue + body + tails, stack_args, local_names, step=True)
+    try:
+        from .. import _C
+        _C.skip_code(step_code)  # the native part: never translated
+    except ImportError:
+        pass
+    _resume_codes[key] = step_code
+    return step_code
+
+
+def _handler_exits(original, f_globals, info, instr_at, stack_layout):
+    """After an exception the original handler runs natively in the step code. Where it
+    comes back to ordinary code (a label after the try statement, a loop's head or end),
+    an exit block returns Continue(the resume function there), so the rest of the frame is
+    translated again. Only labels whose stack is a prefix of the break's stack (at most the
+    depth the handler unwinds to) qualify; the live locals are read with locals().
+    (index in body, instructions) pairs."""
+    covering = covering_entries(info.instrs)
+    entry = covering[instr_at]
+    if entry is None or not isinstance(entry.stack_depth, int):
+        return []
+    limit = min(entry.stack_depth, len(stack_layout))
+    depths = _stack_depths(info.instrs, info.label_pc)
+    handlers = {id(ins.target) for ins in info.instrs if isinstance(ins, TryBegin)}
+    out = []
+    for i, ins in enumerate(info.instrs):
+        if not isinstance(ins, Label) or id(ins) in handlers or depths.get(i, limit + 1) > limit:
+            continue
+        if covering[i] is not None and _handler_opcode(info, covering[i]) == "COPY":
+            continue  # inside a handler's own code (its cleanup entry covers it)
+        layout = tuple(stack_layout[: depths[i]])
+        stack = [Instr("LOAD_FAST", f"___stack{k}") for k in range(len(layout)) if not layout[k]]
+        free = _free_names(original)
+        closure = [Instr("LOAD_CLOSURE", FreeVar(n)) for n in free] + [Instr("BUILD_TUPLE", len(free))] \
+            if free else [Instr("LOAD_CONST", None)]
+        args = [Instr("LOAD_CONST", (original, i, layout)), Instr("LOAD_CONST", f_globals)] + closure + \
+            stack + [Instr("BUILD_TUPLE", len(stack))] + _call_const(locals, [], 0)
+        native = Label()  # continue_after_handler gave None: go on natively, stack untouched
+        block = _call_const(_hook_off(continue_after_handler), args, 5) + [
+            Instr("COPY", 1), Instr("POP_JUMP_FORWARD_IF_NONE", native), Instr("STORE_FAST", "___next")]
+        block += [Instr("STORE_FAST", "___drop") for _ in layout]
+        block += [Instr("LOAD_FAST", "___next"), Instr("RETURN_VALUE"), native, Instr("POP_TOP")]
+        out.append((i + 1, block))
+    return out
+
+
+def _hook_off(fn):
+    """fn with the frame hook off while it runs: making a resume code at run time must not
+    hand the bytecode package's own frames to the translator."""
+    try:
+        from .. import _C
+    except ImportError:
+        return fn
+    return _C.DisabledCallable(fn)
+
+
+def continue_after_handler(where, f_globals, closure, stack, local_values):
+    """Continue(the resume function at `where`) with the locals bound there (a handler may
+    have bound new ones or deleted `e` of `except E as e`)."""
+    original, pc, layout = where
+    shared = set(original.co_cellvars) | set(original.co_freevars)
+    names = sorted(n for n in local_values if not n.startswith("___") and n not in shared)
+    try:
+        code = make_resume_code(original, pc, list(layout), names)
+    except Exception:  # noqa: BLE001  no resume code here: the step code goes on natively
+        return None
+    args = stack + tuple(local_values[n] for n in names)
+    if code.co_freevars:
+        return continue_at(code, f_globals, closure, args)
+    fn = _handler_functions.get((id(code), id(f_globals)))
+    if fn is None:
+        fn = _handler_functions[(id(code), id(f_globals))] = resume_function(code, f_globals)
+    return Continue(fn, args)
+
+
+_handler_functions = {}
+
+
+def covering_entries(instrs):
+    """The TryBegin whose range holds each instruction (the table is flat), or None."""
+    out, active = [], None
+    for ins in instrs:
+        if isinstance(ins, TryBegin):
+            active = ins
+        elif isinstance(ins, TryEnd) and ins.entry is active:
+            active = None
+        out.append(active)
+    return out
+
+
+def _handler_opcode(info, entry):
+    pc = info.label_pc.get(entry.target, len(info.instrs))
+    while pc < len(info.instrs) and not isinstance(info.instrs[pc], Instr):
+        pc += 1
+    return info.instrs[pc].name if pc < len(info.instrs) else None
+
+
+def _stack_depths(instrs, label_pc):
+    """Stack depth before each reachable instruction index (a handler's entry depth from
+    its TryBegin), {} if the code cannot be followed."""
+    depths, todo = {0: 0}, [0]
+    try:
+        while todo:
+            i = todo.pop()
+            d, ins = depths[i], instrs[i]
+            nexts = []
+            if isinstance(ins, TryBegin):
+                nexts.append((label_pc[ins.target], ins.stack_depth + 1 + int(ins.push_lasti)))
+                nexts.append((i + 1, d))
+            elif isinstance(ins, Instr):
+                if ins.has_jump():
+                    nexts.append((label_pc[ins.arg], d + ins.stack_effect(jump=True)))
+                if not ins.is_final():
+                    nexts.append((i + 1, d + ins.stack_effect(jump=False)))
+            else:
+                nexts.append((i + 1, d))
+            for j, depth in nexts:
+                if j < len(instrs) and j not in depths:
+                    depths[j] = depth
+                    todo.append(j)
+    except (KeyError, TypeError, ValueError):
+        return {}
+    return depths
+
+
+def _exit_block(original, f_globals, resume, layout, results, local_names):
+    """stack: the step's untouched stack + `results` -> return Continue(resume, args)."""
+    out = [Instr("STORE_FAST", f"___result{k}") for k in reversed(range(results))]
+    deep = len(layout) - results
+    # STORE_FAST, not POP_TOP: it also clears a NULL (POP_TOP would decref it)
+    out += [Instr("STORE_FAST", "___drop") for _ in range(deep)]
+    args = [Instr("LOAD_FAST", f"___stack{i}") for i in range(deep) if not layout[i]]
+    args += [Instr("LOAD_FAST", f"___result{k}") for k in range(results)]
+    args += [Instr("LOAD_FAST", n) for n in local_names]
+    args.append(Instr("BUILD_TUPLE", len(args)))
+    free = _free_names(original)
+    if free:
+        closure = [Instr("LOAD_CLOSURE", FreeVar(n)) for n in free] + [Instr("BUILD_TUPLE", len(free))]
+        pre = [Instr("LOAD_CONST", resume), Instr("LOAD_CONST", f_globals)] + closure
+        call = _call_const(continue_at, pre + args, 4)
+    else:
+        call = _call_const(Continue, [Instr("LOAD_CONST", resume_function(resume, f_globals))] + args, 2)
+    return out + call + [Instr("RETURN_VALUE")]
+
+
+def _call_const(fn, arg_instrs, nargs):
+    return [Instr("PUSH_NULL"), Instr("LOAD_CONST", fn)] + arg_instrs + [
+        Instr("PRECALL", nargs), Instr("CALL", nargs)]
+
+
+def _free_names(original):
+    return list(original.co_freevars) + list(original.co_cellvars)
+
+
+def _shared_cells(original, instrs):
+    """The original's instructions with its cell variables turned into free variables
+    (same length: MAKE_CELL / COPY_FREE_VARS become NOP, so indexes stay put)."""
+    out = []
+    for ins in instrs:
         if isinstance(ins, Instr) and ins.name in ("MAKE_CELL", "COPY_FREE_VARS"):
-            prologue.append(ins.copy())
-        elif isinstance(ins, Instr):
-            break
+            ins = Instr("NOP", location=ins.location)
+        elif isinstance(ins, Instr) and isinstance(ins.arg, CellVar):
+            ins = ins.copy()
+            ins.arg = FreeVar(ins.arg.name)
+        out.append(ins)
+    return out
+
+
+def _prologue(original, stack_layout, target):
+    prologue = []
+    if _free_names(original):
+        prologue.append(Instr("COPY_FREE_VARS", len(_free_names(original))))
     prologue.append(Instr("RESUME", 0))
     stack_args = []
     for i, is_null in enumerate(stack_layout):
@@ -120,34 +396,37 @@ def make_resume_code(code, pc, stack_layout, local_names):
             stack_args.append(name)
             prologue.append(Instr("LOAD_FAST", name))
     prologue.append(Instr("JUMP_FORWARD", target))
-    bc = Bytecode(prologue + body)
-    layout_copy = Bytecode(prologue + body)
-    _copy_metadata(bc, info.bytecode)
+    return prologue, stack_args
+
+
+def _assemble(original, info, instrs, stack_args, local_names, step=False):
+    bc = Bytecode(instrs)
+    _copy_metadata(bc, info.bytecode, original)
     bc.argnames = stack_args + list(local_names)
+    closure_arg = not step and bool(original.co_cellvars)  # (a step code is never translated)
+    if closure_arg:
+        bc.argnames.append(CLOSURE_ARG)
     bc.argcount = len(bc.argnames)
     bc.posonlyargcount = 0
     bc.kwonlyargcount = 0
     bc.flags = info.bytecode.flags & ~0x0C  # no *args / **kwargs
-    bc.name = code.co_name
     # No stack analysis: it cannot see that the prologue enters try/with regions in the
     # middle. The restored stack is the original's at that point, so the original's
-    # maximum depth and its exception table depths (kept when parsing) stay right.
-    resume = bc.to_code(stacksize=code.co_stacksize + 2, check_pre_and_post=False,
-                        compute_exception_stack_depths=False)
-    from ..translate.bytecode_info import register
-
-    _copy_metadata(layout_copy, info.bytecode)
-    register(resume, layout_copy)
-    _resume_codes[key] = resume
-    _resume_info[id(resume)] = (code, len(prologue), resume, pc)
-    return resume
+    # maximum depth and its exception table depths (kept when parsing) stay right; a step
+    # code's exit blocks push the call of Continue with every argument on top of it.
+    extra = 2 + (len(stack_args) + len(local_names) + len(_free_names(original)) + 16) * step
+    code = bc.to_code(stacksize=original.co_stacksize + extra, check_pre_and_post=False,
+                      compute_exception_stack_depths=False)
+    if closure_arg:
+        _takes_closure.add(id(code))
+    return code
 
 
-def _copy_metadata(bc, original):
-    bc.name = original.name
-    bc.qualname = getattr(original, "qualname", original.name)
-    bc.filename = original.filename
-    bc.first_lineno = original.first_lineno
-    bc.freevars = list(original.freevars)
-    bc.cellvars = list(original.cellvars)
+def _copy_metadata(bc, original_bc, original):
+    bc.name = original_bc.name
+    bc.qualname = getattr(original_bc, "qualname", original_bc.name)
+    bc.filename = original_bc.filename
+    bc.first_lineno = original_bc.first_lineno
+    bc.freevars = _free_names(original)
+    bc.cellvars = []
     bc.docstring = None

@@ -1,6 +1,6 @@
 """What `obj.name` means on abstract values (LOAD_ATTR / LOAD_METHOD / STORE_ATTR).
 
-    tensor.shape / dtype / device / ndim / requires_grad -> constants from the fake tensor
+    tensor.shape / dtype / device / ndim / requires_grad -> constants from the meta tensor and device
     tensor.T / mT / real / imag                         -> an FX getattr node
     tensor.method                                       -> MethodValue (called later)
     module.weight / .submodule / .training              -> from _parameters/_buffers/_modules
@@ -23,9 +23,10 @@ from .values import (ConstValue, DictValue, FunctionValue, ListValue, MethodValu
 from .wrap import wrap
 
 _TENSOR_CONST_ATTRS = {
-    "dtype", "device", "ndim", "requires_grad", "is_cuda", "layout", "is_sparse", "is_leaf",
-    "is_quantized", "is_meta", "is_mps", "is_nested",
+    "dtype", "ndim", "requires_grad", "layout", "is_sparse", "is_leaf", "is_quantized", "is_nested",
 }
+_DEVICE_TYPE_ATTRS = {"is_cuda": "cuda", "is_cpu": "cpu", "is_meta": "meta", "is_mps": "mps",
+                      "is_xpu": "xpu"}
 _TENSOR_NODE_ATTRS = {"T", "mT", "H", "mH", "real", "imag"}
 _LIBRARY_MODULE_PREFIXES = ("torch", "math", "operator", "functools", "itertools", "collections",
                             "numpy", "builtins", "typing", "dataclasses", "warnings", "logging")
@@ -74,11 +75,17 @@ def load_attr(tx, obj, name):
 
 
 def _tensor_attr(tx, t, name):
-    fake = t.fake
+    facts = t.fake if t.slow else t.meta
     if name == "shape":
-        return TupleValue([ConstValue(int(s)) for s in fake.shape], cls=torch.Size)
+        return TupleValue([ConstValue(int(s)) for s in facts.shape], cls=torch.Size)
+    if name == "device":
+        return ConstValue(t.device)
+    if name in _DEVICE_TYPE_ATTRS:
+        return ConstValue(t.device.type == _DEVICE_TYPE_ATTRS[name])
+    if name == "is_leaf" and t.real is not None:
+        return ConstValue(t.real.is_leaf)
     if name in _TENSOR_CONST_ATTRS:
-        return ConstValue(getattr(fake, name))
+        return ConstValue(getattr(facts, name))
     if name in _TENSOR_NODE_ATTRS:
         return tx.ctx.graph.call("call_function", getattr, [t, ConstValue(name)])
     if name == "grad" and t.source is not None and getattr(t, "real", None) is not None \

@@ -1,7 +1,7 @@
 """Python builtins and container methods on abstract values.
 
     len, isinstance, issubclass, getattr, hasattr, type, callable
-    range, zip, enumerate, reversed, iter, next, list, tuple, dict, sorted
+    range, zip, enumerate, reversed, map, filter, iter, next, list, tuple, dict, sorted
     min, max, abs, sum, round, int, float, bool, str, all, any
     list.append/extend/pop/insert/..., dict.get/items/keys/values/update/..., tuple.index
 
@@ -9,7 +9,10 @@ Builtins on tensors route to the graph (abs(x) -> torch.abs, min(a, b) on tensor
 break), on Python values they are computed now. Mutating a container that came from the
 caller records a write-back (TranslationContext.mutate).
 
-Example: `for i, layer in enumerate(self.layers)` unpacks into an IteratorValue of
+zip, enumerate, reversed, map, filter, iter and dict views make the lazy iterator values of
+iterators.py: a loop body that changes the list or dict it walks sees what eager sees.
+
+Example: `for i, layer in enumerate(self.layers)` is an EnumerateIterator whose steps give
 TupleValues (ConstValue(i), module value).
 """
 import builtins
@@ -17,14 +20,15 @@ import builtins
 import torch
 
 from .errors import Unsupported
-from .operators import is_graph_value, python_value, truth, unpack
-from .values import (ConstValue, DictValue, FunctionValue, IteratorValue, ListValue, MethodValue,
-                     ObjectValue, OpaqueIterator, ScalarValue, TensorValue, TupleValue)
+from .iterators import DictIterator, EnumerateIterator, MapIterator, ReversedIterator, ZipIterator
+from .operators import get_iter, is_graph_value, python_value, truth, unpack
+from .values import (ConstValue, DictValue, DictViewValue, FunctionValue, IteratorValue, ListValue,
+                     MethodValue, ObjectValue, OpaqueIterator, ScalarValue, TensorValue, TupleValue)
 
 _NAMES = ["pow", "len", "isinstance", "issubclass", "getattr", "hasattr", "type", "callable", "range", "zip",
           "enumerate", "reversed", "iter", "next", "list", "tuple", "dict", "sorted", "min", "max",
           "abs", "sum", "round", "int", "float", "bool", "str", "all", "any", "print", "id", "repr",
-          "divmod", "pow", "format", "hash", "set", "frozenset", "ord", "chr"]
+          "divmod", "pow", "format", "hash", "set", "frozenset", "ord", "chr", "map", "filter"]
 _BUILTINS = {getattr(builtins, n): n for n in _NAMES}
 
 
@@ -69,10 +73,12 @@ def _b_print(tx, *args, **kwargs):
 def _b_len(tx, v):
     if isinstance(v, (TupleValue, ListValue, DictValue)):
         return ConstValue(len(v.items))
+    if isinstance(v, DictViewValue):
+        return ConstValue(len(v.dict.items))
     if isinstance(v, TensorValue):
-        if v.fake.dim() == 0:
+        if v.meta.dim() == 0:
             raise Unsupported("len() of a 0-d tensor")
-        return ConstValue(int(v.fake.shape[0]))
+        return ConstValue(int(v.meta.shape[0]))
     if isinstance(v, ConstValue):
         if isinstance(v.value, torch.nn.Module):  # guarded by identity: its children are fixed
             return ConstValue(len(v.value))
@@ -97,6 +103,8 @@ def value_type(v):
         return v.cls
     if isinstance(v, FunctionValue):
         return type(_b_len)
+    if isinstance(v, DictViewValue):
+        return v.python_type()
     if isinstance(v, (IteratorValue, OpaqueIterator)):
         raise Unsupported("type of an iterator")
     raise Unsupported(f"type of {v!r}")
@@ -157,34 +165,49 @@ def _index(v):
     return python_value(v)
 
 
-def _b_zip(tx, *iterables, strict=None):
-    lists = [unpack(tx, it) for it in iterables]
-    return IteratorValue([TupleValue(list(items)) for items in zip(*lists)])
+def _b_zip(tx, *iterables, strict=ConstValue(False)):
+    # lazy, as CPython's: each step reads the live lists (a loop body may append to them)
+    return ZipIterator([get_iter(tx, it) for it in iterables], strict=bool(python_value(strict)))
+
+
+def _b_map(tx, fn, *iterables):
+    if not iterables:
+        raise Unsupported("map() with no iterable (raises natively)")
+    return MapIterator(tx, fn, [get_iter(tx, it) for it in iterables])
+
+
+def _b_filter(tx, fn, iterable):
+    return MapIterator(tx, fn, [get_iter(tx, iterable)], keep_if_true=True)
 
 
 def _b_enumerate(tx, iterable, start=ConstValue(0)):
-    s = python_value(start)
-    if isinstance(iterable, ListValue):  # live, as iter(list) is
-        return IteratorValue([], live=iterable, enumerate_start=s)
-    return IteratorValue([TupleValue([ConstValue(i + s), x]) for i, x in enumerate(unpack(tx, iterable))])
+    return EnumerateIterator(get_iter(tx, iterable), python_value(start))
 
 
 def _b_reversed(tx, seq):
-    return IteratorValue(list(reversed(unpack(tx, seq))))
+    if isinstance(seq, ListValue):  # reads the live list, as list_reverseiterator does
+        return ReversedIterator(seq)
+    if isinstance(seq, DictValue):
+        return DictIterator(seq, "keys", reverse=True)
+    if isinstance(seq, DictViewValue):
+        return seq.iterate(reverse=True)
+    if isinstance(seq, (IteratorValue, OpaqueIterator)):
+        raise Unsupported("reversed() of an iterator (raises natively)")
+    return IteratorValue(list(reversed(unpack(tx, seq))))  # immutable: tuple, range, str
 
 
 def _b_iter(tx, v):
-    from .operators import get_iter
-
     return get_iter(tx, v)
 
 
 def _b_next(tx, it, *default):
     if isinstance(it, IteratorValue):
+        saved = it.save()
         item = it.next_item()
         if item is None:
             if default:
                 return default[0]
+            it.restore(saved)  # the native next() takes this step again (zip's first items)
             raise Unsupported("StopIteration (raises natively)")
         return item
     raise Unsupported(f"next() on {it!r}")
@@ -366,12 +389,8 @@ def _list_method(tx, name, lst, args):
 
 def _dict_method(tx, name, d, args):
     items = d.items
-    if name == "items":
-        return IteratorValue([TupleValue([ConstValue(k), v]) for k, v in items.items()])
-    if name == "keys":
-        return IteratorValue([ConstValue(k) for k in items])
-    if name == "values":
-        return IteratorValue(list(items.values()))
+    if name in ("keys", "values", "items"):  # live views: iterating one sees later changes
+        return DictViewValue(d, name)
     if name == "get":
         key = python_value(args[0])
         return items.get(key, args[1] if len(args) > 1 else ConstValue(None))

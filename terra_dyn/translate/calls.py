@@ -63,6 +63,9 @@ def call_value(tx, fn, args, kwargs):
         return torch_ops.call_tensor_method(tx, f.__name__, args[0], args[1:], kwargs)
     if isinstance(f, torch.nn.Module):
         return modules.call_module(tx, fn, args, kwargs)
+    if f in modules.TRAVERSALS and args and isinstance(args[0], ConstValue) \
+            and isinstance(args[0].value, torch.nn.Module):
+        return modules.traverse(tx, f, args[0], args[1:], kwargs)
     if f in (torch.no_grad, torch.enable_grad, torch.set_grad_enabled):
         return torch_ops.call_torch(tx, f, args, kwargs)
     if isinstance(f, weakref.ReferenceType) and not args and not kwargs:

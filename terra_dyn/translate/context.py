@@ -7,6 +7,7 @@
         .mutate(container)   the container is written back to the real object
         .record(effect)      a Python side effect replayed after the graph
         .set_grad_enabled(b) grad mode inside the graph (torch.no_grad blocks)
+        .autocast            torch.autocast blocks open at this point (autocast.Blocks)
 
 One context per attempt: a graph break restarts the translation with `stop_at` set, so
 that nothing from the abandoned attempt leaks into the next one.
@@ -14,6 +15,7 @@ that nothing from the abandoned attempt leaks into the next one.
 
 import torch
 
+from . import autocast
 from . import wrap as wrap_mod
 from .graph_state import GraphState
 from .guards import GuardSet
@@ -38,6 +40,7 @@ class TranslationContext:
         self._mutables = {}
         self.global_overlay = {}  # name -> Value assigned during translation
         self._keepalive = []
+        self.autocast = autocast.start()
 
     # -- values ---------------------------------------------------------------------
     def wrap(self, real, source):
@@ -83,8 +86,9 @@ class TranslationContext:
         self.graph.op_count += 1
 
     def close(self):
-        """Undo translate-time global state (grad mode)."""
+        """Undo translate-time global state (grad mode, autocast)."""
         torch._C._set_grad_enabled(self._initial_grad)
+        self.autocast.close()
 
 
 class _ForeignGlobal(GlobalSource):

@@ -11,6 +11,13 @@
 A break inside an inlined callee is located at the caller's CALL (the Translator that
 catches it is the top-level one), so the callee runs natively and is translated on its own.
 
+A break inside a try body or a Python with block (one whose exception would reach a
+handler of the user's) runs its instruction in a step code that keeps the original
+exception table; the frame then goes on in a resume function, translated like any other
+(codegen/resume.py). A frame's cells go to its resume functions as cells: the resume
+function reads them through its `___closure` argument, and a function the frame made over
+them is guarded by its code and cells, not by identity (a new one every call).
+
 Example: `def f(x): y = x * 2; print(y.sum().item()); return y + 1` translates to a graph
 (mul, sum), the native `.item()` call, and a resume function that prints and adds.
 """
@@ -23,12 +30,12 @@ from bytecode import Instr
 
 from .. import report
 from ..codegen.graph_call import BreakSite, CodePlan, build_code
-from ..codegen.resume import is_resume_code
+from ..codegen.resume import CLOSURE_ARG, Step, covering_entries, is_resume_code
 from ..codegen.signature import argument_slot_names
 from .context import TranslationContext
 from .errors import Unsupported
 from .executor import StopTranslation, Translator
-from .sources import FreeVarSource, LocalSource
+from .sources import AttrSource, FreeVarSource, ItemSource, LocalSource
 from .values import (CellValue, ConstValue, Lazy, ListValue, MethodValue, NullValue, ScalarValue,
                      TensorValue)
 
@@ -105,17 +112,86 @@ def translate_code(code, f_locals, f_globals, options) -> FrameTranslation:
 
 
 def _make_translator(ctx, code, f_locals, f_globals, slots):
+    resume = is_resume_code(code)
     local_values = {}
     for i, name in enumerate(slots):
+        if name == CLOSURE_ARG and resume:
+            continue  # read below, never guarded
         if name in f_locals:
-            local_values[name] = Lazy(f_locals[name], LocalSource(name, i))
+            real, source = f_locals[name], LocalSource(name, i)
+            if resume and type(real) is types.MethodType and type(real.__func__) is types.FunctionType:
+                local_values[name] = _bound_method(ctx, real, source)
+            else:
+                local_values[name] = Lazy(real, source)
+    # a resume function of a frame with cells also gets its closure as an argument: its
+    # cells are read through it (guards over arguments; a closure check would read every
+    # cell, and one assigned only after the break is still empty), and an inlined function
+    # closing over one of them then reads and writes this frame's CellValue, not a stale
+    # copy of the cell's contents
+    closure = f_locals.get(CLOSURE_ARG) if resume else None
     cells = {}
-    for name in code.co_freevars:
-        if name in f_locals:
-            cell = CellValue(Lazy(f_locals[name], FreeVarSource(name)))
-            cell.real = True
-            cells[name] = cell
+    for i, name in enumerate(code.co_freevars):
+        if closure is not None:
+            source = AttrSource(ItemSource(LocalSource(CLOSURE_ARG, slots.index(CLOSURE_ARG)), i),
+                                "cell_contents")
+        else:
+            source = FreeVarSource(name)
+        # an empty cell (a cell variable of the original assigned after the break) is still
+        # the frame's own: a write to it is replayed with STORE_DEREF
+        content = Lazy(f_locals[name], source) if name in f_locals else None
+        cell = CellValue(content)
+        cell.real = True
+        cell.closure_name = name  # rebuilt as LOAD_CLOSURE (a closure made here shares it)
+        cells[name] = cell
+    ctx.real_cells = {id(c): cells[n] for n, c in zip(code.co_freevars, closure or ())}
+    if closure is not None:
+        closure_source = LocalSource(CLOSURE_ARG, slots.index(CLOSURE_ARG))
+        for name, value in list(local_values.items()):
+            fn = _frame_closure(ctx, value, closure, closure_source)
+            if fn is not None:
+                local_values[name] = fn
     return Translator(ctx, code, f_globals, local_values, cells)
+
+
+def _frame_closure(ctx, value, closure, closure_source):
+    """A function the original frame made over its own cells (`def layer(h): ... scale`),
+    handed to a resume function: a new object on every call, so it is guarded by its code
+    and by its cells being this frame's, not by identity (which would recompile every
+    call); calls of it read and write the frame's CellValues."""
+    real = getattr(value, "real", None)
+    if type(real) is not types.FunctionType or not real.__closure__ or real.__kwdefaults__:
+        return None
+    positions = [next((j for j, c in enumerate(closure) if c is cell), None) for cell in real.__closure__]
+    if None in positions:
+        return None
+    from .values import FunctionValue
+
+    source = value.source
+    ctx.guards.type(source, types.FunctionType)
+    ctx.guards.identity(AttrSource(source, "__code__"), real.__code__)
+    for i, j in enumerate(positions):
+        ctx.guards.same_object(ItemSource(AttrSource(source, "__closure__"), i),
+                               ItemSource(closure_source, j), real.__closure__[i])
+    defaults = None
+    if real.__defaults__ is not None:
+        defaults = ctx.wrap(real.__defaults__, AttrSource(source, "__defaults__"))
+    else:
+        ctx.guards.value(AttrSource(source, "__defaults__"), None)
+    cells = [ctx.real_cells[id(c)] for c in real.__closure__]
+    fn = FunctionValue(real.__code__, real.__globals__, real.__name__, defaults, None, cells)
+    fn.source = source  # rebuilt by loading it: the same object
+    return fn
+
+
+def _bound_method(ctx, real, source):
+    """A bound method handed to a resume function (a with block's `__exit__` split by a
+    break): a new object on every call, so it is guarded by its function and its self, not
+    by identity (which would recompile every call)."""
+    ctx.guards.type(source, types.MethodType)
+    fn_source = AttrSource(source, "__func__")
+    ctx.guards.identity(fn_source, real.__func__)
+    self_value = ctx.wrap(real.__self__, AttrSource(source, "__self__"))
+    return MethodValue(ConstValue(real.__func__, fn_source), self_value)
 
 
 def _can_break(tx, exc):
@@ -123,15 +199,30 @@ def _can_break(tx, exc):
     if at is None or not exc.breakable:
         return False
     instr = tx.instrs[at[0]]
-    if tx.info.in_try[at[0]] or tx.info.in_with[at[0]] and not _only_grad_mode_blocks(tx):
-        # inside a try body (or a Python context manager's block) the rest of the frame
-        # must run under the original exception table: the graph so far runs, then a
-        # resume function starting *at* this instruction runs natively to the end
+    if _inside_user_try(tx.info, at[0]) or tx.info.in_with[at[0]] and not _only_grad_mode_blocks(tx):
+        # inside a try body (or a Python context manager's block) the instruction must run
+        # under the original exception table: the graph so far runs, then a step code runs
+        # the instruction and the frame goes on, translated, after it (codegen/resume.py)
         exc.native_rest = True
-    if tx.code.co_cellvars and _writes_cells(tx):
-        # cells are passed to resume functions by value: only safe if never reassigned
-        return False
     return instr.name not in _NOT_BREAKABLE
+
+
+def _inside_user_try(info, pc):
+    """Does an exception at pc reach a try/except or try/finally handler of the user's?
+    The exception table is flat: in `try: with no_grad(): <pc>`, pc's entry is the with
+    block's handler, whose own instructions are covered by the entry of the try's handler."""
+    covering = covering_entries(info.instrs)
+    seen = set()
+    entry = covering[pc]
+    while entry is not None and id(entry) not in seen:
+        seen.add(id(entry))
+        if not info._is_with_handler(entry):
+            return True
+        handler = info.label_pc[entry.target]
+        while handler < len(info.instrs) and not isinstance(info.instrs[handler], Instr):
+            handler += 1
+        entry = covering[handler] if handler < len(covering) else None
+    return False
 
 
 def _only_grad_mode_blocks(tx):
@@ -148,10 +239,6 @@ def _only_grad_mode_blocks(tx):
     return grad > 0 and other == 0
 
 
-def _writes_cells(tx):
-    return any(getattr(i, "name", "") in ("STORE_DEREF", "DELETE_DEREF") for i in tx.instrs)
-
-
 def _break_site(tx, native_rest=False):
     """The BreakSite for the top-level translator stopped before its instruction at pc."""
     instr = tx.instrs[tx.pc]
@@ -160,10 +247,8 @@ def _break_site(tx, native_rest=False):
     live = {}
     for n, v in tx.locals.items():
         live[n] = None if isinstance(v, Lazy) else v
-    for n in tx.code.co_cellvars:  # passed by value (see _can_break)
-        cell = tx.cells.get(n)
-        if cell is not None and cell.content is not None:
-            live[n] = None if isinstance(cell.content, Lazy) else cell.content
+    # the frame's own cells go to resume functions as cells (see codegen/resume.py)
+    cells = [tx.cells[n] if n in tx.cells else CellValue(None) for n in tx.code.co_cellvars]
     if name == "CALL":
         pops, pushes = instr.arg + 2, 1
         native = []
@@ -185,17 +270,22 @@ def _break_site(tx, native_rest=False):
     if pops > len(stack):
         raise Unsupported(f"stack underflow at {name}", breakable=False)
     stack = _split_methods(stack)
+    jump_pc = tx.info.label_pc[instr.arg] if kind in ("jump", "for_iter") else -1
     if native_rest:
-        # resume at the instruction itself (for a call: at its KW_NAMES / PRECALL)
-        target = tx.pc - (len(native) - 1 if name == "CALL" else 0)
-        site = BreakSite(kind="native_rest", native=[], deep=stack, top=[], pushes=0, locals=live)
-        site.next_pc = target
+        # inside a try body or a Python with block: a step code runs the instruction (for a
+        # call, from its KW_NAMES / PRECALL) under the original exception table, and the
+        # frame goes on in a resume function after it
+        start = tx.pc - (len(native) - 1 if name == "CALL" else 0)
+        site = BreakSite(kind="native_rest", native=[], deep=stack, top=[], pushes=0, locals=live,
+                         cells=cells)
+        site.next_pc = start
+        site.step = Step(start, tx.pc, kind, pops, pushes, tx.pc + 1, jump_pc)
         return site
     deep, top = stack[: len(stack) - pops], stack[len(stack) - pops:]
-    site = BreakSite(kind=kind, native=native, deep=deep, top=top, pushes=pushes, locals=live)
+    site = BreakSite(kind=kind, native=native, deep=deep, top=top, pushes=pushes, locals=live,
+                     cells=cells)
     site.next_pc = tx.pc + 1
-    if kind in ("jump", "for_iter"):
-        site.jump_pc = tx.info.label_pc[instr.arg]
+    site.jump_pc = jump_pc
     return site
 
 

@@ -17,8 +17,16 @@
     torch._C._DisableTorchDispatch() / _DisableFuncTorch()      -> NoDispatchGuard: a no-op
         (see _noop_guard_ok: only when no dispatch mode or functorch layer is active)
 
-The exception path (an exception leaving the block) is never translated: graph ops are
-assumed not to raise at run time (see executor.py), as for every other `with` block.
+The exception path is never translated. An exception leaving the block (a `raise`, a call
+that raises, StopIteration from next()) or a graph break inside it would need the suspended
+generator as a real object, to throw the exception in at its `yield` or to resume it
+natively; it exists only as a child Translator, which a break cannot rebuild. So such a
+frame runs natively from its start (a fallback; inside an inlined callee, only that callee
+runs natively), and the generator's except / finally, its suppression or re-raise of the
+exception are CPython's own (tests/translate/test_iteration_semantics.py, test_generator_cm_*).
+A graph op raising at run time inside the block is codegen's GraphErrorRerun case: the
+segment re-runs natively, unless an in-place or random op had run before it in the graph;
+then the generator's except / finally do not run (a known gap, reported as a Fallback).
 
 Example: op_db's random-op wrapper
 
@@ -53,7 +61,7 @@ class GeneratorCMValue(Value):
         self.finished = False
 
     def __repr__(self):
-        state = "finished" if self.finished else "entered" if self.child is not None else "new"
+        state = "finished" if self.finished else "suspended at its yield" if self.child is not None else "new"
         return f"GeneratorCMValue({getattr(self.func, 'name', None) or _name(self.func)}, {state})"
 
 

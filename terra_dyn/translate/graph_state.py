@@ -1,12 +1,18 @@
 """The graph being built: FX nodes, graph inputs, fake tensors and recorded side effects.
 
     GraphState.input_tensor(real, source)  -> TensorValue (a placeholder; guards added)
-    GraphState.call(kind, target, args)    -> Value (an FX node; shapes from fake tensors)
+    GraphState.call(kind, target, args)    -> Value (an FX node; facts from meta tensors)
     GraphState.side_effects                -> replayed in program order by the rewritten code
     GraphState.finish(live_values)         -> GraphModule whose outputs are the live tensors
 
 Example: `torch.relu(x) + 1` on an input x adds placeholder x, call_function relu and
-call_function operator.add, each with a fake tensor saying its shape and dtype.
+call_function operator.add, each with a meta tensor saying its shape and dtype.
+
+Facts propagate on meta tensors, with the device tracked beside them (the rule FakeTensorMode
+applies: the common device of the tensor arguments, CPU scalars aside, or an explicit
+`device=`): about ten times cheaper per op than FakeTensorMode. Ops whose device or result
+the meta device cannot tell (`.to`, `.cpu()`, data-dependent shapes, ops without meta
+kernels, mixed devices) run under FakeTensorMode instead, as before.
 """
 import logging
 import operator
@@ -16,8 +22,9 @@ import torch
 import torch.fx as fx
 from torch._subclasses.fake_tensor import FakeTensorMode
 
+from . import autocast
 from .errors import Unsupported
-from .values import ConstValue, ListValue, ScalarValue, TensorValue, TupleValue, Value
+from .values import ConstValue, ListValue, ScalarValue, TensorValue, TupleValue, Value, meta_like
 
 class _QuietFakeErrors(logging.Filter):
     """Fake-tensor propagation failing is expected (it becomes a graph break): no log."""
@@ -39,7 +46,7 @@ class GraphState:
     def __init__(self, guards):
         self.guards = guards
         self.graph = fx.Graph()
-        self.fake_mode = FakeTensorMode()
+        self._fake_mode = None
         self.inputs = []  # (Value, source) in placeholder order
         self._by_id = {}  # id(real input) -> Value (aliases share one placeholder)
         self._keepalive = []
@@ -48,6 +55,12 @@ class GraphState:
         self.attr_overlay = {}  # (id(obj), name) -> Value stored during translation
         self._last_placeholder = None
         self.op_count = 0
+
+    @property
+    def fake_mode(self):
+        if self._fake_mode is None:
+            self._fake_mode = FakeTensorMode()
+        return self._fake_mode
 
     # -- inputs ---------------------------------------------------------------------
     def _placeholder(self, name):
@@ -74,9 +87,14 @@ class GraphState:
         else:
             self.guards.tensor(source, real)
         node = self._placeholder(source.expr())
-        fake = self.fake_mode.from_tensor(real)
-        node.meta["example_value"] = fake
-        value = TensorValue(node, fake, source)
+        if _meta_friendly(real):
+            meta = meta_like(real)
+            value = TensorValue(node, meta, source, device=real.device, owner=self)
+        else:  # sparse, quantized, nested, subclasses: FakeTensorMode for every op on it
+            meta = self.fake_mode.from_tensor(real)
+            value = TensorValue(node, meta, source)
+            value.slow = True
+        node.meta["example_value"] = meta
         value.cls = type(real)
         value.real = real  # for attributes read from the real input (x.grad after backward)
         self._by_id[id(real)] = value
@@ -102,15 +120,27 @@ class GraphState:
         kwargs = kwargs or {}
         node_args = tuple(_to_node(a) for a in args)
         node_kwargs = {k: _to_node(v) for k, v in kwargs.items()}
-        fake_args = tuple(_to_fake(a) for a in args)
-        fake_kwargs = {k: _to_fake(v) for k, v in kwargs.items()}
+        result, device = _propagate_meta(kind, target, args, kwargs)
+        if result is _SLOW:
+            result, device = self._propagate_fake(kind, target, args, kwargs), None
+        node = self.graph.create_node(kind, target, node_args, node_kwargs)
+        self.op_count += 1
+        mutated = _mutated_arg(kind, target, args, kwargs)
+        if mutated is not None and isinstance(result, torch.Tensor):
+            # an in-place op returns its argument: keep aliasing visible (`y += 1; y is x`)
+            node.meta["example_value"] = result
+            return mutated
+        return self._wrap_result(node, result, device)
+
+    def _propagate_fake(self, kind, target, args, kwargs):
+        fake_args = tuple(_example(a, "fake") for a in args)
+        fake_kwargs = {k: _example(v, "fake") for k, v in kwargs.items()}
         _quiet.state.active = True
         try:
             with self.fake_mode:
                 if kind == "call_method":
-                    result = getattr(fake_args[0], target)(*fake_args[1:], **fake_kwargs)
-                else:
-                    result = target(*fake_args, **fake_kwargs)
+                    return getattr(fake_args[0], target)(*fake_args[1:], **fake_kwargs)
+                return target(*fake_args, **fake_kwargs)
         except Unsupported:
             raise
         except Exception as exc:  # a user error (shape mismatch) or a data-dependent op:
@@ -119,24 +149,18 @@ class GraphState:
             raise Unsupported(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
         finally:
             _quiet.state.active = False
-        node = self.graph.create_node(kind, target, node_args, node_kwargs)
-        self.op_count += 1
-        mutated = _mutated_arg(kind, target, args, kwargs)
-        if mutated is not None and isinstance(result, torch.Tensor):
-            # an in-place op returns its argument: keep aliasing visible (`y += 1; y is x`)
-            node.meta["example_value"] = result
-            return mutated
-        return self._wrap_result(node, result)
 
-    def _wrap_result(self, node, result):
+    def _wrap_result(self, node, result, device=None):
         if isinstance(result, torch.Tensor):
             node.meta["example_value"] = result
-            return TensorValue(node, result)
+            if device is None:
+                return TensorValue(node, result, owner=self)
+            return TensorValue(node, result, device=device, owner=self)
         if isinstance(result, (tuple, list)) and not isinstance(result, torch.Size):
             items = []
             for i, r in enumerate(result):
                 sub = self.graph.call_function(operator.getitem, (node, i))
-                items.append(self._wrap_result(sub, r))
+                items.append(self._wrap_result(sub, r, device))
             if isinstance(result, list):
                 return ListValue(items)
             return TupleValue(items, cls=type(result))  # tuple or torch.return_types.*
@@ -169,14 +193,134 @@ class GraphState:
         return [src for _, src in self.inputs]
 
 
+# -- meta propagation -----------------------------------------------------------------
+_SLOW = object()  # "propagate this op under FakeTensorMode instead"
+
+# ops whose result device is not the common device of their tensor arguments, or whose
+# non-tensor result the meta device would get wrong
+_DEVICE_OPS = frozenset({
+    "to", "cuda", "cpu", "type", "type_as", "copy_", "get_device", "data_ptr", "pin_memory",
+    "is_pinned", "share_memory_", "set_", "from_numpy",
+    "frombuffer", "to_dense", "to_sparse", "untyped_storage", "storage", "numpy",
+    "tolist", "item", "__bool__", "__int__", "__float__", "__index__", "__len__", "__iter__",
+    "__array__", "equal", "allclose", "is_nonzero", "is_same_size", "_local_scalar_dense",
+})
+# calls whose int/bool results come from metadata, which meta tensors have right
+_SHAPE_QUERIES = frozenset({
+    "size", "dim", "ndimension", "numel", "nelement", "stride", "storage_offset", "element_size",
+    "is_contiguous", "is_floating_point", "is_complex", "is_signed", "is_inference",
+})
+
+
+def _meta_friendly(real):
+    return (type(real) in (torch.Tensor, torch.nn.Parameter) and real.layout is torch.strided
+            and not real.is_quantized and not real.is_nested and real.device.type != "meta")
+
+
+def _propagate_meta(kind, target, args, kwargs):
+    """(result on meta tensors, its device), or (_SLOW, None) when FakeTensorMode must decide."""
+    name = target if kind == "call_method" else getattr(target, "__name__", "")
+    if name in _DEVICE_OPS or autocast.needs_fake_propagation():
+        # autocast casts in the Autocast dispatch keys, which meta tensors lack
+        return _SLOW, None
+    tensors = []
+    if not _collect_tensors(args, tensors) or not _collect_tensors(kwargs.values(), tensors):
+        return _SLOW, None
+    meta_kwargs = {k: _example(v, "meta") for k, v in kwargs.items()}
+    if "device" in kwargs:
+        requested = meta_kwargs["device"]
+        if not isinstance(requested, (str, torch.device)):
+            return _SLOW, None
+        device = torch.device(requested)
+        if device.type == "meta":
+            return _SLOW, None
+        meta_kwargs["device"] = "meta"
+    elif tensors:
+        device = _common_device(tensors)
+        if device is None:
+            return _SLOW, None
+    elif getattr(target, "__module__", None) in _PURE_PYTHON_MODULES:
+        device = None  # arithmetic on run-time numbers: no tensor in or out
+    else:  # a factory: the default device; it runs on meta, asked for by keyword
+        device = torch.get_default_device()
+        meta_kwargs["device"] = "meta"
+    meta_args = [_example(a, "meta") for a in args]
+    try:
+        if kind == "call_method":
+            result = getattr(meta_args[0], target)(*meta_args[1:], **meta_kwargs)
+        else:
+            result = target(*meta_args, **meta_kwargs)
+    except Exception:  # no meta kernel, a data-dependent op, or a user error: FakeTensorMode
+        return _SLOW, None  # decides (and names the error)
+    if device is None:
+        return (_SLOW, None) if _has_tensor(result) else (result, None)
+    if not _meta_result_ok(result, name):
+        return _SLOW, None
+    return result, device
+
+
+_PURE_PYTHON_MODULES = ("_operator", "operator", "math", "builtins")
+
+
+def _has_tensor(result):
+    if isinstance(result, (tuple, list)):
+        return any(_has_tensor(r) for r in result)
+    return isinstance(result, torch.Tensor)
+
+
+def _collect_tensors(values, out):
+    """Append the TensorValues in `values` (one level of lists/tuples); False if one needs
+    FakeTensorMode."""
+    for v in values:
+        if isinstance(v, TensorValue):
+            if v.slow:
+                return False
+            out.append(v)
+        elif isinstance(v, (TupleValue, ListValue)):
+            if not _collect_tensors(v.items, out):
+                return False
+    return True
+
+
+def _common_device(tensors):
+    """The device eager would compute on: all tensors' device, CPU scalars aside; None when
+    the devices differ (FakeTensorMode then raises eager's error or knows the exception)."""
+    device = None
+    cpu_scalar = False
+    for t in tensors:
+        d = t.device
+        if d.type == "cpu" and t.meta.dim() == 0:
+            cpu_scalar = True
+            continue
+        if device is None:
+            device = d
+        elif d != device:
+            return None
+    if device is None:
+        return torch.device("cpu") if cpu_scalar else None
+    return device
+
+
+def _meta_result_ok(result, name):
+    if isinstance(result, torch.Tensor):
+        return result.device.type == "meta" and type(result) is torch.Tensor
+    if isinstance(result, (tuple, list)) and not isinstance(result, torch.Size):
+        return all(_meta_result_ok(r, name) for r in result)
+    if result is None or isinstance(result, (torch.Size, torch.dtype)):
+        return True
+    if isinstance(result, (int, float, bool)):
+        return name in _SHAPE_QUERIES
+    return False
+
+
 def _is_impure(node):
     if node.op in ("placeholder", "output"):
         return True
     target = node.target
     from .generator_cm import is_impure as changes_rng_state
 
-    if changes_rng_state(target):  # manual_seed / set_rng_state: kept, in program order
-        return True
+    if changes_rng_state(target) or autocast.is_impure(target):  # rng / autocast switches: kept,
+        return True  # in program order
     if node.op == "call_method":
         return isinstance(target, str) and target.endswith("_") and not target.endswith("__")
     name = getattr(target, "__name__", "")
@@ -250,16 +394,18 @@ def _to_node(v):
     return v
 
 
-def _to_fake(v):
+def _example(v, facts):
+    """The Python object an op sees at translate time for value v: tensors become their
+    `facts` tensor ("meta" or "fake"), containers are rebuilt, constants are themselves."""
     if isinstance(v, TensorValue):
-        return v.fake
+        return getattr(v, facts)
     if isinstance(v, ScalarValue):
         return v.example
     if isinstance(v, ConstValue):
         return v.value
     if isinstance(v, TupleValue):
-        items = tuple(_to_fake(x) for x in v.items)
+        items = tuple(_example(x, facts) for x in v.items)
         return torch.Size(items) if v.cls is torch.Size else items
     if isinstance(v, ListValue):
-        return [_to_fake(x) for x in v.items]
+        return [_example(x, facts) for x in v.items]
     return v

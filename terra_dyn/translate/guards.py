@@ -139,6 +139,14 @@ class Predicate:
         return f"Predicate({' and '.join(self.exprs)})"
 
 
+_HOOK_TABLES = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+                "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called")
+
+
+def hook_keys(module):
+    return tuple(tuple(getattr(module, t, None) or ()) for t in _HOOK_TABLES)
+
+
 class GuardSet:
     def __init__(self, slot_count, f_globals, freevars=()):
         self.slot_count = slot_count
@@ -159,9 +167,12 @@ class GuardSet:
         return name
 
     def _add(self, key, c_check, expr_fn, source):
-        if key in self._seen:
+        # an identity guard on a list (a global list also reached as an argument) is keyed
+        # by the list's id: a list cannot be hashed
+        key_seen = tuple(("id", id(k)) if type(k).__hash__ is None else k for k in key)
+        if key_seen in self._seen:
             return
-        self._seen.add(key)
+        self._seen.add(key_seen)
         root = source.root() if source is not None else None
         if root is not None and hasattr(root, "f_globals"):  # a global of another module
             self.namespace[f"FG{id(root.f_globals)}"] = root.f_globals
@@ -209,6 +220,11 @@ class GuardSet:
     def keys(self, source, keys):
         self._add(("keys", source), None, lambda e: f"list({e}.keys()) == {self._const(list(keys))}", source)
 
+    def module_hooks(self, source, module):
+        """Which hooks of every kind a module has (one check; for modules guarded by type)."""
+        self.namespace.setdefault("hook_keys", hook_keys)
+        self._add(("hooks", source), None, lambda e: f"hook_keys({e}) == {self._const(hook_keys(module))}", source)
+
     def global_absent(self, name):
         """A builtin was used: the globals must not shadow it."""
         key = ("absent", name)
@@ -223,9 +239,20 @@ class GuardSet:
             self.checks.append(("call_id", fn, obj))
 
     def ambient(self):
-        """Grad mode and default dtype: every translation depends on them."""
+        """Grad mode, default dtype and autocast: every translation depends on them."""
         self.call_id(torch.is_grad_enabled, torch.is_grad_enabled())
         self.call_id(torch.get_default_dtype, torch.get_default_dtype())
+        self.autocast()
+
+    def autocast(self):
+        """Autocast off everywhere (one call per check), or the very state the frame was
+        translated in: shapes were propagated with its casts (translate/autocast.py)."""
+        from .autocast import ambient_state
+
+        self.call_id(torch._C._is_any_autocast_enabled, torch._C._is_any_autocast_enabled())
+        state = ambient_state()
+        if state is not None:
+            self.call_id(*state)
 
     # -- building -------------------------------------------------------------------
     def build(self):

@@ -38,6 +38,9 @@ def inline_function(tx, fn, args, kwargs, suspend_at_yield=False):
         kwdefaults = {k: _default(fn, k, d, kw=True) for k, d in (real.__kwdefaults__ or {}).items()}
         cells = {}
         for i, (var, cell) in enumerate(zip(code.co_freevars, real.__closure__ or ())):
+            if id(cell) in getattr(tx.ctx, "real_cells", {}):  # the translated frame's own cell
+                cells[var] = tx.ctx.real_cells[id(cell)]
+                continue
             try:
                 content = cell.cell_contents
             except ValueError:

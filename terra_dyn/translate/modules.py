@@ -44,13 +44,20 @@ def module_attr(tx, obj, name):
     if isinstance(static, (staticmethod, classmethod)):
         return ConstValue(getattr(real, name))
     value = getattr(real, name)
-    if isinstance(value, (int, float, str, bool, type(None), torch.dtype)):
+    if obj.module_by_type or isinstance(value, (int, float, str, bool, type(None), torch.dtype)):
         return wrap(tx.ctx, value, AttrSource(obj.source, name))
     return ConstValue(value)
 
 
+def _guard_children(tx, obj, table="_modules"):
+    """A module guarded by type: which children (or parameters) it has is guarded too."""
+    if obj.module_by_type:
+        _guard_table(tx, obj, table)
+
+
 def module_getitem(tx, obj, key):
     real = obj.value
+    _guard_children(tx, obj, "_parameters" if isinstance(real, torch.nn.ParameterList) else "_modules")
     if isinstance(real, (torch.nn.Sequential, torch.nn.ModuleList)) and isinstance(key, int):
         keys = list(real._modules)
         try:
@@ -72,12 +79,108 @@ def iterate_module(tx, obj):
     real = obj.value
     if obj.source is None:
         raise Unsupported("iteration over a module made at translate time")
+    _guard_children(tx, obj, "_parameters" if isinstance(real, torch.nn.ParameterList) else "_modules")
     if isinstance(real, torch.nn.ModuleDict):
         return [ConstValue(k) for k in real._modules]
     if isinstance(real, torch.nn.ParameterList):
         return [wrap(tx.ctx, p, ModuleDictSource(obj.source, "_parameters", k))
                 for k, p in real._parameters.items()]
     return [wrap(tx.ctx, m, ModuleDictSource(obj.source, "_modules", k)) for k, m in real._modules.items()]
+
+
+_Module = torch.nn.Module
+# the traversals of nn.Module (generators in eager): modelled as iterators over wrapped
+# children, parameters and buffers, each with its source, so `for p in self.parameters()`
+# and `sum(p.pow(2).sum() for p in model.parameters())` stay in the graph
+TRAVERSALS = {_Module.parameters, _Module.named_parameters, _Module.buffers, _Module.named_buffers,
+              _Module.children, _Module.named_children, _Module.modules, _Module.named_modules}
+
+
+def traverse(tx, fn, obj, args, kwargs):
+    """`module.parameters()` and friends: an IteratorValue over the same objects, in the same
+    order, as the eager generator yields (checked against it), with the structure guarded."""
+    from .operators import python_value
+    from .values import IteratorValue
+
+    real = obj.value
+    if obj.source is None or getattr(type(real), fn.__name__) is not fn:
+        raise Unsupported(f"{type(real).__name__}.{fn.__name__}() is overridden or unsourced")
+    try:
+        bound = inspect.signature(fn).bind(real, *[python_value(a) for a in args],
+                                            **{k: python_value(v) for k, v in kwargs.items()})
+    except TypeError as exc:
+        raise Unsupported(f"{fn.__name__}(): {exc}") from None
+    bound.apply_defaults()
+    options = dict(bound.arguments)
+    options.pop("self")
+    expected = list(fn(real, **options))
+    name = fn.__name__.replace("named_", "")
+    named = fn.__name__.startswith("named_")
+    prefix = options.get("prefix", "")
+    if name in ("children", "modules"):
+        found = _walk_modules(tx, obj, prefix, recurse=name == "modules",
+                              remove_duplicate=options.get("remove_duplicate", True))
+        if name == "children":
+            found = found[1:]
+    else:
+        table = "_parameters" if name == "parameters" else "_buffers"
+        found = _members(tx, obj, table, prefix, options.get("recurse", True),
+                         options.get("remove_duplicate", True))
+    modelled = [(k, _real_of(v)) for k, v in found]
+    if not named:
+        expected = [(k, e) for (k, _), e in zip(modelled, expected)]
+    if len(modelled) != len(expected) or any(k != ek or v is not ev for (k, v), (ek, ev) in zip(modelled, expected)):
+        raise Unsupported(f"{fn.__name__}() of {type(real).__name__}: not the modelled order")
+    items = [TupleValue([ConstValue(k), v]) if named else v for k, v in found]
+    return IteratorValue(items)
+
+
+def _real_of(value):
+    return value.value if isinstance(value, ConstValue) else getattr(value, "real", None)
+
+
+def _walk_modules(tx, obj, prefix, recurse, remove_duplicate):
+    """[(name, module value)] in named_modules order (self first), guarding each `_modules`."""
+    out, memo = [], set()
+
+    def visit(value, name):
+        real = value.value
+        if remove_duplicate:
+            if id(real) in memo:
+                return
+            memo.add(id(real))
+        out.append((name, value))
+        if not recurse and value is not obj:
+            return
+        _guard_table(tx, value, "_modules")
+        for key, child in real._modules.items():
+            if child is None:
+                continue
+            child_value = wrap(tx.ctx, child, ModuleDictSource(value.source, "_modules", key))
+            visit(child_value, name + ("." if name else "") + key)
+
+    visit(obj, prefix)
+    return out
+
+
+def _members(tx, obj, table, prefix, recurse, remove_duplicate):
+    modules = _walk_modules(tx, obj, prefix, recurse=True, remove_duplicate=remove_duplicate) \
+        if recurse else [(prefix, obj)]
+    out, memo = [], set()
+    for module_name, module in modules:
+        _guard_table(tx, module, table)
+        for key, member in getattr(module.value, table).items():
+            if member is None or (remove_duplicate and id(member) in memo):
+                continue
+            if remove_duplicate:
+                memo.add(id(member))
+            value = wrap(tx.ctx, member, ModuleDictSource(module.source, table, key))
+            out.append((module_name + ("." if module_name else "") + key, value))
+    return out
+
+
+def _guard_table(tx, obj, table):
+    tx.ctx.guards.keys(AttrSource(obj.source, table), list(getattr(obj.value, table).keys()))
 
 
 def has_hooks(module):
@@ -116,6 +219,8 @@ def call_module(tx, obj, args, kwargs):
     from . import calls
 
     # adding or removing a hook later must not reuse this translation
+    if obj.module_by_type:  # another instance may have hooks this one lacks
+        tx.ctx.guards.module_hooks(obj.source, real)
     pre_hooks = _hook_values(tx, obj, "_forward_pre_hooks")
     post_hooks = _hook_values(tx, obj, "_forward_hooks")
     for hook in pre_hooks:

@@ -127,10 +127,12 @@ class ControlOpcodes:
     def BEFORE_WITH(self, instr):
         """manager -> exit, manager.__enter__()"""
         manager = self.pop()
-        from . import generator_cm
+        from . import autocast, generator_cm
 
         if isinstance(manager, generator_cm.GeneratorCMValue):
             return generator_cm.enter(self, manager)
+        if autocast.is_manager(manager):
+            return autocast.enter(self, manager)
         if not isinstance(manager, ContextValue):
             return self._user_with(manager)
         manager.previous = torch.is_grad_enabled() if not self.ctx.grad_stack else self.ctx.grad_stack[-1]

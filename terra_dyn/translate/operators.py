@@ -14,7 +14,8 @@ import torch
 from bytecode import BinaryOp, Compare
 
 from .errors import Unsupported
-from .values import (ConstValue, DictValue, IteratorValue, ListValue, OpaqueIterator,
+from .iterators import DictIterator
+from .values import (ConstValue, DictValue, DictViewValue, IteratorValue, ListValue, OpaqueIterator,
                      ScalarValue, TensorValue, TupleValue, Value)
 
 _BINARY = {
@@ -125,7 +126,7 @@ def is_same(a, b):
     if a is b:
         return True
     if isinstance(a, ConstValue) and isinstance(b, ConstValue):
-        if (a.by_type or b.by_type) and type(a.value) is type(b.value):
+        if (a.by_type or b.by_type or a.module_by_type or b.module_by_type) and type(a.value) is type(b.value):
             raise Unsupported("identity of objects guarded only by type")
         # different (guarded) types: never the same object
         return a.value is b.value
@@ -276,16 +277,14 @@ def unpack(tx, v):
         return list(v.items)
     if isinstance(v, DictValue):
         return [ConstValue(k) for k in v.items]
-    if isinstance(v, IteratorValue):
-        items = v.remaining()
-        v.index = len(v.items)
-        return items
+    if isinstance(v, (IteratorValue, DictViewValue)):
+        return v.unpack_items()
     if isinstance(v, TensorValue):
-        n = v.fake.shape[0] if v.fake.dim() else None
+        n = v.meta.shape[0] if v.meta.dim() else None
         if n is None:
             raise Unsupported("iteration over a 0-d tensor")
         return [tx.ctx.graph.call("call_function", operator.getitem, [v, ConstValue(i)]) for i in range(n)]
-    if isinstance(v, ConstValue):
+    if isinstance(v, ConstValue) and not v.by_type:  # by_type: its items are not guarded
         value = v.value
         if isinstance(value, (tuple, list, range, str, torch.Size, dict)):
             from .wrap import wrap_child
@@ -306,6 +305,10 @@ def get_iter(tx, v):
         return v
     if isinstance(v, ListValue):  # live: sees the list's later appends and assignments
         return IteratorValue([], live=v)
+    if isinstance(v, DictValue):  # live: raises if the dict changes size (iterators.py)
+        return DictIterator(v)
+    if isinstance(v, DictViewValue):
+        return v.iterate()
     it = IteratorValue(unpack(tx, v))
     if isinstance(v, ConstValue) and isinstance(v.value, range):
         it.range = v.value  # rebuilt as iter(range(...)) at a break, not a tuple of ints

@@ -3,6 +3,7 @@
     call_torch(tx, fn, args, kwargs)          torch.relu(x) -> call_function torch.relu
     call_tensor_method(tx, name, t, ...)      x.view(2, -1) -> call_method view
     grad-mode context managers                torch.no_grad() -> ContextValue(False)
+    autocast managers and state queries       torch.autocast("cpu") -> autocast.py
 
 Results come from running the op on fake tensors, so shapes, dtypes and devices are known
 without touching real data. Calls that need a tensor's value (x.item(), x.tolist(),
@@ -15,6 +16,7 @@ import types
 
 import torch
 
+from . import autocast
 from .errors import Unsupported
 from .values import ConstValue, ContextValue, ScalarValue, TensorValue
 
@@ -36,6 +38,8 @@ _CONST_FUNCTIONS = {torch.is_grad_enabled, torch.get_default_dtype, torch.is_ten
 def is_torch_callable(fn):
     if isinstance(fn, (torch._C._VariableFunctionsClass, torch._ops.OpOverload, torch._ops.OpOverloadPacket)):
         return True
+    if fn is autocast.BlockExit.__exit__ or autocast.is_manager_class(fn):
+        return True  # call_torch hands them to autocast.py
     if isinstance(fn, type):
         return False
     module = getattr(fn, "__module__", None) or ""
@@ -62,6 +66,12 @@ _STATEFUL_PREFIXES = ("set_", "_set_", "_enter", "_exit", "_push", "_pop", "_inc
 
 
 def call_torch(tx, fn, args, kwargs):
+    if fn is autocast.BlockExit.__exit__:  # the end of a `with torch.autocast(...)` block
+        return autocast.exit(tx, args)
+    if autocast.is_manager_class(fn):
+        return autocast.construct(tx, fn, args, kwargs)
+    if any(fn is q for q in autocast.QUERIES):
+        return autocast.query(tx, fn, args, kwargs)
     name = getattr(fn, "__name__", "") or ""
     if name.startswith(_STATEFUL_PREFIXES) and fn is not torch.set_grad_enabled:
         # global-state switches would run at translate time under the fake mode too

@@ -1,12 +1,12 @@
 """Abstract values: what the translator's stack and locals hold.
 
-    TensorValue     an FX node + its fake tensor (shape/dtype/device facts)
+    TensorValue     an FX node + its facts: a meta tensor (shape/dtype) and a device
     ConstValue      a Python object known at translate time (int, str, dtype, function,
                     module, class, range, ...); `source` says where it lives at run time
     TupleValue      tuple / torch.Size / namedtuple of values
     ListValue       a list of values (mutations are tracked, replayed on the real list)
     DictValue       a dict with constant keys
-    IteratorValue   a materialized iterator (range, list, zip, enumerate, dict items)
+    IteratorValue   an iterator over known values, and DictViewValue: see iterators.py
     FunctionValue   a function made by MAKE_FUNCTION during translation
     MethodValue     a bound method: function value + self value
     NullValue       the NULL that PUSH_NULL / LOAD_GLOBAL push before a callable
@@ -34,14 +34,61 @@ class Value:
 
 
 class TensorValue(Value):
-    def __init__(self, node, fake, source=None):
+    """A tensor in the graph: its FX node and its facts (shape, strides, dtype, requires_grad
+    from `meta`, a tensor on the meta device, plus `device`, the device it stands for).
+
+    Built from a meta tensor and a device (the fast path: ops propagate on meta tensors), or
+    from a fake tensor (`TensorValue(node, fake)`: the device is the fake's). The other form
+    is made on first use: `.fake` for ops that need FakeTensorMode, `.meta` for shape facts.
+    """
+
+    real = None  # the real tensor, for graph inputs
+    slow = False  # True: every op on it propagates under FakeTensorMode
+
+    def __init__(self, node, example, source=None, device=None, owner=None):
         self.node = node
-        self.fake = fake
         self.source = source
+        if device is None:  # a fake tensor
+            self._fake, self._meta, self.device = example, None, example.device
+        else:
+            self._fake, self._meta, self.device = None, example, device
+        self._owner = owner  # the GraphState, whose fake mode makes `.fake` on demand
+
+    @property
+    def meta(self):
+        if self._meta is None:
+            self._meta = meta_like(self._fake)
+        return self._meta
+
+    @property
+    def fake(self):
+        if self._fake is None:
+            mode = self._owner.fake_mode
+            if self.real is not None:
+                self._fake = mode.from_tensor(self.real)
+            else:
+                self._fake = mode.fake_tensor_converter.from_meta_and_device(mode, self._meta, self.device)
+        return self._fake
 
     def __repr__(self):
-        f = self.fake
+        f = self.meta
         return f"TensorValue({self.node.name}: {str(f.dtype).replace('torch.', '')}{list(f.shape)})"
+
+
+def meta_like(t):
+    """A fresh meta tensor with t's sizes, strides, storage offset, dtype, requires_grad and
+    leafness (an in-place op on a leaf that requires grad fails; on a non-leaf it does not)."""
+    size, stride = tuple(t.shape), tuple(t.stride())
+    offset = t.storage_offset()
+    grad = t.requires_grad
+    if not offset and (t.is_leaf or not grad):
+        out = torch.empty_strided(size, stride, dtype=t.dtype, device="meta")
+        return out.requires_grad_(True) if grad else out
+    extent = offset + sum((s - 1) * st for s, st in zip(size, stride)) + 1 if all(size) else offset
+    base = torch.empty(extent, dtype=t.dtype, device="meta")
+    if grad:
+        base = base.requires_grad_(True).clone()  # a non-leaf, like t
+    return base.as_strided(size, stride, offset)
 
 
 class ScalarValue(Value):
@@ -60,6 +107,7 @@ class ScalarValue(Value):
 class ConstValue(Value):
     by_type = False  # True: an object guarded only by its type (attributes are guarded as read)
     fresh = False  # True: a mutable set made during translation (rebuilt per call, not shared)
+    module_by_type = False  # True: a module guarded by type (wrap.modules_by_type)
 
     def __init__(self, value, source=None):
         self.value = value
@@ -165,41 +213,6 @@ class DictValue(Value):
         return f"DictValue({{{inner}}})"
 
 
-class IteratorValue(Value):
-    """An iterator whose items are known values; `next_item` advances it.
-
-    Over a list (`live`), the items are read from the list at each step, as a real list
-    iterator does: `for v in xs: xs.append(...)` sees the appended items and assignments
-    (`enumerate_start`: the items are (i, item) pairs, as enumerate(xs) makes)."""
-
-    def __init__(self, items, index=0, live=None, enumerate_start=None):
-        self._items = list(items)
-        self.index = index
-        self.live = live  # a ListValue, or None
-        self.enumerate_start = enumerate_start
-
-    @property
-    def items(self):
-        if self.live is None:
-            return self._items
-        if self.enumerate_start is None:
-            return self.live.items
-        return [TupleValue([ConstValue(i + self.enumerate_start), x]) for i, x in enumerate(self.live.items)]
-
-    def next_item(self):
-        if self.index >= len(self.items):
-            return None
-        item = self.items[self.index]
-        self.index += 1
-        return item
-
-    def remaining(self):
-        return self.items[self.index:]
-
-    def __repr__(self):
-        return f"IteratorValue({len(self.items) - self.index} left)"
-
-
 class OpaqueIterator(Value):
     """A real iterator object whose remaining items are unknown without consuming it."""
 
@@ -297,3 +310,8 @@ class Lazy:
 
     def __repr__(self):
         return f"Lazy({self.source!r})"
+
+
+# iterators.py builds on the classes above; imported here so that every value class
+# is importable from this module
+from .iterators import DictViewValue, IteratorValue  # noqa: E402,F401

@@ -7,6 +7,8 @@
                              (a number whose value kept changing -> ScalarValue input)
         tuple/list/dict   -> container values of wrapped items; guard type and length/keys
         module, function, class, dtype -> ConstValue; guard identity
+                             (a module whose instance kept changing, and everything under
+                             it: guard its type; its parameters become tensor inputs)
         iterator          -> OpaqueIterator (loops over it break)
         any other object  -> ConstValue; guard type (its attributes are guarded when read)
 
@@ -57,7 +59,8 @@ def _wrap(ctx, real, source):
     if source is None:
         return _wrap_unguarded(real)
     if isinstance(real, torch.Tensor):
-        return ctx.graph.input_tensor(real, source, by_identity=_is_module_state(source))
+        by_identity = _is_module_state(source) and not modules_by_type(ctx, source)
+        return ctx.graph.input_tensor(real, source, by_identity=by_identity)
     if type(real) in (int, float) and source.expr() in ctx.dynamic:
         return ctx.graph.input_scalar(real, source)
     if isinstance(real, _VALUE_TYPES) and type(real) in _VALUE_TYPES:
@@ -83,11 +86,26 @@ def _wrap(ctx, real, source):
 
         return ListValue(None, source=source, realize=realize)
     if type(real) in _DICT_TYPES and all(isinstance(k, (str, int)) for k in real):
-        guards.type(source, dict)
+        guards.type(source, type(real))
         guards.keys(source, real.keys())
         items = {k: wrap(ctx, x, ItemSource(source, k)) for k, x in real.items()}
         value = DictValue(items, source=source)
         value.cls = type(real)
+        return value
+    if type(real) is types.MethodType and source is not None:
+        # `Cls.a_classmethod` or `obj.method` makes a new bound method on every read: guard
+        # what it binds, not the short-lived method object
+        guards.type(source, types.MethodType)
+        guards.identity(AttrSource(source, "__func__"), real.__func__)
+        bound = wrap(ctx, real.__self__, AttrSource(source, "__self__"))
+        value = ConstValue(real, source)
+        # bound to an object guarded by type: another call may bind another one
+        value.by_type = bool(getattr(bound, "by_type", False) or getattr(bound, "module_by_type", False))
+        return value
+    if isinstance(real, torch.nn.Module) and modules_by_type(ctx, source):
+        guards.type(source, type(real))
+        value = ConstValue(real, source)
+        value.module_by_type = True
         return value
     if isinstance(real, _IDENTITY_TYPES) or callable(real) and not hasattr(real, "__dict__"):
         guards.identity(source, real)
@@ -105,6 +123,16 @@ def _wrap_unguarded(real):
     if type(real) is tuple:
         return TupleValue([_wrap_unguarded(x) for x in real])
     return ConstValue(real)
+
+
+def modules_by_type(ctx, source):
+    """True when `source` is, or lies under, a module that a recompile found to be a different
+    instance each call (a layer class whose forward runs for 12 layers, `nn.Softmax()(x)`
+    built per call): one translation then serves every instance of that type."""
+    if not ctx.dynamic:
+        return False
+    expr = source.expr()
+    return any(expr == p or expr.startswith((p + ".", p + "[")) for p in ctx.dynamic)
 
 
 def _is_module_state(source):

@@ -180,3 +180,40 @@ def test_changing_number_becomes_graph_input(fresh_terra_dyn):
             torch.testing.assert_close(fast(x, step), f(x, step))
     # one recompile makes `step` a graph input; no further translations
     assert len(rec.report().recompiles) == 1
+
+
+# ----------------------------------------------------------------------------- bound methods
+# Reading `Cls.a_classmethod` or `obj.method` makes a new bound-method object each time, so
+# the guard is on the function and on what it is bound to, never on the method object.
+
+class _Scale:
+    def __init__(self, k):
+        self.k = k
+
+    def apply(self, x):
+        return x * self.k
+
+    @classmethod
+    def unit(cls):
+        return cls(1.0)
+
+
+def test_classmethod_reads_do_not_recompile_and_rebinding_is_seen():
+    import types as _types
+
+    holder = _types.SimpleNamespace(fn=_Scale(2.0).apply)
+
+    def f(x):
+        return holder.fn(x) + _Scale.unit().apply(x)
+
+    x = torch.randn(3)
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    with report.recording() as rec:
+        assert torch.equal(fast(x), f(x))
+        assert torch.equal(fast(x), f(x))
+        assert not rec.report().recompiles  # the classmethod read is a new object every call
+        holder.fn = _Scale(3.0).apply  # same function, bound to another instance
+        assert torch.equal(fast(x), f(x))
+        holder.fn = _Scale(3.0).apply.__func__.__get__(_Scale(5.0))
+        assert torch.equal(fast(x), f(x))
+    terra_dyn.reset()

@@ -1,0 +1,388 @@
+"""Iterator values: Python iteration modelled lazily over the live containers, as CPython does.
+
+    iter(xs), for v in xs     IteratorValue(live=xs)     reads xs[i] at each step
+    zip(a, b, strict=...)     ZipIterator                one item from each, in order
+    enumerate(it, start)      EnumerateIterator          (count, item) over another iterator
+    map(f, a, ...), filter    MapIterator                calls f at each step (inlined)
+    reversed(xs)              ReversedIterator           xs[i], i counting down
+    for k in d, d.items()...  DictIterator               d's keys in order; raises when d
+                                                         changed size, as CPython's does
+    d.keys()/values()/items() DictViewValue              a view: each iter() is a new DictIterator
+
+A step never reads a snapshot: `for a, b in zip(xs, ys): xs.append(...)` sees what eager
+sees. A step that must raise (a dict changed size, zip(strict=True) lengths differ, a
+run-time iterator inside) raises Unsupported with nothing moved: the graph break then runs
+that step natively on the real iterator, which `rebuild()` gives as a call in the same
+state (codegen/reconstruct.py emits it): e.g. a list iterator at index 3 is
+`list_iterator_at(xs, 3)`, a zip `zip(<its iterators rebuilt>)`.
+
+Example: `for i, (a, b) in enumerate(zip(xs, reversed(xs)))` with xs = [p, q] gives
+(0, (p, q)), then (1, (q, p)); if the body did `xs[1] = r` first, the second is (1, (r, p)).
+"""
+from .errors import Unsupported
+from .values import ConstValue, TupleValue, Value
+
+
+class IteratorValue(Value):
+    """An iterator whose items are known values; `next_item()` advances it, None at the end.
+
+    This class: the items are known now (a tuple, a range, a generator's yields) or, over a
+    list (`live`), read from the list at each step as list_iterator does: `for v in xs:
+    xs.append(...)` sees the appended items and assignments. Subclasses below model zip,
+    enumerate, reversed and dict iteration the same way: lazily, over the live containers.
+
+    Like CPython's, an exhausted iterator stays exhausted (later appends are not seen). A
+    step that must raise (a dict changed size) raises Unsupported with nothing moved, so
+    the graph break redoes it natively on the real iterator, which `rebuild()` makes in the
+    same state: (callable, [argument Values]), or None for iter(remaining items)."""
+
+    range = None  # the range iterated: rebuilt as iter(range[index:]) (see operators.get_iter)
+
+    def __init__(self, items, index=0, live=None):
+        self._items = list(items)
+        self.index = index
+        self.live = live  # a ListValue, or None
+        self.exhausted = False
+
+    @property
+    def items(self):
+        return self._items if self.live is None else self.live.items
+
+    def next_item(self):
+        saved = self.save()
+        try:
+            item = None if self.exhausted else self._next()
+        except Unsupported:
+            self.restore(saved)
+            raise
+        if item is None and self._sticky():
+            self._exhaust()
+        return item
+
+    def _next(self):
+        items = self.items
+        if self.index >= len(items):
+            return None
+        self.index += 1
+        return items[self.index - 1]
+
+    def _sticky(self):
+        return True  # zip and enumerate are not: their state is in the iterators they wrap
+
+    def _exhaust(self):
+        self.exhausted = True
+        self._items, self.index, self.live, self.range = [], 0, None, None
+
+    def unpack_items(self):
+        """Every item left, in order (list(it), `a, b = it`, f(*it)); consumes the iterator."""
+        out = []
+        while (item := self.next_item()) is not None:
+            out.append(item)
+        return out
+
+    def remaining(self):
+        return self.items[self.index:]
+
+    def rebuild(self):
+        if self.live is not None:
+            return list_iterator_at, [self.live, ConstValue(self.index)]
+        return None
+
+    @property
+    def args(self):
+        """The values this iterator reads (graph outputs it needs when rebuilt)."""
+        rebuilt = self.rebuild()
+        return rebuilt[1] if rebuilt is not None else self.remaining()
+
+    def wrapped(self):
+        return []  # the iterators this one advances (zip, enumerate)
+
+    def save(self):
+        return [(it, dict(it.__dict__)) for it in self._tree()]
+
+    def restore(self, saved):
+        for it, state in saved:
+            it.__dict__.clear()
+            it.__dict__.update(state)
+
+    def _tree(self):
+        out = [self]
+        for inner in self.wrapped():
+            out += inner._tree() if isinstance(inner, IteratorValue) else []
+        return out
+
+    def __repr__(self):
+        if self.live is not None:
+            return f"IteratorValue(list, at {self.index})"
+        return f"IteratorValue({len(self.items) - self.index} left)"
+
+
+def next_of(it):
+    """One step of an iterator value: an item, or None at its end."""
+    if isinstance(it, IteratorValue):
+        return it.next_item()
+    raise Unsupported(f"next() of {it!r} (a run-time iterator)")
+
+
+class ZipIterator(IteratorValue):
+    """zip(a, b, ...): one step takes one item from each iterator, in order; at the first
+    that ends, the items already taken are lost, as in CPython. strict=True: a length
+    mismatch raises (natively, see next_item)."""
+
+    def __init__(self, iterators, strict=False):
+        super().__init__([])
+        self.iterators = list(iterators)
+        self.strict = strict
+
+    def _next(self):
+        if not self.iterators:
+            return None
+        items = []
+        for i, it in enumerate(self.iterators):
+            item = next_of(it)
+            if item is None:
+                if self.strict and (i > 0 or any(next_of(o) is not None for o in self.iterators[1:])):
+                    raise Unsupported("zip(strict=True) over iterables of different lengths "
+                                      "(raises natively)")
+                return None
+            items.append(item)
+        return TupleValue(items)
+
+    def _sticky(self):
+        return False
+
+    def wrapped(self):
+        return self.iterators
+
+    def rebuild(self):
+        return (zip_strict if self.strict else zip), list(self.iterators)
+
+    def __repr__(self):
+        return f"ZipIterator({', '.join(map(repr, self.iterators))})"
+
+
+class EnumerateIterator(IteratorValue):
+    """enumerate(it, start): (count, item) pairs over another iterator value."""
+
+    def __init__(self, inner, start=0):
+        super().__init__([])
+        self.inner = inner
+        self.count = start
+
+    def _next(self):
+        item = next_of(self.inner)
+        if item is None:
+            return None
+        self.count += 1
+        return TupleValue([ConstValue(self.count - 1), item])
+
+    def _sticky(self):
+        return False
+
+    def wrapped(self):
+        return [self.inner]
+
+    def rebuild(self):
+        return enumerate, [self.inner, ConstValue(self.count)]
+
+    def __repr__(self):
+        return f"EnumerateIterator({self.inner!r}, at {self.count})"
+
+
+class MapIterator(IteratorValue):
+    """map(fn, a, ...) and filter(fn, a): each step takes the next items and calls fn on them
+    then (inlined, as any call), so the calls happen in eager's order and as many times.
+    `tx` is the translator that made it: the calls are its children."""
+
+    def __init__(self, tx, fn, iterators, keep_if_true=False):
+        super().__init__([])
+        self.tx = tx
+        self.fn = fn  # a callable Value; ConstValue(None) for filter(None, it)
+        self.iterators = list(iterators)
+        self.keep_if_true = keep_if_true  # filter: yield the item when fn(item) is true
+
+    def _next(self):
+        from .calls import call_value
+        from .operators import truth
+
+        while True:
+            items = []
+            for it in self.iterators:  # as zip: the first iterator to end ends the step
+                item = next_of(it)
+                if item is None:
+                    return None
+                items.append(item)
+            if not self.keep_if_true:
+                return call_value(self.tx, self.fn, items, {})
+            is_none = isinstance(self.fn, ConstValue) and self.fn.value is None
+            if truth(self.tx, items[0] if is_none else call_value(self.tx, self.fn, items, {})):
+                return items[0]
+
+    def _sticky(self):
+        return False
+
+    def wrapped(self):
+        return self.iterators
+
+    def rebuild(self):
+        return (filter if self.keep_if_true else map), [self.fn] + list(self.iterators)
+
+    def __repr__(self):
+        return f"{'Filter' if self.keep_if_true else 'Map'}Iterator({self.fn!r})"
+
+
+class ReversedIterator(IteratorValue):
+    """reversed(xs) over a list: reads xs[i] at each step, i counting down from the length
+    at creation, and ends when i falls outside the list (list_reverseiterator)."""
+
+    def __init__(self, seq):
+        super().__init__([])
+        self.seq = seq  # a ListValue
+        self.index = len(seq.items) - 1
+
+    def _next(self):
+        items = self.seq.items
+        if not 0 <= self.index < len(items):
+            return None
+        self.index -= 1
+        return items[self.index + 1]
+
+    def _exhaust(self):
+        super()._exhaust()
+        self.seq = None
+
+    def rebuild(self):
+        if self.exhausted:
+            return None
+        return list_reverseiterator_at, [self.seq, ConstValue(self.index)]
+
+    def __repr__(self):
+        return f"ReversedIterator(list, at {self.index})"
+
+
+class DictIterator(IteratorValue):
+    """Iteration over a dict's keys / values / items (`kind`), forward or reversed.
+
+    Adding or removing a key while it runs makes its next step raise RuntimeError("dictionary
+    changed size during iteration"), as CPython's does: the step raises Unsupported and the
+    break's native step raises it on the rebuilt iterator. Keys replaced at an equal size
+    (delete one, add another) leave CPython's position depending on the hash table's layout:
+    the frame then runs natively (not breakable), so the result is CPython's own."""
+
+    def __init__(self, d, kind="keys", reverse=False):
+        super().__init__([])
+        self.dict = d  # a DictValue
+        self.kind = kind
+        self.reverse = reverse
+        self.keys = list(d.items)  # as at creation: the order the steps walk
+        self.pos = 0  # items yielded so far
+
+    def _changed(self):
+        now = self.dict.items
+        if len(now) != len(self.keys):
+            return "size"
+        if list(now) != self.keys:
+            return "keys"
+        return None
+
+    def _next(self):
+        changed = self._changed()
+        if changed == "size":
+            raise Unsupported("dictionary changed size during iteration (raises natively)")
+        if changed == "keys":
+            raise Unsupported("dict keys replaced during iteration (the frame runs natively)",
+                              breakable=False)
+        if self.pos >= len(self.keys):
+            return None
+        key = self.keys[-1 - self.pos] if self.reverse else self.keys[self.pos]
+        self.pos += 1
+        if self.kind == "keys":
+            return ConstValue(key)
+        value = self.dict.items[key]
+        return value if self.kind == "values" else TupleValue([ConstValue(key), value])
+
+    def _exhaust(self):
+        super()._exhaust()
+        self.dict, self.keys = None, []
+
+    def rebuild(self):
+        if self.exhausted:
+            return None
+        changed = self._changed()
+        cls = getattr(self.dict, "cls", dict)
+        if changed == "size":
+            return changed_size_iterator, [ConstValue(cls)]
+        if changed == "keys":
+            raise Unsupported("dict keys replaced during iteration (the frame runs natively)",
+                              breakable=False)
+        return dict_iterator_at, [self.dict, ConstValue(self.kind), ConstValue(self.reverse),
+                                  ConstValue(self.pos)]
+
+    def __repr__(self):
+        return f"DictIterator({self.kind}{', reversed' if self.reverse else ''}, at {self.pos})"
+
+
+class DictViewValue(Value):
+    """d.keys() / d.values() / d.items(): a live view, iterable any number of times."""
+
+    def __init__(self, d, kind):
+        self.dict = d  # a DictValue
+        self.kind = kind
+
+    def iterate(self, reverse=False):
+        return DictIterator(self.dict, self.kind, reverse)
+
+    def unpack_items(self):
+        """Its items now (a view is not consumed: a fresh iterator is)."""
+        return self.iterate().unpack_items()
+
+    def python_type(self):
+        return type(getattr(getattr(self.dict, "cls", dict)(), self.kind)())
+
+    def rebuild(self):
+        return dict_view, [self.dict, ConstValue(self.kind)]
+
+    @property
+    def args(self):
+        return [self.dict]
+
+    def __repr__(self):
+        return f"DictViewValue({self.kind})"
+
+
+# -- the real iterators a graph break rebuilds (see rebuild() above) --------------------
+def list_iterator_at(xs, index):
+    it = iter(xs)
+    it.__setstate__(index)
+    return it
+
+
+def list_reverseiterator_at(xs, index):
+    it = reversed(xs)
+    it.__setstate__(index)
+    return it
+
+
+def zip_strict(*iterators):
+    return zip(*iterators, strict=True)
+
+
+def dict_view(d, kind):
+    return getattr(d, kind)()
+
+
+def dict_iterator_at(d, kind, reverse, done):
+    view = getattr(d, kind)()
+    it = reversed(view) if reverse else iter(view)
+    for _ in range(done):
+        next(it)
+    return it
+
+
+def changed_size_iterator(cls):
+    """An iterator whose every step raises as one over a dict that changed size does."""
+    d = cls()
+    d[0] = 0
+    it = iter(d)
+    d[1] = 1
+    return it
