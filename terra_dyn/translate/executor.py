@@ -13,10 +13,12 @@ opcodes_call); what a call does with its callee is in calls.py. An inlined funct
 in a child Translator sharing the context (graph, guards); its Unsupported propagates to
 the caller, which is where a graph break then splits (the caller's call site).
 
-try/except and try/finally bodies are translated along their normal path (the handlers
-only run when an exception is raised; graph ops are assumed not to raise at run time,
-their shapes having been checked on fake tensors). A break inside a try body is not
-possible: the frame then runs its original code.
+try/except and try/finally bodies are translated along their normal path; the handlers
+run natively when an exception is raised. Shapes are checked at translate time; an op that
+raises only at run time (an index out of range) makes the rewritten code re-run the
+segment natively (codegen/graph_errors.py), so the handler runs at the user's line. A break
+inside a try body or a Python with block runs the breaking instruction in a step code that
+keeps the original exception table, then resumes in translated code (codegen/resume.py).
 
 Example: for `def f(x): return x.relu() + 1`, run() leaves result = TensorValue(add) and
 ctx.graph holds placeholder x -> call_method relu -> call_function add.

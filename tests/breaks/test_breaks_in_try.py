@@ -680,7 +680,7 @@ def test_handler_exit_goes_on_natively_when_no_resume_code_can_be_made(fresh_ter
 
 def test_graph_raising_after_a_break_inside_try_runs_the_handler(fresh_terra_dyn, capsys):
     """The graph after the break raises at run time (an index fake tensors cannot check):
-    the segment re-runs natively (codegen/graph_call.py GraphErrorRerun) in the resume
+    the segment re-runs natively (codegen/graph_errors.py GraphErrorRerun) in the resume
     code, whose exception table sends the error to the user's handler."""
     def f(x, idx):
         try:

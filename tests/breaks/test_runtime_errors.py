@@ -1,4 +1,4 @@
-"""Errors a compiled graph raises at run time keep eager semantics (codegen.graph_call).
+"""Errors a compiled graph raises at run time keep eager semantics (codegen.graph_errors).
 
 Fake tensors cannot see value-dependent errors (an out-of-range index tensor, a bad class
 target), so the graph raises when it runs. The rewritten code then re-runs the segment
