@@ -18,6 +18,7 @@ import torch
 from bytecode import FreeVar, Instr
 
 from ..translate.errors import Unsupported
+from ..translate.generator_cm import GeneratorCMValue, make_manager
 from ..translate.sources import LocalSource
 from ..translate.opcodes_control import GradModeExit, grad_mode_restore
 from ..translate.values import (CellValue, ConstValue, ContextValue, DictValue, DictViewValue, FormattedValue,
@@ -204,6 +205,10 @@ class Reconstructor:
                 Instr("LOAD_CONST", None)]
             made = [Instr("LOAD_CONST", v.code), Instr("LOAD_CONST", v.f_globals), Instr("LOAD_CONST", v.name)]
             return call_const(types.FunctionType, made + defaults + closure, 5)
+        if isinstance(v, GeneratorCMValue) and v.child is None:  # not entered yet
+            kwargs = DictValue(dict(v.kwargs))
+            return call_const(make_manager, self.push(v.func) + self._items(v.args) + [
+                Instr("BUILD_TUPLE", len(v.args))] + self.build_dict(kwargs), 3)
         if isinstance(v, ObjectValue):
             keys = list(v.attrs)
             items = []

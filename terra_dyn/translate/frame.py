@@ -99,7 +99,15 @@ def translate_code(code, f_locals, f_globals, options) -> FrameTranslation:
         except Unsupported as exc:
             if options.fullgraph:
                 raise FullgraphError(f"fullgraph=True: {exc} ({exc.source_line})") from exc
-            if stop_at is not None or not _can_break(tx, exc):
+            if stop_at is not None:
+                raise
+            if ctx.open_generator_cms and getattr(exc, "at", None) is not None and exc.breakable:
+                # inside a @contextmanager block the suspended generator is no real object:
+                # break at the outermost such block's with statement instead (generator_cm.py)
+                exc.at = ctx.open_generator_cms[0]
+                exc.at_with_statement = True
+                exc.reason += " (inside a @contextmanager block: its with statement runs natively)"
+            if not _can_break(tx, exc):
                 raise
             stop_at = exc.at
             native_rest = getattr(exc, "native_rest", False)
@@ -204,6 +212,8 @@ def _can_break(tx, exc):
         # under the original exception table: the graph so far runs, then a step code runs
         # the instruction and the frame goes on, translated, after it (codegen/resume.py)
         exc.native_rest = True
+    if instr.name == "BEFORE_WITH" and getattr(exc, "at_with_statement", False):
+        return True  # the block's exception table entry starts after it: resumable
     return instr.name not in _NOT_BREAKABLE
 
 
@@ -262,6 +272,8 @@ def _break_site(tx, native_rest=False):
         pops, pushes, native, kind = 1, 0, [instr], "for_iter"
     elif name == "RAISE_VARARGS":
         pops, pushes, native, kind = instr.arg, 0, [instr], "raise"
+    elif name == "BEFORE_WITH":  # manager -> __exit__, __enter__()
+        pops, pushes, native, kind = 1, 2, [instr], "plain"
     else:
         pre, post = instr.pre_and_post_stack_effect()
         pops, pushes, native, kind = -pre, post, [instr], "plain"

@@ -17,13 +17,16 @@
     torch._C._DisableTorchDispatch() / _DisableFuncTorch()      -> NoDispatchGuard: a no-op
         (see _noop_guard_ok: only when no dispatch mode or functorch layer is active)
 
-The exception path is never translated. An exception leaving the block (a `raise`, a call
-that raises, StopIteration from next()) or a graph break inside it would need the suspended
-generator as a real object, to throw the exception in at its `yield` or to resume it
-natively; it exists only as a child Translator, which a break cannot rebuild. So such a
-frame runs natively from its start (a fallback; inside an inlined callee, only that callee
-runs natively), and the generator's except / finally, its suppression or re-raise of the
-exception are CPython's own (tests/translate/test_iteration_semantics.py, test_generator_cm_*).
+The exception path is never translated. A graph break inside the block would need the
+suspended generator as a real object; it exists only as a child Translator. So the break
+moves to the block's `with` statement (translate/frame.py): the graph so far runs, the
+with statement runs natively on a real manager (make_manager), and the frame goes on in a
+resume function inside a Python with block, whose own breaks run under the original
+exception table (codegen/resume.py). An exception leaving the block (a `raise`, a call that
+raises) in a frame without a break runs the frame natively from its start (a fallback;
+inside an inlined callee, only that callee runs natively), and the generator's except /
+finally, its suppression or re-raise of the exception are CPython's own
+(tests/translate/test_iteration_semantics.py, test_generator_cm_*).
 A graph op raising at run time inside the block is codegen's GraphErrorRerun case: the
 segment re-runs natively, unless an in-place or random op had run before it in the graph;
 then the generator's except / finally do not run (a known gap, reported as a Fallback).
@@ -137,6 +140,9 @@ def enter(tx, manager):
     if child.done and not child.suspended:
         raise Unsupported("generator didn't yield (raises natively)")
     manager.child = child
+    if tx.parent is None:
+        tx.ctx.open_generator_cms.append((tx.pc, tx.visits[tx.pc]))
+        manager.opened_at_top = True
     tx.push(MethodValue(ConstValue(GeneratorCMExit), manager))
     tx.push(child.yielded[-1])
 
@@ -158,7 +164,15 @@ def exit(tx, manager, exc_args):
     if child.suspended:
         raise Unsupported("generator didn't stop (raises natively)")
     manager.finished = True
+    if getattr(manager, "opened_at_top", False):
+        tx.ctx.open_generator_cms.pop()
     return ConstValue(False)
+
+
+def make_manager(func, args, kwargs):
+    """A real, not yet entered @contextmanager object: what `helper(*args, **kwargs)` makes
+    (reconstruct.py, when the with statement itself runs natively after a break)."""
+    return contextlib._GeneratorContextManager(func, args, kwargs)
 
 
 def unwrap_rng(f):
