@@ -197,6 +197,7 @@ class Blocks:
         self.open = []  # _saved(device) per open block, innermost last
         self.yields = []  # per open block: (translator, its yields so far) in a materialized generator
         self.closed_with = None  # blocks still open when the translation ended
+        self.top_level = []  # depths (len(open)) of the blocks the top-level frame opened
 
     def enter(self, device, dtype, enabled, cache_enabled, tx=None):
         self.open.append(_saved(device))
@@ -310,6 +311,9 @@ def enter(tx, manager):
     graph = ctx.graph
     _install_codegen(graph, ctx.autocast)
     ctx.autocast.enter(*settings, tx=tx)
+    if tx.parent is None:  # a break inside moves to this with statement (translate/frame.py)
+        ctx.open_with_blocks.append((tx.pc, tx.visits[tx.pc]))
+        ctx.autocast.top_level.append(len(ctx.autocast.open))
     graph.graph.call_function(autocast_enter_, settings)
     graph.op_count += 1  # a graph of only mode switches must still run
     tx.push(MethodValue(ConstValue(BlockExit.__exit__), ConstValue(BLOCK_EXIT)))
@@ -322,8 +326,10 @@ def exit(tx, args):
         raise Unsupported("autocast block exiting with an exception (runs natively)")
     ctx = tx.ctx
     if not ctx.autocast.open:  # entered by native code before this frame was translated
-        raise Unsupported("autocast block exited without being entered in this translation",
-                          breakable=False)
+        raise Unsupported("autocast block exited without being entered in this translation")
+    if ctx.autocast.top_level and ctx.autocast.top_level[-1] == len(ctx.autocast.open):
+        ctx.autocast.top_level.pop()
+        ctx.open_with_blocks.pop()
     ctx.autocast.exit(tx)
     ctx.graph.graph.call_function(autocast_exit_, ())
     ctx.graph.op_count += 1

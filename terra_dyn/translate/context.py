@@ -41,9 +41,9 @@ class TranslationContext:
         self.global_overlay = {}  # name -> Value assigned during translation
         self._keepalive = []
         self.autocast = autocast.start()
-        # (pc, visit) of the top-level BEFORE_WITH of each @contextmanager block still open:
-        # a break inside one moves to its with statement, which then runs natively
-        self.open_generator_cms = []
+        # (pc, visit) of the top-level BEFORE_WITH of each @contextmanager or autocast block
+        # still open: a break inside one moves to its with statement, which then runs natively
+        self.open_with_blocks = []
 
     # -- values ---------------------------------------------------------------------
     def wrap(self, real, source):

@@ -101,12 +101,13 @@ def translate_code(code, f_locals, f_globals, options) -> FrameTranslation:
                 raise FullgraphError(f"fullgraph=True: {exc} ({exc.source_line})") from exc
             if stop_at is not None:
                 raise
-            if ctx.open_generator_cms and getattr(exc, "at", None) is not None and exc.breakable:
-                # inside a @contextmanager block the suspended generator is no real object:
-                # break at the outermost such block's with statement instead (generator_cm.py)
-                exc.at = ctx.open_generator_cms[0]
+            if ctx.open_with_blocks and getattr(exc, "at", None) is not None and exc.breakable:
+                # inside a @contextmanager block the suspended generator is no real object, and
+                # an autocast block's switches live in the graph: break at the outermost such
+                # block's with statement instead (generator_cm.py, autocast.py)
+                exc.at = ctx.open_with_blocks[0]
                 exc.at_with_statement = True
-                exc.reason += " (inside a @contextmanager block: its with statement runs natively)"
+                exc.reason += " (inside a with block: its with statement runs natively)"
             if not _can_break(tx, exc):
                 raise
             stop_at = exc.at

@@ -141,7 +141,7 @@ def enter(tx, manager):
         raise Unsupported("generator didn't yield (raises natively)")
     manager.child = child
     if tx.parent is None:
-        tx.ctx.open_generator_cms.append((tx.pc, tx.visits[tx.pc]))
+        tx.ctx.open_with_blocks.append((tx.pc, tx.visits[tx.pc]))
         manager.opened_at_top = True
     tx.push(MethodValue(ConstValue(GeneratorCMExit), manager))
     tx.push(child.yielded[-1])
@@ -165,7 +165,7 @@ def exit(tx, manager, exc_args):
         raise Unsupported("generator didn't stop (raises natively)")
     manager.finished = True
     if getattr(manager, "opened_at_top", False):
-        tx.ctx.open_generator_cms.pop()
+        tx.ctx.open_with_blocks.pop()
     return ConstValue(False)
 
 

@@ -62,7 +62,8 @@ def is_tensor_method(fn):
 
 
 _STATEFUL_PREFIXES = ("set_", "_set_", "_enter", "_exit", "_push", "_pop", "_increment", "_decrement",
-                      "_clear", "_reset", "manual_seed", "seed", "_jit", "_dispatch", "_functorch")
+                      "_clear", "_reset", "manual_seed", "seed", "_jit", "_dispatch", "_functorch",
+                      "autocast_increment", "autocast_decrement", "clear_", "_cufft_clear")
 
 
 def call_torch(tx, fn, args, kwargs):

@@ -5,6 +5,7 @@ runs them while make_fx traces, so autocast's casts become explicit aten._to_cop
 the ATen graph and the kernels see eager's dtypes. Values are compared with eager within the
 bfloat16 tolerance of the other backend tests (Triton rounds some casts differently).
 """
+import pytest
 import torch
 
 import terra_dyn
@@ -55,7 +56,7 @@ def test_casts_become_explicit_aten_casts(fresh_terra_dyn):
     assert not graph.notes and graph.kernels
 
 
-def test_graph_ending_inside_block_runs_eagerly(fresh_terra_dyn, capsys):
+def test_break_inside_block_lowers_the_resumed_part_under_autocast(fresh_terra_dyn, capsys):
     def f(x, w):
         with torch.autocast("cpu"):
             y = x @ w
@@ -71,9 +72,14 @@ def test_graph_ending_inside_block_runs_eagerly(fresh_terra_dyn, capsys):
     assert _state() == before
     ours_out = capsys.readouterr().out
     eager = f(x, w)
-    assert capsys.readouterr().out == ours_out
-    assert_same(ours, eager, atol=0, rtol=0)  # the graph ran as it is: eager's own ops
-    assert any("inside a torch.autocast block" in note for c in compiled for note in c.notes)
+    eager_out = capsys.readouterr().out
+    # the with statement ran natively; the graphs inside the block were traced with autocast
+    # on, so their casts are explicit ATen casts (the CPU interpreter truncates float32 ->
+    # bfloat16 where eager rounds: a bf16 unit apart at most, see test above)
+    assert ours[0].dtype == eager[0].dtype == torch.bfloat16 and ours[1].dtype == torch.bfloat16
+    assert_same(ours, eager, atol=0.1, rtol=0.02)
+    assert float(ours_out.split()[1]) == pytest.approx(float(eager_out.split()[1]), rel=0.02)
+    assert len(compiled) >= 2  # the parts before and after the break are compiled graphs
 
 
 def test_gradients_through_a_lowered_block(fresh_terra_dyn):

@@ -8,6 +8,8 @@ import contextlib
 import warnings
 
 import pytest
+import operator
+
 import torch
 import torch.nn as nn
 
@@ -199,7 +201,8 @@ def test_raise_inside_block_restores_state(fresh_terra_dyn, capsys):
         return y
 
     rep = _compare(f, _args((4, 8), (8, 3)), capsys)
-    assert autocast_mod.autocast_enter_ in _targets(rep)  # the raise alone runs natively
+    # the with statement and the raise run natively; the matmul inside is still a graph op
+    assert operator.matmul in _targets(rep)
 
 
 def test_graph_error_inside_block_restores_state(fresh_terra_dyn):
@@ -235,7 +238,9 @@ def test_break_inside_block_runs_rest_under_autocast(fresh_terra_dyn, capsys):
         return z, u, y @ w
 
     rep = _compare(f, _args((4, 8), (8, 3)), capsys)
-    assert rep.break_count == 1 and autocast_mod.autocast_enter_ in _targets(rep)
+    # the block's with statement runs natively (a break inside it moves there); the ops
+    # before, inside (before and after the break) and after it are graph ops
+    assert _targets(rep).count(operator.matmul) >= 3 and operator.mul in _targets(rep)
     assert calls == [torch.bfloat16] * 3
 
 
@@ -273,7 +278,7 @@ def test_break_in_callee_and_loop_inside_block(fresh_terra_dyn, capsys):
         return outs
 
     rep = _compare(f, _args((4, 8), (8, 3)), capsys)
-    assert autocast_mod.autocast_enter_ in _targets(rep)
+    assert _targets(rep).count(operator.matmul) >= 2  # in the loop and after the block
 
 
 def test_break_before_block_captures_block_in_resume(fresh_terra_dyn, capsys):
@@ -297,7 +302,7 @@ def test_native_error_after_break_inside_block_restores_state(fresh_terra_dyn, c
         return y
 
     rep = _compare(f, _args((4, 8), (8, 3)), capsys)
-    assert autocast_mod.autocast_enter_ in _targets(rep)
+    assert operator.matmul in _targets(rep)
 
 
 def test_function_translated_outside_autocast_recompiles_inside(fresh_terra_dyn):

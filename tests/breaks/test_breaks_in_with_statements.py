@@ -1,9 +1,9 @@
 """Graph breaks inside `with` blocks of @contextlib.contextmanager managers (timers, logging
-scopes, profiling regions around a training step).
+scopes, profiling regions around a training step) and of torch.autocast.
 
 A break inside such a block moves to the block's with statement: the graph so far runs,
 the with statement runs natively on a real manager, and the rest of the frame goes on in
-translated code inside a Python with block. Every test compares with eager on the same
+translated code inside a Python with block (for autocast: translated with autocast on). Every test compares with eager on the same
 inputs: the returned values, the log the generator and the body write (entries, exits,
 finally blocks, their order), exceptions, and checks that the tensor work after the break
 is still in graphs.
@@ -156,3 +156,65 @@ def test_strict_mode_does_not_refuse_a_breakable_block(strict):
     got = terra_dyn.optimize(step, backend="interpreter", strict=strict)(x)
     assert torch.equal(got, expected) and LOG == expected_log
     terra_dyn.reset()
+
+
+# ----------------------------------------------------------------------------- autocast
+
+def autocast_nesting():
+    """torch's autocast nesting count (its weight cache is cleared when it returns to 0):
+    translation must never change it, eager's own enters and exits keep it balanced."""
+    n = torch.autocast_increment_nesting()
+    torch.autocast_decrement_nesting()
+    return n - 1
+
+
+@pytest.fixture(autouse=False)
+def balanced_autocast():
+    before = autocast_nesting()
+    yield
+    assert autocast_nesting() == before
+    assert not torch.is_autocast_enabled("cpu")
+
+
+def test_item_inside_an_autocast_block(balanced_autocast):
+    def step(x, w):
+        y = x @ w
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            z = (y @ w).relu()
+            LOG.append(round(z.float().sum().item(), 2))  # a break inside the block
+            z = torch.sigmoid(z @ w)
+        LOG.append((z.dtype, torch.is_autocast_enabled("cpu")))
+        return z.float().sum() + torch.tanh(x).sum()
+
+    rep = compare(step, torch.randn(4, 4), torch.randn(4, 4))
+    assert not rep.fallbacks and not rep.recompiles[1:]
+    assert ops_in_graphs(rep, "sigmoid") >= 1 and ops_in_graphs(rep, "tanh") >= 1
+    assert not torch.is_autocast_enabled("cpu")
+
+
+def test_exception_inside_an_autocast_block_after_a_break(balanced_autocast):
+    def step(x):
+        try:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                y = x @ x
+                LOG.append(y.dtype)
+                print(end="")  # a break
+                raise ValueError(str(torch.is_autocast_enabled("cpu")))
+        except ValueError as exc:
+            LOG.append(("caught", str(exc), torch.is_autocast_enabled("cpu")))
+        return x + 1
+
+    compare(step, torch.randn(3, 3))
+    assert not torch.is_autocast_enabled("cpu")
+
+
+def test_autocast_block_inside_a_timer_block(balanced_autocast):
+    def step(x):
+        with scope("t"):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                y = torch.mm(x, x)
+                LOG.append(round(y.float().mean().item(), 2))
+                y = torch.mm(y, x)
+        return y.float() * 2
+
+    compare(step, torch.randn(3, 3))
