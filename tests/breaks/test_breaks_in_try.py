@@ -319,15 +319,17 @@ def test_break_inside_no_grad_inside_try(fresh_terra_dyn, capsys):
 
 # --------------------------------------------------------------------------- loops
 
+@terra_dyn.disable
+def depth():
+    """The Python stack depth here (never translated): flat across loop iterations."""
+    frame, n = sys._getframe(), 0
+    while frame is not None:
+        frame, n = frame.f_back, n + 1
+    return n
+
+
 def test_try_inside_loop_with_break_ten_thousand_iterations(fresh_terra_dyn, capsys):
     depths = []
-
-    @terra_dyn.disable
-    def depth():
-        frame, n = sys._getframe(), 0
-        while frame is not None:
-            frame, n = frame.f_back, n + 1
-        return n
 
     def f(x, n):
         total = 0.0
@@ -619,13 +621,6 @@ def test_code_after_a_handler_is_translated_again(fresh_terra_dyn, capsys):
 
 def test_exception_caught_every_iteration_keeps_the_loop_captured(fresh_terra_dyn, capsys):
     depths = []
-
-    @terra_dyn.disable
-    def depth():
-        frame, n = sys._getframe(), 0
-        while frame is not None:
-            frame, n = frame.f_back, n + 1
-        return n
 
     def f(x, n):
         caught = 0
