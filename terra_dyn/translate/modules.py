@@ -240,5 +240,6 @@ def _hook_values(tx, obj, table):
     if obj.source is None:
         return [ConstValue(h) for h in hooks.values()]
     source = AttrSource(obj.source, table)
-    tx.ctx.guards.keys(source, list(hooks.keys()))
+    if not obj.module_by_type:  # by type: guards.module_hooks covers the keys of every table
+        tx.ctx.guards.keys(source, list(hooks.keys()))
     return [wrap(tx.ctx, h, ItemSource(source, k)) for k, h in hooks.items()]

@@ -217,3 +217,42 @@ def test_classmethod_reads_do_not_recompile_and_rebinding_is_seen():
         holder.fn = _Scale(3.0).apply.__func__.__get__(_Scale(5.0))
         assert torch.equal(fast(x), f(x))
     terra_dyn.reset()
+
+
+# ----------------------------------------------------------------------------- predicates
+# A chain several guard expressions read is read once, right before its first use; the
+# checks keep their order, and any exception is a failed guard.
+
+def test_predicate_reads_shared_chains_once_and_keeps_order():
+    import types as _types
+
+    from terra_dyn.translate.guards import Predicate
+
+    class Box:
+        pass
+
+    reads = []
+
+    class Counting:
+        def __init__(self, **kw):
+            self.__dict__.update(kw)
+
+        def __getattribute__(self, name):
+            if not name.startswith("__"):
+                reads.append(name)
+            return object.__getattribute__(self, name)
+
+    exprs = ["type(a0) is c0", "a0.inner.y == 1", "a0.inner.z == 2", "len(a1) == 2"]
+    pred = Predicate(["a0", "a1"], exprs, {"c0": Box})
+    assert "t0 = a0.inner" in pred.text
+
+    good = Box()
+    good.inner = Counting(y=1, z=2)
+    assert pred(good, [1, 2]) is True
+    assert reads == ["y", "z"]  # `inner` read once, from the Box; y and z once each
+    bad_z = Box()
+    bad_z.inner = _types.SimpleNamespace(y=1, z=3)
+    assert pred(bad_z, [1, 2]) is False and pred.explain(bad_z, [1, 2]) == "a0.inner.z == 2"
+    # the wrong type fails first: `inner` (missing) is never read, and nothing raises
+    assert pred(_types.SimpleNamespace(), [1, 2]) is False
+    assert pred(good, [1]) is False
