@@ -236,11 +236,34 @@ def _b_dict(tx, *args, **kwargs):
 
 
 def _b_sorted(tx, iterable, key=None, reverse=ConstValue(False)):
-    if key is not None:
-        raise Unsupported("sorted() with a key function")
     items = unpack(tx, iterable)
+    if key is not None and not (isinstance(key, ConstValue) and key.value is None):
+        keys = _keys(tx, key, items)  # sorted by key: the items themselves, stably
+        order = _checked(sorted, range(len(items)), key=keys.__getitem__, reverse=python_value(reverse))
+        return ListValue([items[i] for i in order])
     return ListValue([ConstValue(x) for x in sorted([python_value(i) for i in items],
                                                     reverse=python_value(reverse))])
+
+
+def _keys(tx, key, items):
+    """key(item) for each item, in order, as Python values (the key function is translated:
+    its side effects are recorded like any call's)."""
+    from . import calls
+
+    out = []
+    for item in items:
+        k = calls.call_value(tx, key, [item], {})
+        if is_graph_value(k):
+            raise Unsupported("a key function whose result is known only at run time")
+        out.append(python_value(k))
+    return out
+
+
+def _checked(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except TypeError as exc:  # incomparable keys: the call raises natively, as in eager
+        raise Unsupported(f"{fn.__name__}(): {exc}") from None
 
 
 def _minmax(tx, fn, args, kwargs):
@@ -248,16 +271,17 @@ def _minmax(tx, fn, args, kwargs):
         raise Unsupported(f"{fn.__name__}() with keyword arguments {sorted(kwargs)}")
     items = unpack(tx, args[0]) if len(args) == 1 else list(args)
     if kwargs:
-        if any(is_graph_value(i) for i in items):
-            raise Unsupported(f"{fn.__name__}(key=/default=) over tensors")
+        if "default" in kwargs and not items:
+            return kwargs["default"]
         key = kwargs.get("key")
-        if key is not None and not (isinstance(key, ConstValue) and key.value in (abs, len, None)):
-            raise Unsupported(f"{fn.__name__}() with a key function")
-        extra = {"key": key.value} if key is not None else {}
-        if "default" in kwargs:
+        if key is not None and not (isinstance(key, ConstValue) and key.value is None):
             if not items:
-                return kwargs["default"]
-        return ConstValue(fn([python_value(i) for i in items], **extra))
+                raise Unsupported(f"{fn.__name__}() of an empty sequence (raises natively)")
+            keys = _keys(tx, key, items)  # the first item with the least (greatest) key
+            return items[_checked(fn, range(len(items)), key=keys.__getitem__)]
+        if any(is_graph_value(i) for i in items):
+            raise Unsupported(f"{fn.__name__}(default=) over tensors")
+        return ConstValue(_checked(fn, [python_value(i) for i in items]))
     if any(is_graph_value(i) for i in items):
         if len(items) == 2 and all(isinstance(i, TensorValue) for i in items):
             op = torch.maximum if fn is max else torch.minimum

@@ -275,3 +275,42 @@ def test_rng_state_nodes_refuse_fake_tracing():
     assert torch.equal(eager, torch.rand(3))  # the graph itself reseeds, as eager would
     with pytest.raises(RuntimeError, match="RNG state"):
         lower_to_aten(gm, [torch.zeros(3)])
+
+
+# ----------------------------------------------------------------------------- key functions
+# min / max / sorted with a key function over values known at translate time: the key is
+# translated (called once per item, in order, as Python does), the items are returned as
+# they are (tensors included), ties keep Python's order.
+
+KEY_CALLS = []
+
+
+def _rows(t):
+    KEY_CALLS.append(t.shape)  # a side effect of the key: replayed once per item
+    return t.shape[0]
+
+
+def test_min_max_sorted_with_key_functions():
+    def f(xs, x):
+        biggest = max(xs, key=_rows)
+        flattest = min(xs, key=lambda t: (t.shape[0], -t.shape[1]))
+        ordered = sorted(xs, key=lambda t: t.shape[0], reverse=True)  # ties stay in order
+        n = min([3, 1, 2], key=lambda v: -v)
+        fallback = max([], key=len, default=x)
+        return biggest * 2, flattest + 1, [t.sum() for t in ordered], n, fallback
+
+    def make_args():
+        g = torch.Generator().manual_seed(0)
+        return ([torch.randn(2, 3, generator=g), torch.randn(4, 1, generator=g),
+                 torch.randn(4, 2, generator=g), torch.randn(1, 1, generator=g)], torch.randn(2, generator=g))
+
+    KEY_CALLS.clear()
+    run_both(f, make_args)
+    assert len(KEY_CALLS) == 4 * 4  # 4 items, 2 eager and 2 optimized calls: once per item each
+
+
+def test_incomparable_keys_raise_as_eager():
+    def f(x):
+        return max([x, x * 2], key=lambda t: t if False else {})  # dicts do not compare
+
+    run_both(f, lambda: (torch.randn(3),), whole=False)
