@@ -27,6 +27,7 @@ from . import _C, config, report
 from .backends import backend_name, lookup
 from .codegen.resume import is_resume_code
 from .translate import FullgraphError, TranslateOptions, Unsupported, translate_frame
+from .translate.graph_state import DynamicShapesFailed
 
 _LIBRARY_DIRS = tuple(
     os.path.dirname(os.path.abspath(m.__file__)) + os.sep
@@ -106,11 +107,12 @@ def _failing_guard(state, frame, code):
 
 def _note_dynamic(state, why, frame, code):
     """An `eq` check on a number slot failed: pass that number as a graph input next time.
-    An `id` check on a module failed for another instance of its type: guard it by type."""
+    An `id` check on a module failed for another instance of its type: guard it by type.
+    A tensor check failed on sizes alone: keep those sizes symbolic (`a1.size()[0]`)."""
     args = _slot_values(frame, code)
     for guard in state.guards:
         for check in getattr(guard, "checks", ()) or ():
-            if check[0] not in ("eq", "id") or check[1] >= len(args):
+            if check[0] not in ("eq", "id", "tensor") or check[1] >= len(args):
                 continue
             i = check[1]
             if check[0] == "eq" and check[2] is not None and type(check[2]) in (int, float):
@@ -118,8 +120,23 @@ def _note_dynamic(state, why, frame, code):
                     state.dynamic.add(f"a{i}")
             elif check[0] == "id" and _another_instance(args[i], check[2]):
                 state.dynamic.add(f"a{i}")
+            elif check[0] == "tensor":
+                state.dynamic.update(_changed_sizes(f"a{i}", args[i], check[2:]))
         state.dynamic.update(_changed_objects(getattr(guard, "fallback", None), args))
     state.dynamic -= state.static
+
+
+def _changed_sizes(expr, now, then):
+    """`expr.size()[d]` for each size of tensor `now` that differs from the guarded tensor
+    facts `then` = (cls, dtype, device, sizes, strides, requires_grad), when only sizes do."""
+    if not isinstance(now, torch.Tensor):
+        return []
+    cls, dtype, device, sizes = then[:4]
+    requires_grad = then[-1]
+    if type(now) is not cls or now.dtype != dtype or now.device != device or now.dim() != len(sizes) \
+            or now.requires_grad != requires_grad:
+        return []
+    return [f"{expr}.size()[{d}]" for d, (a, b) in enumerate(zip(now.shape, sizes)) if a != b]
 
 
 def _another_instance(now, then):
@@ -127,6 +144,7 @@ def _another_instance(now, then):
 
 
 _EQ_EXPR = re.compile(r"^(.+) (==|is) (c\d+)$")
+_TENSOR_EXPR = re.compile(r"^check_tensor\((.+), (c\d+), (c\d+), (c\d+), (c\d+), (c\d+), (c\d+)\)$")
 
 
 def _changed_objects(predicate, args):
@@ -134,6 +152,12 @@ def _changed_objects(predicate, args):
     (`a0.block is c4`) that hold another module of the same type."""
     changed = []
     for expr in getattr(predicate, "exprs", ()):
+        tensor = _TENSOR_EXPR.match(expr)
+        if tensor is not None:  # a tensor reached through an attribute, item or global
+            facts = [predicate.namespace.get(c) for c in tensor.groups()[1:]]
+            now = _evaluate(predicate, tensor.group(1), args)
+            changed += _changed_sizes(tensor.group(1), now, facts)
+            continue
         match = _EQ_EXPR.match(expr)
         if match is None:
             continue
@@ -142,15 +166,24 @@ def _changed_objects(predicate, args):
             continue
         if op == "is" and not isinstance(const, torch.nn.Module):
             continue
-        env = dict(predicate.namespace)
-        env.update(zip(predicate.params, args))
-        try:
-            now = eval(match.group(1), env)
-        except Exception:  # the attribute vanished: not a changing number
+        now = _evaluate(predicate, match.group(1), args)
+        if now is _MISSING:  # the attribute vanished: not a changing number
             continue
         if type(now) is type(const) and (now is not const if op == "is" else now != const):
             changed.append(match.group(1))
     return changed
+
+
+_MISSING = object()
+
+
+def _evaluate(predicate, expr, args):
+    env = dict(predicate.namespace)
+    env.update(zip(predicate.params, args))
+    try:
+        return eval(expr, env)
+    except Exception:
+        return _MISSING
 
 
 def make_callback(backend="auto", fullgraph=False, strict=False):
@@ -204,7 +237,13 @@ def _translate(frame, state, compile_fn, name, fullgraph, before):
         except Exception:
             state.static |= state.dynamic - before
             state.dynamic = set(before)
-    return attempt()
+    try:
+        return attempt()
+    except DynamicShapesFailed:  # sizes kept symbolic in an earlier round are read now
+        sizes = {e for e in state.dynamic if ".size()[" in e}
+        state.static |= sizes
+        state.dynamic -= sizes
+        return attempt()
 
 
 def _fallback(code, exc, strict):

@@ -75,7 +75,7 @@ def load_attr(tx, obj, name):
 
 
 def _tensor_attr(tx, t, name):
-    facts = t.fake if t.slow else t.meta
+    facts = t.facts
     if name == "shape":
         return TupleValue([ConstValue(int(s)) for s in facts.shape], cls=torch.Size)
     if name == "device":

@@ -76,9 +76,9 @@ def _b_len(tx, v):
     if isinstance(v, DictViewValue):
         return ConstValue(len(v.dict.items))
     if isinstance(v, TensorValue):
-        if v.meta.dim() == 0:
+        if v.facts.dim() == 0:
             raise Unsupported("len() of a 0-d tensor")
-        return ConstValue(int(v.meta.shape[0]))
+        return ConstValue(int(v.facts.shape[0]))
     if isinstance(v, ConstValue):
         if isinstance(v.value, torch.nn.Module):  # guarded by identity: its children are fixed
             return ConstValue(len(v.value))

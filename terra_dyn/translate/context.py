@@ -31,7 +31,7 @@ class TranslationContext:
         self.stop_at = stop_at
         self.guards = GuardSet(slot_count, f_globals, code.co_freevars)
         self.guards.ambient()
-        self.graph = GraphState(self.guards)
+        self.graph = GraphState(self.guards, set(getattr(options, "dynamic", ()) or ()))
         self.dynamic = set(getattr(options, "dynamic", ()) or ())
         self.steps = 0
         self.grad_stack = []

@@ -13,6 +13,11 @@ applies: the common device of the tensor arguments, CPU scalars aside, or an exp
 `device=`): about ten times cheaper per op than FakeTensorMode. Ops whose device or result
 the meta device cannot tell (`.to`, `.cpu()`, data-dependent shapes, ops without meta
 kernels, mixed devices) run under FakeTensorMode instead, as before.
+
+Sizes that changed between calls (`a0.size()[0]` in the options' dynamic set) are symbolic:
+those inputs and every op on them propagate under a FakeTensorMode with a ShapeEnv, and
+check_symbolic() turns what the translation assumed (`a0.size()[0] == a1.size()[0]`) into
+guards, or fails the attempt (DynamicShapesFailed) if it needed a size's value.
 """
 import logging
 import operator
@@ -24,6 +29,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from . import autocast
 from .errors import Unsupported
+from .sources import FreeVarSource
 from .values import ConstValue, ListValue, ScalarValue, TensorValue, TupleValue, Value, meta_like
 
 class _QuietFakeErrors(logging.Filter):
@@ -42,9 +48,17 @@ _FX_CONSTANTS = (int, float, bool, str, type(None), torch.dtype, torch.device, t
                  torch.layout, type(Ellipsis), slice, range)
 
 
+class DynamicShapesFailed(Exception):
+    """The translation relied on a size it was asked to keep symbolic (read it, or an op
+    needed it equal to something): translate again with that size static."""
+
+
 class GraphState:
-    def __init__(self, guards):
+    def __init__(self, guards, dynamic=()):
         self.guards = guards
+        # "<input expr>.size()[d]": sizes that changed between calls, kept symbolic
+        self.dynamic_sizes = {e for e in dynamic if e.endswith("]") and ".size()[" in e}
+        self._symbols = []  # (symbol, "<expr>.size()[d]") of the symbolic sizes made
         self.graph = fx.Graph()
         self._fake_mode = None
         self.inputs = []  # (Value, source) in placeholder order
@@ -59,7 +73,13 @@ class GraphState:
     @property
     def fake_mode(self):
         if self._fake_mode is None:
-            self._fake_mode = FakeTensorMode()
+            if self.dynamic_sizes:
+                from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+                # no duck sizing: two sizes equal at translate time are not assumed equal
+                self._fake_mode = FakeTensorMode(shape_env=ShapeEnv(duck_shape=False))
+            else:
+                self._fake_mode = FakeTensorMode()
         return self._fake_mode
 
     # -- inputs ---------------------------------------------------------------------
@@ -82,12 +102,19 @@ class GraphState:
                 # with two different tensors must not reuse it
                 self.guards.same_object(source, known.source, real)
             return known
+        dims = [] if by_identity else self._symbolic_dims(real, source)
         if by_identity:
             self.guards.identity(source, real)
+        elif dims:
+            self.guards.tensor_sizes(source, real, dims)
         else:
             self.guards.tensor(source, real)
         node = self._placeholder(source.expr())
-        if _meta_friendly(real):
+        if dims:  # sizes that changed between calls: symbolic, every op under FakeTensorMode
+            meta = self._symbolic_fake(real, source, dims)
+            value = TensorValue(node, meta, source)
+            value.slow = True
+        elif _meta_friendly(real):
             meta = meta_like(real)
             value = TensorValue(node, meta, source, device=real.device, owner=self)
         else:  # sparse, quantized, nested, subclasses: FakeTensorMode for every op on it
@@ -101,6 +128,48 @@ class GraphState:
         self._keepalive.append(real)
         self.inputs.append((value, source))
         return value
+
+    def _symbolic_dims(self, real, source):
+        """Dims of a graph input to keep symbolic: those whose size changed between calls
+        (convert_frame), when the tensor is a plain contiguous one and the size is at least 2
+        (sizes 0 and 1 behave differently: they stay static)."""
+        if not self.dynamic_sizes or source is None or not _meta_friendly(real) or not real.is_contiguous() \
+                or isinstance(source.root(), FreeVarSource):  # closure guards name cells, not slots
+            return []
+        expr = source.expr()
+        return [d for d in range(real.dim()) if f"{expr}.size()[{d}]" in self.dynamic_sizes and real.shape[d] >= 2]
+
+    def _symbolic_fake(self, real, source, dims):
+        from torch.fx.experimental.symbolic_shapes import DimDynamic, StatelessSymbolicContext
+
+        context = StatelessSymbolicContext(
+            dynamic_sizes=[DimDynamic.DYNAMIC if d in dims else DimDynamic.STATIC for d in range(real.dim())],
+            constraint_sizes=[None] * real.dim())
+        fake = self.fake_mode.from_tensor(real, symbolic_context=context)
+        for d in dims:
+            self._symbols.append((fake.shape[d].node.expr, f"{source.expr()}.size()[{d}]"))
+        return fake
+
+    def check_symbolic(self):
+        """Guard what the translation assumed about its symbolic sizes (`a0.size()[0] ==
+        a1.size()[0]` for `x - y`); raise DynamicShapesFailed if it pinned one to a constant
+        (read it as a number) or assumed something these guards cannot say."""
+        if not self._symbols:
+            return
+        env = self.fake_mode.shape_env
+        names = {sym: expr for sym, expr in self._symbols}
+        facts = []
+        for sym, expr in self._symbols:
+            target = env.replacements.get(sym)
+            if target is None:
+                continue
+            if target.is_number:
+                raise DynamicShapesFailed(f"the translation depends on the value of {expr}")
+            facts.append(f"{expr} == {_python_of(target, names)}")
+        for guard in env.guards:
+            facts.append(_python_of(guard.expr, names))
+        for text in facts:
+            self.guards.expression(text)
 
     def known_input(self, real):
         """The value of a real object already used as a graph input, or None."""
@@ -154,7 +223,9 @@ class GraphState:
         if isinstance(result, torch.Tensor):
             node.meta["example_value"] = result
             if device is None:
-                return TensorValue(node, result, owner=self)
+                value = TensorValue(node, result, owner=self)
+                value.slow = bool(self._symbols)  # may have symbolic sizes: no meta copy
+                return value
             return TensorValue(node, result, device=device, owner=self)
         if isinstance(result, (tuple, list)) and not isinstance(result, torch.Size):
             items = []
@@ -182,6 +253,7 @@ class GraphState:
         """A GraphModule returning `outputs` (graph values), or None for an empty graph."""
         if not self.op_count and not outputs:
             return None
+        self.check_symbolic()
         nodes = tuple(v.node for v in outputs)
         self.graph.output(nodes)
         self.graph.eliminate_dead_code(is_impure_node=_is_impure)
@@ -210,6 +282,28 @@ _SHAPE_QUERIES = frozenset({
     "size", "dim", "ndimension", "numel", "nelement", "stride", "storage_offset", "element_size",
     "is_contiguous", "is_floating_point", "is_complex", "is_signed", "is_inference",
 })
+
+
+_RELATIONS = {"Equality": "==", "Unequality": "!=", "StrictLessThan": "<", "LessThan": "<=",
+              "StrictGreaterThan": ">", "GreaterThan": ">="}
+
+
+def _python_of(expr, names):
+    """Python source for a sympy expression over symbolic sizes (`names`: symbol -> source
+    expression): integers, sums, products and comparisons; anything else fails the
+    translation's symbolic sizes."""
+    kind = type(expr).__name__
+    if expr in names:
+        return f"({names[expr]})"
+    if expr.is_Integer:
+        return str(int(expr))
+    if kind in _RELATIONS:
+        return f"{_python_of(expr.lhs, names)} {_RELATIONS[kind]} {_python_of(expr.rhs, names)}"
+    if expr.is_Add:
+        return "(" + " + ".join(_python_of(a, names) for a in expr.args) + ")"
+    if expr.is_Mul:
+        return "(" + " * ".join(_python_of(a, names) for a in expr.args) + ")"
+    raise DynamicShapesFailed(f"the translation assumed {expr}")
 
 
 def _meta_friendly(real):

@@ -105,6 +105,19 @@ class PyGuard:
         return explain_failure(self.checks, self.fallback, args)
 
 
+def check_tensor_sizes(t, cls, dtype, device, sizes, requires_grad):
+    """A tensor guard with free sizes (None in `sizes`: any size >= 2), contiguous."""
+    if not (type(t) is cls and t.dtype == dtype and t.device == device and t.requires_grad == requires_grad):
+        return False
+    actual = t.size()
+    if len(actual) != len(sizes):
+        return False
+    for want, got in zip(sizes, actual):
+        if got != want and (want is not None or got < 2):
+            return False
+    return t.is_contiguous()
+
+
 class Predicate:
     """A generated Python function `(a0, a1, ...) -> bool` over expressions, checked in order.
 
@@ -263,6 +276,21 @@ class GuardSet:
         args = ", ".join(self._const(m) for m in meta)
         self._add(("tensor", source), lambda i: ("tensor", i) + meta,
                   lambda e: f"check_tensor({e}, {args})", source)
+
+    def tensor_sizes(self, source, t, dims):
+        """Like tensor(), with the sizes of `dims` free (at least 2) and contiguity instead of
+        strides: the graph was translated with those sizes symbolic."""
+        sizes = tuple(None if d in dims else s for d, s in enumerate(t.size()))
+        meta = (type(t), t.dtype, t.device, sizes, t.requires_grad)
+        args = ", ".join(self._const(m) for m in meta)
+        self.namespace.setdefault("check_tensor_sizes", check_tensor_sizes)
+        self._add(("tensor", source), None, lambda e: f"check_tensor_sizes({e}, {args})", source)
+
+    def expression(self, text):
+        """A Python expression over the argument slots (and G) that must be true."""
+        if ("expr", text) not in self._seen:
+            self._seen.add(("expr", text))
+            self.exprs.append(text)
 
     def type(self, source, cls):
         self._add(("type", source), lambda i: ("type", i, cls),

@@ -280,7 +280,7 @@ def unpack(tx, v):
     if isinstance(v, (IteratorValue, DictViewValue)):
         return v.unpack_items()
     if isinstance(v, TensorValue):
-        n = v.meta.shape[0] if v.meta.dim() else None
+        n = v.facts.shape[0] if v.facts.dim() else None
         if n is None:
             raise Unsupported("iteration over a 0-d tensor")
         return [tx.ctx.graph.call("call_function", operator.getitem, [v, ConstValue(i)]) for i in range(n)]

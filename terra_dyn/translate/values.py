@@ -61,11 +61,17 @@ class TensorValue(Value):
         return self._meta
 
     @property
+    def facts(self):
+        """The tensor to read shapes and dtypes from: the fake one for values that propagate
+        under FakeTensorMode (their sizes may be symbolic), else the meta one."""
+        return self.fake if self.slow else self.meta
+
+    @property
     def fake(self):
         if self._fake is None:
             mode = self._owner.fake_mode
             if self.real is not None:
-                self._fake = mode.from_tensor(self.real)
+                self._fake = mode.from_tensor(self.real, static_shapes=True)
             else:
                 self._fake = mode.fake_tensor_converter.from_meta_and_device(mode, self._meta, self.device)
         return self._fake

@@ -1,0 +1,152 @@
+"""Sizes that change between calls become symbolic after one recompile, as long as the
+translation never needs their value (relations between them, like two equal batch sizes,
+are guarded).
+
+A tensor guard that failed on sizes alone (same type, dtype, device, number of dims and
+requires_grad) makes convert_frame keep those sizes symbolic in the next translation
+(`a0.size()[0]`). If the translation then reads such a size (`x.shape[0]`, `len(x)`, a loop
+over it) or an op needs it equal to something, the translation is redone with the size
+static: the result is always eager's, only the number of translations changes. Sizes 0 and 1
+and non-contiguous inputs stay static.
+
+Every call is compared with eager on the same inputs; the translation counts are the point.
+"""
+import torch
+
+import terra_dyn
+from terra_dyn import report
+
+
+def run(fn, inputs):
+    """Eager vs optimized for each argument tuple; returns the report."""
+    fast = terra_dyn.optimize(fn, backend="interpreter")
+    with report.recording() as rec:
+        for args in inputs:
+            expected, got = fn(*args), fast(*args)
+            if isinstance(expected, tuple):
+                assert len(expected) == len(got)
+                for e, g in zip(expected, got):
+                    torch.testing.assert_close(g, e, rtol=0, atol=0)
+            else:
+                torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    terra_dyn.reset()
+    return rec.report()
+
+
+def batches(*rows, cols=4):
+    return [torch.randn(n, cols, generator=torch.Generator().manual_seed(n)) for n in rows]
+
+
+W = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+
+
+def test_a_batch_size_that_changes_is_translated_twice():
+    def f(x, w):
+        h = torch.tanh(x @ w) * 2
+        return h.relu().sum(0), h.mean(), torch.cat([h, h], 1)
+
+    rep = run(f, [(x, W) for x in batches(5, 7, 9, 11, 7, 3, 13)])
+    assert len(rep.graphs) == 2 and len(rep.recompiles) == 1
+    assert not rep.fallbacks
+
+
+def test_reading_the_size_keeps_it_static():
+    def f(x, w):
+        n = x.shape[0]
+        return (x @ w).sum() / n
+
+    rep = run(f, [(x, W) for x in batches(5, 7, 9, 5)])
+    assert len(rep.graphs) == 3  # one per distinct size, as without symbolic sizes
+
+
+def test_len_and_iteration_keep_the_size_static():
+    def f(x):
+        return sum(row.sum() for row in x) + len(x)
+
+    rep = run(f, [(x,) for x in batches(3, 4, 5)])
+    assert len(rep.graphs) == 3
+
+
+def test_an_op_relating_two_sizes_guards_the_relation():
+    def f(x, y):
+        return x + y  # broadcasting needs the sizes equal (or 1): guarded, a0.size()[0] == a1.size()[0]
+
+    pairs = [(a, b) for a, b in zip(batches(5, 6, 7), batches(5, 6, 7))]
+    rep = run(f, pairs)
+    assert len(rep.graphs) == 2
+    # a later call with mismatched sizes raises eager's error
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    for a, b in pairs:
+        fast(a, b)
+    try:
+        f(*batches(2, 3))
+    except RuntimeError as exc:
+        eager_error = type(exc)
+    try:
+        fast(*batches(2, 3))
+    except RuntimeError as exc:
+        assert type(exc) is eager_error
+    else:
+        raise AssertionError("no error")
+    terra_dyn.reset()
+
+
+def test_sizes_one_and_non_contiguous_inputs_stay_static():
+    def f(x):
+        return torch.sigmoid(x) * 3
+
+    xs = batches(4, 6, 1, 8) + [torch.randn(4, 9)[:, ::2]]  # size 1; then a strided input
+    rep = run(f, [(x,) for x in xs])
+    assert len(rep.graphs) == 4  # 4; symbolic for 6 and 8; 1 static; the strided one static
+
+
+def test_sizes_reached_through_an_attribute_or_a_list():
+    class Holder:
+        pass
+
+    holder = Holder()
+
+    def f(xs):
+        return torch.relu(holder.t).sum() + xs[0].exp().sum()
+
+    inputs = []
+    for n in (5, 6, 7, 8):
+        holder_t = torch.randn(n, 3)
+        inputs.append(([torch.randn(n + 1, 2)], holder_t))
+
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    with report.recording() as rec:
+        for xs, t in inputs:
+            holder.t = t
+            torch.testing.assert_close(fast(xs), f(xs), rtol=0, atol=0)
+    assert len(rec.report().graphs) == 2
+    terra_dyn.reset()
+
+
+def test_a_training_step_with_a_changing_batch():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    reference = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    reference.load_state_dict(model.state_dict())
+
+    def make_step(m):
+        opt = torch.optim.SGD(m.parameters(), lr=0.1)
+
+        def step(x, y):
+            loss = ((m(x) - y) ** 2).mean()  # F.mse_loss compares the sizes: they would stay static
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss.detach()
+        return step
+
+    fast, eager = terra_dyn.optimize(make_step(model), backend="interpreter"), make_step(reference)
+    with report.recording() as rec:
+        for n in (8, 5, 9, 12, 7, 16, 3):
+            x = torch.randn(n, 4, generator=torch.Generator().manual_seed(n))
+            y = torch.randn(n, 2, generator=torch.Generator().manual_seed(n + 100))
+            torch.testing.assert_close(fast(x, y), eager(x, y), rtol=1e-6, atol=1e-6)
+    for p, q in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-6)
+    assert len(rec.report().recompiles) <= 4  # not one per batch size
+    terra_dyn.reset()
