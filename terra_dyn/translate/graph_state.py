@@ -10,7 +10,7 @@ call_function operator.add, each with a meta tensor saying its shape and dtype.
 
 Facts propagate on meta tensors, with the device tracked beside them (the rule FakeTensorMode
 applies: the common device of the tensor arguments, CPU scalars aside, or an explicit
-`device=`): about ten times cheaper per op than FakeTensorMode. Ops whose device or result
+`device=`): several times cheaper per op than FakeTensorMode (no Python dispatch). Ops whose device or result
 the meta device cannot tell (`.to`, `.cpu()`, data-dependent shapes, ops without meta
 kernels, mixed devices) run under FakeTensorMode instead, as before.
 
@@ -31,6 +31,7 @@ from . import autocast
 from .errors import Unsupported
 from .sources import FreeVarSource
 from .values import ConstValue, ListValue, ScalarValue, TensorValue, TupleValue, Value, meta_like
+
 
 class _QuietFakeErrors(logging.Filter):
     """Fake-tensor propagation failing is expected (it becomes a graph break): no log."""

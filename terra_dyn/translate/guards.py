@@ -12,8 +12,6 @@
 Example: a frame `f(x, n)` called with a float32 (4, 3) tensor and n=2 gives
     ("tensor", 0, Tensor, float32, cpu, (4, 3), (3, 1), False), ("type", 1, int), ("eq", 1, 2)
 """
-import ast
-
 import torch
 
 from .sources import FreeVarSource, GlobalSource, LocalSource
@@ -119,33 +117,17 @@ def check_tensor_sizes(t, cls, dtype, device, sizes, requires_grad):
 
 
 class Predicate:
-    """A generated Python function `(a0, a1, ...) -> bool` over expressions, checked in order.
-
-    An attribute or item chain that two or more expressions read (`a0._modules['fc']` in the
-    guards of each of a module's parameters) is read once, into a local, right before the first
-    expression that needs it; any exception means False.
-
-        def predicate(a0):
-            try:
-                if not (type(a0) is c0): return False
-                t0 = a0._modules['fc']
-                if not (check_tensor(t0._parameters['weight'], c1, ...)): return False
-                if not (check_tensor(t0._parameters['bias'], c7, ...)): return False
-                return True
-            except Exception:
-                return False
-    """
+    """A generated Python function `(a0, a1, ...) -> bool` over expressions, checked in order;
+    any exception means False."""
 
     def __init__(self, params, exprs, namespace):
         self.params = list(params)
         self.exprs = list(exprs)
         self.namespace = namespace
-        roots = set(self.params) | {n for n in namespace if n == "G" or n.startswith("FG")}
-        lines = _checks_with_shared_reads(self.exprs, roots)
-        body = "".join(f"        {line}\n" for line in lines)
+        body = " and ".join(f"({e})" for e in self.exprs) or "True"
         text = (
             f"def predicate({', '.join(self.params)}):\n"
-            f"    try:\n{body}        return True\n"
+            f"    try:\n        return {body}\n"
             f"    except Exception:\n        return False\n"
         )
         exec(compile(text, "<terra_dyn guard>", "exec"), namespace)
@@ -169,56 +151,6 @@ class Predicate:
 
     def __repr__(self):
         return f"Predicate({' and '.join(self.exprs)})"
-
-
-def _chain_key(node, roots):
-    """The source text of an attribute/item chain rooted at one of `roots` (the predicate's
-    parameters and globals dicts: `a0.fc._parameters['w']`), else None."""
-    inner = node
-    while isinstance(inner, (ast.Attribute, ast.Subscript)):
-        inner = inner.value
-    if inner is node or not isinstance(inner, ast.Name) or inner.id not in roots:
-        return None
-    return ast.unparse(node)
-
-
-def _checks_with_shared_reads(exprs, roots):
-    """`if not (e): return False` lines for exprs, in order, with every chain two or more of
-    them read assigned once (`t0 = ...`) just before its first use."""
-    trees = [ast.parse(e, mode="eval") for e in exprs]
-    counts = {}
-    for tree in trees:
-        for node in ast.walk(tree):
-            key = _chain_key(node, roots) if isinstance(node, (ast.Attribute, ast.Subscript)) else None
-            if key is not None:
-                counts[key] = counts.get(key, 0) + 1
-    shared = {k for k, n in counts.items() if n > 1}
-    if not shared:
-        return [f"if not ({e}): return False" for e in exprs]
-    temps = {}  # key -> local name, in order of definition
-    lines = []
-
-    class Replace(ast.NodeTransformer):
-        def __init__(self, keep_top=None):
-            self.keep_top = keep_top
-
-        def _chain(self, node):
-            key = _chain_key(node, roots)
-            if key is not None and key in shared and node is not self.keep_top:
-                if key not in temps:  # define it (its own prefixes first), then read it
-                    fresh = ast.parse(key, mode="eval").body
-                    value = Replace(keep_top=fresh).visit(fresh)
-                    temps[key] = f"t{len(temps)}"
-                    lines.append(f"{temps[key]} = {ast.unparse(value)}")
-                return ast.Name(id=temps[key], ctx=ast.Load())
-            return self.generic_visit(node)
-
-        visit_Attribute = visit_Subscript = _chain
-
-    for tree in trees:
-        body = Replace().visit(tree.body)
-        lines.append(f"if not ({ast.unparse(body)}): return False")
-    return lines
 
 
 _HOOK_TABLES = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
