@@ -214,3 +214,34 @@ def terra_dyn_capture(fast, args, kwargs, module=None):
 
 def terra_dyn_optimize(fn):
     return harness.optimize(fn)  # resets terra_dyn: every sample's first call is a fresh translation
+
+
+# ----------------------------------------------------------------------------- shared by the tests
+_RESULTS = {}
+
+
+def result_of(case):
+    """run_case(case) under terra_dyn, once per session (the match test and the count share it)."""
+    if case.name not in _RESULTS:
+        _RESULTS[case.name] = run_case(case, terra_dyn_optimize, terra_dyn_capture)
+    return _RESULTS[case.name]
+
+
+def check_capture_count(suite, cases, their_captured, their_samples):
+    """Print terra_dyn's whole-capture count beside torch.compile's and why samples were missed;
+    with the default caps, assert the sample set is the one measured and ours is not lower."""
+    import collections
+
+    results = [result_of(c) for c in cases]
+    samples = sum(r.sample_count for r in results)
+    captured = sum(sum(r.captured) for r in results)
+    print(f"\n{suite}: terra_dyn captured {captured}/{samples} samples whole; torch.compile "
+          f"{their_captured}/{their_samples} (default caps: {DEFAULT_CAPS})")
+    missed = [(r.case.name, w) for r in results for c, w in zip(r.captured, r.why) if not c]
+    reasons = collections.Counter(why[:60] for _, why in missed)
+    print("  missed by reason: " + "; ".join(f"{n} x {why}" for why, n in reasons.most_common(10)))
+    for name, why in missed[:40]:
+        print(f"  not captured: {name}: {why}")
+    if DEFAULT_CAPS:
+        assert samples == their_samples, "sample set changed: re-measure torch.compile"
+        assert captured >= their_captured

@@ -11,8 +11,6 @@ samples captured whole.
 
 Run: .venv/bin/python -m pytest -q tests/translate/test_module_db.py
 """
-import collections
-
 import pytest
 
 from . import db_samples
@@ -29,14 +27,7 @@ TORCH_COMPILE_CAPTURED_MODULE_SAMPLES = 297
 TORCH_COMPILE_MODULE_SAMPLES = 318
 
 CASES = db_samples.module_cases()
-_RESULTS = {}
-
-
-def result_of(case):
-    if case.name not in _RESULTS:
-        _RESULTS[case.name] = db_samples.run_case(case, db_samples.terra_dyn_optimize,
-                                                  db_samples.terra_dyn_capture)
-    return _RESULTS[case.name]
+result_of = db_samples.result_of
 
 
 def test_module_db_is_loaded():
@@ -52,17 +43,4 @@ def test_module_samples_match_eager(case):
 
 
 def test_module_capture_count():
-    results = [result_of(c) for c in CASES]
-    samples = sum(r.sample_count for r in results)
-    captured = sum(sum(r.captured) for r in results)
-    print(f"\nmodule_db: terra_dyn captured {captured}/{samples} samples whole; torch.compile "
-          f"{TORCH_COMPILE_CAPTURED_MODULE_SAMPLES}/{TORCH_COMPILE_MODULE_SAMPLES} "
-          f"(default caps: {db_samples.DEFAULT_CAPS})")
-    missed = [(r.case.name, w) for r in results for c, w in zip(r.captured, r.why) if not c]
-    reasons = collections.Counter(why[:60] for _, why in missed)
-    print("  missed by reason: " + "; ".join(f"{n} x {why}" for why, n in reasons.most_common(10)))
-    for name, why in missed[:40]:
-        print(f"  not captured: {name}: {why}")
-    if db_samples.DEFAULT_CAPS:
-        assert samples == TORCH_COMPILE_MODULE_SAMPLES, "sample set changed: re-measure torch.compile"
-        assert captured >= TORCH_COMPILE_CAPTURED_MODULE_SAMPLES
+    db_samples.check_capture_count("module_db", CASES, TORCH_COMPILE_CAPTURED_MODULE_SAMPLES, TORCH_COMPILE_MODULE_SAMPLES)

@@ -9,8 +9,6 @@ type) under terra_dyn on the first and the cached call; count the samples captur
 
 Run: .venv/bin/python -m pytest -q tests/translate/test_op_db.py
 """
-import collections
-
 import pytest
 
 from . import db_samples
@@ -27,14 +25,7 @@ TORCH_COMPILE_CAPTURED_OP_SAMPLES = 1753
 TORCH_COMPILE_OP_SAMPLES = 1880
 
 CASES = db_samples.op_cases()
-_RESULTS = {}
-
-
-def result_of(case):
-    if case.name not in _RESULTS:
-        _RESULTS[case.name] = db_samples.run_case(case, db_samples.terra_dyn_optimize,
-                                                  db_samples.terra_dyn_capture)
-    return _RESULTS[case.name]
+result_of = db_samples.result_of
 
 
 def test_skips_cover_every_nondeterministic_op():
@@ -53,16 +44,4 @@ def test_op_samples_match_eager(case):
 
 
 def test_op_capture_count():
-    results = [result_of(c) for c in CASES]
-    samples = sum(r.sample_count for r in results)
-    captured = sum(sum(r.captured) for r in results)
-    print(f"\nop_db: terra_dyn captured {captured}/{samples} samples whole; torch.compile "
-          f"{TORCH_COMPILE_CAPTURED_OP_SAMPLES}/{TORCH_COMPILE_OP_SAMPLES} (default caps: {db_samples.DEFAULT_CAPS})")
-    missed = [(r.case.name, w) for r in results for c, w in zip(r.captured, r.why) if not c]
-    reasons = collections.Counter(why[:60] for _, why in missed)
-    print("  missed by reason: " + "; ".join(f"{n} x {why}" for why, n in reasons.most_common(10)))
-    for name, why in missed[:40]:
-        print(f"  not captured: {name}: {why}")
-    if db_samples.DEFAULT_CAPS:
-        assert samples == TORCH_COMPILE_OP_SAMPLES, "sample set changed: re-measure torch.compile"
-        assert captured >= TORCH_COMPILE_CAPTURED_OP_SAMPLES
+    db_samples.check_capture_count("op_db", CASES, TORCH_COMPILE_CAPTURED_OP_SAMPLES, TORCH_COMPILE_OP_SAMPLES)
