@@ -23,7 +23,8 @@ import dataclasses
 
 CPU_DEFAULT_MODES = ["eager", "terra:interpreter", "compile:inductor", "compile:eager"]
 CUDA_DEFAULT_MODES = ["eager", "terra:interpreter", "terra:triton", "compile:inductor", "compile:eager"]
-KNOWN_MODES = ["eager", "terra:interpreter", "terra:triton", "terra:auto", "compile:inductor", "compile:eager"]
+KNOWN_MODES = ["eager", "terra:interpreter", "terra:triton", "terra:auto", "compile:inductor", "compile:eager",
+               "fx:triton", "fx:interpreter"]
 DEBUG_MODES = ["debug:segfault"]  # for the runner's own tests: proves a crashing mode cannot end a run
 
 
@@ -165,6 +166,46 @@ class CompileMode(Mode):
             self.steps_seen += 1
 
 
+class FxMode(Mode):
+    """Each module's forward as a make_fx graph compiled by a terra_dyn backend (unit "model"
+    only): the backend's figures on the real models without the frame hook (see fx_module.py)."""
+
+    kind = "fx"
+
+    def __init__(self, name, backend):
+        super().__init__(name)
+        self.backend = backend
+        self.wrapped = []
+
+    def prepare(self):
+        import torch
+        if self.backend == "triton" and not torch.cuda.is_available():
+            raise ModeUnavailable("backend 'triton' needs a CUDA GPU")
+
+    def wrap(self, fn_or_module):
+        import torch
+
+        from benchmarks.fx_module import FxCompiledModule
+        from benchmarks.gpu.common import import_backend
+        if not isinstance(fn_or_module, torch.nn.Module):
+            raise ModeUnavailable("fx modes wrap modules: run with --unit model")
+        import_backend()  # the backends import even where the frontend does not
+        from terra_dyn.backends import lookup
+        wrapped = FxCompiledModule(fn_or_module, lookup(self.backend))
+        self.wrapped.append(wrapped)
+        return wrapped
+
+    @contextlib.contextmanager
+    def counting(self):
+        try:
+            yield
+        finally:
+            graphs = sum(not isinstance(e, str) for w in self.wrapped for e in w.entries.values())
+            self.counts.graphs = graphs
+            self.counts.fallbacks = sum(len(w.fallbacks) for w in self.wrapped)
+            self.counts.fallback_reasons = [f for w in self.wrapped for f in w.fallbacks][:5]
+
+
 class SegfaultMode(Mode):
     """Kills its process with SIGSEGV on the first step: tests the runner's crash isolation."""
 
@@ -189,6 +230,8 @@ def make_mode(name):
         return TerraMode(name, backend)
     if kind == "compile" and backend:
         return CompileMode(name, backend)
+    if kind == "fx" and backend in ("interpreter", "triton", "auto"):
+        return FxMode(name, backend)
     raise ValueError(f"unknown mode {name!r}; known: {', '.join(KNOWN_MODES)}")
 
 

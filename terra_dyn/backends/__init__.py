@@ -4,6 +4,9 @@
     lookup("triton")      -> triton.compile_graph           fused Triton kernels (lazy import)
     lookup("auto")        -> triton for graphs on CUDA tensors when Triton and a GPU are
                              present, else the interpreter
+    lookup("cudagraphs")  -> auto, with each compiled graph replayed through CUDA graphs
+                             where that is safe (torch.compile's "reduce-overhead"; see
+                             cudagraphs.py); on CPU tensors the same as auto
     lookup(callable)      -> that callable, e.g. a torch.compile-style backend
 
 Example: `lookup("auto")(gm, [torch.randn(4)])` returns `gm.forward` on a CPU machine.
@@ -49,7 +52,15 @@ def triton(gm, example_inputs):
     return _hook_off(_triton().compile_graph(gm, example_inputs))
 
 
-_BY_NAME = {"interpreter": interpreter.compile_graph, "auto": auto, "triton": triton}
+def cudagraphs(gm, example_inputs):
+    from .cudagraphs import CudaGraphRunner
+    compiled = auto(gm, example_inputs)
+    if not _on_cuda(example_inputs):
+        return compiled
+    return _hook_off(CudaGraphRunner(compiled))
+
+
+_BY_NAME = {"interpreter": interpreter.compile_graph, "auto": auto, "triton": triton, "cudagraphs": cudagraphs}
 
 
 def lookup(name_or_callable):

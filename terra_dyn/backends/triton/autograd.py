@@ -102,6 +102,10 @@ def eager_only_reason(forward_program, args) -> str:
     graph = forward_program.aten_gm.graph
     if any(is_inplace(n) for n in graph.nodes):
         return "the graph mutates a tensor"
+    if any(torch.Tag.nondeterministic_seeded in getattr(n.target, "tags", ()) for n in graph.nodes):
+        # the backward recomputes forward values: a dropout mask drawn again would differ
+        # from the forward's, and the gradients would be silently wrong
+        return "the graph draws random numbers"
     output = next(n for n in graph.nodes if n.op == "output")
     placeholders = {n for n in graph.nodes if n.op == "placeholder"}
     for out in pytree.tree_leaves(output.args[0]):
