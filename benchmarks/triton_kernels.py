@@ -22,7 +22,6 @@ import os
 import statistics
 import sys
 import time
-import types
 
 SMOKE = "--smoke" in sys.argv
 if SMOKE:
@@ -37,19 +36,8 @@ if REPO not in sys.path:
 
 
 def import_backend():
-    """terra_dyn.backends.triton, even where terra_dyn's C extension is not built (the
-    backend never needs it): fall back to a bare package object for `terra_dyn`."""
-    try:
-        import terra_dyn.backends.triton as backend
-        return backend
-    except ImportError:
-        for name in [m for m in sys.modules if m == "terra_dyn" or m.startswith("terra_dyn.")]:
-            del sys.modules[name]
-        package = types.ModuleType("terra_dyn")
-        package.__path__ = [os.path.join(REPO, "terra_dyn")]
-        sys.modules["terra_dyn"] = package
-        import terra_dyn.backends.triton as backend
-        return backend
+    from benchmarks.gpu.common import import_backend as shared
+    return shared()
 
 
 # -- workloads: (function, input maker(device, dtype, smoke), bytes moved or None) ----------

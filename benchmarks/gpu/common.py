@@ -74,7 +74,7 @@ def call_us(fn, args, reps=50, warmup=3):
     return statistics.median(times)
 
 
-def _burst_us(fn, args, reps):
+def burst_us(fn, args, reps):
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     torch.cuda.synchronize()
     start.record()
@@ -101,12 +101,12 @@ def device_us(fn, args, reps=20, warmup=2):
         with torch.cuda.graph(graph):
             fn(*args)
         replay = graph.replay
-        rounds = [_burst_us(lambda: replay(), (), reps) for _ in range(5)]
+        rounds = [burst_us(lambda: replay(), (), reps) for _ in range(5)]
         del graph
         return statistics.median(rounds), "cuda graph replay"
     except Exception as exc:  # not capturable (a sync inside, a CPU tensor): time bursts instead
         torch.cuda.synchronize()
-        rounds = [_burst_us(fn, args, reps) for _ in range(5)]
+        rounds = [burst_us(fn, args, reps) for _ in range(5)]
         return statistics.median(rounds), f"event burst ({type(exc).__name__})"
 
 

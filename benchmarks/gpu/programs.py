@@ -56,16 +56,18 @@ def main():
     parser.add_argument("--budget", type=float, default=180.0)
     parser.add_argument("--config", default=None)
     parser.add_argument("--iters", type=int, default=4)
-    parser.add_argument("--programs", default=",".join(ORDER))
+    parser.add_argument("--programs", default=None, help="comma-separated (default: all ten; smoke: three)")
     parser.add_argument("--per-program", type=float, default=90.0, help="seconds for one program's child")
+    parser.add_argument("--no-inductor", action="store_true", help="eager and terra_dyn only")
     opts = parser.parse_args()
     budget = Budget(opts.budget)
     device = "cpu" if opts.smoke else "cuda"
     opts.config = opts.config or ("small" if opts.smoke else "full")
     terra = ("terra:auto" if frontend_runs_here() else "fx:triton") if not opts.smoke else "fx:interpreter"
-    modes = ["eager", terra] + ([] if opts.smoke else ["compile:inductor"])
+    modes = ["eager", terra] + ([] if opts.smoke or opts.no_inductor else ["compile:inductor"])
     results = []
-    for name in [p for p in opts.programs.split(",") if p]:
+    names = opts.programs.split(",") if opts.programs else (["gpt2", "dcgan", "resnet50"] if opts.smoke else ORDER)
+    for name in [p for p in names if p]:
         if budget.left() < 20:
             results.append({"program": name, "skipped": "time budget spent"})
             continue

@@ -76,6 +76,7 @@ class KernelSource:
     rnumel: int             # 1 for pointwise kernels
     persistent: bool
     int64: bool
+    outer: bool = False     # a reduction over dims outside the innermost one (see _Writer)
     group_repr: str = ""
     block_params: tuple = field(default=("XBLOCK",))
 
@@ -114,7 +115,11 @@ class _Writer:
         self.xnumel = math.prod(self.full[d] for d in self.x_dims)
         self.rnumel = math.prod(self.full[d] for d in self.r_dims)
         self.reduction = group.is_reduction
-        self.persistent = self.reduction and self.rnumel <= PERSISTENT_MAX_RNUMEL
+        # an "outer" reduction keeps the innermost dim (x.sum(1) of [B, R, C]): neighbouring
+        # x values are neighbours in memory, so a block must be wide in x and narrow in r,
+        # and the row is walked in a loop (a whole-row block that wide would not fit registers)
+        self.outer = self.reduction and bool(self.x_dims) and max(self.x_dims) > max(self.r_dims)
+        self.persistent = self.reduction and self.rnumel <= PERSISTENT_MAX_RNUMEL and not self.outer
         self.inputs = group.inputs()
         self.outputs = group.outputs()
         self.in_names = {n: f"in_ptr{i}" for i, n in enumerate(self.inputs)}
@@ -455,7 +460,7 @@ def generate(group: FusionGroup, layouts: dict) -> KernelSource:
     return KernelSource(name=name, text=text, inputs=writer.inputs, outputs=writer.outputs,
                         output_layouts=writer.out_layouts, signature=signature, xnumel=writer.xnumel,
                         rnumel=writer.rnumel if group.is_reduction else 1, persistent=writer.persistent,
-                        int64=writer.int64, group_repr=repr(group), block_params=blocks)
+                        int64=writer.int64, outer=writer.outer, group_repr=repr(group), block_params=blocks)
 
 
 MODULE_PRELUDE = (

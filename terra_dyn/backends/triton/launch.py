@@ -6,7 +6,8 @@
 Grid: one program per XBLOCK elements (pointwise) or per XBLOCK rows (reduction), so
 grid = (cdiv(xnumel, XBLOCK),). Block sizes come from the shapes: a persistent reduction
 holds its whole row (RBLOCK = next power of two >= the row length) and packs rows so that
-a block holds about 4K elements; a looped reduction walks the row 1024 elements at a time.
+a block holds about 4K elements; a looped reduction walks the row 1024 elements at a time,
+except an outer one (x.sum(1) of [B, R, C]), whose block is wide in x and a few rows deep.
 On a GPU with more than one plausible config, the first call times each candidate
 (triton.testing.do_bench) and keeps the fastest; the choice is saved next to the cached
 kernel so that later processes skip the timing. The CPU interpreter uses one config with
@@ -50,10 +51,17 @@ def candidates(source: KernelSource, interpret: bool) -> list:
         warps = 8 if rblock >= 2048 else 4 if rblock >= 512 else 2
         best = max(1, min(next_pow2(x), 4096 // rblock))
         configs = [LaunchConfig(best, rblock, warps)]
+        if rblock >= 4096:  # long rows: more threads per row keep more loads in flight
+            configs.append(LaunchConfig(best, rblock, 16))
         for xb in (max(1, best // 2), min(next_pow2(x), best * 2)):
             if LaunchConfig(xb, rblock, warps) not in configs and xb * rblock <= 16384:
                 configs.append(LaunchConfig(xb, rblock, warps))
         return configs
+    if source.outer:  # wide in x (coalesced loads along the kept innermost dim), narrow in r
+        if interpret:
+            return [LaunchConfig(min(next_pow2(x), 256), min(next_pow2(r), 64))]
+        return [LaunchConfig(xb, rb, w) for xb, rb, w in ((128, 16, 4), (64, 32, 4), (256, 8, 8), (128, 32, 8))
+                if xb <= max(next_pow2(x), 64)] or [LaunchConfig(64, 16, 4)]
     if interpret:
         return [LaunchConfig(min(next_pow2(x), 8), 1024)]
     return [LaunchConfig(1, 1024, 4), LaunchConfig(1, 2048, 8), LaunchConfig(2, 1024, 8)]
