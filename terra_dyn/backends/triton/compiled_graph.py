@@ -16,6 +16,7 @@ runs the forward kernels inside a torch.autograd.Function whose backward is the 
 VJP graph; graphs it cannot handle (input mutation, aliased outputs) run eagerly so that
 autograd records ATen ops. `backward_graphs` holds the compiled VJP graphs.
 """
+import operator
 import sys
 
 import torch
@@ -71,9 +72,15 @@ class GroupStep:
         self.owner.sources.setdefault(source.text, source)
         return Launcher(source, kernel, cache, interpret, target)
 
+    def launch(self, *tensors):
+        """The group's outputs from its input tensors (the generated program calls this)."""
+        env = dict(zip(self.inputs, tensors))
+        self.run(env)
+        return [env[n] for n in self.outputs]
+
     def run(self, env):
         tensors = [env[n] for n in self.inputs]
-        key = tuple((tuple(t.shape), t.stride(), t.dtype, t.device) if isinstance(t, torch.Tensor) else None
+        key = tuple((t.shape, t.stride(), t.dtype, t.device) if isinstance(t, torch.Tensor) else None
                     for t in tensors)
         variant = self.variants.get(key)
         if variant is None:
@@ -103,47 +110,53 @@ class GroupStep:
 
 
 class Program:
-    """One lowered, partitioned graph for one input signature."""
+    """One lowered, partitioned graph for one input signature, run as straight-line Python.
+
+    The steps become one generated function (an fx.GraphModule over the ATen graph's
+    constants): each fusion group is a call to its GroupStep's `launch`, each other node a
+    direct ATen call, and FX's code generator drops every intermediate after its last
+    reader, so peak memory stays near eager's. Walking the steps with a dictionary of
+    values instead cost about 3 us per ATen call in Python (transformer block: 41 calls).
+
+        def forward(self, arg0_1, arg1_1):
+            launch = self.GroupStep_launch(arg0_1, arg1_1);  arg0_1 = None
+            getitem = launch[0];  launch = None
+            t = torch.ops.aten.t.default(arg1_1);  arg1_1 = None
+            mm = torch.ops.aten.mm.default(getitem, t);  getitem = t = None
+            return (mm,)
+    """
 
     def __init__(self, aten_gm: fx.GraphModule, owner: "CompiledGraph"):
         self.aten_gm = aten_gm
         graph = aten_gm.graph
         self.placeholders = [n for n in graph.nodes if n.op == "placeholder"]
-        self.constants = {n: getattr(aten_gm, n.target) for n in graph.nodes if n.op == "get_attr"}
         self.output = next(n for n in graph.nodes if n.op == "output")
         self.steps = [GroupStep(s, owner) if isinstance(s, FusionGroup) else s for s in partition(graph)]
         self.mutates = any(is_inplace(n) for n in graph.nodes)
-        self._plan_frees()
+        self.run = self._generate()
 
-    def _plan_frees(self):
-        # drop each intermediate after its last reader so peak memory stays near eager's
-        last = {}
-        for i, step in enumerate(self.steps):
-            members = step.group.nodes if isinstance(step, GroupStep) else [step]
-            for member in members:
-                for arg in member.all_input_nodes:
-                    last[arg] = i
-        kept = set(self.output.all_input_nodes) | set(self.placeholders) | set(self.constants)
-        self.frees = [[] for _ in self.steps]
-        for node, i in last.items():
-            if node not in kept:
-                self.frees[i].append(node)
+    def _generate(self) -> fx.GraphModule:
+        graph = fx.Graph()
+        env = {}
+        for node in self.aten_gm.graph.nodes:  # placeholders and constants keep their names
+            if node.op in ("placeholder", "get_attr"):
+                env[node] = graph.node_copy(node, env.__getitem__)
+        for step in self.steps:
+            if isinstance(step, GroupStep):
+                call = graph.call_function(step.launch, tuple(env[n] for n in step.inputs))
+                for i, node in enumerate(step.outputs):
+                    env[node] = graph.call_function(operator.getitem, (call, i))
+            elif step.op == "call_function":
+                env[step] = graph.node_copy(step, env.__getitem__)
+        graph.output(fx.node.map_arg(self.output.args[0], env.__getitem__))
+        return fx.GraphModule(self.aten_gm, graph)
 
     @property
     def groups(self):
         return [s.group for s in self.steps if isinstance(s, GroupStep)]
 
     def __call__(self, *args):
-        env = dict(zip(self.placeholders, args))
-        env.update(self.constants)
-        for step, frees in zip(self.steps, self.frees):
-            if isinstance(step, GroupStep):
-                step.run(env)
-            else:
-                _run_node(step, env)
-            for node in frees:
-                env.pop(node, None)
-        return fx.node.map_arg(self.output.args[0], env.__getitem__)
+        return self.run(*args)
 
 
 def _signature(args):

@@ -35,6 +35,11 @@ class LaunchConfig:
         return f"LaunchConfig(XBLOCK={self.XBLOCK}{r}, num_warps={self.num_warps})"
 
 
+def _sixteen_bit(source: KernelSource) -> bool:
+    """The kernel moves 16-bit values: a block of N elements moves half an f32 block's bytes."""
+    return any(kind in ("*fp16", "*bf16") for kind in source.signature.values())
+
+
 def candidates(source: KernelSource, interpret: bool) -> list:
     """Launch configs worth trying for `source`, the heuristic favourite first."""
     x, r = source.xnumel, source.rnumel
@@ -43,7 +48,10 @@ def candidates(source: KernelSource, interpret: bool) -> list:
             return [LaunchConfig(min(next_pow2(x), 4096))]
         if x < (1 << 16):
             return [LaunchConfig(min(max(next_pow2(x), 128), 1024), 0, 4)]
-        return [LaunchConfig(1024, 0, 4), LaunchConfig(512, 0, 4), LaunchConfig(2048, 0, 8)]
+        configs = [LaunchConfig(1024, 0, 4), LaunchConfig(512, 0, 4), LaunchConfig(2048, 0, 8)]
+        if _sixteen_bit(source):  # as many bytes in flight per block as the f32 configs move
+            configs.append(LaunchConfig(4096, 0, 8))
+        return configs
     if source.persistent:
         rblock = next_pow2(r)
         if interpret:
@@ -60,8 +68,9 @@ def candidates(source: KernelSource, interpret: bool) -> list:
     if source.outer:  # wide in x (coalesced loads along the kept innermost dim), narrow in r
         if interpret:
             return [LaunchConfig(min(next_pow2(x), 256), min(next_pow2(r), 64))]
-        return [LaunchConfig(xb, rb, w) for xb, rb, w in ((128, 16, 4), (64, 32, 4), (256, 8, 8), (128, 32, 8))
-                if xb <= max(next_pow2(x), 64)] or [LaunchConfig(64, 16, 4)]
+        shapes = [(128, 16, 4), (64, 32, 4), (256, 8, 8), (128, 32, 8)] + ([(256, 16, 8)] if _sixteen_bit(source) else [])
+        return [LaunchConfig(xb, rb, w) for xb, rb, w in shapes if xb <= max(next_pow2(x), 64)] or \
+            [LaunchConfig(64, 16, 4)]
     if interpret:
         return [LaunchConfig(min(next_pow2(x), 8), 1024)]
     return [LaunchConfig(1, 1024, 4), LaunchConfig(1, 2048, 8), LaunchConfig(2, 1024, 8)]
