@@ -133,7 +133,8 @@ class Program:
         self.output = next(n for n in graph.nodes if n.op == "output")
         self.steps = [GroupStep(s, owner) if isinstance(s, FusionGroup) else s for s in partition(graph)]
         self.mutates = any(is_inplace(n) for n in graph.nodes)
-        self.run = self._generate()
+        self.module = self._generate()
+        self.run = self.module.forward  # not the module: nn.Module.__call__ adds a few us of hook checks
 
     def _generate(self) -> fx.GraphModule:
         graph = fx.Graph()
