@@ -151,17 +151,24 @@ class _Writer:
             return list(range(len(self.full)))
         return list(self.x_dims)  # a squeezed x-level shape
 
-    def offset(self, layout: TensorLayout, node_shape, level):
+    def offset(self, layout: TensorLayout, node_shape, level, full_block=False):
+        """The element offset of `layout` at the current indices. `full_block`: the offset
+        must span the whole block even where the tensor does not vary along x or r (a store
+        does not broadcast its pointer the way a load does; e.g. an output with one row)."""
         dims = self.frame_dims(node_shape)
         shift = len(node_shape) - len(layout.shape)
         terms = {}
         for j, (size, stride) in enumerate(zip(layout.shape, layout.stride)):
             if size != 1 and stride != 0:
                 terms[dims[shift + j]] = stride
-        parts = self._collapse(terms, self.x_dims, "xindex") + self._collapse(terms, self.r_dims, "rindex")
-        if not parts:
-            anchor = "(xindex + rindex)" if level == "full" else "xindex"
-            return f"0 * {anchor}"
+        x_parts = self._collapse(terms, self.x_dims, "xindex")
+        r_parts = self._collapse(terms, self.r_dims, "rindex")
+        parts = x_parts + r_parts
+        if full_block or not parts:
+            if not x_parts:
+                parts.append("0 * xindex")
+            if level == "full" and not r_parts:
+                parts.append("0 * rindex")
         return " + ".join(parts)
 
     def _collapse(self, terms, dims, index):
@@ -256,7 +263,7 @@ class _Writer:
         var, dtype = self.value(node, scope)
         real = node.meta["val"].dtype
         layout = TensorLayout.contiguous(shape_of(node), real)
-        off = self.offset(layout, shape_of(node), self.level(node))
+        off = self.offset(layout, shape_of(node), self.level(node), full_block=True)
         mask = "mask" if self.level(node) == "full" else "xmask"
         value = self.cast(var, dtype, real) if real != dtype else var
         self.line(f"tl.store({self.out_names[node]} + ({off}), {value}, {mask})")

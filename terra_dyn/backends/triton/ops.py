@@ -94,7 +94,19 @@ def _div(o, n):
     if mode is None:
         return f"{o[0]} / {o[1]}"
     if _is_float(n):
-        return f"tl.floor({o[0]} / {o[1]})" if mode == "floor" else f"dm.trunc({o[0]} / {o[1]})"
+        if mode == "floor":
+            return f"tl.floor({o[0]} / {o[1]})"
+        quotient = f"({o[0]} / {o[1]})"
+        if out_dtype(n) == torch.float16:
+            # eager rounds a half-precision quotient to its dtype before truncating: 5.9858
+            # in fp32 is 5.984 in fp16 but 6.0 in bf16, and truncates to 6, not 5
+            quotient = f"{quotient}.to(tl.float16).to(tl.float32)"
+        elif out_dtype(n) == torch.bfloat16:
+            # the same for bf16, rounding to nearest even with integer arithmetic: Triton's
+            # CPU interpreter truncates a float32 -> bfloat16 cast where the GPU rounds
+            bits = f"{quotient}.to(tl.uint32, bitcast=True)"
+            quotient = f"(({bits} + 0x7FFF + (({bits} >> 16) & 1)) & 0xFFFF0000).to(tl.float32, bitcast=True)"
+        return f"dm.trunc({quotient})"
     if mode == "trunc":
         return f"{o[0]} // {o[1]}"  # Triton's integer division truncates, like C
     return _floor_div_int(o)
