@@ -22,6 +22,10 @@
 #include <internal/pycore_pystate.h>
 
 static _Thread_local PyObject *thread_callback = NULL;  /* owned reference or NULL */
+/* The callback being asked about a frame (borrowed; NULL when none): while it runs the hook
+   is off, yet its guards must still compare against it (a cache entry belongs to the
+   callback, i.e. the backend and options, that made it). */
+static _Thread_local PyObject *asking_callback = NULL;
 static Py_ssize_t threads_with_callback = 0;            /* guarded by the GIL */
 
 static PyObject *terra_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *frame, int throwflag);
@@ -41,6 +45,10 @@ PyObject *eval_frame_swap_callback(PyObject *callback) {
         if (threads_with_callback == (callback ? 1 : 0)) install_hook(callback != NULL);
     }
     return previous;
+}
+
+PyObject *eval_frame_current_callback(void) {
+    return thread_callback ? thread_callback : asking_callback;
 }
 
 /* Our own _PyFrame_GetFrameObject: CPython 3.11 does not export
@@ -170,7 +178,10 @@ static PyObject *ask_callback(PyObject *callback, PyThreadState *tstate, _PyInte
     if (f == NULL) return NULL;
     Py_INCREF(callback);
     PyObject *saved = eval_frame_swap_callback(NULL);
+    PyObject *outer_asking = asking_callback;
+    asking_callback = callback;
     PyObject *result = PyObject_CallOneArg(callback, (PyObject *)f);
+    asking_callback = outer_asking;
     PyObject *ours = eval_frame_swap_callback(saved);
     Py_XDECREF(ours);  /* the callback may have set one itself */
     Py_DECREF(callback);

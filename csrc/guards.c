@@ -4,6 +4,13 @@
  *     ("type", i, T)   ("id", i, obj)   ("eq", i, value)   ("len", i, n)
  *     ("tensor", i, T, dtype, device, sizes, strides, requires_grad)
  *     ("global_id", globals_dict, name, obj)   ("call_id", fn, obj)
+ *     ("callback", cb)   this thread's frame callback is cb: the backend and options that
+ *                        made the entry (eval_frame_current_callback)
+ *     ("type_version", T, tag)   T's version tag is still tag: no attribute of T or of a
+ *                        class on its MRO was set or deleted since (CPython's method cache
+ *                        relies on the same tag; type_version_tag() reads one)
+ *     ("func", fn, code, defaults, kwdefaults)   fn's __code__, __defaults__ and
+ *                        __kwdefaults__ are these very objects (autoreload swaps __code__)
  *   then fallback(*args) -> bool, if given.
  *
  *   g = Guard([("type", 0, int), ("eq", 1, "mean")])
@@ -24,8 +31,13 @@
 #include "terra_dyn.h"
 #include "tensor_check.h"
 
-enum { K_TYPE, K_ID, K_EQ, K_LEN, K_TENSOR, K_GLOBAL_ID, K_CALL_ID };
-static const char *kind_names[] = {"type", "id", "eq", "len", "tensor", "global_id", "call_id"};
+enum { K_TYPE, K_ID, K_EQ, K_LEN, K_TENSOR, K_GLOBAL_ID, K_CALL_ID, K_CALLBACK, K_TYPE_VERSION, K_FUNC };
+static const char *kind_names[] = {"type", "id", "eq", "len", "tensor", "global_id", "call_id", "callback",
+                                   "type_version", "func"};
+/* Checks on constant objects (no argument slot): facts about an object whose identity the
+   translation already relies on. */
+#define NO_SLOT(kind) ((kind) == K_GLOBAL_ID || (kind) == K_CALL_ID || (kind) == K_CALLBACK || \
+                       (kind) == K_TYPE_VERSION || (kind) == K_FUNC)
 
 typedef struct {
     int kind;
@@ -102,6 +114,24 @@ static const TensorCheckAPI *fast_api_get(void) {
     return fast_api;
 }
 
+/* type_version_tag(T) -> int: T's version tag, assigned now if it has none (0: CPython
+   has run out of tags, or T cannot have one; a type_version check cannot be made). */
+PyObject *guards_type_version_tag(PyObject *module, PyObject *type) {
+    if (!PyType_Check(type)) {
+        PyErr_SetString(PyExc_TypeError, "type_version_tag expects a type");
+        return NULL;
+    }
+    PyTypeObject *t = (PyTypeObject *)type;
+    if (!PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG)) {
+        /* A method-cache lookup assigns the tag (CPython 3.11 has no public call for it). */
+        static PyObject *name = NULL;
+        if (name == NULL && (name = PyUnicode_InternFromString("__terra_dyn_tag__")) == NULL) return NULL;
+        (void)_PyType_Lookup(t, name);
+    }
+    if (!PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG)) return PyLong_FromLong(0);
+    return PyLong_FromUnsignedLong(t->tp_version_tag);
+}
+
 PyObject *guards_set_fast(PyObject *module, PyObject *flag) {
     int on = PyObject_IsTrue(flag);
     if (on < 0) return NULL;
@@ -166,7 +196,7 @@ static const char *tensor_mismatch(const Check *c, PyObject *x) {
 /* 1 pass, 0 fail. Errors raised by user __eq__/__len__ count as a failure. */
 static int check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
     PyObject *x = NULL;
-    if (c->kind != K_GLOBAL_ID && c->kind != K_CALL_ID) {
+    if (!NO_SLOT(c->kind)) {
         if (c->index >= nargs) return 0;
         x = args[c->index];
     }
@@ -190,6 +220,16 @@ static int check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
         PyObject *v = PyDict_GetItemWithError(c->a, c->b);  /* borrowed; NULL when missing */
         ok = (v ? v : Py_None) == c->c;
         break;
+    }
+    case K_CALLBACK: return eval_frame_current_callback() == c->a;
+    case K_TYPE_VERSION: {
+        PyTypeObject *t = (PyTypeObject *)c->a;
+        return PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG) && t->tp_version_tag == (unsigned int)c->length;
+    }
+    case K_FUNC: {
+        PyFunctionObject *f = (PyFunctionObject *)c->a;
+        return f->func_code == c->b && (f->func_defaults ? f->func_defaults : Py_None) == c->c &&
+               (f->func_kwdefaults ? f->func_kwdefaults : Py_None) == c->d;
     }
     case K_CALL_ID: {
         if (c->ambient.kind) return fast_api->ambient_matches(&c->ambient);
@@ -219,14 +259,14 @@ int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs) {
 /* ---- construction ---- */
 
 static int parse_check(PyObject *t, Check *c) {
-    static const Py_ssize_t arity[] = {3, 3, 3, 3, 8, 4, 3};
+    static const Py_ssize_t arity[] = {3, 3, 3, 3, 8, 4, 3, 2, 3, 5};
     if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) < 1 || !PyUnicode_Check(PyTuple_GET_ITEM(t, 0))) {
         PyErr_Format(PyExc_TypeError, "Guard: a check is a tuple (kind, ...), got %R", t);
         return -1;
     }
     const char *kind = PyUnicode_AsUTF8(PyTuple_GET_ITEM(t, 0));
     c->kind = -1;
-    for (int k = 0; k <= K_CALL_ID; k++) {
+    for (int k = 0; k <= K_FUNC; k++) {
         if (strcmp(kind, kind_names[k]) == 0) c->kind = k;
     }
     if (c->kind < 0 || PyTuple_GET_SIZE(t) != arity[c->kind]) {
@@ -236,7 +276,7 @@ static int parse_check(PyObject *t, Check *c) {
     PyObject **item = &PyTuple_GET_ITEM(t, 1);
     PyObject **slots[] = {&c->a, &c->b, &c->c, &c->d, &c->e, &c->f};
     int first = 0;
-    if (c->kind != K_GLOBAL_ID && c->kind != K_CALL_ID) {
+    if (!NO_SLOT(c->kind)) {
         c->index = PyLong_AsSsize_t(item[0]);
         if (c->index < 0) {
             if (!PyErr_Occurred()) PyErr_Format(PyExc_ValueError, "Guard: negative index in %R", t);
@@ -256,6 +296,18 @@ static int parse_check(PyObject *t, Check *c) {
         if (name == NULL) return -1;
         c->length = PyUnicode_Compare(name, s_cpu) == 0;
         Py_DECREF(name);
+    }
+    if (c->kind == K_TYPE_VERSION) {
+        if (!PyType_Check(c->a)) {
+            PyErr_Format(PyExc_TypeError, "Guard: %R needs a type", t);
+            return -1;
+        }
+        c->length = (Py_ssize_t)PyLong_AsUnsignedLong(c->b);
+        if (PyErr_Occurred()) return -1;
+    }
+    if (c->kind == K_FUNC && !PyFunction_Check(c->a)) {
+        PyErr_Format(PyExc_TypeError, "Guard: %R needs a Python function", t);
+        return -1;
     }
     if (c->kind == K_GLOBAL_ID && !PyDict_Check(c->a)) {
         PyErr_Format(PyExc_TypeError, "Guard: %R needs a globals dict", t);
@@ -351,7 +403,7 @@ static PyObject *guard_explain(Guard *self, PyObject *const *args, Py_ssize_t na
         const Check *c = &self->checks[i];
         if (check_one(c, args, nargs)) continue;
         PyObject *spec = PyTuple_GET_ITEM(self->spec, i);
-        if (c->kind == K_GLOBAL_ID || c->kind == K_CALL_ID) {
+        if (NO_SLOT(c->kind)) {
             return PyUnicode_FromFormat("check %zd %R failed", i, spec);
         }
         if (c->index >= nargs) {

@@ -20,6 +20,7 @@ import os
 import re
 import types
 import warnings
+import weakref
 
 import torch
 
@@ -93,9 +94,16 @@ def _slot_values(frame, code):
     return [f_locals.get(n) for n in argument_slot_names(code)]
 
 
+def _own_guards(state):
+    """The guards of the entries made under the callback asked now (other wrappers' entries
+    fail on their callback check, which explains nothing)."""
+    installed = _C.current_callback()
+    return [g for cb, g in state.guards if cb is installed]
+
+
 def _failing_guard(state, frame, code):
     args = _slot_values(frame, code)
-    for guard in state.guards:
+    for guard in _own_guards(state):
         try:
             why = guard.explain(*args)
         except Exception as exc:  # a guard that cannot even run counts as failing
@@ -110,7 +118,7 @@ def _note_dynamic(state, why, frame, code):
     An `id` check on a module failed for another instance of its type: guard it by type.
     A tensor check failed on sizes alone: keep those sizes symbolic (`a1.size()[0]`)."""
     args = _slot_values(frame, code)
-    for guard in state.guards:
+    for guard in _own_guards(state):
         for check in getattr(guard, "checks", ()) or ():
             if check[0] not in ("eq", "id", "tensor") or check[1] >= len(args):
                 continue
@@ -186,8 +194,27 @@ def _evaluate(predicate, expr, args):
         return _MISSING
 
 
+_callbacks = weakref.WeakValueDictionary()  # (backend, fullgraph, strict) -> callback
+
+
 def make_callback(backend="auto", fullgraph=False, strict=False):
-    """The callback installed by `optimize` for one set of options."""
+    """The callback installed by `optimize` for one set of options: one per set of options,
+    so that wrappers with the same options share translations and wrappers with other
+    options never do (each cache entry checks that its own callback is the one installed)."""
+    try:
+        key = (backend, bool(fullgraph), bool(strict))
+        known = _callbacks.get(key)
+    except TypeError:  # an unhashable backend object: a callback of its own
+        key, known = None, None
+    if known is not None:
+        return known
+    callback = _new_callback(backend, fullgraph, strict)
+    if key is not None:
+        _callbacks[key] = callback
+    return callback
+
+
+def _new_callback(backend, fullgraph, strict):
     compile_fn = lookup(backend)
     name = backend_name(backend)
 
@@ -214,10 +241,14 @@ def make_callback(backend="auto", fullgraph=False, strict=False):
             result = _translate(frame, state, compile_fn, name, fullgraph, before)
         except Exception as exc:
             return _fallback(code, exc, strict or fullgraph)
+        # the entry is valid only under the callback that made it (backend, options): under
+        # TERRA_DYN=1 that is the entry-point filter wrapping this function
+        installed = _C.current_callback()
+        guard = _C.Guard([("callback", installed)] + list(result.guard.checks), result.guard.fallback)
         state.entries += 1
-        state.guards.append(result.guard)
+        state.guards.append((installed, guard))
         _record(code, result, name)
-        return _C.CacheEntry(result.guard, result.code)
+        return _C.CacheEntry(guard, result.code)
 
     return callback
 

@@ -33,6 +33,7 @@ def inline_function(tx, fn, args, kwargs, suspend_at_yield=False):
         cells = {n: c for n, c in zip(code.co_freevars, fn.closure or [])}
     else:
         real = fn.value
+        tx.ctx.guards.function(real)  # the code and defaults read here must stay the same
         code, f_globals, name = real.__code__, real.__globals__, real.__qualname__
         defaults = [_default(fn, i, d) for i, d in enumerate(real.__defaults__ or ())]
         kwdefaults = {k: _default(fn, k, d, kw=True) for k, d in (real.__kwdefaults__ or {}).items()}

@@ -16,6 +16,7 @@ Example: wrap(ctx, [t, 3], LocalSource("xs", 0)) -> ListValue([TensorValue(a0[0]
 with guards type(a0) is list, len(a0) == 2, check_tensor(a0[0], ...), a0[1] == 3.
 """
 import collections
+import sys
 import types
 
 import torch
@@ -64,6 +65,9 @@ def _wrap(ctx, real, source):
     if type(real) in (int, float) and source.expr() in ctx.dynamic:
         return ctx.graph.input_scalar(real, source)
     if isinstance(real, _VALUE_TYPES) and type(real) in _VALUE_TYPES:
+        guards.value(source, real)
+        return ConstValue(real, source)
+    if _is_numpy_scalar(real):  # np.int64(1) in a list of slice bounds: a value, like an int
         guards.value(source, real)
         return ConstValue(real, source)
     if isinstance(real, torch.device):
@@ -117,6 +121,11 @@ def _wrap(ctx, real, source):
     value = ConstValue(real, source)
     value.by_type = True  # only its type is guarded: its value must never be used directly
     return value
+
+
+def _is_numpy_scalar(real):
+    numpy = sys.modules.get("numpy")  # never imported here: a program without numpy has none
+    return numpy is not None and isinstance(real, numpy.generic) and not isinstance(real, numpy.object_)
 
 
 def _wrap_unguarded(real):
