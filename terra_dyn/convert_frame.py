@@ -59,6 +59,15 @@ def is_library_code(code: types.CodeType) -> bool:
     return filename.startswith(_TERRA_DIR) or filename.startswith(_LIBRARY_DIRS)
 
 
+def _generated_by_library(code, frame):
+    """Code made with exec() by a library (a dataclass's `__init__` in torch, namedtuple
+    helpers): its filename is "<string>", its globals are the library module's."""
+    if code.co_filename != "<string>":
+        return False
+    module_file = frame.f_globals.get("__file__") or ""
+    return is_library_code(code.replace(co_filename=module_file)) if module_file else False
+
+
 class CodeState:
     """What convert_frame remembers about one code object between its translations."""
 
@@ -220,7 +229,7 @@ def _new_callback(backend, fullgraph, strict):
 
     def callback(frame):
         code = frame.f_code
-        if is_library_code(code) and not is_resume_code(code):
+        if is_library_code(code) and not is_resume_code(code) or _generated_by_library(code, frame):
             return _C.SKIP
         state = state_of(code)
         if state.entries:

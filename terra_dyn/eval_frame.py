@@ -93,6 +93,15 @@ def optimized_module(module, callback):
     return view
 
 
+def hook_off(fn):
+    """`fn` run with the hook off on this thread (its code is not marked: other callers of
+    the same code may still be optimized)."""
+    wrapper = _C.DisabledCallable(fn)
+    with contextlib.suppress(AttributeError, TypeError):
+        functools.update_wrapper(wrapper, fn)
+    return wrapper
+
+
 def _call_original(view, *args, **kwargs):
     return type(view)._terra_dyn_original(*args, **kwargs)
 
