@@ -115,7 +115,8 @@ static int entry_fits(PyObject *entry, PyCodeObject *code) {
     return 0;
 }
 
-/* The first entry whose guard passes (new reference), or NULL. */
+/* The first entry whose guard passes (new reference), or NULL: a miss, or with an
+   exception set, a KeyboardInterrupt (or other non-Exception) raised inside a guard. */
 static PyObject *find_entry(CodeExtra *extra, _PyInterpreterFrame *frame) {
     PyObject *entries = cache_entries_list(extra);
     if (entries == NULL) return NULL;
@@ -124,7 +125,9 @@ static PyObject *find_entry(CodeExtra *extra, _PyInterpreterFrame *frame) {
     PyObject *found = NULL;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(entries) && found == NULL; i++) {
         CacheEntry *e = (CacheEntry *)PyList_GET_ITEM(entries, i);
-        if (guard_check(e->guard, frame->localsplus, nargs)) found = Py_NewRef(e);
+        int ok = guard_check(e->guard, frame->localsplus, nargs);
+        if (ok < 0) break;
+        if (ok) found = Py_NewRef(e);
     }
     Py_DECREF(entries);
     return found;
@@ -153,7 +156,10 @@ static int callback_failed(PyCodeObject *code, PyObject *bad) {
     }
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
-    if (strict_mode()) {
+    /* KeyboardInterrupt, SystemExit and other BaseExceptions that are not Exceptions are
+       the user's, arriving while the translator happened to run: they propagate at once,
+       strict or not (a warning would swallow a Ctrl-C and the loop would run on). */
+    if (!PyErr_GivenExceptionMatches(type, PyExc_Exception) || strict_mode()) {
         PyErr_Restore(type, value, tb);
         return -1;
     }
@@ -203,6 +209,7 @@ static PyObject *terra_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *fr
     if (cache_is_skipped(extra)) return _PyEval_EvalFrameDefault(tstate, frame, throwflag);
 
     PyObject *entry = find_entry(extra, frame);
+    if (entry == NULL && PyErr_Occurred()) return NULL;
     if (entry == NULL) {
         PyObject *answer = ask_callback(callback, tstate, frame);
         int is_entry = answer != NULL && PyObject_TypeCheck(answer, &CacheEntry_Type);

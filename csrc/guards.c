@@ -9,6 +9,8 @@
  *     ("type_version", T, tag)   T's version tag is still tag: no attribute of T or of a
  *                        class on its MRO was set or deleted since (CPython's method cache
  *                        relies on the same tag; type_version_tag() reads one)
+ *     ("id_weak", i, ref)   args[i] is ref(), ref a weakref: the guard does not keep a module
+ *                        or parameter alive (once it dies, the check fails for good)
  *     ("func", fn, code, defaults, kwdefaults)   fn's __code__, __defaults__ and
  *                        __kwdefaults__ are these very objects (autoreload swaps __code__)
  *   then fallback(*args) -> bool, if given.
@@ -31,9 +33,10 @@
 #include "terra_dyn.h"
 #include "tensor_check.h"
 
-enum { K_TYPE, K_ID, K_EQ, K_LEN, K_TENSOR, K_GLOBAL_ID, K_CALL_ID, K_CALLBACK, K_TYPE_VERSION, K_FUNC };
+enum { K_TYPE, K_ID, K_EQ, K_LEN, K_TENSOR, K_GLOBAL_ID, K_CALL_ID, K_CALLBACK, K_TYPE_VERSION, K_FUNC,
+       K_ID_WEAK };
 static const char *kind_names[] = {"type", "id", "eq", "len", "tensor", "global_id", "call_id", "callback",
-                                   "type_version", "func"};
+                                   "type_version", "func", "id_weak"};
 /* Checks on constant objects (no argument slot): facts about an object whose identity the
    translation already relies on. */
 #define NO_SLOT(kind) ((kind) == K_GLOBAL_ID || (kind) == K_CALL_ID || (kind) == K_CALLBACK || \
@@ -204,6 +207,10 @@ static int check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
     switch (c->kind) {
     case K_TYPE: return Py_TYPE(x) == (PyTypeObject *)c->a;
     case K_ID: return x == c->a;
+    case K_ID_WEAK: {
+        PyObject *referent = PyWeakref_GET_OBJECT(c->a);  /* borrowed; None once dead */
+        return referent != Py_None && x == referent;
+    }
     case K_EQ:
         ok = PyObject_RichCompareBool(x, c->a, Py_EQ) == 1;
         break;
@@ -252,6 +259,8 @@ int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs) {
     PyObject *r = PyObject_Vectorcall(g->fallback, args, nargs, NULL);
     int ok = r != NULL && PyObject_IsTrue(r) == 1;
     Py_XDECREF(r);
+    /* A Ctrl-C while the Python predicate runs is the user's: keep it (-1) */
+    if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_Exception)) return -1;
     PyErr_Clear();
     return ok;
 }
@@ -259,14 +268,14 @@ int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs) {
 /* ---- construction ---- */
 
 static int parse_check(PyObject *t, Check *c) {
-    static const Py_ssize_t arity[] = {3, 3, 3, 3, 8, 4, 3, 2, 3, 5};
+    static const Py_ssize_t arity[] = {3, 3, 3, 3, 8, 4, 3, 2, 3, 5, 3};
     if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) < 1 || !PyUnicode_Check(PyTuple_GET_ITEM(t, 0))) {
         PyErr_Format(PyExc_TypeError, "Guard: a check is a tuple (kind, ...), got %R", t);
         return -1;
     }
     const char *kind = PyUnicode_AsUTF8(PyTuple_GET_ITEM(t, 0));
     c->kind = -1;
-    for (int k = 0; k <= K_FUNC; k++) {
+    for (int k = 0; k <= K_ID_WEAK; k++) {
         if (strcmp(kind, kind_names[k]) == 0) c->kind = k;
     }
     if (c->kind < 0 || PyTuple_GET_SIZE(t) != arity[c->kind]) {
@@ -304,6 +313,10 @@ static int parse_check(PyObject *t, Check *c) {
         }
         c->length = (Py_ssize_t)PyLong_AsUnsignedLong(c->b);
         if (PyErr_Occurred()) return -1;
+    }
+    if (c->kind == K_ID_WEAK && !PyWeakref_CheckRef(c->a)) {
+        PyErr_Format(PyExc_TypeError, "Guard: %R needs a weakref.ref", t);
+        return -1;
     }
     if (c->kind == K_FUNC && !PyFunction_Check(c->a)) {
         PyErr_Format(PyExc_TypeError, "Guard: %R needs a Python function", t);
@@ -394,7 +407,8 @@ static PyObject *guard_repr(Guard *self) {
 }
 
 static PyObject *guard_check_method(Guard *self, PyObject *const *args, Py_ssize_t nargs) {
-    return PyBool_FromLong(guard_check((PyObject *)self, args, nargs));
+    int ok = guard_check((PyObject *)self, args, nargs);
+    return ok < 0 ? NULL : PyBool_FromLong(ok);
 }
 
 /* A readable description of the first failing check, or None if all pass. */
@@ -420,7 +434,9 @@ static PyObject *guard_explain(Guard *self, PyObject *const *args, Py_ssize_t na
         return PyUnicode_FromFormat("check %zd %R failed: args[%zd] is %.200R (type %s)", i, spec,
                                     c->index, x, Py_TYPE(x)->tp_name);
     }
-    if (self->fallback && !guard_check((PyObject *)self, args, nargs)) {
+    int ok = self->fallback ? guard_check((PyObject *)self, args, nargs) : 1;
+    if (ok < 0) return NULL;
+    if (!ok) {
         return PyUnicode_FromFormat("fallback %R returned false", self->fallback);
     }
     Py_RETURN_NONE;

@@ -77,9 +77,13 @@ def disable(fn):
 
 
 def reset():
-    """Clear every cache: translations, compiled graphs, skip marks, recompile counts."""
+    """Clear every cache: translations, compiled graphs, skip marks, recompile counts, and
+    the process-wide report recorder."""
+    from . import report
+
     eval_frame.reset()
     convert_frame.reset()
+    report.clear()
 
 
 def explain(fn, *args, **kwargs):

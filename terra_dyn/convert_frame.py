@@ -129,9 +129,11 @@ def _note_dynamic(state, why, frame, code):
     args = _slot_values(frame, code)
     for guard in _own_guards(state):
         for check in getattr(guard, "checks", ()) or ():
-            if check[0] not in ("eq", "id", "tensor") or check[1] >= len(args):
+            if check[0] not in ("eq", "id", "id_weak", "tensor") or check[1] >= len(args):
                 continue
             i = check[1]
+            if check[0] == "id_weak":  # a module guarded without keeping it alive
+                check = ("id", i, check[2]())
             if check[0] == "eq" and check[2] is not None and type(check[2]) in (int, float):
                 if type(args[i]) is type(check[2]) and args[i] != check[2]:
                     state.dynamic.add(f"a{i}")
@@ -160,7 +162,7 @@ def _another_instance(now, then):
     return isinstance(then, torch.nn.Module) and type(now) is type(then) and now is not then
 
 
-_EQ_EXPR = re.compile(r"^(.+) (==|is) (c\d+)$")
+_EQ_EXPR = re.compile(r"^(.+) (==|is) (c\d+)(\(\))?$")  # `is c4()`: a weakly held module
 _TENSOR_EXPR = re.compile(r"^check_tensor\((.+), (c\d+), (c\d+), (c\d+), (c\d+), (c\d+), (c\d+)\)$")
 
 
@@ -179,6 +181,8 @@ def _changed_objects(predicate, args):
         if match is None:
             continue
         op, const = match.group(2), predicate.namespace.get(match.group(3))
+        if match.group(4) and isinstance(const, weakref.ref):
+            const = const()
         if op == "==" and type(const) not in (int, float):
             continue
         if op == "is" and not isinstance(const, torch.nn.Module):

@@ -13,6 +13,7 @@ Example: a frame `f(x, n)` called with a float32 (4, 3) tensor and n=2 gives
     ("tensor", 0, Tensor, float32, cpu, (4, 3), (3, 1), False), ("type", 1, int), ("eq", 1, 2)
 """
 import types
+import weakref
 
 import torch
 
@@ -25,6 +26,7 @@ except ImportError:  # the C core is not built: PyGuard keeps translation testab
 
 
 _ABSENT = object()
+_WEAKLY_GUARDED = (torch.nn.Module, torch.Tensor)
 
 
 def check_tensor(t, cls, dtype, device, sizes, strides, requires_grad):
@@ -43,6 +45,8 @@ def _describe_check(check):
         return f"type(a{check[1]}) is {check[2].__name__}"
     if kind == "id":
         return f"a{check[1]} is {_short(check[2])}"
+    if kind == "id_weak":
+        return f"a{check[1]} is {_short(check[2]())}"
     if kind == "eq":
         return f"a{check[1]} == {check[2]!r}"
     if kind == "len":
@@ -73,6 +77,8 @@ def run_check(check, args):
         return type(args[check[1]]) is check[2]
     if kind == "id":
         return args[check[1]] is check[2]
+    if kind == "id_weak":
+        return check[2]() is not None and args[check[1]] is check[2]()
     if kind == "eq":
         return args[check[1]] == check[2]
     if kind == "len":
@@ -256,6 +262,12 @@ class GuardSet:
                   lambda e: f"{e} == {self._const(v)}", source)
 
     def identity(self, source, obj):
+        if isinstance(obj, _WEAKLY_GUARDED):
+            # a module or a parameter: a deleted model must be freed, not kept by its guards
+            ref = weakref.ref(obj)
+            self._add(("id", source, obj), lambda i: ("id_weak", i, ref),
+                      lambda e: f"{e} is {self._const(ref)}()", source)
+            return
         self._add(("id", source, obj), lambda i: ("id", i, obj),
                   lambda e: f"{e} is {self._const(obj)}", source)
 

@@ -21,6 +21,7 @@ import types
 
 import torch
 
+from .errors import Unsupported
 from .sources import AttrSource, ItemSource, ModuleDictSource
 from .values import (ConstValue, DictValue, ListValue, OpaqueIterator, TupleValue,
                      is_namedtuple_class)
@@ -59,6 +60,12 @@ def _wrap(ctx, real, source):
     guards = ctx.guards
     if source is None:
         return _wrap_unguarded(real)
+    if _depth(source) > MAX_SOURCE_DEPTH:
+        # `while isinstance(n, list): n = n[0]` over a 2000-deep structure: one guard per
+        # level, each naming the whole chain (quadratic translation, a slow guard on every
+        # call); plain Python walks it faster than any guard could check it
+        raise Unsupported(f"a value {MAX_SOURCE_DEPTH}+ levels deep ({source.expr()[:60]}...): "
+                          "the frame runs as plain Python", breakable=False)
     if isinstance(real, torch.Tensor):
         by_identity = _is_module_state(source) and not modules_by_type(ctx, source)
         return ctx.graph.input_tensor(real, source, by_identity=by_identity)
@@ -121,6 +128,16 @@ def _wrap(ctx, real, source):
     value = ConstValue(real, source)
     value.by_type = True  # only its type is guarded: its value must never be used directly
     return value
+
+
+MAX_SOURCE_DEPTH = 48  # attribute / item steps from an argument or global; models need ~12
+
+
+def _depth(source):
+    n = 0
+    while hasattr(source, "base"):
+        source, n = source.base, n + 1
+    return n
 
 
 def _is_numpy_scalar(real):
