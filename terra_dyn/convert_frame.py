@@ -71,10 +71,13 @@ def _generated_by_library(code, frame):
 class CodeState:
     """What convert_frame remembers about one code object between its translations."""
 
-    __slots__ = ("code", "entries", "dynamic", "static", "warned", "guards")
+    __slots__ = ("code_ref", "entries", "dynamic", "static", "warned", "guards")
 
     def __init__(self, code):
-        self.code = code
+        # weakly: a function made and dropped in a loop must take its code, cache entries
+        # and compiled graphs with it (its state goes when its code does)
+        key = id(code)
+        self.code_ref = weakref.ref(code, lambda _, key=key, state=self: _forget(key, state))
         self.entries = 0
         self.dynamic = set()
         self.static = set()  # numbers that broke the translation as graph inputs: constants
@@ -82,12 +85,17 @@ class CodeState:
         self.guards = []
 
 
-_states = {}  # id(code) -> CodeState (the state holds the code, so the id stays valid)
+_states = {}  # id(code) -> CodeState (dropped when the code dies, before its id is reused)
+
+
+def _forget(key, state):
+    if _states.get(key) is state:
+        del _states[key]
 
 
 def state_of(code):
     state = _states.get(id(code))
-    if state is None or state.code is not code:
+    if state is None or state.code_ref() is not code:
         state = _states[id(code)] = CodeState(code)
     return state
 
