@@ -200,7 +200,9 @@ static PyObject *terra_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *fr
     /* Generators and coroutines outlive the call (their frame is copied into the generator
        object), and code without CO_OPTIMIZED (module, class body, exec) reads a locals
        dict a function call cannot pass: all of them run unmodified. */
-    if (callback == NULL || throwflag ||
+    /* Under a trace function (coverage, pdb after set_trace) the original code runs: its
+       line events are the user's lines, which a rewritten frame does not produce. */
+    if (callback == NULL || throwflag || tstate->c_tracefunc != NULL ||
         (code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE)) ||
         !(code->co_flags & CO_OPTIMIZED) || _PyInterpreterFrame_LASTI(frame) >= 0) {
         return _PyEval_EvalFrameDefault(tstate, frame, throwflag);

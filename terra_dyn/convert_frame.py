@@ -312,8 +312,8 @@ def _fallback(code, exc, strict):
             + "\n(run without strict mode to fall back to eager for this frame)") from exc
     if config.verbose:
         warnings.warn(f"terra_dyn: running {code.co_name} eagerly: {reason}", RuntimeWarning, stacklevel=2)
-    if isinstance(exc, Unsupported):
-        return _C.SKIP
+    if getattr(exc, "per_call", False):  # this call's arguments only: ask again next call
+        return None
     return _C.SKIP
 
 

@@ -54,7 +54,10 @@ _NOT_BREAKABLE = {"RETURN_VALUE", "JUMP_IF_TRUE_OR_POP", "JUMP_IF_FALSE_OR_POP",
                   "SEND", "GET_AWAITABLE", "PUSH_EXC_INFO", "POP_EXCEPT", "RERAISE"}
 
 
-_FRAME_INTROSPECTION = frozenset({"locals", "vars", "_getframe", "currentframe", "settrace"})
+# locals(), vars(), frame objects, debuggers: what they show of a rewritten frame is not the
+# user's frame
+_FRAME_INTROSPECTION = frozenset({"locals", "vars", "_getframe", "currentframe", "settrace", "set_trace",
+                                  "breakpoint"})
 
 
 class FullgraphError(RuntimeError):

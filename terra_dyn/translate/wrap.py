@@ -67,6 +67,13 @@ def _wrap(ctx, real, source):
         raise Unsupported(f"a value {MAX_SOURCE_DEPTH}+ levels deep ({source.expr()[:60]}...): "
                           "the frame runs as plain Python", breakable=False)
     if isinstance(real, torch.Tensor):
+        if _overrides_torch_function(type(real)):
+            # its __torch_function__ would see every metadata read of the translation and of
+            # the guards (dozens of extra calls): frames given one run as plain Python
+            exc = Unsupported(f"{type(real).__name__} overrides __torch_function__: run as plain Python",
+                              breakable=False)
+            exc.per_call = True  # later calls with plain tensors are still translated
+            raise exc
         by_identity = _is_module_state(source) and not modules_by_type(ctx, source)
         return ctx.graph.input_tensor(real, source, by_identity=by_identity)
     if type(real) in (int, float) and source.expr() in ctx.dynamic:
@@ -138,6 +145,16 @@ def _depth(source):
     while hasattr(source, "base"):
         source, n = source.base, n + 1
     return n
+
+
+_STANDARD_TORCH_FUNCTIONS = (torch.Tensor.__torch_function__.__func__, torch._C._disabled_torch_function_impl)
+
+
+def _overrides_torch_function(cls):
+    if cls is torch.Tensor or cls is torch.nn.Parameter:
+        return False
+    impl = getattr(cls.__torch_function__, "__func__", cls.__torch_function__)
+    return impl not in _STANDARD_TORCH_FUNCTIONS
 
 
 def _is_numpy_scalar(real):

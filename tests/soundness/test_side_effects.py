@@ -233,3 +233,87 @@ def test_optimize_over_torch_compile():
     compiled = torch.compile(f, backend="eager")
     x = torch.randn(3)
     assert torch.allclose(terra_dyn.optimize(compiled, backend="interpreter")(x), f(x))
+
+
+_log_lines = []
+
+
+def _logs(x):
+    import logging
+
+    y = x + 1
+    logging.getLogger("terra_dyn_soundness").warning("value %s", 3)
+    return y * 2
+
+
+def test_log_record_has_the_calls_line_and_function():
+    import logging
+
+    logger = logging.getLogger("terra_dyn_soundness")
+    handler = logging.Handler()
+    handler.emit = lambda record: _log_lines.append((record.funcName, record.lineno))
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        _logs(torch.ones(1))
+        expected = list(_log_lines)
+        _log_lines.clear()
+        fast = terra_dyn.optimize(_logs, backend="interpreter")
+        fast(torch.ones(1))
+        fast(torch.ones(1))
+    finally:
+        logger.removeHandler(handler)
+    assert _log_lines == expected * 2
+
+
+class _Counting(torch.Tensor):
+    calls = []
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        cls.calls.append(getattr(func, "__name__", str(func)))
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+def _two_ops(x):
+    return (x + 1) * 2
+
+
+def test_tensor_subclass_torch_function_sees_the_same_calls():
+    t = torch.ones(2).as_subclass(_Counting)
+    _two_ops(t)
+    expected = list(_Counting.calls)
+    _Counting.calls.clear()
+    fast = terra_dyn.optimize(_two_ops, backend="interpreter")
+    fast(t)
+    assert _Counting.calls == expected
+    assert torch.equal(fast(torch.ones(2)), torch.full((2,), 4.0))  # plain tensors still optimized
+
+
+def _three_lines(x):
+    y = x + 1
+    z = y * 2
+    return z
+
+
+def test_trace_function_sees_the_users_lines():
+    import sys
+
+    def lines_of(fn):
+        seen = []
+
+        def tracer(frame, event, arg):
+            if frame.f_code.co_name == "_three_lines" and event == "line":
+                seen.append(frame.f_lineno - frame.f_code.co_firstlineno)
+            return tracer
+
+        sys.settrace(tracer)
+        try:
+            fn(torch.ones(1))
+        finally:
+            sys.settrace(None)
+        return seen
+
+    fast = terra_dyn.optimize(_three_lines, backend="interpreter")
+    fast(torch.ones(1))  # translated and cached before tracing starts
+    assert lines_of(fast) == lines_of(_three_lines) == [1, 2, 3]
