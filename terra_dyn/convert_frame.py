@@ -18,6 +18,9 @@ translation fail, it is retried with them constant (and they stay constant).
 """
 import os
 import re
+import atexit
+import gc
+import sys
 import types
 import warnings
 import weakref
@@ -35,6 +38,13 @@ _LIBRARY_DIRS = tuple(
     for m in (os, torch)
 )
 _TERRA_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+@atexit.register
+def _hook_off_at_exit():
+    """Interpreter shutdown sets module globals to None while weakref callbacks and logging's
+    cleanup still run Python frames: none of them may reach the translator then."""
+    _C.set_eval_frame(None)
 
 
 class TranslationError(RuntimeError):
@@ -59,6 +69,19 @@ def is_library_code(code: types.CodeType) -> bool:
     return filename.startswith(_TERRA_DIR) or filename.startswith(_LIBRARY_DIRS)
 
 
+_DICT_ITERATORS = tuple(type(it) for it in (iter({}), iter({}.values()), iter({}.items())))
+
+
+def _iterates_sys_modules(frame, code):
+    """`[m for m in sys.modules if ...]`: the comprehension's frame gets a live iterator over
+    sys.modules, and translating imports modules (fake tensors, sympy), which would make the
+    user's own next() raise "dictionary changed size". Such a frame runs as it is."""
+    if not code.co_argcount:
+        return False
+    first = frame.f_locals.get(code.co_varnames[0])
+    return type(first) in _DICT_ITERATORS and any(d is sys.modules for d in gc.get_referents(first))
+
+
 def _generated_by_library(code, frame):
     """Code made with exec() by a library (a dataclass's `__init__` in torch, namedtuple
     helpers): its filename is "<string>", its globals are the library module's."""
@@ -77,7 +100,7 @@ class CodeState:
         # weakly: a function made and dropped in a loop must take its code, cache entries
         # and compiled graphs with it (its state goes when its code does)
         key = id(code)
-        self.code_ref = weakref.ref(code, lambda _, key=key, state=self: _forget(key, state))
+        self.code_ref = weakref.ref(code, lambda _, key=key, state=self, forget=_forget: forget(key, state))
         self.entries = 0
         self.dynamic = set()
         self.static = set()  # numbers that broke the translation as graph inputs: constants
@@ -88,9 +111,9 @@ class CodeState:
 _states = {}  # id(code) -> CodeState (dropped when the code dies, before its id is reused)
 
 
-def _forget(key, state):
-    if _states.get(key) is state:
-        del _states[key]
+def _forget(key, state, states=_states):
+    if states.get(key) is state:
+        del states[key]
 
 
 def state_of(code):
@@ -255,6 +278,8 @@ def _new_callback(backend, fullgraph, strict):
                         f"translated {state.entries} times (recompile_limit); running it eagerly from "
                         f"now on. The guard that kept failing: {why}", RuntimeWarning, stacklevel=2)
                 return _C.SKIP
+        if _iterates_sys_modules(frame, code):
+            return None
         before = frozenset(state.dynamic)
         if state.entries:
             _note_dynamic(state, why, frame, code)

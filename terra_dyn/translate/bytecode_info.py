@@ -22,7 +22,7 @@ class CodeInfo:
         # weakly, and dropped from the caches when the code dies: a function made and
         # dropped in a loop must not leave its code behind here
         key = id(code)
-        self._code = weakref.ref(code, lambda _, key=key, info=self: _forget(key, info))
+        self._code = weakref.ref(code, lambda _, key=key, info=self, forget=_forget: forget(key, info))
         # keep the exception table's stack depths: resume functions reuse them as they are
         self.bytecode = bytecode if bytecode is not None else Bytecode.from_code(
             code, conserve_exception_block_stackdepth=True)
@@ -68,8 +68,8 @@ class CodeInfo:
         return self._code()
 
 
-def _forget(key, info):
-    for table in (_cache, _registered):
+def _forget(key, info, tables=(_cache, _registered)):
+    for table in tables:
         if table.get(key) is info:
             del table[key]
 
