@@ -317,3 +317,39 @@ def test_trace_function_sees_the_users_lines():
     fast = terra_dyn.optimize(_three_lines, backend="interpreter")
     fast(torch.ones(1))  # translated and cached before tracing starts
     assert lines_of(fast) == lines_of(_three_lines) == [1, 2, 3]
+
+
+def _appending(state):
+    for i in range(3):
+        state.append(i)
+        yield i
+
+
+def _consumes_lazily(x, state):
+    for _ in _appending(state):
+        x = x + len(state)  # eager: 1, 2, 3 (the generator runs between the steps)
+    return x
+
+
+def _reads_what_the_consumer_writes(x):
+    out = []
+
+    def sizes():
+        for _ in range(3):
+            yield len(out)
+
+    for v in sizes():
+        out.append(v)
+        x = x + v
+    return x, out
+
+
+def test_generator_runs_step_by_step_with_its_consumer():
+    eager_state, fast_state = [], []
+    expected = _consumes_lazily(torch.zeros(1), eager_state)
+    assert torch.equal(terra_dyn.optimize(_consumes_lazily, backend="interpreter")(torch.zeros(1), fast_state),
+                       expected)
+    assert fast_state == eager_state
+    expected_x, expected_out = _reads_what_the_consumer_writes(torch.zeros(1))
+    got_x, got_out = terra_dyn.optimize(_reads_what_the_consumer_writes, backend="interpreter")(torch.zeros(1))
+    assert torch.equal(got_x, expected_x) and got_out == expected_out == [0, 1, 2]
