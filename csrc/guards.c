@@ -11,6 +11,9 @@
  *                        relies on the same tag; type_version_tag() reads one)
  *     ("id_weak", i, ref)   args[i] is ref(), ref a weakref: the guard does not keep a module
  *                        or parameter alive (once it dies, the check fails for good)
+ *     ("no_attr", i, name)   args[i]'s instance dict lacks name (a method or forward read
+ *                        from the class is not shadowed on the instance since)
+ *     ("no_attr_weak", ref, name)   the same for ref() (a module guarded by identity)
  *     ("func", fn, code, defaults, kwdefaults)   fn's __code__, __defaults__ and
  *                        __kwdefaults__ are these very objects (autoreload swaps __code__)
  *   then fallback(*args) -> bool, if given.
@@ -34,13 +37,13 @@
 #include "tensor_check.h"
 
 enum { K_TYPE, K_ID, K_EQ, K_LEN, K_TENSOR, K_GLOBAL_ID, K_CALL_ID, K_CALLBACK, K_TYPE_VERSION, K_FUNC,
-       K_ID_WEAK };
+       K_ID_WEAK, K_NO_ATTR, K_NO_ATTR_WEAK };
 static const char *kind_names[] = {"type", "id", "eq", "len", "tensor", "global_id", "call_id", "callback",
-                                   "type_version", "func", "id_weak"};
+                                   "type_version", "func", "id_weak", "no_attr", "no_attr_weak"};
 /* Checks on constant objects (no argument slot): facts about an object whose identity the
    translation already relies on. */
 #define NO_SLOT(kind) ((kind) == K_GLOBAL_ID || (kind) == K_CALL_ID || (kind) == K_CALLBACK || \
-                       (kind) == K_TYPE_VERSION || (kind) == K_FUNC)
+                       (kind) == K_TYPE_VERSION || (kind) == K_FUNC || (kind) == K_NO_ATTR_WEAK)
 
 typedef struct {
     int kind;
@@ -196,6 +199,15 @@ static const char *tensor_mismatch(const Check *c, PyObject *x) {
     return NULL;
 }
 
+/* 1: obj has no instance dict, or its dict lacks `name` (a str). */
+static int lacks_instance_attr(PyObject *obj, PyObject *name) {
+    PyObject **dictptr = _PyObject_GetDictPtr(obj);
+    if (dictptr == NULL || *dictptr == NULL) return 1;
+    PyObject *v = PyDict_GetItemWithError(*dictptr, name);
+    if (v == NULL) PyErr_Clear();
+    return v == NULL;
+}
+
 /* 1 pass, 0 fail. Errors raised by user __eq__/__len__ count as a failure. */
 static int check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
     PyObject *x = NULL;
@@ -207,6 +219,11 @@ static int check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
     switch (c->kind) {
     case K_TYPE: return Py_TYPE(x) == (PyTypeObject *)c->a;
     case K_ID: return x == c->a;
+    case K_NO_ATTR: return lacks_instance_attr(x, c->a);
+    case K_NO_ATTR_WEAK: {
+        PyObject *referent = PyWeakref_GET_OBJECT(c->a);
+        return referent != Py_None && lacks_instance_attr(referent, c->b);
+    }
     case K_ID_WEAK: {
         PyObject *referent = PyWeakref_GET_OBJECT(c->a);  /* borrowed; None once dead */
         return referent != Py_None && x == referent;
@@ -268,14 +285,14 @@ int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs) {
 /* ---- construction ---- */
 
 static int parse_check(PyObject *t, Check *c) {
-    static const Py_ssize_t arity[] = {3, 3, 3, 3, 8, 4, 3, 2, 3, 5, 3};
+    static const Py_ssize_t arity[] = {3, 3, 3, 3, 8, 4, 3, 2, 3, 5, 3, 3, 3};
     if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) < 1 || !PyUnicode_Check(PyTuple_GET_ITEM(t, 0))) {
         PyErr_Format(PyExc_TypeError, "Guard: a check is a tuple (kind, ...), got %R", t);
         return -1;
     }
     const char *kind = PyUnicode_AsUTF8(PyTuple_GET_ITEM(t, 0));
     c->kind = -1;
-    for (int k = 0; k <= K_ID_WEAK; k++) {
+    for (int k = 0; k <= K_NO_ATTR_WEAK; k++) {
         if (strcmp(kind, kind_names[k]) == 0) c->kind = k;
     }
     if (c->kind < 0 || PyTuple_GET_SIZE(t) != arity[c->kind]) {
@@ -314,8 +331,12 @@ static int parse_check(PyObject *t, Check *c) {
         c->length = (Py_ssize_t)PyLong_AsUnsignedLong(c->b);
         if (PyErr_Occurred()) return -1;
     }
-    if (c->kind == K_ID_WEAK && !PyWeakref_CheckRef(c->a)) {
+    if ((c->kind == K_ID_WEAK || c->kind == K_NO_ATTR_WEAK) && !PyWeakref_CheckRef(c->a)) {
         PyErr_Format(PyExc_TypeError, "Guard: %R needs a weakref.ref", t);
+        return -1;
+    }
+    if ((c->kind == K_NO_ATTR && !PyUnicode_Check(c->a)) || (c->kind == K_NO_ATTR_WEAK && !PyUnicode_Check(c->b))) {
+        PyErr_Format(PyExc_TypeError, "Guard: %R needs an attribute name", t);
         return -1;
     }
     if (c->kind == K_FUNC && !PyFunction_Check(c->a)) {

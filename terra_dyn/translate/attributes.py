@@ -148,6 +148,7 @@ def _object_attr(tx, obj, name):
         return calls.call_value(tx, ConstValue(static.fget), [obj], {})
     if isinstance(static, types.FunctionType) and not isinstance(real, type) and \
             name not in getattr(real, "__dict__", {}):
+        tx.ctx.guards.instance_lacks(obj.source, real, name)  # `obj.method = f` later
         return MethodValue(ConstValue(static), obj)
     if isinstance(static, types.MethodDescriptorType) and not isinstance(real, type) and \
             type(real).__module__.split(".")[0] not in ("builtins", "torch") and \

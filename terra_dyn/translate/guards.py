@@ -61,6 +61,10 @@ def _describe_check(check):
         return f"class {check[1].__qualname__} and its bases unchanged (version {check[2]})"
     if kind == "func":
         return f"{check[1].__qualname__}.__code__/__defaults__/__kwdefaults__ unchanged"
+    if kind == "no_attr":
+        return f"{check[2]!r} not set on a{check[1]} itself"
+    if kind == "no_attr_weak":
+        return f"{check[2]!r} not set on {_short(check[1]())} itself"
     return repr(check)
 
 
@@ -91,6 +95,10 @@ def run_check(check, args):
         return True  # PyGuard (no C core) has no hook: no callback to differ
     if kind == "type_version":
         return False  # without the C core no tag can be read: never reuse
+    if kind == "no_attr":
+        return check[2] not in getattr(args[check[1]], "__dict__", ())
+    if kind == "no_attr_weak":
+        return check[1]() is not None and check[2] not in getattr(check[1](), "__dict__", ())
     if kind == "func":
         fn = check[1]
         return fn.__code__ is check[2] and fn.__defaults__ is check[3] and fn.__kwdefaults__ is check[4]
@@ -313,6 +321,23 @@ class GuardSet:
         self._seen.add(key)
         self._keep.append(fn)  # the id in the key must not be reused while this set lives
         self.checks.append(("func", fn, fn.__code__, fn.__defaults__, fn.__kwdefaults__))
+
+    def instance_lacks(self, source, obj, name, by_identity=False):
+        """`obj.name` was found on the class (a method, `forward`): the instance's own dict
+        must not gain `name` later (`m.forward = f`, `obj.method = g`), or that one is what
+        Python calls. by_identity: `source` is guarded to be this very object (a module):
+        one C check on it, held weakly."""
+        d = getattr(obj, "__dict__", None)
+        if not isinstance(d, dict) or source is None:
+            return  # no instance dict (slots, builtins): nothing can shadow the class's
+        if by_identity and isinstance(obj, _WEAKLY_GUARDED):
+            key = ("no_attr_weak", id(obj), name)
+            if key not in self._seen:
+                self._seen.add(key)
+                self.checks.append(("no_attr_weak", weakref.ref(obj), name))
+            return
+        self._add(("no_attr", source, name), lambda i: ("no_attr", i, name),
+                  lambda e: f"{name!r} not in getattr({e}, '__dict__', ())", source)
 
     def module_attribute(self, module, name, value):
         """`module.name` of a Python module object the translation already relies on (a torch

@@ -36,6 +36,7 @@ def module_attr(tx, obj, name):
     except AttributeError:
         raise Unsupported(f"{type(real).__name__} has no attribute {name}") from None
     tx.ctx.guards.class_attributes(type(real))  # a method or class attribute: the class stays
+    tx.ctx.guards.instance_lacks(obj.source, real, name, by_identity=not obj.module_by_type)
     if isinstance(static, types.FunctionType):
         return MethodValue(ConstValue(static), obj)
     if isinstance(static, property):
@@ -224,6 +225,7 @@ def call_module(tx, obj, args, kwargs):
     from . import calls
 
     tx.ctx.guards.class_attributes(type(real))  # forward (and __call__) read from the class
+    tx.ctx.guards.instance_lacks(obj.source, real, "forward", by_identity=not obj.module_by_type)
     _guard_global_hooks(tx)
 
     # adding or removing a hook later must not reuse this translation

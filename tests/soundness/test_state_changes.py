@@ -237,3 +237,35 @@ def test_weight_norm_and_parametrize_after_first_call():
         torch.nn.utils.parametrize.register_parametrization(lin2, "weight", Double())
         assert torch.allclose(fast2(x), lin2(x))
         assert not torch.allclose(fast2(x), expected)
+
+
+class _TwoByTwo(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = nn.Linear(2, 2)
+
+    def forward(self, x):
+        return self.inner(x) + 1
+
+
+class _Runner:
+    def scale(self, t):
+        return t * 2
+
+    def run(self, t):
+        return self.scale(t)
+
+
+def test_forward_or_method_set_on_the_instance_after_first_call():
+    m = _TwoByTwo()
+    fast = terra_dyn.optimize(m, backend="interpreter")
+    x = torch.ones(1, 2)
+    with torch.no_grad():
+        assert torch.allclose(fast(x), m(x))
+        m.inner.forward = lambda t: t * 0
+        assert torch.equal(fast(x), torch.ones(1, 2))
+    runner = _Runner()
+    fast_run = terra_dyn.optimize(runner.run, backend="interpreter")
+    assert torch.equal(fast_run(x), x * 2)
+    runner.scale = lambda t: t * 10
+    assert torch.equal(fast_run(x), x * 10)
