@@ -452,6 +452,13 @@ static PyObject *guard_explain(Guard *self, PyObject *const *args, Py_ssize_t na
             return PyUnicode_FromFormat("check %zd %R failed: args[%zd] differs in %s", i, spec,
                                         c->index, field ? field : "metadata");
         }
+        /* the value only for plain builtin types: a user __repr__ must not run here */
+        PyTypeObject *t = Py_TYPE(x);
+        if (t != &PyLong_Type && t != &PyFloat_Type && t != &PyUnicode_Type && t != &PyBool_Type &&
+            x != Py_None) {
+            return PyUnicode_FromFormat("check %zd %R failed: args[%zd] has type %s", i, spec, c->index,
+                                        t->tp_name);
+        }
         return PyUnicode_FromFormat("check %zd %R failed: args[%zd] is %.200R (type %s)", i, spec,
                                     c->index, x, Py_TYPE(x)->tp_name);
     }

@@ -142,7 +142,7 @@ def _object_attr(tx, obj, name):
     # whatever comes from the class (a method, a class constant, a property) or, for a
     # class, from its own MRO, is valid while the class and its bases are unchanged
     tx.ctx.guards.class_attributes(real if isinstance(real, type) else type(real))
-    if isinstance(static, property):
+    if isinstance(static, property) and not isinstance(real, type):  # `Cls.prop` is the property
         from . import calls
 
         return calls.call_value(tx, ConstValue(static.fget), [obj], {})

@@ -69,8 +69,10 @@ def _describe_check(check):
 
 
 def _short(obj):
-    text = repr(obj)
-    return text if len(text) < 50 else f"<{type(obj).__name__} at {id(obj):#x}>"
+    from .errors import safe_repr
+
+    text = safe_repr(obj, limit=50)  # never a user __repr__: describing a guard is no side effect
+    return text if not text.startswith("<") else f"<{type(obj).__name__} at {id(obj):#x}>"
 
 
 def run_check(check, args):

@@ -353,3 +353,48 @@ def test_generator_runs_step_by_step_with_its_consumer():
     expected_x, expected_out = _reads_what_the_consumer_writes(torch.zeros(1))
     got_x, got_out = terra_dyn.optimize(_reads_what_the_consumer_writes, backend="interpreter")(torch.zeros(1))
     assert torch.equal(got_x, expected_x) and got_out == expected_out == [0, 1, 2]
+
+
+class _Documented:
+    @property
+    def spam(self):
+        """spam spam spam"""
+        return 1
+
+
+def _property_through_class(obj, x):
+    return x + len(type(obj).spam.__doc__)
+
+
+def test_property_read_through_the_class_is_the_property():
+    x = torch.zeros(1)
+    expected = _property_through_class(_Documented(), x)
+    assert expected.item() == len("spam spam spam")
+    assert torch.equal(terra_dyn.optimize(_property_through_class, backend="interpreter")(_Documented(), x),
+                       expected)
+
+
+class _LoudRepr:
+    calls = []
+
+    def __repr__(self):
+        _LoudRepr.calls.append("__repr__")
+        return "loud"
+
+    def __neg__(self):
+        _LoudRepr.calls.append("__neg__")
+        return 1
+
+
+def _negates(obj, x):
+    return x + (-obj)
+
+
+def test_translation_never_calls_a_user_repr():
+    obj = _LoudRepr()
+    _negates(obj, torch.zeros(1))
+    expected = list(_LoudRepr.calls)
+    _LoudRepr.calls.clear()
+    fast = terra_dyn.optimize(_negates, backend="interpreter")
+    fast(obj, torch.zeros(1))
+    assert _LoudRepr.calls == expected == ["__neg__"]
