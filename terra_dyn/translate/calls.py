@@ -259,7 +259,9 @@ def _construct(tx, fn, cls, args, kwargs):
         if cls.__init__ is not object.__init__:
             if not isinstance(cls.__init__, types.FunctionType):
                 raise Unsupported(f"constructing {cls.__qualname__}")
-            inline.inline_function(tx, ConstValue(cls.__init__), [obj] + list(args), kwargs)
+            result = inline.inline_function(tx, ConstValue(cls.__init__), [obj] + list(args), kwargs)
+            if not (isinstance(result, ConstValue) and result.value is None):
+                raise Unsupported(f"{cls.__qualname__}.__init__ returned a value (raises TypeError natively)")
         elif args or kwargs:
             raise Unsupported(f"{cls.__qualname__}() takes no arguments")
         return obj

@@ -398,3 +398,20 @@ def test_translation_never_calls_a_user_repr():
     fast = terra_dyn.optimize(_negates, backend="interpreter")
     fast(obj, torch.zeros(1))
     assert _LoudRepr.calls == expected == ["__neg__"]
+
+
+class _InitReturns:
+    def __init__(self):
+        return 10
+
+
+def _constructs(x):
+    _InitReturns()
+    return x + 1
+
+
+def test_init_returning_a_value_raises_type_error():
+    with pytest.raises(TypeError):
+        _constructs(torch.zeros(1))
+    with pytest.raises(TypeError):
+        terra_dyn.optimize(_constructs, backend="interpreter")(torch.zeros(1))
