@@ -88,6 +88,23 @@ static PyObject *wrapper_repr(Wrapper *self) {
     return PyUnicode_FromFormat("DisabledCallable(%R)", self->fn);
 }
 
+/* `isinstance(obj, optimize(Cls))` and issubclass: answer as the wrapped class would. */
+static PyObject *wrapper_instancecheck(Wrapper *self, PyObject *obj) {
+    int r = PyObject_IsInstance(obj, self->fn);
+    return r < 0 ? NULL : PyBool_FromLong(r);
+}
+
+static PyObject *wrapper_subclasscheck(Wrapper *self, PyObject *cls) {
+    int r = PyObject_IsSubclass(cls, self->fn);
+    return r < 0 ? NULL : PyBool_FromLong(r);
+}
+
+static PyMethodDef wrapper_methods[] = {
+    {"__instancecheck__", (PyCFunction)wrapper_instancecheck, METH_O, "isinstance against the wrapped callable"},
+    {"__subclasscheck__", (PyCFunction)wrapper_subclasscheck, METH_O, "issubclass against the wrapped callable"},
+    {NULL},
+};
+
 static PyMemberDef wrapper_members[] = {
     {"fn", T_OBJECT, offsetof(Wrapper, fn), READONLY, "the wrapped callable"},
     {"callback", T_OBJECT, offsetof(Wrapper, callback), READONLY, "the frame callback (None: hook off)"},
@@ -121,6 +138,7 @@ static PyGetSetDef wrapper_getset[] = {
         .tp_weaklistoffset = offsetof(Wrapper, weakrefs),                                \
         .tp_descr_get = wrapper_get,                                                     \
         .tp_members = wrapper_members,                                                   \
+        .tp_methods = wrapper_methods,                                                   \
         .tp_getset = wrapper_getset,                                                     \
     }
 

@@ -22,6 +22,10 @@
 #include <internal/pycore_pystate.h>
 
 static _Thread_local PyObject *thread_callback = NULL;  /* owned reference or NULL */
+/* The callback being asked about a frame (borrowed; NULL when none): while it runs the hook
+   is off, yet its guards must still compare against it (a cache entry belongs to the
+   callback, i.e. the backend and options, that made it). */
+static _Thread_local PyObject *asking_callback = NULL;
 static Py_ssize_t threads_with_callback = 0;            /* guarded by the GIL */
 
 static PyObject *terra_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *frame, int throwflag);
@@ -41,6 +45,10 @@ PyObject *eval_frame_swap_callback(PyObject *callback) {
         if (threads_with_callback == (callback ? 1 : 0)) install_hook(callback != NULL);
     }
     return previous;
+}
+
+PyObject *eval_frame_current_callback(void) {
+    return thread_callback ? thread_callback : asking_callback;
 }
 
 /* Our own _PyFrame_GetFrameObject: CPython 3.11 does not export
@@ -107,7 +115,8 @@ static int entry_fits(PyObject *entry, PyCodeObject *code) {
     return 0;
 }
 
-/* The first entry whose guard passes (new reference), or NULL. */
+/* The first entry whose guard passes (new reference), or NULL: a miss, or with an
+   exception set, a KeyboardInterrupt (or other non-Exception) raised inside a guard. */
 static PyObject *find_entry(CodeExtra *extra, _PyInterpreterFrame *frame) {
     PyObject *entries = cache_entries_list(extra);
     if (entries == NULL) return NULL;
@@ -116,7 +125,9 @@ static PyObject *find_entry(CodeExtra *extra, _PyInterpreterFrame *frame) {
     PyObject *found = NULL;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(entries) && found == NULL; i++) {
         CacheEntry *e = (CacheEntry *)PyList_GET_ITEM(entries, i);
-        if (guard_check(e->guard, frame->localsplus, nargs)) found = Py_NewRef(e);
+        int ok = guard_check(e->guard, frame->localsplus, nargs);
+        if (ok < 0) break;
+        if (ok) found = Py_NewRef(e);
     }
     Py_DECREF(entries);
     return found;
@@ -145,7 +156,10 @@ static int callback_failed(PyCodeObject *code, PyObject *bad) {
     }
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
-    if (strict_mode()) {
+    /* KeyboardInterrupt, SystemExit and other BaseExceptions that are not Exceptions are
+       the user's, arriving while the translator happened to run: they propagate at once,
+       strict or not (a warning would swallow a Ctrl-C and the loop would run on). */
+    if (!PyErr_GivenExceptionMatches(type, PyExc_Exception) || strict_mode()) {
         PyErr_Restore(type, value, tb);
         return -1;
     }
@@ -170,7 +184,10 @@ static PyObject *ask_callback(PyObject *callback, PyThreadState *tstate, _PyInte
     if (f == NULL) return NULL;
     Py_INCREF(callback);
     PyObject *saved = eval_frame_swap_callback(NULL);
+    PyObject *outer_asking = asking_callback;
+    asking_callback = callback;
     PyObject *result = PyObject_CallOneArg(callback, (PyObject *)f);
+    asking_callback = outer_asking;
     PyObject *ours = eval_frame_swap_callback(saved);
     Py_XDECREF(ours);  /* the callback may have set one itself */
     Py_DECREF(callback);
@@ -183,7 +200,9 @@ static PyObject *terra_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *fr
     /* Generators and coroutines outlive the call (their frame is copied into the generator
        object), and code without CO_OPTIMIZED (module, class body, exec) reads a locals
        dict a function call cannot pass: all of them run unmodified. */
-    if (callback == NULL || throwflag ||
+    /* Under a trace function (coverage, pdb after set_trace) the original code runs: its
+       line events are the user's lines, which a rewritten frame does not produce. */
+    if (callback == NULL || throwflag || tstate->c_tracefunc != NULL ||
         (code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE)) ||
         !(code->co_flags & CO_OPTIMIZED) || _PyInterpreterFrame_LASTI(frame) >= 0) {
         return _PyEval_EvalFrameDefault(tstate, frame, throwflag);
@@ -192,6 +211,7 @@ static PyObject *terra_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *fr
     if (cache_is_skipped(extra)) return _PyEval_EvalFrameDefault(tstate, frame, throwflag);
 
     PyObject *entry = find_entry(extra, frame);
+    if (entry == NULL && PyErr_Occurred()) return NULL;
     if (entry == NULL) {
         PyObject *answer = ask_callback(callback, tstate, frame);
         int is_entry = answer != NULL && PyObject_TypeCheck(answer, &CacheEntry_Type);

@@ -4,6 +4,18 @@
  *     ("type", i, T)   ("id", i, obj)   ("eq", i, value)   ("len", i, n)
  *     ("tensor", i, T, dtype, device, sizes, strides, requires_grad)
  *     ("global_id", globals_dict, name, obj)   ("call_id", fn, obj)
+ *     ("callback", cb)   this thread's frame callback is cb: the backend and options that
+ *                        made the entry (eval_frame_current_callback)
+ *     ("type_version", T, tag)   T's version tag is still tag: no attribute of T or of a
+ *                        class on its MRO was set or deleted since (CPython's method cache
+ *                        relies on the same tag; type_version_tag() reads one)
+ *     ("id_weak", i, ref)   args[i] is ref(), ref a weakref: the guard does not keep a module
+ *                        or parameter alive (once it dies, the check fails for good)
+ *     ("no_attr", i, name)   args[i]'s instance dict lacks name (a method or forward read
+ *                        from the class is not shadowed on the instance since)
+ *     ("no_attr_weak", ref, name)   the same for ref() (a module guarded by identity)
+ *     ("func", fn, code, defaults, kwdefaults)   fn's __code__, __defaults__ and
+ *                        __kwdefaults__ are these very objects (autoreload swaps __code__)
  *   then fallback(*args) -> bool, if given.
  *
  *   g = Guard([("type", 0, int), ("eq", 1, "mean")])
@@ -24,8 +36,14 @@
 #include "terra_dyn.h"
 #include "tensor_check.h"
 
-enum { K_TYPE, K_ID, K_EQ, K_LEN, K_TENSOR, K_GLOBAL_ID, K_CALL_ID };
-static const char *kind_names[] = {"type", "id", "eq", "len", "tensor", "global_id", "call_id"};
+enum { K_TYPE, K_ID, K_EQ, K_LEN, K_TENSOR, K_GLOBAL_ID, K_CALL_ID, K_CALLBACK, K_TYPE_VERSION, K_FUNC,
+       K_ID_WEAK, K_NO_ATTR, K_NO_ATTR_WEAK };
+static const char *kind_names[] = {"type", "id", "eq", "len", "tensor", "global_id", "call_id", "callback",
+                                   "type_version", "func", "id_weak", "no_attr", "no_attr_weak"};
+/* Checks on constant objects (no argument slot): facts about an object whose identity the
+   translation already relies on. */
+#define NO_SLOT(kind) ((kind) == K_GLOBAL_ID || (kind) == K_CALL_ID || (kind) == K_CALLBACK || \
+                       (kind) == K_TYPE_VERSION || (kind) == K_FUNC || (kind) == K_NO_ATTR_WEAK)
 
 typedef struct {
     int kind;
@@ -102,6 +120,24 @@ static const TensorCheckAPI *fast_api_get(void) {
     return fast_api;
 }
 
+/* type_version_tag(T) -> int: T's version tag, assigned now if it has none (0: CPython
+   has run out of tags, or T cannot have one; a type_version check cannot be made). */
+PyObject *guards_type_version_tag(PyObject *module, PyObject *type) {
+    if (!PyType_Check(type)) {
+        PyErr_SetString(PyExc_TypeError, "type_version_tag expects a type");
+        return NULL;
+    }
+    PyTypeObject *t = (PyTypeObject *)type;
+    if (!PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG)) {
+        /* A method-cache lookup assigns the tag (CPython 3.11 has no public call for it). */
+        static PyObject *name = NULL;
+        if (name == NULL && (name = PyUnicode_InternFromString("__terra_dyn_tag__")) == NULL) return NULL;
+        (void)_PyType_Lookup(t, name);
+    }
+    if (!PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG)) return PyLong_FromLong(0);
+    return PyLong_FromUnsignedLong(t->tp_version_tag);
+}
+
 PyObject *guards_set_fast(PyObject *module, PyObject *flag) {
     int on = PyObject_IsTrue(flag);
     if (on < 0) return NULL;
@@ -163,10 +199,19 @@ static const char *tensor_mismatch(const Check *c, PyObject *x) {
     return NULL;
 }
 
+/* 1: obj has no instance dict, or its dict lacks `name` (a str). */
+static int lacks_instance_attr(PyObject *obj, PyObject *name) {
+    PyObject **dictptr = _PyObject_GetDictPtr(obj);
+    if (dictptr == NULL || *dictptr == NULL) return 1;
+    PyObject *v = PyDict_GetItemWithError(*dictptr, name);
+    if (v == NULL) PyErr_Clear();
+    return v == NULL;
+}
+
 /* 1 pass, 0 fail. Errors raised by user __eq__/__len__ count as a failure. */
 static int check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
     PyObject *x = NULL;
-    if (c->kind != K_GLOBAL_ID && c->kind != K_CALL_ID) {
+    if (!NO_SLOT(c->kind)) {
         if (c->index >= nargs) return 0;
         x = args[c->index];
     }
@@ -174,6 +219,15 @@ static int check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
     switch (c->kind) {
     case K_TYPE: return Py_TYPE(x) == (PyTypeObject *)c->a;
     case K_ID: return x == c->a;
+    case K_NO_ATTR: return lacks_instance_attr(x, c->a);
+    case K_NO_ATTR_WEAK: {
+        PyObject *referent = PyWeakref_GET_OBJECT(c->a);
+        return referent != Py_None && lacks_instance_attr(referent, c->b);
+    }
+    case K_ID_WEAK: {
+        PyObject *referent = PyWeakref_GET_OBJECT(c->a);  /* borrowed; None once dead */
+        return referent != Py_None && x == referent;
+    }
     case K_EQ:
         ok = PyObject_RichCompareBool(x, c->a, Py_EQ) == 1;
         break;
@@ -190,6 +244,16 @@ static int check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
         PyObject *v = PyDict_GetItemWithError(c->a, c->b);  /* borrowed; NULL when missing */
         ok = (v ? v : Py_None) == c->c;
         break;
+    }
+    case K_CALLBACK: return eval_frame_current_callback() == c->a;
+    case K_TYPE_VERSION: {
+        PyTypeObject *t = (PyTypeObject *)c->a;
+        return PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG) && t->tp_version_tag == (unsigned int)c->length;
+    }
+    case K_FUNC: {
+        PyFunctionObject *f = (PyFunctionObject *)c->a;
+        return f->func_code == c->b && (f->func_defaults ? f->func_defaults : Py_None) == c->c &&
+               (f->func_kwdefaults ? f->func_kwdefaults : Py_None) == c->d;
     }
     case K_CALL_ID: {
         if (c->ambient.kind) return fast_api->ambient_matches(&c->ambient);
@@ -212,6 +276,8 @@ int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs) {
     PyObject *r = PyObject_Vectorcall(g->fallback, args, nargs, NULL);
     int ok = r != NULL && PyObject_IsTrue(r) == 1;
     Py_XDECREF(r);
+    /* A Ctrl-C while the Python predicate runs is the user's: keep it (-1) */
+    if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_Exception)) return -1;
     PyErr_Clear();
     return ok;
 }
@@ -219,14 +285,14 @@ int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs) {
 /* ---- construction ---- */
 
 static int parse_check(PyObject *t, Check *c) {
-    static const Py_ssize_t arity[] = {3, 3, 3, 3, 8, 4, 3};
+    static const Py_ssize_t arity[] = {3, 3, 3, 3, 8, 4, 3, 2, 3, 5, 3, 3, 3};
     if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) < 1 || !PyUnicode_Check(PyTuple_GET_ITEM(t, 0))) {
         PyErr_Format(PyExc_TypeError, "Guard: a check is a tuple (kind, ...), got %R", t);
         return -1;
     }
     const char *kind = PyUnicode_AsUTF8(PyTuple_GET_ITEM(t, 0));
     c->kind = -1;
-    for (int k = 0; k <= K_CALL_ID; k++) {
+    for (int k = 0; k <= K_NO_ATTR_WEAK; k++) {
         if (strcmp(kind, kind_names[k]) == 0) c->kind = k;
     }
     if (c->kind < 0 || PyTuple_GET_SIZE(t) != arity[c->kind]) {
@@ -236,7 +302,7 @@ static int parse_check(PyObject *t, Check *c) {
     PyObject **item = &PyTuple_GET_ITEM(t, 1);
     PyObject **slots[] = {&c->a, &c->b, &c->c, &c->d, &c->e, &c->f};
     int first = 0;
-    if (c->kind != K_GLOBAL_ID && c->kind != K_CALL_ID) {
+    if (!NO_SLOT(c->kind)) {
         c->index = PyLong_AsSsize_t(item[0]);
         if (c->index < 0) {
             if (!PyErr_Occurred()) PyErr_Format(PyExc_ValueError, "Guard: negative index in %R", t);
@@ -256,6 +322,26 @@ static int parse_check(PyObject *t, Check *c) {
         if (name == NULL) return -1;
         c->length = PyUnicode_Compare(name, s_cpu) == 0;
         Py_DECREF(name);
+    }
+    if (c->kind == K_TYPE_VERSION) {
+        if (!PyType_Check(c->a)) {
+            PyErr_Format(PyExc_TypeError, "Guard: %R needs a type", t);
+            return -1;
+        }
+        c->length = (Py_ssize_t)PyLong_AsUnsignedLong(c->b);
+        if (PyErr_Occurred()) return -1;
+    }
+    if ((c->kind == K_ID_WEAK || c->kind == K_NO_ATTR_WEAK) && !PyWeakref_CheckRef(c->a)) {
+        PyErr_Format(PyExc_TypeError, "Guard: %R needs a weakref.ref", t);
+        return -1;
+    }
+    if ((c->kind == K_NO_ATTR && !PyUnicode_Check(c->a)) || (c->kind == K_NO_ATTR_WEAK && !PyUnicode_Check(c->b))) {
+        PyErr_Format(PyExc_TypeError, "Guard: %R needs an attribute name", t);
+        return -1;
+    }
+    if (c->kind == K_FUNC && !PyFunction_Check(c->a)) {
+        PyErr_Format(PyExc_TypeError, "Guard: %R needs a Python function", t);
+        return -1;
     }
     if (c->kind == K_GLOBAL_ID && !PyDict_Check(c->a)) {
         PyErr_Format(PyExc_TypeError, "Guard: %R needs a globals dict", t);
@@ -342,7 +428,8 @@ static PyObject *guard_repr(Guard *self) {
 }
 
 static PyObject *guard_check_method(Guard *self, PyObject *const *args, Py_ssize_t nargs) {
-    return PyBool_FromLong(guard_check((PyObject *)self, args, nargs));
+    int ok = guard_check((PyObject *)self, args, nargs);
+    return ok < 0 ? NULL : PyBool_FromLong(ok);
 }
 
 /* A readable description of the first failing check, or None if all pass. */
@@ -351,7 +438,7 @@ static PyObject *guard_explain(Guard *self, PyObject *const *args, Py_ssize_t na
         const Check *c = &self->checks[i];
         if (check_one(c, args, nargs)) continue;
         PyObject *spec = PyTuple_GET_ITEM(self->spec, i);
-        if (c->kind == K_GLOBAL_ID || c->kind == K_CALL_ID) {
+        if (NO_SLOT(c->kind)) {
             return PyUnicode_FromFormat("check %zd %R failed", i, spec);
         }
         if (c->index >= nargs) {
@@ -365,10 +452,19 @@ static PyObject *guard_explain(Guard *self, PyObject *const *args, Py_ssize_t na
             return PyUnicode_FromFormat("check %zd %R failed: args[%zd] differs in %s", i, spec,
                                         c->index, field ? field : "metadata");
         }
+        /* the value only for plain builtin types: a user __repr__ must not run here */
+        PyTypeObject *t = Py_TYPE(x);
+        if (t != &PyLong_Type && t != &PyFloat_Type && t != &PyUnicode_Type && t != &PyBool_Type &&
+            x != Py_None) {
+            return PyUnicode_FromFormat("check %zd %R failed: args[%zd] has type %s", i, spec, c->index,
+                                        t->tp_name);
+        }
         return PyUnicode_FromFormat("check %zd %R failed: args[%zd] is %.200R (type %s)", i, spec,
                                     c->index, x, Py_TYPE(x)->tp_name);
     }
-    if (self->fallback && !guard_check((PyObject *)self, args, nargs)) {
+    int ok = self->fallback ? guard_check((PyObject *)self, args, nargs) : 1;
+    if (ok < 0) return NULL;
+    if (!ok) {
         return PyUnicode_FromFormat("fallback %R returned false", self->fallback);
     }
     Py_RETURN_NONE;

@@ -44,7 +44,8 @@ extern PyTypeObject Guard_Type;
 /* 1 pass, 0 fail, -1 error (exception set: only from the Python fallback) */
 int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs);
 int guards_init(void);
-PyObject *guards_set_fast(PyObject *module, PyObject *flag);         /* set_fast_guards(flag) */
+PyObject *guards_set_fast(PyObject *module, PyObject *flag);
+PyObject *guards_type_version_tag(PyObject *module, PyObject *type);  /* type_version_tag(T) */         /* set_fast_guards(flag) */
 PyObject *guards_fast_status(PyObject *module, PyObject *unused);    /* fast_guards_status() */
 
 /* ---- callables.c ---- */
@@ -54,5 +55,7 @@ extern PyTypeObject DisabledCallable_Type;
 /* ---- eval_frame.c ---- */
 /* Swap this thread's callback (new reference or NULL in, owned reference out). */
 PyObject *eval_frame_swap_callback(PyObject *callback);
+/* This thread's callback, or while a callback is being asked (hook off), that one; borrowed. */
+PyObject *eval_frame_current_callback(void);
 
 #endif

@@ -31,6 +31,10 @@ def optimize(fn_or_module=None, *, backend="auto", fullgraph=False, strict=False
         raise TypeError(
             f"terra_dyn.optimize expects a function or an nn.Module, got {type(fn_or_module).__name__}"
         )
+    if getattr(fn_or_module, "_torchdynamo_orig_callable", None) is not None:
+        # already torch.compile'd: its own frame hook runs it, and ours must not translate
+        # Dynamo's internals underneath it (nor nest the two hooks)
+        return eval_frame.hook_off(fn_or_module)
     callback = convert_frame.make_callback(backend=backend, fullgraph=fullgraph, strict=strict)
     if isinstance(fn_or_module, torch.nn.Module):
         optimized = eval_frame.optimized_module(fn_or_module, callback)
@@ -73,9 +77,13 @@ def disable(fn):
 
 
 def reset():
-    """Clear every cache: translations, compiled graphs, skip marks, recompile counts."""
+    """Clear every cache: translations, compiled graphs, skip marks, recompile counts, and
+    the process-wide report recorder."""
+    from . import report
+
     eval_frame.reset()
     convert_frame.reset()
+    report.clear()
 
 
 def explain(fn, *args, **kwargs):

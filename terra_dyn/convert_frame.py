@@ -18,8 +18,12 @@ translation fail, it is retried with them constant (and they stay constant).
 """
 import os
 import re
+import atexit
+import gc
+import sys
 import types
 import warnings
+import weakref
 
 import torch
 
@@ -34,6 +38,13 @@ _LIBRARY_DIRS = tuple(
     for m in (os, torch)
 )
 _TERRA_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+@atexit.register
+def _hook_off_at_exit():
+    """Interpreter shutdown sets module globals to None while weakref callbacks and logging's
+    cleanup still run Python frames: none of them may reach the translator then."""
+    _C.set_eval_frame(None)
 
 
 class TranslationError(RuntimeError):
@@ -58,13 +69,38 @@ def is_library_code(code: types.CodeType) -> bool:
     return filename.startswith(_TERRA_DIR) or filename.startswith(_LIBRARY_DIRS)
 
 
+_DICT_ITERATORS = tuple(type(it) for it in (iter({}), iter({}.values()), iter({}.items())))
+
+
+def _iterates_sys_modules(frame, code):
+    """`[m for m in sys.modules if ...]`: the comprehension's frame gets a live iterator over
+    sys.modules, and translating imports modules (fake tensors, sympy), which would make the
+    user's own next() raise "dictionary changed size". Such a frame runs as it is."""
+    if not code.co_argcount:
+        return False
+    first = frame.f_locals.get(code.co_varnames[0])
+    return type(first) in _DICT_ITERATORS and any(d is sys.modules for d in gc.get_referents(first))
+
+
+def _generated_by_library(code, frame):
+    """Code made with exec() by a library (a dataclass's `__init__` in torch, namedtuple
+    helpers): its filename is "<string>", its globals are the library module's."""
+    if code.co_filename != "<string>":
+        return False
+    module_file = frame.f_globals.get("__file__") or ""
+    return is_library_code(code.replace(co_filename=module_file)) if module_file else False
+
+
 class CodeState:
     """What convert_frame remembers about one code object between its translations."""
 
-    __slots__ = ("code", "entries", "dynamic", "static", "warned", "guards")
+    __slots__ = ("code_ref", "entries", "dynamic", "static", "warned", "guards")
 
     def __init__(self, code):
-        self.code = code
+        # weakly: a function made and dropped in a loop must take its code, cache entries
+        # and compiled graphs with it (its state goes when its code does)
+        key = id(code)
+        self.code_ref = weakref.ref(code, lambda _, key=key, state=self, forget=_forget: forget(key, state))
         self.entries = 0
         self.dynamic = set()
         self.static = set()  # numbers that broke the translation as graph inputs: constants
@@ -72,12 +108,17 @@ class CodeState:
         self.guards = []
 
 
-_states = {}  # id(code) -> CodeState (the state holds the code, so the id stays valid)
+_states = {}  # id(code) -> CodeState (dropped when the code dies, before its id is reused)
+
+
+def _forget(key, state, states=_states):
+    if states.get(key) is state:
+        del states[key]
 
 
 def state_of(code):
     state = _states.get(id(code))
-    if state is None or state.code is not code:
+    if state is None or state.code_ref() is not code:
         state = _states[id(code)] = CodeState(code)
     return state
 
@@ -93,9 +134,16 @@ def _slot_values(frame, code):
     return [f_locals.get(n) for n in argument_slot_names(code)]
 
 
+def _own_guards(state):
+    """The guards of the entries made under the callback asked now (other wrappers' entries
+    fail on their callback check, which explains nothing)."""
+    installed = _C.current_callback()
+    return [g for cb, g in state.guards if cb is installed]
+
+
 def _failing_guard(state, frame, code):
     args = _slot_values(frame, code)
-    for guard in state.guards:
+    for guard in _own_guards(state):
         try:
             why = guard.explain(*args)
         except Exception as exc:  # a guard that cannot even run counts as failing
@@ -110,11 +158,13 @@ def _note_dynamic(state, why, frame, code):
     An `id` check on a module failed for another instance of its type: guard it by type.
     A tensor check failed on sizes alone: keep those sizes symbolic (`a1.size()[0]`)."""
     args = _slot_values(frame, code)
-    for guard in state.guards:
+    for guard in _own_guards(state):
         for check in getattr(guard, "checks", ()) or ():
-            if check[0] not in ("eq", "id", "tensor") or check[1] >= len(args):
+            if check[0] not in ("eq", "id", "id_weak", "tensor") or check[1] >= len(args):
                 continue
             i = check[1]
+            if check[0] == "id_weak":  # a module guarded without keeping it alive
+                check = ("id", i, check[2]())
             if check[0] == "eq" and check[2] is not None and type(check[2]) in (int, float):
                 if type(args[i]) is type(check[2]) and args[i] != check[2]:
                     state.dynamic.add(f"a{i}")
@@ -143,7 +193,7 @@ def _another_instance(now, then):
     return isinstance(then, torch.nn.Module) and type(now) is type(then) and now is not then
 
 
-_EQ_EXPR = re.compile(r"^(.+) (==|is) (c\d+)$")
+_EQ_EXPR = re.compile(r"^(.+) (==|is) (c\d+)(\(\))?$")  # `is c4()`: a weakly held module
 _TENSOR_EXPR = re.compile(r"^check_tensor\((.+), (c\d+), (c\d+), (c\d+), (c\d+), (c\d+), (c\d+)\)$")
 
 
@@ -162,6 +212,8 @@ def _changed_objects(predicate, args):
         if match is None:
             continue
         op, const = match.group(2), predicate.namespace.get(match.group(3))
+        if match.group(4) and isinstance(const, weakref.ref):
+            const = const()
         if op == "==" and type(const) not in (int, float):
             continue
         if op == "is" and not isinstance(const, torch.nn.Module):
@@ -186,14 +238,33 @@ def _evaluate(predicate, expr, args):
         return _MISSING
 
 
+_callbacks = weakref.WeakValueDictionary()  # (backend, fullgraph, strict) -> callback
+
+
 def make_callback(backend="auto", fullgraph=False, strict=False):
-    """The callback installed by `optimize` for one set of options."""
+    """The callback installed by `optimize` for one set of options: one per set of options,
+    so that wrappers with the same options share translations and wrappers with other
+    options never do (each cache entry checks that its own callback is the one installed)."""
+    try:
+        key = (backend, bool(fullgraph), bool(strict))
+        known = _callbacks.get(key)
+    except TypeError:  # an unhashable backend object: a callback of its own
+        key, known = None, None
+    if known is not None:
+        return known
+    callback = _new_callback(backend, fullgraph, strict)
+    if key is not None:
+        _callbacks[key] = callback
+    return callback
+
+
+def _new_callback(backend, fullgraph, strict):
     compile_fn = lookup(backend)
     name = backend_name(backend)
 
     def callback(frame):
         code = frame.f_code
-        if is_library_code(code) and not is_resume_code(code):
+        if is_library_code(code) and not is_resume_code(code) or _generated_by_library(code, frame):
             return _C.SKIP
         state = state_of(code)
         if state.entries:
@@ -207,6 +278,8 @@ def make_callback(backend="auto", fullgraph=False, strict=False):
                         f"translated {state.entries} times (recompile_limit); running it eagerly from "
                         f"now on. The guard that kept failing: {why}", RuntimeWarning, stacklevel=2)
                 return _C.SKIP
+        if _iterates_sys_modules(frame, code):
+            return None
         before = frozenset(state.dynamic)
         if state.entries:
             _note_dynamic(state, why, frame, code)
@@ -214,10 +287,14 @@ def make_callback(backend="auto", fullgraph=False, strict=False):
             result = _translate(frame, state, compile_fn, name, fullgraph, before)
         except Exception as exc:
             return _fallback(code, exc, strict or fullgraph)
+        # the entry is valid only under the callback that made it (backend, options): under
+        # TERRA_DYN=1 that is the entry-point filter wrapping this function
+        installed = _C.current_callback()
+        guard = _C.Guard([("callback", installed)] + list(result.guard.checks), result.guard.fallback)
         state.entries += 1
-        state.guards.append(result.guard)
+        state.guards.append((installed, guard))
         _record(code, result, name)
-        return _C.CacheEntry(result.guard, result.code)
+        return _C.CacheEntry(guard, result.code)
 
     return callback
 
@@ -260,8 +337,8 @@ def _fallback(code, exc, strict):
             + "\n(run without strict mode to fall back to eager for this frame)") from exc
     if config.verbose:
         warnings.warn(f"terra_dyn: running {code.co_name} eagerly: {reason}", RuntimeWarning, stacklevel=2)
-    if isinstance(exc, Unsupported):
-        return _C.SKIP
+    if getattr(exc, "per_call", False):  # this call's arguments only: ask again next call
+        return None
     return _C.SKIP
 
 

@@ -70,9 +70,20 @@ def optimized_module(module, callback):
     set later on either object are the same, and `state_dict()` keys are unchanged.
     """
     cls = type(module)
-    optimized_call = _C.OptimizedCallable(cls.__call__, callback)
+    # The call goes through the original module object: parametrize and weight_norm swap
+    # the *original's* class after the first call (a subclass with properties), which the
+    # view's class would not see. Attributes the view's class lacks come from it too.
+    optimized_call = _C.OptimizedCallable(_call_original, callback)
+
+    def __getattr__(self, name):
+        original = type(self)._terra_dyn_original
+        if type(original) is not cls:
+            return getattr(original, name)
+        return cls.__getattr__(self, name)
+
     subclass = type(cls.__name__, (cls,), {
         "__call__": optimized_call,
+        "__getattr__": __getattr__,
         "__module__": cls.__module__,
         "__qualname__": cls.__qualname__,
         "_terra_dyn_original": module,
@@ -80,6 +91,19 @@ def optimized_module(module, callback):
     view = object.__new__(subclass)
     view.__dict__ = module.__dict__
     return view
+
+
+def hook_off(fn):
+    """`fn` run with the hook off on this thread (its code is not marked: other callers of
+    the same code may still be optimized)."""
+    wrapper = _C.DisabledCallable(fn)
+    with contextlib.suppress(AttributeError, TypeError):
+        functools.update_wrapper(wrapper, fn)
+    return wrapper
+
+
+def _call_original(view, *args, **kwargs):
+    return type(view)._terra_dyn_original(*args, **kwargs)
 
 
 def disable(fn):

@@ -490,15 +490,21 @@ def _times(count):
 
 
 class Recorder:
-    """Collects records; thread-safe appends."""
+    """Collects records; thread-safe appends. `limit`: keep only the newest `limit` records
+    of each kind (the process-wide recorder: a program that makes functions in a loop must
+    not grow without bound; each graph record holds its GraphModule)."""
 
-    def __init__(self):
+    def __init__(self, limit=None):
         self._lock = threading.Lock()
         self._report = Report()
+        self.limit = limit
 
     def add(self, kind: str, record):
         with self._lock:
-            getattr(self._report, kind).append(record)
+            items = getattr(self._report, kind)
+            items.append(record)
+            if self.limit is not None and len(items) > self.limit:
+                del items[0]
 
     def report(self) -> Report:
         with self._lock:
@@ -506,7 +512,8 @@ class Recorder:
             return Report(list(r.graphs), list(r.breaks), list(r.recompiles), list(r.fallbacks), list(r.guards))
 
 
-_global = Recorder()
+GLOBAL_LIMIT = 1000  # records of each kind kept by the process-wide recorder
+_global = Recorder(GLOBAL_LIMIT)
 _stack: List[Recorder] = []
 
 
@@ -545,7 +552,7 @@ def global_report() -> Report:
 
 def clear():
     global _global
-    _global = Recorder()
+    _global = Recorder(GLOBAL_LIMIT)
 
 
 @contextlib.contextmanager

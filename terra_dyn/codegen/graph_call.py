@@ -202,7 +202,12 @@ def _replay(rec, plan):
             if names:
                 call.append(Instr("KW_NAMES", names))
             n = len(effect.args) + len(names)
-            out += call + [Instr("PRECALL", n), Instr("CALL", n), Instr("POP_TOP")]
+            call += [Instr("PRECALL", n), Instr("CALL", n), Instr("POP_TOP")]
+            if effect.lineno:  # logging reads the caller's line from the frame
+                for ins in call:
+                    if isinstance(ins, Instr):
+                        ins.lineno = effect.lineno
+            out += call
         elif isinstance(effect, StoreAttr):
             out += rec.push(effect.value) + rec.push(effect.obj) + [Instr("STORE_ATTR", effect.name)]
         elif isinstance(effect, StoreGlobal):

@@ -53,7 +53,8 @@ class GraphErrorRerun:
     _MAX_NOTES = 20  # a loop that catches the same error every step need not grow the report
 
     def __init__(self, code, graph_fn, graph):
-        self.code = code
+        # names only: the code itself would close a cycle through its own cache entry
+        self.where = (code.co_name, code.co_filename, code.co_firstlineno)
         self.module = module_of(graph_fn)
         try:
             self.first_effect = _first_effect(graph)
@@ -63,7 +64,7 @@ class GraphErrorRerun:
         self.notes = 0
 
     def __repr__(self):
-        return f"<GraphErrorRerun {self.code.co_name}: first effect at node {self.first_effect}>"
+        return f"<GraphErrorRerun {self.where[0]}: first effect at node {self.first_effect}>"
 
     def allowed(self, exc):
         if self.grad_mode is not None:
@@ -92,11 +93,10 @@ class GraphErrorRerun:
                       f"not re-run, so this segment's Python effects and except/finally blocks "
                       f"before the error were skipped")
         text = str(exc).splitlines()[0][:200] if str(exc) else ""
-        code = self.code
-        report.record_fallback(report.Fallback(code.co_name, code.co_filename, code.co_firstlineno,
-                                               f"{reason} ({kind}: {text})"))
+        name, filename, lineno = self.where
+        report.record_fallback(report.Fallback(name, filename, lineno, f"{reason} ({kind}: {text})"))
         if config.verbose:
-            warnings.warn(f"terra_dyn: {code.co_name} ({code.co_filename}:{code.co_firstlineno}): {reason}",
+            warnings.warn(f"terra_dyn: {name} ({filename}:{lineno}): {reason}",
                           RuntimeWarning, stacklevel=3)
 
     def _failing_node(self, exc):

@@ -28,6 +28,7 @@ _TENSOR_CONST_ATTRS = {
 _DEVICE_TYPE_ATTRS = {"is_cuda": "cuda", "is_cpu": "cpu", "is_meta": "meta", "is_mps": "mps",
                       "is_xpu": "xpu"}
 _TENSOR_NODE_ATTRS = {"T", "mT", "H", "mH", "real", "imag"}
+_ABSENT = object()
 _LIBRARY_MODULE_PREFIXES = ("torch", "math", "operator", "functools", "itertools", "collections",
                             "numpy", "builtins", "typing", "dataclasses", "warnings", "logging")
 
@@ -50,6 +51,7 @@ def load_attr(tx, obj, name):
         if name in obj.attrs:
             return obj.attrs[name]
         attr = inspect.getattr_static(obj.cls, name, None)
+        tx.ctx.guards.class_attributes(obj.cls)
         if isinstance(attr, types.FunctionType):
             return MethodValue(ConstValue(attr), obj)
         if isinstance(attr, staticmethod):
@@ -124,18 +126,29 @@ def _object_attr(tx, obj, name):
         except AttributeError:
             raise Unsupported(f"module {real.__name__} has no attribute {name}") from None
         if real.__name__.split(".")[0] in _LIBRARY_MODULE_PREFIXES or obj.source is None:
+            if real.__dict__.get(name, _ABSENT) is value:
+                # `F.gelu = my_gelu` after the first call must reach the next one
+                tx.ctx.guards.module_attribute(real, name, value)
             return _unguarded(value)
         return wrap(tx.ctx, value, AttrSource(obj.source, name))
+    if not isinstance(real, type) and not isinstance(
+            inspect.getattr_static(type(real), "__getattribute__"), types.WrapperDescriptorType):
+        # reading it now would run user code at translate time, once instead of per call
+        raise Unsupported(f"{type(real).__name__} defines __getattribute__: read natively")
     try:
         static = inspect.getattr_static(real, name)
     except AttributeError:
         raise Unsupported(f"{type(real).__name__} has no attribute {name} (raises natively)") from None
-    if isinstance(static, property):
+    # whatever comes from the class (a method, a class constant, a property) or, for a
+    # class, from its own MRO, is valid while the class and its bases are unchanged
+    tx.ctx.guards.class_attributes(real if isinstance(real, type) else type(real))
+    if isinstance(static, property) and not isinstance(real, type):  # `Cls.prop` is the property
         from . import calls
 
         return calls.call_value(tx, ConstValue(static.fget), [obj], {})
     if isinstance(static, types.FunctionType) and not isinstance(real, type) and \
             name not in getattr(real, "__dict__", {}):
+        tx.ctx.guards.instance_lacks(obj.source, real, name)  # `obj.method = f` later
         return MethodValue(ConstValue(static), obj)
     if isinstance(static, types.MethodDescriptorType) and not isinstance(real, type) and \
             type(real).__module__.split(".")[0] not in ("builtins", "torch") and \
@@ -161,11 +174,32 @@ def _unguarded(value):
     return ConstValue(value)
 
 
+def _plain_store(cls, name):
+    """Whether `obj.name = v` on an instance of `cls` just puts v in the instance dict (so a
+    later read gives v back). A property setter, a data descriptor's __set__ or a custom
+    __setattr__ is user code with its own result (a clamping setter): such a store runs
+    natively, through Python's own semantics, never as a replayed plain store."""
+    if cls.__setattr__ is not object.__setattr__ and not (
+            issubclass(cls, torch.nn.Module) and cls.__setattr__ is torch.nn.Module.__setattr__):
+        return False
+    attr = inspect.getattr_static(cls, name, None)
+    if attr is None or isinstance(attr, types.MemberDescriptorType):  # __slots__ members
+        return True
+    kind = type(attr)
+    return not (hasattr(kind, "__set__") or hasattr(kind, "__delete__"))
+
+
 def store_attr(tx, obj, name, value):
     if isinstance(obj, ObjectValue):
+        if not _plain_store(obj.cls, name):
+            raise Unsupported(f"{obj.cls.__name__}.{name} has a setter or __setattr__: stored natively")
+        tx.ctx.guards.class_attributes(obj.cls)
         obj.attrs[name] = value
         return
     if isinstance(obj, ConstValue) and obj.source is not None and not isinstance(obj.value, (type, types.ModuleType)):
+        if not _plain_store(type(obj.value), name):
+            raise Unsupported(f"{type(obj.value).__name__}.{name} has a setter or __setattr__: stored natively")
+        tx.ctx.guards.class_attributes(type(obj.value))  # no setter may appear on the class later
         if isinstance(obj.value, torch.nn.Module) and not isinstance(
                 value, (TensorValue, ConstValue, ScalarValue, TupleValue)):
             raise Unsupported("assignment of this value to a module attribute")

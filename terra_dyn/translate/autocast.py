@@ -231,7 +231,9 @@ class Blocks:
 def _yields(tx):
     """How often `tx` yielded, when it is a generator inlined to completion (else None)."""
     yielded = getattr(tx, "yielded", None)
-    return None if yielded is None or getattr(tx, "suspend_at_yield", False) else len(yielded)
+    if yielded is None or (getattr(tx, "suspend_at_yield", False) and not getattr(tx, "lazy", False)):
+        return None  # not a generator, or a @contextmanager's (its one yield is the with body)
+    return len(yielded)
 
 
 def needs_fake_propagation():

@@ -9,15 +9,20 @@
 Example: for `for i in range(3): x = x + i`, FOR_ITER's argument is a Label and
 `info.label_pc[instr.arg]` is the index of the instruction after the loop.
 """
+import weakref
+
 from bytecode import Bytecode, Label, TryBegin, TryEnd
 
-_cache = {}
+_cache = {}  # id(code) -> CodeInfo
 _registered = {}  # id(resume code) -> CodeInfo from the instructions it was made from
 
 
 class CodeInfo:
     def __init__(self, code, bytecode=None):
-        self.code = code
+        # weakly, and dropped from the caches when the code dies: a function made and
+        # dropped in a loop must not leave its code behind here
+        key = id(code)
+        self._code = weakref.ref(code, lambda _, key=key, info=self, forget=_forget: forget(key, info))
         # keep the exception table's stack depths: resume functions reuse them as they are
         self.bytecode = bytecode if bytecode is not None else Bytecode.from_code(
             code, conserve_exception_block_stackdepth=True)
@@ -58,20 +63,31 @@ class CodeInfo:
         return self.code.co_firstlineno
 
 
+    @property
+    def code(self):
+        return self._code()
+
+
+def _forget(key, info, tables=(_cache, _registered)):
+    for table in tables:
+        if table.get(key) is info:
+            del table[key]
+
+
 def code_info(code) -> CodeInfo:
     info = _registered.get(id(code))
     if info is not None and info.code is code:
         return info
-    info = _cache.get(code)
+    info = _cache.get(id(code))
     if info is None or info.code is not code:
         info = CodeInfo(code)
         if len(_cache) > 2000:
             _cache.clear()
-        _cache[code] = info
+        _cache[id(code)] = info
     return info
 
 
 def register(code, bytecode):
     """Use `bytecode` (the instructions `code` was made from) as `code`'s instructions:
     re-parsing would merge adjacent labels and shift the indexes resume functions use."""
-    _registered[id(code)] = CodeInfo(code, bytecode)  # holds `code`: the id stays valid
+    _registered[id(code)] = CodeInfo(code, bytecode)  # dropped when `code` dies

@@ -197,12 +197,18 @@ def _is_logging_call(f):
 
 
 def record_call(tx, fn, args, kwargs):
-    """print(...) / logger.info(...) with Python values: replayed after the graph."""
+    """print(...) / logger.info(...) with Python values: replayed after the graph, at the
+    call's own line (a LogRecord's lineno and funcName are read from the calling frame)."""
+    if tx.parent is not None and not (isinstance(fn, ConstValue) and fn.value is print):
+        # a log call inside an inlined helper would be replayed from the outer frame, with
+        # its name and line: the helper is called natively instead (its own frame translated)
+        raise Unsupported("logging inside an inlined function: called natively")
     for a in list(args) + list(kwargs.values()):
         _check_replayable(a)
     # containers are printed as they are *now*: later in-frame mutations are written back
     # only at the end, so the replay gets a copy built from the current items
-    tx.ctx.record(Call(fn, [_snapshot(a) for a in args], {k: _snapshot(v) for k, v in kwargs.items()}))
+    tx.ctx.record(Call(fn, [_snapshot(a) for a in args], {k: _snapshot(v) for k, v in kwargs.items()},
+                       lineno=tx.lineno()))
     return ConstValue(None)
 
 
@@ -253,7 +259,9 @@ def _construct(tx, fn, cls, args, kwargs):
         if cls.__init__ is not object.__init__:
             if not isinstance(cls.__init__, types.FunctionType):
                 raise Unsupported(f"constructing {cls.__qualname__}")
-            inline.inline_function(tx, ConstValue(cls.__init__), [obj] + list(args), kwargs)
+            result = inline.inline_function(tx, ConstValue(cls.__init__), [obj] + list(args), kwargs)
+            if not (isinstance(result, ConstValue) and result.value is None):
+                raise Unsupported(f"{cls.__qualname__}.__init__ returned a value (raises TypeError natively)")
         elif args or kwargs:
             raise Unsupported(f"{cls.__qualname__}() takes no arguments")
         return obj

@@ -13,6 +13,8 @@ One context per attempt: a graph break restarts the translation with `stop_at` s
 that nothing from the abandoned attempt leaks into the next one.
 """
 
+import time
+
 import torch
 
 from . import autocast
@@ -21,6 +23,12 @@ from .graph_state import GraphState
 from .guards import GuardSet
 from .sources import GlobalSource
 from .values import ConstValue
+
+
+def executor_budget():
+    from .executor import MAX_SECONDS
+
+    return MAX_SECONDS
 
 
 class TranslationContext:
@@ -34,6 +42,7 @@ class TranslationContext:
         self.graph = GraphState(self.guards, set(getattr(options, "dynamic", ()) or ()))
         self.dynamic = set(getattr(options, "dynamic", ()) or ())
         self.steps = 0
+        self.deadline = time.perf_counter() + executor_budget()
         self.grad_stack = []
         self.mutated = []  # ListValue / DictValue with a source: written back at the end
         self._initial_grad = torch.is_grad_enabled()

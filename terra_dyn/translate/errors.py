@@ -30,3 +30,21 @@ class Unsupported(Exception):
     def __str__(self):
         where = f"{self.filename}:{self.lineno}: " if self.filename else ""
         return f"{where}{self.reason}"
+
+
+_PLAIN_REPR = (int, float, complex, bool, str, bytes, type(None), tuple, range, slice)
+
+
+def safe_repr(obj, limit=60):
+    """repr() for messages and reports that never runs user code: a user `__repr__` called
+    at translate time is a side effect Python would not have (CPython's test_class records
+    every special-method call), so objects of other classes show as <TypeName>."""
+    cls = type(obj)
+    if cls in _PLAIN_REPR and not (cls is tuple and not all(type(x) in _PLAIN_REPR for x in obj)) or \
+            cls.__module__ in ("builtins", "torch") or cls.__module__.startswith("torch."):
+        try:
+            text = repr(obj)
+        except Exception:
+            text = f"<{cls.__name__}>"
+        return text if len(text) <= limit else f"<{cls.__name__}>"
+    return f"<{cls.__name__}>"

@@ -24,6 +24,7 @@ Example: for `def f(x): return x.relu() + 1`, run() leaves result = TensorValue(
 ctx.graph holds placeholder x -> call_method relu -> call_function add.
 """
 import collections
+import time
 
 from bytecode import Label, SetLineno, TryBegin, TryEnd
 
@@ -36,6 +37,11 @@ from .values import Lazy, Value
 
 MAX_INLINE_DEPTH = 12
 MAX_STEPS = 200_000  # unrolled loops beyond this are not worth a graph
+# A frame whose translation takes longer than this runs as plain Python: a translation
+# pays off over many calls, and one that takes tens of seconds (a loop walking a 2000-deep
+# structure, each level a new guard) never does. The largest benchmark program's frame
+# translates in about 1 s here.
+MAX_SECONDS = 10.0
 
 
 class StopTranslation(Exception):
@@ -78,6 +84,9 @@ class Translator(StackOpcodes, ControlOpcodes, CallOpcodes):
             ctx.steps += 1
             if ctx.steps > MAX_STEPS:
                 raise Unsupported("too many instructions (a very long unrolled loop)", breakable=False)
+            if not ctx.steps & 255 and time.perf_counter() > ctx.deadline:
+                raise Unsupported(f"translation took over {MAX_SECONDS:g} s (budget): the frame runs "
+                                  "as plain Python", breakable=False)
             if self.parent is None:
                 self.visits[self.pc] += 1
                 if ctx.stop_at == (self.pc, self.visits[self.pc]):

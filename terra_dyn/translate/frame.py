@@ -29,6 +29,11 @@ from typing import Any, List
 from bytecode import Instr
 
 from .. import report
+
+try:
+    from .. import _C
+except ImportError:  # the C core is not built: translation stays testable
+    _C = None
 from ..codegen.graph_call import BreakSite, CodePlan, build_code
 from ..codegen.resume import CLOSURE_ARG, Step, covering_entries, is_resume_code
 from ..codegen.signature import argument_slot_names
@@ -47,6 +52,12 @@ _NOT_BREAKABLE = {"RETURN_VALUE", "JUMP_IF_TRUE_OR_POP", "JUMP_IF_FALSE_OR_POP",
                   "COPY_FREE_VARS", "RESUME", "KW_NAMES", "PRECALL", "LIST_APPEND", "MAP_ADD",
                   "LIST_EXTEND", "DICT_UPDATE", "DICT_MERGE", "SET_ADD", "YIELD_VALUE",
                   "SEND", "GET_AWAITABLE", "PUSH_EXC_INFO", "POP_EXCEPT", "RERAISE"}
+
+
+# locals(), vars(), frame objects, debuggers: what they show of a rewritten frame is not the
+# user's frame
+_FRAME_INTROSPECTION = frozenset({"locals", "vars", "_getframe", "currentframe", "settrace", "set_trace",
+                                  "breakpoint"})
 
 
 class FullgraphError(RuntimeError):
@@ -82,6 +93,12 @@ def translate_code(code, f_locals, f_globals, options) -> FrameTranslation:
     if code.co_flags & 0x2A0:  # generator, coroutine, async generator
         raise Unsupported("generator and coroutine frames run unmodified", code.co_filename,
                           code.co_firstlineno, breakable=False)
+    introspected = _FRAME_INTROSPECTION.intersection(code.co_names)
+    if introspected and not is_resume_code(code):
+        # locals(), vars() and frame objects would see the rewritten frame's internal names
+        # (and a resume function's arguments): the whole frame runs as plain Python
+        raise Unsupported(f"the frame calls {sorted(introspected)[0]}(): it runs unmodified",
+                          code.co_filename, code.co_firstlineno, breakable=False)
     slots = argument_slot_names(code)
     stop_at = None
     native_rest = False
@@ -118,6 +135,21 @@ def translate_code(code, f_locals, f_globals, options) -> FrameTranslation:
         finally:
             ctx.close()
     raise Unsupported("no break point found")
+
+
+def _never_translated(compiled, backend):
+    """A user backend's callable runs with the hook off: translating it again would run its
+    Python side effects twice and transform its result twice (the built-in backends return
+    generated code the hook already skips, or turn the hook off themselves)."""
+    from .. import backends
+
+    if backend in _builtin_backends(backends) or _C is None or isinstance(compiled, _C.DisabledCallable):
+        return compiled
+    return _C.DisabledCallable(compiled)
+
+
+def _builtin_backends(backends):
+    return {backends.lookup(n) for n in ("interpreter", "auto", "triton")}
 
 
 def _make_translator(ctx, code, f_locals, f_globals, slots):
@@ -346,7 +378,7 @@ def _finish(ctx, code, f_globals, tx, result, site, breaks, options, start):
         inputs = [v for v in inputs if v.node in used]
         example_inputs = [_example(v) for v in inputs]
         t0 = time.perf_counter()
-        compiled = options.backend(gm, example_inputs)
+        compiled = _never_translated(options.backend(gm, example_inputs), options.backend)
         compile_seconds = time.perf_counter() - t0
         gm.example_inputs = example_inputs
         graphs.append(gm)

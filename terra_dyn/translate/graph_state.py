@@ -252,9 +252,10 @@ class GraphState:
     # -- finishing ------------------------------------------------------------------
     def finish(self, outputs):
         """A GraphModule returning `outputs` (graph values), or None for an empty graph."""
+        # before the empty-graph exit: `lambda x: x.shape[0]` has no op, yet it read a size
+        self.check_symbolic()
         if not self.op_count and not outputs:
             return None
-        self.check_symbolic()
         nodes = tuple(v.node for v in outputs)
         self.graph.output(nodes)
         self.graph.eliminate_dead_code(is_impure_node=_is_impure)

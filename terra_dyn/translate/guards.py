@@ -12,6 +12,9 @@
 Example: a frame `f(x, n)` called with a float32 (4, 3) tensor and n=2 gives
     ("tensor", 0, Tensor, float32, cpu, (4, 3), (3, 1), False), ("type", 1, int), ("eq", 1, 2)
 """
+import types
+import weakref
+
 import torch
 
 from .sources import FreeVarSource, GlobalSource, LocalSource
@@ -20,6 +23,10 @@ try:
     from .. import _C
 except ImportError:  # the C core is not built: PyGuard keeps translation testable
     _C = None
+
+
+_ABSENT = object()
+_WEAKLY_GUARDED = (torch.nn.Module, torch.Tensor)
 
 
 def check_tensor(t, cls, dtype, device, sizes, strides, requires_grad):
@@ -38,6 +45,8 @@ def _describe_check(check):
         return f"type(a{check[1]}) is {check[2].__name__}"
     if kind == "id":
         return f"a{check[1]} is {_short(check[2])}"
+    if kind == "id_weak":
+        return f"a{check[1]} is {_short(check[2]())}"
     if kind == "eq":
         return f"a{check[1]} == {check[2]!r}"
     if kind == "len":
@@ -46,12 +55,24 @@ def _describe_check(check):
         return f"global {check[2]} is {_short(check[3])}"
     if kind == "call_id":
         return f"{getattr(check[1], '__name__', check[1])}() is {check[2]!r}"
+    if kind == "callback":
+        return "the same backend and options (callback)"
+    if kind == "type_version":
+        return f"class {check[1].__qualname__} and its bases unchanged (version {check[2]})"
+    if kind == "func":
+        return f"{check[1].__qualname__}.__code__/__defaults__/__kwdefaults__ unchanged"
+    if kind == "no_attr":
+        return f"{check[2]!r} not set on a{check[1]} itself"
+    if kind == "no_attr_weak":
+        return f"{check[2]!r} not set on {_short(check[1]())} itself"
     return repr(check)
 
 
 def _short(obj):
-    text = repr(obj)
-    return text if len(text) < 50 else f"<{type(obj).__name__} at {id(obj):#x}>"
+    from .errors import safe_repr
+
+    text = safe_repr(obj, limit=50)  # never a user __repr__: describing a guard is no side effect
+    return text if not text.startswith("<") else f"<{type(obj).__name__} at {id(obj):#x}>"
 
 
 def run_check(check, args):
@@ -62,6 +83,8 @@ def run_check(check, args):
         return type(args[check[1]]) is check[2]
     if kind == "id":
         return args[check[1]] is check[2]
+    if kind == "id_weak":
+        return check[2]() is not None and args[check[1]] is check[2]()
     if kind == "eq":
         return args[check[1]] == check[2]
     if kind == "len":
@@ -70,6 +93,17 @@ def run_check(check, args):
         return check[1].get(check[2]) is check[3]
     if kind == "call_id":
         return check[1]() is check[2]
+    if kind == "callback":
+        return True  # PyGuard (no C core) has no hook: no callback to differ
+    if kind == "type_version":
+        return False  # without the C core no tag can be read: never reuse
+    if kind == "no_attr":
+        return check[2] not in getattr(args[check[1]], "__dict__", ())
+    if kind == "no_attr_weak":
+        return check[1]() is not None and check[2] not in getattr(check[1](), "__dict__", ())
+    if kind == "func":
+        fn = check[1]
+        return fn.__code__ is check[2] and fn.__defaults__ is check[3] and fn.__kwdefaults__ is check[4]
     raise ValueError(kind)
 
 
@@ -175,6 +209,7 @@ class GuardSet:
         self.closure_exprs = []  # over the closure variable names
         self.namespace = {"G": f_globals, "check_tensor": check_tensor, "torch": torch}
         self._seen = set()
+        self._keep = []
         self._nconst = 0
 
     # -- adding facts ---------------------------------------------------------------
@@ -237,6 +272,12 @@ class GuardSet:
                   lambda e: f"{e} == {self._const(v)}", source)
 
     def identity(self, source, obj):
+        if isinstance(obj, _WEAKLY_GUARDED):
+            # a module or a parameter: a deleted model must be freed, not kept by its guards
+            ref = weakref.ref(obj)
+            self._add(("id", source, obj), lambda i: ("id_weak", i, ref),
+                      lambda e: f"{e} is {self._const(ref)}()", source)
+            return
         self._add(("id", source, obj), lambda i: ("id", i, obj),
                   lambda e: f"{e} is {self._const(obj)}", source)
 
@@ -257,6 +298,62 @@ class GuardSet:
         """Which hooks of every kind a module has (one check; for modules guarded by type)."""
         self.namespace.setdefault("hook_keys", hook_keys)
         self._add(("hooks", source), None, lambda e: f"hook_keys({e}) == {self._const(hook_keys(module))}", source)
+
+    def class_attributes(self, cls):
+        """The translation read an attribute of `cls` or of a class on its MRO (a method, a
+        class constant, `forward`): none may be set or deleted later. One C check of the
+        type's version tag, which CPython changes on any such write along the MRO."""
+        key = ("type_version", cls)
+        if key in self._seen:
+            return
+        tag = _C.type_version_tag(cls) if _C is not None else 0
+        if not tag:  # CPython ran out of tags: nothing cheap can say the class is unchanged
+            from .errors import Unsupported
+
+            raise Unsupported(f"class {cls.__qualname__} has no version tag to guard its attributes")
+        self._seen.add(key)
+        self.checks.append(("type_version", cls, tag))
+
+    def function(self, fn):
+        """An inlined Python function: its code, defaults and keyword defaults must stay
+        these objects (autoreload and monkeypatching replace `__code__`)."""
+        key = ("func", id(fn))
+        if key in self._seen or not isinstance(fn, types.FunctionType):
+            return
+        self._seen.add(key)
+        self._keep.append(fn)  # the id in the key must not be reused while this set lives
+        self.checks.append(("func", fn, fn.__code__, fn.__defaults__, fn.__kwdefaults__))
+
+    def instance_lacks(self, source, obj, name, by_identity=False):
+        """`obj.name` was found on the class (a method, `forward`): the instance's own dict
+        must not gain `name` later (`m.forward = f`, `obj.method = g`), or that one is what
+        Python calls. by_identity: `source` is guarded to be this very object (a module):
+        one C check on it, held weakly."""
+        d = getattr(obj, "__dict__", None)
+        if not isinstance(d, dict) or source is None:
+            return  # no instance dict (slots, builtins): nothing can shadow the class's
+        if by_identity and isinstance(obj, _WEAKLY_GUARDED):
+            key = ("no_attr_weak", id(obj), name)
+            if key not in self._seen:
+                self._seen.add(key)
+                self.checks.append(("no_attr_weak", weakref.ref(obj), name))
+            return
+        self._add(("no_attr", source, name), lambda i: ("no_attr", i, name),
+                  lambda e: f"{name!r} not in getattr({e}, '__dict__', ())", source)
+
+    def module_attribute(self, module, name, value):
+        """`module.name` of a Python module object the translation already relies on (a torch
+        function, `F.gelu`): the module's dict must still hold this very object. One C dict
+        lookup; a name the module's dict lacks (PEP 562 `__getattr__`) cannot be guarded."""
+        d = module.__dict__
+        if d.get(name, _ABSENT) is not value:
+            from .errors import Unsupported
+
+            raise Unsupported(f"{module.__name__}.{name} is not in the module's dict")
+        key = ("modattr", id(d), name)
+        if key not in self._seen:
+            self._seen.add(key)
+            self.checks.append(("global_id", d, name, value))
 
     def global_absent(self, name):
         """A builtin was used: the globals must not shadow it."""

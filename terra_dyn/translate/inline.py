@@ -17,7 +17,7 @@ import inspect
 
 from .errors import Unsupported
 from .sources import ClosureCellSource, DefaultSource
-from .values import CellValue, ConstValue, DictValue, FunctionValue, IteratorValue, Lazy, TupleValue
+from .values import CellValue, ConstValue, DictValue, FunctionValue, Lazy, TupleValue
 
 _GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | \
     inspect.CO_ITERABLE_COROUTINE
@@ -33,6 +33,7 @@ def inline_function(tx, fn, args, kwargs, suspend_at_yield=False):
         cells = {n: c for n, c in zip(code.co_freevars, fn.closure or [])}
     else:
         real = fn.value
+        tx.ctx.guards.function(real)  # the code and defaults read here must stay the same
         code, f_globals, name = real.__code__, real.__globals__, real.__qualname__
         defaults = [_default(fn, i, d) for i, d in enumerate(real.__defaults__ or ())]
         kwdefaults = {k: _default(fn, k, d, kw=True) for k, d in (real.__kwdefaults__ or {}).items()}
@@ -58,17 +59,26 @@ def inline_function(tx, fn, args, kwargs, suspend_at_yield=False):
 
     local_values = bind_arguments(code, name, args, kwargs, defaults, kwdefaults)
     child = Translator(tx.ctx, code, f_globals, local_values, cells, parent=tx, name=name)
+    if is_generator and not suspend_at_yield:
+        # calling a generator function runs none of its body: each step of the iterator
+        # resumes it (iterators.GeneratorIterator), in order with the consumer's own effects
+        from .iterators import GeneratorIterator
+
+        child.yielded = []
+        child.suspend_at_yield = True
+        child.suspended = False
+        child.lazy = True
+        root = tx
+        while root.parent is not None:
+            root = root.parent
+        return GeneratorIterator(child, (root.pc, root.visits[root.pc]))
     try:
-        if is_generator:
-            # a generator runs to completion at the call: its items become an iterator value
-            # (consumers like sum(), tuple(), for loops see the same items in the same order)
+        if is_generator:  # a @contextmanager's __enter__: the body up to its first yield
             child.yielded = []
-            child.suspend_at_yield = suspend_at_yield
+            child.suspend_at_yield = True
             child.suspended = False
             child.run()
-            if suspend_at_yield:
-                return child
-            return IteratorValue(child.yielded)
+            return child
         return child.run()
     except Unsupported as exc:
         exc.breakable = True  # whatever the callee cannot do, the caller can call it natively

@@ -117,6 +117,64 @@ class IteratorValue(Value):
         return f"IteratorValue({len(self.items) - self.index} left)"
 
 
+class GeneratorIterator(IteratorValue):
+    """A generator made by an inlined generator function, run lazily as CPython does: each
+    step resumes its suspended child Translator up to the next yield. Running it to
+    completion at the call instead would move its side effects (appends, `finally:`) before
+    the consumer's, and freeze what it reads from state the consumer changes:
+
+        def gen(state):
+            for i in range(3):
+                state.append(i); yield i
+        for i in gen(state): x = x + len(state)      # 1, 2, 3 (not 3, 3, 3)
+
+    Its state is a translator's, not a real generator's: it cannot be rebuilt for native
+    code. Anything unsupported inside it moves the break to the call that made it (the
+    generator is then made natively and iterated natively); a break elsewhere while it is
+    live makes the whole frame run as plain Python."""
+
+    def __init__(self, child, created_at=None):
+        super().__init__([])
+        self.child = child
+        self.created_at = created_at  # (pc, visit) of the top-level instruction that made it
+        self.finished = False
+
+    def next_item(self):
+        if self.finished:
+            return None
+        child = self.child
+        child.suspended = False
+        child.done = False
+        try:
+            child.run()
+        except Unsupported as exc:
+            if self.created_at is not None and not hasattr(exc, "at"):
+                exc.at, exc.breakable = self.created_at, True
+            else:
+                exc.breakable = False
+            raise
+        if child.suspended:
+            return child.yielded[-1]
+        self.finished = True
+        return None
+
+    def remaining(self):
+        raise Unsupported("a generator in progress cannot be rebuilt", breakable=False)
+
+    def rebuild(self):
+        raise Unsupported("a generator in progress cannot be rebuilt", breakable=False)
+
+    @property
+    def args(self):
+        return []
+
+    def save(self):
+        return []
+
+    def __repr__(self):
+        return f"GeneratorIterator({self.child.name}{', finished' if self.finished else ''})"
+
+
 def next_of(it):
     """One step of an iterator value: an item, or None at its end."""
     if isinstance(it, IteratorValue):

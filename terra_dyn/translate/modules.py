@@ -35,6 +35,8 @@ def module_attr(tx, obj, name):
         static = inspect.getattr_static(real, name)
     except AttributeError:
         raise Unsupported(f"{type(real).__name__} has no attribute {name}") from None
+    tx.ctx.guards.class_attributes(type(real))  # a method or class attribute: the class stays
+    tx.ctx.guards.instance_lacks(obj.source, real, name, by_identity=not obj.module_by_type)
     if isinstance(static, types.FunctionType):
         return MethodValue(ConstValue(static), obj)
     if isinstance(static, property):
@@ -50,9 +52,11 @@ def module_attr(tx, obj, name):
 
 
 def _guard_children(tx, obj, table="_modules"):
-    """A module guarded by type: which children (or parameters) it has is guarded too."""
-    if obj.module_by_type:
-        _guard_table(tx, obj, table)
+    """Which children (or parameters) a container has: `seq.append(m)` after the first call
+    must reach the next one, whether the container is guarded by identity or by type."""
+    if obj.source is None:  # made during this translation: nothing outside can change it
+        return
+    _guard_table(tx, obj, table)
 
 
 def module_getitem(tx, obj, key):
@@ -216,7 +220,13 @@ def call_module(tx, obj, args, kwargs):
     forward = type(real).forward
     if type(real).__call__ is not torch.nn.Module.__call__:
         raise Unsupported(f"{type(real).__name__} overrides __call__")
+    if "forward" in real.__dict__:  # `m.forward = ...` on the instance: what __call__ runs
+        raise Unsupported(f"{type(real).__name__} instance has its own forward: called natively")
     from . import calls
+
+    tx.ctx.guards.class_attributes(type(real))  # forward (and __call__) read from the class
+    tx.ctx.guards.instance_lacks(obj.source, real, "forward", by_identity=not obj.module_by_type)
+    _guard_global_hooks(tx)
 
     # adding or removing a hook later must not reuse this translation
     if obj.module_by_type:  # another instance may have hooks this one lacks
@@ -233,6 +243,30 @@ def call_module(tx, obj, args, kwargs):
         if not (isinstance(result, ConstValue) and result.value is None):
             output = result
     return output
+
+
+def _guard_global_hooks(tx):
+    """No global module hook was registered when the call was inlined: none may be later
+    (`register_module_forward_hook` after the first call). One C call per registry:
+    ("call_id", partial(bool, registry), False)."""
+    import functools
+
+    from torch.nn.modules import module as module_mod
+
+    for name in ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+                 "_global_backward_pre_hooks", "_global_forward_hooks_always_called",
+                 "_global_forward_hooks_with_kwargs", "_global_module_registration_hooks",
+                 "_global_parameter_registration_hooks", "_global_buffer_registration_hooks"):
+        registry = getattr(module_mod, name, None)
+        if registry is None:
+            continue
+        check = _REGISTRY_CHECKS.get(name)
+        if check is None or check.args[0] is not registry:
+            check = _REGISTRY_CHECKS[name] = functools.partial(bool, registry)
+        tx.ctx.guards.call_id(check, bool(registry))
+
+
+_REGISTRY_CHECKS = {}  # registry name -> partial(bool, registry), one object per registry
 
 
 def _hook_values(tx, obj, table):

@@ -340,7 +340,16 @@ class StackOpcodes:
         self.ctx.mutate(target)
         target.items.update(operators.dict_items(self, other))
 
-    DICT_MERGE = DICT_UPDATE
+    def DICT_MERGE(self, instr):
+        """dict(at i), mapping -> dict; the `**a, **b` of a call: a key twice, or one that is
+        not a string, raises TypeError in Python, so such a call runs natively"""
+        other = self.pop()
+        target = self.stack[-instr.arg]
+        items = operators.dict_items(self, other)
+        if any(k in target.items or not isinstance(k, str) for k in items):
+            raise Unsupported("f(**a, **b) with a repeated or non-string key (raises natively)")
+        self.ctx.mutate(target)
+        target.items.update(items)
 
     def UNPACK_SEQUENCE(self, instr):
         """seq -> n items (first item on top)"""

@@ -20,6 +20,7 @@ class Call:
     fn: object  # Value
     args: list
     kwargs: dict = field(default_factory=dict)
+    lineno: int = None  # the call's line: the replay runs there (logging reads it)
 
     def __repr__(self):
         return f"Call({self.fn!r}, {self.args!r})"

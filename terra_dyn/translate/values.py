@@ -130,10 +130,9 @@ class ConstValue(Value):
         return True
 
     def __repr__(self):
-        text = repr(self.value)
-        if len(text) > 60:
-            text = f"<{type(self.value).__name__}>"
-        return f"ConstValue({text})"
+        from .errors import safe_repr
+
+        return f"ConstValue({safe_repr(self.value)})"
 
 
 class NullValue(Value):

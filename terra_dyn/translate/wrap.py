@@ -16,10 +16,12 @@ Example: wrap(ctx, [t, 3], LocalSource("xs", 0)) -> ListValue([TensorValue(a0[0]
 with guards type(a0) is list, len(a0) == 2, check_tensor(a0[0], ...), a0[1] == 3.
 """
 import collections
+import sys
 import types
 
 import torch
 
+from .errors import Unsupported
 from .sources import AttrSource, ItemSource, ModuleDictSource
 from .values import (ConstValue, DictValue, ListValue, OpaqueIterator, TupleValue,
                      is_namedtuple_class)
@@ -58,12 +60,28 @@ def _wrap(ctx, real, source):
     guards = ctx.guards
     if source is None:
         return _wrap_unguarded(real)
+    if _depth(source) > MAX_SOURCE_DEPTH:
+        # `while isinstance(n, list): n = n[0]` over a 2000-deep structure: one guard per
+        # level, each naming the whole chain (quadratic translation, a slow guard on every
+        # call); plain Python walks it faster than any guard could check it
+        raise Unsupported(f"a value {MAX_SOURCE_DEPTH}+ levels deep ({source.expr()[:60]}...): "
+                          "the frame runs as plain Python", breakable=False)
     if isinstance(real, torch.Tensor):
+        if _overrides_torch_function(type(real)):
+            # its __torch_function__ would see every metadata read of the translation and of
+            # the guards (dozens of extra calls): frames given one run as plain Python
+            exc = Unsupported(f"{type(real).__name__} overrides __torch_function__: run as plain Python",
+                              breakable=False)
+            exc.per_call = True  # later calls with plain tensors are still translated
+            raise exc
         by_identity = _is_module_state(source) and not modules_by_type(ctx, source)
         return ctx.graph.input_tensor(real, source, by_identity=by_identity)
     if type(real) in (int, float) and source.expr() in ctx.dynamic:
         return ctx.graph.input_scalar(real, source)
     if isinstance(real, _VALUE_TYPES) and type(real) in _VALUE_TYPES:
+        guards.value(source, real)
+        return ConstValue(real, source)
+    if _is_numpy_scalar(real):  # np.int64(1) in a list of slice bounds: a value, like an int
         guards.value(source, real)
         return ConstValue(real, source)
     if isinstance(real, torch.device):
@@ -117,6 +135,31 @@ def _wrap(ctx, real, source):
     value = ConstValue(real, source)
     value.by_type = True  # only its type is guarded: its value must never be used directly
     return value
+
+
+MAX_SOURCE_DEPTH = 48  # attribute / item steps from an argument or global; models need ~12
+
+
+def _depth(source):
+    n = 0
+    while hasattr(source, "base"):
+        source, n = source.base, n + 1
+    return n
+
+
+_STANDARD_TORCH_FUNCTIONS = (torch.Tensor.__torch_function__.__func__, torch._C._disabled_torch_function_impl)
+
+
+def _overrides_torch_function(cls):
+    if cls is torch.Tensor or cls is torch.nn.Parameter:
+        return False
+    impl = getattr(cls.__torch_function__, "__func__", cls.__torch_function__)
+    return impl not in _STANDARD_TORCH_FUNCTIONS
+
+
+def _is_numpy_scalar(real):
+    numpy = sys.modules.get("numpy")  # never imported here: a program without numpy has none
+    return numpy is not None and isinstance(real, numpy.generic) and not isinstance(real, numpy.object_)
 
 
 def _wrap_unguarded(real):

@@ -1,0 +1,271 @@
+"""Soundness: a change of state after the first call must reach the next call.
+
+Each test runs a function optimized once, changes something the translation read (a size,
+a numpy scalar in a list, a class attribute, a container of modules, a global hook, a
+helper's code, a torch function), and compares the next optimized call with the same code
+run plainly. A stale translation would return the old answer without a word.
+"""
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import terra_dyn
+
+
+@pytest.fixture(autouse=True)
+def _fresh():
+    terra_dyn.reset()
+    yield
+    terra_dyn.reset()
+
+
+def test_size_returned_as_int_follows_each_call():
+    fast = terra_dyn.optimize(lambda x: x.shape[0], backend="interpreter")
+    assert [fast(torch.zeros(i)) for i in range(12)] == list(range(12))
+
+
+def test_size_in_arithmetic_follows_each_call():
+    def f(x):
+        return x.shape[0] * 10 + len(x)
+
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    assert [fast(torch.zeros(i, 2)) for i in range(8)] == [f(torch.zeros(i, 2)) for i in range(8)]
+
+
+def _mask(h, rs):
+    m = np.ones(6, np.float32)
+    for r in rs:
+        m[r:r + 2] = 0
+    return h * torch.from_numpy(m)
+
+
+def test_numpy_scalars_in_a_list_are_guarded():
+    fast = terra_dyn.optimize(_mask, backend="interpreter")
+    h = torch.ones(6)
+    for rs in ([np.int64(0)], [np.int64(1)], [np.int64(3), np.int64(0)], [np.int64(4)]):
+        assert torch.equal(fast(h, rs), _mask(h, rs)), rs
+
+
+class _Offset:
+    offset = 1
+
+    def through_type(self, x):
+        return x + type(self).offset
+
+    def through_self(self, x):
+        return x + self.offset
+
+
+class _OffsetChild(_Offset):
+    pass
+
+
+@pytest.mark.parametrize("method", ["through_type", "through_self"])
+def test_class_attribute_changed_after_first_call(method):
+    obj = _OffsetChild()
+    fast = terra_dyn.optimize(getattr(obj, method), backend="interpreter")
+    x = torch.zeros(2)
+    try:
+        assert torch.equal(fast(x), x + 1)
+        _Offset.offset = 5  # on the base class: found along the MRO
+        assert torch.equal(fast(x), x + 5)
+        _OffsetChild.offset = 7  # now shadowed on the subclass
+        assert torch.equal(fast(x), x + 7)
+    finally:
+        _Offset.offset = 1
+        if "offset" in _OffsetChild.__dict__:
+            del _OffsetChild.offset
+
+
+def test_method_replaced_on_class_after_first_call():
+    class Scaler:
+        def scale(self, x):
+            return x * 2
+
+        def run(self, x):
+            return self.scale(x) + 1
+
+    s = Scaler()
+    fast = terra_dyn.optimize(s.run, backend="interpreter")
+    x = torch.ones(3)
+    assert torch.equal(fast(x), s.run(x))
+    Scaler.scale = lambda self, x: x * 10
+    assert torch.equal(fast(x), x * 10 + 1)
+
+
+def test_sequential_append_after_first_call():
+    torch.manual_seed(0)
+    seq = nn.Sequential(nn.Linear(3, 3))
+    fast = terra_dyn.optimize(seq, backend="interpreter")
+    x = torch.randn(2, 3)
+    assert torch.allclose(fast(x), seq(x))
+    seq.append(nn.Tanh())
+    seq.append(nn.Linear(3, 1))
+    with torch.no_grad():
+        assert fast(x).shape == (2, 1)
+        assert torch.allclose(fast(x), seq(x))
+
+
+class _Stack(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(3, 3)])
+        self.scales = nn.ParameterList([nn.Parameter(torch.ones(3))])
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        for p in self.scales:
+            x = x * p
+        return x
+
+
+def test_module_list_and_parameter_list_append_after_first_call():
+    torch.manual_seed(0)
+    m = _Stack()
+    fast = terra_dyn.optimize(m, backend="interpreter")
+    x = torch.randn(2, 3)
+    with torch.no_grad():
+        assert torch.allclose(fast(x), m(x))
+        m.layers.append(nn.ReLU())
+        assert torch.allclose(fast(x), m(x))
+        m.scales.append(nn.Parameter(torch.full((3,), 3.0)))
+        assert torch.allclose(fast(x), m(x))
+        assert torch.allclose(fast(x), torch.relu(m.layers[0](x)) * 3.0)
+
+
+class _Outer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.inner(x) + 1
+
+
+def test_global_forward_hook_registered_after_first_call_applies_to_inlined_children():
+    m = _Outer()
+    fast = terra_dyn.optimize(m, backend="interpreter")
+    x = torch.randn(2, 3)
+    with torch.no_grad():
+        assert torch.allclose(fast(x), m(x))
+        handle = torch.nn.modules.module.register_module_forward_hook(
+            lambda mod, args, out: out * 0 if isinstance(mod, nn.Linear) else None)
+        try:
+            assert torch.equal(fast(x), torch.ones(2, 3))
+        finally:
+            handle.remove()
+        assert torch.allclose(fast(x), m(x))
+
+
+def _helper(x):
+    return x + 1
+
+
+def _calls_helper(x):
+    return _helper(x) * 2
+
+
+def test_inlined_helper_code_replaced_after_first_call():
+    fast = terra_dyn.optimize(_calls_helper, backend="interpreter")
+    x = torch.zeros(2)
+    old = _helper.__code__
+    try:
+        assert torch.equal(fast(x), torch.full((2,), 2.0))
+        _helper.__code__ = (lambda x: x + 5).__code__  # what autoreload does
+        assert torch.equal(fast(x), _calls_helper(x))
+        assert torch.equal(fast(x), torch.full((2,), 10.0))
+    finally:
+        _helper.__code__ = old
+
+
+def test_inlined_helper_defaults_replaced_after_first_call():
+    def scaled(x, k=2):
+        return x * k
+
+    def f(x):
+        return scaled(x)
+
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    x = torch.ones(2)
+    assert torch.equal(fast(x), f(x))
+    scaled.__defaults__ = (7,)
+    assert torch.equal(fast(x), f(x))
+
+
+def _gelu_user(x):
+    return F.gelu(x) + torch.relu(x)
+
+
+def test_torch_function_monkeypatched_after_first_call():
+    fast = terra_dyn.optimize(_gelu_user, backend="interpreter")
+    x = torch.randn(4)
+    assert torch.allclose(fast(x), _gelu_user(x))
+    old_gelu, old_relu = F.gelu, torch.relu
+    try:
+        F.gelu = lambda t: t * 0 + 7
+        assert torch.equal(fast(x), _gelu_user(x))
+        torch.relu = lambda t: t * 0 - 1
+        assert torch.equal(fast(x), torch.full((4,), 6.0))
+    finally:
+        F.gelu, torch.relu = old_gelu, old_relu
+    assert torch.allclose(fast(x), _gelu_user(x))
+
+
+def test_weight_norm_and_parametrize_after_first_call():
+    torch.manual_seed(0)
+    lin = nn.Linear(3, 3)
+    fast = terra_dyn.optimize(lin, backend="interpreter")
+    x = torch.randn(2, 3)
+    with torch.no_grad():
+        assert torch.allclose(fast(x), lin(x))
+        torch.nn.utils.parametrizations.weight_norm(lin)
+        assert torch.allclose(fast(x), lin(x))
+        assert fast.weight.shape == (3, 3)
+
+    class Double(nn.Module):
+        def forward(self, w):
+            return w * 2
+
+    lin2 = nn.Linear(3, 3)
+    fast2 = terra_dyn.optimize(lin2, backend="interpreter")
+    with torch.no_grad():
+        expected = lin2(x)
+        assert torch.allclose(fast2(x), expected)
+        torch.nn.utils.parametrize.register_parametrization(lin2, "weight", Double())
+        assert torch.allclose(fast2(x), lin2(x))
+        assert not torch.allclose(fast2(x), expected)
+
+
+class _TwoByTwo(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = nn.Linear(2, 2)
+
+    def forward(self, x):
+        return self.inner(x) + 1
+
+
+class _Runner:
+    def scale(self, t):
+        return t * 2
+
+    def run(self, t):
+        return self.scale(t)
+
+
+def test_forward_or_method_set_on_the_instance_after_first_call():
+    m = _TwoByTwo()
+    fast = terra_dyn.optimize(m, backend="interpreter")
+    x = torch.ones(1, 2)
+    with torch.no_grad():
+        assert torch.allclose(fast(x), m(x))
+        m.inner.forward = lambda t: t * 0
+        assert torch.equal(fast(x), torch.ones(1, 2))
+    runner = _Runner()
+    fast_run = terra_dyn.optimize(runner.run, backend="interpreter")
+    assert torch.equal(fast_run(x), x * 2)
+    runner.scale = lambda t: t * 10
+    assert torch.equal(fast_run(x), x * 10)
