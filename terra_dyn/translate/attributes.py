@@ -71,6 +71,10 @@ def load_attr(tx, obj, name):
         return obj.self_value
     if isinstance(obj, ConstValue):
         return _object_attr(tx, obj, name)
+    from .super_calls import SuperValue, load_attr as super_attr
+
+    if isinstance(obj, SuperValue):
+        return super_attr(tx, obj, name)
     raise Unsupported(f"attribute {name} of {obj!r}")
 
 

@@ -115,6 +115,10 @@ def call_value(tx, fn, args, kwargs):
     if isinstance(f, types.MethodType) and isinstance(f.__func__, types.FunctionType):
         self_value = _bound_self(tx, fn, f)
         return inline.inline_function(tx, ConstValue(f.__func__), [self_value] + list(args), kwargs)
+    if f is super:
+        from .super_calls import make_super
+
+        return make_super(tx, args, kwargs)
     if isinstance(f, type):
         return _construct(tx, fn, f, args, kwargs)
     call = getattr(type(f), "__call__", None)
