@@ -7,6 +7,8 @@
                                                          starts there)
         tooling packages (numpy, triton, sympy, ...)  -> SKIP: they are what runs graphs,
                                                          kernels and shape reasoning
+        __getattribute__/__getattr__/__setattr__      -> SKIP (per-access hooks; inlined when
+                                                         a translated frame reaches them)
         anything else, installed or not               -> translate: model code of an installed
                                                          library (transformers, timm, the
                                                          user's own package) is the user's code
@@ -46,6 +48,12 @@ TOOLING_PACKAGES = frozenset("""
 # compare equal by value, so a set would also match an equal copy
 _entries = {}  # id(code) -> weakref to it
 
+# Attribute-protocol hooks run on every attribute access of their objects (transformers'
+# configs override __getattribute__): reached natively they hold no tensor work, and a
+# translation per attribute name would only exhaust the recompile limit. Inlined, they
+# are translated like any function.
+_ATTRIBUTE_HOOKS = frozenset(("__getattribute__", "__getattr__", "__setattr__", "__delattr__"))
+
 
 def mark_entry(fn_or_module):
     """Remember the code a user handed to optimize: always translated (see module doc)."""
@@ -63,6 +71,8 @@ def is_library_code(code: types.CodeType) -> bool:
     entry = _entries.get(id(code))
     if entry is not None and entry() is code:
         return False
+    if code.co_name in _ATTRIBUTE_HOOKS:
+        return True
     # normpath: a sys.path entry like "benchmarks/.." must not make our own frames look like
     # user code (they would then be translated, and translating the translator recurses).
     filename = os.path.normpath(code.co_filename)

@@ -20,6 +20,7 @@ from bytecode import FreeVar, Instr
 from ..translate.errors import Unsupported
 from ..translate.generator_cm import GeneratorCMValue, make_manager
 from ..translate.sources import LocalSource
+from ..translate.super_calls import SuperMethodValue, SuperValue
 from ..translate.opcodes_control import GradModeExit, grad_mode_restore
 from ..translate.values import (CellValue, ConstValue, ContextValue, DictValue, DictViewValue, FormattedValue,
                                 FunctionValue,
@@ -184,6 +185,10 @@ class Reconstructor:
             return self._items(rest) + [Instr("BUILD_TUPLE", len(rest)), Instr("GET_ITER")]
         if isinstance(v, OpaqueIterator):
             return list(v.source.load())
+        if isinstance(v, SuperValue):
+            return call_const(super, [Instr("LOAD_CONST", v.cls)] + self.push(v.obj), 2)
+        if isinstance(v, SuperMethodValue) and isinstance(v.fn, ConstValue):
+            return call_const(types.MethodType, [Instr("LOAD_CONST", v.fn.value)] + self.push(v.self_value), 2)
         if isinstance(v, MethodValue):
             fn = v.fn.value if isinstance(v.fn, ConstValue) else None
             if fn is GradModeExit:  # a no_grad block split by a break: restore on exit

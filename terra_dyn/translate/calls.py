@@ -66,6 +66,9 @@ def call_value(tx, fn, args, kwargs):
     if f in modules.TRAVERSALS and args and isinstance(args[0], ConstValue) \
             and isinstance(args[0].value, torch.nn.Module):
         return modules.traverse(tx, f, args[0], args[1:], kwargs)
+    if f is torch._C._is_tracing:  # torch.jit.is_tracing(): library code checks it per call
+        tx.ctx.guards.call_id(f, f())
+        return ConstValue(f())
     if f in (torch.no_grad, torch.enable_grad, torch.set_grad_enabled):
         return torch_ops.call_torch(tx, f, args, kwargs)
     if isinstance(f, weakref.ReferenceType) and not args and not kwargs:

@@ -7,6 +7,7 @@
         classmethod          -> MethodValue bound to type(obj)
         staticmethod         -> the function
         object.__init__      -> a no-op taking no arguments (what object.__init__ does)
+        a C method / slot    -> bound to obj; calling it breaks and runs it natively
         anything else        -> Unsupported (the call runs natively)
 
 The lookup depends only on type(obj) and C, which the translation already relies on
@@ -21,7 +22,7 @@ from .values import CellValue, ConstValue, Lazy, MethodValue, ObjectValue, Value
 
 
 class SuperValue(Value):
-    """super(cls, obj) made during translation; never rebuilt in emitted code."""
+    """super(cls, obj) made during translation; at a break it is rebuilt as that call."""
 
     def __init__(self, cls, obj):
         self.cls = cls
@@ -29,6 +30,11 @@ class SuperValue(Value):
 
     def __repr__(self):
         return f"SuperValue({self.cls.__name__}, {self.obj!r})"
+
+
+class SuperMethodValue(MethodValue):
+    """A method found through super(): rebuilt as types.MethodType(fn, obj), never as
+    `obj.name` (which would find the override the super() call skips)."""
 
 
 def _object_init(self):
@@ -89,11 +95,16 @@ def load_attr(tx, sup, name):
     else:
         raise Unsupported(f"super().{name} not found (raises natively)")
     if isinstance(attr, types.FunctionType):
-        return MethodValue(ConstValue(attr), sup.obj)
+        return SuperMethodValue(ConstValue(attr), sup.obj)
     if isinstance(attr, classmethod):
         return MethodValue(ConstValue(attr.__func__), ConstValue(obj_type))
     if isinstance(attr, staticmethod):
         return ConstValue(attr.__func__)
     if attr is object.__init__:
-        return MethodValue(ConstValue(_object_init), sup.obj)
+        return SuperMethodValue(ConstValue(_object_init), sup.obj)
+    if isinstance(attr, (types.MethodDescriptorType, types.WrapperDescriptorType)):
+        # dict.get, object.__getattribute__, OrderedDict.__setitem__: the call is not
+        # captured, so it breaks at the CALL (the frame stays translated) and runs natively
+        # as attr(obj, ...), which is what the super() call does
+        return SuperMethodValue(ConstValue(attr), sup.obj)
     raise Unsupported(f"super().{name} is a {type(attr).__name__}")
