@@ -47,6 +47,12 @@ def load_attr(tx, obj, name):
     if isinstance(obj, (ListValue, DictValue)):
         return _container_method(obj, name)
     if isinstance(obj, ObjectValue):
+        from . import model_output
+
+        if isinstance(obj, model_output.ModelOutputValue):
+            handled, value = model_output.load_attr(tx, obj, name)
+            if handled:
+                return value
         if name in obj.attrs:
             return obj.attrs[name]
         attr = inspect.getattr_static(obj.cls, name, None)
@@ -167,6 +173,10 @@ def _unguarded(value):
 
 def store_attr(tx, obj, name, value):
     if isinstance(obj, ObjectValue):
+        from . import model_output
+
+        if isinstance(obj, model_output.ModelOutputValue):
+            return model_output.store(tx, obj, name, value)
         obj.attrs[name] = value
         return
     if isinstance(obj, ConstValue) and obj.source is not None and not isinstance(obj.value, (type, types.ModuleType)):

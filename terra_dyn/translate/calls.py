@@ -175,6 +175,10 @@ def _call_method(tx, method, args, kwargs):
     fn, self_value = method.fn, method.self_value
     if isinstance(fn, ConstValue):
         f = fn.value
+        from . import model_output
+
+        if model_output.is_bound_method(f) and isinstance(self_value, model_output.ModelOutputValue):
+            return model_output.call_method(tx, f, self_value, args, kwargs)
         from .opcodes_control import GradModeExit
 
         if f is GradModeExit:
@@ -254,6 +258,10 @@ def _construct(tx, fn, cls, args, kwargs):
     if cls is functools.partial and args and all(isinstance(a, ConstValue) for a in args) \
             and all(isinstance(v, ConstValue) for v in kwargs.values()):
         return ConstValue(functools.partial(*[a.value for a in args], **{k: v.value for k, v in kwargs.items()}))
+    from . import model_output
+
+    if model_output.is_model_output_class(cls):
+        return model_output.construct(tx, cls, args, kwargs)
     if _is_plain_class(cls):
         # a plain Python object made here: its attributes live in an ObjectValue
         obj = ObjectValue(cls, {})
