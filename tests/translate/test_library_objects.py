@@ -86,3 +86,50 @@ def test_subscript_and_in_implemented_in_python_are_inlined(fresh_terra_dyn):
     first, second, rep = _run(f, x)
     torch.testing.assert_close(first, x * 2 + 1)
     assert rep.graph_count == 1 and rep.break_count == 0
+
+
+import contextvars  # noqa: E402
+
+_SWITCH = contextvars.ContextVar("terra_dyn_test_switch", default=None)
+
+
+def test_context_var_read_is_a_guarded_constant(fresh_terra_dyn):
+    def f(x):
+        return x * 2 if _SWITCH.get() is None else x - 1
+
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    x = torch.randn(3)
+    with report.recording() as rec:
+        torch.testing.assert_close(fast(x), x * 2)
+        token = _SWITCH.set(1)
+        try:
+            torch.testing.assert_close(fast(x), x - 1)  # the guard sees the new value
+        finally:
+            _SWITCH.reset(token)
+        torch.testing.assert_close(fast(x), x * 2)
+    rep = rec.report()
+    assert rep.break_count == 0 and rep.graph_count == 2
+
+
+class _Layers(collections.abc.Sized):
+    """An ABC subclass with nothing abstract left: built in the graph like a plain class."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def count(self):
+        return self.n
+
+
+def test_concrete_abc_subclass_is_built_in_the_graph(fresh_terra_dyn):
+    def f(x):
+        layers = _Layers(3)
+        return x * layers.count()
+
+    x = torch.randn(2)
+    first, second, rep = _run(f, x)
+    torch.testing.assert_close(first, x * 3)
+    assert rep.break_count == 0
