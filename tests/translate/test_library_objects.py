@@ -133,3 +133,24 @@ def test_concrete_abc_subclass_is_built_in_the_graph(fresh_terra_dyn):
     first, second, rep = _run(f, x)
     torch.testing.assert_close(first, x * 3)
     assert rep.break_count == 0
+
+
+class _Stack(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = torch.nn.ModuleList(torch.nn.Linear(4, 4) for _ in range(3))
+        self.used = 2
+
+    def forward(self, x):
+        for layer in self.layers[: self.used]:  # transformers decoders loop like this
+            x = torch.relu(layer(x))
+        return x + self.layers[:1][0](x)
+
+
+def test_loop_over_a_module_list_slice_stays_in_one_graph(fresh_terra_dyn):
+    m = _Stack()
+    x = torch.randn(2, 4)
+    first, second, rep = _run(m, x)
+    torch.testing.assert_close(first, m(x))
+    torch.testing.assert_close(second, m(x))
+    assert rep.graph_count == 1 and rep.break_count == 0
