@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/hf_models.py                       # whole corpus, all systems
     .venv/bin/python benchmarks/hf_models.py --models gpt2,bert --systems terra
     .venv/bin/python benchmarks/hf_models.py --json out.json --breaks 5
+    .venv/bin/python benchmarks/hf_models.py --generate 32 --models gpt2,llama   # generate loop
 
 Per model and system, in one process: right (forward, one training step with every
 gradient, greedy generate for decoders; tests/models/check.py), graphs and breaks recorded
@@ -149,6 +150,34 @@ def print_break_reasons(rows, system, top):
             print(f"  {row['model']}: {problem[:200]}")
 
 
+def generate_loop(entry, tokens):
+    """Greedy generate of `tokens` new tokens with the model's forward optimized by terra_dyn:
+    translations after the second token (a warm-up generate of 2 tokens first, so that any
+    translation in the measured run is one a later token needed) and ms per token vs eager."""
+    import terra_dyn
+    from terra_dyn import report
+
+    terra_dyn.reset()
+    model, inputs = entry.build()
+    ids = inputs["input_ids"][:1]
+    kwargs = dict(do_sample=False, pad_token_id=0, min_new_tokens=tokens)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        eager_s = _cpu_seconds(lambda: model.generate(ids, max_new_tokens=tokens, **kwargs))
+        model.forward = terra_dyn.optimize(model.forward, backend="interpreter")
+        try:
+            model.generate(ids, max_new_tokens=2, **kwargs)
+            with report.recording() as rec:
+                ours_s = _cpu_seconds(lambda: model.generate(ids, max_new_tokens=tokens, **kwargs))
+        except Exception as exc:  # a wrong result: say so, go on with the next model
+            print(f"{entry.name:<12} generate {tokens} tokens: raised {type(exc).__name__}: {str(exc)[:150]}")
+            return
+    r = rec.report()
+    print(f"{entry.name:<12} generate {tokens} tokens: translations after token 2: "
+          f"{len(r.graphs)} graphs, {len(r.recompiles)} recompiles; "
+          f"{ours_s / tokens * 1e3:.2f} ms/token vs eager {eager_s / tokens * 1e3:.2f} ({ours_s / eager_s:.2f}x)")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="", help="comma-separated names (default: all)")
@@ -156,9 +185,15 @@ def main(argv=None):
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--breaks", type=int, default=15, help="break reasons to list per system")
     parser.add_argument("--json", default="", help="write the rows here")
+    parser.add_argument("--generate", type=int, default=0, help="only the generate loop, this many tokens")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     entries = [BY_NAME[n] for n in args.models.split(",")] if args.models else CORPUS
+    if args.generate:
+        for entry in entries:
+            if entry.family == "decoder":
+                generate_loop(entry, args.generate)
+        return
     systems = [System(n) for n in args.systems.split(",")]
     rows = []
     for entry in entries:

@@ -252,9 +252,11 @@ class GraphState:
     # -- finishing ------------------------------------------------------------------
     def finish(self, outputs):
         """A GraphModule returning `outputs` (graph values), or None for an empty graph."""
+        # before the empty case too: a frame that only reads a symbolic size and returns it as
+        # a number (transformers' Cache.get_seq_length) has no ops, and its size must pin
+        self.check_symbolic()
         if not self.op_count and not outputs:
             return None
-        self.check_symbolic()
         nodes = tuple(v.node for v in outputs)
         self.graph.output(nodes)
         self.graph.eliminate_dead_code(is_impure_node=_is_impure)
