@@ -16,7 +16,7 @@ import functools
 
 import torch
 
-from . import config, convert_frame, eval_frame
+from . import code_location, config, convert_frame, eval_frame
 
 
 def optimize(fn_or_module=None, *, backend="auto", fullgraph=False, strict=False):
@@ -36,6 +36,7 @@ def optimize(fn_or_module=None, *, backend="auto", fullgraph=False, strict=False
         # Dynamo's internals underneath it (nor nest the two hooks)
         return eval_frame.hook_off(fn_or_module)
     callback = convert_frame.make_callback(backend=backend, fullgraph=fullgraph, strict=strict)
+    code_location.mark_entry(fn_or_module)  # translated wherever its file lives
     if isinstance(fn_or_module, torch.nn.Module):
         optimized = eval_frame.optimized_module(fn_or_module, callback)
         if strict or fullgraph:

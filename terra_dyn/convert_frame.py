@@ -1,7 +1,7 @@
 """The hook's callback: turn a frame into a cache entry (guard + rewritten code).
 
     hook (C) --miss--> callback(frame)
-        library code (stdlib, torch, terra_dyn)         -> SKIP
+        library code (stdlib, torch, terra_dyn, tooling) -> SKIP (code_location.py)
         recompile limit reached                          -> SKIP, one warning naming the guard
         translate.translate_frame(frame, options)        -> graphs, guard, code, breaks
             record graphs / breaks / guards / recompiles (report.py)
@@ -16,12 +16,10 @@ on the next translation (so a loop counter handed to a resume function, or a sta
 updated every step, does not exhaust the recompile limit). If the new inputs make the
 translation fail, it is retried with them constant (and they stay constant).
 """
-import os
-import re
 import atexit
 import gc
+import re
 import sys
-import types
 import warnings
 import weakref
 
@@ -29,15 +27,10 @@ import torch
 
 from . import _C, config, report
 from .backends import backend_name, lookup
+from .code_location import is_library_code  # noqa: F401  (the decision lives there)
 from .codegen.resume import is_resume_code
 from .translate import FullgraphError, TranslateOptions, Unsupported, translate_frame
 from .translate.graph_state import DynamicShapesFailed
-
-_LIBRARY_DIRS = tuple(
-    os.path.dirname(os.path.abspath(m.__file__)) + os.sep
-    for m in (os, torch)
-)
-_TERRA_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 @atexit.register
@@ -49,24 +42,6 @@ def _hook_off_at_exit():
 
 class TranslationError(RuntimeError):
     """strict mode: terra_dyn could not translate a frame (names the user's file and line)."""
-
-
-_TORCH_MODULES_DIR = os.path.join(os.path.dirname(os.path.abspath(torch.__file__)), "nn", "modules") + os.sep
-
-
-def is_library_code(code: types.CodeType) -> bool:
-    """Frames of the stdlib, torch and terra_dyn itself are never entry points, except the
-    `forward` of torch's own modules (an optimized nn.Sequential or nn.LSTM starts there)."""
-    # normpath: a sys.path entry like "benchmarks/.." must not make our own frames look like
-    # user code (they would then be translated, and translating the translator recurses).
-    filename = os.path.normpath(code.co_filename)
-    if code.co_name == "forward" and filename.startswith(_TORCH_MODULES_DIR):
-        return False
-    if filename == "<string>" and code.co_varnames[:1] == ("_cls",):
-        return True  # collections.namedtuple's generated constructor
-    if "site-packages" in filename or filename.startswith(("<frozen", "<eval_with_key>", "<terra_dyn")):
-        return True
-    return filename.startswith(_TERRA_DIR) or filename.startswith(_LIBRARY_DIRS)
 
 
 _DICT_ITERATORS = tuple(type(it) for it in (iter({}), iter({}.values()), iter({}.items())))

@@ -20,6 +20,8 @@ from bytecode import FreeVar, Instr
 from ..translate.errors import Unsupported
 from ..translate.generator_cm import GeneratorCMValue, make_manager
 from ..translate.sources import LocalSource
+from ..translate.model_output import ModelOutputValue, rebuild as rebuild_model_output
+from ..translate.super_calls import SuperMethodValue, SuperValue
 from ..translate.opcodes_control import GradModeExit, grad_mode_restore
 from ..translate.values import (CellValue, ConstValue, ContextValue, DictValue, DictViewValue, FormattedValue,
                                 FunctionValue,
@@ -63,6 +65,20 @@ def _children(v):
     if isinstance(v, FunctionValue):
         return list(v.closure or [])
     return []
+
+
+def _rebuild_model_output_natively():
+    """model_output.rebuild with the hook off: the class's __init__, __post_init__ and
+    __setitem__ are machinery with no tensor work; translated one by one they only broke."""
+    global _REBUILD_MODEL_OUTPUT
+    if _REBUILD_MODEL_OUTPUT is None:
+        from .. import _C
+
+        _REBUILD_MODEL_OUTPUT = _C.DisabledCallable(rebuild_model_output)
+    return _REBUILD_MODEL_OUTPUT
+
+
+_REBUILD_MODEL_OUTPUT = None
 
 
 def rebuild_object(cls, attrs):
@@ -184,6 +200,10 @@ class Reconstructor:
             return self._items(rest) + [Instr("BUILD_TUPLE", len(rest)), Instr("GET_ITER")]
         if isinstance(v, OpaqueIterator):
             return list(v.source.load())
+        if isinstance(v, SuperValue):
+            return call_const(super, [Instr("LOAD_CONST", v.cls)] + self.push(v.obj), 2)
+        if isinstance(v, SuperMethodValue) and isinstance(v.fn, ConstValue):
+            return call_const(types.MethodType, [Instr("LOAD_CONST", v.fn.value)] + self.push(v.self_value), 2)
         if isinstance(v, MethodValue):
             fn = v.fn.value if isinstance(v.fn, ConstValue) else None
             if fn is GradModeExit:  # a no_grad block split by a break: restore on exit
@@ -209,6 +229,12 @@ class Reconstructor:
             kwargs = DictValue(dict(v.kwargs))
             return call_const(make_manager, self.push(v.func) + self._items(v.args) + [
                 Instr("BUILD_TUPLE", len(v.args))] + self.build_dict(kwargs), 3)
+        if isinstance(v, ModelOutputValue):  # cls(**fields): the dict part is built too
+            keys = v.keys()
+            items = [ins for k in keys for ins in self.push(v.attrs[k])]
+            args = [Instr("LOAD_CONST", v.cls)] + items + [
+                Instr("LOAD_CONST", tuple(keys)), Instr("BUILD_CONST_KEY_MAP", len(keys))]
+            return call_const(_rebuild_model_output_natively(), args, 2)
         if isinstance(v, ObjectValue):
             keys = list(v.attrs)
             items = []

@@ -170,7 +170,9 @@ def make_resume_code(code, pc, stack_layout, local_names):
     target = Label()
     body.insert(pc, target)
     prologue, stack_args = _prologue(code, stack_layout, target)
-    resume = _assemble(code, info, prologue + body, stack_args, local_names)
+    # the translator reads the cut as registered below (indexes match the original's);
+    # only the code object that runs spells super() out
+    resume = _assemble(code, info, _explicit_super(code, prologue + body), stack_args, local_names)
     layout_copy = Bytecode(prologue + body)
     _copy_metadata(layout_copy, info.bytecode, code)
     register(resume, layout_copy)
@@ -214,7 +216,8 @@ def make_step_code(code, f_globals, step, stack_layout, local_names):
     for at, block in sorted(inserts, key=lambda item: item[0], reverse=True):
         body[at:at] = block
     prologue, stack_args = _prologue(original, stack_layout, target)
-    step_code = _assemble(original, info, prologue + body + tails, stack_args, local_names, step=True)
+    step_code = _assemble(original, info, _explicit_super(original, prologue + body + tails), stack_args,
+                          local_names, step=True)
     try:
         from .. import _C
         _C.skip_code(step_code)  # the native part: never translated
@@ -382,6 +385,32 @@ def _shared_cells(original, instrs):
     return out
 
 
+def _explicit_super(original, instrs):
+    """`super()` spelled `super(__class__, <first argument>)`.
+
+    Zero-argument super reads the frame's first local slot and its `__class__` cell; in a
+    cut code the first slot is a saved stack item or another local, so transformers' layers
+    calling `super().forward(...)` after a break raised TypeError. CPython reads the first
+    argument's *current* value, and the cut holds that variable under the same name.
+    Inserts instructions: apply it to the final list only (labels keep jumps right)."""
+    if "__class__" not in original.co_freevars or not original.co_argcount:
+        return instrs
+    first = original.co_varnames[0]
+    load_first = Instr("LOAD_DEREF", FreeVar(first)) if first in original.co_cellvars else Instr("LOAD_FAST", first)
+    out, i = [], 0
+    while i < len(instrs):
+        ins, nxt = instrs[i], instrs[i + 1:i + 3]
+        out.append(ins)
+        i += 1
+        if isinstance(ins, Instr) and ins.name == "LOAD_GLOBAL" and ins.arg == (True, "super") and \
+                len(nxt) == 2 and all(isinstance(n, Instr) for n in nxt) and \
+                (nxt[0].name, nxt[0].arg, nxt[1].name, nxt[1].arg) == ("PRECALL", 0, "CALL", 0):
+            out += [Instr("LOAD_DEREF", FreeVar("__class__"), location=ins.location), load_first.copy(),
+                    Instr("PRECALL", 2, location=nxt[0].location), Instr("CALL", 2, location=nxt[1].location)]
+            i += 2
+    return out
+
+
 def _prologue(original, stack_layout, target):
     prologue = []
     if _free_names(original):
@@ -414,7 +443,7 @@ def _assemble(original, info, instrs, stack_args, local_names, step=False):
     # middle. The restored stack is the original's at that point, so the original's
     # maximum depth and its exception table depths (kept when parsing) stay right; a step
     # code's exit blocks push the call of Continue with every argument on top of it.
-    extra = 2 + (len(stack_args) + len(local_names) + len(_free_names(original)) + 16) * step
+    extra = 4 + (len(stack_args) + len(local_names) + len(_free_names(original)) + 16) * step
     code = bc.to_code(stacksize=original.co_stacksize + extra, check_pre_and_post=False,
                       compute_exception_stack_depths=False)
     if closure_arg:

@@ -48,6 +48,12 @@ def load_attr(tx, obj, name):
     if isinstance(obj, (ListValue, DictValue)):
         return _container_method(obj, name)
     if isinstance(obj, ObjectValue):
+        from . import model_output
+
+        if isinstance(obj, model_output.ModelOutputValue):
+            handled, value = model_output.load_attr(tx, obj, name)
+            if handled:
+                return value
         if name in obj.attrs:
             return obj.attrs[name]
         attr = inspect.getattr_static(obj.cls, name, None)
@@ -73,6 +79,10 @@ def load_attr(tx, obj, name):
         return obj.self_value
     if isinstance(obj, ConstValue):
         return _object_attr(tx, obj, name)
+    from .super_calls import SuperValue, load_attr as super_attr
+
+    if isinstance(obj, SuperValue):
+        return super_attr(tx, obj, name)
     raise Unsupported(f"attribute {name} of {obj!r}")
 
 
@@ -191,6 +201,10 @@ def _plain_store(cls, name):
 
 def store_attr(tx, obj, name, value):
     if isinstance(obj, ObjectValue):
+        from . import model_output
+
+        if isinstance(obj, model_output.ModelOutputValue):
+            return model_output.store(tx, obj, name, value)
         if not _plain_store(obj.cls, name):
             raise Unsupported(f"{obj.cls.__name__}.{name} has a setter or __setattr__: stored natively")
         tx.ctx.guards.class_attributes(obj.cls)

@@ -12,7 +12,9 @@
         namedtuple / dataclass      -> TupleValue / ObjectValue built now
         anything else               -> Unsupported (a graph break at this call)
 """
+import abc
 import builtins
+import contextvars
 import functools
 import logging
 import types
@@ -66,6 +68,11 @@ def call_value(tx, fn, args, kwargs):
     if f in modules.TRAVERSALS and args and isinstance(args[0], ConstValue) \
             and isinstance(args[0].value, torch.nn.Module):
         return modules.traverse(tx, f, args[0], args[1:], kwargs)
+    if f is contextvars.ContextVar.get:
+        return _context_var_get(tx, args, kwargs)
+    if f is torch._C._is_tracing:  # torch.jit.is_tracing(): library code checks it per call
+        tx.ctx.guards.call_id(f, f())
+        return ConstValue(f())
     if f in (torch.no_grad, torch.enable_grad, torch.set_grad_enabled):
         return torch_ops.call_torch(tx, f, args, kwargs)
     if isinstance(f, weakref.ReferenceType) and not args and not kwargs:
@@ -115,6 +122,10 @@ def call_value(tx, fn, args, kwargs):
     if isinstance(f, types.MethodType) and isinstance(f.__func__, types.FunctionType):
         self_value = _bound_self(tx, fn, f)
         return inline.inline_function(tx, ConstValue(f.__func__), [self_value] + list(args), kwargs)
+    if f is super:
+        from .super_calls import make_super
+
+        return make_super(tx, args, kwargs)
     if isinstance(f, type):
         return _construct(tx, fn, f, args, kwargs)
     call = getattr(type(f), "__call__", None)
@@ -140,6 +151,28 @@ def _is_pure_python_call(f, args, kwargs):
             return owner.__name__ in _PURE_MODULES
         return isinstance(owner, _IMMUTABLE) and type(owner).__module__ == "builtins"
     return getattr(f, "__module__", None) in _PURE_MODULES and callable(f) and not isinstance(f, type)
+
+
+def _context_var_get(tx, args, kwargs):
+    """`var.get()`: library code reads a ContextVar on every call (transformers' kernel
+    and output-capturing switches), nearly always unset, so None. The value read now is a
+    constant of the translation, guarded by calling `var.get(...)` again (a C call_id
+    check); only None, bools, ints and strings, whose identity says all about them."""
+    if kwargs or not args or not all(isinstance(a, ConstValue) for a in args):
+        raise Unsupported("ContextVar.get with run-time arguments")
+    var, extra = args[0], [a.value for a in args[1:]]
+    if not isinstance(var.value, contextvars.ContextVar) or var.source is None and not var.is_const():
+        raise Unsupported("ContextVar.get of an unknown variable")
+    try:
+        value = var.value.get(*extra)
+    except LookupError:
+        raise Unsupported("ContextVar.get of an unset variable (raises natively)") from None
+    if value is not None and type(value) not in (bool, int, str):
+        raise Unsupported(f"ContextVar.get returned a {type(value).__name__}")
+    if var.by_type:  # the guard below reads this very variable: pin it
+        tx.ctx.guards.identity(var.source, var.value)
+    tx.ctx.guards.call_id(functools.partial(var.value.get, *extra), value)
+    return ConstValue(value)
 
 
 def _reduce(tx, args):
@@ -168,6 +201,10 @@ def _call_method(tx, method, args, kwargs):
     fn, self_value = method.fn, method.self_value
     if isinstance(fn, ConstValue):
         f = fn.value
+        from . import model_output
+
+        if model_output.is_bound_method(f) and isinstance(self_value, model_output.ModelOutputValue):
+            return model_output.call_method(tx, f, self_value, args, kwargs)
         from .opcodes_control import GradModeExit
 
         if f is GradModeExit:
@@ -253,6 +290,10 @@ def _construct(tx, fn, cls, args, kwargs):
     if cls is functools.partial and args and all(isinstance(a, ConstValue) for a in args) \
             and all(isinstance(v, ConstValue) for v in kwargs.values()):
         return ConstValue(functools.partial(*[a.value for a in args], **{k: v.value for k, v in kwargs.items()}))
+    from . import model_output
+
+    if model_output.is_model_output_class(cls):
+        return model_output.construct(tx, cls, args, kwargs)
     if _is_plain_class(cls):
         # a plain Python object made here: its attributes live in an ObjectValue
         obj = ObjectValue(cls, {})
@@ -286,7 +327,10 @@ def _wrap_result(value):
 
 
 def _is_plain_class(cls):
-    return (type(cls) is type and cls.__new__ is object.__new__ and "__slots__" not in cls.__dict__
+    # an ABC (collections.abc.Sequence, transformers' cache layers) builds like a plain class
+    # once nothing is abstract: ABCMeta only adds the abstract-method check at construction
+    concrete_abc = type(cls) is abc.ABCMeta and not getattr(cls, "__abstractmethods__", None)
+    return ((type(cls) is type or concrete_abc) and cls.__new__ is object.__new__ and "__slots__" not in cls.__dict__
             and cls.__setattr__ is object.__setattr__ and cls.__getattribute__ is object.__getattribute__
             and cls.__module__ not in ("builtins",) and not issubclass(cls, BaseException)
             and not cls.__module__.startswith("torch"))

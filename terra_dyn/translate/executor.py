@@ -32,6 +32,7 @@ from .bytecode_info import code_info
 from .errors import Unsupported
 from .opcodes_call import CallOpcodes
 from .opcodes_control import ControlOpcodes
+from .opcodes_import import ImportOpcodes
 from .opcodes_stack import StackOpcodes
 from .values import Lazy, Value
 
@@ -52,7 +53,7 @@ class StopTranslation(Exception):
         self.tx = tx
 
 
-class Translator(StackOpcodes, ControlOpcodes, CallOpcodes):
+class Translator(StackOpcodes, ControlOpcodes, CallOpcodes, ImportOpcodes):
     def __init__(self, ctx, code, f_globals, local_values, cells, parent=None, name=None):
         self.ctx = ctx
         self.code = code

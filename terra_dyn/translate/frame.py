@@ -314,7 +314,9 @@ def _break_site(tx, native_rest=False):
             raise Unsupported(f"cannot break at {name}", breakable=False)
     if pops > len(stack):
         raise Unsupported(f"stack underflow at {name}", breakable=False)
-    stack = _split_methods(stack)
+    # CALL_FUNCTION_EX needs its [NULL, callable] pair as it is: split, it would call self
+    # (`obj.method(x, *args, **kwargs)` whose callee broke called `obj`)
+    stack = _split_methods(stack, keep=len(stack) - pops if name == "CALL_FUNCTION_EX" else None)
     jump_pc = tx.info.label_pc[instr.arg] if kind in ("jump", "for_iter") else -1
     if native_rest:
         # inside a try body or a Python with block: a step code runs the instruction (for a
@@ -334,14 +336,14 @@ def _break_site(tx, native_rest=False):
     return site
 
 
-def _split_methods(stack):
+def _split_methods(stack, keep=None):
     """[NULL, bound method] -> [function, self]: the same two stack slots, the same CALL,
     and a resume function then receives a stable function object instead of a fresh
     bound method (which would fail an identity guard on every call)."""
     out = list(stack)
     for i in range(len(out) - 1):
         v = out[i + 1]
-        if isinstance(out[i], NullValue) and isinstance(v, MethodValue) and isinstance(v.fn, ConstValue):
+        if i != keep and isinstance(out[i], NullValue) and isinstance(v, MethodValue) and isinstance(v.fn, ConstValue):
             out[i], out[i + 1] = v.fn, v.self_value
     return out
 

@@ -252,7 +252,9 @@ class GraphState:
     # -- finishing ------------------------------------------------------------------
     def finish(self, outputs):
         """A GraphModule returning `outputs` (graph values), or None for an empty graph."""
-        # before the empty-graph exit: `lambda x: x.shape[0]` has no op, yet it read a size
+        # before the empty-graph exit: a frame that only reads a size and returns it as a number
+        # (`lambda x: x.shape[0]`, transformers' Cache.get_seq_length) has no ops, yet its size
+        # must pin
         self.check_symbolic()
         if not self.op_count and not outputs:
             return None

@@ -61,6 +61,11 @@ def _guard_children(tx, obj, table="_modules"):
 
 def module_getitem(tx, obj, key):
     real = obj.value
+    if isinstance(obj, ModuleSliceValue) and isinstance(key, int):
+        try:
+            return obj.children[key]
+        except IndexError:
+            raise Unsupported("module index out of range") from None
     _guard_children(tx, obj, "_parameters" if isinstance(real, torch.nn.ParameterList) else "_modules")
     if isinstance(real, (torch.nn.Sequential, torch.nn.ModuleList)) and isinstance(key, int):
         keys = list(real._modules)
@@ -69,6 +74,12 @@ def module_getitem(tx, obj, key):
         except IndexError:
             raise Unsupported("module index out of range") from None
         return wrap(tx.ctx, real._modules[k], ModuleDictSource(obj.source, "_modules", k))
+    if isinstance(real, torch.nn.ModuleList) and isinstance(key, slice) and obj.source is not None:
+        # `for layer in self.layers[: self.config.num_hidden_layers]` (every transformers
+        # decoder): the slice's children are the parent's, read through its sources
+        children = [wrap(tx.ctx, real._modules[k], ModuleDictSource(obj.source, "_modules", k))
+                    for k in list(real._modules)[key]]
+        return ModuleSliceValue(real[key], children)
     if isinstance(real, torch.nn.ModuleDict) and isinstance(key, str):
         if key not in real._modules:
             raise Unsupported(f"ModuleDict has no key {key!r}")
@@ -79,8 +90,20 @@ def module_getitem(tx, obj, key):
     raise Unsupported(f"indexing {type(real).__name__} with {key!r}")
 
 
+class ModuleSliceValue(ConstValue):
+    """`module_list[a:b]`: a ModuleList made at translate time (emitted as that constant;
+    eager makes an equal one per call) whose children keep their sources in the parent.
+    Iteration and indexing use the children; attributes of the slice itself break."""
+
+    def __init__(self, value, children):
+        super().__init__(value)
+        self.children = children
+
+
 def iterate_module(tx, obj):
     real = obj.value
+    if isinstance(obj, ModuleSliceValue):
+        return list(obj.children)
     if obj.source is None:
         raise Unsupported("iteration over a module made at translate time")
     _guard_children(tx, obj, "_parameters" if isinstance(real, torch.nn.ParameterList) else "_modules")

@@ -198,11 +198,20 @@ def contains(tx, container, item):
     if isinstance(container, ConstValue) and not container.by_type and not is_graph_value(item):
         if _foldable(container) or isinstance(container.value, (tuple, list, dict, set, frozenset)):
             return python_value(item) in container.value
+    method = _python_dunder(container, "__contains__")
+    if method is not None:
+        result = method(tx, [item])
+        if isinstance(result, ConstValue):
+            return bool(result.value)
     raise Unsupported(f"`in` on {container!r}")
 
 
 # -- subscripts -------------------------------------------------------------------------
 def getitem(tx, obj, key):
+    from . import model_output
+
+    if isinstance(obj, model_output.ModelOutputValue):
+        return model_output.getitem(tx, obj, key)
     if isinstance(obj, TensorValue):
         return tx.ctx.graph.call("call_function", operator.getitem, [obj, key])
     if isinstance(obj, (TupleValue, ListValue)):
@@ -237,10 +246,37 @@ def getitem(tx, obj, key):
                 return ConstValue(value[k])
             except Exception:
                 raise Unsupported("subscript raises natively") from None
+    method = _python_dunder(obj, "__getitem__")
+    if method is not None:
+        return method(tx, [key])
     raise Unsupported(f"subscript of {obj!r}")
 
 
+def _python_dunder(obj, name):
+    """`obj[key]` / `key in obj` on an object whose class implements the operator in Python
+    (transformers' attention-function registry, a Mapping): the method is inlined, with
+    `obj` as self, as a call `type(obj).name(obj, ...)` would be."""
+    if not isinstance(obj, ConstValue) or isinstance(obj.value, type):
+        return None
+    import inspect
+    import types
+
+    fn = inspect.getattr_static(type(obj.value), name, None)
+    if not isinstance(fn, types.FunctionType):
+        return None
+
+    def call(tx, args):
+        from .calls import call_value
+
+        return call_value(tx, ConstValue(fn), [obj] + list(args), {})
+    return call
+
+
 def setitem(tx, obj, key, value):
+    from . import model_output
+
+    if isinstance(obj, model_output.ModelOutputValue):
+        return model_output.store(tx, obj, python_value(key), value)
     if isinstance(obj, TensorValue):
         tx.ctx.graph.call("call_function", operator.setitem, [obj, key, value])
         return

@@ -16,6 +16,7 @@ Example: wrap(ctx, [t, 3], LocalSource("xs", 0)) -> ListValue([TensorValue(a0[0]
 with guards type(a0) is list, len(a0) == 2, check_tensor(a0[0], ...), a0[1] == 3.
 """
 import collections
+import enum
 import sys
 import types
 
@@ -30,7 +31,10 @@ _VALUE_TYPES = (int, float, bool, str, bytes, complex, type(None), range, slice,
 _IDENTITY_TYPES = (torch.memory_format, torch.layout, torch.qscheme, types.FunctionType, types.BuiltinFunctionType, types.ModuleType, type,
                    types.MethodType, torch.dtype, torch.nn.Module, types.BuiltinMethodType,
                    types.MethodWrapperType, types.WrapperDescriptorType, types.MethodDescriptorType,
-                   types.ClassMethodDescriptorType, types.GetSetDescriptorType)
+                   types.ClassMethodDescriptorType, types.GetSetDescriptorType,
+                   # enum members are singletons: identity pins the value (transformers'
+                   # deprecation decorator compares an Action member on every call)
+                   enum.Enum)
 _DICT_TYPES = (dict, collections.Counter, collections.OrderedDict)
 _ITERATOR_TYPES = tuple(type(x) for x in (
     iter(range(0)), iter([]), iter(()), iter({}), iter({}.items()), iter({}.values()),

@@ -1,0 +1,212 @@
+"""Hugging Face transformers models (tests/models/corpus.py) under terra_dyn and torch.compile.
+
+    .venv/bin/python benchmarks/hf_models.py                       # whole corpus, all systems
+    .venv/bin/python benchmarks/hf_models.py --models gpt2,bert --systems terra
+    .venv/bin/python benchmarks/hf_models.py --json out.json --breaks 5
+    .venv/bin/python benchmarks/hf_models.py --generate 32 --models gpt2,llama   # generate loop
+
+Per model and system, in one process: right (forward, one training step with every
+gradient, greedy generate for decoders; tests/models/check.py), graphs and breaks recorded
+on the first forward call, first-call seconds, and steady-state forward time as a multiple
+of eager's (median of process CPU time over --iters calls, after two warm-up calls; CPU time
+because the machine is shared). Systems:
+    terra          terra_dyn.optimize(model, backend="interpreter")
+    compile_eager  torch.compile(model, backend="eager")    capture only
+    inductor       torch.compile(model)                      the default compiler
+torch.compile is used here only as the comparison; terra_dyn never imports torch._dynamo.
+"""
+import argparse
+import collections
+import json
+import os
+import statistics
+import sys
+import time
+import warnings
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import torch  # noqa: E402
+
+from tests.models import check  # noqa: E402
+from tests.models.corpus import BY_NAME, CORPUS  # noqa: E402
+
+SYSTEMS = ("terra", "compile_eager", "inductor")
+
+
+class System:
+    """How one system wraps a model, resets its caches and reports what it captured."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def reset(self):
+        if self.name == "terra":
+            import terra_dyn
+
+            terra_dyn.reset()
+        else:
+            torch._dynamo.reset()
+            torch._dynamo.utils.counters.clear()
+
+    def wrap(self, model):
+        if self.name == "terra":
+            import terra_dyn
+
+            return terra_dyn.optimize(model, backend="interpreter")
+        return torch.compile(model, backend="eager" if self.name == "compile_eager" else "inductor")
+
+    def first_call(self, model, inputs):
+        """Run the first call; return (seconds, graphs, breaks as [(reason, where)])."""
+        if self.name == "terra":
+            from terra_dyn import report
+
+            with report.recording() as rec:
+                seconds = _cpu_seconds(lambda: model(**inputs))
+            r = rec.report()
+            breaks = [(b.reason, f"{report.short_path(b.filename)}:{b.lineno}") for b in r.breaks]
+            breaks += [(f"fallback: {f.reason}", f"{report.short_path(f.filename)}:{f.lineno}")
+                       for f in r.fallbacks]
+            return seconds, len(r.graphs), breaks
+        seconds = _cpu_seconds(lambda: model(**inputs))
+        counters = torch._dynamo.utils.counters
+        breaks = [(reason, "") for reason, n in counters["graph_break"].items() for _ in range(n)]
+        return seconds, counters["stats"]["unique_graphs"], breaks
+
+
+def _cpu_seconds(fn):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start = time.process_time()
+        fn()
+        return time.process_time() - start
+
+
+def steady(model, inputs, iters):
+    with torch.no_grad():
+        for _ in range(2):
+            _cpu_seconds(lambda: model(**inputs))
+        return statistics.median(_cpu_seconds(lambda: model(**inputs)) for _ in range(iters))
+
+
+def run_model(entry, systems, iters):
+    model, inputs = entry.build()
+    eager_s = steady(model, inputs, iters)
+    row = {"model": entry.name, "family": entry.family, "eager_ms": eager_s * 1e3}
+    for system in systems:
+        system.reset()
+        fresh, _ = entry.build()
+        wrapped = system.wrap(fresh)
+        try:
+            with torch.no_grad():
+                first, graphs, breaks = system.first_call(wrapped, inputs)
+            ratio = steady(wrapped, inputs, iters) / eager_s
+        except Exception as exc:
+            first, graphs, breaks, ratio = None, None, [(f"raised {type(exc).__name__}: {exc}", "")], None
+        result = check.check_model(entry, system.wrap)
+        row[system.name] = {"right": result.right, "problems": result.problems, "graphs": graphs,
+                            "breaks": len(breaks), "break_reasons": breaks, "first_s": first,
+                            "x_eager": ratio}
+    return row
+
+
+def _fmt(cell):
+    if cell is None:
+        return "-"
+    right = "ok" if cell["right"] else "WRONG"
+    ratio = "-" if cell["x_eager"] is None else f"{cell['x_eager']:.2f}"
+    first = "-" if cell["first_s"] is None else f"{cell['first_s']:.2f}"
+    return f"{right} {cell['graphs']}g/{cell['breaks']}b {first}s {ratio}x"
+
+
+def print_table(rows, systems):
+    names = [s.name for s in systems]
+    print(f"{'model':<12} " + " ".join(f"{n:<30}" for n in names))
+    for row in rows:
+        print(f"{row['model']:<12} " + " ".join(f"{_fmt(row.get(n)):<30}" for n in names))
+    for n in names:
+        cells = [r[n] for r in rows if n in r]
+        ratios = [c["x_eager"] for c in cells if c["x_eager"] is not None]
+        one = sum(1 for c in cells if c["graphs"] == 1 and c["breaks"] == 0)
+        right = sum(1 for c in cells if c["right"])
+        med = f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})" if ratios else "-"
+        print(f"{n}: right {right}/{len(cells)}, one graph {one}/{len(cells)}, x eager median {med}")
+
+
+def print_break_reasons(rows, system, top):
+    """The most common break reasons, by how many models they affect (what to fix first)."""
+    models = collections.defaultdict(set)
+    counts = collections.Counter()
+    for row in rows:
+        for reason, where in (row.get(system) or {}).get("break_reasons", []):
+            key = reason.split("\n")[0][:100]
+            models[key].add(row["model"])
+            counts[key] += 1
+    print(f"\n{system}: break reasons by models affected")
+    for key in sorted(models, key=lambda k: (-len(models[k]), -counts[k]))[:top]:
+        print(f"  {len(models[key]):>2} models, {counts[key]:>4}x  {key}")
+    for row in rows:
+        for problem in (row.get(system) or {}).get("problems", []):
+            print(f"  {row['model']}: {problem[:200]}")
+
+
+def generate_loop(entry, tokens):
+    """Greedy generate of `tokens` new tokens with the model's forward optimized by terra_dyn:
+    translations after the second token (a warm-up generate of 2 tokens first, so that any
+    translation in the measured run is one a later token needed) and ms per token vs eager."""
+    import terra_dyn
+    from terra_dyn import report
+
+    terra_dyn.reset()
+    model, inputs = entry.build()
+    ids = inputs["input_ids"][:1]
+    kwargs = dict(do_sample=False, pad_token_id=0, min_new_tokens=tokens)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        eager_s = _cpu_seconds(lambda: model.generate(ids, max_new_tokens=tokens, **kwargs))
+        model.forward = terra_dyn.optimize(model.forward, backend="interpreter")
+        try:
+            model.generate(ids, max_new_tokens=2, **kwargs)
+            with report.recording() as rec:
+                ours_s = _cpu_seconds(lambda: model.generate(ids, max_new_tokens=tokens, **kwargs))
+        except Exception as exc:  # a wrong result: say so, go on with the next model
+            print(f"{entry.name:<12} generate {tokens} tokens: raised {type(exc).__name__}: {str(exc)[:150]}")
+            return
+    r = rec.report()
+    print(f"{entry.name:<12} generate {tokens} tokens: translations after token 2: "
+          f"{len(r.graphs)} graphs, {len(r.recompiles)} recompiles; "
+          f"{ours_s / tokens * 1e3:.2f} ms/token vs eager {eager_s / tokens * 1e3:.2f} ({ours_s / eager_s:.2f}x)")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="", help="comma-separated names (default: all)")
+    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--breaks", type=int, default=15, help="break reasons to list per system")
+    parser.add_argument("--json", default="", help="write the rows here")
+    parser.add_argument("--generate", type=int, default=0, help="only the generate loop, this many tokens")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    entries = [BY_NAME[n] for n in args.models.split(",")] if args.models else CORPUS
+    if args.generate:
+        for entry in entries:
+            if entry.family == "decoder":
+                generate_loop(entry, args.generate)
+        return
+    systems = [System(n) for n in args.systems.split(",")]
+    rows = []
+    for entry in entries:
+        rows.append(run_model(entry, systems, args.iters))
+        print(entry.name, {s.name: _fmt(rows[-1].get(s.name)) for s in systems}, flush=True)
+    print()
+    print_table(rows, systems)
+    for s in systems:
+        print_break_reasons(rows, s.name, args.breaks)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1, default=str)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""transformers' ModelOutput, made in the graph: a dataclass that is also an OrderedDict.
+
+    BaseModelOutput(last_hidden_state=h)     -> ModelOutputValue(cls, one value per field)
+    out.name / out["name"]                   -> the field's value
+    out[0] / out[1:] / out.to_tuple()        -> the non-None fields in field order
+    out.keys() / values() / items()          -> the same, as tuples
+    emitted code (a break, the return)       -> cls(**{the non-None fields}), built natively
+
+Every forward of a transformers model returns one (and the layers build several); built
+natively, each construction was a graph break with a loop over the fields after it. The
+eager object's dict holds exactly the non-None fields in field order (the dataclass
+__init__ sets each field through ModelOutput.__setattr__, which files non-None values),
+so the model is exact as long as the class keeps ModelOutput's own __init__ machinery:
+a generated dataclass __init__ and ModelOutput's __post_init__, __setattr__, __setitem__
+and __getitem__. Anything else (a first field that is a dict or an iterator, which
+__post_init__ unpacks; writes that would reorder the dict) is Unsupported: a break.
+Recognised by class name and module, so terra_dyn never imports transformers.
+"""
+import dataclasses
+import sys
+
+from .errors import Unsupported
+from .values import ConstValue, ObjectValue, TensorValue, TupleValue
+
+_MACHINERY = ("__post_init__", "__setattr__", "__setitem__", "__getitem__", "to_tuple", "keys")
+
+
+def _model_output_base(cls):
+    for base in getattr(cls, "__mro__", ()):
+        if base.__name__ == "ModelOutput" and base.__module__ == "transformers.utils.generic":
+            return base
+    return None
+
+
+def is_model_output_class(cls):
+    base = _model_output_base(cls)
+    if base is None or cls is base or not dataclasses.is_dataclass(cls):
+        return False
+    return _init_kind(cls, base) is not None and all(getattr(cls, n) is getattr(base, n) for n in _MACHINERY)
+
+
+def _generated(fn):
+    code = getattr(fn, "__code__", None)
+    return code is not None and code.co_filename == "<string>"  # dataclasses exec()s its __init__
+
+
+def _init_kind(cls, base):
+    """"plain": the dataclass __init__; "renaming": transformers' wrapper around it that
+    renames the old `past_key_values` / `cache_params` keywords to `cache`; else None."""
+    init = cls.__dict__.get("__init__")
+    if _generated(init):
+        return "plain"
+    module = sys.modules.get(base.__module__)
+    if init is not None and _generated(getattr(init, "__wrapped__", None)) and \
+            init.__code__.co_filename == getattr(module, "__file__", None):
+        return "renaming"
+    return None
+
+
+_OLD_CACHE_NAMES = ("past_key_values", "cache_params")
+
+
+class ModelOutputValue(ObjectValue):
+    """attrs: every field (None where unset), in field order."""
+
+    def keys(self):
+        return [k for k, v in self.attrs.items() if not _is_none(v)]
+
+    def __repr__(self):
+        return f"ModelOutputValue({self.cls.__name__}: {', '.join(self.keys())})"
+
+
+def _is_none(v):
+    return isinstance(v, ConstValue) and v.value is None
+
+
+def construct(tx, cls, args, kwargs):
+    fields = dataclasses.fields(cls)
+    if _init_kind(cls, _model_output_base(cls)) == "renaming":
+        kwargs = dict(kwargs)
+        for old in _OLD_CACHE_NAMES:  # what _rename_kwargs_for_bc does (its warning aside)
+            if old in kwargs:
+                if "cache" in kwargs:
+                    raise Unsupported("both cache and an old cache keyword (raises natively)")
+                kwargs["cache"] = kwargs.pop(old)
+                break
+    if any(not f.init for f in fields) or len(args) > len(fields):
+        raise Unsupported(f"constructing {cls.__qualname__} with these arguments")
+    attrs = {}
+    for f, a in zip(fields, args):
+        attrs[f.name] = a
+    for name, value in kwargs.items():
+        if name in attrs or name not in {f.name for f in fields}:
+            raise Unsupported(f"{cls.__qualname__}() got an unexpected keyword argument {name!r}")
+        attrs[name] = value
+    for f in fields:
+        if f.name not in attrs:
+            if f.default is dataclasses.MISSING:
+                raise Unsupported(f"constructing {cls.__qualname__} without {f.name}")
+            attrs[f.name] = ConstValue(f.default)
+    ordered = {f.name: attrs[f.name] for f in fields}
+    set_fields = [v for v in ordered.values() if not _is_none(v)]
+    first = ordered[fields[0].name] if fields else None
+    if len(set_fields) == 1 and set_fields[0] is first and not isinstance(first, TensorValue):
+        # __post_init__ would try to unpack a lone non-tensor first field (a dict, pairs)
+        raise Unsupported(f"constructing {cls.__qualname__} from one non-tensor value")
+    return ModelOutputValue(cls, ordered)
+
+
+def getitem(tx, out, key):
+    if not isinstance(key, ConstValue):
+        raise Unsupported("ModelOutput subscript with a run-time key")
+    k = key.value
+    if isinstance(k, str):
+        if k in _OLD_CACHE_NAMES and k not in out.attrs:
+            k = "cache"  # ModelOutput._replace_old_cache_name
+        if k not in out.keys():
+            raise Unsupported(f"ModelOutput has no key {k!r} (raises natively)")
+        return out.attrs[k]
+    items = to_tuple(out).items
+    try:
+        picked = items[k]
+    except (IndexError, TypeError):
+        raise Unsupported("ModelOutput index out of range (raises natively)") from None
+    return TupleValue(picked) if isinstance(k, slice) else picked
+
+
+def to_tuple(out):
+    return TupleValue([out.attrs[k] for k in out.keys()])
+
+
+def store(tx, out, name, value):
+    """out.name = value / out["name"] = value, only where the dict keeps its order and
+    contents in step with the attributes: a field that is set, given a value that is not None."""
+    if name not in out.keys() or _is_none(value):
+        raise Unsupported(f"assignment to {out.cls.__qualname__}.{name} (runs natively)")
+    out.attrs[name] = value
+
+
+def _method_keys(tx, out):
+    return TupleValue([ConstValue(k) for k in out.keys()])
+
+
+def _method_values(tx, out):
+    return to_tuple(out)
+
+
+def _method_items(tx, out):
+    return TupleValue([TupleValue([ConstValue(k), out.attrs[k]]) for k in out.keys()])
+
+
+def _method_to_tuple(tx, out):
+    return to_tuple(out)
+
+
+METHODS = {"keys": _method_keys, "values": _method_values, "items": _method_items, "to_tuple": _method_to_tuple}
+
+
+class BoundMethod:
+    """out.keys & co. before the call: rebuilt in emitted code as `out.<name>`."""
+
+    def __init__(self, name):
+        self.__name__ = name
+
+
+_BOUND = {name: BoundMethod(name) for name in METHODS}
+
+
+def load_attr(tx, out, name):
+    """(True, value) for what this module answers; (False, None) for ObjectValue's own path."""
+    if name in METHODS:
+        from .values import MethodValue
+
+        return True, MethodValue(ConstValue(_BOUND[name]), out)
+    return False, None
+
+
+def call_method(tx, fn, out, args, kwargs):
+    if args or kwargs:
+        raise Unsupported(f"ModelOutput.{fn.__name__} with arguments")
+    return METHODS[fn.__name__](tx, out)
+
+
+def is_bound_method(f):
+    return isinstance(f, BoundMethod)
+
+
+def rebuild(cls, fields):
+    """The emitted construction: what eager's `cls(**fields)` made."""
+    return cls(**fields)
