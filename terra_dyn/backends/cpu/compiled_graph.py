@@ -31,7 +31,7 @@ from ..fusion.partition import FusionGroup, partition
 from ..triton.autograd import AutogradProgram, eager_only_reason, needs_autograd
 from . import codegen
 from .compiler import CompileError, library_cache
-from .cpp_ops import PRELUDE
+from .cpp_ops import PRELUDE, math_declarations
 from .kernel import CpuKernel
 
 
@@ -55,6 +55,8 @@ def _performance_reason(group: FusionGroup) -> str:
         elements *= size
     if elements == 0:
         return "zero-size tensors"
+    if config.cpu_min_elements <= 0:
+        return ""  # every group a kernel (tests)
     if elements < config.cpu_min_elements:
         return f"{elements} elements < cpu_min_elements ({config.cpu_min_elements})"
     if len(group.nodes) == 1:
@@ -122,8 +124,8 @@ class Program:
         if not sources:
             return None
         cache = library_cache()
-        declarations, libs = cache.simd_math()
-        text = declarations + PRELUDE + "\n".join(s.text for s in sources)
+        simd, libs = cache.simd_math()
+        text = PRELUDE + math_declarations(simd) + "\n".join(s.text for s in sources)
         if config.print_kernels:
             print(f"// terra_dyn cpu kernels\n{text}", file=sys.stderr)
         try:

@@ -31,7 +31,7 @@ import tempfile
 import threading
 
 from ... import config
-from .cpp_ops import MATH_FUNCTIONS
+from .cpp_ops import MATH_FUNCTIONS, PRELUDE, math_declarations
 
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-std=c++17",
          "-shared", "-fPIC", "-w")
@@ -141,27 +141,15 @@ class LibraryCache:
                     os.unlink(leftover)
 
     def simd_math(self) -> tuple:
-        """(declarations, link flags) for the libmvec functions this machine has."""
+        """(use simd declarations, link flags): whether this machine's libmvec has every
+        function of MATH_FUNCTIONS in vector form (probed once, cached like a kernel)."""
         if self._simd_math is None:
-            declarations = simd_declarations(MATH_FUNCTIONS)
-            probe = declarations + _PROBE
             try:
-                self.build(probe, "probe_libmvec", ("-lmvec",))
-                self._simd_math = (declarations, ("-lmvec",))
+                self.build(PRELUDE + math_declarations(True) + _PROBE, "probe_libmvec", ("-lmvec",))
+                self._simd_math = (True, ("-lmvec",))
             except (CompileError, OSError, subprocess.SubprocessError):
-                self._simd_math = ("", ())  # scalar libm calls: slower, same results
+                self._simd_math = (False, ())  # scalar libm calls: slower, same results
         return self._simd_math
-
-
-def simd_declarations(names) -> str:
-    lines = ['extern "C" {']
-    for name in names:
-        args = 2 if name == "pow" else 1
-        for ctype, suffix in (("float", "f"), ("double", "")):
-            params = ", ".join([ctype] * args)
-            lines.append(f'{ctype} {name}{suffix}({params}) __attribute__((simd("notinbranch")));')
-    lines.append("}")
-    return "#include <cmath>\n" + "\n".join(lines) + "\n"
 
 
 _PROBE = "\n".join(

@@ -26,14 +26,26 @@ C_TYPES = {
 MATH_FUNCTIONS = ("exp", "log", "sin", "cos", "tan", "tanh", "erf", "expm1", "log1p", "log2", "log10", "exp2",
                   "pow")
 
+# No standard headers: <cmath> alone costs g++ 0.1 s per module, more than the kernels.
 PRELUDE = r"""
-#include <cmath>
-#include <cstdint>
-#include <cstring>
+typedef __INT8_TYPE__ int8_t; typedef __INT16_TYPE__ int16_t; typedef __INT32_TYPE__ int32_t;
+typedef __INT64_TYPE__ int64_t; typedef __UINT8_TYPE__ uint8_t; typedef __UINT16_TYPE__ uint16_t;
+typedef __UINT32_TYPE__ uint32_t;
+#define NAN __builtin_nanf("")
+#define INFINITY __builtin_inff()
 namespace td {
-static inline float bf16_load(uint16_t v) { uint32_t u = (uint32_t)v << 16; float f; std::memcpy(&f, &u, 4); return f; }
+static inline float fmod(float a, float b) { return __builtin_fmodf(a, b); }
+static inline double fmod(double a, double b) { return __builtin_fmod(a, b); }
+static inline float floor(float a) { return __builtin_floorf(a); }
+static inline double floor(double a) { return __builtin_floor(a); }
+static inline float copysign(float a, float b) { return __builtin_copysignf(a, b); }
+static inline double copysign(double a, double b) { return __builtin_copysign(a, b); }
+static inline float abs(float a) { return __builtin_fabsf(a); }
+static inline double abs(double a) { return __builtin_fabs(a); }
+template <class T> static inline T abs(T a) { return a < 0 ? (T)-a : a; }
+static inline float bf16_load(uint16_t v) { uint32_t u = (uint32_t)v << 16; float f; __builtin_memcpy(&f, &u, 4); return f; }
 static inline uint16_t bf16_store(float f) {
-  uint32_t u; std::memcpy(&u, &f, 4);
+  uint32_t u; __builtin_memcpy(&u, &f, 4);
   if (f != f) return 0x7FC0;
   u += 0x7FFF + ((u >> 16) & 1);  // round to nearest even, as c10::BFloat16
   return (uint16_t)(u >> 16);
@@ -45,15 +57,15 @@ template <class T> static inline T minimum(T a, T b) { return a != a ? a : (b !=
 template <class T> static inline T fdiv_floor(T a, T b) {
   // eager's div_floor: exact for values whose quotient is an integer
   if (b == 0) return a / b;
-  T mod = std::fmod(a, b); T div = (a - mod) / b;
+  T mod = td::fmod(a, b); T div = (a - mod) / b;
   if (mod != 0 && ((b < 0) != (mod < 0))) div -= 1;
-  if (div == 0) return std::copysign(T(0), a / b);
-  T floordiv = std::floor(div);
+  if (div == 0) return td::copysign(T(0), a / b);
+  T floordiv = td::floor(div);
   if (div - floordiv > T(0.5)) floordiv += 1;
   return floordiv;
 }
 template <class T> static inline T fremainder(T a, T b) {
-  T mod = std::fmod(a, b);
+  T mod = td::fmod(a, b);
   if (mod != 0 && ((b < 0) != (mod < 0))) mod += b;
   return mod;
 }
@@ -107,10 +119,26 @@ def literal(value, dtype: torch.dtype = None) -> str:
     return f"(({compute_c_type(dtype)}){text})" if dtype is not None else text
 
 
+# computed inline by g++ (sqrtps, roundps): no library call
+BUILTINS = ("sqrt", "floor", "ceil", "trunc", "nearbyint", "fmod")
+
+
 def math_call(name, dtype, *args):
     """A libm call in the precision of `dtype` (expf for float, exp for double)."""
     suffix = "f" if compute_dtype(dtype) == torch.float32 else ""
-    return f"{name}{suffix}({', '.join(args)})"
+    prefix = "__builtin_" if name in BUILTINS else ""
+    return f"{prefix}{name}{suffix}({', '.join(args)})"
+
+
+def math_declarations(simd: bool) -> str:
+    """extern "C" declarations of MATH_FUNCTIONS, `simd` ones when libmvec has them."""
+    attribute = ' __attribute__((simd("notinbranch")))' if simd else ""
+    lines = ['extern "C" {']
+    for name in MATH_FUNCTIONS:
+        for ctype, suffix in (("float", "f"), ("double", "")):
+            params = ", ".join([ctype] * (2 if name == "pow" else 1))
+            lines.append(f"{ctype} {name}{suffix}({params}) noexcept{attribute};")
+    return "\n".join(lines) + "\n}\n"
 
 
 def _t(n):
@@ -231,7 +259,7 @@ EMIT = {
     "remainder": _remainder, "fmod": _fmod, "pow": _pow,
     "maximum": lambda o, n: f"td::maximum<{_t(n)}>({o[0]}, {o[1]})",
     "minimum": lambda o, n: f"td::minimum<{_t(n)}>({o[0]}, {o[1]})",
-    "neg": lambda o, n: f"(-{o[0]})", "abs": lambda o, n: f"std::abs({o[0]})",
+    "neg": lambda o, n: f"(-{o[0]})", "abs": lambda o, n: f"td::abs({o[0]})",
     "reciprocal": lambda o, n: f"({_one(n)} / {o[0]})", "exp": _unary("exp"), "exp2": _unary("exp2"),
     "expm1": _unary("expm1"), "log": _unary("log"), "log2": _unary("log2"), "log10": _unary("log10"),
     "log1p": _unary("log1p"), "sqrt": _unary("sqrt"),
