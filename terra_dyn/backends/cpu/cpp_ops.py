@@ -166,8 +166,10 @@ def _div(o, n):
     if mode is None:
         return f"({o[0]} / {o[1]})"
     if is_float(n):
-        return f"td::fdiv_floor<{_t(n)}>({o[0]}, {o[1]})" if mode == "floor" else \
-            math_call("trunc", out_dtype(n), f"{o[0]} / {o[1]}")
+        if mode == "floor":
+            return f"td::fdiv_floor<{_t(n)}>({o[0]}, {o[1]})"
+        # eager rounds a half-precision quotient to its dtype before truncating it
+        return math_call("trunc", out_dtype(n), round_to(f"({o[0]} / {o[1]})", out_dtype(n)))
     return _int_helper("idiv_trunc" if mode == "trunc" else "idiv_floor")(o, n)
 
 
