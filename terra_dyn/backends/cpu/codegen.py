@@ -43,6 +43,12 @@ from .cpp_ops import EMIT, c_type, compute_c_type, literal, round_to
 
 # Loops shorter than this run on one thread: waking the OpenMP team costs a few microseconds.
 PARALLEL_MIN_ELEMENTS = 32768
+# Row buffers (per thread, on its stack) for values a later pass over the row reads again,
+# at most this many bytes per kernel; longer rows recompute those values instead.
+ROW_BUFFER_BYTES = 65536
+# Ops worth storing for a later pass rather than recomputing (transcendental or divisions).
+EXPENSIVE = {"exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "tanh", "erf", "sigmoid", "sin", "cos",
+             "tan", "pow", "div", "reciprocal", "rsqrt", "sqrt"}
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,11 @@ class _Writer:
         self.indent = 1
         self.counter = 0
         self.x_names, self.r_names = [], []
+        self.loop_id = 0           # which pass over the row is being written
+        self.row_values = {}       # full-level node -> (pass, line index after it, indent, var, dtype)
+        self.buffers = {}          # node -> buffer name
+        self.inserts = []          # (line index, text): buffer declarations and stores, added last
+        self.body_start = 0        # line index of the first statement of the row body
         self.patterns = {}  # (layout, frame dims) -> (pattern id, full dim -> stride)
         self._collect_patterns()
         pats = {pid: strides for pid, strides in self.patterns.values()}
@@ -290,6 +301,10 @@ class _Writer:
             found = scope.lookup(node)
             if found:
                 return found
+        if scope.level == "full" and self.reduction:
+            buffered = self.from_row_buffer(node, scope)
+            if buffered:
+                return buffered
         spec = ops.spec_of(node)
         if spec is None:
             raise RuntimeError(f"{node.format_node()} needed before its reduction was emitted")
@@ -310,7 +325,29 @@ class _Writer:
         dtype = ops.compute_dtype(node.meta["val"].dtype)
         self.line(f"const {compute_c_type(dtype)} {var} = {EMIT[ops.op_name(node)](operands, node)};")
         scope.values[node] = (var, dtype)
+        if scope.level == "full" and self.reduction and node not in self.row_values:
+            self.row_values[node] = (self.loop_id, len(self.lines), self.indent, var, dtype)
         return var, dtype
+
+    def from_row_buffer(self, node, scope):
+        """A value an earlier pass over this row computed: stored there into a row buffer
+        (the store is inserted into that pass) and read back here, when it is worth it."""
+        earlier = self.row_values.get(node)
+        if earlier is None or earlier[0] == self.loop_id or ops.op_name(node) not in EXPENSIVE:
+            return None
+        _, position, indent, var, dtype = earlier
+        if node not in self.buffers:
+            size = self.rnumel * torch.empty((), dtype=dtype).element_size()
+            if size * (len(self.buffers) + 1) > ROW_BUFFER_BYTES:
+                return None
+            name = f"row{len(self.buffers)}"
+            self.buffers[node] = name
+            self.inserts.append((self.body_start, "  " * 2 + f"{compute_c_type(dtype)} {name}[{self.rnumel}];"))
+            self.inserts.append((position, "  " * indent + f"{name}[r] = {var};"))
+        out = self.fresh()
+        self.line(f"const {compute_c_type(dtype)} {out} = {self.buffers[node]}[r];")
+        scope.values[node] = (out, dtype)
+        return out, dtype
 
     def store(self, node, scope):
         var, dtype = self.value(node, scope)
@@ -391,6 +428,7 @@ class _Writer:
                 top.values[node] = (f"{acc}_index", torch.int64)
 
     def open_row_loop(self, top, pragma):
+        self.loop_id += 1
         self.open_loop("r", self.rnumel, pragma)
         self.r_names = self.split_index("r", self.r_loops, "r_")
         return _Scope(top, "full")
@@ -446,6 +484,7 @@ class _Writer:
     def reduction_body(self):
         self.open_loop("x", self.xnumel, "omp parallel for num_threads(nt) schedule(static) reduction(|:err)")
         self.x_names = self.split_index("x", self.x_loops, "x_")
+        self.body_start = len(self.lines)
         self.r_names = []
         top = _Scope(None, "x")
         done = set()
@@ -491,6 +530,8 @@ def generate(group: FusionGroup, layouts: dict, output_layouts: list) -> KernelS
         writer.pointwise_body()
     writer.line("return err;")
     writer.lines.append("}")
+    for position, text in sorted(writer.inserts, key=lambda item: -item[0]):
+        writer.lines.insert(position, text)
     return KernelSource(name=name, text="\n".join(writer.lines) + "\n", inputs=writer.inputs,
                         outputs=writer.outputs, input_layouts=[layouts[n] for n in writer.inputs],
                         output_layouts=list(output_layouts), group_repr=repr(group))

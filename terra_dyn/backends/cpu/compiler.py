@@ -33,8 +33,11 @@ import threading
 from ... import config
 from .cpp_ops import MATH_FUNCTIONS, PRELUDE, math_declarations
 
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-std=c++17",
-         "-shared", "-fPIC", "-w")
+# -mprefer-vector-width=512: AVX-512 machines use full-width vectors (softmax over rows of
+# 1024: 0.88 -> 0.67 ms); elsewhere it changes nothing. Unrolling with variable expansion
+# gives reductions several accumulators (layer norm 0.38 -> 0.34 ms). docs/CPU_BACKEND.md.
+FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-funroll-loops", "-fvariable-expansion-in-unroller",
+         "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-std=c++17", "-shared", "-fPIC", "-w")
 
 
 def compiler_path() -> str:
