@@ -433,6 +433,9 @@ class _Writer:
         self.r_names = self.split_index("r", self.r_loops, "r_")
         return _Scope(top, "full")
 
+    def emitted(self, node, top) -> bool:
+        return top.lookup(node) is not None
+
     def _cone_ready(self, node, top):
         """True when every x-level value a reduction's input needs is already emitted."""
         stack, seen = [ops.reduction_of(node).source], set()
@@ -442,7 +445,7 @@ class _Writer:
                 continue
             seen.add(n)
             if self.level(n) == "x":
-                if top.lookup(n) is None:
+                if not self.emitted(n, top):
                     return False
                 continue
             stack.extend(n.all_input_nodes)
@@ -521,7 +524,8 @@ def kernel_name(group: FusionGroup) -> str:
 def generate(group: FusionGroup, layouts: dict, output_layouts: list) -> KernelSource:
     """The C++ function for `group`: `layouts` maps each input node to the TensorLayout it
     will have, `output_layouts` gives each output's (group.outputs() order)."""
-    writer = _Writer(group, layouts, output_layouts)
+    from .column import ColumnWriter, is_column
+    writer = (ColumnWriter if is_column(group) else _Writer)(group, layouts, output_layouts)
     name = kernel_name(group)
     writer.header(name)
     if group.is_reduction:

@@ -19,6 +19,7 @@ device or layout) runs as its ATen ops with one note; config.strict raises inste
 Autograd: graphs whose inputs require grad run through triton/autograd.py's
 AutogradProgram with this class compiling the backward graph too.
 """
+import math
 import operator
 import sys
 
@@ -30,6 +31,7 @@ from ..fusion.lowering import is_inplace, lower_to_aten
 from ..fusion.partition import FusionGroup, partition
 from ..triton.autograd import AutogradProgram, eager_only_reason, needs_autograd
 from . import codegen
+from .column import XBLOCK, is_column
 from .compiler import CompileError, library_cache
 from .cpp_ops import PRELUDE, math_declarations
 from .kernel import CpuKernel
@@ -49,18 +51,22 @@ def _size_and_blocker(group: FusionGroup) -> str:
 
 
 def _performance_reason(group: FusionGroup) -> str:
-    """Why eager's own op is at least as fast here ('' when a kernel pays)."""
-    elements = 1
-    for size in group.full_shape:
-        elements *= size
+    """Why eager's own op is at least as fast here ('' when a kernel pays).
+
+    A group of several ops is a kernel at any size: it replaces several ATen calls (a GELU
+    is six after decomposition) by one call of about the cost of one. A single op is
+    already one eager call with a vectorized kernel: nothing to gain."""
+    elements = math.prod(group.full_shape)
     if elements == 0:
         return "zero-size tensors"
     if config.cpu_min_elements <= 0:
         return ""  # every group a kernel (tests)
-    if elements < config.cpu_min_elements:
-        return f"{elements} elements < cpu_min_elements ({config.cpu_min_elements})"
     if len(group.nodes) == 1:
         return "a single op: nothing to fuse"
+    rows = elements // max(math.prod(group.full_shape[d] for d in group.reduce_dims), 1)
+    if is_column(group) and rows < XBLOCK and elements >= config.cpu_min_elements:
+        # a column kernel vectorizes across rows: with few of them, eager's split reduction wins
+        return f"a reduction over outer dims keeping only {rows} rows"
     return ""
 
 
