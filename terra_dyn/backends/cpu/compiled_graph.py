@@ -181,11 +181,14 @@ class Program:
         return [s for s in self.steps if isinstance(s, FusionGroup)]
 
 
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
 def _signature(args) -> tuple:
     key = []
     for a in args:
         if isinstance(a, torch.Tensor):
-            key.append((a.shape, a.stride(), a.dtype, a.device))
+            key.append((a.shape, a.stride(), a.dtype, a.device, type(a)))
         else:
             try:
                 hash(a)
@@ -223,6 +226,11 @@ class CpuCompiledGraph:
         key = _signature(args)
         program = self.programs.get(key)
         if program is None:
+            if any(type(a) not in _PLAIN for a in args if isinstance(a, torch.Tensor)):
+                # fake or other subclass tensors (a frontend propagating shapes, a tensor
+                # subclass): their data pointers mean nothing to a kernel, ATen handles them
+                self.programs[key] = self.gm
+                return self.gm
             try:
                 program = Program(lower_to_aten(self.gm, args), self)
             except Exception as exc:
@@ -253,7 +261,7 @@ class CpuCompiledGraph:
         """Each step of each signature (kernel or ATen, and why), backward graphs, notes."""
         lines = [repr(self)]
         for key, program in self.programs.items():
-            shapes = ", ".join(str(list(k[0])) if len(k) == 4 else repr(k[1]) for k in key)
+            shapes = ", ".join(str(list(k[0])) if len(k) == 5 else repr(k[1]) for k in key)
             lines.append(f"  signature ({shapes}):")
             for step in (program.steps if isinstance(program, Program) else []):
                 if isinstance(step, FusionGroup):
