@@ -3,13 +3,14 @@
     python benchmarks/cpu_kernels.py                    # everything (a few minutes)
     python benchmarks/cpu_kernels.py --only chain,softmax --sizes 1048576
     python benchmarks/cpu_kernels.py --smoke            # tiny sizes, checks results only
+    python benchmarks/cpu_kernels.py --threads 1        # steadier on a shared machine
 
 Workloads: a GELU-like chain of pointwise ops, softmax and layer norm over rows of 1024
 (sizes are total elements, 1k..16M); a small MLP and a transformer block at batch 1 and 64,
 inference (no_grad) and a training step (forward, loss, backward). terra_dyn runs through
 its frontend (terra_dyn.optimize), as a user would; inductor through torch.compile with
 dynamic=False. Times are medians of repeated calls after warm-up (per-call wall time,
-time.perf_counter). "1st call" rows time the first call of a fresh function with cold
+time.perf_counter), the three modes taking turns call by call. "1st call" rows time the first call of a fresh function with cold
 caches for both compilers (a new kernel cache directory each).
 """
 import argparse
@@ -80,15 +81,21 @@ class Block(nn.Module):
         return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
 
 
-def median_ms(fn, budget_s=0.4, min_reps=5, max_reps=200):
-    for _ in range(2):
-        fn()
-    times, start = [], time.perf_counter()
-    while len(times) < min_reps or (len(times) < max_reps and time.perf_counter() - start < budget_s):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
+def median_ms(fns: dict, budget_s=1.0, min_reps=7, max_reps=300) -> dict:
+    """Median ms per call of each function, the modes taking turns call by call so that
+    load from other processes on a shared machine hits every mode alike."""
+    for fn in fns.values():
+        for _ in range(2):
+            fn()
+    times = {name: [] for name in fns}
+    start = time.perf_counter()
+    while min(map(len, times.values())) < min_reps or (
+            len(times["eager"]) < max_reps and time.perf_counter() - start < budget_s * len(fns)):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t) * 1e3)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def compilers(fn):
@@ -116,7 +123,7 @@ def kernel_rows(names, sizes, smoke):
             check({m: f(*args) for m, f in modes.items()}, f"{name} {size}")
             if smoke:
                 continue
-            rows.append((f"{name} {size:>9,}", {m: median_ms(lambda: f(*args)) for m, f in modes.items()}))
+            rows.append((f"{name} {size:>9,}", median_ms({m: (lambda f=f: f(*args)) for m, f in modes.items()})))
     return rows
 
 
@@ -130,7 +137,7 @@ def model_rows(smoke):
             with torch.no_grad():
                 check({m: f(x) for m, f in modes.items()}, f"{label} b{batch}")
                 if not smoke:
-                    rows.append((f"{label} b{batch} infer", {m: median_ms(lambda: f(x)) for m, f in modes.items()}))
+                    rows.append((f"{label} b{batch} infer", median_ms({m: (lambda f=f: f(x)) for m, f in modes.items()})))
 
             def train_step(f):
                 def step():
@@ -138,7 +145,7 @@ def model_rows(smoke):
                     f(x).square().mean().backward()
                 return step
             if not smoke:
-                rows.append((f"{label} b{batch} train", {m: median_ms(train_step(f)) for m, f in modes.items()}))
+                rows.append((f"{label} b{batch} train", median_ms({m: train_step(f) for m, f in modes.items()})))
             else:
                 for f in modes.values():
                     train_step(f)()
@@ -167,7 +174,10 @@ def main():
     parser.add_argument("--only", default="chain,softmax,layer_norm,models,first_call")
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     opts = parser.parse_args()
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
     only = opts.only.split(",")
     sizes = [int(s) for s in opts.sizes.split(",")] if not opts.smoke else [1 << 10, 1 << 12]
     rows = kernel_rows([n for n in ("chain", "softmax", "layer_norm") if n in only], sizes, opts.smoke)

@@ -27,6 +27,7 @@ import torch
 import torch.fx as fx
 
 from ... import config
+from ..fusion import decompositions, ops
 from ..fusion.lowering import is_inplace, lower_to_aten
 from ..fusion.partition import FusionGroup, partition
 from ..triton.autograd import AutogradProgram, eager_only_reason, needs_autograd
@@ -68,6 +69,26 @@ def _performance_reason(group: FusionGroup) -> str:
         # a column kernel vectorizes across rows: with few of them, eager's split reduction wins
         return f"a reduction over outer dims keeping only {rows} rows"
     return ""
+
+
+def decomposition_table() -> dict:
+    """The shared decompositions, less GELU and its gradient: eager's fused CPU GELU kernel
+    (one pass, a cheap vector erf) beats our decomposed chain, whose erff call from libmvec
+    costs more (1M floats, 1 thread: 0.44 ms against 0.67 ms; docs/CPU_BACKEND.md)."""
+    aten = torch.ops.aten
+    kept = (aten.gelu.default, aten.gelu_backward.default)
+    return {op: fn for op, fn in decompositions.table().items() if op not in kept}
+
+
+# Training graphs holding these run eagerly: the shared autograd (triton/autograd.py)
+# recomputes forward values in the backward graph, which repeats every matmul and
+# convolution (measured: a transformer block's training step 1.4x slower than eager).
+_COSTLY_TO_RECOMPUTE = {"mm", "addmm", "bmm", "baddbmm", "convolution", "_convolution", "matmul", "linear",
+                        "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_attention_math"}
+
+
+def _recomputes_costly_ops(program) -> bool:
+    return any(n.op == "call_function" and ops.op_name(n) in _COSTLY_TO_RECOMPUTE for n in program.aten_gm.graph.nodes)
 
 
 def _layout_of(node) -> codegen.TensorLayout:
@@ -124,7 +145,9 @@ class Program:
             kernels[group] = source
         library = self._build(list(kernels.values()))
         self.gm = self._rewrite(graph, library)
-        self.forward = self.gm.forward
+        # without kernels the user's own graph is faster than its ATen form (fewer, fused
+        # ops such as linear; no decompositions): run it, as the interpreter backend does
+        self.forward = self.gm.forward if library is not None else owner.gm.forward
 
     def _build(self, sources):
         if not sources:
@@ -232,7 +255,7 @@ class CpuCompiledGraph:
                 self.programs[key] = self.gm
                 return self.gm
             try:
-                program = Program(lower_to_aten(self.gm, args), self)
+                program = Program(lower_to_aten(self.gm, args, decomposition_table()), self)
             except Exception as exc:
                 if config.strict:
                     raise
@@ -288,6 +311,8 @@ class CpuCompiledGraph:
             if reason:
                 self.note(f"inputs require grad and {reason}: graph ran eagerly so autograd records ATen ops")
                 program = self.gm
+            elif _recomputes_costly_ops(forward):
+                program = self.gm  # a performance choice, not a failure: no note
             else:
                 program = AutogradProgram(self.gm, forward, args, self._compile_backward, self.note)
             self.autograd_programs[key] = program

@@ -35,18 +35,20 @@ def _traceable_input(value):
     return value
 
 
-def lower_to_aten(gm: fx.GraphModule, example_inputs) -> fx.GraphModule:
-    """The ATen-level, functional, decomposed graph of `gm`, traced on fake tensors."""
+def lower_to_aten(gm: fx.GraphModule, example_inputs, table=None) -> fx.GraphModule:
+    """The ATen-level, functional, decomposed graph of `gm`, traced on fake tensors;
+    `table` replaces decompositions.table() (a backend keeping some composite ops)."""
     inputs = [_traceable_input(v) for v in example_inputs]
+    table = decompositions.table() if table is None else table
     with torch.no_grad():
         try:
             traced = make_fx(torch.func.functionalize(gm, remove="mutations"),
-                             decomposition_table=decompositions.table(), tracing_mode="fake",
+                             decomposition_table=table, tracing_mode="fake",
                              _allow_non_fake_inputs=True)(*inputs)
         except Exception:
             # functionalize refuses a few graphs (e.g. some custom ops); mutations then stay
             # in the graph as ATen calls, which the partitioner treats as fusion barriers.
-            traced = make_fx(gm, decomposition_table=decompositions.table(), tracing_mode="fake",
+            traced = make_fx(gm, decomposition_table=table, tracing_mode="fake",
                              _allow_non_fake_inputs=True)(*inputs)
     _inplace_to_functional(traced.graph)
     traced.graph.eliminate_dead_code()  # VJP graphs recompute forward values nobody reads
