@@ -34,7 +34,6 @@ from ..triton.autograd import AutogradProgram, eager_only_reason, needs_autograd
 from . import codegen
 from .column import XBLOCK, is_column
 from .compiler import CompileError, library_cache
-from .cpp_ops import PRELUDE, math_declarations
 from .kernel import CpuKernel
 
 
@@ -152,13 +151,12 @@ class Program:
     def _build(self, sources):
         if not sources:
             return None
-        cache = library_cache()
-        simd, libs = cache.simd_math()
-        text = PRELUDE + math_declarations(simd) + "\n".join(s.text for s in sources)
+        text = "\n".join(s.text for s in sources)
         if config.print_kernels:
             print(f"// terra_dyn cpu kernels\n{text}", file=sys.stderr)
         try:
-            library = cache.build(text, sources[0].name if len(sources) == 1 else f"graph_{len(sources)}_kernels", libs)
+            hint = sources[0].name if len(sources) == 1 else f"graph_{len(sources)}_kernels"
+            library = library_cache().build_module(text, hint)
         except (CompileError, OSError) as exc:
             if config.strict:
                 raise

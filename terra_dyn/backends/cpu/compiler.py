@@ -17,8 +17,10 @@ processes building the same kernel at once each see a whole file. `stats` counts
 hits, disk hits and compiles.
 
 Vector math: glibc's libmvec has vector versions of expf, tanhf, erff... that g++ calls
-from `simd` loops when the function is declared `simd`. A one-time probe (cached on disk
-like a kernel) finds which ones this machine's libmvec has; kernels declare only those.
+from `simd` loops when the function is declared `simd`. The first module of a process is
+built with those declarations and -lmvec; if it does not build or load (no libmvec, an
+old glibc without some of them) but builds with scalar declarations, the process keeps to
+scalar libm calls.
 """
 import ctypes
 import functools
@@ -31,7 +33,7 @@ import tempfile
 import threading
 
 from ... import config
-from .cpp_ops import MATH_FUNCTIONS, PRELUDE, math_declarations
+from .cpp_ops import PRELUDE, math_declarations
 
 # -mprefer-vector-width=512: AVX-512 machines use full-width vectors (softmax over rows of
 # 1024: 0.88 -> 0.67 ms); elsewhere it changes nothing. Unrolling with variable expansion
@@ -92,7 +94,7 @@ class LibraryCache:
         self.memory = {}
         self.lock = threading.Lock()
         self.stats = {"memory_hits": 0, "disk_hits": 0, "compiles": 0}
-        self._simd_math = None
+        self.vector_math = None  # does this machine's libmvec serve our declarations?
 
     def __repr__(self):
         return f"LibraryCache({self.directory!r}, {len(self.memory)} loaded, {self.stats})"
@@ -143,24 +145,22 @@ class LibraryCache:
                 if os.path.exists(leftover):
                     os.unlink(leftover)
 
-    def simd_math(self) -> tuple:
-        """(use simd declarations, link flags): whether this machine's libmvec has every
-        function of MATH_FUNCTIONS in vector form (probed once, cached like a kernel)."""
-        if self._simd_math is None:
+    def build_module(self, kernels: str, hint: str) -> ctypes.CDLL:
+        """The library of generated kernel functions `kernels`: the prelude and vector
+        math declarations are added here. The first module tries libmvec (vector expf...);
+        where that fails to build or load but scalar libm works, later modules skip it."""
+        if self.vector_math is not False:
             try:
-                self.build(PRELUDE + math_declarations(True) + _PROBE, "probe_libmvec", ("-lmvec",))
-                self._simd_math = (True, ("-lmvec",))
-            except (CompileError, OSError, subprocess.SubprocessError):
-                self._simd_math = (False, ())  # scalar libm calls: slower, same results
-        return self._simd_math
+                library = self.build(PRELUDE + math_declarations(True) + kernels, hint, ("-lmvec",))
+                self.vector_math = True
+                return library
+            except (CompileError, OSError):
+                if self.vector_math:
+                    raise  # libmvec worked before: this error is the module's own
+        library = self.build(PRELUDE + math_declarations(False) + kernels, hint)
+        self.vector_math = False  # scalar libm calls: slower, same results
+        return library
 
-
-_PROBE = "\n".join(
-    ['extern "C" void probe(const float* a, float* o, const double* b, double* p, long n) {',
-     "  #pragma omp simd", "  for (long i = 0; i < n; ++i) {",
-     *[f"    o[i] += {name}f(a[i]{', a[i]' if name == 'pow' else ''});" for name in MATH_FUNCTIONS],
-     *[f"    p[i] += {name}(b[i]{', b[i]' if name == 'pow' else ''});" for name in MATH_FUNCTIONS],
-     "  }", "}", ""])
 
 _caches = {}
 

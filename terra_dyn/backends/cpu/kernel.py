@@ -45,7 +45,7 @@ class CpuKernel:
                 self.on_fallback(f"{self.source.group_repr} ran as ATen ops: input {i} has strides "
                                  f"{inputs[i].stride()}, not the predicted {stride}")
                 return self.aten_fallback(*inputs)
-        outs = [torch.empty_strided(shape, stride, dtype=dtype) for shape, stride, dtype in self.outputs]
+        outs = [torch.empty_strided(shape, stride, dtype=dtype, device="cpu") for shape, stride, dtype in self.outputs]
         err = self.fn(*[t.data_ptr() for t in inputs], *[o.data_ptr() for o in outs], torch.get_num_threads())
         if err:
             return self.aten_fallback(*inputs)  # eager raises its own error (division by zero)

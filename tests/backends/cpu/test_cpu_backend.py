@@ -90,8 +90,8 @@ def test_second_process_loads_from_disk_without_compiling(tmp_path):
     runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
             for _ in range(2)]
     assert all(r.returncode == 0 for r in runs), [r.stderr[-2000:] for r in runs]
-    assert "'compiles': 2" in runs[0].stdout  # the libmvec probe and the kernel
-    assert "'compiles': 0" in runs[1].stdout and "'disk_hits': 2" in runs[1].stdout, runs[1].stdout
+    assert "'compiles': 1" in runs[0].stdout, runs[0].stdout
+    assert "'compiles': 0" in runs[1].stdout and "'disk_hits': 1" in runs[1].stdout, runs[1].stdout
 
 
 def test_cache_key_changes_with_flags_and_compiler_version(monkeypatch):
