@@ -32,12 +32,15 @@ class Knob:
 
 KNOBS = [
     Knob("enabled", "TERRA_DYN", False, "optimize an unmodified script's own functions (zero code change)"),
-    Knob("backend", "TERRA_DYN_BACKEND", "auto", "default backend: auto, interpreter, triton"),
+    Knob("backend", "TERRA_DYN_BACKEND", "auto", "default backend: auto, interpreter, triton, cpu"),
     Knob("strict", "TERRA_DYN_STRICT", False, "raise instead of falling back to the original code"),
     Knob("report_path", "TERRA_DYN_REPORT", "", "write the JSON report to this path at exit"),
     Knob("recompile_limit", "TERRA_DYN_RECOMPILE_LIMIT", 8, "translations kept per code object before running it eagerly"),
     Knob("verbose", "TERRA_DYN_VERBOSE", False, "log each translation, break and recompile to stderr"),
-    Knob("print_kernels", "TERRA_DYN_PRINT_KERNELS", False, "print generated Triton kernel source"),
+    Knob("print_kernels", "TERRA_DYN_PRINT_KERNELS", False, "print generated Triton and C++ kernel source"),
+    Knob("cpu_cxx", "TERRA_DYN_CXX", "g++", "C++ compiler of the cpu backend's kernels (name on PATH or a path)"),
+    Knob("cpu_min_elements", "TERRA_DYN_CPU_MIN_ELEMENTS", 4096,
+         "cpu backend: auto skips graphs without a tensor this big (eager is as fast); 0: every group a kernel"),
     Knob("slow_guards", "TERRA_DYN_SLOW_GUARDS", False, "check tensor guards through the Python API, not the C++ fast path (read by _C)"),
     Knob("cache_dir", "TERRA_DYN_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "terra_dyn"),
          "on-disk kernel cache directory"),

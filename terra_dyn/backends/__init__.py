@@ -2,14 +2,17 @@
 
     lookup("interpreter") -> interpreter.compile_graph      eager ops; always works
     lookup("triton")      -> triton.compile_graph           fused Triton kernels (lazy import)
+    lookup("cpu")         -> cpu.compile_graph              fused C++ kernels (g++, OpenMP)
     lookup("auto")        -> triton for graphs on CUDA tensors when Triton and a GPU are
-                             present, else the interpreter
+                             present; cpu for graphs on CPU tensors big enough for a kernel
+                             to pay (a tensor of >= config.cpu_min_elements) when a C++
+                             compiler runs; else the interpreter
     lookup("cudagraphs")  -> auto, with each compiled graph replayed through CUDA graphs
                              where that is safe (torch.compile's "reduce-overhead"; see
                              cudagraphs.py); on CPU tensors the same as auto
     lookup(callable)      -> that callable, e.g. a torch.compile-style backend
 
-Example: `lookup("auto")(gm, [torch.randn(4)])` returns `gm.forward` on a CPU machine.
+Example: `lookup("auto")(gm, [torch.randn(4)])` returns `gm.forward` (tiny: the interpreter).
 """
 import importlib
 
@@ -33,8 +36,23 @@ def _hook_off(compiled):
     return DisabledCallable(compiled)
 
 
+def _cpu():
+    return importlib.import_module(__name__ + ".cpu")
+
+
 def _on_cuda(example_inputs):
     return any(isinstance(t, torch.Tensor) and t.device.type == "cuda" for t in example_inputs)
+
+
+def _big_enough_for_cpu_kernels(gm, example_inputs):
+    """A graph on CPU tensors holding a tensor (input or intermediate) of at least
+    config.cpu_min_elements; smaller graphs skip the lowering: eager ops are as fast."""
+    from .. import config
+    values = list(example_inputs) + [n.meta.get("example_value", n.meta.get("val")) for n in gm.graph.nodes]
+    tensors = [v for v in values if isinstance(v, torch.Tensor)]
+    if not tensors or any(t.device.type != "cpu" for t in tensors):
+        return False
+    return any(t.numel() >= config.cpu_min_elements for t in tensors)
 
 
 def auto(gm, example_inputs):
@@ -45,11 +63,17 @@ def auto(gm, example_inputs):
                 return _hook_off(triton_backend.compile_graph(gm, example_inputs))
         except ImportError:
             pass
+    elif _big_enough_for_cpu_kernels(gm, example_inputs) and _cpu().is_available():
+        return _hook_off(_cpu().compile_graph(gm, example_inputs))
     return interpreter.compile_graph(gm, example_inputs)
 
 
 def triton(gm, example_inputs):
     return _hook_off(_triton().compile_graph(gm, example_inputs))
+
+
+def cpu(gm, example_inputs):
+    return _hook_off(_cpu().compile_graph(gm, example_inputs))
 
 
 def cudagraphs(gm, example_inputs):
@@ -60,7 +84,8 @@ def cudagraphs(gm, example_inputs):
     return _hook_off(CudaGraphRunner(compiled))
 
 
-_BY_NAME = {"interpreter": interpreter.compile_graph, "auto": auto, "triton": triton, "cudagraphs": cudagraphs}
+_BY_NAME = {"interpreter": interpreter.compile_graph, "auto": auto, "triton": triton, "cpu": cpu,
+            "cudagraphs": cudagraphs}
 
 
 def lookup(name_or_callable):

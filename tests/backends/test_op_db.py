@@ -34,13 +34,12 @@ def _op_infos():
 OPS = _op_infos()
 
 
-@pytest.mark.parametrize("name", sorted(OPS))
-def test_op_db_samples_match_eager(name):
-    from terra_dyn.backends.triton import compile_graph
+def op_db_cases(name, limit=SAMPLES_PER_OP):
+    """(call, tensors, sample) for the first `limit` samples of op `name`, preferring ones
+    with a non-scalar input; `call(*tensors)` runs the op on those tensors."""
     info = OPS[name]
     if torch.float32 not in info.supported_dtypes("cpu"):
         pytest.fail(f"{name} has no float32 CPU support in op_db")
-    ran_kernel = False
     samples = []
     for sample in info.sample_inputs("cpu", torch.float32, requires_grad=False):
         samples.append(sample)
@@ -48,7 +47,8 @@ def test_op_db_samples_match_eager(name):
             break
     # cap the samples (the interpreter is slow), preferring ones with a non-scalar input
     samples.sort(key=lambda s: not (isinstance(s.input, torch.Tensor) and s.input.dim() > 0))
-    for i, sample in enumerate(samples[:SAMPLES_PER_OP]):
+    cases = []
+    for sample in samples[:limit]:
         leaves, spec = pytree.tree_flatten((sample.input, sample.args, sample.kwargs))
         positions = [k for k, leaf in enumerate(leaves) if isinstance(leaf, torch.Tensor)]
 
@@ -59,7 +59,15 @@ def test_op_db_samples_match_eager(name):
             inp, args, kwargs = pytree.tree_unflatten(filled, spec)
             return info.op(inp, *args, **kwargs)
 
-        tensors = [leaves[k] for k in positions]
+        cases.append((call, [leaves[k] for k in positions], sample))
+    return cases
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_op_db_samples_match_eager(name):
+    from terra_dyn.backends.triton import compile_graph
+    ran_kernel = False
+    for i, (call, tensors, sample) in enumerate(op_db_cases(name)):
         expected = call(*[t.clone() for t in tensors])
         gm = make_fx(call, tracing_mode="fake")(*tensors)
         compiled = compile_graph(gm, tensors)

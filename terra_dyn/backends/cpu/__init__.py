@@ -1,0 +1,30 @@
+"""The CPU backend: an FX graph in, a callable running generated, vectorized, multi-threaded
+C++ kernels for its fusion groups out (the same groups the Triton backend fuses).
+
+    gm --fusion.lowering--> ATen graph --fusion.partition--> [FusionGroup | ATen node, ...]
+       --codegen (+ cpp_ops)--> C++ per group --compiler (one .so per graph, cached)-->
+       --kernel (ctypes)--> a rewritten FX graph whose forward calls kernels and ATen ops
+
+    compiled = compile_graph(torch.fx.symbolic_trace(f), [x])
+    compiled(x)                           # == f(x)
+    compiled.kernel_sources, compiled.notes, print(compiled.describe())
+
+Modules, in the order data flows: cpp_ops (the C++ op table), codegen, compiler (g++ and
+the library cache), kernel (one call), compiled_graph (the program per signature).
+Nothing here imports triton, torch._dynamo, torch._inductor or terra_dyn._C.
+"""
+from .compiler import why_unavailable
+
+
+def compile_graph(gm, example_inputs: list):
+    """Backend entry point (torch.compile's backend signature): returns a CpuCompiledGraph."""
+    from .compiled_graph import CpuCompiledGraph
+    return CpuCompiledGraph(gm, example_inputs)
+
+
+def is_available() -> bool:
+    """True when a C++ compiler runs here (without one, every group runs as ATen ops)."""
+    return why_unavailable() == ""
+
+
+__all__ = ["compile_graph", "is_available", "why_unavailable"]

@@ -1,0 +1,335 @@
+"""The callable that the cpu backend returns: per input signature, the lowered graph
+rewritten so that each fusion group worth a kernel is one call to generated C++.
+
+    compiled = CpuCompiledGraph(gm, example_inputs)
+    compiled(x, w)                # same results as gm(x, w)
+    compiled.notes                # one line per group that ran as ATen ops for a reason
+    compiled.kernel_sources       # generated C++ of every kernel
+    print(compiled.describe())    # each step: kernel or ATen, and why
+
+Per signature (shapes, strides, dtypes of tensors; values of other inputs), `Program`:
+    lower_to_aten -> partition -> decide each group (kernel, or ATen when it is tiny, a
+    single op eager already runs well, or blocked) -> generate every kernel from the layouts
+    the lowering predicted -> one shared object for the whole graph (compiler.py) ->
+    a new FX graph where a kernel group is `kernel(inputs...)` + getitems, the rest ATen
+    nodes -> its generated `forward` is what runs (straight-line Python, no interpreter).
+
+A group that cannot be a kernel (no compiler, a compile error, an unsupported dtype,
+device or layout) runs as its ATen ops with one note; config.strict raises instead.
+Autograd: graphs whose inputs require grad run through triton/autograd.py's
+AutogradProgram with this class compiling the backward graph too.
+"""
+import math
+import operator
+import sys
+
+import torch
+import torch.fx as fx
+
+from ... import config
+from ..fusion import decompositions, ops
+from ..fusion.lowering import is_inplace, lower_to_aten
+from ..fusion.partition import FusionGroup, partition
+from ..triton.autograd import AutogradProgram, eager_only_reason, needs_autograd
+from . import codegen
+from .column import XBLOCK, is_column
+from .compiler import CompileError, library_cache
+from .kernel import CpuKernel
+
+
+def _size_and_blocker(group: FusionGroup) -> str:
+    """'' when `group` should be a kernel, else why it runs as ATen ops."""
+    vals = [n.meta["val"] for n in group.nodes] + [n.meta.get("val") for n in group.inputs()]
+    for v in vals:
+        if not isinstance(v, torch.Tensor):
+            return "an input is not a tensor"
+        if v.device.type != "cpu":
+            return f"device {v.device} is not the CPU"
+        if v.layout != torch.strided:
+            return f"layout {v.layout} is not strided"
+    return ""
+
+
+def _performance_reason(group: FusionGroup) -> str:
+    """Why eager's own op is at least as fast here ('' when a kernel pays).
+
+    A group of several ops is a kernel at any size: it replaces several ATen calls (a GELU
+    is six after decomposition) by one call of about the cost of one. A single op is
+    already one eager call with a vectorized kernel: nothing to gain."""
+    elements = math.prod(group.full_shape)
+    if elements == 0:
+        return "zero-size tensors"
+    if config.cpu_min_elements <= 0:
+        return ""  # every group a kernel (tests)
+    if len(group.nodes) == 1:
+        return "a single op: nothing to fuse"
+    rows = elements // max(math.prod(group.full_shape[d] for d in group.reduce_dims), 1)
+    if is_column(group) and rows < XBLOCK and elements >= config.cpu_min_elements:
+        # a column kernel vectorizes across rows: with few of them, eager's split reduction wins
+        return f"a reduction over outer dims keeping only {rows} rows"
+    return ""
+
+
+def decomposition_table() -> dict:
+    """The shared decompositions, less GELU and its gradient: eager's fused CPU GELU kernel
+    (one pass, a cheap vector erf) beats our decomposed chain, whose erff call from libmvec
+    costs more (1M floats, 1 thread: 0.44 ms against 0.67 ms; docs/CPU_BACKEND.md)."""
+    aten = torch.ops.aten
+    kept = (aten.gelu.default, aten.gelu_backward.default)
+    return {op: fn for op, fn in decompositions.table().items() if op not in kept}
+
+
+# Training graphs holding these run eagerly: the shared autograd (triton/autograd.py)
+# recomputes forward values in the backward graph, which repeats every matmul and
+# convolution (measured: a transformer block's training step 1.4x slower than eager).
+_COSTLY_TO_RECOMPUTE = {"mm", "addmm", "bmm", "baddbmm", "convolution", "_convolution", "matmul", "linear",
+                        "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_attention_math"}
+
+
+def _recomputes_costly_ops(program) -> bool:
+    return any(n.op == "call_function" and ops.op_name(n) in _COSTLY_TO_RECOMPUTE for n in program.aten_gm.graph.nodes)
+
+
+def _layout_of(node) -> codegen.TensorLayout:
+    return codegen.TensorLayout.of(node.meta["val"])
+
+
+def _output_layout(node) -> codegen.TensorLayout:
+    val = node.meta["val"]
+    shape = tuple(int(s) for s in val.shape)
+    return codegen.TensorLayout(shape, codegen.dense_strides(shape, tuple(int(s) for s in val.stride())), val.dtype)
+
+
+def _aten_callable(group: FusionGroup):
+    """The group's nodes as a function of its inputs, run by eager ATen ops."""
+    graph, env = fx.Graph(), {}
+    for node in group.inputs():
+        env[node] = graph.placeholder(node.name)
+    for node in group.nodes:
+        env[node] = graph.node_copy(node, env.__getitem__)
+    outs = [env[n] for n in group.outputs()]
+    graph.output(outs[0] if len(outs) == 1 else tuple(outs))
+    return fx.GraphModule(torch.nn.Module(), graph).forward
+
+
+class Program:
+    """One lowered graph for one input signature, rewritten to call kernels."""
+
+    def __init__(self, aten_gm: fx.GraphModule, owner: "CpuCompiledGraph"):
+        self.aten_gm = aten_gm
+        self.owner = owner
+        graph = aten_gm.graph
+        self.mutates = any(is_inplace(n) for n in graph.nodes)
+        self.steps = partition(graph)
+        self.decisions = {}  # group -> KernelSource, or the reason it runs as ATen ops
+        kernels = {}
+        for group in [s for s in self.steps if isinstance(s, FusionGroup)]:
+            reason = _size_and_blocker(group)
+            if reason:
+                owner.note(f"{group!r} runs as ATen ops: {reason}")
+            reason = reason or _performance_reason(group)
+            if reason:
+                self.decisions[group] = reason
+                continue
+            try:
+                source = codegen.generate(group, {n: _layout_of(n) for n in group.inputs()},
+                                          [_output_layout(n) for n in group.outputs()])
+            except Exception as exc:
+                if config.strict:
+                    raise
+                self.decisions[group] = f"kernel generation failed ({type(exc).__name__}: {exc})"
+                owner.note(f"{group!r} runs as ATen ops: {self.decisions[group]}")
+                continue
+            self.decisions[group] = source
+            kernels[group] = source
+        library = self._build(list(kernels.values()))
+        self.gm = self._rewrite(graph, library)
+        # without kernels the user's own graph is faster than its ATen form (fewer, fused
+        # ops such as linear; no decompositions): run it, as the interpreter backend does
+        self.forward = self.gm.forward if library is not None else owner.gm.forward
+
+    def _build(self, sources):
+        if not sources:
+            return None
+        text = "\n".join(s.text for s in sources)
+        if config.print_kernels:
+            print(f"// terra_dyn cpu kernels\n{text}", file=sys.stderr)
+        try:
+            hint = sources[0].name if len(sources) == 1 else f"graph_{len(sources)}_kernels"
+            library = library_cache().build_module(text, hint)
+        except (CompileError, OSError) as exc:
+            if config.strict:
+                raise
+            for group, source in list(self.decisions.items()):
+                if isinstance(source, codegen.KernelSource):
+                    self.decisions[group] = f"no kernel: {str(exc).splitlines()[0][:300]}"
+                    self.owner.note(f"{group!r} runs as ATen ops: {self.decisions[group]}")
+            return None
+        for source in sources:
+            self.owner.sources.setdefault(source.text, source)
+        return library
+
+    def _rewrite(self, graph: fx.Graph, library) -> fx.GraphModule:
+        new, env = fx.Graph(), {}
+        grouped = {n for s in self.steps if isinstance(s, FusionGroup) for n in s.nodes}
+        for node in graph.nodes:
+            if node.op in ("placeholder", "get_attr"):
+                env[node] = new.node_copy(node, env.__getitem__)
+        for step in self.steps:
+            source = self.decisions.get(step) if isinstance(step, FusionGroup) else None
+            if isinstance(source, codegen.KernelSource) and library is not None:
+                # strides predicted for outputs of ATen steps are checked at each call
+                checked = [i for i, n in enumerate(source.inputs)
+                           if n.op == "call_function" and n not in grouped]
+                kernel = CpuKernel(source, library, _aten_callable(step), checked, self.owner.note)
+                call = new.call_function(kernel, tuple(env[n] for n in source.inputs))
+                if len(source.outputs) == 1:
+                    env[source.outputs[0]] = call
+                for i, node in enumerate(source.outputs if len(source.outputs) > 1 else []):
+                    env[node] = new.call_function(operator.getitem, (call, i))
+            else:
+                for node in (step.nodes if isinstance(step, FusionGroup) else [step]):
+                    env[node] = new.node_copy(node, env.__getitem__)
+        output = next(n for n in graph.nodes if n.op == "output")
+        new.output(fx.node.map_arg(output.args[0], env.__getitem__))
+        return fx.GraphModule(self.aten_gm, new)
+
+    def __call__(self, *args):
+        return self.forward(*args)
+
+    @property
+    def groups(self):
+        return [s for s in self.steps if isinstance(s, FusionGroup)]
+
+
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
+def _signature(args) -> tuple:
+    key = []
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            key.append((a.shape, a.stride(), a.dtype, a.device, type(a)))
+        else:
+            try:
+                hash(a)
+                key.append((type(a), a))
+            except TypeError:
+                key.append((type(a), id(a)))
+    return tuple(key)
+
+
+class CpuCompiledGraph:
+    """The result of compile_graph(gm, example_inputs); call it like gm."""
+
+    def __init__(self, gm: fx.GraphModule, example_inputs, notes=None):
+        self.gm = gm
+        self.notes = [] if notes is None else notes  # a backward graph shares its forward's notes
+        self.sources = {}
+        self.programs = {}
+        self.autograd_programs = {}
+        self.backward_graphs = []
+        self.trainable_attributes = any(p.requires_grad for p in gm.parameters())
+        try:
+            self._program(list(example_inputs))
+        except Exception:
+            if config.strict:
+                raise
+            # example inputs the lowering cannot trace: lower again on the first real call
+
+    def note(self, line: str):
+        if line not in self.notes:
+            self.notes.append(line)
+            if config.verbose:
+                print(f"terra_dyn cpu: {line}", file=sys.stderr)
+
+    def _program(self, args):
+        key = _signature(args)
+        program = self.programs.get(key)
+        if program is None:
+            if any(type(a) not in _PLAIN for a in args if isinstance(a, torch.Tensor)):
+                # fake or other subclass tensors (a frontend propagating shapes, a tensor
+                # subclass): their data pointers mean nothing to a kernel, ATen handles them
+                self.programs[key] = self.gm
+                return self.gm
+            try:
+                program = Program(lower_to_aten(self.gm, args, decomposition_table()), self)
+            except Exception as exc:
+                if config.strict:
+                    raise
+                self.note(f"graph runs eagerly: lowering failed ({type(exc).__name__}: {exc})")
+                program = self.gm
+            self.programs[key] = program
+        return program
+
+    @property
+    def kernel_sources(self) -> list:
+        return [s.text for s in self.sources.values()]
+
+    @property
+    def kernels(self) -> list:
+        return list(self.sources.values())
+
+    @property
+    def groups(self) -> list:
+        return [g for p in self.programs.values() if isinstance(p, Program) for g in p.groups]
+
+    def __repr__(self):
+        return (f"<CpuCompiledGraph: {len(self.programs)} signature(s), {len(self.sources)} kernel(s), "
+                f"{len(self.notes)} note(s)>")
+
+    def describe(self) -> str:
+        """Each step of each signature (kernel or ATen, and why), backward graphs, notes."""
+        lines = [repr(self)]
+        for key, program in self.programs.items():
+            shapes = ", ".join(str(list(k[0])) if len(k) == 5 else repr(k[1]) for k in key)
+            lines.append(f"  signature ({shapes}):")
+            for step in (program.steps if isinstance(program, Program) else []):
+                if isinstance(step, FusionGroup):
+                    how = program.decisions.get(step)
+                    how = f"kernel {how.name}" if isinstance(how, codegen.KernelSource) else f"ATen ({how})"
+                    lines.append(f"    {step!r} -> {how}")
+                else:
+                    lines.append(f"    aten {step.target}")
+        lines += [f"  backward: {b!r}" for b in self.backward_graphs]
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def _compile_backward(self, gm, example):
+        backward = CpuCompiledGraph(gm, example, notes=self.notes)
+        self.backward_graphs.append(backward)
+        return backward
+
+    def _autograd_program(self, args):
+        key = _signature(args) + tuple(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
+        program = self.autograd_programs.get(key)
+        if program is None:
+            forward = self._program(args)
+            reason = eager_only_reason(forward, args) if isinstance(forward, Program) else "lowering failed"
+            if reason:
+                self.note(f"inputs require grad and {reason}: graph ran eagerly so autograd records ATen ops")
+                program = self.gm
+            elif _recomputes_costly_ops(forward):
+                program = self.gm  # a performance choice, not a failure: no note
+            else:
+                program = AutogradProgram(self.gm, forward, args, self._compile_backward, self.note)
+            self.autograd_programs[key] = program
+        return program
+
+    def __call__(self, *args):
+        if self.trainable_attributes and torch.is_grad_enabled():
+            # parameters held by the graph module (not graph inputs) would get no gradient
+            # from a compiled forward: run eagerly so that autograd sees them
+            return self.gm(*args)
+        if needs_autograd(args):
+            return self._autograd_program(args)(*args)
+        program = self._program(args)
+        if not isinstance(program, Program) or program.mutates or config.strict:
+            return program(*args)
+        try:
+            return program(*args)
+        except Exception as exc:
+            # the graph is functional, so running it again eagerly repeats no side effect;
+            # a user's own error is raised again by that eager run
+            self.note(f"graph ran eagerly after {type(exc).__name__}: {exc}")
+            return self.gm(*args)

@@ -1,0 +1,141 @@
+"""What the cpu backend fuses, caches, prints and differentiates; and how "auto" picks it."""
+import subprocess
+import sys
+
+import torch
+
+import terra_dyn.config as config
+from terra_dyn.backends import lookup
+from terra_dyn.backends.cpu import compile_graph
+from terra_dyn.backends.cpu.compiler import library_cache
+
+from ..support import assert_same, trace
+from .support import check
+
+
+def test_chain_of_pointwise_ops_is_one_kernel():
+    x, b = torch.randn(64, 100), torch.randn(100)
+    check(lambda x, b: torch.sigmoid(torch.tanh(x * 0.5 + b) - x.abs()) * 3, x, b, expect_kernels=1)
+
+
+def test_softmax_layer_norm_rms_norm_var_argmax_are_one_kernel_each():
+    x = torch.randn(8, 300)
+    check(lambda x: torch.softmax(x, -1), x, expect_kernels=1)
+    check(lambda x: torch.log_softmax(x, 0), x, expect_kernels=1)
+    check(lambda x: torch.nn.functional.layer_norm(x, (300,), torch.randn(300), torch.randn(300)), x,
+          expect_kernels=1)
+    check(lambda x: torch.nn.functional.rms_norm(x, (300,), torch.randn(300), 1e-6), x, expect_kernels=1)
+    check(lambda x: (x.var(-1), x.std(-1)), x, expect_kernels=1)
+    check(lambda x: torch.argmax(x * 2, 1), x, expect_kernels=1)
+
+
+def test_nan_rows_propagate_through_max_and_argmax():
+    x = torch.randn(4, 50)
+    x[1, 7] = float("nan")
+    x[2, 3] = float("inf")
+    check(lambda x: (x.amax(1), x.argmax(1), x.amin(1), torch.softmax(x, 1)), x)
+
+
+def test_transposed_and_broadcast_inputs_keep_eagers_output_strides():
+    x = torch.randn(33, 17).t()
+    compiled = check(lambda x: (x * 2).exp(), x, expect_kernels=1)
+    out = compiled(x)
+    assert out.stride() == (x * 2).exp().stride()
+
+
+def test_half_precision_is_computed_in_float32():
+    for dtype in (torch.float16, torch.bfloat16):
+        x = torch.randn(16, 64).to(dtype)
+        check(lambda x: torch.nn.functional.gelu(x) * 2 + 1, x, atol=1e-2, rtol=1e-2, expect_kernels=1)
+        check(lambda x: torch.softmax(x, -1), x, atol=1e-2, rtol=1e-2, expect_kernels=1)
+
+
+def test_gradients_come_from_compiled_forward_and_backward():
+    x = torch.randn(8, 40, requires_grad=True)
+    w = torch.randn(40, requires_grad=True)
+    fn = lambda x, w: torch.nn.functional.layer_norm(torch.tanh(x) * w, (40,)).sum()  # noqa: E731
+    compiled = compile_graph(trace(fn, 2), [x, w])
+    compiled(x, w).backward()
+    got = (x.grad.clone(), w.grad.clone())
+    x.grad = w.grad = None
+    fn(x, w).backward()
+    assert_same(got, (x.grad, w.grad), atol=1e-4, rtol=1e-4)
+    assert compiled.backward_graphs and compiled.backward_graphs[0].kernels
+
+
+def test_kernel_source_is_printed_when_asked(monkeypatch, capsys):
+    monkeypatch.setattr(config, "print_kernels", True)
+    x = torch.randn(4, 9)
+    check(lambda x: (x + 1).relu() * 5, x)
+    assert 'extern "C" int pointwise_add_relu_mul' in capsys.readouterr().err
+
+
+def test_memory_cache_hit_for_the_same_graph():
+    cache = library_cache()
+    x = torch.randn(5, 11)
+    check(lambda x: (x - 3).exp() * x, x)
+    hits = cache.stats["memory_hits"]
+    check(lambda x: (x - 3).exp() * x, x)
+    assert cache.stats["memory_hits"] == hits + 1
+
+
+def test_second_process_loads_from_disk_without_compiling(tmp_path):
+    script = (
+        "import torch, torch.fx as fx, terra_dyn.config as c; c.cache_dir = %r; c.cpu_min_elements = 0\n"
+        "from terra_dyn.backends.cpu import compile_graph\n"
+        "from terra_dyn.backends.cpu.compiler import library_cache\n"
+        "x = torch.randn(7, 13); f = lambda x: (x * 3).sin() + x\n"
+        "assert torch.allclose(compile_graph(fx.symbolic_trace(f), [x])(x), f(x))\n"
+        "print(library_cache().stats)\n" % str(tmp_path))
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+            for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), [r.stderr[-2000:] for r in runs]
+    assert "'compiles': 1" in runs[0].stdout, runs[0].stdout
+    assert "'compiles': 0" in runs[1].stdout and "'disk_hits': 1" in runs[1].stdout, runs[1].stdout
+
+
+def test_cache_key_changes_with_flags_and_compiler_version(monkeypatch):
+    from terra_dyn.backends.cpu import compiler
+    cache = library_cache()
+    key = cache.key("int x;")
+    monkeypatch.setattr(compiler, "FLAGS", compiler.FLAGS + ("-O2",))
+    assert cache.key("int x;") != key
+    monkeypatch.undo()
+    monkeypatch.setattr(compiler, "_version", lambda path: "g++ 99.0")
+    assert cache.key("int x;") != key
+
+
+def test_auto_picks_cpu_for_large_graphs_and_the_interpreter_for_tiny_ones(monkeypatch):
+    monkeypatch.setattr(config, "cpu_min_elements", 4096)
+    gm = trace(lambda x: x.exp() * 2)
+    big = lookup("auto")(gm, [torch.randn(64, 64)])
+    assert big is not gm.forward
+    tiny = lookup("auto")(gm, [torch.randn(3)])
+    assert tiny == gm.forward
+    x = torch.randn(64, 64)
+    assert_same(big(x), x.exp() * 2)
+
+
+def test_optimize_with_the_cpu_backend_trains_like_eager():
+    import terra_dyn
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.GELU(), torch.nn.LayerNorm(64), torch.nn.Linear(64, 4))
+    x = torch.randn(16, 32)
+    fast = terra_dyn.optimize(model, backend="cpu")
+    with torch.no_grad():
+        assert_same(fast(x), model(x), atol=1e-5, rtol=1e-5)
+    fast(x).square().mean().backward()
+    ours = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model(x).square().mean().backward()
+    assert_same(ours, [p.grad for p in model.parameters()], atol=1e-5, rtol=1e-4)
+
+
+def test_fake_tensor_calls_run_through_aten():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    x = torch.randn(8, 16)
+    compiled = compile_graph(trace(lambda x: (x * 2).exp().sum(-1)), [x])
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        fake = mode.from_tensor(x)
+        assert compiled(fake).shape == (8,)
+    assert_same(compiled(x), (x * 2).exp().sum(-1))
