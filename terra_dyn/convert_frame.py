@@ -23,7 +23,7 @@ import warnings
 
 import torch
 
-from . import _C, config, report
+from . import _C, config, recompiles, report
 from .backends import backend_name, lookup
 from .codegen.resume import is_resume_code
 from .translate import FullgraphError, TranslateOptions, Unsupported, translate_frame
@@ -198,7 +198,7 @@ def make_callback(backend="auto", fullgraph=False, strict=False):
         state = state_of(code)
         if state.entries:
             why = _failing_guard(state, frame, code)
-            report.record_recompile(report.Recompile(code.co_name, code.co_filename, code.co_firstlineno, why))
+            why = recompiles.record(code, state.guards[-1], _slot_values(frame, code), why).cause()
             if state.entries >= config.recompile_limit:
                 if not state.warned:
                     state.warned = True
@@ -275,3 +275,4 @@ def _record(code, result, backend):
     for brk in result.breaks:
         report.record_break(brk)
     report.record_guards(result.guard_descriptions)
+    report.record_translation(code, result)
