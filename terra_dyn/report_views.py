@@ -180,7 +180,7 @@ def _site_of(brk) -> BreakSite:
     user_stack = [e for e in brk.user_stack if is_user_file(parse_stack_entry(e)[0])]
     if not user_stack or parse_stack_entry(user_stack[-1])[:2] != (filename, lineno):
         user_stack.append(f"{filename}:{lineno} in {brk.code_name}")
-    site = BreakSite(brk.reason, filename, lineno, line, user_stack=user_stack)
+    site = BreakSite(brk.reason, filename, lineno, (line or "").strip(), user_stack=user_stack)
     if (filename, lineno) != (brk.filename, brk.lineno) and not is_user_file(brk.filename):
         site.library = library_name(brk.filename)
         site.inside = "terra_dyn" if site.library == "terra_dyn" else f"{brk.filename}:{brk.lineno}"

@@ -40,7 +40,8 @@ def test_report_runs_the_script_unchanged_then_prints_the_report(plain_train, te
     script_out, _, report = text_report.stdout.partition(RULE + "\n")
     assert script_out.rstrip("\n") == plain_train.rstrip("\n")
     assert report.startswith("terra_dyn report: examples/train_loop.py --steps 6")
-    assert "time: translating" in report
+    assert "time: whole run" in report and "translating" in report
+    assert "in graphs" in report and "Python outside graphs" in report  # the run was sampled
     assert all(len(line) <= 80 for line in report.splitlines())
 
 
@@ -50,7 +51,7 @@ def test_report_text_lists_the_training_steps_graphs_and_breaks(text_report):
     frame = report.split("train_step  (examples/train_loop.py:")[1]
     assert "graphs: none" not in frame.split("\n\n")[0], report
     assert "break x" in report and "loss.item()" in report, report
-    assert "Costliest breaks" in report
+    assert "What to fix first (time measured by sampling the run):" in report
 
 
 def test_report_json_is_the_whole_stdout_and_script_output_goes_to_stderr(plain_train):
