@@ -23,7 +23,7 @@ import warnings
 
 import torch
 
-from . import _C, config, recompiles, report
+from . import _C, config, recompiles, report, torch_compat
 from .backends import backend_name, lookup
 from .codegen.resume import is_resume_code
 from .translate import FullgraphError, TranslateOptions, Unsupported, translate_frame
@@ -194,6 +194,8 @@ def make_callback(backend="auto", fullgraph=False, strict=False):
     def callback(frame):
         code = frame.f_code
         if is_library_code(code) and not is_resume_code(code):
+            return _C.SKIP
+        if torch_compat.called_by_torch_disable(frame):  # @torch.compiler.disable's body
             return _C.SKIP
         state = state_of(code)
         if state.entries:

@@ -9,6 +9,8 @@ A hint is advice, never a promise: the report prints it under the site it is abo
 """
 
 _BREAK_HINTS = [
+    (("marked torch.compiler.disable", "marked terra_dyn.disable"),
+     "runs as plain Python, as its decorator asks: remove the decorator to capture it"),
     (("item()", "float() of a tensor", "int() of a tensor", "tolist()", "needs its value", "needs the value",
       "needs a tensor value", "run-time number"),
      ".item()/float() in the loop waits for the value and splits the graph: keep "

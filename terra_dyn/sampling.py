@@ -1,6 +1,6 @@
 """Where the time goes: a sampling pass over the main thread while a script runs.
 
-A wall-clock interval timer (SIGALRM, every `interval` seconds) interrupts the main thread
+A CPU-time interval timer (SIGPROF, every `interval` seconds of CPU) interrupts the main thread
 between two bytecodes; the handler reads the current stack (its own thread's: safe, unlike
 reading another thread's frames while the frame hook is inside a call) and files the time
 since the previous sample under the innermost line of the user's own code, in one of three
@@ -17,8 +17,9 @@ states:
 Time since the previous sample, not a count: a long C call (a matmul) delays the signal,
 and its whole duration goes to the line that made it. The "python" time at a break's line
 is the time the program spends outside graphs there: what the break costs at most.
-Only from the main thread, and only if the script has not claimed SIGALRM; otherwise the
-sampler does nothing and the report ranks by estimate.
+SIGPROF, not SIGALRM: scripts use alarms, rarely profiling timers (and timers are not
+inherited by forked workers). Only from the main thread, and only if nothing else has
+claimed SIGPROF; otherwise the sampler does nothing and the report ranks by estimate.
 """
 import os
 import signal
@@ -47,20 +48,20 @@ class Sampler:
     def start(self):
         if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
             return self
-        if signal.getsignal(signal.SIGALRM) not in (signal.SIG_DFL, None):
-            return self  # the script's own alarm: leave it alone
-        self._previous = signal.signal(signal.SIGALRM, self._sample)
+        if signal.getsignal(signal.SIGPROF) not in (signal.SIG_DFL, None):
+            return self  # another profiler's: leave it alone
+        self._previous = signal.signal(signal.SIGPROF, self._sample)
         self._last = time.perf_counter()
-        signal.setitimer(signal.ITIMER_REAL, self.interval, self.interval)
+        signal.setitimer(signal.ITIMER_PROF, self.interval, self.interval)
         self.active = True
         return self
 
     def stop(self):
         if not self.active:
             return self
-        signal.setitimer(signal.ITIMER_REAL, 0, 0)
-        if signal.getsignal(signal.SIGALRM) == self._sample:
-            signal.signal(signal.SIGALRM, self._previous or signal.SIG_DFL)
+        signal.setitimer(signal.ITIMER_PROF, 0, 0)
+        if signal.getsignal(signal.SIGPROF) == self._sample:
+            signal.signal(signal.SIGPROF, self._previous or signal.SIG_DFL)
         self.active = False
         return self
 
