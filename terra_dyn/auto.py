@@ -151,6 +151,7 @@ def write_report(path):
     result = report.global_report()
     result.title = " ".join(sys.argv)
     result.wall_seconds = time.perf_counter() - _start
+    result.started = _start
     if _sampler is not None:
         result.add_samples(_sampler.seconds())
     text = result.dumps() + "\n"  # all of it first: a worker killed meanwhile leaves no half file

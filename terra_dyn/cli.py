@@ -103,18 +103,22 @@ def report_command(args) -> int:
             status = run_script(args.script, args.args, backend=args.backend, strict=args.strict or None)
         result = recorder.report()
     result.wall_seconds = time.perf_counter() - start
+    result.started = start
     result.add_samples(sampler.seconds())
     result.title = " ".join([args.script] + list(args.args))
-    if args.html:
-        with open(args.html, "w", encoding="utf-8") as f:
-            f.write(result.to_html())
-        print(f"terra-dyn: HTML report written to {args.html}", file=sys.stderr)
-    if args.json:
-        print(result.dumps())
-    else:
-        print("\n" + "=" * 80 + "\n" + result.render(verbose=args.verbose))
-        if status:
-            print(f"\n(the script exited with status {status})")
+    try:
+        if args.html:
+            with open(args.html, "w", encoding="utf-8") as f:
+                f.write(result.to_html())
+            print(f"terra-dyn: HTML report written to {args.html}", file=sys.stderr)
+        if args.json:
+            print(result.dumps())
+        else:
+            print("\n" + "=" * 80 + "\n" + result.render(verbose=args.verbose))
+            if status:
+                print(f"\n(the script exited with status {status})")
+    except Exception as exc:  # a report bug must not hide the script's own status
+        print(f"terra-dyn: could not write the report: {type(exc).__name__}: {exc}", file=sys.stderr)
     sys.stdout.flush()
     return status
 

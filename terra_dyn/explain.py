@@ -57,6 +57,7 @@ def _explain_call(fn, args, kwargs) -> report_module.Report:
         optimized(*args, **kwargs)
     result = recorder.report()
     result.wall_seconds = time.perf_counter() - start
+    result.started = start
     result.title = f"explain({_name_of(fn)})"
     return result
 

@@ -159,11 +159,12 @@ def _readable(expr, names, env):
 def first_line_reading(code, variable):
     """The first line of `code` that reads `variable`'s root name (0 if none does)."""
     root = re.split(r"[.\[( ]", variable.replace("global ", ""), maxsplit=1)[0]
-    for instr in dis.get_instructions(code):
-        if instr.opname in ("LOAD_FAST", "LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_CLOSURE") \
-                and instr.argval == root and instr.positions and instr.positions.lineno:
-            return instr.positions.lineno
-    return 0
+    lines = [instr.positions.lineno for instr in dis.get_instructions(code)
+             if instr.opname in ("LOAD_FAST", "LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_CLOSURE")
+             and instr.argval == root and instr.positions and instr.positions.lineno]
+    # a resume function's prologue carries the def line: the first real use is after it
+    body = [n for n in lines if n != code.co_firstlineno]
+    return (body or lines or [0])[0]
 
 
 def _eval(expr, env):

@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
@@ -150,6 +151,7 @@ class Translation:
     lineno: int
     seconds: float
     graphs: int = 0
+    at: float = 0.0  # time.perf_counter() when it finished (the HTML timeline)
 
     def to_json(self):
         return _fields(self)
@@ -176,6 +178,7 @@ class Report:
     # measured by sampling (sampling.py): "file:line" -> {"python"|"graph"|"translating": s}
     line_seconds: Dict[str, Dict[str, float]] = field(default_factory=dict)
     pid: int = 0
+    started: float = 0.0  # time.perf_counter() when the run began (0: unknown)
 
     @property
     def graph_count(self):
@@ -234,6 +237,7 @@ class Report:
             "schema_version": SCHEMA_VERSION,
             "title": self.title,
             "pid": self.pid,
+            "started": self.started,
             "summary": self.summary(),
             "graphs": [g.to_json() for g in self.graphs],
             "breaks": [b.to_json() for b in self.breaks],
@@ -264,6 +268,7 @@ class Report:
             wall_seconds=data.get("summary", {}).get("wall_seconds", 0.0),
             line_seconds=dict(data.get("line_seconds", {})),
             pid=data.get("pid", 0),
+            started=data.get("started", 0.0),
         )
 
     def dumps(self):
@@ -356,7 +361,8 @@ def record_guards(descriptions: List[str]):
 def record_translation(code, result):
     """One finished translation of `code` (convert_frame): its time, and its code for the log."""
     _add("translations", Translation(code.co_name, code.co_filename, code.co_firstlineno,
-                                     result.translate_seconds + result.compile_seconds, len(result.graphs)))
+                                     result.translate_seconds + result.compile_seconds, len(result.graphs),
+                                     time.perf_counter()))
     logs.generated_code(code, result.code)
 
 

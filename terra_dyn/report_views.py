@@ -227,10 +227,10 @@ class Problem:
     hint: str = ""
 
 
-def problems(report, limit=None) -> List[Problem]:
+def problems(report, limit=None, frame_list=None) -> List[Problem]:
     """Lines with breaks, functions that recompiled or ran as plain Python: costliest first."""
     out = []
-    for frame in report.frames():
+    for frame in frame_list if frame_list is not None else report.frames():
         by_line = {}
         for site in frame.break_sites:
             by_line.setdefault((site.filename, site.lineno), []).append(site)
