@@ -129,3 +129,8 @@ def test_knob_slow_guards():
 def test_knob_cache_dir(kernel_run):
     _, cache_dir = kernel_run  # TERRA_DYN_CACHE_DIR: the generated kernel is stored there
     assert list((cache_dir / "triton_kernels").glob("*.py"))
+
+
+def test_user_guide_lists_every_env_var():
+    guide = open(os.path.join(ROOT, "docs", "USER_GUIDE.md")).read()
+    assert not [k.env for k in config.KNOBS if f"`{k.env}`" not in guide]
