@@ -262,10 +262,12 @@ def problems(report, limit=None, frame_list=None) -> List[Problem]:
 
 
 def _recompile_hint(count, causes):
-    if count <= 3 and not any("shape" in c for c, _ in causes):
-        return ("called a few times with other values: if this is setup code, "
-                "@torch.compiler.disable (or terra_dyn.disable) keeps terra_dyn out of it")
-    return hints.for_recompile(causes[0][0] if causes else "")
+    named = [c for c, _ in causes if not c.startswith("a value computed")] or [c for c, _ in causes]
+    hint = hints.for_recompile(named[0] if named else "")
+    if count <= 3 and not any("shape" in c for c in named):
+        hint += ("; " if hint else "") + ("if this is setup code that runs a few times, "
+                                          "@torch.compiler.disable keeps terra_dyn out of it")
+    return hint
 
 
 def recompile_causes(recompiles):
