@@ -58,7 +58,8 @@ def describe(width=80) -> str:
     rows = []
     for knob in KNOBS:
         value = getattr(_module, knob.name)
-        rows.append(f"{knob.env} = {value!r}   (terra_dyn.config.{knob.name})")
-        rows += textwrap.wrap(knob.meaning, width, initial_indent="    ", subsequent_indent="    ",
-                              break_on_hyphens=False)
+        rows.append(f"{knob.env}   (terra_dyn.config.{knob.name})")
+        for text in (f"= {value!r}", knob.meaning):
+            rows += textwrap.wrap(text, width, initial_indent="    ", subsequent_indent="      ",
+                                  break_on_hyphens=False)
     return "\n".join(rows)
