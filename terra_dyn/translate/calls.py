@@ -79,7 +79,7 @@ def call_value(tx, fn, args, kwargs):
         return known if known is not None else ConstValue(referent)
     if f is functools.reduce:
         return _reduce(tx, args)
-    if f in _IS_COMPILING:  # torch.compiler.is_compiling(): true in translated code
+    if any(f is g for g in _IS_COMPILING):  # torch.compiler.is_compiling(): true in translated code
         return ConstValue(True)
     if f is logging.getLogger and all(isinstance(a, ConstValue) for a in args) and not kwargs:
         return ConstValue(logging.getLogger(*[a.value for a in args]))
