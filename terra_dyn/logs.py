@@ -38,6 +38,9 @@ VERBOSE = ("graphs", "breaks", "recompiles", "fallbacks")  # what TERRA_DYN_VERB
 
 ROOT = logging.getLogger("terra_dyn")
 _loggers = {name: logging.getLogger(f"terra_dyn.{name}") for name in CATEGORIES}
+for _logger in _loggers.values():
+    if _logger.level == logging.NOTSET:  # off by default, whatever the root logger's level
+        _logger.setLevel(logging.WARNING)
 _handler = None
 
 

@@ -235,6 +235,8 @@ def problems(report, limit=None, frame_list=None) -> List[Problem]:
         for site in frame.break_sites:
             by_line.setdefault((site.filename, site.lineno), []).append(site)
         for (filename, lineno), sites in by_line.items():
+            if all(hints.is_expected(s.reason) and not s.library for s in sites):
+                continue  # loss.backward(): autograd's own work, listed under its function only
             own = [s for s in sites if not s.library]
             count = sum(s.count for s in sites)
             details = [f"{s.reason}" + (f" (x{s.count})" if s.count > 1 else "") for s in own]

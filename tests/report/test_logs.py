@@ -141,6 +141,17 @@ def test_logs_do_not_leak_into_a_scripts_own_root_logging(log_to, caplog):
     assert not [r for r in caplog.records if r.name.startswith("terra_dyn")]  # not propagated
 
 
+def test_a_scripts_info_root_logger_does_not_switch_categories_on():
+    program = ("import logging, torch, terra_dyn\n"
+               "logging.basicConfig(level=logging.INFO)\n"
+               "def f(x):\n    y = x * 2\n    print(y.sum().item())\n    return y\n"
+               "terra_dyn.optimize(f, backend='interpreter')(torch.ones(2))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TERRA_DYN")}
+    result = subprocess.run([sys.executable, "-c", program], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0 and "terra_dyn" not in result.stderr, result.stderr
+
+
 def test_set_logs_parses_lists_all_and_rejects_unknown_names():
     try:
         assert logs.set_logs("breaks, recompiles") == ("breaks", "recompiles")

@@ -187,3 +187,12 @@ def test_two_functions_of_one_name_in_one_file_stay_apart():
     first, second = report.frames()
     assert (first.lineno, second.lineno) == (10, 40)
     assert not first.break_sites and second.break_sites[0].ops_around == 7
+
+
+def test_backward_is_not_a_problem_to_fix_but_stays_in_its_function():
+    report = Report(graphs=[GraphRecord("step", FILE, 10, 5)],
+                    breaks=[GraphBreak("Tensor.backward() needs the tensor's value", FILE, 12, "loss.backward()",
+                                       [f"{FILE}:12 in step"], "step")])
+    report.add_samples({(FILE, 12): {"python": 2.0}})
+    assert "What to fix first" not in str(report)
+    assert "line 12: loss.backward()" in str(report) and "2.00 s outside graphs" in str(report)
