@@ -7,9 +7,12 @@
 The call path, by module: eval_frame (C hook glue) -> convert_frame (callback) ->
 translate (bytecode -> FX graph) -> backends -> codegen -> report.
 """
-from . import config
+from . import config, logs
+from .logs import set_logs
 
 import sys as _sys
+
+logs.install_from_config()  # TERRA_DYN_LOGS / TERRA_DYN_VERBOSE
 
 if _sys.version_info[:2] == (3, 11) and _sys.implementation.name == "cpython":
     # Imported unconditionally: a real import error here must surface as itself, not be
@@ -27,5 +30,5 @@ else:
             check_python_version()
         raise AttributeError(f"module 'terra_dyn' has no attribute {name!r}")
 
-__all__ = ["config", "optimize", "disable", "reset", "explain"]
+__all__ = ["config", "optimize", "disable", "reset", "explain", "set_logs"]
 __version__ = "0.1.0"

@@ -7,7 +7,8 @@ set to something other than "", 0, false, no or off; otherwise it imports nothin
     python startup -> site.py -> terra_dyn_auto.pth -> (TERRA_DYN on?) -> install_from_env()
         -> enable(backend=TERRA_DYN_BACKEND, strict=TERRA_DYN_STRICT)
              hook on for the main thread, callback = entry_point_filter(make_callback(...))
-        -> atexit: write the report to TERRA_DYN_REPORT (if set)
+        -> atexit: hook off; write the report to TERRA_DYN_REPORT (if set; sampled while
+           the script runs; a process started by it writes `<name>.<pid>.json`)
 
 Entry points are the script's own code: a frame is handed to the translator only if its
 file is not in the standard library, site-packages/dist-packages, torch or terra_dyn (those
@@ -125,6 +126,24 @@ def disable(previous=None):
     _set_eval_frame(previous)
 
 
+_OWNER_ENV = "TERRA_DYN_REPORT_OWNER"  # pid of the process that writes TERRA_DYN_REPORT itself
+_sampler = None
+
+
+def report_path_for_this_process(path, environ=os.environ, pid=None):
+    """TERRA_DYN_REPORT for the first process; `<name>.<pid>.json` for every process it
+    starts (multiprocessing spawn or fork, subprocesses), so none overwrites another's."""
+    pid = pid or os.getpid()
+    owner = environ.get(_OWNER_ENV)
+    if owner is None:
+        environ[_OWNER_ENV] = str(pid)  # inherited by children
+        return path
+    if owner == str(pid):
+        return path
+    stem, ext = os.path.splitext(path)
+    return f"{stem}.{pid}{ext or '.json'}"
+
+
 def write_report(path):
     """Write the process-wide report as JSON to `path` (TERRA_DYN_REPORT)."""
     from . import report
@@ -132,13 +151,25 @@ def write_report(path):
     result = report.global_report()
     result.title = " ".join(sys.argv)
     result.wall_seconds = time.perf_counter() - _start
+    result.started = _start
+    if _sampler is not None:
+        result.add_samples(_sampler.seconds())
+    text = result.dumps() + "\n"  # all of it first: a worker killed meanwhile leaves no half file
     with open(path, "w") as f:
-        f.write(result.dumps())
-        f.write("\n")
+        f.write(text)
+
+
+def _stop_at_exit():
+    """First thing at exit: hook and sampler off. The rest of shutdown (weakref callbacks,
+    logging's handler cleanup) is not the user's program, and module globals are being
+    cleared, so nothing may be translated any more."""
+    disable()
+    if _sampler is not None:
+        _sampler.stop()
 
 
 def _write_report_at_exit(path):
-    disable()  # the rest of shutdown is not the user's program
+    _stop_at_exit()
     try:
         write_report(path)
     except Exception as exc:  # never turn a successful run into a failed exit
@@ -160,7 +191,13 @@ def install_from_env():
               "running without it", file=sys.stderr)
         return
     if config.report_path:
-        atexit.register(_write_report_at_exit, config.report_path)
+        global _sampler
+        from .sampling import Sampler
+
+        _sampler = Sampler().start()
+        atexit.register(_write_report_at_exit, report_path_for_this_process(config.report_path))
+    else:
+        atexit.register(_stop_at_exit)
 
 
 def env_enabled(environ=os.environ) -> bool:

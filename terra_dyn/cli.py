@@ -1,17 +1,19 @@
 """The `terra-dyn` command (also `python -m terra_dyn`).
 
-    terra-dyn report [--json] [--backend B] [--strict] [--verbose] script.py [args...]
+    terra-dyn report [--json] [--html OUT] [--backend B] [--strict] [--verbose] script.py [args...]
     terra-dyn config
 
 `report` runs the script in this process with terra_dyn enabled exactly as
 `TERRA_DYN=1 python script.py` would (auto.enable: the same entry points), then prints per
 frame: graphs and their op counts, breaks grouped by reason with counts and source lines,
-recompiles with the failing guard, time spent translating and compiling, and the breaks
-that cost the most. With --json, stdout holds only the JSON document (the script's own
-stdout is sent to stderr). The exit status is the script's own:
+recompiles with the variable that changed, time spent translating and compiling, and what
+to fix first, ranked by time measured by sampling the run (sampling.py). With --json,
+stdout holds only the JSON document (the script's own stdout is sent to stderr); --html
+also writes one self-contained HTML page. The exit status is the script's own; a usage
+error is one line on stderr and status 2:
 
-    main(argv) -> run_script(path, args) -> auto.enable -> exec in a fresh __main__ -> auto.disable
-               -> Report.render() / Report.dumps()
+    main(argv) -> run_script(path, args) -> auto.enable + Sampler -> exec in a fresh __main__
+               -> auto.disable -> Report.render() / Report.dumps() / Report.to_html()
 
 `config` prints every knob with its env var, current value and meaning.
 """
@@ -27,16 +29,29 @@ import traceback
 import types
 
 EXIT_NO_SCRIPT = 2  # what `python missing.py` exits with
+EXIT_USAGE = 2  # argparse's status for a usage error
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (`terra-dyn: error: ...`), not usage + error."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
 def _parser():
-    parser = argparse.ArgumentParser(prog="terra-dyn", description="terra_dyn: imperative PyTorch as optimized graphs")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+    parser = _Parser(prog="terra-dyn", description="terra_dyn: imperative PyTorch as optimized graphs")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command", parser_class=_Parser)
     report = commands.add_parser("report", help="run a script under terra_dyn and report graphs and breaks")
     report.add_argument("--json", action="store_true", help="print the report as JSON (script stdout -> stderr)")
     report.add_argument("--backend", default=None, help="backend: auto, interpreter, triton (default: config)")
     report.add_argument("--strict", action="store_true", help="raise instead of falling back")
     report.add_argument("--verbose", action="store_true", help="also print each graph and the guards")
+    report.add_argument("--html", metavar="OUT", default=None, help="also write the report as one HTML file")
     report.add_argument("script", help="the Python script to run")
     report.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
     commands.add_parser("config", help="print every configuration knob and its env var")
@@ -44,12 +59,34 @@ def _parser():
 
 
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+        if args.command == "report":
+            _check_backend(args.backend)
+    except UsageError as exc:
+        print(f"terra-dyn: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if args.command == "config":
         from . import config
         print(config.describe())
         return 0
     return report_command(args)
+
+
+def _check_backend(name):
+    if name is None:
+        return
+    from .backends import lookup
+
+    try:
+        lookup(name)
+    except ValueError:
+        import difflib
+
+        from .backends import _BY_NAME
+        close = difflib.get_close_matches(name, list(_BY_NAME), n=1)
+        maybe = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UsageError(f"unknown backend {name!r}{maybe}; use one of {', '.join(sorted(_BY_NAME))}") from None
 
 
 def report_command(args) -> int:
@@ -58,19 +95,30 @@ def report_command(args) -> int:
         return EXIT_NO_SCRIPT
     from . import report as report_module
 
+    from .sampling import Sampler
+
     with _stdout_to_stderr() if args.json else contextlib.nullcontext():
         start = time.perf_counter()
-        with report_module.recording() as recorder:
+        with report_module.recording() as recorder, Sampler() as sampler:
             status = run_script(args.script, args.args, backend=args.backend, strict=args.strict or None)
         result = recorder.report()
     result.wall_seconds = time.perf_counter() - start
+    result.started = start
+    result.add_samples(sampler.seconds())
     result.title = " ".join([args.script] + list(args.args))
-    if args.json:
-        print(result.dumps())
-    else:
-        print("\n" + "=" * 80 + "\n" + result.render(verbose=args.verbose))
-        if status:
-            print(f"\n(the script exited with status {status})")
+    try:
+        if args.html:
+            with open(args.html, "w", encoding="utf-8") as f:
+                f.write(result.to_html())
+            print(f"terra-dyn: HTML report written to {args.html}", file=sys.stderr)
+        if args.json:
+            print(result.dumps())
+        else:
+            print("\n" + "=" * 80 + "\n" + result.render(verbose=args.verbose))
+            if status:
+                print(f"\n(the script exited with status {status})")
+    except Exception as exc:  # a report bug must not hide the script's own status
+        print(f"terra-dyn: could not write the report: {type(exc).__name__}: {exc}", file=sys.stderr)
     sys.stdout.flush()
     return status
 

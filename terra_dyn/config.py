@@ -36,7 +36,10 @@ KNOBS = [
     Knob("strict", "TERRA_DYN_STRICT", False, "raise instead of falling back to the original code"),
     Knob("report_path", "TERRA_DYN_REPORT", "", "write the JSON report to this path at exit"),
     Knob("recompile_limit", "TERRA_DYN_RECOMPILE_LIMIT", 8, "translations kept per code object before running it eagerly"),
-    Knob("verbose", "TERRA_DYN_VERBOSE", False, "log each translation, break and recompile to stderr"),
+    Knob("verbose", "TERRA_DYN_VERBOSE", False,
+         "log each graph, break, recompile and fallback to stderr (= TERRA_DYN_LOGS=graphs,breaks,recompiles,fallbacks)"),
+    Knob("logs", "TERRA_DYN_LOGS", "",
+         "live log categories to print to stderr: graphs,breaks,recompiles,guards,code,kernels,fallbacks or all"),
     Knob("print_kernels", "TERRA_DYN_PRINT_KERNELS", False, "print generated Triton and C++ kernel source"),
     Knob("cpu_cxx", "TERRA_DYN_CXX", "g++", "C++ compiler of the cpu backend's kernels (name on PATH or a path)"),
     Knob("cpu_min_elements", "TERRA_DYN_CPU_MIN_ELEMENTS", 4096,
@@ -51,10 +54,15 @@ for _knob in KNOBS:
     setattr(_module, _knob.name, _knob.read())
 
 
-def describe() -> str:
-    """The table of knobs with their current values, for `terra-dyn config`."""
-    rows = [f"{'knob':<16} {'env var':<26} {'value':<10} meaning"]
+def describe(width=80) -> str:
+    """Every knob with its env var, current value and meaning, within `width` columns."""
+    import textwrap
+
+    rows = []
     for knob in KNOBS:
         value = getattr(_module, knob.name)
-        rows.append(f"{knob.name:<16} {knob.env:<26} {str(value):<10} {knob.meaning}")
+        rows.append(f"{knob.env}   (terra_dyn.config.{knob.name})")
+        for text in (f"= {value!r}", knob.meaning):
+            rows += textwrap.wrap(text, width, initial_indent="    ", subsequent_indent="      ",
+                                  break_on_hyphens=False)
     return "\n".join(rows)

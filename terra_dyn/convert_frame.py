@@ -25,7 +25,7 @@ import weakref
 
 import torch
 
-from . import _C, config, report
+from . import _C, config, recompiles, report, torch_compat
 from .backends import backend_name, lookup
 from .code_location import is_library_code  # noqa: F401  (the decision lives there)
 from .codegen.resume import is_resume_code
@@ -241,10 +241,12 @@ def _new_callback(backend, fullgraph, strict):
         code = frame.f_code
         if is_library_code(code) and not is_resume_code(code) or _generated_by_library(code, frame):
             return _C.SKIP
+        if torch_compat.called_by_torch_disable(frame):  # @torch.compiler.disable's body
+            return _C.SKIP
         state = state_of(code)
         if state.entries:
             why = _failing_guard(state, frame, code)
-            report.record_recompile(report.Recompile(code.co_name, code.co_filename, code.co_firstlineno, why))
+            why = recompiles.record(code, state.guards[-1], _slot_values(frame, code), why).cause()
             if state.entries >= config.recompile_limit:
                 if not state.warned:
                     state.warned = True
@@ -327,3 +329,4 @@ def _record(code, result, backend):
     for brk in result.breaks:
         report.record_break(brk)
     report.record_guards(result.guard_descriptions)
+    report.record_translation(code, result)

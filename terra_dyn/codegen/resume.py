@@ -60,6 +60,7 @@ import types
 from dataclasses import dataclass
 
 from bytecode import Bytecode, CellVar, FreeVar, Instr, Label, TryBegin, TryEnd
+from .. import tracebacks
 
 _resume_codes = {}  # key -> code
 _resume_info = {}  # id(resume code) -> (original, prologue length, resume code, label index)
@@ -117,9 +118,13 @@ def _with_closure(code, closure, args):
 
 def run_resume(code, f_globals, closure, args):
     """The trampoline: run resume functions until one returns a real value."""
-    result = _function(code, f_globals, closure)(*_with_closure(code, closure, args))
-    while type(result) is Continue:
-        result = result.fn(*result.args)
+    try:
+        result = _function(code, f_globals, closure)(*_with_closure(code, closure, args))
+        while type(result) is Continue:
+            result = result.fn(*result.args)
+    except BaseException as exc:  # zero-cost in 3.11 until raised
+        tracebacks.hide_internal_frames(exc)  # no terra_dyn frames in the user's traceback
+        raise
     return result
 
 
@@ -130,10 +135,20 @@ def continue_at(code, f_globals, closure, args):
 def run_function(fn, args):
     """run_resume for a resume function made once at code generation (no closure): the
     per-call cost is the call itself, not building a function object."""
-    result = fn(*args)
-    while type(result) is Continue:
-        result = result.fn(*result.args)
+    try:
+        result = fn(*args)
+        while type(result) is Continue:
+            result = result.fn(*result.args)
+    except BaseException as exc:
+        tracebacks.hide_internal_frames(exc)
+        raise
     return result
+
+
+def original_code(code):
+    """The original code object a resume code was cut from (None for any other code)."""
+    entry = _resume_info.get(id(code))
+    return entry[0] if entry is not None and entry[2] is code else None
 
 
 def resume_function(code, f_globals):

@@ -30,6 +30,10 @@ from .values import (ConstValue, DictValue, FormattedValue, FunctionValue, ListV
                      ScalarValue, TensorValue, TupleValue, is_namedtuple_class)
 
 
+_IS_COMPILING = tuple(f for f in (getattr(torch.compiler, "is_compiling", None),
+                                   getattr(torch.compiler, "is_dynamo_compiling", None)) if f is not None)
+
+
 def call_value(tx, fn, args, kwargs):
     if isinstance(fn, MethodValue):
         return _call_method(tx, fn, args, kwargs)
@@ -82,6 +86,8 @@ def call_value(tx, fn, args, kwargs):
         return known if known is not None else ConstValue(referent)
     if f is functools.reduce:
         return _reduce(tx, args)
+    if any(f is g for g in _IS_COMPILING):  # torch.compiler.is_compiling(): true in translated code
+        return ConstValue(True)
     if f is logging.getLogger and all(isinstance(a, ConstValue) for a in args) and not kwargs:
         return ConstValue(logging.getLogger(*[a.value for a in args]))
     if isinstance(f, functools.partial):
@@ -118,6 +124,8 @@ def call_value(tx, fn, args, kwargs):
     if isinstance(f, types.FunctionType):
         if getattr(f, "_terra_dyn_disabled", False):
             raise Unsupported(f"{f.__qualname__} is marked terra_dyn.disable")
+        if getattr(f, "_torchdynamo_disable", False):  # torch_compat.py: runs as Python
+            raise Unsupported(f"{f.__qualname__} is marked torch.compiler.disable")
         return inline.inline_function(tx, fn, args, kwargs)
     if isinstance(f, types.MethodType) and isinstance(f.__func__, types.FunctionType):
         self_value = _bound_self(tx, fn, f)

@@ -6,6 +6,7 @@ exit status and name the script's own file and line.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -40,7 +41,8 @@ def test_report_runs_the_script_unchanged_then_prints_the_report(plain_train, te
     script_out, _, report = text_report.stdout.partition(RULE + "\n")
     assert script_out.rstrip("\n") == plain_train.rstrip("\n")
     assert report.startswith("terra_dyn report: examples/train_loop.py --steps 6")
-    assert "time: translating" in report
+    assert "time: whole run" in report and "translating" in report
+    assert "in graphs" in report and "Python outside graphs" in report  # the run was sampled
     assert all(len(line) <= 80 for line in report.splitlines())
 
 
@@ -50,7 +52,7 @@ def test_report_text_lists_the_training_steps_graphs_and_breaks(text_report):
     frame = report.split("train_step  (examples/train_loop.py:")[1]
     assert "graphs: none" not in frame.split("\n\n")[0], report
     assert "break x" in report and "loss.item()" in report, report
-    assert "Costliest breaks" in report
+    assert "What to fix first (time measured by sampling the run):" in report
 
 
 def test_report_json_is_the_whole_stdout_and_script_output_goes_to_stderr(plain_train):
@@ -114,3 +116,6 @@ def test_demo_shows_a_captured_model_a_break_and_the_report():
     assert "1. optimized model: 1 graph of" in out and "same result: True" in out, out
     assert "terra_dyn report: explain(step)" in out
     assert "2 graphs" in out and "break x1:" in out and f"line {item_line}: print(" in out, out
+    speed = next(line for line in out.splitlines() if line.startswith("2. training step"))
+    assert re.search(r"eager \d+\.\d\d ms, terra_dyn \d+\.\d\d ms, speedup \d+\.\d\dx$", speed), speed
+    assert "fix: .item()/float() in the loop" in out

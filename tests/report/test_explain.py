@@ -141,4 +141,5 @@ def test_recording_shows_a_recompile_with_the_failing_guard():
     report = rec.report()
     assert len(report.recompiles) == 1, f"a new rank must retranslate once:\n{report}"
     assert report.recompiles[0].code_name == "f" and report.recompiles[0].failed_guard
-    assert "recompile: " in str(report)
+    assert report.recompiles[0].variable == "x"
+    assert "x shape changed: (2, 3) -> (5, 7, 2) (line " in str(report)

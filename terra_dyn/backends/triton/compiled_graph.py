@@ -22,7 +22,7 @@ import sys
 import torch
 import torch.fx as fx
 
-from ... import config
+from ... import config, logs
 from . import codegen, environment
 from .autograd import AutogradProgram, eager_only_reason, needs_autograd
 from .kernel_cache import kernel_cache
@@ -67,6 +67,7 @@ class GroupStep:
         target = "interpreter" if interpret else "cuda:sm_%d%d" % torch.cuda.get_device_capability(device)
         cache = kernel_cache()
         kernel = cache.load(source, interpret, target)
+        logs.kernel(f"triton kernel for {self.group!r}", source.text)
         if config.print_kernels:
             print(f"# terra_dyn triton kernel for {self.group!r}\n{source.text}", file=sys.stderr)
         self.owner.sources.setdefault(source.text, source)

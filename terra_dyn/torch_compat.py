@@ -1,0 +1,84 @@
+"""torch.compile's habits, mapped to terra_dyn (or one clear error naming what is not there).
+
+    optimize(model, mode="max-autotune", dynamic=None, options={"fullgraph": True},
+             backend="inductor")
+        -> compile_arguments(...) -> backend="auto", fullgraph=True, strict=False
+
+    @torch.compiler.disable      the function runs as plain Python: the translator breaks
+                                 at its call, and its own frame is never translated
+                                 (`called_by_torch_disable`; torch's recursive=True is not
+                                 followed: functions it calls may still be optimized)
+    torch.compiler.is_compiling() True inside translated code, False where Python runs
+
+torch._dynamo is never imported: a disabled function is recognised by the attributes
+torch's wrapper carries (`_torchdynamo_disable`) and by the wrapper's frame.
+"""
+import os
+import warnings
+
+MODES = {
+    "default": "",
+    "max-autotune": "",  # the Triton backend autotunes its launch configs in every mode
+    "max-autotune-no-cudagraphs": "",
+    "reduce-overhead": "",  # backend "cudagraphs": CUDA graph replay where safe (backends/cudagraphs.py)
+}
+BACKEND_ALIASES = {"inductor": "auto", "eager": "interpreter", "aot_eager": "interpreter"}
+OPTION_KEYS = {"fullgraph", "strict", "backend"}  # options terra_dyn's optimize takes itself
+_warned = set()
+
+
+class UnsupportedOption(ValueError):
+    """An argument torch.compile takes that terra_dyn does not; the message says which."""
+
+
+def compile_arguments(backend, fullgraph, strict, mode=None, dynamic=None, options=None):
+    """torch.compile-style arguments -> (backend, fullgraph, strict) for optimize."""
+    if mode is not None:
+        if mode not in MODES:
+            raise UnsupportedOption(f"terra_dyn.optimize: unknown mode {mode!r}; use one of {', '.join(MODES)}")
+        if MODES[mode] and mode not in _warned:
+            _warned.add(mode)
+            warnings.warn(f"terra_dyn.optimize(mode={mode!r}): {MODES[mode]}", UserWarning, stacklevel=3)
+    if dynamic is not None:
+        raise UnsupportedOption(
+            f"terra_dyn.optimize(dynamic={dynamic!r}) is not supported: sizes start static and a size "
+            "that changes becomes symbolic from its second translation on (torch.compile's "
+            "dynamic=None); leave dynamic out")
+    options = dict(options or {})
+    unknown = sorted(set(options) - OPTION_KEYS)
+    if unknown:
+        raise UnsupportedOption(
+            f"terra_dyn.optimize: unsupported option{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(map(repr, unknown))}; options may hold {', '.join(sorted(OPTION_KEYS))} "
+            "(every other knob: terra_dyn.config, see `terra-dyn config`)")
+    backend = options.get("backend", backend)
+    if isinstance(backend, str):
+        backend = BACKEND_ALIASES.get(backend, backend)
+    if mode == "reduce-overhead":
+        if backend in ("auto", "triton", "cudagraphs"):
+            backend = "cudagraphs"
+        elif "reduce-overhead" not in _warned:
+            _warned.add("reduce-overhead")
+            warnings.warn(f"terra_dyn.optimize(mode='reduce-overhead'): CUDA graphs replay the auto and "
+                          f"triton backends' graphs, not {backend!r}'s; runs as mode='default'",
+                          UserWarning, stacklevel=3)
+    return backend, bool(options.get("fullgraph", fullgraph)), bool(options.get("strict", strict))
+
+
+_DISABLE_WRAPPER_FILE = os.path.join("torch", "_dynamo", "eval_frame.py")
+
+
+def called_by_torch_disable(frame) -> bool:
+    """True when `frame` is the body of a `@torch.compiler.disable` function, called by
+    torch's wrapper (`_fn`, whose closure holds the function)."""
+    caller = frame.f_back
+    if caller is None or caller.f_code.co_name != "_fn" \
+            or not caller.f_code.co_filename.endswith(_DISABLE_WRAPPER_FILE):
+        return False
+    owner = caller.f_locals.get("self")
+    return type(owner).__name__ == "DisableContext"
+
+
+def is_torch_disabled(fn) -> bool:
+    """A function wrapped by torch.compiler.disable (torch's wrapper marks itself)."""
+    return bool(getattr(fn, "_torchdynamo_disable", False))

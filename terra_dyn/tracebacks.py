@@ -1,0 +1,48 @@
+"""Tracebacks through graph breaks that read like eager ones: no terra_dyn frames, no
+function listed twice.
+
+A break splits `f` into its rewritten code (up to the break) and resume functions (after
+it), run by codegen's trampoline. An exception raised after the break would otherwise show
+
+    f        line 6   (rewritten code, at the break)
+    run_function      (terra_dyn/codegen/resume.py)
+    f        line 7   (resume function, at the raise)
+
+`hide_internal_frames(exc)`, called by the trampoline as the exception passes, removes
+terra_dyn's own entries, and every rewritten entry followed by its own continuation (a
+resume function, or the original code re-run after a graph error), from the traceback
+below it. The entry of the outermost rewritten frame is added by Python
+after the trampoline has run, so that one duplicate remains (`f` at the break line, then
+`f` at the raise).
+"""
+import os
+
+_TERRA_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def hide_internal_frames(exc):
+    tb = exc.__traceback__
+    entries = []
+    while tb is not None:
+        entries.append(tb)
+        tb = tb.tb_next
+    kept = [t for t in entries if not t.tb_frame.f_code.co_filename.startswith(_TERRA_DIR)]
+    kept = [t for i, t in enumerate(kept) if not (i + 1 < len(kept) and _continued_by(t, kept[i + 1]))]
+    for a, b in zip(kept, kept[1:]):
+        a.tb_next = b
+    if kept:
+        kept[-1].tb_next = None
+        exc.__traceback__ = kept[0]
+    return exc
+
+
+def _continued_by(entry, following):
+    """`entry` runs a rewritten or resume code of the function that `following` continues:
+    in a resume function, or in its original code (a graph that raised re-runs natively,
+    codegen/graph_errors.py)."""
+    from .codegen.resume import original_code
+
+    a, b = entry.tb_frame.f_code, following.tb_frame.f_code
+    origin = original_code(b) or b
+    return a is not b and a is not origin and a.co_filename == origin.co_filename \
+        and a.co_firstlineno == origin.co_firstlineno and a.co_name == origin.co_name

@@ -1,0 +1,138 @@
+"""Every knob in terra_dyn/config.py does what its one-line meaning says: one test each,
+named test_knob_<name> (a meta-test checks none is missing), plus one fresh process that
+reads every env var."""
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+
+import terra_dyn
+from terra_dyn import config, report
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def python(*args, env=None, timeout=120):
+    full = {k: v for k, v in os.environ.items() if not k.startswith("TERRA_DYN")}
+    full.update(env or {})
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=full, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_every_knob_has_its_own_test():
+    missing = [k.name for k in config.KNOBS if f"test_knob_{k.name}" not in globals()]
+    assert not missing, f"knobs without a test: {missing}"
+
+
+def test_every_knob_reads_its_env_var():
+    values = {"enabled": "1", "backend": "interpreter", "strict": "1", "report_path": "/tmp/x.json",
+              "recompile_limit": "3", "verbose": "1", "logs": "guards", "print_kernels": "1",
+              "slow_guards": "1", "cache_dir": "/tmp/td-cache"}
+    assert set(values) == {k.name for k in config.KNOBS}
+    env = {k.env: values[k.name] for k in config.KNOBS}  # set after startup: the .pth stays off
+    program = ("import json, os, terra_dyn.config as c\n"
+               f"os.environ.update({env!r})\n"
+               "print(json.dumps({k.name: k.read() for k in c.KNOBS}))")
+    result = python("-c", program, env={"TERRA_DYN": "0"})
+    got = json.loads(result.stdout)
+    assert got["enabled"] is True and got["strict"] is True and got["verbose"] is True
+    assert got["recompile_limit"] == 3 and got["backend"] == "interpreter"
+    assert got["report_path"] == "/tmp/x.json" and got["cache_dir"] == "/tmp/td-cache" and got["logs"] == "guards"
+
+
+def test_config_table_fits_80_columns_and_names_every_env_var(monkeypatch):
+    monkeypatch.setattr(config, "cache_dir", "/a/very/long/path" * 8)  # a long value wraps too
+    text = config.describe()
+    assert all(len(line) <= 80 for line in text.splitlines()), text
+    for knob in config.KNOBS:
+        assert f"{knob.env}   (terra_dyn.config.{knob.name})" in text
+    assert "    = 8\n" in text  # recompile_limit's value
+
+
+def test_knob_enabled():
+    on = python("-c", "import sys; print('terra_dyn' in sys.modules)", env={"TERRA_DYN": "1"})
+    off = python("-c", "import sys; print('terra_dyn' in sys.modules)", env={"TERRA_DYN": "0"})
+    assert (on.stdout.strip(), off.stdout.strip()) == ("True", "False")
+
+
+def test_knob_backend(monkeypatch, fresh_terra_dyn):
+    monkeypatch.setattr(config, "backend", "interpreter")
+    rep = terra_dyn.explain(lambda x: x * 2, torch.ones(2))
+    assert [g.backend for g in rep.graphs] == ["interpreter"]
+
+
+def test_knob_strict(monkeypatch, fresh_terra_dyn):
+    from tests.translate.test_strict_and_fallback import guarded_division
+    from terra_dyn.convert_frame import TranslationError
+
+    fast = terra_dyn.optimize(guarded_division, backend="interpreter")
+    torch.testing.assert_close(fast(torch.ones(3)), guarded_division(torch.ones(3)))  # falls back
+    terra_dyn.reset()
+    monkeypatch.setattr(config, "strict", True)
+    with pytest.raises(TranslationError, match="with block"):
+        fast(torch.ones(3))
+
+
+def test_knob_report_path(tmp_path):
+    path = tmp_path / "r.json"
+    script = tmp_path / "s.py"
+    script.write_text("import torch\ndef f(x):\n    return x + 1\nprint(f(torch.ones(2)).sum().item())\n")
+    result = python(str(script), env={"TERRA_DYN": "1", "TERRA_DYN_REPORT": str(path)})
+    assert result.returncode == 0 and result.stdout.strip() == "4.0", result.stderr
+    data = json.loads(path.read_text())
+    assert data["schema_version"] >= 2 and data["summary"]["graphs"] == 1
+
+
+def test_knob_recompile_limit(monkeypatch, fresh_terra_dyn):
+    monkeypatch.setattr(config, "recompile_limit", 2)
+
+    def f(x):
+        return x + 1
+
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    with report.recording() as rec, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for rank in range(1, 6):
+            fast(torch.ones(*[2] * rank))  # a new rank every time: a new translation each
+    assert len(rec.report().translations) == 2
+    assert any("recompile_limit" in str(w.message) for w in caught)
+
+
+def test_knob_verbose():
+    program = ("import torch, terra_dyn\n"
+               "def f(x):\n    y = x * 2\n    print(y.sum().item())\n    return y\n"
+               "terra_dyn.optimize(f, backend='interpreter')(torch.ones(2))\n")
+    result = python("-c", program, env={"TERRA_DYN_VERBOSE": "1"})
+    assert "[terra_dyn.graphs] graph of f" in result.stderr and "[terra_dyn.breaks] break at" in result.stderr
+
+
+def test_knob_logs():
+    result = python("-c", "import torch, terra_dyn\nterra_dyn.optimize(lambda x: x + 1)(torch.ones(2))",
+                    env={"TERRA_DYN_LOGS": "guards"})
+    assert "[terra_dyn.guards] guards of a translation" in result.stderr
+    assert "[terra_dyn.graphs]" not in result.stderr
+
+
+def test_knob_print_kernels(kernel_run):
+    result, _ = kernel_run  # TERRA_DYN_PRINT_KERNELS=1 prints, independently of the logs
+    assert "# terra_dyn triton kernel for" in result.stderr and "@triton.jit" in result.stderr
+
+
+def test_knob_slow_guards():
+    status = "import terra_dyn._C as C; print(C.fast_guards_status())"
+    assert python("-c", status, env={"TERRA_DYN_SLOW_GUARDS": "1"}).stdout.startswith("off")
+    assert python("-c", status).stdout.strip() == "on"
+
+
+def test_knob_cache_dir(kernel_run):
+    _, cache_dir = kernel_run  # TERRA_DYN_CACHE_DIR: the generated kernel is stored there
+    assert list((cache_dir / "triton_kernels").glob("*.py"))
+
+
+def test_user_guide_lists_every_env_var():
+    guide = open(os.path.join(ROOT, "docs", "USER_GUIDE.md")).read()
+    assert not [k.env for k in config.KNOBS if f"`{k.env}`" not in guide]
