@@ -25,6 +25,9 @@ from .translate.guards import run_check
 _SLOT = re.compile(r"\ba(\d+)\b")
 _CONST = re.compile(r"\bc(\d+)\b")
 _GLOBAL = re.compile(r"""\b(?:F?G\d*)\[['"]([^'"]+)['"]\]""")
+# checks only the C core can evaluate (a class's version tag, a hook callback): run_check
+# answers "failed" or "passed" for them without looking, so they name no change
+_C_ONLY_CHECKS = frozenset(("type_version", "callback"))
 _CALL_ID = {"is_grad_enabled": "grad mode (torch.no_grad / enable_grad)",
             "get_default_dtype": "the default dtype", "_is_any_autocast_enabled": "autocast state"}
 
@@ -60,6 +63,8 @@ def describe(code, guard, args):
     names = argument_slot_names(code)
     changes = []
     for check in getattr(guard, "checks", ()) or ():
+        if check[0] in _C_ONLY_CHECKS:
+            continue
         try:
             ok = run_check(check, args)
         except Exception:
