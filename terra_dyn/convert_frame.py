@@ -246,7 +246,9 @@ def _new_callback(backend, fullgraph, strict):
         state = state_of(code)
         if state.entries:
             why = _failing_guard(state, frame, code)
-            why = recompiles.record(code, state.guards[-1], _slot_values(frame, code), why).cause()
+            own = _own_guards(state)  # the last translation made under this wrapper's callback
+            last = own[-1] if own else state.guards[-1][1]
+            why = recompiles.record(code, last, _slot_values(frame, code), why).cause()
             if state.entries >= config.recompile_limit:
                 if not state.warned:
                     state.warned = True
