@@ -6,6 +6,10 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from ..test_op_db import OPS, op_db_cases, pytestmark  # noqa: F401
 from .support import run_on_threads
 
+# kept as eager's own op on CPU (its fused kernel beats the decomposed chain): values are
+# still compared, no kernel is expected
+KEPT_AS_ATEN = {"nn.functional.gelu"}
+
 
 @pytest.mark.parametrize("name", sorted(OPS))
 def test_op_db_samples_match_eager(name):
@@ -16,4 +20,4 @@ def test_op_db_samples_match_eager(name):
         compiled = compile_graph(make_fx(call, tracing_mode="fake")(*tensors), tensors)
         run_on_threads(compiled, tensors, expected, atol=1e-5, rtol=1e-5, what=f"{name} sample {i}: {sample}")
         ran_kernel = ran_kernel or bool(compiled.kernels)
-    assert ran_kernel, f"no sample of {name} ran a C++ kernel"
+    assert ran_kernel or name in KEPT_AS_ATEN, f"no sample of {name} ran a C++ kernel"
