@@ -31,7 +31,7 @@ def test_every_knob_has_its_own_test():
 def test_every_knob_reads_its_env_var():
     values = {"enabled": "1", "backend": "interpreter", "strict": "1", "report_path": "/tmp/x.json",
               "recompile_limit": "3", "verbose": "1", "logs": "guards", "print_kernels": "1",
-              "slow_guards": "1", "cache_dir": "/tmp/td-cache"}
+              "slow_guards": "1", "cache_dir": "/tmp/td-cache", "cpu_cxx": "clang++", "cpu_min_elements": "7"}
     assert set(values) == {k.name for k in config.KNOBS}
     env = {k.env: values[k.name] for k in config.KNOBS}  # set after startup: the .pth stays off
     program = ("import json, os, terra_dyn.config as c\n"
@@ -131,6 +131,26 @@ def test_knob_slow_guards():
 def test_knob_cache_dir(kernel_run):
     _, cache_dir = kernel_run  # TERRA_DYN_CACHE_DIR: the generated kernel is stored there
     assert list((cache_dir / "triton_kernels").glob("*.py"))
+
+
+def test_knob_cpu_cxx(monkeypatch):
+    from terra_dyn.backends.cpu import compile_graph
+    monkeypatch.setattr(config, "cpu_cxx", "/nonexistent/c++")
+    x = torch.randn(64, 33)
+    compiled = compile_graph(torch.fx.symbolic_trace(lambda x: torch.tanh(x * 2 + 1) * x), [x])
+    assert torch.allclose(compiled(x), torch.tanh(x * 2 + 1) * x)
+    assert any("'/nonexistent/c++' not found" in note for note in compiled.notes), compiled.notes
+
+
+def test_knob_cpu_min_elements(monkeypatch):
+    from terra_dyn.backends import lookup
+    gm = torch.fx.symbolic_trace(lambda x: torch.tanh(x * 2 + 1) * x)
+    x = torch.randn(16, 16)  # 256 elements
+    monkeypatch.setattr(config, "cpu_min_elements", 1 << 20)
+    assert lookup("auto")(gm, [x]) == gm.forward  # too small: the interpreter runs the graph
+    monkeypatch.setattr(config, "cpu_min_elements", 0)
+    compiled = lookup("auto")(gm, [x])
+    assert compiled != gm.forward and torch.allclose(compiled(x), gm(x))
 
 
 def test_user_guide_lists_every_env_var():
