@@ -12,7 +12,6 @@ seen (inputs are copied into the graph's buffers), and an output the caller stil
 not change on the next call (outputs are cloned).
 """
 import argparse
-import math
 import os
 import sys
 import time
@@ -23,32 +22,13 @@ if SMOKE:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 from common import Budget, call_us, close, import_backend, save  # noqa: E402
+from benchmarks.triton_kernels import gelu_mlp as mlp, transformer_block  # noqa: E402  (after common: repo on sys.path)
 
 
 def add(x, y):
     return x + y
-
-
-def mlp(x, w1, b1, w2, b2):
-    return F.linear(F.gelu(F.linear(x, w1, b1)), w2, b2)
-
-
-def transformer_block(x, ln1_w, ln1_b, qkv_w, proj_w, ln2_w, ln2_b, fc1_w, fc2_w):
-    batch, seq, dim = x.shape
-    heads = 8
-    h = F.layer_norm(x, (dim,), ln1_w, ln1_b)
-    q, k, v = F.linear(h, qkv_w).split(dim, dim=-1)
-    q = q.view(batch, seq, heads, dim // heads).transpose(1, 2)
-    k = k.view(batch, seq, heads, dim // heads).transpose(1, 2)
-    v = v.view(batch, seq, heads, dim // heads).transpose(1, 2)
-    att = torch.softmax(q @ k.transpose(-2, -1) * (1.0 / math.sqrt(dim // heads)), -1)
-    y = (att @ v).transpose(1, 2).reshape(batch, seq, dim)
-    x = x + F.linear(y, proj_w)
-    h = F.layer_norm(x, (dim,), ln2_w, ln2_b)
-    return x + F.linear(F.gelu(F.linear(h, fc1_w)), fc2_w)
 
 
 def graphs(smoke):
