@@ -28,22 +28,14 @@ with one note; strict mode (config.strict) raises instead.
 import torch
 
 from .. import config
+from .fusion.compiled import signature
 
 _WARM, _UNSAFE = "warm", "unsafe"
 
 
 def _signature(args):
-    key = []
-    for a in args:
-        if isinstance(a, torch.Tensor):
-            key.append((tuple(a.shape), a.stride(), a.dtype, a.device, a.requires_grad))
-        else:
-            try:
-                hash(a)
-                key.append((type(a), a))
-            except TypeError:
-                key.append((type(a), id(a)))
-    return tuple(key)
+    # requires_grad too: a graph captured without autograd must not replay for inputs that need it
+    return signature(args) + tuple(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
 
 
 def _flat_tensors(value):

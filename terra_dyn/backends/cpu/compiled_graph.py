@@ -30,7 +30,7 @@ from ... import config
 from ..fusion import decompositions, ops
 from ..fusion.lowering import is_inplace, lower_to_aten
 from ..fusion.partition import FusionGroup, partition
-from ..triton.autograd import AutogradProgram, eager_only_reason, needs_autograd
+from ..fusion.compiled import FusedGraph
 from . import codegen
 from .column import XBLOCK, is_column
 from .compiler import CompileError, library_cache
@@ -205,131 +205,31 @@ class Program:
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 
 
-def _signature(args) -> tuple:
-    key = []
-    for a in args:
-        if isinstance(a, torch.Tensor):
-            key.append((a.shape, a.stride(), a.dtype, a.device, type(a)))
-        else:
-            try:
-                hash(a)
-                key.append((type(a), a))
-            except TypeError:
-                key.append((type(a), id(a)))
-    return tuple(key)
+class CpuCompiledGraph(FusedGraph):
+    """The result of compile_graph(gm, example_inputs); call it like gm (fusion/compiled.py)."""
 
-
-class CpuCompiledGraph:
-    """The result of compile_graph(gm, example_inputs); call it like gm."""
-
-    def __init__(self, gm: fx.GraphModule, example_inputs, notes=None):
-        self.gm = gm
-        self.notes = [] if notes is None else notes  # a backward graph shares its forward's notes
-        self.sources = {}
-        self.programs = {}
-        self.autograd_programs = {}
-        self.backward_graphs = []
-        self.trainable_attributes = any(p.requires_grad for p in gm.parameters())
-        try:
-            self._program(list(example_inputs))
-        except Exception:
-            if config.strict:
-                raise
-            # example inputs the lowering cannot trace: lower again on the first real call
+    label = "CpuCompiledGraph"
+    program_type = Program
+    keys_by_type = True  # fake example inputs run the graph module; real ones get kernels
 
     def note(self, line: str):
-        if line not in self.notes:
-            self.notes.append(line)
-            if config.verbose:
-                print(f"terra_dyn cpu: {line}", file=sys.stderr)
+        if line not in self.notes and config.verbose:
+            print(f"terra_dyn cpu: {line}", file=sys.stderr)
+        super().note(line)
 
-    def _program(self, args):
-        key = _signature(args)
-        program = self.programs.get(key)
-        if program is None:
-            if any(type(a) not in _PLAIN for a in args if isinstance(a, torch.Tensor)):
-                # fake or other subclass tensors (a frontend propagating shapes, a tensor
-                # subclass): their data pointers mean nothing to a kernel, ATen handles them
-                self.programs[key] = self.gm
-                return self.gm
-            try:
-                program = Program(lower_to_aten(self.gm, args, decomposition_table()), self)
-            except Exception as exc:
-                if config.strict:
-                    raise
-                self.note(f"graph runs eagerly: lowering failed ({type(exc).__name__}: {exc})")
-                program = self.gm
-            self.programs[key] = program
-        return program
+    def lower(self, args):
+        if any(type(a) not in _PLAIN for a in args if isinstance(a, torch.Tensor)):
+            # fake or other subclass tensors (a frontend propagating shapes, a tensor
+            # subclass): their data pointers mean nothing to a kernel, ATen handles them
+            return self.gm
+        return Program(lower_to_aten(self.gm, args, decomposition_table()), self)
 
-    @property
-    def kernel_sources(self) -> list:
-        return [s.text for s in self.sources.values()]
+    def describe_step(self, program, step) -> str:
+        if not isinstance(step, FusionGroup):
+            return f"aten {step.target}"
+        how = program.decisions.get(step)
+        how = f"kernel {how.name}" if isinstance(how, codegen.KernelSource) else f"ATen ({how})"
+        return f"{step!r} -> {how}"
 
-    @property
-    def kernels(self) -> list:
-        return list(self.sources.values())
-
-    @property
-    def groups(self) -> list:
-        return [g for p in self.programs.values() if isinstance(p, Program) for g in p.groups]
-
-    def __repr__(self):
-        return (f"<CpuCompiledGraph: {len(self.programs)} signature(s), {len(self.sources)} kernel(s), "
-                f"{len(self.notes)} note(s)>")
-
-    def describe(self) -> str:
-        """Each step of each signature (kernel or ATen, and why), backward graphs, notes."""
-        lines = [repr(self)]
-        for key, program in self.programs.items():
-            shapes = ", ".join(str(list(k[0])) if len(k) == 5 else repr(k[1]) for k in key)
-            lines.append(f"  signature ({shapes}):")
-            for step in (program.steps if isinstance(program, Program) else []):
-                if isinstance(step, FusionGroup):
-                    how = program.decisions.get(step)
-                    how = f"kernel {how.name}" if isinstance(how, codegen.KernelSource) else f"ATen ({how})"
-                    lines.append(f"    {step!r} -> {how}")
-                else:
-                    lines.append(f"    aten {step.target}")
-        lines += [f"  backward: {b!r}" for b in self.backward_graphs]
-        lines += [f"  note: {n}" for n in self.notes]
-        return "\n".join(lines)
-
-    def _compile_backward(self, gm, example):
-        backward = CpuCompiledGraph(gm, example, notes=self.notes)
-        self.backward_graphs.append(backward)
-        return backward
-
-    def _autograd_program(self, args):
-        key = _signature(args) + tuple(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
-        program = self.autograd_programs.get(key)
-        if program is None:
-            forward = self._program(args)
-            reason = eager_only_reason(forward, args) if isinstance(forward, Program) else "lowering failed"
-            if reason:
-                self.note(f"inputs require grad and {reason}: graph ran eagerly so autograd records ATen ops")
-                program = self.gm
-            elif _recomputes_costly_ops(forward):
-                program = self.gm  # a performance choice, not a failure: no note
-            else:
-                program = AutogradProgram(self.gm, forward, args, self._compile_backward, self.note)
-            self.autograd_programs[key] = program
-        return program
-
-    def __call__(self, *args):
-        if self.trainable_attributes and torch.is_grad_enabled():
-            # parameters held by the graph module (not graph inputs) would get no gradient
-            # from a compiled forward: run eagerly so that autograd sees them
-            return self.gm(*args)
-        if needs_autograd(args):
-            return self._autograd_program(args)(*args)
-        program = self._program(args)
-        if not isinstance(program, Program) or program.mutates or config.strict:
-            return program(*args)
-        try:
-            return program(*args)
-        except Exception as exc:
-            # the graph is functional, so running it again eagerly repeats no side effect;
-            # a user's own error is raised again by that eager run
-            self.note(f"graph ran eagerly after {type(exc).__name__}: {exc}")
-            return self.gm(*args)
+    def keeps_eager_autograd(self, forward) -> bool:
+        return _recomputes_costly_ops(forward)

@@ -24,9 +24,9 @@ import torch.fx as fx
 
 from ... import config, logs
 from . import codegen, environment
-from .autograd import AutogradProgram, eager_only_reason, needs_autograd
 from .kernel_cache import kernel_cache
 from .launch import Launcher
+from ..fusion.compiled import FusedGraph
 from .lowering import is_inplace, lower_to_aten
 from .partition import FusionGroup, partition
 
@@ -161,127 +161,18 @@ class Program:
         return self.run(*args)
 
 
-def _signature(args):
-    key = []
-    for a in args:
-        if isinstance(a, torch.Tensor):
-            # strides too: a reshape traced on a contiguous input became a view, which a
-            # transposed input of the same shape cannot take
-            key.append((tuple(a.shape), a.stride(), a.dtype, a.device))
-        else:
-            try:
-                hash(a)
-                key.append((type(a), a))
-            except TypeError:
-                key.append((type(a), id(a)))
-    return tuple(key)
+class CompiledGraph(FusedGraph):
+    """The result of compile_graph(gm, example_inputs); call it like gm (fusion/compiled.py)."""
 
+    label = "CompiledGraph triton"
+    program_type = Program
 
-class CompiledGraph:
-    """The result of compile_graph(gm, example_inputs); call it like gm."""
+    def lower(self, args):
+        return Program(lower_to_aten(self.gm, args), self)
 
-    def __init__(self, gm: fx.GraphModule, example_inputs, notes=None):
-        self.gm = gm
-        self.notes = [] if notes is None else notes  # a backward graph shares its forward's notes
-        self.sources = {}     # kernel text -> KernelSource (unique kernels built so far)
-        self.programs = {}
-        self.autograd_programs = {}
-        self.backward_graphs = []
-        self.trainable_attributes = any(p.requires_grad for p in gm.parameters())
-        try:
-            self._program(list(example_inputs))
-        except Exception:
-            if config.strict:
-                raise
-            # example inputs the lowering cannot trace (e.g. fake tensors of another mode):
-            # lower again on the first real call
-
-    def note(self, line: str):
-        if line not in self.notes:
-            self.notes.append(line)
-
-    def _program(self, args):
-        key = _signature(args)
-        program = self.programs.get(key)
-        if program is None:
-            try:
-                program = Program(lower_to_aten(self.gm, args), self)
-            except Exception as exc:
-                if config.strict:
-                    raise
-                self.note(f"graph runs eagerly: lowering failed ({type(exc).__name__}: {exc})")
-                program = self.gm
-            self.programs[key] = program
-        return program
-
-    @property
-    def kernel_sources(self) -> list:
-        return [s.text for s in self.sources.values()]
-
-    @property
-    def kernels(self) -> list:
-        return list(self.sources.values())
-
-    @property
-    def groups(self) -> list:
-        return [g for p in self.programs.values() if isinstance(p, Program) for g in p.groups]
-
-    def __repr__(self):
-        return (f"<CompiledGraph triton: {len(self.programs)} signature(s), {len(self.sources)} kernel(s), "
-                f"{len(self.notes)} note(s)>")
-
-    def describe(self) -> str:
-        """A readable account for reports: each step of each signature, kernels, notes."""
-        lines = [repr(self)]
-        for key, program in self.programs.items():
-            shapes = ", ".join(str(list(k[0])) if len(k) == 4 else repr(k[1]) for k in key)
-            lines.append(f"  signature ({shapes}):")
-            steps = program.steps if isinstance(program, Program) else []
-            for step in steps:
-                if isinstance(step, GroupStep):
-                    built = [v for v in step.variants.values() if isinstance(v, Launcher)]
-                    how = f"kernel {built[0].source.name} {built[0].config or ''}" if built else "not run yet"
-                    lines.append(f"    {step.group!r} -> {how}")
-                else:
-                    lines.append(f"    aten {step.target}")
-        lines += [f"  backward: {b!r}" for b in self.backward_graphs]
-        lines += [f"  note: {n}" for n in self.notes]
-        return "\n".join(lines)
-
-    def _compile_backward(self, gm, example):
-        backward = CompiledGraph(gm, example, notes=self.notes)
-        self.backward_graphs.append(backward)
-        return backward
-
-    def _autograd_program(self, args):
-        key = _signature(args) + tuple(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
-        program = self.autograd_programs.get(key)
-        if program is None:
-            forward = self._program(args)
-            reason = eager_only_reason(forward, args) if isinstance(forward, Program) else "lowering failed"
-            if reason:
-                self.note(f"inputs require grad and {reason}: graph ran eagerly so autograd records ATen ops")
-                program = self.gm
-            else:
-                program = AutogradProgram(self.gm, forward, args, self._compile_backward, self.note)
-            self.autograd_programs[key] = program
-        return program
-
-    def __call__(self, *args):
-        if self.trainable_attributes and torch.is_grad_enabled():
-            # parameters held by the graph module (not passed as inputs) would get no
-            # gradient from a compiled forward: run eagerly so autograd sees them
-            self.note("the graph module holds parameters that require grad: graph ran eagerly")
-            return self.gm(*args)
-        if needs_autograd(args):
-            return self._autograd_program(args)(*args)
-        program = self._program(args)
-        if not isinstance(program, Program) or program.mutates or config.strict:
-            return program(*args)
-        try:
-            return program(*args)
-        except Exception as exc:
-            # a failure of ours (or the user's own error, which the eager run raises again):
-            # the graph is functional, so running it again eagerly repeats no side effect
-            self.note(f"graph ran eagerly after {type(exc).__name__}: {exc}")
-            return self.gm(*args)
+    def describe_step(self, program, step) -> str:
+        if not isinstance(step, GroupStep):
+            return f"aten {step.target}"
+        built = [v for v in step.variants.values() if isinstance(v, Launcher)]
+        how = f"kernel {built[0].source.name} {built[0].config or ''}" if built else "not run yet"
+        return f"{step.group!r} -> {how}"

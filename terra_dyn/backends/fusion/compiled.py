@@ -1,0 +1,168 @@
+"""What every kernel backend's compiled graph does besides its kernels: one lowered Program
+per input signature, the eager fallbacks, and the autograd dispatch.
+
+    class CompiledGraph(FusedGraph):              # triton/compiled_graph.py, cpu/compiled_graph.py
+        program_type = Program
+        def lower(self, args): return Program(lower_to_aten(self.gm, args), self)
+        def describe_step(self, program, step): return "... -> kernel ..."
+
+    compiled = CompiledGraph(gm, example_inputs)
+    compiled(x, w)      # no grad needed: the Program; grad needed: AutogradProgram or eager
+
+A call takes one of four paths, in this order:
+  the graph module holds trainable parameters      -> eager (autograd must see them)
+  an input requires grad                           -> AutogradProgram (compiled forward and
+                                                      backward), or eager where it cannot
+                                                      apply (eager_only_reason) or the
+                                                      subclass keeps eager autograd
+  otherwise                                        -> the signature's Program; a failure of
+                                                      a functional graph runs it again eagerly
+"""
+import torch
+import torch.fx as fx
+
+from ... import config
+from ..triton.autograd import AutogradProgram, eager_only_reason, needs_autograd
+
+
+def signature(args, with_type=False) -> tuple:
+    """The key of a Program: shapes, strides, dtypes and devices of tensors (a reshape traced
+    on a contiguous input became a view, which a transposed input cannot take), their types
+    if `with_type` (a backend that runs fake tensors differently), and the values of
+    everything else."""
+    key = []
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            key.append((a.shape, a.stride(), a.dtype, a.device) + ((type(a),) if with_type else ()))
+        else:
+            try:
+                hash(a)
+                key.append((type(a), a))
+            except TypeError:
+                key.append((type(a), id(a)))
+    return tuple(key)
+
+
+class FusedGraph:
+    """A backend's compile_graph result; subclasses say how to lower and how to describe."""
+
+    label = "compiled graph"
+    program_type = type(None)
+    keys_by_type = False  # True: fake and real tensors of one shape get separate Programs
+
+    def __init__(self, gm: fx.GraphModule, example_inputs, notes=None):
+        self.gm = gm
+        self.notes = [] if notes is None else notes  # a backward graph shares its forward's notes
+        self.sources = {}     # kernel text -> kernel source (unique kernels built so far)
+        self.programs = {}
+        self.autograd_programs = {}
+        self.backward_graphs = []
+        self.trainable_attributes = any(p.requires_grad for p in gm.parameters())
+        try:
+            self._program(list(example_inputs))
+        except Exception:
+            if config.strict:
+                raise
+            # example inputs the lowering cannot trace (e.g. fake tensors of another mode):
+            # lower again on the first real call
+
+    # -- what a subclass defines ---------------------------------------------------------
+    def lower(self, args):
+        """The Program for `args` (or self.gm to run eagerly); may raise."""
+        raise NotImplementedError
+
+    def describe_step(self, program, step) -> str:
+        raise NotImplementedError
+
+    def keeps_eager_autograd(self, forward) -> bool:
+        """A performance choice: True runs a training graph eagerly, with no note."""
+        return False
+
+    # -- shared ----------------------------------------------------------------------------
+    def note(self, line: str):
+        if line not in self.notes:
+            self.notes.append(line)
+
+    def _program(self, args):
+        key = signature(args, self.keys_by_type)
+        program = self.programs.get(key)
+        if program is None:
+            try:
+                program = self.lower(args)
+            except Exception as exc:
+                if config.strict:
+                    raise
+                self.note(f"graph runs eagerly: lowering failed ({type(exc).__name__}: {exc})")
+                program = self.gm
+            self.programs[key] = program
+        return program
+
+    @property
+    def kernel_sources(self) -> list:
+        return [s.text for s in self.sources.values()]
+
+    @property
+    def kernels(self) -> list:
+        return list(self.sources.values())
+
+    @property
+    def groups(self) -> list:
+        return [g for p in self.programs.values() if isinstance(p, self.program_type) for g in p.groups]
+
+    def __repr__(self):
+        return (f"<{self.label}: {len(self.programs)} signature(s), {len(self.sources)} kernel(s), "
+                f"{len(self.notes)} note(s)>")
+
+    def describe(self) -> str:
+        """A readable account for reports: each step of each signature, kernels, notes."""
+        lines = [repr(self)]
+        for key, program in self.programs.items():
+            shapes = ", ".join(repr(k[1]) if isinstance(k[0], type) else str(list(k[0])) for k in key)
+            lines.append(f"  signature ({shapes}):")
+            for step in (program.steps if isinstance(program, self.program_type) else []):
+                lines.append("    " + self.describe_step(program, step))
+        lines += [f"  backward: {b!r}" for b in self.backward_graphs]
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def _compile_backward(self, gm, example):
+        backward = type(self)(gm, example, notes=self.notes)
+        self.backward_graphs.append(backward)
+        return backward
+
+    def _autograd_program(self, args):
+        grads = tuple(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
+        key = signature(args, self.keys_by_type) + grads
+        program = self.autograd_programs.get(key)
+        if program is None:
+            forward = self._program(args)
+            is_program = isinstance(forward, self.program_type)
+            reason = eager_only_reason(forward, args) if is_program else "lowering failed"
+            if reason:
+                self.note(f"inputs require grad and {reason}: graph ran eagerly so autograd records ATen ops")
+                program = self.gm
+            elif self.keeps_eager_autograd(forward):
+                program = self.gm
+            else:
+                program = AutogradProgram(self.gm, forward, args, self._compile_backward, self.note)
+            self.autograd_programs[key] = program
+        return program
+
+    def __call__(self, *args):
+        if self.trainable_attributes and torch.is_grad_enabled():
+            # parameters held by the graph module (not passed as inputs) would get no
+            # gradient from a compiled forward: run eagerly so autograd sees them
+            self.note("the graph module holds parameters that require grad: graph ran eagerly")
+            return self.gm(*args)
+        if needs_autograd(args):
+            return self._autograd_program(args)(*args)
+        program = self._program(args)
+        if not isinstance(program, self.program_type) or program.mutates or config.strict:
+            return program(*args)
+        try:
+            return program(*args)
+        except Exception as exc:
+            # a failure of ours (or the user's own error, which the eager run raises again):
+            # the graph is functional, so running it again eagerly repeats no side effect
+            self.note(f"graph ran eagerly after {type(exc).__name__}: {exc}")
+            return self.gm(*args)
