@@ -15,7 +15,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SUPPORTED = ((3, 11),)
+SUPPORTED = ((3, 11), (3, 12), (3, 13))
 
 if sys.version_info[:2] not in SUPPORTED:
     sys.exit(

@@ -41,7 +41,7 @@ static void free_extra(void *ptr) {
 }
 
 int cache_init(void) {
-    extra_index = _PyEval_RequestCodeExtraIndex(free_extra);
+    extra_index = PyUnstable_Eval_RequestCodeExtraIndex(free_extra);
     if (extra_index < 0) {
         PyErr_SetString(PyExc_RuntimeError, "terra_dyn: no free co_extra index");
         return -1;
@@ -51,8 +51,8 @@ int cache_init(void) {
 
 CodeExtra *cache_lookup(PyCodeObject *code) {
     void *extra = NULL;
-    /* _PyCode_GetExtra only fails for a non-code object or a bad index. */
-    if (_PyCode_GetExtra((PyObject *)code, extra_index, &extra) < 0) {
+    /* PyUnstable_Code_GetExtra only fails for a non-code object or a bad index. */
+    if (PyUnstable_Code_GetExtra((PyObject *)code, extra_index, &extra) < 0) {
         PyErr_Clear();
         return NULL;
     }
@@ -73,7 +73,7 @@ CodeExtra *cache_get_or_create(PyCodeObject *code) {
     extra->prev = &registry;
     registry.next->prev = extra;
     registry.next = extra;
-    if (_PyCode_SetExtra((PyObject *)code, extra_index, extra) < 0) {
+    if (PyUnstable_Code_SetExtra((PyObject *)code, extra_index, extra) < 0) {
         free_extra(extra);
         return NULL;
     }

@@ -11,15 +11,12 @@
  * installed while at least one thread has a callback, so a process that never calls
  * an optimized function keeps CPython's inlined Python-to-Python calls.
  *
- * CPython 3.11 facts this relies on: _PyEval_Vector clears and pops the frame after the
- * hook returns, so a hit leaves the frame untouched; an unstarted frame's argument slots
- * are localsplus[0..n) with MAKE_CELL / COPY_FREE_VARS not yet run, so they are the raw
- * argument values the rewritten function (with the same closure) expects.
+ * CPython facts this relies on (3.11-3.13): an unstarted frame's argument slots are
+ * localsplus[0..n) with MAKE_CELL / COPY_FREE_VARS not yet run, so they are the raw
+ * argument values the rewritten function (with the same closure) expects. Who clears
+ * and pops a frame the hook answers itself differs by version: frame_api.h.
  */
-#define Py_BUILD_CORE 1
-#include "terra_dyn.h"
-#include <internal/pycore_frame.h>
-#include <internal/pycore_pystate.h>
+#include "frame_api.h"
 
 static _Thread_local PyObject *thread_callback = NULL;  /* owned reference or NULL */
 /* The callback being asked about a frame (borrowed; NULL when none): while it runs the hook
@@ -51,28 +48,6 @@ PyObject *eval_frame_current_callback(void) {
     return thread_callback ? thread_callback : asking_callback;
 }
 
-/* Our own _PyFrame_GetFrameObject: CPython 3.11 does not export
-   _PyFrame_MakeAndSetFrameObject, so this does the same (see Objects/frame.c). */
-static PyFrameObject *frame_object(PyThreadState *tstate, _PyInterpreterFrame *frame) {
-    if (frame->frame_obj != NULL) return frame->frame_obj;
-    /* A frame not yet evaluated has no `previous` link; f_back and the frame's later
-       hand-over to its frame object read it. */
-    frame->previous = tstate->cframe->current_frame;
-    PyCodeObject *code = frame->f_code;
-    PyFrameObject *f = PyObject_GC_NewVar(PyFrameObject, &PyFrame_Type,
-                                          code->co_nlocalsplus + code->co_stacksize);
-    if (f == NULL) return NULL;
-    f->f_back = NULL;
-    f->f_trace = NULL;
-    f->f_trace_lines = 1;
-    f->f_trace_opcodes = 0;
-    f->f_fast_as_locals = 0;
-    f->f_lineno = 0;
-    f->f_frame = frame;
-    frame->frame_obj = f;
-    return f;
-}
-
 static Py_ssize_t argument_slot_count(PyCodeObject *code) {
     return code->co_argcount + code->co_kwonlyargcount + !!(code->co_flags & CO_VARARGS) +
            !!(code->co_flags & CO_VARKEYWORDS);
@@ -85,7 +60,7 @@ static PyObject *run_entry(CacheEntry *entry, _PyInterpreterFrame *frame) {
     if (fn == NULL || ((PyFunctionObject *)fn)->func_globals != frame->f_globals) {
         fn = PyFunction_New(entry->code, frame->f_globals);
         if (fn == NULL) return NULL;
-        PyObject *closure = frame->f_func->func_closure;
+        PyObject *closure = frame_closure(frame);
         if (code->co_nfreevars && closure && PyFunction_SetClosure(fn, closure) < 0) {
             Py_DECREF(fn);
             return NULL;
@@ -95,7 +70,7 @@ static PyObject *run_entry(CacheEntry *entry, _PyInterpreterFrame *frame) {
     } else {
         Py_INCREF(fn);
     }
-    PyObject *result = PyObject_Vectorcall(fn, frame->localsplus, argument_slot_count(frame->f_code), NULL);
+    PyObject *result = PyObject_Vectorcall(fn, frame->localsplus, argument_slot_count(frame_code(frame)), NULL);
     Py_DECREF(fn);
     return result;
 }
@@ -120,7 +95,7 @@ static int entry_fits(PyObject *entry, PyCodeObject *code) {
 static PyObject *find_entry(CodeExtra *extra, _PyInterpreterFrame *frame) {
     PyObject *entries = cache_entries_list(extra);
     if (entries == NULL) return NULL;
-    Py_ssize_t nargs = argument_slot_count(frame->f_code);
+    Py_ssize_t nargs = argument_slot_count(frame_code(frame));
     Py_INCREF(entries);  /* a guard's fallback may call reset() */
     PyObject *found = NULL;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(entries) && found == NULL; i++) {
@@ -186,7 +161,10 @@ static PyObject *ask_callback(PyObject *callback, PyThreadState *tstate, _PyInte
     PyObject *saved = eval_frame_swap_callback(NULL);
     PyObject *outer_asking = asking_callback;
     asking_callback = callback;
-    PyObject *result = PyObject_CallOneArg(callback, (PyObject *)f);
+    Py_ssize_t nargs = argument_slot_count(frame_code(frame));
+    PyObject *result = NULL;
+    if (frame_expose_locals(frame, nargs) == 0) result = PyObject_CallOneArg(callback, (PyObject *)f);
+    frame_hide_locals(frame, nargs);
     asking_callback = outer_asking;
     PyObject *ours = eval_frame_swap_callback(saved);
     Py_XDECREF(ours);  /* the callback may have set one itself */
@@ -194,9 +172,16 @@ static PyObject *ask_callback(PyObject *callback, PyThreadState *tstate, _PyInte
     return result;
 }
 
+/* The hook answers the frame itself (a hit, or an error before it ran): the frame is
+   cleared and popped here on 3.12+ (frame_api.h); `result` is passed through. */
+static PyObject *answered(PyThreadState *tstate, _PyInterpreterFrame *frame, PyObject *result) {
+    frame_finish(tstate, frame);
+    return result;
+}
+
 static PyObject *terra_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *frame, int throwflag) {
     PyObject *callback = thread_callback;
-    PyCodeObject *code = frame->f_code;
+    PyCodeObject *code = frame_code(frame);
     /* Generators and coroutines outlive the call (their frame is copied into the generator
        object), and code without CO_OPTIMIZED (module, class body, exec) reads a locals
        dict a function call cannot pass: all of them run unmodified. */
@@ -204,14 +189,14 @@ static PyObject *terra_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *fr
        line events are the user's lines, which a rewritten frame does not produce. */
     if (callback == NULL || throwflag || tstate->c_tracefunc != NULL ||
         (code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE)) ||
-        !(code->co_flags & CO_OPTIMIZED) || _PyInterpreterFrame_LASTI(frame) >= 0) {
+        !(code->co_flags & CO_OPTIMIZED) || frame_started(frame)) {
         return _PyEval_EvalFrameDefault(tstate, frame, throwflag);
     }
     CodeExtra *extra = cache_lookup(code);
     if (cache_is_skipped(extra)) return _PyEval_EvalFrameDefault(tstate, frame, throwflag);
 
     PyObject *entry = find_entry(extra, frame);
-    if (entry == NULL && PyErr_Occurred()) return NULL;
+    if (entry == NULL && PyErr_Occurred()) return answered(tstate, frame, NULL);
     if (entry == NULL) {
         PyObject *answer = ask_callback(callback, tstate, frame);
         int is_entry = answer != NULL && PyObject_TypeCheck(answer, &CacheEntry_Type);
@@ -221,7 +206,7 @@ static PyObject *terra_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *fr
         if (answer == NULL || (answer != Py_None && answer != terra_SKIP && !is_entry)) {
             int rc = callback_failed(code, answer);
             Py_XDECREF(answer);
-            return rc < 0 ? NULL : _PyEval_EvalFrameDefault(tstate, frame, throwflag);
+            return rc < 0 ? answered(tstate, frame, NULL) : _PyEval_EvalFrameDefault(tstate, frame, throwflag);
         }
         if (answer == Py_None) {
             Py_DECREF(answer);
@@ -229,16 +214,16 @@ static PyObject *terra_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *fr
         }
         if (answer == terra_SKIP) {
             Py_DECREF(answer);
-            if (cache_mark_skipped(code) < 0) return NULL;
+            if (cache_mark_skipped(code) < 0) return answered(tstate, frame, NULL);
             return _PyEval_EvalFrameDefault(tstate, frame, throwflag);
         }
         if (cache_append(code, answer) < 0) {
             Py_DECREF(answer);
-            return NULL;
+            return answered(tstate, frame, NULL);
         }
         entry = answer;
     }
     PyObject *result = run_entry((CacheEntry *)entry, frame);
     Py_DECREF(entry);
-    return result;
+    return answered(tstate, frame, result);
 }

@@ -6,6 +6,9 @@
  *   callables.c   OptimizedCallable / DisabledCallable: set the thread's callback per call
  *   module.c      the module object and its functions
  *
+ * frame_api.h is the version seam: CPython 3.11 / 3.12 / 3.13 differences in the internal
+ * frame API (frame layout, who clears a frame the hook answers itself).
+ *
  * tensor_check.h is the capsule interface of the optional C++ module
  * terra_dyn._tensor_check (tensor_check.cpp), the fast path of guards.c's tensor checks.
  */
@@ -15,6 +18,13 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+
+/* co_extra under its 3.12+ name (the 3.11 names are deprecated aliases there). */
+#if PY_VERSION_HEX < 0x030C0000
+#define PyUnstable_Eval_RequestCodeExtraIndex _PyEval_RequestCodeExtraIndex
+#define PyUnstable_Code_GetExtra _PyCode_GetExtra
+#define PyUnstable_Code_SetExtra _PyCode_SetExtra
+#endif
 
 /* ---- cache.c ---- */
 typedef struct {

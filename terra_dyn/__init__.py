@@ -10,22 +10,22 @@ translate (bytecode -> FX graph) -> backends -> codegen -> report.
 from . import config, logs
 from .logs import set_logs
 
-import sys as _sys
+from .pyversion import unsupported_reason as _unsupported_reason
 
 logs.install_from_config()  # TERRA_DYN_LOGS / TERRA_DYN_VERBOSE
 
-if _sys.version_info[:2] == (3, 11) and _sys.implementation.name == "cpython":
+if _unsupported_reason() is None:
     # Imported unconditionally: a real import error here must surface as itself, not be
     # mistaken for an unsupported Python.
     from . import eval_frame
     from .api import disable, optimize, reset
     from .explain import explain  # the function shadows the submodule's name
 else:
-    # The frame hook is CPython 3.11 only; the rest (e.g. terra_dyn.backends.triton) still
+    # The frame hook supports CPython 3.11-3.13 with the GIL (pyversion.py); the rest (e.g. terra_dyn.backends.triton) still
     # imports, and using the frontend raises one ImportError naming the supported versions.
     def __getattr__(name):
         if name in ("optimize", "disable", "reset", "explain", "eval_frame", "api"):
-            from .eval_frame import check_python_version
+            from .pyversion import check_python_version
 
             check_python_version()
         raise AttributeError(f"module 'terra_dyn' has no attribute {name!r}")

@@ -13,29 +13,16 @@ Strict mode: when `terra_dyn.config.strict` is true, an exception raised by the 
 (or a callback returning something other than None / SKIP / CacheEntry) propagates out of
 the call; otherwise it becomes a RuntimeWarning and the original code runs.
 
-Only CPython 3.11 is supported (the hook reads 3.11's frame layout). On other versions
+CPython 3.11, 3.12 and 3.13 (with the GIL) are supported: the hook reads CPython's
+internal frame layout, one branch per version (csrc/frame_api.h). On other interpreters
 the package still imports (the Triton backend works alone), but importing this module
-raises one ImportError saying so.
+raises one ImportError saying so (terra_dyn/pyversion.py).
 """
 import contextlib
 import functools
 import sys
 
-SUPPORTED_VERSIONS = ((3, 11),)
-
-
-def check_python_version():
-    """Raise ImportError unless this interpreter is one the C hook supports."""
-    version = tuple(sys.version_info[:2])
-    if version not in SUPPORTED_VERSIONS or sys.implementation.name != "cpython":
-        supported = ", ".join("%d.%d" % v for v in SUPPORTED_VERSIONS)
-        impl = "" if sys.implementation.name == "cpython" else f" ({sys.implementation.name})"
-        raise ImportError(
-            f"terra_dyn's frame hook supports CPython {supported} only; this is "
-            f"{version[0]}.{version[1]}{impl}. "
-            "terra_dyn.backends works without it; terra_dyn.optimize needs it."
-        )
-
+from .pyversion import SUPPORTED_VERSIONS, check_python_version  # noqa: F401 (re-exported)
 
 check_python_version()
 

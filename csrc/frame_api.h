@@ -1,0 +1,228 @@
+/* The version seam of the C core: everything eval_frame.c needs from CPython's internal
+ * frame API, for CPython 3.11, 3.12 and 3.13 from one source (docs/VERSIONS.md).
+ *
+ *   frame_code(frame)              the frame's code object (3.11/3.12 f_code, 3.13 f_executable)
+ *   frame_closure(frame)           its function's closure (3.11 f_func, 3.12+ f_funcobj)
+ *   frame_started(frame)           has it begun running (not a fresh call)
+ *   frame_object(tstate, frame)    our _PyFrame_GetFrameObject for an unstarted frame
+ *   frame_expose_locals / frame_hide_locals   around the callback (3.13's f_locals proxy)
+ *   frame_finish(tstate, frame)    clear and pop a frame the hook did not hand to
+ *                                  _PyEval_EvalFrameDefault
+ *
+ * Who clears an unstarted frame the hook answers itself (a cache hit, an error):
+ *   3.11  _PyEval_Vector clears and pops it after the hook returns: nothing to do.
+ *   3.12  _PyEval_Vector returns the hook's result as is; the evaluator clears and pops
+ *         its frame at exit, so the hook must. CPython exports neither
+ *         _PyEvalFrameClearAndPop nor what it calls (built with -fvisibility=hidden), so
+ *         the three steps are done here, after Python/ceval.c and Objects/frame.c of 3.12.
+ *   3.13  _PyEval_FrameClearAndPop is exported (PyAPI_FUNC): it is called.
+ * Only frames owned by the thread reach these paths: generator code never leaves the
+ * default evaluator (eval_frame.c).
+ */
+#ifndef TERRA_DYN_FRAME_API_H
+#define TERRA_DYN_FRAME_API_H
+
+#define Py_BUILD_CORE 1
+#include "terra_dyn.h"
+#include <internal/pycore_frame.h>
+#include <internal/pycore_pystate.h>
+#if PY_VERSION_HEX >= 0x030D0000
+#include <internal/pycore_ceval.h>  /* _PyEval_FrameClearAndPop */
+#endif
+
+#if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030E0000
+#error "terra_dyn's frame hook supports CPython 3.11, 3.12 and 3.13 only"
+#endif
+#ifdef Py_GIL_DISABLED
+#error "terra_dyn does not support free-threaded CPython builds"
+#endif
+
+static inline PyCodeObject *frame_code(_PyInterpreterFrame *frame) {
+#if PY_VERSION_HEX >= 0x030D0000
+    return (PyCodeObject *)frame->f_executable;
+#else
+    return frame->f_code;
+#endif
+}
+
+static inline PyObject *frame_closure(_PyInterpreterFrame *frame) {
+#if PY_VERSION_HEX >= 0x030C0000
+    return ((PyFunctionObject *)frame->f_funcobj)->func_closure;
+#else
+    return frame->f_func->func_closure;
+#endif
+}
+
+/* Has the frame begun running (a resumed frame, never a fresh call)? 3.11/3.12 point an
+   unstarted frame before its first instruction (lasti -1); 3.13 at it (lasti 0). */
+static inline int frame_started(_PyInterpreterFrame *frame) {
+#if PY_VERSION_HEX >= 0x030D0000
+    return _PyInterpreterFrame_LASTI(frame) > 0;
+#else
+    return _PyInterpreterFrame_LASTI(frame) >= 0;
+#endif
+}
+
+static inline _PyInterpreterFrame *thread_current_frame(PyThreadState *tstate) {
+#if PY_VERSION_HEX >= 0x030D0000
+    return tstate->current_frame;
+#else
+    return tstate->cframe->current_frame;
+#endif
+}
+
+/* A new frame object for `frame`, as CPython's _PyFrame_New_NoTrack +
+   _PyFrame_MakeAndSetFrameObject do (neither is exported). */
+static inline PyFrameObject *new_frame_object(_PyInterpreterFrame *frame) {
+    PyCodeObject *code = frame_code(frame);
+    PyFrameObject *f = PyObject_GC_NewVar(PyFrameObject, &PyFrame_Type,
+                                          code->co_nlocalsplus + code->co_stacksize);
+    if (f == NULL) return NULL;
+    f->f_back = NULL;
+    f->f_trace = NULL;
+    f->f_trace_lines = 1;
+    f->f_trace_opcodes = 0;
+    f->f_lineno = 0;
+#if PY_VERSION_HEX >= 0x030D0000
+    f->f_extra_locals = NULL;
+    f->f_locals_cache = NULL;
+#else
+    f->f_fast_as_locals = 0;
+#endif
+    f->f_frame = frame;
+    frame->frame_obj = f;
+    return f;
+}
+
+/* The frame object of a frame not yet evaluated (borrowed; NULL + exception on failure). */
+static inline PyFrameObject *frame_object(PyThreadState *tstate, _PyInterpreterFrame *frame) {
+    if (frame->frame_obj != NULL) return frame->frame_obj;
+    /* An unstarted frame has no `previous` link yet; f_back, and the hand-over of the
+       frame's data to its frame object when it is cleared, read it. */
+    frame->previous = thread_current_frame(tstate);
+    return new_frame_object(frame);
+}
+
+/* 3.13's frame.f_locals is a live proxy over the frame (PEP 667), and it reads an
+ * unstarted frame as if MAKE_CELL and COPY_FREE_VARS had run: a cell argument's slot still
+ * holds the raw argument (3.13.0/3.13.1 treat it as a cell and crash, gh-128396), and the
+ * free variables' slots are still empty (invisible, where 3.11/3.12 show their values).
+ * So while the callback looks at the frame, those slots hold what the code will see:
+ * cells for cell arguments, the closure's cells for free variables; afterwards the frame
+ * is put back unstarted (the value of a cell argument taken from its cell, so a write
+ * through f_locals is kept). 3.11/3.12 need nothing: FastToLocals copes with this state. */
+#if PY_VERSION_HEX >= 0x030D0000
+static inline int frame_expose_locals(_PyInterpreterFrame *frame, Py_ssize_t nargs) {
+    PyCodeObject *code = frame_code(frame);
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        if (!(_PyLocals_GetKind(code->co_localspluskinds, i) & CO_FAST_CELL)) continue;
+        PyObject *cell = PyCell_New(frame->localsplus[i]);
+        if (cell == NULL) return -1;  /* nothing changed yet but earlier slots: undone below */
+        Py_XSETREF(frame->localsplus[i], cell);
+    }
+    PyObject *closure = frame_closure(frame);
+    int offset = code->co_nlocalsplus - code->co_nfreevars;
+    for (int i = 0; closure != NULL && i < code->co_nfreevars; i++) {
+        Py_XSETREF(frame->localsplus[offset + i], Py_NewRef(PyTuple_GET_ITEM(closure, i)));
+    }
+    return 0;
+}
+
+static inline void frame_hide_locals(_PyInterpreterFrame *frame, Py_ssize_t nargs) {
+    PyCodeObject *code = frame_code(frame);
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        PyObject *cell = frame->localsplus[i];
+        if (!(_PyLocals_GetKind(code->co_localspluskinds, i) & CO_FAST_CELL) || cell == NULL ||
+            !PyCell_Check(cell)) {
+            continue;
+        }
+        frame->localsplus[i] = Py_XNewRef(PyCell_GET(cell));
+        Py_DECREF(cell);
+    }
+    int offset = code->co_nlocalsplus - code->co_nfreevars;
+    for (int i = 0; i < code->co_nfreevars; i++) Py_CLEAR(frame->localsplus[offset + i]);
+}
+#else
+static inline int frame_expose_locals(_PyInterpreterFrame *frame, Py_ssize_t nargs) { return 0; }
+static inline void frame_hide_locals(_PyInterpreterFrame *frame, Py_ssize_t nargs) {}
+#endif
+
+#if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
+/* 3.12's take_ownership (Objects/frame.c): a frame object that outlives its frame (the
+   callback kept it, a traceback holds it) gets a copy of the frame's data. */
+static inline void frame_give_data_to_object(PyFrameObject *f, _PyInterpreterFrame *frame) {
+    Py_ssize_t size = ((char *)&frame->localsplus[frame->stacktop]) - (char *)frame;
+    Py_INCREF(frame->f_code);
+    memcpy((_PyInterpreterFrame *)f->_f_frame_data, frame, size);
+    frame = (_PyInterpreterFrame *)f->_f_frame_data;
+    f->f_frame = frame;
+    frame->owner = FRAME_OWNED_BY_FRAME_OBJECT;
+    if (_PyFrame_IsIncomplete(frame)) {
+        /* Never started: present it as if its first RESUME ran, as CPython does. */
+        frame->prev_instr = _PyCode_CODE(frame->f_code) + frame->f_code->_co_firsttraceable;
+    }
+    _PyInterpreterFrame *prev = _PyFrame_GetFirstComplete(frame->previous);
+    frame->previous = NULL;
+    if (prev != NULL) {
+        PyFrameObject *back = prev->frame_obj ? prev->frame_obj : new_frame_object(prev);
+        if (back == NULL) {
+            PyErr_Clear();  /* out of memory: f_back stays None, as in CPython */
+        } else {
+            f->f_back = (PyFrameObject *)Py_NewRef(back);
+        }
+    }
+    if (!PyObject_GC_IsTracked((PyObject *)f)) PyObject_GC_Track((PyObject *)f);
+}
+
+/* 3.12's _PyThreadState_PopFrame (Python/pystate.c). */
+static inline void frame_pop(PyThreadState *tstate, _PyInterpreterFrame *frame) {
+    PyObject **base = (PyObject **)frame;
+    if (base == &tstate->datastack_chunk->data[0]) {
+        _PyStackChunk *chunk = tstate->datastack_chunk;
+        _PyStackChunk *previous = chunk->previous;
+        tstate->datastack_top = &previous->data[previous->top];
+        tstate->datastack_chunk = previous;
+        PyObjectArenaAllocator arena;  /* what _PyObject_VirtualFree frees with */
+        PyObject_GetArenaAllocator(&arena);
+        arena.free(arena.ctx, chunk, chunk->size);
+        tstate->datastack_limit = (PyObject **)(((char *)previous) + previous->size);
+    } else {
+        tstate->datastack_top = base;
+    }
+}
+#endif
+
+/* Clear and pop a thread-owned frame that _PyEval_EvalFrameDefault never ran; call it
+   exactly once on every path where the hook answers a frame itself (3.12+). Keeps the
+   exception state of the caller's result (clearing can run finalizers). */
+static inline void frame_finish(PyThreadState *tstate, _PyInterpreterFrame *frame) {
+#if PY_VERSION_HEX >= 0x030D0000
+    _PyEval_FrameClearAndPop(tstate, frame);
+#elif PY_VERSION_HEX >= 0x030C0000
+    /* clear_thread_frame + _PyFrame_ClearExceptCode (Python/ceval.c, Python/frame.c). */
+    tstate->c_recursion_remaining--;
+    PyFrameObject *f = frame->frame_obj;
+    int handed_over = 0;
+    if (f != NULL) {
+        frame->frame_obj = NULL;
+        if (Py_REFCNT(f) > 1) {
+            frame_give_data_to_object(f, frame);
+            handed_over = 1;
+        }
+        Py_DECREF(f);
+    }
+    if (!handed_over) {
+        for (int i = 0; i < frame->stacktop; i++) Py_XDECREF(frame->localsplus[i]);
+        Py_XDECREF(frame->f_locals);
+        Py_DECREF(frame->f_funcobj);
+    }
+    Py_DECREF(frame->f_code);
+    tstate->c_recursion_remaining++;
+    frame_pop(tstate, frame);
+#else
+    (void)tstate;
+    (void)frame;  /* 3.11: _PyEval_Vector clears and pops it after the hook returns */
+#endif
+}
+
+#endif
