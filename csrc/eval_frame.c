@@ -161,10 +161,9 @@ static PyObject *ask_callback(PyObject *callback, PyThreadState *tstate, _PyInte
     PyObject *saved = eval_frame_swap_callback(NULL);
     PyObject *outer_asking = asking_callback;
     asking_callback = callback;
-    Py_ssize_t nargs = argument_slot_count(frame_code(frame));
-    PyObject *result = NULL;
-    if (frame_expose_locals(frame, nargs) == 0) result = PyObject_CallOneArg(callback, (PyObject *)f);
-    frame_hide_locals(frame, nargs);
+    frame_expose_locals(frame);  /* 3.13: f_locals reads the slots live (frame_api.h) */
+    PyObject *result = PyObject_CallOneArg(callback, (PyObject *)f);
+    frame_hide_locals(frame);
     asking_callback = outer_asking;
     PyObject *ours = eval_frame_swap_callback(saved);
     Py_XDECREF(ours);  /* the callback may have set one itself */

@@ -103,48 +103,58 @@ static inline PyFrameObject *frame_object(PyThreadState *tstate, _PyInterpreterF
     return new_frame_object(frame);
 }
 
-/* 3.13's frame.f_locals is a live proxy over the frame (PEP 667), and it reads an
- * unstarted frame as if MAKE_CELL and COPY_FREE_VARS had run: a cell argument's slot still
- * holds the raw argument (3.13.0/3.13.1 treat it as a cell and crash, gh-128396), and the
- * free variables' slots are still empty (invisible, where 3.11/3.12 show their values).
- * So while the callback looks at the frame, those slots hold what the code will see:
- * cells for cell arguments, the closure's cells for free variables; afterwards the frame
- * is put back unstarted (the value of a cell argument taken from its cell, so a write
- * through f_locals is kept). 3.11/3.12 need nothing: FastToLocals copes with this state. */
-#if PY_VERSION_HEX >= 0x030D0000
-static inline int frame_expose_locals(_PyInterpreterFrame *frame, Py_ssize_t nargs) {
+/* An unstarted frame seen from Python. CPython reads a frame's cell and free slots as if
+ * MAKE_CELL and COPY_FREE_VARS had run once the frame is "complete", and a frame object
+ * that outlives its unstarted frame is made complete when it takes the frame's data
+ * over. Before that, a cell variable's slot holds the raw argument (or nothing) and the
+ * free variables' slots are empty: 3.13.0/3.13.1 read such a slot as a cell and crash
+ * (gh-128396), 3.12 reads an empty free slot as a cell. So the prologue's effect is
+ * applied first (frame_run_prologue), and where the frame then runs after all, undone:
+ *   3.13  around the callback: frame.f_locals is a live proxy over the slots (PEP 667);
+ *         undone after it (a cell argument's value taken from its cell, so a write
+ *         through f_locals is kept), the frame being unstarted again.
+ *   3.12+ when the hook clears a frame whose frame object someone still holds.
+ * 3.11/3.12's f_locals (FastToLocals) copes with the unstarted state itself. */
+#if PY_VERSION_HEX >= 0x030C0000
+static inline void frame_run_prologue(_PyInterpreterFrame *frame) {
     PyCodeObject *code = frame_code(frame);
-    for (Py_ssize_t i = 0; i < nargs; i++) {
+    PyObject *pending = PyErr_GetRaisedException();  /* the hook's result may be an error */
+    int offset = code->co_nlocalsplus - code->co_nfreevars;
+    for (int i = 0; i < offset; i++) {
         if (!(_PyLocals_GetKind(code->co_localspluskinds, i) & CO_FAST_CELL)) continue;
-        PyObject *cell = PyCell_New(frame->localsplus[i]);
-        if (cell == NULL) return -1;  /* nothing changed yet but earlier slots: undone below */
+        PyObject *cell = PyCell_New(frame->localsplus[i]);  /* MAKE_CELL */
+        if (cell == NULL) break;  /* out of memory: the rest stay raw */
         Py_XSETREF(frame->localsplus[i], cell);
     }
     PyObject *closure = frame_closure(frame);
-    int offset = code->co_nlocalsplus - code->co_nfreevars;
-    for (int i = 0; closure != NULL && i < code->co_nfreevars; i++) {
+    for (int i = 0; closure != NULL && i < code->co_nfreevars; i++) {  /* COPY_FREE_VARS */
         Py_XSETREF(frame->localsplus[offset + i], Py_NewRef(PyTuple_GET_ITEM(closure, i)));
     }
-    return 0;
+    PyErr_Clear();
+    PyErr_SetRaisedException(pending);
 }
+#endif
 
-static inline void frame_hide_locals(_PyInterpreterFrame *frame, Py_ssize_t nargs) {
+#if PY_VERSION_HEX >= 0x030D0000
+static inline void frame_undo_prologue(_PyInterpreterFrame *frame) {
     PyCodeObject *code = frame_code(frame);
-    for (Py_ssize_t i = 0; i < nargs; i++) {
+    int offset = code->co_nlocalsplus - code->co_nfreevars;
+    for (int i = 0; i < offset; i++) {
         PyObject *cell = frame->localsplus[i];
         if (!(_PyLocals_GetKind(code->co_localspluskinds, i) & CO_FAST_CELL) || cell == NULL ||
             !PyCell_Check(cell)) {
-            continue;
+            continue;  /* PyCell_Check: only after an out-of-memory stop can a slot be raw */
         }
         frame->localsplus[i] = Py_XNewRef(PyCell_GET(cell));
         Py_DECREF(cell);
     }
-    int offset = code->co_nlocalsplus - code->co_nfreevars;
     for (int i = 0; i < code->co_nfreevars; i++) Py_CLEAR(frame->localsplus[offset + i]);
 }
+static inline void frame_expose_locals(_PyInterpreterFrame *frame) { frame_run_prologue(frame); }
+static inline void frame_hide_locals(_PyInterpreterFrame *frame) { frame_undo_prologue(frame); }
 #else
-static inline int frame_expose_locals(_PyInterpreterFrame *frame, Py_ssize_t nargs) { return 0; }
-static inline void frame_hide_locals(_PyInterpreterFrame *frame, Py_ssize_t nargs) {}
+static inline void frame_expose_locals(_PyInterpreterFrame *frame) { (void)frame; }
+static inline void frame_hide_locals(_PyInterpreterFrame *frame) { (void)frame; }
 #endif
 
 #if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
@@ -196,6 +206,9 @@ static inline void frame_pop(PyThreadState *tstate, _PyInterpreterFrame *frame) 
    exactly once on every path where the hook answers a frame itself (3.12+). Keeps the
    exception state of the caller's result (clearing can run finalizers). */
 static inline void frame_finish(PyThreadState *tstate, _PyInterpreterFrame *frame) {
+#if PY_VERSION_HEX >= 0x030C0000
+    if (frame->frame_obj != NULL && Py_REFCNT(frame->frame_obj) > 1) frame_run_prologue(frame);
+#endif
 #if PY_VERSION_HEX >= 0x030D0000
     _PyEval_FrameClearAndPop(tstate, frame);
 #elif PY_VERSION_HEX >= 0x030C0000

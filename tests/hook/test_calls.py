@@ -1,6 +1,7 @@
 """Calls through the hook behave as plain calls: arguments, closures, recursion,
 exceptions and tracebacks, generators and coroutines, threads, tracing, nesting."""
 import asyncio
+import gc
 import sys
 import threading
 import traceback
@@ -363,6 +364,49 @@ def test_callback_keeping_frames_and_falling_back():
     assert kept[1].f_back is kept[0]  # linked as in a plain call
     assert kept[0].f_back.f_code.co_name == "test_callback_keeping_frames_and_falling_back"
     assert kept[1].f_locals["c"] == 2
+
+
+def test_callback_keeping_frames_of_cache_hits():
+    """A frame the hook answers with a CacheEntry is cleared by the hook itself on 3.12+
+    (frame_api.h): a frame object the callback kept must take over the frame's data and
+    stay readable, linked to its caller, after the call."""
+    kept = []
+    recording = RecordingCallback()
+
+    def callback(frame):
+        kept.append(frame)
+        return recording(frame)
+
+    def outer(a, *rest, k=1):
+        b = a * 2
+
+        def inner(c):
+            return a + b + c + k
+
+        return inner(a + 1) + len(rest)
+
+    fast = optimized_callable(outer, callback)
+    assert fast(1, 9, k=3) == outer(1, 9, k=3) == 9
+    gc.collect()
+    assert [f.f_code.co_name for f in kept] == ["outer", "inner"]
+    assert kept[0].f_back.f_code.co_name == "test_callback_keeping_frames_of_cache_hits"
+    assert kept[0].f_locals["a"] == 1 and kept[0].f_locals["rest"] == (9,)
+    assert kept[1].f_locals["c"] == 2
+    kept.clear()
+    assert fast(2) == outer(2)  # hits: no callback, frames cleared by the hook
+    assert kept == []
+
+
+def test_exception_from_a_cache_hit_clears_the_frame():
+    def fails(x):
+        return 1 / x
+
+    fast = optimized_callable(fails, RecordingCallback())
+    for _ in range(3):
+        with pytest.raises(ZeroDivisionError) as info:
+            fast(0)
+        assert info.traceback[-1].name == "fails"
+    assert fast(4) == 0.25
 
 
 def test_deep_recursion_raises_recursion_error_like_plain():

@@ -31,6 +31,17 @@ def make_closure():
     return scaled
 
 
+def divide(x):
+    return 1 / x
+
+
+def catch(fn):
+    try:
+        fn(0)
+    except ZeroDivisionError:
+        pass
+
+
 def watched_refcounts(fn):
     """Refcounts of what a call touches: the wrappers, callbacks, entries, guards, codes."""
     objects = [add, add.__code__, fn]
@@ -68,6 +79,7 @@ def paths():
     skipped = optimized_callable(add, lambda frame: _C.SKIP)
     asked_each_time = optimized_callable(add, lambda frame: None)
     disabled = disable(make_closure())
+    raising = optimized_callable(divide, RecordingCallback())
     return {
         "cache hit": lambda: hit(1, 2, 3, k=4, z=5),
         "closure hit": lambda: closure(2),
@@ -75,6 +87,7 @@ def paths():
         "skipped": lambda: skipped(1),
         "callback returning None": lambda: asked_each_time(1),
         "disabled": lambda: disabled(1),
+        "cache hit raising": lambda: catch(raising),
     }
 
 
