@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Sets up a venv for each extra Python version and runs the version subset there.
+#
+#   bash scripts/test_versions.sh                  # 3.12 and 3.13, subset from versions_subset.txt
+#   VERSIONS="3.13" bash scripts/test_versions.sh
+#   SUBSET_FILE=my_list.txt bash scripts/test_versions.sh
+#
+# Each version's interpreter: PYTHON312 / PYTHON313 when set, else python3.X on PATH when it
+# runs, else the newest pyenv build of it (~/.pyenv/versions/3.X.*).
+# Its venv is .venv3XX (scripts/setup.sh; a fresh one downloads the torch 2.13.0 CUDA
+# build, about 2.5 min per version measured here, docs/VERSIONS.md). 3.11 is not run here:
+# .ci/run runs the full suite on it first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VERSIONS=${VERSIONS:-"3.12 3.13"}
+SUBSET_FILE=${SUBSET_FILE:-scripts/versions_subset.txt}
+mapfile -t SUBSET < <(grep -v '^\s*#' "$SUBSET_FILE" | grep -v '^\s*$')
+find_python() {  # $1 = 3.12
+  local var="PYTHON${1/./}" found
+  if [ -n "${!var:-}" ]; then echo "${!var}"; return; fi
+  if "python$1" -c pass 2>/dev/null; then echo "python$1"; return; fi
+  found=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$1".*/bin/"python$1" 2>/dev/null | sort -V | tail -1)
+  if [ -n "$found" ]; then echo "$found"; return; fi
+  echo "scripts/test_versions.sh: no Python $1 found (set PYTHON${1/./})" >&2
+  return 1
+}
+status=0
+for v in $VERSIONS; do
+  minor=${v/./}
+  py=$(find_python "$v")
+  echo "=== Python $v ($py): ${SUBSET[*]}"
+  PYTHON="$py" VENV=".venv$minor" bash scripts/setup.sh
+  ".venv$minor/bin/python" -m pytest -q "${SUBSET[@]}" || status=1
+done
+exit $status
