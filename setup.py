@@ -15,13 +15,22 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SUPPORTED = ((3, 11), (3, 12), (3, 13))
 
-if sys.version_info[:2] not in SUPPORTED:
-    sys.exit(
-        "terra_dyn supports CPython %s only; this is %d.%d."
-        % (", ".join("%d.%d" % v for v in SUPPORTED), *sys.version_info[:2])
-    )
+
+def _python_support_reason():
+    """terra_dyn/pyversion.py's check, loaded alone (the package imports torch and more)."""
+    import importlib.util
+
+    path = os.path.join(HERE, "terra_dyn", "pyversion.py")
+    spec = importlib.util.spec_from_file_location("_terra_dyn_pyversion", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.unsupported_reason()
+
+
+_UNSUPPORTED = _python_support_reason()
+if _UNSUPPORTED is not None:
+    sys.exit(_UNSUPPORTED)
 
 
 def listed_sources(name="sources.txt"):
@@ -73,7 +82,8 @@ class BuildExtWithClearErrors(build_ext):
         if not os.path.exists(os.path.join(include, "internal", "pycore_frame.h")):
             sys.exit(
                 f"terra_dyn: CPython's headers are missing ({include}/internal/pycore_frame.h). "
-                "Install them (Debian: apt-get install python3.11-dev), then retry."
+                f"Install them (Debian: apt-get install python{sys.version_info[0]}.{sys.version_info[1]}-dev), "
+                "then retry."
             )
         super().build_extensions()
 

@@ -34,6 +34,22 @@
  * So _C itself never links libtorch.
  */
 #include "terra_dyn.h"
+
+/* A weak reference's referent, borrowed (safe under the GIL while the weakref reports it
+   alive), or None once dead. PyWeakref_GET_OBJECT is deprecated from 3.13. */
+static inline PyObject *weak_referent(PyObject *ref) {
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *referent;
+    if (PyWeakref_GetRef(ref, &referent) <= 0) {
+        PyErr_Clear();
+        return Py_None;
+    }
+    Py_DECREF(referent);
+    return referent;
+#else
+    return PyWeakref_GET_OBJECT(ref);
+#endif
+}
 #include "tensor_check.h"
 
 enum { K_TYPE, K_ID, K_EQ, K_LEN, K_TENSOR, K_GLOBAL_ID, K_CALL_ID, K_CALLBACK, K_TYPE_VERSION, K_FUNC,
@@ -221,11 +237,11 @@ static int check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
     case K_ID: return x == c->a;
     case K_NO_ATTR: return lacks_instance_attr(x, c->a);
     case K_NO_ATTR_WEAK: {
-        PyObject *referent = PyWeakref_GET_OBJECT(c->a);
+        PyObject *referent = weak_referent(c->a);
         return referent != Py_None && lacks_instance_attr(referent, c->b);
     }
     case K_ID_WEAK: {
-        PyObject *referent = PyWeakref_GET_OBJECT(c->a);  /* borrowed; None once dead */
+        PyObject *referent = weak_referent(c->a);  /* borrowed; None once dead */
         return referent != Py_None && x == referent;
     }
     case K_EQ:
