@@ -17,6 +17,8 @@
 Example: `x.shape[0] + 1` on a (4, 3) tensor gives ConstValue(5): shapes are static and
 guarded, so arithmetic on them folds at translate time.
 """
+from collections.abc import Sequence
+
 import torch
 
 
@@ -95,6 +97,33 @@ def meta_like(t):
     if grad:
         base = base.requires_grad_(True).clone()  # a non-leaf, like t
     return base.as_strided(size, stride, offset)
+
+
+class ExampleInputs(Sequence):
+    """A graph's example inputs for its backend, made on first use: fake tensors (and the
+    numbers of ScalarValues). Making a fake tensor starts FakeTensorMode, which imports
+    torch._dynamo's config and sympy; the interpreter backend never looks, and `devices`
+    and `numels` answer the auto backend's questions without fakes."""
+
+    def __init__(self, values):
+        self._values = list(values)
+        self._made = {}
+
+    def __len__(self):
+        return len(self._values)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(len(self))[i]]
+        i = range(len(self))[i]
+        if i not in self._made:
+            v = self._values[i]
+            self._made[i] = v.example if isinstance(v, ScalarValue) else v.fake
+        return self._made[i]
+
+    def tensor_facts(self):
+        """(device, numel) of each tensor input."""
+        return [(v.device, v.facts.numel()) for v in self._values if isinstance(v, TensorValue)]
 
 
 class ScalarValue(Value):
