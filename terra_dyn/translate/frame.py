@@ -382,6 +382,7 @@ def _finish(ctx, code, f_globals, tx, result, site, breaks, options, start):
         t0 = time.perf_counter()
         compiled = _never_translated(options.backend(gm, example_inputs), options.backend)
         compile_seconds = time.perf_counter() - t0
+        example_inputs.release()
         gm.example_inputs = example_inputs
         graphs.append(gm)
     plan = CodePlan(

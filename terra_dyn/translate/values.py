@@ -102,8 +102,9 @@ def meta_like(t):
 class ExampleInputs(Sequence):
     """A graph's example inputs for its backend, made on first use: fake tensors (and the
     numbers of ScalarValues). Making a fake tensor starts FakeTensorMode, which imports
-    torch._dynamo's config and sympy; the interpreter backend never looks, and `devices`
-    and `numels` answer the auto backend's questions without fakes."""
+    torch._dynamo's config and sympy; the interpreter backend never looks, and
+    `tensor_facts()` answers the auto backend's questions without fakes. release() drops the
+    translation's values (they hold the real inputs: a dropped model must be freed)."""
 
     def __init__(self, values):
         self._values = list(values)
@@ -118,12 +119,28 @@ class ExampleInputs(Sequence):
         i = range(len(self))[i]
         if i not in self._made:
             v = self._values[i]
-            self._made[i] = v.example if isinstance(v, ScalarValue) else v.fake
+            if isinstance(v, ScalarValue):
+                self._made[i] = v.example
+            elif isinstance(v, TensorValue):
+                self._made[i] = v.fake
+            else:  # released: (meta, device), in a fake mode of its own
+                from torch._subclasses.fake_tensor import FakeTensorMode
+                mode = FakeTensorMode()
+                self._made[i] = mode.fake_tensor_converter.from_meta_and_device(mode, *v)
         return self._made[i]
 
     def tensor_facts(self):
         """(device, numel) of each tensor input."""
-        return [(v.device, v.facts.numel()) for v in self._values if isinstance(v, TensorValue)]
+        return [(v.device, v.facts.numel()) if isinstance(v, TensorValue) else (v[1], v[0].numel())
+                for v in self._values if isinstance(v, (TensorValue, tuple))]
+
+    def release(self):
+        for i, v in enumerate(self._values):
+            if isinstance(v, TensorValue):
+                # symbolic sizes: only its own fake mode knows them, so make that fake now
+                self._values[i] = (self[i], v.device) if v.slow else (v.meta, v.device)
+            elif isinstance(v, ScalarValue):
+                self._values[i] = ScalarValue(None, v.example)
 
 
 class ScalarValue(Value):
