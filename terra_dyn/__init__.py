@@ -20,6 +20,7 @@ if _unsupported_reason() is None:
     from . import eval_frame
     from .api import disable, optimize, reset
     from .explain import explain  # the function shadows the submodule's name
+    from .dynamic_marks import mark_dynamic, mark_static
 else:
     # The frame hook supports CPython 3.11-3.13 with the GIL (pyversion.py); the rest (e.g. terra_dyn.backends.triton) still
     # imports, and using the frontend raises one ImportError naming the supported versions.
@@ -30,5 +31,5 @@ else:
             check_python_version()
         raise AttributeError(f"module 'terra_dyn' has no attribute {name!r}")
 
-__all__ = ["config", "optimize", "disable", "reset", "explain", "set_logs"]
+__all__ = ["config", "optimize", "disable", "reset", "explain", "set_logs", "mark_dynamic", "mark_static"]
 __version__ = "0.1.0"

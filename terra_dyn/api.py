@@ -31,11 +31,13 @@ def optimize(fn_or_module=None, *, backend="auto", fullgraph=False, strict=False
     `mode` ("default", "max-autotune", ...; "reduce-overhead": the "cudagraphs" backend),
     `options` ({"fullgraph", "strict", "backend"}), `disable=True` (returns the input
     unchanged), backend names "inductor" (-> "auto") and "eager" (-> "interpreter").
-    `dynamic=True/False` raises: sizes become symbolic once they change, as dynamic=None.
+    `dynamic`: None (sizes start static, one that changes becomes symbolic), True (every
+    size symbolic from the start), False (static; see dynamic_marks.py).
     """
     backend, fullgraph, strict = torch_compat.compile_arguments(backend, fullgraph, strict, mode, dynamic, options)
     if fn_or_module is None:
-        return functools.partial(optimize, backend=backend, fullgraph=fullgraph, strict=strict, disable=disable)
+        return functools.partial(optimize, backend=backend, fullgraph=fullgraph, strict=strict, dynamic=dynamic,
+                                 disable=disable)
     if not callable(fn_or_module):
         raise TypeError(
             f"terra_dyn.optimize expects a function or an nn.Module, got {type(fn_or_module).__name__}"
@@ -46,7 +48,7 @@ def optimize(fn_or_module=None, *, backend="auto", fullgraph=False, strict=False
         # already torch.compile'd: its own frame hook runs it, and ours must not translate
         # Dynamo's internals underneath it (nor nest the two hooks)
         return eval_frame.hook_off(fn_or_module)
-    callback = convert_frame.make_callback(backend=backend, fullgraph=fullgraph, strict=strict)
+    callback = convert_frame.make_callback(backend=backend, fullgraph=fullgraph, strict=strict, dynamic=dynamic)
     code_location.mark_entry(fn_or_module)  # translated wherever its file lives
     if isinstance(fn_or_module, torch.nn.Module):
         optimized = eval_frame.optimized_module(fn_or_module, callback)

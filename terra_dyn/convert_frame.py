@@ -25,7 +25,7 @@ import weakref
 
 import torch
 
-from . import _C, config, recompiles, report, torch_compat
+from . import _C, config, dynamic_marks, recompiles, report, torch_compat
 from .backends import backend_name, lookup
 from .code_location import is_library_code  # noqa: F401  (the decision lives there)
 from .codegen.resume import is_resume_code
@@ -213,27 +213,27 @@ def _evaluate(predicate, expr, args):
         return _MISSING
 
 
-_callbacks = weakref.WeakValueDictionary()  # (backend, fullgraph, strict) -> callback
+_callbacks = weakref.WeakValueDictionary()  # (backend, fullgraph, strict, dynamic) -> callback
 
 
-def make_callback(backend="auto", fullgraph=False, strict=False):
+def make_callback(backend="auto", fullgraph=False, strict=False, dynamic=None):
     """The callback installed by `optimize` for one set of options: one per set of options,
     so that wrappers with the same options share translations and wrappers with other
     options never do (each cache entry checks that its own callback is the one installed)."""
     try:
-        key = (backend, bool(fullgraph), bool(strict))
+        key = (backend, bool(fullgraph), bool(strict), dynamic)
         known = _callbacks.get(key)
     except TypeError:  # an unhashable backend object: a callback of its own
         key, known = None, None
     if known is not None:
         return known
-    callback = _new_callback(backend, fullgraph, strict)
+    callback = _new_callback(backend, fullgraph, strict, dynamic)
     if key is not None:
         _callbacks[key] = callback
     return callback
 
 
-def _new_callback(backend, fullgraph, strict):
+def _new_callback(backend, fullgraph, strict, dynamic=None):
     compile_fn = lookup(backend)
     name = backend_name(backend)
 
@@ -259,9 +259,12 @@ def _new_callback(backend, fullgraph, strict):
                 return _C.SKIP
         if _iterates_sys_modules(frame, code):
             return None
+        wanted, pinned = dynamic_marks.marked_sizes(_slot_values(frame, code), dynamic)
+        state.static |= pinned
         before = frozenset(state.dynamic)
         if state.entries:
             _note_dynamic(state, why, frame, code)
+        state.dynamic |= wanted - state.static  # user marks: symbolic from the first translation
         try:
             result = _translate(frame, state, compile_fn, name, fullgraph, before)
         except Exception as exc:

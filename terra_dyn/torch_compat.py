@@ -39,11 +39,8 @@ def compile_arguments(backend, fullgraph, strict, mode=None, dynamic=None, optio
         if MODES[mode] and mode not in _warned:
             _warned.add(mode)
             warnings.warn(f"terra_dyn.optimize(mode={mode!r}): {MODES[mode]}", UserWarning, stacklevel=3)
-    if dynamic is not None:
-        raise UnsupportedOption(
-            f"terra_dyn.optimize(dynamic={dynamic!r}) is not supported: sizes start static and a size "
-            "that changes becomes symbolic from its second translation on (torch.compile's "
-            "dynamic=None); leave dynamic out")
+    if dynamic not in (None, True, False):
+        raise UnsupportedOption(f"terra_dyn.optimize(dynamic={dynamic!r}): use None, True or False")
     options = dict(options or {})
     unknown = sorted(set(options) - OPTION_KEYS)
     if unknown:

@@ -40,19 +40,27 @@ def _cpu():
     return importlib.import_module(__name__ + ".cpu")
 
 
+def _tensor_facts(example_inputs):
+    """(device, numel) of each example tensor, without making fakes the translator made lazy."""
+    facts = getattr(example_inputs, "tensor_facts", None)
+    if facts is not None:
+        return facts()
+    return [(t.device, t.numel()) for t in example_inputs if isinstance(t, torch.Tensor)]
+
+
 def _on_cuda(example_inputs):
-    return any(isinstance(t, torch.Tensor) and t.device.type == "cuda" for t in example_inputs)
+    return any(device.type == "cuda" for device, _ in _tensor_facts(example_inputs))
 
 
 def _big_enough_for_cpu_kernels(gm, example_inputs):
     """A graph on CPU tensors holding a tensor (input or intermediate) of at least
     config.cpu_min_elements; smaller graphs skip the lowering: eager ops are as fast."""
     from .. import config
-    values = list(example_inputs) + [n.meta.get("example_value", n.meta.get("val")) for n in gm.graph.nodes]
-    tensors = [v for v in values if isinstance(v, torch.Tensor)]
-    if not tensors or any(t.device.type != "cpu" for t in tensors):
+    values = [n.meta.get("example_value", n.meta.get("val")) for n in gm.graph.nodes]
+    facts = _tensor_facts(example_inputs) + [(t.device, t.numel()) for t in values if isinstance(t, torch.Tensor)]
+    if not facts or any(device.type != "cpu" for device, _ in facts):
         return False
-    return any(t.numel() >= config.cpu_min_elements for t in tensors)
+    return any(numel >= config.cpu_min_elements for _, numel in facts)
 
 
 def auto(gm, example_inputs):

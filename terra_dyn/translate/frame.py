@@ -41,8 +41,8 @@ from .context import TranslationContext
 from .errors import Unsupported
 from .executor import StopTranslation, Translator
 from .sources import AttrSource, FreeVarSource, ItemSource, LocalSource
-from .values import (CellValue, ConstValue, Lazy, ListValue, MethodValue, NullValue, ScalarValue,
-                     TensorValue)
+from .values import (CellValue, ConstValue, ExampleInputs, Lazy, ListValue, MethodValue, NullValue,
+                     ScalarValue, TensorValue)
 
 _JUMPS = {"POP_JUMP_FORWARD_IF_TRUE", "POP_JUMP_FORWARD_IF_FALSE", "POP_JUMP_BACKWARD_IF_TRUE",
           "POP_JUMP_BACKWARD_IF_FALSE", "POP_JUMP_FORWARD_IF_NONE", "POP_JUMP_FORWARD_IF_NOT_NONE",
@@ -378,10 +378,11 @@ def _finish(ctx, code, f_globals, tx, result, site, breaks, options, start):
     if gm is not None:
         used = {n for n in gm.graph.nodes if n.op == "placeholder"}
         inputs = [v for v in inputs if v.node in used]
-        example_inputs = [_example(v) for v in inputs]
+        example_inputs = ExampleInputs(inputs)  # fakes made only if the backend looks
         t0 = time.perf_counter()
         compiled = _never_translated(options.backend(gm, example_inputs), options.backend)
         compile_seconds = time.perf_counter() - t0
+        example_inputs.release()
         gm.example_inputs = example_inputs
         graphs.append(gm)
     plan = CodePlan(
@@ -396,12 +397,6 @@ def _finish(ctx, code, f_globals, tx, result, site, breaks, options, start):
         resume_functions=list(site.resume_codes) if site else [],
         guard_descriptions=ctx.guards.describe(), translate_seconds=translate_seconds,
         compile_seconds=compile_seconds)
-
-
-def _example(v):
-    if isinstance(v, ScalarValue):
-        return v.example
-    return v.fake
 
 
 def _collect_graph_values(v, out, depth=0):

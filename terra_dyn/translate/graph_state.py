@@ -25,9 +25,8 @@ import threading
 
 import torch
 import torch.fx as fx
-from torch._subclasses.fake_tensor import FakeTensorMode
 
-from . import autocast
+from . import autocast, meta_rules
 from .errors import Unsupported
 from .sources import FreeVarSource
 from .values import ConstValue, ListValue, ScalarValue, TensorValue, TupleValue, Value, meta_like
@@ -74,6 +73,9 @@ class GraphState:
     @property
     def fake_mode(self):
         if self._fake_mode is None:
+            # imported here: fake tensors pull in sympy, which static meta propagation never needs
+            from torch._subclasses.fake_tensor import FakeTensorMode
+
             if self.dynamic_sizes:
                 from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
@@ -318,7 +320,7 @@ def _meta_friendly(real):
 def _propagate_meta(kind, target, args, kwargs):
     """(result on meta tensors, its device), or (_SLOW, None) when FakeTensorMode must decide."""
     name = target if kind == "call_method" else getattr(target, "__name__", "")
-    if name in _DEVICE_OPS or autocast.needs_fake_propagation():
+    if (name in _DEVICE_OPS and not _is_dtype_cast(kind, name, args, kwargs)) or autocast.needs_fake_propagation():
         # autocast casts in the Autocast dispatch keys, which meta tensors lack
         return _SLOW, None
     tensors = []
@@ -344,9 +346,11 @@ def _propagate_meta(kind, target, args, kwargs):
         meta_kwargs["device"] = "meta"
     meta_args = [_example(a, "meta") for a in args]
     try:
-        if kind == "call_method":
+        # the common ops whose meta kernels are Python (they import sympy, torch._dynamo)
+        result = meta_rules.infer(kind, target, meta_args, meta_kwargs, device)
+        if result is None and kind == "call_method":
             result = getattr(meta_args[0], target)(*meta_args[1:], **meta_kwargs)
-        else:
+        elif result is None:
             result = target(*meta_args, **meta_kwargs)
     except Exception:  # no meta kernel, a data-dependent op, or a user error: FakeTensorMode
         return _SLOW, None  # decides (and names the error)
@@ -355,6 +359,13 @@ def _propagate_meta(kind, target, args, kwargs):
     if not _meta_result_ok(result, name):
         return _SLOW, None
     return result, device
+
+
+def _is_dtype_cast(kind, name, args, kwargs):
+    """`x.to(torch.float16)`: a cast on the same device, which meta tensors model (GPT-2's
+    attention casts this way on every layer)."""
+    return kind == "call_method" and name == "to" and len(args) == 2 and not kwargs \
+        and isinstance(args[1], ConstValue) and isinstance(args[1].value, torch.dtype)
 
 
 _PURE_PYTHON_MODULES = ("_operator", "operator", "math", "builtins")

@@ -40,8 +40,8 @@ def test_reduce_overhead_runs_on_cpu_as_auto(fresh_terra_dyn):
 def test_unknown_mode_dynamic_and_options_are_one_clear_error():
     with pytest.raises(UnsupportedOption, match="unknown mode 'fast'; use one of default"):
         terra_dyn.optimize(double, mode="fast")
-    with pytest.raises(UnsupportedOption, match=r"dynamic=True\) is not supported: sizes start static"):
-        terra_dyn.optimize(double, dynamic=True)
+    with pytest.raises(UnsupportedOption, match=r"dynamic='yes'\): use None, True or False"):
+        terra_dyn.optimize(double, dynamic="yes")
     with pytest.raises(UnsupportedOption, match="unsupported option 'triton.cudagraphs'"):
         terra_dyn.optimize(double, options={"triton.cudagraphs": True})
 
