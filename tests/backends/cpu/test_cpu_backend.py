@@ -50,6 +50,25 @@ def test_half_precision_is_computed_in_float32():
         check(lambda x: torch.softmax(x, -1), x, atol=1e-2, rtol=1e-2, expect_kernels=1)
 
 
+def test_gelu_tanh_form_is_fused_erf_form_stays_eagers_kernel():
+    x = torch.randn(16, 300)
+    gelu = torch.nn.functional.gelu
+    compiled = check(lambda x: gelu(x, approximate="tanh"), x, expect_kernels=1)
+    assert "tanh" in "".join(compiled.kernel_sources)
+    compiled = check(lambda x: gelu(x), x, expect_kernels=0)
+    assert "aten.gelu.default" in compiled.describe()
+
+
+def test_common_activations_are_kernels_in_every_float_dtype():
+    F = torch.nn.functional
+    for dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
+        x = (torch.randn(37, 129) * 4).to(dtype).t()  # odd sizes, transposed
+        tol = {} if dtype in (torch.float32, torch.float64) else {"atol": 2e-2, "rtol": 2e-2}
+        for act in (F.hardsigmoid, F.hardswish, F.elu, F.selu, F.celu, F.mish, torch.frac,
+                    lambda x: F.gelu(x, approximate="tanh")):
+            check(lambda x: act(x) * 2 + 1, x, expect_kernels=1, **tol)
+
+
 def test_gradients_come_from_compiled_forward_and_backward():
     x = torch.randn(8, 40, requires_grad=True)
     w = torch.randn(40, requires_grad=True)
