@@ -226,6 +226,20 @@ class CpuCompiledGraph(FusedGraph):
     program_type = Program
     keys_by_type = True  # fake example inputs run the graph module; real ones get kernels
 
+    def __init__(self, gm, example_inputs, notes=None, eager_calls=0):
+        # eager_calls: the first calls run the user's graph module as it is (the
+        # interpreter), lowering only on the call after them. "auto" uses it: graphs that
+        # the frontend recompiles within a few calls (changing shapes, the ten programs'
+        # first steps) then never pay make_fx + g++ (~0.1-0.3 s each) for nothing.
+        self.eager_calls = eager_calls
+        super().__init__(gm, example_inputs, notes, lower_now=eager_calls == 0)
+
+    def __call__(self, *args):
+        if self.eager_calls > 0:
+            self.eager_calls -= 1
+            return self.gm(*args)
+        return super().__call__(*args)
+
     def note(self, line: str):
         if line not in self.notes and config.verbose:
             print(f"terra_dyn cpu: {line}", file=sys.stderr)

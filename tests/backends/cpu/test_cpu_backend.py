@@ -135,6 +135,20 @@ def test_auto_picks_cpu_for_large_graphs_and_the_interpreter_for_tiny_ones(monke
     assert_same(big(x), x.exp() * 2)
 
 
+def test_auto_lowers_a_cpu_graph_only_after_its_first_calls(monkeypatch):
+    from terra_dyn.backends import AUTO_CPU_EAGER_CALLS
+    monkeypatch.setattr(config, "cpu_min_elements", 4096)
+    gm = trace(lambda x: torch.tanh(x * 2 + 1) * x)
+    compiled = lookup("auto")(gm, [torch.randn(64, 64)])
+    graph = getattr(compiled, "fn", compiled)  # the CpuCompiledGraph inside the hook-off wrapper
+    for call in range(AUTO_CPU_EAGER_CALLS + 2):
+        x = torch.randn(64, 64)
+        assert_same(compiled(x), torch.tanh(x * 2 + 1) * x)
+        if call < AUTO_CPU_EAGER_CALLS:
+            assert not graph.programs, "lowered before its eager calls ran out"
+    assert graph.kernels, graph.describe()
+
+
 def test_optimize_with_the_cpu_backend_trains_like_eager():
     import terra_dyn
     torch.manual_seed(0)
