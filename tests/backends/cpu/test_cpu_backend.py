@@ -69,6 +69,23 @@ def test_common_activations_are_kernels_in_every_float_dtype():
             check(lambda x: act(x) * 2 + 1, x, expect_kernels=1, **tol)
 
 
+def test_outputs_that_do_not_depend_on_grad_inputs_do_not_require_grad():
+    # faster_rcnn calls .numpy() on such an output: eager allows it, so must we
+    def fn(x, w):
+        y = torch.tanh(x * w)
+        return y.sum(), torch.exp(y.detach() * 2), x * 3 + 1
+    x, w = torch.randn(8, 40), torch.randn(40, requires_grad=True)
+    compiled = compile_graph(trace(fn, 2), [x, w])
+    outs = compiled(x, w)
+    assert [o.requires_grad for o in outs] == [o.requires_grad for o in fn(x, w)] == [True, False, False]
+    outs[2].numpy()
+    outs[0].backward()
+    got = w.grad.clone()
+    w.grad = None
+    fn(x, w)[0].backward()
+    assert_same(got, w.grad)
+
+
 def test_gradients_come_from_compiled_forward_and_backward():
     x = torch.randn(8, 40, requires_grad=True)
     w = torch.randn(40, requires_grad=True)
