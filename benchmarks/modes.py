@@ -23,7 +23,7 @@ import dataclasses
 
 CPU_DEFAULT_MODES = ["eager", "terra:interpreter", "compile:inductor", "compile:eager"]
 CUDA_DEFAULT_MODES = ["eager", "terra:interpreter", "terra:triton", "compile:inductor", "compile:eager"]
-KNOWN_MODES = ["eager", "terra:interpreter", "terra:triton", "terra:auto", "compile:inductor", "compile:eager",
+KNOWN_MODES = ["eager", "terra:interpreter", "terra:triton", "terra:cpu", "terra:auto", "compile:inductor", "compile:eager",
                "fx:triton", "fx:interpreter"]
 DEBUG_MODES = ["debug:segfault"]  # for the runner's own tests: proves a crashing mode cannot end a run
 
@@ -226,7 +226,7 @@ def make_mode(name):
     if name == "debug:segfault":
         return SegfaultMode(name)
     kind, _, backend = name.partition(":")
-    if kind == "terra" and backend in ("interpreter", "triton", "auto"):
+    if kind == "terra" and backend in ("interpreter", "triton", "cpu", "auto"):
         return TerraMode(name, backend)
     if kind == "compile" and backend:
         return CompileMode(name, backend)

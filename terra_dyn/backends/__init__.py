@@ -52,6 +52,13 @@ def _on_cuda(example_inputs):
     return any(device.type == "cuda" for device, _ in _tensor_facts(example_inputs))
 
 
+# "auto" runs a CPU graph's first calls through the graph module itself and lowers it to
+# C++ kernels after them (the ten programs, --config small, median step: see
+# docs/CPU_BACKEND.md): make_fx + g++ cost 0.1-0.3 s per graph, and a graph the frontend
+# recompiles within its first calls would pay that for nothing.
+AUTO_CPU_EAGER_CALLS = 2
+
+
 def _big_enough_for_cpu_kernels(gm, example_inputs):
     """A graph on CPU tensors holding a tensor (input or intermediate) of at least
     config.cpu_min_elements; smaller graphs skip the lowering: eager ops are as fast."""
@@ -72,7 +79,8 @@ def auto(gm, example_inputs):
         except ImportError:
             pass
     elif _big_enough_for_cpu_kernels(gm, example_inputs) and _cpu().is_available():
-        return _hook_off(_cpu().compile_graph(gm, example_inputs))
+        # lowered on its third call: a graph recompiled before that never pays the lowering
+        return _hook_off(_cpu().compile_graph(gm, example_inputs, eager_calls=AUTO_CPU_EAGER_CALLS))
     return interpreter.compile_graph(gm, example_inputs)
 
 

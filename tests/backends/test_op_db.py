@@ -17,7 +17,9 @@ LOWERED = [
     "where", "masked_fill", "clamp", "clamp_min", "clamp_max", "addcmul", "addcdiv", "lerp", "rsub", "square",
     "sum", "mean", "amax", "amin", "argmax", "argmin", "var", "std", "softmax", "log_softmax", "logsumexp",
     "nn.functional.gelu", "nn.functional.silu", "nn.functional.layer_norm", "nn.functional.hardtanh",
-    "nn.functional.leaky_relu", "nn.functional.softplus", "nn.functional.rms_norm", "clone", "half", "bool", "int",
+    "nn.functional.leaky_relu", "nn.functional.softplus", "nn.functional.rms_norm", "nn.functional.hardsigmoid",
+    "nn.functional.hardswish", "nn.functional.elu", "nn.functional.selu", "nn.functional.celu", "nn.functional.mish",
+    "frac", "clone", "half", "bool", "int",
 ]
 SAMPLES_PER_OP = 4
 

@@ -16,10 +16,11 @@ Nothing here imports triton, torch._dynamo, torch._inductor or terra_dyn._C.
 from .compiler import why_unavailable
 
 
-def compile_graph(gm, example_inputs: list):
-    """Backend entry point (torch.compile's backend signature): returns a CpuCompiledGraph."""
+def compile_graph(gm, example_inputs: list, eager_calls: int = 0):
+    """Backend entry point (torch.compile's backend signature): returns a CpuCompiledGraph.
+    Its first `eager_calls` calls run `gm` itself; the lowering happens on the next one."""
     from .compiled_graph import CpuCompiledGraph
-    return CpuCompiledGraph(gm, example_inputs)
+    return CpuCompiledGraph(gm, example_inputs, eager_calls=eager_calls)
 
 
 def is_available() -> bool:

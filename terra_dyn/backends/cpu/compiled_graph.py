@@ -70,13 +70,27 @@ def _performance_reason(group: FusionGroup) -> str:
     return ""
 
 
+def _tanh_form_only(decomposition):
+    """`decomposition` for GELU's tanh form; the erf form returns NotImplemented, which
+    make_fx reads as "keep the op" (lower_to_aten)."""
+    def decompose(*args, **kwargs):
+        if kwargs.get("approximate", args[-1] if len(args) > 1 and isinstance(args[-1], str) else "none") != "tanh":
+            return NotImplemented
+        return decomposition(*args, **kwargs)
+    return decompose
+
+
 def decomposition_table() -> dict:
-    """The shared decompositions, less GELU and its gradient: eager's fused CPU GELU kernel
-    (one pass, a cheap vector erf) beats our decomposed chain, whose erff call from libmvec
-    costs more (1M floats, 1 thread: 0.44 ms against 0.67 ms; docs/CPU_BACKEND.md)."""
+    """The shared decompositions, with GELU and its gradient decomposed only in the tanh
+    form. Eager's fused CPU GELU kernel in the erf form (one pass, a cheap vector erf) beats
+    our decomposed chain, whose libmvec erff costs more (1M floats, 1 thread: eager 0.40 ms,
+    decomposed 0.74 ms); its tanh form is scalar in eager and 3.7x slower than the fused
+    decomposition (1.86 ms against 0.51 ms; docs/CPU_BACKEND.md)."""
     aten = torch.ops.aten
-    kept = (aten.gelu.default, aten.gelu_backward.default)
-    return {op: fn for op, fn in decompositions.table().items() if op not in kept}
+    table = dict(decompositions.table())
+    for op in (aten.gelu.default, aten.gelu_backward.default):
+        table[op] = _tanh_form_only(table[op])
+    return table
 
 
 # Training graphs holding these run eagerly: the shared autograd (triton/autograd.py)
@@ -211,6 +225,20 @@ class CpuCompiledGraph(FusedGraph):
     label = "CpuCompiledGraph"
     program_type = Program
     keys_by_type = True  # fake example inputs run the graph module; real ones get kernels
+
+    def __init__(self, gm, example_inputs, notes=None, eager_calls=0):
+        # eager_calls: the first calls run the user's graph module as it is (the
+        # interpreter), lowering only on the call after them. "auto" uses it: graphs that
+        # the frontend recompiles within a few calls (changing shapes, the ten programs'
+        # first steps) then never pay make_fx + g++ (~0.1-0.3 s each) for nothing.
+        self.eager_calls = eager_calls
+        super().__init__(gm, example_inputs, notes, lower_now=eager_calls == 0)
+
+    def __call__(self, *args):
+        if self.eager_calls > 0:
+            self.eager_calls -= 1
+            return self.gm(*args)
+        return super().__call__(*args)
 
     def note(self, line: str):
         if line not in self.notes and config.verbose:

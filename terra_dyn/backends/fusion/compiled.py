@@ -50,7 +50,7 @@ class FusedGraph:
     program_type = type(None)
     keys_by_type = False  # True: fake and real tensors of one shape get separate Programs
 
-    def __init__(self, gm: fx.GraphModule, example_inputs, notes=None):
+    def __init__(self, gm: fx.GraphModule, example_inputs, notes=None, lower_now=True):
         self.gm = gm
         self.notes = [] if notes is None else notes  # a backward graph shares its forward's notes
         self.sources = {}     # kernel text -> kernel source (unique kernels built so far)
@@ -59,7 +59,8 @@ class FusedGraph:
         self.backward_graphs = []
         self.trainable_attributes = any(p.requires_grad for p in gm.parameters())
         try:
-            self._program(list(example_inputs))
+            if lower_now:
+                self._program(list(example_inputs))
         except Exception:
             if config.strict:
                 raise

@@ -157,6 +157,32 @@ def softplus(x, beta=1.0, threshold=20.0):
     return torch.where(scaled > threshold, x, torch.log1p(torch.exp(scaled)) / beta)
 
 
+def hardsigmoid(x):
+    return torch.clamp(x + 3, 0, 6) / 6
+
+
+def hardswish(x):
+    return x * (torch.clamp(x + 3, 0, 6) / 6)
+
+
+def elu(x, alpha=1.0, scale=1.0, input_scale=1.0):
+    # selu and celu reach ATen as elu / celu with these constants; expm1 as eager's kernel
+    return torch.where(x > 0, x * scale, torch.expm1(x * input_scale) * (alpha * scale))
+
+
+def celu(x, alpha=1.0):
+    return elu(x, alpha, 1.0, 1.0 / alpha)
+
+
+def mish(x):
+    xf = _upcast(x)
+    return (xf * torch.tanh(torch.log1p(torch.exp(xf)))).to(x.dtype)
+
+
+def frac(x):
+    return x - torch.trunc(x)
+
+
 def rsub(x, other, alpha=1):
     return torch.sub(other, x, alpha=alpha)
 
@@ -251,6 +277,12 @@ def table():
         aten.hardtanh.default: hardtanh,
         aten.leaky_relu.default: leaky_relu,
         aten.softplus.default: softplus,
+        aten.hardsigmoid.default: hardsigmoid,
+        aten.hardswish.default: hardswish,
+        aten.elu.default: elu,
+        aten.celu.default: celu,
+        aten.mish.default: mish,
+        aten.frac.default: frac,
         aten.rsub.Tensor: rsub,
         aten.rsub.Scalar: rsub,
         aten.threshold_backward.default: threshold_backward,

@@ -28,7 +28,9 @@ class _GraphFunction(torch.autograd.Function):
         with torch.no_grad():
             flat, spec = pytree.tree_flatten(runner.forward_program(*args))
         runner.out_spec = spec
-        ctx.mark_non_differentiable(*[t for t in flat if not (t.is_floating_point() or t.is_complex())])
+        kept = runner.differentiable_outputs(args, len(flat))
+        ctx.mark_non_differentiable(*[t for i, t in enumerate(flat)
+                                      if not (t.is_floating_point() or t.is_complex()) or i not in kept])
         return tuple(flat)
 
     @staticmethod
@@ -50,10 +52,34 @@ class AutogradProgram:
         self.compile_backward = compile_backward
         self.backward_graph = None
         self.out_spec = None
+        self.differentiable = None  # output positions that require grad (differentiable_outputs)
 
     def __repr__(self):
         state = "built" if self.backward_graph else "not built"
         return f"AutogradProgram(differentiable inputs {self.diff}, backward {state})"
+
+    def differentiable_outputs(self, args, count) -> set:
+        """Positions of the outputs that require grad in eager (depend on an input that
+        requires grad, not through detach() or no_grad): the others are marked
+        non-differentiable, so that user code may call .numpy() on them as in eager
+        (faster_rcnn's boxes). Found once per signature by running the graph on fake
+        tensors; if that fails, every float output counts as differentiable."""
+        if self.differentiable is None:
+            self.differentiable = set(range(count))
+            try:
+                from torch._subclasses.fake_tensor import FakeTensorMode
+                mode = FakeTensorMode(allow_non_fake_inputs=True)
+                fakes = [mode.from_tensor(a).requires_grad_(a.requires_grad)
+                         if isinstance(a, torch.Tensor) and a.is_floating_point() else
+                         (mode.from_tensor(a) if isinstance(a, torch.Tensor) else a) for a in args]
+                with mode, torch.enable_grad():
+                    outs = pytree.tree_leaves(self.gm(*fakes))
+                if len(outs) == count:
+                    self.differentiable = {i for i, o in enumerate(outs)
+                                           if isinstance(o, torch.Tensor) and o.requires_grad}
+            except Exception as exc:  # noqa: BLE001 (a conservative default, noted)
+                self.on_fallback(f"every float output counts as differentiable ({type(exc).__name__}: {exc})")
+        return self.differentiable
 
     def __call__(self, *args):
         flat = _GraphFunction.apply(self, *args)

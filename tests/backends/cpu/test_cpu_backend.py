@@ -50,6 +50,42 @@ def test_half_precision_is_computed_in_float32():
         check(lambda x: torch.softmax(x, -1), x, atol=1e-2, rtol=1e-2, expect_kernels=1)
 
 
+def test_gelu_tanh_form_is_fused_erf_form_stays_eagers_kernel():
+    x = torch.randn(16, 300)
+    gelu = torch.nn.functional.gelu
+    compiled = check(lambda x: gelu(x, approximate="tanh"), x, expect_kernels=1)
+    assert "tanh" in "".join(compiled.kernel_sources)
+    compiled = check(lambda x: gelu(x), x, expect_kernels=0)
+    assert "aten.gelu.default" in compiled.describe()
+
+
+def test_common_activations_are_kernels_in_every_float_dtype():
+    F = torch.nn.functional
+    for dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
+        x = (torch.randn(37, 129) * 4).to(dtype).t()  # odd sizes, transposed
+        tol = {} if dtype in (torch.float32, torch.float64) else {"atol": 2e-2, "rtol": 2e-2}
+        for act in (F.hardsigmoid, F.hardswish, F.elu, F.selu, F.celu, F.mish, torch.frac,
+                    lambda x: F.gelu(x, approximate="tanh")):
+            check(lambda x: act(x) * 2 + 1, x, expect_kernels=1, **tol)
+
+
+def test_outputs_that_do_not_depend_on_grad_inputs_do_not_require_grad():
+    # faster_rcnn calls .numpy() on such an output: eager allows it, so must we
+    def fn(x, w):
+        y = torch.tanh(x * w)
+        return y.sum(), torch.exp(y.detach() * 2), x * 3 + 1
+    x, w = torch.randn(8, 40), torch.randn(40, requires_grad=True)
+    compiled = compile_graph(trace(fn, 2), [x, w])
+    outs = compiled(x, w)
+    assert [o.requires_grad for o in outs] == [o.requires_grad for o in fn(x, w)] == [True, False, False]
+    outs[2].numpy()
+    outs[0].backward()
+    got = w.grad.clone()
+    w.grad = None
+    fn(x, w)[0].backward()
+    assert_same(got, w.grad)
+
+
 def test_gradients_come_from_compiled_forward_and_backward():
     x = torch.randn(8, 40, requires_grad=True)
     w = torch.randn(40, requires_grad=True)
@@ -114,6 +150,20 @@ def test_auto_picks_cpu_for_large_graphs_and_the_interpreter_for_tiny_ones(monke
     assert tiny == gm.forward
     x = torch.randn(64, 64)
     assert_same(big(x), x.exp() * 2)
+
+
+def test_auto_lowers_a_cpu_graph_only_after_its_first_calls(monkeypatch):
+    from terra_dyn.backends import AUTO_CPU_EAGER_CALLS
+    monkeypatch.setattr(config, "cpu_min_elements", 4096)
+    gm = trace(lambda x: torch.tanh(x * 2 + 1) * x)
+    compiled = lookup("auto")(gm, [torch.randn(64, 64)])
+    graph = getattr(compiled, "fn", compiled)  # the CpuCompiledGraph inside the hook-off wrapper
+    for call in range(AUTO_CPU_EAGER_CALLS + 2):
+        x = torch.randn(64, 64)
+        assert_same(compiled(x), torch.tanh(x * 2 + 1) * x)
+        if call < AUTO_CPU_EAGER_CALLS:
+            assert not graph.programs, "lowered before its eager calls ran out"
+    assert graph.kernels, graph.describe()
 
 
 def test_optimize_with_the_cpu_backend_trains_like_eager():
