@@ -17,6 +17,7 @@ import types
 import torch
 from bytecode import FreeVar, Instr
 
+from ..seam import rules
 from ..translate.errors import Unsupported
 from ..translate.generator_cm import GeneratorCMValue, make_manager
 from ..translate.sources import LocalSource
@@ -38,8 +39,7 @@ _BY_IDENTITY = (types.FunctionType, types.BuiltinFunctionType, types.ModuleType,
 
 def call_const(fn, arg_instrs, nargs):
     """Instructions calling the constant `fn` with `nargs` arguments pushed by arg_instrs."""
-    return [Instr("PUSH_NULL"), Instr("LOAD_CONST", fn)] + arg_instrs + [
-        Instr("PRECALL", nargs), Instr("CALL", nargs)]
+    return rules.call_const(fn, arg_instrs, nargs)
 
 
 def _is_fresh_mutable(v):

@@ -61,6 +61,7 @@ from dataclasses import dataclass
 
 from bytecode import Bytecode, CellVar, FreeVar, Instr, Label, TryBegin, TryEnd
 from .. import tracebacks
+from ..seam import rules
 
 _resume_codes = {}  # key -> code
 _resume_info = {}  # id(resume code) -> (original, prologue length, resume code, label index)
@@ -378,8 +379,7 @@ def _exit_block(original, f_globals, resume, layout, results, local_names):
 
 
 def _call_const(fn, arg_instrs, nargs):
-    return [Instr("PUSH_NULL"), Instr("LOAD_CONST", fn)] + arg_instrs + [
-        Instr("PRECALL", nargs), Instr("CALL", nargs)]
+    return rules.call_const(fn, arg_instrs, nargs)
 
 
 def _free_names(original):

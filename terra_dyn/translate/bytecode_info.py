@@ -13,6 +13,8 @@ import weakref
 
 from bytecode import Bytecode, Label, TryBegin, TryEnd
 
+from ..seam import rules
+
 _cache = {}  # id(code) -> CodeInfo
 _registered = {}  # id(resume code) -> CodeInfo from the instructions it was made from
 
@@ -51,9 +53,9 @@ class CodeInfo:
             if hasattr(ins, "name"):
                 names.append(ins.name)
             pc += 1
-        # a with block's handler starts PUSH_EXC_INFO, WITH_EXCEPT_START; a handler's own
-        # cleanup region (COPY 3; POP_EXCEPT; RERAISE) is not a user try either
-        return names == ["PUSH_EXC_INFO", "WITH_EXCEPT_START"] or names[:1] == ["COPY"]
+        # a with block's handler, or compiler cleanup (a handler's own region, an inlined
+        # comprehension's), is not a user try (the seam knows each version's spelling)
+        return rules.handler_kind(names) != "user"
 
     def lineno(self, pc):
         for i in range(pc, -1, -1):

@@ -29,6 +29,7 @@ from typing import Any, List
 from bytecode import Instr
 
 from .. import report
+from ..seam import rules
 
 try:
     from .. import _C
@@ -43,16 +44,6 @@ from .executor import StopTranslation, Translator
 from .sources import AttrSource, FreeVarSource, ItemSource, LocalSource
 from .values import (CellValue, ConstValue, ExampleInputs, Lazy, ListValue, MethodValue, NullValue,
                      ScalarValue, TensorValue)
-
-_JUMPS = {"POP_JUMP_FORWARD_IF_TRUE", "POP_JUMP_FORWARD_IF_FALSE", "POP_JUMP_BACKWARD_IF_TRUE",
-          "POP_JUMP_BACKWARD_IF_FALSE", "POP_JUMP_FORWARD_IF_NONE", "POP_JUMP_FORWARD_IF_NOT_NONE",
-          "POP_JUMP_BACKWARD_IF_NONE", "POP_JUMP_BACKWARD_IF_NOT_NONE"}
-_NOT_BREAKABLE = {"RETURN_VALUE", "JUMP_IF_TRUE_OR_POP", "JUMP_IF_FALSE_OR_POP", "BEFORE_WITH",
-                  "MAKE_FUNCTION", "LOAD_CLOSURE", "STORE_DEREF", "LOAD_DEREF", "MAKE_CELL",
-                  "COPY_FREE_VARS", "RESUME", "KW_NAMES", "PRECALL", "LIST_APPEND", "MAP_ADD",
-                  "LIST_EXTEND", "DICT_UPDATE", "DICT_MERGE", "SET_ADD", "YIELD_VALUE",
-                  "SEND", "GET_AWAITABLE", "PUSH_EXC_INFO", "POP_EXCEPT", "RERAISE"}
-
 
 # locals(), vars(), frame objects, debuggers: what they show of a rewritten frame is not the
 # user's frame
@@ -247,7 +238,7 @@ def _can_break(tx, exc):
         exc.native_rest = True
     if instr.name == "BEFORE_WITH" and getattr(exc, "at_with_statement", False):
         return True  # the block's exception table entry starts after it: resumable
-    return instr.name not in _NOT_BREAKABLE
+    return instr.name not in rules.not_breakable
 
 
 def _inside_user_try(info, pc):
@@ -299,7 +290,7 @@ def _break_site(tx, native_rest=False):
             native.append(Instr("KW_NAMES", tx.kw_names, location=instr.location))
         native += [Instr("PRECALL", instr.arg, location=instr.location), instr]
         kind = "plain"
-    elif name in _JUMPS:
+    elif rules.is_cond_jump(instr):
         pops, pushes, native, kind = 1, 0, [instr], "jump"
     elif name == "FOR_ITER":
         pops, pushes, native, kind = 1, 0, [instr], "for_iter"

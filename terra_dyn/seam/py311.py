@@ -1,0 +1,116 @@
+"""CPython 3.11 bytecode rules (the base the later versions override).
+
+3.11: a call is `PUSH_NULL; <callable>; <args>; [KW_NAMES names]; PRECALL n; CALL n`
+(method form `<meth>; <self>; <args>`); conditional jumps carry their direction in the
+name (POP_JUMP_FORWARD_IF_TRUE, POP_JUMP_BACKWARD_IF_NONE, ...); LOAD_METHOD exists;
+an exhausted FOR_ITER pops the iterator and jumps to its target.
+"""
+from bytecode import Instr
+
+_JUMP_SUFFIX = {"true": "IF_TRUE", "false": "IF_FALSE", "none": "IF_NONE", "not_none": "IF_NOT_NONE"}
+
+
+class Py311:
+    version = (3, 11)
+    # [NULL, callable] (True) or [callable, NULL] (False, 3.13) below a call's arguments
+    null_before_callable = True
+    # instructions at an exhausted FOR_ITER's target that the interpreter skips
+    for_iter_exit_skip = 0
+    # instructions a graph break never stops at (their state is mid-sequence)
+    not_breakable = frozenset({
+        "RETURN_VALUE", "JUMP_IF_TRUE_OR_POP", "JUMP_IF_FALSE_OR_POP", "BEFORE_WITH",
+        "MAKE_FUNCTION", "LOAD_CLOSURE", "STORE_DEREF", "LOAD_DEREF", "MAKE_CELL",
+        "COPY_FREE_VARS", "RESUME", "KW_NAMES", "PRECALL", "LIST_APPEND", "MAP_ADD",
+        "LIST_EXTEND", "DICT_UPDATE", "DICT_MERGE", "SET_ADD", "YIELD_VALUE", "SEND",
+        "GET_AWAITABLE", "PUSH_EXC_INFO", "POP_EXCEPT", "RERAISE"})
+
+    # -- calls ----------------------------------------------------------------------
+    def _null_and(self, fn_instrs):
+        return [Instr("PUSH_NULL")] + list(fn_instrs)
+
+    def _call_tail(self, nargs, kw_names=()):
+        out = [Instr("KW_NAMES", tuple(kw_names))] if kw_names else []
+        return out + [Instr("PRECALL", nargs), Instr("CALL", nargs)]
+
+    def call(self, fn_instrs, arg_instrs, nargs, kw_names=()):
+        """fn(*args) where fn_instrs push the callable; the last len(kw_names) arguments
+        are passed by keyword."""
+        return self._null_and(fn_instrs) + list(arg_instrs) + self._call_tail(nargs, kw_names)
+
+    def call_const(self, fn, arg_instrs, nargs):
+        return self.call([Instr("LOAD_CONST", fn)], arg_instrs, nargs)
+
+    def call_method(self, obj_instrs, name, arg_instrs, nargs):
+        return list(obj_instrs) + self.load_method(name) + list(arg_instrs) + self._call_tail(nargs)
+
+    def native_call(self, call_instr, kw_names=()):
+        """The instructions that re-issue a call whose callable and arguments are on the
+        stack (a graph break at a call), and how many stack items it consumes."""
+        n = call_instr.arg
+        loc = call_instr.location
+        out = [Instr("KW_NAMES", tuple(kw_names), location=loc)] if kw_names else []
+        return out + [Instr("PRECALL", n, location=loc), call_instr], n + 2
+
+    # -- attributes -----------------------------------------------------------------
+    def load_attr(self, name):
+        return [Instr("LOAD_ATTR", name)]
+
+    def load_method(self, name):
+        return [Instr("LOAD_METHOD", name)]
+
+    # -- jumps ----------------------------------------------------------------------
+    def pop_jump(self, kind, label, forward=True):
+        direction = "FORWARD" if forward else "BACKWARD"
+        return [Instr(f"POP_JUMP_{direction}_{_JUMP_SUFFIX[kind]}", label)]
+
+    def jump_forward(self, label):
+        return [Instr("JUMP_FORWARD", label)]
+
+    def forward_variant(self, instr, label):
+        """`instr` (a jump) retargeted to `label`, which lies after it."""
+        return Instr(instr.name.replace("BACKWARD", "FORWARD"), label, location=instr.location)
+
+    def is_cond_jump(self, instr):
+        name = getattr(instr, "name", "")
+        return name.startswith("POP_JUMP_") and "IF_" in name
+
+    def is_none_jump(self, instr):
+        return self.is_cond_jump(instr) and instr.name.endswith("NONE")
+
+    def is_return(self, instr):
+        return getattr(instr, "name", "") in ("RETURN_VALUE", "RETURN_CONST")
+
+    def for_iter_exit(self):
+        """The instructions an exhausted FOR_ITER's target must start with (it skips them;
+        they are there for the exception-free exit the compiler lays out)."""
+        names = {0: [], 1: ["END_FOR"], 2: ["END_FOR", "POP_TOP"]}[self.for_iter_exit_skip]
+        return [Instr(n) for n in names]
+
+    # -- function frames ------------------------------------------------------------
+    def prologue(self, n_free):
+        return ([Instr("COPY_FREE_VARS", n_free)] if n_free else []) + [Instr("RESUME", 0)]
+
+    def make_function(self, closure=False):
+        """stack: [closure tuple], code -> function"""
+        return [Instr("MAKE_FUNCTION", 0x08 if closure else 0)]
+
+    # -- f-strings ------------------------------------------------------------------
+    def format_value(self, conversion, has_spec):
+        """stack: value[, spec] -> str.  conversion: 0, 1 (!s), 2 (!r), 3 (!a)."""
+        return [Instr("FORMAT_VALUE", conversion | (0x04 if has_spec else 0))]
+
+    # -- exception table ------------------------------------------------------------
+    def handler_kind(self, first_names):
+        """What a handler is, from its first two instruction names: a with block's
+        ("with"), compiler cleanup that no user wrote ("cleanup"), or a user's try."""
+        if list(first_names[:2]) == ["PUSH_EXC_INFO", "WITH_EXCEPT_START"]:
+            return "with"
+        if first_names[:1] == ["COPY"]:
+            return "cleanup"
+        return "user"
+
+    def super_call(self):
+        """How zero-argument `super()` is spelled where it must be made explicit: the
+        instructions after `LOAD_GLOBAL super` to replace ((name, arg) pairs), or None when
+        the compiler already loads `__class__` and the first argument itself."""
+        return (("PRECALL", 0), ("CALL", 0))

@@ -1,0 +1,49 @@
+"""CPython 3.12 bytecode rules: what changed from 3.11.
+
+- no PRECALL; KW_NAMES stays; LOAD_METHOD is LOAD_ATTR with the method bit ((True, name))
+  and a plain attribute load is (False, name)
+- jumps have no direction in their name (POP_JUMP_IF_TRUE ...); the assembler picks it
+- an exhausted FOR_ITER jumps to its target and skips the END_FOR there
+- comprehensions are inlined (PEP 709): their cleanup handler starts SWAP, POP_TOP
+- zero-argument super() compiles to LOAD_SUPER_ATTR, which loads `__class__` and the first
+  argument itself: nothing to make explicit in a cut code
+"""
+from bytecode import Instr
+
+from .py311 import Py311, _JUMP_SUFFIX
+
+
+class Py312(Py311):
+    version = (3, 12)
+    for_iter_exit_skip = 1  # END_FOR
+    not_breakable = (Py311.not_breakable - {"PRECALL"}) | {
+        "LOAD_FAST_AND_CLEAR", "END_FOR", "CALL_INTRINSIC_1", "CALL_INTRINSIC_2", "RETURN_CONST"}
+
+    def _call_tail(self, nargs, kw_names=()):
+        out = [Instr("KW_NAMES", tuple(kw_names))] if kw_names else []
+        return out + [Instr("CALL", nargs)]
+
+    def native_call(self, call_instr, kw_names=()):
+        n = call_instr.arg
+        out = [Instr("KW_NAMES", tuple(kw_names), location=call_instr.location)] if kw_names else []
+        return out + [call_instr], n + 2
+
+    def load_attr(self, name):
+        return [Instr("LOAD_ATTR", (False, name))]
+
+    def load_method(self, name):
+        return [Instr("LOAD_ATTR", (True, name))]
+
+    def pop_jump(self, kind, label, forward=True):
+        return [Instr(f"POP_JUMP_{_JUMP_SUFFIX[kind]}", label)]
+
+    def forward_variant(self, instr, label):
+        return Instr(instr.name, label, location=instr.location)
+
+    def handler_kind(self, first_names):
+        if list(first_names[:2]) == ["SWAP", "POP_TOP"]:
+            return "cleanup"  # an inlined comprehension restoring its loop variable
+        return super().handler_kind(first_names)
+
+    def super_call(self):
+        return None

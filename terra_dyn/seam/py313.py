@@ -1,0 +1,52 @@
+"""CPython 3.13 bytecode rules: what changed from 3.12.
+
+- a call's NULL sits *above* the callable: `<callable>; PUSH_NULL; <args>; CALL n`
+  (method form `<meth>; <self>` unchanged); keyword names are a constant tuple pushed last,
+  consumed by CALL_KW n (no KW_NAMES)
+- POP_JUMP_IF_TRUE/FALSE need an exact bool: TO_BOOL first
+- an exhausted FOR_ITER skips END_FOR and the POP_TOP after it
+- MAKE_FUNCTION takes no flags; SET_FUNCTION_ATTRIBUTE attaches a closure (or defaults)
+- f-string parts: CONVERT_VALUE, then FORMAT_SIMPLE or FORMAT_WITH_SPEC
+- new superinstructions (LOAD_FAST_LOAD_FAST, STORE_FAST_LOAD_FAST, STORE_FAST_STORE_FAST)
+  have handlers of their own in the translator; frame locals are a PEP 667 proxy (C side)
+"""
+from bytecode import Instr
+
+from .py312 import Py312
+
+
+class Py313(Py312):
+    version = (3, 13)
+    null_before_callable = False
+    for_iter_exit_skip = 2  # END_FOR, POP_TOP
+    not_breakable = (Py312.not_breakable - {"KW_NAMES"}) | {"TO_BOOL", "SET_FUNCTION_ATTRIBUTE"}
+
+    def _null_and(self, fn_instrs):
+        return list(fn_instrs) + [Instr("PUSH_NULL")]
+
+    def _call_tail(self, nargs, kw_names=()):
+        if kw_names:
+            return [Instr("LOAD_CONST", tuple(kw_names)), Instr("CALL_KW", nargs)]
+        return [Instr("CALL", nargs)]
+
+    def native_call(self, call_instr, kw_names=()):
+        # CALL_KW's names tuple is a stack item of its own (pushed before the break)
+        n = call_instr.arg
+        return [call_instr], n + 2 + (call_instr.name == "CALL_KW")
+
+    def pop_jump(self, kind, label, forward=True):
+        jump = super().pop_jump(kind, label, forward)
+        return [Instr("TO_BOOL")] + jump if kind in ("true", "false") else jump
+
+    def make_function(self, closure=False):
+        # stack: closure, code -> function: MAKE_FUNCTION takes the code on top
+        out = [Instr("MAKE_FUNCTION")]
+        return out + [Instr("SET_FUNCTION_ATTRIBUTE", 0x08)] if closure else out
+
+    def format_value(self, conversion, has_spec):
+        # stack: value[, spec]; CONVERT_VALUE works on the value, under the spec
+        if conversion and has_spec:
+            return [Instr("SWAP", 2), Instr("CONVERT_VALUE", conversion), Instr("SWAP", 2),
+                    Instr("FORMAT_WITH_SPEC")]
+        out = [Instr("CONVERT_VALUE", conversion)] if conversion else []
+        return out + [Instr("FORMAT_WITH_SPEC" if has_spec else "FORMAT_SIMPLE")]
