@@ -12,6 +12,9 @@ _JUMP_SUFFIX = {"true": "IF_TRUE", "false": "IF_FALSE", "none": "IF_NONE", "not_
 
 class Py311:
     version = (3, 11)
+    # the translator's handlers and codegen cover this version's bytecode; where they do
+    # not yet, every frame runs unmodified (a wrong rewritten code could crash CPython)
+    translator_ported = True
     # [NULL, callable] (True) or [callable, NULL] (False, 3.13) below a call's arguments
     null_before_callable = True
     # instructions at an exhausted FOR_ITER's target that the interpreter skips

@@ -15,6 +15,7 @@ from .py311 import Py311, _JUMP_SUFFIX
 
 class Py312(Py311):
     version = (3, 12)
+    translator_ported = False  # the port lives on the `seam` branch (docs/VERSIONS.md)
     for_iter_exit_skip = 1  # END_FOR
     not_breakable = (Py311.not_breakable - {"PRECALL"}) | {
         "LOAD_FAST_AND_CLEAR", "END_FOR", "CALL_INTRINSIC_1", "CALL_INTRINSIC_2", "RETURN_CONST"}

@@ -81,6 +81,9 @@ def translate_frame(frame, options) -> FrameTranslation:
 
 def translate_code(code, f_locals, f_globals, options) -> FrameTranslation:
     start = time.perf_counter()
+    if not rules.translator_ported:
+        raise Unsupported(f"the translator is not yet ported to Python {rules.version[0]}.{rules.version[1]}: "
+                          "frames run unmodified", code.co_filename, code.co_firstlineno, breakable=False)
     if code.co_flags & 0x2A0:  # generator, coroutine, async generator
         raise Unsupported("generator and coroutine frames run unmodified", code.co_filename,
                           code.co_firstlineno, breakable=False)
