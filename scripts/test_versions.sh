@@ -10,6 +10,11 @@
 # Its venv is .venv3XX (scripts/setup.sh; a fresh one downloads the torch 2.13.0 CUDA
 # build, about 2.5 min per version measured here, docs/VERSIONS.md). 3.11 is not run here:
 # .ci/run runs the full suite on it first.
+#
+# Disk: a CUDA torch venv is about 6 GB and pip's cache of its wheels about 3 GB more. Under
+# CI=true (or TERRA_DYN_DROP_VENVS=1) pip keeps no cache and each version's venv is removed
+# after its tests, so one CUDA venv is on disk at a time (the CI machine ran out of space
+# building the second one with both kept).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSIONS=${VERSIONS:-"3.12 3.13"}
@@ -24,12 +29,20 @@ find_python() {  # $1 = 3.12
   echo "scripts/test_versions.sh: no Python $1 found (set PYTHON${1/./})" >&2
   return 1
 }
+DROP=${TERRA_DYN_DROP_VENVS:-$([ "${CI:-}" = true ] && echo 1 || echo 0)}
+if [ "$DROP" = 1 ]; then
+  export PIP_NO_CACHE_DIR=1
+fi
 status=0
 for v in $VERSIONS; do
   minor=${v/./}
   py=$(find_python "$v")
   echo "=== Python $v ($py): ${SUBSET[*]}"
+  df -h . | tail -1 | awk '{print "disk free before setup: " $4}'
   PYTHON="$py" VENV=".venv$minor" bash scripts/setup.sh
   ".venv$minor/bin/python" -m pytest -q "${SUBSET[@]}" || status=1
+  if [ "$DROP" = 1 ]; then
+    rm -rf ".venv$minor"
+  fi
 done
 exit $status
