@@ -53,6 +53,47 @@ static Py_ssize_t argument_slot_count(PyCodeObject *code) {
            !!(code->co_flags & CO_VARKEYWORDS);
 }
 
+/* Is `code` a continuation of `original` (its resume function or step code, translated
+   or not, or the original itself re-run after a graph raised)? Asked only when the names,
+   file and first line already match, i.e. on a few exception paths: the table of cuts and
+   translations is Python's (terra_dyn/tracebacks.py). */
+static int continues(PyCodeObject *original, PyCodeObject *code) {
+    if (code == original) return 1;
+    PyObject *module = PyImport_ImportModule("terra_dyn.tracebacks");
+    PyObject *answer = module ? PyObject_CallMethod(module, "continues", "OO", original, code) : NULL;
+    Py_XDECREF(module);
+    int yes = answer == Py_True;
+    Py_XDECREF(answer);
+    return yes;
+}
+
+/* An exception leaving rewritten code after a break carries two entries for the user's
+   function: the rewritten frame at the break, then the continuation at the raise (the
+   trampoline's own frames are already gone, tracebacks.py). Keep the second, as eager
+   shows one entry at the raise. */
+static PyCodeObject *entry_code(PyTracebackObject *tb) {
+    PyCodeObject *code = PyFrame_GetCode(tb->tb_frame);
+    Py_DECREF(code);  /* borrowed: the entry's frame keeps it alive */
+    return code;
+}
+
+static void drop_rewritten_entry(PyThreadState *tstate, PyCodeObject *original, PyCodeObject *rewritten) {
+    PyTracebackObject *tb = (PyTracebackObject *)exception_traceback(tstate);
+    if (tb == NULL || tb->tb_next == NULL || entry_code(tb) != rewritten) return;
+    PyCodeObject *next = entry_code(tb->tb_next);
+    if (next == rewritten || next->co_firstlineno != original->co_firstlineno ||
+        PyUnicode_Compare(next->co_name, original->co_name) != 0 ||
+        PyUnicode_Compare(next->co_filename, original->co_filename) != 0) {
+        return;  /* (both are str: Compare cannot fail) */
+    }
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    int yes = continues(original, next);
+    PyErr_Clear();
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+    if (yes) exception_set_traceback(tstate, (PyObject *)tb->tb_next);
+}
+
 /* Call the entry's rewritten code with the frame's argument slots. */
 static PyObject *run_entry(CacheEntry *entry, _PyInterpreterFrame *frame) {
     PyObject *fn = entry->function;
@@ -72,6 +113,7 @@ static PyObject *run_entry(CacheEntry *entry, _PyInterpreterFrame *frame) {
     }
     PyObject *result = PyObject_Vectorcall(fn, frame->localsplus, argument_slot_count(frame_code(frame)), NULL);
     Py_DECREF(fn);
+    if (result == NULL) drop_rewritten_entry(PyThreadState_Get(), frame_code(frame), code);
     return result;
 }
 
@@ -188,7 +230,7 @@ static PyObject *terra_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *fr
        line events are the user's lines, which a rewritten frame does not produce. */
     if (callback == NULL || throwflag || tstate->c_tracefunc != NULL ||
         (code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE)) ||
-        !(code->co_flags & CO_OPTIMIZED) || frame_started(frame)) {
+        !(code->co_flags & CO_OPTIMIZED) || frame_started(frame) || stack_deep(tstate)) {
         return _PyEval_EvalFrameDefault(tstate, frame, throwflag);
     }
     CodeExtra *extra = cache_lookup(code);

@@ -8,6 +8,9 @@
  *   frame_expose_locals / frame_hide_locals   around the callback (3.13's f_locals proxy)
  *   frame_finish(tstate, frame)    clear and pop a frame the hook did not hand to
  *                                  _PyEval_EvalFrameDefault
+ *   stack_deep(tstate)             has the thread used over an eighth of its Python
+ *                                  recursion limit
+ *   exception_traceback / exception_set_traceback   the raised exception's traceback
  *
  * Who clears an unstarted frame the hook answers itself (a cache hit, an error):
  *   3.11  _PyEval_Vector clears and pops it after the hook returns: nothing to do.
@@ -201,6 +204,38 @@ static inline void frame_pop(PyThreadState *tstate, _PyInterpreterFrame *frame) 
     }
 }
 #endif
+
+/* Has this thread used over an eighth of its Python recursion limit (125 frames of the
+   default 1000)? A rewritten frame can cost three frames of the limit (its code, the
+   trampoline, a resume function), so recursion that plain Python finishes would raise
+   RecursionError: frames that deep run as plain Python, and a recursion as deep as 0.9
+   of the limit still finishes (3.11 recursion_*, 3.12+ py_recursion_*). */
+static inline int stack_deep(PyThreadState *tstate) {
+#if PY_VERSION_HEX >= 0x030C0000
+    return tstate->py_recursion_remaining < tstate->py_recursion_limit - tstate->py_recursion_limit / 8;
+#else
+    return tstate->recursion_remaining < tstate->recursion_limit - tstate->recursion_limit / 8;
+#endif
+}
+
+/* The raised exception's traceback (borrowed, may be NULL) and its replacement: 3.11
+   keeps the traceback beside the exception while it propagates, 3.12+ on it. */
+static inline PyObject *exception_traceback(PyThreadState *tstate) {
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = tstate->current_exception;
+    return exc ? ((PyBaseExceptionObject *)exc)->traceback : NULL;
+#else
+    return tstate->curexc_traceback;
+#endif
+}
+
+static inline void exception_set_traceback(PyThreadState *tstate, PyObject *tb) {
+#if PY_VERSION_HEX >= 0x030C0000
+    PyException_SetTraceback(tstate->current_exception, tb);
+#else
+    Py_XSETREF(tstate->curexc_traceback, Py_XNewRef(tb));
+#endif
+}
 
 /* Clear and pop a thread-owned frame that _PyEval_EvalFrameDefault never ran; call it
    exactly once on every path where the hook answers a frame itself (3.12+). Keeps the

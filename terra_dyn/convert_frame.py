@@ -25,7 +25,7 @@ import weakref
 
 import torch
 
-from . import _C, config, dynamic_marks, recompiles, report, torch_compat
+from . import _C, config, dynamic_marks, recompiles, report, torch_compat, tracebacks
 from .backends import backend_name, lookup
 from .code_location import is_library_code  # noqa: F401  (the decision lives there)
 from .codegen.resume import is_resume_code
@@ -276,6 +276,7 @@ def _new_callback(backend, fullgraph, strict, dynamic=None):
         state.entries += 1
         state.guards.append((installed, guard))
         _record(code, result, name)
+        tracebacks.note_translation(result.code, code)
         return _C.CacheEntry(guard, result.code)
 
     return callback

@@ -11,13 +11,39 @@ it), run by codegen's trampoline. An exception raised after the break would othe
 `hide_internal_frames(exc)`, called by the trampoline as the exception passes, removes
 terra_dyn's own entries, and every rewritten entry followed by its own continuation (a
 resume function, or the original code re-run after a graph error), from the traceback
-below it. The entry of the outermost rewritten frame is added by Python
-after the trampoline has run, so that one duplicate remains (`f` at the break line, then
-`f` at the raise).
+below it. The entry of the outermost rewritten frame is added by Python after the
+trampoline has run: the C hook drops it when the entry below continues the same call
+(`continues`, asked from csrc/eval_frame.c on that exception path only).
 """
 import os
+import weakref
 
 _TERRA_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# id(rewritten code) -> (weak reference to it, the code it was translated from); by id, as
+# a code object with a dict among its constants cannot be hashed
+_translated_from = {}
+
+
+def note_translation(rewritten, source):
+    """`rewritten` runs in place of `source`'s frames (a resume code is translated too)."""
+    key = id(rewritten)
+    _translated_from[key] = (weakref.ref(rewritten, lambda _: _translated_from.pop(key, None)), source)
+
+
+def origin(code):
+    """The user's code object that `code` runs a part of: through a translation, then
+    through a cut (resume or step code); `code` itself for any other code."""
+    from .codegen.resume import original_code
+
+    ref, source = _translated_from.get(id(code), (None, code))
+    if ref is not None and ref() is not code:
+        source = code
+    return original_code(source) or source
+
+
+def continues(original, code):
+    """Does `code` run the rest of a call of `original`?"""
+    return origin(code) is original
 
 
 def hide_internal_frames(exc):
@@ -40,9 +66,7 @@ def _continued_by(entry, following):
     """`entry` runs a rewritten or resume code of the function that `following` continues:
     in a resume function, or in its original code (a graph that raised re-runs natively,
     codegen/graph_errors.py)."""
-    from .codegen.resume import original_code
-
     a, b = entry.tb_frame.f_code, following.tb_frame.f_code
-    origin = original_code(b) or b
-    return a is not b and a is not origin and a.co_filename == origin.co_filename \
-        and a.co_firstlineno == origin.co_firstlineno and a.co_name == origin.co_name
+    source = origin(b)
+    return a is not b and a is not source and a.co_filename == source.co_filename \
+        and a.co_firstlineno == source.co_firstlineno and a.co_name == source.co_name

@@ -65,6 +65,7 @@ from ..seam import rules
 
 _resume_codes = {}  # key -> code
 _resume_info = {}  # id(resume code) -> (original, prologue length, resume code, label index)
+_step_origin = {}  # id(step code) -> (original, None, step code): tracebacks only
 _takes_closure = set()  # ids of resume codes whose last argument is ___closure
 CLOSURE_ARG = "___closure"
 
@@ -147,8 +148,9 @@ def run_function(fn, args):
 
 
 def original_code(code):
-    """The original code object a resume code was cut from (None for any other code)."""
-    entry = _resume_info.get(id(code))
+    """The original code object a resume or step code was cut from (None for any other
+    code)."""
+    entry = _resume_info.get(id(code)) or _step_origin.get(id(code))
     return entry[0] if entry is not None and entry[2] is code else None
 
 
@@ -240,6 +242,7 @@ def make_step_code(code, f_globals, step, stack_layout, local_names):
     except ImportError:
         pass
     _resume_codes[key] = step_code
+    _step_origin[id(step_code)] = (original, None, step_code)
     return step_code
 
 

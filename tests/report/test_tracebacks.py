@@ -1,5 +1,6 @@
 """A user exception raised after a graph break shows the user's frames, not terra_dyn's
 (tracebacks.py, called by codegen's trampoline)."""
+import sys
 import traceback
 
 import torch
@@ -32,7 +33,34 @@ def test_traceback_after_a_break_has_no_terra_dyn_frames_and_no_repeated_callee(
     assert not [f for f in files if "terra_dyn" in f], files
     assert optimized[-2:] == eager[-2:]  # outer at its raising line, then inner: as eager
     assert [name for name, _ in optimized].count("inner") == 1
-    # known: the outermost broken function also appears once at its break line (the
-    # rewritten frame's entry is added by Python after the trampoline cleaned the rest)
-    break_line = outer.__code__.co_firstlineno + 2
-    assert optimized == [("outer", break_line)] + eager
+    assert optimized == eager  # the rewritten frame's own entry (at the break) is dropped too
+
+
+def boom(x):
+    x + 1
+    raise ValueError("bad")  # constructing it breaks, then the raise breaks in the resume code
+
+
+def through(x):
+    return boom(x * 2)
+
+
+def entry(x):
+    return through(x) + 1
+
+
+def test_traceback_through_inlined_callers_of_a_raising_resume_equals_eagers(fresh_terra_dyn):
+    eager, _ = frames_of(entry)
+    optimized, exc = frames_of(terra_dyn.optimize(entry, backend="interpreter"))
+    assert optimized == eager, (optimized, eager)
+
+
+def deep(n):
+    return 0 if n == 0 else deep(n - 1) + 1
+
+
+def test_recursion_nine_tenths_of_the_limit_deep_finishes_as_in_eager(fresh_terra_dyn):
+    # a rewritten frame costs up to three frames of the limit: deep frames run plainly
+    depth = sys.getrecursionlimit() * 9 // 10
+    assert deep(depth) == depth
+    assert terra_dyn.optimize(deep, backend="interpreter")(depth) == depth
