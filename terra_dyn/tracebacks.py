@@ -19,15 +19,17 @@ import os
 import weakref
 
 _TERRA_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-# id(rewritten code) -> (weak reference to it, the code it was translated from); by id, as
-# a code object with a dict among its constants cannot be hashed
+# id(rewritten code) -> weak references to it and to the code it was translated from (the
+# source's cache holds the rewritten code: a strong one here would keep both alive); by id,
+# as a code object with a dict among its constants cannot be hashed
 _translated_from = {}
 
 
 def note_translation(rewritten, source):
     """`rewritten` runs in place of `source`'s frames (a resume code is translated too)."""
     key = id(rewritten)
-    _translated_from[key] = (weakref.ref(rewritten, lambda _: _translated_from.pop(key, None)), source)
+    _translated_from[key] = (weakref.ref(rewritten, lambda _: _translated_from.pop(key, None)),
+                             weakref.ref(source))
 
 
 def origin(code):
@@ -35,9 +37,9 @@ def origin(code):
     through a cut (resume or step code); `code` itself for any other code."""
     from .codegen.resume import original_code
 
-    ref, source = _translated_from.get(id(code), (None, code))
-    if ref is not None and ref() is not code:
-        source = code
+    refs = _translated_from.get(id(code))
+    source = refs[1]() if refs is not None and refs[0]() is code else None
+    source = source or code
     return original_code(source) or source
 
 

@@ -49,7 +49,7 @@ def _is_fresh_mutable(v):
         return True
     if isinstance(v, CellValue):  # a cell made during translation (a frame's own, a closure's)
         return not getattr(v, "real", False)
-    fresh = (ListValue, DictValue, ObjectValue, FunctionValue)
+    fresh = (ListValue, TupleValue, DictValue, ObjectValue, FunctionValue)  # tuples: `is`
     return isinstance(v, fresh) and getattr(v, "source", None) is None
 
 

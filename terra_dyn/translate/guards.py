@@ -288,6 +288,14 @@ class GuardSet:
         else:  # roots the predicate cannot name together: pin this very object instead
             self.identity(source, obj)
 
+    def distinct(self, source, other):
+        """`source` and `other` held different objects (`a is b` read False): they must again."""
+        if not all(isinstance(s.root(), LocalSource) and s.root().slot >= 0 for s in (source, other)):
+            from .errors import Unsupported
+
+            raise Unsupported("identity of two values reached from different roots")
+        self._add(("distinct", source, other), None, lambda e: f"{e} is not {other.expr()}", source)
+
     def length(self, source, n):
         self._add(("len", source), lambda i: ("len", i, n), lambda e: f"len({e}) == {n}", source)
 

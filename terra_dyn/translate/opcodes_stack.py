@@ -180,7 +180,7 @@ class StackOpcodes:
         """a, b -> a is b (or is not)"""
         b = self.pop()
         a = self.pop()
-        result = operators.is_same(a, b)
+        result = operators.is_same(a, b, self.ctx.guards)
         self.push(ConstValue(result != bool(instr.arg)))
 
     def CONTAINS_OP(self, instr):

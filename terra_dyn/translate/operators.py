@@ -122,7 +122,10 @@ def compare(tx, op, a, b):
         raise Unsupported(f"comparison raised {type(exc).__name__}") from None
 
 
-def is_same(a, b):
+def is_same(a, b, guards=None):
+    """`a is b`. Two different values reached from the frame's inputs may still be one
+    object on a later call (`f(t, t)` after `f(t, u)`): reading them as distinct is
+    guarded (`guards`), or unsupported without guards."""
     if a is b:
         return True
     if isinstance(a, ConstValue) and isinstance(b, ConstValue):
@@ -130,8 +133,8 @@ def is_same(a, b):
             raise Unsupported("identity of objects guarded only by type")
         # different (guarded) types: never the same object
         return a.value is b.value
-    if isinstance(a, TensorValue) and isinstance(b, TensorValue):
-        return a.node is b.node
+    if isinstance(a, TensorValue) and isinstance(b, TensorValue) and a.node is b.node:
+        return True
     if isinstance(a, ConstValue) or isinstance(b, ConstValue):
         other = b if isinstance(a, ConstValue) else a
         const = a if isinstance(a, ConstValue) else b
@@ -139,6 +142,11 @@ def is_same(a, b):
             return False if const.value is None or isinstance(const.value, (int, float, str)) else _unknown()
     if isinstance(a, ScalarValue) or isinstance(b, ScalarValue):
         raise Unsupported("`is` on a run-time number")
+    sources = [getattr(v, "source", None) for v in (a, b)]
+    if None not in sources:
+        if guards is None:
+            _unknown()
+        guards.distinct(*sources)
     return False
 
 

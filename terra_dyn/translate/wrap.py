@@ -41,13 +41,14 @@ _ITERATOR_TYPES = tuple(type(x) for x in (
     zip(), enumerate([]), reversed([]), iter("")))
 
 
-_SHARED_MUTABLE = (list, dict, collections.Counter, collections.OrderedDict)
+# one value per object, however it is reached: for mutable ones, each path sees the others'
+# mutations (`a.hist.append(1)` then `len(a.hist)`; an inlined helper's closure); for tuples,
+# `a is b` holds where the paths reach one object
+_SHARED = (list, dict, collections.Counter, collections.OrderedDict, tuple)
 
 
 def wrap(ctx, real, source):
-    if source is not None and type(real) in _SHARED_MUTABLE:
-        # one value per mutable object, however it is reached (`a.hist.append(1)` then
-        # `len(a.hist)`; an inlined helper's closure): each path sees the others' mutations
+    if source is not None and type(real) in _SHARED:
         known = ctx._mutables.get(id(real))
         if known is not None:
             if known.source is not None and known.source != source:
