@@ -73,7 +73,7 @@ def load_attr(tx, obj, name):
         raise Unsupported(f"attribute {name} of {obj!r}")
     if isinstance(obj, FunctionValue):
         if name in ("__name__", "__qualname__"):
-            return ConstValue(obj.name)
+            return ConstValue(obj.name if name == "__name__" else obj.qualname)
         raise Unsupported(f"attribute {name} of a local function")
     if isinstance(obj, MethodValue) and name == "__self__":
         return obj.self_value
@@ -193,7 +193,11 @@ def _plain_store(cls, name):
             issubclass(cls, torch.nn.Module) and cls.__setattr__ is torch.nn.Module.__setattr__):
         return False
     attr = inspect.getattr_static(cls, name, None)
-    if attr is None or isinstance(attr, types.MemberDescriptorType):  # __slots__ members
+    if isinstance(attr, types.MemberDescriptorType):  # __slots__ members
+        return True
+    if not cls.__dictoffset__:  # __slots__ only: any other name raises AttributeError
+        return False
+    if attr is None:
         return True
     kind = type(attr)
     return not (hasattr(kind, "__set__") or hasattr(kind, "__delete__"))
@@ -206,13 +210,13 @@ def store_attr(tx, obj, name, value):
         if isinstance(obj, model_output.ModelOutputValue):
             return model_output.store(tx, obj, name, value)
         if not _plain_store(obj.cls, name):
-            raise Unsupported(f"{obj.cls.__name__}.{name} has a setter or __setattr__: stored natively")
+            raise Unsupported(f"{obj.cls.__name__}.{name} has a setter, a __setattr__ or __slots__: stored natively")
         tx.ctx.guards.class_attributes(obj.cls)
         obj.attrs[name] = value
         return
     if isinstance(obj, ConstValue) and obj.source is not None and not isinstance(obj.value, (type, types.ModuleType)):
         if not _plain_store(type(obj.value), name):
-            raise Unsupported(f"{type(obj.value).__name__}.{name} has a setter or __setattr__: stored natively")
+            raise Unsupported(f"{type(obj.value).__name__}.{name} has a setter, a __setattr__ or __slots__: stored natively")
         tx.ctx.guards.class_attributes(type(obj.value))  # no setter may appear on the class later
         if isinstance(obj.value, torch.nn.Module) and not isinstance(
                 value, (TensorValue, ConstValue, ScalarValue, TupleValue)):

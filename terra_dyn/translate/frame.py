@@ -214,6 +214,7 @@ def _frame_closure(ctx, value, closure, closure_source):
         ctx.guards.value(AttrSource(source, "__defaults__"), None)
     cells = [ctx.real_cells[id(c)] for c in real.__closure__]
     fn = FunctionValue(real.__code__, real.__globals__, real.__name__, defaults, None, cells)
+    fn.qualname = real.__qualname__
     fn.source = source  # rebuilt by loading it: the same object
     return fn
 

@@ -39,6 +39,8 @@ Example: op_db's random-op wrapper
     return out                          # set_rng_state node (the generator's finally)
 """
 import contextlib
+import inspect
+import types
 
 import torch
 
@@ -95,6 +97,29 @@ def _name(fn):
     return getattr(getattr(fn, "value", None), "__qualname__", repr(fn))
 
 
+def _check_arguments_bind(func, nargs, keywords):
+    """Calling the generator function binds its arguments at once (a missing one raises
+    TypeError where the manager is made, before `with`): one that would not bind runs
+    natively, where it raises."""
+    from .values import FunctionValue
+
+    if isinstance(func, FunctionValue):
+        code = func.code
+        ndefaults = len(func.defaults.items) if func.defaults is not None else 0
+        kwdefaults = dict.fromkeys(func.kwdefaults.items) if func.kwdefaults is not None else None
+        stand_in = types.FunctionType(code, {}, code.co_name, (None,) * ndefaults,
+                                      tuple(types.CellType() for _ in code.co_freevars) or None)
+        stand_in.__kwdefaults__ = kwdefaults
+    else:
+        stand_in = getattr(func, "value", None)
+    try:
+        inspect.signature(stand_in).bind(*range(nargs), **dict.fromkeys(keywords))
+    except TypeError as exc:
+        raise Unsupported(f"the context manager's arguments do not bind ({exc}): it raises natively") from None
+    except ValueError:  # no signature to read: the call decides natively
+        raise Unsupported("the context manager's function has no signature") from None
+
+
 def construct(tx, cls, args, kwargs):
     """calls._construct's hook: a Value for `cls(*args)`, or None when not ours."""
     if cls is contextlib._GeneratorContextManager:
@@ -105,6 +130,7 @@ def construct(tx, cls, args, kwargs):
 
         if not isinstance(f_args, TupleValue) or not isinstance(f_kwargs, DictValue):
             raise Unsupported("_GeneratorContextManager arguments unknown")
+        _check_arguments_bind(func, len(f_args.items), list(f_kwargs.items))
         return GeneratorCMValue(func, f_args.items, f_kwargs.items)
     if cls in _GUARD_CLASSES and not args and not kwargs:
         if not _noop_guard_ok():

@@ -282,6 +282,7 @@ class FunctionValue(Value):
         self.code = code
         self.f_globals = f_globals
         self.name = name
+        self.qualname = code.co_qualname  # as MAKE_FUNCTION sets it
         self.defaults = defaults  # TupleValue or None
         self.kwdefaults = kwdefaults  # DictValue or None
         self.closure = closure  # list of CellValue or None

@@ -415,3 +415,72 @@ def test_init_returning_a_value_raises_type_error():
         _constructs(torch.zeros(1))
     with pytest.raises(TypeError):
         terra_dyn.optimize(_constructs, backend="interpreter")(torch.zeros(1))
+
+
+class _Slotted:
+    y = 0
+    __slots__ = ("z",)
+
+
+def _store_on_slotted(x):
+    out = []
+    for name in ("x", "y", "z"):
+        try:
+            setattr_target = _Slotted()
+            if name == "x":
+                setattr_target.x = x
+            elif name == "y":
+                setattr_target.y = x
+            else:
+                setattr_target.z = x
+            out.append((name, "stored"))
+        except AttributeError as exc:  # raised at the store, inside this try
+            out.append((name, str(exc)))
+    return out
+
+
+def test_store_to_a_slotted_object_raises_where_python_raises():
+    want = _store_on_slotted(1)
+    assert [r for _, r in want] == ["'_Slotted' object has no attribute 'x'",
+                                    "'_Slotted' object attribute 'y' is read-only", "stored"]
+    assert terra_dyn.optimize(_store_on_slotted, backend="interpreter")(1) == want
+
+
+def _make_lambda():
+    def helper():
+        pass
+    return lambda: helper
+
+
+def _names_of_a_made_function():
+    fn = _make_lambda()
+    return fn.__name__, fn.__qualname__
+
+
+def test_function_made_in_a_translated_callee_has_pythons_qualname():
+    want = _names_of_a_made_function()
+    assert want == ("<lambda>", "_make_lambda.<locals>.<lambda>")
+    assert terra_dyn.optimize(_names_of_a_made_function, backend="interpreter")() == want
+
+
+def _contextmanager_called_with_bad_arguments():
+    import contextlib
+
+    @contextlib.contextmanager
+    def needs_a(a, *, b):
+        yield
+
+    errors = []
+    for args, kwargs in [((), {}), ((3, 5), {}), ((), {"b": 3}), ((1,), {"b": 2})]:
+        try:
+            needs_a(*args, **kwargs)  # binding happens here, before any `with`
+            errors.append(None)
+        except TypeError as exc:
+            errors.append(type(exc).__name__)
+    return errors
+
+
+def test_contextmanager_arguments_that_do_not_bind_raise_at_the_call():
+    want = _contextmanager_called_with_bad_arguments()
+    assert want == ["TypeError", "TypeError", "TypeError", None]
+    assert terra_dyn.optimize(_contextmanager_called_with_bad_arguments, backend="interpreter")() == want
