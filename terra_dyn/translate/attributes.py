@@ -75,8 +75,8 @@ def load_attr(tx, obj, name):
         if name in ("__name__", "__qualname__"):
             return ConstValue(obj.name)
         raise Unsupported(f"attribute {name} of a local function")
-    if isinstance(obj, MethodValue) and name == "__self__":
-        return obj.self_value
+    if isinstance(obj, MethodValue) and name in ("__self__", "__func__"):
+        return obj.self_value if name == "__self__" else obj.fn
     if isinstance(obj, ConstValue):
         return _object_attr(tx, obj, name)
     from .super_calls import SuperValue, load_attr as super_attr
@@ -141,10 +141,25 @@ def _object_attr(tx, obj, name):
                 tx.ctx.guards.module_attribute(real, name, value)
             return _unguarded(value)
         return wrap(tx.ctx, value, AttrSource(obj.source, name))
-    if not isinstance(real, type) and not isinstance(
-            inspect.getattr_static(type(real), "__getattribute__"), types.WrapperDescriptorType):
-        # reading it now would run user code at translate time, once instead of per call
-        raise Unsupported(f"{type(real).__name__} defines __getattribute__: read natively")
+    if not isinstance(real, type):
+        getattribute = inspect.getattr_static(type(real), "__getattribute__")
+        if isinstance(getattribute, types.FunctionType) and obj.source is not None:
+            # transformers' configs map old names through `attribute_map` on every read:
+            # the Python __getattribute__ is inlined like any method (its
+            # object.__getattribute__ call comes back to generic_attr)
+            from . import calls
+
+            tx.ctx.guards.class_attributes(type(real))
+            return calls.call_value(tx, ConstValue(getattribute), [obj, ConstValue(name)], {})
+        if not isinstance(getattribute, types.WrapperDescriptorType):
+            # reading it now would run user code at translate time, once instead of per call
+            raise Unsupported(f"{type(real).__name__} defines __getattribute__: read natively")
+    return generic_attr(tx, obj, name)
+
+
+def generic_attr(tx, obj, name):
+    """object.__getattribute__(obj, name): the class's descriptors, then the instance dict."""
+    real = obj.value
     try:
         static = inspect.getattr_static(real, name)
     except AttributeError:
@@ -160,6 +175,8 @@ def _object_attr(tx, obj, name):
             name not in getattr(real, "__dict__", {}):
         tx.ctx.guards.instance_lacks(obj.source, real, name)  # `obj.method = f` later
         return MethodValue(ConstValue(static), obj)
+    if obj.by_type and isinstance(real, dict) and static in (dict.get, dict.__getitem__, dict.__contains__):
+        return MethodValue(ConstValue(static), obj)  # read key by key (calls.dict_read_by_key)
     if isinstance(static, types.MethodDescriptorType) and not isinstance(real, type) and \
             type(real).__module__.split(".")[0] not in ("builtins", "torch") and \
             name not in getattr(real, "__dict__", {}):

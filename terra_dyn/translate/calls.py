@@ -22,10 +22,10 @@ import weakref
 
 import torch
 
-from . import builtins_ops, generator_cm, inline, modules, torch_ops
+from . import builtins_ops, exceptions, generator_cm, inline, modules, torch_ops
 from .errors import Unsupported
 from .side_effects import Call
-from .sources import ItemSource
+from .sources import AttrSource, ItemSource
 from .values import (ConstValue, DictValue, FormattedValue, FunctionValue, ListValue, MethodValue, ObjectValue,
                      ScalarValue, TensorValue, TupleValue, is_namedtuple_class)
 
@@ -63,6 +63,8 @@ def call_value(tx, fn, args, kwargs):
         return generator_cm.call_rng(tx, rng, args, kwargs)
     if any(f is m for m in generator_cm.MACHINE_FUNCTIONS):
         return generator_cm.call_machine(tx, f, args, kwargs)
+    if f is object.__getattribute__ and len(args) == 2 and not kwargs:  # before Tensor's
+        return _object_getattribute(tx, *args)
     if torch_ops.is_tensor_method(f):
         if not args:
             raise Unsupported("Tensor method called without self")
@@ -74,6 +76,8 @@ def call_value(tx, fn, args, kwargs):
         return modules.traverse(tx, f, args[0], args[1:], kwargs)
     if f is contextvars.ContextVar.get:
         return _context_var_get(tx, args, kwargs)
+    if f in _DICT_READS and args and is_dict_read_by_key(args[0]):
+        return dict_read_by_key(tx, f, args[0], args[1:], kwargs)
     if f is torch._C._is_tracing:  # torch.jit.is_tracing(): library code checks it per call
         tx.ctx.guards.call_id(f, f())
         return ConstValue(f())
@@ -91,8 +95,6 @@ def call_value(tx, fn, args, kwargs):
     if f is logging.getLogger and all(isinstance(a, ConstValue) for a in args) and not kwargs:
         return ConstValue(logging.getLogger(*[a.value for a in args]))
     if isinstance(f, functools.partial):
-        from .sources import AttrSource
-
         src = fn.source
         inner = tx.ctx.wrap(f.func, AttrSource(src, "func")) if src is not None else ConstValue(f.func)
         bound = [tx.ctx.wrap(a, ItemSource(AttrSource(src, "args"), i)) if src is not None else ConstValue(a)
@@ -183,6 +185,62 @@ def _context_var_get(tx, args, kwargs):
     return ConstValue(value)
 
 
+def _object_getattribute(tx, obj, name):
+    """`object.__getattribute__(self, name)` (also through super()) inside an inlined
+    Python __getattribute__: the generic lookup, never the override again."""
+    if not (isinstance(obj, ConstValue) and obj.source is not None and isinstance(name, ConstValue)
+            and isinstance(name.value, str)) or isinstance(obj.value, (type, torch.nn.Module)):
+        raise Unsupported("object.__getattribute__ of this value")
+    if name.value == "__dict__" and isinstance(getattr(obj.value, "__dict__", None), dict):
+        # `super().__getattribute__("__dict__").get(key)` (transformers' heterogeneous
+        # configs): read key by key below, not wrapped whole (a config has ~50 entries)
+        source = AttrSource(obj.source, "__dict__")
+        tx.ctx.guards.type(source, dict)
+        view = ConstValue(obj.value.__dict__, source)
+        view.by_type = True
+        return view
+    from .attributes import generic_attr
+
+    return generic_attr(tx, obj, name.value)
+
+
+_DICT_READS = (dict.get, dict.__getitem__, dict.__contains__)
+
+
+def is_dict_read_by_key(v):
+    """A real dict whose keys are not guarded (a dict subclass, another module's global, an
+    instance __dict__ read in a __getattribute__), read through dict's own methods:
+    transformers' `_CanRecordRegistry` calls `super().get(key)`, cache_utils subscripts
+    `DYNAMIC_LAYER_TYPE_MAPPING`. Each read guards the one key it looks up."""
+    cls = type(getattr(v, "value", None))
+    return isinstance(v, ConstValue) and v.source is not None and issubclass(cls, dict) \
+        and cls.__getitem__ is dict.__getitem__ and cls.__contains__ is dict.__contains__
+
+
+def dict_read_by_key(tx, f, d, args, kwargs):
+    """get / [] / in on such a dict: the key's presence is guarded and only its item is
+    wrapped (a registry of every model class built so far is not guarded item by item)."""
+    from .operators import python_value
+
+    if kwargs or not args or len(args) > (2 if f is dict.get else 1):
+        raise Unsupported(f"dict.{f.__name__} with these arguments")
+    key = python_value(args[0])
+    if not isinstance(key, (str, int)):
+        raise Unsupported(f"dict.{f.__name__} with a {type(key).__name__} key")
+    present = dict.__contains__(d.value, key)
+    if present:
+        item = tx.ctx.wrap(dict.__getitem__(d.value, key), ItemSource(d.source, key))  # fails if absent
+    else:
+        tx.ctx.guards.key_absent(d.source, key)
+    if f is dict.__contains__:
+        return ConstValue(present)
+    if present:
+        return item
+    if f is dict.get:
+        return args[1] if len(args) > 1 else ConstValue(None)
+    raise exceptions.KnownRaise(KeyError(key))
+
+
 def _reduce(tx, args):
     from .operators import unpack
 
@@ -199,8 +257,6 @@ def _reduce(tx, args):
 
 
 def _bound_self(tx, fn, method):
-    from .sources import AttrSource
-
     source = AttrSource(fn.source, "__self__") if fn.source is not None else None
     return tx.ctx.wrap(method.__self__, source) if source is not None else ConstValue(method.__self__)
 
@@ -282,6 +338,8 @@ def _check_replayable(v):
 
 def _construct(tx, fn, cls, args, kwargs):
     made = generator_cm.construct(tx, cls, args, kwargs)  # contextmanager objects, dispatch guards
+    if made is None:
+        made = exceptions.construct(tx, cls, args, kwargs)  # raised (and caught) where it is made
     if made is not None:
         return made
     if is_namedtuple_class(cls):

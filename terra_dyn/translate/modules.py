@@ -23,7 +23,8 @@ from .wrap import wrap
 def module_attr(tx, obj, name):
     real = obj.value
     d = real.__dict__
-    if obj.source is None:
+    own = name in d or any(name in (d.get(table) or ()) for table in ("_parameters", "_buffers", "_modules"))
+    if obj.source is None and own:
         raise Unsupported("attribute of a module made at translate time")
     for table in ("_parameters", "_buffers", "_modules"):
         entries = d.get(table)
@@ -36,7 +37,10 @@ def module_attr(tx, obj, name):
     except AttributeError:
         raise Unsupported(f"{type(real).__name__} has no attribute {name}") from None
     tx.ctx.guards.class_attributes(type(real))  # a method or class attribute: the class stays
-    tx.ctx.guards.instance_lacks(obj.source, real, name, by_identity=not obj.module_by_type)
+    # (a module without a source, held by a decorator's closure, still has its class's: the
+    # kernels package reads `kernel_layer_name` of one on every forward)
+    if obj.source is not None:
+        tx.ctx.guards.instance_lacks(obj.source, real, name, by_identity=not obj.module_by_type)
     if isinstance(static, types.FunctionType):
         return MethodValue(ConstValue(static), obj)
     if isinstance(static, property):
@@ -46,7 +50,8 @@ def module_attr(tx, obj, name):
     if isinstance(static, (staticmethod, classmethod)):
         return ConstValue(getattr(real, name))
     value = getattr(real, name)
-    if obj.module_by_type or isinstance(value, (int, float, str, bool, type(None), torch.dtype)):
+    if obj.source is not None and (obj.module_by_type or isinstance(value, (int, float, str, bool, type(None),
+                                                                             torch.dtype))):
         return wrap(tx.ctx, value, AttrSource(obj.source, name))
     return ConstValue(value)
 

@@ -15,7 +15,7 @@ from bytecode import BinaryOp, Compare
 
 from .errors import Unsupported
 from .iterators import DictIterator
-from .values import (ConstValue, DictValue, DictViewValue, IteratorValue, ListValue, OpaqueIterator,
+from .values import (ConstValue, DictValue, DictViewValue, IteratorValue, ListValue, ObjectValue, OpaqueIterator,
                      ScalarValue, TensorValue, TupleValue, Value)
 
 _BINARY = {
@@ -231,8 +231,10 @@ def getitem(tx, obj, key):
         k = python_value(key)
         if k not in obj.items and getattr(obj, "cls", dict) is collections.Counter:
             return ConstValue(0)  # Counter's missing keys count zero
-        if k not in obj.items:
-            raise Unsupported(f"KeyError {k!r} (raises natively)")
+        if k not in obj.items:  # its keys are guarded: it raises on every call
+            from .exceptions import KnownRaise
+
+            raise KnownRaise(KeyError(k))
         return obj.items[k]
     if isinstance(obj, ConstValue):
         k = python_value(key)
@@ -246,6 +248,10 @@ def getitem(tx, obj, key):
                 return ConstValue(value[k])
             except Exception:
                 raise Unsupported("subscript raises natively") from None
+        from .calls import dict_read_by_key, is_dict_read_by_key
+
+        if is_dict_read_by_key(obj):  # another module's registry dict
+            return dict_read_by_key(tx, dict.__getitem__, obj, [key], {})
     method = _python_dunder(obj, "__getitem__")
     if method is not None:
         return method(tx, [key])
@@ -256,12 +262,16 @@ def _python_dunder(obj, name):
     """`obj[key]` / `key in obj` on an object whose class implements the operator in Python
     (transformers' attention-function registry, a Mapping): the method is inlined, with
     `obj` as self, as a call `type(obj).name(obj, ...)` would be."""
-    if not isinstance(obj, ConstValue) or isinstance(obj.value, type):
+    if isinstance(obj, ObjectValue):  # made here: a Sequence subclass's view object
+        cls = obj.cls
+    elif isinstance(obj, ConstValue) and not isinstance(obj.value, type):
+        cls = type(obj.value)
+    else:
         return None
     import inspect
     import types
 
-    fn = inspect.getattr_static(type(obj.value), name, None)
+    fn = inspect.getattr_static(cls, name, None)
     if not isinstance(fn, types.FunctionType):
         return None
 
@@ -333,7 +343,24 @@ def unpack(tx, v):
             from . import modules
 
             return modules.iterate_module(tx, v)
+    it = _python_iter(tx, v)
+    if it is not None:
+        return it.unpack_items()
     raise Unsupported(f"iteration over {v!r}")
+
+
+def _python_iter(tx, v):
+    """iter(obj) for an object whose class defines __iter__ in Python (a Sequence subclass
+    gets Sequence.__iter__, a generator over obj[i] until IndexError): inlined, lazily."""
+    if isinstance(v, ConstValue) and isinstance(v.value, (torch.nn.Module, tuple, list, dict, range, str)):
+        return None
+    method = _python_dunder(v, "__iter__")
+    if method is None:
+        return None
+    it = method(tx, [])
+    if not isinstance(it, IteratorValue):
+        raise Unsupported(f"{type(v.value).__name__}.__iter__ returned {it!r}")
+    return it
 
 
 def get_iter(tx, v):
@@ -345,6 +372,9 @@ def get_iter(tx, v):
         return DictIterator(v)
     if isinstance(v, DictViewValue):
         return v.iterate()
+    it = _python_iter(tx, v)
+    if it is not None:
+        return it
     it = IteratorValue(unpack(tx, v))
     if isinstance(v, ConstValue) and isinstance(v.value, range):
         it.range = v.value  # rebuilt as iter(range(...)) at a break, not a tuple of ints

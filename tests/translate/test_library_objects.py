@@ -163,3 +163,180 @@ def test_size_returned_as_a_number_never_goes_stale(fresh_terra_dyn):
     fast = terra_dyn.optimize(lambda x: x.shape[0], backend="interpreter")
     with pytest.warns(RuntimeWarning, match="recompile_limit"):
         assert [fast(torch.zeros(i)) for i in range(12)] == list(range(12))
+
+
+class _Interface(collections.abc.MutableMapping):
+    """transformers' AttentionInterface: a class-wide mapping plus a local one, read with
+    Mapping.get, whose `self[key]` raises KeyError inside a try for a missing key."""
+
+    _global_mapping = {"sdpa": lambda t: t * 3}
+
+    def __init__(self):
+        self._local_mapping = {}
+
+    def __getitem__(self, key):
+        if key in self._local_mapping:
+            return self._local_mapping[key]
+        return self._global_mapping[key]
+
+    def __setitem__(self, key, value):
+        self._local_mapping.update({key: value})
+
+    def __delitem__(self, key):
+        del self._local_mapping[key]
+
+    def __iter__(self):
+        return iter({**self._global_mapping, **self._local_mapping})
+
+    def __len__(self):
+        return len(self._global_mapping.keys() | self._local_mapping.keys())
+
+    def get_interface(self, name, default):
+        return super().get(name, default)
+
+
+_INTERFACE = _Interface()
+
+
+def _eager_attention(t):
+    return t + 1
+
+
+def test_mapping_get_of_a_missing_key_takes_the_except_branch(fresh_terra_dyn):
+    def f(x):
+        attention = _INTERFACE.get_interface("eager", _eager_attention)  # KeyError caught
+        return attention(x) * _INTERFACE.get("sdpa")(x)
+
+    x = torch.randn(3)
+    first, second, rep = _run(f, x)
+    for ours in (first, second):
+        torch.testing.assert_close(ours, f(x))
+    assert rep.graph_count == 1 and rep.break_count == 0
+    _INTERFACE["eager"] = lambda t: t - 5  # the local mapping gains the key: guards see it
+    try:
+        fast = terra_dyn.optimize(f, backend="interpreter")
+        torch.testing.assert_close(fast(x), f(x))
+    finally:
+        del _INTERFACE["eager"]
+
+
+def _lookup(d, key):
+    try:
+        return d[key]
+    except (IndexError, TypeError):
+        return "index"
+    except KeyError as exc:
+        return f"missing {exc.args[0]}"
+    finally:
+        d["looked"] = True
+
+
+def test_except_clauses_and_finally_of_an_inlined_function_match_eager(fresh_terra_dyn):
+    def f(x, d):
+        return x + len(_lookup(d, "a")), _lookup(d, "b")
+
+    x = torch.randn(2)
+    for d in ({"b": 1}, {"a": "xyz", "b": 2}):
+        expected_d, ours_d = dict(d), dict(d)
+        expected = f(x, expected_d)
+        ours = terra_dyn.optimize(f, backend="interpreter")(x, ours_d)
+        torch.testing.assert_close(ours[0], expected[0])
+        assert ours[1] == expected[1] and ours_d == expected_d
+
+
+def _strict(d, key):
+    try:
+        return d[key]
+    except IndexError:  # not the KeyError raised: it goes on to the caller
+        return 0
+
+
+def test_an_exception_no_inlined_handler_catches_still_raises(fresh_terra_dyn):
+    def f(x, d):
+        return x + _strict(d, "a")
+
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    with pytest.raises(KeyError, match="a"):
+        fast(torch.randn(2), {"b": 1})
+    torch.testing.assert_close(fast(torch.ones(2), {"a": 2}), torch.ones(2) + 2)
+
+
+class _Config:
+    """transformers' PretrainedConfig: every read maps old names through attribute_map in
+    a Python __getattribute__, and a per-layer view is a Sequence (iteration ends at the
+    IndexError its __getitem__ raises)."""
+
+    attribute_map = {"n_layer": "num_hidden_layers"}
+
+    def __init__(self, layers, width):
+        self.num_hidden_layers = layers
+        self.width = width
+
+    def __getattribute__(self, key):
+        heterogeneity = super().__getattribute__("__dict__").get("_spec")
+        if heterogeneity is not None:
+            raise AttributeError(key)
+        if key != "attribute_map" and key in super().__getattribute__("attribute_map"):
+            key = super().__getattribute__("attribute_map")[key]
+        return super().__getattribute__(key)
+
+
+class _PerLayer(collections.abc.Sequence):
+    def __init__(self, config):
+        self._config = config
+
+    def __len__(self):
+        return self._config.num_hidden_layers
+
+    def __getitem__(self, i):
+        if i < 0:
+            i += len(self)
+        if i < 0 or i >= len(self):
+            raise IndexError("list index out of range")
+        return self._config
+
+
+def test_config_reads_and_per_layer_views_stay_in_the_graph(fresh_terra_dyn):
+    def f(x, config):
+        for layer_config in _PerLayer(config):
+            x = x * layer_config.width
+        return x + config.n_layer + len(list(_PerLayer(config)))
+
+    x = torch.randn(2)
+    config = _Config(3, 2)
+    first, second, rep = _run(f, x, config)
+    for ours in (first, second):
+        torch.testing.assert_close(ours, f(x, config))
+    assert rep.graph_count == 1 and rep.break_count == 0
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    config.width = 5  # read through __getattribute__: guarded like any attribute
+    torch.testing.assert_close(fast(x, config), f(x, config))
+    torch.testing.assert_close(fast(x, _Config(1, 4)), f(x, _Config(1, 4)))
+
+
+class _RecordRegistry(dict):
+    """transformers' _CanRecordRegistry: a dict subclass read through super().get."""
+
+    def get(self, key):
+        return super().get(key) or {}
+
+
+_RECORDS = _RecordRegistry(linear={"hidden": 2})
+
+
+def test_dict_subclass_read_through_dict_get_guards_the_key(fresh_terra_dyn):
+    def f(x, name):
+        flags = _RECORDS.get(name)
+        return x * len(flags) + ("hidden" in flags)
+
+    x = torch.randn(2)
+    first, second, rep = _run(f, x, "linear")
+    torch.testing.assert_close(first, f(x, "linear"))
+    assert rep.break_count == 0
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    torch.testing.assert_close(fast(x, "conv"), f(x, "conv"))
+    _RECORDS["conv"] = {"a": 1, "b": 2}  # a key added later: the absence guard fails
+    try:
+        torch.testing.assert_close(fast(x, "conv"), f(x, "conv"))
+    finally:
+        del _RECORDS["conv"]
