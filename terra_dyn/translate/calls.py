@@ -16,6 +16,7 @@ import abc
 import builtins
 import contextvars
 import functools
+import inspect
 import logging
 import types
 import weakref
@@ -63,6 +64,8 @@ def call_value(tx, fn, args, kwargs):
         return generator_cm.call_rng(tx, rng, args, kwargs)
     if any(f is m for m in generator_cm.MACHINE_FUNCTIONS):
         return generator_cm.call_machine(tx, f, args, kwargs)
+    if f is inspect.signature and len(args) == 1 and not kwargs:
+        return _signature(tx, args[0])
     if f is object.__getattribute__ and len(args) == 2 and not kwargs:  # before Tensor's
         return _object_getattribute(tx, *args)
     if torch_ops.is_tensor_method(f):
@@ -110,6 +113,8 @@ def call_value(tx, fn, args, kwargs):
         return builtins_ops.call_builtin(tx, f, args, kwargs)
     if _is_logging_call(f):
         return record_call(tx, fn, args, kwargs)
+    if _is_once_logger(f.__func__ if isinstance(f, types.MethodType) else f):
+        return record_call(tx, fn, args, kwargs, from_helper=True)
     if torch_ops.is_torch_callable(f):
         return torch_ops.call_torch(tx, f, args, kwargs)
     if getattr(f, "__module__", None) in ("_operator", "operator") and not kwargs and \
@@ -202,6 +207,25 @@ def _object_getattribute(tx, obj, name):
     from .attributes import generic_attr
 
     return generic_attr(tx, obj, name.value)
+
+
+def _signature(tx, fn):
+    """inspect.signature(self.feed_forward_chunk) (transformers' apply_chunking_to_forward
+    counts the parameters on every call): the signature of a plain function is fixed by
+    its code and defaults, which inlining it already guards."""
+    method = isinstance(fn, MethodValue)
+    real = fn.fn if method else fn
+    real = real.value if isinstance(real, ConstValue) else None
+    if not isinstance(real, types.FunctionType) or {"__wrapped__", "__signature__"} & real.__dict__.keys():
+        raise Unsupported("inspect.signature of this value")
+    tx.ctx.guards.function(real)
+    signature = inspect.signature(real)
+    params = list(signature.parameters.values())
+    if method:  # what a bound method's signature shows: without its first positional parameter
+        if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+            raise Unsupported("inspect.signature of a method without a positional self")
+        signature = signature.replace(parameters=params[1:])
+    return ConstValue(signature)
 
 
 _DICT_READS = (dict.get, dict.__getitem__, dict.__contains__)
@@ -297,10 +321,20 @@ def _is_logging_call(f):
     return f in (logging.debug, logging.info, logging.warning, logging.error, logging.critical, print)
 
 
-def record_call(tx, fn, args, kwargs):
+def _is_once_logger(f):
+    """transformers' `logger.warning_once(msg)`: an lru_cache over a function that logs, so
+    replayed on every call it still warns once; the record names warning_once's own frame
+    whoever calls it."""
+    wrapped = getattr(f, "__wrapped__", None)
+    return isinstance(f, functools._lru_cache_wrapper) and getattr(wrapped, "__name__", "").endswith("_once") \
+        and getattr(wrapped, "__module__", "").endswith("utils.logging")
+
+
+def record_call(tx, fn, args, kwargs, from_helper=False):
     """print(...) / logger.info(...) with Python values: replayed after the graph, at the
-    call's own line (a LogRecord's lineno and funcName are read from the calling frame)."""
-    if tx.parent is not None and not (isinstance(fn, ConstValue) and fn.value is print):
+    call's own line (a LogRecord's lineno and funcName are read from the calling frame).
+    from_helper: a call whose record does not depend on the calling frame."""
+    if tx.parent is not None and not from_helper and not (isinstance(fn, ConstValue) and fn.value is print):
         # a log call inside an inlined helper would be replayed from the outer frame, with
         # its name and line: the helper is called natively instead (its own frame translated)
         raise Unsupported("logging inside an inlined function: called natively")

@@ -97,13 +97,16 @@ def binary(tx, op, a, b):
 
 
 def _sequence_binary(tx, fn, a, b):
+    if fn is operator.add and isinstance(a, TupleValue) and _foldable(b) and type(b.value) is tuple:
+        b = TupleValue([ConstValue(x) for x in b.value])
+    if fn is operator.add and isinstance(b, TupleValue) and _foldable(a) and type(a.value) is tuple:
+        a = TupleValue([ConstValue(x) for x in a.value])  # gpt2: `(-1,) + input_shape[1:]`
     if fn is operator.add and type(a) is type(b) and isinstance(a, (TupleValue, ListValue)):
         if isinstance(a, TupleValue):
-            cls = torch.Size if a.cls is torch.Size and b.cls is torch.Size else tuple
+            # torch.Size's __add__ and __radd__ give a Size, even with a plain tuple
+            cls = torch.Size if torch.Size in (a.cls, b.cls) else tuple
             return TupleValue(a.items + b.items, cls=cls)
         return ListValue(a.items + b.items)
-    if fn is operator.add and isinstance(a, TupleValue) and _foldable(b) and isinstance(b.value, tuple):
-        return TupleValue(a.items + [ConstValue(x) for x in b.value], cls=a.cls)
     if fn is operator.mul and isinstance(b, ConstValue) and isinstance(b.value, int):
         items = a.items * b.value
         return TupleValue(items) if isinstance(a, TupleValue) else ListValue(items)

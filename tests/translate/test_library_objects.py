@@ -340,3 +340,75 @@ def test_dict_subclass_read_through_dict_get_guards_the_key(fresh_terra_dyn):
         torch.testing.assert_close(fast(x, "conv"), f(x, "conv"))
     finally:
         del _RECORDS["conv"]
+
+
+def test_tuple_plus_size_is_a_size_as_in_eager(fresh_terra_dyn):
+    def f(x):
+        shape = (-1,) + x.shape[1:] + (x.size(-1),)  # gpt2's output_shape
+        return x.view(shape[0], shape[1]) * shape[2], type(shape), type(x.shape + (1,)), shape
+
+    x = torch.randn(2, 3)
+    first, second, rep = _run(f, x)
+    expected = f(x)
+    torch.testing.assert_close(first[0], expected[0])
+    assert first[1:] == expected[1:] and rep.break_count == 0
+
+
+class _Chunked(torch.nn.Module):
+    def ff_chunk(self, h):
+        return h * 2
+
+    def forward(self, x):
+        import inspect
+
+        n = len(inspect.signature(self.ff_chunk).parameters)  # apply_chunking_to_forward
+        return self.ff_chunk(x) + n
+
+
+def test_signature_of_a_bound_method_is_computed_in_translation(fresh_terra_dyn):
+    m = _Chunked()
+    x = torch.randn(3)
+    first, second, rep = _run(m, x)
+    torch.testing.assert_close(first, m(x))
+    assert rep.break_count == 0
+
+
+def _make_warning_once():
+    import functools
+    import logging
+
+    def warning_once(self, *args):
+        self.warning(*args)
+
+    warning_once.__module__ = "library.utils.logging"  # recognised as transformers' own
+    return functools.lru_cache(None)(warning_once), logging.getLogger("terra_dyn_test_once")
+
+
+def test_warning_once_in_library_code_warns_once_like_eager(fresh_terra_dyn, caplog):
+    once, logger = _make_warning_once()
+
+    def helper(x):
+        once(logger, "deprecated path")
+        return x + 1
+
+    def f(x):
+        return helper(x) * 2
+
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    x = torch.randn(2)
+    with report.recording() as rec, caplog.at_level("WARNING", logger="terra_dyn_test_once"):
+        for _ in range(3):
+            torch.testing.assert_close(fast(x), f(x))
+    assert [r.getMessage() for r in caplog.records] == ["deprecated path"]
+    assert rec.report().break_count == 0
+
+
+def test_id_of_a_pinned_function_keys_a_dict_in_the_graph(fresh_terra_dyn):
+    def f(x):
+        table = {id(torch.relu): 2}
+        return x * table[id(torch.relu)]
+
+    x = torch.randn(2)
+    first, second, rep = _run(f, x)
+    torch.testing.assert_close(first, f(x))
+    assert rep.break_count == 0
