@@ -160,6 +160,9 @@ def _object_attr(tx, obj, name):
 def generic_attr(tx, obj, name):
     """object.__getattribute__(obj, name): the class's descriptors, then the instance dict."""
     real = obj.value
+    pending = tx.ctx.graph.attr_overlay.get((id(real), name))  # stored by an inlined __setattr__
+    if pending is not None:
+        return pending
     try:
         static = inspect.getattr_static(real, name)
     except AttributeError:
@@ -175,7 +178,7 @@ def generic_attr(tx, obj, name):
             name not in getattr(real, "__dict__", {}):
         tx.ctx.guards.instance_lacks(obj.source, real, name)  # `obj.method = f` later
         return MethodValue(ConstValue(static), obj)
-    if obj.by_type and isinstance(real, dict) and static in (dict.get, dict.__getitem__, dict.__contains__):
+    if obj.source is not None and isinstance(real, dict) and static in (dict.get, dict.__getitem__, dict.__contains__):
         return MethodValue(ConstValue(static), obj)  # read key by key (calls.dict_read_by_key)
     if isinstance(static, types.MethodDescriptorType) and not isinstance(real, type) and \
             type(real).__module__.split(".")[0] not in ("builtins", "torch") and \
@@ -209,6 +212,10 @@ def _plain_store(cls, name):
     if cls.__setattr__ is not object.__setattr__ and not (
             issubclass(cls, torch.nn.Module) and cls.__setattr__ is torch.nn.Module.__setattr__):
         return False
+    return _no_data_descriptor(cls, name)
+
+
+def _no_data_descriptor(cls, name):
     attr = inspect.getattr_static(cls, name, None)
     if attr is None or isinstance(attr, types.MemberDescriptorType):  # __slots__ members
         return True
@@ -228,20 +235,43 @@ def store_attr(tx, obj, name, value):
         obj.attrs[name] = value
         return
     if isinstance(obj, ConstValue) and obj.source is not None and not isinstance(obj.value, (type, types.ModuleType)):
+        setattr_fn = inspect.getattr_static(type(obj.value), "__setattr__")
+        if isinstance(setattr_fn, types.FunctionType) and not isinstance(obj.value, torch.nn.Module):
+            # a config's __setattr__ maps old names through attribute_map: inlined; its
+            # object.__setattr__ call comes back to generic_store
+            from . import calls
+
+            tx.ctx.guards.class_attributes(type(obj.value))
+            calls.call_value(tx, ConstValue(setattr_fn), [obj, ConstValue(name), value], {})
+            return
         if not _plain_store(type(obj.value), name):
             raise Unsupported(f"{type(obj.value).__name__}.{name} has a setter or __setattr__: stored natively")
-        tx.ctx.guards.class_attributes(type(obj.value))  # no setter may appear on the class later
-        if isinstance(obj.value, torch.nn.Module) and not isinstance(
-                value, (TensorValue, ConstValue, ScalarValue, TupleValue)):
-            raise Unsupported("assignment of this value to a module attribute")
-        old = getattr(obj.value, "__dict__", {}).get(name)
-        if isinstance(old, (list, dict)) and id(old) in tx.ctx._mutables:
-            # the old list is reached through its source `obj.name` (write-back, later pushes):
-            # after the replayed store that would name the new one; run the store natively
-            raise Unsupported(f"rebinding .{name}, whose {type(old).__name__} was used")
-        tx.ctx.graph.attr_overlay[(id(obj.value), name)] = value
-        tx.ctx.record(StoreAttr(obj, name, value))
+        _store(tx, obj, name, value, StoreAttr(obj, name, value))
         return
     raise Unsupported(f"attribute assignment on {obj!r}")
+
+
+def generic_store(tx, obj, name, value):
+    """object.__setattr__(obj, name, value) in an inlined __setattr__: replayed as that very
+    call (a replayed `obj.name = value` would run the override a second time)."""
+    if not _no_data_descriptor(type(obj.value), name):
+        raise Unsupported(f"{type(obj.value).__name__}.{name} has a setter: stored natively")
+    from .side_effects import Call
+
+    _store(tx, obj, name, value, Call(ConstValue(object.__setattr__), [obj, ConstValue(name), value]))
+
+
+def _store(tx, obj, name, value, effect):
+    tx.ctx.guards.class_attributes(type(obj.value))  # no setter may appear on the class later
+    if isinstance(obj.value, torch.nn.Module) and not isinstance(
+            value, (TensorValue, ConstValue, ScalarValue, TupleValue)):
+        raise Unsupported("assignment of this value to a module attribute")
+    old = getattr(obj.value, "__dict__", {}).get(name)
+    if isinstance(old, (list, dict)) and id(old) in tx.ctx._mutables:
+        # the old list is reached through its source `obj.name` (write-back, later pushes):
+        # after the replayed store that would name the new one; run the store natively
+        raise Unsupported(f"rebinding .{name}, whose {type(old).__name__} was used")
+    tx.ctx.graph.attr_overlay[(id(obj.value), name)] = value
+    tx.ctx.record(effect)
 
 

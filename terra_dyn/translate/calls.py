@@ -68,6 +68,8 @@ def call_value(tx, fn, args, kwargs):
         return _signature(tx, args[0])
     if f is object.__getattribute__ and len(args) == 2 and not kwargs:  # before Tensor's
         return _object_getattribute(tx, *args)
+    if f is object.__setattr__ and len(args) == 3 and not kwargs:
+        return _object_setattr(tx, *args)
     if torch_ops.is_tensor_method(f):
         if not args:
             raise Unsupported("Tensor method called without self")
@@ -228,6 +230,18 @@ def _signature(tx, fn):
     return ConstValue(signature)
 
 
+def _object_setattr(tx, obj, name, value):
+    """`object.__setattr__(self, name, value)` (also through super()) inside an inlined
+    Python __setattr__ (a config's `problem_type = ...` in a loss function)."""
+    if not (isinstance(obj, ConstValue) and obj.source is not None and isinstance(name, ConstValue)
+            and isinstance(name.value, str)) or isinstance(obj.value, (type, torch.nn.Module, types.ModuleType)):
+        raise Unsupported("object.__setattr__ on this value")
+    from .attributes import generic_store
+
+    generic_store(tx, obj, name.value, value)
+    return ConstValue(None)
+
+
 _DICT_READS = (dict.get, dict.__getitem__, dict.__contains__)
 
 
@@ -249,7 +263,7 @@ def dict_read_by_key(tx, f, d, args, kwargs):
     if kwargs or not args or len(args) > (2 if f is dict.get else 1):
         raise Unsupported(f"dict.{f.__name__} with these arguments")
     key = python_value(args[0])
-    if not isinstance(key, (str, int)):
+    if not isinstance(key, (str, int, type(None))):  # keys a guard expression can spell
         raise Unsupported(f"dict.{f.__name__} with a {type(key).__name__} key")
     present = dict.__contains__(d.value, key)
     if present:
@@ -374,6 +388,8 @@ def _construct(tx, fn, cls, args, kwargs):
     made = generator_cm.construct(tx, cls, args, kwargs)  # contextmanager objects, dispatch guards
     if made is None:
         made = exceptions.construct(tx, cls, args, kwargs)  # raised (and caught) where it is made
+    if made is None:
+        made = modules.build_loss(tx, cls, args, kwargs)  # `loss_fct = CrossEntropyLoss()`
     if made is not None:
         return made
     if is_namedtuple_class(cls):

@@ -412,3 +412,48 @@ def test_id_of_a_pinned_function_keys_a_dict_in_the_graph(fresh_terra_dyn):
     first, second, rep = _run(f, x)
     torch.testing.assert_close(first, f(x))
     assert rep.break_count == 0
+
+
+def test_loss_module_built_in_the_forward_is_called_in_the_graph(fresh_terra_dyn):
+    def f(x, target):
+        loss_fct = torch.nn.CrossEntropyLoss(reduction="sum", label_smoothing=0.1)  # bert's MLM head
+        return loss_fct(x.view(-1, 5), target.view(-1)), loss_fct
+
+    x, target = torch.randn(2, 3, 5), torch.randint(0, 5, (2, 3))
+    first, second, rep = _run(f, x, target)
+    expected = f(x, target)
+    for ours in (first, second):
+        torch.testing.assert_close(ours[0], expected[0])
+        assert type(ours[1]) is type(expected[1]) and ours[1].label_smoothing == 0.1
+    assert first[1] is not second[1]  # a new module per call, as in eager
+    assert rep.break_count == 0
+
+
+class _SettingConfig(_Config):
+    """A config whose __setattr__ maps old names too (transformers' loss functions set
+    `config.problem_type` on the first call)."""
+
+    problem_type = None
+    stores = 0
+
+    def __setattr__(self, key, value):
+        if key in super().__getattribute__("attribute_map"):
+            key = super().__getattribute__("attribute_map")[key]
+        super().__setattr__(key, value)
+
+
+def test_config_store_through_a_python_setattr_matches_eager(fresh_terra_dyn):
+    def f(x, config):
+        if config.problem_type is None:
+            config.problem_type = "single"
+        config.n_layer = config.n_layer + 1  # stored as num_hidden_layers
+        return x * config.num_hidden_layers + len(config.problem_type)
+
+    x = torch.randn(2)
+    ours_config, eager_config = _SettingConfig(3, 2), _SettingConfig(3, 2)
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    with report.recording() as rec:
+        for _ in range(3):
+            torch.testing.assert_close(fast(x, ours_config), f(x, eager_config))
+            assert vars(ours_config) == vars(eager_config)
+    assert rec.report().break_count == 0
