@@ -457,3 +457,34 @@ def test_config_store_through_a_python_setattr_matches_eager(fresh_terra_dyn):
             torch.testing.assert_close(fast(x, ours_config), f(x, eager_config))
             assert vars(ours_config) == vars(eager_config)
     assert rec.report().break_count == 0
+
+
+import dataclasses  # noqa: E402
+from typing import Optional  # noqa: E402
+
+
+@dataclasses.dataclass
+class _PairOutput(modeling_outputs.ModelOutput):
+    """CLIPOutput's shape: an own to_tuple that flattens nested outputs (out[i] reads it)."""
+
+    loss: Optional[torch.Tensor] = None
+    logits: Optional[torch.Tensor] = None
+    inner: Optional[modeling_outputs.BaseModelOutput] = None
+
+    def to_tuple(self):
+        return tuple(v.to_tuple() if isinstance(v, modeling_outputs.ModelOutput) else v for v in self.values())
+
+
+def test_model_output_with_its_own_to_tuple_matches_eager(fresh_terra_dyn):
+    def f(x):
+        out = _PairOutput(logits=x * 2, inner=modeling_outputs.BaseModelOutput(last_hidden_state=x + 1))
+        return out[0] + out[1][0], out.to_tuple()[1], out
+
+    x = torch.randn(3)
+    first, second, rep = _run(f, x)
+    expected = f(x)
+    for ours in (first, second):
+        torch.testing.assert_close(ours[0], expected[0])
+        torch.testing.assert_close(ours[1], expected[1])
+        _same_output(ours[2], expected[2])
+    assert rep.break_count == 0
