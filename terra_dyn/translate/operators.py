@@ -352,14 +352,20 @@ def unpack(tx, v):
     raise Unsupported(f"iteration over {v!r}")
 
 
-def _python_iter(tx, v):
+def _python_iter(tx, v, live=False):
     """iter(obj) for an object whose class defines __iter__ in Python (a Sequence subclass
-    gets Sequence.__iter__, a generator over obj[i] until IndexError): inlined, lazily."""
+    gets Sequence.__iter__, a generator over obj[i] until IndexError): inlined, lazily.
+    live: the iterator outlives this call (a for loop); only in an inlined function, where
+    a break goes to the caller's call: a generator in progress in the top-level frame
+    cannot be rebuilt at a break (the frame would run as plain Python), so its loop breaks
+    at GET_ITER and iterates natively."""
     if isinstance(v, ConstValue) and isinstance(v.value, (torch.nn.Module, tuple, list, dict, range, str)):
         return None
     method = _python_dunder(v, "__iter__")
     if method is None:
         return None
+    if live and tx.parent is None:
+        raise Unsupported(f"a loop over {v!r}, whose __iter__ is Python code, iterates natively here")
     it = method(tx, [])
     if not isinstance(it, IteratorValue):
         raise Unsupported(f"{type(v.value).__name__}.__iter__ returned {it!r}")
@@ -375,7 +381,7 @@ def get_iter(tx, v):
         return DictIterator(v)
     if isinstance(v, DictViewValue):
         return v.iterate()
-    it = _python_iter(tx, v)
+    it = _python_iter(tx, v, live=True)
     if it is not None:
         return it
     it = IteratorValue(unpack(tx, v))

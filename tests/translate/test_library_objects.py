@@ -296,11 +296,15 @@ class _PerLayer(collections.abc.Sequence):
         return self._config
 
 
+def _scale_per_layer(x, config):
+    for layer_config in _PerLayer(config):  # in a helper, as DynamicCache's is
+        x = x * layer_config.width
+    return x
+
+
 def test_config_reads_and_per_layer_views_stay_in_the_graph(fresh_terra_dyn):
     def f(x, config):
-        for layer_config in _PerLayer(config):
-            x = x * layer_config.width
-        return x + config.n_layer + len(list(_PerLayer(config)))
+        return _scale_per_layer(x, config) + config.n_layer + len(list(_PerLayer(config)))
 
     x = torch.randn(2)
     config = _Config(3, 2)
@@ -488,3 +492,36 @@ def test_model_output_with_its_own_to_tuple_matches_eager(fresh_terra_dyn):
         torch.testing.assert_close(ours[1], expected[1])
         _same_output(ours[2], expected[2])
     assert rep.break_count == 0
+
+
+class _Growing:
+    """A Python __iter__ reading state the loop body changes: each step must see it."""
+
+    def __init__(self):
+        self.items = [1, 2]
+
+    def __iter__(self):
+        i = 0
+        while i < len(self.items):
+            yield self.items[i]
+            i += 1
+
+
+def _grow_and_scale(x, bag):
+    for k in bag:
+        if k < 3:
+            bag.items.append(k + 2)
+        x = x * k
+    return x
+
+
+@pytest.mark.parametrize("inlined", [True, False])
+def test_loop_over_a_python_iter_sees_the_body_changes(fresh_terra_dyn, inlined):
+    def f(x, bag):
+        return _grow_and_scale(x, bag) + 1
+
+    fn = f if inlined else _grow_and_scale
+    x = torch.ones(2)
+    ours_bag, eager_bag = _Growing(), _Growing()
+    torch.testing.assert_close(terra_dyn.optimize(fn, backend="interpreter")(x, ours_bag), fn(x, eager_bag))
+    assert ours_bag.items == eager_bag.items
