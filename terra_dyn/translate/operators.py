@@ -169,11 +169,23 @@ def truth(tx, v):
         if not hasattr(cls, "__bool__") and not hasattr(cls, "__len__"):
             return True
         if v.by_type:
-            raise Unsupported(f"truth of a {cls.__name__} argument (depends on its value)")
+            return _python_truth(tx, v, cls)
         return bool(v.value)
     if isinstance(v, Value):
         return True
     raise Unsupported(f"truth of {v!r}")
+
+
+def _python_truth(tx, v, cls):
+    """bool(obj) of an object guarded by type whose class says it in Python (`if cache:`
+    on transformers' DynamicCache, whose __len__ counts its layers): inlined."""
+    name = "__bool__" if hasattr(cls, "__bool__") else "__len__"
+    method = _python_dunder(v, name)
+    result = method(tx, []) if method is not None else None
+    if name == "__bool__" and isinstance(result, ConstValue) and type(result.value) is bool or \
+            name == "__len__" and isinstance(result, ConstValue) and type(result.value) is int and result.value >= 0:
+        return bool(result.value)
+    raise Unsupported(f"truth of a {cls.__name__} argument (depends on its value)")
 
 
 def unary(tx, kind, v):

@@ -525,3 +525,25 @@ def test_loop_over_a_python_iter_sees_the_body_changes(fresh_terra_dyn, inlined)
     ours_bag, eager_bag = _Growing(), _Growing()
     torch.testing.assert_close(terra_dyn.optimize(fn, backend="interpreter")(x, ours_bag), fn(x, eager_bag))
     assert ours_bag.items == eager_bag.items
+
+
+class _Cache:
+    """DynamicCache's truth: its Python __len__ counts the layers (`if cache and ...`)."""
+
+    def __init__(self, n):
+        self.layers = list(range(n))
+
+    def __len__(self):
+        return len(self.layers)
+
+
+def test_truth_of_an_object_with_a_python_len_is_inlined(fresh_terra_dyn):
+    def f(x, cache):
+        return x + 1 if cache else x - 1
+
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    x = torch.zeros(2)
+    with report.recording() as rec:
+        for n in (2, 0, 3):  # the guard on len(cache.layers) sees each change
+            torch.testing.assert_close(fast(x, _Cache(n)), f(x, _Cache(n)))
+    assert rec.report().break_count == 0
