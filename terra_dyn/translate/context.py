@@ -47,6 +47,7 @@ class TranslationContext:
         self.mutated = []  # ListValue / DictValue with a source: written back at the end
         self._initial_grad = torch.is_grad_enabled()
         self._mutables = {}
+        self._by_type_objects = {}  # id -> the ConstValue of an object guarded by type (wrap.py)
         self.global_overlay = {}  # name -> Value assigned during translation
         self._keepalive = []
         self.autocast = autocast.start()
