@@ -23,7 +23,7 @@ import weakref
 
 import torch
 
-from . import builtins_ops, exceptions, generator_cm, inline, modules, torch_ops
+from . import builtins_ops, context_vars, exceptions, generator_cm, inline, modules, torch_ops
 from .errors import Unsupported
 from .side_effects import Call
 from .sources import AttrSource, ItemSource
@@ -80,7 +80,9 @@ def call_value(tx, fn, args, kwargs):
             and isinstance(args[0].value, torch.nn.Module):
         return modules.traverse(tx, f, args[0], args[1:], kwargs)
     if f is contextvars.ContextVar.get:
-        return _context_var_get(tx, args, kwargs)
+        return context_vars.get(tx, args, kwargs)
+    if f in context_vars.WRITES:
+        return context_vars.set_or_reset(tx, f, args, kwargs)
     if f in _DICT_READS and args and is_dict_read_by_key(args[0]):
         return dict_read_by_key(tx, f, args[0], args[1:], kwargs)
     if f is torch._C._is_tracing:  # torch.jit.is_tracing(): library code checks it per call
@@ -168,28 +170,6 @@ def _is_pure_python_call(f, args, kwargs):
             return owner.__name__ in _PURE_MODULES
         return isinstance(owner, _IMMUTABLE) and type(owner).__module__ == "builtins"
     return getattr(f, "__module__", None) in _PURE_MODULES and callable(f) and not isinstance(f, type)
-
-
-def _context_var_get(tx, args, kwargs):
-    """`var.get()`: library code reads a ContextVar on every call (transformers' kernel
-    and output-capturing switches), nearly always unset, so None. The value read now is a
-    constant of the translation, guarded by calling `var.get(...)` again (a C call_id
-    check); only None, bools, ints and strings, whose identity says all about them."""
-    if kwargs or not args or not all(isinstance(a, ConstValue) for a in args):
-        raise Unsupported("ContextVar.get with run-time arguments")
-    var, extra = args[0], [a.value for a in args[1:]]
-    if not isinstance(var.value, contextvars.ContextVar) or var.source is None and not var.is_const():
-        raise Unsupported("ContextVar.get of an unknown variable")
-    try:
-        value = var.value.get(*extra)
-    except LookupError:
-        raise Unsupported("ContextVar.get of an unset variable (raises natively)") from None
-    if value is not None and type(value) not in (bool, int, str):
-        raise Unsupported(f"ContextVar.get returned a {type(value).__name__}")
-    if var.by_type:  # the guard below reads this very variable: pin it
-        tx.ctx.guards.identity(var.source, var.value)
-    tx.ctx.guards.call_id(functools.partial(var.value.get, *extra), value)
-    return ConstValue(value)
 
 
 def _object_getattribute(tx, obj, name):

@@ -547,3 +547,40 @@ def test_truth_of_an_object_with_a_python_len_is_inlined(fresh_terra_dyn):
         for n in (2, 0, 3):  # the guard on len(cache.layers) sees each change
             torch.testing.assert_close(fast(x, _Cache(n)), f(x, _Cache(n)))
     assert rec.report().break_count == 0
+
+
+_ACTIVE = contextvars.ContextVar("terra_dyn_test_active", default=None)
+
+
+def _with_active(x, table):
+    token = _ACTIVE.set(table)  # transformers' output capturing, the kernels package
+    try:
+        return x * _ACTIVE.get()["scale"]
+    finally:
+        _ACTIVE.reset(token)
+
+
+def _leave_active(x):
+    _ACTIVE.set({"scale": 5})  # never reset: its effect outlives the call
+    return x + 1
+
+
+def test_context_var_set_and_reset_in_an_inlined_function_stay_in_the_graph(fresh_terra_dyn):
+    def f(x):
+        return _with_active(x, {"scale": 3}) + (_ACTIVE.get() is None)
+
+    x = torch.randn(2)
+    first, second, rep = _run(f, x)
+    torch.testing.assert_close(first, f(x))
+    assert rep.graph_count == 1 and rep.break_count == 0 and _ACTIVE.get() is None
+
+
+def test_context_var_set_that_outlives_its_call_runs_natively(fresh_terra_dyn):
+    def f(x):
+        return _leave_active(x) * 2
+
+    x = torch.randn(2)
+    ours_context, eager_context = contextvars.copy_context(), contextvars.copy_context()
+    ours = ours_context.run(terra_dyn.optimize(f, backend="interpreter"), x)
+    torch.testing.assert_close(ours, eager_context.run(f, x))
+    assert ours_context.run(_ACTIVE.get) == eager_context.run(_ACTIVE.get) == {"scale": 5}
