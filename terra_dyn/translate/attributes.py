@@ -273,5 +273,3 @@ def _store(tx, obj, name, value, effect):
         raise Unsupported(f"rebinding .{name}, whose {type(old).__name__} was used")
     tx.ctx.graph.attr_overlay[(id(obj.value), name)] = value
     tx.ctx.record(effect)
-
-

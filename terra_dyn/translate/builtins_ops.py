@@ -16,7 +16,6 @@ Example: `for i, layer in enumerate(self.layers)` is an EnumerateIterator whose 
 TupleValues (ConstValue(i), module value).
 """
 import builtins
-
 import types
 
 import torch
@@ -86,9 +85,9 @@ def _b_len(tx, v):
             return ConstValue(len(v.value))
         if not v.by_type:
             return ConstValue(len(v.as_python()))
-    from .operators import _python_dunder
+    from .operators import python_dunder
 
-    method = _python_dunder(v, "__len__")
+    method = python_dunder(v, "__len__")
     if method is not None:  # a Sequence subclass's __len__, inlined
         n = method(tx, [])
         if not (isinstance(n, ConstValue) and type(n.value) is int and n.value >= 0):

@@ -180,7 +180,7 @@ def _python_truth(tx, v, cls):
     """bool(obj) of an object guarded by type whose class says it in Python (`if cache:`
     on transformers' DynamicCache, whose __len__ counts its layers): inlined."""
     name = "__bool__" if hasattr(cls, "__bool__") else "__len__"
-    method = _python_dunder(v, name)
+    method = python_dunder(v, name)
     result = method(tx, []) if method is not None else None
     if name == "__bool__" and isinstance(result, ConstValue) and type(result.value) is bool or \
             name == "__len__" and isinstance(result, ConstValue) and type(result.value) is int and result.value >= 0:
@@ -213,7 +213,7 @@ def contains(tx, container, item):
     if isinstance(container, ConstValue) and not container.by_type and not is_graph_value(item):
         if _foldable(container) or isinstance(container.value, (tuple, list, dict, set, frozenset)):
             return python_value(item) in container.value
-    method = _python_dunder(container, "__contains__")
+    method = python_dunder(container, "__contains__")
     if method is not None:
         result = method(tx, [item])
         if isinstance(result, ConstValue):
@@ -267,13 +267,13 @@ def getitem(tx, obj, key):
 
         if is_dict_read_by_key(obj):  # another module's registry dict
             return dict_read_by_key(tx, dict.__getitem__, obj, [key], {})
-    method = _python_dunder(obj, "__getitem__")
+    method = python_dunder(obj, "__getitem__")
     if method is not None:
         return method(tx, [key])
     raise Unsupported(f"subscript of {obj!r}")
 
 
-def _python_dunder(obj, name):
+def python_dunder(obj, name):
     """`obj[key]` / `key in obj` on an object whose class implements the operator in Python
     (transformers' attention-function registry, a Mapping): the method is inlined, with
     `obj` as self, as a call `type(obj).name(obj, ...)` would be."""
@@ -373,7 +373,7 @@ def _python_iter(tx, v, live=False):
     at GET_ITER and iterates natively."""
     if isinstance(v, ConstValue) and isinstance(v.value, (torch.nn.Module, tuple, list, dict, range, str)):
         return None
-    method = _python_dunder(v, "__iter__")
+    method = python_dunder(v, "__iter__")
     if method is None:
         return None
     if live and tx.parent is None:
