@@ -246,14 +246,11 @@ def dict_read_by_key(tx, f, d, args, kwargs):
     if not isinstance(key, (str, int, type(None))):  # keys a guard expression can spell
         raise Unsupported(f"dict.{f.__name__} with a {type(key).__name__} key")
     present = dict.__contains__(d.value, key)
-    if present:
-        item = tx.ctx.wrap(dict.__getitem__(d.value, key), ItemSource(d.source, key))  # fails if absent
-    else:
-        tx.ctx.guards.key_absent(d.source, key)
+    tx.ctx.guards.key_in(d.source, key, present)
     if f is dict.__contains__:
         return ConstValue(present)
     if present:
-        return item
+        return tx.ctx.wrap(dict.__getitem__(d.value, key), ItemSource(d.source, key))
     if f is dict.get:
         return args[1] if len(args) > 1 else ConstValue(None)
     raise exceptions.KnownRaise(KeyError(key))

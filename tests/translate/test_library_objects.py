@@ -584,3 +584,31 @@ def test_context_var_set_that_outlives_its_call_runs_natively(fresh_terra_dyn):
     ours = ours_context.run(terra_dyn.optimize(f, backend="interpreter"), x)
     torch.testing.assert_close(ours, eager_context.run(f, x))
     assert ours_context.run(_ACTIVE.get) == eager_context.run(_ACTIVE.get) == {"scale": 5}
+
+
+def _first_or_default(items):
+    try:
+        return next(items)
+    except KeyError:
+        return "default"
+
+
+def _raising_gen(d):
+    yield d["missing"]  # raises KeyError on the first step
+    yield "never"
+
+
+def test_a_generator_that_raised_is_finished_for_its_consumer(fresh_terra_dyn):
+    def f(x, d):
+        gen = _raising_gen(d)
+        first = _first_or_default(gen)
+        rest = list(gen)  # nothing left: the generator ended when it raised
+        return x + len(first), rest
+
+    x = torch.zeros(1)
+    first, second, rep = _run(f, x, {"a": 1})
+    expected = f(x, {"a": 1})
+    for ours in (first, second):
+        torch.testing.assert_close(ours[0], expected[0])
+        assert ours[1] == expected[1] == []
+    assert rep.break_count == 0
