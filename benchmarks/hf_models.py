@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/hf_models.py --models gpt2,bert --systems terra
     .venv/bin/python benchmarks/hf_models.py --json out.json --breaks 5
     .venv/bin/python benchmarks/hf_models.py --generate 32 --models gpt2,llama   # generate loop
+    .venv/bin/python benchmarks/hf_models.py --overhead      # cached-call cost, 12-layer BERT
 
 Per model and system, in one process: right (forward, one training step with every
 gradient, greedy generate for decoders; tests/models/check.py), graphs and breaks recorded
@@ -210,6 +211,62 @@ def _compiled_generate(entry, tokens, kwargs):
     return counters["stats"]["unique_graphs"] - before, seconds
 
 
+def cached_call_overhead(iters):
+    """A 12-layer BERT encoder (BertModel, the small corpus widths, no loss head) under
+    terra_dyn: median wall time of a cached call against the time its graphs themselves
+    take (the backend's callables, timed inside), so the difference is what the rewritten
+    code, the guards and the hook cost per call. Medians over `iters` rounds of 200 calls."""
+    import transformers
+
+    import terra_dyn
+    from terra_dyn import backends, report
+    from tests.models.corpus import _ENC, _ids
+
+    torch.manual_seed(0)
+    config = transformers.BertConfig(**dict(_ENC, num_hidden_layers=12))
+    model = transformers.BertModel(config, add_pooling_layer=False).eval()
+    ids = _ids()
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    graph_seconds = []
+    interpreter = backends.lookup("interpreter")
+
+    def timed_backend(gm, example_inputs):
+        compiled = interpreter(gm, example_inputs)
+
+        def run(*args):
+            t0 = time.perf_counter()
+            out = compiled(*args)
+            graph_seconds.append(time.perf_counter() - t0)
+            return out
+        return run
+
+    terra_dyn.reset()
+    fast = terra_dyn.optimize(model, backend=timed_backend)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with report.recording() as rec:
+            fast(**inputs)
+        rep = rec.report()
+        for _ in range(20):
+            fast(**inputs)
+        calls, graphs, eager = [], [], []
+        for _ in range(iters):
+            graph_seconds.clear()
+            t0 = time.perf_counter()
+            for _ in range(200):
+                fast(**inputs)
+            calls.append((time.perf_counter() - t0) / 200)
+            graphs.append(sum(graph_seconds) / 200)
+            t0 = time.perf_counter()
+            for _ in range(200):
+                model(**inputs)
+            eager.append((time.perf_counter() - t0) / 200)
+    call_us, graph_us, eager_us = (statistics.median(v) * 1e6 for v in (calls, graphs, eager))
+    print(f"bert, 12 layers: {rep.graph_count} graphs, {rep.break_count} breaks on the first call; "
+          f"cached call {call_us:.1f} us, its graphs {graph_us:.1f} us, overhead {call_us - graph_us:.1f} us "
+          f"per call; eager {eager_us:.1f} us ({call_us / eager_us:.2f}x eager)")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="", help="comma-separated names (default: all)")
@@ -218,8 +275,13 @@ def main(argv=None):
     parser.add_argument("--breaks", type=int, default=15, help="break reasons to list per system")
     parser.add_argument("--json", default="", help="write the rows here")
     parser.add_argument("--generate", type=int, default=0, help="only the generate loop, this many tokens")
+    parser.add_argument("--overhead", action="store_true",
+                        help="only the cached-call overhead of a 12-layer BERT encoder")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.overhead:
+        cached_call_overhead(args.iters)
+        return
     entries = [BY_NAME[n] for n in args.models.split(",")] if args.models else CORPUS
     if args.generate:
         for entry in entries:

@@ -22,6 +22,7 @@ from ..translate.errors import Unsupported
 from ..translate.generator_cm import GeneratorCMValue, make_manager
 from ..translate.sources import LocalSource
 from ..translate.model_output import ModelOutputValue, rebuild as rebuild_model_output
+from ..translate.modules import BuiltModuleValue, build_module
 from ..translate.super_calls import SuperMethodValue, SuperValue
 from ..translate.opcodes_control import GradModeExit, grad_mode_restore
 from ..translate.values import (CellValue, ConstValue, ContextValue, DictValue, DictViewValue, FormattedValue,
@@ -157,6 +158,9 @@ class Reconstructor:
             return [Instr("LOAD_FAST", OUT), Instr("LOAD_CONST", index), Instr("BINARY_SUBSCR")]
         if isinstance(v, NullValue):
             return [Instr("PUSH_NULL")]
+        if isinstance(v, BuiltModuleValue):  # a new module per call, as the frame built it
+            return call_const(build_module, [Instr("LOAD_CONST", v.cls), Instr("LOAD_CONST", v.args),
+                                             Instr("LOAD_CONST", v.kwargs)], 3)
         if isinstance(v, ConstValue):
             value = v.value
             if (v.by_type or v.module_by_type) and v.source is not None:  # only its type is guarded

@@ -75,8 +75,8 @@ def load_attr(tx, obj, name):
         if name in ("__name__", "__qualname__"):
             return ConstValue(obj.name if name == "__name__" else obj.qualname)
         raise Unsupported(f"attribute {name} of a local function")
-    if isinstance(obj, MethodValue) and name == "__self__":
-        return obj.self_value
+    if isinstance(obj, MethodValue) and name in ("__self__", "__func__"):
+        return obj.self_value if name == "__self__" else obj.fn
     if isinstance(obj, ConstValue):
         return _object_attr(tx, obj, name)
     from .super_calls import SuperValue, load_attr as super_attr
@@ -141,10 +141,28 @@ def _object_attr(tx, obj, name):
                 tx.ctx.guards.module_attribute(real, name, value)
             return _unguarded(value)
         return wrap(tx.ctx, value, AttrSource(obj.source, name))
-    if not isinstance(real, type) and not isinstance(
-            inspect.getattr_static(type(real), "__getattribute__"), types.WrapperDescriptorType):
-        # reading it now would run user code at translate time, once instead of per call
-        raise Unsupported(f"{type(real).__name__} defines __getattribute__: read natively")
+    if not isinstance(real, type):
+        getattribute = inspect.getattr_static(type(real), "__getattribute__")
+        if isinstance(getattribute, types.FunctionType) and obj.source is not None:
+            # transformers' configs map old names through `attribute_map` on every read:
+            # the Python __getattribute__ is inlined like any method (its
+            # object.__getattribute__ call comes back to generic_attr)
+            from . import calls
+
+            tx.ctx.guards.class_attributes(type(real))
+            return calls.call_value(tx, ConstValue(getattribute), [obj, ConstValue(name)], {})
+        if not isinstance(getattribute, types.WrapperDescriptorType):
+            # reading it now would run user code at translate time, once instead of per call
+            raise Unsupported(f"{type(real).__name__} defines __getattribute__: read natively")
+    return generic_attr(tx, obj, name)
+
+
+def generic_attr(tx, obj, name):
+    """object.__getattribute__(obj, name): the class's descriptors, then the instance dict."""
+    real = obj.value
+    pending = tx.ctx.graph.attr_overlay.get((id(real), name))  # stored by an inlined __setattr__
+    if pending is not None:
+        return pending
     try:
         static = inspect.getattr_static(real, name)
     except AttributeError:
@@ -160,6 +178,8 @@ def _object_attr(tx, obj, name):
             name not in getattr(real, "__dict__", {}):
         tx.ctx.guards.instance_lacks(obj.source, real, name)  # `obj.method = f` later
         return MethodValue(ConstValue(static), obj)
+    if obj.source is not None and isinstance(real, dict) and static in (dict.get, dict.__getitem__, dict.__contains__):
+        return MethodValue(ConstValue(static), obj)  # read key by key (calls.dict_read_by_key)
     if isinstance(static, types.MethodDescriptorType) and not isinstance(real, type) and \
             type(real).__module__.split(".")[0] not in ("builtins", "torch") and \
             name not in getattr(real, "__dict__", {}):
@@ -192,6 +212,10 @@ def _plain_store(cls, name):
     if cls.__setattr__ is not object.__setattr__ and not (
             issubclass(cls, torch.nn.Module) and cls.__setattr__ is torch.nn.Module.__setattr__):
         return False
+    return _no_data_descriptor(cls, name)
+
+
+def _no_data_descriptor(cls, name):
     attr = inspect.getattr_static(cls, name, None)
     if isinstance(attr, types.MemberDescriptorType):  # __slots__ members
         return True
@@ -215,20 +239,41 @@ def store_attr(tx, obj, name, value):
         obj.attrs[name] = value
         return
     if isinstance(obj, ConstValue) and obj.source is not None and not isinstance(obj.value, (type, types.ModuleType)):
+        setattr_fn = inspect.getattr_static(type(obj.value), "__setattr__")
+        if isinstance(setattr_fn, types.FunctionType) and not isinstance(obj.value, torch.nn.Module):
+            # a config's __setattr__ maps old names through attribute_map: inlined; its
+            # object.__setattr__ call comes back to generic_store
+            from . import calls
+
+            tx.ctx.guards.class_attributes(type(obj.value))
+            calls.call_value(tx, ConstValue(setattr_fn), [obj, ConstValue(name), value], {})
+            return
         if not _plain_store(type(obj.value), name):
             raise Unsupported(f"{type(obj.value).__name__}.{name} has a setter, a __setattr__ or __slots__: stored natively")
-        tx.ctx.guards.class_attributes(type(obj.value))  # no setter may appear on the class later
-        if isinstance(obj.value, torch.nn.Module) and not isinstance(
-                value, (TensorValue, ConstValue, ScalarValue, TupleValue)):
-            raise Unsupported("assignment of this value to a module attribute")
-        old = getattr(obj.value, "__dict__", {}).get(name)
-        if isinstance(old, (list, dict)) and id(old) in tx.ctx._mutables:
-            # the old list is reached through its source `obj.name` (write-back, later pushes):
-            # after the replayed store that would name the new one; run the store natively
-            raise Unsupported(f"rebinding .{name}, whose {type(old).__name__} was used")
-        tx.ctx.graph.attr_overlay[(id(obj.value), name)] = value
-        tx.ctx.record(StoreAttr(obj, name, value))
+        _store(tx, obj, name, value, StoreAttr(obj, name, value))
         return
     raise Unsupported(f"attribute assignment on {obj!r}")
 
 
+def generic_store(tx, obj, name, value):
+    """object.__setattr__(obj, name, value) in an inlined __setattr__: replayed as that very
+    call (a replayed `obj.name = value` would run the override a second time)."""
+    if not _no_data_descriptor(type(obj.value), name):
+        raise Unsupported(f"{type(obj.value).__name__}.{name} has a setter: stored natively")
+    from .side_effects import Call
+
+    _store(tx, obj, name, value, Call(ConstValue(object.__setattr__), [obj, ConstValue(name), value]))
+
+
+def _store(tx, obj, name, value, effect):
+    tx.ctx.guards.class_attributes(type(obj.value))  # no setter may appear on the class later
+    if isinstance(obj.value, torch.nn.Module) and not isinstance(
+            value, (TensorValue, ConstValue, ScalarValue, TupleValue)):
+        raise Unsupported("assignment of this value to a module attribute")
+    old = getattr(obj.value, "__dict__", {}).get(name)
+    if isinstance(old, (list, dict)) and id(old) in tx.ctx._mutables:
+        # the old list is reached through its source `obj.name` (write-back, later pushes):
+        # after the replayed store that would name the new one; run the store natively
+        raise Unsupported(f"rebinding .{name}, whose {type(old).__name__} was used")
+    tx.ctx.graph.attr_overlay[(id(obj.value), name)] = value
+    tx.ctx.record(effect)

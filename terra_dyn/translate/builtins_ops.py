@@ -16,6 +16,7 @@ Example: `for i, layer in enumerate(self.layers)` is an EnumerateIterator whose 
 TupleValues (ConstValue(i), module value).
 """
 import builtins
+import types
 
 import torch
 
@@ -82,7 +83,16 @@ def _b_len(tx, v):
     if isinstance(v, ConstValue):
         if isinstance(v.value, torch.nn.Module):  # guarded by identity: its children are fixed
             return ConstValue(len(v.value))
-        return ConstValue(len(v.as_python()))
+        if not v.by_type:
+            return ConstValue(len(v.as_python()))
+    from .operators import python_dunder
+
+    method = python_dunder(v, "__len__")
+    if method is not None:  # a Sequence subclass's __len__, inlined
+        n = method(tx, [])
+        if not (isinstance(n, ConstValue) and type(n.value) is int and n.value >= 0):
+            raise Unsupported(f"{value_type(v).__name__}.__len__ returned {n!r}")
+        return n
     raise Unsupported(f"len() of {v!r}")
 
 
@@ -349,7 +359,16 @@ def _b_any(tx, iterable):
 
 
 def _b_id(tx, v):
+    """id() of a function, class or module the translation pinned by identity (the kernels
+    package keys its per-call registry by `id(fn)`); any other value may be a new object
+    per call."""
+    if isinstance(v, ConstValue) and isinstance(v.value, _PINNED_KINDS) and not (
+            v.by_type or getattr(v, "module_by_type", False) or getattr(v, "fresh", False)):
+        return ConstValue(id(v.value))
     raise Unsupported("id() of a value")
+
+
+_PINNED_KINDS = (types.FunctionType, types.BuiltinFunctionType, type, types.ModuleType, torch.nn.Module)
 
 
 # -- container methods ------------------------------------------------------------------

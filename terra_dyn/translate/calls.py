@@ -16,16 +16,17 @@ import abc
 import builtins
 import contextvars
 import functools
+import inspect
 import logging
 import types
 import weakref
 
 import torch
 
-from . import builtins_ops, generator_cm, inline, modules, torch_ops
+from . import builtins_ops, context_vars, exceptions, generator_cm, inline, modules, torch_ops
 from .errors import Unsupported
 from .side_effects import Call
-from .sources import ItemSource
+from .sources import AttrSource, ItemSource
 from .values import (ConstValue, DictValue, FormattedValue, FunctionValue, ListValue, MethodValue, ObjectValue,
                      ScalarValue, TensorValue, TupleValue, is_namedtuple_class)
 
@@ -63,6 +64,12 @@ def call_value(tx, fn, args, kwargs):
         return generator_cm.call_rng(tx, rng, args, kwargs)
     if any(f is m for m in generator_cm.MACHINE_FUNCTIONS):
         return generator_cm.call_machine(tx, f, args, kwargs)
+    if f is inspect.signature and len(args) == 1 and not kwargs:
+        return _signature(tx, args[0])
+    if f is object.__getattribute__ and len(args) == 2 and not kwargs:  # before Tensor's
+        return _object_getattribute(tx, *args)
+    if f is object.__setattr__ and len(args) == 3 and not kwargs:
+        return _object_setattr(tx, *args)
     if torch_ops.is_tensor_method(f):
         if not args:
             raise Unsupported("Tensor method called without self")
@@ -73,7 +80,11 @@ def call_value(tx, fn, args, kwargs):
             and isinstance(args[0].value, torch.nn.Module):
         return modules.traverse(tx, f, args[0], args[1:], kwargs)
     if f is contextvars.ContextVar.get:
-        return _context_var_get(tx, args, kwargs)
+        return context_vars.get(tx, args, kwargs)
+    if f in context_vars.WRITES:
+        return context_vars.set_or_reset(tx, f, args, kwargs)
+    if f in _DICT_READS and args and is_dict_read_by_key(args[0]):
+        return dict_read_by_key(tx, f, args[0], args[1:], kwargs)
     if f is torch._C._is_tracing:  # torch.jit.is_tracing(): library code checks it per call
         tx.ctx.guards.call_id(f, f())
         return ConstValue(f())
@@ -91,8 +102,6 @@ def call_value(tx, fn, args, kwargs):
     if f is logging.getLogger and all(isinstance(a, ConstValue) for a in args) and not kwargs:
         return ConstValue(logging.getLogger(*[a.value for a in args]))
     if isinstance(f, functools.partial):
-        from .sources import AttrSource
-
         src = fn.source
         inner = tx.ctx.wrap(f.func, AttrSource(src, "func")) if src is not None else ConstValue(f.func)
         bound = [tx.ctx.wrap(a, ItemSource(AttrSource(src, "args"), i)) if src is not None else ConstValue(a)
@@ -108,6 +117,8 @@ def call_value(tx, fn, args, kwargs):
         return builtins_ops.call_builtin(tx, f, args, kwargs)
     if _is_logging_call(f):
         return record_call(tx, fn, args, kwargs)
+    if _is_once_logger(f.__func__ if isinstance(f, types.MethodType) else f):
+        return record_call(tx, fn, args, kwargs, from_helper=True)
     if torch_ops.is_torch_callable(f):
         return torch_ops.call_torch(tx, f, args, kwargs)
     if getattr(f, "__module__", None) in ("_operator", "operator") and not kwargs and \
@@ -161,26 +172,88 @@ def _is_pure_python_call(f, args, kwargs):
     return getattr(f, "__module__", None) in _PURE_MODULES and callable(f) and not isinstance(f, type)
 
 
-def _context_var_get(tx, args, kwargs):
-    """`var.get()`: library code reads a ContextVar on every call (transformers' kernel
-    and output-capturing switches), nearly always unset, so None. The value read now is a
-    constant of the translation, guarded by calling `var.get(...)` again (a C call_id
-    check); only None, bools, ints and strings, whose identity says all about them."""
-    if kwargs or not args or not all(isinstance(a, ConstValue) for a in args):
-        raise Unsupported("ContextVar.get with run-time arguments")
-    var, extra = args[0], [a.value for a in args[1:]]
-    if not isinstance(var.value, contextvars.ContextVar) or var.source is None and not var.is_const():
-        raise Unsupported("ContextVar.get of an unknown variable")
-    try:
-        value = var.value.get(*extra)
-    except LookupError:
-        raise Unsupported("ContextVar.get of an unset variable (raises natively)") from None
-    if value is not None and type(value) not in (bool, int, str):
-        raise Unsupported(f"ContextVar.get returned a {type(value).__name__}")
-    if var.by_type:  # the guard below reads this very variable: pin it
-        tx.ctx.guards.identity(var.source, var.value)
-    tx.ctx.guards.call_id(functools.partial(var.value.get, *extra), value)
-    return ConstValue(value)
+def _object_getattribute(tx, obj, name):
+    """`object.__getattribute__(self, name)` (also through super()) inside an inlined
+    Python __getattribute__: the generic lookup, never the override again."""
+    if not (isinstance(obj, ConstValue) and obj.source is not None and isinstance(name, ConstValue)
+            and isinstance(name.value, str)) or isinstance(obj.value, (type, torch.nn.Module)):
+        raise Unsupported("object.__getattribute__ of this value")
+    if name.value == "__dict__" and isinstance(getattr(obj.value, "__dict__", None), dict):
+        # `super().__getattribute__("__dict__").get(key)` (transformers' heterogeneous
+        # configs): read key by key below, not wrapped whole (a config has ~50 entries)
+        source = AttrSource(obj.source, "__dict__")
+        tx.ctx.guards.type(source, dict)
+        view = ConstValue(obj.value.__dict__, source)
+        view.by_type = True
+        return view
+    from .attributes import generic_attr
+
+    return generic_attr(tx, obj, name.value)
+
+
+def _signature(tx, fn):
+    """inspect.signature(self.feed_forward_chunk) (transformers' apply_chunking_to_forward
+    counts the parameters on every call): the signature of a plain function is fixed by
+    its code and defaults, which inlining it already guards."""
+    method = isinstance(fn, MethodValue)
+    real = fn.fn if method else fn
+    real = real.value if isinstance(real, ConstValue) else None
+    if not isinstance(real, types.FunctionType) or {"__wrapped__", "__signature__"} & real.__dict__.keys():
+        raise Unsupported("inspect.signature of this value")
+    tx.ctx.guards.function(real)
+    signature = inspect.signature(real)
+    params = list(signature.parameters.values())
+    if method:  # what a bound method's signature shows: without its first positional parameter
+        if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+            raise Unsupported("inspect.signature of a method without a positional self")
+        signature = signature.replace(parameters=params[1:])
+    return ConstValue(signature)
+
+
+def _object_setattr(tx, obj, name, value):
+    """`object.__setattr__(self, name, value)` (also through super()) inside an inlined
+    Python __setattr__ (a config's `problem_type = ...` in a loss function)."""
+    if not (isinstance(obj, ConstValue) and obj.source is not None and isinstance(name, ConstValue)
+            and isinstance(name.value, str)) or isinstance(obj.value, (type, torch.nn.Module, types.ModuleType)):
+        raise Unsupported("object.__setattr__ on this value")
+    from .attributes import generic_store
+
+    generic_store(tx, obj, name.value, value)
+    return ConstValue(None)
+
+
+_DICT_READS = (dict.get, dict.__getitem__, dict.__contains__)
+
+
+def is_dict_read_by_key(v):
+    """A real dict whose keys are not guarded (a dict subclass, another module's global, an
+    instance __dict__ read in a __getattribute__), read through dict's own methods:
+    transformers' `_CanRecordRegistry` calls `super().get(key)`, cache_utils subscripts
+    `DYNAMIC_LAYER_TYPE_MAPPING`. Each read guards the one key it looks up."""
+    cls = type(getattr(v, "value", None))
+    return isinstance(v, ConstValue) and v.source is not None and issubclass(cls, dict) \
+        and cls.__getitem__ is dict.__getitem__ and cls.__contains__ is dict.__contains__
+
+
+def dict_read_by_key(tx, f, d, args, kwargs):
+    """get / [] / in on such a dict: the key's presence is guarded and only its item is
+    wrapped (a registry of every model class built so far is not guarded item by item)."""
+    from .operators import python_value
+
+    if kwargs or not args or len(args) > (2 if f is dict.get else 1):
+        raise Unsupported(f"dict.{f.__name__} with these arguments")
+    key = python_value(args[0])
+    if not isinstance(key, (str, int, type(None))):  # keys a guard expression can spell
+        raise Unsupported(f"dict.{f.__name__} with a {type(key).__name__} key")
+    present = dict.__contains__(d.value, key)
+    tx.ctx.guards.key_in(d.source, key, present)
+    if f is dict.__contains__:
+        return ConstValue(present)
+    if present:
+        return tx.ctx.wrap(dict.__getitem__(d.value, key), ItemSource(d.source, key))
+    if f is dict.get:
+        return args[1] if len(args) > 1 else ConstValue(None)
+    raise exceptions.KnownRaise(KeyError(key))
 
 
 def _reduce(tx, args):
@@ -199,8 +272,6 @@ def _reduce(tx, args):
 
 
 def _bound_self(tx, fn, method):
-    from .sources import AttrSource
-
     source = AttrSource(fn.source, "__self__") if fn.source is not None else None
     return tx.ctx.wrap(method.__self__, source) if source is not None else ConstValue(method.__self__)
 
@@ -241,10 +312,20 @@ def _is_logging_call(f):
     return f in (logging.debug, logging.info, logging.warning, logging.error, logging.critical, print)
 
 
-def record_call(tx, fn, args, kwargs):
+def _is_once_logger(f):
+    """transformers' `logger.warning_once(msg)`: an lru_cache over a function that logs, so
+    replayed on every call it still warns once; the record names warning_once's own frame
+    whoever calls it."""
+    wrapped = getattr(f, "__wrapped__", None)
+    return isinstance(f, functools._lru_cache_wrapper) and getattr(wrapped, "__name__", "").endswith("_once") \
+        and getattr(wrapped, "__module__", "").endswith("utils.logging")
+
+
+def record_call(tx, fn, args, kwargs, from_helper=False):
     """print(...) / logger.info(...) with Python values: replayed after the graph, at the
-    call's own line (a LogRecord's lineno and funcName are read from the calling frame)."""
-    if tx.parent is not None and not (isinstance(fn, ConstValue) and fn.value is print):
+    call's own line (a LogRecord's lineno and funcName are read from the calling frame).
+    from_helper: a call whose record does not depend on the calling frame."""
+    if tx.parent is not None and not from_helper and not (isinstance(fn, ConstValue) and fn.value is print):
         # a log call inside an inlined helper would be replayed from the outer frame, with
         # its name and line: the helper is called natively instead (its own frame translated)
         raise Unsupported("logging inside an inlined function: called natively")
@@ -282,6 +363,10 @@ def _check_replayable(v):
 
 def _construct(tx, fn, cls, args, kwargs):
     made = generator_cm.construct(tx, cls, args, kwargs)  # contextmanager objects, dispatch guards
+    if made is None:
+        made = exceptions.construct(tx, cls, args, kwargs)  # raised (and caught) where it is made
+    if made is None:
+        made = modules.build_loss(tx, cls, args, kwargs)  # `loss_fct = CrossEntropyLoss()`
     if made is not None:
         return made
     if is_namedtuple_class(cls):

@@ -47,6 +47,8 @@ class TranslationContext:
         self.mutated = []  # ListValue / DictValue with a source: written back at the end
         self._initial_grad = torch.is_grad_enabled()
         self._mutables = {}
+        self._by_type_objects = {}  # id -> the ConstValue of an object guarded by type (wrap.py)
+        self.context_vars = {}  # id(ContextVar) -> [(token, value)] set in the graph (context_vars.py)
         self.global_overlay = {}  # name -> Value assigned during translation
         self._keepalive = []
         self.autocast = autocast.start()
@@ -75,6 +77,10 @@ class TranslationContext:
     def guard_builtin(self, f_globals, name):
         if f_globals is self.f_globals:
             self.guards.global_absent(name)
+
+    def keep_alive(self, obj):
+        """`obj` is keyed by id in this context: it must outlive it."""
+        self._keepalive.append(obj)
 
     # -- effects --------------------------------------------------------------------
     def mutate(self, container):

@@ -14,7 +14,8 @@ in a child Translator sharing the context (graph, guards); its Unsupported propa
 the caller, which is where a graph break then splits (the caller's call site).
 
 try/except and try/finally bodies are translated along their normal path; the handlers
-run natively when an exception is raised. Shapes are checked at translate time; an op that
+run natively when an exception is raised, except in inlined functions, where an exception
+known at translate time goes to its handler translated (exceptions.py). Shapes are checked at translate time; an op that
 raises only at run time (an index out of range) makes the rewritten code re-run the
 segment natively (codegen/graph_errors.py), so the handler runs at the user's line. A break
 inside a try body or a Python with block runs the breaking instruction in a step code that
@@ -30,13 +31,14 @@ from bytecode import Label, SetLineno, TryBegin, TryEnd
 
 from .bytecode_info import code_info
 from .errors import Unsupported
+from .exceptions import ExceptionOpcodes, KnownRaise, unwind
 from .opcodes_call import CallOpcodes
 from .opcodes_control import ControlOpcodes
 from .opcodes_import import ImportOpcodes
 from .opcodes_stack import StackOpcodes
 from .values import Lazy, Value
 
-MAX_INLINE_DEPTH = 12
+MAX_INLINE_DEPTH = 24  # transformers: model, layer, attention, wrappers, a config's __getattribute__
 MAX_STEPS = 200_000  # unrolled loops beyond this are not worth a graph
 # A frame whose translation takes longer than this runs as plain Python: a translation
 # pays off over many calls, and one that takes tens of seconds (a loop walking a 2000-deep
@@ -53,7 +55,7 @@ class StopTranslation(Exception):
         self.tx = tx
 
 
-class Translator(StackOpcodes, ControlOpcodes, CallOpcodes, ImportOpcodes):
+class Translator(StackOpcodes, ControlOpcodes, CallOpcodes, ImportOpcodes, ExceptionOpcodes):
     def __init__(self, ctx, code, f_globals, local_values, cells, parent=None, name=None):
         self.ctx = ctx
         self.code = code
@@ -100,6 +102,10 @@ class Translator(StackOpcodes, ControlOpcodes, CallOpcodes, ImportOpcodes):
                 handler(instr)
                 if self.pc == pc_before:
                     self.pc += 1
+            except KnownRaise as exc:
+                if self.parent is None or not unwind(self, exc):  # a handler here catches it
+                    self._annotate(exc, instr)
+                    raise
             except Unsupported as exc:
                 self._annotate(exc, instr)
                 raise

@@ -302,6 +302,10 @@ class GuardSet:
     def keys(self, source, keys):
         self._add(("keys", source), None, lambda e: f"list({e}.keys()) == {self._const(list(keys))}", source)
 
+    def key_in(self, source, key, present):
+        """`key in source` is `present` (a str, int or None key)."""
+        self._add(("key_in", source, key), None, lambda e: f"({key!r} in {e}) is {present}", source)
+
     def module_hooks(self, source, module):
         """Which hooks of every kind a module has (one check; for modules guarded by type)."""
         self.namespace.setdefault("hook_keys", hook_keys)

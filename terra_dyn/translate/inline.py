@@ -79,7 +79,12 @@ def inline_function(tx, fn, args, kwargs, suspend_at_yield=False):
             child.suspended = False
             child.run()
             return child
-        return child.run()
+        result = child.run()
+        if tx.ctx.context_vars:
+            from .context_vars import check_reset
+
+            check_reset(tx, child)
+        return result
     except Unsupported as exc:
         exc.breakable = True  # whatever the callee cannot do, the caller can call it natively
         raise

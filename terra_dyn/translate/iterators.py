@@ -148,6 +148,10 @@ class GeneratorIterator(IteratorValue):
         try:
             child.run()
         except Unsupported as exc:
+            from .exceptions import KnownRaise
+
+            if isinstance(exc, KnownRaise):  # a consumer's handler may catch it: a generator
+                self.finished = True  # that raised is finished, as in CPython
             if self.created_at is not None and not hasattr(exc, "at"):
                 exc.at, exc.breakable = self.created_at, True
             else:

@@ -2,7 +2,8 @@
 
     BaseModelOutput(last_hidden_state=h)     -> ModelOutputValue(cls, one value per field)
     out.name / out["name"]                   -> the field's value
-    out[0] / out[1:] / out.to_tuple()        -> the non-None fields in field order
+    out[0] / out[1:] / out.to_tuple()        -> the non-None fields in field order (or what
+                                                the class's own to_tuple gives, inlined)
     out.keys() / values() / items()          -> the same, as tuples
     emitted code (a break, the return)       -> cls(**{the non-None fields}), built natively
 
@@ -22,7 +23,7 @@ import sys
 from .errors import Unsupported
 from .values import ConstValue, ObjectValue, TensorValue, TupleValue
 
-_MACHINERY = ("__post_init__", "__setattr__", "__setitem__", "__getitem__", "to_tuple", "keys")
+_MACHINERY = ("__post_init__", "__setattr__", "__setitem__", "__getitem__", "keys")
 
 
 def _model_output_base(cls):
@@ -117,7 +118,7 @@ def getitem(tx, out, key):
         if k not in out.keys():
             raise Unsupported(f"ModelOutput has no key {k!r} (raises natively)")
         return out.attrs[k]
-    items = to_tuple(out).items
+    items = _call_to_tuple(tx, out).items
     try:
         picked = items[k]
     except (IndexError, TypeError):
@@ -127,6 +128,20 @@ def getitem(tx, out, key):
 
 def to_tuple(out):
     return TupleValue([out.attrs[k] for k in out.keys()])
+
+
+def _call_to_tuple(tx, out):
+    """out.to_tuple(), which out[i] reads too: ModelOutput's own, or the class's override
+    (CLIPOutput flattens its nested outputs), inlined."""
+    method = out.cls.to_tuple
+    if method is _model_output_base(out.cls).to_tuple:
+        return to_tuple(out)
+    from .calls import call_value
+
+    result = call_value(tx, ConstValue(method), [out], {})
+    if not isinstance(result, TupleValue):
+        raise Unsupported(f"{out.cls.__qualname__}.to_tuple returned {result!r}")
+    return result
 
 
 def store(tx, out, name, value):
@@ -150,7 +165,7 @@ def _method_items(tx, out):
 
 
 def _method_to_tuple(tx, out):
-    return to_tuple(out)
+    return _call_to_tuple(tx, out)
 
 
 METHODS = {"keys": _method_keys, "values": _method_values, "items": _method_items, "to_tuple": _method_to_tuple}

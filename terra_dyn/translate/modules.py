@@ -20,10 +20,42 @@ from .values import ConstValue, MethodValue, TupleValue
 from .wrap import wrap
 
 
+class BuiltModuleValue(ConstValue):
+    """A torch.nn loss module built in the frame from constants (`CrossEntropyLoss()` in a
+    model's forward): made now to be read and called in the graph, and rebuilt in emitted
+    code as `cls(*args, **kwargs)`, a new one per call as in eager."""
+
+    fresh = True  # one object per frame run, never a shared constant (reconstruct.py)
+
+    def __init__(self, cls, args, kwargs):
+        super().__init__(cls(*args, **kwargs))
+        self.cls, self.args, self.kwargs = cls, tuple(args), tuple(kwargs.items())
+
+
+def build_loss(tx, cls, args, kwargs):
+    """BuiltModuleValue for a loss class of torch.nn with constant arguments, else None."""
+    if cls.__module__ != "torch.nn.modules.loss" or not issubclass(cls, torch.nn.modules.loss._Loss) or \
+            not all(isinstance(a, ConstValue) and not isinstance(a.value, torch.Tensor)
+                    for a in list(args) + list(kwargs.values())):
+        return None
+    return BuiltModuleValue(cls, [a.value for a in args], {k: v.value for k, v in kwargs.items()})
+
+
+def build_module(cls, args, kwargs):
+    """The emitted construction of a BuiltModuleValue."""
+    return cls(*args, **dict(kwargs))
+
+
 def module_attr(tx, obj, name):
     real = obj.value
     d = real.__dict__
-    if obj.source is None:
+    own = name in d or any(name in (d.get(table) or ()) for table in ("_parameters", "_buffers", "_modules"))
+    if isinstance(obj, BuiltModuleValue) and own:
+        value = getattr(real, name)  # what the constructor set, from constants; nothing else reaches it
+        if isinstance(value, (torch.Tensor, torch.nn.Module, list, dict)):
+            raise Unsupported(f"{type(real).__name__}.{name} of a module built here")
+        return ConstValue(value)
+    if obj.source is None and own:
         raise Unsupported("attribute of a module made at translate time")
     for table in ("_parameters", "_buffers", "_modules"):
         entries = d.get(table)
@@ -36,7 +68,10 @@ def module_attr(tx, obj, name):
     except AttributeError:
         raise Unsupported(f"{type(real).__name__} has no attribute {name}") from None
     tx.ctx.guards.class_attributes(type(real))  # a method or class attribute: the class stays
-    tx.ctx.guards.instance_lacks(obj.source, real, name, by_identity=not obj.module_by_type)
+    # (a module without a source, held by a decorator's closure, still has its class's: the
+    # kernels package reads `kernel_layer_name` of one on every forward)
+    if obj.source is not None:
+        tx.ctx.guards.instance_lacks(obj.source, real, name, by_identity=not obj.module_by_type)
     if isinstance(static, types.FunctionType):
         return MethodValue(ConstValue(static), obj)
     if isinstance(static, property):
@@ -46,7 +81,8 @@ def module_attr(tx, obj, name):
     if isinstance(static, (staticmethod, classmethod)):
         return ConstValue(getattr(real, name))
     value = getattr(real, name)
-    if obj.module_by_type or isinstance(value, (int, float, str, bool, type(None), torch.dtype)):
+    if obj.source is not None and (obj.module_by_type or isinstance(value, (int, float, str, bool, type(None),
+                                                                             torch.dtype))):
         return wrap(tx.ctx, value, AttrSource(obj.source, name))
     return ConstValue(value)
 

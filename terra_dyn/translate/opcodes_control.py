@@ -176,8 +176,3 @@ class ControlOpcodes:
         if getattr(self, "suspend_at_yield", False):  # a contextmanager's __enter__ ends here
             self.suspended = True
             self.done = True
-
-    def RAISE_VARARGS(self, instr):
-        """exc -> (raises)"""
-        raise Unsupported("raise statement (runs natively)")
-

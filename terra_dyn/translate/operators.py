@@ -15,7 +15,7 @@ from bytecode import BinaryOp, Compare
 
 from .errors import Unsupported
 from .iterators import DictIterator
-from .values import (ConstValue, DictValue, DictViewValue, IteratorValue, ListValue, OpaqueIterator,
+from .values import (ConstValue, DictValue, DictViewValue, IteratorValue, ListValue, ObjectValue, OpaqueIterator,
                      ScalarValue, TensorValue, TupleValue, Value)
 
 _BINARY = {
@@ -97,13 +97,16 @@ def binary(tx, op, a, b):
 
 
 def _sequence_binary(tx, fn, a, b):
+    if fn is operator.add and isinstance(a, TupleValue) and _foldable(b) and type(b.value) is tuple:
+        b = TupleValue([ConstValue(x) for x in b.value])
+    if fn is operator.add and isinstance(b, TupleValue) and _foldable(a) and type(a.value) is tuple:
+        a = TupleValue([ConstValue(x) for x in a.value])  # gpt2: `(-1,) + input_shape[1:]`
     if fn is operator.add and type(a) is type(b) and isinstance(a, (TupleValue, ListValue)):
         if isinstance(a, TupleValue):
-            cls = torch.Size if a.cls is torch.Size and b.cls is torch.Size else tuple
+            # torch.Size's __add__ and __radd__ give a Size, even with a plain tuple
+            cls = torch.Size if torch.Size in (a.cls, b.cls) else tuple
             return TupleValue(a.items + b.items, cls=cls)
         return ListValue(a.items + b.items)
-    if fn is operator.add and isinstance(a, TupleValue) and _foldable(b) and isinstance(b.value, tuple):
-        return TupleValue(a.items + [ConstValue(x) for x in b.value], cls=a.cls)
     if fn is operator.mul and isinstance(b, ConstValue) and isinstance(b.value, int):
         items = a.items * b.value
         return TupleValue(items) if isinstance(a, TupleValue) else ListValue(items)
@@ -174,11 +177,23 @@ def truth(tx, v):
         if not hasattr(cls, "__bool__") and not hasattr(cls, "__len__"):
             return True
         if v.by_type:
-            raise Unsupported(f"truth of a {cls.__name__} argument (depends on its value)")
+            return _python_truth(tx, v, cls)
         return bool(v.value)
     if isinstance(v, Value):
         return True
     raise Unsupported(f"truth of {v!r}")
+
+
+def _python_truth(tx, v, cls):
+    """bool(obj) of an object guarded by type whose class says it in Python (`if cache:`
+    on transformers' DynamicCache, whose __len__ counts its layers): inlined."""
+    name = "__bool__" if hasattr(cls, "__bool__") else "__len__"
+    method = python_dunder(v, name)
+    result = method(tx, []) if method is not None else None
+    if name == "__bool__" and isinstance(result, ConstValue) and type(result.value) is bool or \
+            name == "__len__" and isinstance(result, ConstValue) and type(result.value) is int and result.value >= 0:
+        return bool(result.value)
+    raise Unsupported(f"truth of a {cls.__name__} argument (depends on its value)")
 
 
 def unary(tx, kind, v):
@@ -206,7 +221,7 @@ def contains(tx, container, item):
     if isinstance(container, ConstValue) and not container.by_type and not is_graph_value(item):
         if _foldable(container) or isinstance(container.value, (tuple, list, dict, set, frozenset)):
             return python_value(item) in container.value
-    method = _python_dunder(container, "__contains__")
+    method = python_dunder(container, "__contains__")
     if method is not None:
         result = method(tx, [item])
         if isinstance(result, ConstValue):
@@ -239,8 +254,10 @@ def getitem(tx, obj, key):
         k = python_value(key)
         if k not in obj.items and getattr(obj, "cls", dict) is collections.Counter:
             return ConstValue(0)  # Counter's missing keys count zero
-        if k not in obj.items:
-            raise Unsupported(f"KeyError {k!r} (raises natively)")
+        if k not in obj.items:  # its keys are guarded: it raises on every call
+            from .exceptions import KnownRaise
+
+            raise KnownRaise(KeyError(k))
         return obj.items[k]
     if isinstance(obj, ConstValue):
         k = python_value(key)
@@ -254,22 +271,30 @@ def getitem(tx, obj, key):
                 return ConstValue(value[k])
             except Exception:
                 raise Unsupported("subscript raises natively") from None
-    method = _python_dunder(obj, "__getitem__")
+        from .calls import dict_read_by_key, is_dict_read_by_key
+
+        if is_dict_read_by_key(obj):  # another module's registry dict
+            return dict_read_by_key(tx, dict.__getitem__, obj, [key], {})
+    method = python_dunder(obj, "__getitem__")
     if method is not None:
         return method(tx, [key])
     raise Unsupported(f"subscript of {obj!r}")
 
 
-def _python_dunder(obj, name):
+def python_dunder(obj, name):
     """`obj[key]` / `key in obj` on an object whose class implements the operator in Python
     (transformers' attention-function registry, a Mapping): the method is inlined, with
     `obj` as self, as a call `type(obj).name(obj, ...)` would be."""
-    if not isinstance(obj, ConstValue) or isinstance(obj.value, type):
+    if isinstance(obj, ObjectValue):  # made here: a Sequence subclass's view object
+        cls = obj.cls
+    elif isinstance(obj, ConstValue) and not isinstance(obj.value, type):
+        cls = type(obj.value)
+    else:
         return None
     import inspect
     import types
 
-    fn = inspect.getattr_static(type(obj.value), name, None)
+    fn = inspect.getattr_static(cls, name, None)
     if not isinstance(fn, types.FunctionType):
         return None
 
@@ -341,7 +366,30 @@ def unpack(tx, v):
             from . import modules
 
             return modules.iterate_module(tx, v)
+    it = _python_iter(tx, v)
+    if it is not None:
+        return it.unpack_items()
     raise Unsupported(f"iteration over {v!r}")
+
+
+def _python_iter(tx, v, live=False):
+    """iter(obj) for an object whose class defines __iter__ in Python (a Sequence subclass
+    gets Sequence.__iter__, a generator over obj[i] until IndexError): inlined, lazily.
+    live: the iterator outlives this call (a for loop); only in an inlined function, where
+    a break goes to the caller's call: a generator in progress in the top-level frame
+    cannot be rebuilt at a break (the frame would run as plain Python), so its loop breaks
+    at GET_ITER and iterates natively."""
+    if isinstance(v, ConstValue) and isinstance(v.value, (torch.nn.Module, tuple, list, dict, range, str)):
+        return None
+    method = python_dunder(v, "__iter__")
+    if method is None:
+        return None
+    if live and tx.parent is None:
+        raise Unsupported(f"a loop over {v!r}, whose __iter__ is Python code, iterates natively here")
+    it = method(tx, [])
+    if not isinstance(it, IteratorValue):
+        raise Unsupported(f"{type(v.value).__name__}.__iter__ returned {it!r}")
+    return it
 
 
 def get_iter(tx, v):
@@ -353,6 +401,9 @@ def get_iter(tx, v):
         return DictIterator(v)
     if isinstance(v, DictViewValue):
         return v.iterate()
+    it = _python_iter(tx, v, live=True)
+    if it is not None:
+        return it
     it = IteratorValue(unpack(tx, v))
     if isinstance(v, ConstValue) and isinstance(v.value, range):
         it.range = v.value  # rebuilt as iter(range(...)) at a break, not a tuple of ints

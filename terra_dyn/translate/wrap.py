@@ -58,7 +58,17 @@ def wrap(ctx, real, source):
         ctx._mutables[id(real)] = value
         ctx._keepalive.append(real)
         return value
-    return _wrap(ctx, real, source)
+    known = ctx._by_type_objects.get(id(real)) if source is not None else None
+    if known is not None and known.value is real:
+        # one object reached along many paths (transformers' config, read as `self.config`
+        # in every layer): one alias check per path; its attributes are guarded once
+        ctx.guards.same_object(source, known.source, real)
+        return known
+    value = _wrap(ctx, real, source)
+    if getattr(value, "by_type", False) and not isinstance(real, torch.nn.Module):
+        ctx._by_type_objects[id(real)] = value
+        ctx._keepalive.append(real)
+    return value
 
 
 def _wrap(ctx, real, source):
