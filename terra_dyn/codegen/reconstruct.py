@@ -211,14 +211,14 @@ class Reconstructor:
             name = getattr(fn, "__name__", None)
             if name is None:
                 raise Unsupported(f"cannot rebuild {v!r}")
-            return self.push(v.self_value) + [Instr("LOAD_ATTR", name)]
+            return self.push(v.self_value) + rules.load_attr(name)
         if isinstance(v, FunctionValue):
             if getattr(v, "source", None) is not None:  # a real function (translate/frame.py)
                 return list(v.source.load())
             if v.kwdefaults is not None:
                 raise Unsupported("cannot rebuild a function with keyword-only defaults")
             if not v.closure and v.defaults is None:
-                return [Instr("LOAD_CONST", v.code), Instr("MAKE_FUNCTION", 0)]
+                return [Instr("LOAD_CONST", v.code)] + rules.make_function()
             # a closure: its cells are the frame's (shared with resume functions) or built here
             defaults = self.push(v.defaults) if v.defaults is not None else [Instr("LOAD_CONST", None)]
             closure = self._items(v.closure) + [Instr("BUILD_TUPLE", len(v.closure))] if v.closure else [
@@ -249,11 +249,9 @@ class Reconstructor:
                 if isinstance(part, tuple):
                     scalar, conversion, spec = part
                     out += self.push(scalar)
-                    flags = conversion
                     if spec:
                         out.append(Instr("LOAD_CONST", spec))
-                        flags |= 0x04
-                    out.append(Instr("FORMAT_VALUE", flags))
+                    out += rules.format_value(conversion, bool(spec))
                 else:
                     out += self.push(part)
             return out + [Instr("BUILD_STRING", len(v.parts))]

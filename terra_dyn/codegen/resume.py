@@ -225,9 +225,10 @@ def make_step_code(code, f_globals, step, stack_layout, local_names):
             inserts.append((instr_at + 1, block))  # the fallthrough: right after the instruction
         else:
             label = Label()
-            jump = body[instr_at]  # the exit lies after the body: always a forward jump
-            body[instr_at] = Instr(jump.name.replace("BACKWARD", "FORWARD"), label, location=jump.location)
-            tails += [label] + block
+            # the exit lies after the body: always a forward jump; an exhausted FOR_ITER
+            # skips what the version lays out at its target
+            body[instr_at] = rules.forward_variant(body[instr_at], label)
+            tails += [label] + (rules.for_iter_exit() if step.kind == "for_iter" else []) + block
     inserts += _handler_exits(original, f_globals, info, instr_at, stack_layout)
     for at, block in sorted(inserts, key=lambda item: item[0], reverse=True):
         body[at:at] = block
@@ -272,9 +273,9 @@ def _handler_exits(original, f_globals, info, instr_at, stack_layout):
             stack + [Instr("BUILD_TUPLE", len(stack))] + _call_const(locals, [], 0)
         native = Label()  # continue_after_handler gave None: go on natively, stack untouched
         block = _call_const(_hook_off(continue_after_handler), args, 5) + [
-            Instr("COPY", 1), Instr("POP_JUMP_FORWARD_IF_NONE", native), Instr("STORE_FAST", "___next")]
+            Instr("COPY", 1)] + rules.pop_jump("none", native) + [Instr("STORE_FAST", "___next")]
         block += [Instr("STORE_FAST", "___drop") for _ in layout]
-        block += [Instr("LOAD_FAST", "___next"), Instr("RETURN_VALUE"), native, Instr("POP_TOP")]
+        block += [Instr("LOAD_FAST", "___next")] + rules.return_value() + [native, Instr("POP_TOP")]
         out.append((i + 1, block))
     return out
 
@@ -375,7 +376,7 @@ def _exit_block(original, f_globals, resume, layout, results, local_names):
         call = _call_const(continue_at, pre + args, 4)
     else:
         call = _call_const(Continue, [Instr("LOAD_CONST", resume_function(resume, f_globals))] + args, 2)
-    return out + call + [Instr("RETURN_VALUE")]
+    return out + call + rules.return_value()
 
 
 def _call_const(fn, arg_instrs, nargs):
@@ -412,25 +413,26 @@ def _explicit_super(original, instrs):
         return instrs
     first = original.co_varnames[0]
     load_first = Instr("LOAD_DEREF", FreeVar(first)) if first in original.co_cellvars else Instr("LOAD_FAST", first)
+    spelled = rules.super_call()
+    if spelled is None:
+        return instrs  # 3.12+: LOAD_SUPER_ATTR's operands are loaded by name already
     out, i = [], 0
     while i < len(instrs):
-        ins, nxt = instrs[i], instrs[i + 1:i + 3]
+        ins = instrs[i]
         out.append(ins)
         i += 1
-        if isinstance(ins, Instr) and ins.name == "LOAD_GLOBAL" and ins.arg == (True, "super") and \
-                len(nxt) == 2 and all(isinstance(n, Instr) for n in nxt) and \
-                (nxt[0].name, nxt[0].arg, nxt[1].name, nxt[1].arg) == ("PRECALL", 0, "CALL", 0):
-            out += [Instr("LOAD_DEREF", FreeVar("__class__"), location=ins.location), load_first.copy(),
-                    Instr("PRECALL", 2, location=nxt[0].location), Instr("CALL", 2, location=nxt[1].location)]
-            i += 2
+        if rules.is_zero_arg_super(instrs[i - 1:i + len(spelled)]):
+            loads = [Instr("LOAD_DEREF", FreeVar("__class__"), location=ins.location), load_first.copy()]
+            call = rules.call_tail(2)
+            for new in call:
+                new.location = instrs[i + len(spelled) - 1].location  # the original CALL's line
+            out += loads + call
+            i += len(spelled)
     return out
 
 
 def _prologue(original, stack_layout, target):
-    prologue = []
-    if _free_names(original):
-        prologue.append(Instr("COPY_FREE_VARS", len(_free_names(original))))
-    prologue.append(Instr("RESUME", 0))
+    prologue = rules.prologue(len(_free_names(original)))
     stack_args = []
     for i, is_null in enumerate(stack_layout):
         if is_null:
@@ -439,7 +441,7 @@ def _prologue(original, stack_layout, target):
             name = f"___stack{i}"
             stack_args.append(name)
             prologue.append(Instr("LOAD_FAST", name))
-    prologue.append(Instr("JUMP_FORWARD", target))
+    prologue += rules.jump_forward(target)
     return prologue, stack_args
 
 

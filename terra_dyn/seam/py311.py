@@ -27,24 +27,37 @@ class Py311:
         "LIST_EXTEND", "DICT_UPDATE", "DICT_MERGE", "SET_ADD", "YIELD_VALUE", "SEND",
         "GET_AWAITABLE", "PUSH_EXC_INFO", "POP_EXCEPT", "RERAISE"})
 
+    # pops of END_FOR (never run by the translator: an exhausted FOR_ITER skips it)
+    end_for_pops = 0
+    # what a class statement's body may run for class_defs to skip building the class
+    class_body_opcodes = frozenset({
+        "RESUME", "COPY_FREE_VARS", "MAKE_CELL", "NOP", "LOAD_NAME", "STORE_NAME", "LOAD_CONST",
+        "MAKE_FUNCTION", "LOAD_CLOSURE", "BUILD_TUPLE", "PRECALL", "CALL", "PUSH_NULL",
+        "RETURN_VALUE", "STORE_DEREF", "LOAD_DEREF", "POP_TOP", "CACHE", "EXTENDED_ARG"})
+
     # -- calls ----------------------------------------------------------------------
     def _null_and(self, fn_instrs):
         return [Instr("PUSH_NULL")] + list(fn_instrs)
 
-    def _call_tail(self, nargs, kw_names=()):
+    def call_tail(self, nargs, kw_names=()):
+        """The call itself, its callable and arguments already pushed."""
         out = [Instr("KW_NAMES", tuple(kw_names))] if kw_names else []
         return out + [Instr("PRECALL", nargs), Instr("CALL", nargs)]
 
     def call(self, fn_instrs, arg_instrs, nargs, kw_names=()):
         """fn(*args) where fn_instrs push the callable; the last len(kw_names) arguments
         are passed by keyword."""
-        return self._null_and(fn_instrs) + list(arg_instrs) + self._call_tail(nargs, kw_names)
+        return self._null_and(fn_instrs) + list(arg_instrs) + self.call_tail(nargs, kw_names)
 
     def call_const(self, fn, arg_instrs, nargs):
         return self.call([Instr("LOAD_CONST", fn)], arg_instrs, nargs)
 
     def call_method(self, obj_instrs, name, arg_instrs, nargs):
-        return list(obj_instrs) + self.load_method(name) + list(arg_instrs) + self._call_tail(nargs)
+        return list(obj_instrs) + self.load_method(name) + list(arg_instrs) + self.call_tail(nargs)
+
+    def is_call(self, instr):
+        """A call whose callable and arguments are on the stack (where a call breaks)."""
+        return getattr(instr, "name", "") == "CALL"
 
     def native_call(self, call_instr, kw_names=()):
         """The instructions that re-issue a call whose callable and arguments are on the
@@ -60,6 +73,13 @@ class Py311:
 
     def load_method(self, name):
         return [Instr("LOAD_METHOD", name)]
+
+    def load_global(self, name):
+        return [Instr("LOAD_GLOBAL", (False, name))]
+
+    def return_value(self):
+        """stack: value -> (the frame returns it)"""
+        return [Instr("RETURN_VALUE")]
 
     # -- jumps ----------------------------------------------------------------------
     def pop_jump(self, kind, label, forward=True):
@@ -117,3 +137,12 @@ class Py311:
         instructions after `LOAD_GLOBAL super` to replace ((name, arg) pairs), or None when
         the compiler already loads `__class__` and the first argument itself."""
         return (("PRECALL", 0), ("CALL", 0))
+
+    def is_zero_arg_super(self, instrs):
+        """instrs[0:3] are `LOAD_GLOBAL super` and super_call()'s instructions."""
+        spelled = self.super_call()
+        if spelled is None or len(instrs) < 1 + len(spelled):
+            return False
+        head, tail = instrs[0], instrs[1:1 + len(spelled)]
+        return getattr(head, "name", "") == "LOAD_GLOBAL" and head.arg == (True, "super") and \
+            all(getattr(i, "name", None) == n and i.arg == a for i, (n, a) in zip(tail, spelled))

@@ -15,12 +15,18 @@ from .py311 import Py311, _JUMP_SUFFIX
 
 class Py312(Py311):
     version = (3, 12)
-    translator_ported = False  # the port lives on the `seam` branch (docs/VERSIONS.md)
+    translator_ported = True
     for_iter_exit_skip = 1  # END_FOR
+    end_for_pops = 2
+    # LOAD_SUPER_ATTR: a break there crashed CPython 3.12.1 in the earlier port (a tensor
+    # subclass's __torch_function__ calling super().__torch_function__); an unsupported
+    # super() attribute makes its frame run unmodified instead
     not_breakable = (Py311.not_breakable - {"PRECALL"}) | {
-        "LOAD_FAST_AND_CLEAR", "END_FOR", "CALL_INTRINSIC_1", "CALL_INTRINSIC_2", "RETURN_CONST"}
+        "LOAD_FAST_AND_CLEAR", "END_FOR", "CALL_INTRINSIC_1", "CALL_INTRINSIC_2", "RETURN_CONST",
+        "LOAD_SUPER_ATTR"}
+    class_body_opcodes = (Py311.class_body_opcodes - {"PRECALL"}) | {"RETURN_CONST"}
 
-    def _call_tail(self, nargs, kw_names=()):
+    def call_tail(self, nargs, kw_names=()):
         out = [Instr("KW_NAMES", tuple(kw_names))] if kw_names else []
         return out + [Instr("CALL", nargs)]
 

@@ -19,15 +19,25 @@ class Py313(Py312):
     version = (3, 13)
     null_before_callable = False
     for_iter_exit_skip = 2  # END_FOR, POP_TOP
-    not_breakable = (Py312.not_breakable - {"KW_NAMES"}) | {"TO_BOOL", "SET_FUNCTION_ATTRIBUTE"}
+    end_for_pops = 1
+    class_body_opcodes = Py312.class_body_opcodes | {"SET_FUNCTION_ATTRIBUTE", "CALL_KW"}
+    # TO_BOOL stays breakable: a branch on a tensor's truth breaks there and the native
+    # TO_BOOL hands POP_JUMP_IF_* the exact bool it needs. The `bytecode` package's stack
+    # effects of STORE_FAST_LOAD_FAST and FORMAT_WITH_SPEC are not what they pop and push,
+    # so a break cannot rebuild their operands
+    not_breakable = (Py312.not_breakable - {"KW_NAMES"}) | {
+        "SET_FUNCTION_ATTRIBUTE", "STORE_FAST_LOAD_FAST", "FORMAT_WITH_SPEC"}
 
     def _null_and(self, fn_instrs):
         return list(fn_instrs) + [Instr("PUSH_NULL")]
 
-    def _call_tail(self, nargs, kw_names=()):
+    def call_tail(self, nargs, kw_names=()):
         if kw_names:
             return [Instr("LOAD_CONST", tuple(kw_names)), Instr("CALL_KW", nargs)]
         return [Instr("CALL", nargs)]
+
+    def is_call(self, instr):
+        return getattr(instr, "name", "") in ("CALL", "CALL_KW")
 
     def native_call(self, call_instr, kw_names=()):
         # CALL_KW's names tuple is a stack item of its own (pushed before the break)
