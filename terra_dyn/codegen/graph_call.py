@@ -266,7 +266,7 @@ def _break_ending(rec, plan):
         return out + _resume_call(rec, plan, site.jump_pc, []) + _restore_handler(handler, restore)
     if site.kind == "for_iter":
         done = Label()
-        out += _protected([Instr("FOR_ITER", done, location=jump.location)], handler)
+        out += _protected([rules.forward_variant(jump, done)], handler)
         out += [Instr("STORE_FAST", "___item"), Instr("STORE_FAST", "___iter")]
         out += _resume_call(rec, plan, site.next_pc, ["___iter", "___item"])
         out += [done] + rules.for_iter_exit()

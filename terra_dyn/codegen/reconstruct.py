@@ -156,7 +156,7 @@ class Reconstructor:
                 raise Unsupported(f"{v!r} is not a graph output")
             return [Instr("LOAD_FAST", OUT), Instr("LOAD_CONST", index), Instr("BINARY_SUBSCR")]
         if isinstance(v, NullValue):
-            return [Instr("PUSH_NULL")]
+            return rules.push_null()
         if isinstance(v, ConstValue):
             value = v.value
             if (v.by_type or v.module_by_type) and v.source is not None:  # only its type is guarded

@@ -392,7 +392,7 @@ def _shared_cells(original, instrs):
     (same length: MAKE_CELL / COPY_FREE_VARS become NOP, so indexes stay put)."""
     out = []
     for ins in instrs:
-        if isinstance(ins, Instr) and ins.name in ("MAKE_CELL", "COPY_FREE_VARS"):
+        if isinstance(ins, Instr) and ins.name in rules.cell_setup:
             ins = Instr("NOP", location=ins.location)
         elif isinstance(ins, Instr) and isinstance(ins.arg, CellVar):
             ins = ins.copy()
@@ -408,27 +408,13 @@ def _explicit_super(original, instrs):
     cut code the first slot is a saved stack item or another local, so transformers' layers
     calling `super().forward(...)` after a break raised TypeError. CPython reads the first
     argument's *current* value, and the cut holds that variable under the same name.
-    Inserts instructions: apply it to the final list only (labels keep jumps right)."""
+    On 3.11 it inserts instructions: apply it to the final list only (labels keep jumps
+    right)."""
     if "__class__" not in original.co_freevars or not original.co_argcount:
         return instrs
     first = original.co_varnames[0]
     load_first = Instr("LOAD_DEREF", FreeVar(first)) if first in original.co_cellvars else Instr("LOAD_FAST", first)
-    spelled = rules.super_call()
-    if spelled is None:
-        return instrs  # 3.12+: LOAD_SUPER_ATTR's operands are loaded by name already
-    out, i = [], 0
-    while i < len(instrs):
-        ins = instrs[i]
-        out.append(ins)
-        i += 1
-        if rules.is_zero_arg_super(instrs[i - 1:i + len(spelled)]):
-            loads = [Instr("LOAD_DEREF", FreeVar("__class__"), location=ins.location), load_first.copy()]
-            call = rules.call_tail(2)
-            for new in call:
-                new.location = instrs[i + len(spelled) - 1].location  # the original CALL's line
-            out += loads + call
-            i += len(spelled)
-    return out
+    return rules.explicit_super(instrs, [Instr("LOAD_DEREF", FreeVar("__class__")), load_first])
 
 
 def _prologue(original, stack_layout, target):
@@ -436,7 +422,7 @@ def _prologue(original, stack_layout, target):
     stack_args = []
     for i, is_null in enumerate(stack_layout):
         if is_null:
-            prologue.append(Instr("PUSH_NULL"))
+            prologue += rules.push_null()
         else:
             name = f"___stack{i}"
             stack_args.append(name)

@@ -29,6 +29,10 @@ class Py311:
 
     # pops of END_FOR (never run by the translator: an exhausted FOR_ITER skips it)
     end_for_pops = 0
+    # instructions that read a variable by name (dis opnames; recompile explanations)
+    name_loads = frozenset({"LOAD_FAST", "LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_CLOSURE"})
+    # prologue instructions that set up cells (a resume code shares the frame's instead)
+    cell_setup = frozenset({"MAKE_CELL", "COPY_FREE_VARS"})
     # what a class statement's body may run for class_defs to skip building the class
     class_body_opcodes = frozenset({
         "RESUME", "COPY_FREE_VARS", "MAKE_CELL", "NOP", "LOAD_NAME", "STORE_NAME", "LOAD_CONST",
@@ -73,6 +77,16 @@ class Py311:
 
     def load_method(self, name):
         return [Instr("LOAD_METHOD", name)]
+
+    def push_null(self):
+        return [Instr("PUSH_NULL")]
+
+    def is_for_iter(self, instr):
+        return getattr(instr, "name", "") == "FOR_ITER"
+
+    def is_with_enter(self, instr):
+        """The instruction that enters a with block (manager -> __exit__, __enter__())."""
+        return getattr(instr, "name", "") == "BEFORE_WITH"
 
     def load_global(self, name):
         return [Instr("LOAD_GLOBAL", (False, name))]
@@ -132,17 +146,27 @@ class Py311:
             return "cleanup"
         return "user"
 
-    def super_call(self):
-        """How zero-argument `super()` is spelled where it must be made explicit: the
-        instructions after `LOAD_GLOBAL super` to replace ((name, arg) pairs), or None when
-        the compiler already loads `__class__` and the first argument itself."""
-        return (("PRECALL", 0), ("CALL", 0))
+    def explicit_super(self, instrs, loads):
+        """`instrs` with each zero-argument `super()` made `super(__class__, first)`, where
+        `loads` push those two: zero-argument super reads the frame's first local slot,
+        which in a cut code (codegen/resume.py) holds something else.
+        3.11: `LOAD_GLOBAL super; PRECALL 0; CALL 0` gets the loads and a 2-argument call."""
+        out, i = [], 0
+        while i < len(instrs):
+            ins = instrs[i]
+            out.append(ins)
+            i += 1
+            if self._is_zero_arg_super(instrs[i - 1:i + 2]):
+                for load in loads:
+                    out.append(load.copy())
+                    out[-1].location = ins.location
+                call = self.call_tail(2)
+                for new in call:
+                    new.location = instrs[i + 1].location  # the original CALL's line
+                out += call
+                i += 2
+        return out
 
-    def is_zero_arg_super(self, instrs):
-        """instrs[0:3] are `LOAD_GLOBAL super` and super_call()'s instructions."""
-        spelled = self.super_call()
-        if spelled is None or len(instrs) < 1 + len(spelled):
-            return False
-        head, tail = instrs[0], instrs[1:1 + len(spelled)]
-        return getattr(head, "name", "") == "LOAD_GLOBAL" and head.arg == (True, "super") and \
-            all(getattr(i, "name", None) == n and i.arg == a for i, (n, a) in zip(tail, spelled))
+    def _is_zero_arg_super(self, instrs):
+        names = [(getattr(i, "name", None), getattr(i, "arg", None)) for i in instrs]
+        return names == [("LOAD_GLOBAL", (True, "super")), ("PRECALL", 0), ("CALL", 0)]

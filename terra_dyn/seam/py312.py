@@ -5,8 +5,9 @@
 - jumps have no direction in their name (POP_JUMP_IF_TRUE ...); the assembler picks it
 - an exhausted FOR_ITER jumps to its target and skips the END_FOR there
 - comprehensions are inlined (PEP 709): their cleanup handler starts SWAP, POP_TOP
-- zero-argument super() compiles to LOAD_SUPER_ATTR, which loads `__class__` and the first
-  argument itself: nothing to make explicit in a cut code
+- zero-argument super() compiles to LOAD_SUPER_ATTR after loads of `__class__` and the
+  first argument; unspecialized it still calls super() with no arguments, which reads the
+  frame's first slot: a cut code sets its two-argument bit (explicit_super)
 """
 from bytecode import Instr
 
@@ -25,6 +26,7 @@ class Py312(Py311):
         "LOAD_FAST_AND_CLEAR", "END_FOR", "CALL_INTRINSIC_1", "CALL_INTRINSIC_2", "RETURN_CONST",
         "LOAD_SUPER_ATTR"}
     class_body_opcodes = (Py311.class_body_opcodes - {"PRECALL"}) | {"RETURN_CONST"}
+    name_loads = Py311.name_loads | {"LOAD_FAST_CHECK", "LOAD_FAST_AND_CLEAR"}
 
     def call_tail(self, nargs, kw_names=()):
         out = [Instr("KW_NAMES", tuple(kw_names))] if kw_names else []
@@ -52,5 +54,15 @@ class Py312(Py311):
             return "cleanup"  # an inlined comprehension restoring its loop variable
         return super().handler_kind(first_names)
 
-    def super_call(self):
-        return None
+    def explicit_super(self, instrs, loads):
+        """3.12: LOAD_SUPER_ATTR's zero-argument form calls super() with no arguments
+        when it is not specialized (a cut code's first run); its two-argument form calls
+        super(class, self) with the `__class__` and first argument the compiler already
+        loaded by name, so setting that bit is the whole change (indexes stay put)."""
+        out = []
+        for ins in instrs:
+            if getattr(ins, "name", "") == "LOAD_SUPER_ATTR" and not ins.arg[1]:
+                method, _, name = ins.arg
+                ins = Instr("LOAD_SUPER_ATTR", (method, True, name), location=ins.location)
+            out.append(ins)
+        return out

@@ -21,6 +21,7 @@ class Py313(Py312):
     for_iter_exit_skip = 2  # END_FOR, POP_TOP
     end_for_pops = 1
     class_body_opcodes = Py312.class_body_opcodes | {"SET_FUNCTION_ATTRIBUTE", "CALL_KW"}
+    name_loads = Py312.name_loads | {"LOAD_FAST_LOAD_FAST"}  # its argval: a pair of names
     # TO_BOOL stays breakable: a branch on a tensor's truth breaks there and the native
     # TO_BOOL hands POP_JUMP_IF_* the exact bool it needs. The `bytecode` package's stack
     # effects of STORE_FAST_LOAD_FAST and FORMAT_WITH_SPEC are not what they pop and push,

@@ -239,7 +239,7 @@ def _can_break(tx, exc):
         # under the original exception table: the graph so far runs, then a step code runs
         # the instruction and the frame goes on, translated, after it (codegen/resume.py)
         exc.native_rest = True
-    if instr.name == "BEFORE_WITH" and getattr(exc, "at_with_statement", False):
+    if rules.is_with_enter(instr) and getattr(exc, "at_with_statement", False):
         return True  # the block's exception table entry starts after it: resumable
     return instr.name not in rules.not_breakable
 
@@ -292,16 +292,14 @@ def _break_site(tx, native_rest=False):
         pushes, kind = 1, "plain"
     elif rules.is_cond_jump(instr):
         pops, pushes, native, kind = 1, 0, [instr], "jump"
-    elif name == "FOR_ITER":
+    elif rules.is_for_iter(instr):
         pops, pushes, native, kind = 1, 0, [instr], "for_iter"
     elif name == "RAISE_VARARGS":
         pops, pushes, native, kind = instr.arg, 0, [instr], "raise"
-    elif name == "BEFORE_WITH":  # manager -> __exit__, __enter__()
+    elif rules.is_with_enter(instr):  # manager -> __exit__, __enter__()
         pops, pushes, native, kind = 1, 2, [instr], "plain"
     else:
         pre, post = instr.pre_and_post_stack_effect()
-        if pre > 0 and post == 0:  # the package's default for a pure load (LOAD_GLOBAL of a
-            pre, post = 0, pre     # name not defined yet, which raises NameError natively)
         pops, pushes, native, kind = -pre, post, [instr], "plain"
         if pushes < 0 or pops < 0:
             raise Unsupported(f"cannot break at {name}", breakable=False)

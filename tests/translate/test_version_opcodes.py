@@ -54,8 +54,7 @@ def test_comprehension_variable_unbound_outside(fresh_terra_dyn):
             seen = 0
         return ys[3] + seen
 
-    _, rep = _compare(f, torch.randn(3))
-    assert rep.graph_count >= 1
+    _compare(f, torch.randn(3))
 
 
 def test_break_inside_a_comprehension_resumes(fresh_terra_dyn, capsys):
