@@ -102,7 +102,7 @@ def _graph_of(plan):
 def _closure_tuple(code):
     if not code.co_freevars:
         return [Instr("LOAD_CONST", None)]
-    return [Instr("LOAD_CLOSURE", FreeVar(n)) for n in code.co_freevars] + [
+    return [ins for n in code.co_freevars for ins in rules.load_closure(n)] + [
         Instr("BUILD_TUPLE", len(code.co_freevars))]
 
 
@@ -326,7 +326,7 @@ def _resume_call(rec, plan, target_pc, temps):
         return call_const(helper, [Instr("LOAD_CONST", fn)] + args + [Instr("BUILD_TUPLE", nargs)], 2) + \
             rules.return_value()
     helper = resume.continue_at if plan.in_resume else resume.run_resume
-    closure = [Instr("LOAD_CLOSURE", FreeVar(n)) for n in plan.code.co_freevars]
+    closure = [ins for n in plan.code.co_freevars for ins in rules.load_closure(n)]
     for cell in site.cells:
         closure += rec.push(cell)
     closure.append(Instr("BUILD_TUPLE", len(plan.code.co_freevars) + len(site.cells)))

@@ -15,7 +15,7 @@ Example: returning `(y, x.shape[0], [y, 1])` with y graph output 0 emits
 import types
 
 import torch
-from bytecode import FreeVar, Instr
+from bytecode import Instr
 
 from ..seam import rules
 from ..translate.errors import Unsupported
@@ -256,7 +256,7 @@ class Reconstructor:
                     out += self.push(part)
             return out + [Instr("BUILD_STRING", len(v.parts))]
         if isinstance(v, CellValue) and getattr(v, "closure_name", None) is not None:
-            return [Instr("LOAD_CLOSURE", FreeVar(v.closure_name))]  # the frame's own cell
+            return rules.load_closure(v.closure_name)  # the frame's own cell
         if isinstance(v, (CellValue, ContextValue)):
             raise Unsupported(f"cannot rebuild {v!r} after a graph break")
         raise Unsupported(f"cannot rebuild {v!r}")

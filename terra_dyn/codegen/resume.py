@@ -267,8 +267,7 @@ def _handler_exits(original, f_globals, info, instr_at, stack_layout):
         layout = tuple(stack_layout[: depths[i]])
         stack = [Instr("LOAD_FAST", f"___stack{k}") for k in range(len(layout)) if not layout[k]]
         free = _free_names(original)
-        closure = [Instr("LOAD_CLOSURE", FreeVar(n)) for n in free] + [Instr("BUILD_TUPLE", len(free))] \
-            if free else [Instr("LOAD_CONST", None)]
+        closure = _closure_tuple(free) if free else [Instr("LOAD_CONST", None)]
         args = [Instr("LOAD_CONST", (original, i, layout)), Instr("LOAD_CONST", f_globals)] + closure + \
             stack + [Instr("BUILD_TUPLE", len(stack))] + _call_const(locals, [], 0)
         native = Label()  # continue_after_handler gave None: go on natively, stack untouched
@@ -371,7 +370,7 @@ def _exit_block(original, f_globals, resume, layout, results, local_names):
     args.append(Instr("BUILD_TUPLE", len(args)))
     free = _free_names(original)
     if free:
-        closure = [Instr("LOAD_CLOSURE", FreeVar(n)) for n in free] + [Instr("BUILD_TUPLE", len(free))]
+        closure = _closure_tuple(free)
         pre = [Instr("LOAD_CONST", resume), Instr("LOAD_CONST", f_globals)] + closure
         call = _call_const(continue_at, pre + args, 4)
     else:
@@ -381,6 +380,10 @@ def _exit_block(original, f_globals, resume, layout, results, local_names):
 
 def _call_const(fn, arg_instrs, nargs):
     return rules.call_const(fn, arg_instrs, nargs)
+
+
+def _closure_tuple(names):
+    return [ins for n in names for ins in rules.load_closure(n)] + [Instr("BUILD_TUPLE", len(names))]
 
 
 def _free_names(original):
@@ -397,6 +400,8 @@ def _shared_cells(original, instrs):
         elif isinstance(ins, Instr) and isinstance(ins.arg, CellVar):
             ins = ins.copy()
             ins.arg = FreeVar(ins.arg.name)
+        elif isinstance(ins, Instr) and ins.name == "LOAD_FAST" and ins.arg in original.co_cellvars:
+            ins = Instr("LOAD_FAST", FreeVar(ins.arg), location=ins.location)  # 3.13: a cell argument's cell
         out.append(ins)
     return out
 

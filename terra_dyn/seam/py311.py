@@ -5,7 +5,7 @@
 name (POP_JUMP_FORWARD_IF_TRUE, POP_JUMP_BACKWARD_IF_NONE, ...); LOAD_METHOD exists;
 an exhausted FOR_ITER pops the iterator and jumps to its target.
 """
-from bytecode import Instr
+from bytecode import FreeVar, Instr
 
 _JUMP_SUFFIX = {"true": "IF_TRUE", "false": "IF_FALSE", "none": "IF_NONE", "not_none": "IF_NOT_NONE"}
 
@@ -78,8 +78,23 @@ class Py311:
     def load_method(self, name):
         return [Instr("LOAD_METHOD", name)]
 
+    def load_closure(self, name):
+        """() -> the cell of free variable `name` (to build a closure tuple)"""
+        return [Instr("LOAD_CLOSURE", FreeVar(name))]
+
     def push_null(self):
         return [Instr("PUSH_NULL")]
+
+    def may_push_null(self, instr):
+        """Does `instr` push a NULL or a self, decided only at run time (a method-form
+        load)? It is never a break point: its results cannot be saved in locals (a NULL
+        loaded back from a local crashes CPython)."""
+        arg = getattr(instr, "arg", None)
+        name = getattr(instr, "name", "")
+        return name in self._null_loads or (name in self._null_bit_loads and isinstance(arg, tuple) and arg[0])
+
+    _null_loads = frozenset({"LOAD_METHOD"})
+    _null_bit_loads = frozenset({"LOAD_GLOBAL"})  # (push_null, name)
 
     def is_for_iter(self, instr):
         return getattr(instr, "name", "") == "FOR_ITER"

@@ -20,11 +20,15 @@ class Py312(Py311):
     for_iter_exit_skip = 1  # END_FOR
     end_for_pops = 2
     # LOAD_SUPER_ATTR: a break there crashed CPython 3.12.1 in the earlier port (a tensor
-    # subclass's __torch_function__ calling super().__torch_function__); an unsupported
-    # super() attribute makes its frame run unmodified instead
+    # subclass's __torch_function__ calling super().__torch_function__), most likely the
+    # NULL its method form pushes (see may_push_null); an unsupported super() attribute
+    # makes its frame run unmodified instead
     not_breakable = (Py311.not_breakable - {"PRECALL"}) | {
         "LOAD_FAST_AND_CLEAR", "END_FOR", "CALL_INTRINSIC_1", "CALL_INTRINSIC_2", "RETURN_CONST",
         "LOAD_SUPER_ATTR"}
+    _null_loads = frozenset()
+    # (method, name), (method, two_args, name): LOAD_ATTR's and LOAD_SUPER_ATTR's method form
+    _null_bit_loads = frozenset({"LOAD_GLOBAL", "LOAD_ATTR", "LOAD_SUPER_ATTR"})
     class_body_opcodes = (Py311.class_body_opcodes - {"PRECALL"}) | {"RETURN_CONST"}
     name_loads = Py311.name_loads | {"LOAD_FAST_CHECK", "LOAD_FAST_AND_CLEAR"}
 

@@ -7,10 +7,11 @@
 - an exhausted FOR_ITER skips END_FOR and the POP_TOP after it
 - MAKE_FUNCTION takes no flags; SET_FUNCTION_ATTRIBUTE attaches a closure (or defaults)
 - f-string parts: CONVERT_VALUE, then FORMAT_SIMPLE or FORMAT_WITH_SPEC
+- LOAD_CLOSURE is gone: a closure's cells are pushed with LOAD_FAST of the cell
 - new superinstructions (LOAD_FAST_LOAD_FAST, STORE_FAST_LOAD_FAST, STORE_FAST_STORE_FAST)
   have handlers of their own in the translator; frame locals are a PEP 667 proxy (C side)
 """
-from bytecode import Instr
+from bytecode import FreeVar, Instr
 
 from .py312 import Py312
 
@@ -31,6 +32,10 @@ class Py313(Py312):
     # so a break cannot rebuild their operands
     not_breakable = (Py312.not_breakable - {"KW_NAMES"}) | {
         "SET_FUNCTION_ATTRIBUTE", "STORE_FAST_LOAD_FAST", "FORMAT_WITH_SPEC"}
+
+    def load_closure(self, name):
+        # LOAD_CLOSURE is a pseudo-instruction: the compiler emits LOAD_FAST of the cell
+        return [Instr("LOAD_FAST", FreeVar(name))]
 
     def _null_and(self, fn_instrs):
         return list(fn_instrs) + [Instr("PUSH_NULL")]

@@ -241,7 +241,7 @@ def _can_break(tx, exc):
         exc.native_rest = True
     if rules.is_with_enter(instr) and getattr(exc, "at_with_statement", False):
         return True  # the block's exception table entry starts after it: resumable
-    return instr.name not in rules.not_breakable
+    return instr.name not in rules.not_breakable and not rules.may_push_null(instr)
 
 
 def _inside_user_try(info, pc):

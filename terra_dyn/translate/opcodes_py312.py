@@ -21,12 +21,13 @@ names it (executor.py), never a crash.
 Example: `[x * 2 for x in xs]` on 3.12 runs LOAD_FAST_AND_CLEAR x, BUILD_LIST, FOR_ITER,
 STORE_FAST x, LIST_APPEND ..., END_FOR (skipped), STORE_FAST x (the saved NULL: unbound).
 """
-from bytecode import Compare
+from bytecode import CellVar, Compare, FreeVar
 
 from ..seam import rules
 from . import attributes, operators, super_calls
 from .errors import Unsupported
 from .opcodes_control import ControlOpcodes
+from .opcodes_stack import _var_name
 from .values import NULL, ConstValue
 
 # CALL_INTRINSIC_1 functions that are 3.11 opcodes of their own
@@ -109,6 +110,13 @@ class Py312Opcodes:
 
 
 class Py313Opcodes(Py312Opcodes):
+    def LOAD_FAST(self, instr):
+        """() -> local | the cell of a cell or free variable (3.13's LOAD_CLOSURE)"""
+        name = _var_name(instr.arg)
+        if isinstance(instr.arg, (CellVar, FreeVar)) or name in self.cells and name not in self.locals:
+            return self.LOAD_CLOSURE(instr)
+        self.push(self.get_local(name))
+
     def TO_BOOL(self, instr):
         """value -> bool(value)   (a tensor's truth: a break, the native TO_BOOL decides)"""
         self.push(ConstValue(operators.truth(self, self.pop())))

@@ -197,3 +197,43 @@ def test_an_opcode_without_a_handler_is_a_break_naming_it(fresh_terra_dyn, monke
             monkeypatch.delattr(klass, victim)
     _, rep = _compare(f, torch.randn(3))
     assert rep.breaks and f"bytecode {victim} is not supported" in rep.breaks[0].reason
+
+
+def test_method_form_load_that_cannot_be_translated_is_no_break_point(fresh_terra_dyn):
+    """`c.make(...)` through __getattr__ on 3.12 is LOAD_ATTR with the method bit: natively
+    it pushes [NULL, attr] or [method, self], known only at run time; a break there stored
+    the NULL in a local and crashed CPython. The frame runs natively instead."""
+    actions = []
+
+    def make(tag):
+        actions.append("make" + tag)
+        return lambda fn: fn
+
+    class Tracer:
+        def __init__(self, index):
+            self.index = index
+
+        def __getattr__(self, name):
+            actions.append(name)
+            return make if name == "make" else str(self.index)
+
+    def f(x):
+        class Local:  # a class statement: a break before the decorators
+            pass
+
+        c1, c2 = Tracer(1), Tracer(2)
+
+        @c1.make(c1.arg)
+        @c2.make(c2.arg)
+        def g(t):
+            return t * 2
+
+        return g(x), list(actions), Local.__name__
+
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    ours = fast(torch.ones(2))
+    mine = list(actions)
+    actions.clear()
+    eager = f(torch.ones(2))
+    torch.testing.assert_close(ours[0], eager[0])
+    assert ours[1:] == eager[1:] and mine == list(actions)
