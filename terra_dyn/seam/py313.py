@@ -18,9 +18,7 @@ from .py312 import Py312
 
 class Py313(Py312):
     version = (3, 13)
-    # the handlers cover 3.13's opcodes (translate/opcodes_py312.py), but a translated
-    # frame still crashes CPython 3.13.0 in tests/breaks: every frame runs unmodified
-    translator_ported = False
+    translator_ported = True  # tests/breaks, translate, soundness, report, auto pass on 3.13.0
     null_before_callable = False
     for_iter_exit_skip = 2  # END_FOR, POP_TOP
     end_for_pops = 1
