@@ -9,7 +9,6 @@ An opcode the translator has no handler for is a graph break naming it.
 """
 import dis
 
-import pytest
 import torch
 from torch import nn
 
