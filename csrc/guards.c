@@ -138,19 +138,33 @@ static const TensorCheckAPI *fast_api_get(void) {
 
 /* type_version_tag(T) -> int: T's version tag, assigned now if it has none (0: CPython
    has run out of tags, or T cannot have one; a type_version check cannot be made). */
+/* Does T hold a version tag? 3.13 no longer sets Py_TPFLAGS_VALID_VERSION_TAG: a tag of 0
+   is the invalid one there. */
+static int type_tag_valid(PyTypeObject *t) {
+#if PY_VERSION_HEX >= 0x030D0000
+    return t->tp_version_tag != 0;
+#else
+    return PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG);
+#endif
+}
+
 PyObject *guards_type_version_tag(PyObject *module, PyObject *type) {
     if (!PyType_Check(type)) {
         PyErr_SetString(PyExc_TypeError, "type_version_tag expects a type");
         return NULL;
     }
     PyTypeObject *t = (PyTypeObject *)type;
-    if (!PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG)) {
+    if (!type_tag_valid(t)) {
+#if PY_VERSION_HEX >= 0x030C0000
+        (void)PyUnstable_Type_AssignVersionTag(t);
+#else
         /* A method-cache lookup assigns the tag (CPython 3.11 has no public call for it). */
         static PyObject *name = NULL;
         if (name == NULL && (name = PyUnicode_InternFromString("__terra_dyn_tag__")) == NULL) return NULL;
         (void)_PyType_Lookup(t, name);
+#endif
     }
-    if (!PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG)) return PyLong_FromLong(0);
+    if (!type_tag_valid(t)) return PyLong_FromLong(0);
     return PyLong_FromUnsignedLong(t->tp_version_tag);
 }
 
@@ -264,7 +278,7 @@ static int check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
     case K_CALLBACK: return eval_frame_current_callback() == c->a;
     case K_TYPE_VERSION: {
         PyTypeObject *t = (PyTypeObject *)c->a;
-        return PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG) && t->tp_version_tag == (unsigned int)c->length;
+        return type_tag_valid(t) && t->tp_version_tag == (unsigned int)c->length;
     }
     case K_FUNC: {
         PyFunctionObject *f = (PyFunctionObject *)c->a;

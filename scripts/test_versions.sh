@@ -5,6 +5,9 @@
 #   VERSIONS="3.13" bash scripts/test_versions.sh
 #   SUBSET_FILE=my_list.txt bash scripts/test_versions.sh
 #
+# Each version also runs the paths in scripts/versions_subset_3XX.txt when that file exists
+# (the folders that pass whole there since the translator's port, docs/VERSIONS.md).
+#
 # Each version's interpreter: PYTHON312 / PYTHON313 when set, else python3.X on PATH when it
 # runs, else the newest pyenv build of it (~/.pyenv/versions/3.X.*).
 # Its venv is .venv3XX (scripts/setup.sh; a fresh one downloads the torch 2.13.0 CUDA
@@ -37,10 +40,14 @@ status=0
 for v in $VERSIONS; do
   minor=${v/./}
   py=$(find_python "$v")
-  echo "=== Python $v ($py): ${SUBSET[*]}"
+  EXTRA=()
+  if [ -f "scripts/versions_subset_$minor.txt" ]; then
+    mapfile -t EXTRA < <(grep -v '^\s*#' "scripts/versions_subset_$minor.txt" | grep -v '^\s*$')
+  fi
+  echo "=== Python $v ($py): ${SUBSET[*]} ${EXTRA[*]}"
   df -h . | tail -1 | awk '{print "disk free before setup: " $4}'
   PYTHON="$py" VENV=".venv$minor" bash scripts/setup.sh
-  ".venv$minor/bin/python" -m pytest -q "${SUBSET[@]}" || status=1
+  ".venv$minor/bin/python" -m pytest -q "${SUBSET[@]}" "${EXTRA[@]}" || status=1
   if [ "$DROP" = 1 ]; then
     rm -rf ".venv$minor"
   fi

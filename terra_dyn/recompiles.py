@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from .codegen.signature import argument_slot_names
+from .seam import rules
 from .translate.guards import run_check
 
 _SLOT = re.compile(r"\ba(\d+)\b")
@@ -165,11 +166,15 @@ def first_line_reading(code, variable):
     """The first line of `code` that reads `variable`'s root name (0 if none does)."""
     root = re.split(r"[.\[( ]", variable.replace("global ", ""), maxsplit=1)[0]
     lines = [instr.positions.lineno for instr in dis.get_instructions(code)
-             if instr.opname in ("LOAD_FAST", "LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_CLOSURE")
-             and instr.argval == root and instr.positions and instr.positions.lineno]
+             if instr.opname in rules.name_loads and root in _names(instr.argval)
+             and instr.positions and instr.positions.lineno]
     # a resume function's prologue carries the def line: the first real use is after it
     body = [n for n in lines if n != code.co_firstlineno]
     return (body or lines or [0])[0]
+
+
+def _names(argval):
+    return argval if isinstance(argval, tuple) else (argval,)  # LOAD_FAST_LOAD_FAST: two
 
 
 def _eval(expr, env):

@@ -20,7 +20,10 @@ has happened yet, so the segment runs again natively (the original code with the
 argument slots, or the resume code with the same arguments) and raises the user's error at
 the user's line, running its except/finally blocks once, as eager does.
 
-Example (f(x, y) = relu(x) + y, no breaks):
+Every call, jump, method call, prologue and return is spelled by the version seam
+(terra_dyn/seam), so the same plan assembles on 3.11, 3.12 and 3.13.
+
+Example (f(x, y) = relu(x) + y, no breaks; 3.11's spelling of the call):
     PUSH_NULL; LOAD_CONST <compiled>; LOAD_FAST x; LOAD_FAST y; PRECALL 2; CALL 2
     STORE_FAST ___graph_out; LOAD_FAST ___graph_out; LOAD_CONST 0; BINARY_SUBSCR; RETURN_VALUE
 """
@@ -31,6 +34,7 @@ from typing import Any, Dict, List
 
 from bytecode import Bytecode, FreeVar, Instr, Label, TryBegin, TryEnd
 
+from ..seam import rules
 from ..translate.errors import Unsupported
 from ..translate.side_effects import Call, StoreAttr, StoreDeref, StoreGlobal
 from ..translate.values import DictValue, ListValue, NullValue
@@ -98,7 +102,7 @@ def _graph_of(plan):
 def _closure_tuple(code):
     if not code.co_freevars:
         return [Instr("LOAD_CONST", None)]
-    return [Instr("LOAD_CLOSURE", FreeVar(n)) for n in code.co_freevars] + [
+    return [ins for n in code.co_freevars for ins in rules.load_closure(n)] + [
         Instr("BUILD_TUPLE", len(code.co_freevars))]
 
 
@@ -106,10 +110,7 @@ def build_code(plan: CodePlan) -> types.CodeType:
     code = plan.code
     rec = Reconstructor(plan.output_index)
     slots = list(argument_slot_names(code))
-    out = []
-    if code.co_freevars:
-        out.append(Instr("COPY_FREE_VARS", len(code.co_freevars)))
-    out.append(Instr("RESUME", 0))
+    out = rules.prologue(len(code.co_freevars))
     original = None
     if plan.closure_check is not None or plan.graph_fn is not None:
         # the code run natively instead of this one (a copy: the hook must still see `code`)
@@ -129,7 +130,7 @@ def build_code(plan: CodePlan) -> types.CodeType:
         out.append(Instr("STORE_FAST", OUT))
     out += _replay(rec, plan)
     if plan.site is None:
-        out += rec.push(plan.return_value) + [Instr("RETURN_VALUE")]
+        out += rec.push(plan.return_value) + rules.return_value()
     else:
         out += _break_ending(rec, plan)
     if handler is not None:
@@ -160,15 +161,15 @@ def _run_original(plan, slots, original):
     """Instructions returning run_original(original, globals, closure, (slots...))."""
     return call_const(run_original, [Instr("LOAD_CONST", original), Instr("LOAD_CONST", plan.f_globals)]
                       + _closure_tuple(plan.code) + [Instr("LOAD_FAST", s) for s in slots]
-                      + [Instr("BUILD_TUPLE", len(slots))], 4) + [Instr("RETURN_VALUE")]
+                      + [Instr("BUILD_TUPLE", len(slots))], 4) + rules.return_value()
 
 
 def _closure_check(plan, slots, original):
     code = plan.code
     ok = Label()
     loads = [Instr("LOAD_DEREF", FreeVar(n)) for n in code.co_freevars]
-    return call_const(plan.closure_check, loads, len(loads)) + [
-        Instr("POP_JUMP_FORWARD_IF_TRUE", ok)] + _run_original(plan, slots, original) + [ok]
+    return call_const(plan.closure_check, loads, len(loads)) + rules.pop_jump("true", ok) + \
+        _run_original(plan, slots, original) + [ok]
 
 
 def _graph_error_handler(plan, slots, original, handler):
@@ -179,9 +180,9 @@ def _graph_error_handler(plan, slots, original, handler):
     # hook off while it decides: the report's dataclasses are no user code to translate
     allowed = rerun.allowed if _C is None else _C.DisabledCallable(rerun.allowed)
     reraise = Label()
-    return [handler, Instr("PUSH_NULL"), Instr("LOAD_CONST", allowed), Instr("COPY", 3),
-            Instr("PRECALL", 1), Instr("CALL", 1), Instr("POP_JUMP_FORWARD_IF_FALSE", reraise),
-            Instr("POP_TOP")] + _run_original(plan, slots, original) + [reraise, Instr("RERAISE", 0)]
+    # COPY 3: the exception, under the callable and its NULL in either order
+    return [handler] + call_const(allowed, [Instr("COPY", 3)], 1) + rules.pop_jump("false", reraise) + [
+        Instr("POP_TOP")] + _run_original(plan, slots, original) + [reraise, Instr("RERAISE", 0)]
 
 
 def _replay(rec, plan):
@@ -198,11 +199,8 @@ def _replay(rec, plan):
             names = tuple(effect.kwargs)
             for k in names:
                 args += rec.push(effect.kwargs[k])
-            call = [Instr("PUSH_NULL")] + rec.push(effect.fn) + args
-            if names:
-                call.append(Instr("KW_NAMES", names))
             n = len(effect.args) + len(names)
-            call += [Instr("PRECALL", n), Instr("CALL", n), Instr("POP_TOP")]
+            call = rules.call(rec.push(effect.fn), args, n, names) + [Instr("POP_TOP")]
             if effect.lineno:  # logging reads the caller's line from the frame
                 for ins in call:
                     if isinstance(ins, Instr):
@@ -223,10 +221,8 @@ def _replay(rec, plan):
         elif isinstance(container, DictValue):
             # build the new contents first: they may read the old ones
             out += rec.push(DictValue(container.items)) + [Instr("STORE_FAST", "___fresh")]
-            out += target + [Instr("LOAD_METHOD", "clear"), Instr("PRECALL", 0),
-                             Instr("CALL", 0), Instr("POP_TOP")]
-            out += target + [Instr("LOAD_METHOD", "update"), Instr("LOAD_FAST", "___fresh"),
-                             Instr("PRECALL", 1), Instr("CALL", 1), Instr("POP_TOP")]
+            out += rules.call_method(target, "clear", [], 0) + [Instr("POP_TOP")]
+            out += rules.call_method(target, "update", [Instr("LOAD_FAST", "___fresh")], 1) + [Instr("POP_TOP")]
     return out
 
 
@@ -264,17 +260,16 @@ def _break_ending(rec, plan):
     jump = site.native[-1]
     if site.kind == "jump":
         taken = Label()
-        name = jump.name.replace("BACKWARD", "FORWARD")
-        out += _protected([Instr(name, taken, location=jump.location)], handler)
+        out += _protected([rules.forward_variant(jump, taken)], handler)
         out += _resume_call(rec, plan, site.next_pc, [])
         out.append(taken)
         return out + _resume_call(rec, plan, site.jump_pc, []) + _restore_handler(handler, restore)
     if site.kind == "for_iter":
         done = Label()
-        out += _protected([Instr("FOR_ITER", done, location=jump.location)], handler)
+        out += _protected([rules.forward_variant(jump, done)], handler)
         out += [Instr("STORE_FAST", "___item"), Instr("STORE_FAST", "___iter")]
         out += _resume_call(rec, plan, site.next_pc, ["___iter", "___item"])
-        out.append(done)
+        out += [done] + rules.for_iter_exit()
         return out + _resume_call(rec, plan, site.jump_pc, []) + _restore_handler(handler, restore)
     raise Unsupported(f"break kind {site.kind}")
 
@@ -328,12 +323,12 @@ def _resume_call(rec, plan, target_pc, temps):
     if not code.co_freevars:
         fn = resume.resume_function(code, plan.f_globals)
         helper = resume.Continue if plan.in_resume else resume.run_function
-        return call_const(helper, [Instr("LOAD_CONST", fn)] + args + [Instr("BUILD_TUPLE", nargs)], 2) + [
-            Instr("RETURN_VALUE")]
+        return call_const(helper, [Instr("LOAD_CONST", fn)] + args + [Instr("BUILD_TUPLE", nargs)], 2) + \
+            rules.return_value()
     helper = resume.continue_at if plan.in_resume else resume.run_resume
-    closure = [Instr("LOAD_CLOSURE", FreeVar(n)) for n in plan.code.co_freevars]
+    closure = [ins for n in plan.code.co_freevars for ins in rules.load_closure(n)]
     for cell in site.cells:
         closure += rec.push(cell)
     closure.append(Instr("BUILD_TUPLE", len(plan.code.co_freevars) + len(site.cells)))
     pre = [Instr("LOAD_CONST", code), Instr("LOAD_CONST", plan.f_globals)] + closure
-    return call_const(helper, pre + args + [Instr("BUILD_TUPLE", nargs)], 4) + [Instr("RETURN_VALUE")]
+    return call_const(helper, pre + args + [Instr("BUILD_TUPLE", nargs)], 4) + rules.return_value()

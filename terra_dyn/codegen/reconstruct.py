@@ -15,7 +15,7 @@ Example: returning `(y, x.shape[0], [y, 1])` with y graph output 0 emits
 import types
 
 import torch
-from bytecode import FreeVar, Instr
+from bytecode import Instr
 
 from ..seam import rules
 from ..translate.errors import Unsupported
@@ -157,7 +157,7 @@ class Reconstructor:
                 raise Unsupported(f"{v!r} is not a graph output")
             return [Instr("LOAD_FAST", OUT), Instr("LOAD_CONST", index), Instr("BINARY_SUBSCR")]
         if isinstance(v, NullValue):
-            return [Instr("PUSH_NULL")]
+            return rules.push_null()
         if isinstance(v, BuiltModuleValue):  # a new module per call, as the frame built it
             return call_const(build_module, [Instr("LOAD_CONST", v.cls), Instr("LOAD_CONST", v.args),
                                              Instr("LOAD_CONST", v.kwargs)], 3)
@@ -215,14 +215,14 @@ class Reconstructor:
             name = getattr(fn, "__name__", None)
             if name is None:
                 raise Unsupported(f"cannot rebuild {v!r}")
-            return self.push(v.self_value) + [Instr("LOAD_ATTR", name)]
+            return self.push(v.self_value) + rules.load_attr(name)
         if isinstance(v, FunctionValue):
             if getattr(v, "source", None) is not None:  # a real function (translate/frame.py)
                 return list(v.source.load())
             if v.kwdefaults is not None:
                 raise Unsupported("cannot rebuild a function with keyword-only defaults")
             if not v.closure and v.defaults is None:
-                return [Instr("LOAD_CONST", v.code), Instr("MAKE_FUNCTION", 0)]
+                return [Instr("LOAD_CONST", v.code)] + rules.make_function()
             # a closure: its cells are the frame's (shared with resume functions) or built here
             defaults = self.push(v.defaults) if v.defaults is not None else [Instr("LOAD_CONST", None)]
             closure = self._items(v.closure) + [Instr("BUILD_TUPLE", len(v.closure))] if v.closure else [
@@ -253,16 +253,14 @@ class Reconstructor:
                 if isinstance(part, tuple):
                     scalar, conversion, spec = part
                     out += self.push(scalar)
-                    flags = conversion
                     if spec:
                         out.append(Instr("LOAD_CONST", spec))
-                        flags |= 0x04
-                    out.append(Instr("FORMAT_VALUE", flags))
+                    out += rules.format_value(conversion, bool(spec))
                 else:
                     out += self.push(part)
             return out + [Instr("BUILD_STRING", len(v.parts))]
         if isinstance(v, CellValue) and getattr(v, "closure_name", None) is not None:
-            return [Instr("LOAD_CLOSURE", FreeVar(v.closure_name))]  # the frame's own cell
+            return rules.load_closure(v.closure_name)  # the frame's own cell
         if isinstance(v, (CellValue, ContextValue)):
             raise Unsupported(f"cannot rebuild {v!r} after a graph break")
         raise Unsupported(f"cannot rebuild {v!r}")

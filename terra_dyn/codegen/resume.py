@@ -227,9 +227,10 @@ def make_step_code(code, f_globals, step, stack_layout, local_names):
             inserts.append((instr_at + 1, block))  # the fallthrough: right after the instruction
         else:
             label = Label()
-            jump = body[instr_at]  # the exit lies after the body: always a forward jump
-            body[instr_at] = Instr(jump.name.replace("BACKWARD", "FORWARD"), label, location=jump.location)
-            tails += [label] + block
+            # the exit lies after the body: always a forward jump; an exhausted FOR_ITER
+            # skips what the version lays out at its target
+            body[instr_at] = rules.forward_variant(body[instr_at], label)
+            tails += [label] + (rules.for_iter_exit() if step.kind == "for_iter" else []) + block
     inserts += _handler_exits(original, f_globals, info, instr_at, stack_layout)
     for at, block in sorted(inserts, key=lambda item: item[0], reverse=True):
         body[at:at] = block
@@ -269,15 +270,14 @@ def _handler_exits(original, f_globals, info, instr_at, stack_layout):
         layout = tuple(stack_layout[: depths[i]])
         stack = [Instr("LOAD_FAST", f"___stack{k}") for k in range(len(layout)) if not layout[k]]
         free = _free_names(original)
-        closure = [Instr("LOAD_CLOSURE", FreeVar(n)) for n in free] + [Instr("BUILD_TUPLE", len(free))] \
-            if free else [Instr("LOAD_CONST", None)]
+        closure = _closure_tuple(free) if free else [Instr("LOAD_CONST", None)]
         args = [Instr("LOAD_CONST", (original, i, layout)), Instr("LOAD_CONST", f_globals)] + closure + \
             stack + [Instr("BUILD_TUPLE", len(stack))] + _call_const(locals, [], 0)
         native = Label()  # continue_after_handler gave None: go on natively, stack untouched
         block = _call_const(_hook_off(continue_after_handler), args, 5) + [
-            Instr("COPY", 1), Instr("POP_JUMP_FORWARD_IF_NONE", native), Instr("STORE_FAST", "___next")]
+            Instr("COPY", 1)] + rules.pop_jump("none", native) + [Instr("STORE_FAST", "___next")]
         block += [Instr("STORE_FAST", "___drop") for _ in layout]
-        block += [Instr("LOAD_FAST", "___next"), Instr("RETURN_VALUE"), native, Instr("POP_TOP")]
+        block += [Instr("LOAD_FAST", "___next")] + rules.return_value() + [native, Instr("POP_TOP")]
         out.append((i + 1, block))
     return out
 
@@ -373,16 +373,20 @@ def _exit_block(original, f_globals, resume, layout, results, local_names):
     args.append(Instr("BUILD_TUPLE", len(args)))
     free = _free_names(original)
     if free:
-        closure = [Instr("LOAD_CLOSURE", FreeVar(n)) for n in free] + [Instr("BUILD_TUPLE", len(free))]
+        closure = _closure_tuple(free)
         pre = [Instr("LOAD_CONST", resume), Instr("LOAD_CONST", f_globals)] + closure
         call = _call_const(continue_at, pre + args, 4)
     else:
         call = _call_const(Continue, [Instr("LOAD_CONST", resume_function(resume, f_globals))] + args, 2)
-    return out + call + [Instr("RETURN_VALUE")]
+    return out + call + rules.return_value()
 
 
 def _call_const(fn, arg_instrs, nargs):
     return rules.call_const(fn, arg_instrs, nargs)
+
+
+def _closure_tuple(names):
+    return [ins for n in names for ins in rules.load_closure(n)] + [Instr("BUILD_TUPLE", len(names))]
 
 
 def _free_names(original):
@@ -394,11 +398,13 @@ def _shared_cells(original, instrs):
     (same length: MAKE_CELL / COPY_FREE_VARS become NOP, so indexes stay put)."""
     out = []
     for ins in instrs:
-        if isinstance(ins, Instr) and ins.name in ("MAKE_CELL", "COPY_FREE_VARS"):
+        if isinstance(ins, Instr) and ins.name in rules.cell_setup:
             ins = Instr("NOP", location=ins.location)
         elif isinstance(ins, Instr) and isinstance(ins.arg, CellVar):
             ins = ins.copy()
             ins.arg = FreeVar(ins.arg.name)
+        elif isinstance(ins, Instr) and ins.name == "LOAD_FAST" and ins.arg in original.co_cellvars:
+            ins = Instr("LOAD_FAST", FreeVar(ins.arg), location=ins.location)  # 3.13: a cell argument's cell
         out.append(ins)
     return out
 
@@ -410,39 +416,26 @@ def _explicit_super(original, instrs):
     cut code the first slot is a saved stack item or another local, so transformers' layers
     calling `super().forward(...)` after a break raised TypeError. CPython reads the first
     argument's *current* value, and the cut holds that variable under the same name.
-    Inserts instructions: apply it to the final list only (labels keep jumps right)."""
+    On 3.11 it inserts instructions: apply it to the final list only (labels keep jumps
+    right)."""
     if "__class__" not in original.co_freevars or not original.co_argcount:
         return instrs
     first = original.co_varnames[0]
     load_first = Instr("LOAD_DEREF", FreeVar(first)) if first in original.co_cellvars else Instr("LOAD_FAST", first)
-    out, i = [], 0
-    while i < len(instrs):
-        ins, nxt = instrs[i], instrs[i + 1:i + 3]
-        out.append(ins)
-        i += 1
-        if isinstance(ins, Instr) and ins.name == "LOAD_GLOBAL" and ins.arg == (True, "super") and \
-                len(nxt) == 2 and all(isinstance(n, Instr) for n in nxt) and \
-                (nxt[0].name, nxt[0].arg, nxt[1].name, nxt[1].arg) == ("PRECALL", 0, "CALL", 0):
-            out += [Instr("LOAD_DEREF", FreeVar("__class__"), location=ins.location), load_first.copy(),
-                    Instr("PRECALL", 2, location=nxt[0].location), Instr("CALL", 2, location=nxt[1].location)]
-            i += 2
-    return out
+    return rules.explicit_super(instrs, [Instr("LOAD_DEREF", FreeVar("__class__")), load_first])
 
 
 def _prologue(original, stack_layout, target):
-    prologue = []
-    if _free_names(original):
-        prologue.append(Instr("COPY_FREE_VARS", len(_free_names(original))))
-    prologue.append(Instr("RESUME", 0))
+    prologue = rules.prologue(len(_free_names(original)))
     stack_args = []
     for i, is_null in enumerate(stack_layout):
         if is_null:
-            prologue.append(Instr("PUSH_NULL"))
+            prologue += rules.push_null()
         else:
             name = f"___stack{i}"
             stack_args.append(name)
             prologue.append(Instr("LOAD_FAST", name))
-    prologue.append(Instr("JUMP_FORWARD", target))
+    prologue += rules.jump_forward(target)
     return prologue, stack_args
 
 

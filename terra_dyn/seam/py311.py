@@ -5,7 +5,7 @@
 name (POP_JUMP_FORWARD_IF_TRUE, POP_JUMP_BACKWARD_IF_NONE, ...); LOAD_METHOD exists;
 an exhausted FOR_ITER pops the iterator and jumps to its target.
 """
-from bytecode import Instr
+from bytecode import FreeVar, Instr
 
 _JUMP_SUFFIX = {"true": "IF_TRUE", "false": "IF_FALSE", "none": "IF_NONE", "not_none": "IF_NOT_NONE"}
 
@@ -27,24 +27,41 @@ class Py311:
         "LIST_EXTEND", "DICT_UPDATE", "DICT_MERGE", "SET_ADD", "YIELD_VALUE", "SEND",
         "GET_AWAITABLE", "PUSH_EXC_INFO", "POP_EXCEPT", "RERAISE"})
 
+    # pops of END_FOR (never run by the translator: an exhausted FOR_ITER skips it)
+    end_for_pops = 0
+    # instructions that read a variable by name (dis opnames; recompile explanations)
+    name_loads = frozenset({"LOAD_FAST", "LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_CLOSURE"})
+    # prologue instructions that set up cells (a resume code shares the frame's instead)
+    cell_setup = frozenset({"MAKE_CELL", "COPY_FREE_VARS"})
+    # what a class statement's body may run for class_defs to skip building the class
+    class_body_opcodes = frozenset({
+        "RESUME", "COPY_FREE_VARS", "MAKE_CELL", "NOP", "LOAD_NAME", "STORE_NAME", "LOAD_CONST",
+        "MAKE_FUNCTION", "LOAD_CLOSURE", "BUILD_TUPLE", "PRECALL", "CALL", "PUSH_NULL",
+        "RETURN_VALUE", "STORE_DEREF", "LOAD_DEREF", "POP_TOP", "CACHE", "EXTENDED_ARG"})
+
     # -- calls ----------------------------------------------------------------------
     def _null_and(self, fn_instrs):
         return [Instr("PUSH_NULL")] + list(fn_instrs)
 
-    def _call_tail(self, nargs, kw_names=()):
+    def call_tail(self, nargs, kw_names=()):
+        """The call itself, its callable and arguments already pushed."""
         out = [Instr("KW_NAMES", tuple(kw_names))] if kw_names else []
         return out + [Instr("PRECALL", nargs), Instr("CALL", nargs)]
 
     def call(self, fn_instrs, arg_instrs, nargs, kw_names=()):
         """fn(*args) where fn_instrs push the callable; the last len(kw_names) arguments
         are passed by keyword."""
-        return self._null_and(fn_instrs) + list(arg_instrs) + self._call_tail(nargs, kw_names)
+        return self._null_and(fn_instrs) + list(arg_instrs) + self.call_tail(nargs, kw_names)
 
     def call_const(self, fn, arg_instrs, nargs):
         return self.call([Instr("LOAD_CONST", fn)], arg_instrs, nargs)
 
     def call_method(self, obj_instrs, name, arg_instrs, nargs):
-        return list(obj_instrs) + self.load_method(name) + list(arg_instrs) + self._call_tail(nargs)
+        return list(obj_instrs) + self.load_method(name) + list(arg_instrs) + self.call_tail(nargs)
+
+    def is_call(self, instr):
+        """A call whose callable and arguments are on the stack (where a call breaks)."""
+        return getattr(instr, "name", "") == "CALL"
 
     def native_call(self, call_instr, kw_names=()):
         """The instructions that re-issue a call whose callable and arguments are on the
@@ -60,6 +77,38 @@ class Py311:
 
     def load_method(self, name):
         return [Instr("LOAD_METHOD", name)]
+
+    def load_closure(self, name):
+        """() -> the cell of free variable `name` (to build a closure tuple)"""
+        return [Instr("LOAD_CLOSURE", FreeVar(name))]
+
+    def push_null(self):
+        return [Instr("PUSH_NULL")]
+
+    def may_push_null(self, instr):
+        """Does `instr` push a NULL or a self, decided only at run time (a method-form
+        load)? It is never a break point: its results cannot be saved in locals (a NULL
+        loaded back from a local crashes CPython)."""
+        arg = getattr(instr, "arg", None)
+        name = getattr(instr, "name", "")
+        return name in self._null_loads or (name in self._null_bit_loads and isinstance(arg, tuple) and arg[0])
+
+    _null_loads = frozenset({"LOAD_METHOD"})
+    _null_bit_loads = frozenset({"LOAD_GLOBAL"})  # (push_null, name)
+
+    def is_for_iter(self, instr):
+        return getattr(instr, "name", "") == "FOR_ITER"
+
+    def is_with_enter(self, instr):
+        """The instruction that enters a with block (manager -> __exit__, __enter__())."""
+        return getattr(instr, "name", "") == "BEFORE_WITH"
+
+    def load_global(self, name):
+        return [Instr("LOAD_GLOBAL", (False, name))]
+
+    def return_value(self):
+        """stack: value -> (the frame returns it)"""
+        return [Instr("RETURN_VALUE")]
 
     # -- jumps ----------------------------------------------------------------------
     def pop_jump(self, kind, label, forward=True):
@@ -112,8 +161,27 @@ class Py311:
             return "cleanup"
         return "user"
 
-    def super_call(self):
-        """How zero-argument `super()` is spelled where it must be made explicit: the
-        instructions after `LOAD_GLOBAL super` to replace ((name, arg) pairs), or None when
-        the compiler already loads `__class__` and the first argument itself."""
-        return (("PRECALL", 0), ("CALL", 0))
+    def explicit_super(self, instrs, loads):
+        """`instrs` with each zero-argument `super()` made `super(__class__, first)`, where
+        `loads` push those two: zero-argument super reads the frame's first local slot,
+        which in a cut code (codegen/resume.py) holds something else.
+        3.11: `LOAD_GLOBAL super; PRECALL 0; CALL 0` gets the loads and a 2-argument call."""
+        out, i = [], 0
+        while i < len(instrs):
+            ins = instrs[i]
+            out.append(ins)
+            i += 1
+            if self._is_zero_arg_super(instrs[i - 1:i + 2]):
+                for load in loads:
+                    out.append(load.copy())
+                    out[-1].location = ins.location
+                call = self.call_tail(2)
+                for new in call:
+                    new.location = instrs[i + 1].location  # the original CALL's line
+                out += call
+                i += 2
+        return out
+
+    def _is_zero_arg_super(self, instrs):
+        names = [(getattr(i, "name", None), getattr(i, "arg", None)) for i in instrs]
+        return names == [("LOAD_GLOBAL", (True, "super")), ("PRECALL", 0), ("CALL", 0)]

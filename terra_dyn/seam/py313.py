@@ -7,27 +7,44 @@
 - an exhausted FOR_ITER skips END_FOR and the POP_TOP after it
 - MAKE_FUNCTION takes no flags; SET_FUNCTION_ATTRIBUTE attaches a closure (or defaults)
 - f-string parts: CONVERT_VALUE, then FORMAT_SIMPLE or FORMAT_WITH_SPEC
+- LOAD_CLOSURE is gone: a closure's cells are pushed with LOAD_FAST of the cell
 - new superinstructions (LOAD_FAST_LOAD_FAST, STORE_FAST_LOAD_FAST, STORE_FAST_STORE_FAST)
   have handlers of their own in the translator; frame locals are a PEP 667 proxy (C side)
 """
-from bytecode import Instr
+from bytecode import FreeVar, Instr
 
 from .py312 import Py312
 
 
 class Py313(Py312):
     version = (3, 13)
+    translator_ported = True  # tests/breaks, translate, soundness, report, auto pass on 3.13.0
     null_before_callable = False
     for_iter_exit_skip = 2  # END_FOR, POP_TOP
-    not_breakable = (Py312.not_breakable - {"KW_NAMES"}) | {"TO_BOOL", "SET_FUNCTION_ATTRIBUTE"}
+    end_for_pops = 1
+    class_body_opcodes = Py312.class_body_opcodes | {"SET_FUNCTION_ATTRIBUTE", "CALL_KW"}
+    name_loads = Py312.name_loads | {"LOAD_FAST_LOAD_FAST"}  # its argval: a pair of names
+    # TO_BOOL stays breakable: a branch on a tensor's truth breaks there and the native
+    # TO_BOOL hands POP_JUMP_IF_* the exact bool it needs. The `bytecode` package's stack
+    # effects of STORE_FAST_LOAD_FAST and FORMAT_WITH_SPEC are not what they pop and push,
+    # so a break cannot rebuild their operands
+    not_breakable = (Py312.not_breakable - {"KW_NAMES"}) | {
+        "SET_FUNCTION_ATTRIBUTE", "STORE_FAST_LOAD_FAST", "FORMAT_WITH_SPEC"}
+
+    def load_closure(self, name):
+        # LOAD_CLOSURE is a pseudo-instruction: the compiler emits LOAD_FAST of the cell
+        return [Instr("LOAD_FAST", FreeVar(name))]
 
     def _null_and(self, fn_instrs):
         return list(fn_instrs) + [Instr("PUSH_NULL")]
 
-    def _call_tail(self, nargs, kw_names=()):
+    def call_tail(self, nargs, kw_names=()):
         if kw_names:
             return [Instr("LOAD_CONST", tuple(kw_names)), Instr("CALL_KW", nargs)]
         return [Instr("CALL", nargs)]
+
+    def is_call(self, instr):
+        return getattr(instr, "name", "") in ("CALL", "CALL_KW")
 
     def native_call(self, call_instr, kw_names=()):
         # CALL_KW's names tuple is a stack item of its own (pushed before the break)

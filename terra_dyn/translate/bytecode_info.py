@@ -11,7 +11,7 @@ Example: for `for i in range(3): x = x + i`, FOR_ITER's argument is a Label and
 """
 import weakref
 
-from bytecode import Bytecode, Label, TryBegin, TryEnd
+from bytecode import Bytecode, Instr, Label, TryBegin, TryEnd
 
 from ..seam import rules
 
@@ -57,13 +57,22 @@ class CodeInfo:
         # comprehension's), is not a user try (the seam knows each version's spelling)
         return rules.handler_kind(names) != "user"
 
+    def for_iter_exit_pc(self, label):
+        """Where an exhausted FOR_ITER jumping to `label` goes on: past the instructions the
+        version lays out there for it to skip (3.12: END_FOR; 3.13: END_FOR, POP_TOP)."""
+        pc = self.label_pc[label]
+        for _ in range(rules.for_iter_exit_skip):
+            while not isinstance(self.instrs[pc], Instr):
+                pc += 1
+            pc += 1
+        return pc
+
     def lineno(self, pc):
         for i in range(pc, -1, -1):
             ins = self.instrs[i]
             if getattr(ins, "lineno", None):
                 return ins.lineno
         return self.code.co_firstlineno
-
 
     @property
     def code(self):

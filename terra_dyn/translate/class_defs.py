@@ -22,12 +22,10 @@ import builtins
 
 import torch
 
+from ..seam import rules
 from .errors import Unsupported
 from .values import ConstValue, FunctionValue, Value
 
-_BODY_OPCODES = {"RESUME", "COPY_FREE_VARS", "MAKE_CELL", "NOP", "LOAD_NAME", "STORE_NAME", "LOAD_CONST",
-                 "MAKE_FUNCTION", "LOAD_CLOSURE", "BUILD_TUPLE", "PRECALL", "CALL", "PUSH_NULL",
-                 "RETURN_VALUE", "STORE_DEREF", "LOAD_DEREF", "POP_TOP", "CACHE", "EXTENDED_ARG"}
 _DECORATORS = {"staticmethod": staticmethod, "classmethod": classmethod, "property": property}
 _METACLASSES = (type, type(torch.autograd.Function))
 
@@ -72,7 +70,7 @@ def _check_body(code, f_globals):
     import dis
 
     for ins in dis.get_instructions(code):
-        if ins.opname not in _BODY_OPCODES:
+        if ins.opname not in rules.class_body_opcodes:
             raise Unsupported(f"class body does {ins.opname}")
         if ins.opname == "LOAD_NAME" and ins.argval != "__name__":
             if ins.argval not in _DECORATORS or ins.argval in f_globals or \

@@ -9,7 +9,8 @@
         RETURN_VALUE -> self.result
 
 The opcode handlers live in mixins by family (opcodes_stack, opcodes_control,
-opcodes_call); what a call does with its callee is in calls.py. An inlined function runs
+opcodes_call), with the running version's own opcodes first (opcodes_py312); what a call
+does with its callee is in calls.py. An inlined function runs
 in a child Translator sharing the context (graph, guards); its Unsupported propagates to
 the caller, which is where a graph break then splits (the caller's call site).
 
@@ -25,6 +26,7 @@ Example: for `def f(x): return x.relu() + 1`, run() leaves result = TensorValue(
 ctx.graph holds placeholder x -> call_method relu -> call_function add.
 """
 import collections
+import sys
 import time
 
 from bytecode import Label, SetLineno, TryBegin, TryEnd
@@ -35,6 +37,7 @@ from .exceptions import ExceptionOpcodes, KnownRaise, unwind
 from .opcodes_call import CallOpcodes
 from .opcodes_control import ControlOpcodes
 from .opcodes_import import ImportOpcodes
+from .opcodes_py312 import version_opcodes
 from .opcodes_stack import StackOpcodes
 from .values import Lazy, Value
 
@@ -55,7 +58,8 @@ class StopTranslation(Exception):
         self.tx = tx
 
 
-class Translator(StackOpcodes, ControlOpcodes, CallOpcodes, ImportOpcodes, ExceptionOpcodes):
+class Translator(version_opcodes(sys.version_info), StackOpcodes, ControlOpcodes, CallOpcodes, ImportOpcodes,
+                 ExceptionOpcodes):
     def __init__(self, ctx, code, f_globals, local_values, cells, parent=None, name=None):
         self.ctx = ctx
         self.code = code

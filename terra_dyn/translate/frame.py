@@ -240,9 +240,9 @@ def _can_break(tx, exc):
         # under the original exception table: the graph so far runs, then a step code runs
         # the instruction and the frame goes on, translated, after it (codegen/resume.py)
         exc.native_rest = True
-    if instr.name == "BEFORE_WITH" and getattr(exc, "at_with_statement", False):
+    if rules.is_with_enter(instr) and getattr(exc, "at_with_statement", False):
         return True  # the block's exception table entry starts after it: resumable
-    return instr.name not in rules.not_breakable
+    return instr.name not in rules.not_breakable and not rules.may_push_null(instr)
 
 
 def _inside_user_try(info, pc):
@@ -287,20 +287,17 @@ def _break_site(tx, native_rest=False):
         live[n] = None if isinstance(v, Lazy) else v
     # the frame's own cells go to resume functions as cells (see codegen/resume.py)
     cells = [tx.cells[n] if n in tx.cells else CellValue(None) for n in tx.code.co_cellvars]
-    if name == "CALL":
-        pops, pushes = instr.arg + 2, 1
-        native = []
-        if tx.kw_names:
-            native.append(Instr("KW_NAMES", tx.kw_names, location=instr.location))
-        native += [Instr("PRECALL", instr.arg, location=instr.location), instr]
-        kind = "plain"
+    is_call = rules.is_call(instr)
+    if is_call:
+        native, pops = rules.native_call(instr, tx.kw_names or ())
+        pushes, kind = 1, "plain"
     elif rules.is_cond_jump(instr):
         pops, pushes, native, kind = 1, 0, [instr], "jump"
-    elif name == "FOR_ITER":
+    elif rules.is_for_iter(instr):
         pops, pushes, native, kind = 1, 0, [instr], "for_iter"
     elif name == "RAISE_VARARGS":
         pops, pushes, native, kind = instr.arg, 0, [instr], "raise"
-    elif name == "BEFORE_WITH":  # manager -> __exit__, __enter__()
+    elif rules.is_with_enter(instr):  # manager -> __exit__, __enter__()
         pops, pushes, native, kind = 1, 2, [instr], "plain"
     else:
         pre, post = instr.pre_and_post_stack_effect()
@@ -312,12 +309,16 @@ def _break_site(tx, native_rest=False):
     # CALL_FUNCTION_EX needs its [NULL, callable] pair as it is: split, it would call self
     # (`obj.method(x, *args, **kwargs)` whose callee broke called `obj`)
     stack = _split_methods(stack, keep=len(stack) - pops if name == "CALL_FUNCTION_EX" else None)
-    jump_pc = tx.info.label_pc[instr.arg] if kind in ("jump", "for_iter") else -1
+    jump_pc = -1
+    if kind == "jump":
+        jump_pc = tx.info.label_pc[instr.arg]
+    elif kind == "for_iter":
+        jump_pc = tx.info.for_iter_exit_pc(instr.arg)
     if native_rest:
         # inside a try body or a Python with block: a step code runs the instruction (for a
-        # call, from its KW_NAMES / PRECALL) under the original exception table, and the
-        # frame goes on in a resume function after it
-        start = tx.pc - (len(native) - 1 if name == "CALL" else 0)
+        # call, from its KW_NAMES / PRECALL where the version has them) under the original
+        # exception table, and the frame goes on in a resume function after it
+        start = tx.pc - (len(native) - 1 if is_call else 0)
         site = BreakSite(kind="native_rest", native=[], deep=stack, top=[], pushes=0, locals=live,
                          cells=cells)
         site.next_pc = start
@@ -332,13 +333,17 @@ def _break_site(tx, native_rest=False):
 
 
 def _split_methods(stack, keep=None):
-    """[NULL, bound method] -> [function, self]: the same two stack slots, the same CALL,
-    and a resume function then receives a stable function object instead of a fresh
-    bound method (which would fail an identity guard on every call)."""
+    """[NULL, bound method] (3.13: [bound method, NULL]) -> [function, self]: the same two
+    stack slots, the same CALL, and a resume function then receives a stable function
+    object instead of a fresh bound method (which would fail an identity guard on every
+    call)."""
     out = list(stack)
+    null_at, method_at = (0, 1) if rules.null_before_callable else (1, 0)
     for i in range(len(out) - 1):
-        v = out[i + 1]
-        if i != keep and isinstance(out[i], NullValue) and isinstance(v, MethodValue) and isinstance(v.fn, ConstValue):
+        pair = out[i:i + 2]
+        v = pair[method_at]
+        if i != keep and isinstance(pair[null_at], NullValue) and isinstance(v, MethodValue) and \
+                isinstance(v.fn, ConstValue):
             out[i], out[i + 1] = v.fn, v.self_value
     return out
 

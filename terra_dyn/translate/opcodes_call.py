@@ -1,9 +1,10 @@
 """Opcode handlers: calls and function creation.
 
-    [NULL|self-or-callable], callable, args..., [KW_NAMES] PRECALL n, CALL n -> result
+    3.11  [NULL|self-or-callable], callable, args..., [KW_NAMES] PRECALL n, CALL n -> result
+    3.12  the same without PRECALL; 3.13: callable, NULL|self, args..., CALL n (opcodes_py312)
 
 The work happens at CALL (PRECALL and KW_NAMES only record); a graph break at a call is
-therefore "at CALL", and the rewritten code re-issues KW_NAMES + PRECALL + CALL natively.
+therefore "at CALL", and the rewritten code re-issues the call natively (seam native_call).
 What calling a value means is calls.call_value.
 """
 from . import calls, operators
@@ -20,15 +21,26 @@ class CallOpcodes:
         """() -> ()"""
 
     def CALL(self, instr):
-        """NULL|x, callable, n args -> result"""
-        n = instr.arg
+        """NULL, callable (3.13: callable, NULL) | method, self; n args -> result"""
+        kw_names, self.kw_names = self.kw_names or (), None
+        self._call(instr.arg, kw_names)
+
+    def pop_callable(self):
+        """The two stack items under a call's arguments -> (callable, [self] or []). The
+        NULL sits below the callable up to 3.12 and above it on 3.13; the method form
+        [function, self] is the same on every version."""
+        above = self.pop()
+        below = self.pop()
+        if isinstance(below, NullValue):
+            return above, []
+        if isinstance(above, NullValue):
+            return below, []
+        return below, [above]
+
+    def _call(self, n, kw_names):
         args = self.popn(n)
-        fn = self.pop()
-        first = self.pop()
-        if not isinstance(first, NullValue):  # the method form: first is the callable
-            fn, args = first, [fn] + args
-        kw_names = self.kw_names or ()
-        self.kw_names = None
+        fn, bound = self.pop_callable()
+        args = bound + args
         kwargs = {}
         if kw_names:
             kwargs = dict(zip(kw_names, args[len(args) - len(kw_names):]))
@@ -39,9 +51,8 @@ class CallOpcodes:
         """NULL, callable, args tuple[, kwargs dict] -> result"""
         kwargs = self.pop() if instr.arg & 1 else None
         args = self.pop()
-        fn = self.pop()
-        null = self.pop()
-        if not isinstance(null, NullValue):
+        fn, bound = self.pop_callable()
+        if bound:
             raise Unsupported("CALL_FUNCTION_EX without NULL")
         arg_list = operators.unpack(self, args)
         kw = operators.dict_items(self, kwargs) if kwargs is not None else {}
@@ -51,20 +62,24 @@ class CallOpcodes:
         """[defaults, kwdefaults, annotations, closure], code -> function"""
         code = self.pop().as_python()
         flags = instr.arg
-        closure = self.pop() if flags & 0x08 else None
-        if flags & 0x04:
-            self.pop()  # annotations are not needed to call the function
-        kwdefaults = self.pop() if flags & 0x02 else None
-        defaults = self.pop() if flags & 0x01 else None
-        cells = None
-        if closure is not None:
-            cells = list(closure.items)
+        parts = {flag: self.pop() for flag in (0x08, 0x04, 0x02, 0x01) if flags & flag}
+        self.push(self.make_function(code, parts))
+
+    def make_function(self, code, parts, base=None):
+        """FunctionValue of `code` with MAKE_FUNCTION's flagged parts (0x08 closure tuple,
+        0x04 annotations, 0x02 keyword defaults dict, 0x01 defaults tuple), over `base`'s."""
+        defaults, kwdefaults, cells = (base.defaults, base.kwdefaults, base.closure) if base else (None, None, None)
+        if 0x08 in parts:
+            cells = list(parts[0x08].items)
             if not all(isinstance(c, CellValue) for c in cells):
                 raise Unsupported("closure of unknown cells")
+        # annotations (0x04) are not needed to call the function
+        kwdefaults = parts.get(0x02, kwdefaults)
+        defaults = parts.get(0x01, defaults)
         if defaults is not None and not isinstance(defaults, TupleValue):
             raise Unsupported("defaults are not a tuple")
         if kwdefaults is not None and not isinstance(kwdefaults, DictValue):
             raise Unsupported("keyword defaults are not a dict")
-        self.push(FunctionValue(code, self.f_globals, code.co_name, defaults, kwdefaults, cells))
+        return FunctionValue(code, self.f_globals, code.co_name, defaults, kwdefaults, cells)
 
 

@@ -119,7 +119,7 @@ class ControlOpcodes:
         item = it.next_item()
         if item is None:
             self.pop()
-            self.jump(instr.arg)
+            self.pc = self.info.for_iter_exit_pc(instr.arg)
         else:
             self.push(item)
 

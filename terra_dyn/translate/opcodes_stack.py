@@ -7,10 +7,11 @@ import builtins
 
 from bytecode import CellVar, FreeVar
 
+from ..seam import rules
 from . import attributes, operators
 from .errors import Unsupported
-from .values import (NULL, CellValue, ConstValue, DictValue, FormattedValue, Lazy, ListValue, ScalarValue,
-                     TensorValue, TupleValue)
+from .values import (NULL, CellValue, ConstValue, DictValue, FormattedValue, Lazy, ListValue, NullValue,
+                     ScalarValue, TensorValue, TupleValue)
 
 
 def _var_name(arg):
@@ -47,6 +48,15 @@ class StackOpcodes:
         """() -> NULL"""
         self.push(NULL)
 
+    def push_callable(self, value):
+        """() -> NULL, value (3.13: value, NULL): a callable as a call finds it"""
+        if rules.null_before_callable:
+            self.push(NULL)
+            self.push(value)
+        else:
+            self.push(value)
+            self.push(NULL)
+
     def COPY(self, instr):
         """(..., x, ...) -> (..., x, ..., x): copies the i-th item"""
         self.push(self.stack[-instr.arg])
@@ -66,8 +76,14 @@ class StackOpcodes:
         self.push(self.get_local(instr.arg))
 
     def STORE_FAST(self, instr):
-        """value -> ()"""
-        self.locals[instr.arg] = self.pop()
+        """value -> ()   (a NULL, from LOAD_FAST_AND_CLEAR, unbinds the local)"""
+        self.store_local(instr.arg, self.pop())
+
+    def store_local(self, name, value):
+        if isinstance(value, NullValue):
+            self.locals.pop(name, None)
+        else:
+            self.locals[name] = value
 
     def DELETE_FAST(self, instr):
         """() -> ()"""
@@ -76,9 +92,11 @@ class StackOpcodes:
     def LOAD_GLOBAL(self, instr):
         """() -> [NULL] global"""
         push_null, name = instr.arg
+        value = self.load_global(name)
         if push_null:
-            self.push(NULL)
-        self.push(self.load_global(name))
+            self.push_callable(value)
+        else:
+            self.push(value)
 
     def load_global(self, name):
         if self.f_globals is self.ctx.f_globals and name in self.ctx.global_overlay:
@@ -153,9 +171,7 @@ class StackOpcodes:
 
     def LOAD_METHOD(self, instr):
         """obj -> NULL, obj.name   (the bound form; equivalent for calls)"""
-        obj = self.pop()
-        self.push(NULL)
-        self.push(attributes.load_attr(self, obj, instr.arg))
+        self.push_callable(attributes.load_attr(self, self.pop(), instr.arg))
 
     def STORE_ATTR(self, instr):
         """value, obj -> ()   (obj = TOS)"""
@@ -269,11 +285,12 @@ class StackOpcodes:
 
     def BUILD_SLICE(self, instr):
         """start, stop[, step] -> slice"""
-        parts = self.popn(instr.arg)
-        if all(isinstance(p, ConstValue) for p in parts):
-            self.push(ConstValue(slice(*[p.value for p in parts])))
-        else:
+        self.push(self.make_slice(self.popn(instr.arg)))
+
+    def make_slice(self, parts):
+        if not all(isinstance(p, ConstValue) for p in parts):
             raise Unsupported("slice with a run-time bound")
+        return ConstValue(slice(*[p.value for p in parts]))
 
     def BUILD_STRING(self, instr):
         """n strings -> joined"""
@@ -290,22 +307,19 @@ class StackOpcodes:
         """value[, spec] -> formatted string"""
         flags = instr.arg
         spec = self.pop().as_python() if flags & 0x04 else ""
-        value = self.pop()
+        self.push(self.format_part(self.pop(), flags & 0x03, spec))
+
+    def format_part(self, value, conversion, spec):
+        """One f-string part: format(value converted (0, 1 !s, 2 !r, 3 !a), spec)."""
         if isinstance(value, ScalarValue):
             # a number known only at run time: the string is built when the effect replays
-            self.push(FormattedValue([(value, flags & 0x03, spec)]))
-            return
+            return FormattedValue([(value, conversion, spec)])
         if isinstance(value, TensorValue):
             raise Unsupported("formatting a tensor into a string needs its value")
         obj = operators.python_value(value)
-        conv = flags & 0x03
-        if conv == 1:
-            obj = str(obj)
-        elif conv == 2:
-            obj = repr(obj)
-        elif conv == 3:
-            obj = ascii(obj)
-        self.push(ConstValue(format(obj, spec)))
+        if conversion:
+            obj = (str, repr, ascii)[conversion - 1](obj)
+        return ConstValue(format(obj, spec))
 
     def LIST_APPEND(self, instr):
         """list(at i), value -> list"""

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from bytecode import FreeVar, Instr
 
+from ..seam import rules
+
 
 class Source:
     def expr(self) -> str:
@@ -64,7 +66,7 @@ class GlobalSource(Source):
         return f"G[{self.name!r}]"
 
     def load(self):
-        return [Instr("LOAD_GLOBAL", (False, self.name))]
+        return rules.load_global(self.name)
 
 
 @dataclass(frozen=True, repr=False)
@@ -76,7 +78,7 @@ class AttrSource(Source):
         return f"{self.base.expr()}.{self.name}"
 
     def load(self):
-        return self.base.load() + [Instr("LOAD_ATTR", self.name)]
+        return self.base.load() + rules.load_attr(self.name)
 
     def root(self):
         return self.base.root()
@@ -94,11 +96,8 @@ class ModuleDictSource(Source):
         return f"{self.base.expr()}.{self.table}[{self.name!r}]"
 
     def load(self):
-        return self.base.load() + [
-            Instr("LOAD_ATTR", self.table),
-            Instr("LOAD_CONST", self.name),
-            Instr("BINARY_SUBSCR"),
-        ]
+        return self.base.load() + rules.load_attr(self.table) + [
+            Instr("LOAD_CONST", self.name), Instr("BINARY_SUBSCR")]
 
     def root(self):
         return self.base.root()
@@ -130,12 +129,8 @@ class ClosureCellSource(Source):
         return f"{self.base.expr()}.__closure__[{self.index}].cell_contents"
 
     def load(self):
-        return self.base.load() + [
-            Instr("LOAD_ATTR", "__closure__"),
-            Instr("LOAD_CONST", self.index),
-            Instr("BINARY_SUBSCR"),
-            Instr("LOAD_ATTR", "cell_contents"),
-        ]
+        return self.base.load() + rules.load_attr("__closure__") + [
+            Instr("LOAD_CONST", self.index), Instr("BINARY_SUBSCR")] + rules.load_attr("cell_contents")
 
     def root(self):
         return self.base.root()
@@ -155,9 +150,8 @@ class DefaultSource(Source):
 
     def load(self):
         table = "__kwdefaults__" if self.kw else "__defaults__"
-        return self.base.load() + [
-            Instr("LOAD_ATTR", table), Instr("LOAD_CONST", self.key), Instr("BINARY_SUBSCR")
-        ]
+        return self.base.load() + rules.load_attr(table) + [
+            Instr("LOAD_CONST", self.key), Instr("BINARY_SUBSCR")]
 
     def root(self):
         return self.base.root()

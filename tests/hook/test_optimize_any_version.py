@@ -1,7 +1,7 @@
 """terra_dyn.optimize gives plain Python's answers on every supported Python, whether the
-translator handles a frame or the hook falls back to the original code (on 3.12/3.13,
-until the translator's port lands, mostly the latter): results, exceptions and their
-tracebacks, recursion, generators, closures, and no growth over repeated calls."""
+translator handles a frame or the hook falls back to the original code: results,
+exceptions and their tracebacks, recursion, generators, closures, and no growth over
+repeated calls."""
 import gc
 import traceback
 import tracemalloc
