@@ -298,10 +298,10 @@ def _translate(frame, state, compile_fn, name, fullgraph, before):
             state.dynamic = set(before)
     try:
         return attempt()
-    except DynamicShapesFailed:  # sizes kept symbolic in an earlier round are read now
-        sizes = {e for e in state.dynamic if ".size()[" in e}
-        state.static |= sizes
-        state.dynamic -= sizes
+    except DynamicShapesFailed as exc:  # sizes or numbers kept symbolic in an earlier round are read now
+        pinned = (exc.exprs & state.dynamic) or {e for e in state.dynamic if ".size()[" in e}
+        state.static |= pinned
+        state.dynamic -= pinned
         return attempt()
 
 

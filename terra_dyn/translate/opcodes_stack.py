@@ -273,7 +273,7 @@ class StackOpcodes:
         if all(isinstance(p, ConstValue) for p in parts):
             self.push(ConstValue(slice(*[p.value for p in parts])))
         else:
-            raise Unsupported("slice with a run-time bound")
+            self.push(operators.build_slice(parts))
 
     def BUILD_STRING(self, instr):
         """n strings -> joined"""
