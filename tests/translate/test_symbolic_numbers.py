@@ -222,3 +222,17 @@ def test_a_number_that_changes_every_step_is_a_graph_input(where):
 
 LR = {"lr": 0.0}
 GLOBAL_SCALE = 0.0
+
+
+def test_numpy_numbers_that_change_are_passed_through_by_type():
+    np = pytest.importorskip("numpy")
+
+    def f(x, s):
+        i = np.argmax(np.array([s, 1.0]))  # numpy work: runs natively around the graphs
+        return x * 2 + float(s), i, s
+
+    rep = translations(f, [(torch.ones(2), np.float32(v)) for v in (0.5, 2.5, 3.5, 0.25, 7.0)])
+    # two code objects (f, and its resume function after the numpy call), each translated
+    # once with the numbers as constants and once with them by type: 4 recompiles in all
+    # (before: one translation per value for each)
+    assert len(rep.recompiles) <= 4 and not rep.fallbacks
