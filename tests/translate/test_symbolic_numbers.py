@@ -236,3 +236,27 @@ def test_numpy_numbers_that_change_are_passed_through_by_type():
     # once with the numbers as constants and once with them by type: 4 recompiles in all
     # (before: one translation per value for each)
     assert len(rep.recompiles) <= 4 and not rep.fallbacks
+
+
+def test_an_equality_branch_on_a_number_breaks_instead_of_pinning_it():
+    def f(x, point):  # sdpoint: which block downsamples is drawn each step
+        for i in range(4):
+            if i + 1 == point:
+                x = x[:, ::2]
+            x = x * (i + 1)
+        return x
+
+    # taking the branch would fix point to one value (a translation per value, each a whole
+    # model in sdpoint): it is a graph break instead, as for any run-time number
+    terra_dyn.reset()
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    points = (0, 3, 1, 4, 2, 3, 0, 1, 2, 4)
+    with report.recording() as first:
+        for p in points:
+            _same(fast(torch.ones(2, 8), p), f(torch.ones(2, 8), p))
+    assert any("branch on a number" in b.reason for b in first.report().breaks)
+    with report.recording() as rec:  # settled: every value reuses a translation
+        for p in points:
+            _same(fast(torch.ones(2, 8), p), f(torch.ones(2, 8), p))
+    assert not rec.report().translations and not rec.report().fallbacks
+    terra_dyn.reset()
