@@ -70,6 +70,7 @@ class GraphState:
         self._fake_mode = None
         self.inputs = []  # (Value, source) in placeholder order
         self._by_id = {}  # id(real input) -> Value (aliases share one placeholder)
+        self._scalars = {}  # source expression -> ScalarValue of a number input
         self._keepalive = []
         self.side_effects = []  # SideEffect records, program order
         self.mutated = {}  # id(real container) -> the ListValue/DictValue to write back
@@ -189,6 +190,9 @@ class GraphState:
         """A number that varies between calls: a graph input instead of a constant. An int is
         symbolic (a ShapeEnv symbol named after its source), so that sizes computed from it
         (`torch.zeros(k)`) and branches on it are guarded by relation, not baked in."""
+        known = self._scalars.get(source.expr())
+        if known is not None:  # read twice (`self.step` in two places): one placeholder
+            return known
         self.guards.type(source, type(real))
         node = self._placeholder(source.expr())
         example = real
@@ -200,7 +204,7 @@ class GraphState:
             example = env.create_symintnode(symbol, hint=real, source=name)
             self._symbols.append((symbol, source.expr()))
         node.meta["example_value"] = example
-        value = ScalarValue(node, example, source)
+        value = self._scalars[source.expr()] = ScalarValue(node, example, source)
         self.inputs.append((value, source))
         return value
 

@@ -260,3 +260,22 @@ def test_an_equality_branch_on_a_number_breaks_instead_of_pinning_it():
             _same(fast(torch.ones(2, 8), p), f(torch.ones(2, 8), p))
     assert not rec.report().translations and not rec.report().fallbacks
     terra_dyn.reset()
+
+
+def test_a_counter_read_twice_is_one_graph_input():
+    class Step(torch.nn.Module):
+        iteration = 0
+
+        def forward(self, x):  # resnet50's train step: a schedule on self.iteration
+            if self.iteration % 10 == 0:
+                x = x * 2
+            return x + self.iteration
+
+    m, ref = Step(), Step()
+    fast = terra_dyn.optimize(m, backend="interpreter")
+    with report.recording() as rec:
+        for i in range(1, 25):
+            m.iteration = ref.iteration = i
+            _same(fast(torch.ones(2)), ref(torch.ones(2)))
+    assert not rec.report().fallbacks and len(rec.report().graphs) <= 3
+    terra_dyn.reset()
