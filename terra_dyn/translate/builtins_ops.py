@@ -22,14 +22,14 @@ import torch
 
 from .errors import Unsupported
 from .iterators import DictIterator, EnumerateIterator, MapIterator, ReversedIterator, ZipIterator
-from .operators import get_iter, is_graph_value, python_value, truth, unpack
+from .operators import build_slice, get_iter, is_graph_value, python_value, truth, unpack
 from .values import (ConstValue, DictValue, DictViewValue, FunctionValue, IteratorValue, ListValue,
                      MethodValue, ObjectValue, OpaqueIterator, ScalarValue, TensorValue, TupleValue)
 
 _NAMES = ["pow", "len", "isinstance", "issubclass", "getattr", "hasattr", "type", "callable", "range", "zip",
           "enumerate", "reversed", "iter", "next", "list", "tuple", "dict", "sorted", "min", "max",
           "abs", "sum", "round", "int", "float", "bool", "str", "all", "any", "print", "id", "repr",
-          "divmod", "pow", "format", "hash", "set", "frozenset", "ord", "chr", "map", "filter"]
+          "divmod", "pow", "format", "hash", "set", "frozenset", "ord", "chr", "map", "filter", "slice"]
 _BUILTINS = {getattr(builtins, n): n for n in _NAMES}
 
 
@@ -165,6 +165,12 @@ def _index(v):
     if isinstance(v, TensorValue) or isinstance(v, ScalarValue) and not v.symbolic:
         raise Unsupported("range() of a value known only at run time")
     return python_value(v)
+
+
+def _b_slice(tx, *args):
+    if any(isinstance(a, ScalarValue) for a in args):  # `slice(0, n - 1)`: n stays symbolic
+        return build_slice([ConstValue(None)] + list(args) if len(args) == 1 else list(args))
+    return ConstValue(slice(*map(python_value, args)))
 
 
 def _b_zip(tx, *iterables, strict=ConstValue(False)):

@@ -279,3 +279,14 @@ def test_a_counter_read_twice_is_one_graph_input():
             _same(fast(torch.ones(2)), ref(torch.ones(2)))
     assert not rec.report().fallbacks and len(rec.report().graphs) <= 3
     terra_dyn.reset()
+
+
+def test_slice_objects_sizes_and_f_strings_with_symbolic_numbers():
+    def f(x):
+        cut = slice(0, x.shape[0] - 1)
+        print("rows")
+        return x[cut], x.shape, x.size(), f"n={x.shape[0]:3d}", x[: len(x) // 2].sum()
+
+    with redirect_stdout(io.StringIO()):
+        rep = translations(f, rows(2, 3, 4, 5, 6, 7, 3))
+    assert len(rep.graphs) == 2 and not rep.fallbacks
