@@ -271,6 +271,7 @@ class GraphState:
                 return ListValue(items)
             return TupleValue(items, cls=type(result))  # tuple or torch.return_types.*
         if isinstance(result, torch.Size):
+            node.meta["example_value"] = result  # its symbolic items are not plain numbers
             return TupleValue([self._wrap_result(self.graph.call_function(operator.getitem, (node, i)), s)
                                if isinstance(s, torch.SymInt) else ConstValue(int(s))
                                for i, s in enumerate(result)], cls=torch.Size)
@@ -573,8 +574,10 @@ def _mutated_arg(kind, target, args, kwargs):
 def _depends_on_plain_scalar(node):
     """An argument of node is a run-time number that is not symbolic (a float input, or
     arithmetic on one): results computed from its translate-time value hold only for it."""
-    return any(isinstance(a, fx.Node) and not isinstance(a.meta.get("example_value"), (torch.Tensor,) + SYMBOLIC_NUMBERS)
-               for a in node.args)
+    return any(isinstance(a, fx.Node) and not isinstance(a.meta.get("example_value"), _NOT_PLAIN) for a in node.args)
+
+
+_NOT_PLAIN = (torch.Tensor, torch.Size) + SYMBOLIC_NUMBERS
 
 
 def _plain_int_scalar(values):

@@ -290,3 +290,14 @@ def test_slice_objects_sizes_and_f_strings_with_symbolic_numbers():
     with redirect_stdout(io.StringIO()):
         rep = translations(f, rows(2, 3, 4, 5, 6, 7, 3))
     assert len(rep.graphs) == 2 and not rep.fallbacks
+
+
+def test_sizes_from_the_size_method_are_symbolic_too():
+    def f(x):
+        n, m = x.size()
+        if n > 4:  # a guarded relation, not a break
+            return x.view(n, 2, m // 2), x.size(0) * m
+        return x.reshape(n * m), x.numel()
+
+    rep = translations(f, rows(3, 5, 6, 7, 2, 3, 9))
+    assert len(rep.graphs) == 3 and not rep.breaks and not rep.fallbacks
