@@ -581,8 +581,10 @@ _NOT_PLAIN = (torch.Tensor, torch.Size) + SYMBOLIC_NUMBERS
 
 
 def _plain_int_scalar(values):
+    """A run-time number that is neither symbolic nor a Python float (an int made from a
+    float input, a numpy integer) among `values`."""
     for v in values:
-        if isinstance(v, ScalarValue) and type(v.example) is int:
+        if isinstance(v, ScalarValue) and not v.symbolic and not isinstance(v.example, float):
             return True
         if isinstance(v, (TupleValue, ListValue, SliceValue)) and _plain_int_scalar(
                 v.parts if isinstance(v, SliceValue) else v.items):

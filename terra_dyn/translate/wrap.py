@@ -87,12 +87,9 @@ def _wrap(ctx, real, source):
         return ConstValue(real, source)
     if is_numpy_scalar(real):  # np.int64(1) in a list of slice bounds: a value, like an int
         if source.expr() in ctx.dynamic:
-            # one that changed between calls (faster_rcnn's NMS in numpy): guarded by type and
-            # passed through to the native code that uses it, not a translation per value
-            guards.type(source, type(real))
-            value = ConstValue(real, source)
-            value.by_type = True
-            return value
+            # one that changed between calls (faster_rcnn's NMS in numpy): a run-time number
+            # passed on to the native code that uses it, not a translation per value
+            return ctx.graph.input_scalar(real, source)
         guards.value(source, real)
         return ConstValue(real, source)
     if isinstance(real, torch.device):

@@ -301,3 +301,18 @@ def test_sizes_from_the_size_method_are_symbolic_too():
 
     rep = translations(f, rows(3, 5, 6, 7, 2, 3, 9))
     assert len(rep.graphs) == 3 and not rep.breaks and not rep.fallbacks
+
+
+@terra_dyn.disable
+def _runs_natively():
+    return None
+
+
+def test_a_symbolic_slice_lives_across_a_graph_break():
+    def f(x):
+        cut = slice(1, x.shape[0] - 1)
+        _runs_natively()  # a graph break with `cut` live: rebuilt as slice(1, <this call's n - 1>)
+        return x[cut] * 2
+
+    rep = translations(f, rows(3, 4, 6, 9, 4))
+    assert rep.breaks and not rep.fallbacks
