@@ -66,6 +66,7 @@ class GraphState:
         self.dynamic_sizes = {e for e in dynamic if e.endswith("]") and ".size()[" in e}
         self._symbolic = bool(dynamic)  # a ShapeEnv for symbolic sizes and int inputs
         self._symbols = []  # (symbol, "<expr>.size()[d]" or "<expr>") of the symbolic numbers made
+        self._number_symbols = set()  # those of number inputs (not sizes)
         self.graph = fx.Graph()
         self._fake_mode = None
         self.inputs = []  # (Value, source) in placeholder order
@@ -203,10 +204,15 @@ class GraphState:
             symbol = env.create_unspecified_symbol(real, name, dynamic_dim=DimDynamic.DYNAMIC)
             example = env.create_symintnode(symbol, hint=real, source=name)
             self._symbols.append((symbol, source.expr()))
+            self._number_symbols.add(symbol)
         node.meta["example_value"] = example
         value = self._scalars[source.expr()] = ScalarValue(node, example, source)
         self.inputs.append((value, source))
         return value
+
+    def only_sizes_in(self, number):
+        """True when symbolic `number` depends on tensor sizes alone (no number input)."""
+        return not (number.node.expr.free_symbols & self._number_symbols)
 
     def sizes(self, t):
         """t's sizes as Values: constants, and for symbolic sizes a `size` node (`n =

@@ -174,12 +174,13 @@ def truth(tx, v):
     if isinstance(v, TensorValue):
         raise Unsupported("branch on a tensor's value (data-dependent control flow)")
     if isinstance(v, ScalarValue):
-        if v.symbolic and not _would_pin(v.example):  # guards the relation it relies on (`n > 8`)
-            try:
+        if v.symbolic and tx.ctx.graph.only_sizes_in(v.example) and not _would_pin(v.example):
+            try:  # guards the relation it relies on (`a0.size()[0] > 8`)
                 return bool(v.example)
             except Exception as exc:
                 raise Unsupported(f"branch on {v!r}: {type(exc).__name__}") from None
-        # sdpoint's `if i + 1 == point` in a loop: a break is cheaper than a translation per value
+        # a number input (a loop counter, sdpoint's `if i + 1 == point`), or a size the branch
+        # would fix to one value: a break is cheaper than a translation per value or outcome
         raise Unsupported("branch on a number known only at run time")
     if isinstance(v, (TupleValue, ListValue, DictValue)):
         return bool(v.items)
