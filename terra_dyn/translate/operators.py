@@ -174,13 +174,13 @@ def truth(tx, v):
     if isinstance(v, TensorValue):
         raise Unsupported("branch on a tensor's value (data-dependent control flow)")
     if isinstance(v, ScalarValue):
-        if v.symbolic and tx.ctx.graph.only_sizes_in(v.example) and not _would_pin(v.example):
-            try:  # guards the relation it relies on (`a0.size()[0] > 8`)
+        if v.symbolic and tx.ctx.graph.only_sizes_in(v.example):
+            try:  # guards the relation it relies on (`a0.size()[0] > 8`; `== 8` pins the size)
                 return bool(v.example)
             except Exception as exc:
                 raise Unsupported(f"branch on {v!r}: {type(exc).__name__}") from None
-        # a number input (a loop counter, sdpoint's `if i + 1 == point`), or a size the branch
-        # would fix to one value: a break is cheaper than a translation per value or outcome
+        # a number input (a loop counter, sdpoint's `if i + 1 == point`): a break is cheaper
+        # than a translation per value or outcome
         raise Unsupported("branch on a number known only at run time")
     if isinstance(v, (TupleValue, ListValue, DictValue)):
         return bool(v.items)
@@ -198,17 +198,6 @@ def truth(tx, v):
     if isinstance(v, Value):
         return True
     raise Unsupported(f"truth of {v!r}")
-
-
-def _would_pin(condition):
-    """True when taking this branch means `n == 3` for a symbol n (the ShapeEnv would fix n
-    to that value, and the translation would hold for it alone)."""
-    expr, holds = condition.node.expr, condition.node.hint
-    kind = type(expr).__name__
-    if not (kind == "Equality" and holds or kind == "Unequality" and holds is False):
-        return False
-    return any(side.is_Symbol or side.is_Add and sum(not a.is_number for a in side.args) == 1
-               for side in expr.args)
 
 
 def unary(tx, kind, v):

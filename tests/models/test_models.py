@@ -27,7 +27,10 @@ BUDGET = {  # (graphs, breaks) on the first forward
     "gpt2": (20, 76),
     "llama": (19, 70),
     "bert": (13, 65),
-    "t5": (45, 135),
+    # t5 47: with symbolic numbers (issue 11) two translations keep a mask size symbolic and
+    # compute it in a graph of one `size` op, where a static translation folded it (same
+    # breaks and recompiles); emitting number-only graphs as bytecode would bring it back to 45
+    "t5": (47, 135),
     "vit": (13, 39),
 }
 # frames that run as plain Python (a fallback, with its reason in the report); any other is
