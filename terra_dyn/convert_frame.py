@@ -31,6 +31,7 @@ from .code_location import is_library_code  # noqa: F401  (the decision lives th
 from .codegen.resume import is_resume_code
 from .translate import FullgraphError, TranslateOptions, Unsupported, translate_frame
 from .translate.graph_state import DynamicShapesFailed
+from .translate.wrap import is_numpy_scalar
 
 
 @atexit.register
@@ -140,7 +141,7 @@ def _note_dynamic(state, why, frame, code):
             i = check[1]
             if check[0] == "id_weak":  # a module guarded without keeping it alive
                 check = ("id", i, check[2]())
-            if check[0] == "eq" and check[2] is not None and type(check[2]) in (int, float):
+            if check[0] == "eq" and check[2] is not None and _is_number(check[2]):
                 if type(args[i]) is type(check[2]) and args[i] != check[2]:
                     state.dynamic.add(f"a{i}")
             elif check[0] == "id" and _another_instance(args[i], check[2]):
@@ -162,6 +163,10 @@ def _changed_sizes(expr, now, then):
             or now.requires_grad != requires_grad:
         return []
     return [f"{expr}.size()[{d}]" for d, (a, b) in enumerate(zip(now.shape, sizes)) if a != b]
+
+
+def _is_number(v):
+    return type(v) in (int, float) or is_numpy_scalar(v)
 
 
 def _another_instance(now, then):
@@ -189,7 +194,7 @@ def _changed_objects(predicate, args):
         op, const = match.group(2), predicate.namespace.get(match.group(3))
         if match.group(4) and isinstance(const, weakref.ref):
             const = const()
-        if op == "==" and type(const) not in (int, float):
+        if op == "==" and not _is_number(const):
             continue
         if op == "is" and not isinstance(const, torch.nn.Module):
             continue
@@ -299,10 +304,10 @@ def _translate(frame, state, compile_fn, name, fullgraph, before):
             state.dynamic = set(before)
     try:
         return attempt()
-    except DynamicShapesFailed:  # sizes kept symbolic in an earlier round are read now
-        sizes = {e for e in state.dynamic if ".size()[" in e}
-        state.static |= sizes
-        state.dynamic -= sizes
+    except DynamicShapesFailed as exc:  # sizes or numbers kept symbolic in an earlier round are read now
+        pinned = (exc.exprs & state.dynamic) or {e for e in state.dynamic if ".size()[" in e}
+        state.static |= pinned
+        state.dynamic -= pinned
         return attempt()
 
 

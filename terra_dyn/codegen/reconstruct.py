@@ -28,7 +28,7 @@ from ..translate.opcodes_control import GradModeExit, grad_mode_restore
 from ..translate.values import (CellValue, ConstValue, ContextValue, DictValue, DictViewValue, FormattedValue,
                                 FunctionValue,
                                 IteratorValue, ListValue, MethodValue, NullValue, ObjectValue,
-                                OpaqueIterator, ScalarValue, TensorValue, TupleValue)
+                                OpaqueIterator, ScalarValue, SliceValue, TensorValue, TupleValue)
 
 OUT = "___graph_out"
 _SIMPLE = (int, float, bool, str, bytes, complex, type(None), range, slice, type(Ellipsis),
@@ -204,6 +204,8 @@ class Reconstructor:
             return self._items(rest) + [Instr("BUILD_TUPLE", len(rest)), Instr("GET_ITER")]
         if isinstance(v, OpaqueIterator):
             return list(v.source.load())
+        if isinstance(v, SliceValue):
+            return call_const(slice, self._items(v.parts), 3)
         if isinstance(v, SuperValue):
             return call_const(super, [Instr("LOAD_CONST", v.cls)] + self.push(v.obj), 2)
         if isinstance(v, SuperMethodValue) and isinstance(v.fn, ConstValue):

@@ -89,7 +89,7 @@ def load_attr(tx, obj, name):
 def _tensor_attr(tx, t, name):
     facts = t.facts
     if name == "shape":
-        return TupleValue([ConstValue(int(s)) for s in facts.shape], cls=torch.Size)
+        return TupleValue(tx.ctx.graph.sizes(t), cls=torch.Size)
     if name == "device":
         return ConstValue(t.device)
     if name in _DEVICE_TYPE_ATTRS:

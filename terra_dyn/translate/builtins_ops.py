@@ -16,20 +16,21 @@ Example: `for i, layer in enumerate(self.layers)` is an EnumerateIterator whose 
 TupleValues (ConstValue(i), module value).
 """
 import builtins
+import functools
 import types
 
 import torch
 
 from .errors import Unsupported
 from .iterators import DictIterator, EnumerateIterator, MapIterator, ReversedIterator, ZipIterator
-from .operators import get_iter, is_graph_value, python_value, truth, unpack
+from .operators import build_slice, get_iter, is_graph_value, python_value, truth, unpack
 from .values import (ConstValue, DictValue, DictViewValue, FunctionValue, IteratorValue, ListValue,
                      MethodValue, ObjectValue, OpaqueIterator, ScalarValue, TensorValue, TupleValue)
 
 _NAMES = ["pow", "len", "isinstance", "issubclass", "getattr", "hasattr", "type", "callable", "range", "zip",
           "enumerate", "reversed", "iter", "next", "list", "tuple", "dict", "sorted", "min", "max",
           "abs", "sum", "round", "int", "float", "bool", "str", "all", "any", "print", "id", "repr",
-          "divmod", "pow", "format", "hash", "set", "frozenset", "ord", "chr", "map", "filter"]
+          "divmod", "pow", "format", "hash", "set", "frozenset", "ord", "chr", "map", "filter", "slice"]
 _BUILTINS = {getattr(builtins, n): n for n in _NAMES}
 
 
@@ -79,7 +80,7 @@ def _b_len(tx, v):
     if isinstance(v, TensorValue):
         if v.facts.dim() == 0:
             raise Unsupported("len() of a 0-d tensor")
-        return ConstValue(int(v.facts.shape[0]))
+        return tx.ctx.graph.sizes(v)[0]
     if isinstance(v, ConstValue):
         if isinstance(v.value, torch.nn.Module):  # guarded by identity: its children are fixed
             return ConstValue(len(v.value))
@@ -170,9 +171,16 @@ def _b_range(tx, *args):
 
 
 def _index(v):
-    if isinstance(v, (TensorValue, ScalarValue)):
+    """A range bound: a symbolic one is pinned (an unrolled loop is valid for one length)."""
+    if isinstance(v, TensorValue) or isinstance(v, ScalarValue) and not v.symbolic:
         raise Unsupported("range() of a value known only at run time")
     return python_value(v)
+
+
+def _b_slice(tx, *args):
+    if any(isinstance(a, ScalarValue) for a in args):  # `slice(0, n - 1)`: n stays symbolic
+        return build_slice([ConstValue(None)] + list(args) if len(args) == 1 else list(args))
+    return ConstValue(slice(*map(python_value, args)))
 
 
 def _b_zip(tx, *iterables, strict=ConstValue(False)):
@@ -296,6 +304,9 @@ def _minmax(tx, fn, args, kwargs):
         if len(items) == 2 and all(isinstance(i, TensorValue) for i in items):
             op = torch.maximum if fn is max else torch.minimum
             return tx.ctx.graph.call("call_function", op, items)
+        if all(_is_int_like(i) for i in items):  # sizes: max(n, 8) stays symbolic, unguarded
+            op = torch.sym_max if fn is max else torch.sym_min
+            return functools.reduce(lambda a, b: tx.ctx.graph.call("call_function", op, [a, b]), items)
         raise Unsupported(f"{fn.__name__}() over tensors or run-time numbers")
     return ConstValue(fn(python_value(i) for i in items))
 
@@ -332,8 +343,17 @@ def _b_sum(tx, iterable, start=ConstValue(0)):
     return total
 
 
+def _is_int_like(v):
+    return isinstance(v, ScalarValue) and isinstance(v.example, torch.SymInt) or \
+        isinstance(v, ConstValue) and type(v.value) is int
+
+
 def _conversion(name):
     def handler(tx, *args):
+        if len(args) == 1 and _is_int_like(args[0]) and name == "int":
+            return args[0]
+        if len(args) == 1 and _is_int_like(args[0]) and name == "float" and isinstance(args[0], ScalarValue):
+            return tx.ctx.graph.call("call_function", torch.sym_float, [args[0]])
         if any(is_graph_value(a) for a in args):
             raise Unsupported(f"{name}() of a tensor or run-time number needs its value")
         return ConstValue(getattr(builtins, name)(*[python_value(a) for a in args]))

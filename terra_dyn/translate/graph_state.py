@@ -29,7 +29,8 @@ import torch.fx as fx
 from . import autocast, meta_rules
 from .errors import Unsupported
 from .sources import FreeVarSource
-from .values import ConstValue, ListValue, ScalarValue, TensorValue, TupleValue, Value, meta_like
+from .values import (SYMBOLIC_NUMBERS, ConstValue, ListValue, ScalarValue, SliceValue, TensorValue, TupleValue,
+                     Value, meta_like)
 
 
 class _QuietFakeErrors(logging.Filter):
@@ -49,8 +50,13 @@ _FX_CONSTANTS = (int, float, bool, str, type(None), torch.dtype, torch.device, t
 
 
 class DynamicShapesFailed(Exception):
-    """The translation relied on a size it was asked to keep symbolic (read it, or an op
-    needed it equal to something): translate again with that size static."""
+    """The translation relied on the value of a size or number it was asked to keep symbolic
+    (`range(n)`, a dict key, an op that needed it equal to something): translate again with
+    those (`exprs`, e.g. {"a0.size()[0]"}) static."""
+
+    def __init__(self, message, exprs=()):
+        super().__init__(message)
+        self.exprs = set(exprs)
 
 
 class GraphState:
@@ -58,11 +64,14 @@ class GraphState:
         self.guards = guards
         # "<input expr>.size()[d]": sizes that changed between calls, kept symbolic
         self.dynamic_sizes = {e for e in dynamic if e.endswith("]") and ".size()[" in e}
-        self._symbols = []  # (symbol, "<expr>.size()[d]") of the symbolic sizes made
+        self._symbolic = bool(dynamic)  # a ShapeEnv for symbolic sizes and int inputs
+        self._symbols = []  # (symbol, "<expr>.size()[d]" or "<expr>") of the symbolic numbers made
+        self._number_symbols = set()  # those of number inputs (not sizes)
         self.graph = fx.Graph()
         self._fake_mode = None
         self.inputs = []  # (Value, source) in placeholder order
         self._by_id = {}  # id(real input) -> Value (aliases share one placeholder)
+        self._scalars = {}  # source expression -> ScalarValue of a number input
         self._keepalive = []
         self.side_effects = []  # SideEffect records, program order
         self.mutated = {}  # id(real container) -> the ListValue/DictValue to write back
@@ -76,7 +85,7 @@ class GraphState:
             # imported here: fake tensors pull in sympy, which static meta propagation never needs
             from torch._subclasses.fake_tensor import FakeTensorMode
 
-            if self.dynamic_sizes:
+            if self._symbolic:
                 from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
                 # no duck sizing: two sizes equal at translate time are not assumed equal
@@ -162,13 +171,13 @@ class GraphState:
         env = self.fake_mode.shape_env
         names = {sym: expr for sym, expr in self._symbols}
         facts = []
+        pinned = {expr for sym, expr in self._symbols if getattr(env.replacements.get(sym), "is_number", False)}
+        if pinned:
+            raise DynamicShapesFailed(f"the translation depends on the value of {', '.join(sorted(pinned))}", pinned)
         for sym, expr in self._symbols:
             target = env.replacements.get(sym)
-            if target is None:
-                continue
-            if target.is_number:
-                raise DynamicShapesFailed(f"the translation depends on the value of {expr}")
-            facts.append(f"{expr} == {_python_of(target, names)}")
+            if target is not None:
+                facts.append(f"{expr} == {_python_of(target, names)}")
         for guard in env.guards:
             facts.append(_python_of(guard.expr, names))
         for text in facts:
@@ -179,17 +188,46 @@ class GraphState:
         return self._by_id.get(id(real)) if real is not None else None
 
     def input_scalar(self, real, source):
-        """A number that varies between calls: a graph input instead of a constant."""
+        """A number that varies between calls: a graph input instead of a constant. An int is
+        symbolic (a ShapeEnv symbol named after its source), so that sizes computed from it
+        (`torch.zeros(k)`) and branches on it are guarded by relation, not baked in."""
+        known = self._scalars.get(source.expr())
+        if known is not None:  # read twice (`self.step` in two places): one placeholder
+            return known
         self.guards.type(source, type(real))
         node = self._placeholder(source.expr())
-        value = ScalarValue(node, real, source)
+        example = real
+        if type(real) is int and self._symbolic:
+            from torch.fx.experimental.symbolic_shapes import DimDynamic
+
+            env, name = self.fake_mode.shape_env, _NumberSource(source.expr())
+            symbol = env.create_unspecified_symbol(real, name, dynamic_dim=DimDynamic.DYNAMIC)
+            example = env.create_symintnode(symbol, hint=real, source=name)
+            self._symbols.append((symbol, source.expr()))
+            self._number_symbols.add(symbol)
+        node.meta["example_value"] = example
+        value = self._scalars[source.expr()] = ScalarValue(node, example, source)
         self.inputs.append((value, source))
         return value
+
+    def only_sizes_in(self, number):
+        """True when symbolic `number` depends on tensor sizes alone (no number input)."""
+        return not (number.node.expr.free_symbols & self._number_symbols)
+
+    def sizes(self, t):
+        """t's sizes as Values: constants, and for symbolic sizes a `size` node (`n =
+        x.shape[0]` stays symbolic, computed by the graph on each call)."""
+        return [self.call("call_method", "size", [t, ConstValue(d)]) if isinstance(s, torch.SymInt)
+                else ConstValue(int(s)) for d, s in enumerate(t.facts.shape)]
 
     # -- ops ------------------------------------------------------------------------
     def call(self, kind, target, args, kwargs=None):
         """Add one node; `kind` is "call_function" or "call_method"."""
         kwargs = kwargs or {}
+        if _plain_int_scalar(list(args) + list(kwargs.values())) and (
+                getattr(target, "__module__", None) not in _PURE_PYTHON_MODULES or _has_tensor_value(args)):
+            # its value is not tracked: a size made from it (`torch.zeros(k)`) would be baked in
+            raise Unsupported(f"{getattr(target, '__name__', target)} of a run-time int that is not symbolic")
         node_args = tuple(_to_node(a) for a in args)
         node_kwargs = {k: _to_node(v) for k, v in kwargs.items()}
         result, device = _propagate_meta(kind, target, args, kwargs)
@@ -239,9 +277,20 @@ class GraphState:
                 return ListValue(items)
             return TupleValue(items, cls=type(result))  # tuple or torch.return_types.*
         if isinstance(result, torch.Size):
-            return TupleValue([ConstValue(int(s)) for s in result], cls=torch.Size)
+            node.meta["example_value"] = result  # its symbolic items are not plain numbers
+            return TupleValue([self._wrap_result(self.graph.call_function(operator.getitem, (node, i)), s)
+                               if isinstance(s, torch.SymInt) else ConstValue(int(s))
+                               for i, s in enumerate(result)], cls=torch.Size)
+        if isinstance(result, SYMBOLIC_NUMBERS):
+            if result.node.expr.is_number:  # `n - n`: the same for every value
+                return ConstValue(result.node.pytype(result.node.expr))
+            if _depends_on_plain_scalar(node):  # `n * p`, p a float input: its value would be baked in
+                result = result.node.hint
+            node.meta["example_value"] = result
+            return ScalarValue(node, result)
         if isinstance(result, (int, float, bool)):
-            if isinstance(node, fx.Node) and _depends_on_scalar(node):
+            if isinstance(node, fx.Node) and _depends_on_plain_scalar(node):
+                node.meta["example_value"] = result
                 return ScalarValue(node, result)
             return ConstValue(result)
         if result is None or isinstance(result, (torch.dtype, torch.device, str)):
@@ -309,7 +358,60 @@ def _python_of(expr, names):
         return "(" + " + ".join(_python_of(a, names) for a in expr.args) + ")"
     if expr.is_Mul:
         return "(" + " * ".join(_python_of(a, names) for a in expr.args) + ")"
-    raise DynamicShapesFailed(f"the translation assumed {expr}")
+    if kind in _FUNCTIONS:
+        return f"{_FUNCTIONS[kind]}({', '.join(_python_of(a, names) for a in expr.args)})"
+    if kind in _OPERATORS and len(expr.args) == 2:
+        return f"({_python_of(expr.args[0], names)} {_OPERATORS[kind]} {_python_of(expr.args[1], names)})"
+    if kind == "Pow" and expr.exp.is_Integer and expr.exp > 0:
+        return f"({_python_of(expr.base, names)} ** {int(expr.exp)})"
+    if kind == "Not":
+        return f"(not {_python_of(expr.args[0], names)})"
+    if kind in ("And", "Or"):
+        return "(" + f" {kind.lower()} ".join(_python_of(a, names) for a in expr.args) + ")"
+    raise DynamicShapesFailed(f"the translation assumed {expr}", _sources_in(expr, names))
+
+
+# torch's sympy functions over ints (torch/utils/_sympy/functions.py), as Python spells them
+_OPERATORS = {"FloorDiv": "//", "PythonMod": "%", "Mod": "%", "IntTrueDiv": "/"}
+_FUNCTIONS = {"Max": "max", "Min": "min"}
+
+
+def _sources_in(expr, names):
+    return {names[s] for s in getattr(expr, "free_symbols", ()) if s in names}
+
+
+class _NumberSource:
+    """Names a symbol after the terra_dyn source it stands for (`a1`, `a0.step`): the ShapeEnv
+    wants a torch._guards.Source; made on first use (torch._guards is not imported for static
+    translations)."""
+
+    def __new__(cls, expr):
+        return _number_source_class()(expr)
+
+
+def _number_source_class():
+    global _NUMBER_SOURCE
+    if _NUMBER_SOURCE is None:
+        import dataclasses
+
+        from torch._guards import GuardSource, Source
+
+        @dataclasses.dataclass(frozen=True)
+        class NumberSource(Source):
+            expr: str
+
+            @property
+            def _name_template(self):
+                return self.expr
+
+            def guard_source(self):
+                return GuardSource.LOCAL
+
+        _NUMBER_SOURCE = NumberSource
+    return _NUMBER_SOURCE
+
+
+_NUMBER_SOURCE = None
 
 
 def _meta_friendly(real):
@@ -385,6 +487,8 @@ def _collect_tensors(values, out):
             if v.slow:
                 return False
             out.append(v)
+        elif isinstance(v, ScalarValue) and v.symbolic or isinstance(v, SliceValue):
+            return False  # sizes from symbolic numbers: only FakeTensorMode's ShapeEnv knows them
         elif isinstance(v, (TupleValue, ListValue)):
             if not _collect_tensors(v.items, out):
                 return False
@@ -473,9 +577,29 @@ def _mutated_arg(kind, target, args, kwargs):
     return None
 
 
-def _depends_on_scalar(node):
-    return any(isinstance(a, fx.Node) and not isinstance(a.meta.get("example_value"), torch.Tensor)
-               for a in node.args)
+def _depends_on_plain_scalar(node):
+    """An argument of node is a run-time number that is not symbolic (a float input, or
+    arithmetic on one): results computed from its translate-time value hold only for it."""
+    return any(isinstance(a, fx.Node) and not isinstance(a.meta.get("example_value"), _NOT_PLAIN) for a in node.args)
+
+
+_NOT_PLAIN = (torch.Tensor, torch.Size) + SYMBOLIC_NUMBERS
+
+
+def _plain_int_scalar(values):
+    """A run-time number that is neither symbolic nor a Python float (an int made from a
+    float input, a numpy integer) among `values`."""
+    for v in values:
+        if isinstance(v, ScalarValue) and not v.symbolic and not isinstance(v.example, float):
+            return True
+        if isinstance(v, (TupleValue, ListValue, SliceValue)) and _plain_int_scalar(
+                v.parts if isinstance(v, SliceValue) else v.items):
+            return True
+    return False
+
+
+def _has_tensor_value(args):
+    return any(isinstance(a, TensorValue) for a in args)
 
 
 def _clean(name):
@@ -498,6 +622,8 @@ def _to_node(v):
         return tuple(_to_node(x) for x in v.items)
     if isinstance(v, ListValue):
         return [_to_node(x) for x in v.items]
+    if isinstance(v, SliceValue):
+        return slice(*[_to_node(x) for x in v.parts])
     if isinstance(v, Value):
         raise Unsupported(f"cannot pass {v!r} to a graph op")
     return v
@@ -517,4 +643,6 @@ def _example(v, facts):
         return torch.Size(items) if v.cls is torch.Size else items
     if isinstance(v, ListValue):
         return [_example(x, facts) for x in v.items]
+    if isinstance(v, SliceValue):
+        return slice(*[_example(x, facts) for x in v.parts])
     return v

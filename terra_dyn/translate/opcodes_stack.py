@@ -288,9 +288,9 @@ class StackOpcodes:
         self.push(self.make_slice(self.popn(instr.arg)))
 
     def make_slice(self, parts):
-        if not all(isinstance(p, ConstValue) for p in parts):
-            raise Unsupported("slice with a run-time bound")
-        return ConstValue(slice(*[p.value for p in parts]))
+        if all(isinstance(p, ConstValue) for p in parts):
+            return ConstValue(slice(*[p.value for p in parts]))
+        return operators.build_slice(parts)
 
     def BUILD_STRING(self, instr):
         """n strings -> joined"""

@@ -16,7 +16,7 @@ from bytecode import BinaryOp, Compare
 from .errors import Unsupported
 from .iterators import DictIterator
 from .values import (ConstValue, DictValue, DictViewValue, IteratorValue, ListValue, ObjectValue, OpaqueIterator,
-                     ScalarValue, TensorValue, TupleValue, Value)
+                     ScalarValue, SliceValue, TensorValue, TupleValue, Value)
 
 _BINARY = {
     BinaryOp.ADD: operator.add, BinaryOp.SUBTRACT: operator.sub, BinaryOp.MULTIPLY: operator.mul,
@@ -63,7 +63,27 @@ def python_value(v):
         return [python_value(x) for x in v.items]
     if isinstance(v, DictValue):
         return {k: python_value(x) for k, x in v.items.items()}
+    if isinstance(v, ScalarValue) and v.symbolic:
+        return pin(v)
+    if isinstance(v, SliceValue):
+        return slice(*map(python_value, v.parts))
     raise Unsupported(f"{v!r} is not known at translate time")
+
+
+def pin(v):
+    """The value of a symbolic number, for code that needs it (`range(n)`, a dict key): the
+    ShapeEnv records it, and the translation is redone with it static (graph_state)."""
+    try:
+        return v.example.node.pytype(v.example)
+    except Exception as exc:  # a relation the ShapeEnv cannot decide
+        raise Unsupported(f"the value of {v!r}: {type(exc).__name__}") from None
+
+
+def build_slice(parts):
+    """start:stop[:step] with run-time bounds (`x[:n]`)."""
+    if all(isinstance(p, (ConstValue, ScalarValue)) for p in parts):
+        return SliceValue(*parts, *[ConstValue(None)] * (3 - len(parts)))
+    raise Unsupported("slice with a bound that is not a number")
 
 
 def _foldable(v):
@@ -165,6 +185,13 @@ def truth(tx, v):
     if isinstance(v, TensorValue):
         raise Unsupported("branch on a tensor's value (data-dependent control flow)")
     if isinstance(v, ScalarValue):
+        if v.symbolic and tx.ctx.graph.only_sizes_in(v.example):
+            try:  # guards the relation it relies on (`a0.size()[0] > 8`; `== 8` pins the size)
+                return bool(v.example)
+            except Exception as exc:
+                raise Unsupported(f"branch on {v!r}: {type(exc).__name__}") from None
+        # a number input (a loop counter, sdpoint's `if i + 1 == point`): a break is cheaper
+        # than a translation per value or outcome
         raise Unsupported("branch on a number known only at run time")
     if isinstance(v, (TupleValue, ListValue, DictValue)):
         return bool(v.items)

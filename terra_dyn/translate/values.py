@@ -11,11 +11,14 @@
     MethodValue     a bound method: function value + self value
     NullValue       the NULL that PUSH_NULL / LOAD_GLOBAL push before a callable
     ScalarValue     a Python number known only at run time (an FX node), e.g. a loop counter
+                    or a symbolic size read as a number (`n = x.shape[0]`)
+    SliceValue      a slice with a run-time bound (`x[:n]`)
     ContextValue    torch.no_grad() / enable_grad() / set_grad_enabled(b) objects
     OpaqueIterator  a real iterator object (e.g. handed to a resume function): FOR_ITER breaks
 
 Example: `x.shape[0] + 1` on a (4, 3) tensor gives ConstValue(5): shapes are static and
-guarded, so arithmetic on them folds at translate time.
+guarded, so arithmetic on them folds at translate time. Once x's size 0 changed between
+calls it is symbolic, and the same code gives ScalarValue(add: s0 + 1).
 """
 from collections.abc import Sequence
 
@@ -144,16 +147,38 @@ class ExampleInputs(Sequence):
 
 
 class ScalarValue(Value):
-    """A Python int/float/bool only known at run time: an FX node (a graph input, or
-    arithmetic on one). Tensor ops may use it; control flow on it is a graph break."""
+    """A Python int/float/bool only known at run time: an FX node (a graph input, a size of a
+    tensor with symbolic sizes, or arithmetic on them). Tensor ops may use it.
+
+    `example` is either a plain number (the value seen at translate time; control flow on
+    it is a graph break) or, for a *symbolic* value, a torch.SymInt/SymBool/SymFloat of the
+    translation's ShapeEnv (`s0 // 2`): branching on it guards the relation the branch
+    relied on (`a0.size()[0] // 2 > 8`), and needing its value pins it (graph_state)."""
 
     def __init__(self, node, example, source=None):
         self.node = node
-        self.example = example  # the value seen at translate time (its type is guarded)
+        self.example = example
         self.source = source
 
+    @property
+    def symbolic(self):
+        return isinstance(self.example, SYMBOLIC_NUMBERS)
+
     def __repr__(self):
-        return f"ScalarValue({self.node.name}: {type(self.example).__name__})"
+        return f"ScalarValue({self.node.name}: {self.example if self.symbolic else type(self.example).__name__})"
+
+
+SYMBOLIC_NUMBERS = (torch.SymInt, torch.SymFloat, torch.SymBool)
+
+
+class SliceValue(Value):
+    """`a[i:n]` with a bound known only at run time: start, stop, step as Values."""
+
+    def __init__(self, start, stop, step):
+        self.parts = [start, stop, step]
+
+    def __repr__(self):
+        return f"SliceValue({', '.join(map(repr, self.parts))})"
 
 
 class ConstValue(Value):

@@ -96,7 +96,11 @@ def _wrap(ctx, real, source):
     if isinstance(real, _VALUE_TYPES) and type(real) in _VALUE_TYPES:
         guards.value(source, real)
         return ConstValue(real, source)
-    if _is_numpy_scalar(real):  # np.int64(1) in a list of slice bounds: a value, like an int
+    if is_numpy_scalar(real):  # np.int64(1) in a list of slice bounds: a value, like an int
+        if source.expr() in ctx.dynamic:
+            # one that changed between calls (faster_rcnn's NMS in numpy): a run-time number
+            # passed on to the native code that uses it, not a translation per value
+            return ctx.graph.input_scalar(real, source)
         guards.value(source, real)
         return ConstValue(real, source)
     if isinstance(real, torch.device):
@@ -172,7 +176,7 @@ def _overrides_torch_function(cls):
     return impl not in _STANDARD_TORCH_FUNCTIONS
 
 
-def _is_numpy_scalar(real):
+def is_numpy_scalar(real):
     numpy = sys.modules.get("numpy")  # never imported here: a program without numpy has none
     return numpy is not None and isinstance(real, numpy.generic) and not isinstance(real, numpy.object_)
 

@@ -46,11 +46,24 @@ def test_mark_dynamic_and_mark_static():
     assert _translations(_body, rows) == 7
 
 
-def test_marked_size_read_as_a_number_falls_back_to_static():
+def test_marked_size_read_as_a_number_stays_symbolic():
     def size_out(x):
         return x * x.shape[0]
 
     rows = _rows()
     for x in rows:
         terra_dyn.mark_dynamic(x, 0)
-    assert _translations(size_out, rows) == 7  # one per value, never a wrong one
+    assert _translations(size_out, rows) == 1
+
+
+def test_marked_size_whose_value_is_needed_falls_back_to_static():
+    def unrolled(x):
+        total = x[0] * 0
+        for i in range(x.shape[0]):  # the loop is unrolled: valid for one length
+            total = total + x[i] * i
+        return total
+
+    rows = _rows()
+    for x in rows:
+        terra_dyn.mark_dynamic(x, 0)
+    assert _translations(unrolled, rows) == 7  # one per value, never a wrong one

@@ -4,9 +4,9 @@ are guarded).
 
 A tensor guard that failed on sizes alone (same type, dtype, device, number of dims and
 requires_grad) makes convert_frame keep those sizes symbolic in the next translation
-(`a0.size()[0]`). If the translation then reads such a size (`x.shape[0]`, `len(x)`, a loop
-over it) or an op needs it equal to something, the translation is redone with the size
-static: the result is always eager's, only the number of translations changes. Sizes 0 and 1
+(`a0.size()[0]`). Reading such a size as a number (`x.shape[0]`) gives a symbolic number
+(tests/translate/test_symbolic_numbers.py); if the translation needs its value (a loop over
+it) or an op needs it equal to something, the translation is redone with the size static: the result is always eager's, only the number of translations changes. Sizes 0 and 1
 and non-contiguous inputs stay static.
 
 Every call is compared with eager on the same inputs; the translation counts are the point.
@@ -50,13 +50,13 @@ def test_a_batch_size_that_changes_is_translated_twice():
     assert not rep.fallbacks
 
 
-def test_reading_the_size_keeps_it_static():
+def test_reading_the_size_as_a_number_keeps_it_symbolic():
     def f(x, w):
         n = x.shape[0]
         return (x @ w).sum() / n
 
     rep = run(f, [(x, W) for x in batches(5, 7, 9, 5)])
-    assert len(rep.graphs) == 3  # one per distinct size, as without symbolic sizes
+    assert len(rep.graphs) == 2  # the graph divides by x.size(0), computed on each call
 
 
 def test_len_and_iteration_keep_the_size_static():

@@ -1,0 +1,319 @@
+"""Sizes and numbers read as Python values stay symbolic after one change (issue 11).
+
+Once a size changed between calls (or is marked dynamic) and once an int argument, attribute
+or global changed, the next translation holds it as a symbolic number: arithmetic, comparisons,
+min/max, tensor op arguments (view, reshape, expand, new_zeros, arange, narrow, slicing) take
+it without fixing its value; a branch guards only the relation it relied on; code that needs
+the value (`range(n)`, a dict key) makes that translation static for it. Every call is
+compared with eager (values, and Python numbers returned or stored), and the number of
+translations is the point.
+"""
+import io
+from contextlib import redirect_stdout
+
+import pytest
+import torch
+
+import terra_dyn
+from terra_dyn import report
+
+
+def _same(got, expected):
+    if isinstance(expected, (tuple, list)):
+        assert type(got) is type(expected) and len(got) == len(expected)
+        for g, e in zip(got, expected):
+            _same(g, e)
+    elif isinstance(expected, torch.Tensor):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    else:
+        assert type(got) is type(expected) and got == expected
+
+
+def translations(fn, calls, **options):
+    """Runs fn eagerly and optimized on each argument tuple, compares; returns the report."""
+    terra_dyn.reset()
+    fast = terra_dyn.optimize(fn, backend="interpreter", **options)
+    with report.recording() as rec:
+        for args in calls:
+            _same(fast(*args), fn(*args))
+    terra_dyn.reset()
+    return rec.report()
+
+
+def rows(*sizes, cols=6):
+    return [(torch.randn(n, cols, generator=torch.Generator().manual_seed(n)),) for n in sizes]
+
+
+def test_a_size_returned_as_a_number_follows_each_call():
+    def f(x):
+        n = x.shape[0]
+        return x.sum(0) / n, n, len(x) + 1
+
+    rep = translations(f, rows(3, 4, 5, 9, 4, 12))
+    assert len(rep.graphs) == 2 and not rep.fallbacks
+
+
+def test_sizes_flow_into_view_reshape_expand_and_factories():
+    def f(x):
+        h, w = x.shape[-2:]
+        flat = x.view(-1, h * w)
+        back = flat.reshape(x.shape[0], h, w)
+        grid = torch.arange(w, dtype=x.dtype).expand(h, w)
+        zeros = x.new_zeros(h, w // 2)
+        return back + grid, zeros, flat.shape[1], torch.ones(h).sum()
+
+    calls = [(torch.randn(2, h, w),) for h, w in [(3, 4), (5, 6), (7, 8), (9, 10), (5, 6)]]
+    rep = translations(f, calls)
+    assert len(rep.graphs) == 2 and not rep.fallbacks
+
+
+def test_slicing_and_narrow_with_symbolic_bounds():
+    def f(x):
+        n = x.shape[0]
+        half = n // 2
+        return x[:half], x[half:], x.narrow(0, 1, n - 2), x[:, : x.shape[1] - 1], n % 3
+
+    rep = translations(f, rows(4, 5, 7, 10, 11))
+    assert len(rep.graphs) == 2 and not rep.fallbacks
+
+
+def test_min_max_and_comparisons_stay_symbolic():
+    def f(x):
+        n = x.shape[0]
+        m = max(n, 4)
+        k = min(n - 1, 6)
+        return x.new_ones(m).sum(), x[:k], n >= 4, n * 2 - 1
+
+    rep = translations(f, rows(3, 5, 8, 10, 2))
+    # sizes 2..10 around the constants 4 and 6: max/min stay symbolic, so no guard on them
+    assert len(rep.graphs) == 2 and not rep.fallbacks
+
+
+def test_a_branch_guards_only_its_relation():
+    def f(x):
+        n = x.shape[0]
+        if n > 8:
+            return x * 2
+        return x - 1
+
+    rep = translations(f, rows(3, 5, 7, 9, 12, 6, 15, 4))
+    # 3 static; 5 symbolic with n <= 8; 9 symbolic with n > 8; the rest reuse them
+    assert len(rep.graphs) == 3 and not rep.fallbacks
+    assert any("a0.size()[0]" in g and "8" in g for g in rep.guards)
+
+
+def test_range_over_a_size_unrolls_for_one_value_only():
+    def f(x):
+        total = x[0] * 0
+        for i in range(x.shape[0]):
+            total = total + x[i] * i
+        return total
+
+    rep = translations(f, rows(2, 3, 4, 5, 3))
+    assert len(rep.graphs) == 4  # one per distinct length: never a loop of the wrong length
+
+
+def test_a_size_used_as_a_dict_key_is_pinned():
+    def f(x):
+        table = {x.shape[0]: "rows"}
+        return x + 1, table
+
+    rep = translations(f, rows(2, 3, 4, 3, 4))
+    # a key must be a real number: the dict is built natively (a break), with this call's key
+    assert not rep.fallbacks and len(rep.recompiles) <= 2
+
+
+def test_a_size_stored_on_an_object_and_printed_is_this_calls():
+    class Seen:
+        n = None
+
+    seen = Seen()
+
+    def f(x):
+        seen.n = x.shape[0] * 10
+        print("rows", x.shape[0])
+        return x.relu()
+
+    terra_dyn.reset()
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    with report.recording() as rec:
+        for (x,) in rows(2, 3, 5, 7):
+            out = io.StringIO()
+            with redirect_stdout(out):
+                _same(fast(x), f(x))
+            assert seen.n == x.shape[0] * 10
+            assert out.getvalue() == f"rows {x.shape[0]}\n" * 2
+    assert len(rec.report().graphs) == 2
+    terra_dyn.reset()
+
+
+def test_sizes_read_from_a_zero_arg_frame_follow_each_call():
+    fast = terra_dyn.optimize(lambda x: x.shape[0], backend="interpreter")
+    assert [fast(torch.zeros(i)) for i in range(12)] == list(range(12))
+    terra_dyn.reset()
+
+
+def test_an_int_argument_used_as_a_size_is_not_baked_in():
+    def f(x, k):
+        y = torch.zeros(k)
+        return x + y.shape[0], y.sum() + k
+
+    rep = translations(f, [(torch.ones(2), k) for k in (2, 3, 4, 5, 6, 3)])
+    assert len(rep.graphs) == 2 and not rep.fallbacks
+
+
+def test_a_branch_on_an_int_counter_is_a_break_not_a_translation_per_outcome():
+    def f(x, step):
+        x = x * step
+        if step % 2 == 0:  # a counter's branch: a graph break, as before symbolic numbers
+            return x + 1
+        return x - 1
+
+    rep = translations(f, [(torch.ones(3), s) for s in range(10)])
+    # step 0 static; from step 1 on, one translation (the branch runs natively)
+    assert len(rep.recompiles) == 1 and not rep.fallbacks
+    assert any("branch on a number" in b.reason for b in rep.breaks)
+
+
+def test_dynamic_true_is_symbolic_from_the_first_call():
+    def f(x):
+        n = x.shape[0]
+        return x.view(n, 2, -1).sum(1) * n
+
+    rep = translations(f, [(torch.randn(n, 4),) for n in (2, 3, 5, 8)], dynamic=True)
+    assert len(rep.graphs) == 1
+
+
+def test_float_arithmetic_with_a_size_never_guards_a_stale_number():
+    class Scale(torch.nn.Module):
+        p = 0.5
+
+        def forward(self, x):
+            return x * (x.shape[0] * self.p)
+
+    m = Scale()
+    fast = terra_dyn.optimize(m, backend="interpreter")
+    for i, n in enumerate([2, 3, 4, 5, 6]):
+        m.p = 0.1 * (i + 1)
+        x = torch.ones(n, 2)
+        _same(fast(x), x * (n * m.p))
+    terra_dyn.reset()
+
+
+@pytest.mark.parametrize("where", ["attribute", "global"])
+def test_a_number_that_changes_every_step_is_a_graph_input(where):
+    class Drop(torch.nn.Module):
+        p = 0.1
+
+        def forward(self, x):
+            return x * (1 - self.p) if where == "attribute" else x * (1 - LR["lr"]) - GLOBAL_SCALE
+
+    m = Drop()
+    fast = terra_dyn.optimize(m, backend="interpreter")
+    global GLOBAL_SCALE
+    with report.recording() as rec:
+        for step in range(8):
+            m.p = 0.1 + step / 100
+            GLOBAL_SCALE = step * 0.5
+            LR["lr"] = 0.01 * step
+            x = torch.ones(3)
+            _same(fast(x), m(x))
+    assert len(rec.report().graphs) == 2
+    terra_dyn.reset()
+
+
+LR = {"lr": 0.0}
+GLOBAL_SCALE = 0.0
+
+
+def test_numpy_numbers_that_change_are_passed_through_by_type():
+    np = pytest.importorskip("numpy")
+
+    def f(x, s):
+        i = np.argmax(np.array([s, 1.0]))  # numpy work: runs natively around the graphs
+        return x * 2 + float(s), i, s
+
+    rep = translations(f, [(torch.ones(2), np.float32(v)) for v in (0.5, 2.5, 3.5, 0.25, 7.0)])
+    # two code objects (f, and its resume function after the numpy call), each translated
+    # once with the numbers as constants and once with them by type: 4 recompiles in all
+    # (before: one translation per value for each)
+    assert len(rep.recompiles) <= 4 and not rep.fallbacks
+
+
+def test_an_equality_branch_on_a_number_breaks_instead_of_pinning_it():
+    def f(x, point):  # sdpoint: which block downsamples is drawn each step
+        for i in range(4):
+            if i + 1 == point:
+                x = x[:, ::2]
+            x = x * (i + 1)
+        return x
+
+    # taking the branch would fix point to one value (a translation per value, each a whole
+    # model in sdpoint): it is a graph break instead, as for any run-time number
+    terra_dyn.reset()
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    points = (0, 3, 1, 4, 2, 3, 0, 1, 2, 4)
+    with report.recording() as first:
+        for p in points:
+            _same(fast(torch.ones(2, 8), p), f(torch.ones(2, 8), p))
+    assert any("branch on a number" in b.reason for b in first.report().breaks)
+    with report.recording() as rec:  # settled: every value reuses a translation
+        for p in points:
+            _same(fast(torch.ones(2, 8), p), f(torch.ones(2, 8), p))
+    assert not rec.report().translations and not rec.report().fallbacks
+    terra_dyn.reset()
+
+
+def test_a_counter_read_twice_is_one_graph_input():
+    class Step(torch.nn.Module):
+        iteration = 0
+
+        def forward(self, x):  # resnet50's train step reads self.iteration in two places
+            y = x * (self.iteration // 10)
+            return y + self.iteration
+
+    m, ref = Step(), Step()
+    fast = terra_dyn.optimize(m, backend="interpreter")
+    with report.recording() as rec:
+        for i in range(1, 25):
+            m.iteration = ref.iteration = i
+            _same(fast(torch.ones(2)), ref(torch.ones(2)))
+    assert not rec.report().fallbacks and len(rec.report().graphs) == 2
+    terra_dyn.reset()
+
+
+def test_slice_objects_sizes_and_f_strings_with_symbolic_numbers():
+    def f(x):
+        cut = slice(0, x.shape[0] - 1)
+        print("rows")
+        return x[cut], x.shape, x.size(), f"n={x.shape[0]:3d}", x[: len(x) // 2].sum()
+
+    with redirect_stdout(io.StringIO()):
+        rep = translations(f, rows(2, 3, 4, 5, 6, 7, 3))
+    assert len(rep.graphs) == 2 and not rep.fallbacks
+
+
+def test_sizes_from_the_size_method_are_symbolic_too():
+    def f(x):
+        n, m = x.size()
+        if n > 4:  # a guarded relation, not a break
+            return x.view(n, 2, m // 2), x.size(0) * m
+        return x.reshape(n * m), x.numel()
+
+    rep = translations(f, rows(3, 5, 6, 7, 2, 3, 9))
+    assert len(rep.graphs) == 3 and not rep.breaks and not rep.fallbacks
+
+
+@terra_dyn.disable
+def _runs_natively():
+    return None
+
+
+def test_a_symbolic_slice_lives_across_a_graph_break():
+    def f(x):
+        cut = slice(1, x.shape[0] - 1)
+        _runs_natively()  # a graph break with `cut` live: rebuilt as slice(1, <this call's n - 1>)
+        return x[cut] * 2
+
+    rep = translations(f, rows(3, 4, 6, 9, 4))
+    assert rep.breaks and not rep.fallbacks
