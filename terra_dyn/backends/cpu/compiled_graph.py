@@ -16,8 +16,8 @@ Per signature (shapes, strides, dtypes of tensors; values of other inputs), `Pro
 
 A group that cannot be a kernel (no compiler, a compile error, an unsupported dtype,
 device or layout) runs as its ATen ops with one note; config.strict raises instead.
-Autograd: graphs whose inputs require grad run through triton/autograd.py's
-AutogradProgram with this class compiling the backward graph too.
+Autograd: graphs whose inputs require grad run as a fusion/joint.py JointProgram: a
+compiled forward that saves activations and a compiled backward, both this class.
 """
 import math
 import operator
@@ -27,7 +27,7 @@ import torch
 import torch.fx as fx
 
 from ... import config
-from ..fusion import decompositions, ops
+from ..fusion import decompositions
 from ..fusion.lowering import is_inplace, lower_to_aten
 from ..fusion.partition import FusionGroup, partition
 from ..fusion.compiled import FusedGraph
@@ -91,17 +91,6 @@ def decomposition_table() -> dict:
     for op in (aten.gelu.default, aten.gelu_backward.default):
         table[op] = _tanh_form_only(table[op])
     return table
-
-
-# Training graphs holding these run eagerly: the shared autograd (triton/autograd.py)
-# recomputes forward values in the backward graph, which repeats every matmul and
-# convolution (measured: a transformer block's training step 1.4x slower than eager).
-_COSTLY_TO_RECOMPUTE = {"mm", "addmm", "bmm", "baddbmm", "convolution", "_convolution", "matmul", "linear",
-                        "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_attention_math"}
-
-
-def _recomputes_costly_ops(program) -> bool:
-    return any(n.op == "call_function" and ops.op_name(n) in _COSTLY_TO_RECOMPUTE for n in program.aten_gm.graph.nodes)
 
 
 def _layout_of(node) -> codegen.TensorLayout:
@@ -225,6 +214,7 @@ class CpuCompiledGraph(FusedGraph):
     label = "CpuCompiledGraph"
     program_type = Program
     keys_by_type = True  # fake example inputs run the graph module; real ones get kernels
+    saves_activations = True
 
     def __init__(self, gm, example_inputs, notes=None, eager_calls=0):
         # eager_calls: the first calls run the user's graph module as it is (the
@@ -250,7 +240,7 @@ class CpuCompiledGraph(FusedGraph):
             # fake or other subclass tensors (a frontend propagating shapes, a tensor
             # subclass): their data pointers mean nothing to a kernel, ATen handles them
             return self.gm
-        return Program(lower_to_aten(self.gm, args, decomposition_table()), self)
+        return Program(lower_to_aten(self.gm, args, self.decomposition_table()), self)
 
     def describe_step(self, program, step) -> str:
         if not isinstance(step, FusionGroup):
@@ -259,5 +249,5 @@ class CpuCompiledGraph(FusedGraph):
         how = f"kernel {how.name}" if isinstance(how, codegen.KernelSource) else f"ATen ({how})"
         return f"{step!r} -> {how}"
 
-    def keeps_eager_autograd(self, forward) -> bool:
-        return _recomputes_costly_ops(forward)
+    def decomposition_table(self) -> dict:
+        return decomposition_table()

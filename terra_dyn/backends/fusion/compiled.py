@@ -11,10 +11,12 @@ per input signature, the eager fallbacks, and the autograd dispatch.
 
 A call takes one of four paths, in this order:
   the graph module holds trainable parameters      -> eager (autograd must see them)
-  an input requires grad                           -> AutogradProgram (compiled forward and
-                                                      backward), or eager where it cannot
-                                                      apply (eager_only_reason) or the
-                                                      subclass keeps eager autograd
+  an input requires grad                           -> JointProgram (joint.py: compiled forward
+                                                      saving activations, compiled backward)
+                                                      where the subclass saves activations,
+                                                      else AutogradProgram (a backward that
+                                                      recomputes forward values); eager where
+                                                      neither applies
   otherwise                                        -> the signature's Program; a failure of
                                                       a functional graph runs it again eagerly
 """
@@ -23,6 +25,8 @@ import torch.fx as fx
 
 from ... import config
 from ..triton.autograd import AutogradProgram, eager_only_reason, needs_autograd
+from . import decompositions
+from .joint import JointProgram, Unsupported
 
 
 def signature(args, with_type=False) -> tuple:
@@ -49,6 +53,7 @@ class FusedGraph:
     label = "compiled graph"
     program_type = type(None)
     keys_by_type = False  # True: fake and real tensors of one shape get separate Programs
+    saves_activations = False  # True: training graphs get a JointProgram
 
     def __init__(self, gm: fx.GraphModule, example_inputs, notes=None, lower_now=True):
         self.gm = gm
@@ -75,9 +80,9 @@ class FusedGraph:
     def describe_step(self, program, step) -> str:
         raise NotImplementedError
 
-    def keeps_eager_autograd(self, forward) -> bool:
-        """A performance choice: True runs a training graph eagerly, with no note."""
-        return False
+    def decomposition_table(self) -> dict:
+        """The decompositions make_fx applies when lowering (and tracing a joint graph)."""
+        return decompositions.table()
 
     # -- shared ----------------------------------------------------------------------------
     def note(self, line: str):
@@ -122,6 +127,7 @@ class FusedGraph:
             lines.append(f"  signature ({shapes}):")
             for step in (program.steps if isinstance(program, self.program_type) else []):
                 lines.append("    " + self.describe_step(program, step))
+        lines += [f"  autograd: {p!r}" for p in self.autograd_programs.values() if p is not self.gm]
         lines += [f"  backward: {b!r}" for b in self.backward_graphs]
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
@@ -135,6 +141,9 @@ class FusedGraph:
         grads = tuple(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
         key = signature(args, self.keys_by_type) + grads
         program = self.autograd_programs.get(key)
+        if program is None and self.saves_activations:
+            program = self._joint_program(args)
+            self.autograd_programs[key] = program
         if program is None:
             forward = self._program(args)
             is_program = isinstance(forward, self.program_type)
@@ -142,12 +151,24 @@ class FusedGraph:
             if reason:
                 self.note(f"inputs require grad and {reason}: graph ran eagerly so autograd records ATen ops")
                 program = self.gm
-            elif self.keeps_eager_autograd(forward):
-                program = self.gm
             else:
                 program = AutogradProgram(self.gm, forward, args, self._compile_backward, self.note)
             self.autograd_programs[key] = program
         return program
+
+    def _joint_program(self, args):
+        try:
+            return JointProgram(self.gm, args, self._compile_forward, self._compile_backward,
+                                self.decomposition_table())
+        except Exception as exc:
+            if config.strict and not isinstance(exc, Unsupported):
+                raise
+            why = exc if isinstance(exc, Unsupported) else f"the joint graph failed ({type(exc).__name__}: {exc})"
+            self.note(f"inputs require grad and {why}: graph ran eagerly so autograd records ATen ops")
+            return self.gm
+
+    def _compile_forward(self, gm, example):
+        return type(self)(gm, example, notes=self.notes)
 
     def __call__(self, *args):
         if self.trainable_attributes and torch.is_grad_enabled():
