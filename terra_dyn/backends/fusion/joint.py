@@ -20,7 +20,7 @@ import torch.fx as fx
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils import _pytree as pytree
 
-from .lowering import VIEW_OPS, is_inplace
+from .lowering import VIEW_OPS, is_inplace, module_classes_untouched
 
 
 class _JointFunction(torch.autograd.Function):
@@ -86,8 +86,9 @@ class JointProgram:
         self.differentiable = [i for i, o in enumerate(flat) if o.requires_grad]
         tangents = [torch.empty(flat[i].shape, dtype=flat[i].dtype) for i in self.differentiable]
         plain = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
-        joint = make_fx(self._joint(len(args)), decomposition_table=table,
-                        tracing_mode="fake", _allow_non_fake_inputs=True)(*plain, *tangents)
+        with module_classes_untouched():
+            joint = make_fx(self._joint(len(args)), decomposition_table=table,
+                            tracing_mode="fake", _allow_non_fake_inputs=True)(*plain, *tangents)
         self._split(joint, len(args), len(flat))
         self.compile_backward = compile_backward
         self.forward = compile_forward(self.forward_gm, plain)

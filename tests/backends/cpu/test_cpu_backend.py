@@ -189,3 +189,32 @@ def test_fake_tensor_calls_run_through_aten():
         fake = mode.from_tensor(x)
         assert compiled(fake).shape == (8,)
     assert_same(compiled(x), (x * 2).exp().sum(-1))
+
+
+def test_lowering_leaves_module_classes_untouched():
+    # fx's tracer patches nn.Module for each trace; done naively, every lowering changed
+    # the version tag of every module class, and frames guarded on one translated again
+    from terra_dyn import _C
+    gm = trace(lambda x: (x * 2).tanh().sum())  # symbolic_trace itself patches nn.Module
+    tag = _C.type_version_tag(torch.nn.Linear)
+    x = torch.randn(8, 16, requires_grad=True)
+    compiled = compile_graph(gm, [x])
+    compiled(x).backward()
+    assert compiled.backward_graphs and _C.type_version_tag(torch.nn.Linear) == tag
+
+
+def test_module_training_steps_translate_once_with_the_cpu_backend(fresh_terra_dyn):
+    import copy
+    from terra_dyn import report
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.Tanh(), torch.nn.LayerNorm(32))
+    ours = copy.deepcopy(model)
+    fast = fresh_terra_dyn.optimize(ours, backend="cpu")
+    for step in range(4):
+        x = torch.randn(4, 16)
+        with report.recording() as rec:
+            fast(x).square().mean().backward()
+        model(x).square().mean().backward()
+        assert not rec.report().recompiles, (step, rec.report().recompiles)
+        assert_same([p.grad for p in ours.parameters()], [p.grad for p in model.parameters()],
+                    atol=1e-5, rtol=1e-4)
