@@ -91,7 +91,7 @@ class JointProgram:
                             tracing_mode="fake", _allow_non_fake_inputs=True)(*plain, *tangents)
         self._split(joint, len(args), len(flat))
         self.compile_backward = compile_backward
-        self.forward = compile_forward(self.forward_gm, plain)
+        self.forward = compile_forward(self.forward_gm, args)
         self.backward = None  # compiled at the first backward, on its real inputs
 
     def __repr__(self):
