@@ -149,7 +149,7 @@ class Program:
         self.gm = self._rewrite(graph, library)
         # without kernels the user's own graph is faster than its ATen form (fewer, fused
         # ops such as linear; no decompositions): run it, as the interpreter backend does
-        self.forward = self.gm.forward if library is not None else owner.gm.forward
+        self.run = self.gm.forward if library is not None else owner.gm.forward
 
     def _build(self, sources):
         if not sources:
@@ -185,7 +185,7 @@ class Program:
                 checked = [i for i, n in enumerate(source.inputs)
                            if n.op == "call_function" and n not in grouped]
                 kernel = CpuKernel(source, library, _aten_callable(step), checked, self.owner.note)
-                call = new.call_function(kernel, tuple(env[n] for n in source.inputs))
+                call = new.call_function(kernel.call, tuple(env[n] for n in source.inputs))
                 if len(source.outputs) == 1:
                     env[source.outputs[0]] = call
                 for i, node in enumerate(source.outputs if len(source.outputs) > 1 else []):
@@ -198,7 +198,7 @@ class Program:
         return fx.GraphModule(self.aten_gm, new)
 
     def __call__(self, *args):
-        return self.forward(*args)
+        return self.run(*args)
 
     @property
     def groups(self):
@@ -228,7 +228,7 @@ class CpuCompiledGraph(FusedGraph):
         if self.eager_calls > 0:
             self.eager_calls -= 1
             return self.gm(*args)
-        return super().__call__(*args)
+        return FusedGraph.__call__(self, *args)
 
     def note(self, line: str):
         if line not in self.notes and config.verbose:

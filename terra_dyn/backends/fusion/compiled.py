@@ -9,7 +9,8 @@ per input signature, the eager fallbacks, and the autograd dispatch.
     compiled = CompiledGraph(gm, example_inputs)
     compiled(x, w)      # no grad needed: the Program; grad needed: AutogradProgram or eager
 
-A call takes one of four paths, in this order:
+A call whose arguments pass the exact guard of the last Program run (`exact_guard`) runs
+that Program at once; otherwise it takes one of four paths, in this order:
   the graph module holds trainable parameters      -> eager (autograd must see them)
   an input requires grad                           -> JointProgram (joint.py: compiled forward
                                                       saving activations, compiled backward)
@@ -27,6 +28,30 @@ from ... import config
 from ..triton.autograd import AutogradProgram, eager_only_reason, needs_autograd
 from . import decompositions
 from .joint import JointProgram, Unsupported
+
+try:
+    from ..._C import Guard
+except ImportError:  # no C core on this Python: every call takes the signature path
+    Guard = None
+
+_VALUE_TYPES = (bool, int, float, str, type(None))
+
+
+def exact_guard(args):
+    """A C Guard that passes exactly for arguments of `args`'s signature: tensors of the same
+    type, dtype, device, sizes, strides and requires_grad, equal plain Python values (a few
+    ns a tensor, against ~1 us a tensor to build the signature key); None where it cannot."""
+    if Guard is None:
+        return None
+    checks = []
+    for i, a in enumerate(args):
+        if isinstance(a, torch.Tensor):
+            checks.append(("tensor", i, type(a), a.dtype, a.device, tuple(a.shape), a.stride(), a.requires_grad))
+        elif type(a) in _VALUE_TYPES:
+            checks += [("type", i, type(a)), ("eq", i, a)]
+        else:
+            return None
+    return Guard(checks)
 
 
 def signature(args, with_type=False) -> tuple:
@@ -62,6 +87,8 @@ class FusedGraph:
         self.programs = {}
         self.autograd_programs = {}
         self.backward_graphs = []
+        self.guards = {}  # id(program) -> its exact guard (None: it has none)
+        self.last = None  # (guard, program.run, grad mode must be off) of the last Program run
         self.trainable_attributes = any(p.requires_grad for p in gm.parameters())
         try:
             if lower_now:
@@ -170,7 +197,22 @@ class FusedGraph:
     def _compile_forward(self, gm, example):
         return type(self)(gm, example, notes=self.notes)
 
+    def _remember(self, args, program):
+        """Make `program` the one the next call tries first, behind its exact guard."""
+        guard = self.guards.get(id(program), False)
+        if guard is False:
+            guard = self.guards[id(program)] = exact_guard(args)
+        if guard is not None:
+            grad_off = self.trainable_attributes or any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
+            self.last = (guard, program.run, grad_off)
+
     def __call__(self, *args):
+        last = self.last
+        if last is not None and last[0].check(*args) and not (last[2] and torch.is_grad_enabled()):
+            try:
+                return last[1](*args)
+            except Exception:  # noqa: BLE001 (the path below runs it again: eager fallback, note)
+                self.last = None
         if self.trainable_attributes and torch.is_grad_enabled():
             # parameters held by the graph module (not passed as inputs) would get no
             # gradient from a compiled forward: run eagerly so autograd sees them
@@ -182,9 +224,11 @@ class FusedGraph:
         if not isinstance(program, self.program_type) or program.mutates or config.strict:
             return program(*args)
         try:
-            return program(*args)
+            result = program(*args)
         except Exception as exc:
             # a failure of ours (or the user's own error, which the eager run raises again):
             # the graph is functional, so running it again eagerly repeats no side effect
             self.note(f"graph ran eagerly after {type(exc).__name__}: {exc}")
             return self.gm(*args)
+        self._remember(args, program)
+        return result

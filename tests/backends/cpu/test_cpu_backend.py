@@ -218,3 +218,22 @@ def test_module_training_steps_translate_once_with_the_cpu_backend(fresh_terra_d
         assert not rec.report().recompiles, (step, rec.report().recompiles)
         assert_same([p.grad for p in ours.parameters()], [p.grad for p in model.parameters()],
                     atol=1e-5, rtol=1e-4)
+
+
+def test_calls_that_differ_from_the_last_signature_miss_its_fast_guard():
+    # the last Program runs behind an exact C guard; any difference must reach its own Program
+    fn = lambda x, k: (x * k).tanh() + 1  # noqa: E731
+    compiled = compile_graph(trace(fn, 2), [torch.randn(4, 6), 2])
+    calls = [(torch.randn(4, 6), 2), (torch.randn(4, 6), 3), (torch.randn(6, 4).t(), 3), (torch.randn(6, 4).t(), 3),
+             (torch.randn(4, 6, dtype=torch.float64), 3), (torch.randn(5, 6), 3), (torch.randn(4, 6), 2.5),
+             (torch.randn(4, 6), True), (torch.randn(4, 6), 2)]
+    for x, k in calls:
+        assert_same(compiled(x, k), fn(x, k), what=f"{tuple(x.shape)} {x.stride()} {x.dtype} k={k!r}")
+    x = torch.randn(4, 6, requires_grad=True)
+    out = compiled(x, 2)
+    assert out.requires_grad
+    out.sum().backward()
+    expected = torch.autograd.grad(fn(x, 2).sum(), x)[0]
+    assert_same(x.grad, expected)
+    with torch.no_grad():
+        assert_same(compiled(x, 2), fn(x, 2))
