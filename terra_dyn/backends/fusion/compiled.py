@@ -90,8 +90,11 @@ class FusedGraph:
         self.guards = {}  # id(program) -> its exact guard (None: it has none)
         self.last = None  # (guard, program.run, grad mode must be off) of the last Program run
         self.trainable_attributes = any(p.requires_grad for p in gm.parameters())
+        self.lowered = False  # a lowering was tried (Program, JointProgram)
+        self.joint_refused = ""  # why a joint graph cannot work for this graph (Unsupported)
+        self.unlowered_calls = {}  # signature key -> calls so far, while not worth lowering
         try:
-            if lower_now:
+            if lower_now and not needs_autograd(example_inputs):  # training calls build a JointProgram
                 self._program(list(example_inputs))
         except Exception:
             if config.strict:
@@ -116,10 +119,25 @@ class FusedGraph:
         if line not in self.notes:
             self.notes.append(line)
 
+    # A signature other than the first is lowered at its second call only: a Python value
+    # that changes every call (dcgan passes a float from .item() into its graph) made a new
+    # signature per call, each paying make_fx + g++ (1.3 s a step) for a Program never reused.
+    LOWER_AT_CALL = 2
+
+    def _worth_lowering(self, key) -> bool:
+        if not self.lowered:
+            return True
+        if len(self.unlowered_calls) > 1024:  # values that never repeat: forget them
+            self.unlowered_calls.clear()
+        calls = self.unlowered_calls[key] = self.unlowered_calls.get(key, 0) + 1
+        return calls >= self.LOWER_AT_CALL
+
     def _program(self, args):
         key = signature(args, self.keys_by_type)
         program = self.programs.get(key)
         if program is None:
+            if not self._worth_lowering(key):
+                return self.gm
             try:
                 program = self.lower(args)
             except Exception as exc:
@@ -127,6 +145,7 @@ class FusedGraph:
                     raise
                 self.note(f"graph runs eagerly: lowering failed ({type(exc).__name__}: {exc})")
                 program = self.gm
+            self.lowered = True
             self.programs[key] = program
         return program
 
@@ -168,8 +187,11 @@ class FusedGraph:
         grads = tuple(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
         key = signature(args, self.keys_by_type) + grads
         program = self.autograd_programs.get(key)
+        if program is None and not self._worth_lowering(key):
+            return self.gm
         if program is None and self.saves_activations:
             program = self._joint_program(args)
+            self.lowered = True
             self.autograd_programs[key] = program
         if program is None:
             forward = self._program(args)
@@ -184,13 +206,18 @@ class FusedGraph:
         return program
 
     def _joint_program(self, args):
+        if self.joint_refused:  # the graph's own structure (a mutation, a random draw): no retrace
+            return self.gm
         try:
             return JointProgram(self.gm, args, self._compile_forward, self._compile_backward,
                                 self.decomposition_table())
         except Exception as exc:
             if config.strict and not isinstance(exc, Unsupported):
                 raise
-            why = exc if isinstance(exc, Unsupported) else f"the joint graph failed ({type(exc).__name__}: {exc})"
+            if isinstance(exc, Unsupported):
+                self.joint_refused = why = str(exc)
+            else:
+                why = f"the joint graph failed ({type(exc).__name__}: {exc})"
             self.note(f"inputs require grad and {why}: graph ran eagerly so autograd records ATen ops")
             return self.gm
 
@@ -219,7 +246,17 @@ class FusedGraph:
             self.note("the graph module holds parameters that require grad: graph ran eagerly")
             return self.gm(*args)
         if needs_autograd(args):
-            return self._autograd_program(args)(*args)
+            program = self._autograd_program(args)
+            if program is self.gm or config.strict:
+                return program(*args)
+            try:
+                return program(*args)
+            except Exception as exc:
+                # such graphs mutate nothing (joint.py, triton/autograd.py refuse those), so
+                # running it again eagerly repeats no side effect; the user's own error recurs
+                self.note(f"graph ran eagerly (autograd) after {type(exc).__name__}: {exc}")
+                self.autograd_programs = {k: (self.gm if p is program else p) for k, p in self.autograd_programs.items()}
+                return self.gm(*args)
         program = self._program(args)
         if not isinstance(program, self.program_type) or program.mutates or config.strict:
             return program(*args)

@@ -20,6 +20,7 @@ import torch.fx as fx
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils import _pytree as pytree
 
+from ... import config
 from .lowering import VIEW_OPS, is_inplace, module_classes_untouched
 
 
@@ -138,6 +139,8 @@ class JointProgram:
             g for g in grads if isinstance(g, fx.Node)}
         self.saved_primals = [i for i, p in enumerate(primals) if p in read_by_backward]
         self.saved_nodes = [n for n in forward_nodes if n in read_by_backward]
+        if not all(isinstance(n.meta.get("val"), torch.Tensor) for n in self.saved_nodes):
+            raise Unsupported("the backward reads a value that is not a tensor")  # save_for_backward cannot hold it
         self.forward_gm = _graph_module(joint, primals, forward_nodes, outputs + self.saved_nodes)
         self.backward_gm = _graph_module(joint, [primals[i] for i in self.saved_primals] + self.saved_nodes + tangents,
                                          backward_nodes, grads)
@@ -154,18 +157,25 @@ class JointProgram:
     def run_backward(self, args, saved, grads):
         """Gradients of every input (None for those that need none)."""
         if torch.is_grad_enabled():  # create_graph: gradients must themselves have history
-            return self._eager_backward(args, grads)
+            return self._eager_backward(args, grads, create_graph=True)
         tangents = [grads[i].contiguous() for i in self.differentiable]
         inputs = [args[i] for i in self.saved_primals] + list(saved) + tangents
-        if self.backward is None:
-            self.backward = self.compile_backward(self.backward_gm, inputs)
-        return self._per_input(len(args), self.backward(*inputs))
+        try:
+            if self.backward is None:
+                self.backward = self.compile_backward(self.backward_gm, inputs)
+            return self._per_input(len(args), self.backward(*inputs))
+        except Exception:
+            if config.strict:
+                raise
+            return self._eager_backward(args, grads, create_graph=False)  # same math, ATen ops
 
-    def _eager_backward(self, args, grads):
-        outs = pytree.tree_leaves(self.gm(*args))
-        pairs = [(outs[i], grads[i]) for i in self.differentiable]
-        got = torch.autograd.grad([o for o, _ in pairs], [args[i] for i in self.diff], [g for _, g in pairs],
-                                  create_graph=True, allow_unused=True)
+    def _eager_backward(self, args, grads, create_graph):
+        """Gradients by eager autograd through gm, run again on the saved inputs."""
+        with torch.enable_grad():
+            outs = pytree.tree_leaves(self.gm(*args))
+            pairs = [(outs[i], grads[i]) for i in self.differentiable]
+            got = torch.autograd.grad([o for o, _ in pairs], [args[i] for i in self.diff], [g for _, g in pairs],
+                                      create_graph=create_graph, allow_unused=True)
         return self._per_input(len(args), got)
 
     def _per_input(self, nargs, grads):

@@ -237,3 +237,28 @@ def test_calls_that_differ_from_the_last_signature_miss_its_fast_guard():
     assert_same(x.grad, expected)
     with torch.no_grad():
         assert_same(compiled(x, 2), fn(x, 2))
+
+
+def test_a_value_changing_every_call_is_not_lowered_per_call():
+    # dcgan passes a float from .item() into its graph: a Program per value was never reused
+    fn = lambda x, k: (x * k).tanh() + 1  # noqa: E731
+    x = torch.randn(4, 6)
+    compiled = compile_graph(trace(fn, 2), [x, 0.5])
+    for k in (0.25, 0.75, 1.25, 0.25):
+        assert_same(compiled(x, k), fn(x, k))
+    lowered = [key for key, p in compiled.programs.items() if p is not compiled.gm]
+    assert len(lowered) == 2, compiled.describe()  # the first value, and 0.25 at its second call
+
+
+def test_a_graph_refusing_the_joint_graph_is_traced_once():
+    def fn(x, buf, k):
+        buf.add_(k)
+        return (x * buf).tanh().sum()
+    x, buf = torch.randn(3, 8, requires_grad=True), torch.zeros(8)
+    compiled = compile_graph(trace(fn, 3), [x, buf, 1.0])
+    for k in (1.0, 2.0, 3.0, 2.0, 3.0):
+        ours_buf, eager_buf = buf.clone(), buf.clone()
+        got = torch.autograd.grad(compiled(x, ours_buf, k), x)[0]
+        assert_same((got, ours_buf), (torch.autograd.grad(fn(x, eager_buf, k), x)[0], eager_buf))
+    assert compiled.joint_refused == "the graph mutates a tensor"
+    assert sum("mutates a tensor" in n for n in compiled.notes) == 1
