@@ -262,3 +262,15 @@ def test_a_graph_refusing_the_joint_graph_is_traced_once():
         assert_same((got, ours_buf), (torch.autograd.grad(fn(x, eager_buf, k), x)[0], eager_buf))
     assert compiled.joint_refused == "the graph mutates a tensor"
     assert sum("mutates a tensor" in n for n in compiled.notes) == 1
+
+
+def test_cpu_by_name_lowers_a_graph_at_its_second_call():
+    # graphs the frontend recompiles and runs once never pay make_fx + g++
+    gm = trace(lambda x: torch.tanh(x * 2 + 1) * x)
+    compiled = lookup("cpu")(gm, [torch.randn(8, 8)])
+    graph = getattr(compiled, "fn", compiled)
+    x = torch.randn(8, 8)
+    assert_same(compiled(x), torch.tanh(x * 2 + 1) * x)
+    assert not graph.programs
+    assert_same(compiled(x), torch.tanh(x * 2 + 1) * x)
+    assert graph.kernels, graph.describe()
