@@ -91,6 +91,7 @@ class FusedGraph:
         self.last = None  # (guard, program.run, grad mode must be off) of the last Program run
         self.trainable_attributes = any(p.requires_grad for p in gm.parameters())
         self.lowered = False  # a lowering was tried (Program, JointProgram)
+        self.lowerings = 0  # signatures lowered so far
         self.joint_refused = ""  # why a joint graph cannot work for this graph (Unsupported)
         self.unlowered_calls = {}  # signature key -> calls so far, while not worth lowering
         try:
@@ -123,10 +124,16 @@ class FusedGraph:
     # that changes every call (dcgan passes a float from .item() into its graph) made a new
     # signature per call, each paying make_fx + g++ (1.3 s a step) for a Program never reused.
     LOWER_AT_CALL = 2
+    # Signatures lowered per graph at most: a graph whose shapes keep changing (faster_rcnn's
+    # boxes per image) would pay make_fx + g++ for each; later ones run the graph module.
+    MAX_LOWERINGS = 4
 
     def _worth_lowering(self, key) -> bool:
         if not self.lowered:
             return True
+        if self.lowerings >= self.MAX_LOWERINGS:
+            self.note(f"more than {self.MAX_LOWERINGS} signatures: new ones run the graph module")
+            return False
         if len(self.unlowered_calls) > 1024:  # values that never repeat: forget them
             self.unlowered_calls.clear()
         calls = self.unlowered_calls[key] = self.unlowered_calls.get(key, 0) + 1
@@ -140,12 +147,14 @@ class FusedGraph:
                 return self.gm
             try:
                 program = self.lower(args)
+                paid = isinstance(program, self.program_type)  # not a cheap "run gm" (fake inputs)
             except Exception as exc:
                 if config.strict:
                     raise
                 self.note(f"graph runs eagerly: lowering failed ({type(exc).__name__}: {exc})")
-                program = self.gm
-            self.lowered = True
+                program, paid = self.gm, True
+            self.lowered |= paid
+            self.lowerings += paid
             self.programs[key] = program
         return program
 
@@ -192,6 +201,7 @@ class FusedGraph:
         if program is None and self.saves_activations:
             program = self._joint_program(args)
             self.lowered = True
+            self.lowerings += 1
             self.autograd_programs[key] = program
         if program is None:
             forward = self._program(args)

@@ -274,3 +274,14 @@ def test_cpu_by_name_lowers_a_graph_at_its_second_call():
     assert not graph.programs
     assert_same(compiled(x), torch.tanh(x * 2 + 1) * x)
     assert graph.kernels, graph.describe()
+
+
+def test_a_graph_whose_shapes_keep_changing_stops_lowering_new_ones():
+    fn = lambda x: (x * 2).tanh() + 1  # noqa: E731
+    compiled = compile_graph(trace(fn), [torch.randn(1, 5)])
+    for rows in [1] + [r for r in range(2, 9) for _ in range(2)]:
+        x = torch.randn(rows, 5)
+        assert_same(compiled(x), fn(x))
+    lowered = [p for p in compiled.programs.values() if p is not compiled.gm]
+    assert len(lowered) == compiled.MAX_LOWERINGS, compiled.describe()
+    assert any("signatures: new ones run the graph module" in n for n in compiled.notes)
