@@ -3,7 +3,7 @@
     lookup("interpreter") -> interpreter.compile_graph      eager ops; always works
     lookup("triton")      -> triton.compile_graph           fused Triton kernels (lazy import)
     lookup("cpu")         -> cpu.compile_graph              fused C++ kernels (g++, OpenMP),
-                                                            from a graph's second call
+                                                            once a graph's eager time pays
     lookup("auto")        -> triton for graphs on CUDA tensors when Triton and a GPU are
                              present; cpu for graphs on CPU tensors big enough for a kernel
                              to pay (a tensor of >= config.cpu_min_elements) when a C++
@@ -58,12 +58,11 @@ def _on_cuda(example_inputs):
 # docs/CPU_BACKEND.md): make_fx + g++ cost 0.1-0.3 s per graph, and a graph the frontend
 # recompiles within its first calls would pay that for nothing.
 AUTO_CPU_EAGER_CALLS = 2
-# "cpu" chosen by name lowers at a graph's second call: the ten programs recompile graphs
-# that run once (a learning-rate lambda of a new step value, --config small), and forced
-# "cpu" lowered each at its first call (bert_qa 4.6x eager, dcgan 13.7x before the other
-# fixes of that run; docs/CPU_BACKEND.md). compile_graph itself still lowers at once.
-NAMED_CPU_EAGER_CALLS = 1
-
+# "cpu" chosen by name lowers a graph once its eager run time pays for the lowering
+# (CpuCompiledGraph.PAYBACK): the ten programs recompile graphs that run once or twice
+# (bert's learning-rate lambda for each step value, faster_rcnn's per-image graphs), and
+# lowering each at its first call made forced "cpu" 2-40x eager (docs/CPU_BACKEND.md).
+# compile_graph itself still lowers at once (tests).
 
 def _big_enough_for_cpu_kernels(gm, example_inputs):
     """A graph on CPU tensors holding a tensor (input or intermediate) of at least
@@ -95,7 +94,7 @@ def triton(gm, example_inputs):
 
 
 def cpu(gm, example_inputs):
-    return _hook_off(_cpu().compile_graph(gm, example_inputs, eager_calls=NAMED_CPU_EAGER_CALLS))
+    return _hook_off(_cpu().compile_graph(gm, example_inputs, payback=True))
 
 
 def cudagraphs(gm, example_inputs):

@@ -22,6 +22,7 @@ compiled forward that saves activations and a compiled backward, both this class
 import math
 import operator
 import sys
+import time
 
 import torch
 import torch.fx as fx
@@ -216,18 +217,30 @@ class CpuCompiledGraph(FusedGraph):
     keys_by_type = True  # fake example inputs run the graph module; real ones get kernels
     saves_activations = True
 
-    def __init__(self, gm, example_inputs, notes=None, eager_calls=0):
+    # With `payback`, a graph runs eagerly until its eager run time adds up to this fraction
+    # of what a lowering costs (make_fx + g++, measured in this process): a graph run a few
+    # times, or cheap per call (the ten programs' small graphs, recompiled every step or
+    # two), never pays a lowering worth more than a quarter of the time it ran.
+    PAYBACK = 0.25
+    lowering_seconds = 0.2  # the mean cost of a lowering here, updated as lowerings run
+
+    def __init__(self, gm, example_inputs, notes=None, eager_calls=0, payback=False):
         # eager_calls: the first calls run the user's graph module as it is (the
         # interpreter), lowering only on the call after them. "auto" uses it: graphs that
         # the frontend recompiles within a few calls (changing shapes, the ten programs'
         # first steps) then never pay make_fx + g++ (~0.1-0.3 s each) for nothing.
         self.eager_calls = eager_calls
-        super().__init__(gm, example_inputs, notes, lower_now=eager_calls == 0)
+        self.payback = payback
+        self.eager_seconds = 0.0
+        super().__init__(gm, example_inputs, notes, lower_now=eager_calls == 0 and not payback)
 
     def __call__(self, *args):
-        if self.eager_calls > 0:
+        if self.eager_calls > 0 or self.payback and self.eager_seconds < self.PAYBACK * self.lowering_seconds:
             self.eager_calls -= 1
-            return self.gm(*args)
+            start = time.perf_counter()
+            result = self.gm(*args)
+            self.eager_seconds += time.perf_counter() - start
+            return result
         return FusedGraph.__call__(self, *args)
 
     def note(self, line: str):
@@ -240,7 +253,10 @@ class CpuCompiledGraph(FusedGraph):
             # fake or other subclass tensors (a frontend propagating shapes, a tensor
             # subclass): their data pointers mean nothing to a kernel, ATen handles them
             return self.gm
-        return Program(lower_to_aten(self.gm, args, self.decomposition_table()), self)
+        start = time.perf_counter()
+        program = Program(lower_to_aten(self.gm, args, self.decomposition_table()), self)
+        type(self).lowering_seconds = 0.8 * self.lowering_seconds + 0.2 * (time.perf_counter() - start)
+        return program
 
     def describe_step(self, program, step) -> str:
         if not isinstance(step, FusionGroup):

@@ -203,9 +203,11 @@ def test_lowering_leaves_module_classes_untouched():
     assert compiled.backward_graphs and _C.type_version_tag(torch.nn.Linear) == tag
 
 
-def test_module_training_steps_translate_once_with_the_cpu_backend(fresh_terra_dyn):
+def test_module_training_steps_translate_once_with_the_cpu_backend(fresh_terra_dyn, monkeypatch):
     import copy
     from terra_dyn import report
+    from terra_dyn.backends.cpu.compiled_graph import CpuCompiledGraph
+    monkeypatch.setattr(CpuCompiledGraph, "PAYBACK", 0.0)  # lower at the first call
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.Tanh(), torch.nn.LayerNorm(32))
     ours = copy.deepcopy(model)
@@ -264,14 +266,18 @@ def test_a_graph_refusing_the_joint_graph_is_traced_once():
     assert sum("mutates a tensor" in n for n in compiled.notes) == 1
 
 
-def test_cpu_by_name_lowers_a_graph_at_its_second_call():
-    # graphs the frontend recompiles and runs once never pay make_fx + g++
+def test_cpu_by_name_lowers_a_graph_once_its_eager_time_pays(monkeypatch):
+    # graphs the frontend recompiles and runs a few times never pay make_fx + g++
+    from terra_dyn.backends.cpu.compiled_graph import CpuCompiledGraph
+    monkeypatch.setattr(CpuCompiledGraph, "lowering_seconds", 1e9)
     gm = trace(lambda x: torch.tanh(x * 2 + 1) * x)
     compiled = lookup("cpu")(gm, [torch.randn(8, 8)])
     graph = getattr(compiled, "fn", compiled)
-    x = torch.randn(8, 8)
-    assert_same(compiled(x), torch.tanh(x * 2 + 1) * x)
-    assert not graph.programs
+    for _ in range(3):
+        x = torch.randn(8, 8)
+        assert_same(compiled(x), torch.tanh(x * 2 + 1) * x)
+    assert not graph.programs and graph.eager_seconds > 0
+    monkeypatch.setattr(CpuCompiledGraph, "lowering_seconds", graph.eager_seconds)  # paid 4x over
     assert_same(compiled(x), torch.tanh(x * 2 + 1) * x)
     assert graph.kernels, graph.describe()
 
