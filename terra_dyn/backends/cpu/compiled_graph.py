@@ -216,6 +216,8 @@ class CpuCompiledGraph(FusedGraph):
     program_type = Program
     keys_by_type = True  # fake example inputs run the graph module; real ones get kernels
     saves_activations = True
+    LOWER_AT_CALL = 2  # fusion/compiled.py: signatures that never repeat are not lowered
+    MAX_LOWERINGS = 4
 
     # With `payback`, a graph runs eagerly until its eager run time adds up to this fraction
     # of what a lowering costs (make_fx + g++, measured in this process): a graph run a few

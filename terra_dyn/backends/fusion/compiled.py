@@ -120,18 +120,18 @@ class FusedGraph:
         if line not in self.notes:
             self.notes.append(line)
 
-    # A signature other than the first is lowered at its second call only: a Python value
-    # that changes every call (dcgan passes a float from .item() into its graph) made a new
-    # signature per call, each paying make_fx + g++ (1.3 s a step) for a Program never reused.
-    LOWER_AT_CALL = 2
-    # Signatures lowered per graph at most: a graph whose shapes keep changing (faster_rcnn's
-    # boxes per image) would pay make_fx + g++ for each; later ones run the graph module.
-    MAX_LOWERINGS = 4
+    # Calls of a signature (after the graph's first) before it is lowered, and signatures
+    # lowered per graph at most (None: no limit). The cpu backend sets 2 and 4: a Python
+    # value that changes every call (dcgan passes a float from .item() into its graph)
+    # made a new signature per call, each paying make_fx + g++ (1.3 s a step) for a
+    # Program never reused, and faster_rcnn's changing shapes paid it per shape.
+    LOWER_AT_CALL = 1
+    MAX_LOWERINGS = None
 
     def _worth_lowering(self, key) -> bool:
         if not self.lowered:
             return True
-        if self.lowerings >= self.MAX_LOWERINGS:
+        if self.MAX_LOWERINGS is not None and self.lowerings >= self.MAX_LOWERINGS:
             self.note(f"more than {self.MAX_LOWERINGS} signatures: new ones run the graph module")
             return False
         if len(self.unlowered_calls) > 1024:  # values that never repeat: forget them
