@@ -16,11 +16,12 @@ Nothing here imports triton, torch._dynamo, torch._inductor or terra_dyn._C.
 from .compiler import why_unavailable
 
 
-def compile_graph(gm, example_inputs: list, eager_calls: int = 0):
+def compile_graph(gm, example_inputs: list, eager_calls: int = 0, payback: bool = False):
     """Backend entry point (torch.compile's backend signature): returns a CpuCompiledGraph.
-    Its first `eager_calls` calls run `gm` itself; the lowering happens on the next one."""
+    Its first `eager_calls` calls run `gm` itself; the lowering happens on the next one
+    (with `payback`, not before gm's eager time pays for it: CpuCompiledGraph.PAYBACK)."""
     from .compiled_graph import CpuCompiledGraph
-    return CpuCompiledGraph(gm, example_inputs, eager_calls=eager_calls)
+    return CpuCompiledGraph(gm, example_inputs, eager_calls=eager_calls, payback=payback)
 
 
 def is_available() -> bool:

@@ -16,18 +16,19 @@ Per signature (shapes, strides, dtypes of tensors; values of other inputs), `Pro
 
 A group that cannot be a kernel (no compiler, a compile error, an unsupported dtype,
 device or layout) runs as its ATen ops with one note; config.strict raises instead.
-Autograd: graphs whose inputs require grad run through triton/autograd.py's
-AutogradProgram with this class compiling the backward graph too.
+Autograd: graphs whose inputs require grad run as a fusion/joint.py JointProgram: a
+compiled forward that saves activations and a compiled backward, both this class.
 """
 import math
 import operator
 import sys
+import time
 
 import torch
 import torch.fx as fx
 
 from ... import config
-from ..fusion import decompositions, ops
+from ..fusion import decompositions
 from ..fusion.lowering import is_inplace, lower_to_aten
 from ..fusion.partition import FusionGroup, partition
 from ..fusion.compiled import FusedGraph
@@ -93,17 +94,6 @@ def decomposition_table() -> dict:
     return table
 
 
-# Training graphs holding these run eagerly: the shared autograd (triton/autograd.py)
-# recomputes forward values in the backward graph, which repeats every matmul and
-# convolution (measured: a transformer block's training step 1.4x slower than eager).
-_COSTLY_TO_RECOMPUTE = {"mm", "addmm", "bmm", "baddbmm", "convolution", "_convolution", "matmul", "linear",
-                        "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_attention_math"}
-
-
-def _recomputes_costly_ops(program) -> bool:
-    return any(n.op == "call_function" and ops.op_name(n) in _COSTLY_TO_RECOMPUTE for n in program.aten_gm.graph.nodes)
-
-
 def _layout_of(node) -> codegen.TensorLayout:
     return codegen.TensorLayout.of(node.meta["val"])
 
@@ -160,7 +150,7 @@ class Program:
         self.gm = self._rewrite(graph, library)
         # without kernels the user's own graph is faster than its ATen form (fewer, fused
         # ops such as linear; no decompositions): run it, as the interpreter backend does
-        self.forward = self.gm.forward if library is not None else owner.gm.forward
+        self.run = self.gm.forward if library is not None else owner.gm.forward
 
     def _build(self, sources):
         if not sources:
@@ -196,7 +186,7 @@ class Program:
                 checked = [i for i, n in enumerate(source.inputs)
                            if n.op == "call_function" and n not in grouped]
                 kernel = CpuKernel(source, library, _aten_callable(step), checked, self.owner.note)
-                call = new.call_function(kernel, tuple(env[n] for n in source.inputs))
+                call = new.call_function(kernel.call, tuple(env[n] for n in source.inputs))
                 if len(source.outputs) == 1:
                     env[source.outputs[0]] = call
                 for i, node in enumerate(source.outputs if len(source.outputs) > 1 else []):
@@ -209,7 +199,7 @@ class Program:
         return fx.GraphModule(self.aten_gm, new)
 
     def __call__(self, *args):
-        return self.forward(*args)
+        return self.run(*args)
 
     @property
     def groups(self):
@@ -225,20 +215,35 @@ class CpuCompiledGraph(FusedGraph):
     label = "CpuCompiledGraph"
     program_type = Program
     keys_by_type = True  # fake example inputs run the graph module; real ones get kernels
+    saves_activations = True
+    LOWER_AT_CALL = 2  # fusion/compiled.py: signatures that never repeat are not lowered
+    MAX_LOWERINGS = 4
 
-    def __init__(self, gm, example_inputs, notes=None, eager_calls=0):
+    # With `payback`, a graph runs eagerly until its eager run time adds up to this fraction
+    # of what a lowering costs (make_fx + g++, measured in this process): a graph run a few
+    # times, or cheap per call (the ten programs' small graphs, recompiled every step or
+    # two), never pays a lowering worth more than a quarter of the time it ran.
+    PAYBACK = 0.25
+    lowering_seconds = 0.2  # the mean cost of a lowering here, updated as lowerings run
+
+    def __init__(self, gm, example_inputs, notes=None, eager_calls=0, payback=False):
         # eager_calls: the first calls run the user's graph module as it is (the
         # interpreter), lowering only on the call after them. "auto" uses it: graphs that
         # the frontend recompiles within a few calls (changing shapes, the ten programs'
         # first steps) then never pay make_fx + g++ (~0.1-0.3 s each) for nothing.
         self.eager_calls = eager_calls
-        super().__init__(gm, example_inputs, notes, lower_now=eager_calls == 0)
+        self.payback = payback
+        self.eager_seconds = 0.0
+        super().__init__(gm, example_inputs, notes, lower_now=eager_calls == 0 and not payback)
 
     def __call__(self, *args):
-        if self.eager_calls > 0:
+        if self.eager_calls > 0 or self.payback and self.eager_seconds < self.PAYBACK * self.lowering_seconds:
             self.eager_calls -= 1
-            return self.gm(*args)
-        return super().__call__(*args)
+            start = time.perf_counter()
+            result = self.gm(*args)
+            self.eager_seconds += time.perf_counter() - start
+            return result
+        return FusedGraph.__call__(self, *args)
 
     def note(self, line: str):
         if line not in self.notes and config.verbose:
@@ -250,7 +255,10 @@ class CpuCompiledGraph(FusedGraph):
             # fake or other subclass tensors (a frontend propagating shapes, a tensor
             # subclass): their data pointers mean nothing to a kernel, ATen handles them
             return self.gm
-        return Program(lower_to_aten(self.gm, args, decomposition_table()), self)
+        start = time.perf_counter()
+        program = Program(lower_to_aten(self.gm, args, self.decomposition_table()), self)
+        type(self).lowering_seconds = 0.8 * self.lowering_seconds + 0.2 * (time.perf_counter() - start)
+        return program
 
     def describe_step(self, program, step) -> str:
         if not isinstance(step, FusionGroup):
@@ -259,5 +267,5 @@ class CpuCompiledGraph(FusedGraph):
         how = f"kernel {how.name}" if isinstance(how, codegen.KernelSource) else f"ATen ({how})"
         return f"{step!r} -> {how}"
 
-    def keeps_eager_autograd(self, forward) -> bool:
-        return _recomputes_costly_ops(forward)
+    def decomposition_table(self) -> dict:
+        return decomposition_table()

@@ -9,12 +9,15 @@ per input signature, the eager fallbacks, and the autograd dispatch.
     compiled = CompiledGraph(gm, example_inputs)
     compiled(x, w)      # no grad needed: the Program; grad needed: AutogradProgram or eager
 
-A call takes one of four paths, in this order:
+A call whose arguments pass the exact guard of the last Program run (`exact_guard`) runs
+that Program at once; otherwise it takes one of four paths, in this order:
   the graph module holds trainable parameters      -> eager (autograd must see them)
-  an input requires grad                           -> AutogradProgram (compiled forward and
-                                                      backward), or eager where it cannot
-                                                      apply (eager_only_reason) or the
-                                                      subclass keeps eager autograd
+  an input requires grad                           -> JointProgram (joint.py: compiled forward
+                                                      saving activations, compiled backward)
+                                                      where the subclass saves activations,
+                                                      else AutogradProgram (a backward that
+                                                      recomputes forward values); eager where
+                                                      neither applies
   otherwise                                        -> the signature's Program; a failure of
                                                       a functional graph runs it again eagerly
 """
@@ -23,6 +26,32 @@ import torch.fx as fx
 
 from ... import config
 from ..triton.autograd import AutogradProgram, eager_only_reason, needs_autograd
+from . import decompositions
+from .joint import JointProgram, Unsupported
+
+try:
+    from ..._C import Guard
+except ImportError:  # no C core on this Python: every call takes the signature path
+    Guard = None
+
+_VALUE_TYPES = (bool, int, float, str, type(None))
+
+
+def exact_guard(args):
+    """A C Guard that passes exactly for arguments of `args`'s signature: tensors of the same
+    type, dtype, device, sizes, strides and requires_grad, equal plain Python values (a few
+    ns a tensor, against ~1 us a tensor to build the signature key); None where it cannot."""
+    if Guard is None:
+        return None
+    checks = []
+    for i, a in enumerate(args):
+        if isinstance(a, torch.Tensor):
+            checks.append(("tensor", i, type(a), a.dtype, a.device, tuple(a.shape), a.stride(), a.requires_grad))
+        elif type(a) in _VALUE_TYPES:
+            checks += [("type", i, type(a)), ("eq", i, a)]
+        else:
+            return None
+    return Guard(checks)
 
 
 def signature(args, with_type=False) -> tuple:
@@ -49,6 +78,7 @@ class FusedGraph:
     label = "compiled graph"
     program_type = type(None)
     keys_by_type = False  # True: fake and real tensors of one shape get separate Programs
+    saves_activations = False  # True: training graphs get a JointProgram
 
     def __init__(self, gm: fx.GraphModule, example_inputs, notes=None, lower_now=True):
         self.gm = gm
@@ -57,9 +87,15 @@ class FusedGraph:
         self.programs = {}
         self.autograd_programs = {}
         self.backward_graphs = []
+        self.guards = {}  # id(program) -> its exact guard (None: it has none)
+        self.last = None  # (guard, program.run, grad mode must be off) of the last Program run
         self.trainable_attributes = any(p.requires_grad for p in gm.parameters())
+        self.lowered = False  # a lowering was tried (Program, JointProgram)
+        self.lowerings = 0  # signatures lowered so far
+        self.joint_refused = ""  # why a joint graph cannot work for this graph (Unsupported)
+        self.unlowered_calls = {}  # signature key -> calls so far, while not worth lowering
         try:
-            if lower_now:
+            if lower_now and not needs_autograd(example_inputs):  # training calls build a JointProgram
                 self._program(list(example_inputs))
         except Exception:
             if config.strict:
@@ -75,26 +111,50 @@ class FusedGraph:
     def describe_step(self, program, step) -> str:
         raise NotImplementedError
 
-    def keeps_eager_autograd(self, forward) -> bool:
-        """A performance choice: True runs a training graph eagerly, with no note."""
-        return False
+    def decomposition_table(self) -> dict:
+        """The decompositions make_fx applies when lowering (and tracing a joint graph)."""
+        return decompositions.table()
 
     # -- shared ----------------------------------------------------------------------------
     def note(self, line: str):
         if line not in self.notes:
             self.notes.append(line)
 
+    # Calls of a signature (after the graph's first) before it is lowered, and signatures
+    # lowered per graph at most (None: no limit). The cpu backend sets 2 and 4: a Python
+    # value that changes every call (dcgan passes a float from .item() into its graph)
+    # made a new signature per call, each paying make_fx + g++ (1.3 s a step) for a
+    # Program never reused, and faster_rcnn's changing shapes paid it per shape.
+    LOWER_AT_CALL = 1
+    MAX_LOWERINGS = None
+
+    def _worth_lowering(self, key) -> bool:
+        if not self.lowered:
+            return True
+        if self.MAX_LOWERINGS is not None and self.lowerings >= self.MAX_LOWERINGS:
+            self.note(f"more than {self.MAX_LOWERINGS} signatures: new ones run the graph module")
+            return False
+        if len(self.unlowered_calls) > 1024:  # values that never repeat: forget them
+            self.unlowered_calls.clear()
+        calls = self.unlowered_calls[key] = self.unlowered_calls.get(key, 0) + 1
+        return calls >= self.LOWER_AT_CALL
+
     def _program(self, args):
         key = signature(args, self.keys_by_type)
         program = self.programs.get(key)
         if program is None:
+            if not self._worth_lowering(key):
+                return self.gm
             try:
                 program = self.lower(args)
+                paid = isinstance(program, self.program_type)  # not a cheap "run gm" (fake inputs)
             except Exception as exc:
                 if config.strict:
                     raise
                 self.note(f"graph runs eagerly: lowering failed ({type(exc).__name__}: {exc})")
-                program = self.gm
+                program, paid = self.gm, True
+            self.lowered |= paid
+            self.lowerings += paid
             self.programs[key] = program
         return program
 
@@ -122,6 +182,7 @@ class FusedGraph:
             lines.append(f"  signature ({shapes}):")
             for step in (program.steps if isinstance(program, self.program_type) else []):
                 lines.append("    " + self.describe_step(program, step))
+        lines += [f"  autograd: {p!r}" for p in self.autograd_programs.values() if p is not self.gm]
         lines += [f"  backward: {b!r}" for b in self.backward_graphs]
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
@@ -135,6 +196,13 @@ class FusedGraph:
         grads = tuple(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
         key = signature(args, self.keys_by_type) + grads
         program = self.autograd_programs.get(key)
+        if program is None and not self._worth_lowering(key):
+            return self.gm
+        if program is None and self.saves_activations:
+            program = self._joint_program(args)
+            self.lowered = True
+            self.lowerings += 1
+            self.autograd_programs[key] = program
         if program is None:
             forward = self._program(args)
             is_program = isinstance(forward, self.program_type)
@@ -142,28 +210,72 @@ class FusedGraph:
             if reason:
                 self.note(f"inputs require grad and {reason}: graph ran eagerly so autograd records ATen ops")
                 program = self.gm
-            elif self.keeps_eager_autograd(forward):
-                program = self.gm
             else:
                 program = AutogradProgram(self.gm, forward, args, self._compile_backward, self.note)
             self.autograd_programs[key] = program
         return program
 
+    def _joint_program(self, args):
+        if self.joint_refused:  # the graph's own structure (a mutation, a random draw): no retrace
+            return self.gm
+        try:
+            return JointProgram(self.gm, args, self._compile_forward, self._compile_backward,
+                                self.decomposition_table())
+        except Exception as exc:
+            if config.strict and not isinstance(exc, Unsupported):
+                raise
+            if isinstance(exc, Unsupported):
+                self.joint_refused = why = str(exc)
+            else:
+                why = f"the joint graph failed ({type(exc).__name__}: {exc})"
+            self.note(f"inputs require grad and {why}: graph ran eagerly so autograd records ATen ops")
+            return self.gm
+
+    def _compile_forward(self, gm, example):
+        return type(self)(gm, example, notes=self.notes)
+
+    def _remember(self, args, program):
+        """Make `program` the one the next call tries first, behind its exact guard."""
+        guard = self.guards.get(id(program), False)
+        if guard is False:
+            guard = self.guards[id(program)] = exact_guard(args)
+        if guard is not None:
+            grad_off = self.trainable_attributes or any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
+            self.last = (guard, program.run, grad_off)
+
     def __call__(self, *args):
+        last = self.last
+        if last is not None and last[0].check(*args) and not (last[2] and torch.is_grad_enabled()):
+            try:
+                return last[1](*args)
+            except Exception:  # noqa: BLE001 (the path below runs it again: eager fallback, note)
+                self.last = None
         if self.trainable_attributes and torch.is_grad_enabled():
             # parameters held by the graph module (not passed as inputs) would get no
             # gradient from a compiled forward: run eagerly so autograd sees them
             self.note("the graph module holds parameters that require grad: graph ran eagerly")
             return self.gm(*args)
         if needs_autograd(args):
-            return self._autograd_program(args)(*args)
+            program = self._autograd_program(args)
+            if program is self.gm or config.strict:
+                return program(*args)
+            try:
+                return program(*args)
+            except Exception as exc:
+                # such graphs mutate nothing (joint.py, triton/autograd.py refuse those), so
+                # running it again eagerly repeats no side effect; the user's own error recurs
+                self.note(f"graph ran eagerly (autograd) after {type(exc).__name__}: {exc}")
+                self.autograd_programs = {k: (self.gm if p is program else p) for k, p in self.autograd_programs.items()}
+                return self.gm(*args)
         program = self._program(args)
         if not isinstance(program, self.program_type) or program.mutates or config.strict:
             return program(*args)
         try:
-            return program(*args)
+            result = program(*args)
         except Exception as exc:
             # a failure of ours (or the user's own error, which the eager run raises again):
             # the graph is functional, so running it again eagerly repeats no side effect
             self.note(f"graph ran eagerly after {type(exc).__name__}: {exc}")
             return self.gm(*args)
+        self._remember(args, program)
+        return result

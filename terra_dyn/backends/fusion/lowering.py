@@ -14,6 +14,8 @@ is a private intermediate.
     >>> [n.target for n in aten_gm.graph.nodes if n.op == "call_function"]
     [aten.amax.default, aten.sub.Tensor, aten.exp.default, aten.sum.dim_IntList, aten.div.Tensor]
 """
+import contextlib
+
 import torch
 import torch.fx as fx
 from torch.fx.experimental.proxy_tensor import make_fx
@@ -35,12 +37,39 @@ def _traceable_input(value):
     return value
 
 
+# nn.Module methods that fx's Tracer replaces during every trace (torch/fx/_symbolic_trace.py)
+_PATCHED_BY_TRACER = ("__getattr__", "__call__")
+
+
+@contextlib.contextmanager
+def module_classes_untouched():
+    """Run make_fx without its tracer writing to nn.Module.
+
+    fx's Tracer sets nn.Module.__getattr__ and __call__ for each trace and restores them:
+    two writes to nn.Module that change the version tag of every module class. The
+    frontend guards translations on those tags, so each lowering made every frame using a
+    module translate again, whose new graph was lowered again, until recompile_limit ran
+    the frame eagerly (the transformer block's training step, benchmarks/cpu_kernels.py).
+    Under make_fx the two patches pass values through unchanged (PythonKeyTracer.getattr
+    and call_module), so the traced graph is the same: the originals are marked as already
+    patched, which the Tracer reads as "skip"."""
+    originals = [getattr(torch.nn.Module, name) for name in _PATCHED_BY_TRACER]
+    marked = [f for f in originals if not hasattr(f, "__fx_already_patched")]
+    for f in marked:
+        setattr(f, "__fx_already_patched", True)
+    try:
+        yield
+    finally:
+        for f in marked:
+            delattr(f, "__fx_already_patched")
+
+
 def lower_to_aten(gm: fx.GraphModule, example_inputs, table=None) -> fx.GraphModule:
     """The ATen-level, functional, decomposed graph of `gm`, traced on fake tensors;
     `table` replaces decompositions.table() (a backend keeping some composite ops)."""
     inputs = [_traceable_input(v) for v in example_inputs]
     table = decompositions.table() if table is None else table
-    with torch.no_grad():
+    with torch.no_grad(), module_classes_untouched():
         try:
             traced = make_fx(torch.func.functionalize(gm, remove="mutations"),
                              decomposition_table=table, tracing_mode="fake",

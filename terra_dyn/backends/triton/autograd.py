@@ -17,6 +17,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils import _pytree as pytree
 
 from . import decompositions
+from ..fusion.lowering import module_classes_untouched
 
 
 class _GraphFunction(torch.autograd.Function):
@@ -104,8 +105,9 @@ class AutogradProgram:
             plain = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
             example = plain + list(grads)
             try:
-                traced = make_fx(self._vjp(len(args)), tracing_mode="fake",
-                                 decomposition_table=decompositions.table())(*example)
+                with module_classes_untouched():
+                    traced = make_fx(self._vjp(len(args)), tracing_mode="fake",
+                                     decomposition_table=decompositions.table())(*example)
                 self.backward_graph = self.compile_backward(traced, example)
             except Exception as exc:
                 # the VJP graph cannot be traced: compute it eagerly (same math, ATen ops)

@@ -189,3 +189,105 @@ def test_fake_tensor_calls_run_through_aten():
         fake = mode.from_tensor(x)
         assert compiled(fake).shape == (8,)
     assert_same(compiled(x), (x * 2).exp().sum(-1))
+
+
+def test_lowering_leaves_module_classes_untouched():
+    # fx's tracer patches nn.Module for each trace; done naively, every lowering changed
+    # the version tag of every module class, and frames guarded on one translated again
+    from terra_dyn import _C
+    gm = trace(lambda x: (x * 2).tanh().sum())  # symbolic_trace itself patches nn.Module
+    tag = _C.type_version_tag(torch.nn.Linear)
+    x = torch.randn(8, 16, requires_grad=True)
+    compiled = compile_graph(gm, [x])
+    compiled(x).backward()
+    assert compiled.backward_graphs and _C.type_version_tag(torch.nn.Linear) == tag
+
+
+def test_module_training_steps_translate_once_with_the_cpu_backend(fresh_terra_dyn, monkeypatch):
+    import copy
+    from terra_dyn import report
+    from terra_dyn.backends.cpu.compiled_graph import CpuCompiledGraph
+    monkeypatch.setattr(CpuCompiledGraph, "PAYBACK", 0.0)  # lower at the first call
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.Tanh(), torch.nn.LayerNorm(32))
+    ours = copy.deepcopy(model)
+    fast = fresh_terra_dyn.optimize(ours, backend="cpu")
+    for step in range(4):
+        x = torch.randn(4, 16)
+        with report.recording() as rec:
+            fast(x).square().mean().backward()
+        model(x).square().mean().backward()
+        assert not rec.report().recompiles, (step, rec.report().recompiles)
+        assert_same([p.grad for p in ours.parameters()], [p.grad for p in model.parameters()],
+                    atol=1e-5, rtol=1e-4)
+
+
+def test_calls_that_differ_from_the_last_signature_miss_its_fast_guard():
+    # the last Program runs behind an exact C guard; any difference must reach its own Program
+    fn = lambda x, k: (x * k).tanh() + 1  # noqa: E731
+    compiled = compile_graph(trace(fn, 2), [torch.randn(4, 6), 2])
+    calls = [(torch.randn(4, 6), 2), (torch.randn(4, 6), 3), (torch.randn(6, 4).t(), 3), (torch.randn(6, 4).t(), 3),
+             (torch.randn(4, 6, dtype=torch.float64), 3), (torch.randn(5, 6), 3), (torch.randn(4, 6), 2.5),
+             (torch.randn(4, 6), True), (torch.randn(4, 6), 2)]
+    for x, k in calls:
+        assert_same(compiled(x, k), fn(x, k), what=f"{tuple(x.shape)} {x.stride()} {x.dtype} k={k!r}")
+    x = torch.randn(4, 6, requires_grad=True)
+    out = compiled(x, 2)
+    assert out.requires_grad
+    out.sum().backward()
+    expected = torch.autograd.grad(fn(x, 2).sum(), x)[0]
+    assert_same(x.grad, expected)
+    with torch.no_grad():
+        assert_same(compiled(x, 2), fn(x, 2))
+
+
+def test_a_value_changing_every_call_is_not_lowered_per_call():
+    # dcgan passes a float from .item() into its graph: a Program per value was never reused
+    fn = lambda x, k: (x * k).tanh() + 1  # noqa: E731
+    x = torch.randn(4, 6)
+    compiled = compile_graph(trace(fn, 2), [x, 0.5])
+    for k in (0.25, 0.75, 1.25, 0.25):
+        assert_same(compiled(x, k), fn(x, k))
+    lowered = [key for key, p in compiled.programs.items() if p is not compiled.gm]
+    assert len(lowered) == 2, compiled.describe()  # the first value, and 0.25 at its second call
+
+
+def test_a_graph_refusing_the_joint_graph_is_traced_once():
+    def fn(x, buf, k):
+        buf.add_(k)
+        return (x * buf).tanh().sum()
+    x, buf = torch.randn(3, 8, requires_grad=True), torch.zeros(8)
+    compiled = compile_graph(trace(fn, 3), [x, buf, 1.0])
+    for k in (1.0, 2.0, 3.0, 2.0, 3.0):
+        ours_buf, eager_buf = buf.clone(), buf.clone()
+        got = torch.autograd.grad(compiled(x, ours_buf, k), x)[0]
+        assert_same((got, ours_buf), (torch.autograd.grad(fn(x, eager_buf, k), x)[0], eager_buf))
+    assert compiled.joint_refused == "the graph mutates a tensor"
+    assert sum("mutates a tensor" in n for n in compiled.notes) == 1
+
+
+def test_cpu_by_name_lowers_a_graph_once_its_eager_time_pays(monkeypatch):
+    # graphs the frontend recompiles and runs a few times never pay make_fx + g++
+    from terra_dyn.backends.cpu.compiled_graph import CpuCompiledGraph
+    monkeypatch.setattr(CpuCompiledGraph, "lowering_seconds", 1e9)
+    gm = trace(lambda x: torch.tanh(x * 2 + 1) * x)
+    compiled = lookup("cpu")(gm, [torch.randn(8, 8)])
+    graph = getattr(compiled, "fn", compiled)
+    for _ in range(3):
+        x = torch.randn(8, 8)
+        assert_same(compiled(x), torch.tanh(x * 2 + 1) * x)
+    assert not graph.programs and graph.eager_seconds > 0
+    monkeypatch.setattr(CpuCompiledGraph, "lowering_seconds", graph.eager_seconds)  # paid 4x over
+    assert_same(compiled(x), torch.tanh(x * 2 + 1) * x)
+    assert graph.kernels, graph.describe()
+
+
+def test_a_graph_whose_shapes_keep_changing_stops_lowering_new_ones():
+    fn = lambda x: (x * 2).tanh() + 1  # noqa: E731
+    compiled = compile_graph(trace(fn), [torch.randn(1, 5)])
+    for rows in [1] + [r for r in range(2, 9) for _ in range(2)]:
+        x = torch.randn(rows, 5)
+        assert_same(compiled(x), fn(x))
+    lowered = [p for p in compiled.programs.values() if p is not compiled.gm]
+    assert len(lowered) == compiled.MAX_LOWERINGS, compiled.describe()
+    assert any("signatures: new ones run the graph module" in n for n in compiled.notes)

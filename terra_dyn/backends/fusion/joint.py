@@ -1,0 +1,198 @@
+"""Training graphs as a compiled forward and a compiled backward cut from one joint graph:
+the forward saves what the backward needs, so nothing (a matmul above all) runs twice.
+
+    joint(primals, tangents) = (outputs, grads)     traced once per signature by make_fx
+        forward graph:  primals -> outputs + saved  the nodes the outputs need
+        backward graph: saved + tangents -> grads   every other node
+    saved = the forward values (and primals) that a backward node reads
+
+    program = JointProgram(gm, args, compile_forward, compile_backward, table)
+    loss = program(x, w).sum(); loss.backward()     # gradients equal eager's
+
+Both halves are handed to the backend's compile functions (its own: kernels for their fusion
+groups, matmul and conv as ATen calls). The saved values go through
+ctx.save_for_backward, so autograd checks their versions and frees them after a backward
+without retain_graph, as in eager. A backward under create_graph (double backward) runs
+eager autograd on the saved primals instead: the saved intermediates carry no history.
+"""
+import torch
+import torch.fx as fx
+from torch.fx.experimental.proxy_tensor import make_fx
+from torch.utils import _pytree as pytree
+
+from ... import config
+from .lowering import VIEW_OPS, is_inplace, module_classes_untouched
+
+
+class _JointFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, program, *args):
+        ctx.program = program
+        ctx.non_tensors = [None if isinstance(a, torch.Tensor) else a for a in args]
+        outs, saved = program.run_forward(args)
+        ctx.save_for_backward(*[a if isinstance(a, torch.Tensor) else None for a in args], *saved)
+        ctx.mark_non_differentiable(*[o for i, o in enumerate(outs) if i not in program.differentiable])
+        return tuple(outs)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        saved = ctx.saved_tensors
+        count = len(ctx.non_tensors)
+        args = [s if n is None else n for s, n in zip(saved[:count], ctx.non_tensors)]
+        return (None, *ctx.program.run_backward(args, saved[count:], grads))
+
+
+def _fake_outputs(gm, args):
+    """gm's flat outputs on fake tensors (shapes, dtypes, requires_grad) and their spec."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    fakes = [mode.from_tensor(a).requires_grad_(a.requires_grad) if isinstance(a, torch.Tensor) else a
+             for a in args]
+    with mode, torch.enable_grad():
+        return pytree.tree_flatten(gm(*fakes))
+
+
+def _unsupported_reason(forward_nodes, outputs, placeholders) -> str:
+    """Why the joint graph cannot replace eager autograd ('' when it can)."""
+    if any(is_inplace(n) for n in forward_nodes):
+        return "the graph mutates a tensor"
+    if any(torch.Tag.nondeterministic_seeded in getattr(n.target, "tags", ()) for n in forward_nodes):
+        # a draw inside a compiled forward consumes the generator in another order than
+        # eager's ops would: keep eager's order (and its masks) exactly
+        return "the graph draws random numbers"
+    for out in outputs:
+        if not isinstance(out, fx.Node) or not isinstance(out.meta.get("val"), torch.Tensor):
+            return "an output is not a tensor"
+        while out.target in VIEW_OPS:  # a view of an intermediate is a new tensor to autograd
+            out = out.args[0]
+        if out in placeholders:
+            return "an output aliases an input"
+    return ""
+
+
+class Unsupported(Exception):
+    """The graph keeps eager autograd; the message says why."""
+
+
+class JointProgram:
+    """Compiled forward and backward graphs for one input signature (module docstring);
+    raises Unsupported for graphs that must keep eager autograd."""
+
+    def __init__(self, gm, args, compile_forward, compile_backward, table):
+        self.gm = gm
+        self.diff = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor) and a.requires_grad]
+        flat, self.out_spec = _fake_outputs(gm, args)
+        if not all(isinstance(o, torch.Tensor) for o in flat):
+            raise Unsupported("an output is not a tensor")
+        self.differentiable = [i for i, o in enumerate(flat) if o.requires_grad]
+        tangents = [torch.empty(flat[i].shape, dtype=flat[i].dtype) for i in self.differentiable]
+        plain = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
+        with module_classes_untouched():
+            joint = make_fx(self._joint(len(args)), decomposition_table=table,
+                            tracing_mode="fake", _allow_non_fake_inputs=True)(*plain, *tangents)
+        self._split(joint, len(args), len(flat))
+        self.compile_backward = compile_backward
+        self.forward = compile_forward(self.forward_gm, args)
+        self.backward = None  # compiled at the first backward, on its real inputs
+
+    def __repr__(self):
+        return (f"JointProgram(differentiable inputs {self.diff}, saves {len(self.saved_nodes)} values, "
+                f"backward {'built' if self.backward else 'not built'})")
+
+    def _joint(self, nargs):
+        gm, diff = self.gm, self.diff
+
+        def joint(*flat):
+            primals, tangents = flat[:nargs], flat[nargs:]
+            with torch.enable_grad():
+                leaves = [p.detach().requires_grad_(True) if i in diff else p for i, p in enumerate(primals)]
+                outs = pytree.tree_leaves(gm(*leaves))
+                got = torch.autograd.grad([outs[i] for i in self.differentiable], [leaves[i] for i in diff],
+                                          list(tangents), allow_unused=True)
+            grads = [g if g is not None else torch.zeros_like(primals[i]) for g, i in zip(got, diff)]
+            return (*outs, *grads)
+        return joint
+
+    def _split(self, joint: fx.GraphModule, nargs: int, nouts: int):
+        """Cut `joint` into self.forward_gm and self.backward_gm."""
+        nodes = list(joint.graph.nodes)
+        placeholders = [n for n in nodes if n.op == "placeholder"]
+        primals, tangents = placeholders[:nargs], placeholders[nargs:]
+        results = next(n for n in nodes if n.op == "output").args[0]
+        outputs, grads = list(results[:nouts]), list(results[nouts:])
+        after_tangents = set(tangents)
+        for node in nodes:
+            if any(a in after_tangents for a in node.all_input_nodes):
+                after_tangents.add(node)
+        needed, stack = set(), [o for o in outputs if isinstance(o, fx.Node)]
+        while stack:  # the ancestors of the outputs: the forward graph
+            node = stack.pop()
+            if node not in needed and node.op not in ("placeholder", "output"):
+                needed.add(node)
+                stack.extend(node.all_input_nodes)
+        forward_nodes = [n for n in nodes if n in needed]
+        reason = _unsupported_reason(forward_nodes, outputs, set(placeholders))
+        if reason:
+            raise Unsupported(reason)
+        backward_nodes = [n for n in nodes if n.op not in ("placeholder", "output") and n not in needed]
+        read_by_backward = {a for n in backward_nodes for a in n.all_input_nodes} | {
+            g for g in grads if isinstance(g, fx.Node)}
+        self.saved_primals = [i for i, p in enumerate(primals) if p in read_by_backward]
+        self.saved_nodes = [n for n in forward_nodes if n in read_by_backward]
+        if not all(isinstance(n.meta.get("val"), torch.Tensor) for n in self.saved_nodes):
+            raise Unsupported("the backward reads a value that is not a tensor")  # save_for_backward cannot hold it
+        self.forward_gm = _graph_module(joint, primals, forward_nodes, outputs + self.saved_nodes)
+        self.backward_gm = _graph_module(joint, [primals[i] for i in self.saved_primals] + self.saved_nodes + tangents,
+                                         backward_nodes, grads)
+
+    def __call__(self, *args):
+        return pytree.tree_unflatten(list(_JointFunction.apply(self, *args)), self.out_spec)
+
+    def run_forward(self, args):
+        """(outputs, saved values) of the compiled forward graph."""
+        results = self.forward(*args)
+        count = len(results) - len(self.saved_nodes)
+        return list(results[:count]), list(results[count:])
+
+    def run_backward(self, args, saved, grads):
+        """Gradients of every input (None for those that need none)."""
+        if torch.is_grad_enabled():  # create_graph: gradients must themselves have history
+            return self._eager_backward(args, grads, create_graph=True)
+        tangents = [grads[i].contiguous() for i in self.differentiable]
+        inputs = [args[i] for i in self.saved_primals] + list(saved) + tangents
+        try:
+            if self.backward is None:
+                self.backward = self.compile_backward(self.backward_gm, inputs)
+            return self._per_input(len(args), self.backward(*inputs))
+        except Exception:
+            if config.strict:
+                raise
+            return self._eager_backward(args, grads, create_graph=False)  # same math, ATen ops
+
+    def _eager_backward(self, args, grads, create_graph):
+        """Gradients by eager autograd through gm, run again on the saved inputs."""
+        with torch.enable_grad():
+            outs = pytree.tree_leaves(self.gm(*args))
+            pairs = [(outs[i], grads[i]) for i in self.differentiable]
+            got = torch.autograd.grad([o for o, _ in pairs], [args[i] for i in self.diff], [g for _, g in pairs],
+                                      create_graph=create_graph, allow_unused=True)
+        return self._per_input(len(args), got)
+
+    def _per_input(self, nargs, grads):
+        """`grads` (one per differentiable input) placed at their inputs' positions."""
+        result = [None] * nargs
+        for i, g in zip(self.diff, grads):
+            result[i] = g
+        return result
+
+
+def _graph_module(joint: fx.GraphModule, inputs, body, outputs) -> fx.GraphModule:
+    """A graph of `body` (nodes of `joint`, in order) over placeholders for `inputs`."""
+    graph, env = fx.Graph(), {}
+    for node in inputs:
+        env[node] = graph.placeholder(node.name)
+        env[node].meta = dict(node.meta)
+    for node in body:
+        env[node] = graph.node_copy(node, env.__getitem__)
+    graph.output(tuple(fx.node.map_arg(tuple(outputs), env.__getitem__)))
+    return fx.GraphModule(joint, graph)

@@ -1,0 +1,154 @@
+"""Training graphs on the cpu backend: a compiled forward that saves activations and a
+compiled backward (fusion/joint.py); outputs and gradients equal eager's."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from terra_dyn.backends.cpu import compile_graph
+from terra_dyn.backends.fusion.joint import JointProgram
+
+from ..support import assert_same, trace
+
+TOL = {"atol": 1e-5, "rtol": 1e-4}
+
+
+def leaves(*tensors, grad=None):
+    """Fresh leaf copies; `grad` lists which require grad (default: every float tensor)."""
+    grad = grad or [t.is_floating_point() for t in tensors]
+    return [t.detach().clone().requires_grad_(g) for t, g in zip(tensors, grad)]
+
+
+def run_and_grads(fn, args, seed_grads):
+    outs = fn(*args)
+    outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+    pairs = [(o, g) for o, g in zip(outs, seed_grads) if o.requires_grad]
+    torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
+    return [o.detach() for o in outs], [a.grad for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+
+
+def check_training(fn, *tensors, grad=None, calls=2):
+    """fn through the cpu backend and eagerly: outputs, requires_grad flags and gradients
+    equal on `calls` calls with fresh inputs of the same signature; returns the compiled graph."""
+    compiled = compile_graph(trace(fn, len(tensors)), leaves(*tensors, grad=grad))
+    for call in range(calls):
+        inputs = [t * (1 + call / 2) if t.is_floating_point() else t for t in tensors]
+        ours, theirs = leaves(*inputs, grad=grad), leaves(*inputs, grad=grad)
+        expected = fn(*theirs)
+        expected = expected if isinstance(expected, (tuple, list)) else (expected,)
+        seeds = [torch.randn_like(e) if e.is_floating_point() else None for e in expected]
+        got_outs, got_grads = run_and_grads(compiled, ours, seeds)
+        want_outs, want_grads = run_and_grads(fn, theirs, seeds)
+        assert_same(got_outs, want_outs, **TOL, what=f"outputs, call {call}")
+        assert [o.requires_grad for o in (compiled(*ours) if len(expected) > 1 else [compiled(*ours)])] == \
+            [e.requires_grad for e in expected]
+        assert_same(got_grads, want_grads, **TOL, what=f"gradients, call {call}")
+    assert joint_programs(compiled) and not compiled.notes, compiled.describe()
+    return compiled
+
+
+def joint_programs(compiled):
+    return [p for p in compiled.autograd_programs.values() if isinstance(p, JointProgram)]
+
+
+def aten_targets(compiled_half):
+    return [str(n.target) for p in compiled_half.programs.values() for n in p.aten_gm.graph.nodes
+            if n.op == "call_function"]
+
+
+def mlp(x, w1, b1, w2, b2, gamma, beta):
+    h = F.gelu(F.linear(x, w1, b1), approximate="tanh")
+    h = F.layer_norm(h, (h.shape[-1],), gamma, beta)
+    return F.linear(h, w2, b2).square().mean()
+
+
+def test_mlp_gradients_equal_eager_and_no_matmul_runs_twice():
+    args = (torch.randn(16, 32), torch.randn(64, 32) * 0.2, torch.randn(64), torch.randn(8, 64) * 0.2,
+            torch.randn(8), torch.rand(64) + 0.5, torch.randn(64))
+    compiled = check_training(mlp, *args, grad=[False] + [True] * 6)
+    (program,) = joint_programs(compiled)
+    forward_mms = [t for t in aten_targets(program.forward) if "mm" in t]
+    backward_mms = [t for t in aten_targets(program.backward) if "mm" in t]
+    # eager: one matmul per linear forward, two per linear backward (x needs no grad: one less)
+    assert len(forward_mms) == 2 and len(backward_mms) == 3, (forward_mms, backward_mms)
+    assert program.forward.kernels and program.backward.kernels, compiled.describe()
+
+
+def block(x, wq, wk, wv, wo, gamma, beta):
+    q, k, v = x @ wq, x @ wk, x @ wv
+    attention = torch.softmax(q @ k.transpose(-1, -2) / 4.0, dim=-1)
+    h = x + (attention @ v) @ wo
+    return F.layer_norm(h, (h.shape[-1],), gamma, beta)
+
+
+def test_transformer_block_like_graph_gradients_equal_eager():
+    d = 16
+    args = (torch.randn(2, 6, d),) + tuple(torch.randn(d, d) * 0.3 for _ in range(4)) + (
+        torch.rand(d) + 0.5, torch.randn(d))
+    compiled = check_training(block, *args)
+    (program,) = joint_programs(compiled)
+    assert program.backward.kernels, compiled.describe()
+
+
+def test_broadcasting_and_reductions_over_outer_and_inner_dims():
+    def fn(x, w, b):
+        y = torch.tanh(x * w + b[:, None])         # w broadcasts over rows, b over columns
+        return y.sum(0), y.var(-1), (y.exp() / y.exp().sum(-1, keepdim=True)).amax(-1)
+    check_training(fn, torch.randn(12, 70), torch.randn(70), torch.randn(12))
+
+
+def test_non_differentiable_outputs_and_integer_inputs():
+    def fn(x, w, idx):
+        y = torch.sigmoid(x * w)
+        return y.sum(-1), y.argmax(-1), torch.exp(y.detach()) * 2, y[idx].relu()
+    x, w = torch.randn(9, 20), torch.randn(20)
+    idx = torch.tensor([0, 3, 3, 8])
+    check_training(fn, x, w, idx, grad=[True, True, False])
+
+
+@pytest.mark.parametrize("grad", [[True, False, False], [False, True, False], [False, False, True],
+                                  [True, True, True]])
+def test_requires_grad_mixes(grad):
+    fn = lambda x, w, b: F.silu(x @ w + b).pow(2).sum(-1)  # noqa: E731
+    check_training(fn, torch.randn(5, 7), torch.randn(7, 3), torch.randn(3), grad=grad)
+
+
+def test_retain_graph_backward_twice_and_without_it_errors_as_eager():
+    fn = lambda x, w: (torch.tanh(x * w) * x).sum()  # noqa: E731
+    x, w = torch.randn(6, 30), torch.randn(30)
+    compiled = compile_graph(trace(fn, 2), leaves(x, w))
+    grads = []
+    for f in (compiled, fn):
+        a, b = leaves(x, w)
+        loss = f(a, b)
+        loss.backward(retain_graph=True)
+        loss.backward()
+        with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+            loss.backward()
+        grads.append((a.grad, b.grad))
+    assert_same(grads[0], grads[1], **TOL)
+
+
+def test_double_backward_equals_eager():
+    fn = lambda x, w: (torch.tanh(x * w) ** 2).sum()  # noqa: E731
+    x, w = torch.randn(4, 10), torch.randn(10)
+    compiled = compile_graph(trace(fn, 2), leaves(x, w))
+    results = []
+    for f in (compiled, fn):
+        a, b = leaves(x, w)
+        (gx,) = torch.autograd.grad(f(a, b), [a], create_graph=True)
+        gx.sum().backward()
+        results.append((gx.detach(), b.grad))
+    assert_same(results[0], results[1], **TOL)
+
+
+def test_graph_mutating_an_input_keeps_eager_autograd():
+    def fn(x, buf):
+        buf.add_(1)
+        return (x * buf).tanh().sum()
+    x, buf = torch.randn(3, 8), torch.zeros(8)
+    compiled = compile_graph(trace(fn, 2), [x.requires_grad_(), buf.clone()])
+    ours, theirs = leaves(x, grad=[True]) + [buf.clone()], leaves(x, grad=[True]) + [buf.clone()]
+    compiled(*ours).backward()
+    fn(*theirs).backward()
+    assert_same((ours[0].grad, ours[1]), (theirs[0].grad, theirs[1]))
+    assert any("mutates a tensor" in n for n in compiled.notes), compiled.notes
