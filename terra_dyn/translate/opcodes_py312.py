@@ -77,10 +77,21 @@ class Py312Opcodes:
 
     def CALL_INTRINSIC_1(self, instr):
         """value -> intrinsic(value)"""
+        if instr.arg.name == "INTRINSIC_STOPITERATION_ERROR":
+            return self._stopiteration_error()
         handler = _INTRINSIC_1.get(instr.arg.name)
         if handler is None:
             raise Unsupported(f"bytecode CALL_INTRINSIC_1 {instr.arg.name} is not supported")
         getattr(self, handler)(instr)
+
+    def _stopiteration_error(self):
+        """A generator's own handler: an exception leaving its body passes on unchanged,
+        except StopIteration, which Python turns into RuntimeError (PEP 479): not modelled."""
+        from .exceptions import ExceptionValue
+
+        exc = self.stack[-1]
+        if not isinstance(exc, ExceptionValue) or isinstance(exc.exception, (StopIteration, StopAsyncIteration)):
+            raise Unsupported("a StopIteration leaving a generator (RuntimeError, PEP 479)")
 
     def CALL_INTRINSIC_2(self, instr):
         """a, b -> intrinsic(a, b)   (type parameters, except*: never captured)"""
