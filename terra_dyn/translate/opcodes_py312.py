@@ -21,6 +21,7 @@ names it (executor.py), never a crash.
 Example: `[x * 2 for x in xs]` on 3.12 runs LOAD_FAST_AND_CLEAR x, BUILD_LIST, FOR_ITER,
 STORE_FAST x, LIST_APPEND ..., END_FOR (skipped), STORE_FAST x (the saved NULL: unbound).
 """
+import torch
 from bytecode import CellVar, Compare, FreeVar
 
 from ..seam import rules
@@ -28,7 +29,7 @@ from . import attributes, operators, super_calls
 from .errors import Unsupported
 from .opcodes_control import ControlOpcodes
 from .opcodes_stack import _var_name
-from .values import NULL, ConstValue
+from .values import NULL, SYMBOLIC_NUMBERS, ConstValue, ScalarValue
 
 # CALL_INTRINSIC_1 functions that are 3.11 opcodes of their own
 _INTRINSIC_1 = {"INTRINSIC_UNARY_POSITIVE": "UNARY_POSITIVE", "INTRINSIC_LIST_TO_TUPLE": "LIST_TO_TUPLE"}
@@ -129,8 +130,16 @@ class Py313Opcodes(Py312Opcodes):
         self.push(self.get_local(name))
 
     def TO_BOOL(self, instr):
-        """value -> bool(value)   (a tensor's truth: a break, the native TO_BOOL decides)"""
-        self.push(ConstValue(operators.truth(self, self.pop())))
+        """value -> bool(value)   (a tensor's truth: a break, the native TO_BOOL decides)
+
+        A number known only at run time stays in the graph as `value != 0`, a bool, so the
+        branch that follows is the break and runs natively (a break here would start the
+        resume at the jump with a constant bool: one translation per outcome)."""
+        value = self.pop()
+        if _python_number(value) and operators.run_time_truth(self, value):
+            self.push(value if _python_bool(value) else operators.compare(self, Compare.NE, value, ConstValue(0)))
+            return
+        self.push(ConstValue(operators.truth(self, value)))
 
     def COMPARE_OP(self, instr):
         """a, b -> a cmp b, made a bool when the argument says so (`if a < b:`)"""
@@ -138,7 +147,9 @@ class Py313Opcodes(Py312Opcodes):
         a = self.pop()
         op = instr.arg
         result = operators.compare(self, Compare(op & 15), a, b)
-        self.push(ConstValue(operators.truth(self, result)) if op & 16 else result)
+        if op & 16 and not (_python_bool(result) and operators.run_time_truth(self, result)):
+            result = ConstValue(operators.truth(self, result))  # else a bool the jump reads natively
+        self.push(result)
 
     def CALL_KW(self, instr):
         """callable, NULL|self, n args, names tuple -> result"""
@@ -195,3 +206,15 @@ class Py311Opcodes:
 def version_opcodes(version):
     """The handler mixin for CPython `version` ((major, minor))."""
     return {(3, 12): Py312Opcodes, (3, 13): Py313Opcodes}.get(tuple(version[:2]), Py311Opcodes)
+
+
+
+
+def _python_number(value):
+    """A run-time int, float or bool (a numpy scalar's comparison is no bool: 3.13's jumps
+    read only True and False)."""
+    return isinstance(value, ScalarValue) and type(value.example) in (bool, int, float, *SYMBOLIC_NUMBERS)
+
+
+def _python_bool(value):
+    return isinstance(value, ScalarValue) and type(value.example) in (bool, torch.SymBool)

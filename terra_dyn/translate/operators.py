@@ -181,11 +181,16 @@ def is_none(v):
     return isinstance(v, ConstValue) and v.value is None
 
 
+def run_time_truth(tx, v):
+    """A number whose truth only the run decides (a break), not one that sizes decide."""
+    return isinstance(v, ScalarValue) and not (v.symbolic and tx.ctx.graph.only_sizes_in(v.example))
+
+
 def truth(tx, v):
     if isinstance(v, TensorValue):
         raise Unsupported("branch on a tensor's value (data-dependent control flow)")
     if isinstance(v, ScalarValue):
-        if v.symbolic and tx.ctx.graph.only_sizes_in(v.example):
+        if not run_time_truth(tx, v):
             try:  # guards the relation it relies on (`a0.size()[0] > 8`; `== 8` pins the size)
                 return bool(v.example)
             except Exception as exc:

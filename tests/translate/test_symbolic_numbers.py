@@ -12,6 +12,7 @@ import io
 from contextlib import redirect_stdout
 
 import pytest
+import numpy as np
 import torch
 
 import terra_dyn
@@ -173,6 +174,22 @@ def test_a_branch_on_an_int_counter_is_a_break_not_a_translation_per_outcome():
     # step 0 static; from step 1 on, one translation (the branch runs natively)
     assert len(rep.recompiles) == 1 and not rep.fallbacks
     assert any("branch on a number" in b.reason for b in rep.breaks)
+
+
+def test_truth_of_a_counter_and_of_a_numpy_number_branch_like_eager():
+    # 3.13 converts to bool before its jumps (TO_BOOL, COMPARE_OP's bool flag), and its
+    # jumps read only True and False: a number or a numpy bool must never reach one
+    def f(x, step, scale):
+        if step:
+            x = x + 1
+        if scale == np.float32(0.5):
+            x = x * 2
+        if step - 3 < 0:
+            x = x - 1
+        return x
+
+    rep = translations(f, [(torch.ones(3), s, np.float32(s / 4)) for s in range(8)])
+    assert not rep.fallbacks and len(rep.recompiles) < 7  # values: compared call by call
 
 
 def test_dynamic_true_is_symbolic_from_the_first_call():
