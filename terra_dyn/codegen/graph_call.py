@@ -136,7 +136,7 @@ def build_code(plan: CodePlan) -> types.CodeType:
     if handler is not None:
         out += _graph_error_handler(plan, slots, original, handler)
     _set_lines(out, code.co_firstlineno)
-    bc = Bytecode(out)
+    bc = Bytecode(rules.split_fast_pairs(out))  # a replayed instruction names renumbered slots
     bc.name = code.co_name
     bc.qualname = code.co_qualname
     bc.filename = code.co_filename

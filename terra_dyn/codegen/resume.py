@@ -403,10 +403,17 @@ def _shared_cells(original, instrs):
         elif isinstance(ins, Instr) and isinstance(ins.arg, CellVar):
             ins = ins.copy()
             ins.arg = FreeVar(ins.arg.name)
-        elif isinstance(ins, Instr) and ins.name == "LOAD_FAST" and ins.arg in original.co_cellvars:
-            ins = Instr("LOAD_FAST", FreeVar(ins.arg), location=ins.location)  # 3.13: a cell argument's cell
+        else:
+            ins = _cell_load(original, ins)
         out.append(ins)
     return out
+
+
+def _cell_load(original, ins):
+    """3.13: LOAD_FAST of a cell (a closure's cell, a cell argument) loads the shared cell."""
+    if isinstance(ins, Instr) and ins.name == "LOAD_FAST" and ins.arg in original.co_cellvars:
+        return Instr("LOAD_FAST", FreeVar(ins.arg), location=ins.location)
+    return ins
 
 
 def _explicit_super(original, instrs):
@@ -440,7 +447,8 @@ def _prologue(original, stack_layout, target):
 
 
 def _assemble(original, info, instrs, stack_args, local_names, step=False):
-    bc = Bytecode(instrs)
+    # the locals are renumbered here: no two-local superinstruction survives (seam)
+    bc = Bytecode([_cell_load(original, ins) for ins in rules.split_fast_pairs(instrs)])
     _copy_metadata(bc, info.bytecode, original)
     bc.argnames = stack_args + list(local_names)
     closure_arg = not step and bool(original.co_cellvars)  # (a step code is never translated)

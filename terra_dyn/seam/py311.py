@@ -85,6 +85,11 @@ class Py311:
     def push_null(self):
         return [Instr("PUSH_NULL")]
 
+    def split_fast_pairs(self, instrs):
+        """`instrs` with each two-local superinstruction as two plain ones (3.13: see there;
+        before 3.13 there are none)."""
+        return list(instrs)
+
     def may_push_null(self, instr):
         """Does `instr` push a NULL or a self, decided only at run time (a method-form
         load)? It is never a break point: its results cannot be saved in locals (a NULL

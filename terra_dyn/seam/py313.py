@@ -9,7 +9,8 @@
 - f-string parts: CONVERT_VALUE, then FORMAT_SIMPLE or FORMAT_WITH_SPEC
 - LOAD_CLOSURE is gone: a closure's cells are pushed with LOAD_FAST of the cell
 - new superinstructions (LOAD_FAST_LOAD_FAST, STORE_FAST_LOAD_FAST, STORE_FAST_STORE_FAST)
-  have handlers of their own in the translator; frame locals are a PEP 667 proxy (C side)
+  have handlers of their own in the translator, and are split in two in every code
+  terra_dyn assembles (split_fast_pairs); frame locals are a PEP 667 proxy (C side)
 """
 from bytecode import FreeVar, Instr
 
@@ -34,6 +35,29 @@ class Py313(Py312):
     def load_closure(self, name):
         # LOAD_CLOSURE is a pseudo-instruction: the compiler emits LOAD_FAST of the cell
         return [Instr("LOAD_FAST", FreeVar(name))]
+
+    def split_fast_pairs(self, instrs):
+        """LOAD_FAST_LOAD_FAST, STORE_FAST_STORE_FAST and STORE_FAST_LOAD_FAST as two plain
+        instructions each. Their oparg holds two 4-bit local indexes, which the compiler uses
+        only below 16; a cut code (codegen/resume.py) renumbers the locals (saved stack items
+        first), and the `bytecode` package (0.19) packs an index of 16 or more into the
+        other's bits without a word: a resume function of yolov3's build_targets, run
+        natively after its recompile limit, returned its locals mixed up."""
+        out = []
+        for ins in instrs:
+            name = getattr(ins, "name", "")
+            if name in self._fast_pairs:
+                first_op, second_op = self._fast_pairs[name]
+                first, second = ins.arg  # stored from the top of the stack first / loaded first
+                out += [Instr(first_op, first, location=ins.location),
+                        Instr(second_op, second, location=ins.location)]
+            else:
+                out.append(ins)
+        return out
+
+    _fast_pairs = {"LOAD_FAST_LOAD_FAST": ("LOAD_FAST", "LOAD_FAST"),
+                   "STORE_FAST_STORE_FAST": ("STORE_FAST", "STORE_FAST"),
+                   "STORE_FAST_LOAD_FAST": ("STORE_FAST", "LOAD_FAST")}
 
     def _null_and(self, fn_instrs):
         return list(fn_instrs) + [Instr("PUSH_NULL")]
