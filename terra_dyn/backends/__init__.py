@@ -68,8 +68,12 @@ def _big_enough_for_cpu_kernels(gm, example_inputs):
     """A graph on CPU tensors holding a tensor (input or intermediate) of at least
     config.cpu_min_elements; smaller graphs skip the lowering: eager ops are as fast."""
     from .. import config
-    values = [n.meta.get("example_value", n.meta.get("val")) for n in gm.graph.nodes]
-    facts = _tensor_facts(example_inputs) + [(t.device, t.numel()) for t in values if isinstance(t, torch.Tensor)]
+    facts = list(_tensor_facts(example_inputs))
+    for node in gm.graph.nodes:
+        value = node.meta.get("example_value", node.meta.get("val"))
+        if isinstance(value, torch.Tensor):
+            # the translator propagates facts on meta tensors and records the device beside them
+            facts.append((node.meta.get("device", value.device), value.numel()))
     if not facts or any(device.type != "cpu" for device, _ in facts):
         return False
     return any(numel >= config.cpu_min_elements for _, numel in facts)

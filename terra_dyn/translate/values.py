@@ -57,6 +57,9 @@ class TensorValue(Value):
             self._fake, self._meta, self.device = example, None, example.device
         else:
             self._fake, self._meta, self.device = None, example, device
+        meta = getattr(node, "meta", None)
+        if meta is not None:  # backends read a node's device here: its example may be a meta tensor
+            meta["device"] = self.device
         self._owner = owner  # the GraphState, whose fake mode makes `.fake` on demand
 
     @property

@@ -209,6 +209,10 @@ class Program:
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 
 
+def _median(times):
+    return sorted(times)[len(times) // 2]
+
+
 class CpuCompiledGraph(FusedGraph):
     """The result of compile_graph(gm, example_inputs); call it like gm (fusion/compiled.py)."""
 
@@ -234,16 +238,51 @@ class CpuCompiledGraph(FusedGraph):
         self.eager_calls = eager_calls
         self.payback = payback
         self.eager_seconds = 0.0
+        # auto keeps a lowering only if it measured faster than the graph module: after the
+        # lowering, calls alternate between the two until each has TRIAL_CALLS times, then
+        # the faster stays (a small MLP's training step: ATen matmuls and kernels too small
+        # to pay for their calls; the eager calls before the lowering are cold, not a yardstick)
+        self.trial = ([], []) if eager_calls > 0 else None  # (eager, lowered) seconds a call
+        self.eager_only = False
         super().__init__(gm, example_inputs, notes, lower_now=eager_calls == 0 and not payback)
 
+    TRIAL_CALLS = 3  # lowered calls timed before auto keeps a lowering
+
     def __call__(self, *args):
+        if self.eager_only:
+            return self.gm(*args)
         if self.eager_calls > 0 or self.payback and self.eager_seconds < self.PAYBACK * self.lowering_seconds:
             self.eager_calls -= 1
             start = time.perf_counter()
             result = self.gm(*args)
-            self.eager_seconds += time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            self.eager_seconds += elapsed
             return result
-        return FusedGraph.__call__(self, *args)
+        if self.trial is None:
+            return FusedGraph.__call__(self, *args)
+        return self._on_trial(args)
+
+    def _on_trial(self, args):
+        eager, lowered = self.trial
+        run_eager = len(eager) < len(lowered)
+        lowerings = self.lowerings
+        start = time.perf_counter()
+        result = self.gm(*args) if run_eager else FusedGraph.__call__(self, *args)
+        elapsed = time.perf_counter() - start
+        if run_eager:
+            eager.append(elapsed)
+        elif self.lowerings == lowerings:  # a call that paid no lowering
+            lowered.append(elapsed)
+        if len(eager) >= self.TRIAL_CALLS:
+            self._end_trial(_median(eager), _median(lowered))
+        return result
+
+    def _end_trial(self, eager, lowered):
+        self.trial = None
+        if lowered >= eager:
+            self.eager_only = True
+            self.note(f"kernels measured slower than the graph module ({lowered * 1e6:.0f} us against "
+                      f"{eager * 1e6:.0f} us a call): the graph runs eagerly")
 
     def note(self, line: str):
         if line not in self.notes and config.verbose:

@@ -39,7 +39,24 @@ class _JointFunction(torch.autograd.Function):
         saved = ctx.saved_tensors
         count = len(ctx.non_tensors)
         args = [s if n is None else n for s, n in zip(saved[:count], ctx.non_tensors)]
-        return (None, *ctx.program.run_backward(args, saved[count:], grads))
+        # autograd's engine calls this with the frame hook on: the backward's first call
+        # lowers it (make_fx, functorch), which must never reach the translator
+        return (None, *_backward_hook_off(ctx.program, args, saved[count:], grads))
+
+
+def _run_backward(program, args, saved, grads):
+    return program.run_backward(args, saved, grads)
+
+
+def _hook_off(fn):
+    try:
+        from ..._C import DisabledCallable
+    except ImportError:  # no frontend on this Python: no hook to turn off
+        return fn
+    return DisabledCallable(fn)
+
+
+_backward_hook_off = _hook_off(_run_backward)
 
 
 def _fake_outputs(gm, args):

@@ -181,6 +181,51 @@ def test_optimize_with_the_cpu_backend_trains_like_eager():
     assert_same(ours, [p.grad for p in model.parameters()], atol=1e-5, rtol=1e-4)
 
 
+def test_a_compiled_backward_lowers_with_the_frame_hook_off(monkeypatch):
+    # autograd's engine calls the joint graph's backward, whose first call lowers it with
+    # make_fx: with the hook on, torch's tracer and functorch were translated as user code
+    import terra_dyn
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.Tanh(), torch.nn.Linear(64, 4))
+
+    def step(x):
+        loss = model(x).square().mean()
+        loss.backward()  # a break: the rest of step runs with the hook on
+        return loss.detach()
+
+    monkeypatch.setattr(config, "cpu_min_elements", 0)
+    fast = terra_dyn.optimize(step, backend="auto")  # lowered at its third call
+    x = torch.randn(16, 32)
+    with terra_dyn.report.recording() as recorder:
+        for _ in range(6):
+            fast(x)
+    report = recorder.report()
+    assert {g.filename for g in report.graphs} == {__file__}, report.graphs
+    assert {b.filename for b in report.breaks} == {__file__}, report.breaks
+
+
+def test_auto_keeps_a_lowering_only_when_it_measured_faster(monkeypatch):
+    from terra_dyn.backends import AUTO_CPU_EAGER_CALLS
+    monkeypatch.setattr(config, "cpu_min_elements", 4096)
+    gm = trace(lambda x: torch.tanh(x * 2 + 1) * x)
+    compiled = lookup("auto")(gm, [torch.randn(64, 64)])
+    graph = getattr(compiled, "fn", compiled)
+    trial_calls = graph.TRIAL_CALLS
+    for _ in range(AUTO_CPU_EAGER_CALLS + 1 + 2 * trial_calls):
+        x = torch.randn(64, 64)
+        assert_same(compiled(x), torch.tanh(x * 2 + 1) * x)
+    assert graph.trial is None, "the trial never ended"
+    slower = lookup("auto")(gm, [torch.randn(64, 64)])
+    slower = getattr(slower, "fn", slower)
+    slower._end_trial(eager=1e-4, lowered=2e-4)
+    assert slower.eager_only and "slower" in slower.notes[-1]
+    x = torch.randn(64, 64)
+    assert_same(slower(x), torch.tanh(x * 2 + 1) * x)
+    faster = getattr(lookup("auto")(gm, [torch.randn(64, 64)]), "fn", None)
+    faster._end_trial(eager=2e-4, lowered=1e-4)
+    assert not faster.eager_only
+
+
 def test_fake_tensor_calls_run_through_aten():
     from torch._subclasses.fake_tensor import FakeTensorMode
     x = torch.randn(8, 16)
@@ -291,3 +336,26 @@ def test_a_graph_whose_shapes_keep_changing_stops_lowering_new_ones():
     lowered = [p for p in compiled.programs.values() if p is not compiled.gm]
     assert len(lowered) == compiled.MAX_LOWERINGS, compiled.describe()
     assert any("signatures: new ones run the graph module" in n for n in compiled.notes)
+
+
+def test_auto_lowers_a_translated_graph_whose_intermediates_are_meta_tensors(monkeypatch):
+    # The translator propagates facts on meta tensors: "auto" must read the device the
+    # translator records beside them, not the meta device (it once sent every translated
+    # CPU graph to the interpreter, so no user of optimize() ever got a kernel).
+    import terra_dyn
+    import terra_dyn.backends.cpu as cpu_backend
+    from terra_dyn.backends import AUTO_CPU_EAGER_CALLS
+    monkeypatch.setattr(config, "cpu_min_elements", 4096)
+    made = []
+    real_compile = cpu_backend.compile_graph
+    monkeypatch.setattr(cpu_backend, "compile_graph", lambda *a, **k: made.append(real_compile(*a, **k)) or made[-1])
+
+    def gelu_like(x):
+        return 0.5 * x * (1 + torch.tanh(0.7978845608 * (x + 0.044715 * x * x * x)))
+
+    fast = terra_dyn.optimize(gelu_like, backend="auto")
+    for _ in range(AUTO_CPU_EAGER_CALLS + 2):
+        x = torch.randn(64, 128)
+        assert_same(fast(x), gelu_like(x))
+    assert len(made) == 1, "auto did not choose the cpu backend for a 8192-element CPU graph"
+    assert made[0].kernels, made[0].describe()
