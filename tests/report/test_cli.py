@@ -116,6 +116,8 @@ def test_demo_shows_a_captured_model_a_break_and_the_report():
     assert "1. optimized model: 1 graph of" in out and "same result: True" in out, out
     assert "terra_dyn report: explain(step)" in out
     assert "2 graphs" in out and "break x1:" in out and f"line {item_line}: print(" in out, out
-    speed = next(line for line in out.splitlines() if line.startswith("2. training step"))
+    fused = next(line for line in out.splitlines() if line.startswith("2. gelu-like chain"))
+    assert re.search(r"eager \d+\.\d\d ms, terra_dyn \d+\.\d\d ms, speedup \d+\.\d\dx, same result: True$", fused), fused
+    speed = next(line for line in out.splitlines() if line.startswith("   training step"))
     assert re.search(r"eager \d+\.\d\d ms, terra_dyn \d+\.\d\d ms, speedup \d+\.\d\dx$", speed), speed
     assert "fix: .item()/float() in the loop" in out
