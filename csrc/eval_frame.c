@@ -5,6 +5,7 @@
  *     an entry whose guard passes -> call entry.function(*argument slots), frame untouched
  *     miss -> callback(frame object) with the hook off on this thread, then:
  *          None -> run the frame;  SKIP -> mark the code, run the frame;
+ *          OFF -> run the frame with the hook off on this thread (nothing it calls is asked);
  *          CacheEntry -> append to the code's cache, call it as on a hit
  *
  * The callback is per thread (a C thread-local); the hook itself is per interpreter and
@@ -168,7 +169,7 @@ static int strict_mode(void) {
 static int callback_failed(PyCodeObject *code, PyObject *bad) {
     if (bad != NULL) {
         PyErr_Format(PyExc_TypeError,
-                     "the callback must return None, terra_dyn._C.SKIP or a CacheEntry, not %.100s",
+                     "the callback must return None, terra_dyn._C.SKIP, terra_dyn._C.OFF or a CacheEntry, not %.100s",
                      Py_TYPE(bad)->tp_name);
     }
     PyObject *type, *value, *tb;
@@ -244,7 +245,7 @@ static PyObject *terra_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *fr
         if (is_entry && !entry_fits(answer, code)) {
             Py_CLEAR(answer);  /* entry_fits set the exception */
         }
-        if (answer == NULL || (answer != Py_None && answer != terra_SKIP && !is_entry)) {
+        if (answer == NULL || (answer != Py_None && answer != terra_SKIP && answer != terra_OFF && !is_entry)) {
             int rc = callback_failed(code, answer);
             Py_XDECREF(answer);
             return rc < 0 ? answered(tstate, frame, NULL) : _PyEval_EvalFrameDefault(tstate, frame, throwflag);
@@ -252,6 +253,14 @@ static PyObject *terra_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *fr
         if (answer == Py_None) {
             Py_DECREF(answer);
             return _PyEval_EvalFrameDefault(tstate, frame, throwflag);
+        }
+        if (answer == terra_OFF) {  /* torch.compiler.disable(recursive=True)'s body */
+            Py_DECREF(answer);
+            PyObject *saved = eval_frame_swap_callback(NULL);
+            PyObject *result = _PyEval_EvalFrameDefault(tstate, frame, throwflag);
+            PyObject *ours = eval_frame_swap_callback(saved);
+            Py_XDECREF(ours);
+            return result;
         }
         if (answer == terra_SKIP) {
             Py_DECREF(answer);

@@ -7,14 +7,18 @@
 #include "terra_dyn.h"
 
 PyObject *terra_SKIP = NULL;
+PyObject *terra_OFF = NULL;
 
-/* SKIP is the one instance of a tiny type, so that it prints as itself in reports. */
-static PyObject *skip_repr(PyObject *self) { return PyUnicode_FromString("terra_dyn._C.SKIP"); }
+/* SKIP and OFF are the two instances of a tiny type, so that they print as themselves. */
+static PyObject *skip_repr(PyObject *self) {
+    return PyUnicode_FromString(self == terra_OFF ? "terra_dyn._C.OFF" : "terra_dyn._C.SKIP");
+}
 
 static PyTypeObject SkipMarker_Type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "terra_dyn._C.SkipMarker",
-    .tp_doc = "The type of SKIP: a callback's answer meaning 'never call me again for this code'.",
+    .tp_doc = "The type of SKIP ('never call me again for this code') and OFF ('run this frame "
+              "and all it calls with the hook off'), a callback's answers.",
     .tp_basicsize = sizeof(PyObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_repr = skip_repr,
@@ -99,6 +103,8 @@ PyMODINIT_FUNC PyInit__C(void) {
     if (PyType_Ready(&SkipMarker_Type) < 0) goto fail;
     terra_SKIP = PyObject_New(PyObject, &SkipMarker_Type);
     if (terra_SKIP == NULL || PyModule_AddObjectRef(m, "SKIP", terra_SKIP) < 0) goto fail;
+    terra_OFF = PyObject_New(PyObject, &SkipMarker_Type);
+    if (terra_OFF == NULL || PyModule_AddObjectRef(m, "OFF", terra_OFF) < 0) goto fail;
     PyTypeObject *types[] = {&Guard_Type, &CacheEntry_Type, &OptimizedCallable_Type, &DisabledCallable_Type};
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
         if (PyModule_AddType(m, types[i]) < 0) goto fail;

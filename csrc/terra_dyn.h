@@ -36,6 +36,7 @@ typedef struct {
 
 extern PyTypeObject CacheEntry_Type;
 extern PyObject *terra_SKIP;  /* the SKIP marker */
+extern PyObject *terra_OFF;   /* the OFF marker: run the frame and its callees with the hook off */
 
 typedef struct CodeExtra CodeExtra;
 int cache_init(void);

@@ -246,8 +246,9 @@ def _new_callback(backend, fullgraph, strict, dynamic=None):
         code = frame.f_code
         if is_library_code(code) and not is_resume_code(code) or _generated_by_library(code, frame):
             return _C.SKIP
-        if torch_compat.called_by_torch_disable(frame):  # @torch.compiler.disable's body
-            return _C.SKIP
+        disabled = torch_compat.disabled_frame(frame)  # a @torch.compiler.disable function's body
+        if disabled is not None:
+            return _C.OFF if disabled == "recursive" else _C.SKIP
         state = state_of(code)
         if state.entries:
             why = _failing_guard(state, frame, code)

@@ -5,9 +5,11 @@
         -> compile_arguments(...) -> backend="auto", fullgraph=True, strict=False
 
     @torch.compiler.disable      the function runs as plain Python: the translator breaks
-                                 at its call, and its own frame is never translated
-                                 (`called_by_torch_disable`; torch's recursive=True is not
-                                 followed: functions it calls may still be optimized)
+                                 at its call; its frame and every frame it calls run with
+                                 the hook off (`disabled_frame` -> "recursive": _C.OFF)
+    torch.compiler.disable(recursive=False)
+                                 its own frame is never translated, functions it calls may
+                                 be (`disabled_frame` -> "frame": _C.SKIP), as in Dynamo
     torch.compiler.is_compiling() True inside translated code, False where Python runs
 
 torch._dynamo is never imported: a disabled function is recognised by the attributes
@@ -63,17 +65,23 @@ def compile_arguments(backend, fullgraph, strict, mode=None, dynamic=None, optio
 
 
 _DISABLE_WRAPPER_FILE = os.path.join("torch", "_dynamo", "eval_frame.py")
+_NONRECURSIVE_WRAPPER_FILE = os.path.join("torch", "_dynamo", "external_utils.py")
 
 
-def called_by_torch_disable(frame) -> bool:
-    """True when `frame` is the body of a `@torch.compiler.disable` function, called by
-    torch's wrapper (`_fn`, whose closure holds the function)."""
+def disabled_frame(frame):
+    """How torch.compiler.disable covers `frame`: "recursive" for the body of a function
+    wrapped with recursive=True (called by torch's `DisableContext._fn`), "frame" for one
+    wrapped with recursive=False (called by `nonrecursive_disable_wrapper`), else None."""
     caller = frame.f_back
-    if caller is None or caller.f_code.co_name != "_fn" \
-            or not caller.f_code.co_filename.endswith(_DISABLE_WRAPPER_FILE):
-        return False
-    owner = caller.f_locals.get("self")
-    return type(owner).__name__ == "DisableContext"
+    if caller is None:
+        return None
+    code = caller.f_code
+    if code.co_name == "_fn" and code.co_filename.endswith(_DISABLE_WRAPPER_FILE):
+        owner = caller.f_locals.get("self")
+        return "recursive" if type(owner).__name__ == "DisableContext" else None
+    if code.co_name == "nonrecursive_disable_wrapper" and code.co_filename.endswith(_NONRECURSIVE_WRAPPER_FILE):
+        return "frame"
+    return None
 
 
 def is_torch_disabled(fn) -> bool:

@@ -131,7 +131,7 @@ def test_callback_exception_warns_and_runs_original():
 
 
 def test_wrong_return_type_warns_with_clear_message():
-    with pytest.warns(RuntimeWarning, match="must return None, terra_dyn._C.SKIP or a CacheEntry, not int"):
+    with pytest.warns(RuntimeWarning, match="must return None, terra_dyn._C.SKIP, terra_dyn._C.OFF or a CacheEntry, not int"):
         assert optimized_callable(add, lambda frame: 42)(1, 2) == 3
 
 

@@ -81,6 +81,36 @@ def test_torch_compiler_disable_runs_the_function_as_python(fresh_terra_dyn):
     assert any("marked torch.compiler.disable" in b.reason for b in rep.breaks)
 
 
+def helper_sin(x):
+    return x.sin() * torch.compiler.is_compiling()
+
+
+@torch.compiler.disable  # recursive=True: nothing it calls is optimized either
+def eager_tree(x):
+    return helper_sin(x) + 1
+
+
+@torch.compiler.disable(recursive=False)  # its own frame only: what it calls is optimized
+def eager_frame(x):
+    return helper_sin(x) + 1
+
+
+def test_torch_compiler_disable_recursive_covers_callees_and_nonrecursive_only_the_frame(fresh_terra_dyn):
+    def outer(x):
+        return (eager_tree(x + 1) + eager_frame(x + 2)).cos()
+
+    x = torch.randn(4)
+    with report.recording() as rec:
+        got = terra_dyn.optimize(outer, backend="interpreter")(x)
+    # eager_tree's helper_sin ran as Python (is_compiling() False: zeros), eager_frame's was
+    # translated (True), as torch.compile runs them
+    expected = ((x + 1).sin() * 0 + 1 + (x + 2).sin() * 1 + 1).cos()
+    assert torch.allclose(got, expected)
+    names = [g.code_name for g in rec.report().graphs]
+    assert "eager_tree" not in names and "eager_frame" not in names, names
+    assert names.count("helper_sin") == 1, names  # the one called by eager_frame
+
+
 def test_is_compiling_is_true_in_translated_code(fresh_terra_dyn):
     def f(x):
         return x + 100 if torch.compiler.is_compiling() else x - 100
