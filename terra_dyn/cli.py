@@ -48,7 +48,7 @@ def _parser():
     commands = parser.add_subparsers(dest="command", required=True, metavar="command", parser_class=_Parser)
     report = commands.add_parser("report", help="run a script under terra_dyn and report graphs and breaks")
     report.add_argument("--json", action="store_true", help="print the report as JSON (script stdout -> stderr)")
-    report.add_argument("--backend", default=None, help="backend: auto, interpreter, triton (default: config)")
+    report.add_argument("--backend", default=None, help="backend: auto, cpu, cudagraphs, interpreter, triton (default: config)")
     report.add_argument("--strict", action="store_true", help="raise instead of falling back")
     report.add_argument("--verbose", action="store_true", help="also print each graph and the guards")
     report.add_argument("--html", metavar="OUT", default=None, help="also write the report as one HTML file")

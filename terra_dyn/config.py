@@ -32,7 +32,7 @@ class Knob:
 
 KNOBS = [
     Knob("enabled", "TERRA_DYN", False, "optimize an unmodified script's own functions (zero code change)"),
-    Knob("backend", "TERRA_DYN_BACKEND", "auto", "default backend: auto, interpreter, triton, cpu"),
+    Knob("backend", "TERRA_DYN_BACKEND", "auto", "default backend: auto, cpu, cudagraphs, interpreter, triton"),
     Knob("strict", "TERRA_DYN_STRICT", False, "raise instead of falling back to the original code"),
     Knob("report_path", "TERRA_DYN_REPORT", "", "write the JSON report to this path at exit"),
     Knob("recompile_limit", "TERRA_DYN_RECOMPILE_LIMIT", 8, "translations kept per code object before running it eagerly"),

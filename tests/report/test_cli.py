@@ -121,3 +121,16 @@ def test_demo_shows_a_captured_model_a_break_and_the_report():
     speed = next(line for line in out.splitlines() if line.startswith("   training step"))
     assert re.search(r"eager \d+\.\d\d ms, terra_dyn \d+\.\d\d ms, speedup \d+\.\d\dx$", speed), speed
     assert "fix: .item()/float() in the loop" in out
+
+
+def test_report_help_and_config_name_every_backend():
+    from terra_dyn.backends import _BY_NAME
+    from terra_dyn.config import KNOBS
+    result = subprocess.run([sys.executable, "-m", "terra_dyn", "report", "--help"], capture_output=True,
+                            text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    help_text = " ".join(result.stdout.split())
+    backend_knob = next(k for k in KNOBS if k.name == "backend")
+    for name in _BY_NAME:
+        assert name in help_text, (name, help_text)
+        assert name in backend_knob.meaning, (name, backend_knob.meaning)
