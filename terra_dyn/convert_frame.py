@@ -154,7 +154,9 @@ def _note_dynamic(state, why, frame, code):
 
 def _changed_sizes(expr, now, then):
     """`expr.size()[d]` for each size of tensor `now` that differs from the guarded tensor
-    facts `then` = (cls, dtype, device, sizes, strides, requires_grad), when only sizes do."""
+    facts `then` = (cls, dtype, device, sizes, ..., requires_grad), when only sizes (and the
+    strides and offset that follow them) do. Sizes of a symbolic input's guard
+    (check_tensor_layout) may be FREE (None): those are symbolic already."""
     if not isinstance(now, torch.Tensor):
         return []
     cls, dtype, device, sizes = then[:4]
@@ -174,7 +176,9 @@ def _another_instance(now, then):
 
 
 _EQ_EXPR = re.compile(r"^(.+) (==|is) (c\d+)(\(\))?$")  # `is c4()`: a weakly held module
-_TENSOR_EXPR = re.compile(r"^check_tensor\((.+), (c\d+), (c\d+), (c\d+), (c\d+), (c\d+), (c\d+)\)$")
+# check_tensor(x, cls, dtype, device, sizes, strides, requires_grad), or check_tensor_layout
+# with the storage offset before requires_grad
+_TENSOR_EXPR = re.compile(r"^check_tensor(?:_layout)?\((.+?), ((?:c\d+, )+c\d+)\)$")
 
 
 def _changed_objects(predicate, args):
@@ -184,7 +188,7 @@ def _changed_objects(predicate, args):
     for expr in getattr(predicate, "exprs", ()):
         tensor = _TENSOR_EXPR.match(expr)
         if tensor is not None:  # a tensor reached through an attribute, item or global
-            facts = [predicate.namespace.get(c) for c in tensor.groups()[1:]]
+            facts = [predicate.namespace.get(c) for c in tensor.group(2).split(", ")]
             now = _evaluate(predicate, tensor.group(1), args)
             changed += _changed_sizes(tensor.group(1), now, facts)
             continue
@@ -306,10 +310,21 @@ def _translate(frame, state, compile_fn, name, fullgraph, before):
     try:
         return attempt()
     except DynamicShapesFailed as exc:  # sizes or numbers kept symbolic in an earlier round are read now
-        pinned = (exc.exprs & state.dynamic) or {e for e in state.dynamic if ".size()[" in e}
+        # a stride or offset of a non-contiguous input cannot be static alone: its sizes are
+        owners = tuple(_layout_owner(e) + ".size()[" for e in exc.exprs if _layout_owner(e))
+        pinned = {e for e in state.dynamic if e in exc.exprs or e.startswith(owners)} \
+            or {e for e in state.dynamic if ".size()[" in e}
         state.static |= pinned
         state.dynamic -= pinned
         return attempt()
+
+
+def _layout_owner(expr):
+    """`a0` for `a0.stride()[1]` or `a0.storage_offset()`; None for anything else."""
+    for mark in (".stride()[", ".storage_offset()"):
+        if mark in expr:
+            return expr.rsplit(mark, 1)[0]
+    return None
 
 
 def _fallback(code, exc, strict):

@@ -21,7 +21,7 @@ import torch
 
 from .codegen.signature import argument_slot_names
 from .seam import rules
-from .translate.guards import run_check
+from .translate.guards import UNCHECKED, fits_layout, run_check
 
 _SLOT = re.compile(r"\ba(\d+)\b")
 _CONST = re.compile(r"\bc(\d+)\b")
@@ -119,6 +119,27 @@ def _tensor_change(name, now, facts):
     return Change(name, what="tensor metadata")
 
 
+def _layout_change(name, now, facts):
+    """A symbolic input's guard (translate/guards.check_tensor_layout) failed: sizes shown
+    with `s` where any size of at least 2 fits."""
+    cls, dtype, device, sizes, strides, offset, requires_grad = facts
+    if not isinstance(now, torch.Tensor) or type(now) is not cls:
+        return Change(name, cls.__name__, type(now).__name__, what="type")
+
+    def pattern(items):
+        return "(" + ", ".join("s" if s is None else str(s) for s in items) + ("," if len(items) == 1 else "") + ")"
+
+    if not fits_layout(now.shape, sizes):
+        return Change(name, pattern(sizes), _shape(now.shape), what="shape")
+    if strides is None and not now.is_contiguous():
+        return Change(name, "contiguous", str(now.stride()), what="strides")
+    if strides is not None and not fits_layout(now.stride(), strides):
+        return Change(name, pattern(strides), str(now.stride()), what="strides")
+    if offset is not UNCHECKED and not fits_layout((now.storage_offset(),), (offset,)):
+        return Change(name, "s" if offset is None else str(offset), str(now.storage_offset()), what="storage offset")
+    return _tensor_change(name, now, (cls, dtype, device, now.shape, now.stride(), requires_grad))
+
+
 def _describe_predicate(predicate, args, names):
     env = dict(predicate.namespace)
     env.update(zip(predicate.params, args))
@@ -129,14 +150,14 @@ def _describe_predicate(predicate, args, names):
             return [Change(_readable(expr, names, env), what=f"lookup ({type(exc).__name__})")]
         if ok:
             continue
-        tensor = re.match(r"^check_tensor(?:_sizes)?\((.+?), (c\d+(?:, c\d+)*)\)$", expr)
+        tensor = re.match(r"^check_tensor(?:_layout)?\((.+?), (c\d+(?:, c\d+)*)\)$", expr)
         if tensor:
             facts = [env.get(c) for c in tensor.group(2).split(", ")]
             now = _eval(tensor.group(1), env)
             variable = _readable(tensor.group(1), names, env)
             if len(facts) == 6:
                 return [_tensor_change(variable, now, facts)]
-            return [Change(variable, what="tensor metadata")]
+            return [_layout_change(variable, now, facts)]
         compare = re.match(r"^(.+?) (==|is) (c\d+)$", expr)
         if compare:
             lhs, op, const = compare.groups()

@@ -28,6 +28,7 @@ import torch.fx as fx
 
 from . import autocast, meta_rules
 from .errors import Unsupported
+from .guards import FREE, UNCHECKED
 from .sources import FreeVarSource
 from .values import (SYMBOLIC_NUMBERS, ConstValue, ListValue, ScalarValue, SliceValue, TensorValue, TupleValue,
                      Value, meta_like)
@@ -67,6 +68,7 @@ class GraphState:
         self._symbolic = bool(dynamic)  # a ShapeEnv for symbolic sizes and int inputs
         self._symbols = []  # (symbol, "<expr>.size()[d]" or "<expr>") of the symbolic numbers made
         self._number_symbols = set()  # those of number inputs (not sizes)
+        self._relations = []  # ("<expr>.stride()[d]", formula of symbols): inferred strides
         self.graph = fx.Graph()
         self._fake_mode = None
         self.inputs = []  # (Value, source) in placeholder order
@@ -117,9 +119,7 @@ class GraphState:
         dims = [] if by_identity else self._symbolic_dims(real, source)
         if by_identity:
             self.guards.identity(source, real)
-        elif dims:
-            self.guards.tensor_sizes(source, real, dims)
-        else:
+        elif not dims:
             self.guards.tensor(source, real)
         node = self._placeholder(source.expr())
         if dims:  # sizes that changed between calls: symbolic, every op under FakeTensorMode
@@ -143,24 +143,62 @@ class GraphState:
 
     def _symbolic_dims(self, real, source):
         """Dims of a graph input to keep symbolic: those whose size changed between calls
-        (convert_frame), when the tensor is a plain contiguous one and the size is at least 2
-        (sizes 0 and 1 behave differently: they stay static)."""
-        if not self.dynamic_sizes or source is None or not _meta_friendly(real) or not real.is_contiguous() \
+        (convert_frame), when the size is at least 2 (sizes 0 and 1 behave differently: they
+        stay static)."""
+        if not self.dynamic_sizes or source is None or not _meta_friendly(real) \
                 or isinstance(source.root(), FreeVarSource):  # closure guards name cells, not slots
             return []
         expr = source.expr()
         return [d for d in range(real.dim()) if f"{expr}.size()[{d}]" in self.dynamic_sizes and real.shape[d] >= 2]
 
     def _symbolic_fake(self, real, source, dims):
+        """A fake tensor with the sizes of `dims` symbolic, and its guard. A contiguous input
+        stays contiguous (one check). A non-contiguous one (a slice or transpose: yolov3's
+        `bbox_wh_iou` on a column slice of the targets) keeps the strides that changed between
+        calls symbolic too: torch infers each from the sizes where it can (`a0.stride()[1] ==
+        a0.size()[0]` for a transpose, guarded as that relation) and makes the others, and a
+        storage offset of at least 2, symbols of their own."""
         from torch.fx.experimental.symbolic_shapes import DimDynamic, StatelessSymbolicContext
 
+        expr, n = source.expr(), real.dim()
+        contiguous = real.is_contiguous()
+        base = None
+        if real._is_view():  # a static base: its own sizes would be symbols no guard names
+            base = StatelessSymbolicContext(dynamic_sizes=[DimDynamic.STATIC] * real._base.dim())
         context = StatelessSymbolicContext(
-            dynamic_sizes=[DimDynamic.DYNAMIC if d in dims else DimDynamic.STATIC for d in range(real.dim())],
-            constraint_sizes=[None] * real.dim())
+            dynamic_sizes=[DimDynamic.DYNAMIC if d in dims else DimDynamic.STATIC for d in range(n)],
+            constraint_sizes=[None] * n, view_base_context=base)
         fake = self.fake_mode.from_tensor(real, symbolic_context=context)
-        for d in dims:
-            self._symbols.append((fake.shape[d].node.expr, f"{source.expr()}.size()[{d}]"))
+        sizes = [self._layout_item(fake.shape[d], f"{expr}.size()[{d}]") for d in range(n)]
+        offset = self._layout_item(fake.storage_offset(), f"{expr}.storage_offset()")
+        if offset is not FREE:  # a constant offset: guarded only where read (offset_read)
+            offset = UNCHECKED
+        stride = None if contiguous else [self._layout_item(s, f"{expr}.stride()[{d}]")
+                                          for d, s in enumerate(fake.stride())]
+        self.guards.tensor_layout(source, real, sizes, stride, offset)
         return fake
+
+    def _layout_item(self, item, expr):
+        """A size, stride or offset of a symbolic input's fake tensor as the guard checks it:
+        its int, or FREE for a new symbol (named `expr` for the guards that relate it);
+        a formula of other symbols (an inferred stride) becomes a relation checked later."""
+        if not isinstance(item, torch.SymInt):
+            return int(item)
+        sym = item.node.expr
+        if sym.is_Symbol and all(sym != s for s, _ in self._symbols):
+            self._symbols.append((sym, expr))
+            return FREE
+        self._relations.append((expr, sym))
+        return FREE
+
+    def _offset_read(self):
+        """A storage offset read as a number follows from the offsets of the inputs it views,
+        which the tensor guards leave free: guard each input's (read on a contiguous input, it
+        returned the first call's offset forever). A symbolic one is this call's already."""
+        for value, source in self.inputs:
+            if isinstance(value, TensorValue) and value.real is not None \
+                    and not isinstance(value.facts.storage_offset(), torch.SymInt):
+                self.guards.storage_offset(source, value.real.storage_offset())
 
     def check_symbolic(self):
         """Guard what the translation assumed about its symbolic sizes (`a0.size()[0] ==
@@ -178,6 +216,8 @@ class GraphState:
             target = env.replacements.get(sym)
             if target is not None:
                 facts.append(f"{expr} == {_python_of(target, names)}")
+        for expr, formula in self._relations:  # inferred strides: `a0.stride()[1] == (a0.size()[0])`
+            facts.append(f"{expr} == {_python_of(formula, names)}")
         for guard in env.guards:
             facts.append(_python_of(guard.expr, names))
         for text in facts:
@@ -230,6 +270,8 @@ class GraphState:
             raise Unsupported(f"{getattr(target, '__name__', target)} of a run-time int that is not symbolic")
         node_args = tuple(_to_node(a) for a in args)
         node_kwargs = {k: _to_node(v) for k, v in kwargs.items()}
+        if (target if kind == "call_method" else getattr(target, "__name__", None)) == "storage_offset":
+            self._offset_read()
         result, device = _propagate_meta(kind, target, args, kwargs)
         if result is _SLOW:
             result, device = self._propagate_fake(kind, target, args, kwargs), None

@@ -137,17 +137,35 @@ class PyGuard:
         return explain_failure(self.checks, self.fallback, args)
 
 
-def check_tensor_sizes(t, cls, dtype, device, sizes, requires_grad):
-    """A tensor guard with free sizes (None in `sizes`: any size >= 2), contiguous."""
+FREE = None  # a size, stride or storage offset that is a symbol of the translation: any value >= 2
+UNCHECKED = ...  # a storage offset nothing read (check_storage_offset guards it when read)
+
+
+def check_tensor_layout(t, cls, dtype, device, sizes, strides, offset, requires_grad):
+    """A tensor guard for an input translated with symbolic sizes: each of `sizes`, `strides`
+    and `offset` is an int (that value) or FREE (a symbol: at least 2, as the ShapeEnv
+    assumed; relations between symbols are guarded apart); `strides` None: contiguous;
+    `offset` UNCHECKED: not checked."""
     if not (type(t) is cls and t.dtype == dtype and t.device == device and t.requires_grad == requires_grad):
         return False
-    actual = t.size()
-    if len(actual) != len(sizes):
+    if not fits_layout(t.size(), sizes):
         return False
-    for want, got in zip(sizes, actual):
-        if got != want and (want is not None or got < 2):
+    if strides is None:
+        if not t.is_contiguous():
             return False
-    return t.is_contiguous()
+    elif not fits_layout(t.stride(), strides):
+        return False
+    return offset is UNCHECKED or fits_layout((t.storage_offset(),), (offset,))
+
+
+def fits_layout(actual, wanted):
+    """Each item of `actual` is the int in `wanted`, or at least 2 where `wanted` has FREE."""
+    if len(actual) != len(wanted):
+        return False
+    for want, got in zip(wanted, actual):
+        if got != want and (want is not FREE or got < 2):
+            return False
+    return True
 
 
 class Predicate:
@@ -244,14 +262,19 @@ class GuardSet:
         self._add(("tensor", source), lambda i: ("tensor", i) + meta,
                   lambda e: f"check_tensor({e}, {args})", source)
 
-    def tensor_sizes(self, source, t, dims):
-        """Like tensor(), with the sizes of `dims` free (at least 2) and contiguity instead of
-        strides: the graph was translated with those sizes symbolic."""
-        sizes = tuple(None if d in dims else s for d, s in enumerate(t.size()))
-        meta = (type(t), t.dtype, t.device, sizes, t.requires_grad)
+    def tensor_layout(self, source, t, sizes, strides, offset):
+        """Like tensor(), for an input translated with symbolic sizes (and, non-contiguous,
+        strides and storage offset): see check_tensor_layout for `sizes`, `strides`, `offset`."""
+        meta = (type(t), t.dtype, t.device, tuple(sizes), strides, offset, t.requires_grad)
         args = ", ".join(self._const(m) for m in meta)
-        self.namespace.setdefault("check_tensor_sizes", check_tensor_sizes)
-        self._add(("tensor", source), None, lambda e: f"check_tensor_sizes({e}, {args})", source)
+        self.namespace.setdefault("check_tensor_layout", check_tensor_layout)
+        self._add(("tensor", source), None, lambda e: f"check_tensor_layout({e}, {args})", source)
+
+    def storage_offset(self, source, offset):
+        """The translation read a storage offset that follows from this input's (`x.storage_offset()`,
+        or a view's): the tensor guard does not check offsets (a slice taken at another row is
+        the same translation), so this one does."""
+        self._add(("offset", source), None, lambda e: f"{e}.storage_offset() == {int(offset)}", source)
 
     def expression(self, text):
         """A Python expression over the argument slots (and G) that must be true."""

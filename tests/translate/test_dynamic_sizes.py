@@ -6,8 +6,9 @@ A tensor guard that failed on sizes alone (same type, dtype, device, number of d
 requires_grad) makes convert_frame keep those sizes symbolic in the next translation
 (`a0.size()[0]`). Reading such a size as a number (`x.shape[0]`) gives a symbolic number
 (tests/translate/test_symbolic_numbers.py); if the translation needs its value (a loop over
-it) or an op needs it equal to something, the translation is redone with the size static: the result is always eager's, only the number of translations changes. Sizes 0 and 1
-and non-contiguous inputs stay static.
+it) or an op needs it equal to something, the translation is redone with the size static: the
+result is always eager's, only the number of translations changes. Sizes 0 and 1 stay static;
+non-contiguous inputs are tests/translate/test_symbolic_views.py's.
 
 Every call is compared with eager on the same inputs; the translation counts are the point.
 """
@@ -91,13 +92,15 @@ def test_an_op_relating_two_sizes_guards_the_relation():
     terra_dyn.reset()
 
 
-def test_sizes_one_and_non_contiguous_inputs_stay_static():
+def test_sizes_one_stay_static_and_strided_inputs_get_a_symbolic_layout():
     def f(x):
         return torch.sigmoid(x) * 3
 
-    xs = batches(4, 6, 1, 8) + [torch.randn(4, 9)[:, ::2]]  # size 1; then a strided input
+    strided = [torch.randn(n, 2 * n + 1)[:, ::2] for n in (4, 6, 5)]  # strides (2n+1, 2)
+    xs = batches(4, 6, 1, 8) + strided
     rep = run(f, [(x,) for x in xs])
-    assert len(rep.graphs) == 4  # 4; symbolic for 6 and 8; 1 static; the strided one static
+    # 4; symbolic for 6 and 8; 1 static; the strided ones: one translation, sizes and strides symbolic
+    assert len(rep.graphs) == 4
 
 
 def test_sizes_reached_through_an_attribute_or_a_list():
