@@ -28,7 +28,7 @@ import torch
 from . import _C, config, dynamic_marks, recompiles, report, torch_compat, tracebacks
 from .backends import backend_name, lookup
 from .code_location import is_library_code  # noqa: F401  (the decision lives there)
-from .codegen.resume import is_resume_code
+from .codegen.resume import is_resume_code, original_code
 from .translate import FullgraphError, TranslateOptions, Unsupported, translate_frame
 from .translate.graph_state import DynamicShapesFailed
 from .translate.wrap import is_numpy_scalar
@@ -70,7 +70,7 @@ def _generated_by_library(code, frame):
 class CodeState:
     """What convert_frame remembers about one code object between its translations."""
 
-    __slots__ = ("code_ref", "entries", "dynamic", "static", "warned", "guards")
+    __slots__ = ("code_ref", "entries", "dynamic", "static", "warned", "guards", "gains", "as_written")
 
     def __init__(self, code):
         # weakly: a function made and dropped in a loop must take its code, cache entries
@@ -82,6 +82,9 @@ class CodeState:
         self.static = set()  # numbers that broke the translation as graph inputs: constants
         self.warned = False
         self.guards = []
+        self.gains = False  # of an original code: a translation of it or of a resume function
+        # cut from it made a graph with tensor work
+        self.as_written = False  # of an original code: it and its resume functions run as written
 
 
 _states = {}  # id(code) -> CodeState (dropped when the code dies, before its id is reused)
@@ -254,10 +257,14 @@ def _new_callback(backend, fullgraph, strict, dynamic=None):
         if disabled is not None:
             return _C.OFF if disabled == "recursive" else _C.SKIP
         state = state_of(code)
+        if state.as_written:
+            return _C.SKIP
         if state.entries:
             why = _failing_guard(state, frame, code)
             own = _own_guards(state)  # the last translation made under this wrapper's callback
             last = own[-1] if own else state.guards[-1][1]
+            if not state_of(original_code(code) or code).gains:
+                return _run_as_written(code, last, _slot_values(frame, code), why)
             why = recompiles.record(code, last, _slot_values(frame, code), why).cause()
             if state.entries >= config.recompile_limit:
                 if not state.warned:
@@ -285,11 +292,39 @@ def _new_callback(backend, fullgraph, strict, dynamic=None):
         guard = _C.Guard([("callback", installed)] + list(result.guard.checks), result.guard.fallback)
         state.entries += 1
         state.guards.append((installed, guard))
+        if any(map(_has_tensor_work, result.graphs)):
+            state_of(original_code(code) or code).gains = True
         _record(code, result, name)
         tracebacks.note_translation(result.code, code)
         return _C.CacheEntry(guard, result.code)
 
     return callback
+
+
+def _run_as_written(code, guard, args, why):
+    """A recompile of a function none of whose translations so far did tensor work (no
+    graph, or graphs of number arithmetic and size reads only): translating it again per
+    value gains nothing over Python. faster_rcnn's NMS in numpy and the `<dictcomp>` that
+    logs its losses recompiled on every new number: from now on the function runs as
+    written. Its own rewritten code is dropped too (a resume function is reached only
+    from it), so the next call runs the original from the top."""
+    original = original_code(code)
+    state_of(original or code).as_written = True
+    if original is not None:
+        _C.clear_code(original)
+    try:
+        why = "; ".join(change.text() for change in recompiles.describe(code, guard, args)) or why
+    except Exception:  # a report must never break the user's call
+        pass
+    report.record_as_written(report.Fallback(
+        code.co_name, code.co_filename, code.co_firstlineno,
+        f"none of its translations did tensor work, and {why}: it runs as written"))
+    return _C.SKIP
+
+
+def _has_tensor_work(gm):
+    return any(n.op in ("call_function", "call_method", "call_module")
+               and isinstance(n.meta.get("example_value"), torch.Tensor) for n in gm.graph.nodes)
 
 
 def _translate(frame, state, compile_fn, name, fullgraph, before):

@@ -2,7 +2,7 @@
 
 The translator and convert_frame *record*; explain(), the CLI and TERRA_DYN_REPORT *read*:
 
-    convert_frame --record_graph/_break/_recompile/_fallback/_translation--> Recorder (+ a log line)
+    convert_frame --record_graph/_break/_recompile/_fallback/_as_written/_translation--> Recorder (+ a log line)
     explain(fn)(*args) / `terra-dyn report script.py` / atexit JSON  <-- Recorder.report()
     Report --report_views.frames()--> per user function and user line --> text / HTML / JSON
 
@@ -27,7 +27,7 @@ from typing import Any, Dict, List
 from . import logs
 from .attribution import short_path, source_line, user_location  # noqa: F401  (short_path: re-exported)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 WIDTH = 80
 
 
@@ -173,6 +173,8 @@ class Report:
     fallbacks: List[Fallback] = field(default_factory=list)
     guards: List[str] = field(default_factory=list)  # readable guard descriptions
     translations: List[Translation] = field(default_factory=list)
+    # functions run as written once a recompile showed translating them gains nothing
+    as_written: List[Fallback] = field(default_factory=list)
     title: str = ""  # what ran: "explain(step)" or the script's command line
     wall_seconds: float = 0.0  # the whole run, translation included
     # measured by sampling (sampling.py): "file:line" -> {"python"|"graph"|"translating": s}
@@ -226,7 +228,7 @@ class Report:
         return {
             "graphs": self.graph_count, "ops": self.op_count, "breaks": self.break_count,
             "break_sites": len(self.break_sites()), "recompiles": len(self.recompiles),
-            "fallbacks": len(self.fallbacks), "translate_seconds": self.translate_seconds,
+            "fallbacks": len(self.fallbacks), "as_written": len(self.as_written), "translate_seconds": self.translate_seconds,
             "compile_seconds": self.compile_seconds, "wall_seconds": self.wall_seconds,
             "graph_seconds": self.seconds_in("graph"), "python_seconds": self.seconds_in("python"),
             "sampled": self.sampled(),
@@ -244,6 +246,7 @@ class Report:
             "recompiles": [r.to_json() for r in self.recompiles],
             "fallbacks": [f.to_json() for f in self.fallbacks],
             "translations": [t.to_json() for t in self.translations],
+            "as_written": [f.to_json() for f in self.as_written],
             "guards": list(self.guards),
             "line_seconds": self.line_seconds,
             "frames": [f.to_json() for f in self.frames()],
@@ -263,6 +266,7 @@ class Report:
             recompiles=[Recompile(**r) for r in data.get("recompiles", [])],
             fallbacks=[Fallback(**f) for f in data.get("fallbacks", [])],
             translations=[Translation(**t) for t in data.get("translations", [])],
+            as_written=[Fallback(**f) for f in data.get("as_written", [])],
             guards=list(data.get("guards", [])),
             title=data.get("title", ""),
             wall_seconds=data.get("summary", {}).get("wall_seconds", 0.0),
@@ -326,7 +330,7 @@ class Recorder:
         with self._lock:
             r = self._report
             return Report(list(r.graphs), list(r.breaks), list(r.recompiles), list(r.fallbacks), list(r.guards),
-                          list(r.translations), pid=os.getpid())
+                          list(r.translations), as_written=list(r.as_written), pid=os.getpid())
 
 
 GLOBAL_LIMIT = 1000  # records of each kind kept by the process-wide recorder
@@ -357,6 +361,12 @@ def record_recompile(rec: Recompile):
 
 def record_fallback(rec: Fallback):
     _add("fallbacks", rec)
+    logs.fallback(rec)
+
+
+def record_as_written(rec: Fallback):
+    """A function terra_dyn chose to run as written from now on: translating it gains nothing."""
+    _add("as_written", rec)
     logs.fallback(rec)
 
 

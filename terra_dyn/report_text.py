@@ -61,6 +61,11 @@ class _TextReport:
         working = [f for f in frames if f.graphs or f.recompiles or f.fallbacks]
         for frame in working:
             self.frame(frame)
+        if r.as_written:
+            self.line()
+            self.line("Run as written from a recompile on (no translation of theirs did tensor work):")
+            for f in r.as_written:
+                self.line(f"{f.code_name}  ({short_path(f.filename)}:{f.lineno}): {f.reason}", 2, hang=4)
         setup = [f for f in frames if f not in working]
         if setup:
             self.line()

@@ -36,6 +36,7 @@ def real_report():
         fast(torch.ones(2, 3), 2)
     result = rec.report()
     result.fallbacks.append(report.Fallback("g", __file__, 1, "why"))
+    result.as_written.append(report.Fallback("h", __file__, 2, "why"))
     result.add_samples({(__file__, 1): {"python": 0.1}})
     terra_dyn.reset()
     return result.to_json()
@@ -43,9 +44,9 @@ def real_report():
 
 def test_every_written_field_is_documented_and_the_version_matches():
     doc, data = documented(), real_report()
-    assert f"schema version {report.SCHEMA_VERSION}" in open(DOC).read() and data["schema_version"] == 2
+    assert f"schema version {report.SCHEMA_VERSION}" in open(DOC).read() and data["schema_version"] == 3
     objects = {"report": [data], "summary": [data["summary"]], "graph": data["graphs"], "break": data["breaks"],
-               "recompile": data["recompiles"], "fallback": data["fallbacks"], "translation": data["translations"],
+               "recompile": data["recompiles"], "fallback": data["fallbacks"] + data["as_written"], "translation": data["translations"],
                "frame": data["frames"], "break_site": data["costliest_breaks"]}
     for name, items in objects.items():
         assert items, f"the test report has no {name}"

@@ -334,3 +334,73 @@ def test_a_symbolic_slice_lives_across_a_graph_break():
 
     rep = translations(f, rows(3, 4, 6, 9, 4))
     assert rep.breaks and not rep.fallbacks
+
+
+def nms_numpy(dets, scores, thresh):  # benchmarks/programs/boxes.py's, as faster_rcnn runs it
+    x1, y1, x2, y2 = dets[:, 0], dets[:, 1], dets[:, 2], dets[:, 3]
+    areas = (x2 - x1) * (y2 - y1)
+    order = scores.argsort(kind="stable")[::-1]
+    keep = []
+    while order.size > 0:
+        i = order[0]
+        keep.append(i)
+        xx1 = np.maximum(x1[i], x1[order[1:]])
+        yy1 = np.maximum(y1[i], y1[order[1:]])
+        xx2 = np.minimum(x2[i], x2[order[1:]])
+        yy2 = np.minimum(y2[i], y2[order[1:]])
+        inter = np.maximum(0.0, xx2 - xx1) * np.maximum(0.0, yy2 - yy1)
+        ovr = inter / (areas[i] + areas[order[1:]] - inter)
+        order = order[np.where(ovr <= thresh)[0] + 1]
+    return np.array(keep, dtype=np.int64)
+
+
+def boxes(seed, n=12):
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 40, size=(n, 2))
+    return np.concatenate([xy, xy + rng.uniform(4, 20, size=(n, 2))], axis=1), rng.uniform(size=n)
+
+
+def test_a_function_without_tensor_work_runs_as_written_after_one_recompile():
+    terra_dyn.reset()
+    fast = terra_dyn.optimize(nms_numpy, backend="interpreter")
+    calls = [boxes(seed) + (0.3,) for seed in range(8)]
+    with report.recording() as rec:
+        for args in calls:
+            np.testing.assert_array_equal(fast(*args), nms_numpy(*args))
+    rep = rec.report()
+    # before: each of its resume functions translated again for each new numpy number
+    assert not rep.graphs and not rep.fallbacks and not rep.recompiles
+    assert rep.as_written and "runs as written" in rep.as_written[0].reason
+    assert "Run as written" in rep.render()
+    with report.recording() as rec:  # settled: plain Python, nothing translated again
+        for args in calls:
+            np.testing.assert_array_equal(fast(*args), nms_numpy(*args))
+    assert not rec.report().translations and not rec.report().as_written
+    terra_dyn.reset()
+
+
+def test_a_dict_comprehension_of_item_calls_runs_as_written():
+    def losses(d):  # faster_rcnn's log line: its resume functions hold changing floats
+        return {k: round(v.item(), 4) for k, v in d.items()}
+
+    terra_dyn.reset()
+    fast = terra_dyn.optimize(losses, backend="interpreter")
+    for rounds in range(2):
+        with report.recording() as rec:
+            for s in range(6):
+                d = {"a": torch.tensor(0.5 + s + rounds), "b": torch.tensor(1.25 * s)}
+                _same(fast(d), losses(d))
+        rep = rec.report()
+        assert not rep.fallbacks and not rep.recompiles
+    assert not rep.translations  # the second round: plain Python throughout
+    terra_dyn.reset()
+
+
+def test_a_function_with_tensor_work_is_still_translated_when_numbers_change():
+    def f(x, s):
+        i = np.argmax(np.array([s, 1.0]))  # a break, then tensor work in the resume function
+        return x * 2 + float(s), i
+
+    rep = translations(f, [(torch.ones(2), np.float32(v)) for v in (0.5, 2.5, 3.5, 0.25, 7.0, 9.0)])
+    # f itself has no graph, its resume function has one: the function is not run as written
+    assert not rep.as_written and rep.graphs and rep.recompiles
