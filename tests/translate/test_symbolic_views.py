@@ -10,7 +10,10 @@ eager (tensors, and the Python numbers returned); translation counts are the poi
 """
 import torch
 
-from .test_symbolic_numbers import translations
+import terra_dyn
+from terra_dyn import report
+
+from .test_symbolic_numbers import _same, translations
 
 
 def bbox_wh_iou(wh1, wh2):  # yolov3's, called on a column slice of the targets
@@ -86,3 +89,31 @@ def test_storage_offset_of_a_symbolic_input():
     calls = [(base[k:k + n],) for k, n in ((4, 3), (6, 5), (2, 8), (9, 4), (3, 3), (0, 5), (1, 6), (5, 2))]
     rep = translations(f, calls)
     assert len(rep.graphs) <= 4 and not rep.fallbacks  # offsets 0 and 1 are constants of their own
+
+
+def test_gradients_and_in_place_writes_through_symbolic_views():
+    def f(x, w):
+        return ((x * w).sum(1) ** 2).mean(), x.stride(), x.storage_offset()
+
+    def g(x):
+        x.mul_(2)  # writes through the view into its base
+        return x.sum(0)
+
+    terra_dyn.reset()
+    fast_f, fast_g = terra_dyn.optimize(f, backend="interpreter"), terra_dyn.optimize(g, backend="interpreter")
+    with report.recording() as rec:
+        for n in (3, 5, 7, 9, 4):
+            base = torch.randn(n + 2, 6, generator=torch.Generator().manual_seed(n), requires_grad=True)
+            twin = base.detach().clone().requires_grad_(True)
+            w = torch.randn(3, generator=torch.Generator().manual_seed(n + 50))
+            got, expected = fast_f(base[2:, 1:4], w), f(twin[2:, 1:4], w)
+            _same(got, expected)
+            got[0].backward()
+            expected[0].backward()
+            _same(base.grad, twin.grad)
+            written, written_eager = base.detach().clone(), base.detach().clone()
+            _same(fast_g(written[:, 1:3]), g(written_eager[:, 1:3]))
+            _same(written, written_eager)
+    rep = rec.report()
+    assert len(rep.graphs) == 4 and len(rep.recompiles) == 2 and not rep.fallbacks  # 2 for f, 2 for g
+    terra_dyn.reset()
