@@ -70,7 +70,8 @@ def _generated_by_library(code, frame):
 class CodeState:
     """What convert_frame remembers about one code object between its translations."""
 
-    __slots__ = ("code_ref", "entries", "dynamic", "static", "warned", "guards", "gains", "as_written")
+    __slots__ = ("code_ref", "entries", "dynamic", "static", "warned", "guards", "gains", "as_written",
+                 "family_entries")
 
     def __init__(self, code):
         # weakly: a function made and dropped in a loop must take its code, cache entries
@@ -85,6 +86,7 @@ class CodeState:
         self.gains = False  # of an original code: a translation of it or of a resume function
         # cut from it made a graph with tensor work
         self.as_written = False  # of an original code: it and its resume functions run as written
+        self.family_entries = 0  # of an original code: translations of it and its resume functions
 
 
 _states = {}  # id(code) -> CodeState (dropped when the code dies, before its id is reused)
@@ -263,7 +265,8 @@ def _new_callback(backend, fullgraph, strict, dynamic=None):
             why = _failing_guard(state, frame, code)
             own = _own_guards(state)  # the last translation made under this wrapper's callback
             last = own[-1] if own else state.guards[-1][1]
-            if not state_of(original_code(code) or code).gains:
+            family = state_of(original_code(code) or code)
+            if not family.gains and family.family_entries >= 2:
                 return _run_as_written(code, last, _slot_values(frame, code), why)
             why = recompiles.record(code, last, _slot_values(frame, code), why).cause()
             if state.entries >= config.recompile_limit:
@@ -292,8 +295,9 @@ def _new_callback(backend, fullgraph, strict, dynamic=None):
         guard = _C.Guard([("callback", installed)] + list(result.guard.checks), result.guard.fallback)
         state.entries += 1
         state.guards.append((installed, guard))
-        if any(map(_has_tensor_work, result.graphs)):
-            state_of(original_code(code) or code).gains = True
+        family = state_of(original_code(code) or code)
+        family.family_entries += 1
+        family.gains = family.gains or any(map(_has_tensor_work, result.graphs))
         _record(code, result, name)
         tracebacks.note_translation(result.code, code)
         return _C.CacheEntry(guard, result.code)
@@ -302,9 +306,9 @@ def _new_callback(backend, fullgraph, strict, dynamic=None):
 
 
 def _run_as_written(code, guard, args, why):
-    """A recompile of a function none of whose translations so far did tensor work (no
-    graph, or graphs of number arithmetic and size reads only): translating it again per
-    value gains nothing over Python. faster_rcnn's NMS in numpy and the `<dictcomp>` that
+    """A recompile of a function none of whose translations so far (two at least, its
+    resume functions' included) did tensor work (no graph, or graphs of number arithmetic
+    and size reads only): translating it again per value gains nothing over Python. faster_rcnn's NMS in numpy and the `<dictcomp>` that
     logs its losses recompiled on every new number: from now on the function runs as
     written. Its own rewritten code is dropped too (a resume function is reached only
     from it), so the next call runs the original from the top."""

@@ -404,3 +404,14 @@ def test_a_function_with_tensor_work_is_still_translated_when_numbers_change():
     rep = translations(f, [(torch.ones(2), np.float32(v)) for v in (0.5, 2.5, 3.5, 0.25, 7.0, 9.0)])
     # f itself has no graph, its resume function has one: the function is not run as written
     assert not rep.as_written and rep.graphs and rep.recompiles
+
+
+def test_a_flag_that_turns_tensor_work_on_gets_its_translation():
+    def f(x, flag):
+        if flag:
+            return x.relu() * 2
+        return None
+
+    # the first translation does no tensor work; the recompile for flag=True still translates
+    rep = translations(f, [(torch.randn(3), False), (torch.randn(3), True), (torch.randn(3), True)])
+    assert not rep.as_written and len(rep.graphs) == 1
