@@ -89,6 +89,9 @@ def _describe_check(check, args, names):
         return Change(label, _short(check[2]), _short(_call(fn)))
     if kind == "global_id":
         return Change(f"global {check[2]}", what="object", new=_kind_of(check[1].get(check[2])))
+    if kind == "snapshot":  # a fact about a module pinned by identity (translate/guard_snapshot.py)
+        where, old, new = check[4].failure() or ("a module", "", "")
+        return Change(_readable(where, names, {}), str(old), str(new))
     i = check[1]
     name = names[i] if i < len(names) else f"argument {i}"
     now = args[i] if i < len(args) else None
