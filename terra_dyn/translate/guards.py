@@ -224,6 +224,7 @@ class GuardSet:
         self.closure_exprs = []  # over the closure variable names
         self.snapshots = {}  # source -> Snapshot of the module it is pinned to
         self._pinned = {}  # source -> the constant naming the object it is pinned to ("c3()")
+        self._weak_pins = {}  # source -> weakref.ref of the module or tensor it is pinned to
         self._pins_on = True  # _render starts from pinned objects (off: explanations' text)
         self._finished = False
         self._fast = self._closure_fast = None
@@ -321,6 +322,8 @@ class GuardSet:
             # a module or a parameter: a deleted model must be freed, not kept by its guards
             ref = weakref.ref(obj)
             self._pin(source, f"{self._const(ref)}()")
+            if source is not None and self._pinnable(source):
+                self._weak_pins.setdefault(source, ref)
             self._add(("id", source, obj), lambda i: ("id_weak", i, ref),
                       lambda e: f"{e} is {self._const(ref)}()", source, (guard_snapshot.ID_WEAK, ref))
             return
@@ -328,6 +331,12 @@ class GuardSet:
             self._pin(source, self._const(obj))
         self._add(("id", source, obj), lambda i: ("id", i, obj),
                   lambda e: f"{e} is {self._const(obj)}", source, (guard_snapshot.ID, obj))
+
+    def pinned_ref(self, source):
+        """The weakref this guard pins `source` to (a parameter, a module), or None: code
+        that runs right after the guard passed may load ref() instead of walking the source
+        (`a0._modules['encoder']._modules['layer']..._parameters['weight']`)."""
+        return self._weak_pins.get(source)
 
     @staticmethod
     def _pinnable(source):
