@@ -115,24 +115,25 @@ class Snapshot:
         return ("snapshot", self.ref, self.cls, tables, self)
 
     def failure(self):
-        """(expression, what was expected, what is there now) of the first fact that no
-        longer holds, or None: the Python reading of csrc/snapshot.c (explain, PyGuard)."""
+        """(expression, what, expected, now) of the first fact that no longer holds, or
+        None: the Python reading of csrc/snapshot.c (explain, PyGuard, recompiles). what:
+        "object" (freed or another one), "type", "keys", "length" or "value"."""
         where = self.source.expr()
         obj = self.ref()
         if obj is None:
-            return where, "alive", "freed"
+            return where, "object", "alive", "freed"
         if type(obj) is not self.cls:
-            return f"type({where})", self.cls.__name__, type(obj).__name__
+            return where, "type", self.cls, type(obj)
         d = getattr(obj, "__dict__", None)
         for name, t in self.tables.items():
             label = where if name is None else f"{where}.{name}"
             container = d if name is None else (d or {}).get(name, _MISSING)
             if type(container) is not t.type:
-                return label, t.type.__name__, type(container).__name__
+                return label, "type", t.type, type(container)
             if t.keys is not None:
                 now = len(container) if t.type is tuple else tuple(container)
                 if now != t.keys:
-                    return (f"len({label})" if t.type is tuple else f"{label}.keys()"), t.keys, now
+                    return label, ("length" if t.type is tuple else "keys"), t.keys, now
             for (key, kind), expected in t.entries.items():
                 entry = self._entry_expr(name, key)
                 if t.type is tuple:
@@ -140,7 +141,9 @@ class Snapshot:
                 else:
                     value = container.get(key, _MISSING)
                 if not _holds(kind, value, expected):
-                    return entry, f"{_KIND_TEXT[kind]} {_show(expected)}", _show(value)
+                    what = {ID: "object", ID_WEAK: "object", TYPE: "type"}.get(kind, "value")
+                    now = type(value) if kind == TYPE and value is not _MISSING else value
+                    return entry, what, expected() if kind == ID_WEAK else expected, now
         return None
 
     def changed(self, is_number):
@@ -179,7 +182,7 @@ class Snapshot:
                 lines.append(f"len({label}) == {t.keys}" if t.type is tuple else f"{label}.keys() == {list(t.keys)}")
             for (key, kind), expected in t.entries.items():
                 entry = self._entry_expr(name, key)
-                lines.append(f"{entry} {_KIND_TEXT[kind]} {_show(expected)}")
+                lines.append(f"{entry} {_KIND_TEXT[kind]} {show(expected)}")
         return lines
 
 
@@ -213,7 +216,7 @@ def _holds(kind, value, expected):
         return False
 
 
-def _show(value):
+def show(value):
     from .errors import safe_repr
 
     if value is _MISSING:

@@ -18,6 +18,7 @@ guard, checked too, says the two are the same object. Expressions are rendered a
 Example: a frame `f(x, n)` called with a float32 (4, 3) tensor and n=2 gives
     ("tensor", 0, Tensor, float32, cpu, (4, 3), (3, 1), False), ("type", 1, int), ("eq", 1, 2)
 """
+import collections
 import types
 import weakref
 
@@ -76,7 +77,10 @@ def _describe_check(check):
         return f"{check[2]!r} not set on {_short(check[1]())} itself"
     if kind == "snapshot":
         failure = check[4].failure()
-        return f"{check[4]!r}: " + ("holds" if failure is None else "{} expected {}, now {}".format(*failure))
+        if failure is None:
+            return f"{check[4]!r}: holds"
+        where, what, old, new = failure
+        return f"{where}: {what} {guard_snapshot.show(old)} expected, now {guard_snapshot.show(new)}"
     return repr(check)
 
 
@@ -225,6 +229,7 @@ class GuardSet:
         self.snapshots = {}  # source -> Snapshot of the module it is pinned to
         self._pinned = {}  # source -> the constant naming the object it is pinned to ("c3()")
         self._weak_pins = {}  # source -> weakref.ref of the module or tensor it is pinned to
+        self._bind_counts, self._bound = {}, {}  # shared prefixes of the predicate (_render)
         self._pins_on = True  # _render starts from pinned objects (off: explanations' text)
         self._finished = False
         self._fast = self._closure_fast = None
@@ -498,7 +503,9 @@ class GuardSet:
         module has its final class. Idempotent."""
         if not self._finished:
             self._finished = True
+            self._bind_counts = self._prefix_counts(self.exprs)
             self._fast = [self._render_fact(e) for e in self.exprs]
+            self._bind_counts, self._bound = {}, {}
             self._closure_fast = [self._render_fact(e, closure=True) for e in self.closure_exprs]
             self.exprs = [self._render_fact(e, pins=False) for e in self.exprs]
             self.closure_exprs = [self._render_fact(e, closure=True, pins=False) for e in self.closure_exprs]
@@ -522,13 +529,34 @@ class GuardSet:
 
     def _render(self, source, own=False, closure=False):
         """source's expression, from the nearest pinned object on it (not itself when
-        `own`: the pin's own identity guard)."""
+        `own`: the pin's own identity guard). A prefix several facts share is evaluated
+        once: bound where first read (`(_v0 := c13().config).use_cache`), named after."""
         if self._pins_on and not own and source in self._pinned:
             return self._pinned[source]
+        if source in self._bound:
+            return self._bound[source]
         base = getattr(source, "base", None)
         if base is None:
-            return _closure_expr(source) if closure else source.expr()
-        return self._render(base, closure=closure) + source.expr()[len(base.expr()):]
+            text = _closure_expr(source) if closure else source.expr()
+        else:
+            text = self._render(base, closure=closure) + source.expr()[len(base.expr()):]
+        if not own and self._bind_counts.get(source, 0) >= 2 and not isinstance(source, LocalSource):
+            self._bound[source] = var = f"_v{len(self._bound)}"
+            return f"({var} := {text})"
+        return text
+
+    def _prefix_counts(self, items):
+        """How many facts read each source on their way (up to a pinned object)."""
+        counts = collections.Counter()
+        for item in items:
+            if isinstance(item, str):
+                continue
+            source, _, own = item
+            s = source.base if own else source
+            while s is not None and s not in self._pinned:
+                counts[s] += 1
+                s = getattr(s, "base", None)
+        return counts
 
 
 def _closure_expr(source):

@@ -211,3 +211,46 @@ def test_lazy_module_translated_once_and_right():
         assert torch.allclose(fast(x), model(x))
     assert torch.allclose(first, model(x))
     assert len(_C.cache_entries(nn.Sequential.forward.__code__)) == 1
+
+
+def test_recompile_names_the_changed_attribute(snapshots):
+    from terra_dyn import report
+
+    torch.manual_seed(0)
+    model = Outer()
+    fast = terra_dyn.optimize(model, backend="interpreter")
+    x = torch.randn(3, 4)
+    fast(x)
+    model.body[0].scale = 7.0
+    with report.recording() as rec:
+        fast(x)
+    causes = [r.cause() for r in rec.report().recompiles]
+    assert any("scale changed: 2 -> 7" in c for c in causes), causes  # as with expressions
+
+
+class _Config:  # guarded by type, its attributes by value: read through one shared prefix
+    def __init__(self):
+        self.width, self.shift, self.flags = 4, 1.0, {"neg": False}
+
+
+class _Configured(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.config = _Config()
+
+    def forward(self, x):
+        y = x * self.config.width + self.config.shift
+        return -y if self.config.flags["neg"] else y
+
+
+def test_attributes_of_an_object_guarded_by_type_read_once_and_guarded():
+    model = _Configured()
+    fast = terra_dyn.optimize(model, backend="interpreter")
+    x = torch.randn(2, 4)
+    assert torch.allclose(fast(x), model(x))
+    for change in (lambda c: setattr(c, "shift", -3.0), lambda c: c.flags.update(neg=True),
+                   lambda c: setattr(c, "width", 2)):
+        change(model.config)
+        assert torch.allclose(fast(x), model(x))
+    guard = _C.cache_entries(_Configured.forward.__code__)[0].guard
+    assert ":= " in guard.fallback.text  # `self.config` (and its dict) evaluated once per check
