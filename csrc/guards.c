@@ -37,21 +37,6 @@
  */
 #include "terra_dyn.h"
 
-/* A weak reference's referent, borrowed (safe under the GIL while the weakref reports it
-   alive), or None once dead. PyWeakref_GET_OBJECT is deprecated from 3.13. */
-static inline PyObject *weak_referent(PyObject *ref) {
-#if PY_VERSION_HEX >= 0x030D0000
-    PyObject *referent;
-    if (PyWeakref_GetRef(ref, &referent) <= 0) {
-        PyErr_Clear();
-        return Py_None;
-    }
-    Py_DECREF(referent);
-    return referent;
-#else
-    return PyWeakref_GET_OBJECT(ref);
-#endif
-}
 #include "tensor_check.h"
 
 enum { K_TYPE, K_ID, K_EQ, K_LEN, K_TENSOR, K_GLOBAL_ID, K_CALL_ID, K_CALLBACK, K_TYPE_VERSION, K_FUNC,

@@ -32,19 +32,11 @@
 
 enum { E_ID, E_ID_WEAK, E_TYPE, E_EQ, E_ABSENT, E_KINDS };
 
+/* The referent of a weakref.ref, borrowed, or NULL once dead (never None: an entry may hold
+   None, as a Linear without bias does). */
 static PyObject *referent_of(PyObject *ref) {
-#if PY_VERSION_HEX >= 0x030D0000
-    PyObject *obj;
-    if (PyWeakref_GetRef(ref, &obj) <= 0) {
-        PyErr_Clear();
-        return NULL;
-    }
-    Py_DECREF(obj);  /* kept alive by the object holding it (a dict, a guarded argument) */
-    return obj;
-#else
-    PyObject *obj = PyWeakref_GET_OBJECT(ref);
+    PyObject *obj = weak_referent(ref);
     return obj == Py_None ? NULL : obj;
-#endif
 }
 
 /* The instance dict of obj, borrowed; NULL when it has none. */

@@ -27,6 +27,22 @@
 #define PyUnstable_Code_SetExtra _PyCode_SetExtra
 #endif
 
+/* A weak reference's referent, borrowed (safe under the GIL while the weakref reports it
+   alive), or None once dead. PyWeakref_GET_OBJECT is deprecated from 3.13. */
+static inline PyObject *weak_referent(PyObject *ref) {
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *referent;
+    if (PyWeakref_GetRef(ref, &referent) <= 0) {
+        PyErr_Clear();
+        return Py_None;
+    }
+    Py_DECREF(referent);
+    return referent;
+#else
+    return PyWeakref_GET_OBJECT(ref);
+#endif
+}
+
 /* ---- cache.c ---- */
 typedef struct {
     PyObject_HEAD
