@@ -167,3 +167,16 @@ def test_malformed_snapshots_are_rejected(tables):
 
     with pytest.raises(ValueError):
         Guard([("snapshot", weakref.ref(_Holder()), _Holder, tables, None)])
+
+
+def test_snapshot_keys_follow_an_ordered_dicts_own_order():
+    import collections
+    import weakref
+
+    obj = _Holder()
+    obj.hooks = collections.OrderedDict(a=1, b=2)
+    guard = Guard([("snapshot", weakref.ref(obj), _Holder, (("hooks", collections.OrderedDict, ("a", "b"), ()),),
+                    None)])
+    assert guard.check()
+    obj.hooks.move_to_end("a")  # the dict underneath keeps its order; the OrderedDict's is b, a
+    assert not guard.check()
