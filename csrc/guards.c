@@ -16,6 +16,8 @@
  *     ("no_attr_weak", ref, name)   the same for ref() (a module guarded by identity)
  *     ("func", fn, code, defaults, kwdefaults)   fn's __code__, __defaults__ and
  *                        __kwdefaults__ are these very objects (autoreload swaps __code__)
+ *     ("snapshot", target, cls, tables, info)   many facts about one object pinned by
+ *                        identity, checked on it (csrc/snapshot.c)
  *   then fallback(*args) -> bool, if given.
  *
  *   g = Guard([("type", 0, int), ("eq", 1, "mean")])
@@ -35,31 +37,17 @@
  */
 #include "terra_dyn.h"
 
-/* A weak reference's referent, borrowed (safe under the GIL while the weakref reports it
-   alive), or None once dead. PyWeakref_GET_OBJECT is deprecated from 3.13. */
-static inline PyObject *weak_referent(PyObject *ref) {
-#if PY_VERSION_HEX >= 0x030D0000
-    PyObject *referent;
-    if (PyWeakref_GetRef(ref, &referent) <= 0) {
-        PyErr_Clear();
-        return Py_None;
-    }
-    Py_DECREF(referent);
-    return referent;
-#else
-    return PyWeakref_GET_OBJECT(ref);
-#endif
-}
 #include "tensor_check.h"
 
 enum { K_TYPE, K_ID, K_EQ, K_LEN, K_TENSOR, K_GLOBAL_ID, K_CALL_ID, K_CALLBACK, K_TYPE_VERSION, K_FUNC,
-       K_ID_WEAK, K_NO_ATTR, K_NO_ATTR_WEAK };
+       K_ID_WEAK, K_NO_ATTR, K_NO_ATTR_WEAK, K_SNAPSHOT };
 static const char *kind_names[] = {"type", "id", "eq", "len", "tensor", "global_id", "call_id", "callback",
-                                   "type_version", "func", "id_weak", "no_attr", "no_attr_weak"};
+                                   "type_version", "func", "id_weak", "no_attr", "no_attr_weak", "snapshot"};
 /* Checks on constant objects (no argument slot): facts about an object whose identity the
    translation already relies on. */
 #define NO_SLOT(kind) ((kind) == K_GLOBAL_ID || (kind) == K_CALL_ID || (kind) == K_CALLBACK || \
-                       (kind) == K_TYPE_VERSION || (kind) == K_FUNC || (kind) == K_NO_ATTR_WEAK)
+                       (kind) == K_TYPE_VERSION || (kind) == K_FUNC || (kind) == K_NO_ATTR_WEAK || \
+                       (kind) == K_SNAPSHOT)
 
 typedef struct {
     int kind;
@@ -280,6 +268,7 @@ static int check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
         PyTypeObject *t = (PyTypeObject *)c->a;
         return type_tag_valid(t) && t->tp_version_tag == (unsigned int)c->length;
     }
+    case K_SNAPSHOT: return snapshot_check(c->a, c->b, c->c);
     case K_FUNC: {
         PyFunctionObject *f = (PyFunctionObject *)c->a;
         return f->func_code == c->b && (f->func_defaults ? f->func_defaults : Py_None) == c->c &&
@@ -315,14 +304,14 @@ int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs) {
 /* ---- construction ---- */
 
 static int parse_check(PyObject *t, Check *c) {
-    static const Py_ssize_t arity[] = {3, 3, 3, 3, 8, 4, 3, 2, 3, 5, 3, 3, 3};
+    static const Py_ssize_t arity[] = {3, 3, 3, 3, 8, 4, 3, 2, 3, 5, 3, 3, 3, 5};
     if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) < 1 || !PyUnicode_Check(PyTuple_GET_ITEM(t, 0))) {
         PyErr_Format(PyExc_TypeError, "Guard: a check is a tuple (kind, ...), got %R", t);
         return -1;
     }
     const char *kind = PyUnicode_AsUTF8(PyTuple_GET_ITEM(t, 0));
     c->kind = -1;
-    for (int k = 0; k <= K_NO_ATTR_WEAK; k++) {
+    for (int k = 0; k <= K_SNAPSHOT; k++) {
         if (strcmp(kind, kind_names[k]) == 0) c->kind = k;
     }
     if (c->kind < 0 || PyTuple_GET_SIZE(t) != arity[c->kind]) {
@@ -373,6 +362,7 @@ static int parse_check(PyObject *t, Check *c) {
         PyErr_Format(PyExc_TypeError, "Guard: %R needs a Python function", t);
         return -1;
     }
+    if (c->kind == K_SNAPSHOT && snapshot_validate(c->a, c->b, c->c) < 0) return -1;
     if (c->kind == K_GLOBAL_ID && !PyDict_Check(c->a)) {
         PyErr_Format(PyExc_TypeError, "Guard: %R needs a globals dict", t);
         return -1;

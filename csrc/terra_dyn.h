@@ -3,6 +3,7 @@
  *   eval_frame.c  the PEP 523 hook: per-thread callback, hit / miss / skip decision
  *   cache.c       per-code-object state in co_extra (skip mark + CacheEntry list), reset
  *   guards.c      Guard: the checks a cache entry runs over a frame's argument slots
+ *   snapshot.c    the Guard's snapshot check: many facts about one object pinned by identity
  *   callables.c   OptimizedCallable / DisabledCallable: set the thread's callback per call
  *   module.c      the module object and its functions
  *
@@ -25,6 +26,22 @@
 #define PyUnstable_Code_GetExtra _PyCode_GetExtra
 #define PyUnstable_Code_SetExtra _PyCode_SetExtra
 #endif
+
+/* A weak reference's referent, borrowed (safe under the GIL while the weakref reports it
+   alive), or None once dead. PyWeakref_GET_OBJECT is deprecated from 3.13. */
+static inline PyObject *weak_referent(PyObject *ref) {
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *referent;
+    if (PyWeakref_GetRef(ref, &referent) <= 0) {
+        PyErr_Clear();
+        return Py_None;
+    }
+    Py_DECREF(referent);
+    return referent;
+#else
+    return PyWeakref_GET_OBJECT(ref);
+#endif
+}
 
 /* ---- cache.c ---- */
 typedef struct {
@@ -58,6 +75,11 @@ int guards_init(void);
 PyObject *guards_set_fast(PyObject *module, PyObject *flag);
 PyObject *guards_type_version_tag(PyObject *module, PyObject *type);  /* type_version_tag(T) */         /* set_fast_guards(flag) */
 PyObject *guards_fast_status(PyObject *module, PyObject *unused);    /* fast_guards_status() */
+
+/* ---- snapshot.c ---- */
+/* 1 pass, 0 fail (never raises); validate: 0, or -1 with an exception */
+int snapshot_check(PyObject *target, PyObject *cls, PyObject *tables);
+int snapshot_validate(PyObject *target, PyObject *cls, PyObject *tables);
 
 /* ---- callables.c ---- */
 extern PyTypeObject OptimizedCallable_Type;

@@ -141,6 +141,9 @@ def _note_dynamic(state, why, frame, code):
     args = _slot_values(frame, code)
     for guard in _own_guards(state):
         for check in getattr(guard, "checks", ()) or ():
+            if check[0] == "snapshot":  # facts about a module pinned by identity
+                state.dynamic.update(check[4].changed(_is_number))
+                continue
             if check[0] not in ("eq", "id", "id_weak", "tensor") or check[1] >= len(args):
                 continue
             i = check[1]

@@ -89,6 +89,14 @@ def _describe_check(check, args, names):
         return Change(label, _short(check[2]), _short(_call(fn)))
     if kind == "global_id":
         return Change(f"global {check[2]}", what="object", new=_kind_of(check[1].get(check[2])))
+    if kind == "snapshot":  # a fact about a module pinned by identity (translate/guard_snapshot.py)
+        where, what, old, new = check[4].failure() or ("a module", "value", "", "")
+        variable = _readable(where, names, {})
+        if what == "object":
+            return Change(variable, what="object", new=_kind_of(new))
+        if what == "type":
+            return Change(variable, old.__name__, new.__name__, what="type")
+        return Change(variable, _short(old), _short(new), what=what)
     i = check[1]
     name = names[i] if i < len(names) else f"argument {i}"
     now = args[i] if i < len(args) else None

@@ -79,6 +79,10 @@ class CodePlan:
     return_value: Any = None  # Value, when the frame returns
     site: BreakSite = None  # when the frame breaks
     in_resume: bool = False
+    # per graph input, a weakref.ref that the guard pins its source to (a parameter), or
+    # None: the code, run only right after the guard passed, loads ref() instead of the
+    # source's chain from the argument (200 parameters of a 12-layer BERT: ~80 us a call)
+    pinned_inputs: list = None
 
 
 def run_original(code, f_globals, closure, args):
@@ -122,8 +126,9 @@ def build_code(plan: CodePlan) -> types.CodeType:
     handler = None
     if plan.graph_fn is not None:
         loads = []
-        for value in plan.graph_inputs:
-            loads += list(value.source.load())
+        pinned = plan.pinned_inputs or [None] * len(plan.graph_inputs)
+        for value, ref in zip(plan.graph_inputs, pinned):
+            loads += call_const(ref, [], 0) if ref is not None else list(value.source.load())
         handler = Label()
         entry = TryBegin(handler, push_lasti=False)
         out += [entry] + call_const(plan.graph_fn, loads, len(plan.graph_inputs)) + [TryEnd(entry)]

@@ -387,6 +387,7 @@ def _finish(ctx, code, f_globals, tx, result, site, breaks, options, start):
         graphs.append(gm)
     plan = CodePlan(
         code=code, f_globals=f_globals, graph_fn=compiled, graph_inputs=inputs,
+        pinned_inputs=[ctx.guards.pinned_ref(v.source) for v in inputs],
         output_index={v.node: i for i, v in enumerate(outputs)},
         side_effects=list(graph.side_effects), mutated=list(ctx.mutated),
         closure_check=ctx.guards.closure_predicate(), return_value=result, site=site,

@@ -7,17 +7,26 @@
            e.g. `a0._modules['fc']._parameters['weight'] is c0`
         -> closure checks: a predicate over the frame's closure variables, run by the
            rewritten code's prologue (the guard sees only argument slots)
+        -> snapshots: facts about a module pinned by identity, checked in C on the module
+           itself (translate/guard_snapshot.py)
     GuardSet.build() -> terra_dyn._C.Guard (or PyGuard when the C core is not built)
+
+Shared loads: an expression whose source passes through an object pinned by identity
+starts from that object (`c7().eps == c8`, not `a0._modules['ln'].eps == c8`): the identity
+guard, checked too, says the two are the same object. Expressions are rendered at build().
 
 Example: a frame `f(x, n)` called with a float32 (4, 3) tensor and n=2 gives
     ("tensor", 0, Tensor, float32, cpu, (4, 3), (3, 1), False), ("type", 1, int), ("eq", 1, 2)
 """
+import collections
 import types
 import weakref
 
 import torch
 
-from .sources import FreeVarSource, GlobalSource, LocalSource
+from . import guard_snapshot
+from .guard_snapshot import Snapshot
+from .sources import AttrSource, FreeVarSource, GlobalSource, ItemSource, LocalSource, ModuleDictSource
 
 try:
     from .. import _C
@@ -27,6 +36,7 @@ except ImportError:  # the C core is not built: PyGuard keeps translation testab
 
 _ABSENT = object()
 _WEAKLY_GUARDED = (torch.nn.Module, torch.Tensor)
+_UNPINNED = (bool, type(None), int, float, str)  # values: nothing is read through them
 
 
 def check_tensor(t, cls, dtype, device, sizes, strides, requires_grad):
@@ -65,6 +75,12 @@ def _describe_check(check):
         return f"{check[2]!r} not set on a{check[1]} itself"
     if kind == "no_attr_weak":
         return f"{check[2]!r} not set on {_short(check[1]())} itself"
+    if kind == "snapshot":
+        failure = check[4].failure()
+        if failure is None:
+            return f"{check[4]!r}: holds"
+        where, what, old, new = failure
+        return f"{where}: {what} {guard_snapshot.show(old)} expected, now {guard_snapshot.show(new)}"
     return repr(check)
 
 
@@ -104,6 +120,8 @@ def run_check(check, args):
     if kind == "func":
         fn = check[1]
         return fn.__code__ is check[2] and fn.__defaults__ is check[3] and fn.__kwdefaults__ is check[4]
+    if kind == "snapshot":
+        return check[4].failure() is None
     raise ValueError(kind)
 
 
@@ -170,13 +188,14 @@ def fits_layout(actual, wanted):
 
 class Predicate:
     """A generated Python function `(a0, a1, ...) -> bool` over expressions, checked in order;
-    any exception means False."""
+    any exception means False. `fast`: the same expressions as run (sources through pinned
+    objects start from them); `exprs` stay over the argument slots, for explanations."""
 
-    def __init__(self, params, exprs, namespace):
+    def __init__(self, params, exprs, namespace, fast=None):
         self.params = list(params)
         self.exprs = list(exprs)
         self.namespace = namespace
-        body = " and ".join(f"({e})" for e in self.exprs) or "True"
+        body = " and ".join(f"({e})" for e in (self.exprs if fast is None else fast)) or "True"
         text = (
             f"def predicate({', '.join(self.params)}):\n"
             f"    try:\n        return {body}\n"
@@ -223,8 +242,15 @@ class GuardSet:
         self.f_globals = f_globals
         self.freevars = list(freevars)
         self.checks = []
-        self.exprs = []  # over a0.. and G (globals)
+        self.exprs = []  # over a0.. and G (globals): text, or (source, render) until build()
         self.closure_exprs = []  # over the closure variable names
+        self.snapshots = {}  # source -> Snapshot of the module it is pinned to
+        self._pinned = {}  # source -> the constant naming the object it is pinned to ("c3()")
+        self._weak_pins = {}  # source -> weakref.ref of the module or tensor it is pinned to
+        self._bind_counts, self._bound = {}, {}  # shared prefixes of the predicate (_render)
+        self._pins_on = True  # _render starts from pinned objects (off: explanations' text)
+        self._finished = False
+        self._fast = self._closure_fast = None
         self.namespace = {"G": f_globals, "check_tensor": check_tensor, "torch": torch}
         self._seen = set()
         self._keep = []
@@ -237,24 +263,45 @@ class GuardSet:
         self.namespace[name] = obj
         return name
 
-    def _add(self, key, c_check, expr_fn, source):
+    def _add(self, key, c_check, expr_fn, source, fact=None):
+        """fact: (kind, expected) as guard_snapshot reads it, folded into the snapshot of
+        the module `source` reads from when there is one."""
         # an identity guard on a list (a global list also reached as an argument) is keyed
         # by the list's id: a list cannot be hashed
         key_seen = tuple(("id", id(k)) if type(k).__hash__ is None else k for k in key)
         if key_seen in self._seen:
             return
         self._seen.add(key_seen)
+        if fact is not None and self._fold(source, *fact):
+            return
         root = source.root() if source is not None else None
         if root is not None and hasattr(root, "f_globals"):  # a global of another module
             self.namespace[f"FG{id(root.f_globals)}"] = root.f_globals
         if c_check is not None and isinstance(source, LocalSource) and source.slot >= 0:
             self.checks.append(c_check(source.slot))
         elif isinstance(root, FreeVarSource):
-            self.closure_exprs.append(expr_fn(_closure_expr(source)))
+            self.closure_exprs.append((source, expr_fn, key[0] == "id"))
         elif isinstance(source, GlobalSource) and key[0] == "id":
             self.checks.append(("global_id", self.f_globals, source.name, key[2]))
         else:
-            self.exprs.append(expr_fn(source.expr()))
+            self.exprs.append((source, expr_fn, key[0] == "id"))
+
+    def _fold(self, source, kind, expected):
+        """Record a fact in the snapshot of the module `source` reads from; False if none."""
+        if not guard_snapshot.enabled():
+            return False
+        if kind in ("keys", "len"):  # the source is the table itself: `a0._modules['fc']._forward_hooks`
+            snap = self.snapshots.get(source.base) if isinstance(source, AttrSource) else None
+            return snap is not None and snap.set_keys(source.name, expected)
+        if isinstance(source, AttrSource):
+            snap, table, key = self.snapshots.get(source.base), None, source.name
+        elif isinstance(source, ModuleDictSource):
+            snap, table, key = self.snapshots.get(source.base), source.table, source.name
+        elif isinstance(source, ItemSource) and isinstance(source.base, AttrSource):
+            snap, table, key = self.snapshots.get(source.base.base), source.base.name, source.key
+        else:
+            return False
+        return snap is not None and snap.add(table, key, kind, expected)
 
     def tensor(self, source, t):
         meta = (type(t), t.dtype, t.device, tuple(t.size()), tuple(t.stride()), t.requires_grad)
@@ -284,7 +331,7 @@ class GuardSet:
 
     def type(self, source, cls):
         self._add(("type", source), lambda i: ("type", i, cls),
-                  lambda e: f"type({e}) is {self._const(cls)}", source)
+                  lambda e: f"type({e}) is {self._const(cls)}", source, (guard_snapshot.TYPE, cls))
 
     def value(self, source, v):
         """Equal value and type (so 1, 1.0 and True stay apart)."""
@@ -292,22 +339,46 @@ class GuardSet:
         if v is None or isinstance(v, bool):
             return self.identity(source, v)
         self._add(("eq", source), lambda i: ("eq", i, v),
-                  lambda e: f"{e} == {self._const(v)}", source)
+                  lambda e: f"{e} == {self._const(v)}", source, (guard_snapshot.EQ, v))
 
     def identity(self, source, obj):
+        if isinstance(obj, torch.nn.Module) and source is not None and source not in self.snapshots \
+                and self._pinnable(source):
+            # its class is checked with it, and facts about it are checked on it
+            self.snapshots[source] = Snapshot(source, obj)
         if isinstance(obj, _WEAKLY_GUARDED):
             # a module or a parameter: a deleted model must be freed, not kept by its guards
             ref = weakref.ref(obj)
+            self._pin(source, f"{self._const(ref)}()")
+            if source is not None and self._pinnable(source):
+                self._weak_pins.setdefault(source, ref)
             self._add(("id", source, obj), lambda i: ("id_weak", i, ref),
-                      lambda e: f"{e} is {self._const(ref)}()", source)
+                      lambda e: f"{e} is {self._const(ref)}()", source, (guard_snapshot.ID_WEAK, ref))
             return
+        if source is not None and source not in self._pinned and not isinstance(obj, _UNPINNED):
+            self._pin(source, self._const(obj))
         self._add(("id", source, obj), lambda i: ("id", i, obj),
-                  lambda e: f"{e} is {self._const(obj)}", source)
+                  lambda e: f"{e} is {self._const(obj)}", source, (guard_snapshot.ID, obj))
+
+    def pinned_ref(self, source):
+        """The weakref this guard pins `source` to (a parameter, a module), or None: code
+        that runs right after the guard passed may load ref() instead of walking the source
+        (`a0._modules['encoder']._modules['layer']..._parameters['weight']`)."""
+        return self._weak_pins.get(source)
+
+    @staticmethod
+    def _pinnable(source):
+        root = source.root()
+        return not isinstance(root, FreeVarSource) and not (isinstance(root, LocalSource) and root.slot < 0)
+
+    def _pin(self, source, const):
+        if source is not None and source not in self._pinned and self._pinnable(source):
+            self._pinned[source] = const
 
     def same_object(self, source, other, obj):
         """`source` held the same object as `other` (a tensor passed twice): it must again."""
         if all(isinstance(s.root(), LocalSource) and s.root().slot >= 0 for s in (source, other)):
-            self._add(("alias", source, other), None, lambda e: f"{e} is {other.expr()}", source)
+            self._add(("alias", source, other), None, lambda e: f"{e} is {self._render(other)}", source)
         else:  # roots the predicate cannot name together: pin this very object instead
             self.identity(source, obj)
 
@@ -317,13 +388,15 @@ class GuardSet:
             from .errors import Unsupported
 
             raise Unsupported("identity of two values reached from different roots")
-        self._add(("distinct", source, other), None, lambda e: f"{e} is not {other.expr()}", source)
+        self._add(("distinct", source, other), None, lambda e: f"{e} is not {self._render(other)}", source)
 
     def length(self, source, n):
-        self._add(("len", source), lambda i: ("len", i, n), lambda e: f"len({e}) == {n}", source)
+        self._add(("len", source), lambda i: ("len", i, n), lambda e: f"len({e}) == {n}", source, ("len", n))
 
     def keys(self, source, keys):
-        self._add(("keys", source), None, lambda e: f"list({e}.keys()) == {self._const(list(keys))}", source)
+        keys = list(keys)
+        self._add(("keys", source), None, lambda e: f"list({e}.keys()) == {self._const(keys)}", source,
+                  ("keys", keys))
 
     def key_in(self, source, key, present):
         """`key in source` is `present` (a str, int or None key)."""
@@ -367,6 +440,9 @@ class GuardSet:
         d = getattr(obj, "__dict__", None)
         if not isinstance(d, dict) or source is None:
             return  # no instance dict (slots, builtins): nothing can shadow the class's
+        snap = self.snapshots.get(source) if guard_snapshot.enabled() else None
+        if snap is not None and snap.ref() is obj and snap.add(None, name, guard_snapshot.ABSENT, None):
+            return
         if by_identity and isinstance(obj, _WEAKLY_GUARDED):
             key = ("no_attr_weak", id(obj), name)
             if key not in self._seen:
@@ -421,23 +497,89 @@ class GuardSet:
 
     # -- building -------------------------------------------------------------------
     def build(self):
+        self._finish()
         params = [f"a{i}" for i in range(self.slot_count)]
-        fallback = Predicate(params, self.exprs, dict(self.namespace)) if self.exprs else None
+        fallback = Predicate(params, self.exprs, dict(self.namespace), self._fast) if self.exprs else None
         if _C is not None:
             return _C.Guard(list(self.checks), fallback)
         return PyGuard(self.checks, fallback)
 
     def closure_predicate(self):
         """Predicate over the closure variables (by name), or None."""
+        self._finish()
         if not self.closure_exprs:
             return None
         names = [f"F_{n}" for n in self.freevars]
-        return Predicate(names, self.closure_exprs, dict(self.namespace))
+        return Predicate(names, self.closure_exprs, dict(self.namespace), self._closure_fast)
 
     def describe(self):
-        lines = [_describe_check(c) for c in self.checks]
+        self._finish()
+        lines = []
+        for c in self.checks:
+            lines += c[4].describe() if c[0] == "snapshot" else [_describe_check(c)]
         lines += self.exprs + [f"closure: {e}" for e in self.closure_exprs]
         return lines
+
+    def _finish(self):
+        """Render the expressions (sources through pinned objects start from them) and add
+        the snapshots' checks: after translation, when every pin is known and a lazy
+        module has its final class. Idempotent."""
+        if not self._finished:
+            self._finished = True
+            self._bind_counts = self._prefix_counts(self.exprs)
+            self._fast = [self._render_fact(e) for e in self.exprs]
+            self._bind_counts, self._bound = {}, {}
+            self._closure_fast = [self._render_fact(e, closure=True) for e in self.closure_exprs]
+            self.exprs = [self._render_fact(e, pins=False) for e in self.exprs]
+            self.closure_exprs = [self._render_fact(e, closure=True, pins=False) for e in self.closure_exprs]
+        for source, snap in list(self.snapshots.items()):
+            if snap.tables:  # facts read through its dicts: no data descriptor may appear
+                cls = snap.ref() and type(snap.ref())
+                if cls is not None:
+                    self.class_attributes(cls)
+            self.checks.append(snap.check())
+            del self.snapshots[source]
+
+    def _render_fact(self, item, closure=False, pins=True):
+        if isinstance(item, str):
+            return item
+        source, expr_fn, own = item
+        self._pins_on = pins
+        try:
+            return expr_fn(self._render(source, own, closure))
+        finally:
+            self._pins_on = True
+
+    def _render(self, source, own=False, closure=False):
+        """source's expression, from the nearest pinned object on it (not itself when
+        `own`: the pin's own identity guard). A prefix several facts share is evaluated
+        once: bound where first read (`(_v0 := c13().config).use_cache`), named after."""
+        if self._pins_on and not own and source in self._pinned:
+            return self._pinned[source]
+        if source in self._bound:
+            return self._bound[source]
+        base = getattr(source, "base", None)
+        if base is None:
+            text = _closure_expr(source) if closure else source.expr()
+        else:
+            text = self._render(base, closure=closure) + source.expr()[len(base.expr()):]
+        if not own and self._bind_counts.get(source, 0) >= 2 and not isinstance(source, LocalSource):
+            self._bound[source] = var = f"_v{len(self._bound)}"
+            return f"({var} := {text})"
+        return text
+
+    def _prefix_counts(self, items):
+        """How many facts read each source on their way (up to a pinned object)."""
+        counts = collections.Counter()
+        for item in items:
+            if isinstance(item, str):
+                continue
+            source, _, own = item
+            s = source.base if own else source
+            while s is not None and s not in self._pinned:
+                counts[s] += 1
+                s = getattr(s, "base", None)
+        return counts
 
 
 def _closure_expr(source):

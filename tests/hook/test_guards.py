@@ -104,3 +104,79 @@ def test_malformed_checks_are_rejected(bad):
 
 def test_repr_is_readable():
     assert repr(Guard([("type", 0, int)])) == "Guard((('type', 0, <class 'int'>),))"
+
+
+class _Holder:
+    pass
+
+
+def _snapshot_case():
+    import collections
+    import weakref
+
+    obj, member = _Holder(), _Holder()
+    obj.size, obj.member, obj.none, obj.shape = 3, member, None, (4, 5)
+    obj.hooks = collections.OrderedDict(a=1)
+    tables = ((None, dict, None, (("size", 2, int), ("size", 3, 3), ("member", 1, weakref.ref(member)),
+                                  ("none", 0, None), ("forward", 4, None))),
+              ("shape", tuple, 2, ((1, 3, 5),)),
+              ("hooks", collections.OrderedDict, ("a",), ()))
+    return obj, member, ("snapshot", weakref.ref(obj), _Holder, tables, None)
+
+
+@pytest.mark.parametrize("change", [
+    lambda o, m: setattr(o, "size", 4), lambda o, m: setattr(o, "size", 3.0),
+    lambda o, m: setattr(o, "member", _Holder()), lambda o, m: setattr(o, "none", 0),
+    lambda o, m: setattr(o, "forward", print), lambda o, m: setattr(o, "shape", (4, 6)),
+    lambda o, m: setattr(o, "shape", (4, 5, 1)), lambda o, m: o.hooks.update(b=2),
+    lambda o, m: o.hooks.move_to_end("a") or o.hooks.update(b=2) or o.hooks.move_to_end("a", last=False)
+    or o.hooks.pop("b"),  # order kept: still passes, below
+    lambda o, m: setattr(o, "__class__", type("Other", (_Holder,), {})), lambda o, m: delattr(o, "hooks"),
+])
+def test_snapshot_check_each_fact(change):
+    obj, member, check = _snapshot_case()
+    guard = Guard([check])
+    assert guard.check()
+    change(obj, member)
+    still = obj.__class__ is _Holder and list(obj.__dict__.get("hooks", {})) == ["a"] and obj.size == 3 \
+        and type(obj.size) is int and obj.member is member and obj.none is None and "forward" not in obj.__dict__ \
+        and obj.shape == (4, 5)
+    assert guard.check() is still
+
+
+def test_snapshot_check_fails_once_its_object_or_a_weak_entry_dies():
+    import gc
+
+    obj, member, check = _snapshot_case()
+    guard = Guard([check])
+    obj.member = None  # the entry now holds None; its expected referent dies
+    del member
+    gc.collect()
+    assert not guard.check()
+    obj, member, check = _snapshot_case()
+    guard = Guard([check])
+    del obj
+    gc.collect()
+    assert not guard.check()
+
+
+@pytest.mark.parametrize("tables", [((None, list, None, ()),), (("x", tuple, 2, ((-1, 2, 0),)),),
+                                    ((None, dict, None, (("a", 9, None),)),)])
+def test_malformed_snapshots_are_rejected(tables):
+    import weakref
+
+    with pytest.raises(ValueError):
+        Guard([("snapshot", weakref.ref(_Holder()), _Holder, tables, None)])
+
+
+def test_snapshot_keys_follow_an_ordered_dicts_own_order():
+    import collections
+    import weakref
+
+    obj = _Holder()
+    obj.hooks = collections.OrderedDict(a=1, b=2)
+    guard = Guard([("snapshot", weakref.ref(obj), _Holder, (("hooks", collections.OrderedDict, ("a", "b"), ()),),
+                    None)])
+    assert guard.check()
+    obj.hooks.move_to_end("a")  # the dict underneath keeps its order; the OrderedDict's is b, a
+    assert not guard.check()

@@ -1,0 +1,243 @@
+"""Guard snapshots: the facts about one module pinned by identity, checked by one C check.
+
+A translation that inlines a model reads, for every submodule, its identity, its hooks, a
+few attributes and its parameters. As Python expressions each fact walks its source from
+the root (`a0._modules['encoder']._modules['layer']._modules['3']._modules['output']
+._modules['dense']._parameters['bias'] is c9()`): 1500 of them for a 12-layer BERT. A
+module guarded by identity is this very object on every call that passes, so each fact
+about it can be checked on the object itself, held weakly, with no chain walked:
+
+    GuardSet.identity(src, module)       -> Snapshot(src, module)  (its class is checked too:
+                                            `m.__class__ = Other` runs another forward)
+    a fact whose source reads one of its dicts:
+        src.name          -> entry `name` of its __dict__
+        src._modules['x'] -> entry 'x' of __dict__['_modules']   (_parameters, _buffers too)
+        src._forward_hooks[k], list(src._forward_hooks.keys())    (hook tables)
+        src.shape_tuple[0], len(src.shape_tuple)                  (a tuple attribute)
+                          -> Snapshot.add(table, key, kind, expected)
+    Snapshot.check()      -> ("snapshot", ref, cls, tables, self), run by csrc/snapshot.c
+
+A fact is folded only where the Python expression would read the same dict: the instance
+dict holds the name, no data descriptor on the class shadows it (the class's version tag is
+guarded, so none appears later), the table is exactly a dict, OrderedDict or tuple.
+TERRA_DYN_GUARD_SNAPSHOTS=0 folds nothing (the class check stays).
+
+Example: `fc` (a Linear under a0, both pinned) read for its weight, bias and hooks gives
+    ("snapshot", ref(fc), Linear, ((None, dict, None, (("forward", ABSENT, None),)),
+        ("_parameters", dict, None, (("weight", ID_WEAK, ref(w)), ("bias", ID_WEAK, ref(b)))),
+        ("_forward_hooks", OrderedDict, (), ())), <snapshot a0._modules['fc']>)
+"""
+import collections
+import weakref
+
+from torch.nn import Module as _Module
+
+from .. import config
+
+ID, ID_WEAK, TYPE, EQ, ABSENT = range(5)
+_KIND_TEXT = {ID: "is", ID_WEAK: "is", TYPE: "type is", EQ: "==", ABSENT: "absent"}
+_TABLE_TYPES = (dict, collections.OrderedDict, tuple)
+
+
+def enabled():
+    return config.guard_snapshots
+
+
+class Snapshot:
+    """What one translation read of one module pinned by identity: per table (its instance
+    dict, or a dict or tuple kept in it), the keys in order and facts about entries."""
+
+    def __init__(self, source, obj):
+        self.source = source
+        self.ref = weakref.ref(obj)
+        self.cls = type(obj)  # replaced by the class at build time (a lazy module's changes)
+        self.tables = {}  # None or attribute name -> _Table
+
+    def __repr__(self):
+        return f"<snapshot {self.source.expr()}>"
+
+    # -- folding facts ------------------------------------------------------------------
+    def add(self, table, key, kind, expected):
+        """Record `container[key] <kind> expected` for a table; False when not foldable."""
+        t = self._table(table)
+        if t is None:
+            return False
+        if t.type is tuple:
+            if type(key) is not int or not 0 <= key < len(t.container):
+                return False
+        elif type(key) not in (str, int):
+            return False
+        elif table is None and kind != ABSENT and not _plain_attribute(self.ref(), key):
+            return False
+        t.entries.setdefault((key, kind), expected)
+        return True
+
+    def set_keys(self, table, keys):
+        """The table's keys in order (a dict), or its length (a tuple)."""
+        if table is None:
+            return False
+        t = self._table(table)
+        if t is None or (t.type is tuple) != isinstance(keys, int):
+            return False
+        t.keys = keys if isinstance(keys, int) else tuple(keys)
+        if t.type is not tuple and not all(type(k) in (str, int) for k in t.keys):
+            return False
+        return True
+
+    def _table(self, name):
+        t = self.tables.get(name)
+        if t is not None:
+            return t
+        obj = self.ref()
+        d = getattr(obj, "__dict__", None)
+        if obj is None or type(d) is not dict:
+            return None
+        if name is None:
+            container = d
+        else:
+            if not _plain_attribute(obj, name):
+                return None
+            container = d[name]
+            if type(container) not in _TABLE_TYPES:
+                return None
+        t = self.tables[name] = _Table(type(container), container if type(container) is tuple else None)
+        return t
+
+    # -- building and reading -----------------------------------------------------------
+    def check(self):
+        obj = self.ref()
+        if obj is not None:
+            self.cls = type(obj)
+        tables = tuple((name, t.type, t.keys, tuple((k, kind, e) for (k, kind), e in t.entries.items()))
+                       for name, t in self.tables.items())
+        for t in self.tables.values():
+            t.container = None  # a tuple attribute: not kept past translation
+        return ("snapshot", self.ref, self.cls, tables, self)
+
+    def failure(self):
+        """(expression, what, expected, now) of the first fact that no longer holds, or
+        None: the Python reading of csrc/snapshot.c (explain, PyGuard, recompiles). what:
+        "object" (freed or another one), "type", "keys", "length" or "value"."""
+        where = self.source.expr()
+        obj = self.ref()
+        if obj is None:
+            return where, "object", "alive", "freed"
+        if type(obj) is not self.cls:
+            return where, "type", self.cls, type(obj)
+        d = getattr(obj, "__dict__", None)
+        for name, t in self.tables.items():
+            label = where if name is None else f"{where}.{name}"
+            container = d if name is None else (d or {}).get(name, _MISSING)
+            if type(container) is not t.type:
+                return label, "type", t.type, type(container)
+            if t.keys is not None:
+                now = len(container) if t.type is tuple else tuple(container)
+                if now != t.keys:
+                    return label, ("length" if t.type is tuple else "keys"), t.keys, now
+            for (key, kind), expected in t.entries.items():
+                entry = self._entry_expr(name, key)
+                if t.type is tuple:
+                    value = container[key] if key < len(container) else _MISSING
+                else:
+                    value = container.get(key, _MISSING)
+                if not _holds(kind, value, expected):
+                    what = {ID: "object", ID_WEAK: "object", TYPE: "type"}.get(kind, "value")
+                    now = type(value) if kind == TYPE and value is not _MISSING else value
+                    return entry, what, expected() if kind == ID_WEAK else expected, now
+        return None
+
+    def changed(self, is_number):
+        """The sources (`a0._modules['drop'].p`) of entries that now hold another number of
+        the same type, or another module of the same type: convert_frame then passes that
+        number as a graph input, or guards that module by type (what it reads from the
+        expressions of a Python predicate)."""
+        obj = self.ref()
+        d = getattr(obj, "__dict__", None)
+        if obj is None or type(d) is not dict:
+            return []
+        out = []
+        for name, t in self.tables.items():
+            container = d if name is None else d.get(name)
+            if type(container) is not t.type or t.type is tuple:
+                continue
+            for (key, kind), expected in t.entries.items():
+                now = container.get(key, _MISSING)
+                then = expected() if kind == ID_WEAK else expected
+                if now is _MISSING or type(now) is not type(then):
+                    continue
+                if (kind == EQ and is_number(then) and now != then) or \
+                        (kind == ID_WEAK and isinstance(then, _Module) and now is not then):
+                    out.append(self._entry_expr(name, key))
+        return out
+
+    def _entry_expr(self, table, key):
+        where = self.source.expr()
+        return f"{where}.{key}" if table is None else f"{where}.{table}[{key!r}]"
+
+    def describe(self):
+        lines = [f"{self.source.expr()} alive, type is {self.cls.__name__}"]
+        for name, t in self.tables.items():
+            label = self.source.expr() if name is None else f"{self.source.expr()}.{name}"
+            if t.keys is not None:
+                lines.append(f"len({label}) == {t.keys}" if t.type is tuple else f"{label}.keys() == {list(t.keys)}")
+            for (key, kind), expected in t.entries.items():
+                entry = self._entry_expr(name, key)
+                lines.append(f"{entry} {_KIND_TEXT[kind]} {show(expected)}")
+        return lines
+
+
+class _Table:
+    __slots__ = ("type", "keys", "entries", "container")
+
+    def __init__(self, cls, container):
+        self.type = cls
+        self.keys = None
+        self.entries = {}  # (key, kind) -> expected
+        self.container = container  # a tuple's value while translating (index checks)
+
+
+_MISSING = object()
+
+
+def _holds(kind, value, expected):
+    if kind == ABSENT:
+        return value is _MISSING
+    if value is _MISSING:
+        return False
+    if kind == ID:
+        return value is expected
+    if kind == ID_WEAK:
+        return value is expected()
+    if kind == TYPE:
+        return type(value) is expected
+    try:
+        return bool(value == expected)
+    except Exception:
+        return False
+
+
+def show(value):
+    from .errors import safe_repr
+
+    if value is _MISSING:
+        return "missing"
+    if isinstance(value, weakref.ref):
+        value = value()
+    if isinstance(value, type):
+        return value.__qualname__
+    return safe_repr(value, limit=40)
+
+
+def _plain_attribute(obj, name):
+    """`obj.name` reads `obj.__dict__[name]`: the dict has it, the class's attribute lookup
+    is object's, and no data descriptor (a property) on the class takes precedence."""
+    cls = type(obj)
+    d = getattr(obj, "__dict__", None)
+    if type(d) is not dict or name not in d or cls.__getattribute__ is not object.__getattribute__:
+        return False
+    for klass in cls.__mro__:
+        attr = klass.__dict__.get(name, _MISSING)
+        if attr is not _MISSING:
+            kind = type(attr)
+            return not (hasattr(kind, "__set__") or hasattr(kind, "__delete__"))
+    return True
