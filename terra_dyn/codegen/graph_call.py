@@ -21,7 +21,9 @@ argument slots, or the resume code with the same arguments) and raises the user'
 the user's line, running its except/finally blocks once, as eager does.
 
 Every call, jump, method call, prologue and return is spelled by the version seam
-(terra_dyn/seam), so the same plan assembles on 3.11, 3.12 and 3.13.
+(terra_dyn/seam), so the same plan assembles on 3.11, 3.12 and 3.13. The plan's values
+rebuild themselves (value.rebuild(r), reconstruct.py) and its side-effect records replay
+themselves (effect.replay(r)): this package never imports terra_dyn.translate.
 
 Example (f(x, y) = relu(x) + y, no breaks; 3.11's spelling of the call):
     PUSH_NULL; LOAD_CONST <compiled>; LOAD_FAST x; LOAD_FAST y; PRECALL 2; CALL 2
@@ -34,10 +36,8 @@ from typing import Any, Dict, List
 
 from bytecode import Bytecode, FreeVar, Instr, Label, TryBegin, TryEnd
 
+from ..errors import Unsupported
 from ..seam import rules
-from ..translate.errors import Unsupported
-from ..translate.side_effects import Call, StoreAttr, StoreDeref, StoreGlobal
-from ..translate.values import DictValue, ListValue, NullValue
 from . import resume
 from .graph_errors import GraphErrorRerun, module_of
 from .reconstruct import OUT, Reconstructor, call_const
@@ -64,6 +64,9 @@ class BreakSite:
     resume_codes: List[Any] = field(default_factory=list)
     cells: List[Any] = field(default_factory=list)  # the frame's own cells, passed on as cells
     step: Any = None  # native_rest: the resume.Step a step code runs (see codegen/resume.py)
+    # inside `with torch.no_grad():` blocks open at the break: the callable restoring the
+    # grad mode the outermost was entered with (translate/frame.py finds it), else None
+    grad_restore: Any = None
 
 
 @dataclass
@@ -73,8 +76,8 @@ class CodePlan:
     graph_fn: Any  # compiled callable or None
     graph_inputs: list  # Values (with sources) in placeholder order
     output_index: dict  # fx node -> output position
-    side_effects: list
-    mutated: list  # ListValue / DictValue with sources, written back
+    side_effects: list  # records with replay(r) -> instructions (translate/side_effects.py)
+    mutated: list  # ListValue / DictValue with sources: write_back(r, target) -> instructions
     closure_check: Any  # callable over the closure values or None
     return_value: Any = None  # Value, when the frame returns
     site: BreakSite = None  # when the frame breaks
@@ -83,6 +86,10 @@ class CodePlan:
     # None: the code, run only right after the guard passed, loads ref() instead of the
     # source's chain from the argument (200 parameters of a 12-layer BERT: ~80 us a call)
     pinned_inputs: list = None
+    # node targets the translator inserts, for GraphErrorRerun: state switches a raising graph
+    # undoes (autocast blocks) and ones changing global state (RNG)
+    undone_on_error: frozenset = frozenset()
+    global_state_ops: frozenset = frozenset()
 
 
 def run_original(code, f_globals, closure, args):
@@ -181,7 +188,8 @@ def _graph_error_handler(plan, slots, original, handler):
     """stack: [exc]. Re-run the segment natively if allowed, else re-raise exc as it is.
     No PUSH_EXC_INFO: the re-run must not see exc as the exception being handled (an error
     it raises would get exc as its __context__)."""
-    rerun = GraphErrorRerun(plan.code, plan.graph_fn, _graph_of(plan))
+    rerun = GraphErrorRerun(plan.code, plan.graph_fn, _graph_of(plan), plan.undone_on_error,
+                            plan.global_state_ops)
     # hook off while it decides: the report's dataclasses are no user code to translate
     allowed = rerun.allowed if _C is None else _C.DisabledCallable(rerun.allowed)
     reraise = Label()
@@ -197,37 +205,9 @@ def _replay(rec, plan):
     for i, container in enumerate(plan.mutated):
         out += list(container.source.load()) + [Instr("STORE_FAST", f"___target{i}")]
     for effect in plan.side_effects:
-        if isinstance(effect, Call):
-            args = []
-            for a in effect.args:
-                args += rec.push(a)
-            names = tuple(effect.kwargs)
-            for k in names:
-                args += rec.push(effect.kwargs[k])
-            n = len(effect.args) + len(names)
-            call = rules.call(rec.push(effect.fn), args, n, names) + [Instr("POP_TOP")]
-            if effect.lineno:  # logging reads the caller's line from the frame
-                for ins in call:
-                    if isinstance(ins, Instr):
-                        ins.lineno = effect.lineno
-            out += call
-        elif isinstance(effect, StoreAttr):
-            out += rec.push(effect.value) + rec.push(effect.obj) + [Instr("STORE_ATTR", effect.name)]
-        elif isinstance(effect, StoreGlobal):
-            out += rec.push(effect.value) + [Instr("STORE_GLOBAL", effect.name)]
-        elif isinstance(effect, StoreDeref):
-            out += rec.push(effect.value) + [Instr("STORE_DEREF", FreeVar(effect.name))]
+        out += effect.replay(rec)
     for i, container in enumerate(plan.mutated):
-        target = [Instr("LOAD_FAST", f"___target{i}")]
-        if isinstance(container, ListValue):
-            fresh = ListValue(container.items)
-            out += rec.push(fresh) + target + [
-                Instr("LOAD_CONST", slice(None)), Instr("STORE_SUBSCR")]
-        elif isinstance(container, DictValue):
-            # build the new contents first: they may read the old ones
-            out += rec.push(DictValue(container.items)) + [Instr("STORE_FAST", "___fresh")]
-            out += rules.call_method(target, "clear", [], 0) + [Instr("POP_TOP")]
-            out += rules.call_method(target, "update", [Instr("LOAD_FAST", "___fresh")], 1) + [Instr("POP_TOP")]
+        out += container.write_back(rec, [Instr("LOAD_FAST", f"___target{i}")])
     return out
 
 
@@ -249,7 +229,7 @@ def _break_ending(rec, plan):
     for v in site.top:
         out += rec.push(v)
     native = [i.copy() for i in site.native]
-    restore = _enclosing_grad_restore(site)
+    restore = site.grad_restore
     # inside `with torch.no_grad():` split by this break: if the native instruction raises,
     # restore the grad mode the block was entered with, then re-raise
     handler = Label() if restore is not None else None
@@ -279,19 +259,6 @@ def _break_ending(rec, plan):
     raise Unsupported(f"break kind {site.kind}")
 
 
-def _enclosing_grad_restore(site):
-    """The GradModeRestore of the outermost grad-mode block open at the break, or None."""
-    from ..translate.opcodes_control import GradModeExit, GradModeRestore, grad_mode_restore
-    from ..translate.values import ConstValue, MethodValue
-
-    for v in site.deep:
-        if isinstance(v, MethodValue) and isinstance(v.fn, ConstValue) and v.fn.value is GradModeExit:
-            return grad_mode_restore(v.self_value.previous)
-        if isinstance(v, ConstValue) and isinstance(v.value, GradModeRestore):
-            return v.value  # a block opened before an earlier break (a resume frame)
-    return None
-
-
 def _protected(instrs, handler):
     if handler is None:
         return instrs
@@ -309,7 +276,7 @@ def _restore_handler(handler, restore):
 
 def _resume_call(rec, plan, target_pc, temps):
     site = plan.site
-    layout = [isinstance(v, NullValue) for v in site.deep] + [False] * len(temps)
+    layout = [v.is_null for v in site.deep] + [False] * len(temps)
     names = sorted(n for n in site.locals if not n.startswith("___"))
     if site.step is not None:
         code = resume.make_step_code(plan.code, plan.f_globals, site.step, layout, names)
@@ -318,7 +285,7 @@ def _resume_call(rec, plan, target_pc, temps):
     site.resume_codes.append(code)
     args = []
     for v in site.deep:
-        if not isinstance(v, NullValue):
+        if not v.is_null:
             args += rec.push(v)
     args += [Instr("LOAD_FAST", t) for t in temps]
     for n in names:

@@ -1,6 +1,6 @@
 """Re-running a segment natively when its compiled graph raised at run time.
 
-    GraphErrorRerun(code, graph_fn, graph).allowed(exc) -> bool
+    GraphErrorRerun(code, graph_fn, graph, undone, global_state).allowed(exc) -> bool
         the rewritten code's handler around the graph call asks it; True: the handler runs
         the original (or resume) code natively with the same argument slots
     module_of(graph_fn) -> the GraphModule whose own forward graph_fn is, else None
@@ -8,6 +8,8 @@
 The question is which nodes a re-run would repeat with a visible effect: in-place writes to
 tensors the graph did not make, batch_norm's running statistics, random draws, RNG state
 switches. Grad-mode and autocast switches do not count: they are undone on the error path.
+The translator names the node targets it inserts for those (`undone`: autocast switches,
+`global_state`: RNG state switches) in the CodePlan: codegen never imports translate.
 
 Example: a graph `emb = embedding(idx, w); y = emb * 2` raising IndexError has no such node,
 so the segment re-runs natively and the user's `except IndexError` runs once.
@@ -52,12 +54,12 @@ class GraphErrorRerun:
 
     _MAX_NOTES = 20  # a loop that catches the same error every step need not grow the report
 
-    def __init__(self, code, graph_fn, graph):
+    def __init__(self, code, graph_fn, graph, undone=frozenset(), global_state=frozenset()):
         # names only: the code itself would close a cycle through its own cache entry
         self.where = (code.co_name, code.co_filename, code.co_firstlineno)
         self.module = module_of(graph_fn)
         try:
-            self.first_effect = _first_effect(graph)
+            self.first_effect = _first_effect(graph, undone, global_state)
         except Exception:  # a node this analysis cannot read: assume an effect, never re-run
             self.first_effect = 0
         self.grad_mode = torch.is_grad_enabled() if _switches_grad_mode(graph) else None
@@ -127,8 +129,9 @@ def module_of(graph_fn):
     return gm
 
 
-def _first_effect(graph):
-    """Index of the first node a re-run would repeat (see GraphErrorRerun), None if none."""
+def _first_effect(graph, undone, global_state):
+    """Index of the first node a re-run would repeat (see GraphErrorRerun), None if none.
+    `undone`, `global_state`: the translator's state-switch node targets (GraphErrorRerun)."""
     if graph is None:
         return 0  # unknown graph: never re-run
     fresh = set()  # nodes holding a tensor the graph made itself (writes to them are private)
@@ -140,9 +143,9 @@ def _first_effect(graph):
                 return i
             continue
         name = _op_name(node)
-        if _undone_on_error(node.target, name):
-            continue
-        if _changes_global_state(node) or _draws_random(name) or _updates_running_stats(node, name):
+        if node.target is torch._C._set_grad_enabled or _member(node.target, undone):
+            continue  # GraphErrorRerun sets the entry grad mode; an autocast graph exits its blocks
+        if _member(node.target, global_state) or _draws_random(name) or _updates_running_stats(node, name):
             return i
         if _writes_in_place(node, name):
             target = node.kwargs.get("out", node.args[0] if node.args else None)
@@ -163,19 +166,11 @@ def _op_name(node):
     return target if isinstance(target, str) else getattr(target, "__name__", "")
 
 
-def _undone_on_error(target, name):
-    """State switches a raising graph undoes before the re-run: grad mode (GraphErrorRerun
-    sets the entry mode) and autocast blocks (translate/autocast.py's forward exits the
-    blocks it opened when an op raises)."""
-    from ..translate import autocast
-
-    return target is torch._C._set_grad_enabled or autocast.is_state_switch(target)
-
-
-def _changes_global_state(node):
-    from ..translate.generator_cm import is_impure as changes_rng_state
-
-    return changes_rng_state(node.target)
+def _member(target, targets):
+    try:
+        return target in targets
+    except TypeError:  # an unhashable target
+        return False
 
 
 def _aten_has_effect(op, has_out):

@@ -61,6 +61,7 @@ from dataclasses import dataclass
 
 from bytecode import Bytecode, CellVar, FreeVar, Instr, Label, TryBegin, TryEnd
 from .. import tracebacks
+from ..bytecode_info import code_info, register
 from ..seam import rules
 
 _resume_codes = {}  # key -> code
@@ -181,8 +182,6 @@ def make_resume_code(code, pc, stack_layout, local_names):
     cached = _resume_codes.get(key)
     if cached is not None and _resume_info[id(cached)][0] is code:
         return cached
-    from ..translate.bytecode_info import code_info, register  # translate imports codegen: import late
-
     info = code_info(code)
     body = _shared_cells(code, info.instrs)
     target = Label()
@@ -210,8 +209,6 @@ def make_step_code(code, f_globals, step, stack_layout, local_names):
     cached = _resume_codes.get(key)
     if cached is not None:
         return cached
-    from ..translate.bytecode_info import code_info
-
     info = code_info(original)
     body = _shared_cells(original, info.instrs)
     exits = step.exits(stack_layout)

@@ -3,7 +3,7 @@
     frame.translate_frame(frame, options) -> FrameTranslation        (entry point)
       context.TranslationContext   one attempt: graph, guards, effects, options
       executor.Translator          the symbolic interpreter, one per (inlined) frame
-        bytecode_info              a code object's instructions, labels, try regions
+        ..bytecode_info            a code object's instructions, labels, try regions
         opcodes_stack / opcodes_control / opcodes_call    opcode handlers by family
         calls -> torch_ops, modules, builtins_ops, inline   what a call means
         operators, attributes      what an operator / `.name` means

@@ -139,7 +139,9 @@ class BlockExit:
 
 
 BLOCK_EXIT = BlockExit()
-_NODE_TARGETS = frozenset((autocast_enter_, autocast_exit_))
+# the node targets; also the state switches a raising graph undoes (its forward exits the
+# blocks it opened), which codegen's GraphErrorRerun gets as CodePlan.undone_on_error
+STATE_SWITCHES = _NODE_TARGETS = frozenset((autocast_enter_, autocast_exit_))
 
 
 def is_impure(target):
@@ -148,11 +150,6 @@ def is_impure(target):
         return target in _NODE_TARGETS
     except TypeError:
         return False
-
-
-def is_state_switch(target):
-    """True for the two node targets (for passes that move or re-run nodes)."""
-    return is_impure(target)
 
 
 # ----------------------------------------------------------------------------- exceptions

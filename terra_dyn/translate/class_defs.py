@@ -36,6 +36,9 @@ class UnbuiltClassValue(Value):
     def __init__(self, name):
         self.name = name
 
+    def rebuild(self, r):
+        raise Unsupported(f"cannot rebuild {self!r}: its class statement was not run")
+
     def __repr__(self):
         return f"UnbuiltClassValue({self.name})"
 

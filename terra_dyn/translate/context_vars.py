@@ -28,6 +28,9 @@ class ContextTokenValue(Value):
     def __init__(self, owner):
         self.owner = owner  # the Translator of the function that made the set
 
+    def rebuild(self, r):
+        raise Unsupported(f"cannot rebuild {self!r}: the token of a set made in the translation")
+
     def __repr__(self):
         return f"ContextTokenValue({self.owner.name})"
 

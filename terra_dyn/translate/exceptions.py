@@ -43,6 +43,9 @@ class ExceptionValue(Value):
     def __init__(self, exception):
         self.exception = exception
 
+    def rebuild(self, r):
+        raise Unsupported(f"cannot rebuild {self!r} after a graph break")
+
     def __repr__(self):
         return f"ExceptionValue({type(self.exception).__name__})"
 

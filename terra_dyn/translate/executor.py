@@ -31,7 +31,7 @@ import time
 
 from bytecode import Label, SetLineno, TryBegin, TryEnd
 
-from .bytecode_info import code_info
+from ..bytecode_info import code_info
 from .errors import Unsupported
 from .exceptions import ExceptionOpcodes, KnownRaise, unwind
 from .opcodes_call import CallOpcodes

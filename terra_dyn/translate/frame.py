@@ -38,6 +38,7 @@ except ImportError:  # the C core is not built: translation stays testable
 from ..codegen.graph_call import BreakSite, CodePlan, build_code
 from ..codegen.resume import CLOSURE_ARG, Step, covering_entries, is_resume_code
 from ..codegen.signature import argument_slot_names
+from . import autocast, generator_cm
 from .context import TranslationContext
 from .errors import Unsupported
 from .executor import StopTranslation, Translator
@@ -277,6 +278,19 @@ def _only_grad_mode_blocks(tx):
     return grad > 0 and other == 0
 
 
+def _enclosing_grad_restore(deep):
+    """The GradModeRestore of the outermost grad-mode block open at a break, or None
+    (codegen restores that mode if the native instruction raises)."""
+    from .opcodes_control import GradModeExit, GradModeRestore, grad_mode_restore
+
+    for v in deep:
+        if isinstance(v, MethodValue) and isinstance(v.fn, ConstValue) and v.fn.value is GradModeExit:
+            return grad_mode_restore(v.self_value.previous)
+        if isinstance(v, ConstValue) and isinstance(v.value, GradModeRestore):
+            return v.value  # a block opened before an earlier break (a resume frame)
+    return None
+
+
 def _break_site(tx, native_rest=False):
     """The BreakSite for the top-level translator stopped before its instruction at pc."""
     instr = tx.instrs[tx.pc]
@@ -326,7 +340,7 @@ def _break_site(tx, native_rest=False):
         return site
     deep, top = stack[: len(stack) - pops], stack[len(stack) - pops:]
     site = BreakSite(kind=kind, native=native, deep=deep, top=top, pushes=pushes, locals=live,
-                     cells=cells)
+                     cells=cells, grad_restore=_enclosing_grad_restore(deep))
     site.next_pc = tx.pc + 1
     site.jump_pc = jump_pc
     return site
@@ -391,7 +405,8 @@ def _finish(ctx, code, f_globals, tx, result, site, breaks, options, start):
         output_index={v.node: i for i, v in enumerate(outputs)},
         side_effects=list(graph.side_effects), mutated=list(ctx.mutated),
         closure_check=ctx.guards.closure_predicate(), return_value=result, site=site,
-        in_resume=is_resume_code(code))
+        in_resume=is_resume_code(code), undone_on_error=autocast.STATE_SWITCHES,
+        global_state_ops=generator_cm.RNG_STATE_OPS)
     new_code = build_code(plan)
     return FrameTranslation(
         graphs=graphs, guard=ctx.guards.build(), code=new_code, breaks=breaks,

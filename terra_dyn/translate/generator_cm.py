@@ -43,6 +43,7 @@ import inspect
 import types
 
 import torch
+from bytecode import Instr
 
 from .errors import Unsupported
 from .values import ConstValue, TensorValue, Value
@@ -64,6 +65,15 @@ class GeneratorCMValue(Value):
         self.kwargs = dict(kwargs)
         self.child = None  # the suspended generator Translator, once entered
         self.finished = False
+
+    def children(self):
+        return [self.func] + self.args + list(self.kwargs.values())
+
+    def rebuild(self, r):
+        if self.child is not None:
+            raise Unsupported(f"cannot rebuild {self!r}: a generator suspended in translation")
+        args = r.push(self.func) + r.items(self.args) + [Instr("BUILD_TUPLE", len(self.args))]
+        return r.call_const(make_manager, args + r.build_dict(self.kwargs), 3)
 
     def __repr__(self):
         state = "finished" if self.finished else "suspended at its yield" if self.child is not None else "new"
@@ -287,12 +297,13 @@ def call_rng(tx, fn, args, kwargs):
     return ConstValue(torch.default_generator)
 
 
-_RNG_IMPURE = frozenset(_NODE_TARGETS.values())
+# node targets changing global RNG state (also CodePlan.global_state_ops: never re-run)
+RNG_STATE_OPS = frozenset(_NODE_TARGETS.values())
 
 
 def is_impure(target):
     """graph_state._is_impure's hook: these nodes change global RNG state."""
     try:
-        return target in _RNG_IMPURE
+        return target in RNG_STATE_OPS
     except TypeError:
         return False

@@ -46,10 +46,6 @@ class _QuietFakeErrors(logging.Filter):
 _quiet = _QuietFakeErrors()
 logging.getLogger("torch._subclasses.fake_tensor").addFilter(_quiet)
 
-_FX_CONSTANTS = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.memory_format,
-                 torch.layout, type(Ellipsis), slice, range)
-
-
 class DynamicShapesFailed(Exception):
     """The translation relied on the value of a size or number it was asked to keep symbolic
     (`range(n)`, a dict key, an op that needed it equal to something): translate again with
@@ -650,25 +646,7 @@ def _clean(name):
 
 
 def _to_node(v):
-    if isinstance(v, (TensorValue, ScalarValue)):
-        return v.node
-    if isinstance(v, ConstValue):
-        if v.by_type:  # its value is not guarded: baking it in would reuse a stale value
-            raise Unsupported(f"cannot pass a {type(v.value).__name__} guarded only by type to a graph op")
-        if isinstance(v.value, _FX_CONSTANTS) or isinstance(v.value, torch.Size):
-            return v.value
-        if isinstance(v.value, (tuple, list)) and all(isinstance(x, _FX_CONSTANTS) for x in v.value):
-            return v.value
-        raise Unsupported(f"cannot pass {type(v.value).__name__} to a graph op")
-    if isinstance(v, TupleValue):
-        return tuple(_to_node(x) for x in v.items)
-    if isinstance(v, ListValue):
-        return [_to_node(x) for x in v.items]
-    if isinstance(v, SliceValue):
-        return slice(*[_to_node(x) for x in v.parts])
-    if isinstance(v, Value):
-        raise Unsupported(f"cannot pass {v!r} to a graph op")
-    return v
+    return v.as_fx_arg() if isinstance(v, Value) else v  # each value kind says how
 
 
 def _example(v, facts):

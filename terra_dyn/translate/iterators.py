@@ -12,13 +12,15 @@
 A step never reads a snapshot: `for a, b in zip(xs, ys): xs.append(...)` sees what eager
 sees. A step that must raise (a dict changed size, zip(strict=True) lengths differ, a
 run-time iterator inside) raises Unsupported with nothing moved: the graph break then runs
-that step natively on the real iterator, which `rebuild()` gives as a call in the same
-state (codegen/reconstruct.py emits it): e.g. a list iterator at index 3 is
+that step natively on the real iterator, which `rebuild_call()` gives as a call in the same
+state (rebuild(r) below emits it): e.g. a list iterator at index 3 is
 `list_iterator_at(xs, 3)`, a zip `zip(<its iterators rebuilt>)`.
 
 Example: `for i, (a, b) in enumerate(zip(xs, reversed(xs)))` with xs = [p, q] gives
 (0, (p, q)), then (1, (q, p)); if the body did `xs[1] = r` first, the second is (1, (r, p)).
 """
+from bytecode import Instr
+
 from .errors import Unsupported
 from .values import ConstValue, TupleValue, Value
 
@@ -33,7 +35,7 @@ class IteratorValue(Value):
 
     Like CPython's, an exhausted iterator stays exhausted (later appends are not seen). A
     step that must raise (a dict changed size) raises Unsupported with nothing moved, so
-    the graph break redoes it natively on the real iterator, which `rebuild()` makes in the
+    the graph break redoes it natively on the real iterator, which `rebuild_call()` makes in the
     same state: (callable, [argument Values]), or None for iter(remaining items)."""
 
     range = None  # the range iterated: rebuilt as iter(range[index:]) (see operators.get_iter)
@@ -83,7 +85,7 @@ class IteratorValue(Value):
     def remaining(self):
         return self.items[self.index:]
 
-    def rebuild(self):
+    def rebuild_call(self):
         if self.live is not None:
             return list_iterator_at, [self.live, ConstValue(self.index)]
         return None
@@ -91,8 +93,26 @@ class IteratorValue(Value):
     @property
     def args(self):
         """The values this iterator reads (graph outputs it needs when rebuilt)."""
-        rebuilt = self.rebuild()
+        rebuilt = self.rebuild_call()
         return rebuilt[1] if rebuilt is not None else self.remaining()
+
+    def children(self):
+        return self.args
+
+    def fresh_mutable(self):
+        return True  # `for i in it: next(it)`: the loop and `it` share one
+
+    def rebuild(self, r):
+        rebuilt = self.rebuild_call()  # over live containers: a call making the real one, same state
+        if rebuilt is not None:
+            fn, args = rebuilt
+            return r.call_const(fn, r.items(args), len(args))
+        if self.range is not None:
+            return [Instr("LOAD_CONST", self.range[self.index:]), Instr("GET_ITER")]
+        rest = self.remaining()
+        if all(isinstance(x, ConstValue) and r.is_simple(x.value) for x in rest):
+            return [Instr("LOAD_CONST", tuple(x.value for x in rest)), Instr("GET_ITER")]
+        return r.items(rest) + [Instr("BUILD_TUPLE", len(rest)), Instr("GET_ITER")]
 
     def wrapped(self):
         return []  # the iterators this one advances (zip, enumerate)
@@ -165,7 +185,7 @@ class GeneratorIterator(IteratorValue):
     def remaining(self):
         raise Unsupported("a generator in progress cannot be rebuilt", breakable=False)
 
-    def rebuild(self):
+    def rebuild_call(self):
         raise Unsupported("a generator in progress cannot be rebuilt", breakable=False)
 
     @property
@@ -216,7 +236,7 @@ class ZipIterator(IteratorValue):
     def wrapped(self):
         return self.iterators
 
-    def rebuild(self):
+    def rebuild_call(self):
         return (zip_strict if self.strict else zip), list(self.iterators)
 
     def __repr__(self):
@@ -244,7 +264,7 @@ class EnumerateIterator(IteratorValue):
     def wrapped(self):
         return [self.inner]
 
-    def rebuild(self):
+    def rebuild_call(self):
         return enumerate, [self.inner, ConstValue(self.count)]
 
     def __repr__(self):
@@ -286,7 +306,7 @@ class MapIterator(IteratorValue):
     def wrapped(self):
         return self.iterators
 
-    def rebuild(self):
+    def rebuild_call(self):
         return (filter if self.keep_if_true else map), [self.fn] + list(self.iterators)
 
     def __repr__(self):
@@ -313,7 +333,7 @@ class ReversedIterator(IteratorValue):
         super()._exhaust()
         self.seq = None
 
-    def rebuild(self):
+    def rebuild_call(self):
         if self.exhausted:
             return None
         return list_reverseiterator_at, [self.seq, ConstValue(self.index)]
@@ -367,7 +387,7 @@ class DictIterator(IteratorValue):
         super()._exhaust()
         self.dict, self.keys = None, []
 
-    def rebuild(self):
+    def rebuild_call(self):
         if self.exhausted:
             return None
         changed = self._changed()
@@ -401,18 +421,25 @@ class DictViewValue(Value):
     def python_type(self):
         return type(getattr(getattr(self.dict, "cls", dict)(), self.kind)())
 
-    def rebuild(self):
+    def rebuild_call(self):
         return dict_view, [self.dict, ConstValue(self.kind)]
 
     @property
     def args(self):
         return [self.dict]
 
+    def children(self):
+        return self.args
+
+    def rebuild(self, r):
+        fn, args = self.rebuild_call()
+        return r.call_const(fn, r.items(args), len(args))
+
     def __repr__(self):
         return f"DictViewValue({self.kind})"
 
 
-# -- the real iterators a graph break rebuilds (see rebuild() above) --------------------
+# -- the real iterators a graph break rebuilds (see rebuild_call() above) ---------------
 def list_iterator_at(xs, index):
     it = iter(xs)
     it.__setstate__(index)

@@ -20,6 +20,8 @@ Recognised by class name and module, so terra_dyn never imports transformers.
 import dataclasses
 import sys
 
+from bytecode import Instr
+
 from .errors import Unsupported
 from .values import ConstValue, ObjectValue, TensorValue, TupleValue
 
@@ -66,6 +68,13 @@ class ModelOutputValue(ObjectValue):
 
     def keys(self):
         return [k for k, v in self.attrs.items() if not _is_none(v)]
+
+    def rebuild(self, r):
+        """cls(**fields), with the hook off: the dict part is built too."""
+        keys = self.keys()
+        args = [Instr("LOAD_CONST", self.cls)] + r.items([self.attrs[k] for k in keys]) + [
+            Instr("LOAD_CONST", tuple(keys)), Instr("BUILD_CONST_KEY_MAP", len(keys))]
+        return r.call_const(_rebuild_natively(), args, 2)
 
     def __repr__(self):
         return f"ModelOutputValue({self.cls.__name__}: {', '.join(self.keys())})"
@@ -203,3 +212,17 @@ def is_bound_method(f):
 def rebuild(cls, fields):
     """The emitted construction: what eager's `cls(**fields)` made."""
     return cls(**fields)
+
+
+def _rebuild_natively():
+    """rebuild with the hook off: the class's __init__, __post_init__ and __setitem__ are
+    machinery with no tensor work; translated one by one they only broke."""
+    global _REBUILD_NATIVELY
+    if _REBUILD_NATIVELY is None:
+        from .. import _C
+
+        _REBUILD_NATIVELY = _C.DisabledCallable(rebuild)
+    return _REBUILD_NATIVELY
+
+
+_REBUILD_NATIVELY = None

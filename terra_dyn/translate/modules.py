@@ -13,6 +13,7 @@ import inspect
 import types
 
 import torch
+from bytecode import Instr
 
 from .errors import Unsupported
 from .sources import AttrSource, ItemSource, ModuleDictSource
@@ -30,6 +31,10 @@ class BuiltModuleValue(ConstValue):
     def __init__(self, cls, args, kwargs):
         super().__init__(cls(*args, **kwargs))
         self.cls, self.args, self.kwargs = cls, tuple(args), tuple(kwargs.items())
+
+    def rebuild(self, r):
+        return r.call_const(build_module, [Instr("LOAD_CONST", self.cls), Instr("LOAD_CONST", self.args),
+                                           Instr("LOAD_CONST", self.kwargs)], 3)
 
 
 def build_loss(tx, cls, args, kwargs):

@@ -18,6 +18,10 @@ from ..seam import rules
 
 
 class Source:
+    # True: a load that follows a path a native instruction may rebind (`h.l`, `xs[0]`), so
+    # a break loads it into a temp first (codegen Reconstructor.pin); a local is no path
+    is_path = True
+
     def expr(self) -> str:
         raise NotImplementedError
 
@@ -37,6 +41,7 @@ class LocalSource(Source):
 
     name: str
     slot: int = -1
+    is_path = False
 
     def expr(self):
         return f"a{self.slot}" if self.slot >= 0 else f"<local {self.name}>"

@@ -17,6 +17,8 @@ inlines LayerNorm.forward into the caller's graph.
 """
 import types
 
+from bytecode import Instr
+
 from .errors import Unsupported
 from .values import CellValue, ConstValue, Lazy, MethodValue, ObjectValue, Value
 
@@ -28,6 +30,12 @@ class SuperValue(Value):
         self.cls = cls
         self.obj = obj
 
+    def children(self):
+        return [self.obj]
+
+    def rebuild(self, r):
+        return r.call_const(super, [Instr("LOAD_CONST", self.cls)] + r.push(self.obj), 2)
+
     def __repr__(self):
         return f"SuperValue({self.cls.__name__}, {self.obj!r})"
 
@@ -35,6 +43,11 @@ class SuperValue(Value):
 class SuperMethodValue(MethodValue):
     """A method found through super(): rebuilt as types.MethodType(fn, obj), never as
     `obj.name` (which would find the override the super() call skips)."""
+
+    def rebuild(self, r):
+        if not isinstance(self.fn, ConstValue):
+            return super().rebuild(r)
+        return r.call_const(types.MethodType, [Instr("LOAD_CONST", self.fn.value)] + r.push(self.self_value), 2)
 
 
 def _object_init(self):

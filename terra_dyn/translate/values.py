@@ -16,13 +16,22 @@
     ContextValue    torch.no_grad() / enable_grad() / set_grad_enabled(b) objects
     OpaqueIterator  a real iterator object (e.g. handed to a resume function): FOR_ITER breaks
 
+Each kind says how it is rebuilt in emitted code and how it becomes an FX argument (the
+protocol on Value below: children, fresh_mutable, rebuild, fill, as_fx_arg); codegen's
+Reconstructor drives rebuild() and knows no value class (docs/VERSIONS.md).
+
 Example: `x.shape[0] + 1` on a (4, 3) tensor gives ConstValue(5): shapes are static and
 guarded, so arithmetic on them folds at translate time. Once x's size 0 changed between
 calls it is symbolic, and the same code gives ScalarValue(add: s0 + 1).
 """
+import types
 from collections.abc import Sequence
 
 import torch
+from bytecode import Instr
+
+from ..errors import Unsupported
+from ..seam import rules
 
 
 class Value:
@@ -36,6 +45,33 @@ class Value:
 
     def is_const(self):
         return False
+
+    # -- the rebuild protocol: codegen/reconstruct.py's Reconstructor `r` drives it ------
+    is_null = False  # True only for the NULL before a callable (a resume call skips it)
+
+    def children(self):
+        """The values to build before this one when it is fresh (a leaf: none)."""
+        return []
+
+    def fresh_mutable(self):
+        """True for an object made during translation that the program may mutate or compare
+        by identity: built once per run into a temp local, and every push loads that temp."""
+        return False
+
+    def rebuild(self, r):
+        """Instructions leaving the real object on the stack, through r.push(child),
+        r.items(values), r.call_const(fn, instrs, n), r.output(node), r.load_source(source),
+        r.const(value, source); version-specific instructions come from seam `rules`. Every
+        value kind implements it or raises Unsupported saying why (tests/seam checks)."""
+        raise Unsupported(f"cannot rebuild {self!r}")
+
+    def fill(self, r, load):
+        """Instructions completing a fresh value after its temp is stored (`load` pushes it)."""
+        return []
+
+    def as_fx_arg(self):
+        """This value as an FX node argument: a node, a constant, or a container of them."""
+        raise Unsupported(f"cannot pass {self!r} to a graph op")
 
 
 class TensorValue(Value):
@@ -83,6 +119,14 @@ class TensorValue(Value):
             else:
                 self._fake = mode.fake_tensor_converter.from_meta_and_device(mode, self._meta, self.device)
         return self._fake
+
+    def rebuild(self, r):
+        if self.node.op == "placeholder" and self.source is not None:
+            return r.load_source(self.source)  # a graph input: load it where it came from
+        return r.output(self.node)
+
+    def as_fx_arg(self):
+        return self.node
 
     def __repr__(self):
         f = self.meta
@@ -167,6 +211,9 @@ class ScalarValue(Value):
     def symbolic(self):
         return isinstance(self.example, SYMBOLIC_NUMBERS)
 
+    rebuild = TensorValue.rebuild
+    as_fx_arg = TensorValue.as_fx_arg
+
     def __repr__(self):
         return f"ScalarValue({self.node.name}: {self.example if self.symbolic else type(self.example).__name__})"
 
@@ -179,6 +226,15 @@ class SliceValue(Value):
 
     def __init__(self, start, stop, step):
         self.parts = [start, stop, step]
+
+    def children(self):
+        return list(self.parts)
+
+    def rebuild(self, r):
+        return r.call_const(slice, r.items(self.parts), 3)
+
+    def as_fx_arg(self):
+        return slice(*[fx_arg(x) for x in self.parts])
 
     def __repr__(self):
         return f"SliceValue({', '.join(map(repr, self.parts))})"
@@ -203,6 +259,26 @@ class ConstValue(Value):
     def is_const(self):
         return True
 
+    def fresh_mutable(self):
+        return self.fresh
+
+    def rebuild(self, r):
+        if (self.by_type or self.module_by_type) and self.source is not None:  # only its type is guarded
+            return r.load_source(self.source)
+        if self.fresh:  # a new set on every call: one baked-in set would collect every call's adds
+            return r.call_const(set, [Instr("LOAD_CONST", frozenset(self.value))], 1)
+        return r.const(self.value, self.source)
+
+    def as_fx_arg(self):
+        value = self.value
+        if self.by_type:  # its value is not guarded: baking it in would reuse a stale value
+            raise Unsupported(f"cannot pass a {type(value).__name__} guarded only by type to a graph op")
+        if isinstance(value, FX_CONSTANTS) or isinstance(value, torch.Size):
+            return value
+        if isinstance(value, (tuple, list)) and all(isinstance(x, FX_CONSTANTS) for x in value):
+            return value
+        raise Unsupported(f"cannot pass {type(value).__name__} to a graph op")
+
     def __repr__(self):
         from .errors import safe_repr
 
@@ -210,6 +286,11 @@ class ConstValue(Value):
 
 
 class NullValue(Value):
+    is_null = True
+
+    def rebuild(self, r):
+        return rules.push_null()
+
     def __repr__(self):
         return "NULL"
 
@@ -237,6 +318,26 @@ class TupleValue(Value):
 
     def is_const(self):
         return all(v.is_const() for v in self.items)
+
+    def children(self):
+        return list(self.items)
+
+    def fresh_mutable(self):
+        return self.source is None  # tuples too: `is` tells two equal ones apart
+
+    def rebuild(self, r):
+        if self.source is not None:
+            return r.load_source(self.source)
+        items = r.items(self.items)
+        packed = items + [Instr("BUILD_TUPLE", len(self.items))]
+        if self.cls is tuple:
+            return packed
+        if self.cls is torch.Size or hasattr(self.cls, "n_fields"):  # a structseq takes one sequence
+            return r.call_const(self.cls, packed, 1)
+        return r.call_const(self.cls, items, len(self.items))
+
+    def as_fx_arg(self):
+        return tuple(fx_arg(x) for x in self.items)
 
     def __repr__(self):
         name = self.cls.__name__
@@ -276,6 +377,24 @@ class ListValue(Value):
             return super().as_python()
         return [v.as_python() for v in self.items]
 
+    def children(self):
+        return list(self.items)
+
+    def fresh_mutable(self):
+        return self.source is None
+
+    def rebuild(self, r):
+        if self.source is not None:
+            return r.load_source(self.source)
+        return r.items(self.items) + [Instr("BUILD_LIST", len(self.items))]
+
+    def write_back(self, r, target):
+        """`target[:] = <the items now>`: a list from outside the frame that was mutated."""
+        return r.push(ListValue(self.items)) + target + [Instr("LOAD_CONST", slice(None)), Instr("STORE_SUBSCR")]
+
+    def as_fx_arg(self):
+        return [fx_arg(x) for x in self.items]
+
     def __repr__(self):
         if self.is_lazy():
             return f"ListValue(<{self.source!r}, not read>)"
@@ -286,6 +405,24 @@ class DictValue(Value):
     def __init__(self, items, source=None):
         self.items = dict(items)  # python key -> Value
         self.source = source
+
+    def children(self):
+        return list(self.items.values())
+
+    def fresh_mutable(self):
+        return self.source is None
+
+    def rebuild(self, r):
+        if self.source is not None:
+            return r.load_source(self.source)
+        return r.build_dict(self.items)
+
+    def write_back(self, r, target):
+        """`target.clear(); target.update(<the items now>)`, the new contents built first:
+        they may read the old ones."""
+        out = r.push(DictValue(self.items)) + [Instr("STORE_FAST", "___fresh")]
+        out += rules.call_method(target, "clear", [], 0) + [Instr("POP_TOP")]
+        return out + rules.call_method(target, "update", [Instr("LOAD_FAST", "___fresh")], 1) + [Instr("POP_TOP")]
 
     def __repr__(self):
         inner = ", ".join(f"{k!r}: {v!r}" for k, v in self.items.items())
@@ -298,6 +435,9 @@ class OpaqueIterator(Value):
     def __init__(self, value, source):
         self.value = value
         self.source = source
+
+    def rebuild(self, r):
+        return r.load_source(self.source)
 
     def __repr__(self):
         return f"OpaqueIterator({type(self.value).__name__})"
@@ -315,6 +455,26 @@ class FunctionValue(Value):
         self.kwdefaults = kwdefaults  # DictValue or None
         self.closure = closure  # list of CellValue or None
 
+    def children(self):
+        return list(self.closure or [])
+
+    def fresh_mutable(self):
+        return self.source is None
+
+    def rebuild(self, r):
+        if self.source is not None:  # a real function (translate/frame.py)
+            return r.load_source(self.source)
+        if self.kwdefaults is not None:
+            raise Unsupported("cannot rebuild a function with keyword-only defaults")
+        if not self.closure and self.defaults is None:
+            return [Instr("LOAD_CONST", self.code)] + rules.make_function()
+        # a closure: its cells are the frame's (shared with resume functions) or built here
+        defaults = r.push(self.defaults) if self.defaults is not None else [Instr("LOAD_CONST", None)]
+        closure = r.items(self.closure) + [Instr("BUILD_TUPLE", len(self.closure))] if self.closure else [
+            Instr("LOAD_CONST", None)]
+        made = [Instr("LOAD_CONST", self.code), Instr("LOAD_CONST", self.f_globals), Instr("LOAD_CONST", self.name)]
+        return r.call_const(types.FunctionType, made + defaults + closure, 5)
+
     def __repr__(self):
         return f"FunctionValue({self.name})"
 
@@ -322,8 +482,28 @@ class FunctionValue(Value):
 class CellValue(Value):
     """A closure cell created during translation."""
 
+    real = False  # True: the frame's own cell or a real closure's (frame.py, inline.py)
+    closure_name = None  # the frame's own cell: rebuilt as LOAD_CLOSURE of this name
+
     def __init__(self, content=None):
         self.content = content
+
+    def fresh_mutable(self):
+        return not self.real  # made during translation (a frame's own, a closure's)
+
+    def rebuild(self, r):
+        if self.fresh_mutable():  # empty: fill() stores the contents once the temp exists
+            return r.call_const(types.CellType, [], 0)
+        if self.closure_name is not None:
+            return rules.load_closure(self.closure_name)  # the frame's own cell
+        raise Unsupported(f"cannot rebuild {self!r} after a graph break")
+
+    def fill(self, r, load):
+        """The contents after the cell: a function stored in the cell it closes over (a
+        recursive inner def) then finds the cell already built."""
+        if self.content is None:
+            return []
+        return r.push(self.content) + load + [Instr("STORE_ATTR", "cell_contents")]
 
     def __repr__(self):
         return f"CellValue({self.content!r})"
@@ -334,6 +514,17 @@ class MethodValue(Value):
         self.fn = fn  # a Value (ConstValue of a function, or FunctionValue)
         self.self_value = self_value
         self.source = source
+
+    def rebuild(self, r):
+        from .opcodes_control import GradModeExit, grad_mode_restore
+
+        fn = self.fn.value if isinstance(self.fn, ConstValue) else None
+        if fn is GradModeExit:  # a no_grad block split by a break: restore on exit
+            return [Instr("LOAD_CONST", grad_mode_restore(self.self_value.previous))]
+        name = getattr(fn, "__name__", None)
+        if name is None:
+            raise Unsupported(f"cannot rebuild {self!r}")
+        return r.push(self.self_value) + rules.load_attr(name)
 
     def __repr__(self):
         return f"MethodValue({self.fn!r} of {self.self_value!r})"
@@ -346,6 +537,9 @@ class ContextValue(Value):
         self.enabled = enabled
         self.previous = None
 
+    def rebuild(self, r):
+        raise Unsupported(f"cannot rebuild {self!r} after a graph break")
+
     def __repr__(self):
         return f"ContextValue(grad_enabled={self.enabled})"
 
@@ -356,6 +550,19 @@ class FormattedValue(Value):
 
     def __init__(self, parts):
         self.parts = list(parts)
+
+    def rebuild(self, r):
+        out = []
+        for part in self.parts:
+            if isinstance(part, tuple):
+                scalar, conversion, spec = part
+                out += r.push(scalar)
+                if spec:
+                    out.append(Instr("LOAD_CONST", spec))
+                out += rules.format_value(conversion, bool(spec))
+            else:
+                out += r.push(part)
+        return out + [Instr("BUILD_STRING", len(self.parts))]
 
     def __repr__(self):
         return f"FormattedValue({len(self.parts)} parts)"
@@ -368,8 +575,36 @@ class ObjectValue(Value):
         self.cls = cls
         self.attrs = dict(attrs)
 
+    def children(self):
+        return list(self.attrs.values())
+
+    def fresh_mutable(self):
+        return self.source is None
+
+    def rebuild(self, r):
+        keys = list(self.attrs)
+        args = [Instr("LOAD_CONST", self.cls)] + r.items([self.attrs[k] for k in keys]) + [
+            Instr("LOAD_CONST", tuple(keys)), Instr("BUILD_CONST_KEY_MAP", len(keys))]
+        return r.call_const(rebuild_object, args, 2)
+
     def __repr__(self):
         return f"ObjectValue({self.cls.__name__})"
+
+
+def rebuild_object(cls, attrs):
+    """The emitted construction of an ObjectValue: its attributes, no __init__ run again."""
+    obj = object.__new__(cls)
+    obj.__dict__.update(attrs)
+    return obj
+
+
+FX_CONSTANTS = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.memory_format,
+                torch.layout, type(Ellipsis), slice, range)
+
+
+def fx_arg(v):
+    """v as an FX node argument (Value.as_fx_arg); anything else passes as it is."""
+    return v.as_fx_arg() if isinstance(v, Value) else v
 
 
 def const(value, source=None):

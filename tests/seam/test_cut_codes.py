@@ -10,7 +10,7 @@ function past its recompile limit returned its locals mixed up).
 import types
 
 from terra_dyn.codegen import resume
-from terra_dyn.translate.bytecode_info import code_info
+from terra_dyn.bytecode_info import code_info
 
 
 def _twenty_locals(a):

@@ -1,4 +1,5 @@
-"""A code object's instructions as the translator walks them (parsed once per code object).
+"""A code object's instructions as the translator walks them and codegen cuts them (parsed
+once per code object; neutral ground: translate and codegen both read it).
 
     info = code_info(f.__code__)
     info.instrs[pc]           # bytecode.Instr, Label, TryBegin or TryEnd
@@ -13,7 +14,7 @@ import weakref
 
 from bytecode import Bytecode, Instr, Label, TryBegin, TryEnd
 
-from ..seam import rules
+from .seam import rules
 
 _cache = {}  # id(code) -> CodeInfo
 _registered = {}  # id(resume code) -> CodeInfo from the instructions it was made from
