@@ -9,6 +9,8 @@ compared with eager (values, and Python numbers returned or stored), and the num
 translations is the point.
 """
 import io
+import os
+import sys
 from contextlib import redirect_stdout
 
 import pytest
@@ -17,6 +19,11 @@ import torch
 
 import terra_dyn
 from terra_dyn import report
+
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
+from benchmarks.programs.boxes import nms_numpy  # noqa: E402  (faster_rcnn's numpy NMS, as it runs there)
 
 
 def _same(got, expected):
@@ -336,22 +343,6 @@ def test_a_symbolic_slice_lives_across_a_graph_break():
     assert rep.breaks and not rep.fallbacks
 
 
-def nms_numpy(dets, scores, thresh):  # benchmarks/programs/boxes.py's, as faster_rcnn runs it
-    x1, y1, x2, y2 = dets[:, 0], dets[:, 1], dets[:, 2], dets[:, 3]
-    areas = (x2 - x1) * (y2 - y1)
-    order = scores.argsort(kind="stable")[::-1]
-    keep = []
-    while order.size > 0:
-        i = order[0]
-        keep.append(i)
-        xx1 = np.maximum(x1[i], x1[order[1:]])
-        yy1 = np.maximum(y1[i], y1[order[1:]])
-        xx2 = np.minimum(x2[i], x2[order[1:]])
-        yy2 = np.minimum(y2[i], y2[order[1:]])
-        inter = np.maximum(0.0, xx2 - xx1) * np.maximum(0.0, yy2 - yy1)
-        ovr = inter / (areas[i] + areas[order[1:]] - inter)
-        order = order[np.where(ovr <= thresh)[0] + 1]
-    return np.array(keep, dtype=np.int64)
 
 
 def boxes(seed, n=12):
