@@ -31,7 +31,7 @@ from .errors import Unsupported
 from .guards import FREE, UNCHECKED
 from .sources import FreeVarSource
 from .values import (SYMBOLIC_NUMBERS, ConstValue, ListValue, ScalarValue, SliceValue, TensorValue, TupleValue,
-                     Value, meta_like)
+                     Value, fx_arg, meta_like, seen_by_op)
 
 
 class _QuietFakeErrors(logging.Filter):
@@ -264,8 +264,8 @@ class GraphState:
                 getattr(target, "__module__", None) not in _PURE_PYTHON_MODULES or _has_tensor_value(args)):
             # its value is not tracked: a size made from it (`torch.zeros(k)`) would be baked in
             raise Unsupported(f"{getattr(target, '__name__', target)} of a run-time int that is not symbolic")
-        node_args = tuple(_to_node(a) for a in args)
-        node_kwargs = {k: _to_node(v) for k, v in kwargs.items()}
+        node_args = tuple(fx_arg(a) for a in args)
+        node_kwargs = {k: fx_arg(v) for k, v in kwargs.items()}
         if (target if kind == "call_method" else getattr(target, "__name__", None)) == "storage_offset":
             self._offset_read()
         result, device = _propagate_meta(kind, target, args, kwargs)
@@ -281,8 +281,8 @@ class GraphState:
         return self._wrap_result(node, result, device)
 
     def _propagate_fake(self, kind, target, args, kwargs):
-        fake_args = tuple(_example(a, "fake") for a in args)
-        fake_kwargs = {k: _example(v, "fake") for k, v in kwargs.items()}
+        fake_args = tuple(seen_by_op(a, "fake") for a in args)
+        fake_kwargs = {k: seen_by_op(v, "fake") for k, v in kwargs.items()}
         _quiet.state.active = True
         try:
             with self.fake_mode:
@@ -466,7 +466,7 @@ def _propagate_meta(kind, target, args, kwargs):
     tensors = []
     if not _collect_tensors(args, tensors) or not _collect_tensors(kwargs.values(), tensors):
         return _SLOW, None
-    meta_kwargs = {k: _example(v, "meta") for k, v in kwargs.items()}
+    meta_kwargs = {k: seen_by_op(v, "meta") for k, v in kwargs.items()}
     if "device" in kwargs:
         requested = meta_kwargs["device"]
         if not isinstance(requested, (str, torch.device)):
@@ -484,7 +484,7 @@ def _propagate_meta(kind, target, args, kwargs):
     else:  # a factory: the default device; it runs on meta, asked for by keyword
         device = torch.get_default_device()
         meta_kwargs["device"] = "meta"
-    meta_args = [_example(a, "meta") for a in args]
+    meta_args = [seen_by_op(a, "meta") for a in args]
     try:
         # the common ops whose meta kernels are Python (they import sympy, torch._dynamo)
         result = meta_rules.infer(kind, target, meta_args, meta_kwargs, device)
@@ -643,26 +643,3 @@ def _has_tensor_value(args):
 def _clean(name):
     out = "".join(c if c.isalnum() else "_" for c in name).strip("_")
     return out or "input"
-
-
-def _to_node(v):
-    return v.as_fx_arg() if isinstance(v, Value) else v  # each value kind says how
-
-
-def _example(v, facts):
-    """The Python object an op sees at translate time for value v: tensors become their
-    `facts` tensor ("meta" or "fake"), containers are rebuilt, constants are themselves."""
-    if isinstance(v, TensorValue):
-        return getattr(v, facts)
-    if isinstance(v, ScalarValue):
-        return v.example
-    if isinstance(v, ConstValue):
-        return v.value
-    if isinstance(v, TupleValue):
-        items = tuple(_example(x, facts) for x in v.items)
-        return torch.Size(items) if v.cls is torch.Size else items
-    if isinstance(v, ListValue):
-        return [_example(x, facts) for x in v.items]
-    if isinstance(v, SliceValue):
-        return slice(*[_example(x, facts) for x in v.parts])
-    return v

@@ -73,6 +73,11 @@ class Value:
         """This value as an FX node argument: a node, a constant, or a container of them."""
         raise Unsupported(f"cannot pass {self!r} to a graph op")
 
+    def seen_by_op(self, facts):
+        """The Python object an op sees at translate time: tensors as their `facts` tensor
+        ("meta" or "fake"), containers rebuilt from their items, constants themselves."""
+        return self
+
 
 class TensorValue(Value):
     """A tensor in the graph: its FX node and its facts (shape, strides, dtype, requires_grad
@@ -127,6 +132,9 @@ class TensorValue(Value):
 
     def as_fx_arg(self):
         return self.node
+
+    def seen_by_op(self, facts):
+        return getattr(self, facts)
 
     def __repr__(self):
         f = self.meta
@@ -214,6 +222,9 @@ class ScalarValue(Value):
     rebuild = TensorValue.rebuild
     as_fx_arg = TensorValue.as_fx_arg
 
+    def seen_by_op(self, facts):
+        return self.example
+
     def __repr__(self):
         return f"ScalarValue({self.node.name}: {self.example if self.symbolic else type(self.example).__name__})"
 
@@ -235,6 +246,9 @@ class SliceValue(Value):
 
     def as_fx_arg(self):
         return slice(*[fx_arg(x) for x in self.parts])
+
+    def seen_by_op(self, facts):
+        return slice(*[seen_by_op(x, facts) for x in self.parts])
 
     def __repr__(self):
         return f"SliceValue({', '.join(map(repr, self.parts))})"
@@ -278,6 +292,9 @@ class ConstValue(Value):
         if isinstance(value, (tuple, list)) and all(isinstance(x, FX_CONSTANTS) for x in value):
             return value
         raise Unsupported(f"cannot pass {type(value).__name__} to a graph op")
+
+    def seen_by_op(self, facts):
+        return self.value
 
     def __repr__(self):
         from .errors import safe_repr
@@ -339,6 +356,10 @@ class TupleValue(Value):
     def as_fx_arg(self):
         return tuple(fx_arg(x) for x in self.items)
 
+    def seen_by_op(self, facts):
+        items = tuple(seen_by_op(x, facts) for x in self.items)
+        return torch.Size(items) if self.cls is torch.Size else items
+
     def __repr__(self):
         name = self.cls.__name__
         return f"TupleValue[{name}]({', '.join(map(repr, self.items))})"
@@ -394,6 +415,9 @@ class ListValue(Value):
 
     def as_fx_arg(self):
         return [fx_arg(x) for x in self.items]
+
+    def seen_by_op(self, facts):
+        return [seen_by_op(x, facts) for x in self.items]
 
     def __repr__(self):
         if self.is_lazy():
@@ -605,6 +629,11 @@ FX_CONSTANTS = (int, float, bool, str, type(None), torch.dtype, torch.device, to
 def fx_arg(v):
     """v as an FX node argument (Value.as_fx_arg); anything else passes as it is."""
     return v.as_fx_arg() if isinstance(v, Value) else v
+
+
+def seen_by_op(v, facts):
+    """What an op sees for v at translate time (Value.seen_by_op); anything else is itself."""
+    return v.seen_by_op(facts) if isinstance(v, Value) else v
 
 
 def const(value, source=None):

@@ -16,7 +16,7 @@ from terra_dyn.codegen.reconstruct import Reconstructor
 from terra_dyn.errors import Unsupported
 from terra_dyn.seam import rules
 from terra_dyn.translate.values import (CellValue, ConstValue, DictValue, FunctionValue, ListValue, ObjectValue,
-                                        SliceValue, TupleValue, Value)
+                                        SliceValue, TensorValue, TupleValue, Value)
 
 
 def _value_classes():
@@ -95,3 +95,16 @@ def test_values_become_fx_arguments():
         ConstValue(object()).as_fx_arg()
     with pytest.raises(Unsupported, match="to a graph op"):
         DictValue({}).as_fx_arg()
+
+
+def test_values_say_what_an_op_sees_at_translate_time():
+    meta = torch.empty(2, 3, device="meta")
+    t = TensorValue(torch.fx.Graph().placeholder("x"), meta, device=torch.device("cpu"))
+    size = TupleValue([ConstValue(2), ConstValue(3)], cls=torch.Size)
+    v = TupleValue([t, ListValue([ConstValue(4), size]), SliceValue(ConstValue(None), ConstValue(2), ConstValue(None))])
+    seen = v.seen_by_op("meta")
+    assert seen[0] is meta
+    assert seen[1] == [4, torch.Size([2, 3])] and type(seen[1][1]) is torch.Size
+    assert seen[2] == slice(None, 2, None)
+    other = ObjectValue.__new__(ObjectValue)  # a kind without its own facts is passed as itself
+    assert other.seen_by_op("meta") is other
