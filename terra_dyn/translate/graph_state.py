@@ -630,8 +630,7 @@ def _plain_int_scalar(values):
     for v in values:
         if isinstance(v, ScalarValue) and not v.symbolic and not isinstance(v.example, float):
             return True
-        if isinstance(v, (TupleValue, ListValue, SliceValue)) and _plain_int_scalar(
-                v.parts if isinstance(v, SliceValue) else v.items):
+        if isinstance(v, (TupleValue, ListValue, SliceValue)) and _plain_int_scalar(v.children()):
             return True
     return False
 
