@@ -51,7 +51,7 @@ def test_variance_and_std_fuse_with_their_prologue():
 
 def test_long_rows_use_the_looped_reduction():
     compiled = check(lambda x: torch.softmax(x, -1), torch.randn(3, 5000), expect_kernels=1)
-    assert "for roffset in range(0, rnumel, RBLOCK)" in compiled.kernel_sources[0]
+    assert "for roffset in range(0, 5000, RBLOCK)" in compiled.kernel_sources[0]
     check(lambda x: (x.sum(1), x.amax(1), x.argmax(1), x.argmin(1)), torch.randn(2, 6001), atol=1e-4, rtol=1e-5)
 
 

@@ -352,7 +352,9 @@ class _Writer:
                 top.values[node] = (var, torch.int64)
 
     def open_row_loop(self, top):
-        self.line("for roffset in range(0, rnumel, RBLOCK):")
+        # The bound is spelled as a number: triton 3.6's interpreter (TRITON_INTERPRET=1) turns
+        # a local int into a 1-element array, which range() cannot take under numpy >= 2.4.
+        self.line(f"for roffset in range(0, {self.rnumel}, RBLOCK):")
         self.indent += 1
         cast = ".to(tl.int64)" if self.int64 else ""
         self.line(f"rindex = (roffset + tl.arange(0, RBLOCK)[None, :]){cast}")
