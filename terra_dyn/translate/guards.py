@@ -415,12 +415,11 @@ class GuardSet:
         if key in self._seen:
             return
         tag = _C.type_version_tag(cls) if _C is not None else 0
-        if not tag:  # CPython ran out of tags: nothing cheap can say the class is unchanged
-            from .errors import Unsupported
-
-            raise Unsupported(f"class {cls.__qualname__} has no version tag to guard its attributes")
         self._seen.add(key)
-        self.checks.append(("type_version", cls, tag))
+        if tag:
+            self.checks.append(("type_version", cls, tag))
+        else:  # CPython ran out of tags for it: compare its dicts along the MRO instead
+            self.call_id(guard_snapshot.ClassUnchanged(cls), True)
 
     def function(self, fn):
         """An inlined Python function: its code, defaults and keyword defaults must stay
