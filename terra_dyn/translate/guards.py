@@ -534,9 +534,9 @@ class GuardSet:
             self.closure_exprs = [self._render_fact(e, closure=True, pins=False) for e in self.closure_exprs]
         for source, snap in list(self.snapshots.items()):
             if snap.tables:  # facts read through its dicts: no data descriptor may appear
-                cls = snap.ref() and type(snap.ref())
-                if cls is not None:
-                    self.class_attributes(cls)
+                obj = snap.ref()  # not `ref() and ...`: an empty ModuleList is falsy
+                if obj is not None:
+                    self.class_attributes(type(obj))
             self.checks.append(snap.check())
             del self.snapshots[source]
 
