@@ -23,7 +23,7 @@ import weakref
 
 import torch
 
-from . import builtins_ops, context_vars, exceptions, generator_cm, inline, modules, torch_ops
+from . import autograd_function, builtins_ops, context_vars, exceptions, generator_cm, inline, modules, torch_ops
 from .errors import Unsupported
 from .side_effects import Call
 from .sources import AttrSource, ItemSource
@@ -138,6 +138,8 @@ def call_value(tx, fn, args, kwargs):
         if getattr(f, "_torchdynamo_disable", False):  # torch_compat.py: runs as Python
             raise Unsupported(f"{f.__qualname__} is marked torch.compiler.disable")
         return inline.inline_function(tx, fn, args, kwargs)
+    if autograd_function.function_class(f) is not None:  # Fn.apply(x) with grad mode off
+        return autograd_function.apply(tx, f.__self__, args, kwargs)
     if isinstance(f, types.MethodType) and isinstance(f.__func__, types.FunctionType):
         self_value = _bound_self(tx, fn, f)
         return inline.inline_function(tx, ConstValue(f.__func__), [self_value] + list(args), kwargs)
