@@ -61,6 +61,9 @@ class GraphState:
         self.guards = guards
         # "<input expr>.size()[d]": sizes that changed between calls, kept symbolic
         self.dynamic_sizes = {e for e in dynamic if e.endswith("]") and ".size()[" in e}
+        # "size==8": a size that changed between calls; other inputs' dims of that size too
+        # (convert_frame._like_sizes), except parameters
+        self.like_sizes = {int(e[6:]) for e in dynamic if e.startswith("size==")}
         self._symbolic = bool(dynamic)  # a ShapeEnv for symbolic sizes and int inputs
         self._symbols = []  # (symbol, "<expr>.size()[d]" or "<expr>") of the symbolic numbers made
         self._number_symbols = set()  # those of number inputs (not sizes)
@@ -141,11 +144,13 @@ class GraphState:
         """Dims of a graph input to keep symbolic: those whose size changed between calls
         (convert_frame), when the size is at least 2 (sizes 0 and 1 behave differently: they
         stay static)."""
-        if not self.dynamic_sizes or source is None or not _meta_friendly(real) \
+        if not (self.dynamic_sizes or self.like_sizes) or source is None or not _meta_friendly(real) \
                 or isinstance(source.root(), FreeVarSource):  # closure guards name cells, not slots
             return []
         expr = source.expr()
-        return [d for d in range(real.dim()) if f"{expr}.size()[{d}]" in self.dynamic_sizes and real.shape[d] >= 2]
+        like = self.like_sizes if not isinstance(real, torch.nn.Parameter) else ()
+        return [d for d in range(real.dim()) if real.shape[d] >= 2 and (
+            f"{expr}.size()[{d}]" in self.dynamic_sizes or real.shape[d] in like)]
 
     def _symbolic_fake(self, real, source, dims):
         """A fake tensor with the sizes of `dims` symbolic, and its guard. A contiguous input
