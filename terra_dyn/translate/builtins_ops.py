@@ -153,7 +153,10 @@ def _b_setattr(tx, obj, name, value):
     """setattr(obj, "name", v): `obj.name = v` (get_text_config renames a copy's keys)."""
     from .attributes import store_attr
 
-    store_attr(tx, obj, python_value(name), value)
+    name = python_value(name)
+    if type(name) is not str:
+        raise Unsupported("setattr with a name that is not a str (raises natively)")
+    store_attr(tx, obj, name, value)
     return ConstValue(None)
 
 
