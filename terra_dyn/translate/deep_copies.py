@@ -162,9 +162,9 @@ def store(obj, name, value, write):
     if value is None:  # a delete
         write(obj.value, name)
         return None
-    if not isinstance(value, ConstValue) or value.by_type or value.source is not None and not _immutable(value.value):
-        raise Unsupported(f"storing {value!r} on a deep copy made in the translation")
-    write(obj.value, name, value.value)
+    # only what the translation owns or cannot change: a shared list stored here and then
+    # appended to through the copy would be appended to once, at translate time
+    write(obj.value, name, _python(value))
     return None
 
 
@@ -200,4 +200,4 @@ def container_method(f, obj, args, kwargs):
 def _python(v):
     if is_copied(v) or isinstance(v, ConstValue) and not v.by_type and _immutable(v.value):
         return v.value
-    raise Unsupported(f"passing {v!r} to a method of a deep copy made in the translation")
+    raise Unsupported(f"passing {v!r} to a deep copy made in the translation")

@@ -108,3 +108,23 @@ def test_copy_after_a_write_to_the_original_sees_it(fresh_terra_dyn):
     ours, theirs = Config(), Config()
     torch.testing.assert_close(terra_dyn.optimize(k, backend="interpreter")(x, ours), k(x, theirs))
     assert ours.__dict__ == theirs.__dict__
+
+
+SHARED = [1]
+
+
+def test_a_shared_list_stored_on_the_copy_is_not_changed_at_translate_time(fresh_terra_dyn):
+    def g(x, config):
+        cfg = copy.deepcopy(config)
+        cfg.extra = SHARED
+        cfg.extra.append(2)
+        return x + len(SHARED)
+
+    x = torch.randn(2)
+    fast = terra_dyn.optimize(g, backend="interpreter")
+    got = [fast(x, Config()) for _ in range(3)]
+    SHARED[:] = [1]
+    expected = [g(x, Config()) for _ in range(3)]
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b)
+    SHARED[:] = [1]
