@@ -29,7 +29,7 @@ import torch.fx as fx
 from . import autocast, meta_rules
 from .errors import Unsupported
 from .guards import FREE, UNCHECKED
-from .sources import FreeVarSource
+from .sources import AttrSource, FreeVarSource
 from .values import (SYMBOLIC_NUMBERS, ConstValue, ListValue, ScalarValue, SliceValue, TensorValue, TupleValue,
                      Value, meta_like)
 
@@ -67,6 +67,7 @@ class GraphState:
         self._symbolic = bool(dynamic)  # a ShapeEnv for symbolic sizes and int inputs
         self._symbols = []  # (symbol, "<expr>.size()[d]" or "<expr>") of the symbolic numbers made
         self._number_symbols = set()  # those of number inputs (not sizes)
+        self._attribute_symbols = set()  # those of number inputs read from an attribute
         self._relations = []  # ("<expr>.stride()[d]", formula of symbols): inferred strides
         self.graph = fx.Graph()
         self._fake_mode = None
@@ -246,14 +247,19 @@ class GraphState:
             example = env.create_symintnode(symbol, hint=real, source=name)
             self._symbols.append((symbol, source.expr()))
             self._number_symbols.add(symbol)
+            if isinstance(source, AttrSource):
+                self._attribute_symbols.add(symbol)
         node.meta["example_value"] = example
         value = self._scalars[source.expr()] = ScalarValue(node, example, source)
         self.inputs.append((value, source))
         return value
 
     def only_sizes_in(self, number):
-        """True when symbolic `number` depends on tensor sizes alone (no number input)."""
-        return not (number.node.expr.free_symbols & self._number_symbols)
+        """True when symbolic `number` depends on tensor sizes alone (no number input), or
+        on numbers read from attributes: a counter an object keeps (a sliding-window cache's
+        `cumulative_length`) crosses a threshold once, so a branch on it is guarded by its
+        outcome, not broken on each call like a loop counter passed as an argument."""
+        return not (number.node.expr.free_symbols & (self._number_symbols - self._attribute_symbols))
 
     def sizes(self, t):
         """t's sizes as Values: constants, and for symbolic sizes a `size` node (`n =

@@ -196,3 +196,29 @@ def test_a_size_like_a_changed_one_that_must_stay_static_is_still_right():
 
     run(f, [(torch.randn(3, 8), torch.randn(5, 2)), (torch.randn(3, 1), torch.randn(8, 2)),
             (torch.randn(3, 1), torch.randn(9, 2)), (torch.randn(3, 1), torch.randn(8, 3))])
+
+
+class _Window:  # transformers' DynamicSlidingWindowLayer: a counter crossing the window once
+    def __init__(self):
+        self.cumulative_length, self.window = 0, 4
+
+
+def _masked(x, layer):
+    layer.cumulative_length += x.shape[0]
+    if layer.cumulative_length >= layer.window:
+        return x[-layer.window + 1:] * 2
+    return x + layer.cumulative_length
+
+
+def test_branch_on_a_counter_attribute_is_guarded_by_its_outcome():
+    """A number read from an attribute that changes per call becomes symbolic; a branch on
+    it is guarded by its outcome (not a break per call): one translation per side."""
+    ours, theirs = _Window(), _Window()
+    fast = terra_dyn.optimize(_masked, backend="interpreter")
+    with report.recording() as rec:
+        for _ in range(8):
+            x = torch.randn(1, 3)
+            torch.testing.assert_close(fast(x, ours), _masked(x, theirs))
+            assert ours.cumulative_length == theirs.cumulative_length
+    assert rec.report().break_count == 0 and rec.report().graph_count <= 4
+    terra_dyn.reset()
