@@ -156,12 +156,17 @@ def _note_dynamic(state, why, frame, code):
                 state.dynamic.add(f"a{i}")
             elif check[0] == "tensor":
                 state.dynamic.update(_changed_sizes(f"a{i}", args[i], check[2:]))
+                state.dynamic.update(_like_sizes(args[i], check[2:]))
         state.dynamic.update(_changed_objects(getattr(guard, "fallback", None), args))
     state.dynamic -= state.static
 
 
 def _changed_sizes(expr, now, then):
-    """`expr.size()[d]` for each size of tensor `now` that differs from the guarded tensor
+    return [e for e, _ in _size_changes(expr, now, then)]
+
+
+def _size_changes(expr, now, then):
+    """(`expr.size()[d]`, the size guarded) for each size of tensor `now` that differs from the guarded tensor
     facts `then` = (cls, dtype, device, sizes, ..., requires_grad), when only sizes (and the
     strides and offset that follow them) do. Sizes of a symbolic input's guard
     (check_tensor_layout) may be FREE (None): those are symbolic already."""
@@ -172,7 +177,15 @@ def _changed_sizes(expr, now, then):
     if type(now) is not cls or now.dtype != dtype or now.device != device or now.dim() != len(sizes) \
             or now.requires_grad != requires_grad:
         return []
-    return [f"{expr}.size()[{d}]" for d, (a, b) in enumerate(zip(now.shape, sizes)) if a != b]
+    return [(f"{expr}.size()[{d}]", b) for d, (a, b) in enumerate(zip(now.shape, sizes)) if a != b]
+
+
+def _like_sizes(now, then):
+    """`size==8` for each size 8 (at least 2) that changed: another input's dim of that size
+    not seen changing yet is kept symbolic too. A decoder's second token changes the
+    sequence length of input_ids from the prompt's 8 to 1, while the cache it gets for the
+    first time holds 8 positions: that dim grows on every later token (graph_state)."""
+    return {f"size=={old}" for _, old in _size_changes("", now, then) if isinstance(old, int) and old >= 2}
 
 
 def _is_number(v):
@@ -199,6 +212,7 @@ def _changed_objects(predicate, args):
             facts = [predicate.namespace.get(c) for c in tensor.group(2).split(", ")]
             now = _evaluate(predicate, tensor.group(1), args)
             changed += _changed_sizes(tensor.group(1), now, facts)
+            changed += _like_sizes(now, facts)
             continue
         match = _EQ_EXPR.match(expr)
         if match is None:
@@ -356,6 +370,7 @@ def _translate(frame, state, compile_fn, name, fullgraph, before):
         owners = tuple(_layout_owner(e) + ".size()[" for e in exc.exprs if _layout_owner(e))
         pinned = {e for e in state.dynamic if e in exc.exprs or e.startswith(owners)} \
             or {e for e in state.dynamic if ".size()[" in e}
+        pinned |= {e for e in state.dynamic if e.startswith("size==")}  # _like_sizes: a guess
         state.static |= pinned
         state.dynamic -= pinned
         return attempt()

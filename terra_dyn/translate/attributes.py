@@ -15,6 +15,7 @@ import types
 
 import torch
 
+from . import deep_copies
 from .errors import Unsupported
 from .side_effects import StoreAttr
 from .sources import AttrSource
@@ -143,7 +144,7 @@ def _object_attr(tx, obj, name):
         return wrap(tx.ctx, value, AttrSource(obj.source, name))
     if not isinstance(real, type):
         getattribute = inspect.getattr_static(type(real), "__getattribute__")
-        if isinstance(getattribute, types.FunctionType) and obj.source is not None:
+        if isinstance(getattribute, types.FunctionType) and (obj.source is not None or deep_copies.is_copied(obj)):
             # transformers' configs map old names through `attribute_map` on every read:
             # the Python __getattribute__ is inlined like any method (its
             # object.__getattribute__ call comes back to generic_attr)
@@ -186,6 +187,8 @@ def generic_attr(tx, obj, name):
         # `arr.astype` of a numpy array: a new bound method on every access, which an
         # identity guard never matches again (a recompile every call); rebind per call
         return MethodValue(ConstValue(static), obj)
+    if deep_copies.is_copied(obj) and not (callable(static) and deep_copies.from_class(real, name)):
+        return deep_copies.read(tx, obj, name)  # a value, not a method, of the translation's own copy
     if isinstance(obj, ConstValue) and obj.fresh:  # `s.add` of a set made here: a method bound
         # to the translate-time set would be baked in; keep self, so it rebinds per call
         return MethodValue(ConstValue(static), obj)
@@ -238,7 +241,9 @@ def store_attr(tx, obj, name, value):
         tx.ctx.guards.class_attributes(obj.cls)
         obj.attrs[name] = value
         return
-    if isinstance(obj, ConstValue) and obj.source is not None and not isinstance(obj.value, (type, types.ModuleType)):
+    copied = deep_copies.is_copied(obj)
+    if isinstance(obj, ConstValue) and (obj.source is not None or copied) \
+            and not isinstance(obj.value, (type, types.ModuleType)):
         setattr_fn = inspect.getattr_static(type(obj.value), "__setattr__")
         if isinstance(setattr_fn, types.FunctionType) and not isinstance(obj.value, torch.nn.Module):
             # a config's __setattr__ maps old names through attribute_map: inlined; its
@@ -250,6 +255,8 @@ def store_attr(tx, obj, name, value):
             return
         if not _plain_store(type(obj.value), name):
             raise Unsupported(f"{type(obj.value).__name__}.{name} has a setter, a __setattr__ or __slots__: stored natively")
+        if copied:
+            return deep_copies.store(obj, name, value, setattr)
         _store(tx, obj, name, value, StoreAttr(obj, name, value))
         return
     raise Unsupported(f"attribute assignment on {obj!r}")

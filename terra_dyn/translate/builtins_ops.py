@@ -30,7 +30,8 @@ from .values import (ConstValue, DictValue, DictViewValue, FunctionValue, Iterat
 _NAMES = ["pow", "len", "isinstance", "issubclass", "getattr", "hasattr", "type", "callable", "range", "zip",
           "enumerate", "reversed", "iter", "next", "list", "tuple", "dict", "sorted", "min", "max",
           "abs", "sum", "round", "int", "float", "bool", "str", "all", "any", "print", "id", "repr",
-          "divmod", "pow", "format", "hash", "set", "frozenset", "ord", "chr", "map", "filter", "slice"]
+          "divmod", "pow", "format", "hash", "set", "frozenset", "ord", "chr", "map", "filter", "slice",
+          "setattr", "delattr"]
 _BUILTINS = {getattr(builtins, n): n for n in _NAMES}
 
 
@@ -146,6 +147,26 @@ def _b_getattr(tx, obj, name, *default):
         if default and not _has_attr(tx, obj, python_value(name)):
             return default[0]
         raise
+
+
+def _b_setattr(tx, obj, name, value):
+    """setattr(obj, "name", v): `obj.name = v` (get_text_config renames a copy's keys)."""
+    from .attributes import store_attr
+
+    name = python_value(name)
+    if type(name) is not str:
+        raise Unsupported("setattr with a name that is not a str (raises natively)")
+    store_attr(tx, obj, name, value)
+    return ConstValue(None)
+
+
+def _b_delattr(tx, obj, name):
+    from . import deep_copies
+
+    if not deep_copies.is_copied(obj):
+        raise Unsupported("call to delattr is not captured")
+    deep_copies.delete(tx, obj, python_value(name))
+    return ConstValue(None)
 
 
 def _has_attr(tx, obj, name):

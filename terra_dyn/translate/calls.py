@@ -14,6 +14,7 @@
 """
 import abc
 import builtins
+import copy
 import contextvars
 import functools
 import inspect
@@ -23,7 +24,7 @@ import weakref
 
 import torch
 
-from . import builtins_ops, context_vars, exceptions, generator_cm, inline, modules, torch_ops
+from . import autograd_function, builtins_ops, context_vars, deep_copies, exceptions, generator_cm, inline, modules, torch_ops
 from .errors import Unsupported
 from .side_effects import Call
 from .sources import AttrSource, ItemSource
@@ -70,6 +71,8 @@ def call_value(tx, fn, args, kwargs):
         return _object_getattribute(tx, *args)
     if f is object.__setattr__ and len(args) == 3 and not kwargs:
         return _object_setattr(tx, *args)
+    if f is copy.deepcopy and len(args) == 1 and not kwargs:  # a config copied in a forward
+        return deep_copies.deepcopy(tx, args[0])
     if torch_ops.is_tensor_method(f):
         if not args:
             raise Unsupported("Tensor method called without self")
@@ -110,6 +113,8 @@ def call_value(tx, fn, args, kwargs):
               for k, v in f.keywords.items()}
         kw.update(kwargs)
         return call_value(tx, inner, bound + list(args), kw)
+    if getattr(f, "__objclass__", None) in (list, dict, tuple) and args and deep_copies.is_copied(args[0]):
+        return deep_copies.container_method(f, args[0], args[1:], kwargs)
     if getattr(f, "__objclass__", None) in (list, dict, tuple) and args and \
             isinstance(args[0], (ListValue, DictValue, TupleValue)):
         return builtins_ops.call_container_method(tx, f, args[0], args[1:], kwargs)
@@ -138,6 +143,8 @@ def call_value(tx, fn, args, kwargs):
         if getattr(f, "_torchdynamo_disable", False):  # torch_compat.py: runs as Python
             raise Unsupported(f"{f.__qualname__} is marked torch.compiler.disable")
         return inline.inline_function(tx, fn, args, kwargs)
+    if autograd_function.function_class(f) is not None:  # Fn.apply(x) with grad mode off
+        return autograd_function.apply(tx, f.__self__, args, kwargs)
     if isinstance(f, types.MethodType) and isinstance(f.__func__, types.FunctionType):
         self_value = _bound_self(tx, fn, f)
         return inline.inline_function(tx, ConstValue(f.__func__), [self_value] + list(args), kwargs)
@@ -175,10 +182,11 @@ def _is_pure_python_call(f, args, kwargs):
 def _object_getattribute(tx, obj, name):
     """`object.__getattribute__(self, name)` (also through super()) inside an inlined
     Python __getattribute__: the generic lookup, never the override again."""
-    if not (isinstance(obj, ConstValue) and obj.source is not None and isinstance(name, ConstValue)
-            and isinstance(name.value, str)) or isinstance(obj.value, (type, torch.nn.Module)):
+    known = isinstance(obj, ConstValue) and (obj.source is not None or deep_copies.is_copied(obj))
+    if not (known and isinstance(name, ConstValue) and isinstance(name.value, str)) \
+            or isinstance(obj.value, (type, torch.nn.Module)):
         raise Unsupported("object.__getattribute__ of this value")
-    if name.value == "__dict__" and isinstance(getattr(obj.value, "__dict__", None), dict):
+    if name.value == "__dict__" and obj.source is not None and isinstance(getattr(obj.value, "__dict__", None), dict):
         # `super().__getattribute__("__dict__").get(key)` (transformers' heterogeneous
         # configs): read key by key below, not wrapped whole (a config has ~50 entries)
         source = AttrSource(obj.source, "__dict__")
@@ -213,6 +221,9 @@ def _signature(tx, fn):
 def _object_setattr(tx, obj, name, value):
     """`object.__setattr__(self, name, value)` (also through super()) inside an inlined
     Python __setattr__ (a config's `problem_type = ...` in a loss function)."""
+    if deep_copies.is_copied(obj) and isinstance(name, ConstValue):  # the translation's own copy
+        deep_copies.store(obj, name.value, value, object.__setattr__)
+        return ConstValue(None)
     if not (isinstance(obj, ConstValue) and obj.source is not None and isinstance(name, ConstValue)
             and isinstance(name.value, str)) or isinstance(obj.value, (type, torch.nn.Module, types.ModuleType)):
         raise Unsupported("object.__setattr__ on this value")

@@ -29,7 +29,7 @@ import torch.fx as fx
 from . import autocast, meta_rules
 from .errors import Unsupported
 from .guards import FREE, UNCHECKED
-from .sources import FreeVarSource
+from .sources import AttrSource, FreeVarSource
 from .values import (SYMBOLIC_NUMBERS, ConstValue, ListValue, ScalarValue, SliceValue, TensorValue, TupleValue,
                      Value, fx_arg, meta_like, seen_by_op)
 
@@ -61,9 +61,13 @@ class GraphState:
         self.guards = guards
         # "<input expr>.size()[d]": sizes that changed between calls, kept symbolic
         self.dynamic_sizes = {e for e in dynamic if e.endswith("]") and ".size()[" in e}
+        # "size==8": a size that changed between calls; other inputs' dims of that size too
+        # (convert_frame._like_sizes), except parameters
+        self.like_sizes = {int(e[6:]) for e in dynamic if e.startswith("size==")}
         self._symbolic = bool(dynamic)  # a ShapeEnv for symbolic sizes and int inputs
         self._symbols = []  # (symbol, "<expr>.size()[d]" or "<expr>") of the symbolic numbers made
         self._number_symbols = set()  # those of number inputs (not sizes)
+        self._attribute_symbols = set()  # those of number inputs read from an attribute
         self._relations = []  # ("<expr>.stride()[d]", formula of symbols): inferred strides
         self.graph = fx.Graph()
         self._fake_mode = None
@@ -141,11 +145,13 @@ class GraphState:
         """Dims of a graph input to keep symbolic: those whose size changed between calls
         (convert_frame), when the size is at least 2 (sizes 0 and 1 behave differently: they
         stay static)."""
-        if not self.dynamic_sizes or source is None or not _meta_friendly(real) \
+        if not (self.dynamic_sizes or self.like_sizes) or source is None or not _meta_friendly(real) \
                 or isinstance(source.root(), FreeVarSource):  # closure guards name cells, not slots
             return []
         expr = source.expr()
-        return [d for d in range(real.dim()) if f"{expr}.size()[{d}]" in self.dynamic_sizes and real.shape[d] >= 2]
+        like = self.like_sizes if not isinstance(real, torch.nn.Parameter) else ()
+        return [d for d in range(real.dim()) if real.shape[d] >= 2 and (
+            f"{expr}.size()[{d}]" in self.dynamic_sizes or real.shape[d] in like)]
 
     def _symbolic_fake(self, real, source, dims):
         """A fake tensor with the sizes of `dims` symbolic, and its guard. A contiguous input
@@ -241,14 +247,19 @@ class GraphState:
             example = env.create_symintnode(symbol, hint=real, source=name)
             self._symbols.append((symbol, source.expr()))
             self._number_symbols.add(symbol)
+            if isinstance(source, AttrSource):
+                self._attribute_symbols.add(symbol)
         node.meta["example_value"] = example
         value = self._scalars[source.expr()] = ScalarValue(node, example, source)
         self.inputs.append((value, source))
         return value
 
     def only_sizes_in(self, number):
-        """True when symbolic `number` depends on tensor sizes alone (no number input)."""
-        return not (number.node.expr.free_symbols & self._number_symbols)
+        """True when symbolic `number` depends on tensor sizes alone (no number input), or
+        on numbers read from attributes: a counter an object keeps (a sliding-window cache's
+        `cumulative_length`) crosses a threshold once, so a branch on it is guarded by its
+        outcome, not broken on each call like a loop counter passed as an argument."""
+        return not (number.node.expr.free_symbols & (self._number_symbols - self._attribute_symbols))
 
     def sizes(self, t):
         """t's sizes as Values: constants, and for symbolic sizes a `size` node (`n =

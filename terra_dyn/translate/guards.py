@@ -19,6 +19,7 @@ Example: a frame `f(x, n)` called with a float32 (4, 3) tensor and n=2 gives
     ("tensor", 0, Tensor, float32, cpu, (4, 3), (3, 1), False), ("type", 1, int), ("eq", 1, 2)
 """
 import collections
+import copy
 import types
 import weakref
 
@@ -402,6 +403,15 @@ class GuardSet:
         """`key in source` is `present` (a str, int or None key)."""
         self._add(("key_in", source, key), None, lambda e: f"({key!r} in {e}) is {present}", source)
 
+    def same_state(self, source, obj):
+        """`copy.deepcopy(source)` was made at translation: its whole state is as it was
+        (translate/deep_copies.py; types, dict keys in order, values)."""
+        from .deep_copies import same_state
+
+        self.namespace.setdefault("same_state", same_state)
+        snapshot = copy.deepcopy(obj)
+        self._add(("state", source), None, lambda e: f"same_state({e}, {self._const(snapshot)})", source)
+
     def module_hooks(self, source, module):
         """Which hooks of every kind a module has (one check; for modules guarded by type)."""
         self.namespace.setdefault("hook_keys", hook_keys)
@@ -533,9 +543,9 @@ class GuardSet:
             self.closure_exprs = [self._render_fact(e, closure=True, pins=False) for e in self.closure_exprs]
         for source, snap in list(self.snapshots.items()):
             if snap.tables:  # facts read through its dicts: no data descriptor may appear
-                cls = snap.ref() and type(snap.ref())
-                if cls is not None:
-                    self.class_attributes(cls)
+                obj = snap.ref()  # not `ref() and ...`: an empty ModuleList is falsy
+                if obj is not None:
+                    self.class_attributes(type(obj))
             self.checks.append(snap.check())
             del self.snapshots[source]
 

@@ -298,6 +298,10 @@ def getitem(tx, obj, key):
             from . import modules
 
             return modules.module_getitem(tx, obj, k)
+        from . import deep_copies
+
+        if deep_copies.is_copied(obj) and type(value) in (dict, list, tuple):  # the translation's own
+            return deep_copies.container_method(type(value).__getitem__, obj, [key], {})
         if _foldable(obj) or isinstance(value, (tuple, str)) and not obj.by_type:
             try:
                 return ConstValue(value[k])

@@ -254,3 +254,25 @@ def test_attributes_of_an_object_guarded_by_type_read_once_and_guarded():
         assert torch.allclose(fast(x), model(x))
     guard = _C.cache_entries(_Configured.forward.__code__)[0].guard
     assert ":= " in guard.fallback.text  # `self.config` (and its dict) evaluated once per check
+
+
+class _WithEmptyList(nn.Module):  # convnext's drop-path list: a pinned module that is falsy
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.extra = nn.ModuleList()
+
+    def forward(self, x):
+        for layer in self.extra:
+            x = layer(x)
+        return self.fc(x)
+
+
+def test_falsy_module_gets_its_class_guarded_and_one_graph():
+    model = _WithEmptyList()
+    fast = terra_dyn.optimize(model, backend="interpreter", fullgraph=True)
+    x = torch.randn(2, 4)
+    with torch.no_grad():
+        assert torch.allclose(fast(x), model(x))
+        model.extra.append(nn.ReLU())  # the empty list's entries are among the facts
+        assert torch.allclose(fast(x), model(x))

@@ -153,3 +153,72 @@ def test_a_training_step_with_a_changing_batch():
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-6)
     assert len(rec.report().recompiles) <= 4  # not one per batch size
     terra_dyn.reset()
+
+
+class _Cache:  # a decoder's key cache: empty on the prompt, then one position longer per token
+    def __init__(self, keys=None):
+        self.keys = keys
+
+
+def _decode(ids, cache, proj):
+    q = ids @ proj  # (1, length, 4)
+    keys = q if cache.keys is None else torch.cat([cache.keys, q], dim=1)
+    return (q @ keys.transpose(1, 2)).softmax(-1) @ keys, keys
+
+
+def test_a_cache_of_the_prompt_length_is_symbolic_with_the_first_token():
+    """The second call changes ids from the prompt's 8 positions to 1 and is the first to
+    see a cache, of 8 positions: that dim is kept symbolic at once (convert_frame's
+    _like_sizes), so the third token, with 9, needs no translation (the generate loop)."""
+    proj = torch.randn(3, 4)
+    prompt, token = torch.randn(1, 8, 3), torch.randn(1, 1, 3)
+    _, keys = _decode(prompt, _Cache(), proj)
+    calls = [(prompt, _Cache(), proj), (token, _Cache(keys), proj)]
+    for n in (9, 10, 4):
+        calls.append((token, _Cache(torch.randn(1, n, 4)), proj))
+    fast = terra_dyn.optimize(_decode, backend="interpreter")
+    with report.recording() as rec:
+        for i, args in enumerate(calls):
+            expected, got = _decode(*args), fast(*args)
+            for e, g in zip(expected, got):
+                torch.testing.assert_close(g, e)
+            if i == 1:
+                translated = rec.report().graph_count
+    assert translated == 2 and rec.report().graph_count == 2  # none after the first token
+    terra_dyn.reset()
+
+
+def test_a_size_like_a_changed_one_that_must_stay_static_is_still_right():
+    """The guess is only a guess: a dim of the same size used as a number keeps eager's
+    result (a new translation where the guard says so)."""
+    def f(x, y):
+        return x.sum(1) + y.reshape(-1)[: y.shape[0] * 2].sum() * y.shape[0]
+
+    run(f, [(torch.randn(3, 8), torch.randn(5, 2)), (torch.randn(3, 1), torch.randn(8, 2)),
+            (torch.randn(3, 1), torch.randn(9, 2)), (torch.randn(3, 1), torch.randn(8, 3))])
+
+
+class _Window:  # transformers' DynamicSlidingWindowLayer: a counter crossing the window once
+    def __init__(self):
+        self.cumulative_length, self.window = 0, 4
+
+
+def _masked(x, layer):
+    layer.cumulative_length += x.shape[0]
+    if layer.cumulative_length >= layer.window:
+        return x[-layer.window + 1:] * 2
+    return x + layer.cumulative_length
+
+
+def test_branch_on_a_counter_attribute_is_guarded_by_its_outcome():
+    """A number read from an attribute that changes per call becomes symbolic; a branch on
+    it is guarded by its outcome (not a break per call): one translation per side."""
+    ours, theirs = _Window(), _Window()
+    fast = terra_dyn.optimize(_masked, backend="interpreter")
+    with report.recording() as rec:
+        for _ in range(8):
+            x = torch.randn(1, 3)
+            torch.testing.assert_close(fast(x, ours), _masked(x, theirs))
+            assert ours.cumulative_length == theirs.cumulative_length
+    assert rec.report().break_count == 0 and rec.report().graph_count <= 4
+    terra_dyn.reset()
