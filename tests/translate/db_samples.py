@@ -227,11 +227,16 @@ def result_of(case):
     return _RESULTS[case.name]
 
 
-def check_capture_count(suite, cases, their_captured, their_samples):
+def check_capture_count(suite, cases, measured):
     """Print terra_dyn's whole-capture count beside torch.compile's and why samples were missed;
-    with the default caps, assert the sample set is the one measured and ours is not lower."""
+    with the default caps, assert the sample set is the one measured and ours is not lower.
+    measured: torch version ("2.13") -> torch.compile's (captured, samples) on that torch."""
     import collections
 
+    version = ".".join(torch.__version__.split(".")[:2])
+    assert version in measured, (f"torch.compile's {suite} counts were never measured on torch {version}: "
+                                 f"run benchmarks/capture_coverage.py --suite {suite} --only torch_compile")
+    their_captured, their_samples = measured[version]
     results = [result_of(c) for c in cases]
     samples = sum(r.sample_count for r in results)
     captured = sum(sum(r.captured) for r in results)

@@ -23,8 +23,8 @@ from . import db_samples
 # 2.13.0+cpu: 297 of 318 samples (misses: 9 nn.RNN/GRU/LSTM, which
 # dynamo refuses to wrap; 3 BatchNorm and 3 GaussianNLLLoss samples guarding on data-dependent
 # values; 3 CTCLoss dynamic shapes; 3 FractionalMaxPool2d fake-tensor errors).
-TORCH_COMPILE_CAPTURED_MODULE_SAMPLES = 297
-TORCH_COMPILE_MODULE_SAMPLES = 318
+# Measured 2026-12-06 the same way on torch 2.11.0 (CUDA build on CPU, Python 3.12.1): 294 of 315.
+TORCH_COMPILE_MODULE_COUNTS = {"2.13": (297, 318), "2.11": (294, 315)}  # captured, samples
 
 CASES = db_samples.module_cases()
 result_of = db_samples.result_of
@@ -43,4 +43,4 @@ def test_module_samples_match_eager(case):
 
 
 def test_module_capture_count():
-    db_samples.check_capture_count("module_db", CASES, TORCH_COMPILE_CAPTURED_MODULE_SAMPLES, TORCH_COMPILE_MODULE_SAMPLES)
+    db_samples.check_capture_count("module_db", CASES, TORCH_COMPILE_MODULE_COUNTS)

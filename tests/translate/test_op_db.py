@@ -21,8 +21,9 @@ from . import db_samples
 # 2.13.0+cpu: 1753 of 1880 samples (misses: 90 calls of functions
 # dynamo skips, e.g. torch.manual_seed in op_db's random-op wrappers; 21 data-dependent or
 # dynamic-shape ops; 8 sparse tensors; 3 resize_; 1 wrong result, masked_select).
-TORCH_COMPILE_CAPTURED_OP_SAMPLES = 1753
-TORCH_COMPILE_OP_SAMPLES = 1880
+# Measured 2026-12-06 the same way on torch 2.11.0 (the GPU machine's version; its CUDA build
+# on CPU, Python 3.12.1, `--only torch_compile`): 1728 of 1859 samples (1 wrong).
+TORCH_COMPILE_OP_COUNTS = {"2.13": (1753, 1880), "2.11": (1728, 1859)}  # captured, samples
 
 CASES = db_samples.op_cases()
 result_of = db_samples.result_of
@@ -44,4 +45,4 @@ def test_op_samples_match_eager(case):
 
 
 def test_op_capture_count():
-    db_samples.check_capture_count("op_db", CASES, TORCH_COMPILE_CAPTURED_OP_SAMPLES, TORCH_COMPILE_OP_SAMPLES)
+    db_samples.check_capture_count("op_db", CASES, TORCH_COMPILE_OP_COUNTS)
