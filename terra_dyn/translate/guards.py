@@ -26,7 +26,7 @@ import torch
 
 from . import guard_snapshot
 from .guard_snapshot import Snapshot
-from .sources import AttrSource, FreeVarSource, GlobalSource, ItemSource, LocalSource, ModuleDictSource
+from .sources import AttrSource, FreeVarSource, GlobalSource, ItemSource, LocalSource, ModuleDictSource, Source
 
 try:
     from .. import _C
@@ -266,9 +266,10 @@ class GuardSet:
     def _add(self, key, c_check, expr_fn, source, fact=None):
         """fact: (kind, expected) as guard_snapshot reads it, folded into the snapshot of
         the module `source` reads from when there is one."""
-        # an identity guard on a list (a global list also reached as an argument) is keyed
-        # by the list's id: a list cannot be hashed
-        key_seen = tuple(("id", id(k)) if type(k).__hash__ is None else k for k in key)
+        # a key part that is not a source or a plain name is keyed by its id: a list cannot
+        # be hashed, and hashing a user object runs its __hash__ at translate time
+        # (test_class's tracked __hash__ appends to the list being guarded, forever)
+        key_seen = tuple(k if isinstance(k, Source) or type(k) in (str, int) else ("id", id(k)) for k in key)
         if key_seen in self._seen:
             return
         self._seen.add(key_seen)

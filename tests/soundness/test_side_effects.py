@@ -485,3 +485,36 @@ def test_contextmanager_arguments_that_do_not_bind_raise_at_the_call():
     want = _contextmanager_called_with_bad_arguments()
     assert want == ["TypeError", "TypeError", "TypeError", None]
     assert terra_dyn.optimize(_contextmanager_called_with_bad_arguments, backend="interpreter")() == want
+
+
+_TRACKED = []
+
+
+class _Tracked:
+    """test_class's AllTests: each dunder, `__hash__` included, logs itself in a global list."""
+
+    def __hash__(self):
+        _TRACKED.append(("__hash__", (self,)))
+        return 0
+
+    def __add__(self, other):
+        _TRACKED.append(("__add__", (self, other)))
+        return self
+
+
+def _add_then_read_log(x):
+    obj = _Tracked()
+    _TRACKED[:] = []
+    obj + 1
+    return x + 1, [name for name, _ in _TRACKED], _TRACKED[0][1][0] is obj
+
+
+def test_user_hash_never_runs_at_translate_time():
+    # the object is reached from a local and from the global log: guarding it by identity
+    # hashed it, its __hash__ grew the log being guarded, and translation never ended
+    x = torch.ones(2)
+    expected = _add_then_read_log(x)
+    fast = terra_dyn.optimize(_add_then_read_log, backend="interpreter")
+    for _ in range(2):
+        out = fast(x)
+        assert torch.equal(out[0], expected[0]) and out[1:] == expected[1:] == (["__add__"], True)
