@@ -518,3 +518,36 @@ def test_user_hash_never_runs_at_translate_time():
     for _ in range(2):
         out = fast(x)
         assert torch.equal(out[0], expected[0]) and out[1:] == expected[1:] == (["__add__"], True)
+
+
+def _read_emptied_cell_after_break(x, assign):
+    a = 12
+
+    def inner():
+        return a
+
+    y = x + 1
+    print(end="")  # a graph break: the rest runs in a resume function sharing a's cell
+    if assign:
+        del inner.__closure__[0].cell_contents
+    out = []
+    try:
+        inner()
+    except NameError as e:  # UnboundLocalError is a NameError: compare the exact class
+        out.append((type(e).__name__, str(e)))
+    try:
+        a
+    except NameError as e:
+        out.append((type(e).__name__, str(e)))
+    return y, out
+
+
+def test_empty_cell_read_after_break_raises_unbound_local_error():
+    # test_funcattrs's test_set_cell: the frame's own cell read after `del cell.cell_contents`
+    # raises UnboundLocalError; the resume function read it as a free variable (NameError)
+    x = torch.ones(2)
+    fast = terra_dyn.optimize(_read_emptied_cell_after_break, backend="interpreter")
+    for assign in (True, True, False):
+        expected, got = _read_emptied_cell_after_break(x, assign), fast(x, assign)
+        assert torch.equal(got[0], expected[0]) and got[1] == expected[1]
+    assert [kind for kind, _ in _read_emptied_cell_after_break(x, True)[1]] == ["NameError", "UnboundLocalError"]
