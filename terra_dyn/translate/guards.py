@@ -307,8 +307,15 @@ class GuardSet:
     def tensor(self, source, t):
         meta = (type(t), t.dtype, t.device, tuple(t.size()), tuple(t.stride()), t.requires_grad)
         args = ", ".join(self._const(m) for m in meta)
+        # a parameter read from a pinned module: one entry of its snapshot (checked in C)
+        fact = (guard_snapshot.TENSOR, self._one_check(("tensor", 0) + meta)) \
+            if isinstance(source, (ModuleDictSource, AttrSource)) else None
         self._add(("tensor", source), lambda i: ("tensor", i) + meta,
-                  lambda e: f"check_tensor({e}, {args})", source)
+                  lambda e: f"check_tensor({e}, {args})", source, fact)
+
+    @staticmethod
+    def _one_check(check):
+        return _C.Guard([check]) if _C is not None else PyGuard([check])
 
     def tensor_layout(self, source, t, sizes, strides, offset):
         """Like tensor(), for an input translated with symbolic sizes (and, non-contiguous,
