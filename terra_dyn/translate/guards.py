@@ -273,6 +273,7 @@ class GuardSet:
         if key_seen in self._seen:
             return
         self._seen.add(key_seen)
+        self._keep.append(key)  # an id stays this object's while the translation runs
         if fact is not None and self._fold(source, *fact):
             return
         root = source.root() if source is not None else None
