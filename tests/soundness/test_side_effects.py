@@ -6,6 +6,7 @@ Python's order; a call with `**a, **b` raises as Python does; locals() sees the 
 names; a backend's own callable is never translated; wrappers with different backends or
 options never share a translation. Each compares with the same code run plainly.
 """
+import sys
 import warnings
 
 import pytest
@@ -551,3 +552,27 @@ def test_empty_cell_read_after_break_raises_unbound_local_error():
         expected, got = _read_emptied_cell_after_break(x, assign), fast(x, assign)
         assert torch.equal(got[0], expected[0]) and got[1] == expected[1]
     assert [kind for kind, _ in _read_emptied_cell_after_break(x, True)[1]] == ["NameError", "UnboundLocalError"]
+
+
+class _FailingInit(Exception):
+    def __init__(self, x):
+        raise RuntimeError("cannot build")
+
+
+def _frames_above_a_raise(x):
+    try:
+        _FailingInit(x + 1)  # its __init__ breaks, at constructing RuntimeError
+    except RuntimeError:
+        f = sys.exc_info()[2].tb_next.tb_frame
+        return [f.f_code.co_name, f.f_back.f_code.co_name]
+
+
+def test_raising_frame_f_back_is_its_caller():
+    # test_exceptions's testSettingException: `raise Error(...)` after a break raised from a
+    # resume function under the trampoline, so the frame's f_back was run_function
+    x = torch.ones(2)
+    fast = terra_dyn.optimize(_frames_above_a_raise, backend="interpreter")
+    expected = _frames_above_a_raise(x)
+    assert expected == ["__init__", "_frames_above_a_raise"]
+    for _ in range(2):
+        assert fast(x) == expected
