@@ -576,3 +576,21 @@ def test_raising_frame_f_back_is_its_caller():
     assert expected == ["__init__", "_frames_above_a_raise"]
     for _ in range(2):
         assert fast(x) == expected
+
+
+class _SuperAfterDel:
+    def method(self):
+        def f(x):
+            del x
+            return super()
+
+        return f
+
+
+def test_zero_argument_super_after_its_argument_was_deleted_raises():
+    # test_super's test_obscure_super_errors: `del x; super()` raises RuntimeError
+    f = _SuperAfterDel().method()
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    for fn in (f, fast, fast):
+        with pytest.raises(RuntimeError, match="deleted"):
+            fn(None)
