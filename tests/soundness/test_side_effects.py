@@ -594,3 +594,28 @@ def test_zero_argument_super_after_its_argument_was_deleted_raises():
     for fn in (f, fast, fast):
         with pytest.raises(RuntimeError, match="deleted"):
             fn(None)
+
+
+class _InitForwardsArguments:
+    def __new__(cls, *args, **kwargs):
+        return super().__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+
+
+def _construct(v):
+    try:
+        _InitForwardsArguments(v)
+    except TypeError as e:
+        return str(e)
+    return "built"
+
+
+def test_object_init_through_super_with_arguments_raises_its_own_error():
+    # test_class's testConstructorErrorMessages: object.__init__'s message, not a stand-in's
+    fast = terra_dyn.optimize(_construct, backend="interpreter")
+    expected = _construct(42)
+    assert expected.startswith("object.__init__() takes exactly one argument")
+    for _ in range(2):
+        assert fast(42) == expected
