@@ -646,3 +646,20 @@ def test_object_made_and_dropped_runs_its_finalizer():
     for _ in range(2):
         got = fast(x)
         assert torch.equal(got[0], expected[0]) and got[1] == expected[1]
+
+
+def _container_class(x):
+    d, xs = dict(), [1]
+    y = x + 1
+    print(end="")  # a break: d and xs are rebuilt in the resume function
+    return y, d.__class__ is dict, xs.__class__ is list, (1, 2).__class__ is tuple
+
+
+def test_container_class_attribute_is_the_class():
+    # test_descr's test_python_dicts: `d.__class__` was taken for a method named "type"
+    x = torch.ones(2)
+    fast = terra_dyn.optimize(_container_class, backend="interpreter")
+    expected = _container_class(x)
+    for _ in range(2):
+        got = fast(x)
+        assert torch.equal(got[0], expected[0]) and got[1:] == expected[1:] == (True, True, True)
