@@ -663,3 +663,17 @@ def test_container_class_attribute_is_the_class():
     for _ in range(2):
         got = fast(x)
         assert torch.equal(got[0], expected[0]) and got[1:] == expected[1:] == (True, True, True)
+
+
+def _eval_reads_locals(x):
+    c = {1: x}
+    return eval("c[1] + 1")
+
+
+def test_eval_sees_the_frames_locals():
+    # test_descr's test_rich_comparisons: eval() without namespaces reads the calling
+    # frame's locals, which a rewritten frame does not hold under the user's names
+    x = torch.ones(2)
+    fast = terra_dyn.optimize(_eval_reads_locals, backend="interpreter")
+    for _ in range(2):
+        assert torch.equal(fast(x), _eval_reads_locals(x))
