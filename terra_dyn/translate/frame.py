@@ -56,17 +56,6 @@ class FullgraphError(RuntimeError):
     """fullgraph=True and the frame does not fit in one graph."""
 
 
-def _reads_frame_namespace(code):
-    """{"eval"} or {"exec"} where the frame calls the builtin (its locals are the frame's:
-    test_descr's `eval("c[x] < c[y]")`); `model.eval()` is an attribute, not this."""
-    if not {"eval", "exec"}.intersection(code.co_names):
-        return set()
-    import dis
-
-    return {i.argval for i in dis.get_instructions(code)
-            if i.opname in ("LOAD_GLOBAL", "LOAD_NAME") and i.argval in ("eval", "exec")}
-
-
 @dataclass
 class TranslateOptions:
     backend: Any  # callable (gm, example_inputs) -> callable
@@ -99,7 +88,7 @@ def translate_code(code, f_locals, f_globals, options) -> FrameTranslation:
     if code.co_flags & 0x2A0:  # generator, coroutine, async generator
         raise Unsupported("generator and coroutine frames run unmodified", code.co_filename,
                           code.co_firstlineno, breakable=False)
-    introspected = _FRAME_INTROSPECTION.intersection(code.co_names) or _reads_frame_namespace(code)
+    introspected = _FRAME_INTROSPECTION.intersection(code.co_names)
     if introspected and not is_resume_code(code):
         # locals(), vars() and frame objects would see the rewritten frame's internal names
         # (and a resume function's arguments): the whole frame runs as plain Python
