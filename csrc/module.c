@@ -73,7 +73,26 @@ static PyObject *current_callback(PyObject *module, PyObject *unused) {
     return Py_NewRef(cb ? cb : Py_None);
 }
 
+/* A resume code reads its original's cell variables as free variables (they travel in its
+   closure), and LOAD_DEREF of an empty free variable raises NameError; the original, reading
+   its own cell, raised UnboundLocalError (test_funcattrs's test_set_cell). */
+static PyObject *load_cell(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyCell_Check(args[0]) || !PyUnicode_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "load_cell(cell, name)");
+        return NULL;
+    }
+    PyObject *value = PyCell_GET(args[0]);
+    if (value == NULL) {
+        PyErr_Format(PyExc_UnboundLocalError,
+                     "cannot access local variable '%U' where it is not associated with a value", args[1]);
+        return NULL;
+    }
+    return Py_NewRef(value);
+}
+
 static PyMethodDef module_functions[] = {
+    {"load_cell", (PyCFunction)(void (*)(void))load_cell, METH_FASTCALL,
+     "load_cell(cell, name) -> contents; UnboundLocalError when empty, as the cell's own frame raises"},
     {"type_version_tag", guards_type_version_tag, METH_O,
      "type_version_tag(T) -> int: T's version tag (0: none can be had); see Guard's type_version"},
     {"current_callback", current_callback, METH_NOARGS,

@@ -17,6 +17,9 @@
  *                              2 TYPE    type(value) is expected
  *                              3 EQ      value == expected
  *                              4 ABSENT  the container lacks key
+ *                              5 TENSOR  expected.check(value), a one-check Guard
+ *                                        ("tensor", 0, T, dtype, ...): a parameter's
+ *                                        metadata (`p.data = t` keeps the object)
  *     info     guard_snapshot.Snapshot, for descriptions (not read here)
  *
  * Example: a Linear `fc` held by `model` (both guarded by identity) becomes, on fc:
@@ -30,7 +33,7 @@
  */
 #include "terra_dyn.h"
 
-enum { E_ID, E_ID_WEAK, E_TYPE, E_EQ, E_ABSENT, E_KINDS };
+enum { E_ID, E_ID_WEAK, E_TYPE, E_EQ, E_ABSENT, E_TENSOR, E_KINDS };
 
 /* The referent of a weakref.ref, borrowed, or NULL once dead (never None: an entry may hold
    None, as a Linear without bias does). */
@@ -81,6 +84,7 @@ static int entry_holds(long kind, PyObject *value, PyObject *expected) {
     case E_ID_WEAK: return value == referent_of(expected);
     case E_TYPE: return Py_TYPE(value) == (PyTypeObject *)expected;
     case E_EQ: return PyObject_RichCompareBool(value, expected, Py_EQ) == 1;
+    case E_TENSOR: return guard_check(expected, &value, 1) == 1;
     }
     return 0;
 }
@@ -150,6 +154,7 @@ int snapshot_validate(PyObject *target, PyObject *cls, PyObject *tables) {
                              PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 0)) < 0)) goto bad;
             if (kind == E_ID_WEAK && !PyWeakref_CheckRef(expected)) goto bad;
             if (kind == E_TYPE && !PyType_Check(expected)) goto bad;
+            if (kind == E_TENSOR && !PyObject_TypeCheck(expected, &Guard_Type)) goto bad;
         }
     }
     return 0;

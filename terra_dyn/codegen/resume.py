@@ -413,6 +413,22 @@ def _cell_load(original, ins):
     return ins
 
 
+def _cell_read(original, ins):
+    """A read of one of the original's cell variables, a free variable in the cut: an empty
+    one raises UnboundLocalError as in the original (`del a` then `print(a)` after a break),
+    not the NameError LOAD_DEREF raises for a free variable. [ins] when the C core is absent."""
+    if not (isinstance(ins, Instr) and ins.name == "LOAD_DEREF" and ins.arg.name in original.co_cellvars):
+        return [ins]
+    try:
+        from .. import _C
+    except ImportError:
+        return [ins]
+    read = rules.call_const(_C.load_cell, rules.load_closure(ins.arg.name) + [Instr("LOAD_CONST", ins.arg.name)], 2)
+    for i in read:
+        i.location = ins.location
+    return read
+
+
 def _explicit_super(original, instrs):
     """`super()` spelled `super(__class__, <first argument>)`.
 
@@ -445,7 +461,8 @@ def _prologue(original, stack_layout, target):
 
 def _assemble(original, info, instrs, stack_args, local_names, step=False):
     # the locals are renumbered here: no two-local superinstruction survives (seam)
-    bc = Bytecode([_cell_load(original, ins) for ins in rules.split_fast_pairs(instrs)])
+    bc = Bytecode([out for ins in rules.split_fast_pairs(instrs)
+                   for out in _cell_read(original, _cell_load(original, ins))])
     _copy_metadata(bc, info.bytecode, original)
     bc.argnames = stack_args + list(local_names)
     closure_arg = not step and bool(original.co_cellvars)  # (a step code is never translated)
@@ -459,7 +476,7 @@ def _assemble(original, info, instrs, stack_args, local_names, step=False):
     # middle. The restored stack is the original's at that point, so the original's
     # maximum depth and its exception table depths (kept when parsing) stay right; a step
     # code's exit blocks push the call of Continue with every argument on top of it.
-    extra = 4 + (len(stack_args) + len(local_names) + len(_free_names(original)) + 16) * step
+    extra = 4 + 3 + (len(stack_args) + len(local_names) + len(_free_names(original)) + 16) * step
     code = bc.to_code(stacksize=original.co_stacksize + extra, check_pre_and_post=False,
                       compute_exception_stack_depths=False)
     if closure_arg:

@@ -117,7 +117,9 @@ def _tensor_attr(tx, t, name):
 def _container_method(obj, name):
     kind = {TupleValue: tuple, ListValue: list, DictValue: dict}[type(obj)]
     attr = getattr(kind, name, None)
-    if attr is None:
+    if attr is None or not callable(attr) or isinstance(attr, type):
+        # not a method: `d.__class__` (type, as a method rebuilt as `d.type`: test_descr's
+        # test_python_dicts), `__doc__`; read natively
         raise Unsupported(f"{kind.__name__}.{name}")
     return MethodValue(ConstValue(attr), obj)
 

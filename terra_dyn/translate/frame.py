@@ -338,12 +338,24 @@ def _break_site(tx, native_rest=False):
         site.next_pc = start
         site.step = Step(start, tx.pc, kind, pops, pushes, tx.pc + 1, jump_pc)
         return site
+    if is_call and _raise_follows(tx):
+        # `raise Error(...)` outside any try: the call and the raise run in the rewritten
+        # frame itself, not in a resume function reached through the trampoline, whose
+        # frames would then be the raising frame's f_back (test_exceptions's
+        # testSettingException reads tb.tb_frame.f_back of an exception's __init__)
+        native, kind, pushes = native + [tx.instrs[tx.pc + 1]], "raise", 0
     deep, top = stack[: len(stack) - pops], stack[len(stack) - pops:]
     site = BreakSite(kind=kind, native=native, deep=deep, top=top, pushes=pushes, locals=live,
                      cells=cells, grad_restore=_enclosing_grad_restore(deep))
     site.next_pc = tx.pc + 1
     site.jump_pc = jump_pc
     return site
+
+
+def _raise_follows(tx):
+    """The instruction right after the one at pc is `raise <it>` (RAISE_VARARGS 1)."""
+    nxt = tx.instrs[tx.pc + 1] if tx.pc + 1 < len(tx.instrs) else None
+    return isinstance(nxt, Instr) and nxt.name == "RAISE_VARARGS" and nxt.arg == 1
 
 
 def _split_methods(stack, keep=None):

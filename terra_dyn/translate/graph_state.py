@@ -118,7 +118,11 @@ class GraphState:
             return known
         dims = [] if by_identity else self._symbolic_dims(real, source)
         if by_identity:
+            # the same parameter object can hold another tensor later (`p.data = torch.ones(4, 3)`
+            # keeps the object): its metadata is guarded too, or shapes read at translation
+            # (`w.shape`, a graph specialised to them) silently go stale
             self.guards.identity(source, real)
+            self.guards.tensor(source, real)
         elif not dims:
             self.guards.tensor(source, real)
         node = self._placeholder(source.expr())

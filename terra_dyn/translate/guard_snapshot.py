@@ -14,6 +14,8 @@ about it can be checked on the object itself, held weakly, with no chain walked:
         src._modules['x'] -> entry 'x' of __dict__['_modules']   (_parameters, _buffers too)
         src._forward_hooks[k], list(src._forward_hooks.keys())    (hook tables)
         src.shape_tuple[0], len(src.shape_tuple)                  (a tuple attribute)
+        src._parameters['w'] tensor metadata                     (a one-check Guard: `w.data = t`
+                                                                   keeps the object, not its shape)
                           -> Snapshot.add(table, key, kind, expected)
     Snapshot.check()      -> ("snapshot", ref, cls, tables, self), run by csrc/snapshot.c
 
@@ -30,12 +32,13 @@ Example: `fc` (a Linear under a0, both pinned) read for its weight, bias and hoo
 import collections
 import weakref
 
+import torch
 from torch.nn import Module as _Module
 
 from .. import config
 
-ID, ID_WEAK, TYPE, EQ, ABSENT = range(5)
-_KIND_TEXT = {ID: "is", ID_WEAK: "is", TYPE: "type is", EQ: "==", ABSENT: "absent"}
+ID, ID_WEAK, TYPE, EQ, ABSENT, TENSOR = range(6)
+_KIND_TEXT = {ID: "is", ID_WEAK: "is", TYPE: "type is", EQ: "==", ABSENT: "absent", TENSOR: "matches"}
 _TABLE_TYPES = (dict, collections.OrderedDict, tuple)
 
 
@@ -141,7 +144,9 @@ class Snapshot:
                 else:
                     value = container.get(key, _MISSING)
                 if not _holds(kind, value, expected):
-                    what = {ID: "object", ID_WEAK: "object", TYPE: "type"}.get(kind, "value")
+                    what = {ID: "object", ID_WEAK: "object", TYPE: "type", TENSOR: "tensor"}.get(kind, "value")
+                    if kind == TENSOR:
+                        return entry, what, tensor_meta(expected), tensor_meta(value)
                     now = type(value) if kind == TYPE and value is not _MISSING else value
                     return entry, what, expected() if kind == ID_WEAK else expected, now
         return None
@@ -163,7 +168,7 @@ class Snapshot:
             for (key, kind), expected in t.entries.items():
                 now = container.get(key, _MISSING)
                 then = expected() if kind == ID_WEAK else expected
-                if now is _MISSING or type(now) is not type(then):
+                if kind == TENSOR or now is _MISSING or type(now) is not type(then):
                     continue
                 if (kind == EQ and is_number(then) and now != then) or \
                         (kind == ID_WEAK and isinstance(then, _Module) and now is not then):
@@ -182,7 +187,8 @@ class Snapshot:
                 lines.append(f"len({label}) == {t.keys}" if t.type is tuple else f"{label}.keys() == {list(t.keys)}")
             for (key, kind), expected in t.entries.items():
                 entry = self._entry_expr(name, key)
-                lines.append(f"{entry} {_KIND_TEXT[kind]} {show(expected)}")
+                shown = tensor_meta(expected) if kind == TENSOR else show(expected)
+                lines.append(f"{entry} {_KIND_TEXT[kind]} {shown}")
         return lines
 
 
@@ -210,10 +216,24 @@ def _holds(kind, value, expected):
         return value is expected()
     if kind == TYPE:
         return type(value) is expected
+    if kind == TENSOR:
+        return bool(expected.check(value))
     try:
         return bool(value == expected)
     except Exception:
         return False
+
+
+def tensor_meta(value):
+    """A TENSOR entry's one-check guard, or a tensor, as "float32 cpu (4, 3)" (what a
+    recompile explanation shows)."""
+    if isinstance(value, torch.Tensor):
+        return f"{str(value.dtype).replace('torch.', '')} {value.device} {tuple(value.shape)}"
+    check = getattr(value, "checks", None)
+    if check:  # ("tensor", 0, T, dtype, device, sizes, strides, requires_grad)
+        _, _, _, dtype, device, sizes, _, _ = check[0]
+        return f"{str(dtype).replace('torch.', '')} {device} {tuple(sizes)}"
+    return show(value)
 
 
 def show(value):

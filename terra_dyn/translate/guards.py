@@ -27,7 +27,7 @@ import torch
 
 from . import guard_snapshot
 from .guard_snapshot import Snapshot
-from .sources import AttrSource, FreeVarSource, GlobalSource, ItemSource, LocalSource, ModuleDictSource
+from .sources import AttrSource, FreeVarSource, GlobalSource, ItemSource, LocalSource, ModuleDictSource, Source
 
 try:
     from .. import _C
@@ -267,12 +267,14 @@ class GuardSet:
     def _add(self, key, c_check, expr_fn, source, fact=None):
         """fact: (kind, expected) as guard_snapshot reads it, folded into the snapshot of
         the module `source` reads from when there is one."""
-        # an identity guard on a list (a global list also reached as an argument) is keyed
-        # by the list's id: a list cannot be hashed
-        key_seen = tuple(("id", id(k)) if type(k).__hash__ is None else k for k in key)
+        # a key part that is not a source or a plain name is keyed by its id: a list cannot
+        # be hashed, and hashing a user object runs its __hash__ at translate time
+        # (test_class's tracked __hash__ appends to the list being guarded, forever)
+        key_seen = tuple(k if isinstance(k, Source) or type(k) in (str, int) else ("id", id(k)) for k in key)
         if key_seen in self._seen:
             return
         self._seen.add(key_seen)
+        self._keep.append(key)  # an id stays this object's while the translation runs
         if fact is not None and self._fold(source, *fact):
             return
         root = source.root() if source is not None else None
@@ -307,8 +309,15 @@ class GuardSet:
     def tensor(self, source, t):
         meta = (type(t), t.dtype, t.device, tuple(t.size()), tuple(t.stride()), t.requires_grad)
         args = ", ".join(self._const(m) for m in meta)
+        # a parameter read from a pinned module: one entry of its snapshot (checked in C)
+        fact = (guard_snapshot.TENSOR, self._one_check(("tensor", 0) + meta)) \
+            if isinstance(source, (ModuleDictSource, AttrSource)) else None
         self._add(("tensor", source), lambda i: ("tensor", i) + meta,
-                  lambda e: f"check_tensor({e}, {args})", source)
+                  lambda e: f"check_tensor({e}, {args})", source, fact)
+
+    @staticmethod
+    def _one_check(check):
+        return _C.Guard([check]) if _C is not None else PyGuard([check])
 
     def tensor_layout(self, source, t, sizes, strides, offset):
         """Like tensor(), for an input translated with symbolic sizes (and, non-contiguous,

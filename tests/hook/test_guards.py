@@ -161,7 +161,8 @@ def test_snapshot_check_fails_once_its_object_or_a_weak_entry_dies():
 
 
 @pytest.mark.parametrize("tables", [((None, list, None, ()),), (("x", tuple, 2, ((-1, 2, 0),)),),
-                                    ((None, dict, None, (("a", 9, None),)),)])
+                                    ((None, dict, None, (("a", 9, None),)),),
+                                    ((None, dict, None, (("a", 5, None),)),)])  # TENSOR wants a Guard
 def test_malformed_snapshots_are_rejected(tables):
     import weakref
 
@@ -179,4 +180,17 @@ def test_snapshot_keys_follow_an_ordered_dicts_own_order():
                     None)])
     assert guard.check()
     obj.hooks.move_to_end("a")  # the dict underneath keeps its order; the OrderedDict's is b, a
+    assert not guard.check()
+
+
+def test_snapshot_tensor_entry_follows_data_replaced_in_place():
+    import weakref
+
+    obj = _Holder()
+    obj.w = torch.nn.Parameter(torch.ones(3, 3))
+    meta = (torch.nn.Parameter, torch.float32, torch.device("cpu"), (3, 3), (3, 1), True)
+    tables = ((None, dict, None, (("w", 1, weakref.ref(obj.w)), ("w", 5, Guard([("tensor", 0) + meta])))),)
+    guard = Guard([("snapshot", weakref.ref(obj), _Holder, tables, None)])
+    assert guard.check()
+    obj.w.data = torch.ones(4, 3)  # the same Parameter object, another shape
     assert not guard.check()

@@ -269,3 +269,22 @@ def test_forward_or_method_set_on_the_instance_after_first_call():
     assert torch.equal(fast_run(x), x * 2)
     runner.scale = lambda t: t * 10
     assert torch.equal(fast_run(x), x * 10)
+
+
+def test_parameter_data_replaced_by_another_shape_after_first_call():
+    # `p.data = t` keeps the Parameter object (guarded by identity) but not its shape: the
+    # translation read `w.shape` and a graph specialised to it (was: the old shape, silently)
+    def run(lin, x):
+        return lin(x).sum(0), lin.weight.shape, lin.bias.size(0)
+
+    eager_lin, fast_lin = torch.nn.Linear(3, 3), torch.nn.Linear(3, 3)
+    fast_lin.load_state_dict(eager_lin.state_dict())
+    fast = terra_dyn.optimize(run, backend="interpreter")
+    x = torch.ones(2, 3)
+    for step in range(3):
+        if step == 1:
+            for lin in (eager_lin, fast_lin):
+                lin.weight.data = torch.ones(4, 3)
+                lin.bias.data = torch.zeros(4)
+        expected, got = run(eager_lin, x), fast(fast_lin, x)
+        assert torch.equal(got[0], expected[0]) and got[1:] == expected[1:]
