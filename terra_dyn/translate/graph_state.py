@@ -19,6 +19,7 @@ those inputs and every op on them propagate under a FakeTensorMode with a ShapeE
 check_symbolic() turns what the translation assumed (`a0.size()[0] == a1.size()[0]`) into
 guards, or fails the attempt (DynamicShapesFailed) if it needed a size's value.
 """
+import contextlib
 import logging
 import operator
 import threading
@@ -300,7 +301,7 @@ class GraphState:
         fake_kwargs = {k: seen_by_op(v, "fake") for k, v in kwargs.items()}
         _quiet.state.active = True
         try:
-            with self.fake_mode:
+            with self.fake_mode, self._dispatcher():
                 if kind == "call_method":
                     return getattr(fake_args[0], target)(*fake_args[1:], **fake_kwargs)
                 return target(*fake_args, **fake_kwargs)
@@ -312,6 +313,17 @@ class GraphState:
             raise Unsupported(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
         finally:
             _quiet.state.active = False
+
+    def _dispatcher(self):
+        """Symbolic sizes go through torch's Python dispatcher, as torch.compile's tracing does:
+        its decompositions of composite ops keep sizes symbolic where the C++ ones read them
+        as ints (torch 2.11's matmul pinned a growing KV cache's length: a translation per
+        token)."""
+        if not self._symbolic:
+            return contextlib.nullcontext()
+        from torch._dispatch.python import enable_python_dispatcher
+
+        return enable_python_dispatcher()
 
     def _wrap_result(self, node, result, device=None):
         if isinstance(result, torch.Tensor):
