@@ -37,7 +37,10 @@ class Py311:
     class_body_opcodes = frozenset({
         "RESUME", "COPY_FREE_VARS", "MAKE_CELL", "NOP", "LOAD_NAME", "STORE_NAME", "LOAD_CONST",
         "MAKE_FUNCTION", "LOAD_CLOSURE", "BUILD_TUPLE", "PRECALL", "CALL", "PUSH_NULL",
-        "RETURN_VALUE", "STORE_DEREF", "LOAD_DEREF", "POP_TOP", "CACHE", "EXTENDED_ARG"})
+        "RETURN_VALUE", "STORE_DEREF", "LOAD_DEREF", "POP_TOP", "CACHE", "EXTENDED_ARG",
+        "COPY"})  # COPY: `__classcell__` (class_defs)
+    # the instruction that pushes a closure's cell (a class body may only read cells with it)
+    cell_load = "LOAD_CLOSURE"
 
     # -- calls ----------------------------------------------------------------------
     def _null_and(self, fn_instrs):

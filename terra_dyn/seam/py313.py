@@ -23,7 +23,8 @@ class Py313(Py312):
     null_before_callable = False
     for_iter_exit_skip = 2  # END_FOR, POP_TOP
     end_for_pops = 1
-    class_body_opcodes = Py312.class_body_opcodes | {"SET_FUNCTION_ATTRIBUTE", "CALL_KW"}
+    cell_load = "LOAD_FAST"  # LOAD_CLOSURE is a pseudo-instruction now (load_closure)
+    class_body_opcodes = Py312.class_body_opcodes | {"SET_FUNCTION_ATTRIBUTE", "CALL_KW", cell_load}
     name_loads = Py312.name_loads | {"LOAD_FAST_LOAD_FAST"}  # its argval: a pair of names
     # TO_BOOL stays breakable: a branch on a tensor's truth breaks there and the native
     # TO_BOOL hands POP_JUMP_IF_* the exact bool it needs. The `bytecode` package's stack

@@ -11,7 +11,8 @@ uses it runs natively and builds the real class there. That is exact only when b
 has no effect anyone can observe, so it is accepted only when
 
     the body only stores functions, constants and staticmethod/classmethod/property of them
-    (no other call, no global read or write), the metaclass is `type` or autograd's
+    (no other call, no global read or write; it may push its closure's cells and hand
+    `__class__` on as `__classcell__` for methods that call super()), the metaclass is `type` or autograd's
     FunctionMeta (which only attaches a backward class), and no base defines
     __init_subclass__.
 
@@ -72,9 +73,14 @@ def build_class(tx, args, kwargs):
 def _check_body(code, f_globals):
     import dis
 
+    cells = set(code.co_cellvars) | set(code.co_freevars)
     for ins in dis.get_instructions(code):
         if ins.opname not in rules.class_body_opcodes:
             raise Unsupported(f"class body does {ins.opname}")
+        if ins.opname == rules.cell_load and ins.argval not in cells:
+            raise Unsupported(f"class body reads the local {ins.argval}")
+        if ins.opname == "STORE_NAME" and ins.argval == "__classcell__":
+            continue  # `__class__` for the methods' super(): no class is built to take it
         if ins.opname == "LOAD_NAME" and ins.argval != "__name__":
             if ins.argval not in _DECORATORS or ins.argval in f_globals or \
                     getattr(builtins, ins.argval, None) is not _DECORATORS[ins.argval]:

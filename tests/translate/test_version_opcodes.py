@@ -236,3 +236,47 @@ def test_method_form_load_that_cannot_be_translated_is_no_break_point(fresh_terr
     eager = f(torch.ones(2))
     torch.testing.assert_close(ours[0], eager[0])
     assert ours[1:] == eager[1:] and mine == list(actions)
+
+
+def _masked_like(x, scale):
+    """torch.masked's reductions: a local class, closing over a local and with a method
+    that calls super(), is defined and only used on another path."""
+    def helper(t):
+        return t * scale
+
+    class Combine(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, t):
+            return helper(t)
+
+        def describe(self):
+            return super().__repr__()
+
+    if isinstance(x, list):  # never on these inputs: the class is not needed
+        return Combine.apply(x[0])
+    return helper(x).sum(0)
+
+
+def test_an_unused_local_class_with_a_closure_and_a_classcell_is_not_a_break(fresh_terra_dyn):
+    """The class body pushes its closure's cell (3.11/3.12 LOAD_CLOSURE, 3.13 LOAD_FAST) and
+    hands `__class__` on as `__classcell__` (COPY; STORE_NAME): the class statement is
+    skipped and the frame stays one graph on every version."""
+    def f(x):
+        return _masked_like(x, 3.0) + 1
+
+    _, rep = _compare(f, torch.randn(4, 3))
+    assert rep.graph_count == 1 and rep.break_count == 0
+
+
+def test_a_class_body_reading_a_plain_local_is_still_built_natively(fresh_terra_dyn):
+    """Only the closure's cells may be read in a skipped class body; anything else is a
+    break that builds the class as Python does (here: a body that calls a function)."""
+    def f(x):
+        def g(t):
+            class Local:
+                factor = len("abc")
+            return t * 2
+        return g(x) + 1
+
+    _, rep = _compare(f, torch.randn(3))
+    assert rep.break_count >= 1
