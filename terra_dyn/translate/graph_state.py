@@ -293,6 +293,7 @@ class GraphState:
         if mutated is not None and isinstance(result, torch.Tensor):
             # an in-place op returns its argument: keep aliasing visible (`y += 1; y is x`)
             node.meta["example_value"] = result
+            node.meta["in_place"] = True
             return mutated
         return self._wrap_result(node, result, device)
 

@@ -65,3 +65,66 @@ def test_input_returned_as_it_is_comes_back_as_a_view(fresh_terra_dyn):
         expected = g(x)
     assert ours[0] == expected[0]
     torch.testing.assert_close(ours[1], expected[1])
+
+
+CALLS = []
+
+
+class Logged(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        CALLS.append("forward")  # a Python effect: the apply cannot be a node
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 2
+
+
+class Doubles(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.mul_(2)  # in place on its input
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 2
+
+
+def _grads_against_eager(fn, backend="interpreter"):
+    """fn's outputs and input gradients optimized against eager, and the run's report."""
+    x = torch.randn(4, 3, requires_grad=True)
+    fast = terra_dyn.optimize(fn, backend=backend)
+    with report.recording() as rec:
+        ours = fast(x)
+        ours.sum().backward()
+    ours_grad, x.grad = x.grad, None
+    expected = fn(x)
+    expected.sum().backward()
+    torch.testing.assert_close(ours, expected)
+    torch.testing.assert_close(ours_grad, x.grad)
+    assert ours.requires_grad and ours.grad_fn is not None
+    return rec.report()
+
+
+def test_apply_with_grad_on_is_one_node_of_the_graph(fresh_terra_dyn):
+    """Grad mode on (a training step): the graph calls the real apply, so autograd records
+    Gelu's node and its own backward runs."""
+    rep = _grads_against_eager(lambda x: Gelu.apply(x.sin() + 1, 2.0).cos() * 3)
+    assert (rep.graph_count, rep.break_count) == (1, 0)
+
+
+def test_apply_node_under_the_cpu_backend(fresh_terra_dyn):
+    _grads_against_eager(lambda x: Gelu.apply(x.sin() + 1, 2.0).cos() * 3, backend="cpu")
+
+
+def test_a_forward_with_a_python_effect_still_runs_natively(fresh_terra_dyn):
+    CALLS.clear()
+    rep = _grads_against_eager(lambda x: Logged.apply(x + 1) * 3)
+    assert CALLS == ["forward", "forward"]  # once optimized, once eager: no translation-time run
+    assert rep.break_count >= 1
+
+
+def test_a_forward_changing_its_input_in_place_still_runs_natively(fresh_terra_dyn):
+    rep = _grads_against_eager(lambda x: Doubles.apply(x + 1) * 3)
+    assert rep.break_count >= 1
