@@ -32,7 +32,8 @@ import torch  # noqa: E402
 from tests.models import check  # noqa: E402
 from tests.models.corpus import BY_NAME, CORPUS  # noqa: E402
 
-SYSTEMS = ("terra", "compile_eager", "inductor")
+SYSTEMS = ("terra", "terra_cpu", "compile_eager", "inductor")
+_TERRA_BACKENDS = {"terra": "interpreter", "terra_cpu": "cpu"}  # terra_cpu: generated C++ kernels
 
 
 class System:
@@ -42,7 +43,7 @@ class System:
         self.name = name
 
     def reset(self):
-        if self.name == "terra":
+        if self.name in _TERRA_BACKENDS:
             import terra_dyn
 
             terra_dyn.reset()
@@ -51,15 +52,15 @@ class System:
             torch._dynamo.utils.counters.clear()
 
     def wrap(self, model):
-        if self.name == "terra":
+        if self.name in _TERRA_BACKENDS:
             import terra_dyn
 
-            return terra_dyn.optimize(model, backend="interpreter")
+            return terra_dyn.optimize(model, backend=_TERRA_BACKENDS[self.name])
         return torch.compile(model, backend="eager" if self.name == "compile_eager" else "inductor")
 
     def first_call(self, model, inputs):
         """Run the first call; return (seconds, graphs, breaks as [(reason, where)])."""
-        if self.name == "terra":
+        if self.name in _TERRA_BACKENDS:
             from terra_dyn import report
 
             with report.recording() as rec:
