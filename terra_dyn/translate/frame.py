@@ -384,6 +384,8 @@ def _finish(ctx, code, f_globals, tx, result, site, breaks, options, start):
             _collect_graph_values(v, live)
         for v in site.locals.values():
             _collect_graph_values(v, live)
+        for cell in site.cells:  # the frame's own cells go to the resume function
+            _collect_graph_values(cell, live)
     for effect in graph.side_effects:
         _collect_graph_values(effect, live)
     for container in ctx.mutated:

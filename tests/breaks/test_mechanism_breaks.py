@@ -281,3 +281,24 @@ def test_backward_breaks_and_matches_eager(fresh_terra_dyn):
     w2 = w1.detach().clone().requires_grad_(True)
     fast = terra_dyn.optimize(step, backend="interpreter")
     torch.testing.assert_close(fast(x, w1), step(x, w2))
+
+
+def test_a_cell_holding_a_graph_tensor_crosses_a_break(fresh_terra_dyn, capsys):
+    """`scale` is a cell (the comprehension closes over it) whose tensor the graph made: at
+    the break the resume function gets that cell with the graph's value in it (it used to
+    be left out of the graph's outputs, and the whole frame ran as Python: yolov3's
+    build_targets)."""
+    def f(x, rows):
+        scale = x.abs() + 1
+        parts = [scale * r for r in rows]
+        print("peak", float(parts[0].max()))
+        return torch.stack([p / scale for p in parts]).sum(0) + scale
+
+    x, rows = torch.randn(3), [1.0, 2.0, 3.0]
+    with report.recording() as rec:
+        got = terra_dyn.optimize(f, backend="interpreter")(x, rows)
+    ours = capsys.readouterr().out
+    torch.testing.assert_close(got, f(x, rows))
+    assert capsys.readouterr().out == ours
+    r = rec.report()
+    assert not r.fallbacks and r.graph_count == 2 and r.break_count == 1
