@@ -13,7 +13,9 @@ Each system's backend is wrapped so that the graph's own run is timed inside the
 for terra_dyn (backend "interpreter") and torch.compile(backend="eager") (the graph module
 run as is); "guard check" is terra_dyn's cache-entry guard alone, called on the frame's
 argument slots (what the hook does before it runs the rewritten code). Medians of --rounds
-rounds of --calls calls each, µs per call, one thread. torch.compile is only the comparison.
+rounds of --calls calls each, µs per call of this thread's CPU time (time.thread_time: the
+machine is shared, and time spent waiting for a core is not the call's), one torch thread.
+torch.compile is only the comparison.
 """
 import argparse
 import inspect
@@ -53,9 +55,9 @@ class GraphClock:
         compiled = self.backend(gm, example_inputs)
 
         def run(*args):
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             out = compiled(*args)
-            self.seconds += time.perf_counter() - t0
+            self.seconds += time.thread_time() - t0
             return out
         return run
 
@@ -84,10 +86,10 @@ def per_call_us(fn, calls, rounds, clock=None):
     for _ in range(rounds):
         if clock is not None:
             clock.seconds = 0.0
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         for _ in range(calls):
             fn()
-        whole.append((time.perf_counter() - t0) / calls * 1e6)
+        whole.append((time.thread_time() - t0) / calls * 1e6)
         inside.append(clock.seconds / calls * 1e6 if clock is not None else 0.0)
     return statistics.median(whole), statistics.median(inside)
 
