@@ -384,7 +384,7 @@ class GuardSet:
         if base is None:
             text = _closure_expr(source) if closure else source.expr()
         else:
-            text = self._render(base, closure=closure) + source.expr()[len(base.expr()):]
+            text = source.expr_from(self._render(base, closure=closure))
         if not own and self._bind_counts.get(source, 0) >= 2 and not isinstance(source, LocalSource):
             self._bound[source] = var = f"_v{len(self._bound)}"
             return f"({var} := {text})"
