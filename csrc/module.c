@@ -93,6 +93,8 @@ static PyObject *load_cell(PyObject *module, PyObject *const *args, Py_ssize_t n
 static PyMethodDef module_functions[] = {
     {"load_cell", (PyCFunction)(void (*)(void))load_cell, METH_FASTCALL,
      "load_cell(cell, name) -> contents; UnboundLocalError when empty, as the cell's own frame raises"},
+    {"same_state", (PyCFunction)(void (*)(void))same_state, METH_FASTCALL,
+     "same_state(a, b, identity_types) -> bool: a's whole state is b's (the deep-copy guard)"},
     {"type_version_tag", guards_type_version_tag, METH_O,
      "type_version_tag(T) -> int: T's version tag (0: none can be had); see Guard's type_version"},
     {"current_callback", current_callback, METH_NOARGS,

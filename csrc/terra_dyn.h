@@ -85,6 +85,8 @@ void snapshot_memo_free(SnapshotMemo *memo);
 int snapshot_check(SnapshotMemo *memo);
 
 /* ---- callables.c ---- */
+PyObject *same_state(PyObject *module, PyObject *const *args, Py_ssize_t nargs);  /* same_state.c */
+
 extern PyTypeObject OptimizedCallable_Type;
 extern PyTypeObject DisabledCallable_Type;
 

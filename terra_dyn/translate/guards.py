@@ -219,8 +219,10 @@ class GuardSet:
     def same_state(self, source, obj):
         """`copy.deepcopy(source)` was made at translation: its whole state is as it was
         (translate/deep_copies.py; types, dict keys in order, values)."""
-        from .deep_copies import same_state
+        from .deep_copies import IDENTITY_TYPES, same_state
 
+        if _C is not None:  # the same reading in C: a config's state is ~60 entries deep
+            self.namespace.setdefault("same_state", lambda a, b, _f=_C.same_state: _f(a, b, IDENTITY_TYPES))
         self.namespace.setdefault("same_state", same_state)
         snapshot = copy.deepcopy(obj)
         self._add(("state", source), None, lambda e: f"same_state({e}, {self._const(snapshot)})", source)
