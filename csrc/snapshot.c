@@ -263,7 +263,10 @@ static int check_in_full(SnapshotMemo *m, PyObject *dict) {
     int cacheable = 1;
 #endif
     for (Py_ssize_t i = 0; i < m->n_tables; i++) {
-        if (!table_holds(m, i, dict, 1)) return 0;
+        /* 3.13's split instance dict is read in full on each check: none of its entries is
+           a live one (a value replaced there unnoticed may be freed: no pointer to it kept) */
+        int reread = m->dict_live && PyTuple_GET_ITEM(PyTuple_GET_ITEM(m->tables, i), 0) == Py_None;
+        if (!table_holds(m, i, dict, !reread)) return 0;
         PyObject *c = m->memo[i].container;
         if (c == NULL || !PyDict_Check(c)) continue;
 #if PY_VERSION_HEX >= 0x030D0000

@@ -269,3 +269,22 @@ def test_snapshot_memo_of_a_dict_holding_its_table_again():
     assert guard.check() and guard.check()
     obj.table["b"] = 2
     assert not guard.check()
+
+
+def test_snapshot_memo_keeps_no_pointer_to_a_replaced_value():
+    """An equal value put in place of a live entry's (3.13 stores `obj.items = [...]` into
+    the inline values unnoticed): the old one is freed, and only the new one may be read."""
+    import gc
+
+    obj, member, check = _memo_case()
+    guard = Guard([check])
+    for _ in range(3):
+        assert guard.check()
+    obj.items = [1, 2]
+    gc.collect()
+    junk = [[9, 9, 9] for _ in range(1000)]  # reuses the freed list's memory
+    for _ in range(3):
+        assert guard.check()
+    obj.items.append(3)
+    assert not guard.check()
+    del junk
