@@ -56,6 +56,7 @@ typedef struct {
     PyObject *a, *b, *c, *d, *e, *f;  /* the tuple's remaining items, borrowed from `spec` */
     const TensorSpec *fast;  /* tensor: the fast path's spec, or NULL */
     AmbientSpec ambient;     /* call_id: kind 0 unless the fast path answers it */
+    SnapshotMemo *snapshot;  /* snapshot: the check and what its last pass read (owned) */
 } Check;
 
 typedef struct {
@@ -268,7 +269,7 @@ static int check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
         PyTypeObject *t = (PyTypeObject *)c->a;
         return type_tag_valid(t) && t->tp_version_tag == (unsigned int)c->length;
     }
-    case K_SNAPSHOT: return snapshot_check(c->a, c->b, c->c);
+    case K_SNAPSHOT: return snapshot_check(c->snapshot);
     case K_FUNC: {
         PyFunctionObject *f = (PyFunctionObject *)c->a;
         return f->func_code == c->b && (f->func_defaults ? f->func_defaults : Py_None) == c->c &&
@@ -362,7 +363,10 @@ static int parse_check(PyObject *t, Check *c) {
         PyErr_Format(PyExc_TypeError, "Guard: %R needs a Python function", t);
         return -1;
     }
-    if (c->kind == K_SNAPSHOT && snapshot_validate(c->a, c->b, c->c) < 0) return -1;
+    if (c->kind == K_SNAPSHOT) {
+        if (snapshot_validate(c->a, c->b, c->c) < 0) return -1;
+        if ((c->snapshot = snapshot_memo_new(c->a, c->b, c->c)) == NULL) return -1;
+    }
     if (c->kind == K_GLOBAL_ID && !PyDict_Check(c->a)) {
         PyErr_Format(PyExc_TypeError, "Guard: %R needs a globals dict", t);
         return -1;
@@ -428,6 +432,10 @@ static int guard_traverse(Guard *self, visitproc visit, void *arg) {
 }
 
 static int guard_clear(Guard *self) {
+    for (Py_ssize_t i = 0; i < self->n; i++) {
+        snapshot_memo_free(self->checks[i].snapshot);  /* it borrows from spec too */
+        self->checks[i].snapshot = NULL;
+    }
     self->n = 0;  /* the checks borrow from spec */
     Py_CLEAR(self->spec);
     Py_CLEAR(self->fallback);

@@ -29,7 +29,8 @@
  * What each entry says is what the Python expression it replaces said
  * (`a0._modules['fc']._parameters['weight'] is c3()`): guard_snapshot.py folds only facts
  * whose source reads these very dicts (standard attribute lookup, no data descriptor on the
- * class, whose version tag is guarded too).
+ * class, whose version tag is guarded too). A check that passed remembers what it read, and
+ * the next one reads only what may have changed since (the memo, below).
  */
 #include "terra_dyn.h"
 
@@ -89,7 +90,105 @@ static int entry_holds(long kind, PyObject *value, PyObject *expected) {
     return 0;
 }
 
-static int table_holds(PyObject *dict, PyObject *table) {
+/* ---- the memo: facts that cannot change while the dicts they read do not ----
+ *
+ * A cached call checks the same snapshot again and again, and almost always nothing
+ * changed. After a check passes, the snapshot remembers the dicts it read (the instance
+ * dict, its tables) and which entries could still change with those dicts untouched; a
+ * later check whose dicts are provably untouched runs only those:
+ *
+ *   untouched   3.11: each dict's version tag (PEP 509: any write to a dict gives it a
+ *               new, never reused tag) is the one read then;
+ *               3.12+: no dict this module watches (PyDict_Watch) was written, cleared or
+ *               freed since (`dict_epoch`, bumped by the watcher). 3.13 writes `obj.x = v`
+ *               into an instance dict that shares the object's inline values without a
+ *               tag or an event (tests/hook/test_guards.py shows it): such a dict (split:
+ *               ma_values set) is read in full on every check, only its tables are memoized.
+ *   live        entries whose truth can change with the same object in the dict: TENSOR
+ *               (`p.data = t`), TYPE unless the value's class cannot be reassigned (an
+ *               immutable type, no module), EQ unless both sides are int, float, bool,
+ *               str, bytes or None, and an OrderedDict's key order (move_to_end).
+ *   the rest    ID, ID_WEAK (the dict holds the referent), ABSENT, a dict's keys, a
+ *               tuple's length and items: fixed while the dicts are.
+ * The memo holds no references: what it points to is kept alive by the untouched dicts. */
+
+typedef struct {
+    PyObject *container;  /* the table (a dict or tuple) read then; NULL: the instance dict */
+    uint64_t tag;         /* 3.11: its version tag then */
+    int order_live;       /* an OrderedDict whose key order is a fact */
+} TableMemo;
+
+typedef struct {
+    long kind;
+    PyObject *value, *expected;
+} LiveEntry;
+
+struct SnapshotMemo {
+    PyObject *target, *cls, *tables;  /* borrowed from the check tuple */
+    int valid;                        /* the fields below describe a check that passed */
+    PyObject *dict;                   /* the instance dict then */
+    uint64_t tag;                     /* 3.11: its version tag then; 3.12+: dict_epoch then */
+    int dict_live;                    /* 3.13: a split instance dict, read in full */
+    Py_ssize_t n_tables;
+    TableMemo *memo;                  /* one per table */
+    Py_ssize_t n_live, cap_live;
+    LiveEntry *live;
+};
+
+#if PY_VERSION_HEX >= 0x030C0000
+static int watcher_id = -2;      /* -2: not asked yet; -1: none free (no memo: full checks) */
+static uint64_t dict_epoch = 0;  /* bumped on every event of a watched dict */
+
+static int on_dict_event(PyDict_WatchEvent event, PyObject *dict, PyObject *key, PyObject *value) {
+    dict_epoch++;
+    return 0;
+}
+
+static int watch(PyObject *dict) {
+    if (watcher_id == -2 && (watcher_id = PyDict_AddWatcher(on_dict_event)) < 0) {
+        watcher_id = -1;
+        PyErr_Clear();
+    }
+    if (watcher_id < 0 || PyDict_Watch(watcher_id, dict) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+#endif
+
+/* 1: the entry's truth can change while the container holds the same value object. */
+static int is_fixed_value(PyObject *v) {
+    return v == Py_None || PyLong_CheckExact(v) || PyFloat_CheckExact(v) || PyBool_Check(v) ||
+           PyUnicode_CheckExact(v) || PyBytes_CheckExact(v);
+}
+
+static int entry_is_live(long kind, PyObject *value, PyObject *expected) {
+    if (value == NULL) return 0;
+    switch (kind) {
+    case E_TENSOR: return 1;
+    case E_TYPE: return !PyType_HasFeature(Py_TYPE(value), Py_TPFLAGS_IMMUTABLETYPE) || PyModule_Check(value);
+    case E_EQ: return !(is_fixed_value(value) && is_fixed_value(expected));
+    }
+    return 0;
+}
+
+static int add_live(SnapshotMemo *m, long kind, PyObject *value, PyObject *expected) {
+    if (m->n_live == m->cap_live) {
+        Py_ssize_t cap = m->cap_live ? 2 * m->cap_live : 4;
+        LiveEntry *grown = PyMem_Realloc(m->live, cap * sizeof(LiveEntry));
+        if (grown == NULL) return -1;
+        m->live = grown;
+        m->cap_live = cap;
+    }
+    m->live[m->n_live++] = (LiveEntry){kind, value, expected};
+    return 0;
+}
+
+/* 1 when every fact of one table holds. collect: also fill the table's memo and the live
+   entries (a full check); 0: only read (3.13's split instance dict, on each check). */
+static int table_holds(SnapshotMemo *m, Py_ssize_t index, PyObject *dict, int collect) {
+    PyObject *table = PyTuple_GET_ITEM(m->tables, index);
     PyObject *name = PyTuple_GET_ITEM(table, 0), *type = PyTuple_GET_ITEM(table, 1);
     PyObject *keys = PyTuple_GET_ITEM(table, 2), *entries = PyTuple_GET_ITEM(table, 3);
     PyObject *container = dict;
@@ -99,36 +198,135 @@ static int table_holds(PyObject *dict, PyObject *table) {
     if (keys != Py_None) {
         if (is_tuple ? PyTuple_GET_SIZE(container) != PyLong_AsSsize_t(keys) : !keys_match(container, keys)) return 0;
     }
+    if (collect) {
+        TableMemo *tm = &m->memo[index];
+        tm->container = name == Py_None ? NULL : container;
+        tm->order_live = keys != Py_None && !is_tuple && !PyDict_CheckExact(container) && PyTuple_GET_SIZE(keys) > 1;
+    }
     Py_ssize_t n = PyTuple_GET_SIZE(entries);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *entry = PyTuple_GET_ITEM(entries, i);
-        PyObject *key = PyTuple_GET_ITEM(entry, 0);
+        PyObject *key = PyTuple_GET_ITEM(entry, 0), *expected = PyTuple_GET_ITEM(entry, 2);
+        long kind = PyLong_AsLong(PyTuple_GET_ITEM(entry, 1));
         PyObject *value;
         if (is_tuple) {
-            Py_ssize_t index = PyLong_AsSsize_t(key);
-            value = index < PyTuple_GET_SIZE(container) ? PyTuple_GET_ITEM(container, index) : NULL;
+            Py_ssize_t at = PyLong_AsSsize_t(key);
+            value = at < PyTuple_GET_SIZE(container) ? PyTuple_GET_ITEM(container, at) : NULL;
         } else if ((value = PyDict_GetItemWithError(container, key)) == NULL && PyErr_Occurred()) {
             return 0;
         }
-        if (!entry_holds(PyLong_AsLong(PyTuple_GET_ITEM(entry, 1)), value, PyTuple_GET_ITEM(entry, 2))) return 0;
+        if (!entry_holds(kind, value, expected)) return 0;
+        if (collect && entry_is_live(kind, value, expected) && add_live(m, kind, value, expected) < 0) return 0;
     }
     return 1;
 }
 
-int snapshot_check(PyObject *target, PyObject *cls, PyObject *tables) {
-    PyObject *obj = PyWeakref_CheckRef(target) ? referent_of(target) : target;
-    if (obj == NULL || Py_TYPE(obj) != (PyTypeObject *)cls) return 0;
-    Py_ssize_t n = PyTuple_GET_SIZE(tables);
-    if (n == 0) return 1;
-    PyObject *dict = instance_dict(obj);
-    if (dict == NULL) return 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (!table_holds(dict, PyTuple_GET_ITEM(tables, i))) {
-            PyErr_Clear();  /* a user __eq__ raised: the fact does not hold */
-            return 0;
+/* The dicts read by the last check that passed are untouched (see the memo above). */
+static int memo_holds(SnapshotMemo *m, PyObject *dict) {
+    if (!m->valid || dict != m->dict) return 0;
+#if PY_VERSION_HEX >= 0x030C0000
+    if (m->tag != dict_epoch) return 0;
+    if (m->dict_live) {  /* 3.13, a split instance dict: its own entries and which tables it holds */
+        for (Py_ssize_t i = 0; i < m->n_tables; i++) {
+            PyObject *name = PyTuple_GET_ITEM(PyTuple_GET_ITEM(m->tables, i), 0);
+            if (name == Py_None ? !table_holds(m, i, dict, 0)
+                                : PyDict_GetItemWithError(dict, name) != m->memo[i].container) return 0;
         }
     }
+#else
+    if (((PyDictObject *)dict)->ma_version_tag != m->tag) return 0;
+    for (Py_ssize_t i = 0; i < m->n_tables; i++) {
+        PyObject *c = m->memo[i].container;
+        if (c != NULL && PyDict_Check(c) && ((PyDictObject *)c)->ma_version_tag != m->memo[i].tag) return 0;
+    }
+#endif
+    for (Py_ssize_t i = 0; i < m->n_tables; i++) {
+        TableMemo *tm = &m->memo[i];
+        if (tm->order_live && !keys_match(tm->container, PyTuple_GET_ITEM(PyTuple_GET_ITEM(m->tables, i), 2))) return 0;
+    }
     return 1;
+}
+
+/* Every fact, read in full; on success the memo describes this reading. */
+static int check_in_full(SnapshotMemo *m, PyObject *dict) {
+    m->valid = 0;
+    m->n_live = 0;
+    m->dict = dict;
+#if PY_VERSION_HEX >= 0x030C0000
+    uint64_t epoch = dict_epoch;  /* read first: a write while the entries are read shows */
+    int cacheable = watch(dict);
+#if PY_VERSION_HEX >= 0x030D0000
+    m->dict_live = ((PyDictObject *)dict)->ma_values != NULL;
+#endif
+#else
+    m->tag = ((PyDictObject *)dict)->ma_version_tag;
+    int cacheable = 1;
+#endif
+    for (Py_ssize_t i = 0; i < m->n_tables; i++) {
+        /* 3.13's split instance dict is read in full on each check: none of its entries is
+           a live one (a value replaced there unnoticed may be freed: no pointer to it kept) */
+        int reread = m->dict_live && PyTuple_GET_ITEM(PyTuple_GET_ITEM(m->tables, i), 0) == Py_None;
+        if (!table_holds(m, i, dict, !reread)) return 0;
+        PyObject *c = m->memo[i].container;
+        if (c == NULL || !PyDict_Check(c)) continue;
+#if PY_VERSION_HEX >= 0x030D0000
+        cacheable = cacheable && ((PyDictObject *)c)->ma_values == NULL && watch(c);
+#elif PY_VERSION_HEX >= 0x030C0000
+        cacheable = cacheable && watch(c);
+#else
+        m->memo[i].tag = ((PyDictObject *)c)->ma_version_tag;
+#endif
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    m->tag = epoch;
+#endif
+    m->valid = cacheable;
+    return 1;
+}
+
+int snapshot_check(SnapshotMemo *m) {
+    PyObject *obj = PyWeakref_CheckRef(m->target) ? referent_of(m->target) : m->target;
+    if (obj == NULL || Py_TYPE(obj) != (PyTypeObject *)m->cls) return 0;
+    if (m->n_tables == 0) return 1;
+    PyObject *dict = instance_dict(obj);
+    if (dict == NULL) return 0;
+    int ok;
+    if (memo_holds(m, dict)) {
+        ok = 1;
+        for (Py_ssize_t i = 0; ok && i < m->n_live; i++) {
+            LiveEntry *e = &m->live[i];
+            ok = entry_holds(e->kind, e->value, e->expected);
+        }
+        m->valid = ok;
+    } else {
+        ok = check_in_full(m, dict);
+    }
+    if (!ok) {
+        m->valid = 0;
+        PyErr_Clear();  /* a user __eq__ raised: the fact does not hold */
+    }
+    return ok;
+}
+
+SnapshotMemo *snapshot_memo_new(PyObject *target, PyObject *cls, PyObject *tables) {
+    SnapshotMemo *m = PyMem_Calloc(1, sizeof(SnapshotMemo));
+    if (m == NULL) return (SnapshotMemo *)PyErr_NoMemory();
+    m->target = target;
+    m->cls = cls;
+    m->tables = tables;
+    m->n_tables = PyTuple_GET_SIZE(tables);
+    if (m->n_tables && (m->memo = PyMem_Calloc(m->n_tables, sizeof(TableMemo))) == NULL) {
+        PyMem_Free(m);
+        return (SnapshotMemo *)PyErr_NoMemory();
+    }
+    return m;
+}
+
+void snapshot_memo_free(SnapshotMemo *m) {
+    if (m == NULL) return;
+    PyMem_Free(m->memo);
+    PyMem_Free(m->live);
+    PyMem_Free(m);
 }
 
 /* Checked once, when the Guard is built, so that snapshot_check may read without tests. */

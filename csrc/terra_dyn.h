@@ -78,10 +78,15 @@ PyObject *guards_fast_status(PyObject *module, PyObject *unused);    /* fast_gua
 
 /* ---- snapshot.c ---- */
 /* 1 pass, 0 fail (never raises); validate: 0, or -1 with an exception */
-int snapshot_check(PyObject *target, PyObject *cls, PyObject *tables);
+typedef struct SnapshotMemo SnapshotMemo;  /* one snapshot check and what it read (snapshot.c) */
 int snapshot_validate(PyObject *target, PyObject *cls, PyObject *tables);
+SnapshotMemo *snapshot_memo_new(PyObject *target, PyObject *cls, PyObject *tables);  /* after validate */
+void snapshot_memo_free(SnapshotMemo *memo);
+int snapshot_check(SnapshotMemo *memo);
 
 /* ---- callables.c ---- */
+PyObject *same_state(PyObject *module, PyObject *const *args, Py_ssize_t nargs);  /* same_state.c */
+
 extern PyTypeObject OptimizedCallable_Type;
 extern PyTypeObject DisabledCallable_Type;
 

@@ -21,7 +21,7 @@ import torch
 
 from .codegen.signature import argument_slot_names
 from .seam import rules
-from .translate.guards import UNCHECKED, fits_layout, run_check
+from .translate.guard_checks import UNCHECKED, fits_layout, run_check
 
 _SLOT = re.compile(r"\ba(\d+)\b")
 _CONST = re.compile(r"\bc(\d+)\b")
@@ -128,7 +128,7 @@ def _tensor_change(name, now, facts):
 
 
 def _layout_change(name, now, facts):
-    """A symbolic input's guard (translate/guards.check_tensor_layout) failed: sizes shown
+    """A symbolic input's guard (translate/guard_checks.check_tensor_layout) failed: sizes shown
     with `s` where any size of at least 2 fits."""
     cls, dtype, device, sizes, strides, offset, requires_grad = facts
     if not isinstance(now, torch.Tensor) or type(now) is not cls:

@@ -18,7 +18,7 @@ import torch
 from . import deep_copies
 from .errors import Unsupported
 from .side_effects import StoreAttr
-from .sources import AttrSource
+from .sources import AttrSource, GenericAttrSource
 from .values import (ConstValue, DictValue, FunctionValue, ListValue, MethodValue, ObjectValue,
                      ScalarValue, TensorValue, TupleValue, is_namedtuple_class)
 from .wrap import wrap
@@ -194,7 +194,14 @@ def generic_attr(tx, obj, name):
     if isinstance(obj, ConstValue) and obj.fresh:  # `s.add` of a set made here: a method bound
         # to the translate-time set would be baked in; keep self, so it rebinds per call
         return MethodValue(ConstValue(static), obj)
-    value = getattr(real, name)
+    if overrides_getattribute(real):
+        # reached from its inlined __getattribute__ (object.__getattribute__(self, name)):
+        # read, and guarded, without the override (sources.GenericAttrSource)
+        value = object.__getattribute__(real, name)
+        if obj.source is not None:
+            return wrap(tx.ctx, value, GenericAttrSource(obj.source, name))
+    else:
+        value = getattr(real, name)
     if obj.source is None:
         return _unguarded(value)  # an object made at translate time: nothing to guard
     if type(real) in (str, bytes, int, float, complex, bool) and not obj.by_type and \
@@ -203,6 +210,12 @@ def generic_attr(tx, obj, name):
         # identity guard on it would never hold again; its owner's guard says all
         return _unguarded(value)
     return wrap(tx.ctx, value, AttrSource(obj.source, name))
+
+
+def overrides_getattribute(obj):
+    """obj's class defines __getattribute__ in Python (not a class: its metaclass's is read)."""
+    return not isinstance(obj, type) and \
+        isinstance(inspect.getattr_static(type(obj), "__getattribute__", None), types.FunctionType)
 
 
 def _unguarded(value):

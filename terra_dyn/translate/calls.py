@@ -27,7 +27,7 @@ import torch
 from . import autograd_function, builtins_ops, context_vars, deep_copies, exceptions, generator_cm, inline, modules, torch_ops
 from .errors import Unsupported
 from .side_effects import Call
-from .sources import AttrSource, ItemSource
+from .sources import AttrSource, GenericAttrSource, ItemSource
 from .values import (ConstValue, DictValue, FormattedValue, FunctionValue, ListValue, MethodValue, ObjectValue,
                      ScalarValue, TensorValue, TupleValue, is_namedtuple_class)
 
@@ -206,7 +206,7 @@ def _object_getattribute(tx, obj, name):
     if name.value == "__dict__" and obj.source is not None and isinstance(getattr(obj.value, "__dict__", None), dict):
         # `super().__getattribute__("__dict__").get(key)` (transformers' heterogeneous
         # configs): read key by key below, not wrapped whole (a config has ~50 entries)
-        source = AttrSource(obj.source, "__dict__")
+        source = GenericAttrSource(obj.source, "__dict__")
         tx.ctx.guards.type(source, dict)
         view = ConstValue(obj.value.__dict__, source)
         view.by_type = True

@@ -139,8 +139,13 @@ def _default_copy(cls):
             and not hasattr(cls, "__setstate__") and not any("__slots__" in c.__dict__ for c in cls.__mro__[:-1]))
 
 
+IDENTITY_TYPES = (type, types.FunctionType, types.BuiltinFunctionType, torch.dtype, enum.Enum)
+
+
 def same_state(a, b):
-    """The guard: `a` (the object now) has the state `b` (the copy made at translation)."""
+    """The guard: `a` (the object now) has the state `b` (the copy made at translation).
+    csrc/same_state.c is the same reading in C (`_C.same_state(a, b, IDENTITY_TYPES)`), what
+    guards run; this one is for PyGuard and the tests that hold the two alike."""
     kind = type(a)
     if kind is not type(b):
         return False
@@ -148,7 +153,7 @@ def same_state(a, b):
         return list(a) == list(b) and all(same_state(a[k], b[k]) for k in a)
     if kind in (list, tuple):
         return len(a) == len(b) and all(same_state(x, y) for x, y in zip(a, b))
-    if isinstance(a, (type, types.FunctionType, types.BuiltinFunctionType, torch.dtype, enum.Enum)):
+    if isinstance(a, IDENTITY_TYPES):
         return a is b
     if isinstance(a, _ATOMIC):
         return a == b

@@ -29,7 +29,7 @@ import torch.fx as fx
 
 from . import autocast, meta_rules
 from .errors import Unsupported
-from .guards import FREE, UNCHECKED
+from .guard_checks import FREE, UNCHECKED
 from .sources import AttrSource, FreeVarSource
 from .values import (SYMBOLIC_NUMBERS, ConstValue, ListValue, ScalarValue, SliceValue, TensorValue, TupleValue,
                      Value, fx_arg, meta_like, seen_by_op)

@@ -71,7 +71,9 @@ class Snapshot:
         elif type(key) not in (str, int):
             return False
         elif table is None and kind != ABSENT and not _plain_attribute(self.ref(), key):
-            return False
+            if not _fixed_class_attribute(self.ref(), key, kind, expected):
+                return False
+            kind, expected = ABSENT, None  # the class's version tag, guarded, fixes the value
         t.entries.setdefault((key, kind), expected)
         return True
 
@@ -263,6 +265,34 @@ def _plain_attribute(obj, name):
     return True
 
 
+_FIXED_TYPES = (bool, int, float, str, bytes, type(None))
+
+
+def _fixed_class_attribute(obj, name, kind, expected):
+    """`obj.name` reads a plain class attribute (`gradient_checkpointing = False` of every
+    transformers layer) and the fact about it cannot change while the class does not: the
+    object itself, or the type or value of an immutable one. Then the fact is the instance
+    dict lacking `name`, with the class's version tag (guarded with every snapshot that has
+    tables: GuardSet._finish)."""
+    cls = type(obj)
+    d = getattr(obj, "__dict__", None)
+    if type(d) is not dict or name in d or cls.__getattribute__ is not object.__getattribute__:
+        return False
+    for klass in cls.__mro__:
+        attr = klass.__dict__.get(name, _MISSING)
+        if attr is not _MISSING:
+            break
+    else:
+        return False
+    if hasattr(type(attr), "__get__"):  # a method, property or other descriptor
+        return False
+    if kind in (ID, ID_WEAK):
+        return attr is (expected() if kind == ID_WEAK else expected)
+    if type(attr) not in _FIXED_TYPES:
+        return False
+    return type(attr) is expected if kind == TYPE else kind == EQ and type(attr) is type(expected) and attr == expected
+
+
 class ClassUnchanged:
     """A class and every class on its MRO still hold the attributes they held (the same
     objects, none added or removed) and the MRO is the same: the fallback for a class that
@@ -291,5 +321,3 @@ class ClassUnchanged:
                     return False
         return True
 
-
-_MISSING = object()

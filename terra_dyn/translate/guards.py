@@ -26,6 +26,7 @@ import weakref
 import torch
 
 from . import guard_snapshot
+from .guard_checks import PyGuard, Predicate, check_tensor, check_tensor_layout, describe_check, hook_keys
 from .guard_snapshot import Snapshot
 from .sources import AttrSource, FreeVarSource, GlobalSource, ItemSource, LocalSource, ModuleDictSource, Source
 
@@ -38,203 +39,6 @@ except ImportError:  # the C core is not built: PyGuard keeps translation testab
 _ABSENT = object()
 _WEAKLY_GUARDED = (torch.nn.Module, torch.Tensor)
 _UNPINNED = (bool, type(None), int, float, str)  # values: nothing is read through them
-
-
-def check_tensor(t, cls, dtype, device, sizes, strides, requires_grad):
-    return (
-        type(t) is cls and t.dtype == dtype and t.device == device and t.size() == sizes
-        and t.stride() == strides and t.requires_grad == requires_grad
-    )
-
-
-def _describe_check(check):
-    kind = check[0]
-    if kind == "tensor":
-        _, i, cls, dtype, device, sizes, strides, rg = check
-        return f"a{i}: {cls.__name__} {dtype} {device} sizes={sizes} strides={strides} requires_grad={rg}"
-    if kind == "type":
-        return f"type(a{check[1]}) is {check[2].__name__}"
-    if kind == "id":
-        return f"a{check[1]} is {_short(check[2])}"
-    if kind == "id_weak":
-        return f"a{check[1]} is {_short(check[2]())}"
-    if kind == "eq":
-        return f"a{check[1]} == {check[2]!r}"
-    if kind == "len":
-        return f"len(a{check[1]}) == {check[2]}"
-    if kind == "global_id":
-        return f"global {check[2]} is {_short(check[3])}"
-    if kind == "call_id":
-        return f"{getattr(check[1], '__name__', check[1])}() is {check[2]!r}"
-    if kind == "callback":
-        return "the same backend and options (callback)"
-    if kind == "type_version":
-        return f"class {check[1].__qualname__} and its bases unchanged (version {check[2]})"
-    if kind == "func":
-        return f"{check[1].__qualname__}.__code__/__defaults__/__kwdefaults__ unchanged"
-    if kind == "no_attr":
-        return f"{check[2]!r} not set on a{check[1]} itself"
-    if kind == "no_attr_weak":
-        return f"{check[2]!r} not set on {_short(check[1]())} itself"
-    if kind == "snapshot":
-        failure = check[4].failure()
-        if failure is None:
-            return f"{check[4]!r}: holds"
-        where, what, old, new = failure
-        return f"{where}: {what} {guard_snapshot.show(old)} expected, now {guard_snapshot.show(new)}"
-    return repr(check)
-
-
-def _short(obj):
-    from .errors import safe_repr
-
-    text = safe_repr(obj, limit=50)  # never a user __repr__: describing a guard is no side effect
-    return text if not text.startswith("<") else f"<{type(obj).__name__} at {id(obj):#x}>"
-
-
-def run_check(check, args):
-    kind = check[0]
-    if kind == "tensor":
-        return check_tensor(args[check[1]], *check[2:])
-    if kind == "type":
-        return type(args[check[1]]) is check[2]
-    if kind == "id":
-        return args[check[1]] is check[2]
-    if kind == "id_weak":
-        return check[2]() is not None and args[check[1]] is check[2]()
-    if kind == "eq":
-        return args[check[1]] == check[2]
-    if kind == "len":
-        return len(args[check[1]]) == check[2]
-    if kind == "global_id":
-        return check[1].get(check[2]) is check[3]
-    if kind == "call_id":
-        return check[1]() is check[2]
-    if kind == "callback":
-        return True  # PyGuard (no C core) has no hook: no callback to differ
-    if kind == "type_version":
-        return False  # without the C core no tag can be read: never reuse
-    if kind == "no_attr":
-        return check[2] not in getattr(args[check[1]], "__dict__", ())
-    if kind == "no_attr_weak":
-        return check[1]() is not None and check[2] not in getattr(check[1](), "__dict__", ())
-    if kind == "func":
-        fn = check[1]
-        return fn.__code__ is check[2] and fn.__defaults__ is check[3] and fn.__kwdefaults__ is check[4]
-    if kind == "snapshot":
-        return check[4].failure() is None
-    raise ValueError(kind)
-
-
-def explain_failure(checks, fallback, args):
-    """The first failing check of a guard, readable; None when it passes."""
-    for check in checks:
-        try:
-            ok = run_check(check, args)
-        except Exception:
-            ok = False
-        if not ok:
-            return _describe_check(check)
-    if fallback is not None and not fallback(*args):
-        return fallback.explain(*args) if hasattr(fallback, "explain") else "Python guard"
-    return None
-
-
-class PyGuard:
-    """Pure-Python stand-in with the C Guard's interface (used when _C is not built)."""
-
-    def __init__(self, checks, fallback=None):
-        self.checks = list(checks)
-        self.fallback = fallback
-
-    def __call__(self, *args):
-        return self.explain(*args) is None
-
-    check = __call__
-
-    def explain(self, *args):
-        return explain_failure(self.checks, self.fallback, args)
-
-
-FREE = None  # a size, stride or storage offset that is a symbol of the translation: any value >= 2
-UNCHECKED = ...  # a storage offset nothing read (check_storage_offset guards it when read)
-
-
-def check_tensor_layout(t, cls, dtype, device, sizes, strides, offset, requires_grad):
-    """A tensor guard for an input translated with symbolic sizes: each of `sizes`, `strides`
-    and `offset` is an int (that value) or FREE (a symbol: at least 2, as the ShapeEnv
-    assumed; relations between symbols are guarded apart); `strides` None: contiguous;
-    `offset` UNCHECKED: not checked."""
-    if not (type(t) is cls and t.dtype == dtype and t.device == device and t.requires_grad == requires_grad):
-        return False
-    if not fits_layout(t.size(), sizes):
-        return False
-    if strides is None:
-        if not t.is_contiguous():
-            return False
-    elif not fits_layout(t.stride(), strides):
-        return False
-    return offset is UNCHECKED or fits_layout((t.storage_offset(),), (offset,))
-
-
-def fits_layout(actual, wanted):
-    """Each item of `actual` is the int in `wanted`, or at least 2 where `wanted` has FREE."""
-    if len(actual) != len(wanted):
-        return False
-    for want, got in zip(wanted, actual):
-        if got != want and (want is not FREE or got < 2):
-            return False
-    return True
-
-
-class Predicate:
-    """A generated Python function `(a0, a1, ...) -> bool` over expressions, checked in order;
-    any exception means False. `fast`: the same expressions as run (sources through pinned
-    objects start from them); `exprs` stay over the argument slots, for explanations."""
-
-    def __init__(self, params, exprs, namespace, fast=None):
-        self.params = list(params)
-        self.exprs = list(exprs)
-        self.namespace = namespace
-        body = " and ".join(f"({e})" for e in (self.exprs if fast is None else fast)) or "True"
-        text = (
-            f"def predicate({', '.join(self.params)}):\n"
-            f"    try:\n        return {body}\n"
-            f"    except Exception:\n        return False\n"
-        )
-        exec(compile(text, "<terra_dyn guard>", "exec"), namespace)
-        self.fn = namespace["predicate"]
-        self.text = text
-
-    def __call__(self, *args):
-        return self.fn(*args)
-
-    def explain(self, *args):
-        env = dict(self.namespace)
-        env.update(zip(self.params, args))
-        for e in self.exprs:
-            try:
-                ok = eval(e, env)
-            except Exception as exc:  # an attribute vanished, a key is missing, ...
-                return f"{e} raised {type(exc).__name__}"
-            if not ok:
-                return e
-        return None
-
-    def __repr__(self):
-        return f"Predicate({' and '.join(self.exprs)})"
-
-
-_HOOK_TABLES = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
-                "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called")
-
-
-def hook_keys(module):
-    """The keys of each of a module's hook tables; () when it has none (the common case)."""
-    tables = [getattr(module, t, None) for t in _HOOK_TABLES]
-    if not any(tables):
-        return ()
-    return tuple(tuple(t or ()) for t in tables)
 
 
 class GuardSet:
@@ -415,8 +219,10 @@ class GuardSet:
     def same_state(self, source, obj):
         """`copy.deepcopy(source)` was made at translation: its whole state is as it was
         (translate/deep_copies.py; types, dict keys in order, values)."""
-        from .deep_copies import same_state
+        from .deep_copies import IDENTITY_TYPES, same_state
 
+        if _C is not None:  # the same reading in C: a config's state is ~60 entries deep
+            self.namespace.setdefault("same_state", lambda a, b, _f=_C.same_state: _f(a, b, IDENTITY_TYPES))
         self.namespace.setdefault("same_state", same_state)
         snapshot = copy.deepcopy(obj)
         self._add(("state", source), None, lambda e: f"same_state({e}, {self._const(snapshot)})", source)
@@ -534,7 +340,7 @@ class GuardSet:
         self._finish()
         lines = []
         for c in self.checks:
-            lines += c[4].describe() if c[0] == "snapshot" else [_describe_check(c)]
+            lines += c[4].describe() if c[0] == "snapshot" else [describe_check(c)]
         lines += self.exprs + [f"closure: {e}" for e in self.closure_exprs]
         return lines
 
@@ -580,7 +386,7 @@ class GuardSet:
         if base is None:
             text = _closure_expr(source) if closure else source.expr()
         else:
-            text = self._render(base, closure=closure) + source.expr()[len(base.expr()):]
+            text = source.expr_from(self._render(base, closure=closure))
         if not own and self._bind_counts.get(source, 0) >= 2 and not isinstance(source, LocalSource):
             self._bound[source] = var = f"_v{len(self._bound)}"
             return f"({var} := {text})"

@@ -31,6 +31,11 @@ class Source:
     def root(self):
         return self
 
+    def expr_from(self, base_text):
+        """expr() with the base's expression replaced by `base_text` (a guard's shorter
+        reading of it: a pinned object, a bound prefix)."""
+        return base_text + self.expr()[len(self.base.expr()):]
+
     def __repr__(self):
         return self.expr()
 
@@ -84,6 +89,30 @@ class AttrSource(Source):
 
     def load(self):
         return self.base.load() + rules.load_attr(self.name)
+
+    def root(self):
+        return self.base.root()
+
+
+@dataclass(frozen=True, repr=False)
+class GenericAttrSource(Source):
+    """`object.__getattribute__(base, name)`: what an inlined Python __getattribute__ read
+    through `super().__getattribute__(name)` (a transformers config maps old names through
+    `attribute_map`, then reads `use_cache` so). Guards and loads read it the same way, not
+    through the override again (two Python calls a read): the override's own reads are
+    guarded apart, and its code by the class's version tag."""
+
+    base: Source
+    name: str
+
+    def expr(self):
+        return self.expr_from(self.base.expr())
+
+    def expr_from(self, base_text):
+        return f"object.__getattribute__({base_text}, {self.name!r})"
+
+    def load(self):
+        return rules.call_const(object.__getattribute__, self.base.load() + [Instr("LOAD_CONST", self.name)], 2)
 
     def root(self):
         return self.base.root()

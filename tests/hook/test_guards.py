@@ -194,3 +194,97 @@ def test_snapshot_tensor_entry_follows_data_replaced_in_place():
     assert guard.check()
     obj.w.data = torch.ones(4, 3)  # the same Parameter object, another shape
     assert not guard.check()
+
+
+class _Other(_Holder):
+    pass
+
+
+def _memo_case():
+    """An object whose snapshot has static entries (memoized while its dicts are untouched)
+    and live ones (rechecked on every pass)."""
+    import collections
+    import weakref
+
+    obj, member, box = _Holder(), _Holder(), _Holder()
+    obj.size, obj.member, obj.flag, obj.items, obj.box = 3, member, True, [1, 2], box
+    obj.table = {"a": member}
+    obj.hooks = collections.OrderedDict(a=1, b=2)
+    obj.shape = (4, 5)
+    tables = ((None, dict, None, (("size", 3, 3), ("member", 1, weakref.ref(member)), ("flag", 0, True),
+                                  ("items", 3, [1, 2]), ("box", 2, _Holder), ("forward", 4, None))),
+              ("table", dict, ("a",), (("a", 1, weakref.ref(member)), ("b", 4, None))),
+              ("hooks", collections.OrderedDict, ("a", "b"), ()),
+              ("shape", tuple, 2, ((0, 3, 4), (1, 0, obj.shape[1]))))
+    return obj, member, ("snapshot", weakref.ref(obj), _Holder, tables, None)
+
+
+@pytest.mark.parametrize("change", [
+    lambda o, m: setattr(o, "size", 4),  # an attribute store (3.13: into the inline values)
+    lambda o, m: o.__dict__.__setitem__("size", 5),
+    lambda o, m: setattr(o, "forward", print), lambda o, m: setattr(o, "flag", False),
+    lambda o, m: setattr(o, "member", _Holder()), lambda o, m: delattr(o, "member"),
+    lambda o, m: o.items.append(3),  # the same list, another value: EQ on a mutable value
+    lambda o, m: setattr(o.box, "__class__", _Other),  # the same object, another type
+    lambda o, m: o.table.__setitem__("b", 1), lambda o, m: o.table.__setitem__("a", _Holder()),
+    lambda o, m: o.table.clear(), lambda o, m: setattr(o, "table", {"a": m}.copy() | {"c": 1}),
+    lambda o, m: o.hooks.move_to_end("a"), lambda o, m: o.hooks.pop("b"),
+    lambda o, m: setattr(o, "shape", (4, 6)),
+    lambda o, m: setattr(o, "__dict__", dict(o.__dict__, size=9)),
+    lambda o, m: setattr(o, "__class__", _Other),
+])
+def test_snapshot_memo_sees_each_change_after_many_passes(change):
+    """The memo (csrc/snapshot.c) skips entries whose dicts are untouched: every change must
+    still fail the check, after it has passed many times."""
+    obj, member, check = _memo_case()
+    guard = Guard([check])
+    for _ in range(5):
+        assert guard.check()
+    change(obj, member)
+    assert not guard.check()
+    assert not guard.check()
+
+
+def test_snapshot_memo_passes_again_after_a_change_is_undone():
+    obj, member, check = _memo_case()
+    guard = Guard([check])
+    assert guard.check()
+    obj.size = 4
+    assert not guard.check()
+    obj.size = 3
+    assert guard.check() and guard.check()
+    obj.items.append(3)
+    assert not guard.check()
+    obj.items.pop()
+    assert guard.check()
+
+
+def test_snapshot_memo_of_a_dict_holding_its_table_again():
+    """A table dict replaced by an equal one: the facts hold, the memo must follow the new
+    dict (a write to it later must be seen)."""
+    obj, member, check = _memo_case()
+    guard = Guard([check])
+    assert guard.check()
+    obj.table = dict(obj.table)
+    assert guard.check() and guard.check()
+    obj.table["b"] = 2
+    assert not guard.check()
+
+
+def test_snapshot_memo_keeps_no_pointer_to_a_replaced_value():
+    """An equal value put in place of a live entry's (3.13 stores `obj.items = [...]` into
+    the inline values unnoticed): the old one is freed, and only the new one may be read."""
+    import gc
+
+    obj, member, check = _memo_case()
+    guard = Guard([check])
+    for _ in range(3):
+        assert guard.check()
+    obj.items = [1, 2]
+    gc.collect()
+    junk = [[9, 9, 9] for _ in range(1000)]  # reuses the freed list's memory
+    for _ in range(3):
+        assert guard.check()
+    obj.items.append(3)
+    assert not guard.check()
+    del junk

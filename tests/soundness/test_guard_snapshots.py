@@ -69,7 +69,8 @@ def _run(change):
     fast = terra_dyn.optimize(model, backend="interpreter")
     x = torch.randn(3, 4)
     with torch.no_grad():
-        assert torch.allclose(fast(x), model(x))
+        for _ in range(3):  # cached calls: the snapshots' memo (csrc/snapshot.c) holds
+            assert torch.allclose(fast(x), model(x))
         change(model)
         expected = model(x)
         got = fast(x)
@@ -276,3 +277,86 @@ def test_falsy_module_gets_its_class_guarded_and_one_graph():
         assert torch.allclose(fast(x), model(x))
         model.extra.append(nn.ReLU())  # the empty list's entries are among the facts
         assert torch.allclose(fast(x), model(x))
+
+
+class _LayerConfig:
+    scale = 1.0
+
+    def __init__(self):
+        self.shift = 0.5
+
+
+class Flagged(nn.Module):
+    """A transformers-like layer: a class-level flag (`gradient_checkpointing = False`),
+    the training flag, a shared config object and a child with hooks and parameters."""
+    checkpointing = False
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.fc = nn.Linear(4, 4)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        y = self.drop(self.fc(x)) + self.config.shift
+        if self.checkpointing:
+            y = y * 3
+        if self.training:
+            y = y - 1
+        return y
+
+
+class Stack(nn.Module):
+    def __init__(self):
+        super().__init__()
+        config = _LayerConfig()
+        self.layers = nn.ModuleList(Flagged(config) for _ in range(3))
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+def _alter(m):
+    m.layers[1].fc.weight.data = m.layers[1].fc.weight.data * 2
+
+
+@pytest.mark.parametrize("change", [
+    lambda m: setattr(m.layers[1], "checkpointing", True),  # shadows the class attribute
+    lambda m: setattr(Flagged, "checkpointing", True),
+    lambda m: m.layers[2].train(),  # the training flag of one layer (dropout off: p=0 below)
+    lambda m: m.train(),
+    lambda m: setattr(m.layers[0].config, "shift", 2.0),  # a config value shared by the layers
+    lambda m: setattr(m.layers[1], "config", _LayerConfig()) or setattr(m.layers[1].config, "shift", -1.0),
+    lambda m: m.layers[1].fc.register_forward_hook(lambda mod, inp, out: out * 5),
+    lambda m: m.layers[2].register_forward_pre_hook(lambda mod, inp: (inp[0] + 1,)),
+    lambda m: setattr(m.layers[1], "fc", nn.Linear(4, 4)),  # a submodule replaced
+    lambda m: m.layers.__setitem__(0, Flagged(_LayerConfig())),
+    lambda m: setattr(m.layers[2].fc, "weight", nn.Parameter(torch.randn(4, 4))),  # a parameter swapped
+    _alter,  # a parameter's data replaced in place
+    lambda m: m.layers[0].fc.weight.requires_grad_(False),
+    lambda m: m.layers[1].fc.__dict__["_parameters"].__setitem__("bias", None),
+], ids=["instance_shadows_class_flag", "class_flag_set", "one_layer_train", "train", "config_value",
+        "config_replaced", "hook_on_child", "pre_hook", "submodule_replaced", "layer_replaced",
+        "parameter_swapped", "parameter_data_replaced", "requires_grad", "bias_removed"])
+def test_each_merged_fact_of_a_layer_stack_still_reaches_the_result(change):
+    """Guards of modules pinned by identity are merged into one snapshot per module, and a
+    snapshot checked again skips what its dicts say is untouched: each change after many
+    cached calls must still give eager's result."""
+    torch.manual_seed(0)
+    model = Stack().eval()
+    for layer in model.layers:
+        layer.drop.p = 0.0
+    fast = terra_dyn.optimize(model, backend="interpreter")
+    x = torch.randn(3, 4)
+    try:
+        for _ in range(4):
+            torch.testing.assert_close(fast(x), model(x))
+        change(model)
+        for layer in model.layers:
+            layer.drop.p = 0.0
+        for _ in range(2):
+            torch.testing.assert_close(fast(x), model(x))
+    finally:
+        Flagged.checkpointing = False

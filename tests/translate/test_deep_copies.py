@@ -128,3 +128,52 @@ def test_a_shared_list_stored_on_the_copy_is_not_changed_at_translate_time(fresh
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b)
     SHARED[:] = [1]
+
+
+class _Mode(__import__("enum").Enum):
+    A = 1
+    B = 2
+
+
+class _Plain:
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+def _states():
+    """(object now, copy made at translation) pairs: alike and not."""
+    base = dict(n=3, f=1.5, s="x", none=None, flag=True, dtype=torch.float16, mode=_Mode.A, fn=text_config,
+                cls=Config, builtin=len, items=[1, (2, 3)], nested={"a": [1, {"b": 2}]})
+    cases = [(Config(), Config()), (_Plain(**base), _Plain(**base))]
+    for key, other in [("n", 4), ("n", 3.0), ("flag", 1), ("f", float("nan")), ("s", "y"), ("dtype", torch.float32),
+                       ("mode", _Mode.B), ("fn", f), ("cls", _Plain), ("items", [1, (2, 4)]), ("items", [1]),
+                       ("nested", {"a": [1, {"b": 3}]}), ("nested", {"a": [1, {"c": 2}]}), ("none", 0)]:
+        cases.append((_Plain(**dict(base, **{key: other})), _Plain(**base)))
+    cases.append((_Plain(**base), _Plain(**dict(reversed(list(base.items()))))))  # key order
+    cases.append((_Plain(**dict(base, extra=1)), _Plain(**base)))
+    cases.append((object(), object()))  # no __dict__: not the same state
+    cases.append(([_Plain(a=1)], [_Plain(a=1)]))
+    cases.append(({"a": 1}, {"a": True}))
+    return cases
+
+
+def test_same_state_in_c_reads_as_the_python_reading():
+    from terra_dyn import _C
+    from terra_dyn.translate.deep_copies import IDENTITY_TYPES, same_state
+
+    for now, then in _states():
+        try:
+            expected = bool(same_state(now, then))
+        except AttributeError:
+            expected = False  # the guard's predicate reads an exception as False
+        assert _C.same_state(now, then, IDENTITY_TYPES) is expected, (now, then)
+    assert sum(_C.same_state(a, b, IDENTITY_TYPES) for a, b in _states()) == 3
+
+
+def test_a_deep_copied_configs_nested_change_reaches_the_result(fresh_terra_dyn):
+    config = Config()
+    fast, _ = _check(f, torch.ones(2), config)
+    for change in (lambda c: c.names.__setitem__("a", 5), lambda c: setattr(c, "n_layers", 1),
+                   lambda c: c.names.__setitem__("z", 0), lambda c: setattr(c, "decoder_width", 2.5)):
+        change(config)
+        torch.testing.assert_close(fast(torch.ones(2), config), f(torch.ones(2), config))

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import terra_dyn
+from terra_dyn import _C
 from terra_dyn import report
 
 modeling_outputs = pytest.importorskip("transformers.modeling_outputs")
@@ -316,6 +317,31 @@ def test_config_reads_and_per_layer_views_stay_in_the_graph(fresh_terra_dyn):
     fast = terra_dyn.optimize(f, backend="interpreter")
     config.width = 5  # read through __getattribute__: guarded like any attribute
     torch.testing.assert_close(fast(x, config), f(x, config))
+    torch.testing.assert_close(fast(x, _Config(1, 4)), f(x, _Config(1, 4)))
+
+
+def test_guards_read_a_config_without_its_python_getattribute(fresh_terra_dyn):
+    """What the inlined __getattribute__ read through object.__getattribute__ is guarded
+    the same way (sources.GenericAttrSource): the guard runs no Python override (two calls
+    a read), and every change it covers still reaches the result."""
+    def f(x, config):
+        return x * config.width + config.n_layer
+
+    x, config = torch.randn(2), _Config(3, 2)
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    torch.testing.assert_close(fast(x, config), f(x, config))
+    text = _C.cache_entries(f.__code__)[0].guard.fallback.text
+    assert "object.__getattribute__" in text and ".width" not in text and ".num_hidden_layers" not in text
+    for change in (lambda c: setattr(c, "width", 5), lambda c: setattr(c, "num_hidden_layers", 7),
+                   lambda c: c.__dict__.__setitem__("width", 2.5),
+                   lambda c: setattr(c, "attribute_map", {"n_layer": "width"}),
+                   lambda c: setattr(type(c), "width", property(lambda self: 11))):
+        change(config)
+        torch.testing.assert_close(fast(x, config), f(x, config))
+    del _Config.width
+    config._spec = 1  # the override raises now
+    with pytest.raises(AttributeError):
+        fast(x, config)
     torch.testing.assert_close(fast(x, _Config(1, 4)), f(x, _Config(1, 4)))
 
 
