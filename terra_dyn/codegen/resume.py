@@ -56,6 +56,7 @@ reads it to recognise those cells inside the closures of functions it inlines.
 Example: a 10,000-iteration loop with `print(x.sum().item())` keeps a constant Python
 stack depth: the trampoline's loop does the iterating.
 """
+import itertools
 import types
 from dataclasses import dataclass
 
@@ -119,8 +120,20 @@ def _with_closure(code, closure, args):
     return args + (closure,) if id(code) in _takes_closure else args
 
 
+_runs = itertools.count()
+_active_runs = []  # one number per trampoline now running, the innermost last
+
+
+def current_run():
+    """Which call of an original frame the resume function being entered belongs to (its
+    trampoline's number): a resume function is called only by its own trampoline's loop,
+    so the innermost one running is its own. None outside any trampoline."""
+    return _active_runs[-1] if _active_runs else None
+
+
 def run_resume(code, f_globals, closure, args):
     """The trampoline: run resume functions until one returns a real value."""
+    _active_runs.append(next(_runs))
     try:
         result = _function(code, f_globals, closure)(*_with_closure(code, closure, args))
         while type(result) is Continue:
@@ -128,6 +141,8 @@ def run_resume(code, f_globals, closure, args):
     except BaseException as exc:  # zero-cost in 3.11 until raised
         tracebacks.hide_internal_frames(exc)  # no terra_dyn frames in the user's traceback
         raise
+    finally:
+        _active_runs.pop()
     return result
 
 
@@ -138,6 +153,7 @@ def continue_at(code, f_globals, closure, args):
 def run_function(fn, args):
     """run_resume for a resume function made once at code generation (no closure): the
     per-call cost is the call itself, not building a function object."""
+    _active_runs.append(next(_runs))
     try:
         result = fn(*args)
         while type(result) is Continue:
@@ -145,6 +161,8 @@ def run_function(fn, args):
     except BaseException as exc:
         tracebacks.hide_internal_frames(exc)
         raise
+    finally:
+        _active_runs.pop()
     return result
 
 
