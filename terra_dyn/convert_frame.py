@@ -28,7 +28,7 @@ import torch
 from . import _C, config, dynamic_marks, recompiles, report, torch_compat, tracebacks
 from .backends import backend_name, lookup
 from .code_location import is_library_code  # noqa: F401  (the decision lives there)
-from .codegen.resume import current_run, is_resume_code, original_code
+from .codegen.resume import current_run, fresh_args, is_resume_code, original_code
 from .translate import FullgraphError, TranslateOptions, Unsupported, translate_frame
 from .translate.graph_state import DynamicShapesFailed
 from .translate.wrap import is_numpy_scalar
@@ -162,6 +162,19 @@ def _note_dynamic(state, why, frame, code):
                 state.dynamic.update(_like_sizes(args[i], check[2:]))
         state.dynamic.update(_changed_objects(getattr(guard, "fallback", None), args))
     state.dynamic -= state.static
+
+
+def _fresh_floats(frame, code):
+    """A resume function's floats that the instruction run natively before it just made
+    (`loss.item()`, `random.choice(ratios)`, an accuracy): graph inputs from its first
+    translation. Held constant first, each changed at the next call and cost a recompile
+    per resume function after the first steps of resnet50, gpt2, sdpoint and
+    music_transformer. Ints stay constant first: they are sizes, indexes and counts as often."""
+    fresh = fresh_args(code)
+    if not fresh:
+        return set()
+    args = _slot_values(frame, code)
+    return {f"a{i}" for i in fresh if i < len(args) and type(args[i]) is float}
 
 
 def _changed_sizes(expr, now, then):
@@ -306,6 +319,8 @@ def _new_callback(backend, fullgraph, strict, dynamic=None):
         before = frozenset(state.dynamic)
         if state.entries:
             _note_dynamic(state, why, frame, code)
+        else:
+            state.dynamic |= _fresh_floats(frame, code) - state.static
         state.dynamic |= wanted - state.static  # user marks: symbolic from the first translation
         try:
             result = _translate(frame, state, compile_fn, name, fullgraph, before)

@@ -40,6 +40,7 @@ from ..errors import Unsupported
 from ..seam import rules
 from . import resume
 from .graph_errors import GraphErrorRerun, module_of
+from .number_graph import number_graph_code
 from .reconstruct import OUT, Reconstructor, call_const
 from .signature import argument_slot_names, flatten_signature
 
@@ -90,6 +91,9 @@ class CodePlan:
     # undoes (autocast blocks) and ones changing global state (RNG)
     undone_on_error: frozenset = frozenset()
     global_state_ops: frozenset = frozenset()
+    # an fx.Graph of Python-number arithmetic only: computed inline instead of calling
+    # graph_fn (number_graph.py); graph_fn stays for the error handler
+    number_graph: Any = None
 
 
 def run_original(code, f_globals, closure, args):
@@ -138,8 +142,12 @@ def build_code(plan: CodePlan) -> types.CodeType:
             loads += call_const(ref, [], 0) if ref is not None else list(value.source.load())
         handler = Label()
         entry = TryBegin(handler, push_lasti=False)
-        out += [entry] + call_const(plan.graph_fn, loads, len(plan.graph_inputs)) + [TryEnd(entry)]
-        out.append(Instr("STORE_FAST", OUT))
+        if plan.number_graph is not None:
+            loads = [list(v.source.load()) for v in plan.graph_inputs]
+            out += [entry] + number_graph_code(plan.number_graph, loads) + [TryEnd(entry)]
+        else:
+            out += [entry] + call_const(plan.graph_fn, loads, len(plan.graph_inputs)) + [TryEnd(entry)]
+            out.append(Instr("STORE_FAST", OUT))
     out += _replay(rec, plan)
     if plan.site is None:
         out += rec.push(plan.return_value) + rules.return_value()
@@ -283,6 +291,8 @@ def _resume_call(rec, plan, target_pc, temps):
     else:
         code = resume.make_resume_code(plan.code, target_pc, layout, names)
     site.resume_codes.append(code)
+    below = sum(not v.is_null for v in site.deep)
+    resume.note_fresh_args(code, range(below, below + len(temps)))
     args = []
     for v in site.deep:
         if not v.is_null:

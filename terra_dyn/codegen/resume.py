@@ -69,6 +69,7 @@ _resume_codes = {}  # key -> code
 _resume_info = {}  # id(resume code) -> (original, prologue length, resume code, label index)
 _step_origin = {}  # id(step code) -> (original, None, step code): tracebacks only
 _takes_closure = set()  # ids of resume codes whose last argument is ___closure
+_fresh_args = {}  # id(resume code) -> indexes of its arguments the breaking instruction made
 CLOSURE_ARG = "___closure"
 
 
@@ -186,6 +187,16 @@ def original_pc(code, pc):
     original, prologue_len, resume, label_at = entry
     q = pc - prologue_len
     return original, (q if q <= label_at else q - 1)
+
+
+def note_fresh_args(code, indexes):
+    """Arguments `indexes` of resume code `code` are what the natively run instruction
+    before it returned (a call's result, a loop's next item)."""
+    _fresh_args[id(code)] = tuple(indexes)
+
+
+def fresh_args(code):
+    return _fresh_args.get(id(code), ()) if is_resume_code(code) else ()
 
 
 def is_resume_code(code):

@@ -177,3 +177,102 @@ def test_method_of_a_numpy_array_does_not_recompile(fresh_terra_dyn):
             assert torch.equal(fast(x), _masked(x))
     rep = rec.report()
     assert not rep.recompiles and not rep.fallbacks, [str(r) for r in rep.recompiles]
+
+
+def _logged_step(x, w):
+    loss = (x @ w).pow(2).mean()
+    value = loss.item()  # a break: what it returns differs every call
+    acc = value * 0.5 + 1  # plain Python on the float
+    return loss * 2, x * acc + value, acc
+
+
+def test_a_float_returned_by_a_break_is_an_input_from_the_first_translation(fresh_terra_dyn):
+    # before: the resume function after `.item()` held the first call's float as a constant
+    # and was translated again on the second call (resnet50's accuracies, gpt2's loss)
+    w = torch.randn(4, 3, generator=torch.Generator().manual_seed(4))
+    fast = terra_dyn.optimize(_logged_step, backend="interpreter")
+    with report.recording() as rec:
+        for seed in range(6):
+            x = torch.randn(5, 4, generator=torch.Generator().manual_seed(seed))
+            got, expected = fast(x, w), _logged_step(x, w)
+            assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+            assert type(got[2]) is float and got[2] == expected[2]
+    rep = rec.report()
+    assert not rep.recompiles and not rep.fallbacks, [str(r) for r in rep.recompiles]
+    assert len(rep.translations) == 2  # the function, its resume function after `.item()`
+
+
+def _sized_after_item(x):
+    n = int(x.sum().item()) % 3 + 2  # an int made by a break: sizes need its value
+    return torch.ones(n) * x.mean()
+
+
+def test_an_int_returned_by_a_break_still_sizes_a_tensor(fresh_terra_dyn):
+    fast = terra_dyn.optimize(_sized_after_item, backend="interpreter")
+    with report.recording() as rec:
+        for seed in range(6):
+            x = torch.rand(4, generator=torch.Generator().manual_seed(seed)) * 10
+            assert torch.equal(fast(x), _sized_after_item(x))
+    assert not rec.report().fallbacks
+
+
+def _running_mean(x, n):
+    total, count = 0.0, 0
+    for _ in range(n):
+        x = x * 0.99 + 0.01
+        v = x.mean().item()  # a break every iteration
+        total += v * 2 - 1  # Python-number arithmetic on the float it made
+        count += 1
+    return x, total / count
+
+
+def test_number_arithmetic_after_a_break_is_plain_bytecode_not_a_graph(fresh_terra_dyn):
+    # before: `total += v * 2 - 1` was a graph of three number ops, called every iteration
+    fast = terra_dyn.optimize(_running_mean, backend="interpreter")
+    with report.recording() as rec:
+        for seed in range(3):
+            x = torch.randn(6, generator=torch.Generator().manual_seed(seed))
+            got, expected = fast(x, 20), _running_mean(x, 20)
+            assert torch.equal(got[0], expected[0]) and got[1] == expected[1]
+    rep = rec.report()
+    assert rep.graphs and not rep.fallbacks
+    for g in rep.graphs:  # every graph left does tensor work
+        assert any(isinstance(n.meta.get("example_value"), torch.Tensor) or n.op == "call_method"
+                   for n in g.graph.graph.nodes if n.op not in ("placeholder", "output")), g.graph_text()
+
+
+def _ratio_after_print(x, d):
+    s = x.sum().item()
+    print("sum", s, file=SINK)
+    return s / (d - 1.0)  # number arithmetic that raises when d == 1.0
+
+
+def test_number_arithmetic_raising_raises_at_the_users_line(fresh_terra_dyn):
+    fast = terra_dyn.optimize(_ratio_after_print, backend="interpreter")
+    x = torch.ones(3)
+    for d in (3.0, 5.0, 2.0):
+        assert fast(x, d) == _ratio_after_print(x, d)
+    with pytest.raises(ZeroDivisionError) as info:
+        fast(x, 1.0)
+    assert info.traceback[-1].name == "_ratio_after_print"
+
+
+def _rounded(x):
+    v = x.sum().item()
+    a, b, c = round(v, 2), int(v * 10), round(v)
+    print("rounded", a, b, c, file=SINK)
+    return x * a, a, b, c, float(b) / 4
+
+
+def test_round_and_int_of_a_float_from_a_break_follow_each_call(fresh_terra_dyn):
+    # before: round()/int() of the run-time float was one more break
+    fast = terra_dyn.optimize(_rounded, backend="interpreter")
+    with report.recording() as rec:
+        for seed in range(5):
+            x = torch.randn(4, generator=torch.Generator().manual_seed(seed))
+            got, expected = fast(x), _rounded(x)
+            assert torch.equal(got[0], expected[0])
+            assert [(type(g), g) for g in got[1:]] == [(type(e), e) for e in expected[1:]]
+    rep = rec.report()
+    assert len({(b.filename, b.lineno) for b in rep.breaks}) == 1 and not rep.fallbacks
+    assert not rep.recompiles
