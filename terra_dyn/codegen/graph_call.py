@@ -68,6 +68,11 @@ class BreakSite:
     # inside `with torch.no_grad():` blocks open at the break: the callable restoring the
     # grad mode the outermost was entered with (translate/frame.py finds it), else None
     grad_restore: Any = None
+    # what the translation held as run-time numbers (graph values, not constants): the deep
+    # stack items (one bool each) and the names of live locals; resume functions take them
+    # as graph inputs from their first translation (resume.note_fresh_args)
+    number_items: List[bool] = field(default_factory=list)
+    number_locals: frozenset = frozenset()
 
 
 @dataclass
@@ -291,8 +296,12 @@ def _resume_call(rec, plan, target_pc, temps):
     else:
         code = resume.make_resume_code(plan.code, target_pc, layout, names)
     site.resume_codes.append(code)
-    below = sum(not v.is_null for v in site.deep)
-    resume.note_fresh_args(code, range(below, below + len(temps)))
+    kept = [i for i, v in enumerate(site.deep) if not v.is_null]
+    below = len(kept)
+    numbers = [j for j, i in enumerate(kept) if i < len(site.number_items) and site.number_items[i]]
+    numbers += range(below, below + len(temps))
+    numbers += [below + len(temps) + k for k, n in enumerate(names) if n in site.number_locals]
+    resume.note_fresh_args(code, numbers)
     args = []
     for v in site.deep:
         if not v.is_null:

@@ -190,9 +190,11 @@ def original_pc(code, pc):
 
 
 def note_fresh_args(code, indexes):
-    """Arguments `indexes` of resume code `code` are what the natively run instruction
-    before it returned (a call's result, a loop's next item)."""
-    _fresh_args[id(code)] = tuple(indexes)
+    """Arguments `indexes` of resume code `code` are numbers known only at run time: what
+    the natively run instruction before it returned (a call's result, a loop's next item),
+    or what the translation cut there held as graph values. Each cut from the same place
+    adds its own."""
+    _fresh_args[id(code)] = tuple(sorted(set(_fresh_args.get(id(code), ())) | set(indexes)))
 
 
 def fresh_args(code):

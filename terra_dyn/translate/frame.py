@@ -347,10 +347,20 @@ def _break_site(tx, native_rest=False):
         native, kind, pushes = native + [tx.instrs[tx.pc + 1]], "raise", 0
     deep, top = stack[: len(stack) - pops], stack[len(stack) - pops:]
     site = BreakSite(kind=kind, native=native, deep=deep, top=top, pushes=pushes, locals=live,
-                     cells=cells, grad_restore=_enclosing_grad_restore(deep))
+                     cells=cells, grad_restore=_enclosing_grad_restore(deep),
+                     number_items=[isinstance(v, ScalarValue) for v in deep],
+                     number_locals=frozenset(n for n, v in tx.locals.items() if _run_time_number(tx, v)))
     site.next_pc = tx.pc + 1
     site.jump_pc = jump_pc
     return site
+
+
+def _run_time_number(tx, v):
+    """A local this translation holds as a run-time number: a graph value, or an argument
+    still unread in its slot that it takes as a number input (`a3` in its dynamic set)."""
+    if isinstance(v, Lazy):
+        return type(v.real) in (int, float) and v.source is not None and v.source.expr() in tx.ctx.dynamic
+    return isinstance(v, ScalarValue)
 
 
 def _raise_follows(tx):

@@ -276,3 +276,40 @@ def test_round_and_int_of_a_float_from_a_break_follow_each_call(fresh_terra_dyn)
     rep = rec.report()
     assert len({(b.filename, b.lineno) for b in rep.breaks}) == 1 and not rep.fallbacks
     assert not rep.recompiles
+
+
+def _two_items(x):
+    a = x.sum().item()  # a float made by the first break ...
+    y = x * a
+    b = y.mean().item()  # ... is a live local of the resume function after the second
+    return y * b + a, a - b
+
+
+def test_a_float_a_translation_held_as_a_run_time_number_stays_one_after_the_next_break(fresh_terra_dyn):
+    # before: the resume function after `b = ...item()` got `a` as a constant first and
+    # was translated again on the next call (dcgan's D_x across its later breaks)
+    fast = terra_dyn.optimize(_two_items, backend="interpreter")
+    with report.recording() as rec:
+        for seed in range(5):
+            x = torch.randn(3, generator=torch.Generator().manual_seed(seed))
+            got, expected = fast(x), _two_items(x)
+            assert torch.equal(got[0], expected[0]) and got[1] == expected[1]
+    rep = rec.report()
+    assert not rep.recompiles and not rep.fallbacks, [str(r) for r in rep.recompiles]
+
+
+def _three_items(x):
+    a = x.sum().item()
+    b = x.mean().item()  # `a` passes through this resume function unread
+    c = x.max().item()
+    return x * (a + b + c)
+
+
+def test_a_float_passed_through_unread_stays_a_run_time_number(fresh_terra_dyn):
+    fast = terra_dyn.optimize(_three_items, backend="interpreter")
+    with report.recording() as rec:
+        for seed in range(5):
+            x = torch.randn(3, generator=torch.Generator().manual_seed(seed))
+            assert torch.equal(fast(x), _three_items(x))
+    rep = rec.report()
+    assert not rep.recompiles and not rep.fallbacks, [str(r) for r in rep.recompiles]
