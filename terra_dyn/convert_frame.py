@@ -294,22 +294,26 @@ def _new_callback(backend, fullgraph, strict, dynamic=None):
         state = state_of(code)
         if state.as_written:
             return _C.OFF if state.hook_off else _C.SKIP
-        if state.entries:
+        # translations made under this callback (backend, options): another wrapper's entries
+        # of the same code are no recompile of this one, nor count towards its limit (a
+        # benchmark running terra:interpreter and terra:cpu in one process counted each
+        # first translation of the second as a recompile, and reached the limit twice as fast)
+        own = _own_guards(state)
+        if own:
             why = _failing_guard(state, frame, code)
-            own = _own_guards(state)  # the last translation made under this wrapper's callback
-            last = own[-1] if own else state.guards[-1][1]
+            last = own[-1]
             family = state_of(original_code(code) or code)
             if not family.gains and family.family_entries >= 2:
                 return _run_as_written(code, last, _slot_values(frame, code), why)
             if _specializes_per_iteration(state):
                 return _run_as_written(code, last, _slot_values(frame, code), why, per_iteration=True)
             why = recompiles.record(code, last, _slot_values(frame, code), why).cause()
-            if state.entries >= config.recompile_limit:
+            if len(own) >= config.recompile_limit:
                 if not state.warned:
                     state.warned = True
                     warnings.warn(
                         f"terra_dyn: {code.co_name} ({code.co_filename}:{code.co_firstlineno}) was "
-                        f"translated {state.entries} times (recompile_limit); running it eagerly from "
+                        f"translated {len(own)} times (recompile_limit); running it eagerly from "
                         f"now on. The guard that kept failing: {why}", RuntimeWarning, stacklevel=2)
                 return _C.SKIP
         if _iterates_sys_modules(frame, code):
@@ -317,7 +321,7 @@ def _new_callback(backend, fullgraph, strict, dynamic=None):
         wanted, pinned = dynamic_marks.marked_sizes(_slot_values(frame, code), dynamic)
         state.static |= pinned
         before = frozenset(state.dynamic)
-        if state.entries:
+        if own:
             _note_dynamic(state, why, frame, code)
         else:
             state.dynamic |= _fresh_floats(frame, code) - state.static

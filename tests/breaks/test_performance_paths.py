@@ -313,3 +313,29 @@ def test_a_float_passed_through_unread_stays_a_run_time_number(fresh_terra_dyn):
             assert torch.equal(fast(x), _three_items(x))
     rep = rec.report()
     assert not rep.recompiles and not rep.fallbacks, [str(r) for r in rep.recompiles]
+
+
+def _shaped(x):
+    return (x * 2).relu().sum(0)
+
+
+def _another_backend(gm, example_inputs):
+    return gm.forward
+
+
+def test_two_wrappers_of_one_function_count_their_own_recompiles(fresh_terra_dyn, monkeypatch):
+    # a benchmark running two terra_dyn modes in one process: each wrapper's entries are its
+    # own, so the other's first translation is no recompile and the limit is per wrapper
+    monkeypatch.setattr(terra_dyn.config, "recompile_limit", 3)
+    a = terra_dyn.optimize(_shaped, backend="interpreter")
+    b = terra_dyn.optimize(_shaped, backend=_another_backend)
+    shapes = [(2, 3), (4, 3), (2, 3)]
+    with report.recording() as rec:
+        for shape in shapes:
+            x = torch.randn(*shape, generator=torch.Generator().manual_seed(shape[0]))
+            for fast in (a, b):
+                assert torch.equal(fast(x), _shaped(x))
+    rep = rec.report()
+    # each wrapper: a translation, then one recompile for the new size (symbolic after it)
+    assert len(rep.translations) == 4 and len(rep.recompiles) == 2, [str(r) for r in rep.recompiles]
+    assert not rep.fallbacks and not _C.is_skipped(_shaped.__code__)
