@@ -328,6 +328,9 @@ def _minmax(tx, fn, args, kwargs):
         if all(_is_int_like(i) for i in items):  # sizes: max(n, 8) stays symbolic, unguarded
             op = torch.sym_max if fn is max else torch.sym_min
             return functools.reduce(lambda a, b: tx.ctx.graph.call("call_function", op, [a, b]), items)
+        if len(items) >= 2 and all(_run_time_float(i) or isinstance(i, ConstValue) and type(i.value) in (int, float)
+                         for i in items):  # `max(1, int(round(h * ratio)))` on a float input
+            return tx.ctx.graph.call("call_function", fn, items)
         raise Unsupported(f"{fn.__name__}() over tensors or run-time numbers")
     return ConstValue(fn(python_value(i) for i in items))
 

@@ -339,3 +339,19 @@ def test_two_wrappers_of_one_function_count_their_own_recompiles(fresh_terra_dyn
     # each wrapper: a translation, then one recompile for the new size (symbolic after it)
     assert len(rep.translations) == 4 and len(rep.recompiles) == 2, [str(r) for r in rep.recompiles]
     assert not rep.fallbacks and not _C.is_skipped(_shaped.__code__)
+
+
+def _clamped_size(x, ratio):
+    h = x.shape[-1]
+    n = max(1, int(round(h * ratio)), min(2, h))  # SDPoint's output size: Python numbers only
+    return x[..., :n] * ratio, n
+
+
+def test_max_and_min_of_run_time_numbers_follow_each_call(fresh_terra_dyn):
+    fast = terra_dyn.optimize(_clamped_size, backend="interpreter")
+    x = torch.randn(2, 8, generator=torch.Generator().manual_seed(7))
+    with report.recording() as rec:
+        for ratio in (0.5, 0.75, 0.01, 0.3, 1.0, 0.125):
+            got, expected = fast(x, ratio), _clamped_size(x, ratio)
+            assert torch.equal(got[0], expected[0]) and got[1] == expected[1] and type(got[1]) is int
+    assert not rec.report().fallbacks
