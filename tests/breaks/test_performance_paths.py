@@ -355,3 +355,32 @@ def test_max_and_min_of_run_time_numbers_follow_each_call(fresh_terra_dyn):
             got, expected = fast(x, ratio), _clamped_size(x, ratio)
             assert torch.equal(got[0], expected[0]) and got[1] == expected[1] and type(got[1]) is int
     assert not rec.report().fallbacks
+
+
+def _logged_loop(x, n):
+    total = 0.0
+    for i in range(n):
+        x = x * 0.99 + 0.01
+        v = x.mean().item()  # the body's one break
+        total += v * 2
+        print(i, v, file=SINK)
+    return x, total
+
+
+def test_a_loop_whose_body_breaks_once_calls_one_graph_per_iteration(fresh_terra_dyn):
+    # before: two, the body's tensor work and a graph of `total += v * 2` on the float
+    calls = []
+
+    def counting(gm, example_inputs):
+        def run(*args):
+            calls.append(1)
+            return gm.forward(*args)
+        return run
+
+    fast = terra_dyn.optimize(_logged_loop, backend=counting)
+    for seed in range(3):
+        calls.clear()
+        x = torch.randn(8, generator=torch.Generator().manual_seed(seed))
+        got, expected = fast(x, 50), _logged_loop(x, 50)
+        assert torch.equal(got[0], expected[0]) and got[1] == expected[1]
+        assert len(calls) == 50
