@@ -28,7 +28,7 @@ import torch
 from . import _C, config, dynamic_marks, recompiles, report, torch_compat, tracebacks
 from .backends import backend_name, lookup
 from .code_location import is_library_code  # noqa: F401  (the decision lives there)
-from .codegen.resume import is_resume_code, original_code
+from .codegen.resume import current_run, fresh_args, is_resume_code, original_code
 from .translate import FullgraphError, TranslateOptions, Unsupported, translate_frame
 from .translate.graph_state import DynamicShapesFailed
 from .translate.wrap import is_numpy_scalar
@@ -71,7 +71,7 @@ class CodeState:
     """What convert_frame remembers about one code object between its translations."""
 
     __slots__ = ("code_ref", "entries", "dynamic", "static", "warned", "guards", "gains", "as_written",
-                 "family_entries")
+                 "hook_off", "family_entries", "run", "run_entries")
 
     def __init__(self, code):
         # weakly: a function made and dropped in a loop must take its code, cache entries
@@ -86,7 +86,10 @@ class CodeState:
         self.gains = False  # of an original code: a translation of it or of a resume function
         # cut from it made a graph with tensor work
         self.as_written = False  # of an original code: it and its resume functions run as written
+        self.hook_off = False  # ... and so does everything it calls (_specializes_per_iteration)
         self.family_entries = 0  # of an original code: translations of it and its resume functions
+        self.run = None  # of a resume code: the call of its original (trampoline) it was last
+        self.run_entries = 0  # translated in, and how many times in that call
 
 
 _states = {}  # id(code) -> CodeState (dropped when the code dies, before its id is reused)
@@ -159,6 +162,19 @@ def _note_dynamic(state, why, frame, code):
                 state.dynamic.update(_like_sizes(args[i], check[2:]))
         state.dynamic.update(_changed_objects(getattr(guard, "fallback", None), args))
     state.dynamic -= state.static
+
+
+def _fresh_floats(frame, code):
+    """A resume function's floats that the instruction run natively before it just made
+    (`loss.item()`, `random.choice(ratios)`, an accuracy): graph inputs from its first
+    translation. Held constant first, each changed at the next call and cost a recompile
+    per resume function after the first steps of resnet50, gpt2, sdpoint and
+    music_transformer. Ints stay constant first: they are sizes, indexes and counts as often."""
+    fresh = fresh_args(code)
+    if not fresh:
+        return set()
+    args = _slot_values(frame, code)
+    return {f"a{i}" for i in fresh if i < len(args) and type(args[i]) is float}
 
 
 def _changed_sizes(expr, now, then):
@@ -277,21 +293,27 @@ def _new_callback(backend, fullgraph, strict, dynamic=None):
             return _C.OFF if disabled == "recursive" else _C.SKIP
         state = state_of(code)
         if state.as_written:
-            return _C.SKIP
-        if state.entries:
+            return _C.OFF if state.hook_off else _C.SKIP
+        # translations made under this callback (backend, options): another wrapper's entries
+        # of the same code are no recompile of this one, nor count towards its limit (a
+        # benchmark running terra:interpreter and terra:cpu in one process counted each
+        # first translation of the second as a recompile, and reached the limit twice as fast)
+        own = _own_guards(state)
+        if own:
             why = _failing_guard(state, frame, code)
-            own = _own_guards(state)  # the last translation made under this wrapper's callback
-            last = own[-1] if own else state.guards[-1][1]
+            last = own[-1]
             family = state_of(original_code(code) or code)
             if not family.gains and family.family_entries >= 2:
                 return _run_as_written(code, last, _slot_values(frame, code), why)
+            if _specializes_per_iteration(state):
+                return _run_as_written(code, last, _slot_values(frame, code), why, per_iteration=True)
             why = recompiles.record(code, last, _slot_values(frame, code), why).cause()
-            if state.entries >= config.recompile_limit:
+            if len(own) >= config.recompile_limit:
                 if not state.warned:
                     state.warned = True
                     warnings.warn(
                         f"terra_dyn: {code.co_name} ({code.co_filename}:{code.co_firstlineno}) was "
-                        f"translated {state.entries} times (recompile_limit); running it eagerly from "
+                        f"translated {len(own)} times (recompile_limit); running it eagerly from "
                         f"now on. The guard that kept failing: {why}", RuntimeWarning, stacklevel=2)
                 return _C.SKIP
         if _iterates_sys_modules(frame, code):
@@ -299,8 +321,10 @@ def _new_callback(backend, fullgraph, strict, dynamic=None):
         wanted, pinned = dynamic_marks.marked_sizes(_slot_values(frame, code), dynamic)
         state.static |= pinned
         before = frozenset(state.dynamic)
-        if state.entries:
+        if own:
             _note_dynamic(state, why, frame, code)
+        else:
+            state.dynamic |= _fresh_floats(frame, code) - state.static
         state.dynamic |= wanted - state.static  # user marks: symbolic from the first translation
         try:
             result = _translate(frame, state, compile_fn, name, fullgraph, before)
@@ -315,6 +339,7 @@ def _new_callback(backend, fullgraph, strict, dynamic=None):
         family = state_of(original_code(code) or code)
         family.family_entries += 1
         family.gains = family.gains or any(map(_has_tensor_work, result.graphs))
+        _count_run_entry(state, code)
         _record(code, result, name)
         tracebacks.note_translation(result.code, code)
         return _C.CacheEntry(guard, result.code)
@@ -322,25 +347,53 @@ def _new_callback(backend, fullgraph, strict, dynamic=None):
     return callback
 
 
-def _run_as_written(code, guard, args, why):
+def _count_run_entry(state, code):
+    """Count a resume code's translations per call of its original frame."""
+    run = current_run() if is_resume_code(code) else None
+    if run is None:
+        return
+    if state.run != run:
+        state.run, state.run_entries = run, 0
+    state.run_entries += 1
+
+
+def _specializes_per_iteration(state):
+    """A resume code asking for its third translation within one call of its original: a
+    loop whose body breaks, resumed with another object every iteration (sdpoint's
+    `for i, block in enumerate(self.blocks): if i + 1 == point:` resumes once per block,
+    each a module of other shapes). Numbers and sizes that change become graph inputs at
+    the first recompile, so a loop that can settle does so by its second translation; one
+    that cannot would need a translation per iteration, and each block's own frames per
+    instance and shape after it, spread over every call until the recompile limit."""
+    return state.run is not None and state.run == current_run() and state.run_entries >= 2
+
+
+def _run_as_written(code, guard, args, why, per_iteration=False):
     """A recompile of a function none of whose translations so far (two at least, its
     resume functions' included) did tensor work (no graph, or graphs of number arithmetic
     and size reads only): translating it again per value gains nothing over Python. faster_rcnn's NMS in numpy and the `<dictcomp>` that
     logs its losses recompiled on every new number: from now on the function runs as
     written. Its own rewritten code is dropped too (a resume function is reached only
-    from it), so the next call runs the original from the top."""
+    from it), so the next call runs the original from the top.
+
+    per_iteration (_specializes_per_iteration): the function and everything it calls run
+    as written, with the hook off (_C.OFF): the frames its loop calls would otherwise be
+    translated per iteration in turn."""
     original = original_code(code)
-    state_of(original or code).as_written = True
+    state = state_of(original or code)
+    state.as_written = True
+    state.hook_off = per_iteration
     if original is not None:
         _C.clear_code(original)
     try:
         why = "; ".join(change.text() for change in recompiles.describe(code, guard, args)) or why
     except Exception:  # a report must never break the user's call
         pass
-    report.record_as_written(report.Fallback(
-        code.co_name, code.co_filename, code.co_firstlineno,
-        f"none of its translations did tensor work, and {why}: it runs as written"))
-    return _C.SKIP
+    reason = (f"its loop needs a new translation on every iteration ({why}): it and what it calls run as written"
+              if per_iteration else
+              f"none of its translations did tensor work, and {why}: it runs as written")
+    report.record_as_written(report.Fallback(code.co_name, code.co_filename, code.co_firstlineno, reason))
+    return _C.OFF if per_iteration else _C.SKIP
 
 
 def _has_tensor_work(gm):

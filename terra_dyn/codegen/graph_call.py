@@ -40,6 +40,7 @@ from ..errors import Unsupported
 from ..seam import rules
 from . import resume
 from .graph_errors import GraphErrorRerun, module_of
+from .number_graph import number_graph_code
 from .reconstruct import OUT, Reconstructor, call_const
 from .signature import argument_slot_names, flatten_signature
 
@@ -67,6 +68,11 @@ class BreakSite:
     # inside `with torch.no_grad():` blocks open at the break: the callable restoring the
     # grad mode the outermost was entered with (translate/frame.py finds it), else None
     grad_restore: Any = None
+    # what the translation held as run-time numbers (graph values, not constants): the deep
+    # stack items (one bool each) and the names of live locals; resume functions take them
+    # as graph inputs from their first translation (resume.note_fresh_args)
+    number_items: List[bool] = field(default_factory=list)
+    number_locals: frozenset = frozenset()
 
 
 @dataclass
@@ -90,6 +96,9 @@ class CodePlan:
     # undoes (autocast blocks) and ones changing global state (RNG)
     undone_on_error: frozenset = frozenset()
     global_state_ops: frozenset = frozenset()
+    # an fx.Graph of Python-number arithmetic only: computed inline instead of calling
+    # graph_fn (number_graph.py); graph_fn stays for the error handler
+    number_graph: Any = None
 
 
 def run_original(code, f_globals, closure, args):
@@ -144,8 +153,12 @@ def build_code(plan: CodePlan) -> types.CodeType:
                 loads += call_const(ref, [], 0)
         handler = Label()
         entry = TryBegin(handler, push_lasti=False)
-        out += [entry] + call_const(plan.graph_fn, loads, len(plan.graph_inputs)) + [TryEnd(entry)]
-        out.append(Instr("STORE_FAST", OUT))
+        if plan.number_graph is not None:
+            loads = [list(v.source.load()) for v in plan.graph_inputs]
+            out += [entry] + number_graph_code(plan.number_graph, loads) + [TryEnd(entry)]
+        else:
+            out += [entry] + call_const(plan.graph_fn, loads, len(plan.graph_inputs)) + [TryEnd(entry)]
+            out.append(Instr("STORE_FAST", OUT))
     out += _replay(rec, plan)
     if plan.site is None:
         out += rec.push(plan.return_value) + rules.return_value()
@@ -302,6 +315,12 @@ def _resume_call(rec, plan, target_pc, temps):
     else:
         code = resume.make_resume_code(plan.code, target_pc, layout, names)
     site.resume_codes.append(code)
+    kept = [i for i, v in enumerate(site.deep) if not v.is_null]
+    below = len(kept)
+    numbers = [j for j, i in enumerate(kept) if i < len(site.number_items) and site.number_items[i]]
+    numbers += range(below, below + len(temps))
+    numbers += [below + len(temps) + k for k, n in enumerate(names) if n in site.number_locals]
+    resume.note_fresh_args(code, numbers)
     args = []
     for v in site.deep:
         if not v.is_null:

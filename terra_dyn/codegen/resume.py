@@ -56,6 +56,7 @@ reads it to recognise those cells inside the closures of functions it inlines.
 Example: a 10,000-iteration loop with `print(x.sum().item())` keeps a constant Python
 stack depth: the trampoline's loop does the iterating.
 """
+import itertools
 import types
 from dataclasses import dataclass
 
@@ -68,6 +69,7 @@ _resume_codes = {}  # key -> code
 _resume_info = {}  # id(resume code) -> (original, prologue length, resume code, label index)
 _step_origin = {}  # id(step code) -> (original, None, step code): tracebacks only
 _takes_closure = set()  # ids of resume codes whose last argument is ___closure
+_fresh_args = {}  # id(resume code) -> indexes of its arguments the breaking instruction made
 CLOSURE_ARG = "___closure"
 
 
@@ -119,8 +121,20 @@ def _with_closure(code, closure, args):
     return args + (closure,) if id(code) in _takes_closure else args
 
 
+_runs = itertools.count()
+_active_runs = []  # one number per trampoline now running, the innermost last
+
+
+def current_run():
+    """Which call of an original frame the resume function being entered belongs to (its
+    trampoline's number): a resume function is called only by its own trampoline's loop,
+    so the innermost one running is its own. None outside any trampoline."""
+    return _active_runs[-1] if _active_runs else None
+
+
 def run_resume(code, f_globals, closure, args):
     """The trampoline: run resume functions until one returns a real value."""
+    _active_runs.append(next(_runs))
     try:
         result = _function(code, f_globals, closure)(*_with_closure(code, closure, args))
         while type(result) is Continue:
@@ -128,6 +142,8 @@ def run_resume(code, f_globals, closure, args):
     except BaseException as exc:  # zero-cost in 3.11 until raised
         tracebacks.hide_internal_frames(exc)  # no terra_dyn frames in the user's traceback
         raise
+    finally:
+        _active_runs.pop()
     return result
 
 
@@ -138,6 +154,7 @@ def continue_at(code, f_globals, closure, args):
 def run_function(fn, args):
     """run_resume for a resume function made once at code generation (no closure): the
     per-call cost is the call itself, not building a function object."""
+    _active_runs.append(next(_runs))
     try:
         result = fn(*args)
         while type(result) is Continue:
@@ -145,6 +162,8 @@ def run_function(fn, args):
     except BaseException as exc:
         tracebacks.hide_internal_frames(exc)
         raise
+    finally:
+        _active_runs.pop()
     return result
 
 
@@ -168,6 +187,18 @@ def original_pc(code, pc):
     original, prologue_len, resume, label_at = entry
     q = pc - prologue_len
     return original, (q if q <= label_at else q - 1)
+
+
+def note_fresh_args(code, indexes):
+    """Arguments `indexes` of resume code `code` are numbers known only at run time: what
+    the natively run instruction before it returned (a call's result, a loop's next item),
+    or what the translation cut there held as graph values. Each cut from the same place
+    adds its own."""
+    _fresh_args[id(code)] = tuple(sorted(set(_fresh_args.get(id(code), ())) | set(indexes)))
+
+
+def fresh_args(code):
+    return _fresh_args.get(id(code), ()) if is_resume_code(code) else ()
 
 
 def is_resume_code(code):

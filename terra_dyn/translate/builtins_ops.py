@@ -328,6 +328,9 @@ def _minmax(tx, fn, args, kwargs):
         if all(_is_int_like(i) for i in items):  # sizes: max(n, 8) stays symbolic, unguarded
             op = torch.sym_max if fn is max else torch.sym_min
             return functools.reduce(lambda a, b: tx.ctx.graph.call("call_function", op, [a, b]), items)
+        if len(items) >= 2 and all(_run_time_float(i) or isinstance(i, ConstValue) and type(i.value) in (int, float)
+                         for i in items):  # `max(1, int(round(h * ratio)))` on a float input
+            return tx.ctx.graph.call("call_function", fn, items)
         raise Unsupported(f"{fn.__name__}() over tensors or run-time numbers")
     return ConstValue(fn(python_value(i) for i in items))
 
@@ -375,10 +378,20 @@ def _conversion(name):
             return args[0]
         if len(args) == 1 and _is_int_like(args[0]) and name == "float" and isinstance(args[0], ScalarValue):
             return tx.ctx.graph.call("call_function", torch.sym_float, [args[0]])
+        if name != "str" and _run_time_float(args[0]) and all(isinstance(a, ConstValue) for a in args[1:]):
+            # `round(v, 3)` of a float a break made (`v = loss.item()`): number arithmetic,
+            # spelled as bytecode when nothing else is in its graph (codegen/number_graph.py)
+            return tx.ctx.graph.call("call_function", getattr(builtins, name), list(args))
         if any(is_graph_value(a) for a in args):
             raise Unsupported(f"{name}() of a tensor or run-time number needs its value")
         return ConstValue(getattr(builtins, name)(*[python_value(a) for a in args]))
     return handler
+
+
+def _run_time_float(v):
+    """A float graph input, or a number computed from one (`int(v * 10)`); never a symbolic
+    size or int input (a SymInt), whose conversions stay as they were."""
+    return isinstance(v, ScalarValue) and type(v.example) in (float, int)
 
 
 _b_int = _conversion("int")

@@ -26,6 +26,7 @@ import types
 from dataclasses import dataclass, field
 from typing import Any, List
 
+import torch
 from bytecode import Instr
 
 from .. import report
@@ -346,10 +347,20 @@ def _break_site(tx, native_rest=False):
         native, kind, pushes = native + [tx.instrs[tx.pc + 1]], "raise", 0
     deep, top = stack[: len(stack) - pops], stack[len(stack) - pops:]
     site = BreakSite(kind=kind, native=native, deep=deep, top=top, pushes=pushes, locals=live,
-                     cells=cells, grad_restore=_enclosing_grad_restore(deep))
+                     cells=cells, grad_restore=_enclosing_grad_restore(deep),
+                     number_items=[isinstance(v, ScalarValue) for v in deep],
+                     number_locals=frozenset(n for n, v in tx.locals.items() if _run_time_number(tx, v)))
     site.next_pc = tx.pc + 1
     site.jump_pc = jump_pc
     return site
+
+
+def _run_time_number(tx, v):
+    """A local this translation holds as a run-time number: a graph value, or an argument
+    still unread in its slot that it takes as a number input (`a3` in its dynamic set)."""
+    if isinstance(v, Lazy):
+        return type(v.real) in (int, float) and v.source is not None and v.source.expr() in tx.ctx.dynamic
+    return isinstance(v, ScalarValue)
 
 
 def _raise_follows(tx):
@@ -403,9 +414,14 @@ def _finish(ctx, code, f_globals, tx, result, site, breaks, options, start):
     compiled, compile_seconds = None, 0.0
     graphs = []
     inputs = [v for v, _ in graph.inputs]
+    number_graph = None
     if gm is not None:
         used = {n for n in gm.graph.nodes if n.op == "placeholder"}
         inputs = [v for v in inputs if v.node in used]
+    if gm is not None and _number_arithmetic(gm, inputs):
+        # no tensor in it: the rewritten code computes it inline, with no graph call
+        compiled, number_graph = gm, gm.graph
+    elif gm is not None:
         example_inputs = ExampleInputs(inputs)  # fakes made only if the backend looks
         t0 = time.perf_counter()
         compiled = _never_translated(options.backend(gm, example_inputs), options.backend)
@@ -414,7 +430,7 @@ def _finish(ctx, code, f_globals, tx, result, site, breaks, options, start):
         gm.example_inputs = example_inputs
         graphs.append(gm)
     plan = CodePlan(
-        code=code, f_globals=f_globals, graph_fn=compiled, graph_inputs=inputs,
+        code=code, f_globals=f_globals, graph_fn=compiled, graph_inputs=inputs, number_graph=number_graph,
         pinned_inputs=[ctx.guards.pinned_ref(v.source) for v in inputs],
         output_index={v.node: i for i, v in enumerate(outputs)},
         side_effects=list(graph.side_effects), mutated=list(ctx.mutated),
@@ -427,6 +443,31 @@ def _finish(ctx, code, f_globals, tx, result, site, breaks, options, start):
         resume_functions=list(site.resume_codes) if site else [],
         guard_descriptions=ctx.guards.describe(), translate_seconds=translate_seconds,
         compile_seconds=compile_seconds)
+
+
+# what Python-number arithmetic on run-time numbers records (operators.py, builtins_ops.py)
+_NUMBER_OPS = frozenset([abs, min, max, int, float, bool, round, divmod, pow, torch.sym_max, torch.sym_min,
+                         torch.sym_float, torch.sym_int, torch.sym_not])
+_NUMBER_MODULES = ("_operator", "math")
+
+
+def _number_arithmetic(gm, inputs):
+    """A graph of Python-number arithmetic only (`total += v * 2 - 1` on a resume function's
+    float inputs): every input a number and every node a Python number operation. It is
+    spelled as plain bytecode (codegen `number_graph`): a graph call would cost more than
+    the arithmetic, once per iteration of a loop that breaks."""
+    if not all(isinstance(v, ScalarValue) for v in inputs if v.node.users):
+        return False
+    for node in gm.graph.nodes:
+        if node.op in ("placeholder", "output"):
+            continue
+        target = node.target
+        if node.op != "call_function" or node.kwargs or not (
+                target in _NUMBER_OPS or getattr(target, "__module__", None) in _NUMBER_MODULES):
+            return False
+        if any(isinstance(a, torch.Tensor) for a in list(node.args) + list(node.kwargs.values())):
+            return False
+    return True
 
 
 def _collect_graph_values(v, out, depth=0):

@@ -93,6 +93,10 @@ class GraphState:
 
                 # no duck sizing: two sizes equal at translate time are not assumed equal
                 self._fake_mode = FakeTensorMode(shape_env=ShapeEnv(duck_shape=False))
+                # fake tensors cache an op's output per ShapeEnv, i.e. per translation here, and
+                # building an entry re-derives the symbolic output: a third of faster_rcnn's
+                # symbolic retranslations (about 1 s each) went to entries never read again
+                self._fake_mode.cache_enabled = False
             else:
                 self._fake_mode = FakeTensorMode()
         return self._fake_mode

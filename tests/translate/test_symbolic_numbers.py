@@ -406,3 +406,25 @@ def test_a_flag_that_turns_tensor_work_on_gets_its_translation():
     # the first translation does no tensor work; the recompile for flag=True still translates
     rep = translations(f, [(torch.randn(3), False), (torch.randn(3), True), (torch.randn(3), True)])
     assert not rep.as_written and len(rep.graphs) == 1
+
+
+def test_a_symbolic_translation_builds_no_fake_tensor_cache_entries(monkeypatch):
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    def f(x, w):
+        h = (x @ w).relu()
+        return h[: x.shape[0] // 2].sum(0) * x.shape[0], h.shape
+
+    made = []
+    make_entry = FakeTensorMode._make_cache_entry
+
+    def counting(self, *args, **kwargs):
+        made.append(self.shape_env is not None)
+        return make_entry(self, *args, **kwargs)
+
+    monkeypatch.setattr(FakeTensorMode, "_make_cache_entry", counting)
+    w = torch.randn(6, 5)
+    rep = translations(f, [(x, w) for (x,) in rows(4, 6, 8)])
+    assert len(rep.translations) == 2 and not rep.fallbacks  # the second one symbolic
+    # each translation has its own ShapeEnv: entries made under one are never read again
+    assert not any(made)
