@@ -116,12 +116,14 @@ def _tensor_attr(tx, t, name):
 
 def _container_method(obj, name):
     kind = {TupleValue: tuple, ListValue: list, DictValue: dict}[type(obj)]
-    attr = getattr(kind, name, None)
-    if attr is None or not callable(attr) or isinstance(attr, type):
+    raw = inspect.getattr_static(kind, name, None)
+    if isinstance(raw, types.ClassMethodDescriptorType):  # `{}.fromkeys`: bound to the class, not to d
+        return ConstValue(getattr(kind, name))
+    if not isinstance(raw, (types.MethodDescriptorType, types.WrapperDescriptorType)):
         # not a method: `d.__class__` (type, as a method rebuilt as `d.type`: test_descr's
         # test_python_dicts), `__doc__`; read natively
         raise Unsupported(f"{kind.__name__}.{name}")
-    return MethodValue(ConstValue(attr), obj)
+    return MethodValue(ConstValue(getattr(kind, name)), obj)
 
 
 def _object_attr(tx, obj, name):
