@@ -140,6 +140,8 @@ def build_code(plan: CodePlan) -> types.CodeType:
         entry = TryBegin(handler, push_lasti=False)
         out += [entry] + call_const(plan.graph_fn, loads, len(plan.graph_inputs)) + [TryEnd(entry)]
         out.append(Instr("STORE_FAST", OUT))
+    if plan.side_effects:
+        out += rec.pin_all(_rebuilt_values(plan))
     out += _replay(rec, plan)
     if plan.site is None:
         out += rec.push(plan.return_value) + rules.return_value()
@@ -196,6 +198,15 @@ def _graph_error_handler(plan, slots, original, handler):
     # COPY 3: the exception, under the callable and its NULL in either order
     return [handler] + call_const(allowed, [Instr("COPY", 3)], 1) + rules.pop_jump("false", reraise) + [
         Instr("POP_TOP")] + _run_original(plan, slots, original) + [reraise, Instr("RERAISE", 0)]
+
+
+def _rebuilt_values(plan):
+    """What the code rebuilds after the replayed effects: the return value, or at a break
+    the stack, the locals and the cells handed on."""
+    if plan.site is None:
+        return [plan.return_value]
+    site = plan.site
+    return list(site.deep) + list(site.top) + list(site.locals.values()) + list(site.cells)
 
 
 def _replay(rec, plan):

@@ -179,6 +179,10 @@ def generic_attr(tx, obj, name):
         from . import calls
 
         return calls.call_value(tx, ConstValue(static.fget), [obj], {})
+    if _python_descriptor(static):
+        # its __get__ is user code with its own result and side effects (a counter: test_descr's
+        # test_compattr); read now, it would run once at translate time and again in every guard
+        raise Unsupported(f"{name} is a {type(static).__name__} descriptor: read natively")
     if isinstance(static, types.FunctionType) and not isinstance(real, type) and \
             name not in getattr(real, "__dict__", {}):
         tx.ctx.guards.instance_lacks(obj.source, real, name)  # `obj.method = f` later
@@ -205,6 +209,44 @@ def generic_attr(tx, obj, name):
         # identity guard on it would never hold again; its owner's guard says all
         return _unguarded(value)
     return wrap(tx.ctx, value, AttrSource(obj.source, name))
+
+
+def object_has_attr(tx, obj, name):
+    """hasattr(obj, name) of a known object, and the guards it rests on: the class's version
+    tag, and the name's absence from (or presence in) the instance's own dict. getattr with a
+    default reads it too (`getattr(o, "reads", 0) + 1` counted 1 forever when unguarded)."""
+    real = obj.value
+    if (id(real), name) in tx.ctx.graph.attr_overlay:  # stored earlier in this frame
+        return True
+    if obj.source is None or isinstance(real, torch.nn.Module):
+        return hasattr(real, name)
+    cls = type(real)
+    user_lookup = inspect.getattr_static(cls, "__getattr__", None) is not None or not isinstance(
+        inspect.getattr_static(cls, "__getattribute__"), types.WrapperDescriptorType)
+    static = inspect.getattr_static(real, name, _ABSENT)
+    if isinstance(real, types.ModuleType):  # PEP 562's module __getattr__ is in its dict
+        user_lookup = "__getattr__" in real.__dict__
+    if user_lookup or _python_descriptor(static):
+        raise Unsupported(f"hasattr({cls.__name__}, {name!r}) runs user code: checked natively")
+    tx.ctx.guards.class_attributes(real if isinstance(real, type) else cls)
+    d = getattr(real, "__dict__", None)
+    if isinstance(real, type) or not isinstance(d, dict):
+        return static is not _ABSENT
+    if name in d and isinstance(real, types.ModuleType):
+        tx.ctx.guards.module_attribute(real, name, d[name])  # one C dict lookup
+        return True
+    if name in d:
+        tx.ctx.guards.key_in(AttrSource(obj.source, "__dict__"), name, True)
+        return True
+    tx.ctx.guards.instance_lacks(obj.source, real, name)
+    return static is not _ABSENT
+
+
+def _python_descriptor(attr):
+    """A descriptor whose __get__ is Python code (not a function, property, classmethod or
+    staticmethod, whose __get__ the translator models)."""
+    return not isinstance(attr, (types.FunctionType, property, classmethod, staticmethod)) and \
+        isinstance(inspect.getattr_static(type(attr), "__get__", None), types.FunctionType)
 
 
 def _unguarded(value):

@@ -81,3 +81,66 @@ def _super_method_after_a_break():
 
 def test_method_found_through_super_stays_the_base_method_after_a_break():
     assert_same_as_plain(_super_method_after_a_break, (), ())
+
+
+# -- test_descr's test_compattr: a counter read through a user descriptor ------------------
+class _Holder:
+    def __init__(self):
+        self.v = 0
+
+
+def _post_increment(obj):
+    x = obj.v
+    obj.v = x + 1
+    return x
+
+
+def test_value_read_before_a_store_to_its_attribute_is_the_old_value():
+    plain, fast_obj = _Holder(), _Holder()
+    fast = terra_dyn.optimize(_post_increment, backend="interpreter")
+    assert [fast(fast_obj) for _ in range(4)] == [_post_increment(plain) for _ in range(4)]
+    assert fast_obj.v == plain.v == 4
+
+
+class _Counting:
+    """A descriptor whose __get__ counts its calls and returns the count."""
+
+    def __get__(self, obj, cls=None):
+        obj.reads = getattr(obj, "reads", 0) + 1
+        return obj.reads
+
+
+class _WithCounting:
+    x = _Counting()
+
+
+def _read_three_times(obj):
+    return [obj.x, obj.x, obj.x]
+
+
+def test_user_descriptor_get_runs_once_per_read():
+    plain, fast_obj = _WithCounting(), _WithCounting()
+    fast = terra_dyn.optimize(_read_three_times, backend="interpreter")
+    for _ in range(3):
+        assert fast(fast_obj) == _read_three_times(plain)
+    assert fast_obj.reads == plain.reads == 9
+
+
+class _Empty:
+    pass
+
+
+def _count_with_getattr_default(obj):
+    obj.reads = getattr(obj, "reads", 0) + 1
+    return obj.reads, hasattr(obj, "later")
+
+
+def test_getattr_default_and_hasattr_follow_the_instance_dict():
+    plain, fast_obj = _Empty(), _Empty()
+    fast = terra_dyn.optimize(_count_with_getattr_default, backend="interpreter")
+    for i in range(4):
+        assert fast(fast_obj) == _count_with_getattr_default(plain)
+        if i == 1:
+            plain.later = fast_obj.later = 1
+        if i == 2:
+            del plain.later, fast_obj.later
