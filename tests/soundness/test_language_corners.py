@@ -144,3 +144,36 @@ def test_getattr_default_and_hasattr_follow_the_instance_dict():
             plain.later = fast_obj.later = 1
         if i == 2:
             del plain.later, fast_obj.later
+
+
+# -- test_descr's test_getattr_hooks: a descriptor object as __getattribute__ --------------
+class _CountingLookup:
+    calls = 0
+
+    def __get__(self, obj, cls=None):
+        def lookup(name):
+            type(self).calls += 1
+            raise AttributeError(name)
+        return lookup
+
+
+class _LooksUpThroughADescriptor:
+    __getattribute__ = _CountingLookup()
+
+
+def _lookup_fails(obj):
+    try:
+        return getattr(obj, "attr")
+    except AttributeError as exc:
+        return str(exc)
+
+
+def test_lookup_through_a_descriptor_object_runs_once_per_read():
+    for _ in range(3):
+        before = _CountingLookup.calls
+        expected = _lookup_fails(_LooksUpThroughADescriptor())
+        plain_calls = _CountingLookup.calls - before
+        fast = terra_dyn.optimize(_lookup_fails, backend="interpreter")
+        before = _CountingLookup.calls
+        assert fast(_LooksUpThroughADescriptor()) == expected
+        assert _CountingLookup.calls - before == plain_calls == 1
