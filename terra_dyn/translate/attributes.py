@@ -30,6 +30,7 @@ _DEVICE_TYPE_ATTRS = {"is_cuda": "cuda", "is_cpu": "cpu", "is_meta": "meta", "is
                       "is_xpu": "xpu"}
 _TENSOR_NODE_ATTRS = {"T", "mT", "H", "mH", "real", "imag"}
 _ABSENT = object()
+_HEAP_TYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement
 _LIBRARY_MODULE_PREFIXES = ("torch", "math", "operator", "functools", "itertools", "collections",
                             "numpy", "builtins", "typing", "dataclasses", "warnings", "logging")
 
@@ -168,6 +169,8 @@ def generic_attr(tx, obj, name):
     pending = tx.ctx.graph.attr_overlay.get((id(real), name))  # stored by an inlined __setattr__
     if pending is not None:
         return pending
+    if _odd_keys(real):
+        raise Unsupported(f"{type(real).__name__}'s __dict__ has keys that are not str: read natively")
     try:
         static = inspect.getattr_static(real, name)
     except AttributeError:
@@ -221,13 +224,17 @@ def object_has_attr(tx, obj, name):
     if obj.source is None or isinstance(real, torch.nn.Module):
         return hasattr(real, name)
     cls = type(real)
+    if _odd_keys(real):
+        raise Unsupported(f"{cls.__name__}'s __dict__ has keys that are not str: checked natively")
     user_lookup = inspect.getattr_static(cls, "__getattr__", None) is not None or not isinstance(
         inspect.getattr_static(cls, "__getattribute__"), types.WrapperDescriptorType)
     static = inspect.getattr_static(real, name, _ABSENT)
     if isinstance(real, types.ModuleType):  # PEP 562's module __getattr__ is in its dict
         user_lookup = "__getattr__" in real.__dict__
-    if user_lookup or _python_descriptor(static):
-        raise Unsupported(f"hasattr({cls.__name__}, {name!r}) runs user code: checked natively")
+    getter = static is not _ABSENT and hasattr(type(static), "__get__") and \
+        not isinstance(static, (types.FunctionType, classmethod, staticmethod))
+    if user_lookup or getter:  # a property or a slot may raise AttributeError: hasattr says False
+        raise Unsupported(f"hasattr({cls.__name__}, {name!r}) runs a lookup or a getter: checked natively")
     tx.ctx.guards.class_attributes(real if isinstance(real, type) else cls)
     d = getattr(real, "__dict__", None)
     if isinstance(real, type) or not isinstance(d, dict):
@@ -240,6 +247,13 @@ def object_has_attr(tx, obj, name):
         return True
     tx.ctx.guards.instance_lacks(obj.source, real, name)
     return static is not _ABSENT
+
+
+def _odd_keys(real):
+    """An instance dict with a key that is not a str: looking a name up in it runs that key's
+    __eq__ (test_descr's test_vicious_descriptor_nonsense deletes the class attribute there)."""
+    d = getattr(real, "__dict__", None)
+    return type(d) is dict and any(type(k) is not str for k in d)
 
 
 def _python_descriptor(attr):
@@ -266,8 +280,9 @@ def _plain_store(cls, name):
 
 def _no_data_descriptor(cls, name):
     attr = inspect.getattr_static(cls, name, None)
-    if isinstance(attr, types.MemberDescriptorType):  # __slots__ members
-        return True
+    if isinstance(attr, types.MemberDescriptorType):  # a Python class's __slots__ members; a
+        # builtin type's may be read-only (`property().fget = 42` raises: test_descr's test_properties)
+        return bool(attr.__objclass__.__flags__ & _HEAP_TYPE)
     if not cls.__dictoffset__:  # __slots__ only: any other name raises AttributeError
         return False
     if attr is None:

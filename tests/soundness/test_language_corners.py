@@ -177,3 +177,64 @@ def test_lookup_through_a_descriptor_object_runs_once_per_read():
         before = _CountingLookup.calls
         assert fast(_LooksUpThroughADescriptor()) == expected
         assert _CountingLookup.calls - before == plain_calls == 1
+
+
+# -- test_descr's test_properties: a store to a read-only member of a builtin type ---------
+def _store_to_read_only_members(raw):
+    caught = []
+    for attr in "fget", "fset", "fdel":
+        try:
+            setattr(raw, attr, 42)
+        except AttributeError as exc:
+            caught.append(str(exc))
+    return caught
+
+
+def test_store_to_a_read_only_builtin_member_raises_inside_its_try():
+    assert_same_as_plain(_store_to_read_only_members, (property(len),), (property(len),))
+
+
+class _PropertyOfMissing:
+    @property
+    def x(self):
+        return self._x
+
+
+def _has_property_value(obj):
+    return hasattr(obj, "x")
+
+
+def test_hasattr_of_a_property_whose_getter_raises_is_false():
+    obj = _PropertyOfMissing()
+    assert_same_as_plain(_has_property_value, (obj,), (obj,))
+    obj._x = 1
+    assert_same_as_plain(_has_property_value, (obj,))
+
+
+# -- test_descr's test_vicious_descriptor_nonsense: a lookup that runs a key's __eq__ ------
+def _vicious():
+    class Evil:
+        def __hash__(self):
+            return hash("attr")
+
+        def __eq__(self, other):
+            try:
+                del C.attr
+            except AttributeError:
+                pass
+            return False
+
+    class Descr:
+        def __get__(self, ob, cls=None):
+            return 1
+
+    class C:
+        attr = Descr()
+
+    c = C()
+    c.__dict__[Evil()] = 0
+    return c.attr, hasattr(C, "attr")
+
+
+def test_attribute_lookup_through_a_dict_key_with_its_own_eq_runs_it_once():
+    assert_same_as_plain(_vicious, (), ())
