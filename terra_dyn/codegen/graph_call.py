@@ -179,11 +179,22 @@ def _run_original(plan, slots, original):
 
 
 def _closure_check(plan, slots, original):
+    """The check over the closure's values; a free variable whose cell is still empty (a class
+    the function names, defined after it runs: test_descr's MroTest) makes LOAD_DEREF raise
+    NameError, and the original code runs instead, raising it where the user reads it."""
     code = plan.code
-    ok = Label()
+    ok, handler, reraise = Label(), Label(), Label()
     loads = [Instr("LOAD_DEREF", FreeVar(n)) for n in code.co_freevars]
-    return call_const(plan.closure_check, loads, len(loads)) + rules.pop_jump("true", ok) + \
-        _run_original(plan, slots, original) + [ok]
+    entry = TryBegin(handler, push_lasti=False)
+    # handler stack: [exc]; COPY 3 takes it from under the callable and its NULL
+    return [entry] + call_const(plan.closure_check, loads, len(loads)) + [TryEnd(entry)] + \
+        rules.pop_jump("true", ok) + _run_original(plan, slots, original) + \
+        [handler] + call_const(_is_name_error, [Instr("COPY", 3)], 1) + rules.pop_jump("false", reraise) + \
+        [Instr("POP_TOP")] + _run_original(plan, slots, original) + [reraise, Instr("RERAISE", 0), ok]
+
+
+def _is_name_error(exc):
+    return isinstance(exc, NameError)
 
 
 def _graph_error_handler(plan, slots, original, handler):

@@ -238,3 +238,32 @@ def _vicious():
 
 def test_attribute_lookup_through_a_dict_key_with_its_own_eq_runs_it_once():
     assert_same_as_plain(_vicious, (), ())
+
+
+# -- test_descr's MroTest: a closure whose free variable is still unbound at the call -------
+def _make_reader():
+    prefix = "value: "
+
+    def reader(flag):
+        if flag:
+            return prefix + later
+        return prefix + "not yet"
+
+    def bind():
+        nonlocal later
+        later = "bound"
+
+    return reader, bind
+    later = None  # noqa: F841 (makes `later` a cell of _make_reader, unbound until bind())
+
+
+def test_closure_with_an_unbound_free_variable_runs_as_python():
+    plain_reader, plain_bind = _make_reader()
+    reader, bind = _make_reader()
+    fast = terra_dyn.optimize(reader, backend="interpreter")
+    for flag in (False, False, True):
+        assert _outcome(fast, flag) == _outcome(plain_reader, flag)
+    plain_bind()
+    bind()
+    for flag in (True, False, True):
+        assert _outcome(fast, flag) == _outcome(plain_reader, flag)
