@@ -267,3 +267,14 @@ def test_closure_with_an_unbound_free_variable_runs_as_python():
     bind()
     for flag in (True, False, True):
         assert _outcome(fast, flag) == _outcome(plain_reader, flag)
+
+
+# -- test_descr's test_dir: dir() without arguments lists the frame's own names --------------
+def _names_here(x):
+    junk = [x]
+    print_ = repr(junk)  # noqa: F841
+    return dir()
+
+
+def test_dir_without_arguments_lists_the_users_names():
+    assert_same_as_plain(_names_here, (1,), (2,))
