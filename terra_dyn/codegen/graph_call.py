@@ -167,7 +167,9 @@ def build_code(plan: CodePlan) -> types.CodeType:
 
 def _set_lines(instrs, lineno):
     for ins in instrs:
-        if isinstance(ins, Instr) and ins.lineno is None:
+        # an instruction of the user's code keeps its location, even "none" (a code object
+        # whose line table was replaced shows f_lineno None: test_exceptions' PEP626Tests)
+        if isinstance(ins, Instr) and ins.lineno is None and ins.location is None:
             ins.lineno = lineno
 
 

@@ -278,3 +278,30 @@ def _names_here(x):
 
 def test_dir_without_arguments_lists_the_users_names():
     assert_same_as_plain(_names_here, (1,), (2,))
+
+
+# -- test_exceptions' test_missing_lineno_shows_as_none ------------------------------------
+def _lines_after_raise(f):
+    try:
+        f()
+    except ZeroDivisionError as exc:
+        tb = exc.__traceback__.tb_next
+    lines = []
+    while tb:
+        frame = tb.tb_frame
+        lines.append(None if frame.f_lineno is None else frame.f_lineno - frame.f_code.co_firstlineno)
+        tb = tb.tb_next
+    return lines
+
+
+def _divides_by_zero():
+    1 / 0
+
+
+def test_frame_of_code_without_line_numbers_shows_none():
+    f = _divides_by_zero
+    no_locations = b"\xf8" * (len(f.__code__.co_code) // 2)  # "no location" for each code unit
+    stripped = type(f)(f.__code__.replace(co_linetable=no_locations), f.__globals__)
+    assert _lines_after_raise(terra_dyn.optimize(stripped, backend="interpreter")) == \
+        _lines_after_raise(stripped) == [None]
+    assert _lines_after_raise(terra_dyn.optimize(f, backend="interpreter")) == _lines_after_raise(f) == [1]
