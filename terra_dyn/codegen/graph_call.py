@@ -140,7 +140,7 @@ def build_code(plan: CodePlan) -> types.CodeType:
         entry = TryBegin(handler, push_lasti=False)
         out += [entry] + call_const(plan.graph_fn, loads, len(plan.graph_inputs)) + [TryEnd(entry)]
         out.append(Instr("STORE_FAST", OUT))
-    if plan.side_effects:
+    if plan.side_effects or plan.mutated:
         out += rec.pin_all(_rebuilt_values(plan))
     out += _replay(rec, plan)
     if plan.site is None:

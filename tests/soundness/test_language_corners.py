@@ -305,3 +305,24 @@ def test_frame_of_code_without_line_numbers_shows_none():
     assert _lines_after_raise(terra_dyn.optimize(stripped, backend="interpreter")) == \
         _lines_after_raise(stripped) == [None]
     assert _lines_after_raise(terra_dyn.optimize(f, backend="interpreter")) == _lines_after_raise(f) == [1]
+
+
+# -- an item read, then its container written: the read is the old item --------------------
+def _post_increment_item(a):
+    x = a[0]
+    a[0] = x + 1
+    return x
+
+
+def _swap(a):
+    a[0], a[1] = a[1], a[0]
+    return a[0]
+
+
+def test_item_read_before_its_container_is_written_is_the_old_item():
+    for fn, make in ((_post_increment_item, lambda: [1]), (_post_increment_item, lambda: {0: 1}),
+                     (_swap, lambda: [1, 2])):
+        plain, fast_arg = make(), make()
+        fast = terra_dyn.optimize(fn, backend="interpreter")
+        assert [fast(fast_arg) for _ in range(4)] == [fn(plain) for _ in range(4)]
+        assert fast_arg == plain
