@@ -226,27 +226,34 @@ def object_has_attr(tx, obj, name):
     cls = type(real)
     if _odd_keys(real):
         raise Unsupported(f"{cls.__name__}'s __dict__ has keys that are not str: checked natively")
+    lookup = inspect.getattr_static(cls, "__getattribute__")
     user_lookup = inspect.getattr_static(cls, "__getattr__", None) is not None or not isinstance(
-        inspect.getattr_static(cls, "__getattribute__"), types.WrapperDescriptorType)
+        lookup, (types.WrapperDescriptorType, types.FunctionType))
     static = inspect.getattr_static(real, name, _ABSENT)
+    asked = None
     if isinstance(real, types.ModuleType):  # PEP 562's module __getattr__ is in its dict
         user_lookup = "__getattr__" in real.__dict__
-    getter = static is not _ABSENT and hasattr(type(static), "__get__") and \
+    elif isinstance(lookup, types.FunctionType) and not user_lookup:
+        # transformers' configs map old names through attribute_map (`hasattr(config,
+        # "use_cache")` in every model): asked of the object now, as the inlined
+        # __getattribute__ would be; the instance dict and class are guarded below
+        asked = hasattr(real, name)
+    getter = asked is None and static is not _ABSENT and hasattr(type(static), "__get__") and \
         not isinstance(static, (types.FunctionType, classmethod, staticmethod))
     if user_lookup or getter:  # a property or a slot may raise AttributeError: hasattr says False
         raise Unsupported(f"hasattr({cls.__name__}, {name!r}) runs a lookup or a getter: checked natively")
+    found = asked if asked is not None else static is not _ABSENT
     tx.ctx.guards.class_attributes(real if isinstance(real, type) else cls)
     d = getattr(real, "__dict__", None)
     if isinstance(real, type) or not isinstance(d, dict):
-        return static is not _ABSENT
+        return found
     if name in d and isinstance(real, types.ModuleType):
         tx.ctx.guards.module_attribute(real, name, d[name])  # one C dict lookup
-        return True
-    if name in d:
+    elif name in d:
         tx.ctx.guards.key_in(AttrSource(obj.source, "__dict__"), name, True)
-        return True
-    tx.ctx.guards.instance_lacks(obj.source, real, name)
-    return static is not _ABSENT
+    else:
+        tx.ctx.guards.instance_lacks(obj.source, real, name)
+    return found
 
 
 def _odd_keys(real):
