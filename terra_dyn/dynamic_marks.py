@@ -43,7 +43,7 @@ def marked_sizes(args, dynamic=None):
     `args`, as `a<slot>.size()[<dim>]`; `dynamic` is optimize's argument."""
     wanted, pinned = set(), set()
     for i, t in enumerate(args):
-        if not isinstance(t, torch.Tensor):
+        if not issubclass(type(t), torch.Tensor):  # isinstance() could run a user __getattribute__
             continue
         static = getattr(t, _STATIC, frozenset())
         if dynamic is False:

@@ -159,6 +159,8 @@ def build_code(plan: CodePlan) -> types.CodeType:
         else:
             out += [entry] + call_const(plan.graph_fn, loads, len(plan.graph_inputs)) + [TryEnd(entry)]
             out.append(Instr("STORE_FAST", OUT))
+    if plan.side_effects or plan.mutated:
+        out += rec.pin_all(_rebuilt_values(plan))
     out += _replay(rec, plan)
     if plan.site is None:
         out += rec.push(plan.return_value) + rules.return_value()
@@ -197,7 +199,9 @@ def _pinned_inputs(plan):
 
 def _set_lines(instrs, lineno):
     for ins in instrs:
-        if isinstance(ins, Instr) and ins.lineno is None:
+        # an instruction of the user's code keeps its location, even "none" (a code object
+        # whose line table was replaced shows f_lineno None: test_exceptions' PEP626Tests)
+        if isinstance(ins, Instr) and ins.lineno is None and ins.location is None:
             ins.lineno = lineno
 
 
@@ -209,11 +213,22 @@ def _run_original(plan, slots, original):
 
 
 def _closure_check(plan, slots, original):
+    """The check over the closure's values; a free variable whose cell is still empty (a class
+    the function names, defined after it runs: test_descr's MroTest) makes LOAD_DEREF raise
+    NameError, and the original code runs instead, raising it where the user reads it."""
     code = plan.code
-    ok = Label()
+    ok, handler, reraise = Label(), Label(), Label()
     loads = [Instr("LOAD_DEREF", FreeVar(n)) for n in code.co_freevars]
-    return call_const(plan.closure_check, loads, len(loads)) + rules.pop_jump("true", ok) + \
-        _run_original(plan, slots, original) + [ok]
+    entry = TryBegin(handler, push_lasti=False)
+    # handler stack: [exc]; COPY 3 takes it from under the callable and its NULL
+    return [entry] + call_const(plan.closure_check, loads, len(loads)) + [TryEnd(entry)] + \
+        rules.pop_jump("true", ok) + _run_original(plan, slots, original) + \
+        [handler] + call_const(_is_name_error, [Instr("COPY", 3)], 1) + rules.pop_jump("false", reraise) + \
+        [Instr("POP_TOP")] + _run_original(plan, slots, original) + [reraise, Instr("RERAISE", 0), ok]
+
+
+def _is_name_error(exc):
+    return isinstance(exc, NameError)
 
 
 def _graph_error_handler(plan, slots, original, handler):
@@ -228,6 +243,15 @@ def _graph_error_handler(plan, slots, original, handler):
     # COPY 3: the exception, under the callable and its NULL in either order
     return [handler] + call_const(allowed, [Instr("COPY", 3)], 1) + rules.pop_jump("false", reraise) + [
         Instr("POP_TOP")] + _run_original(plan, slots, original) + [reraise, Instr("RERAISE", 0)]
+
+
+def _rebuilt_values(plan):
+    """What the code rebuilds after the replayed effects: the return value, or at a break
+    the stack, the locals and the cells handed on."""
+    if plan.site is None:
+        return [plan.return_value]
+    site = plan.site
+    return list(site.deep) + list(site.top) + list(site.locals.values()) + list(site.cells)
 
 
 def _replay(rec, plan):

@@ -84,6 +84,22 @@ class Reconstructor:
         name = self._temp(v)
         return code + [Instr("STORE_FAST", name)]
 
+    def pin_all(self, values):
+        """pin() every value reached from `values` (their children too), before the replayed
+        side effects: a source names the state at the frame's entry, which a replayed store
+        may change (`x = obj.v; obj.v = x + 1; return x` must return the old obj.v)."""
+        out, seen, todo = [], set(), list(values)
+        while todo:
+            v = todo.pop()
+            if v is None or id(v) in seen:
+                continue
+            seen.add(id(v))
+            if getattr(v, "source", None) is not None:
+                out += self.pin(v)  # rebuilt from its source, not from its children
+            else:
+                todo.extend(v.children())
+        return out
+
     def _temp(self, v):
         name = f"___obj{len(self.temps)}"
         self.temps[id(v)] = name

@@ -30,6 +30,7 @@ _DEVICE_TYPE_ATTRS = {"is_cuda": "cuda", "is_cpu": "cpu", "is_meta": "meta", "is
                       "is_xpu": "xpu"}
 _TENSOR_NODE_ATTRS = {"T", "mT", "H", "mH", "real", "imag"}
 _ABSENT = object()
+_HEAP_TYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement
 _LIBRARY_MODULE_PREFIXES = ("torch", "math", "operator", "functools", "itertools", "collections",
                             "numpy", "builtins", "typing", "dataclasses", "warnings", "logging")
 
@@ -116,12 +117,14 @@ def _tensor_attr(tx, t, name):
 
 def _container_method(obj, name):
     kind = {TupleValue: tuple, ListValue: list, DictValue: dict}[type(obj)]
-    attr = getattr(kind, name, None)
-    if attr is None or not callable(attr) or isinstance(attr, type):
+    raw = inspect.getattr_static(kind, name, None)
+    if isinstance(raw, types.ClassMethodDescriptorType):  # `{}.fromkeys`: bound to the class, not to d
+        return ConstValue(getattr(kind, name))
+    if not isinstance(raw, (types.MethodDescriptorType, types.WrapperDescriptorType)):
         # not a method: `d.__class__` (type, as a method rebuilt as `d.type`: test_descr's
         # test_python_dicts), `__doc__`; read natively
         raise Unsupported(f"{kind.__name__}.{name}")
-    return MethodValue(ConstValue(attr), obj)
+    return MethodValue(ConstValue(getattr(kind, name)), obj)
 
 
 def _object_attr(tx, obj, name):
@@ -166,6 +169,8 @@ def generic_attr(tx, obj, name):
     pending = tx.ctx.graph.attr_overlay.get((id(real), name))  # stored by an inlined __setattr__
     if pending is not None:
         return pending
+    if _odd_keys(real):
+        raise Unsupported(f"{type(real).__name__}'s __dict__ has keys that are not str: read natively")
     try:
         static = inspect.getattr_static(real, name)
     except AttributeError:
@@ -177,6 +182,10 @@ def generic_attr(tx, obj, name):
         from . import calls
 
         return calls.call_value(tx, ConstValue(static.fget), [obj], {})
+    if _python_descriptor(static):
+        # its __get__ is user code with its own result and side effects (a counter: test_descr's
+        # test_compattr); read now, it would run once at translate time and again in every guard
+        raise Unsupported(f"{name} is a {type(static).__name__} descriptor: read natively")
     if isinstance(static, types.FunctionType) and not isinstance(real, type) and \
             name not in getattr(real, "__dict__", {}):
         tx.ctx.guards.instance_lacks(obj.source, real, name)  # `obj.method = f` later
@@ -218,6 +227,62 @@ def overrides_getattribute(obj):
         isinstance(inspect.getattr_static(type(obj), "__getattribute__", None), types.FunctionType)
 
 
+def object_has_attr(tx, obj, name):
+    """hasattr(obj, name) of a known object, and the guards it rests on: the class's version
+    tag, and the name's absence from (or presence in) the instance's own dict. getattr with a
+    default reads it too (`getattr(o, "reads", 0) + 1` counted 1 forever when unguarded)."""
+    real = obj.value
+    if (id(real), name) in tx.ctx.graph.attr_overlay:  # stored earlier in this frame
+        return True
+    if obj.source is None or isinstance(real, torch.nn.Module):
+        return hasattr(real, name)
+    cls = type(real)
+    if _odd_keys(real):
+        raise Unsupported(f"{cls.__name__}'s __dict__ has keys that are not str: checked natively")
+    lookup = inspect.getattr_static(cls, "__getattribute__")
+    user_lookup = inspect.getattr_static(cls, "__getattr__", None) is not None or not isinstance(
+        lookup, (types.WrapperDescriptorType, types.FunctionType))
+    static = inspect.getattr_static(real, name, _ABSENT)
+    asked = None
+    if isinstance(real, types.ModuleType):  # PEP 562's module __getattr__ is in its dict
+        user_lookup = "__getattr__" in real.__dict__
+    elif isinstance(lookup, types.FunctionType) and not user_lookup:
+        # transformers' configs map old names through attribute_map (`hasattr(config,
+        # "use_cache")` in every model): asked of the object now, as the inlined
+        # __getattribute__ would be; the instance dict and class are guarded below
+        asked = hasattr(real, name)
+    getter = asked is None and static is not _ABSENT and hasattr(type(static), "__get__") and \
+        not isinstance(static, (types.FunctionType, classmethod, staticmethod))
+    if user_lookup or getter:  # a property or a slot may raise AttributeError: hasattr says False
+        raise Unsupported(f"hasattr({cls.__name__}, {name!r}) runs a lookup or a getter: checked natively")
+    found = asked if asked is not None else static is not _ABSENT
+    tx.ctx.guards.class_attributes(real if isinstance(real, type) else cls)
+    d = getattr(real, "__dict__", None)
+    if isinstance(real, type) or not isinstance(d, dict):
+        return found
+    if name in d and isinstance(real, types.ModuleType):
+        tx.ctx.guards.module_attribute(real, name, d[name])  # one C dict lookup
+    elif name in d:
+        tx.ctx.guards.key_in(AttrSource(obj.source, "__dict__"), name, True)
+    else:
+        tx.ctx.guards.instance_lacks(obj.source, real, name)
+    return found
+
+
+def _odd_keys(real):
+    """An instance dict with a key that is not a str: looking a name up in it runs that key's
+    __eq__ (test_descr's test_vicious_descriptor_nonsense deletes the class attribute there)."""
+    d = getattr(real, "__dict__", None)
+    return type(d) is dict and any(type(k) is not str for k in d)
+
+
+def _python_descriptor(attr):
+    """A descriptor whose __get__ is Python code (not a function, property, classmethod or
+    staticmethod, whose __get__ the translator models)."""
+    return not isinstance(attr, (types.FunctionType, property, classmethod, staticmethod)) and \
+        isinstance(inspect.getattr_static(type(attr), "__get__", None), types.FunctionType)
+
+
 def _unguarded(value):
     return ConstValue(value)
 
@@ -235,8 +300,9 @@ def _plain_store(cls, name):
 
 def _no_data_descriptor(cls, name):
     attr = inspect.getattr_static(cls, name, None)
-    if isinstance(attr, types.MemberDescriptorType):  # __slots__ members
-        return True
+    if isinstance(attr, types.MemberDescriptorType):  # a Python class's __slots__ members; a
+        # builtin type's may be read-only (`property().fget = 42` raises: test_descr's test_properties)
+        return bool(attr.__objclass__.__flags__ & _HEAP_TYPE)
     if not cls.__dictoffset__:  # __slots__ only: any other name raises AttributeError
         return False
     if attr is None:

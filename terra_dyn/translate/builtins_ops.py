@@ -173,9 +173,11 @@ def _has_attr(tx, obj, name):
     if isinstance(obj, TensorValue):
         return hasattr(obj.fake, name)
     if isinstance(obj, ConstValue):
+        from .attributes import object_has_attr
+
         if obj.source is not None:
             tx.ctx.guards.type(obj.source, type(obj.value))
-        return hasattr(obj.value, name)
+        return object_has_attr(tx, obj, name)
     if isinstance(obj, ObjectValue):
         return name in obj.attrs or hasattr(obj.cls, name)
     if isinstance(obj, TupleValue):

@@ -131,6 +131,10 @@ def call_value(tx, fn, args, kwargs):
         return builtins_ops.call_container_method(tx, f, args[0], args[1:], kwargs)
     if builtins_ops.is_builtin(f):
         return builtins_ops.call_builtin(tx, f, args, kwargs)
+    if f is builtins.dir and not args and not kwargs and tx.parent is None:
+        # the names of the calling frame: a rewritten frame's are not the user's (test_descr's
+        # test_dir saw ['___obj0', '___obj1', 'self'])
+        raise Unsupported("dir() of the frame's own names: the frame runs unmodified", breakable=False)
     if (f is builtins.eval or f is builtins.exec) and tx.parent is None and len(args) < 2 and not kwargs \
             and _names_frame_variables(tx.code, args[0] if args else None):
         # without namespaces it reads the calling frame's locals, which a rewritten frame does

@@ -291,6 +291,10 @@ class GraphState:
         result, device = _propagate_meta(kind, target, args, kwargs)
         if result is _SLOW:
             result, device = self._propagate_fake(kind, target, args, kwargs), None
+        if isinstance(result, (str, bytes)) and (_has_scalar_value(args) or _is_pure_python(target)):
+            # `"A(%r)" % n`, `hex(n)`: the text of one example ("A(s2)" for a symbolic n) would be
+            # baked in for every later value (test_descr's test_supers)
+            raise Unsupported(f"{getattr(target, '__name__', target)} makes text from a run-time value")
         node = self.graph.create_node(kind, target, node_args, node_kwargs)
         self.op_count += 1
         mutated = _mutated_arg(kind, target, args, kwargs)
@@ -669,6 +673,15 @@ def _plain_int_scalar(values):
 
 def _has_tensor_value(args):
     return any(isinstance(a, TensorValue) for a in args)
+
+
+def _has_scalar_value(values):
+    return any(isinstance(v, ScalarValue) or isinstance(v, (TupleValue, ListValue, SliceValue))
+               and _has_scalar_value(v.children()) for v in values)
+
+
+def _is_pure_python(target):
+    return getattr(target, "__module__", None) in _PURE_PYTHON_MODULES
 
 
 def _clean(name):

@@ -545,6 +545,11 @@ class MethodValue(Value):
         fn = self.fn.value if isinstance(self.fn, ConstValue) else None
         if fn is GradModeExit:  # a no_grad block split by a break: restore on exit
             return [Instr("LOAD_CONST", grad_mode_restore(self.self_value.previous))]
+        if isinstance(fn, types.FunctionType) or isinstance(self.fn, FunctionValue):
+            # the function itself, bound: `obj.name` may find another one (an override, when
+            # the method came from super() or from a bound method handed to a resume function:
+            # test_descr's test_bound_method_repr)
+            return r.call_const(types.MethodType, r.push(self.fn) + r.push(self.self_value), 2)
         name = getattr(fn, "__name__", None)
         if name is None:
             raise Unsupported(f"cannot rebuild {self!r}")

@@ -73,6 +73,13 @@ def wrap(ctx, real, source):
 
 def _wrap(ctx, real, source):
     guards = ctx.guards
+    if runs_code_on_lookup(type(real)):
+        # every isinstance() of the translation and of the guards that fails would call it (for
+        # `__class__`): 98 calls of test_descr's test_getattr_hooks getter where Python makes 1
+        exc = Unsupported(f"{type(real).__name__}.__getattribute__ is no function: run as plain Python",
+                          breakable=False)
+        exc.per_call = True  # later calls with other objects are still translated
+        raise exc
     if source is None:
         return _wrap_unguarded(real)
     if _depth(source) > MAX_SOURCE_DEPTH:
@@ -179,6 +186,15 @@ def _overrides_torch_function(cls):
 def is_numpy_scalar(real):
     numpy = sys.modules.get("numpy")  # never imported here: a program without numpy has none
     return numpy is not None and isinstance(real, numpy.generic) and not isinstance(real, numpy.object_)
+
+
+def runs_code_on_lookup(cls):
+    """Instances of `cls` run an attribute lookup that is neither object's nor a Python function
+    the translator inlines (a descriptor object set as `__getattribute__`)."""
+    import inspect
+
+    lookup = inspect.getattr_static(cls, "__getattribute__", None)
+    return lookup is not None and not isinstance(lookup, (types.WrapperDescriptorType, types.FunctionType))
 
 
 def _wrap_unguarded(real):
