@@ -41,10 +41,11 @@ from ..codegen.resume import CLOSURE_ARG, Step, covering_entries, is_resume_code
 from ..codegen.signature import argument_slot_names
 from . import autocast, generator_cm
 from .context import TranslationContext
+from .example_inputs import ExampleInputs
 from .errors import Unsupported
 from .executor import StopTranslation, Translator
 from .sources import AttrSource, FreeVarSource, ItemSource, LocalSource
-from .values import (CellValue, ConstValue, ExampleInputs, Lazy, ListValue, MethodValue, NullValue,
+from .values import (CellValue, ConstValue, Lazy, ListValue, MethodValue, NullValue,
                      ScalarValue, TensorValue)
 
 # locals(), vars(), frame objects, debuggers: what they show of a rewritten frame is not the

@@ -25,6 +25,21 @@ from .errors import Unsupported
 from .values import ConstValue, TupleValue, Value
 
 
+class OpaqueIterator(Value):
+    """A real iterator object whose remaining items are unknown without consuming it."""
+
+    def __init__(self, value, source):
+        self.value = value
+        self.source = source
+
+    def rebuild(self, r):
+        return r.load_source(self.source)
+
+    def __repr__(self):
+        return f"OpaqueIterator({type(self.value).__name__})"
+
+
+
 class IteratorValue(Value):
     """An iterator whose items are known values; `next_item()` advances it, None at the end.
 

@@ -25,7 +25,6 @@ guarded, so arithmetic on them folds at translate time. Once x's size 0 changed 
 calls it is symbolic, and the same code gives ScalarValue(add: s0 + 1).
 """
 import types
-from collections.abc import Sequence
 
 import torch
 from bytecode import Instr
@@ -155,50 +154,6 @@ def meta_like(t):
     if grad:
         base = base.requires_grad_(True).clone()  # a non-leaf, like t
     return base.as_strided(size, stride, offset)
-
-
-class ExampleInputs(Sequence):
-    """A graph's example inputs for its backend, made on first use: fake tensors (and the
-    numbers of ScalarValues). Making a fake tensor starts FakeTensorMode, which imports
-    torch._dynamo's config and sympy; the interpreter backend never looks, and
-    `tensor_facts()` answers the auto backend's questions without fakes. release() drops the
-    translation's values (they hold the real inputs: a dropped model must be freed)."""
-
-    def __init__(self, values):
-        self._values = list(values)
-        self._made = {}
-
-    def __len__(self):
-        return len(self._values)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(len(self))[i]]
-        i = range(len(self))[i]
-        if i not in self._made:
-            v = self._values[i]
-            if isinstance(v, ScalarValue):
-                self._made[i] = v.example
-            elif isinstance(v, TensorValue):
-                self._made[i] = v.fake
-            else:  # released: (meta, device), in a fake mode of its own
-                from torch._subclasses.fake_tensor import FakeTensorMode
-                mode = FakeTensorMode()
-                self._made[i] = mode.fake_tensor_converter.from_meta_and_device(mode, *v)
-        return self._made[i]
-
-    def tensor_facts(self):
-        """(device, numel) of each tensor input."""
-        return [(v.device, v.facts.numel()) if isinstance(v, TensorValue) else (v[1], v[0].numel())
-                for v in self._values if isinstance(v, (TensorValue, tuple))]
-
-    def release(self):
-        for i, v in enumerate(self._values):
-            if isinstance(v, TensorValue):
-                # symbolic sizes: only its own fake mode knows them, so make that fake now
-                self._values[i] = (self[i], v.device) if v.slow else (v.meta, v.device)
-            elif isinstance(v, ScalarValue):
-                self._values[i] = ScalarValue(None, v.example)
 
 
 class ScalarValue(Value):
@@ -453,20 +408,6 @@ class DictValue(Value):
         return f"DictValue({{{inner}}})"
 
 
-class OpaqueIterator(Value):
-    """A real iterator object whose remaining items are unknown without consuming it."""
-
-    def __init__(self, value, source):
-        self.value = value
-        self.source = source
-
-    def rebuild(self, r):
-        return r.load_source(self.source)
-
-    def __repr__(self):
-        return f"OpaqueIterator({type(self.value).__name__})"
-
-
 class FunctionValue(Value):
     """A function created during translation (a lambda, a nested def, a closure)."""
 
@@ -573,30 +514,6 @@ class ContextValue(Value):
         return f"ContextValue(grad_enabled={self.enabled})"
 
 
-class FormattedValue(Value):
-    """An f-string with run-time numbers in it, built when a recorded print replays.
-    `parts`: ConstValue strings and (ScalarValue, conversion, format spec) triples."""
-
-    def __init__(self, parts):
-        self.parts = list(parts)
-
-    def rebuild(self, r):
-        out = []
-        for part in self.parts:
-            if isinstance(part, tuple):
-                scalar, conversion, spec = part
-                out += r.push(scalar)
-                if spec:
-                    out.append(Instr("LOAD_CONST", spec))
-                out += rules.format_value(conversion, bool(spec))
-            else:
-                out += r.push(part)
-        return out + [Instr("BUILD_STRING", len(self.parts))]
-
-    def __repr__(self):
-        return f"FormattedValue({len(self.parts)} parts)"
-
-
 class ObjectValue(Value):
     """A user object created during translation: class + attribute values (dataclasses)."""
 
@@ -661,6 +578,7 @@ class Lazy:
         return f"Lazy({self.source!r})"
 
 
-# iterators.py builds on the classes above; imported here so that every value class
-# is importable from this module
-from .iterators import DictViewValue, IteratorValue  # noqa: E402,F401
+# iterators.py and formatted.py build on the classes above; imported here so that every
+# value class is importable from this module
+from .formatted import FormattedValue  # noqa: E402,F401
+from .iterators import DictViewValue, IteratorValue, OpaqueIterator  # noqa: E402,F401
