@@ -53,7 +53,7 @@ class GuardSet:
         self._pinned = {}  # source -> the constant naming the object it is pinned to ("c3()")
         self._weak_pins = {}  # source -> weakref.ref of the module or tensor it is pinned to
         self._bind_counts, self._bound = {}, {}  # shared prefixes of the predicate (_render)
-        self._pins_on = True  # _render starts from pinned objects (off: explanations' text)
+        self._pins_on = True  # rendering what runs: from pinned objects (off: explanations' text)
         self._finished = False
         self._fast = self._closure_fast = None
         self.namespace = {"G": f_globals, "check_tensor": check_tensor, "torch": torch}
@@ -125,7 +125,15 @@ class GuardSet:
         fact = (guard_snapshot.TENSOR, self._one_check(("tensor", 0) + meta)) \
             if isinstance(source, (ModuleDictSource, AttrSource)) else None
         self._add(("tensor", source), lambda i: ("tensor", i) + meta,
-                  lambda e: f"check_tensor({e}, {args})", source, fact)
+                  lambda e: self._tensor_expr(e, meta, args), source, fact)
+
+    def _tensor_expr(self, e, meta, args):
+        """As run: one C check (`c9.check(a2['input_ids'])`, 0.05 us, not 0.65 us in Python:
+        the kwargs' tensors); as explained, check_tensor(...), which recompiles.py and
+        convert_frame read for the sizes that changed."""
+        if self._pins_on and _C is not None:
+            return f"{self._const(self._one_check(('tensor', 0) + meta))}.check({e})"
+        return f"check_tensor({e}, {args})"
 
     @staticmethod
     def _one_check(check):

@@ -145,3 +145,39 @@ def test_default_items_of_an_inlined_function(defaults):
     exprs = [e for entry in _C.cache_entries(UsesHelper.forward.__code__)
              for e in (entry.guard.fallback.exprs if entry.guard.fallback is not None else [])]
     assert not any("__defaults__" in e for e in exprs), exprs  # the `func` check holds them
+
+
+class TakesKeywords(nn.Module):
+    def forward(self, x, **kwargs):
+        m = kwargs["mask"]
+        y = x * 2 + m.sum(-1, keepdim=True)
+        if m.dtype == torch.long:
+            y = y + 1
+        if m.shape[-1] == 4:
+            y = y * 3
+        if m.requires_grad:
+            y = y - 5
+        if m.stride(0) == 4:
+            y = y + 7
+        return y
+
+
+@pytest.mark.parametrize("change", [
+    lambda m: m.float(),  # dtype
+    lambda m: m.new_ones(3, 5, dtype=torch.long),  # size
+    lambda m: m.new_ones(4, 3, dtype=torch.long).t(),  # strides
+    lambda m: m.float().requires_grad_(),
+], ids=["dtype", "size", "strides", "requires_grad"])
+def test_tensor_in_the_kwargs_dict_checked_in_c(change):
+    """The tensors of a **kwargs dict are checked by one C check each (not check_tensor in
+    Python): each change of what the C tensor check reads must recompile."""
+    model = TakesKeywords()
+    fast = terra_dyn.optimize(model, backend="interpreter")
+    x, mask = torch.randn(3, 4), torch.ones(3, 4, dtype=torch.long)
+    for _ in range(4):
+        torch.testing.assert_close(fast(x, mask=mask), model(x, mask=mask))
+    other = change(mask)
+    for _ in range(2):
+        torch.testing.assert_close(fast(x, mask=other), model(x, mask=other), check_dtype=False)
+    guard = _C.cache_entries(TakesKeywords.forward.__code__)[0].guard
+    assert ".check(a" in guard.fallback.text and "check_tensor(a" in " ".join(guard.fallback.exprs)
