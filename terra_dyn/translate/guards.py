@@ -171,12 +171,14 @@ class GuardSet:
         self._add(("eq", source), lambda i: ("eq", i, v),
                   lambda e: f"{e} == {self._const(v)}", source, (guard_snapshot.EQ, v))
 
-    def identity(self, source, obj):
+    def identity(self, source, obj, weak=False):
+        """weak: hold `obj` by a weak reference, as a module or a tensor (an object the
+        guard would otherwise keep alive with all it holds)."""
         if isinstance(obj, torch.nn.Module) and source is not None and source not in self.snapshots \
                 and self._pinnable(source):
             # its class is checked with it, and facts about it are checked on it
             self.snapshots[source] = Snapshot(source, obj)
-        if isinstance(obj, _WEAKLY_GUARDED):
+        if weak or isinstance(obj, _WEAKLY_GUARDED):
             # a module or a parameter: a deleted model must be freed, not kept by its guards
             ref = weakref.ref(obj)
             self._pin(source, f"{self._const(ref)}()")
@@ -209,13 +211,13 @@ class GuardSet:
         """`source` held the same object as `other` (a tensor passed twice): it must again.
         Both read through modules with snapshots (the config every transformers layer
         keeps, `a0._modules['encoder']...['self'].config is a0.config`): both are pinned to
-        the object instead, two snapshot entries checked in C, and so the alias is."""
+        the object, weakly, instead: two snapshot entries checked in C, and so the alias is."""
         if source == other:
             return
-        if guard_snapshot.enabled() and not isinstance(obj, _UNPINNED) \
+        if guard_snapshot.enabled() and type(obj).__weakrefoffset__ \
                 and all(self._snapshot_of(s) is not None for s in (source, other)):
-            self.identity(other, obj)
-            self.identity(source, obj)
+            self.identity(other, obj, weak=True)
+            self.identity(source, obj, weak=True)
             return
         if all(isinstance(s.root(), LocalSource) and s.root().slot >= 0 for s in (source, other)):
             self._add(("alias", source, other), None, lambda e: f"{e} is {self._render(other)}", source)

@@ -103,6 +103,19 @@ def test_config_shared_by_model_and_layers(change):
             del Layer.config
 
 
+def test_config_pinned_for_its_aliases_is_held_weakly():
+    import gc
+    import weakref
+
+    model = Model()
+    fast = terra_dyn.optimize(model, backend="interpreter")
+    fast(torch.randn(3, 4))
+    ref = weakref.ref(model.config)
+    del model, fast
+    gc.collect()
+    assert ref() is None
+
+
 @pytest.mark.parametrize("change", [
     lambda m: setattr(m.config, "flag", 1),  # == True, another type: `is True` reads False
     lambda m: setattr(m.config, "flag", False),
