@@ -81,7 +81,7 @@ class GuardSet:
             return
         self._seen.add(key_seen)
         self._keep.append(key)  # an id stays this object's while the translation runs
-        if fact is not None and fact[0] == guard_snapshot.ID:
+        if fact is not None and fact[0] == guard_snapshot.ID and source is not None:
             self._ids.setdefault(source, fact[1])  # checked wherever it goes: _implied
         if fact is not None and self._fold(source, *fact):
             return
