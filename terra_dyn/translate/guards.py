@@ -28,7 +28,7 @@ import torch
 from . import guard_snapshot
 from .guard_checks import PyGuard, Predicate, check_tensor, check_tensor_layout, describe_check, hook_keys
 from .guard_snapshot import Snapshot
-from .sources import AttrSource, FreeVarSource, GlobalSource, ItemSource, LocalSource, ModuleDictSource, Source
+from .sources import AttrSource, DefaultSource, FreeVarSource, GlobalSource, ItemSource, LocalSource, ModuleDictSource, Source
 
 try:
     from .. import _C
@@ -53,11 +53,13 @@ class GuardSet:
         self._pinned = {}  # source -> the constant naming the object it is pinned to ("c3()")
         self._weak_pins = {}  # source -> weakref.ref of the module or tensor it is pinned to
         self._bind_counts, self._bound = {}, {}  # shared prefixes of the predicate (_render)
-        self._pins_on = True  # _render starts from pinned objects (off: explanations' text)
+        self._pins_on = True  # rendering what runs: from pinned objects (off: explanations' text)
         self._finished = False
         self._fast = self._closure_fast = None
         self.namespace = {"G": f_globals, "check_tensor": check_tensor, "torch": torch}
         self._seen = set()
+        self._ids = {}  # source -> the object an identity fact pins it to
+        self._facts = []  # (item of exprs or closure_exprs, source, (kind, expected)): _implied
         self._keep = []
         self._nconst = 0
 
@@ -79,6 +81,8 @@ class GuardSet:
             return
         self._seen.add(key_seen)
         self._keep.append(key)  # an id stays this object's while the translation runs
+        if fact is not None and fact[0] == guard_snapshot.ID and source is not None:
+            self._ids.setdefault(source, fact[1])  # checked wherever it goes: _implied
         if fact is not None and self._fold(source, *fact):
             return
         root = source.root() if source is not None else None
@@ -87,11 +91,15 @@ class GuardSet:
         if c_check is not None and isinstance(source, LocalSource) and source.slot >= 0:
             self.checks.append(c_check(source.slot))
         elif isinstance(root, FreeVarSource):
-            self.closure_exprs.append((source, expr_fn, key[0] == "id"))
+            self.closure_exprs.append(item := (source, expr_fn, key[0] == "id"))
+            if fact is not None:
+                self._facts.append((item, source, fact))
         elif isinstance(source, GlobalSource) and key[0] == "id":
             self.checks.append(("global_id", self.f_globals, source.name, key[2]))
         else:
-            self.exprs.append((source, expr_fn, key[0] == "id"))
+            self.exprs.append(item := (source, expr_fn, key[0] == "id"))
+            if fact is not None:
+                self._facts.append((item, source, fact))
 
     def _fold(self, source, kind, expected):
         """Record a fact in the snapshot of the module `source` reads from; False if none."""
@@ -117,7 +125,15 @@ class GuardSet:
         fact = (guard_snapshot.TENSOR, self._one_check(("tensor", 0) + meta)) \
             if isinstance(source, (ModuleDictSource, AttrSource)) else None
         self._add(("tensor", source), lambda i: ("tensor", i) + meta,
-                  lambda e: f"check_tensor({e}, {args})", source, fact)
+                  lambda e: self._tensor_expr(e, meta, args), source, fact)
+
+    def _tensor_expr(self, e, meta, args):
+        """As run: one C check (`c9.check(a2['input_ids'])`, 0.05 us, not 0.65 us in Python:
+        the kwargs' tensors); as explained, check_tensor(...), which recompiles.py and
+        convert_frame read for the sizes that changed."""
+        if self._pins_on and _C is not None:
+            return f"{self._const(self._one_check(('tensor', 0) + meta))}.check({e})"
+        return f"check_tensor({e}, {args})"
 
     @staticmethod
     def _one_check(check):
@@ -155,12 +171,14 @@ class GuardSet:
         self._add(("eq", source), lambda i: ("eq", i, v),
                   lambda e: f"{e} == {self._const(v)}", source, (guard_snapshot.EQ, v))
 
-    def identity(self, source, obj):
+    def identity(self, source, obj, weak=False):
+        """weak: hold `obj` by a weak reference, as a module or a tensor (an object the
+        guard would otherwise keep alive with all it holds)."""
         if isinstance(obj, torch.nn.Module) and source is not None and source not in self.snapshots \
                 and self._pinnable(source):
             # its class is checked with it, and facts about it are checked on it
             self.snapshots[source] = Snapshot(source, obj)
-        if isinstance(obj, _WEAKLY_GUARDED):
+        if weak or isinstance(obj, _WEAKLY_GUARDED):
             # a module or a parameter: a deleted model must be freed, not kept by its guards
             ref = weakref.ref(obj)
             self._pin(source, f"{self._const(ref)}()")
@@ -190,11 +208,34 @@ class GuardSet:
             self._pinned[source] = const
 
     def same_object(self, source, other, obj):
-        """`source` held the same object as `other` (a tensor passed twice): it must again."""
+        """`source` held the same object as `other` (a tensor passed twice): it must again.
+        Both read through modules with snapshots (the config every transformers layer
+        keeps, `a0._modules['encoder']...['self'].config is a0.config`): both are pinned to
+        the object, weakly, instead: two snapshot entries checked in C, and so the alias is."""
+        if source == other:
+            return
+        if guard_snapshot.enabled() and type(obj).__weakrefoffset__ \
+                and all(self._snapshot_of(s) is not None for s in (source, other)):
+            self.identity(other, obj, weak=True)
+            self.identity(source, obj, weak=True)
+            return
         if all(isinstance(s.root(), LocalSource) and s.root().slot >= 0 for s in (source, other)):
             self._add(("alias", source, other), None, lambda e: f"{e} is {self._render(other)}", source)
         else:  # roots the predicate cannot name together: pin this very object instead
             self.identity(source, obj)
+
+    def _snapshot_of(self, source):
+        """The snapshot an identity fact about `source` folds into, or None."""
+        if not isinstance(source, (AttrSource, ModuleDictSource)):
+            return None
+        snap = self.snapshots.get(source.base)
+        obj = snap.ref() if snap is not None else None
+        if obj is None:
+            return None
+        table = None if isinstance(source, AttrSource) else source.table
+        if table is None and not guard_snapshot._plain_attribute(obj, source.name):
+            return None
+        return snap
 
     def distinct(self, source, other):
         """`source` and `other` held different objects (`a is b` read False): they must again."""
@@ -350,6 +391,9 @@ class GuardSet:
         module has its final class. Idempotent."""
         if not self._finished:
             self._finished = True
+            implied = self._implied()
+            self.exprs = [e for e in self.exprs if id(e) not in implied]
+            self.closure_exprs = [e for e in self.closure_exprs if id(e) not in implied]
             self._bind_counts = self._prefix_counts(self.exprs)
             self._fast = [self._render_fact(e) for e in self.exprs]
             self._bind_counts, self._bound = {}, {}
@@ -363,6 +407,48 @@ class GuardSet:
                     self.class_attributes(type(obj))
             self.checks.append(snap.check())
             del self.snapshots[source]
+
+    def _implied(self):
+        """ids of the Python facts other checks imply (each one walk fewer per call):
+        - `type(x) is T` beside `x is c`, T = type(c) a class whose instances cannot change
+          `__class__` (a builtin type other than a module's: bool, None, functions);
+        - a fact about `f.__defaults__[i]`, f pinned and a `func` check on it (that tuple,
+          immutable, so the very item): `is`, its type (as above), `==` of an atomic value."""
+        pinned_ids = self._ids
+        funcs = {id(c[1]): c[3] for c in self.checks if c[0] == "func"}
+        out = set()
+        for item, source, (kind, expected) in self._facts:
+            if kind == guard_snapshot.TYPE and source in pinned_ids:
+                if type(pinned_ids[source]) is expected and _fixed_class(expected):
+                    out.add(id(item))
+                continue
+            value = self._pinned_default(source, funcs)
+            if value is _ABSENT:
+                continue
+            if kind == guard_snapshot.ID and value is expected or \
+                    kind == guard_snapshot.TYPE and type(value) is expected and _fixed_class(expected) or \
+                    kind == guard_snapshot.EQ and type(value) in _ATOMIC and type(value) is type(expected) \
+                    and value == expected and value == value:
+                out.add(id(item))
+        return out
+
+    def _pinned_default(self, source, funcs):
+        """The item `source` reads if it is `f.__defaults__[i]` of a function f the guard
+        pins and checks with a `func` check (defaults tuple included); else _ABSENT."""
+        if isinstance(source, DefaultSource) and not source.kw:  # an inlined function's default
+            fn_source = source.base
+        elif isinstance(source, ItemSource) and isinstance(source.base, AttrSource) \
+                and source.base.name == "__defaults__":
+            fn_source = source.base.base
+        else:  # (not `__kwdefaults__`: a dict, changed in place unseen by the `func` check)
+            return _ABSENT
+        if type(source.key) is not int:
+            return _ABSENT
+        const = self._pinned.get(fn_source)
+        fn = self.namespace.get(const) if const is not None else None
+        if not isinstance(fn, types.FunctionType) or fn.__defaults__ is None or funcs.get(id(fn), _ABSENT) is not fn.__defaults__:
+            return _ABSENT
+        return fn.__defaults__[source.key] if 0 <= source.key < len(fn.__defaults__) else _ABSENT
 
     def _render_fact(self, item, closure=False, pins=True):
         if isinstance(item, str):
@@ -404,6 +490,15 @@ class GuardSet:
                 counts[s] += 1
                 s = getattr(s, "base", None)
         return counts
+
+
+_ATOMIC = (bool, int, float, str, bytes, type(None))
+
+
+def _fixed_class(cls):
+    """Instances of cls can never be given another class: `obj.__class__ = X` needs a heap
+    type (a class statement's) or a module."""
+    return isinstance(cls, type) and not cls.__flags__ & (1 << 9) and not issubclass(cls, types.ModuleType)
 
 
 def _closure_expr(source):
