@@ -15,3 +15,16 @@ def fresh_terra_dyn():
     terra_dyn.reset()
     yield terra_dyn
     terra_dyn.reset()
+
+
+@pytest.fixture(params=[True, False], ids=["snapshots", "expressions"])
+def guard_snapshot_modes(request, monkeypatch):
+    """Guard facts about pinned modules checked as C snapshots, then as Python expressions
+    (`config.guard_snapshots`): the soundness tests of both. The value: snapshots on."""
+    import terra_dyn
+    from terra_dyn import config
+
+    monkeypatch.setattr(config, "guard_snapshots", request.param)
+    terra_dyn.reset()
+    yield request.param
+    terra_dyn.reset()

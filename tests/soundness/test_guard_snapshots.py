@@ -15,15 +15,11 @@ import torch
 import torch.nn as nn
 
 import terra_dyn
-from terra_dyn import _C, config
+from terra_dyn import _C
 
 
-@pytest.fixture(autouse=True, params=[True, False], ids=["snapshots", "expressions"])
-def snapshots(request, monkeypatch):
-    monkeypatch.setattr(config, "guard_snapshots", request.param)
-    terra_dyn.reset()
-    yield request.param
-    terra_dyn.reset()
+# each test runs with guard snapshots on and off (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("guard_snapshot_modes")
 
 
 class Inner(nn.Module):
@@ -173,7 +169,7 @@ def test_forward_set_on_a_child_instance():
     _run(change)
 
 
-def test_unchanged_model_reuses_its_translation(snapshots):
+def test_unchanged_model_reuses_its_translation(guard_snapshot_modes):
     torch.manual_seed(0)
     model = Outer()
     fast = terra_dyn.optimize(model, backend="interpreter")
@@ -185,7 +181,7 @@ def test_unchanged_model_reuses_its_translation(snapshots):
     kinds = [c[0] for c in entries[0].guard.checks]
     # every module pinned by identity has one (its class is checked either way)
     assert kinds.count("snapshot") == len(list(model.modules()))
-    if snapshots:  # the facts are in them, not in Python expressions
+    if guard_snapshot_modes:  # the facts are in them, not in Python expressions
         fallback = entries[0].guard.fallback
         assert fallback is None or not any("_modules" in e for e in fallback.exprs)
 
@@ -214,7 +210,7 @@ def test_lazy_module_translated_once_and_right():
     assert len(_C.cache_entries(nn.Sequential.forward.__code__)) == 1
 
 
-def test_recompile_names_the_changed_attribute(snapshots):
+def test_recompile_names_the_changed_attribute(guard_snapshot_modes):
     from terra_dyn import report
 
     torch.manual_seed(0)

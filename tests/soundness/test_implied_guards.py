@@ -13,15 +13,11 @@ import torch
 import torch.nn as nn
 
 import terra_dyn
-from terra_dyn import _C, config
+from terra_dyn import _C
 
 
-@pytest.fixture(autouse=True, params=[True, False], ids=["snapshots", "expressions"])
-def snapshots(request, monkeypatch):
-    monkeypatch.setattr(config, "guard_snapshots", request.param)
-    terra_dyn.reset()
-    yield request.param
-    terra_dyn.reset()
+# each test runs with guard snapshots on and off (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("guard_snapshot_modes")
 
 
 class _Config:
@@ -121,11 +117,11 @@ def test_config_pinned_for_its_aliases_is_held_weakly():
     lambda m: setattr(m.config, "flag", False),
     lambda m: setattr(m.config, "mode", 0),
 ], ids=["bool_to_equal_int", "bool_flipped", "none_to_int"])
-def test_identity_of_a_bool_or_none_without_its_type_check(change, snapshots):
+def test_identity_of_a_bool_or_none_without_its_type_check(change, guard_snapshot_modes):
     torch.manual_seed(0)
     model = Model()
     fast = _run(model, change)
-    if snapshots:
+    if guard_snapshot_modes:
         exprs = _C.cache_entries(Model.forward.__code__)[0].guard.fallback.exprs
         assert not any(e.startswith("type(") and ".flag)" in e for e in exprs), exprs
         assert not any(".config is " in e and e.count(".config") == 2 for e in exprs), exprs  # no alias left
