@@ -80,13 +80,19 @@ def is_library_code(code: types.CodeType) -> bool:
         return False
     if filename == "<string>" and code.co_varnames[:1] == ("_cls",):
         return True  # collections.namedtuple's generated constructor
+    return runs_as_written(filename)
+
+
+def runs_as_written(filename: str) -> bool:
+    """True for files whose frames are never translated: terra_dyn, torch, the stdlib, tooling."""
+    filename = os.path.normpath(filename)
     if filename.startswith(("<frozen", "<eval_with_key>", "<terra_dyn")):
         return True
     if filename.startswith((_TERRA_DIR, _TORCH_DIR)):
         return True
     package = _installed_package(filename)
     if package is not None:
-        return package in TOOLING_PACKAGES
+        return package in TOOLING_PACKAGES or package in ("torch", "terra_dyn")
     return filename.startswith(_STDLIB_DIR)
 
 

@@ -157,10 +157,12 @@ class _TextReport:
             if inner:
                 libs = ", ".join(sorted({s.library for s in inner}))
                 n = sum(s.count for s in inner)
-                self.line(f"{plural(n, 'break')} inside {libs} (library code, run as Python):", 4)
+                native = not any(s.in_translated_library for s in inner)
+                self.line(f"{plural(n, 'break')} inside {libs} (library code{', run as Python' if native else ''}):", 4)
                 shown = inner if self.verbose else inner[:2]
                 for s in shown:
-                    where = f" at {short_path(s.inside)}" if self.verbose and s.inside != "terra_dyn" else ""
+                    located = s.in_translated_library or (self.verbose and s.inside != "terra_dyn")
+                    where = f" at {short_path(s.inside)}" if located else ""
                     self.line(f"x{s.count}{where}: {s.reason}", 6, hang=4)
                 if len(inner) > len(shown):
                     self.line(f"and {len(inner) - len(shown)} other reasons (--verbose lists them)", 6)

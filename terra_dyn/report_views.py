@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import List
 
 from . import hints
-from .attribution import is_user_file, library_name, parse_stack_entry, source_line
+from .attribution import is_user_file, library_name, parse_stack_entry, short_path, source_line
 
 
 def frame_name(code_name: str) -> str:
@@ -62,6 +62,17 @@ class BreakSite:
     @property
     def hint(self) -> str:
         return "" if self.library else hints.for_break(self.reason)
+
+    @property
+    def in_translated_library(self) -> bool:
+        """Recorded inside a library whose code is translated (transformers, the user's own
+        package), not one that runs as written (torch, the stdlib): its file and line are a
+        place to look, and its frame has a section of its own."""
+        if not self.library or self.library == "terra_dyn":
+            return False
+        from .code_location import runs_as_written  # imports torch: only when asked
+
+        return not runs_as_written(self.inside.rpartition(":")[0])
 
     def __repr__(self):
         where = f" (inside {self.library})" if self.library else ""
@@ -243,7 +254,9 @@ def problems(report, limit=None, frame_list=None) -> List[Problem]:
             libs = sorted({s.library for s in sites if s.library})
             inner = sum(s.count for s in sites if s.library)
             if inner:
-                details.append(f"{inner} inside {', '.join(libs)}: library code run as Python")
+                native = all(not s.in_translated_library for s in sites if s.library)
+                details.append(f"{inner} inside {', '.join(libs)}: library code" + (" run as Python" if native else ""))
+                details += [f"at {short_path(s.inside)}: {s.reason}" for s in sites if s.in_translated_library][:2]
             hint = next((s.hint for s in own if s.hint), "")
             out.append(Problem("breaks", frame, filename, lineno, sites[0].seconds, sum(s.cost for s in sites),
                                f"{count} break{'s' if count > 1 else ''} at {sites[0].source_line or 'this line'}",

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from terra_dyn.report_views import frame_name
+from terra_dyn.report_views import frame_name, problems
 from terra_dyn.report import (Fallback, GraphBreak, GraphRecord, Recompile, Report,
                               record_break, record_graph, recording)
 
@@ -150,6 +150,21 @@ def test_a_break_inside_library_code_is_shown_under_the_users_line():
     assert "line 22: " in text and "1 break inside torch (library code, run as Python):" in text
     assert "x1: operator | on typing objects" in text
     assert "autograd/__init__.py:511" in report.render(verbose=True)
+
+
+def test_a_break_inside_a_translated_library_names_its_file_and_line():
+    # a model library (not torch) is translated like the user's code: its file and line are
+    # where the break is, shown under the user's line that led there
+    lib_file = "/venv/lib/site-packages/mylib/blocks.py"
+    report = Report(
+        graphs=[GraphRecord("step", FILE, 20, 5)],
+        breaks=[GraphBreak("Tensor.item() needs the tensor's value", lib_file, 7, "    if y.item() > 0:",
+                           [f"{FILE}:22 in step", f"{lib_file}:7 in forward"], "forward")])
+    text = str(report)
+    assert "1 break inside mylib (library code):" in text and "run as Python" not in text
+    assert "mylib/blocks.py:7: Tensor.item() needs the tensor's value" in text
+    (problem,) = [p for p in problems(report) if p.kind == "breaks"]
+    assert "1 inside mylib: library code" in problem.details
 
 
 def test_terra_dyn_files_never_appear_in_the_report():
