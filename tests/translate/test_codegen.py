@@ -4,7 +4,8 @@ Every test compares with eager on the same inputs (fresh clones for mutation tes
 """
 import collections
 import dis
-import timeit
+import os
+import sys
 
 import torch
 
@@ -126,13 +127,29 @@ def test_translate_code_directly_without_the_hook():
     torch.testing.assert_close(rewritten(x, 2), f(x, 2))
 
 
-def test_cached_call_overhead_is_small(fresh_terra_dyn):
+def test_a_cached_call_runs_no_python_of_terra_dyn(fresh_terra_dyn):
+    # The cost of a cached call is measured in benchmarks/cached_calls.py; here its shape:
+    # the guard check and the cache lookup happen in C, so the only Python frames are the
+    # translated function and its graph.
     def f(x, y):
         return x + y
 
     fast = terra_dyn.optimize(f, backend="interpreter")
     x, y = torch.randn(2), torch.randn(2)
     fast(x, y)
-    eager = min(timeit.repeat(lambda: f(x, y), number=2000, repeat=5)) / 2000
-    ours = min(timeit.repeat(lambda: fast(x, y), number=2000, repeat=5)) / 2000
-    assert ours - eager < 5e-6, (ours, eager)  # generous: shared 2-core machine
+    entered = []
+
+    def profile(frame, event, arg):
+        if event == "call":
+            entered.append(frame.f_code)
+
+    sys.setprofile(profile)
+    try:
+        out = fast(x, y)
+    finally:
+        sys.setprofile(None)
+    torch.testing.assert_close(out, f(x, y))
+    names = [code.co_name for code in entered]
+    assert names[0] == "f" and "forward" in names, names
+    package = os.path.dirname(terra_dyn.__file__)
+    assert not [c for c in entered if c.co_filename.startswith(package)], names
