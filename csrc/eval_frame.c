@@ -27,6 +27,7 @@ static _Thread_local PyObject *asking_callback = NULL;
 static Py_ssize_t threads_with_callback = 0;            /* guarded by the GIL */
 
 static PyObject *terra_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *frame, int throwflag);
+void moves_enter(_PyInterpreterFrame *frame);  /* moves.c */
 
 static void install_hook(int on) {
     PyInterpreterState *interp = PyInterpreterState_Get();
@@ -112,7 +113,13 @@ static PyObject *run_entry(CacheEntry *entry, _PyInterpreterFrame *frame) {
     } else {
         Py_INCREF(fn);
     }
-    PyObject *result = PyObject_Vectorcall(fn, frame->localsplus, argument_slot_count(frame_code(frame)), NULL);
+    /* Moved, not copied: the original frame's slots are emptied once the rewritten frame
+       holds the values (moves.c), so a `del x` there frees x as in the original; unless
+       someone kept the frame's object (a callback), who may read its locals later. */
+    Py_ssize_t nargs = argument_slot_count(frame_code(frame));
+    PyObject *result = frame->frame_obj != NULL && Py_REFCNT(frame->frame_obj) > 1
+                           ? PyObject_Vectorcall(fn, frame->localsplus, nargs, NULL)
+                           : moves_call(fn, frame->localsplus, nargs);
     Py_DECREF(fn);
     if (result == NULL) drop_rewritten_entry(PyThreadState_Get(), frame_code(frame), code);
     return result;
@@ -207,6 +214,7 @@ static PyObject *ask_callback(PyObject *callback, PyThreadState *tstate, _PyInte
     frame_expose_locals(frame);  /* 3.13: f_locals reads the slots live (frame_api.h) */
     PyObject *result = PyObject_CallOneArg(callback, (PyObject *)f);
     frame_hide_locals(frame);
+    frame_drop_locals_snapshot(f);  /* the callback's f_locals dict would keep the arguments */
     asking_callback = outer_asking;
     PyObject *ours = eval_frame_swap_callback(saved);
     Py_XDECREF(ours);  /* the callback may have set one itself */
@@ -222,6 +230,7 @@ static PyObject *answered(PyThreadState *tstate, _PyInterpreterFrame *frame, PyO
 }
 
 static PyObject *terra_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *frame, int throwflag) {
+    if (moves_pending != NULL) moves_enter(frame);  /* the caller's copies of our arguments */
     PyObject *callback = thread_callback;
     PyCodeObject *code = frame_code(frame);
     /* Generators and coroutines outlive the call (their frame is copied into the generator

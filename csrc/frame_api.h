@@ -6,6 +6,7 @@
  *   frame_started(frame)           has it begun running (not a fresh call)
  *   frame_object(tstate, frame)    our _PyFrame_GetFrameObject for an unstarted frame
  *   frame_expose_locals / frame_hide_locals   around the callback (3.13's f_locals proxy)
+ *   frame_drop_locals_snapshot(f)  forget the f_locals dict the callback made (3.11/3.12)
  *   frame_finish(tstate, frame)    clear and pop a frame the hook did not hand to
  *                                  _PyEval_EvalFrameDefault
  *   stack_deep(tstate)             has the thread used over an eighth of its Python
@@ -159,6 +160,18 @@ static inline void frame_hide_locals(_PyInterpreterFrame *frame) { frame_undo_pr
 static inline void frame_expose_locals(_PyInterpreterFrame *frame) { (void)frame; }
 static inline void frame_hide_locals(_PyInterpreterFrame *frame) { (void)frame; }
 #endif
+
+/* 3.11/3.12: reading f_locals copies the slots into a dict kept on the frame; it would keep
+   the arguments alive as long as the frame object lives (a traceback, an f_back chain).
+   3.13's f_locals is a proxy over the slots: nothing to drop. */
+static inline void frame_drop_locals_snapshot(PyFrameObject *f) {
+#if PY_VERSION_HEX < 0x030D0000
+    Py_CLEAR(f->f_frame->f_locals);
+    f->f_fast_as_locals = 0;
+#else
+    (void)f;
+#endif
+}
 
 #if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
 /* 3.12's take_ownership (Objects/frame.c): a frame object that outlives its frame (the

@@ -113,6 +113,12 @@ static PyObject *referents(PyObject *module, PyObject *refs) {
 }
 
 static PyMethodDef module_functions[] = {
+    {"moved_args", (PyCFunction)(void (*)(void))moves_moved_args, METH_FASTCALL,
+     "moved_args(*values) -> list; clears the calling frame's plain local slots (a break hands them on)"},
+    {"call_moved", (PyCFunction)(void (*)(void))moves_call_moved, METH_FASTCALL,
+     "call_moved(fn, args: list) -> fn(*args), the list emptied: fn's frame owns the values alone"},
+    {"caller_locals", moves_caller_locals, METH_NOARGS,
+     "caller_locals() -> locals() of the calling frame, not kept on the frame (3.11/3.12 keep it)"},
     {"referents", referents, METH_O, "referents(refs) -> tuple of each weakref's object (None once dead)"},
     {"load_cell", (PyCFunction)(void (*)(void))load_cell, METH_FASTCALL,
      "load_cell(cell, name) -> contents; UnboundLocalError when empty, as the cell's own frame raises"},

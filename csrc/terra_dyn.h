@@ -5,6 +5,7 @@
  *   guards.c      Guard: the checks a cache entry runs over a frame's argument slots
  *   snapshot.c    the Guard's snapshot check: many facts about one object pinned by identity
  *   callables.c   OptimizedCallable / DisabledCallable: set the thread's callback per call
+ *   moves.c       calls whose arguments the callee's frame owns alone (liveness at breaks)
  *   module.c      the module object and its functions
  *
  * frame_api.h is the version seam: CPython 3.11 / 3.12 / 3.13 differences in the internal
@@ -89,6 +90,13 @@ PyObject *same_state(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 extern PyTypeObject OptimizedCallable_Type;
 extern PyTypeObject DisabledCallable_Type;
+
+/* ---- moves.c ---- (calls whose arguments the callee's frame owns alone) */
+PyObject *moves_call(PyObject *fn, PyObject **slots, Py_ssize_t n);  /* clears the n owned slots */
+PyObject *moves_moved_args(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *moves_call_moved(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *moves_caller_locals(PyObject *module, PyObject *unused);
+extern _Thread_local PyObject **moves_pending;  /* non-NULL: moves_enter(frame) has work */
 
 /* ---- eval_frame.c ---- */
 /* Swap this thread's callback (new reference or NULL in, owned reference out). */

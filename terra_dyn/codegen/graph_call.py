@@ -357,7 +357,7 @@ def _resume_call(rec, plan, target_pc, temps):
     if not code.co_freevars:
         fn = resume.resume_function(code, plan.f_globals)
         helper = resume.Continue if plan.in_resume else resume.run_function
-        return call_const(helper, [Instr("LOAD_CONST", fn)] + args + [Instr("BUILD_TUPLE", nargs)], 2) + \
+        return call_const(helper, [Instr("LOAD_CONST", fn)] + resume.moved_list(args, nargs), 2) + \
             rules.return_value()
     helper = resume.continue_at if plan.in_resume else resume.run_resume
     closure = [ins for n in plan.code.co_freevars for ins in rules.load_closure(n)]
@@ -365,4 +365,4 @@ def _resume_call(rec, plan, target_pc, temps):
         closure += rec.push(cell)
     closure.append(Instr("BUILD_TUPLE", len(plan.code.co_freevars) + len(site.cells)))
     pre = [Instr("LOAD_CONST", code), Instr("LOAD_CONST", plan.f_globals)] + closure
-    return call_const(helper, pre + args + [Instr("BUILD_TUPLE", nargs)], 4) + rules.return_value()
+    return call_const(helper, pre + resume.moved_list(args, nargs), 4) + rules.return_value()

@@ -53,6 +53,12 @@ break is seen by inner functions made before it, as in eager Python. Resume code
 a frame also receive the closure tuple as their last argument, `___closure`: the translator
 reads it to recognise those cells inside the closures of functions it inlines.
 
+Moved, not copied: the values a frame hands on at a break are built into a list by
+`moved_args`, which also empties the frame's own local slots, and `call_moved` passes the
+list's items to the next function, emptying the list; a resume code's prologue lets go of
+its `___stack` arguments once they are on the stack. So the next frame is their only
+holder, as the original frame was, and `del x; gc.collect()` there frees x (csrc/moves.c).
+
 Example: a 10,000-iteration loop with `print(x.sum().item())` keeps a constant Python
 stack depth: the trampoline's loop does the iterating.
 """
@@ -118,7 +124,29 @@ def _function(code, f_globals, closure):
 
 
 def _with_closure(code, closure, args):
-    return args + (closure,) if id(code) in _takes_closure else args
+    return args + [closure] if id(code) in _takes_closure else args
+
+
+def _call_moved(fn, args):
+    return fn(*args)
+
+
+def _moved_args(*values):
+    return list(values)
+
+
+try:  # the C core moves the values (csrc/moves.c); without it, copies
+    from .._C import call_moved, caller_locals, moved_args
+except ImportError:
+    call_moved, caller_locals, moved_args = _call_moved, locals, _moved_args
+
+
+def moved_list(arg_instrs, n):
+    """Instructions pushing a list of the n values `arg_instrs` push, the frame's own plain
+    local slots emptied: the values go on to a resume function, whose frame must be their
+    only holder (an object deleted there dies there, as in the original frame; csrc/moves.c).
+    The list is handed on by call_moved, which empties it."""
+    return rules.call_const(moved_args, arg_instrs, n)
 
 
 _runs = itertools.count()
@@ -136,9 +164,9 @@ def run_resume(code, f_globals, closure, args):
     """The trampoline: run resume functions until one returns a real value."""
     _active_runs.append(next(_runs))
     try:
-        result = _function(code, f_globals, closure)(*_with_closure(code, closure, args))
+        result = call_moved(_function(code, f_globals, closure), _with_closure(code, closure, args))
         while type(result) is Continue:
-            result = result.fn(*result.args)
+            result = call_moved(result.fn, result.args)
     except BaseException as exc:  # zero-cost in 3.11 until raised
         tracebacks.hide_internal_frames(exc)  # no terra_dyn frames in the user's traceback
         raise
@@ -156,9 +184,9 @@ def run_function(fn, args):
     per-call cost is the call itself, not building a function object."""
     _active_runs.append(next(_runs))
     try:
-        result = fn(*args)
+        result = call_moved(fn, args)
         while type(result) is Continue:
-            result = result.fn(*result.args)
+            result = call_moved(result.fn, result.args)
     except BaseException as exc:
         tracebacks.hide_internal_frames(exc)
         raise
@@ -262,7 +290,7 @@ def make_step_code(code, f_globals, step, stack_layout, local_names):
     inserts += _handler_exits(original, f_globals, info, instr_at, stack_layout)
     for at, block in sorted(inserts, key=lambda item: item[0], reverse=True):
         body[at:at] = block
-    prologue, stack_args = _prologue(original, stack_layout, target)
+    prologue, stack_args = _prologue(original, stack_layout, target, step=True)
     step_code = _assemble(original, info, _explicit_super(original, prologue + body + tails), stack_args,
                           local_names, step=True)
     try:
@@ -300,12 +328,14 @@ def _handler_exits(original, f_globals, info, instr_at, stack_layout):
         free = _free_names(original)
         closure = _closure_tuple(free) if free else [Instr("LOAD_CONST", None)]
         args = [Instr("LOAD_CONST", (original, i, layout)), Instr("LOAD_CONST", f_globals)] + closure + \
-            stack + [Instr("BUILD_TUPLE", len(stack))] + _call_const(locals, [], 0)
+            stack + [Instr("BUILD_TUPLE", len(stack))] + _call_const(caller_locals, [], 0)
         native = Label()  # continue_after_handler gave None: go on natively, stack untouched
         block = _call_const(_hook_off(continue_after_handler), args, 5) + [
             Instr("COPY", 1)] + rules.pop_jump("none", native) + [Instr("STORE_FAST", "___next")]
         block += [Instr("STORE_FAST", "___drop") for _ in layout]
-        block += [Instr("LOAD_FAST", "___next")] + rules.return_value() + [native, Instr("POP_TOP")]
+        # the frame lets go of its locals (moved_list), the Continue stays on the stack
+        block += [Instr("LOAD_FAST", "___next")] + moved_list([], 0) + [Instr("POP_TOP")] + \
+            rules.return_value() + [native, Instr("POP_TOP")]
         out.append((i + 1, block))
     return out
 
@@ -330,7 +360,7 @@ def continue_after_handler(where, f_globals, closure, stack, local_values):
         code = make_resume_code(original, pc, list(layout), names)
     except Exception:  # noqa: BLE001  no resume code here: the step code goes on natively
         return None
-    args = stack + tuple(local_values[n] for n in names)
+    args = list(stack) + [local_values[n] for n in names]
     if code.co_freevars:
         return continue_at(code, f_globals, closure, args)
     fn = _handler_functions.get((id(code), id(f_globals)))
@@ -398,7 +428,7 @@ def _exit_block(original, f_globals, resume, layout, results, local_names):
     args = [Instr("LOAD_FAST", f"___stack{i}") for i in range(deep) if not layout[i]]
     args += [Instr("LOAD_FAST", f"___result{k}") for k in range(results)]
     args += [Instr("LOAD_FAST", n) for n in local_names]
-    args.append(Instr("BUILD_TUPLE", len(args)))
+    args = moved_list(args, len(args))
     free = _free_names(original)
     if free:
         closure = _closure_tuple(free)
@@ -476,7 +506,7 @@ def _explicit_super(original, instrs):
     return rules.explicit_super(instrs, [Instr("LOAD_DEREF", FreeVar("__class__")), load_first])
 
 
-def _prologue(original, stack_layout, target):
+def _prologue(original, stack_layout, target, step=False):
     prologue = rules.prologue(len(_free_names(original)))
     stack_args = []
     for i, is_null in enumerate(stack_layout):
@@ -486,6 +516,8 @@ def _prologue(original, stack_layout, target):
             name = f"___stack{i}"
             stack_args.append(name)
             prologue.append(Instr("LOAD_FAST", name))
+            if not step:  # the slot lets go: the stack item alone holds it, as in the original
+                prologue.append(Instr("DELETE_FAST", name))  # (a step code's exits reload it)
     prologue += rules.jump_forward(target)
     return prologue, stack_args
 
