@@ -12,7 +12,8 @@ Per signature (shapes, strides, dtypes of tensors; values of other inputs), `Pro
     single op eager already runs well, or blocked) -> generate every kernel from the layouts
     the lowering predicted -> one shared object for the whole graph (compiler.py) ->
     a new FX graph where a kernel group is `kernel(inputs...)` + getitems, the rest ATen
-    nodes -> its generated `forward` is what runs (straight-line Python, no interpreter).
+    nodes -> its generated `forward` is what runs (straight-line Python, no interpreter;
+    ATen steps call torch's own bindings, fast_calls.py).
 
 A group that cannot be a kernel (no compiler, a compile error, an unsupported dtype,
 device or layout) runs as its ATen ops with one note; config.strict raises instead.
@@ -32,7 +33,7 @@ from ..fusion import decompositions
 from ..fusion.lowering import is_inplace, lower_to_aten
 from ..fusion.partition import FusionGroup, partition
 from ..fusion.compiled import FusedGraph
-from . import codegen
+from . import codegen, fast_calls
 from .column import XBLOCK, is_column
 from .compiler import CompileError, library_cache
 from .kernel import CpuKernel
@@ -150,7 +151,8 @@ class Program:
         self.gm = self._rewrite(graph, library)
         # without kernels the user's own graph is faster than its ATen form (fewer, fused
         # ops such as linear; no decompositions): run it, as the interpreter backend does
-        self.run = self.gm.forward if library is not None else owner.gm.forward
+        # (a joint graph's half is itself ATen: its steps then call torch's bindings)
+        self.run = self.gm.forward if library is not None else fast_calls.fast_module(owner.gm).forward
 
     def _build(self, sources):
         if not sources:
@@ -196,6 +198,7 @@ class Program:
                     env[node] = new.node_copy(node, env.__getitem__)
         output = next(n for n in graph.nodes if n.op == "output")
         new.output(fx.node.map_arg(output.args[0], env.__getitem__))
+        fast_calls.use_bindings(new)  # ATen steps call torch.addmm, x.view... (fast_calls.py)
         return fx.GraphModule(self.aten_gm, new)
 
     def __call__(self, *args):
