@@ -30,6 +30,7 @@ import torch.fx as fx
 
 from ... import config
 from ..fusion import decompositions
+from ..fusion.attention import fuse_attention
 from ..fusion.lowering import is_inplace, lower_to_aten
 from ..fusion.partition import FusionGroup, partition
 from ..fusion.compiled import FusedGraph
@@ -120,7 +121,8 @@ def _aten_callable(group: FusionGroup):
 class Program:
     """One lowered graph for one input signature, rewritten to call kernels."""
 
-    def __init__(self, aten_gm: fx.GraphModule, owner: "CpuCompiledGraph"):
+    def __init__(self, aten_gm: fx.GraphModule, owner: "CpuCompiledGraph", plain=None):
+        # plain: the graph aten_gm was lowered from (the owner's, or its attention fused)
         self.aten_gm = aten_gm
         self.owner = owner
         graph = aten_gm.graph
@@ -152,7 +154,8 @@ class Program:
         # without kernels the user's own graph is faster than its ATen form (fewer, fused
         # ops such as linear; no decompositions): run it, as the interpreter backend does
         # (a joint graph's half is itself ATen: its steps then call torch's bindings)
-        self.run = self.gm.forward if library is not None else fast_calls.fast_module(owner.gm).forward
+        plain = owner.gm if plain is None else plain
+        self.run = self.gm.forward if library is not None else fast_calls.fast_module(plain).forward
 
     def _build(self, sources):
         if not sources:
@@ -298,7 +301,8 @@ class CpuCompiledGraph(FusedGraph):
             # subclass): their data pointers mean nothing to a kernel, ATen handles them
             return self.gm
         start = time.perf_counter()
-        program = Program(lower_to_aten(self.gm, args, self.decomposition_table()), self)
+        gm = fuse_attention(self.gm)
+        program = Program(lower_to_aten(gm, args, self.decomposition_table()), self, gm)
         type(self).lowering_seconds = 0.8 * self.lowering_seconds + 0.2 * (time.perf_counter() - start)
         return program
 
