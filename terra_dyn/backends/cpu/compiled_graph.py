@@ -254,6 +254,9 @@ class CpuCompiledGraph(FusedGraph):
 
     TRIAL_CALLS = 3  # lowered calls timed before auto keeps a lowering
 
+    def payback_seconds(self) -> float:
+        return self.PAYBACK * self.lowering_seconds
+
     def __call__(self, *args):
         if self.eager_only:
             return self.gm(*args)
