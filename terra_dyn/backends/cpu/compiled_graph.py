@@ -12,7 +12,8 @@ Per signature (shapes, strides, dtypes of tensors; values of other inputs), `Pro
     single op eager already runs well, or blocked) -> generate every kernel from the layouts
     the lowering predicted -> one shared object for the whole graph (compiler.py) ->
     a new FX graph where a kernel group is `kernel(inputs...)` + getitems, the rest ATen
-    nodes -> its generated `forward` is what runs (straight-line Python, no interpreter).
+    nodes -> its generated `forward` is what runs (straight-line Python, no interpreter;
+    ATen steps call torch's own bindings, fast_calls.py).
 
 A group that cannot be a kernel (no compiler, a compile error, an unsupported dtype,
 device or layout) runs as its ATen ops with one note; config.strict raises instead.
@@ -29,10 +30,11 @@ import torch.fx as fx
 
 from ... import config
 from ..fusion import decompositions
+from ..fusion.attention import fuse_attention
 from ..fusion.lowering import is_inplace, lower_to_aten
 from ..fusion.partition import FusionGroup, partition
 from ..fusion.compiled import FusedGraph
-from . import codegen
+from . import codegen, fast_calls
 from .column import XBLOCK, is_column
 from .compiler import CompileError, library_cache
 from .kernel import CpuKernel
@@ -119,7 +121,8 @@ def _aten_callable(group: FusionGroup):
 class Program:
     """One lowered graph for one input signature, rewritten to call kernels."""
 
-    def __init__(self, aten_gm: fx.GraphModule, owner: "CpuCompiledGraph"):
+    def __init__(self, aten_gm: fx.GraphModule, owner: "CpuCompiledGraph", plain=None):
+        # plain: the graph aten_gm was lowered from (the owner's, or its attention fused)
         self.aten_gm = aten_gm
         self.owner = owner
         graph = aten_gm.graph
@@ -150,7 +153,9 @@ class Program:
         self.gm = self._rewrite(graph, library)
         # without kernels the user's own graph is faster than its ATen form (fewer, fused
         # ops such as linear; no decompositions): run it, as the interpreter backend does
-        self.run = self.gm.forward if library is not None else owner.gm.forward
+        # (a joint graph's half is itself ATen: its steps then call torch's bindings)
+        plain = owner.gm if plain is None else plain
+        self.run = self.gm.forward if library is not None else fast_calls.fast_module(plain).forward
 
     def _build(self, sources):
         if not sources:
@@ -196,6 +201,7 @@ class Program:
                     env[node] = new.node_copy(node, env.__getitem__)
         output = next(n for n in graph.nodes if n.op == "output")
         new.output(fx.node.map_arg(output.args[0], env.__getitem__))
+        fast_calls.use_bindings(new)  # ATen steps call torch.addmm, x.view... (fast_calls.py)
         return fx.GraphModule(self.aten_gm, new)
 
     def __call__(self, *args):
@@ -248,6 +254,9 @@ class CpuCompiledGraph(FusedGraph):
 
     TRIAL_CALLS = 3  # lowered calls timed before auto keeps a lowering
 
+    def payback_seconds(self) -> float:
+        return self.PAYBACK * self.lowering_seconds
+
     def __call__(self, *args):
         if self.eager_only:
             return self.gm(*args)
@@ -295,7 +304,8 @@ class CpuCompiledGraph(FusedGraph):
             # subclass): their data pointers mean nothing to a kernel, ATen handles them
             return self.gm
         start = time.perf_counter()
-        program = Program(lower_to_aten(self.gm, args, self.decomposition_table()), self)
+        gm = fuse_attention(self.gm)
+        program = Program(lower_to_aten(gm, args, self.decomposition_table()), self, gm)
         type(self).lowering_seconds = 0.8 * self.lowering_seconds + 0.2 * (time.perf_counter() - start)
         return program
 

@@ -10,17 +10,23 @@ per input signature, the eager fallbacks, and the autograd dispatch.
     compiled(x, w)      # no grad needed: the Program; grad needed: AutogradProgram or eager
 
 A call whose arguments pass the exact guard of the last Program run (`exact_guard`) runs
-that Program at once; otherwise it takes one of four paths, in this order:
+that Program at once, and so does a training call (grad mode on) passing the guard of the
+last settled training signature; otherwise it takes one of four paths, in this order:
   the graph module holds trainable parameters      -> eager (autograd must see them)
   an input requires grad                           -> JointProgram (joint.py: compiled forward
                                                       saving activations, compiled backward)
                                                       where the subclass saves activations,
                                                       else AutogradProgram (a backward that
                                                       recomputes forward values); eager where
-                                                      neither applies
+                                                      neither applies, and from the call
+                                                      after the first backward where neither
+                                                      half of the JointProgram has a kernel
   otherwise                                        -> the signature's Program; a failure of
                                                       a functional graph runs it again eagerly
 """
+import math
+import time
+
 import torch
 import torch.fx as fx
 
@@ -89,11 +95,14 @@ class FusedGraph:
         self.backward_graphs = []
         self.guards = {}  # id(program) -> its exact guard (None: it has none)
         self.last = None  # (guard, program.run, grad mode must be off) of the last Program run
+        self.last_training = None  # (guard, program) of the last settled training signature
+        self.training_guards = {}  # training signature key -> its exact guard (None: it has none)
         self.trainable_attributes = any(p.requires_grad for p in gm.parameters())
         self.lowered = False  # a lowering was tried (Program, JointProgram)
         self.lowerings = 0  # signatures lowered so far
         self.joint_refused = ""  # why a joint graph cannot work for this graph (Unsupported)
         self.unlowered_calls = {}  # signature key -> calls so far, while not worth lowering
+        self.unlowered_seconds = {}  # signature key -> graph-module seconds, past MAX_LOWERINGS
         try:
             if lower_now and not needs_autograd(example_inputs):  # training calls build a JointProgram
                 self._program(list(example_inputs))
@@ -128,23 +137,44 @@ class FusedGraph:
     LOWER_AT_CALL = 1
     MAX_LOWERINGS = None
 
+    def payback_seconds(self) -> float:
+        """Graph-module time on one signature past MAX_LOWERINGS that pays for lowering it
+        anyway (a subclass that measures its lowerings says; inf: never)."""
+        return math.inf
+
     def _worth_lowering(self, key) -> bool:
         if not self.lowered:
             return True
-        if self.MAX_LOWERINGS is not None and self.lowerings >= self.MAX_LOWERINGS:
-            self.note(f"more than {self.MAX_LOWERINGS} signatures: new ones run the graph module")
-            return False
         if len(self.unlowered_calls) > 1024:  # values that never repeat: forget them
             self.unlowered_calls.clear()
+            self.unlowered_seconds.clear()
+        if self.MAX_LOWERINGS is not None and self.lowerings >= self.MAX_LOWERINGS:
+            # a function called on a few big sizes (benchmarks/cpu_kernels.py: its sixth
+            # size, 16M elements, ran the graph module at eager's 486 ms against 4 ms for
+            # 4M) still gets kernels for a signature whose own eager calls paid for them
+            if self.unlowered_seconds.get(key, 0.0) >= self.payback_seconds():
+                return True
+            self.note(f"more than {self.MAX_LOWERINGS} signatures: new ones run the graph module")
+            return False
         calls = self.unlowered_calls[key] = self.unlowered_calls.get(key, 0) + 1
         return calls >= self.LOWER_AT_CALL
+
+    def _timed_graph_module(self, key):
+        """self.gm, adding each call's time to `key`'s unlowered seconds."""
+        def run(*args):
+            start = time.perf_counter()
+            try:
+                return self.gm(*args)
+            finally:
+                self.unlowered_seconds[key] = self.unlowered_seconds.get(key, 0.0) + time.perf_counter() - start
+        return run
 
     def _program(self, args):
         key = signature(args, self.keys_by_type)
         program = self.programs.get(key)
         if program is None:
             if not self._worth_lowering(key):
-                return self.gm
+                return self._timed_graph_module(key)
             try:
                 program = self.lower(args)
                 paid = isinstance(program, self.program_type)  # not a cheap "run gm" (fake inputs)
@@ -196,6 +226,12 @@ class FusedGraph:
         grads = tuple(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
         key = signature(args, self.keys_by_type) + grads
         program = self.autograd_programs.get(key)
+        if isinstance(program, JointProgram) and program.fuses_nothing:
+            # no kernel in either half: the pair would only add an autograd.Function, the
+            # saved-value bookkeeping and two graphs' calls to the user's own ops (a small
+            # MLP's training step: 0.77x eager), so eager autograd runs the graph module
+            self.note("training graph without kernels: runs eagerly (autograd records the graph module's ops)")
+            program = self.autograd_programs[key] = self.gm
         if program is None and not self._worth_lowering(key):
             return self.gm
         if program is None and self.saves_activations:
@@ -213,7 +249,18 @@ class FusedGraph:
             else:
                 program = AutogradProgram(self.gm, forward, args, self._compile_backward, self.note)
             self.autograd_programs[key] = program
+        if not (isinstance(program, JointProgram) and program.backward is None):
+            self._remember_training(key, args, program)
         return program
+
+    def _remember_training(self, key, args, program):
+        """A settled program of a training signature (eager, or a pair whose backward is
+        built) runs behind its exact guard from the next call: building the signature key
+        costs about 1 us a tensor, a training graph's inputs are every parameter."""
+        guard = self.training_guards.get(key, False)
+        if guard is False:
+            guard = self.training_guards[key] = exact_guard(args)
+        self.last_training = None if guard is None else (guard, program)
 
     def _joint_program(self, args):
         if self.joint_refused:  # the graph's own structure (a mutation, a random draw): no retrace
@@ -250,23 +297,16 @@ class FusedGraph:
                 return last[1](*args)
             except Exception:  # noqa: BLE001 (the path below runs it again: eager fallback, note)
                 self.last = None
+        training = self.last_training
+        if training is not None and torch.is_grad_enabled() and training[0].check(*args):
+            return self._run_training(training[1], args)
         if self.trainable_attributes and torch.is_grad_enabled():
             # parameters held by the graph module (not passed as inputs) would get no
             # gradient from a compiled forward: run eagerly so autograd sees them
             self.note("the graph module holds parameters that require grad: graph ran eagerly")
             return self.gm(*args)
         if needs_autograd(args):
-            program = self._autograd_program(args)
-            if program is self.gm or config.strict:
-                return program(*args)
-            try:
-                return program(*args)
-            except Exception as exc:
-                # such graphs mutate nothing (joint.py, triton/autograd.py refuse those), so
-                # running it again eagerly repeats no side effect; the user's own error recurs
-                self.note(f"graph ran eagerly (autograd) after {type(exc).__name__}: {exc}")
-                self.autograd_programs = {k: (self.gm if p is program else p) for k, p in self.autograd_programs.items()}
-                return self.gm(*args)
+            return self._run_training(self._autograd_program(args), args)
         program = self._program(args)
         if not isinstance(program, self.program_type) or program.mutates or config.strict:
             return program(*args)
@@ -279,3 +319,16 @@ class FusedGraph:
             return self.gm(*args)
         self._remember(args, program)
         return result
+
+    def _run_training(self, program, args):
+        if program is self.gm or config.strict:
+            return program(*args)
+        try:
+            return program(*args)
+        except Exception as exc:
+            # such graphs mutate nothing (joint.py, triton/autograd.py refuse those), so
+            # running it again eagerly repeats no side effect; the user's own error recurs
+            self.note(f"graph ran eagerly (autograd) after {type(exc).__name__}: {exc}")
+            self.autograd_programs = {k: (self.gm if p is program else p) for k, p in self.autograd_programs.items()}
+            self.last_training = None
+            return self.gm(*args)

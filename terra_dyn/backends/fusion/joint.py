@@ -116,6 +116,11 @@ class JointProgram:
         return (f"JointProgram(differentiable inputs {self.diff}, saves {len(self.saved_nodes)} values, "
                 f"backward {'built' if self.backward else 'not built'})")
 
+    @property
+    def fuses_nothing(self) -> bool:
+        """Both halves built and neither holds a kernel (the caller then runs eager autograd)."""
+        return self.backward is not None and not (self.forward.sources or self.backward.sources)
+
     def _joint(self, nargs):
         gm, diff = self.gm, self.diff
 

@@ -152,3 +152,39 @@ def test_graph_mutating_an_input_keeps_eager_autograd():
     fn(*theirs).backward()
     assert_same((ours[0].grad, ours[1]), (theirs[0].grad, theirs[1]))
     assert any("mutates a tensor" in n for n in compiled.notes), compiled.notes
+
+
+def test_training_graph_without_kernels_runs_eager_autograd_from_its_second_call():
+    fn = lambda x, w: x @ w  # noqa: E731  (a matmul only: no group, no kernel)
+    x, w = torch.randn(5, 7), torch.randn(7, 3)
+    compiled = compile_graph(trace(fn, 2), leaves(x, w))
+    for call in range(3):
+        ours, theirs = leaves(x * (call + 1), w), leaves(x * (call + 1), w)
+        seed = torch.randn(5, 3)
+        assert_same(run_and_grads(compiled, ours, [seed]), run_and_grads(fn, theirs, [seed]), **TOL,
+                    what=f"call {call}")
+        if call == 0:
+            (program,) = joint_programs(compiled)
+            assert program.fuses_nothing, compiled.describe()
+    assert not joint_programs(compiled) and list(compiled.autograd_programs.values()) == [compiled.gm]
+    assert any("without kernels" in n for n in compiled.notes), compiled.notes
+
+
+def test_settled_training_signature_skips_the_signature_key(monkeypatch):
+    from terra_dyn.backends.fusion import compiled as fused
+    keys, original = [], fused.signature
+    monkeypatch.setattr(fused, "signature", lambda *a, **k: keys.append(1) or original(*a, **k))
+    fn = lambda x, w: (torch.tanh(x * w) * x).sum()  # noqa: E731
+    x, w = torch.randn(6, 30), torch.randn(30)
+    compiled = compile_graph(trace(fn, 2), leaves(x, w))
+    counts = []
+    for call in range(4):
+        ours, theirs = leaves(x, w * (call + 1)), leaves(x, w * (call + 1))
+        seed = torch.tensor(1.5)
+        assert_same(run_and_grads(compiled, ours, [seed]), run_and_grads(fn, theirs, [seed]), **TOL,
+                    what=f"call {call}")
+        counts.append(len(keys))
+    assert counts[1] == counts[2] == counts[3], counts  # from the third call: the exact guard only
+    ours, theirs = leaves(x, w, grad=[True, False]), leaves(x, w, grad=[True, False])  # another signature
+    assert_same(run_and_grads(compiled, ours, [seed]), run_and_grads(fn, theirs, [seed]), **TOL)
+    assert len(keys) > counts[3]

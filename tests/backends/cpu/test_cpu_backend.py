@@ -7,7 +7,9 @@ import torch
 import terra_dyn.config as config
 from terra_dyn.backends import lookup
 from terra_dyn.backends.cpu import compile_graph
+from terra_dyn.backends.cpu.compiled_graph import Program
 from terra_dyn.backends.cpu.compiler import library_cache
+from terra_dyn.backends.fusion.compiled import signature
 
 from ..support import assert_same, trace
 from .support import check
@@ -336,6 +338,20 @@ def test_a_graph_whose_shapes_keep_changing_stops_lowering_new_ones():
     lowered = [p for p in compiled.programs.values() if p is not compiled.gm]
     assert len(lowered) == compiled.MAX_LOWERINGS, compiled.describe()
     assert any("signatures: new ones run the graph module" in n for n in compiled.notes)
+
+
+def test_a_signature_past_the_limit_is_lowered_once_its_own_eager_time_pays(monkeypatch):
+    from terra_dyn.backends.cpu.compiled_graph import CpuCompiledGraph
+    fn = lambda x: (x * 2).tanh() + 1  # noqa: E731
+    compiled = compile_graph(trace(fn), [torch.randn(1, 5)])
+    for rows in [1] + [r for r in range(2, 5) for _ in range(2)]:  # the limit's 4 signatures
+        compiled(torch.randn(rows, 5))
+    monkeypatch.setattr(CpuCompiledGraph, "lowering_seconds", 1e-12)  # any eager call pays
+    x = torch.randn(9, 5)
+    assert_same(compiled(x), fn(x))  # runs the graph module, timed
+    assert signature([x], True) not in compiled.programs
+    assert_same(compiled(x), fn(x))
+    assert isinstance(compiled.programs[signature([x], True)], Program), compiled.describe()
 
 
 def test_auto_lowers_a_translated_graph_whose_intermediates_are_meta_tensors(monkeypatch):

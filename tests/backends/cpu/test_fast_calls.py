@@ -1,0 +1,52 @@
+"""ATen steps called through torch's bindings (cpu/fast_calls.py): same results as the op
+overloads, and only the overloads whose binding parses the same arguments are replaced."""
+import torch
+import torch.nn.functional as F
+from torch.fx.experimental.proxy_tensor import make_fx
+
+from terra_dyn.backends.cpu.fast_calls import fast_module
+
+from ..support import assert_same
+
+aten = torch.ops.aten
+
+
+def model(x, w, b, idx):
+    h = F.gelu(F.linear(x, w, b)).view(2, 3, -1)               # addmm, gelu (torch._C._nn), view
+    a, c = h.split(4, dim=-1)                                   # split: torch.split, Tensor.split
+                                                                # are Python wrappers
+    s = torch.softmax(a, -1) + torch.add(c, a, alpha=0.5)       # _softmax, add with a keyword
+    t = s.transpose(1, 2).contiguous().sum(dim=[1], keepdim=True)
+    return t * 2, torch.where(t > 0, t, torch.zeros_like(t)), h[idx], h.new_zeros(3)
+
+
+def test_bindings_give_the_overloads_results():
+    args = (torch.randn(6, 5), torch.randn(8, 5), torch.randn(8), torch.tensor([1, 0]))
+    gm = make_fx(model)(*args)  # no decompositions: gelu stays an op (torch._C._nn.gelu)
+    fast = fast_module(gm)
+    targets = {n.target for n in fast.graph.nodes if n.op in ("call_function", "call_method")}
+    assert torch.addmm in targets and "view" in targets and torch._C._nn.gelu in targets, targets
+    assert aten.split.Tensor in targets, targets  # torch.split is not the binding: kept
+    assert not any(isinstance(t, torch._ops.OpOverload) and t in (aten.addmm.default, aten.view.default)
+                   for t in targets)
+    assert_same(list(fast(*args)), list(gm(*args)), atol=0, rtol=0)
+
+
+def test_training_graph_halves_without_kernels_call_bindings(monkeypatch):
+    import terra_dyn.config as config
+    from terra_dyn.backends.cpu import compile_graph
+    from ..support import trace
+    monkeypatch.setattr(config, "cpu_min_elements", 1 << 30)  # no group becomes a kernel
+    fn = lambda x, w, b: F.relu(F.linear(x, w, b)).sum()  # noqa: E731
+    args = [torch.randn(4, 6), torch.randn(3, 6).requires_grad_(), torch.randn(3).requires_grad_()]
+    compiled = compile_graph(trace(fn, 3), args)
+    compiled(*args).backward()
+    (joint,) = compiled.autograd_programs.values()
+    (program,) = joint.forward.programs.values()
+    code = program.run.__self__.code
+    assert "torch.addmm" in code or "torch.relu" in code, code
+    grads = [a.grad for a in args[1:]]
+    for a in args[1:]:
+        a.grad = None
+    fn(*args).backward()
+    assert_same(grads, [a.grad for a in args[1:]])
