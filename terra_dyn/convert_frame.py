@@ -458,20 +458,29 @@ def _translate(frame, state, compile_fn, name, fullgraph, before):
     if state.dynamic != before:
         try:
             return attempt()
+        except DynamicShapesFailed as exc:
+            # only what it names (and the like-size guesses) becomes static: yolov3's target
+            # count, changed, was pinned with a grid size a guess had made symbolic again
+            _pin(state, exc)
         except Exception:
             state.static |= state.dynamic - before
             state.dynamic = set(before)
     try:
         return attempt()
     except DynamicShapesFailed as exc:  # sizes or numbers kept symbolic in an earlier round are read now
-        # a stride or offset of a non-contiguous input cannot be static alone: its sizes are
-        owners = tuple(_layout_owner(e) + ".size()[" for e in exc.exprs if _layout_owner(e))
-        pinned = {e for e in state.dynamic if e in exc.exprs or e.startswith(owners)} \
-            or {e for e in state.dynamic if ".size()[" in e}
-        pinned |= {e for e in state.dynamic if e.startswith("size==")}  # _like_sizes: a guess
-        state.static |= pinned
-        state.dynamic -= pinned
+        _pin(state, exc)
         return attempt()
+
+
+def _pin(state, exc):
+    """Make static what a DynamicShapesFailed names (or, naming none of them, every size)."""
+    # a stride or offset of a non-contiguous input cannot be static alone: its sizes are
+    owners = tuple(_layout_owner(e) + ".size()[" for e in exc.exprs if _layout_owner(e))
+    pinned = {e for e in state.dynamic if e in exc.exprs or e.startswith(owners)} \
+        or {e for e in state.dynamic if ".size()[" in e}
+    pinned |= {e for e in state.dynamic if e.startswith("size==")}  # _like_sizes: a guess
+    state.static |= pinned
+    state.dynamic -= pinned
 
 
 def _layout_owner(expr):

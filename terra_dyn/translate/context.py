@@ -39,7 +39,8 @@ class TranslationContext:
         self.stop_at = stop_at
         self.guards = GuardSet(slot_count, f_globals, code.co_freevars)
         self.guards.ambient()
-        self.graph = GraphState(self.guards, set(getattr(options, "dynamic", ()) or ()))
+        self.graph = GraphState(self.guards, set(getattr(options, "dynamic", ()) or ()),
+                                getattr(options, "static", ()) or ())
         self.dynamic = set(getattr(options, "dynamic", ()) or ())
         self.options_static = getattr(options, "static", None) or frozenset()
         # numbers made inputs because they changed on their object (changing.py): the

@@ -428,3 +428,24 @@ def test_a_symbolic_translation_builds_no_fake_tensor_cache_entries(monkeypatch)
     assert len(rep.translations) == 2 and not rep.fallbacks  # the second one symbolic
     # each translation has its own ShapeEnv: entries made under one are never read again
     assert not any(made)
+
+
+def test_a_pinned_size_is_not_made_symbolic_again_by_a_like_size_guess():
+    def f(x, t):  # yolov3: the grid size is pinned, the target count changes
+        acc = x[:, 0]
+        for i in range(x.shape[1]):  # needs the grid size's value
+            acc = acc + x[:, i]
+        return acc.sum() + t.sum(0)
+
+    def call(cols, count):
+        return torch.ones(2, cols), torch.arange(count * 3, dtype=torch.float32).view(count, 3)
+
+    terra_dyn.reset()
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    for cols, count in [(4, 8), (8, 8), (8, 6)]:  # the grid pinned at 8, then the count leaves 8
+        _same(fast(*call(cols, count)), f(*call(cols, count)))
+    with report.recording() as rec:  # the count stayed symbolic: no translation per count
+        for count in (5, 7, 9, 3):
+            _same(fast(*call(8, count)), f(*call(8, count)))
+    assert not rec.report().translations and not rec.report().fallbacks
+    terra_dyn.reset()
