@@ -152,8 +152,8 @@ def _note_dynamic(state, why, frame, code):
         for check in getattr(guard, "checks", ()) or ():
             if check[0] == "snapshot":  # facts about a module pinned by identity
                 state.dynamic.update(check[4].changed(_is_number))
-                for owner, key, now in check[4].changed_numbers(_is_number):
-                    changing.note(owner, key, now)
+                for owner, key, now, holder in check[4].changed_numbers(_is_number):
+                    changing.note(owner, key, now, holder)
                 continue
             if check[0] not in ("eq", "id", "id_weak", "tensor") or check[1] >= len(args):
                 continue
@@ -278,8 +278,14 @@ def _note_changing(predicate, expr, args, now):
     else:
         return
     owner = _evaluate(predicate, base, args)
-    if owner is not _MISSING:
-        changing.note(owner, key, now)
+    if owner is _MISSING:
+        return
+    holder = None
+    attr = _ATTR_EXPR.match(base) if item else None
+    if attr:  # `a0.metrics['loss']`: the dict's holder and name
+        holder = (_evaluate(predicate, attr.group(1), args), attr.group(2))
+        holder = None if holder[0] is _MISSING else holder
+    changing.note(owner, key, now, holder)
 
 
 _MISSING = object()

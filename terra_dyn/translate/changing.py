@@ -10,12 +10,15 @@ From the note on, every translation that reads that number, in any code object, 
 as a graph input (wrap.py), guarded by type only.
 
 Floats follow their class too: a float attribute seen changing on one instance of a class
-is an input on every instance (the same scheduled drop probability on each DropBlock, the
-`lr` of each of an optimizer's param groups is an item, not an attribute, and stays per
-dict). Ints do not: a size or a count on one layer says nothing about the next.
+is an input on every instance (the same scheduled drop probability on each DropBlock). A
+float item seen changing in a dict held as an attribute (`layer.metrics['loss']`) makes
+every float item of the dicts held there inputs, a new dict each step included (yolov3's
+metrics: `recall50` stays 0.0 for three steps, then changes). Ints do not: a size or a
+count on one layer says nothing about the next.
 
-    note(owner, key, value)     convert_frame, on a recompile that saw owner.key change
-    wanted(owner, key, value)   wrap, for a number read as owner.key / owner[key]
+    note(owner, key, value, holder)     convert_frame, on a recompile that saw owner.key change
+    wanted(owner, key, value, holder)   wrap, for a number read as owner.key / owner[key]
+                                        (holder: (obj, name) when owner was read as obj.name)
     active()                    anything noted (wrap records owners only then)
 
 Example: train_step's recompile sees `a0.model._modules['drop'].drop_prob` go 0.1 -> 0.2:
@@ -35,6 +38,7 @@ _MAX_NOTED = 4096  # owners noted; past it the oldest go (a number is then const
 
 _noted = {}  # (id(owner), key) -> weakref to the owner, or None (a dict or list)
 _float_attrs = set()  # (class, attribute name) of floats seen changing on some instance
+_float_tables = set()  # (class, attribute name) of dicts whose float items were seen changing
 _CONTAINERS = (dict, list, tuple)
 
 
@@ -43,8 +47,9 @@ def is_float(value):
     return type(value) is float or numpy is not None and isinstance(value, numpy.floating)
 
 
-def note(owner, key, value):
-    """owner.key (or owner[key]) now holds `value`, another number than a translation held."""
+def note(owner, key, value, holder=None):
+    """owner.key (or owner[key]) now holds `value`, another number than a translation held;
+    holder: (obj, name) when owner is the dict obj.name."""
     if len(_noted) >= _MAX_NOTED:
         del _noted[next(iter(_noted))]
     try:
@@ -52,23 +57,32 @@ def note(owner, key, value):
     except TypeError:  # a dict, a list: by id
         ref = None
     _noted[(id(owner), key)] = ref
-    if is_float(value) and isinstance(key, str) and not isinstance(owner, _CONTAINERS):
+    if not is_float(value):
+        return
+    if isinstance(key, str) and not isinstance(owner, _CONTAINERS):
         _float_attrs.add((type(owner), key))
+    elif type(owner) is dict and holder is not None:
+        _float_tables.add((type(holder[0]), holder[1]))
 
 
-def wanted(owner, key, value):
+def wanted(owner, key, value, holder=None):
     """Whether `value`, read as owner.key / owner[key], is a number seen changing there."""
     if (id(owner), key) in _noted:
         ref = _noted[(id(owner), key)]
         if ref is None or ref() is owner:
             return True
-    return bool(_float_attrs) and is_float(value) and (type(owner), key) in _float_attrs
+    if not is_float(value):
+        return False
+    if type(owner) is dict:
+        return holder is not None and (type(holder[0]), holder[1]) in _float_tables
+    return (type(owner), key) in _float_attrs
 
 
 def active():
-    return bool(_noted or _float_attrs)
+    return bool(_noted or _float_attrs or _float_tables)
 
 
 def reset():
     _noted.clear()
     _float_attrs.clear()
+    _float_tables.clear()

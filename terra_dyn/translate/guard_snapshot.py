@@ -161,10 +161,11 @@ class Snapshot:
         return [self._entry_expr(name, key) for name, _, key, _ in self._changes(is_number)]
 
     def changed_numbers(self, is_number):
-        """(owner, key, number now) of the entries that now hold another number: the object
-        the number is read from (the module, or its table) for translate/changing.py."""
+        """(owner, key, number now, holder) of the entries that now hold another number, for
+        translate/changing.py: the object the number is read from (the module, or its table)
+        and, for a table, (the module, the table's name)."""
         obj = self.ref()
-        return [(obj if name is None else container, key, now)
+        return [(obj, key, now, None) if name is None else (container, key, now, (obj, name))
                 for name, container, key, now in self._changes(is_number) if is_number(now)]
 
     def _changes(self, is_number):

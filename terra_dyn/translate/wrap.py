@@ -183,7 +183,11 @@ def _changed_elsewhere(ctx, real, source):
         return False
     owner = ctx.owners.get(source.base, _NO_OWNER)
     key = source.key if type(source) is ItemSource else source.name
-    if owner is _NO_OWNER or not changing.wanted(owner, key, real):
+    holder = None
+    if type(source) is ItemSource and type(source.base) is AttrSource:  # `layer.metrics['loss']`
+        holder = ctx.owners.get(source.base.base, _NO_OWNER), source.base.name
+        holder = None if holder[0] is _NO_OWNER else holder
+    if owner is _NO_OWNER or not changing.wanted(owner, key, real, holder):
         return False
     expr = source.expr()
     if expr in ctx.options_static:

@@ -174,3 +174,20 @@ def test_numpy_floats_made_before_a_resume_function_are_its_inputs_from_the_star
             torch.testing.assert_close(fast(x), f(x), rtol=0, atol=0)
     rep = rec.report()
     assert not rep.recompiles and not rep.fallbacks
+
+
+@pytest.mark.parametrize("holder", ["object", "module"])
+def test_float_items_of_a_metrics_dict_are_inputs_once_one_changed(holder):
+    layer = torch.nn.Module() if holder == "module" else Holder(0)
+
+    def read(x, layer):  # yolov3's train step reads each yolo layer's metrics
+        return x * layer.metrics.get("loss", 0) + layer.metrics.get("recall", 0) + layer.metrics["size"]
+
+    fast = terra_dyn.optimize(read, backend="interpreter")
+    with report.recording() as rec:
+        for step in range(6):
+            # a new dict every step (the layer's forward builds it); recall stays 0.0 for three
+            layer.metrics = {"loss": 10.0 - step, "recall": 0.0 if step < 3 else step / 10, "size": 8}
+            torch.testing.assert_close(fast(torch.ones(2), layer), read(torch.ones(2), layer), rtol=0, atol=0)
+    rep = rec.report()
+    assert len(rep.translations) == 2 and not rep.fallbacks  # before: a third at step 3
