@@ -462,15 +462,19 @@ def _translate(frame, state, compile_fn, name, fullgraph, before):
             dynamic=frozenset(state.dynamic), static=frozenset(state.static)))
 
     if state.dynamic != before:
-        try:
-            return attempt()
-        except DynamicShapesFailed as exc:
-            # only what it names (and the like-size guesses) becomes static: yolov3's target
-            # count, changed, was pinned with a grid size a guess had made symbolic again
-            _pin(state, exc)
-        except Exception:
-            state.static |= state.dynamic - before
-            state.dynamic = set(before)
+        for _ in range(_PIN_ROUNDS):
+            try:
+                return attempt()
+            except DynamicShapesFailed as exc:
+                # only what it names (and the like-size guesses) becomes static: yolov3's
+                # target count, changed, was pinned with a grid size a guess had made
+                # symbolic again, and the forward translated once per count
+                if not _pin(state, exc):
+                    break
+            except Exception:
+                break
+        state.static |= state.dynamic - before
+        state.dynamic -= state.static
     try:
         return attempt()
     except DynamicShapesFailed as exc:  # sizes or numbers kept symbolic in an earlier round are read now
@@ -478,8 +482,12 @@ def _translate(frame, state, compile_fn, name, fullgraph, before):
         return attempt()
 
 
+_PIN_ROUNDS = 3  # translations that pin what failed, before every new input is made static
+
+
 def _pin(state, exc):
-    """Make static what a DynamicShapesFailed names (or, naming none of them, every size)."""
+    """Make static what a DynamicShapesFailed names (or, naming none of them, every size);
+    False when nothing was left to pin."""
     # a stride or offset of a non-contiguous input cannot be static alone: its sizes are
     owners = tuple(_layout_owner(e) + ".size()[" for e in exc.exprs if _layout_owner(e))
     pinned = {e for e in state.dynamic if e in exc.exprs or e.startswith(owners)} \
@@ -487,6 +495,7 @@ def _pin(state, exc):
     pinned |= {e for e in state.dynamic if e.startswith("size==")}  # _like_sizes: a guess
     state.static |= pinned
     state.dynamic -= pinned
+    return bool(pinned)
 
 
 def _layout_owner(expr):

@@ -449,3 +449,20 @@ def test_a_pinned_size_is_not_made_symbolic_again_by_a_like_size_guess():
             _same(fast(*call(8, count)), f(*call(8, count)))
     assert not rec.report().translations and not rec.report().fallbacks
     terra_dyn.reset()
+
+
+def test_sizes_failing_one_at_a_time_are_pinned_one_at_a_time_without_a_fallback():
+    def f(x, y, z):  # yolov3's anchors / (img_dim / grid) into torch.tensor: a guard no text spells
+        out = x.sum() + y.sum() + z.sum()
+        for v in (x, y, z):
+            out = out + torch.tensor([2.0 / (v.shape[1] / 8)])
+        return out
+
+    terra_dyn.reset()
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    with report.recording() as rec:
+        for n in (4, 8, 16, 32, 8):
+            args = (torch.ones(2, n), torch.ones(3, n), torch.ones(4, n))
+            _same(fast(*args), f(*args))
+    assert not rec.report().fallbacks
+    terra_dyn.reset()
