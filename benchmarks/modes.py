@@ -20,6 +20,7 @@ torch.compile modes sharing a code object (both modes cache entries on the same 
 """
 import contextlib
 import dataclasses
+import os
 
 CPU_DEFAULT_MODES = ["eager", "terra:interpreter", "compile:inductor", "compile:eager"]
 CUDA_DEFAULT_MODES = ["eager", "terra:interpreter", "terra:triton", "compile:inductor", "compile:eager"]
@@ -40,6 +41,9 @@ class Counts:
     fallbacks: int = 0
     frames: int = 0  # torch.compile: frames Dynamo translated (first compiles + recompiles)
     fallback_reasons: list = dataclasses.field(default_factory=list)
+    # terra_dyn: "name (file:line)" -> translations of that code object in steps 3 and later
+    # (issue 11's target: none; a code object still translating then is a recompile storm)
+    late_translations: dict = dataclasses.field(default_factory=dict)
 
     def __repr__(self):
         return (f"Counts(graphs={self.graphs}, breaks={self.breaks}, recompiles={self.recompiles}, "
@@ -74,11 +78,14 @@ class TerraMode(Mode):
 
     kind = "terra"
 
+    SETTLE_STEPS = 2  # translations in the first two steps are expected (first call, first change)
+
     def __init__(self, name, backend, strict=False):
         super().__init__(name)
         self.backend = backend
         self.strict = strict
         self.terra_dyn = None
+        self.steps_seen = 0
 
     def prepare(self):
         try:
@@ -109,6 +116,12 @@ class TerraMode(Mode):
                 for f in report.fallbacks[:3]:
                     if len(self.counts.fallback_reasons) < 5:
                         self.counts.fallback_reasons.append(repr(f)[:300])
+                if self.steps_seen >= self.SETTLE_STEPS:
+                    late = self.counts.late_translations
+                    for t in report.translations:
+                        key = f"{t.code_name} ({os.path.basename(t.filename)}:{t.lineno})"
+                        late[key] = late.get(key, 0) + 1
+                self.steps_seen += 1
 
 
 def configure_torch_compile(n_compile_modes):

@@ -228,6 +228,19 @@ def table_rows(result):
     return rows
 
 
+def late_rows(result):
+    """Per terra mode: its translations in steps 3 and later, then one indented line per
+    code object (issue 11: a code object settles within two steps; target none)."""
+    rows = []
+    for mode, res in result["modes"].items():
+        late = (res.get("counts") or {}).get("late_translations")
+        if not mode.startswith("terra") or late is None or res.get("status") != "ok":
+            continue
+        rows.append(f"{result['program']:<17} {mode:<17} translations after step 2: {sum(late.values())}")
+        rows += [f"    {n} x {k}" for k, n in sorted(late.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return rows
+
+
 def print_table(results, env):
     print(f"\nconfig={results[0]['config'] if results else '?'}  " + "  ".join(f"{k}={v}" for k, v in env.items()))
     print(HEADER)
@@ -238,6 +251,11 @@ def print_table(results, env):
     print("first s: first step (translate + compile); med ms: median of later steps; x eager: med / eager med;\n"
           "graph/brk/reco/fb: graphs, graph breaks, recompiles (torch.compile: frames translated after\n"
           f"step 1), terra_dyn fallbacks, over all steps; loss: vs eager at every step (rtol {RTOL}).")
+    late = [row for result in results for row in late_rows(result)]
+    if late:
+        print("\nterra_dyn translations after step 2 (steps 3 on), per code object (target: none):")
+        for row in late:
+            print(row)
 
 
 def main(argv=None):
@@ -276,7 +294,7 @@ def main(argv=None):
                       "modes": {"eager": {"status": "failed", "error": f"{type(e).__name__}: {e}", "counts": {}}}}
         result["wall_s"] = time.time() - t0
         results.append(result)
-        for row in table_rows(result):
+        for row in table_rows(result) + late_rows(result):
             print("  " + row, flush=True)
 
     print_table(results, env)

@@ -13,9 +13,13 @@ A recompile (a miss on a code object that has entries) records which guard faile
 number whose value changed (an argument, or a deeper source such as `a0.sum`, an
 AverageMeter's running total, or a global) becomes a graph input instead of a constant
 on the next translation (so a loop counter handed to a resume function, or a statistic
-updated every step, does not exhaust the recompile limit). If the new inputs make the
-translation fail, it is retried with them constant (and they stay constant).
+updated every step, does not exhaust the recompile limit). A number that changed on an
+object's attribute or item is noted for every code object that reads it next
+(translate/changing.py: the drop probability a train step saw change is an input of the
+module's forward from its next translation on). If the new inputs make the translation
+fail, it is retried with them constant (and they stay constant).
 """
+import ast
 import atexit
 import gc
 import re
@@ -30,6 +34,7 @@ from .backends import backend_name, lookup
 from .code_location import is_library_code  # noqa: F401  (the decision lives there)
 from .codegen.resume import current_run, fresh_args, is_resume_code, original_code
 from .translate import FullgraphError, TranslateOptions, Unsupported, translate_frame
+from .translate import changing
 from .translate.graph_state import DynamicShapesFailed
 from .translate.wrap import is_numpy_scalar
 
@@ -109,6 +114,7 @@ def state_of(code):
 
 def reset():
     _states.clear()
+    changing.reset()
 
 
 def _slot_values(frame, code):
@@ -146,6 +152,8 @@ def _note_dynamic(state, why, frame, code):
         for check in getattr(guard, "checks", ()) or ():
             if check[0] == "snapshot":  # facts about a module pinned by identity
                 state.dynamic.update(check[4].changed(_is_number))
+                for owner, key, now, holder in check[4].changed_numbers(_is_number):
+                    changing.note(owner, key, now, holder)
                 continue
             if check[0] not in ("eq", "id", "id_weak", "tensor") or check[1] >= len(args):
                 continue
@@ -174,7 +182,7 @@ def _fresh_floats(frame, code):
     if not fresh:
         return set()
     args = _slot_values(frame, code)
-    return {f"a{i}" for i in fresh if i < len(args) and type(args[i]) is float}
+    return {f"a{i}" for i in fresh if i < len(args) and changing.is_float(args[i])}
 
 
 def _changed_sizes(expr, now, then):
@@ -245,7 +253,39 @@ def _changed_objects(predicate, args):
             continue
         if type(now) is type(const) and (now is not const if op == "is" else now != const):
             changed.append(match.group(1))
+            if op == "==":
+                _note_changing(predicate, match.group(1), args, now)
     return changed
+
+
+_ATTR_EXPR = re.compile(r"^(.+)\.([A-Za-z_]\w*)$")
+_ITEM_EXPR = re.compile(r"^(.+)\[([^\[\]]+)\]$")
+
+
+def _note_changing(predicate, expr, args, now):
+    """`a0.opt.param_groups[0]['lr']` changed: note (that dict, 'lr') for every code object
+    that reads it next (translate/changing.py)."""
+    attr = _ATTR_EXPR.match(expr)
+    item = None if attr else _ITEM_EXPR.match(expr)
+    if attr:
+        base, key = attr.group(1), attr.group(2)
+    elif item:
+        base = item.group(1)
+        try:
+            key = ast.literal_eval(item.group(2))
+        except (ValueError, SyntaxError):
+            return
+    else:
+        return
+    owner = _evaluate(predicate, base, args)
+    if owner is _MISSING:
+        return
+    holder = None
+    attr = _ATTR_EXPR.match(base) if item else None
+    if attr:  # `a0.metrics['loss']`: the dict's holder and name
+        holder = (_evaluate(predicate, attr.group(1), args), attr.group(2))
+        holder = None if holder[0] is _MISSING else holder
+    changing.note(owner, key, now, holder)
 
 
 _MISSING = object()
@@ -407,26 +447,55 @@ def _translate(frame, state, compile_fn, name, fullgraph, before):
     A branch on such a number (`if i + 1 == point`) becomes a graph break: measured on
     sdpoint, cheaper than one more translation per value."""
     def attempt():
+        options = TranslateOptions(backend=compile_fn, backend_name=name, fullgraph=fullgraph,
+                                   dynamic=frozenset(state.dynamic), static=frozenset(state.static))
+        try:
+            return translate_frame(frame, options)
+        except Exception:
+            if not options.changing_inputs:
+                raise
+        # numbers made inputs because they changed elsewhere (translate/changing.py):
+        # constant in this code object from now on
+        state.static |= options.changing_inputs
         return translate_frame(frame, TranslateOptions(
-            backend=compile_fn, backend_name=name, fullgraph=fullgraph, dynamic=frozenset(state.dynamic)))
+            backend=compile_fn, backend_name=name, fullgraph=fullgraph,
+            dynamic=frozenset(state.dynamic), static=frozenset(state.static)))
 
     if state.dynamic != before:
-        try:
-            return attempt()
-        except Exception:
-            state.static |= state.dynamic - before
-            state.dynamic = set(before)
+        for _ in range(_PIN_ROUNDS):
+            try:
+                return attempt()
+            except DynamicShapesFailed as exc:
+                # only what it names (and the like-size guesses) becomes static: yolov3's
+                # target count, changed, was pinned with a grid size a guess had made
+                # symbolic again, and the forward translated once per count
+                if not _pin(state, exc):
+                    break
+            except Exception:
+                break
+        state.static |= state.dynamic - before
+        state.dynamic -= state.static
     try:
         return attempt()
     except DynamicShapesFailed as exc:  # sizes or numbers kept symbolic in an earlier round are read now
-        # a stride or offset of a non-contiguous input cannot be static alone: its sizes are
-        owners = tuple(_layout_owner(e) + ".size()[" for e in exc.exprs if _layout_owner(e))
-        pinned = {e for e in state.dynamic if e in exc.exprs or e.startswith(owners)} \
-            or {e for e in state.dynamic if ".size()[" in e}
-        pinned |= {e for e in state.dynamic if e.startswith("size==")}  # _like_sizes: a guess
-        state.static |= pinned
-        state.dynamic -= pinned
+        _pin(state, exc)
         return attempt()
+
+
+_PIN_ROUNDS = 3  # translations that pin what failed, before every new input is made static
+
+
+def _pin(state, exc):
+    """Make static what a DynamicShapesFailed names (or, naming none of them, every size);
+    False when nothing was left to pin."""
+    # a stride or offset of a non-contiguous input cannot be static alone: its sizes are
+    owners = tuple(_layout_owner(e) + ".size()[" for e in exc.exprs if _layout_owner(e))
+    pinned = {e for e in state.dynamic if e in exc.exprs or e.startswith(owners)} \
+        or {e for e in state.dynamic if ".size()[" in e}
+    pinned |= {e for e in state.dynamic if e.startswith("size==")}  # _like_sizes: a guess
+    state.static |= pinned
+    state.dynamic -= pinned
+    return bool(pinned)
 
 
 def _layout_owner(expr):

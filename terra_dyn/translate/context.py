@@ -39,8 +39,16 @@ class TranslationContext:
         self.stop_at = stop_at
         self.guards = GuardSet(slot_count, f_globals, code.co_freevars)
         self.guards.ambient()
-        self.graph = GraphState(self.guards, set(getattr(options, "dynamic", ()) or ()))
+        self.graph = GraphState(self.guards, set(getattr(options, "dynamic", ()) or ()),
+                                getattr(options, "static", ()) or ())
         self.dynamic = set(getattr(options, "dynamic", ()) or ())
+        self.options_static = getattr(options, "static", None) or frozenset()
+        # numbers made inputs because they changed on their object (changing.py): the
+        # options' set, shared by every attempt, so that convert_frame sees them on failure
+        self.changing_inputs = getattr(options, "changing_inputs", None)
+        if self.changing_inputs is None:
+            self.changing_inputs = set()
+        self.owners = {}  # source -> the object wrapped there, while changing.active()
         self.steps = 0
         self.deadline = time.perf_counter() + executor_budget()
         self.grad_stack = []
@@ -107,6 +115,7 @@ class TranslationContext:
         """Undo translate-time global state (grad mode, autocast)."""
         torch._C._set_grad_enabled(self._initial_grad)
         self.autocast.close()
+        self.owners.clear()  # user objects: not kept past the translation
 
 
 class _ForeignGlobal(GlobalSource):

@@ -64,6 +64,10 @@ class TranslateOptions:
     backend_name: str = ""
     fullgraph: bool = False
     dynamic: frozenset = frozenset()  # source expressions of numbers to pass as graph inputs
+    static: frozenset = frozenset()  # ... never to pass as inputs (one failed as an input)
+    # filled by the translation: numbers it made inputs because they changed on their object
+    # in another code object's recompile (changing.py), for convert_frame's retry
+    changing_inputs: set = field(default_factory=set)
 
 
 @dataclass

@@ -59,13 +59,14 @@ class DynamicShapesFailed(Exception):
 
 
 class GraphState:
-    def __init__(self, guards, dynamic=()):
+    def __init__(self, guards, dynamic=(), static=()):
         self.guards = guards
         # "<input expr>.size()[d]": sizes that changed between calls, kept symbolic
         self.dynamic_sizes = {e for e in dynamic if e.endswith("]") and ".size()[" in e}
         # "size==8": a size that changed between calls; other inputs' dims of that size too
         # (convert_frame._like_sizes), except parameters
         self.like_sizes = {int(e[6:]) for e in dynamic if e.startswith("size==")}
+        self.static_sizes = {e for e in static if ".size()[" in e}  # pinned: never a like size
         self._symbolic = bool(dynamic)  # a ShapeEnv for symbolic sizes and int inputs
         self._symbols = []  # (symbol, "<expr>.size()[d]" or "<expr>") of the symbolic numbers made
         self._number_symbols = set()  # those of number inputs (not sizes)
@@ -161,7 +162,8 @@ class GraphState:
         expr = source.expr()
         like = self.like_sizes if not isinstance(real, torch.nn.Parameter) else ()
         return [d for d in range(real.dim()) if real.shape[d] >= 2 and (
-            f"{expr}.size()[{d}]" in self.dynamic_sizes or real.shape[d] in like)]
+            f"{expr}.size()[{d}]" in self.dynamic_sizes
+            or real.shape[d] in like and f"{expr}.size()[{d}]" not in self.static_sizes)]
 
     def _symbolic_fake(self, real, source, dims):
         """A fake tensor with the sizes of `dims` symbolic, and its guard. A contiguous input

@@ -158,6 +158,17 @@ class Snapshot:
         the same type, or another module of the same type: convert_frame then passes that
         number as a graph input, or guards that module by type (what it reads from the
         expressions of a Python predicate)."""
+        return [self._entry_expr(name, key) for name, _, key, _ in self._changes(is_number)]
+
+    def changed_numbers(self, is_number):
+        """(owner, key, number now, holder) of the entries that now hold another number, for
+        translate/changing.py: the object the number is read from (the module, or its table)
+        and, for a table, (the module, the table's name)."""
+        obj = self.ref()
+        return [(obj, key, now, None) if name is None else (container, key, now, (obj, name))
+                for name, container, key, now in self._changes(is_number) if is_number(now)]
+
+    def _changes(self, is_number):
         obj = self.ref()
         d = getattr(obj, "__dict__", None)
         if obj is None or type(d) is not dict:
@@ -174,7 +185,7 @@ class Snapshot:
                     continue
                 if (kind == EQ and is_number(then) and now != then) or \
                         (kind == ID_WEAK and isinstance(then, _Module) and now is not then):
-                    out.append(self._entry_expr(name, key))
+                    out.append((name, container, key, now))
         return out
 
     def _entry_expr(self, table, key):

@@ -4,7 +4,8 @@
         Tensor            -> TensorValue placeholder; guard dtype/device/shape/strides/grad
                              (parameters and buffers: guard identity)
         int/float/str/... -> ConstValue; guard type and value
-                             (a number whose value kept changing -> ScalarValue input)
+                             (a number whose value kept changing here, or on the object it
+                             is read from in any code object (changing.py) -> ScalarValue input)
         tuple/list/dict   -> container values of wrapped items; guard type and length/keys
         module, function, class, dtype -> ConstValue; guard identity
                              (a module whose instance kept changing, and everything under
@@ -22,8 +23,9 @@ import types
 
 import torch
 
+from . import changing
 from .errors import Unsupported
-from .sources import AttrSource, ItemSource, ModuleDictSource
+from .sources import AttrSource, GenericAttrSource, ItemSource, ModuleDictSource
 from .values import (ConstValue, DictValue, ListValue, OpaqueIterator, TupleValue,
                      is_namedtuple_class)
 
@@ -48,6 +50,8 @@ _SHARED = (list, dict, collections.Counter, collections.OrderedDict, tuple)
 
 
 def wrap(ctx, real, source):
+    if source is not None and changing.active() and not isinstance(real, _VALUE_TYPES):
+        _note_owner(ctx, real, source)
     if source is not None and type(real) in _SHARED:
         known = ctx._mutables.get(id(real))
         if known is not None:
@@ -98,13 +102,13 @@ def _wrap(ctx, real, source):
             raise exc
         by_identity = _is_module_state(source) and not modules_by_type(ctx, source)
         return ctx.graph.input_tensor(real, source, by_identity=by_identity)
-    if type(real) in (int, float) and source.expr() in ctx.dynamic:
+    if type(real) in (int, float) and (source.expr() in ctx.dynamic or _changed_elsewhere(ctx, real, source)):
         return ctx.graph.input_scalar(real, source)
     if isinstance(real, _VALUE_TYPES) and type(real) in _VALUE_TYPES:
         guards.value(source, real)
         return ConstValue(real, source)
     if is_numpy_scalar(real):  # np.int64(1) in a list of slice bounds: a value, like an int
-        if source.expr() in ctx.dynamic:
+        if source.expr() in ctx.dynamic or _changed_elsewhere(ctx, real, source):
             # one that changed between calls (faster_rcnn's NMS in numpy): a run-time number
             # passed on to the native code that uses it, not a translation per value
             return ctx.graph.input_scalar(real, source)
@@ -163,6 +167,36 @@ def _wrap(ctx, real, source):
     return value
 
 
+def _note_owner(ctx, real, source):
+    """Remember which object `source` is, for the numbers read from it (_changed_elsewhere)."""
+    try:
+        ctx.owners[source] = real
+    except TypeError:  # a source with an unhashable key
+        pass
+
+
+def _changed_elsewhere(ctx, real, source):
+    """A number read as owner.name / owner[key] that a recompile of any code object saw
+    change there (changing.py): a graph input, unless a translation of this code with it
+    as input failed (then it is constant here: options.static)."""
+    if not changing.active() or type(source) not in (AttrSource, GenericAttrSource, ItemSource):
+        return False
+    owner = ctx.owners.get(source.base, _NO_OWNER)
+    key = source.key if type(source) is ItemSource else source.name
+    holder = None
+    if type(source) is ItemSource and type(source.base) is AttrSource:  # `layer.metrics['loss']`
+        holder = ctx.owners.get(source.base.base, _NO_OWNER), source.base.name
+        holder = None if holder[0] is _NO_OWNER else holder
+    if owner is _NO_OWNER or not changing.wanted(owner, key, real, holder):
+        return False
+    expr = source.expr()
+    if expr in ctx.options_static:
+        return False
+    ctx.changing_inputs.add(expr)
+    return True
+
+
+_NO_OWNER = object()
 MAX_SOURCE_DEPTH = 48  # attribute / item steps from an argument or global; models need ~12
 
 

@@ -34,8 +34,9 @@ def test_run_py_compares_terra_dyn_with_eager(tmp_path):
         # whether they match is test_programs.py's business; here: the runner compared them
         assert isinstance(terra["loss_match"], bool) and terra["max_rel_diff"] is not None
         assert len(terra["losses"]) == 2
-        assert set(terra["counts"]) >= {"graphs", "breaks", "recompiles", "fallbacks"}
+        assert set(terra["counts"]) >= {"graphs", "breaks", "recompiles", "fallbacks", "late_translations"}
     assert max(len(line) for line in out.splitlines() if line.startswith(("dcgan", "sdpoint"))) <= 100
+    assert "translations after step 2" in out
     assert str(out_json) in out
 
 

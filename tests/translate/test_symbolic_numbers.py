@@ -428,3 +428,41 @@ def test_a_symbolic_translation_builds_no_fake_tensor_cache_entries(monkeypatch)
     assert len(rep.translations) == 2 and not rep.fallbacks  # the second one symbolic
     # each translation has its own ShapeEnv: entries made under one are never read again
     assert not any(made)
+
+
+def test_a_pinned_size_is_not_made_symbolic_again_by_a_like_size_guess():
+    def f(x, t):  # yolov3: the grid size is pinned, the target count changes
+        acc = x[:, 0]
+        for i in range(x.shape[1]):  # needs the grid size's value
+            acc = acc + x[:, i]
+        return acc.sum() + t.sum(0)
+
+    def call(cols, count):
+        return torch.ones(2, cols), torch.arange(count * 3, dtype=torch.float32).view(count, 3)
+
+    terra_dyn.reset()
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    for cols, count in [(4, 8), (8, 8), (8, 6)]:  # the grid pinned at 8, then the count leaves 8
+        _same(fast(*call(cols, count)), f(*call(cols, count)))
+    with report.recording() as rec:  # the count stayed symbolic: no translation per count
+        for count in (5, 7, 9, 3):
+            _same(fast(*call(8, count)), f(*call(8, count)))
+    assert not rec.report().translations and not rec.report().fallbacks
+    terra_dyn.reset()
+
+
+def test_sizes_failing_one_at_a_time_are_pinned_one_at_a_time_without_a_fallback():
+    def f(x, y, z):  # yolov3's anchors / (img_dim / grid) into torch.tensor: a guard no text spells
+        out = x.sum() + y.sum() + z.sum()
+        for v in (x, y, z):
+            out = out + torch.tensor([2.0 / (v.shape[1] / 8)])
+        return out
+
+    terra_dyn.reset()
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    with report.recording() as rec:
+        for n in (4, 8, 16, 32, 8):
+            args = (torch.ones(2, n), torch.ones(3, n), torch.ones(4, n))
+            _same(fast(*args), f(*args))
+    assert not rec.report().fallbacks
+    terra_dyn.reset()
