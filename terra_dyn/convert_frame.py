@@ -147,6 +147,9 @@ def _note_dynamic(state, why, frame, code):
             if check[0] == "snapshot":  # facts about a module pinned by identity
                 state.dynamic.update(check[4].changed(_is_number))
                 continue
+            if check[0] == "paths":  # facts along attribute / item chains, read as the predicate's
+                state.dynamic.update(_changed_objects(check[2], args))
+                continue
             if check[0] not in ("eq", "id", "id_weak", "tensor") or check[1] >= len(args):
                 continue
             i = check[1]
