@@ -16,6 +16,8 @@
  *               6 KEYS list(v.keys()) == list(a)          7 KEY_IN (a in v) is b
  *               8 NO_ATTR v's instance dict lacks a (`a not in v.__dict__`)
  *               9 CALL a(v, *b) is true (same_state, check_tensor_layout, ...)
+ *              10 SAME (v is w) is b, w read along a = (root_kind, root, ((step, arg), ...))
+ *                 (an alias: two sources that held one object, `a2['labels'] is a2['input_ids']`)
  *     info    guard_paths.PathChecks: the facts as Python text, for explanations
  *
  * A node's facts are checked before its children are read (a type fact guards the reads
@@ -31,7 +33,7 @@
 
 enum { R_SLOT, R_CONST, R_WEAK };
 enum { S_ATTR, S_GENERIC, S_ITEM };
-enum { F_ID, F_ID_WEAK, F_TYPE, F_EQ, F_TENSOR, F_LEN, F_KEYS, F_KEY_IN, F_NO_ATTR, F_CALL, F_KINDS };
+enum { F_ID, F_ID_WEAK, F_TYPE, F_EQ, F_TENSOR, F_LEN, F_KEYS, F_KEY_IN, F_NO_ATTR, F_CALL, F_SAME, F_KINDS };
 
 typedef struct {
     int kind;
@@ -83,6 +85,21 @@ static int parse_fact(PyObject *spec, Fact *f) {
     case F_KEY_IN: f->n = f->b == Py_True; break;
     case F_NO_ATTR: if (!PyUnicode_Check(f->a)) goto bad; break;
     case F_CALL: if (!PyCallable_Check(f->a) || !PyTuple_Check(f->b)) goto bad; break;
+    case F_SAME: {
+        if (!PyTuple_Check(f->a) || PyTuple_GET_SIZE(f->a) != 3 || !PyTuple_Check(PyTuple_GET_ITEM(f->a, 2))) goto bad;
+        long root = PyLong_AsLong(PyTuple_GET_ITEM(f->a, 0));
+        if (root < R_SLOT || root > R_WEAK) goto bad;
+        if (root == R_SLOT && (f->n = PyLong_AsSsize_t(PyTuple_GET_ITEM(f->a, 1))) < 0) goto bad;
+        if (root == R_WEAK && !PyWeakref_CheckRef(PyTuple_GET_ITEM(f->a, 1))) goto bad;
+        PyObject *steps = PyTuple_GET_ITEM(f->a, 2);
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(steps); i++) {
+            PyObject *step = PyTuple_GET_ITEM(steps, i);
+            if (!PyTuple_Check(step) || PyTuple_GET_SIZE(step) != 2) goto bad;
+            long kind = PyLong_AsLong(PyTuple_GET_ITEM(step, 0));
+            if (kind < S_ATTR || kind > S_ITEM || (kind != S_ITEM && !PyUnicode_Check(PyTuple_GET_ITEM(step, 1)))) goto bad;
+        }
+        break;
+    }
     }
     return 0;
 bad:
@@ -177,8 +194,10 @@ static int keys_are(PyObject *v, PyObject *want) {
     return ok;
 }
 
+static PyObject *read_other(const Fact *f, PyObject *const *args, Py_ssize_t nargs);
+
 /* 1 holds, 0 not, -1 error */
-static int fact_holds(const Fact *f, PyObject *v) {
+static int fact_holds(const Fact *f, PyObject *v, PyObject *const *args, Py_ssize_t nargs) {
     switch (f->kind) {
     case F_ID: return v == f->a;
     case F_ID_WEAK: {
@@ -219,28 +238,61 @@ static int fact_holds(const Fact *f, PyObject *v) {
         Py_DECREF(r);
         return ok;
     }
+    case F_SAME: {
+        PyObject *w = read_other(f, args, nargs);
+        if (w == NULL) return PyErr_Occurred() ? -1 : 0;
+        int same = v == w;
+        Py_DECREF(w);
+        return same == (f->b == Py_True);
+    }
     }
     return 0;
 }
 
-static PyObject *read_step(const PathNode *n, PyObject *parent) {
-    switch (n->step) {
-    case S_ATTR: return PyObject_GetAttr(parent, n->arg);
-    case S_GENERIC: return PyObject_GenericGetAttr(parent, n->arg);
-    default: return PyObject_GetItem(parent, n->arg);
+static PyObject *read_step(int step, PyObject *arg, PyObject *parent) {
+    switch (step) {
+    case S_ATTR: return PyObject_GetAttr(parent, arg);
+    case S_GENERIC: return PyObject_GenericGetAttr(parent, arg);
+    default: return PyObject_GetItem(parent, arg);
     }
 }
 
-static int node_holds(const PathNode *n, PyObject *v) {
+/* A root's object (borrowed), or NULL when it has none: a missing slot, a dead referent. */
+static PyObject *root_object(int kind, PyObject *root, Py_ssize_t slot, PyObject *const *args, Py_ssize_t nargs) {
+    if (kind == R_SLOT) return slot < nargs ? args[slot] : NULL;
+    if (kind == R_WEAK) {
+        PyObject *obj = weak_referent(root);
+        return obj == Py_None ? NULL : obj;
+    }
+    return root;
+}
+
+/* SAME: the other path's value (new reference), or NULL (an exception set, or none when
+   its root has no object). */
+static PyObject *read_other(const Fact *f, PyObject *const *args, Py_ssize_t nargs) {
+    PyObject *root = root_object((int)PyLong_AsLong(PyTuple_GET_ITEM(f->a, 0)), PyTuple_GET_ITEM(f->a, 1), f->n,
+                                 args, nargs);
+    if (root == NULL) return NULL;
+    PyObject *v = Py_NewRef(root), *steps = PyTuple_GET_ITEM(f->a, 2);
+    for (Py_ssize_t i = 0; v != NULL && i < PyTuple_GET_SIZE(steps); i++) {
+        PyObject *step = PyTuple_GET_ITEM(steps, i);
+        PyObject *next = read_step((int)PyLong_AsLong(PyTuple_GET_ITEM(step, 0)), PyTuple_GET_ITEM(step, 1), v);
+        Py_DECREF(v);
+        v = next;
+    }
+    return v;
+}
+
+static int node_holds(const PathNode *n, PyObject *v, PyObject *const *args, Py_ssize_t nargs) {
     for (Py_ssize_t i = 0; i < n->nfacts; i++) {
-        int r = fact_holds(&n->facts[i], v);
+        int r = fact_holds(&n->facts[i], v, args, nargs);
         if (r != 1) return r;
     }
     for (Py_ssize_t i = 0; i < n->nchildren; i++) {
         const PathNode *c = &n->children[i];
-        PyObject *child = read_step(c, v);
+        PyObject *child = read_step(c->step, c->arg, v);
         if (child == NULL) return -1;
-        int r = node_holds(c, child);
+        int r = node_holds(c, child, args, nargs);
         Py_DECREF(child);
         if (r != 1) return r;
     }
@@ -251,18 +303,10 @@ static int node_holds(const PathNode *n, PyObject *v) {
 int path_check(const PathTree *t, PyObject *const *args, Py_ssize_t nargs) {
     for (Py_ssize_t i = 0; i < t->nroots; i++) {
         const PathNode *n = &t->roots[i];
-        PyObject *root;
-        if (n->step == R_SLOT) {
-            if (n->slot >= nargs) return 0;
-            root = args[n->slot];
-        } else if (n->step == R_WEAK) {
-            root = weak_referent(n->arg);
-            if (root == Py_None) return 0;
-        } else {
-            root = n->arg;
-        }
+        PyObject *root = root_object(n->step, n->arg, n->slot, args, nargs);
+        if (root == NULL) return 0;
         Py_INCREF(root);  /* a read below may drop what held it */
-        int r = node_holds(n, root);
+        int r = node_holds(n, root, args, nargs);
         Py_DECREF(root);
         if (r == 1) continue;
         if (r < 0 && PyErr_Occurred()) {

@@ -30,7 +30,7 @@ from .guard_checks import Predicate
 
 SLOT, CONST, WEAK = range(3)  # roots
 ATTR, GENERIC, ITEM = range(3)  # steps
-ID, ID_WEAK, TYPE, EQ, TENSOR, LEN, KEYS, KEY_IN, NO_ATTR, CALL = range(10)  # facts
+ID, ID_WEAK, TYPE, EQ, TENSOR, LEN, KEYS, KEY_IN, NO_ATTR, CALL, SAME = range(11)  # facts
 
 
 def enabled():

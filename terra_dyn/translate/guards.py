@@ -233,7 +233,8 @@ class GuardSet:
             self.identity(source, obj, weak=True)
             return
         if all(isinstance(s.root(), LocalSource) and s.root().slot >= 0 for s in (source, other)):
-            self._add(("alias", source, other), None, lambda e: f"{e} is {self._render(other)}", source)
+            self._add(("alias", source, other), None, lambda e: f"{e} is {self._render(other)}", source,
+                      path=(_SAME, other, True))
         else:  # roots the predicate cannot name together: pin this very object instead
             self.identity(source, obj)
 
@@ -256,7 +257,8 @@ class GuardSet:
             from .errors import Unsupported
 
             raise Unsupported("identity of two values reached from different roots")
-        self._add(("distinct", source, other), None, lambda e: f"{e} is not {self._render(other)}", source)
+        self._add(("distinct", source, other), None, lambda e: f"{e} is not {self._render(other)}", source,
+                  path=(_SAME, other, False))
 
     def length(self, source, n):
         self._add(("len", source), lambda i: ("len", i, n), lambda e: f"len({e}) == {n}", source, ("len", n))
@@ -442,6 +444,9 @@ class GuardSet:
         rest = []
         for item in items:
             fact = self._path_facts.get(id(item)) if not isinstance(item, str) else None
+            if fact is not None and fact[0] is _SAME:  # an alias: the other source's path, read per check
+                other = self._path(fact[1], False)
+                fact = (guard_paths.SAME, (other[0][0], other[0][1], tuple(other[1])), fact[2]) if other else None
             path = self._path(item[0], item[2]) if fact is not None else None
             if path is None:
                 rest.append(item)
@@ -563,6 +568,8 @@ class GuardSet:
 
 
 _ATOMIC = (bool, int, float, str, bytes, type(None))
+
+_SAME = object()  # an alias fact until build: (_SAME, the other source, is / is not)
 
 # a snapshot fact (guard_snapshot kind, expected) as the path check's (kind, a, b)
 _PATH_FACTS = {

@@ -140,6 +140,18 @@ def test_an_exception_fails_the_check_and_ctrl_c_is_kept():
         guard.check(Raises(KeyboardInterrupt()))
 
 
+def test_same_reads_the_other_path_per_check():
+    kwargs = {"labels": X, "input_ids": X}
+    other = (P.SLOT, 0, ((P.ITEM, "input_ids"),))
+    same = paths(node(P.SLOT, 0, children=[node(P.ITEM, "labels", [(P.SAME, other, True)])]))
+    distinct = paths(node(P.SLOT, 0, children=[node(P.ITEM, "labels", [(P.SAME, other, False)])]))
+    assert same.check(kwargs) and not distinct.check(kwargs)
+    kwargs["labels"] = X.clone()
+    assert not same.check(kwargs) and distinct.check(kwargs)
+    del kwargs["input_ids"]  # the other path cannot be read: fails either way
+    assert not same.check(kwargs) and not distinct.check(kwargs)
+
+
 def test_nan_is_unequal_as_python_reads_it():
     nan = float("nan")
     assert not paths(node(P.SLOT, 0, [(P.EQ, nan, None)])).check(nan)
@@ -149,7 +161,9 @@ def test_nan_is_unequal_as_python_reads_it():
     ("x",), ((9, 0, (), ()),), ((P.SLOT, -1, (), ()),), ((P.WEAK, 1, (), ()),),
     ((P.SLOT, 0, ((P.TYPE, 3, None),), ()),), ((P.SLOT, 0, ((42, 3, None),), ()),),
     ((P.SLOT, 0, (), ((P.ATTR, 3, (), ()),)),),
-], ids=range(7))
+    ((P.SLOT, 0, ((P.SAME, (P.SLOT, 0, ((9, "x"),)), True),), ()),),
+    ((P.SLOT, 0, ((P.SAME, (P.WEAK, 0, ()), True),), ()),),
+], ids=range(9))
 def test_malformed_trees_are_refused(bad):
     with pytest.raises((TypeError, ValueError)):
         Guard([("paths", bad, Info())])

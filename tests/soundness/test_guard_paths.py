@@ -179,3 +179,21 @@ def test_recompile_reason_names_the_changed_path(restore_globals):
         torch.testing.assert_close(fast(x, **kwargs), model(x, **kwargs))
     causes = [str(r) for r in rec.report().recompiles]
     assert any("gain" in c and "1.5 -> 0.75" in c for c in causes), causes
+
+
+class TakesTwo(nn.Module):
+    def forward(self, x, **kwargs):
+        return x + kwargs["a"] * 2 + kwargs["b"]
+
+
+def test_alias_of_two_kwargs_tensors_then_two_tensors():
+    """The same tensor passed as two keywords is one graph input: the alias fact (a SAME
+    fact of the path check) must fail when two different tensors come."""
+    model = TakesTwo()
+    fast = terra_dyn.optimize(model, backend="interpreter")
+    x, t = torch.randn(3), torch.randn(3)
+    for _ in range(4):
+        torch.testing.assert_close(fast(x, a=t, b=t), model(x, a=t, b=t))
+    other = torch.randn(3)
+    for _ in range(2):
+        torch.testing.assert_close(fast(x, a=t, b=other), model(x, a=t, b=other))
