@@ -212,7 +212,7 @@ static int fact_holds(const Fact *f, PyObject *v, PyObject *const *args, Py_ssiz
         Py_DECREF(r);
         return ok;
     }
-    case F_TENSOR: return guard_check(f->a, &v, 1);
+    case F_TENSOR: return guard_tensor_check(f->a, v);
     case F_LEN: {
         Py_ssize_t n = PyObject_Length(v);
         return n < 0 ? -1 : n == f->n;
