@@ -64,6 +64,7 @@ class GuardSet:
         self._facts = []  # (item of exprs or closure_exprs, source, (kind, expected)): _implied
         self._path_facts = {}  # id(item of exprs) -> its guard_paths fact
         self.paths = None  # guard_paths.PathChecks, after _finish
+        self._closure_paths = None  # the same over the closure variables
         self._keep = []
         self._nconst = 0
 
@@ -95,14 +96,11 @@ class GuardSet:
             self.namespace[f"FG{id(root.f_globals)}"] = root.f_globals
         if c_check is not None and isinstance(source, LocalSource) and source.slot >= 0:
             self.checks.append(c_check(source.slot))
-        elif isinstance(root, FreeVarSource):
-            self.closure_exprs.append(item := (source, expr_fn, key[0] == "id"))
-            if fact is not None:
-                self._facts.append((item, source, fact))
         elif isinstance(source, GlobalSource) and key[0] == "id":
             self.checks.append(("global_id", self.f_globals, source.name, key[2]))
         else:
-            self.exprs.append(item := (source, expr_fn, key[0] == "id"))
+            item = (source, expr_fn, key[0] == "id")
+            (self.closure_exprs if isinstance(root, FreeVarSource) else self.exprs).append(item)
             if fact is not None:
                 self._facts.append((item, source, fact))
             if path is None and fact is not None and fact[0] in _PATH_FACTS:
@@ -392,10 +390,16 @@ class GuardSet:
     def closure_predicate(self):
         """Predicate over the closure variables (by name), or None."""
         self._finish()
-        if not self.closure_exprs:
-            return None
-        names = [f"F_{n}" for n in self.freevars]
-        return Predicate(names, self.closure_exprs, dict(self.namespace), self._closure_fast)
+        names = self._closure_params()
+        fallback = Predicate(names, self.closure_exprs, dict(self.namespace), self._closure_fast) \
+            if self.closure_exprs else None
+        if not self._closure_paths:
+            return fallback
+        # a transformers wrapper's `func` cell: its code's varnames, its closure's cells, one tree
+        return _C.Guard([self._closure_paths.check()], fallback).check
+
+    def _closure_params(self):
+        return [f"F_{n}" for n in self.freevars]
 
     def _params(self):
         return [f"a{i}" for i in range(self.slot_count)]
@@ -418,7 +422,8 @@ class GuardSet:
             implied = self._implied()
             self.exprs = [e for e in self.exprs if id(e) not in implied]
             self.closure_exprs = [e for e in self.closure_exprs if id(e) not in implied]
-            self.exprs = self._to_paths(self.exprs)
+            self.exprs, self.paths = self._to_paths(self.exprs)
+            self.closure_exprs, self._closure_paths = self._to_paths(self.closure_exprs, closure=True)
             self._bind_counts = self._prefix_counts(self.exprs)
             self._fast = [self._render_fact(e) for e in self.exprs]
             self._bind_counts, self._bound = {}, {}
@@ -436,29 +441,29 @@ class GuardSet:
             self.checks.append(self.paths.check())
             self.paths = None
 
-    def _to_paths(self, items):
-        """Move the facts a path check can read into self.paths; the rest stay Python."""
+    def _to_paths(self, items, closure=False):
+        """(the items a path check cannot read, a PathChecks of the others or None).
+        closure: the items are over the closure variables (roots are their positions)."""
         if not guard_paths.enabled() or _C is None:
-            return items
-        paths = guard_paths.PathChecks(self._params(), self.namespace)
+            return items, None
+        paths = guard_paths.PathChecks(self._closure_params() if closure else self._params(), self.namespace)
         rest = []
         for item in items:
             fact = self._path_facts.get(id(item)) if not isinstance(item, str) else None
             if fact is not None and fact[0] is _SAME:  # an alias: the other source's path, read per check
-                other = self._path(fact[1], False)
+                other = self._path(fact[1], False, closure)
                 fact = (guard_paths.SAME, (other[0][0], other[0][1], tuple(other[1])), fact[2]) if other else None
-            path = self._path(item[0], item[2]) if fact is not None else None
+            path = self._path(item[0], item[2], closure) if fact is not None else None
             if path is None:
                 rest.append(item)
             else:
-                paths.add(*path, fact, self._render_fact(item, pins=False))
-        self.paths = paths
-        return rest
+                paths.add(*path, fact, self._render_fact(item, closure=closure, pins=False))
+        return rest, (paths if len(paths) else None)
 
-    def _path(self, source, own):
+    def _path(self, source, own, closure=False):
         """(root, steps) reading `source` from the nearest object pinned on it (not itself
-        when `own`), an argument slot or a module's globals; None when a source on the way
-        is one a path cannot read."""
+        when `own`), an argument slot, a closure variable (closure: its position) or a
+        module's globals; None when a source on the way is one a path cannot read."""
         steps = []
         while True:
             const = self._pinned.get(source) if not own else None
@@ -468,9 +473,14 @@ class GuardSet:
                 root = (guard_paths.WEAK if weak else guard_paths.CONST, self.namespace[const.rstrip("()")])
                 break
             if isinstance(source, LocalSource):
-                if source.slot < 0:
+                if source.slot < 0 or closure:
                     return None
                 root = (guard_paths.SLOT, source.slot)
+                break
+            if isinstance(source, FreeVarSource):
+                if not closure or source.name not in self.freevars:
+                    return None
+                root = (guard_paths.SLOT, self.freevars.index(source.name))
                 break
             if isinstance(source, GlobalSource):
                 root = (guard_paths.CONST, getattr(source, "f_globals", self.f_globals))

@@ -197,3 +197,53 @@ def test_alias_of_two_kwargs_tensors_then_two_tensors():
     other = torch.randn(3)
     for _ in range(2):
         torch.testing.assert_close(fast(x, a=t, b=other), model(x, a=t, b=other))
+
+
+def _with_gain(gain, table):
+    def deco(fn):
+        def wrapper(self, x):  # the translated frame: its closure's facts are checked in its prologue
+            return fn(self, x) * gain + table["shift"]
+        return wrapper
+    return deco
+
+
+class Decorated(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+
+    @_with_gain(2.0, {"shift": 1.0})
+    def forward(self, x):
+        return self.fc(x)
+
+
+def _cell(name):
+    fn = Decorated.forward
+    return fn.__closure__[fn.__code__.co_freevars.index(name)]
+
+
+@pytest.mark.parametrize("change", [
+    lambda: setattr(_cell("gain"), "cell_contents", 3.0),
+    lambda: _cell("table").cell_contents.__setitem__("shift", -2.0),
+    lambda: setattr(_cell("table"), "cell_contents", {"shift": 5.0}),
+    lambda: setattr(_cell("fn"), "cell_contents", lambda self, x: self.fc(x) - 1),
+], ids=["cell", "dict_in_cell", "cell_dict_replaced", "wrapped_function"])
+def test_closure_of_the_translated_frame_checked_as_paths(change, guard_snapshot_modes):
+    cells = [c.cell_contents for c in Decorated.forward.__closure__]
+    saved = {k: v for k, v in _cell("table").cell_contents.items()}
+    try:
+        torch.manual_seed(0)
+        model = Decorated()
+        fast = terra_dyn.optimize(model, backend="interpreter")
+        x = torch.randn(2, 3)
+        with torch.no_grad():
+            for _ in range(4):
+                torch.testing.assert_close(fast(x), model(x))
+            change()
+            for _ in range(2):
+                torch.testing.assert_close(fast(x), model(x))
+    finally:
+        for c, v in zip(Decorated.forward.__closure__, cells):
+            c.cell_contents = v
+        _cell("table").cell_contents.clear()
+        _cell("table").cell_contents.update(saved)
