@@ -18,6 +18,9 @@
  *                        __kwdefaults__ are these very objects (autoreload swaps __code__)
  *     ("snapshot", target, cls, tables, info)   many facts about one object pinned by
  *                        identity, checked on it (csrc/snapshot.c)
+ *     ("paths", roots, info)   facts about values read along attribute and item chains
+ *                        from slots or pinned objects, a tree read once per prefix
+ *                        (csrc/path_check.c)
  *   then fallback(*args) -> bool, if given.
  *
  *   g = Guard([("type", 0, int), ("eq", 1, "mean")])
@@ -40,14 +43,15 @@
 #include "tensor_check.h"
 
 enum { K_TYPE, K_ID, K_EQ, K_LEN, K_TENSOR, K_GLOBAL_ID, K_CALL_ID, K_CALLBACK, K_TYPE_VERSION, K_FUNC,
-       K_ID_WEAK, K_NO_ATTR, K_NO_ATTR_WEAK, K_SNAPSHOT };
+       K_ID_WEAK, K_NO_ATTR, K_NO_ATTR_WEAK, K_SNAPSHOT, K_PATHS };
 static const char *kind_names[] = {"type", "id", "eq", "len", "tensor", "global_id", "call_id", "callback",
-                                   "type_version", "func", "id_weak", "no_attr", "no_attr_weak", "snapshot"};
+                                   "type_version", "func", "id_weak", "no_attr", "no_attr_weak", "snapshot",
+                                   "paths"};
 /* Checks on constant objects (no argument slot): facts about an object whose identity the
    translation already relies on. */
 #define NO_SLOT(kind) ((kind) == K_GLOBAL_ID || (kind) == K_CALL_ID || (kind) == K_CALLBACK || \
                        (kind) == K_TYPE_VERSION || (kind) == K_FUNC || (kind) == K_NO_ATTR_WEAK || \
-                       (kind) == K_SNAPSHOT)
+                       (kind) == K_SNAPSHOT || (kind) == K_PATHS)
 
 typedef struct {
     int kind;
@@ -57,6 +61,7 @@ typedef struct {
     const TensorSpec *fast;  /* tensor: the fast path's spec, or NULL */
     AmbientSpec ambient;     /* call_id: kind 0 unless the fast path answers it */
     SnapshotMemo *snapshot;  /* snapshot: the check and what its last pass read (owned) */
+    PathTree *paths;         /* paths: the tree (owned; borrows from `spec`) */
 } Check;
 
 typedef struct {
@@ -172,7 +177,7 @@ PyObject *guards_fast_status(PyObject *module, PyObject *unused) {
     return PyUnicode_FromFormat("unavailable: terra_dyn._tensor_check: %S", fast_error);
 }
 
-static PyObject *s_dtype, *s_shape, *s_device, *s_requires_grad, *s_stride, *s_is_cpu, *s_cpu;
+static PyObject *s_dtype, *s_shape, *s_device, *s_requires_grad, *s_stride, *s_is_cpu, *s_cpu, *s_explain;
 
 int guards_init(void) {
     s_dtype = PyUnicode_InternFromString("dtype");
@@ -182,7 +187,8 @@ int guards_init(void) {
     s_stride = PyUnicode_InternFromString("stride");
     s_is_cpu = PyUnicode_InternFromString("is_cpu");
     s_cpu = PyUnicode_InternFromString("cpu");
-    return (s_dtype && s_shape && s_device && s_requires_grad && s_stride && s_is_cpu && s_cpu) ? 0 : -1;
+    s_explain = PyUnicode_InternFromString("explain");
+    return (s_dtype && s_shape && s_device && s_requires_grad && s_stride && s_is_cpu && s_cpu && s_explain) ? 0 : -1;
 }
 
 /* getattr(obj, name) == expected; 1 equal, 0 not (lookup errors count as not equal). */
@@ -219,7 +225,7 @@ static const char *tensor_mismatch(const Check *c, PyObject *x) {
 }
 
 /* 1: obj has no instance dict, or its dict lacks `name` (a str). */
-static int lacks_instance_attr(PyObject *obj, PyObject *name) {
+int lacks_instance_attr(PyObject *obj, PyObject *name) {
     PyObject **dictptr = _PyObject_GetDictPtr(obj);
     if (dictptr == NULL || *dictptr == NULL) return 1;
     PyObject *v = PyDict_GetItemWithError(*dictptr, name);
@@ -227,7 +233,8 @@ static int lacks_instance_attr(PyObject *obj, PyObject *name) {
     return v == NULL;
 }
 
-/* 1 pass, 0 fail. Errors raised by user __eq__/__len__ count as a failure. */
+/* 1 pass, 0 fail, -1 a Ctrl-C during a path check's reads (the user's: kept). Errors
+   raised by user __eq__/__len__ count as a failure. */
 static int check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
     PyObject *x = NULL;
     if (!NO_SLOT(c->kind)) {
@@ -270,6 +277,7 @@ static int check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
         return type_tag_valid(t) && t->tp_version_tag == (unsigned int)c->length;
     }
     case K_SNAPSHOT: return snapshot_check(c->snapshot);
+    case K_PATHS: return path_check(c->paths, args, nargs);
     case K_FUNC: {
         PyFunctionObject *f = (PyFunctionObject *)c->a;
         return f->func_code == c->b && (f->func_defaults ? f->func_defaults : Py_None) == c->c &&
@@ -290,7 +298,8 @@ static int check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
 int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs) {
     Guard *g = (Guard *)guard;
     for (Py_ssize_t i = 0; i < g->n; i++) {
-        if (!check_one(&g->checks[i], args, nargs)) return 0;
+        int r = check_one(&g->checks[i], args, nargs);
+        if (r != 1) return r;
     }
     if (g->fallback == NULL) return 1;
     PyObject *r = PyObject_Vectorcall(g->fallback, args, nargs, NULL);
@@ -302,17 +311,28 @@ int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs) {
     return ok;
 }
 
+/* A one-check tensor Guard (a snapshot's or path check's TENSOR entry) on `value`: its
+   fast spec read directly, without the check loop (~200 per BERT call); 1 / 0. */
+int guard_tensor_check(PyObject *guard, PyObject *value) {
+    Guard *g = (Guard *)guard;
+    if (g->n == 1 && g->checks[0].fast != NULL && g->fallback == NULL) {
+        int r = fast_api->tensor_matches(value, g->checks[0].fast);
+        if (r >= 0) return r;
+    }
+    return guard_check(guard, &value, 1);
+}
+
 /* ---- construction ---- */
 
 static int parse_check(PyObject *t, Check *c) {
-    static const Py_ssize_t arity[] = {3, 3, 3, 3, 8, 4, 3, 2, 3, 5, 3, 3, 3, 5};
+    static const Py_ssize_t arity[] = {3, 3, 3, 3, 8, 4, 3, 2, 3, 5, 3, 3, 3, 5, 3};
     if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) < 1 || !PyUnicode_Check(PyTuple_GET_ITEM(t, 0))) {
         PyErr_Format(PyExc_TypeError, "Guard: a check is a tuple (kind, ...), got %R", t);
         return -1;
     }
     const char *kind = PyUnicode_AsUTF8(PyTuple_GET_ITEM(t, 0));
     c->kind = -1;
-    for (int k = 0; k <= K_SNAPSHOT; k++) {
+    for (int k = 0; k <= K_PATHS; k++) {
         if (strcmp(kind, kind_names[k]) == 0) c->kind = k;
     }
     if (c->kind < 0 || PyTuple_GET_SIZE(t) != arity[c->kind]) {
@@ -367,6 +387,7 @@ static int parse_check(PyObject *t, Check *c) {
         if (snapshot_validate(c->a, c->b, c->c) < 0) return -1;
         if ((c->snapshot = snapshot_memo_new(c->a, c->b, c->c)) == NULL) return -1;
     }
+    if (c->kind == K_PATHS && (c->paths = path_tree_new(c->a)) == NULL) return -1;
     if (c->kind == K_GLOBAL_ID && !PyDict_Check(c->a)) {
         PyErr_Format(PyExc_TypeError, "Guard: %R needs a globals dict", t);
         return -1;
@@ -435,6 +456,8 @@ static int guard_clear(Guard *self) {
     for (Py_ssize_t i = 0; i < self->n; i++) {
         snapshot_memo_free(self->checks[i].snapshot);  /* it borrows from spec too */
         self->checks[i].snapshot = NULL;
+        path_tree_free(self->checks[i].paths);
+        self->checks[i].paths = NULL;
     }
     self->n = 0;  /* the checks borrow from spec */
     Py_CLEAR(self->spec);
@@ -464,8 +487,22 @@ static PyObject *guard_check_method(Guard *self, PyObject *const *args, Py_ssize
 static PyObject *guard_explain(Guard *self, PyObject *const *args, Py_ssize_t nargs) {
     for (Py_ssize_t i = 0; i < self->n; i++) {
         const Check *c = &self->checks[i];
-        if (check_one(c, args, nargs)) continue;
+        int r = check_one(c, args, nargs);
+        if (r < 0) return NULL;
+        if (r) continue;
         PyObject *spec = PyTuple_GET_ITEM(self->spec, i);
+        if (c->kind == K_PATHS) {  /* the failing fact, as Python text (guard_paths.py) */
+            PyObject *method = PyObject_GetAttr(c->b, s_explain);
+            PyObject *why = method ? PyObject_Vectorcall(method, args, nargs, NULL) : NULL;
+            Py_XDECREF(method);
+            if (why != NULL && PyUnicode_Check(why)) {
+                PyObject *text = PyUnicode_FromFormat("check %zd (paths) failed: %U", i, why);
+                Py_DECREF(why);
+                return text;
+            }
+            Py_XDECREF(why);
+            PyErr_Clear();
+        }
         if (NO_SLOT(c->kind)) {
             return PyUnicode_FromFormat("check %zd %R failed", i, spec);
         }

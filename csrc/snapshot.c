@@ -85,7 +85,7 @@ static int entry_holds(long kind, PyObject *value, PyObject *expected) {
     case E_ID_WEAK: return value == referent_of(expected);
     case E_TYPE: return Py_TYPE(value) == (PyTypeObject *)expected;
     case E_EQ: return PyObject_RichCompareBool(value, expected, Py_EQ) == 1;
-    case E_TENSOR: return guard_check(expected, &value, 1) == 1;
+    case E_TENSOR: return guard_tensor_check(expected, value) == 1;
     }
     return 0;
 }

@@ -4,6 +4,7 @@
  *   cache.c       per-code-object state in co_extra (skip mark + CacheEntry list), reset
  *   guards.c      Guard: the checks a cache entry runs over a frame's argument slots
  *   snapshot.c    the Guard's snapshot check: many facts about one object pinned by identity
+ *   path_check.c  the Guard's paths check: facts along attribute / item chains, as a tree
  *   callables.c   OptimizedCallable / DisabledCallable: set the thread's callback per call
  *   moves.c       calls whose arguments the callee's frame owns alone (liveness at breaks)
  *   module.c      the module object and its functions
@@ -72,7 +73,9 @@ void cache_reset_all(void);
 extern PyTypeObject Guard_Type;
 /* 1 pass, 0 fail, -1 error (exception set: only from the Python fallback) */
 int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs);
+int guard_tensor_check(PyObject *guard, PyObject *value);  /* a one-check tensor Guard on value */
 int guards_init(void);
+int lacks_instance_attr(PyObject *obj, PyObject *name);  /* 1: obj's instance dict lacks name (or it has none) */
 PyObject *guards_set_fast(PyObject *module, PyObject *flag);
 PyObject *guards_type_version_tag(PyObject *module, PyObject *type);  /* type_version_tag(T) */         /* set_fast_guards(flag) */
 PyObject *guards_fast_status(PyObject *module, PyObject *unused);    /* fast_guards_status() */
@@ -84,6 +87,13 @@ int snapshot_validate(PyObject *target, PyObject *cls, PyObject *tables);
 SnapshotMemo *snapshot_memo_new(PyObject *target, PyObject *cls, PyObject *tables);  /* after validate */
 void snapshot_memo_free(SnapshotMemo *memo);
 int snapshot_check(SnapshotMemo *memo);
+
+/* ---- path_check.c ---- */
+typedef struct PathTree PathTree;  /* a paths check's tree (borrows from its spec tuple) */
+PathTree *path_tree_new(PyObject *roots);  /* NULL + exception when malformed */
+void path_tree_free(PathTree *tree);
+/* 1 pass, 0 fail, -1 an exception that is not an Exception (set) */
+int path_check(const PathTree *tree, PyObject *const *args, Py_ssize_t nargs);
 
 /* ---- callables.c ---- */
 PyObject *same_state(PyObject *module, PyObject *const *args, Py_ssize_t nargs);  /* same_state.c */

@@ -46,6 +46,8 @@ KNOBS = [
          "cpu backend: auto skips graphs without a tensor this big (eager is as fast); 0: every group a kernel"),
     Knob("guard_snapshots", "TERRA_DYN_GUARD_SNAPSHOTS", True,
          "check facts about a module pinned by identity in C on the module (translate/guard_snapshot.py)"),
+    Knob("guard_paths", "TERRA_DYN_GUARD_PATHS", True,
+         "check guard facts along attribute / item chains as one tree in C (translate/guard_paths.py)"),
     Knob("slow_guards", "TERRA_DYN_SLOW_GUARDS", False, "check tensor guards through the Python API, not the C++ fast path (read by _C)"),
     Knob("cache_dir", "TERRA_DYN_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "terra_dyn"),
          "on-disk kernel cache directory"),

@@ -155,6 +155,9 @@ def _note_dynamic(state, why, frame, code):
                 for owner, key, now, holder in check[4].changed_numbers(_is_number):
                     changing.note(owner, key, now, holder)
                 continue
+            if check[0] == "paths":  # facts along attribute / item chains, read as the predicate's
+                state.dynamic.update(_changed_objects(check[2], args))
+                continue
             if check[0] not in ("eq", "id", "id_weak", "tensor") or check[1] >= len(args):
                 continue
             i = check[1]

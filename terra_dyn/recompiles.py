@@ -71,7 +71,10 @@ def describe(code, guard, args):
         except Exception:
             ok = False
         if not ok:
-            changes.append(_describe_check(check, args, names))
+            if check[0] == "paths":  # facts along chains: their Python text (translate/guard_paths.py)
+                changes += _describe_predicate(check[2], args, names)
+            else:
+                changes.append(_describe_check(check, args, names))
             break  # the first failing check: later ones are often consequences of it
     fallback = getattr(guard, "fallback", None)
     if not changes and fallback is not None:

@@ -17,14 +17,30 @@ def fresh_terra_dyn():
     terra_dyn.reset()
 
 
-@pytest.fixture(params=[True, False], ids=["snapshots", "expressions"])
+class GuardModes:
+    """Which guard mechanisms a test runs under; true when snapshots are on."""
+
+    def __init__(self, snapshots, paths):
+        self.snapshots, self.paths = snapshots, paths
+
+    def __bool__(self):
+        return self.snapshots
+
+
+@pytest.fixture(params=[(True, True), (True, False), (False, True), (False, False)],
+                ids=["snapshots+paths", "snapshots", "paths", "expressions"])
 def guard_snapshot_modes(request, monkeypatch):
-    """Guard facts about pinned modules checked as C snapshots, then as Python expressions
-    (`config.guard_snapshots`): the soundness tests of both. The value: snapshots on."""
+    """Guard facts about pinned modules checked as C snapshots or not
+    (`config.guard_snapshots`), facts along attribute / item chains as C path checks or not
+    (`config.guard_paths`); with both off, every such fact is a Python expression: the
+    soundness tests of each. The value: a GuardModes, true when snapshots are on."""
     import terra_dyn
     from terra_dyn import config
 
-    monkeypatch.setattr(config, "guard_snapshots", request.param)
+    snapshots, paths = request.param
+    monkeypatch.setattr(config, "guard_snapshots", snapshots)
+    monkeypatch.setattr(config, "guard_paths", paths)
     terra_dyn.reset()
-    yield request.param
+    yield GuardModes(snapshots, paths)
     terra_dyn.reset()
+

@@ -253,6 +253,16 @@ def object_has_attr(tx, obj, name):
         asked = hasattr(real, name)
     getter = asked is None and static is not _ABSENT and hasattr(type(static), "__get__") and \
         not isinstance(static, (types.FunctionType, classmethod, staticmethod))
+    if getter and not user_lookup and isinstance(static, property) and isinstance(static.fget, types.FunctionType):
+        # `hasattr(cache, "is_sliding")` of a property (transformers' mask builders ask it of
+        # every cache, per call): the getter inlined as a read would be, its value dropped.
+        # One that raises (AttributeError: hasattr's False) stops the translation there and
+        # the call runs natively, as before
+        from . import calls
+
+        tx.ctx.guards.class_attributes(cls)
+        calls.call_value(tx, ConstValue(static.fget), [obj], {})
+        return True
     if user_lookup or getter:  # a property or a slot may raise AttributeError: hasattr says False
         raise Unsupported(f"hasattr({cls.__name__}, {name!r}) runs a lookup or a getter: checked natively")
     found = asked if asked is not None else static is not _ABSENT

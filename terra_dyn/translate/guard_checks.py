@@ -21,7 +21,7 @@ def check_tensor(t, cls, dtype, device, sizes, strides, requires_grad):
     )
 
 
-def describe_check(check):
+def describe_check(check, args=None):
     kind = check[0]
     if kind == "tensor":
         _, i, cls, dtype, device, sizes, strides, rg = check
@@ -50,6 +50,8 @@ def describe_check(check):
         return f"{check[2]!r} not set on a{check[1]} itself"
     if kind == "no_attr_weak":
         return f"{check[2]!r} not set on {_short(check[1]())} itself"
+    if kind == "paths":  # facts along attribute / item chains (translate/guard_paths.py)
+        return check[2].explain(*args) if args is not None else f"{len(check[2])} path facts"
     if kind == "snapshot":
         failure = check[4].failure()
         if failure is None:
@@ -97,6 +99,8 @@ def run_check(check, args):
         return fn.__code__ is check[2] and fn.__defaults__ is check[3] and fn.__kwdefaults__ is check[4]
     if kind == "snapshot":
         return check[4].failure() is None
+    if kind == "paths":
+        return check[2](*args)
     raise ValueError(kind)
 
 
@@ -108,7 +112,7 @@ def explain_failure(checks, fallback, args):
         except Exception:
             ok = False
         if not ok:
-            return describe_check(check)
+            return describe_check(check, args)
     if fallback is not None and not fallback(*args):
         return fallback.explain(*args) if hasattr(fallback, "explain") else "Python guard"
     return None

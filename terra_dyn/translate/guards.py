@@ -9,6 +9,8 @@
            rewritten code's prologue (the guard sees only argument slots)
         -> snapshots: facts about a module pinned by identity, checked in C on the module
            itself (translate/guard_snapshot.py)
+        -> path checks: the predicate's facts about attribute / item chains, one tree
+           checked in C (translate/guard_paths.py); what is left stays Python
     GuardSet.build() -> terra_dyn._C.Guard (or PyGuard when the C core is not built)
 
 Shared loads: an expression whose source passes through an object pinned by identity
@@ -25,7 +27,7 @@ import weakref
 
 import torch
 
-from . import guard_snapshot
+from . import guard_paths, guard_snapshot
 from .guard_checks import PyGuard, Predicate, check_tensor, check_tensor_layout, describe_check, hook_keys
 from .guard_snapshot import Snapshot
 from .sources import AttrSource, DefaultSource, FreeVarSource, GlobalSource, ItemSource, LocalSource, ModuleDictSource, Source
@@ -60,6 +62,9 @@ class GuardSet:
         self._seen = set()
         self._ids = {}  # source -> the object an identity fact pins it to
         self._facts = []  # (item of exprs or closure_exprs, source, (kind, expected)): _implied
+        self._path_facts = {}  # id(item of exprs) -> its guard_paths fact
+        self.paths = None  # guard_paths.PathChecks, after _finish
+        self._closure_paths = None  # the same over the closure variables
         self._keep = []
         self._nconst = 0
 
@@ -70,9 +75,10 @@ class GuardSet:
         self.namespace[name] = obj
         return name
 
-    def _add(self, key, c_check, expr_fn, source, fact=None):
+    def _add(self, key, c_check, expr_fn, source, fact=None, path=None):
         """fact: (kind, expected) as guard_snapshot reads it, folded into the snapshot of
-        the module `source` reads from when there is one."""
+        the module `source` reads from when there is one. path: the fact as guard_paths
+        checks it (kind, a, b), when it is none of the snapshot kinds."""
         # a key part that is not a source or a plain name is keyed by its id: a list cannot
         # be hashed, and hashing a user object runs its __hash__ at translate time
         # (test_class's tracked __hash__ appends to the list being guarded, forever)
@@ -90,16 +96,17 @@ class GuardSet:
             self.namespace[f"FG{id(root.f_globals)}"] = root.f_globals
         if c_check is not None and isinstance(source, LocalSource) and source.slot >= 0:
             self.checks.append(c_check(source.slot))
-        elif isinstance(root, FreeVarSource):
-            self.closure_exprs.append(item := (source, expr_fn, key[0] == "id"))
-            if fact is not None:
-                self._facts.append((item, source, fact))
         elif isinstance(source, GlobalSource) and key[0] == "id":
             self.checks.append(("global_id", self.f_globals, source.name, key[2]))
         else:
-            self.exprs.append(item := (source, expr_fn, key[0] == "id"))
+            item = (source, expr_fn, key[0] == "id")
+            (self.closure_exprs if isinstance(root, FreeVarSource) else self.exprs).append(item)
             if fact is not None:
                 self._facts.append((item, source, fact))
+            if path is None and fact is not None and fact[0] in _PATH_FACTS:
+                path = _PATH_FACTS[fact[0]](fact[1])
+            if path is not None:
+                self._path_facts[id(item)] = path
 
     def _fold(self, source, kind, expected):
         """Record a fact in the snapshot of the module `source` reads from; False if none."""
@@ -124,8 +131,10 @@ class GuardSet:
         # a parameter read from a pinned module: one entry of its snapshot (checked in C)
         fact = (guard_snapshot.TENSOR, self._one_check(("tensor", 0) + meta)) \
             if isinstance(source, (ModuleDictSource, AttrSource)) else None
+        path = (guard_paths.TENSOR, fact[1] if fact else self._one_check(("tensor", 0) + meta), None) \
+            if _C is not None else None
         self._add(("tensor", source), lambda i: ("tensor", i) + meta,
-                  lambda e: self._tensor_expr(e, meta, args), source, fact)
+                  lambda e: self._tensor_expr(e, meta, args), source, fact, path)
 
     def _tensor_expr(self, e, meta, args):
         """As run: one C check (`c9.check(a2['input_ids'])`, 0.05 us, not 0.65 us in Python:
@@ -145,13 +154,15 @@ class GuardSet:
         meta = (type(t), t.dtype, t.device, tuple(sizes), strides, offset, t.requires_grad)
         args = ", ".join(self._const(m) for m in meta)
         self.namespace.setdefault("check_tensor_layout", check_tensor_layout)
-        self._add(("tensor", source), None, lambda e: f"check_tensor_layout({e}, {args})", source)
+        self._add(("tensor", source), None, lambda e: f"check_tensor_layout({e}, {args})", source,
+                  path=(guard_paths.CALL, check_tensor_layout, meta))
 
     def storage_offset(self, source, offset):
         """The translation read a storage offset that follows from this input's (`x.storage_offset()`,
         or a view's): the tensor guard does not check offsets (a slice taken at another row is
         the same translation), so this one does."""
-        self._add(("offset", source), None, lambda e: f"{e}.storage_offset() == {int(offset)}", source)
+        self._add(("offset", source), None, lambda e: f"{e}.storage_offset() == {int(offset)}", source,
+                  path=(guard_paths.CALL, _offset_is, (int(offset),)))
 
     def expression(self, text):
         """A Python expression over the argument slots (and G) that must be true."""
@@ -220,7 +231,8 @@ class GuardSet:
             self.identity(source, obj, weak=True)
             return
         if all(isinstance(s.root(), LocalSource) and s.root().slot >= 0 for s in (source, other)):
-            self._add(("alias", source, other), None, lambda e: f"{e} is {self._render(other)}", source)
+            self._add(("alias", source, other), None, lambda e: f"{e} is {self._render(other)}", source,
+                      path=(_SAME, other, True))
         else:  # roots the predicate cannot name together: pin this very object instead
             self.identity(source, obj)
 
@@ -243,7 +255,8 @@ class GuardSet:
             from .errors import Unsupported
 
             raise Unsupported("identity of two values reached from different roots")
-        self._add(("distinct", source, other), None, lambda e: f"{e} is not {self._render(other)}", source)
+        self._add(("distinct", source, other), None, lambda e: f"{e} is not {self._render(other)}", source,
+                  path=(_SAME, other, False))
 
     def length(self, source, n):
         self._add(("len", source), lambda i: ("len", i, n), lambda e: f"len({e}) == {n}", source, ("len", n))
@@ -255,7 +268,8 @@ class GuardSet:
 
     def key_in(self, source, key, present):
         """`key in source` is `present` (a str, int or None key)."""
-        self._add(("key_in", source, key), None, lambda e: f"({key!r} in {e}) is {present}", source)
+        self._add(("key_in", source, key), None, lambda e: f"({key!r} in {e}) is {present}", source,
+                  path=(guard_paths.KEY_IN, key, bool(present)))
 
     def same_state(self, source, obj):
         """`copy.deepcopy(source)` was made at translation: its whole state is as it was
@@ -266,12 +280,15 @@ class GuardSet:
             self.namespace.setdefault("same_state", lambda a, b, _f=_C.same_state: _f(a, b, IDENTITY_TYPES))
         self.namespace.setdefault("same_state", same_state)
         snapshot = copy.deepcopy(obj)
-        self._add(("state", source), None, lambda e: f"same_state({e}, {self._const(snapshot)})", source)
+        path = (guard_paths.CALL, _C.same_state, (snapshot, IDENTITY_TYPES)) if _C is not None else None
+        self._add(("state", source), None, lambda e: f"same_state({e}, {self._const(snapshot)})", source, path=path)
 
     def module_hooks(self, source, module):
         """Which hooks of every kind a module has (one check; for modules guarded by type)."""
         self.namespace.setdefault("hook_keys", hook_keys)
-        self._add(("hooks", source), None, lambda e: f"hook_keys({e}) == {self._const(hook_keys(module))}", source)
+        keys = hook_keys(module)
+        self._add(("hooks", source), None, lambda e: f"hook_keys({e}) == {self._const(keys)}", source,
+                  path=(guard_paths.CALL, _hooks_are, (keys,)))
 
     def class_attributes(self, cls):
         """The translation read an attribute of `cls` or of a class on its MRO (a method, a
@@ -315,7 +332,8 @@ class GuardSet:
                 self.checks.append(("no_attr_weak", weakref.ref(obj), name))
             return
         self._add(("no_attr", source, name), lambda i: ("no_attr", i, name),
-                  lambda e: f"{name!r} not in getattr({e}, '__dict__', ())", source)
+                  lambda e: f"{name!r} not in getattr({e}, '__dict__', ())", source,
+                  path=(guard_paths.NO_ATTR, name, None))
 
     def module_attribute(self, module, name, value):
         """`module.name` of a Python module object the translation already relies on (a torch
@@ -363,7 +381,7 @@ class GuardSet:
     # -- building -------------------------------------------------------------------
     def build(self):
         self._finish()
-        params = [f"a{i}" for i in range(self.slot_count)]
+        params = self._params()
         fallback = Predicate(params, self.exprs, dict(self.namespace), self._fast) if self.exprs else None
         if _C is not None:
             return _C.Guard(list(self.checks), fallback)
@@ -372,16 +390,26 @@ class GuardSet:
     def closure_predicate(self):
         """Predicate over the closure variables (by name), or None."""
         self._finish()
-        if not self.closure_exprs:
-            return None
-        names = [f"F_{n}" for n in self.freevars]
-        return Predicate(names, self.closure_exprs, dict(self.namespace), self._closure_fast)
+        names = self._closure_params()
+        fallback = Predicate(names, self.closure_exprs, dict(self.namespace), self._closure_fast) \
+            if self.closure_exprs else None
+        if not self._closure_paths:
+            return fallback
+        # a transformers wrapper's `func` cell: its code's varnames, its closure's cells, one tree
+        return _C.Guard([self._closure_paths.check()], fallback).check
+
+    def _closure_params(self):
+        return [f"F_{n}" for n in self.freevars]
+
+    def _params(self):
+        return [f"a{i}" for i in range(self.slot_count)]
 
     def describe(self):
         self._finish()
         lines = []
         for c in self.checks:
-            lines += c[4].describe() if c[0] == "snapshot" else [describe_check(c)]
+            lines += c[4].describe() if c[0] == "snapshot" else c[2].exprs if c[0] == "paths" \
+                else [describe_check(c)]
         lines += self.exprs + [f"closure: {e}" for e in self.closure_exprs]
         return lines
 
@@ -394,6 +422,8 @@ class GuardSet:
             implied = self._implied()
             self.exprs = [e for e in self.exprs if id(e) not in implied]
             self.closure_exprs = [e for e in self.closure_exprs if id(e) not in implied]
+            self.exprs, self.paths = self._to_paths(self.exprs)
+            self.closure_exprs, self._closure_paths = self._to_paths(self.closure_exprs, closure=True)
             self._bind_counts = self._prefix_counts(self.exprs)
             self._fast = [self._render_fact(e) for e in self.exprs]
             self._bind_counts, self._bound = {}, {}
@@ -407,6 +437,61 @@ class GuardSet:
                     self.class_attributes(type(obj))
             self.checks.append(snap.check())
             del self.snapshots[source]
+        if self.paths:
+            self.checks.append(self.paths.check())
+            self.paths = None
+
+    def _to_paths(self, items, closure=False):
+        """(the items a path check cannot read, a PathChecks of the others or None).
+        closure: the items are over the closure variables (roots are their positions)."""
+        if not guard_paths.enabled() or _C is None:
+            return items, None
+        paths = guard_paths.PathChecks(self._closure_params() if closure else self._params(), self.namespace)
+        rest = []
+        for item in items:
+            fact = self._path_facts.get(id(item)) if not isinstance(item, str) else None
+            if fact is not None and fact[0] is _SAME:  # an alias: the other source's path, read per check
+                other = self._path(fact[1], False, closure)
+                fact = (guard_paths.SAME, (other[0][0], other[0][1], tuple(other[1])), fact[2]) if other else None
+            path = self._path(item[0], item[2], closure) if fact is not None else None
+            if path is None:
+                rest.append(item)
+            else:
+                paths.add(*path, fact, self._render_fact(item, closure=closure, pins=False))
+        return rest, (paths if len(paths) else None)
+
+    def _path(self, source, own, closure=False):
+        """(root, steps) reading `source` from the nearest object pinned on it (not itself
+        when `own`), an argument slot, a closure variable (closure: its position) or a
+        module's globals; None when a source on the way is one a path cannot read."""
+        steps = []
+        while True:
+            const = self._pinned.get(source) if not own else None
+            own = False
+            if const is not None:
+                weak = const.endswith("()")
+                root = (guard_paths.WEAK if weak else guard_paths.CONST, self.namespace[const.rstrip("()")])
+                break
+            if isinstance(source, LocalSource):
+                if source.slot < 0 or closure:
+                    return None
+                root = (guard_paths.SLOT, source.slot)
+                break
+            if isinstance(source, FreeVarSource):
+                if not closure or source.name not in self.freevars:
+                    return None
+                root = (guard_paths.SLOT, self.freevars.index(source.name))
+                break
+            if isinstance(source, GlobalSource):
+                root = (guard_paths.CONST, getattr(source, "f_globals", self.f_globals))
+                steps.append((guard_paths.ITEM, source.name))
+                break
+            more = guard_paths.steps_of(source)
+            if more is None:
+                return None
+            steps += reversed(more)
+            source = source.base
+        return root, steps[::-1]
 
     def _implied(self):
         """ids of the Python facts other checks imply (each one walk fewer per call):
@@ -493,6 +578,27 @@ class GuardSet:
 
 
 _ATOMIC = (bool, int, float, str, bytes, type(None))
+
+_SAME = object()  # an alias fact until build: (_SAME, the other source, is / is not)
+
+# a snapshot fact (guard_snapshot kind, expected) as the path check's (kind, a, b)
+_PATH_FACTS = {
+    guard_snapshot.ID: lambda v: (guard_paths.ID, v, None),
+    guard_snapshot.ID_WEAK: lambda v: (guard_paths.ID_WEAK, v, None),
+    guard_snapshot.TYPE: lambda v: (guard_paths.TYPE, v, None),
+    guard_snapshot.EQ: lambda v: (guard_paths.EQ, v, None),
+    guard_snapshot.TENSOR: lambda v: (guard_paths.TENSOR, v, None),
+    "len": lambda n: (guard_paths.LEN, n, None),
+    "keys": lambda keys: (guard_paths.KEYS, tuple(keys), None),
+}
+
+
+def _offset_is(t, offset):
+    return t.storage_offset() == offset
+
+
+def _hooks_are(module, keys):
+    return hook_keys(module) == keys
 
 
 def _fixed_class(cls):

@@ -31,7 +31,7 @@ def test_every_knob_has_its_own_test():
 def test_every_knob_reads_its_env_var():
     values = {"enabled": "1", "backend": "interpreter", "strict": "1", "report_path": "/tmp/x.json",
               "recompile_limit": "3", "verbose": "1", "logs": "guards", "print_kernels": "1",
-              "slow_guards": "1", "guard_snapshots": "0", "cache_dir": "/tmp/td-cache", "cpu_cxx": "clang++", "cpu_min_elements": "7"}
+              "slow_guards": "1", "guard_snapshots": "0", "guard_paths": "0", "cache_dir": "/tmp/td-cache", "cpu_cxx": "clang++", "cpu_min_elements": "7"}
     assert set(values) == {k.name for k in config.KNOBS}
     env = {k.env: values[k.name] for k in config.KNOBS}  # set after startup: the .pth stays off
     program = ("import json, os, terra_dyn.config as c\n"
@@ -42,7 +42,7 @@ def test_every_knob_reads_its_env_var():
     assert got["enabled"] is True and got["strict"] is True and got["verbose"] is True
     assert got["recompile_limit"] == 3 and got["backend"] == "interpreter"
     assert got["report_path"] == "/tmp/x.json" and got["cache_dir"] == "/tmp/td-cache" and got["logs"] == "guards"
-    assert got["guard_snapshots"] is False
+    assert got["guard_snapshots"] is False and got["guard_paths"] is False
 
 
 def test_config_table_fits_80_columns_and_names_every_env_var(monkeypatch):
@@ -129,29 +129,43 @@ def test_knob_slow_guards():
     assert python("-c", status).stdout.strip() == "on"
 
 
-def test_knob_guard_snapshots(monkeypatch):
+class _Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(2, 2)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def _guard_kinds():
+    """The guard of _Net.forward's translation: its C check kinds and its Python predicate."""
     from terra_dyn import _C
 
-    class Net(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc = torch.nn.Linear(2, 2)
+    terra_dyn.reset()
+    net = _Net()
+    terra_dyn.optimize(net, backend="interpreter")(torch.ones(1, 2))
+    guard = _C.cache_entries(_Net.forward.__code__)[0].guard
+    return [c[0] for c in guard.checks], guard.fallback
 
-        def forward(self, x):
-            return self.fc(x)
 
-    def kinds():  # the guard of Net.forward's translation: its C check kinds
-        terra_dyn.reset()
-        net = Net()
-        terra_dyn.optimize(net, backend="interpreter")(torch.ones(1, 2))
-        guard = _C.cache_entries(Net.forward.__code__)[0].guard
-        return [c[0] for c in guard.checks], guard.fallback
-
-    checks, fallback = kinds()  # on: fc's identity, hooks and weight are checked on fc, in C
-    assert checks.count("snapshot") == 2 and fallback is None
+def test_knob_guard_snapshots(monkeypatch):
+    checks, fallback = _guard_kinds()  # on: fc's identity, hooks and weight are checked on fc, in C
+    assert checks.count("snapshot") == 2 and "paths" not in checks and fallback is None
     monkeypatch.setattr(config, "guard_snapshots", False)
-    checks, fallback = kinds()  # off: Python expressions (only the class checks stay)
+    monkeypatch.setattr(config, "guard_paths", False)
+    checks, fallback = _guard_kinds()  # off: Python expressions (only the class checks stay)
     assert checks.count("snapshot") == 2 and any("_parameters['weight']" in e for e in fallback.exprs)
+    terra_dyn.reset()
+
+
+def test_knob_guard_paths(monkeypatch):
+    monkeypatch.setattr(config, "guard_snapshots", False)  # the facts about fc: along paths from a0
+    checks, fallback = _guard_kinds()  # on: one tree of paths, checked in C
+    assert checks.count("paths") == 1 and fallback is None
+    monkeypatch.setattr(config, "guard_paths", False)
+    checks, fallback = _guard_kinds()  # off: one Python expression per fact
+    assert "paths" not in checks and any("_parameters['weight']" in e for e in fallback.exprs)
     terra_dyn.reset()
 
 

@@ -14,6 +14,7 @@ import torch.nn as nn
 
 import terra_dyn
 from terra_dyn import _C
+from terra_dyn.translate.guard_paths import guard_texts
 
 
 # each test runs with guard snapshots on and off (tests/conftest.py)
@@ -122,7 +123,7 @@ def test_identity_of_a_bool_or_none_without_its_type_check(change, guard_snapsho
     model = Model()
     fast = _run(model, change)
     if guard_snapshot_modes:
-        exprs = _C.cache_entries(Model.forward.__code__)[0].guard.fallback.exprs
+        exprs = guard_texts(_C.cache_entries(Model.forward.__code__)[0].guard)
         assert not any(e.startswith("type(") and ".flag)" in e for e in exprs), exprs
         assert not any(".config is " in e and e.count(".config") == 2 for e in exprs), exprs  # no alias left
     del fast
@@ -151,8 +152,7 @@ def test_default_items_of_an_inlined_function(defaults):
         _run(UsesHelper(), lambda m: setattr(helper, "__defaults__", defaults))
     finally:
         helper.__defaults__ = _HELPER_DEFAULTS
-    exprs = [e for entry in _C.cache_entries(UsesHelper.forward.__code__)
-             for e in (entry.guard.fallback.exprs if entry.guard.fallback is not None else [])]
+    exprs = [e for entry in _C.cache_entries(UsesHelper.forward.__code__) for e in guard_texts(entry.guard)]
     assert not any("__defaults__" in e for e in exprs), exprs  # the `func` check holds them
 
 
@@ -177,7 +177,7 @@ class TakesKeywords(nn.Module):
     lambda m: m.new_ones(4, 3, dtype=torch.long).t(),  # strides
     lambda m: m.float().requires_grad_(),
 ], ids=["dtype", "size", "strides", "requires_grad"])
-def test_tensor_in_the_kwargs_dict_checked_in_c(change):
+def test_tensor_in_the_kwargs_dict_checked_in_c(change, guard_snapshot_modes):
     """The tensors of a **kwargs dict are checked by one C check each (not check_tensor in
     Python): each change of what the C tensor check reads must recompile."""
     model = TakesKeywords()
@@ -189,4 +189,8 @@ def test_tensor_in_the_kwargs_dict_checked_in_c(change):
     for _ in range(2):
         torch.testing.assert_close(fast(x, mask=other), model(x, mask=other), check_dtype=False)
     guard = _C.cache_entries(TakesKeywords.forward.__code__)[0].guard
-    assert ".check(a" in guard.fallback.text and "check_tensor(a" in " ".join(guard.fallback.exprs)
+    if guard_snapshot_modes.paths:  # a TENSOR fact of the path check: the same one-check Guard
+        paths = [c for c in guard.checks if c[0] == "paths"]
+        assert paths and "check_tensor(a" in " ".join(paths[0][2].exprs)
+    else:
+        assert ".check(a" in guard.fallback.text and "check_tensor(a" in " ".join(guard.fallback.exprs)

@@ -211,6 +211,71 @@ def test_hasattr_of_a_property_whose_getter_raises_is_false():
     assert_same_as_plain(_has_property_value, (obj,))
 
 
+class _Layer:
+    def __init__(self, sliding):
+        self.sliding = sliding
+
+
+class _Cache:
+    """transformers' DynamicCache: `is_sliding` a property over its layers, asked by
+    `hasattr(cache, "is_sliding")` in the mask builders on every forward."""
+
+    def __init__(self, *flags):
+        self.layers = [_Layer(f) for f in flags]
+        self.reads = 0
+
+    @property
+    def is_sliding(self):
+        self.reads += 1  # a getter's effect: once per hasattr, as plain Python
+        return [layer.sliding for layer in self.layers]
+
+    @property
+    def broken(self):
+        raise ValueError("not an AttributeError: hasattr passes it on")
+
+
+def _sliding_index(x, cache):
+    if hasattr(cache, "is_sliding") and True in cache.is_sliding:
+        return x * (cache.is_sliding.index(True) + 2)
+    return x - 1
+
+
+def test_hasattr_of_a_property_inlines_its_getter_in_the_graph():
+    import torch
+
+    from terra_dyn import report
+
+    x, cache, plain = torch.randn(3), _Cache(False, True), _Cache(False, True)
+    fast = terra_dyn.optimize(_sliding_index, backend="interpreter")
+    with report.recording() as rec:
+        for _ in range(3):
+            torch.testing.assert_close(fast(x, cache), _sliding_index(x, plain))
+    assert not rec.report().breaks and cache.reads == plain.reads == 9
+    for c in (cache, plain):  # a change the getter reads, at each level: a layer's flag, the list
+        c.layers[1].sliding = False
+    torch.testing.assert_close(fast(x, cache), _sliding_index(x, plain))
+    for c in (cache, plain):
+        c.layers.append(_Layer(True))
+    torch.testing.assert_close(fast(x, cache), _sliding_index(x, plain))
+    assert cache.reads == plain.reads
+
+
+def _has_broken(obj):
+    return hasattr(obj, "broken")
+
+
+def test_hasattr_of_a_property_whose_getter_raises_another_error_raises_it():
+    assert_same_as_plain(_has_broken, (_Cache(),), (_Cache(),))
+
+
+def test_hasattr_of_a_property_true_then_false_when_its_getter_starts_raising():
+    obj = _PropertyOfMissing()
+    obj._x = 1
+    assert_same_as_plain(_has_property_value, (obj,), (obj,))
+    del obj._x
+    assert_same_as_plain(_has_property_value, (obj,), (obj,))
+
+
 # -- test_descr's test_vicious_descriptor_nonsense: a lookup that runs a key's __eq__ ------
 def _vicious():
     class Evil:

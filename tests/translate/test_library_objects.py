@@ -9,6 +9,7 @@ import torch
 import terra_dyn
 from terra_dyn import _C
 from terra_dyn import report
+from terra_dyn.translate.guard_paths import guard_texts
 
 modeling_outputs = pytest.importorskip("transformers.modeling_outputs")
 
@@ -330,7 +331,7 @@ def test_guards_read_a_config_without_its_python_getattribute(fresh_terra_dyn):
     x, config = torch.randn(2), _Config(3, 2)
     fast = terra_dyn.optimize(f, backend="interpreter")
     torch.testing.assert_close(fast(x, config), f(x, config))
-    text = _C.cache_entries(f.__code__)[0].guard.fallback.text
+    text = " ".join(guard_texts(_C.cache_entries(f.__code__)[0].guard))
     assert "object.__getattribute__" in text and ".width" not in text and ".num_hidden_layers" not in text
     for change in (lambda c: setattr(c, "width", 5), lambda c: setattr(c, "num_hidden_layers", 7),
                    lambda c: c.__dict__.__setitem__("width", 2.5),

@@ -1,0 +1,319 @@
+/* Path checks: guard facts about values reached along attribute and item chains, read
+ * once per shared prefix and checked in C (translate/guard_paths.py builds the tree).
+ *
+ *   ("paths", roots, info)     one Guard check (guards.c K_PATHS)
+ *     roots   tuple of (root_kind, root, facts, children)
+ *               root_kind 0 SLOT   root is the argument slot's index (an int)
+ *                         1 CONST  root is the object itself
+ *                         2 WEAK   root is a weakref.ref (a module, a parameter); dead: fail
+ *     child   (step, arg, facts, children): the value read from its parent by
+ *               step 0 ATTR     getattr(parent, arg)
+ *                    1 GENERIC  object.__getattribute__(parent, arg)
+ *                    2 ITEM     parent[arg]
+ *     facts   tuple of (kind, a, b) about the node's value v:
+ *               0 ID v is a      1 ID_WEAK v is a()   2 TYPE type(v) is a   3 EQ v == a
+ *               4 TENSOR a.check(v), a one-check Guard   5 LEN len(v) == a
+ *               6 KEYS list(v.keys()) == list(a)          7 KEY_IN (a in v) is b
+ *               8 NO_ATTR v's instance dict lacks a (`a not in v.__dict__`)
+ *               9 CALL a(v, *b) is true (same_state, check_tensor_layout, ...)
+ *              10 SAME (v is w) is b, w read along a = (root_kind, root, ((step, arg), ...))
+ *                 (an alias: two sources that held one object, `a2['labels'] is a2['input_ids']`)
+ *     info    guard_paths.PathChecks: the facts as Python text, for explanations
+ *
+ * A node's facts are checked before its children are read (a type fact guards the reads
+ * below it, as the Python predicate's order did); each value is read once however many
+ * facts share its path. Any exception fails the check, except one that is not an
+ * Exception (Ctrl-C: the user's), which the guard passes on.
+ *
+ * Example: `a0.config.use_cache is True` and `type(a0.config.vocab_size) is int` become
+ *   ((0, 0, (), ((0, "config", (), ((0, "use_cache", ((0, True, None),), ()),
+ *                                    (0, "vocab_size", ((2, int, None),), ()))),)),)
+ */
+#include "terra_dyn.h"
+
+enum { R_SLOT, R_CONST, R_WEAK };
+enum { S_ATTR, S_GENERIC, S_ITEM };
+enum { F_ID, F_ID_WEAK, F_TYPE, F_EQ, F_TENSOR, F_LEN, F_KEYS, F_KEY_IN, F_NO_ATTR, F_CALL, F_SAME, F_KINDS };
+
+typedef struct {
+    int kind;
+    PyObject *a, *b;  /* borrowed from the spec */
+    Py_ssize_t n;     /* LEN: the length; KEY_IN: b is True */
+} Fact;
+
+typedef struct PathNode {
+    int step;              /* a root: its root kind */
+    PyObject *arg;         /* name, key, root object or weakref; borrowed */
+    Py_ssize_t slot;       /* SLOT roots */
+    Py_ssize_t nfacts, nchildren;
+    Fact *facts;
+    struct PathNode *children;
+} PathNode;
+
+struct PathTree {
+    Py_ssize_t nroots;
+    PathNode *roots;
+};
+
+static PyObject *s_keys;
+
+static void node_free(PathNode *n) {
+    for (Py_ssize_t i = 0; i < n->nchildren; i++) node_free(&n->children[i]);
+    PyMem_Free(n->children);
+    PyMem_Free(n->facts);
+}
+
+void path_tree_free(PathTree *t) {
+    if (t == NULL) return;
+    for (Py_ssize_t i = 0; i < t->nroots; i++) node_free(&t->roots[i]);
+    PyMem_Free(t->roots);
+    PyMem_Free(t);
+}
+
+static int parse_fact(PyObject *spec, Fact *f) {
+    if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 3) goto bad;
+    f->kind = (int)PyLong_AsLong(PyTuple_GET_ITEM(spec, 0));
+    if (f->kind < 0 || f->kind >= F_KINDS) goto bad;
+    f->a = PyTuple_GET_ITEM(spec, 1);
+    f->b = PyTuple_GET_ITEM(spec, 2);
+    switch (f->kind) {
+    case F_ID_WEAK: if (!PyWeakref_CheckRef(f->a)) goto bad; break;
+    case F_TYPE: if (!PyType_Check(f->a)) goto bad; break;
+    case F_TENSOR: if (!PyObject_TypeCheck(f->a, &Guard_Type)) goto bad; break;
+    case F_LEN: if ((f->n = PyLong_AsSsize_t(f->a)) < 0) goto bad; break;
+    case F_KEYS: if (!PyTuple_Check(f->a)) goto bad; break;
+    case F_KEY_IN: f->n = f->b == Py_True; break;
+    case F_NO_ATTR: if (!PyUnicode_Check(f->a)) goto bad; break;
+    case F_CALL: if (!PyCallable_Check(f->a) || !PyTuple_Check(f->b)) goto bad; break;
+    case F_SAME: {
+        if (!PyTuple_Check(f->a) || PyTuple_GET_SIZE(f->a) != 3 || !PyTuple_Check(PyTuple_GET_ITEM(f->a, 2))) goto bad;
+        long root = PyLong_AsLong(PyTuple_GET_ITEM(f->a, 0));
+        if (root < R_SLOT || root > R_WEAK) goto bad;
+        if (root == R_SLOT && (f->n = PyLong_AsSsize_t(PyTuple_GET_ITEM(f->a, 1))) < 0) goto bad;
+        if (root == R_WEAK && !PyWeakref_CheckRef(PyTuple_GET_ITEM(f->a, 1))) goto bad;
+        PyObject *steps = PyTuple_GET_ITEM(f->a, 2);
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(steps); i++) {
+            PyObject *step = PyTuple_GET_ITEM(steps, i);
+            if (!PyTuple_Check(step) || PyTuple_GET_SIZE(step) != 2) goto bad;
+            long kind = PyLong_AsLong(PyTuple_GET_ITEM(step, 0));
+            if (kind < S_ATTR || kind > S_ITEM || (kind != S_ITEM && !PyUnicode_Check(PyTuple_GET_ITEM(step, 1)))) goto bad;
+        }
+        break;
+    }
+    }
+    return 0;
+bad:
+    if (!PyErr_Occurred()) PyErr_Format(PyExc_ValueError, "Guard: malformed path fact %R", spec);
+    return -1;
+}
+
+/* spec: (step_or_root_kind, arg, facts, children) */
+static int parse_node(PyObject *spec, PathNode *n, int is_root) {
+    if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 4 || !PyTuple_Check(PyTuple_GET_ITEM(spec, 2)) ||
+        !PyTuple_Check(PyTuple_GET_ITEM(spec, 3))) {
+        PyErr_Format(PyExc_ValueError, "Guard: malformed path node %R", spec);
+        return -1;
+    }
+    n->step = (int)PyLong_AsLong(PyTuple_GET_ITEM(spec, 0));
+    n->arg = PyTuple_GET_ITEM(spec, 1);
+    int bad = n->step < 0 || n->step > 2;
+    if (!bad && is_root && n->step == R_SLOT) bad = (n->slot = PyLong_AsSsize_t(n->arg)) < 0;
+    if (!bad && is_root && n->step == R_WEAK) bad = !PyWeakref_CheckRef(n->arg);
+    if (!bad && !is_root && n->step != S_ITEM) bad = !PyUnicode_Check(n->arg);
+    if (bad) {
+        if (!PyErr_Occurred()) PyErr_Format(PyExc_ValueError, "Guard: malformed path node %R", spec);
+        return -1;
+    }
+    PyObject *facts = PyTuple_GET_ITEM(spec, 2), *children = PyTuple_GET_ITEM(spec, 3);
+    n->nfacts = PyTuple_GET_SIZE(facts);
+    n->nchildren = PyTuple_GET_SIZE(children);
+    n->facts = PyMem_Calloc(n->nfacts ? n->nfacts : 1, sizeof(Fact));
+    n->children = PyMem_Calloc(n->nchildren ? n->nchildren : 1, sizeof(PathNode));
+    if (n->facts == NULL || n->children == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n->nfacts; i++) {
+        if (parse_fact(PyTuple_GET_ITEM(facts, i), &n->facts[i]) < 0) return -1;
+    }
+    for (Py_ssize_t i = 0; i < n->nchildren; i++) {
+        if (parse_node(PyTuple_GET_ITEM(children, i), &n->children[i], 0) < 0) return -1;
+    }
+    return 0;
+}
+
+PathTree *path_tree_new(PyObject *roots) {
+    if (s_keys == NULL) {
+        s_keys = PyUnicode_InternFromString("keys");
+        if (s_keys == NULL) return NULL;
+    }
+    if (!PyTuple_Check(roots)) {
+        PyErr_Format(PyExc_TypeError, "Guard: path roots must be a tuple, got %R", roots);
+        return NULL;
+    }
+    PathTree *t = PyMem_Calloc(1, sizeof(PathTree));
+    if (t == NULL) return (PathTree *)PyErr_NoMemory();
+    t->nroots = PyTuple_GET_SIZE(roots);
+    t->roots = PyMem_Calloc(t->nroots ? t->nroots : 1, sizeof(PathNode));
+    if (t->roots == NULL) {
+        PyMem_Free(t);
+        return (PathTree *)PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < t->nroots; i++) {
+        if (parse_node(PyTuple_GET_ITEM(roots, i), &t->roots[i], 1) < 0) {
+            path_tree_free(t);
+            return NULL;
+        }
+    }
+    return t;
+}
+
+/* ---- checking ---- */
+
+/* list(v.keys()) == list(want): a plain dict's own order; anything else through its keys(). */
+static int keys_are(PyObject *v, PyObject *want) {
+    Py_ssize_t n = PyTuple_GET_SIZE(want);
+    if (PyDict_CheckExact(v)) {
+        if (PyDict_GET_SIZE(v) != n) return 0;
+        Py_ssize_t pos = 0, i = 0;
+        PyObject *key, *value;
+        while (PyDict_Next(v, &pos, &key, &value)) {
+            int eq = PyObject_RichCompareBool(key, PyTuple_GET_ITEM(want, i++), Py_EQ);
+            if (eq != 1) return eq;
+        }
+        return 1;
+    }
+    PyObject *keys = PyObject_CallMethodNoArgs(v, s_keys);
+    PyObject *list = keys ? PySequence_List(keys) : NULL;
+    Py_XDECREF(keys);
+    if (list == NULL) return -1;
+    PyObject *expected = PySequence_List(want);
+    int ok = expected ? PyObject_RichCompareBool(list, expected, Py_EQ) : -1;
+    Py_XDECREF(expected);
+    Py_DECREF(list);
+    return ok;
+}
+
+static PyObject *read_other(const Fact *f, PyObject *const *args, Py_ssize_t nargs);
+
+/* 1 holds, 0 not, -1 error */
+static int fact_holds(const Fact *f, PyObject *v, PyObject *const *args, Py_ssize_t nargs) {
+    switch (f->kind) {
+    case F_ID: return v == f->a;
+    case F_ID_WEAK: {
+        PyObject *referent = weak_referent(f->a);
+        return referent != Py_None && v == referent;
+    }
+    case F_TYPE: return Py_TYPE(v) == (PyTypeObject *)f->a;
+    case F_EQ: {  /* `v == a` as Python reads it (no identity shortcut: a NaN is unequal) */
+        PyObject *r = PyObject_RichCompare(v, f->a, Py_EQ);
+        if (r == NULL) return -1;
+        int ok = PyObject_IsTrue(r);
+        Py_DECREF(r);
+        return ok;
+    }
+    case F_TENSOR: return guard_tensor_check(f->a, v);
+    case F_LEN: {
+        Py_ssize_t n = PyObject_Length(v);
+        return n < 0 ? -1 : n == f->n;
+    }
+    case F_KEYS: return keys_are(v, f->a);
+    case F_KEY_IN: {
+        int r = PySequence_Contains(v, f->a);
+        return r < 0 ? -1 : r == f->n;
+    }
+    /* `a not in getattr(v, '__dict__', ())`, read where attribute lookup reads: the
+       instance dict itself, not through a Python __getattribute__ (a transformers
+       config's: ~1 us a read) or a `__dict__` property */
+    case F_NO_ATTR: return lacks_instance_attr(v, f->a);
+    case F_CALL: {
+        Py_ssize_t nextra = PyTuple_GET_SIZE(f->b);
+        PyObject *stack[8];
+        if (nextra > 7) return -1;
+        stack[0] = v;
+        for (Py_ssize_t i = 0; i < nextra; i++) stack[i + 1] = PyTuple_GET_ITEM(f->b, i);
+        PyObject *r = PyObject_Vectorcall(f->a, stack, nextra + 1, NULL);
+        if (r == NULL) return -1;
+        int ok = PyObject_IsTrue(r);
+        Py_DECREF(r);
+        return ok;
+    }
+    case F_SAME: {
+        PyObject *w = read_other(f, args, nargs);
+        if (w == NULL) return PyErr_Occurred() ? -1 : 0;
+        int same = v == w;
+        Py_DECREF(w);
+        return same == (f->b == Py_True);
+    }
+    }
+    return 0;
+}
+
+static PyObject *read_step(int step, PyObject *arg, PyObject *parent) {
+    switch (step) {
+    case S_ATTR: return PyObject_GetAttr(parent, arg);
+    case S_GENERIC: return PyObject_GenericGetAttr(parent, arg);
+    default: return PyObject_GetItem(parent, arg);
+    }
+}
+
+/* A root's object (borrowed), or NULL when it has none: a missing slot, a dead referent. */
+static PyObject *root_object(int kind, PyObject *root, Py_ssize_t slot, PyObject *const *args, Py_ssize_t nargs) {
+    if (kind == R_SLOT) return slot < nargs ? args[slot] : NULL;
+    if (kind == R_WEAK) {
+        PyObject *obj = weak_referent(root);
+        return obj == Py_None ? NULL : obj;
+    }
+    return root;
+}
+
+/* SAME: the other path's value (new reference), or NULL (an exception set, or none when
+   its root has no object). */
+static PyObject *read_other(const Fact *f, PyObject *const *args, Py_ssize_t nargs) {
+    PyObject *root = root_object((int)PyLong_AsLong(PyTuple_GET_ITEM(f->a, 0)), PyTuple_GET_ITEM(f->a, 1), f->n,
+                                 args, nargs);
+    if (root == NULL) return NULL;
+    PyObject *v = Py_NewRef(root), *steps = PyTuple_GET_ITEM(f->a, 2);
+    for (Py_ssize_t i = 0; v != NULL && i < PyTuple_GET_SIZE(steps); i++) {
+        PyObject *step = PyTuple_GET_ITEM(steps, i);
+        PyObject *next = read_step((int)PyLong_AsLong(PyTuple_GET_ITEM(step, 0)), PyTuple_GET_ITEM(step, 1), v);
+        Py_DECREF(v);
+        v = next;
+    }
+    return v;
+}
+
+static int node_holds(const PathNode *n, PyObject *v, PyObject *const *args, Py_ssize_t nargs) {
+    for (Py_ssize_t i = 0; i < n->nfacts; i++) {
+        int r = fact_holds(&n->facts[i], v, args, nargs);
+        if (r != 1) return r;
+    }
+    for (Py_ssize_t i = 0; i < n->nchildren; i++) {
+        const PathNode *c = &n->children[i];
+        PyObject *child = read_step(c->step, c->arg, v);
+        if (child == NULL) return -1;
+        int r = node_holds(c, child, args, nargs);
+        Py_DECREF(child);
+        if (r != 1) return r;
+    }
+    return 1;
+}
+
+/* 1 pass, 0 fail, -1 an exception that is not an Exception (left set) */
+int path_check(const PathTree *t, PyObject *const *args, Py_ssize_t nargs) {
+    for (Py_ssize_t i = 0; i < t->nroots; i++) {
+        const PathNode *n = &t->roots[i];
+        PyObject *root = root_object(n->step, n->arg, n->slot, args, nargs);
+        if (root == NULL) return 0;
+        Py_INCREF(root);  /* a read below may drop what held it */
+        int r = node_holds(n, root, args, nargs);
+        Py_DECREF(root);
+        if (r == 1) continue;
+        if (r < 0 && PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_Exception)) return -1;
+            PyErr_Clear();
+        }
+        return 0;
+    }
+    return 1;
+}
