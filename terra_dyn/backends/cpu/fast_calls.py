@@ -17,7 +17,9 @@ op is an out-of-place `aten` op, it passes every positional argument positionall
 keyword-only arguments by name (the binding calls the first positional `input`, the schema
 `self`), and its binding is the object that FX's generated code names (`torch.split` is a
 Python wrapper, not the binding, and so is the method `Tensor.split`: that op stays an
-overload). Everything else stays as it was.
+overload). A binding's defaults are not always the schema's (`torch._C._nn.mse_loss(a, b)`
+reduces nothing, `aten.mse_loss.default(a, b)` takes the mean), so every argument the node
+leaves out is passed with the schema's default. Everything else stays as it was.
 """
 import torch
 import torch.fx as fx
@@ -62,6 +64,19 @@ def _qualifies(node: fx.Node) -> bool:
     return len(node.args) <= len(positional) and all(k in keyword_only for k in node.kwargs)
 
 
+def _with_schema_defaults(node: fx.Node):
+    """(args, kwargs) of `node` with every omitted argument given its schema default."""
+    args, kwargs = list(node.args), dict(node.kwargs)
+    for position, argument in enumerate(node.target._schema.arguments):
+        if not argument.has_default_value():
+            continue
+        if argument.kwarg_only:
+            kwargs.setdefault(argument.name, argument.default_value)
+        elif position >= len(args):
+            args.append(argument.default_value)
+    return tuple(args), kwargs
+
+
 def use_bindings(graph: fx.Graph) -> int:
     """Rewrite `graph`'s qualifying op-overload calls in place; returns how many."""
     count = 0
@@ -72,6 +87,7 @@ def use_bindings(graph: fx.Graph) -> int:
         if found is None:
             continue
         kind, target = found
+        node.args, node.kwargs = _with_schema_defaults(node)
         node.op, node.target = ("call_function", target) if kind == "function" else ("call_method", target)
         count += 1
     return count

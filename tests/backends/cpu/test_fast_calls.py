@@ -32,6 +32,16 @@ def test_bindings_give_the_overloads_results():
     assert_same(list(fast(*args)), list(gm(*args)), atol=0, rtol=0)
 
 
+def test_an_omitted_argument_gets_the_schemas_default_not_the_bindings():
+    # torch._C._nn.mse_loss(a, b) reduces nothing; the op's schema default is the mean
+    fn = lambda a, b: (F.mse_loss(a, b), torch.sum(a, [0]))  # noqa: E731
+    args = (torch.randn(3, 2), torch.randn(3, 2))
+    gm = make_fx(fn)(*args)
+    fast = fast_module(gm)
+    assert torch._C._nn.mse_loss in {n.target for n in fast.graph.nodes}
+    assert_same(list(fast(*args)), list(fn(*args)), atol=0, rtol=0)
+
+
 def test_training_graph_halves_without_kernels_call_bindings(monkeypatch):
     import terra_dyn.config as config
     from terra_dyn.backends.cpu import compile_graph
