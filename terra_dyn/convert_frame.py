@@ -63,6 +63,17 @@ def _iterates_sys_modules(frame, code):
     return type(first) in _DICT_ITERATORS and any(d is sys.modules for d in gc.get_referents(first))
 
 
+_HEAP_WALKS = frozenset({"get_objects", "get_referrers", "get_referents"})
+
+
+def _walks_the_heap(code):
+    """Does the frame call gc.get_objects / get_referrers / get_referents? Then the objects
+    that translating it, or what it calls, makes or holds would show in them (test_descr's
+    test_slots counts gc.get_objects() around a loop of `g == g`, whose `__eq__` would be
+    translated in between): the frame and its callees run with the hook off."""
+    return not is_resume_code(code) and not _HEAP_WALKS.isdisjoint(code.co_names)
+
+
 def _generated_by_library(code, frame):
     """Code made with exec() by a library (a dataclass's `__init__` in torch, namedtuple
     helpers): its filename is "<string>", its globals are the library module's."""
@@ -335,6 +346,10 @@ def _new_callback(backend, fullgraph, strict, dynamic=None):
         if disabled is not None:
             return _C.OFF if disabled == "recursive" else _C.SKIP
         state = state_of(code)
+        if not state.as_written and _walks_the_heap(code):
+            state.as_written = state.hook_off = True
+            report.record_as_written(report.Fallback(code.co_name, code.co_filename, code.co_firstlineno,
+                                                     "it walks gc's heap: it and what it calls run as written"))
         if state.as_written:
             return _C.OFF if state.hook_off else _C.SKIP
         # translations made under this callback (backend, options): another wrapper's entries

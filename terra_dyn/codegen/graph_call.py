@@ -29,6 +29,7 @@ Example (f(x, y) = relu(x) + y, no breaks; 3.11's spelling of the call):
     PUSH_NULL; LOAD_CONST <compiled>; LOAD_FAST x; LOAD_FAST y; PRECALL 2; CALL 2
     STORE_FAST ___graph_out; LOAD_FAST ___graph_out; LOAD_CONST 0; BINARY_SUBSCR; RETURN_VALUE
 """
+import dis
 import inspect
 import types
 from dataclasses import dataclass, field
@@ -165,7 +166,7 @@ def build_code(plan: CodePlan) -> types.CodeType:
     if plan.site is None:
         out += rec.push(plan.return_value) + rules.return_value()
     else:
-        out += _break_ending(rec, plan)
+        out += _break_ending(rec, plan, out)
     if handler is not None:
         out += _graph_error_handler(plan, slots, original, handler)
     _set_lines(out, code.co_firstlineno)
@@ -267,7 +268,8 @@ def _replay(rec, plan):
     return out
 
 
-def _break_ending(rec, plan):
+def _break_ending(rec, plan, before):
+    """`before`: the code's instructions up to here (straight-line: what they store is bound)."""
     site = plan.site
     out = []
     # containers made in this frame are built once before any branch, so that the stack,
@@ -293,26 +295,46 @@ def _break_ending(rec, plan):
         native = _protected(native, handler)
     if site.kind == "raise":
         return out + native + _restore_handler(handler, restore)
+    return out + _released(plan, before + out, _native_and_resume(rec, plan, native, handler)) + \
+        _restore_handler(handler, restore)
+
+
+def _native_and_resume(rec, plan, native, handler):
+    site = plan.site
     if site.kind == "plain":
-        out += native
         temps = [f"___result{i}" for i in range(site.pushes)]
-        out += [Instr("STORE_FAST", t) for t in reversed(temps)]
-        return out + _resume_call(rec, plan, site.next_pc, temps) + _restore_handler(handler, restore)
+        return native + [Instr("STORE_FAST", t) for t in reversed(temps)] + \
+            _resume_call(rec, plan, site.next_pc, temps)
     jump = site.native[-1]
     if site.kind == "jump":
         taken = Label()
-        out += _protected([rules.forward_variant(jump, taken)], handler)
-        out += _resume_call(rec, plan, site.next_pc, [])
-        out.append(taken)
-        return out + _resume_call(rec, plan, site.jump_pc, []) + _restore_handler(handler, restore)
+        return _protected([rules.forward_variant(jump, taken)], handler) + \
+            _resume_call(rec, plan, site.next_pc, []) + [taken] + _resume_call(rec, plan, site.jump_pc, [])
     if site.kind == "for_iter":
         done = Label()
-        out += _protected([rules.forward_variant(jump, done)], handler)
-        out += [Instr("STORE_FAST", "___item"), Instr("STORE_FAST", "___iter")]
-        out += _resume_call(rec, plan, site.next_pc, ["___iter", "___item"])
-        out += [done] + rules.for_iter_exit()
-        return out + _resume_call(rec, plan, site.jump_pc, []) + _restore_handler(handler, restore)
+        return _protected([rules.forward_variant(jump, done)], handler) + [
+            Instr("STORE_FAST", "___item"), Instr("STORE_FAST", "___iter")] + \
+            _resume_call(rec, plan, site.next_pc, ["___iter", "___item"]) + \
+            [done] + rules.for_iter_exit() + _resume_call(rec, plan, site.jump_pc, [])
     raise Unsupported(f"break kind {site.kind}")
+
+
+_LOCAL_OPS = frozenset(dis.opname[op] for op in dis.haslocal)
+
+
+def _released(plan, head, tail):
+    """`tail` (the native instruction and the resume calls) after DELETE_FAST of every local
+    the frame holds that nothing in `tail` reads: an argument the user deleted or rebound
+    (`del c; gc.collect()`), a temp, the graph's outputs. Plain Python no longer holds those
+    when the native instruction runs (a weakref is dead, `__del__` has run: test_descr's
+    test_weakrefs); the rewritten frame would hold them until the resume call."""
+    held = list(argument_slot_names(plan.code)) + [
+        i.arg for i in head if isinstance(i, Instr) and i.name == "STORE_FAST"]
+    read = {i.arg for i in tail if isinstance(i, Instr) and i.name in _LOCAL_OPS}
+    if "__class__" in plan.code.co_freevars and plan.code.co_argcount:
+        read.add(plan.code.co_varnames[0])  # a native zero-argument super() reads slot 0
+    dead = [n for n in dict.fromkeys(held) if isinstance(n, str) and n not in read]
+    return [Instr("DELETE_FAST", n) for n in dead] + tail
 
 
 def _protected(instrs, handler):

@@ -33,6 +33,13 @@ _BY_IDENTITY = (types.FunctionType, types.BuiltinFunctionType, types.ModuleType,
                 types.WrapperDescriptorType, types.MethodWrapperType)
 
 
+def is_local_class(obj):
+    """A class made by a `class` statement inside a function: only the user's names keep it,
+    so a guard or a code constant holding it would keep it, its subclass links and its
+    instances' type alive (test_descr's test_remove_subclass: `del Child; gc.collect()`)."""
+    return isinstance(obj, type) and "<locals>" in getattr(obj, "__qualname__", "")
+
+
 def call_const(fn, arg_instrs, nargs):
     """Instructions calling the constant `fn` with `nargs` arguments pushed by arg_instrs."""
     return rules.call_const(fn, arg_instrs, nargs)
@@ -43,6 +50,7 @@ class Reconstructor:
         self.output_index = output_index  # fx node -> index in the graph's output tuple
         self.temps = {}  # id(mutable value made during translation) -> local holding it
         self._alive = []
+        self._building = {}  # id(value) -> how many materialize() calls are inside it
 
     # -- the driver ------------------------------------------------------------------
     def push(self, v):
@@ -58,9 +66,19 @@ class Reconstructor:
         that every later push gives the same object (`return xs, xs`, a bound xs.append)."""
         if not v.fresh_mutable() or id(v) in self.temps:
             return []
+        # entered again for v while building v: once is a cell's fill() reaching its own
+        # function (below); twice is a cycle through children (`x.me = x`), no order of
+        # which builds the children first
+        depth = self._building.get(id(v), 0)
+        if depth >= 2:
+            raise Unsupported("a cycle of objects made in the frame cannot be rebuilt")
+        self._building[id(v)] = depth + 1
         out = []
-        for child in v.children():
-            out += self.materialize(child)
+        try:
+            for child in v.children():
+                out += self.materialize(child)
+        finally:
+            self._building[id(v)] = depth
         if id(v) in self.temps:  # reached again through a child (a cell holding its closure)
             return out
         out += v.rebuild(self)
@@ -132,9 +150,11 @@ class Reconstructor:
         return isinstance(value, _SIMPLE)
 
     def const(self, value, source=None):
-        """LOAD_CONST where baking the object in is safe (simple, or kept by identity), else
-        the load of where it lives at run time."""
-        if isinstance(value, _SIMPLE) or isinstance(value, _BY_IDENTITY) or source is None:
+        """LOAD_CONST where baking the object in is safe (simple, or kept by identity, but
+        for a local class, which the code would keep alive), else the load of where it lives
+        at run time."""
+        if isinstance(value, _SIMPLE) or isinstance(value, _BY_IDENTITY) and not is_local_class(value) \
+                or source is None:
             return [Instr("LOAD_CONST", value)]
         return list(source.load())
 

@@ -106,9 +106,12 @@ def call_value(tx, fn, args, kwargs):
         return torch_ops.call_torch(tx, f, args, kwargs)
     if isinstance(f, weakref.ReferenceType) and not args and not kwargs:
         # rnn modules compare weakrefs to their weights: the referent is a known value
-        referent = f()
-        known = tx.ctx.graph.known_input(referent)
-        return known if known is not None else ConstValue(referent)
+        known = tx.ctx.graph.known_input(f())
+        if known is not None:
+            return known
+        # anything else is read at run time: baked in, the referent would be kept alive
+        # and outlive its last user reference (test_descr's test_weakrefs)
+        raise Unsupported("a weak reference's referent is read at run time")
     if f is functools.reduce:
         return _reduce(tx, args)
     if any(f is g for g in _IS_COMPILING):  # torch.compiler.is_compiling(): true in translated code

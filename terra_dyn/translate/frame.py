@@ -475,15 +475,19 @@ def _number_arithmetic(gm, inputs):
     return True
 
 
-def _collect_graph_values(v, out, depth=0):
-    if depth > 50:
+def _collect_graph_values(v, out, depth=0, seen=None):
+    # seen: a value reached twice is walked once (a list holding a list twice, 50 deep,
+    # was 2**50 steps)
+    seen = set() if seen is None else seen
+    if depth > 50 or id(v) in seen:
         return
+    seen.add(id(v))
     if isinstance(v, (TensorValue, ScalarValue)):
         out.append(v)
         return
     if isinstance(v, tuple):  # a FormattedValue part
         for c in v:
-            _collect_graph_values(c, out, depth + 1)
+            _collect_graph_values(c, out, depth + 1, seen)
         return
     for attr in ("items", "attrs", "args", "kwargs", "value", "obj", "fn", "self_value", "content", "parts"):
         if attr == "items" and isinstance(v, ListValue):
@@ -496,6 +500,6 @@ def _collect_graph_values(v, out, depth=0):
             child = list(child.values())
         if isinstance(child, (list, tuple)):
             for c in child:
-                _collect_graph_values(c, out, depth + 1)
+                _collect_graph_values(c, out, depth + 1, seen)
         elif hasattr(child, "__dict__") and type(child).__module__.startswith("terra_dyn"):
-            _collect_graph_values(child, out, depth + 1)
+            _collect_graph_values(child, out, depth + 1, seen)

@@ -30,6 +30,7 @@ import torch
 from . import guard_paths, guard_snapshot
 from .guard_checks import PyGuard, Predicate, check_tensor, check_tensor_layout, describe_check, hook_keys
 from .guard_snapshot import Snapshot
+from ..codegen.reconstruct import is_local_class
 from .sources import AttrSource, DefaultSource, FreeVarSource, GlobalSource, ItemSource, LocalSource, ModuleDictSource, Source
 
 try:
@@ -189,7 +190,7 @@ class GuardSet:
                 and self._pinnable(source):
             # its class is checked with it, and facts about it are checked on it
             self.snapshots[source] = Snapshot(source, obj)
-        if weak or isinstance(obj, _WEAKLY_GUARDED):
+        if weak or isinstance(obj, _WEAKLY_GUARDED) or is_local_class(obj):
             # a module or a parameter: a deleted model must be freed, not kept by its guards
             ref = weakref.ref(obj)
             self._pin(source, f"{self._const(ref)}()")

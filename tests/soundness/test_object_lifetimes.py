@@ -84,3 +84,68 @@ def loop_iterator_dies_after_the_loop():
 
 def test_a_loops_iterator_dies_once_the_loop_and_its_name_let_go():
     assert both(loop_iterator_dies_after_the_loop) == (True, True)
+
+
+def weakref_referent_dies():
+    # test_descr's test_weakrefs: r() was evaluated at translation, its result baked into
+    # the code as a constant, which kept the object alive
+    c = Obj()
+    r = weakref.ref(c)
+    same = r() is c
+    del c
+    gc.collect()
+    return same, r()
+
+
+def test_a_weakrefs_referent_is_read_at_run_time_and_dies():
+    assert both(weakref_referent_dies) == ((True, None), (True, None))
+
+
+def deleted_before_a_native_call():
+    # `del x` then gc.collect() in the same segment: the rewritten frame held x in its
+    # argument slot while gc.collect() ran (x is in a cycle: only the collector frees it)
+    x = Obj()
+    wr = weakref.ref(x)  # a break: x is an argument of the rest
+    x.me = x
+    del x
+    gc.collect()
+    return wr() is None
+
+
+def test_a_name_deleted_before_a_native_call_no_longer_holds_its_object():
+    assert both(deleted_before_a_native_call) == (True, True)
+
+
+def subclass_removed():
+    # test_descr's test_remove_subclass: guards and code constants held the local class
+    class Parent:
+        pass
+
+    class Child(Parent):
+        pass
+
+    before = Parent.__subclasses__() == [Child]
+    del Child
+    gc.collect()
+    return before, Parent.__subclasses__()
+
+
+def test_a_deleted_local_class_leaves_its_bases_subclass_list():
+    assert both(subclass_removed) == ((True, []), (True, []))
+
+
+def heap_count_is_stable():
+    # test_descr's test_slots: G.__eq__ was translated between the two counts
+    class G:
+        def __eq__(self, other):
+            return False
+
+    g = G()
+    before = len(gc.get_objects())
+    for _ in range(10):
+        g == g
+    return len(gc.get_objects()) - before
+
+
+def test_a_frame_walking_gcs_heap_runs_with_its_callees_as_written():
+    assert both(heap_count_is_stable) == (0, 0)
