@@ -37,8 +37,9 @@ import weakref
 _MAX_NOTED = 4096  # owners noted; past it the oldest go (a number is then constant again)
 
 _noted = {}  # (id(owner), key) -> weakref to the owner, or None (a dict or list)
-_float_attrs = set()  # (class, attribute name) of floats seen changing on some instance
-_float_tables = set()  # (class, attribute name) of dicts whose float items were seen changing
+# class -> names; classes held weakly (one made per call must not be kept alive)
+_float_attrs = weakref.WeakKeyDictionary()  # attributes whose floats were seen changing on some instance
+_float_tables = weakref.WeakKeyDictionary()  # attributes holding dicts whose float items were seen changing
 _CONTAINERS = (dict, list, tuple)
 
 
@@ -60,9 +61,9 @@ def note(owner, key, value, holder=None):
     if not is_float(value):
         return
     if isinstance(key, str) and not isinstance(owner, _CONTAINERS):
-        _float_attrs.add((type(owner), key))
+        _float_attrs.setdefault(type(owner), set()).add(key)
     elif type(owner) is dict and holder is not None:
-        _float_tables.add((type(holder[0]), holder[1]))
+        _float_tables.setdefault(type(holder[0]), set()).add(holder[1])
 
 
 def wanted(owner, key, value, holder=None):
@@ -74,8 +75,8 @@ def wanted(owner, key, value, holder=None):
     if not is_float(value):
         return False
     if type(owner) is dict:
-        return holder is not None and (type(holder[0]), holder[1]) in _float_tables
-    return (type(owner), key) in _float_attrs
+        return holder is not None and holder[1] in _float_tables.get(type(holder[0]), ())
+    return key in _float_attrs.get(type(owner), ())
 
 
 def active():

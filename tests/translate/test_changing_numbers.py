@@ -191,3 +191,23 @@ def test_float_items_of_a_metrics_dict_are_inputs_once_one_changed(holder):
             torch.testing.assert_close(fast(torch.ones(2), layer), read(torch.ones(2), layer), rtol=0, atol=0)
     rep = rec.report()
     assert len(rep.translations) == 2 and not rep.fallbacks  # before: a third at step 3
+
+
+def test_the_notes_keep_no_object_or_class_alive():
+    import gc
+    import weakref
+
+    from terra_dyn.translate import changing
+
+    class Scheduled:  # a class made per call (a factory, a test)
+        p = 0.1
+
+    obj, layer = Scheduled(), Scheduled()
+    layer.metrics = {"loss": 1.0}
+    changing.note(obj, "p", 0.2)
+    changing.note(layer.metrics, "loss", 2.0, holder=(layer, "metrics"))
+    assert changing.wanted(Scheduled(), "p", 0.3)  # the float follows the class
+    refs = [weakref.ref(x) for x in (obj, layer, Scheduled)]
+    del obj, layer, Scheduled
+    gc.collect()
+    assert all(r() is None for r in refs)
