@@ -250,6 +250,7 @@ class CpuCompiledGraph(FusedGraph):
         # to pay for their calls; the eager calls before the lowering are cold, not a yardstick)
         self.trial = ([], []) if eager_calls > 0 else None  # (eager, lowered) seconds a call
         self.eager_only = False
+        self._graph_to_lower = None
         super().__init__(gm, example_inputs, notes, lower_now=eager_calls == 0 and not payback)
 
     TRIAL_CALLS = 3  # lowered calls timed before auto keeps a lowering
@@ -304,7 +305,7 @@ class CpuCompiledGraph(FusedGraph):
             # subclass): their data pointers mean nothing to a kernel, ATen handles them
             return self.gm
         start = time.perf_counter()
-        gm = fuse_attention(self.gm)
+        gm = self.graph_to_lower()
         program = Program(lower_to_aten(gm, args, self.decomposition_table()), self, gm)
         type(self).lowering_seconds = 0.8 * self.lowering_seconds + 0.2 * (time.perf_counter() - start)
         return program
@@ -318,3 +319,8 @@ class CpuCompiledGraph(FusedGraph):
 
     def decomposition_table(self) -> dict:
         return decomposition_table()
+
+    def graph_to_lower(self) -> fx.GraphModule:
+        if self._graph_to_lower is None:
+            self._graph_to_lower = fuse_attention(self.gm)  # fusion/attention.py
+        return self._graph_to_lower

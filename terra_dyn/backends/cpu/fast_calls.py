@@ -11,11 +11,12 @@ dispatcher; the binding parses them in C and dispatches the same op. Measured on
 tensors (1 thread, timeit): add 2.1 -> 1.6 us, relu 2.1 -> 1.3, view 2.9 -> 1.7, t 1.9 ->
 1.0, empty 5.2 -> 2.5. A small model's training graph runs tens of such steps per call.
 
-The bindings are generated from the same schemas as the overloads, so the only thing to
-get right is which overload the binding's argument parser picks: a node qualifies when its
-op is an out-of-place `aten` op, it passes every positional argument positionally and only
-keyword-only arguments by name (the binding calls the first positional `input`, the schema
-`self`), and its binding is the object that FX's generated code names (`torch.split` is a
+The bindings are generated from the same schemas as the overloads, but their defaults
+may differ (`mse_loss`'s reduction), so every omitted argument is written out from the
+schema; and the binding's argument parser must pick the same overload: a node qualifies
+when its op is an out-of-place `aten` op, it passes positional arguments positionally and
+only keyword-only arguments by name (the binding calls the first positional `input`, the
+schema `self`), and its binding is the object that FX's generated code names (`torch.split` is a
 Python wrapper, not the binding, and so is the method `Tensor.split`: that op stays an
 overload). A binding's defaults are not always the schema's (`torch._C._nn.mse_loss(a, b)`
 reduces nothing, `aten.mse_loss.default(a, b)` takes the mean), so every argument the node
@@ -54,14 +55,28 @@ def binding(op):
     return _BINDINGS[op]
 
 
-def _qualifies(node: fx.Node) -> bool:
-    op = node.target
-    if node.op != "call_function" or not isinstance(op, torch._ops.OpOverload):
-        return False
-    arguments = op._schema.arguments
-    keyword_only = {a.name for a in arguments if a.kwarg_only}
+def _explicit_arguments(node: fx.Node):
+    """(args, kwargs) of `node` with every omitted default written out, or None when the
+    node passes a positional argument by name. The bindings' defaults may differ from the
+    schema's: `torch._C._nn.mse_loss(a, b)` does not reduce, `aten.mse_loss(a, b)` takes
+    the mean (the demo's loss came out unreduced before defaults were written out)."""
+    arguments = node.target._schema.arguments
     positional = [a for a in arguments if not a.kwarg_only]
-    return len(node.args) <= len(positional) and all(k in keyword_only for k in node.kwargs)
+    keyword_only = {a.name: a for a in arguments if a.kwarg_only}
+    if len(node.args) > len(positional) or any(k not in keyword_only for k in node.kwargs):
+        return None
+    args = list(node.args)
+    for a in positional[len(args):]:
+        if not a.has_default_value():
+            return None
+        args.append(a.default_value)
+    kwargs = dict(node.kwargs)
+    for name, a in keyword_only.items():
+        # None defaults stay implicit: a binding may declare `bool pin_memory=False` where
+        # the schema has `bool? pin_memory=None` (the same meaning), and reject None
+        if name not in kwargs and a.has_default_value() and a.default_value is not None:
+            kwargs[name] = a.default_value
+    return tuple(args), kwargs
 
 
 def _with_schema_defaults(node: fx.Node):
@@ -81,14 +96,16 @@ def use_bindings(graph: fx.Graph) -> int:
     """Rewrite `graph`'s qualifying op-overload calls in place; returns how many."""
     count = 0
     for node in graph.nodes:
-        if not _qualifies(node):
+        if node.op != "call_function" or not isinstance(node.target, torch._ops.OpOverload):
             continue
         found = binding(node.target)
-        if found is None:
+        explicit = _explicit_arguments(node) if found is not None else None
+        if explicit is None:
             continue
         kind, target = found
         node.args, node.kwargs = _with_schema_defaults(node)
         node.op, node.target = ("call_function", target) if kind == "function" else ("call_method", target)
+        node.args, node.kwargs = explicit
         count += 1
     return count
 

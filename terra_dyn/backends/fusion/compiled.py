@@ -124,6 +124,11 @@ class FusedGraph:
         """The decompositions make_fx applies when lowering (and tracing a joint graph)."""
         return decompositions.table()
 
+    def graph_to_lower(self) -> fx.GraphModule:
+        """The graph that lowerings and joint graphs trace: self.gm, or a subclass's rewrite
+        of it computing the same values."""
+        return self.gm
+
     # -- shared ----------------------------------------------------------------------------
     def note(self, line: str):
         if line not in self.notes:
@@ -266,7 +271,7 @@ class FusedGraph:
         if self.joint_refused:  # the graph's own structure (a mutation, a random draw): no retrace
             return self.gm
         try:
-            return JointProgram(self.gm, args, self._compile_forward, self._compile_backward,
+            return JointProgram(self.graph_to_lower(), args, self._compile_forward, self._compile_backward,
                                 self.decomposition_table())
         except Exception as exc:
             if config.strict and not isinstance(exc, Unsupported):

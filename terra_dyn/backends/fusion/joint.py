@@ -15,6 +15,8 @@ ctx.save_for_backward, so autograd checks their versions and frees them after a 
 without retain_graph, as in eager. A backward under create_graph (double backward) runs
 eager autograd on the saved primals instead: the saved intermediates carry no history.
 """
+import operator
+
 import torch
 import torch.fx as fx
 from torch.fx.experimental.proxy_tensor import make_fx
@@ -69,11 +71,24 @@ def _fake_outputs(gm, args):
         return pytree.tree_flatten(gm(*fakes))
 
 
+def draws_random_numbers(node) -> bool:
+    """An op tagged nondeterministic_seeded, unless its dropout probability is 0 (the CPU
+    attention kernel that fusion/attention.py calls is tagged for its dropout)."""
+    if torch.Tag.nondeterministic_seeded not in getattr(node.target, "tags", ()):
+        return False
+    arguments = [a.name for a in node.target._schema.arguments]
+    if "dropout_p" not in arguments:
+        return True
+    index = arguments.index("dropout_p")
+    p = node.args[index] if index < len(node.args) else node.kwargs.get("dropout_p", 0.0)
+    return p != 0
+
+
 def _unsupported_reason(forward_nodes, outputs, placeholders) -> str:
     """Why the joint graph cannot replace eager autograd ('' when it can)."""
     if any(is_inplace(n) for n in forward_nodes):
         return "the graph mutates a tensor"
-    if any(torch.Tag.nondeterministic_seeded in getattr(n.target, "tags", ()) for n in forward_nodes):
+    if any(draws_random_numbers(n) for n in forward_nodes):
         # a draw inside a compiled forward consumes the generator in another order than
         # eager's ops would: keep eager's order (and its masks) exactly
         return "the graph draws random numbers"
@@ -152,6 +167,10 @@ class JointProgram:
             if node not in needed and node.op not in ("placeholder", "output"):
                 needed.add(node)
                 stack.extend(node.all_input_nodes)
+        for node in nodes:  # every item of a forward op's tuple (the attention kernel's
+            # logsumexp, read by its backward only) is a forward value: a tuple cannot be saved
+            if node.target is operator.getitem and node.args[0] in needed:
+                needed.add(node)
         forward_nodes = [n for n in nodes if n in needed]
         reason = _unsupported_reason(forward_nodes, outputs, set(placeholders))
         if reason:

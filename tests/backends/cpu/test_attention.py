@@ -83,14 +83,41 @@ def test_variants_the_kernel_cannot_express_stay_as_written():
     assert not any(FLASH in t for t in ops), ops
 
 
-def test_training_graph_keeps_its_matmuls():
+def attention_and_pointwise(qkv):
+    return torch.tanh(block_attention(qkv) * 2) + qkv[..., :16]  # kernels: the pair is kept
+
+
+def test_training_graph_runs_the_fused_kernel_forward_and_backward():
     qkv = torch.randn(2, 8, 48)
-    gm = with_values(block_attention, qkv)
-    ours, theirs = qkv.clone().requires_grad_(), qkv.clone().requires_grad_()
-    compiled = compile_graph(gm, [ours])
-    seed = torch.randn(2, 8, 16)
-    compiled(ours).backward(seed)
-    block_attention(theirs).backward(seed)
-    assert_same(ours.grad, theirs.grad, **TOL)
+    gm = with_values(attention_and_pointwise, qkv)
+    compiled = compile_graph(gm, [qkv.clone().requires_grad_()])
+    for call in range(2):
+        ours, theirs = qkv.clone().requires_grad_(), qkv.clone().requires_grad_()
+        seed = torch.randn(2, 8, 16)
+        compiled(ours).backward(seed)
+        attention_and_pointwise(theirs).backward(seed)
+        assert_same(ours.grad, theirs.grad, **TOL, what=f"call {call}")
     (joint,) = compiled.autograd_programs.values()
-    assert FLASH not in joint.forward_gm.code and "bmm" in joint.forward_gm.code
+    assert FLASH in joint.forward_gm.code and FLASH + "_backward" in joint.backward_gm.code, compiled.describe()
+    assert "bmm" not in joint.forward_gm.code
+
+
+def test_attention_with_dropout_keeps_eager_autograd():
+    fn = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, dropout_p=0.5)  # noqa: E731
+    args = [torch.randn(1, 2, 4, 8, requires_grad=True) for _ in range(3)]
+    compiled = compile_graph(fx.symbolic_trace(fn), args)
+    compiled(*args).sum().backward()
+    assert all(a.grad is not None for a in args)
+    assert compiled.joint_refused, compiled.notes  # random numbers (or the in-place dropout)
+
+
+def test_the_attention_kernel_draws_random_numbers_only_with_dropout():
+    from terra_dyn.backends.fusion.joint import draws_random_numbers
+    aten = torch.ops.aten
+    graph = fx.Graph()
+    q = graph.placeholder("q")
+    flash = aten._scaled_dot_product_flash_attention_for_cpu.default
+    calls = [graph.call_function(flash, (q, q, q, 0.0, False)), graph.call_function(flash, (q, q, q)),
+             graph.call_function(flash, (q, q, q), {"dropout_p": 0.1}), graph.call_function(flash, (q, q, q, 0.5)),
+             graph.call_function(aten.bernoulli.default, (q,)), graph.call_function(aten.add.Tensor, (q, q))]
+    assert [draws_random_numbers(n) for n in calls] == [False, False, True, True, True, False]
