@@ -18,9 +18,7 @@ when its op is an out-of-place `aten` op, it passes positional arguments positio
 only keyword-only arguments by name (the binding calls the first positional `input`, the
 schema `self`), and its binding is the object that FX's generated code names (`torch.split` is a
 Python wrapper, not the binding, and so is the method `Tensor.split`: that op stays an
-overload). A binding's defaults are not always the schema's (`torch._C._nn.mse_loss(a, b)`
-reduces nothing, `aten.mse_loss.default(a, b)` takes the mean), so every argument the node
-leaves out is passed with the schema's default. Everything else stays as it was.
+overload). Everything else stays as it was.
 """
 import torch
 import torch.fx as fx
@@ -79,19 +77,6 @@ def _explicit_arguments(node: fx.Node):
     return tuple(args), kwargs
 
 
-def _with_schema_defaults(node: fx.Node):
-    """(args, kwargs) of `node` with every omitted argument given its schema default."""
-    args, kwargs = list(node.args), dict(node.kwargs)
-    for position, argument in enumerate(node.target._schema.arguments):
-        if not argument.has_default_value():
-            continue
-        if argument.kwarg_only:
-            kwargs.setdefault(argument.name, argument.default_value)
-        elif position >= len(args):
-            args.append(argument.default_value)
-    return tuple(args), kwargs
-
-
 def use_bindings(graph: fx.Graph) -> int:
     """Rewrite `graph`'s qualifying op-overload calls in place; returns how many."""
     count = 0
@@ -103,7 +88,6 @@ def use_bindings(graph: fx.Graph) -> int:
         if explicit is None:
             continue
         kind, target = found
-        node.args, node.kwargs = _with_schema_defaults(node)
         node.op, node.target = ("call_function", target) if kind == "function" else ("call_method", target)
         node.args, node.kwargs = explicit
         count += 1
