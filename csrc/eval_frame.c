@@ -230,7 +230,7 @@ static PyObject *answered(PyThreadState *tstate, _PyInterpreterFrame *frame, PyO
 }
 
 static PyObject *terra_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *frame, int throwflag) {
-    if (moves_pending != NULL) moves_enter(frame);  /* the caller's copies of our arguments */
+    if (moves_waiting) moves_enter(frame);  /* the caller's copies of our arguments */
     PyObject *callback = thread_callback;
     PyCodeObject *code = frame_code(frame);
     /* Generators and coroutines outlive the call (their frame is copied into the generator

@@ -114,9 +114,11 @@ static PyObject *referents(PyObject *module, PyObject *refs) {
 
 static PyMethodDef module_functions[] = {
     {"moved_args", (PyCFunction)(void (*)(void))moves_moved_args, METH_FASTCALL,
-     "moved_args(*values) -> list; clears the calling frame's plain local slots (a break hands them on)"},
+     "moved_args(*values) -> tuple; clears the calling frame's plain local slots (a break hands them on)"},
     {"call_moved", (PyCFunction)(void (*)(void))moves_call_moved, METH_FASTCALL,
-     "call_moved(fn, args: list) -> fn(*args), the list emptied: fn's frame owns the values alone"},
+     "call_moved(fn, args: tuple) -> fn(*args), the items moved out of the tuple: fn's frame owns them alone"},
+    {"moved_continue", (PyCFunction)(void (*)(void))moves_moved_continue, METH_FASTCALL,
+     "moved_continue(fn, *values) -> Continue(fn, moved_args(*values))"},
     {"caller_locals", moves_caller_locals, METH_NOARGS,
      "caller_locals() -> locals() of the calling frame, not kept on the frame (3.11/3.12 keep it)"},
     {"referents", referents, METH_O, "referents(refs) -> tuple of each weakref's object (None once dead)"},
@@ -155,7 +157,8 @@ PyMODINIT_FUNC PyInit__C(void) {
     if (terra_SKIP == NULL || PyModule_AddObjectRef(m, "SKIP", terra_SKIP) < 0) goto fail;
     terra_OFF = PyObject_New(PyObject, &SkipMarker_Type);
     if (terra_OFF == NULL || PyModule_AddObjectRef(m, "OFF", terra_OFF) < 0) goto fail;
-    PyTypeObject *types[] = {&Guard_Type, &CacheEntry_Type, &OptimizedCallable_Type, &DisabledCallable_Type};
+    PyTypeObject *types[] = {&Guard_Type, &CacheEntry_Type, &OptimizedCallable_Type, &DisabledCallable_Type,
+                              &Continue_Type};
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
         if (PyModule_AddType(m, types[i]) < 0) goto fail;
     }

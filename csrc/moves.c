@@ -12,11 +12,13 @@
  *   moves_call(fn, slots, n)   call fn(*slots); the `n` owned references in `slots` are
  *                              cleared when fn's frame is entered (terra_eval_frame calls
  *                              moves_enter first thing), or after the call if it never was
- *   moved_args(*values)        (Python) [values...] as a list, and the calling frame's
+ *   moved_args(*values)        (Python) the values as a tuple, and the calling frame's
  *                              plain local slots cleared: what a rewritten frame does at a
- *                              break right before it hands the list on
- *   call_moved(fn, list)       (Python) fn(*list), the list emptied (its items moved)
+ *                              break right before it hands the tuple on
+ *   call_moved(fn, tuple)      (Python) fn(*tuple), the tuple's items moved out of it
  *   caller_locals()            (Python) locals() of the calling frame, not kept on it
+ *   moved_continue(fn, *values) (Python) Continue(fn, moved_args(*values)): a resume
+ *                              function's return at a break (Continue is a C type here)
  *
  *   rewritten f:   ... return run_function(R1, moved_args(x, y))   f's slots now empty
  *   run_function:  r = call_moved(R1, args)                        args now []
@@ -24,37 +26,45 @@
  */
 #include "frame_api.h"
 
-_Thread_local PyObject **moves_pending = NULL;
-static _Thread_local Py_ssize_t pending_n = 0;
-static _Thread_local PyObject *pending_code = NULL;  /* borrowed: fn's code, alive during the call */
+typedef struct {
+    PyObject **slots;  /* owned references to clear, or NULL */
+    Py_ssize_t n;
+    PyObject *code;    /* borrowed: fn's code, alive during the call */
+} Pending;
+
+/* One per thread (a single thread-local: one TLS lookup per use). moves_waiting counts the
+   calls of all threads whose slots are not yet released (under the GIL), so that the hook
+   reads no thread-local at all on the frames of plain calls. */
+static _Thread_local Pending pending;
+Py_ssize_t moves_waiting = 0;
 
 static void release(PyObject **slots, Py_ssize_t n) {
     for (Py_ssize_t i = 0; i < n; i++) Py_CLEAR(slots[i]);
 }
 
 void moves_enter(_PyInterpreterFrame *frame) {
-    if ((PyObject *)frame_code(frame) != pending_code) return;
-    PyObject **slots = moves_pending;
-    Py_ssize_t n = pending_n;
-    moves_pending = NULL;  /* first: clearing can run a __del__, which evaluates frames */
-    pending_n = 0;
-    pending_code = NULL;
-    release(slots, n);
+    Pending *p = &pending;
+    if (p->slots == NULL || (PyObject *)frame_code(frame) != p->code) return;
+    Pending mine = *p;
+    p->slots = NULL;  /* first: clearing can run a __del__, which evaluates frames */
+    moves_waiting--;
+    release(mine.slots, mine.n);
 }
 
 PyObject *moves_call(PyObject *fn, PyObject **slots, Py_ssize_t n) {
-    PyObject **outer = moves_pending;
-    Py_ssize_t outer_n = pending_n;
-    PyObject *outer_code = pending_code;
-    moves_pending = slots;
-    pending_n = n;
-    pending_code = PyFunction_Check(fn) ? PyFunction_GET_CODE(fn) : NULL;
+    Pending *p = &pending;
+    Pending outer = *p;
+    p->slots = slots;
+    p->n = n;
+    p->code = PyFunction_Check(fn) ? PyFunction_GET_CODE(fn) : NULL;
+    moves_waiting++;
     PyObject *result = PyObject_Vectorcall(fn, slots, n, NULL);
-    int entered = moves_pending != slots;
-    moves_pending = outer;
-    pending_n = outer_n;
-    pending_code = outer_code;
-    if (!entered) release(slots, n);  /* its frame never ran (an error before, no hook) */
+    int entered = p->slots != slots;
+    *p = outer;
+    if (!entered) {  /* its frame never ran (an error before, no hook) */
+        moves_waiting--;
+        release(slots, n);
+    }
     return result;
 }
 
@@ -71,26 +81,33 @@ static void clear_caller_locals(void) {
 }
 
 PyObject *moves_moved_args(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    PyObject *list = PyList_New(nargs);
-    if (list == NULL) return NULL;
-    for (Py_ssize_t i = 0; i < nargs; i++) PyList_SET_ITEM(list, i, Py_NewRef(args[i]));
+    PyObject *tuple = PyTuple_New(nargs);  /* (_PyTuple_FromArray is not exported) */
+    if (tuple == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < nargs; i++) PyTuple_SET_ITEM(tuple, i, Py_NewRef(args[i]));
     clear_caller_locals();
-    return list;
+    return tuple;
 }
 
+/* The tuple's items are taken over, its slots left NULL (tuple deallocation and the
+   collector allow that): its holders are terra_dyn's own (a moved_args result on the
+   rewritten frame's stack, a Continue, the trampoline's argument), none of which reads it
+   again. */
 PyObject *moves_call_moved(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2 || !PyList_CheckExact(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "call_moved(fn, args: list)");
+    if (nargs != 2 || !PyTuple_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "call_moved(fn, args: tuple)");
         return NULL;
     }
-    PyListObject *list = (PyListObject *)args[1];
-    PyObject **items = list->ob_item;  /* taken over whole: the list is left empty */
-    Py_ssize_t n = Py_SIZE(list);
-    list->ob_item = NULL;
-    list->allocated = 0;
-    Py_SET_SIZE(list, 0);
+    PyObject *tuple = args[1];
+    Py_ssize_t n = PyTuple_GET_SIZE(tuple);
+    PyObject *small[16];
+    PyObject **items = n <= 16 ? small : PyMem_Malloc(n * sizeof(PyObject *));
+    if (items == NULL) return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < n; i++) {
+        items[i] = PyTuple_GET_ITEM(tuple, i);
+        ((PyTupleObject *)tuple)->ob_item[i] = NULL;
+    }
     PyObject *result = moves_call(args[0], items, n);
-    PyMem_Free(items);
+    if (items != small) PyMem_Free(items);
     return result;
 }
 
@@ -110,4 +127,87 @@ PyObject *moves_caller_locals(PyObject *module, PyObject *unused) {
     }
     return locals;
 #endif
+}
+
+/* Continue(fn, args): "call fn(*args) next", what a resume function's rewritten code returns
+   to the trampoline (terra_dyn/codegen/resume.py). A C type: built once per break, in C. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *fn;
+    PyObject *args;  /* a tuple */
+} ContinueObject;
+
+static int continue_traverse(ContinueObject *self, visitproc visit, void *arg) {
+    Py_VISIT(self->fn);
+    Py_VISIT(self->args);
+    return 0;
+}
+
+static int continue_clear(ContinueObject *self) {
+    Py_CLEAR(self->fn);
+    Py_CLEAR(self->args);
+    return 0;
+}
+
+static void continue_dealloc(ContinueObject *self) {
+    PyObject_GC_UnTrack(self);
+    continue_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *continue_make(PyObject *fn, PyObject *args) {  /* steals args */
+    ContinueObject *self = PyObject_GC_New(ContinueObject, &Continue_Type);
+    if (self == NULL) {
+        Py_DECREF(args);
+        return NULL;
+    }
+    self->fn = Py_NewRef(fn);
+    self->args = args;
+    PyObject_GC_Track(self);
+    return (PyObject *)self;
+}
+
+static PyObject *continue_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    PyObject *fn, *fn_args;
+    if (!PyArg_ParseTuple(args, "OO!:Continue", &fn, &PyTuple_Type, &fn_args)) return NULL;
+    return continue_make(fn, Py_NewRef(fn_args));
+}
+
+static PyObject *continue_repr(ContinueObject *self) {
+    PyObject *name = PyObject_GetAttrString(self->fn, "__name__");
+    if (name == NULL) return NULL;
+    PyObject *out = PyUnicode_FromFormat("Continue(%S, %zd args)", name, PyTuple_GET_SIZE(self->args));
+    Py_DECREF(name);
+    return out;
+}
+
+static PyMemberDef continue_members[] = {
+    {"fn", T_OBJECT, offsetof(ContinueObject, fn), READONLY, "the function to call next"},
+    {"args", T_OBJECT, offsetof(ContinueObject, args), READONLY, "its arguments (a tuple)"},
+    {NULL},
+};
+
+PyTypeObject Continue_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "terra_dyn._C.Continue",
+    .tp_doc = "Continue(fn, args): 'call fn(*args) next', returned by a resume function to its trampoline",
+    .tp_basicsize = sizeof(ContinueObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = continue_new,
+    .tp_dealloc = (destructor)continue_dealloc,
+    .tp_traverse = (traverseproc)continue_traverse,
+    .tp_clear = (inquiry)continue_clear,
+    .tp_repr = (reprfunc)continue_repr,
+    .tp_members = continue_members,
+};
+
+/* moved_continue(fn, *values) -> Continue(fn, values): moved_args and the Continue in one
+   call, what a resume function's rewritten code returns at a break. */
+PyObject *moves_moved_continue(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "moved_continue(fn, *values)");
+        return NULL;
+    }
+    PyObject *values = moves_moved_args(module, args + 1, nargs - 1);
+    return values ? continue_make(args[0], values) : NULL;
 }

@@ -106,7 +106,9 @@ PyObject *moves_call(PyObject *fn, PyObject **slots, Py_ssize_t n);  /* clears t
 PyObject *moves_moved_args(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *moves_call_moved(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *moves_caller_locals(PyObject *module, PyObject *unused);
-extern _Thread_local PyObject **moves_pending;  /* non-NULL: moves_enter(frame) has work */
+PyObject *moves_moved_continue(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+extern PyTypeObject Continue_Type;
+extern Py_ssize_t moves_waiting;  /* non-zero: moves_enter(frame) may have work */
 
 /* ---- eval_frame.c ---- */
 /* Swap this thread's callback (new reference or NULL in, owned reference out). */

@@ -166,7 +166,7 @@ def build_code(plan: CodePlan) -> types.CodeType:
     if plan.site is None:
         out += rec.push(plan.return_value) + rules.return_value()
     else:
-        out += _break_ending(rec, plan, out)
+        out += _break_ending(rec, plan)
     if handler is not None:
         out += _graph_error_handler(plan, slots, original, handler)
     _set_lines(out, code.co_firstlineno)
@@ -268,8 +268,7 @@ def _replay(rec, plan):
     return out
 
 
-def _break_ending(rec, plan, before):
-    """`before`: the code's instructions up to here (straight-line: what they store is bound)."""
+def _break_ending(rec, plan):
     site = plan.site
     out = []
     # containers made in this frame are built once before any branch, so that the stack,
@@ -295,7 +294,7 @@ def _break_ending(rec, plan, before):
         native = _protected(native, handler)
     if site.kind == "raise":
         return out + native + _restore_handler(handler, restore)
-    return out + _released(plan, before + out, _native_and_resume(rec, plan, native, handler)) + \
+    return out + _released(plan, _native_and_resume(rec, plan, native, handler)) + \
         _restore_handler(handler, restore)
 
 
@@ -322,18 +321,24 @@ def _native_and_resume(rec, plan, native, handler):
 _LOCAL_OPS = frozenset(dis.opname[op] for op in dis.haslocal)
 
 
-def _released(plan, head, tail):
-    """`tail` (the native instruction and the resume calls) after DELETE_FAST of every local
-    the frame holds that nothing in `tail` reads: an argument the user deleted or rebound
-    (`del c; gc.collect()`), a temp, the graph's outputs. Plain Python no longer holds those
-    when the native instruction runs (a weakref is dead, `__del__` has run: test_descr's
-    test_weakrefs); the rewritten frame would hold them until the resume call."""
-    held = list(argument_slot_names(plan.code)) + [
-        i.arg for i in head if isinstance(i, Instr) and i.name == "STORE_FAST"]
-    read = {i.arg for i in tail if isinstance(i, Instr) and i.name in _LOCAL_OPS}
+def _local_names(arg):
+    """The local names an instruction's argument names: one, two for 3.12+'s pairs
+    (LOAD_FAST_LOAD_FAST), a cell's on 3.13 (LOAD_FAST of a FreeVar)."""
+    if isinstance(arg, tuple):
+        return [n for a in arg for n in _local_names(a)]
+    return [getattr(arg, "name", arg)]
+
+
+def _released(plan, tail):
+    """`tail` (the native instruction and the resume calls) after DELETE_FAST of each of the
+    frame's arguments that nothing in `tail` reads: a name the user deleted or rebound
+    (`del c; gc.collect()`), a saved stack item the segment consumed. Plain Python no longer
+    holds it when the native instruction runs (a weakref is dead, `__del__` has run); the
+    rewritten frame would hold it until the resume call. (Temps go at that call.)"""
+    read = {n for i in tail if isinstance(i, Instr) and i.name in _LOCAL_OPS for n in _local_names(i.arg)}
     if "__class__" in plan.code.co_freevars and plan.code.co_argcount:
         read.add(plan.code.co_varnames[0])  # a native zero-argument super() reads slot 0
-    dead = [n for n in dict.fromkeys(held) if isinstance(n, str) and n not in read]
+    dead = [n for n in argument_slot_names(plan.code) if n not in read]
     return [Instr("DELETE_FAST", n) for n in dead] + tail
 
 
@@ -378,8 +383,9 @@ def _resume_call(rec, plan, target_pc, temps):
     nargs = sum(not x for x in layout) + len(names)
     if not code.co_freevars:
         fn = resume.resume_function(code, plan.f_globals)
-        helper = resume.Continue if plan.in_resume else resume.run_function
-        return call_const(helper, [Instr("LOAD_CONST", fn)] + resume.moved_list(args, nargs), 2) + \
+        if plan.in_resume:
+            return resume.moved_continue_call(fn, args, nargs) + rules.return_value()
+        return call_const(resume.run_function, [Instr("LOAD_CONST", fn)] + resume.moved_tuple(args, nargs), 2) + \
             rules.return_value()
     helper = resume.continue_at if plan.in_resume else resume.run_resume
     closure = [ins for n in plan.code.co_freevars for ins in rules.load_closure(n)]
@@ -387,4 +393,4 @@ def _resume_call(rec, plan, target_pc, temps):
         closure += rec.push(cell)
     closure.append(Instr("BUILD_TUPLE", len(plan.code.co_freevars) + len(site.cells)))
     pre = [Instr("LOAD_CONST", code), Instr("LOAD_CONST", plan.f_globals)] + closure
-    return call_const(helper, pre + resume.moved_list(args, nargs), 4) + rules.return_value()
+    return call_const(helper, pre + resume.moved_tuple(args, nargs), 4) + rules.return_value()

@@ -53,9 +53,9 @@ break is seen by inner functions made before it, as in eager Python. Resume code
 a frame also receive the closure tuple as their last argument, `___closure`: the translator
 reads it to recognise those cells inside the closures of functions it inlines.
 
-Moved, not copied: the values a frame hands on at a break are built into a list by
+Moved, not copied: the values a frame hands on at a break are built into a tuple by
 `moved_args`, which also empties the frame's own local slots, and `call_moved` passes the
-list's items to the next function, emptying the list; a resume code's prologue lets go of
+tuple's items to the next function, taking them out of it; a resume code's prologue lets go of
 its `___stack` arguments once they are on the stack. So the next frame is their only
 holder, as the original frame was, and `del x; gc.collect()` there frees x (csrc/moves.c).
 
@@ -79,8 +79,9 @@ _fresh_args = {}  # id(resume code) -> indexes of its arguments the breaking ins
 CLOSURE_ARG = "___closure"
 
 
-class Continue:
-    """"Call fn(*args) next": what a resume function's rewritten code returns."""
+class _Continue:
+    """"Call fn(*args) next": what a resume function's rewritten code returns (the C core's
+    terra_dyn._C.Continue, this class without it)."""
 
     __slots__ = ("fn", "args")
 
@@ -89,7 +90,39 @@ class Continue:
         self.args = args
 
     def __repr__(self):
-        return f"Continue({self.fn.__code__.co_name}, {len(self.args)} args)"
+        return f"Continue({self.fn.__name__}, {len(self.args)} args)"
+
+
+def _call_moved(fn, args):
+    return fn(*args)
+
+
+def _moved_args(*values):
+    return values
+
+
+def _moved_continue(fn, *values):
+    return Continue(fn, values)
+
+
+try:  # the C core moves the values (csrc/moves.c); without it, copies
+    from .._C import Continue, call_moved, caller_locals, moved_args, moved_continue
+except ImportError:
+    Continue, call_moved, caller_locals, moved_args, moved_continue = \
+        _Continue, _call_moved, locals, _moved_args, _moved_continue
+
+
+def moved_tuple(arg_instrs, n):
+    """Instructions pushing a tuple of the n values `arg_instrs` push, the frame's own plain
+    local slots emptied: the values go on to a resume function, whose frame must be their
+    only holder (an object deleted there dies there, as in the original frame; csrc/moves.c).
+    The tuple is handed on by call_moved, which moves its items out."""
+    return rules.call_const(moved_args, arg_instrs, n)
+
+
+def moved_continue_call(fn, arg_instrs, n):
+    """Instructions pushing Continue(fn, <the n values>), as moved_tuple empties the frame."""
+    return rules.call_const(moved_continue, [Instr("LOAD_CONST", fn)] + list(arg_instrs), n + 1)
 
 
 @dataclass
@@ -124,29 +157,7 @@ def _function(code, f_globals, closure):
 
 
 def _with_closure(code, closure, args):
-    return args + [closure] if id(code) in _takes_closure else args
-
-
-def _call_moved(fn, args):
-    return fn(*args)
-
-
-def _moved_args(*values):
-    return list(values)
-
-
-try:  # the C core moves the values (csrc/moves.c); without it, copies
-    from .._C import call_moved, caller_locals, moved_args
-except ImportError:
-    call_moved, caller_locals, moved_args = _call_moved, locals, _moved_args
-
-
-def moved_list(arg_instrs, n):
-    """Instructions pushing a list of the n values `arg_instrs` push, the frame's own plain
-    local slots emptied: the values go on to a resume function, whose frame must be their
-    only holder (an object deleted there dies there, as in the original frame; csrc/moves.c).
-    The list is handed on by call_moved, which empties it."""
-    return rules.call_const(moved_args, arg_instrs, n)
+    return args + (closure,) if id(code) in _takes_closure else args
 
 
 _runs = itertools.count()
@@ -333,8 +344,8 @@ def _handler_exits(original, f_globals, info, instr_at, stack_layout):
         block = _call_const(_hook_off(continue_after_handler), args, 5) + [
             Instr("COPY", 1)] + rules.pop_jump("none", native) + [Instr("STORE_FAST", "___next")]
         block += [Instr("STORE_FAST", "___drop") for _ in layout]
-        # the frame lets go of its locals (moved_list), the Continue stays on the stack
-        block += [Instr("LOAD_FAST", "___next")] + moved_list([], 0) + [Instr("POP_TOP")] + \
+        # the frame lets go of its locals (moved_tuple), the Continue stays on the stack
+        block += [Instr("LOAD_FAST", "___next")] + moved_tuple([], 0) + [Instr("POP_TOP")] + \
             rules.return_value() + [native, Instr("POP_TOP")]
         out.append((i + 1, block))
     return out
@@ -360,7 +371,7 @@ def continue_after_handler(where, f_globals, closure, stack, local_values):
         code = make_resume_code(original, pc, list(layout), names)
     except Exception:  # noqa: BLE001  no resume code here: the step code goes on natively
         return None
-    args = list(stack) + [local_values[n] for n in names]
+    args = stack + tuple(local_values[n] for n in names)
     if code.co_freevars:
         return continue_at(code, f_globals, closure, args)
     fn = _handler_functions.get((id(code), id(f_globals)))
@@ -428,14 +439,13 @@ def _exit_block(original, f_globals, resume, layout, results, local_names):
     args = [Instr("LOAD_FAST", f"___stack{i}") for i in range(deep) if not layout[i]]
     args += [Instr("LOAD_FAST", f"___result{k}") for k in range(results)]
     args += [Instr("LOAD_FAST", n) for n in local_names]
-    args = moved_list(args, len(args))
     free = _free_names(original)
     if free:
         closure = _closure_tuple(free)
         pre = [Instr("LOAD_CONST", resume), Instr("LOAD_CONST", f_globals)] + closure
-        call = _call_const(continue_at, pre + args, 4)
+        call = _call_const(continue_at, pre + moved_tuple(args, len(args)), 4)
     else:
-        call = _call_const(Continue, [Instr("LOAD_CONST", resume_function(resume, f_globals))] + args, 2)
+        call = moved_continue_call(resume_function(resume, f_globals), args, len(args))
     return out + call + rules.return_value()
 
 

@@ -73,13 +73,15 @@ class CallOpcodes:
             cells = list(parts[0x08].items)
             if not all(isinstance(c, CellValue) for c in cells):
                 raise Unsupported("closure of unknown cells")
-        # annotations (0x04) are not needed to call the function
+        annotations = parts.get(0x04, base.annotations if base else None)
+        if annotations is not None and not isinstance(annotations, TupleValue):
+            raise Unsupported("annotations are not a tuple")
         kwdefaults = parts.get(0x02, kwdefaults)
         defaults = parts.get(0x01, defaults)
         if defaults is not None and not isinstance(defaults, TupleValue):
             raise Unsupported("defaults are not a tuple")
         if kwdefaults is not None and not isinstance(kwdefaults, DictValue):
             raise Unsupported("keyword defaults are not a dict")
-        return FunctionValue(code, self.f_globals, code.co_name, defaults, kwdefaults, cells)
+        return FunctionValue(code, self.f_globals, code.co_name, defaults, kwdefaults, cells, annotations)
 
 

@@ -7,7 +7,7 @@
     ListValue       a list of values (mutations are tracked, replayed on the real list)
     DictValue       a dict with constant keys
     IteratorValue   an iterator over known values, and DictViewValue: see iterators.py
-    FunctionValue   a function made by MAKE_FUNCTION during translation
+    FunctionValue   a function made by MAKE_FUNCTION during translation (function_values.py)
     MethodValue     a bound method: function value + self value
     NullValue       the NULL that PUSH_NULL / LOAD_GLOBAL push before a callable
     ScalarValue     a Python number known only at run time (an FX node), e.g. a loop counter
@@ -408,72 +408,6 @@ class DictValue(Value):
         return f"DictValue({{{inner}}})"
 
 
-class FunctionValue(Value):
-    """A function created during translation (a lambda, a nested def, a closure)."""
-
-    def __init__(self, code, f_globals, name, defaults=None, kwdefaults=None, closure=None):
-        self.code = code
-        self.f_globals = f_globals
-        self.name = name
-        self.qualname = code.co_qualname  # as MAKE_FUNCTION sets it
-        self.defaults = defaults  # TupleValue or None
-        self.kwdefaults = kwdefaults  # DictValue or None
-        self.closure = closure  # list of CellValue or None
-
-    def children(self):
-        return list(self.closure or [])
-
-    def fresh_mutable(self):
-        return self.source is None
-
-    def rebuild(self, r):
-        if self.source is not None:  # a real function (translate/frame.py)
-            return r.load_source(self.source)
-        if self.kwdefaults is not None:
-            raise Unsupported("cannot rebuild a function with keyword-only defaults")
-        if not self.closure and self.defaults is None:
-            return [Instr("LOAD_CONST", self.code)] + rules.make_function()
-        # a closure: its cells are the frame's (shared with resume functions) or built here
-        defaults = r.push(self.defaults) if self.defaults is not None else [Instr("LOAD_CONST", None)]
-        closure = r.items(self.closure) + [Instr("BUILD_TUPLE", len(self.closure))] if self.closure else [
-            Instr("LOAD_CONST", None)]
-        made = [Instr("LOAD_CONST", self.code), Instr("LOAD_CONST", self.f_globals), Instr("LOAD_CONST", self.name)]
-        return r.call_const(types.FunctionType, made + defaults + closure, 5)
-
-    def __repr__(self):
-        return f"FunctionValue({self.name})"
-
-
-class CellValue(Value):
-    """A closure cell created during translation."""
-
-    real = False  # True: the frame's own cell or a real closure's (frame.py, inline.py)
-    closure_name = None  # the frame's own cell: rebuilt as LOAD_CLOSURE of this name
-
-    def __init__(self, content=None):
-        self.content = content
-
-    def fresh_mutable(self):
-        return not self.real  # made during translation (a frame's own, a closure's)
-
-    def rebuild(self, r):
-        if self.fresh_mutable():  # empty: fill() stores the contents once the temp exists
-            return r.call_const(types.CellType, [], 0)
-        if self.closure_name is not None:
-            return rules.load_closure(self.closure_name)  # the frame's own cell
-        raise Unsupported(f"cannot rebuild {self!r} after a graph break")
-
-    def fill(self, r, load):
-        """The contents after the cell: a function stored in the cell it closes over (a
-        recursive inner def) then finds the cell already built."""
-        if self.content is None:
-            return []
-        return r.push(self.content) + load + [Instr("STORE_ATTR", "cell_contents")]
-
-    def __repr__(self):
-        return f"CellValue({self.content!r})"
-
-
 class MethodValue(Value):
     def __init__(self, fn, self_value, source=None):
         self.fn = fn  # a Value (ConstValue of a function, or FunctionValue)
@@ -582,3 +516,7 @@ class Lazy:
 # value class is importable from this module
 from .formatted import FormattedValue  # noqa: E402,F401
 from .iterators import DictViewValue, IteratorValue, OpaqueIterator  # noqa: E402,F401
+
+
+# the function kinds live in their own module; importers keep finding them here
+from .function_values import CellValue, FunctionValue  # noqa: E402

@@ -391,3 +391,21 @@ def test_item_read_before_its_container_is_written_is_the_old_item():
         fast = terra_dyn.optimize(fn, backend="interpreter")
         assert [fast(fast_arg) for _ in range(4)] == [fn(plain) for _ in range(4)]
         assert fast_arg == plain
+
+
+# -- test_dataclasses' test_function_annotations and TestDocString: the generated __init__ --
+# (made by exec'd code with the user's globals, so translated) lost its annotations
+def _annotated_function_factory(kind):
+    def made(a: kind, b: int) -> kind:
+        return a
+
+    return made  # rebuilt in the rewritten code
+
+
+def test_a_function_made_in_translated_code_keeps_its_annotations():
+    fast = terra_dyn.optimize(_annotated_function_factory, backend="interpreter")
+    for kind in (str, float):
+        made = fast(kind)
+        assert made.__annotations__ == _annotated_function_factory(kind).__annotations__
+        assert made.__annotations__ == {"a": kind, "b": int, "return": kind}
+        assert made(3, 4) == 3
