@@ -12,8 +12,9 @@ tensors (1 thread, timeit): add 2.1 -> 1.6 us, relu 2.1 -> 1.3, view 2.9 -> 1.7,
 1.0, empty 5.2 -> 2.5. A small model's training graph runs tens of such steps per call.
 
 The bindings are generated from the same schemas as the overloads, but their defaults
-may differ (`mse_loss`'s reduction), so every omitted argument is written out from the
-schema; and the binding's argument parser must pick the same overload: a node qualifies
+may differ (`mse_loss`'s reduction) and their parsers know deprecated signatures
+(`sub(input, alpha, other)`), so every argument with a default is passed by name, written
+out from the schema when omitted; and the parser must pick the same overload: a node qualifies
 when its op is an out-of-place `aten` op, it passes positional arguments positionally and
 only keyword-only arguments by name (the binding calls the first positional `input`, the
 schema `self`), and its binding is the object that FX's generated code names (`torch.split` is a
@@ -54,24 +55,32 @@ def binding(op):
 
 
 def _explicit_arguments(node: fx.Node):
-    """(args, kwargs) of `node` with every omitted default written out, or None when the
-    node passes a positional argument by name. The bindings' defaults may differ from the
-    schema's: `torch._C._nn.mse_loss(a, b)` does not reduce, `aten.mse_loss(a, b)` takes
-    the mean (the demo's loss came out unreduced before defaults were written out)."""
+    """(args, kwargs) for the binding, or None when `node` passes a positional argument by
+    name or omits a required one. Every argument the schema gives a default is passed by
+    name, written out when omitted:
+    - a binding's defaults may differ from the schema's: `torch._C._nn.mse_loss(a, b)` does
+      not reduce, `aten.mse_loss(a, b)` takes the mean (examples/demo.py's loss came out
+      unreduced);
+    - numbers passed positionally can match a deprecated Python signature instead:
+      `torch.sub(x, 2, 1)` parses as `sub(input, alpha, other)` (and warns), where
+      `aten.sub.Scalar(x, 2, 1)` means other=2, alpha=1; `torch.sub(x, 2, alpha=1)` cannot.
+    None defaults of keyword-only arguments stay implicit: a binding may declare
+    `bool pin_memory=False` where the schema has `bool? pin_memory=None` (the same
+    meaning), and reject None."""
     arguments = node.target._schema.arguments
     positional = [a for a in arguments if not a.kwarg_only]
     keyword_only = {a.name: a for a in arguments if a.kwarg_only}
     if len(node.args) > len(positional) or any(k not in keyword_only for k in node.kwargs):
         return None
-    args = list(node.args)
-    for a in positional[len(args):]:
-        if not a.has_default_value():
-            return None
-        args.append(a.default_value)
-    kwargs = dict(node.kwargs)
+    args, kwargs = [], dict(node.kwargs)
+    for i, a in enumerate(positional):
+        if a.has_default_value():
+            kwargs[a.name] = node.args[i] if i < len(node.args) else a.default_value
+        elif i < len(node.args) and not kwargs:
+            args.append(node.args[i])
+        else:
+            return None  # a required argument omitted, or after one passed by name
     for name, a in keyword_only.items():
-        # None defaults stay implicit: a binding may declare `bool pin_memory=False` where
-        # the schema has `bool? pin_memory=None` (the same meaning), and reject None
         if name not in kwargs and a.has_default_value() and a.default_value is not None:
             kwargs[name] = a.default_value
     return tuple(args), kwargs

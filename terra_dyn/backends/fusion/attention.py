@@ -108,6 +108,8 @@ def _match(softmax):
     if k is None or not all(isinstance(t, torch.Tensor) for t in values):
         return None
     qv, kv, vv = values
+    if not all(type(size) is int for t in values for size in t.shape):
+        return None  # symbolic sizes: comparing them would add shape guards
     if not (all(t.dim() == 4 and t.dtype == qv.dtype for t in values) and qv.dtype in _DTYPES
             and qv.shape[:2] == kv.shape[:2] == vv.shape[:2] and qv.shape[3] == kv.shape[3]
             and kv.shape[2] == vv.shape[2]):

@@ -62,3 +62,20 @@ def test_training_graph_halves_without_kernels_call_bindings(monkeypatch):
         a.grad = None
     fn(*args).backward()
     assert_same(grads, [a.grad for a in args[1:]])
+
+
+def test_arguments_with_defaults_go_by_name_so_no_deprecated_signature_matches():
+    # torch.sub(x, 2, 3) parses as the deprecated sub(input, alpha, other) and warns;
+    # aten.sub.Scalar(x, 2, 3) means other=2, alpha=3
+    import warnings
+
+    def fn(x):
+        return aten.sub.Scalar(x, 2, 3), aten.add.Scalar(x, 2), aten.mse_loss.default(x, x * 2), \
+            aten.sum.dim_IntList(x, [1], True)
+    x = torch.randn(3, 4)
+    gm = make_fx(fn)(x)
+    fast = fast_module(gm)
+    assert "torch.sub(x_1, 2, alpha = 3)" in fast.code and "reduction = 1" in fast.code, fast.code
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_same(list(fast(x)), list(gm(x)), atol=0, rtol=0)
