@@ -143,8 +143,10 @@ def build_code(plan: CodePlan) -> types.CodeType:
     handler = None
     if plan.graph_fn is not None:
         out += _pinned_inputs(plan)
+        pinned = plan.pinned_inputs or [None] * len(plan.graph_inputs)
         loads, item = [], 0
-        for value, ref in zip(plan.graph_inputs, plan.pinned_inputs or [None] * len(plan.graph_inputs)):
+        tail = _pinned_tail(pinned)
+        for value, ref in zip(plan.graph_inputs[:len(pinned) - tail], pinned) if tail else zip(plan.graph_inputs, pinned):
             if ref is None:
                 loads += value.source.load()
             elif _C is not None:
@@ -157,6 +159,10 @@ def build_code(plan: CodePlan) -> types.CodeType:
         if plan.number_graph is not None:
             loads = [list(v.source.load()) for v in plan.graph_inputs]
             out += [entry] + number_graph_code(plan.number_graph, loads) + [TryEnd(entry)]
+        elif tail:  # the parameters last: passed as the tuple referents() returned
+            out += [entry] + rules.call_const_star(plan.graph_fn, loads, len(pinned) - tail,
+                                                   [Instr("LOAD_FAST", PINNED)]) + [TryEnd(entry)]
+            out.append(Instr("STORE_FAST", OUT))
         else:
             out += [entry] + call_const(plan.graph_fn, loads, len(plan.graph_inputs)) + [TryEnd(entry)]
             out.append(Instr("STORE_FAST", OUT))
@@ -196,6 +202,15 @@ def _pinned_inputs(plan):
     if _C is None or not refs:
         return []
     return call_const(_C.referents, [Instr("LOAD_CONST", refs)], 1) + [Instr("STORE_FAST", PINNED)]
+
+
+def _pinned_tail(pinned):
+    """How many graph inputs at the end are all the pinned ones (then the call passes
+    referents()' tuple as is), or 0."""
+    if _C is None:
+        return 0
+    n = sum(r is not None for r in pinned)
+    return n if n and all(r is not None for r in pinned[len(pinned) - n:]) else 0
 
 
 def _set_lines(instrs, lineno):

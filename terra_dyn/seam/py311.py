@@ -59,6 +59,12 @@ class Py311:
     def call_const(self, fn, arg_instrs, nargs):
         return self.call([Instr("LOAD_CONST", fn)], arg_instrs, nargs)
 
+    def call_const_star(self, fn, arg_instrs, nargs, tail_instrs):
+        """fn(*args, *tail): nargs arguments pushed by arg_instrs, then the items of the tuple
+        tail_instrs pushes (a graph's ~200 parameters, one tuple: no item loaded one by one)."""
+        return self._null_and([Instr("LOAD_CONST", fn)]) + list(arg_instrs) + [Instr("BUILD_TUPLE", nargs)] + \
+            list(tail_instrs) + [Instr("BINARY_OP", 0), Instr("CALL_FUNCTION_EX", 0)]  # 0: NB_ADD, no kwargs
+
     def call_method(self, obj_instrs, name, arg_instrs, nargs):
         return list(obj_instrs) + self.load_method(name) + list(arg_instrs) + self.call_tail(nargs)
 

@@ -26,6 +26,7 @@ Example: `list(a2.keys()) == c1` and `check_tensor(a2['input_ids'], ...)` give
       ((ITEM, 'input_ids', ((TENSOR, <Guard tensor>, None),), ()),)),)
 """
 from .. import config
+from . import guard_snapshot
 from .guard_checks import Predicate
 
 SLOT, CONST, WEAK = range(3)  # roots
@@ -97,6 +98,59 @@ class PathChecks:
 
     def __repr__(self):
         return f"<path checks: {len(self.exprs)} facts>"
+
+
+def from_snapshot_fact(kind, expected):
+    """A fact as GuardSet records it for snapshots (guard_snapshot kind, expected) as a path
+    check's (kind, a, b), or None (ABSENT: an instance dict's, folded or left to Python)."""
+    make = _FROM_SNAPSHOT.get(kind)
+    return make(expected) if make is not None else None
+
+
+_FROM_SNAPSHOT = {
+    guard_snapshot.ID: lambda v: (ID, v, None),
+    guard_snapshot.ID_WEAK: lambda v: (ID_WEAK, v, None),
+    guard_snapshot.TYPE: lambda v: (TYPE, v, None),
+    guard_snapshot.EQ: lambda v: (EQ, v, None),
+    guard_snapshot.TENSOR: lambda v: (TENSOR, v, None),
+    "len": lambda n: (LEN, n, None),
+    "keys": lambda keys: (KEYS, tuple(keys), None),
+}
+
+
+def path_of(guards, source, own, closure=False):
+    """(root, steps) reading `source` from the nearest object GuardSet `guards` pins on it
+    (not itself when `own`), an argument slot, a closure variable (closure: its position)
+    or a module's globals; None when a source on the way is one a path cannot read."""
+    from .sources import FreeVarSource, GlobalSource, LocalSource
+
+    steps = []
+    while True:
+        const = guards._pinned.get(source) if not own else None
+        own = False
+        if const is not None:  # "c7()": a weakref's referent; "c7": the object
+            root = (WEAK if const.endswith("()") else CONST, guards.namespace[const.rstrip("()")])
+            break
+        if isinstance(source, LocalSource):
+            if source.slot < 0 or closure:
+                return None
+            root = (SLOT, source.slot)
+            break
+        if isinstance(source, FreeVarSource):
+            if not closure or source.name not in guards.freevars:
+                return None
+            root = (SLOT, guards.freevars.index(source.name))
+            break
+        if isinstance(source, GlobalSource):
+            root = (CONST, getattr(source, "f_globals", guards.f_globals))
+            steps.append((ITEM, source.name))
+            break
+        more = steps_of(source)
+        if more is None:
+            return None
+        steps += reversed(more)
+        source = source.base
+    return root, steps[::-1]
 
 
 def steps_of(source):

@@ -104,8 +104,8 @@ class GuardSet:
             (self.closure_exprs if isinstance(root, FreeVarSource) else self.exprs).append(item)
             if fact is not None:
                 self._facts.append((item, source, fact))
-            if path is None and fact is not None and fact[0] in _PATH_FACTS:
-                path = _PATH_FACTS[fact[0]](fact[1])
+            if path is None and fact is not None:
+                path = guard_paths.from_snapshot_fact(*fact)
             if path is not None:
                 self._path_facts[id(item)] = path
 
@@ -452,47 +452,14 @@ class GuardSet:
         for item in items:
             fact = self._path_facts.get(id(item)) if not isinstance(item, str) else None
             if fact is not None and fact[0] is _SAME:  # an alias: the other source's path, read per check
-                other = self._path(fact[1], False, closure)
+                other = guard_paths.path_of(self, fact[1], False, closure)
                 fact = (guard_paths.SAME, (other[0][0], other[0][1], tuple(other[1])), fact[2]) if other else None
-            path = self._path(item[0], item[2], closure) if fact is not None else None
+            path = guard_paths.path_of(self, item[0], item[2], closure) if fact is not None else None
             if path is None:
                 rest.append(item)
             else:
                 paths.add(*path, fact, self._render_fact(item, closure=closure, pins=False))
         return rest, (paths if len(paths) else None)
-
-    def _path(self, source, own, closure=False):
-        """(root, steps) reading `source` from the nearest object pinned on it (not itself
-        when `own`), an argument slot, a closure variable (closure: its position) or a
-        module's globals; None when a source on the way is one a path cannot read."""
-        steps = []
-        while True:
-            const = self._pinned.get(source) if not own else None
-            own = False
-            if const is not None:
-                weak = const.endswith("()")
-                root = (guard_paths.WEAK if weak else guard_paths.CONST, self.namespace[const.rstrip("()")])
-                break
-            if isinstance(source, LocalSource):
-                if source.slot < 0 or closure:
-                    return None
-                root = (guard_paths.SLOT, source.slot)
-                break
-            if isinstance(source, FreeVarSource):
-                if not closure or source.name not in self.freevars:
-                    return None
-                root = (guard_paths.SLOT, self.freevars.index(source.name))
-                break
-            if isinstance(source, GlobalSource):
-                root = (guard_paths.CONST, getattr(source, "f_globals", self.f_globals))
-                steps.append((guard_paths.ITEM, source.name))
-                break
-            more = guard_paths.steps_of(source)
-            if more is None:
-                return None
-            steps += reversed(more)
-            source = source.base
-        return root, steps[::-1]
 
     def _implied(self):
         """ids of the Python facts other checks imply (each one walk fewer per call):
@@ -581,18 +548,6 @@ class GuardSet:
 _ATOMIC = (bool, int, float, str, bytes, type(None))
 
 _SAME = object()  # an alias fact until build: (_SAME, the other source, is / is not)
-
-# a snapshot fact (guard_snapshot kind, expected) as the path check's (kind, a, b)
-_PATH_FACTS = {
-    guard_snapshot.ID: lambda v: (guard_paths.ID, v, None),
-    guard_snapshot.ID_WEAK: lambda v: (guard_paths.ID_WEAK, v, None),
-    guard_snapshot.TYPE: lambda v: (guard_paths.TYPE, v, None),
-    guard_snapshot.EQ: lambda v: (guard_paths.EQ, v, None),
-    guard_snapshot.TENSOR: lambda v: (guard_paths.TENSOR, v, None),
-    "len": lambda n: (guard_paths.LEN, n, None),
-    "keys": lambda keys: (guard_paths.KEYS, tuple(keys), None),
-}
-
 
 def _offset_is(t, offset):
     return t.storage_offset() == offset

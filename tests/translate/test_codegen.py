@@ -113,6 +113,35 @@ def test_module_parameters_are_graph_inputs(fresh_terra_dyn):
     assert sum(n.op == "placeholder" for n in gm.graph.nodes) == 5  # x + 4 parameters
 
 
+class _Mlp(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = torch.nn.ModuleList(torch.nn.Linear(4, 4) for _ in range(3))
+
+    def forward(self, x, scale):
+        for layer in self.layers:
+            x = torch.relu(layer(x)) * scale
+        return x
+
+
+def test_parameters_reach_the_graph_as_one_tuple(fresh_terra_dyn):
+    """The parameters, graph inputs after the arguments, are passed as the tuple that
+    referents() returned (one CALL_FUNCTION_EX), not loaded item by item; a parameter
+    replaced or changed in place after cached calls still reaches the result."""
+    model = _Mlp()
+    fast = terra_dyn.optimize(model, backend="interpreter")
+    x = torch.randn(2, 4)
+    with torch.no_grad():
+        for _ in range(3):
+            torch.testing.assert_close(fast(x, 2.0), model(x, 2.0))
+        names = [i.opname for i in dis.get_instructions(_code_of(_Mlp.forward))]
+        assert "CALL_FUNCTION_EX" in names and names.count("BINARY_SUBSCR") < 6, names
+        model.layers[1].weight = torch.nn.Parameter(torch.randn(4, 4))
+        torch.testing.assert_close(fast(x, 2.0), model(x, 2.0))
+        model.layers[2].bias.add_(1.0)
+        torch.testing.assert_close(fast(x, 3.0), model(x, 3.0))
+
+
 def test_translate_code_directly_without_the_hook():
     def f(x, n):
         return (x + n).cos()
