@@ -288,9 +288,15 @@ def _odd_keys(real):
 
 def _python_descriptor(attr):
     """A descriptor whose __get__ is Python code (not a function, property, classmethod or
-    staticmethod, whose __get__ the translator models)."""
-    return not isinstance(attr, (types.FunctionType, property, classmethod, staticmethod)) and \
-        isinstance(inspect.getattr_static(type(attr), "__get__", None), types.FunctionType)
+    staticmethod, whose __get__ the translator models): a function, or any other callable
+    set as `__get__` (test_dataclasses' test_getting_field_calls_get sets a Mock)."""
+    if isinstance(attr, (types.FunctionType, property, classmethod, staticmethod)):
+        return False
+    get = inspect.getattr_static(type(attr), "__get__", None)
+    return get is not None and not isinstance(get, _C_SLOTS)
+
+
+_C_SLOTS = (types.WrapperDescriptorType, types.MethodDescriptorType, types.BuiltinFunctionType)
 
 
 def _unguarded(value):

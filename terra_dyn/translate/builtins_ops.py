@@ -110,7 +110,7 @@ def value_type(v):
     if isinstance(v, ListValue):
         return list
     if isinstance(v, DictValue):
-        return dict
+        return v.cls
     if isinstance(v, ObjectValue):
         return v.cls
     if isinstance(v, FunctionValue):
@@ -515,5 +515,5 @@ def _dict_method(tx, name, d, args):
         items.clear()
         return ConstValue(None)
     if name == "copy":
-        return DictValue(dict(items))
+        return DictValue(dict(items), cls=d.cls)
     raise Unsupported(f"dict.{name}")

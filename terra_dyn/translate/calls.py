@@ -377,7 +377,7 @@ def _snapshot(v):
     if isinstance(v, ListValue):
         return ListValue([_snapshot(x) for x in v.items])
     if isinstance(v, DictValue):
-        return DictValue({k: _snapshot(x) for k, x in v.items.items()})
+        return DictValue({k: _snapshot(x) for k, x in v.items.items()}, cls=v.cls)
     if isinstance(v, TupleValue) and v.source is None:
         return TupleValue([_snapshot(x) for x in v.items], cls=v.cls)
     return v

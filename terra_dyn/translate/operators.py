@@ -284,7 +284,7 @@ def getitem(tx, obj, key):
         raise Unsupported(f"index {k!r} into a sequence")
     if isinstance(obj, DictValue):
         k = python_value(key)
-        if k not in obj.items and getattr(obj, "cls", dict) is collections.Counter:
+        if k not in obj.items and obj.cls is collections.Counter:
             return ConstValue(0)  # Counter's missing keys count zero
         if k not in obj.items:  # its keys are guarded: it raises on every call
             from .exceptions import KnownRaise

@@ -381,9 +381,10 @@ class ListValue(Value):
 
 
 class DictValue(Value):
-    def __init__(self, items, source=None):
+    def __init__(self, items, source=None, cls=dict):
         self.items = dict(items)  # python key -> Value
         self.source = source
+        self.cls = cls  # dict, collections.OrderedDict or collections.Counter
 
     def children(self):
         return list(self.items.values())
@@ -394,6 +395,8 @@ class DictValue(Value):
     def rebuild(self, r):
         if self.source is not None:
             return r.load_source(self.source)
+        if self.cls is not dict:  # `od.copy()`, an OrderedDict made here: its own type
+            return r.call_const(self.cls, r.build_dict(self.items), 1)
         return r.build_dict(self.items)
 
     def write_back(self, r, target):

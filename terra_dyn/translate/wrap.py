@@ -137,9 +137,7 @@ def _wrap(ctx, real, source):
         guards.type(source, type(real))
         guards.keys(source, real.keys())
         items = {k: wrap(ctx, x, ItemSource(source, k)) for k, x in real.items()}
-        value = DictValue(items, source=source)
-        value.cls = type(real)
-        return value
+        return DictValue(items, source=source, cls=type(real))
     if type(real) is types.MethodType and source is not None:
         # `Cls.a_classmethod` or `obj.method` makes a new bound method on every read: guard
         # what it binds, not the short-lived method object

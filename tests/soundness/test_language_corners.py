@@ -409,3 +409,52 @@ def test_a_function_made_in_translated_code_keeps_its_annotations():
         assert made.__annotations__ == _annotated_function_factory(kind).__annotations__
         assert made.__annotations__ == {"a": kind, "b": int, "return": kind}
         assert made(3, 4) == 3
+
+
+# -- test_dataclasses' test_helper_asdict_factory: an OrderedDict (or Counter) read in
+# translated code was typed, copied and rebuilt as a plain dict --------------------------
+def _dict_subclass_types(pairs):
+    import collections
+
+    od = collections.OrderedDict(pairs)  # made natively: wrapped as a dict value
+    counts = collections.Counter(dict(pairs))
+    return type(od), type(od.copy()), type(counts), od.copy(), counts.copy()
+
+
+def test_an_ordered_dict_keeps_its_type():
+    assert_same_as_plain(_dict_subclass_types, ([("a", 1), ("b", 2)],), ([("c", 3)],))
+
+
+# -- test_dataclasses' test_getting_field_calls_get: a descriptor whose `__get__` is a callable
+# object (a Mock), not a function, was called at translation and again natively ------------
+def _read_through_a_callable_get():
+    import dataclasses
+    from unittest.mock import Mock
+
+    class D:
+        pass
+
+    D.__get__ = Mock(return_value=7)
+
+    @dataclasses.dataclass
+    class C:
+        i: D = D()
+
+    c = C(5)
+    D.__get__.reset_mock()
+    value = c.i
+    return value, D.__get__.call_count
+
+
+def test_a_descriptor_with_a_callable_object_as_get_is_read_once():
+    from unittest.mock import Mock
+
+    from terra_dyn.translate.attributes import _python_descriptor
+
+    class D:
+        pass
+
+    D.__get__ = Mock()
+    assert _python_descriptor(D())  # so it is read natively, never at translation
+    assert not _python_descriptor(property(lambda self: 1))
+    assert_same_as_plain(_read_through_a_callable_get, (), ())
