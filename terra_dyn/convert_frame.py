@@ -75,8 +75,8 @@ def _generated_by_library(code, frame):
 class CodeState:
     """What convert_frame remembers about one code object between its translations."""
 
-    __slots__ = ("code_ref", "entries", "dynamic", "static", "warned", "guards", "gains", "as_written",
-                 "hook_off", "family_entries", "run", "run_entries")
+    __slots__ = ("code_ref", "entries", "dynamic", "static", "pinned_sizes", "warned", "guards", "gains",
+                 "as_written", "hook_off", "family_entries", "run", "run_entries")
 
     def __init__(self, code):
         # weakly: a function made and dropped in a loop must take its code, cache entries
@@ -86,6 +86,7 @@ class CodeState:
         self.entries = 0
         self.dynamic = set()
         self.static = set()  # numbers that broke the translation as graph inputs: constants
+        self.pinned_sizes = set()  # those of `static` a DynamicShapesFailed named (_revive_pinned)
         self.warned = False
         self.guards = []
         self.gains = False  # of an original code: a translation of it or of a resume function
@@ -148,6 +149,7 @@ def _note_dynamic(state, why, frame, code):
     An `id` check on a module failed for another instance of its type: guard it by type.
     A tensor check failed on sizes alone: keep those sizes symbolic (`a1.size()[0]`)."""
     args = _slot_values(frame, code)
+    before = set(state.dynamic)
     for guard in _own_guards(state):
         for check in getattr(guard, "checks", ()) or ():
             if check[0] == "snapshot":  # facts about a module pinned by identity
@@ -169,7 +171,22 @@ def _note_dynamic(state, why, frame, code):
                 state.dynamic.update(_changed_sizes(f"a{i}", args[i], check[2:]))
                 state.dynamic.update(_like_sizes(args[i], check[2:]))
         state.dynamic.update(_changed_objects(getattr(guard, "fallback", None), args))
+    _revive_pinned(state, before)
     state.dynamic -= state.static
+
+
+def _revive_pinned(state, before):
+    """Sizes pinned because they met a size that was constant then are symbolic again when a
+    size never seen changing changes with them. Mistral's decoder loop: at token 2 the mask's
+    length changed but the cache's did not (the entry before made the cache), so `attn_weights +
+    mask` pinned the mask to the cache's length + 1; from token 3 the cache grows too, and with
+    both symbolic the broadcast is a relation (guarded), not a constant: the loop settles instead
+    of translating once per token. Bounded: each revival needs a size not seen before."""
+    new = {e for e in state.dynamic - before - state.static if ".size()[" in e}
+    revived = state.dynamic & state.pinned_sizes
+    if new and revived:
+        state.static -= revived
+        state.pinned_sizes -= revived
 
 
 def _fresh_floats(frame, code):
@@ -490,10 +507,15 @@ def _pin(state, exc):
     False when nothing was left to pin."""
     # a stride or offset of a non-contiguous input cannot be static alone: its sizes are
     owners = tuple(_layout_owner(e) + ".size()[" for e in exc.exprs if _layout_owner(e))
-    pinned = {e for e in state.dynamic if e in exc.exprs or e.startswith(owners)} \
-        or {e for e in state.dynamic if ".size()[" in e}
-    pinned |= {e for e in state.dynamic if e.startswith("size==")}  # _like_sizes: a guess
+    pinned = {e for e in state.dynamic if e in exc.exprs or e.startswith(owners)}
+    guesses = {e for e in state.dynamic if e.startswith("size==")}  # _like_sizes
+    if not pinned and not (guesses and exc.exprs):
+        pinned = {e for e in state.dynamic if ".size()[" in e}
+    # the guesses go in any case; naming only sizes a guess made symbolic (mistral's cache
+    # heads, 2 like the mask's old length), they are all that goes
+    pinned |= guesses
     state.static |= pinned
+    state.pinned_sizes |= {e for e in pinned if ".size()[" in e}
     state.dynamic -= pinned
     return bool(pinned)
 
