@@ -86,8 +86,8 @@ def _generated_by_library(code, frame):
 class CodeState:
     """What convert_frame remembers about one code object between its translations."""
 
-    __slots__ = ("code_ref", "entries", "dynamic", "static", "warned", "guards", "gains", "as_written",
-                 "hook_off", "family_entries", "run", "run_entries")
+    __slots__ = ("code_ref", "entries", "dynamic", "static", "pinned_sizes", "warned", "guards", "gains",
+                 "as_written", "hook_off", "family_entries", "run", "run_entries")
 
     def __init__(self, code):
         # weakly: a function made and dropped in a loop must take its code, cache entries
@@ -97,6 +97,7 @@ class CodeState:
         self.entries = 0
         self.dynamic = set()
         self.static = set()  # numbers that broke the translation as graph inputs: constants
+        self.pinned_sizes = set()  # those of `static` a DynamicShapesFailed named (_revive_pinned)
         self.warned = False
         self.guards = []
         self.gains = False  # of an original code: a translation of it or of a resume function
@@ -159,6 +160,8 @@ def _note_dynamic(state, why, frame, code):
     An `id` check on a module failed for another instance of its type: guard it by type.
     A tensor check failed on sizes alone: keep those sizes symbolic (`a1.size()[0]`)."""
     args = _slot_values(frame, code)
+    before = set(state.dynamic)
+    steps = {}  # size expression -> how much it changed
     for guard in _own_guards(state):
         for check in getattr(guard, "checks", ()) or ():
             if check[0] == "snapshot":  # facts about a module pinned by identity
@@ -180,10 +183,30 @@ def _note_dynamic(state, why, frame, code):
             elif check[0] == "id" and _another_instance(args[i], check[2]):
                 state.dynamic.add(f"a{i}")
             elif check[0] == "tensor":
-                state.dynamic.update(_changed_sizes(f"a{i}", args[i], check[2:]))
+                state.dynamic.update(_changed_sizes(f"a{i}", args[i], check[2:], steps))
                 state.dynamic.update(_like_sizes(args[i], check[2:]))
-        state.dynamic.update(_changed_objects(getattr(guard, "fallback", None), args))
+        state.dynamic.update(_changed_objects(getattr(guard, "fallback", None), args, steps))
+    _revive_pinned(state, before, steps)
     state.dynamic -= state.static
+
+
+def _revive_pinned(state, before, steps):
+    """Sizes pinned because they met a size that was constant then are symbolic again when a
+    size never seen changing changes with them. Mistral's decoder loop: at token 2 the mask's
+    length changed but the cache's did not (the entry before made the cache), so `attn_weights +
+    mask` pinned the mask to the cache's length + 1; from token 3 the cache grows too, and with
+    both symbolic the broadcast is a relation (guarded), not a constant: the loop settles instead
+    of translating once per token. Only a pinned size that moved by the same step as a new one
+    (both one token longer) is revived: sdpoint's block width, pinned, changes with the pooled
+    height, and revived it made a different specialization that translated again later; a
+    parameter's size counts for nothing (it steps with the block's width: another module).
+    Bounded: each revival needs a size not seen before."""
+    new = {steps.get(e) for e in state.dynamic - before - state.static
+           if ".size()[" in e and "._parameters[" not in e and "._buffers[" not in e} - {None}
+    revived = {e for e in state.dynamic & state.pinned_sizes if steps.get(e) in new}
+    if new and revived:
+        state.static -= revived
+        state.pinned_sizes -= revived
 
 
 def _fresh_floats(frame, code):
@@ -199,8 +222,18 @@ def _fresh_floats(frame, code):
     return {f"a{i}" for i in fresh if i < len(args) and changing.is_float(args[i])}
 
 
-def _changed_sizes(expr, now, then):
-    return [e for e, _ in _size_changes(expr, now, then)]
+def _changed_sizes(expr, now, then, steps=None):
+    """The sizes of `now` that differ from the guarded facts `then`; with `steps`, note by how much."""
+    changes = _size_changes(expr, now, then)
+    if steps is not None:
+        for e, old in changes:
+            if isinstance(old, int):
+                steps[e] = _size_of(now, e) - old
+    return [e for e, _ in changes]
+
+
+def _size_of(t, expr):
+    return int(t.shape[int(expr.rsplit("[", 1)[1][:-1])])
 
 
 def _size_changes(expr, now, then):
@@ -240,7 +273,7 @@ _EQ_EXPR = re.compile(r"^(.+) (==|is) (c\d+)(\(\))?$")  # `is c4()`: a weakly he
 _TENSOR_EXPR = re.compile(r"^check_tensor(?:_layout)?\((.+?), ((?:c\d+, )+c\d+)\)$")
 
 
-def _changed_objects(predicate, args):
+def _changed_objects(predicate, args, steps=None):
     """Deeper sources (`a0.total == c3`: an attribute, a global) whose number changed, or
     (`a0.block is c4`) that hold another module of the same type."""
     changed = []
@@ -249,7 +282,7 @@ def _changed_objects(predicate, args):
         if tensor is not None:  # a tensor reached through an attribute, item or global
             facts = [predicate.namespace.get(c) for c in tensor.group(2).split(", ")]
             now = _evaluate(predicate, tensor.group(1), args)
-            changed += _changed_sizes(tensor.group(1), now, facts)
+            changed += _changed_sizes(tensor.group(1), now, facts, steps)
             changed += _like_sizes(now, facts)
             continue
         match = _EQ_EXPR.match(expr)
@@ -508,10 +541,15 @@ def _pin(state, exc):
     False when nothing was left to pin."""
     # a stride or offset of a non-contiguous input cannot be static alone: its sizes are
     owners = tuple(_layout_owner(e) + ".size()[" for e in exc.exprs if _layout_owner(e))
-    pinned = {e for e in state.dynamic if e in exc.exprs or e.startswith(owners)} \
-        or {e for e in state.dynamic if ".size()[" in e}
-    pinned |= {e for e in state.dynamic if e.startswith("size==")}  # _like_sizes: a guess
+    pinned = {e for e in state.dynamic if e in exc.exprs or e.startswith(owners)}
+    guesses = {e for e in state.dynamic if e.startswith("size==")}  # _like_sizes
+    if not pinned and not (guesses and exc.exprs):
+        pinned = {e for e in state.dynamic if ".size()[" in e}
+    # the guesses go in any case; naming only sizes a guess made symbolic (mistral's cache
+    # heads, 2 like the mask's old length), they are all that goes
+    pinned |= guesses
     state.static |= pinned
+    state.pinned_sizes |= {e for e in pinned if ".size()[" in e}
     state.dynamic -= pinned
     return bool(pinned)
 

@@ -466,3 +466,39 @@ def test_sizes_failing_one_at_a_time_are_pinned_one_at_a_time_without_a_fallback
             _same(fast(*args), f(*args))
     assert not rec.report().fallbacks
     terra_dyn.reset()
+
+
+class _GrowingCache:
+    """transformers' DynamicLayer in small: made on the first call, concatenated on each later."""
+
+    def __init__(self):
+        self.keys = None
+
+    def update(self, k):
+        self.keys = k if self.keys is None else torch.cat([self.keys, k], dim=-2)
+        return self.keys
+
+
+def test_a_size_pinned_against_a_constant_is_symbolic_again_when_that_one_changes_too():
+    # mistral's generate loop: at token 2 the mask's length changed but the cache's did not
+    # (the entry before made it), so `scores + mask` pinned the mask; from token 3 both grow, and
+    # the mask's old length (2) is the heads' count too (a like-size guess that fails alone)
+    def step(q, k, mask, cache):
+        keys = cache.update(k)  # (1, 2, L, 4)
+        return torch.softmax(q @ keys.transpose(-1, -2) + mask, dim=-1) @ keys
+
+    def run(fn, tokens):
+        torch.manual_seed(0)
+        cache, out = _GrowingCache(), []
+        for t in range(1, tokens + 1):
+            q, k = torch.randn(1, 2, 1, 4), torch.randn(1, 2, 1, 4)
+            out.append(fn(q, k, torch.zeros(1, 1, 1, t), cache))
+        return out
+
+    terra_dyn.reset()
+    fast = terra_dyn.optimize(step, backend="interpreter")
+    _same(run(fast, 3), run(step, 3))
+    with report.recording() as rec:  # tokens 1 to 12, the first three translated already
+        _same(run(fast, 12), run(step, 12))
+    assert not rec.report().translations and not rec.report().fallbacks
+    terra_dyn.reset()
