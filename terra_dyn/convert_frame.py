@@ -170,7 +170,7 @@ def _note_dynamic(state, why, frame, code):
                     changing.note(owner, key, now, holder)
                 continue
             if check[0] == "paths":  # facts along attribute / item chains, read as the predicate's
-                state.dynamic.update(_changed_objects(check[2], args))
+                state.dynamic.update(_changed_objects(check[2], args, steps))
                 continue
             if check[0] not in ("eq", "id", "id_weak", "tensor") or check[1] >= len(args):
                 continue
