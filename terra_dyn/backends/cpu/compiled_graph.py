@@ -31,7 +31,7 @@ import torch.fx as fx
 from ... import config
 from ..fusion import decompositions
 from ..fusion.attention import fuse_attention
-from ..fusion.lowering import is_inplace, lower_to_aten
+from ..fusion.lowering import drop_no_op_views, is_inplace, lower_to_aten
 from ..fusion.partition import FusionGroup, partition
 from ..fusion.compiled import FusedGraph
 from . import codegen, fast_calls
@@ -93,6 +93,12 @@ def decomposition_table() -> dict:
     table = dict(decompositions.table())
     for op in (aten.gelu.default, aten.gelu_backward.default):
         table[op] = _tanh_form_only(table[op])
+    # Layer norm's backward stays eager's kernel: decomposed, it became a row kernel plus
+    # two sums over the outer dims reading a materialized grad * x_hat; eager's kernel
+    # computes the weight and bias gradients beside the row pass. [64, 64, 256], 1 thread,
+    # thread time: ours 2.39 ms against eager's 1.05 (b1: 68 us against 34 us); without an
+    # input gradient 0.95 against 0.56 ms (docs/CPU_BACKEND.md, session 12).
+    table.pop(aten.native_layer_norm_backward.default, None)
     return table
 
 
@@ -127,6 +133,9 @@ class Program:
         self.owner = owner
         graph = aten_gm.graph
         self.mutates = any(is_inplace(n) for n in graph.nodes)
+        if not self.mutates:
+            drop_no_op_views(graph)  # t(t(x)), detach(x) (lowering.py)
+            aten_gm.recompile()
         self.steps = partition(graph)
         self.decisions = {}  # group -> KernelSource, or the reason it runs as ATen ops
         kernels = {}

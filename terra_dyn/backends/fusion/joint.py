@@ -23,7 +23,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils import _pytree as pytree
 
 from ... import config
-from .lowering import VIEW_OPS, is_inplace, module_classes_untouched
+from .lowering import VIEW_OPS, drop_no_op_views, is_inplace, module_classes_untouched
 
 
 class _JointFunction(torch.autograd.Function):
@@ -152,6 +152,9 @@ class JointProgram:
 
     def _split(self, joint: fx.GraphModule, nargs: int, nouts: int):
         """Cut `joint` into self.forward_gm and self.backward_gm."""
+        # the leaves' detaches and a weight gradient's t(t(.)) are no-ops here: the backward
+        # then reads a parameter as the saved input it is, not as a saved detach of it
+        drop_no_op_views(joint.graph)
         nodes = list(joint.graph.nodes)
         placeholders = [n for n in nodes if n.op == "placeholder"]
         primals, tangents = placeholders[:nargs], placeholders[nargs:]

@@ -128,3 +128,39 @@ VIEW_OPS = {
 
 def _is_view(node: fx.Node) -> bool:
     return node.op == "call_function" and node.target in VIEW_OPS
+
+
+def drop_no_op_views(graph: fx.Graph):
+    """Remove view steps that change nothing, in a graph run without autograd (a compiled
+    forward or backward half, an inference graph): `t(t(x))` is x, `detach(x)` is x, and
+    `view(view(x, a), b)` of a contiguous x is `view(x, b)`. A training step's halves hold
+    tens of them (a linear's weight gradient is `t(t(mm))`, every saved parameter a detach),
+    each a Python call of about a microsecond. A step whose result is a graph output and
+    would become an input itself is kept (an output must not be the input object)."""
+    def source(node):
+        if node.op != "call_function" or not node.args or not isinstance(node.args[0], fx.Node):
+            return None
+        inner = node.args[0]
+        if node.target is aten.detach.default:
+            return inner
+        if node.target is aten.t.default and inner.op == "call_function" and inner.target is aten.t.default:
+            return inner.args[0]
+        return None
+
+    for node in list(graph.nodes):
+        src = source(node)
+        if src is not None and not (src.op == "placeholder" and any(u.op == "output" for u in node.users)):
+            inner = node.args[0]
+            node.replace_all_uses_with(src)
+            graph.erase_node(node)
+            if inner is not src and not inner.users:
+                graph.erase_node(inner)
+            continue
+        if node.op == "call_function" and node.target is aten.view.default and isinstance(node.args[0], fx.Node):
+            inner = node.args[0]
+            base = inner.args[0] if inner.op == "call_function" and inner.target is aten.view.default else None
+            value = base.meta.get("val") if isinstance(base, fx.Node) else None
+            if isinstance(value, torch.Tensor) and value.is_contiguous():
+                node.args = (inner.args[0],) + tuple(node.args[1:])
+                if not inner.users:
+                    graph.erase_node(inner)

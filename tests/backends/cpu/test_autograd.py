@@ -188,3 +188,42 @@ def test_settled_training_signature_skips_the_signature_key(monkeypatch):
     ours, theirs = leaves(x, w, grad=[True, False]), leaves(x, w, grad=[True, False])  # another signature
     assert_same(run_and_grads(compiled, ours, [seed]), run_and_grads(fn, theirs, [seed]), **TOL)
     assert len(keys) > counts[3]
+
+
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_layer_norm_backward_is_eagers_kernel_and_equals_eager(input_grad):
+    # the decomposed backward (a row kernel + two outer sums) was 2.3x eager's kernel
+    def fn(x, r, gamma, beta):
+        return F.layer_norm(x + r, (x.shape[-1],), gamma, beta) * 2.0
+    args = (torch.randn(3, 5, 40), torch.randn(3, 5, 40), torch.rand(40) + 0.5, torch.randn(40))
+    compiled = check_training(fn, *args, grad=[input_grad, False, True, True])
+    (program,) = joint_programs(compiled)
+    backward = aten_targets(program.backward)
+    assert backward.count("aten.native_layer_norm_backward.default") == 1, backward
+    assert program.forward.kernels, compiled.describe()  # the forward's add + layer norm: one kernel
+
+
+def test_training_halves_hold_no_detach_or_double_transpose():
+    # a linear's weight gradient came out as t(t(mm)), and every parameter was saved as a
+    # detach of itself: about a microsecond of Python each, tens per step
+    args = (torch.randn(16, 32), torch.randn(64, 32) * 0.2, torch.randn(64), torch.randn(8, 64) * 0.2,
+            torch.randn(8), torch.rand(64) + 0.5, torch.randn(64))
+    compiled = check_training(mlp, *args, grad=[False] + [True] * 6)
+    (program,) = joint_programs(compiled)
+    assert not [n for n in program.saved_nodes if n.target is torch.ops.aten.detach.default], program.saved_nodes
+    for half in (program.forward, program.backward):
+        for p in half.programs.values():
+            nodes = [n for n in p.aten_gm.graph.nodes if n.op == "call_function"]
+            assert not [n for n in nodes if n.target is torch.ops.aten.detach.default], p.aten_gm.code
+            assert not [n for n in nodes if n.target is torch.ops.aten.t.default
+                        and n.args[0].target is torch.ops.aten.t.default], p.aten_gm.code
+
+
+@pytest.mark.parametrize("fn", [lambda x: x.t().t(), lambda x: x.detach(), lambda x: (x * 2).t().t() + 1,
+                                lambda x: (x * 2).view(8, 4).view(32).sin()])
+def test_no_op_views_dropped_without_changing_results_or_aliasing_inputs(fn):
+    x = torch.randn(4, 8)
+    compiled = compile_graph(trace(fn), [x])
+    got = compiled(x)
+    assert_same(got, fn(x))
+    assert got is not x  # an output that was a view of an input stays a new tensor object
