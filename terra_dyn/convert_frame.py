@@ -161,7 +161,7 @@ def _note_dynamic(state, why, frame, code):
     A tensor check failed on sizes alone: keep those sizes symbolic (`a1.size()[0]`)."""
     args = _slot_values(frame, code)
     before = set(state.dynamic)
-    steps = {}  # size expression -> how much it changed
+    steps = {}  # size or attribute number expression -> how much it changed
     for guard in _own_guards(state):
         for check in getattr(guard, "checks", ()) or ():
             if check[0] == "snapshot":  # facts about a module pinned by identity
@@ -200,7 +200,12 @@ def _revive_pinned(state, before, steps):
     (both one token longer) is revived: sdpoint's block width, pinned, changes with the pooled
     height, and revived it made a different specialization that translated again later; a
     parameter's size counts for nothing (it steps with the block's width: another module).
-    Bounded: each revival needs a size not seen before."""
+    A pinned number read from an attribute or item is revived the same way: with a one-token
+    prompt, mistral's second token met the cache at length 1 (static: sizes 0 and 1 always
+    are), so `scores + mask` pinned the window layer's `cumulative_length` (1) that the mask's
+    length is made from; at token 3 the counter and the cache's length both step by one, and
+    with both symbolic their equality is a guarded relation (it was a translation per token
+    until the recompile limit). Bounded: each revival needs a size not seen before."""
     new = {steps.get(e) for e in state.dynamic - before - state.static
            if ".size()[" in e and "._parameters[" not in e and "._buffers[" not in e} - {None}
     revived = {e for e in state.dynamic & state.pinned_sizes if steps.get(e) in new}
@@ -302,6 +307,8 @@ def _changed_objects(predicate, args, steps=None):
             changed.append(match.group(1))
             if op == "==":
                 _note_changing(predicate, match.group(1), args, now)
+                if steps is not None and type(now) is int:
+                    steps[match.group(1)] = now - const
     return changed
 
 
@@ -549,7 +556,7 @@ def _pin(state, exc):
     # heads, 2 like the mask's old length), they are all that goes
     pinned |= guesses
     state.static |= pinned
-    state.pinned_sizes |= {e for e in pinned if ".size()[" in e}
+    state.pinned_sizes |= {e for e in pinned if not e.startswith("size==")}
     state.dynamic -= pinned
     return bool(pinned)
 
