@@ -168,8 +168,8 @@ class GraphState:
 
     def _like_base_strides(self, real, source):
         """Dims of a non-contiguous view whose strides to keep symbolic although none of its
-        sizes changed: its base has a dim of a like size (`size==8`, a size that changed
-        between calls), so its base, and the strides that come from it, will differ later.
+        sizes changed: it slices its base along a dim of a like size (`size==8`, a size that
+        changed between calls), so its base, and the strides that come from it, will differ later.
         gemma2's sliding-window cache at the second token is the last `window - 1` positions
         of the prompt's keys (a base of the prompt's length, input_ids' old length); from the
         third token on it is a slice of a `window`-long tensor: the same sizes, other strides
@@ -177,9 +177,9 @@ class GraphState:
         strides after them are symbols; the others are their relations (guarded)."""
         if not self.like_sizes or source is None or isinstance(real, torch.nn.Parameter) \
                 or not _meta_friendly(real) or not real._is_view() or real.is_contiguous() \
-                or isinstance(source.root(), FreeVarSource) \
-                or not any(n in self.like_sizes for n in real._base.shape):
-            return []
+                or isinstance(source.root(), FreeVarSource) or real._base.dim() != real.dim() \
+                or not any(b in self.like_sizes and b != n for b, n in zip(real._base.shape, real.shape)):
+            return []  # only a slice along a dim of its base of a like size
         stride = real.stride()
         return [d for d in range(real.dim() - 1)
                 if real.shape[d] > 1 and stride[d] != stride[d + 1] * real.shape[d + 1]]
