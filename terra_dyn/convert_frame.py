@@ -33,10 +33,10 @@ from . import _C, config, dynamic_marks, recompiles, report, torch_compat, trace
 from .backends import backend_name, lookup
 from .code_location import is_library_code  # noqa: F401  (the decision lives there)
 from .codegen.resume import current_run, fresh_args, is_resume_code, original_code
+from .real_types import is_numpy_scalar, isa
 from .translate import FullgraphError, TranslateOptions, Unsupported, translate_frame
 from .translate import changing
 from .translate.graph_state import DynamicShapesFailed
-from .translate.wrap import is_numpy_scalar
 
 
 @atexit.register
@@ -159,11 +159,16 @@ def _note_dynamic(state, why, frame, code):
     """An `eq` check on a number slot failed: pass that number as a graph input next time.
     An `id` check on a module failed for another instance of its type: guard it by type.
     A tensor check failed on sizes alone: keep those sizes symbolic (`a1.size()[0]`)."""
-    args = _slot_values(frame, code)
+    all_args = _slot_values(frame, code)
     before = set(state.dynamic)
     steps = {}  # size or attribute number expression -> how much it changed
     for guard in _own_guards(state):
-        for check in getattr(guard, "checks", ()) or ():
+        checks = getattr(guard, "checks", ()) or ()
+        # an argument of another type than the entry's is another kind of object: no number
+        # of it changed, and reading the entry's attribute paths on it would run its code (a
+        # __getattribute__ logging each read: test_descr's test_module_subclasses)
+        args = [_MISSING if _another_type(checks, i, a) else a for i, a in enumerate(all_args)]
+        for check in checks:
             if check[0] == "snapshot":  # facts about a module pinned by identity
                 state.dynamic.update(check[4].changed(_is_number))
                 for owner, key, now, holder in check[4].changed_numbers(_is_number):
@@ -188,6 +193,11 @@ def _note_dynamic(state, why, frame, code):
         state.dynamic.update(_changed_objects(getattr(guard, "fallback", None), args, steps))
     _revive_pinned(state, before, steps)
     state.dynamic -= state.static
+
+
+def _another_type(checks, i, value):
+    wanted = [c[2] for c in checks if c[0] == "type" and c[1] == i]
+    return bool(wanted) and type(value) not in wanted
 
 
 def _revive_pinned(state, before, steps):
@@ -246,7 +256,7 @@ def _size_changes(expr, now, then):
     facts `then` = (cls, dtype, device, sizes, ..., requires_grad), when only sizes (and the
     strides and offset that follow them) do. Sizes of a symbolic input's guard
     (check_tensor_layout) may be FREE (None): those are symbolic already."""
-    if not isinstance(now, torch.Tensor):
+    if not isa(now, torch.Tensor):
         return []
     cls, dtype, device, sizes = then[:4]
     requires_grad = then[-1]
@@ -269,7 +279,7 @@ def _is_number(v):
 
 
 def _another_instance(now, then):
-    return isinstance(then, torch.nn.Module) and type(now) is type(then) and now is not then
+    return isa(then, torch.nn.Module) and type(now) is type(then) and now is not then
 
 
 _EQ_EXPR = re.compile(r"^(.+) (==|is) (c\d+)(\(\))?$")  # `is c4()`: a weakly held module
@@ -294,11 +304,11 @@ def _changed_objects(predicate, args, steps=None):
         if match is None:
             continue
         op, const = match.group(2), predicate.namespace.get(match.group(3))
-        if match.group(4) and isinstance(const, weakref.ref):
+        if match.group(4) and isa(const, weakref.ref):
             const = const()
         if op == "==" and not _is_number(const):
             continue
-        if op == "is" and not isinstance(const, torch.nn.Module):
+        if op == "is" and not isa(const, torch.nn.Module):
             continue
         now = _evaluate(predicate, match.group(1), args)
         if now is _MISSING:  # the attribute vanished: not a changing number
