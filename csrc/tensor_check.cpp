@@ -184,8 +184,8 @@ int ambient_matches(const AmbientSpec *spec) {
  *   LayoutCheck(fallback, T, dtype, device, sizes, strides, offset, requires_grad)(x) -> bool
  *
  * The guard of an input translated with symbolic sizes: each of `sizes`, `strides` is an int
- * or None (FREE: a symbol, any value >= 1); `strides` None: contiguous, a FREE size of 1
- * having its row-major stride; `offset` an int, None (FREE) or Ellipsis (not checked).
+ * or None (FREE: a symbol, any value >= 2); `strides` None: contiguous; `offset` an int,
+ * None (FREE) or Ellipsis (not checked).
  * yolov3 checks ~90 of them a step: ~5 us each in Python, ~50 ns here. What this path cannot
  * decide like the Python one (see tensor_matches) calls `fallback(x, T, dtype, ...)`. */
 constexpr int64_t kFree = -1, kUnchecked = -2;
@@ -226,23 +226,18 @@ int layout_matches(const LayoutCheck *c, PyObject *obj) noexcept {
     return matches(obj, spec, [c, spec](c10::IntArrayRef sizes, c10::IntArrayRef strides, const c10::TensorImpl *impl) {
         for (int32_t i = 0; i < spec->ndim; i++) {
             int64_t want = spec->sizes[i];
-            if (want == kFree ? sizes[i] < 1 : sizes[i] != want) return false;
+            if (want == kFree ? sizes[i] < 2 : sizes[i] != want) return false;
         }
         if (c->contiguous) {
             if (!impl->is_contiguous()) return false;
-            int64_t expected = 1;
-            for (int32_t i = spec->ndim - 1; i >= 0; i--) {
-                if (spec->sizes[i] == kFree && sizes[i] == 1 && strides[i] != expected) return false;
-                expected *= sizes[i];
-            }
         } else {
             for (int32_t i = 0; i < spec->ndim; i++) {
                 int64_t want = spec->strides[i];
-                if (want == kFree ? strides[i] < 1 : strides[i] != want) return false;
+                if (want == kFree ? strides[i] < 2 : strides[i] != want) return false;
             }
         }
         int64_t offset = impl->storage_offset();
-        return c->offset == kUnchecked || (c->offset == kFree ? offset >= 1 : offset == c->offset);
+        return c->offset == kUnchecked || (c->offset == kFree ? offset >= 2 : offset == c->offset);
     });
 }
 

@@ -92,8 +92,10 @@ class GraphState:
             from torch._subclasses.fake_tensor import FakeTensorMode
 
             if self._symbolic:
+                from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
                 # no duck sizing: two sizes equal at translate time are not assumed equal
-                self._fake_mode = FakeTensorMode(shape_env=_shape_env())
+                self._fake_mode = FakeTensorMode(shape_env=ShapeEnv(duck_shape=False))
                 # fake tensors cache an op's output per ShapeEnv, i.e. per translation here, and
                 # building an entry re-derives the symbolic output: a third of faster_rcnn's
                 # symbolic retranslations (about 1 s each) went to entries never read again
@@ -182,9 +184,6 @@ class GraphState:
             dynamic_sizes=[DimDynamic.DYNAMIC if d in dims else DimDynamic.STATIC for d in range(n)],
             constraint_sizes=[None] * n, view_base_context=base)
         fake = self.fake_mode.from_tensor(real, symbolic_context=context)
-        for d in dims:  # sizes, as _shape_env answers them
-            if isinstance(fake.shape[d], torch.SymInt) and fake.shape[d].node.expr.is_Symbol:
-                self.fake_mode.shape_env.size_like.add(fake.shape[d].node.expr)
         sizes = [self._layout_item(fake.shape[d], f"{expr}.size()[{d}]") for d in range(n)]
         offset = self._layout_item(fake.storage_offset(), f"{expr}.storage_offset()")
         if offset is not FREE:  # a constant offset: guarded only where read (offset_read)
@@ -453,34 +452,6 @@ _FUNCTIONS = {"Max": "max", "Min": "min"}
 
 def _sources_in(expr, names):
     return {names[s] for s in getattr(expr, "free_symbols", ()) if s in names}
-
-
-def _shape_env():
-    """A ShapeEnv whose symbols range over 1.. (torch's own assume 2..: "0/1 specialization"),
-    and whose size symbols (`size_like`, GraphState._symbolic_fake) meet the guard_or_false /
-    guard_or_true questions of torch's meta functions as unbacked sizes do: `s == 1` in a
-    broadcast (`infer_size`) answers False when nothing else decides it, with no guard, as torch
-    writes those paths to hold for every size (what follows, `s == s2`, is guarded). Every
-    other question (a branch in the program, `torch._check`) is a guard as before. So a size
-    that changed between calls (a symbol made from a value of at least 2) stays one when a later
-    call brings 1: faster_rcnn's box count per image (1 to 5) retranslated each time an image
-    brought one box, as late as step 11. 0 stays outside (sizes are positive symbols)."""
-    from torch.fx.experimental.symbolic_shapes import ShapeEnv
-    from torch.utils._sympy.numbers import int_oo
-    from torch.utils._sympy.value_ranges import ValueRanges
-
-    class SizesFromOne(ShapeEnv):
-        def _default_value_range(self, do_not_specialize_zero_one=False):
-            return ValueRanges(1, int_oo)
-
-        def evaluate_sym_node(self, sym_node, size_oblivious=False, fallback_value=None):
-            if fallback_value is not None and sym_node.expr.free_symbols <= self.size_like:
-                known = self._maybe_evaluate_static(sym_node.expr, size_oblivious=True)
-                if known is not None:
-                    return known
-            return super().evaluate_sym_node(sym_node, size_oblivious, fallback_value)
-
-    return SizesFromOne(duck_shape=False)
 
 
 class _NumberSource:

@@ -134,23 +134,21 @@ class PyGuard:
         return explain_failure(self.checks, self.fallback, args)
 
 
-FREE = None  # a size, stride or storage offset that is a symbol of the translation: any value >= 1
+FREE = None  # a size, stride or storage offset that is a symbol of the translation: any value >= 2
 UNCHECKED = ...  # a storage offset nothing read (check_storage_offset guards it when read)
 
 
 def check_tensor_layout(t, cls, dtype, device, sizes, strides, offset, requires_grad):
     """A tensor guard for an input translated with symbolic sizes: each of `sizes`, `strides`
-    and `offset` is an int (that value) or FREE (a symbol: at least 1, as the ShapeEnv
-    assumed, graph_state._shape_env; relations between symbols are guarded apart); `strides`
-    None: contiguous, and a FREE size of 1 has its row-major stride (is_contiguous() lets a
-    size-1 dim have any stride, the fake tensor has that one); `offset` UNCHECKED: not checked."""
+    and `offset` is an int (that value) or FREE (a symbol: at least 2, as the ShapeEnv
+    assumed; relations between symbols are guarded apart); `strides` None: contiguous;
+    `offset` UNCHECKED: not checked."""
     if not (type(t) is cls and t.dtype == dtype and t.device == device and t.requires_grad == requires_grad):
         return False
-    shape = t.size()
-    if not fits_layout(shape, sizes):
+    if not fits_layout(t.size(), sizes):
         return False
     if strides is None:
-        if not t.is_contiguous() or 1 in shape and not _row_major_ones(shape, t.stride(), sizes):
+        if not t.is_contiguous():
             return False
     elif not fits_layout(t.stride(), strides):
         return False
@@ -171,22 +169,12 @@ def layout_check(meta):
 
 
 def fits_layout(actual, wanted):
-    """Each item of `actual` is the int in `wanted`, or at least 1 where `wanted` has FREE."""
+    """Each item of `actual` is the int in `wanted`, or at least 2 where `wanted` has FREE."""
     if len(actual) != len(wanted):
         return False
     for want, got in zip(wanted, actual):
-        if got != want and (want is not FREE or got < 1):
+        if got != want and (want is not FREE or got < 2):
             return False
-    return True
-
-
-def _row_major_ones(shape, strides, sizes):
-    """Each dim whose size is FREE and 1 has the stride a contiguous tensor has there."""
-    expected = 1
-    for d in range(len(shape) - 1, -1, -1):
-        if sizes[d] is FREE and shape[d] == 1 and strides[d] != expected:
-            return False
-        expected *= shape[d]
     return True
 
 
