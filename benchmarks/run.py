@@ -51,6 +51,9 @@ def parse_args(argv):
     p.add_argument("--child-timeout", type=int, default=3600, help="seconds for one program's child")
     p.add_argument("--warm-caches", action="store_true", help="let Inductor use its on-disk caches")
     p.add_argument("--in-process", action="store_true", help="no child processes")
+    p.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                   help="wall: time.perf_counter; cpu: the process's CPU time (time.process_time, all its "
+                        "threads; a machine shared with other jobs moves it less; --device cpu only)")
     p.add_argument("--child-out", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.programs = [n for n in args.programs.split(",") if n]
@@ -103,7 +106,7 @@ def run_program(name, args, mode_names):
             batch = prog.make_batch(i)
             try:
                 with mode.counting(), PeakMemory(args.device) as mem, time_limit(args.step_timeout):
-                    seconds, loss = timed(lambda: float(prog.run(batch)), args.device)
+                    seconds, loss = timed(lambda: float(prog.run(batch)), args.device, args.clock)
             except (Exception, StepTimeout) as e:
                 res.update(status="failed", error=f"step {i}: {type(e).__name__}: {e}"[:500],
                            traceback=traceback.format_exc()[-3000:])
@@ -151,6 +154,8 @@ def child_command(args, name, modes, out):
         cmd += ["--threads", str(args.threads)]
     if args.warm_caches:
         cmd.append("--warm-caches")
+    if args.clock != "wall":
+        cmd += ["--clock", args.clock]
     return cmd
 
 

@@ -483,6 +483,43 @@ static PyObject *guard_check_method(Guard *self, PyObject *const *args, Py_ssize
     return ok < 0 ? NULL : PyBool_FromLong(ok);
 }
 
+/* repr() of a check's spec that runs no user code: a user object in it (an identity check's
+   module subclass, whose repr reads attributes through its own __getattribute__: test_descr's
+   test_module_subclasses) shows as <TypeName>. */
+static PyObject *spec_repr(PyObject *x) {
+    PyTypeObject *t = Py_TYPE(x);
+    if (PyTuple_CheckExact(x)) {
+        PyObject *parts = PyList_New(0), *sep = NULL, *joined = NULL, *text = NULL;
+        if (parts == NULL) return NULL;
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(x); i++) {
+            PyObject *part = spec_repr(PyTuple_GET_ITEM(x, i));
+            if (part == NULL || PyList_Append(parts, part) < 0) {
+                Py_XDECREF(part);
+                Py_DECREF(parts);
+                return NULL;
+            }
+            Py_DECREF(part);
+        }
+        sep = PyUnicode_FromString(", ");
+        joined = sep ? PyUnicode_Join(sep, parts) : NULL;
+        if (joined != NULL) {
+            text = PyUnicode_FromFormat(PyTuple_GET_SIZE(x) == 1 ? "(%U,)" : "(%U)", joined);
+        }
+        Py_XDECREF(sep);
+        Py_XDECREF(joined);
+        Py_DECREF(parts);
+        return text;
+    }
+    /* builtin scalars, exact classes, and objects of C types that hold no other object */
+    if (x == Py_None || t == &PyLong_Type || t == &PyFloat_Type || t == &PyUnicode_Type ||
+        t == &PyBool_Type || t == &PyType_Type ||
+        (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE) && !PyWeakref_Check(x) && !PyList_Check(x) &&
+         !PyDict_Check(x) && !PyAnySet_Check(x) && !PyTuple_Check(x) && !PyType_Check(x))) {
+        return PyObject_Repr(x);
+    }
+    return PyUnicode_FromFormat("<%s>", t->tp_name);
+}
+
 /* A readable description of the first failing check, or None if all pass. */
 static PyObject *guard_explain(Guard *self, PyObject *const *args, Py_ssize_t nargs) {
     for (Py_ssize_t i = 0; i < self->n; i++) {
@@ -490,7 +527,6 @@ static PyObject *guard_explain(Guard *self, PyObject *const *args, Py_ssize_t na
         int r = check_one(c, args, nargs);
         if (r < 0) return NULL;
         if (r) continue;
-        PyObject *spec = PyTuple_GET_ITEM(self->spec, i);
         if (c->kind == K_PATHS) {  /* the failing fact, as Python text (guard_paths.py) */
             PyObject *method = PyObject_GetAttr(c->b, s_explain);
             PyObject *why = method ? PyObject_Vectorcall(method, args, nargs, NULL) : NULL;
@@ -503,29 +539,33 @@ static PyObject *guard_explain(Guard *self, PyObject *const *args, Py_ssize_t na
             Py_XDECREF(why);
             PyErr_Clear();
         }
+        PyObject *spec = spec_repr(PyTuple_GET_ITEM(self->spec, i)), *text;
+        if (spec == NULL) return NULL;
         if (NO_SLOT(c->kind)) {
-            return PyUnicode_FromFormat("check %zd %R failed", i, spec);
-        }
-        if (c->index >= nargs) {
-            return PyUnicode_FromFormat("check %zd %R failed: only %zd arguments", i, spec, nargs);
-        }
-        PyObject *x = args[c->index];
-        if (c->kind == K_TENSOR) {
+            text = PyUnicode_FromFormat("check %zd %U failed", i, spec);
+        } else if (c->index >= nargs) {
+            text = PyUnicode_FromFormat("check %zd %U failed: only %zd arguments", i, spec, nargs);
+        } else if (c->kind == K_TENSOR) {
             /* The Python path names the field; it finds none when only the fast path saw the
                difference (an active TorchFunctionMode answering attribute reads). */
-            const char *field = tensor_mismatch(c, x);
-            return PyUnicode_FromFormat("check %zd %R failed: args[%zd] differs in %s", i, spec,
+            const char *field = tensor_mismatch(c, args[c->index]);
+            text = PyUnicode_FromFormat("check %zd %U failed: args[%zd] differs in %s", i, spec,
                                         c->index, field ? field : "metadata");
+        } else {
+            /* the value only for plain builtin types: a user __repr__ must not run here */
+            PyObject *x = args[c->index];
+            PyTypeObject *t = Py_TYPE(x);
+            if (t != &PyLong_Type && t != &PyFloat_Type && t != &PyUnicode_Type && t != &PyBool_Type &&
+                x != Py_None) {
+                text = PyUnicode_FromFormat("check %zd %U failed: args[%zd] has type %s", i, spec,
+                                            c->index, t->tp_name);
+            } else {
+                text = PyUnicode_FromFormat("check %zd %U failed: args[%zd] is %.200R (type %s)", i,
+                                            spec, c->index, x, t->tp_name);
+            }
         }
-        /* the value only for plain builtin types: a user __repr__ must not run here */
-        PyTypeObject *t = Py_TYPE(x);
-        if (t != &PyLong_Type && t != &PyFloat_Type && t != &PyUnicode_Type && t != &PyBool_Type &&
-            x != Py_None) {
-            return PyUnicode_FromFormat("check %zd %R failed: args[%zd] has type %s", i, spec, c->index,
-                                        t->tp_name);
-        }
-        return PyUnicode_FromFormat("check %zd %R failed: args[%zd] is %.200R (type %s)", i, spec,
-                                    c->index, x, Py_TYPE(x)->tp_name);
+        Py_DECREF(spec);
+        return text;
     }
     int ok = self->fallback ? guard_check((PyObject *)self, args, nargs) : 1;
     if (ok < 0) return NULL;

@@ -44,6 +44,8 @@ KNOBS = [
          "live log categories to print to stderr: graphs,breaks,recompiles,guards,code,kernels,fallbacks or all"),
     Knob("print_kernels", "TERRA_DYN_PRINT_KERNELS", False, "print generated Triton and C++ kernel source"),
     Knob("cpu_cxx", "TERRA_DYN_CXX", "g++", "C++ compiler of the cpu backend's kernels (name on PATH or a path)"),
+    Knob("cpu_async_compile", "TERRA_DYN_CPU_ASYNC", True,
+         "cpu backend (by name or auto): g++ builds a graph's kernels in the background while its calls run eagerly"),
     Knob("cpu_min_elements", "TERRA_DYN_CPU_MIN_ELEMENTS", 4096,
          "cpu backend: auto skips graphs without a tensor this big (eager is as fast); 0: every group a kernel"),
     Knob("guard_snapshots", "TERRA_DYN_GUARD_SNAPSHOTS", True,

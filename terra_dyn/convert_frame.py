@@ -33,10 +33,10 @@ from . import _C, config, dynamic_marks, logs, recompiles, report, torch_compat,
 from .backends import backend_name, lookup
 from .code_location import is_library_code  # noqa: F401  (the decision lives there)
 from .codegen.resume import current_run, fresh_args, is_resume_code, original_code
+from .real_types import is_numpy_scalar, isa
 from .translate import FullgraphError, TranslateOptions, Unsupported, translate_frame
 from .translate import changing
 from .translate.graph_state import DynamicShapesFailed
-from .translate.wrap import is_numpy_scalar
 
 
 @atexit.register
@@ -161,11 +161,16 @@ def _note_dynamic(state, why, frame, code):
     """An `eq` check on a number slot failed: pass that number as a graph input next time.
     An `id` check on a module failed for another instance of its type: guard it by type.
     A tensor check failed on sizes alone: keep those sizes symbolic (`a1.size()[0]`)."""
-    args = _slot_values(frame, code)
+    all_args = _slot_values(frame, code)
     before = set(state.dynamic)
-    steps = {}  # size expression -> how much it changed
+    steps = {}  # size or attribute number expression -> how much it changed
     for guard in _own_guards(state):
-        for check in getattr(guard, "checks", ()) or ():
+        checks = getattr(guard, "checks", ()) or ()
+        # an argument of another type than the entry's is another kind of object: no number
+        # of it changed, and reading the entry's attribute paths on it would run its code (a
+        # __getattribute__ logging each read: test_descr's test_module_subclasses)
+        args = [_MISSING if _another_type(checks, i, a) else a for i, a in enumerate(all_args)]
+        for check in checks:
             if check[0] == "snapshot":  # facts about a module pinned by identity
                 state.dynamic.update(check[4].changed(_is_number))
                 for owner, key, now, holder in check[4].changed_numbers(_is_number):
@@ -192,6 +197,11 @@ def _note_dynamic(state, why, frame, code):
     state.dynamic -= state.static
 
 
+def _another_type(checks, i, value):
+    wanted = [c[2] for c in checks if c[0] == "type" and c[1] == i]
+    return bool(wanted) and type(value) not in wanted
+
+
 def _revive_pinned(state, before, steps):
     """Sizes pinned because they met a size that was constant then are symbolic again when a
     size never seen changing changes with them. Mistral's decoder loop: at token 2 the mask's
@@ -202,7 +212,12 @@ def _revive_pinned(state, before, steps):
     (both one token longer) is revived: sdpoint's block width, pinned, changes with the pooled
     height, and revived it made a different specialization that translated again later; a
     parameter's size counts for nothing (it steps with the block's width: another module).
-    Bounded: each revival needs a size not seen before."""
+    A pinned number read from an attribute or item is revived the same way: with a one-token
+    prompt, mistral's second token met the cache at length 1 (static: sizes 0 and 1 always
+    are), so `scores + mask` pinned the window layer's `cumulative_length` (1) that the mask's
+    length is made from; at token 3 the counter and the cache's length both step by one, and
+    with both symbolic their equality is a guarded relation (it was a translation per token
+    until the recompile limit). Bounded: each revival needs a size not seen before."""
     new = {steps.get(e) for e in state.dynamic - before - state.static
            if ".size()[" in e and "._parameters[" not in e and "._buffers[" not in e} - {None}
     revived = {e for e in state.dynamic & state.pinned_sizes if steps.get(e) in new}
@@ -243,7 +258,7 @@ def _size_changes(expr, now, then):
     facts `then` = (cls, dtype, device, sizes, ..., requires_grad), when only sizes (and the
     strides and offset that follow them) do. Sizes of a symbolic input's guard
     (check_tensor_layout) may be FREE (None): those are symbolic already."""
-    if not isinstance(now, torch.Tensor):
+    if not isa(now, torch.Tensor):
         return []
     cls, dtype, device, sizes = then[:4]
     requires_grad = then[-1]
@@ -266,7 +281,7 @@ def _is_number(v):
 
 
 def _another_instance(now, then):
-    return isinstance(then, torch.nn.Module) and type(now) is type(then) and now is not then
+    return isa(then, torch.nn.Module) and type(now) is type(then) and now is not then
 
 
 _EQ_EXPR = re.compile(r"^(.+) (==|is) (c\d+)(\(\))?$")  # `is c4()`: a weakly held module
@@ -291,11 +306,11 @@ def _changed_objects(predicate, args, steps=None):
         if match is None:
             continue
         op, const = match.group(2), predicate.namespace.get(match.group(3))
-        if match.group(4) and isinstance(const, weakref.ref):
+        if match.group(4) and isa(const, weakref.ref):
             const = const()
         if op == "==" and not _is_number(const):
             continue
-        if op == "is" and not isinstance(const, torch.nn.Module):
+        if op == "is" and not isa(const, torch.nn.Module):
             continue
         now = _evaluate(predicate, match.group(1), args)
         if now is _MISSING:  # the attribute vanished: not a changing number
@@ -304,6 +319,8 @@ def _changed_objects(predicate, args, steps=None):
             changed.append(match.group(1))
             if op == "==":
                 _note_changing(predicate, match.group(1), args, now)
+                if steps is not None and type(now) is int:
+                    steps[match.group(1)] = now - const
     return changed
 
 
@@ -579,7 +596,7 @@ def _pin(state, exc):
     # heads, 2 like the mask's old length), they are all that goes
     pinned |= guesses
     state.static |= pinned
-    state.pinned_sizes |= {e for e in pinned if ".size()[" in e}
+    state.pinned_sizes |= {e for e in pinned if not e.startswith("size==")}
     state.dynamic -= pinned
     return bool(pinned)
 

@@ -98,7 +98,11 @@ def triton(gm, example_inputs):
 
 
 def cpu(gm, example_inputs):
-    return _hook_off(_cpu().compile_graph(gm, example_inputs, payback=True))
+    # g++ builds in the background, the graph's calls run eagerly meanwhile (the first call
+    # then costs capture + make_fx, not the compile: docs/CPU_BACKEND.md). "auto" builds at
+    # once: its trial of kernels against the graph module must time kernels.
+    from .. import config
+    return _hook_off(_cpu().compile_graph(gm, example_inputs, payback=True, asynchronous=config.cpu_async_compile))
 
 
 def cudagraphs(gm, example_inputs):

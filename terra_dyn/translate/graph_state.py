@@ -125,17 +125,18 @@ class GraphState:
                 self.guards.same_object(source, known.source, real)
             return known
         dims = [] if by_identity else self._symbolic_dims(real, source)
+        strides = [] if by_identity or dims else self._like_base_strides(real, source)
         if by_identity:
             # the same parameter object can hold another tensor later (`p.data = torch.ones(4, 3)`
             # keeps the object): its metadata is guarded too, or shapes read at translation
             # (`w.shape`, a graph specialised to them) silently go stale
             self.guards.identity(source, real)
             self.guards.tensor(source, real)
-        elif not dims:
+        elif not dims and not strides:
             self.guards.tensor(source, real)
         node = self._placeholder(source.expr())
-        if dims:  # sizes that changed between calls: symbolic, every op under FakeTensorMode
-            meta = self._symbolic_fake(real, source, dims)
+        if dims or strides:  # sizes that changed between calls: symbolic, every op under FakeTensorMode
+            meta = self._symbolic_fake(real, source, dims, strides)
             value = TensorValue(node, meta, source)
             value.slow = True
         elif _meta_friendly(real):
@@ -166,7 +167,25 @@ class GraphState:
             f"{expr}.size()[{d}]" in self.dynamic_sizes
             or real.shape[d] in like and f"{expr}.size()[{d}]" not in self.static_sizes)]
 
-    def _symbolic_fake(self, real, source, dims):
+    def _like_base_strides(self, real, source):
+        """Dims of a non-contiguous view whose strides to keep symbolic although none of its
+        sizes changed: its base has a dim of a like size (`size==8`, a size that changed
+        between calls), so its base, and the strides that come from it, will differ later.
+        gemma2's sliding-window cache at the second token is the last `window - 1` positions
+        of the prompt's keys (a base of the prompt's length, input_ids' old length); from the
+        third token on it is a slice of a `window`-long tensor: the same sizes, other strides
+        (a retranslation otherwise). Only the strides torch cannot infer from the sizes and the
+        strides after them are symbols; the others are their relations (guarded)."""
+        if not self.like_sizes or source is None or isinstance(real, torch.nn.Parameter) \
+                or not _meta_friendly(real) or not real._is_view() or real.is_contiguous() \
+                or isinstance(source.root(), FreeVarSource) \
+                or not any(n in self.like_sizes for n in real._base.shape):
+            return []
+        stride = real.stride()
+        return [d for d in range(real.dim() - 1)
+                if real.shape[d] > 1 and stride[d] != stride[d + 1] * real.shape[d + 1]]
+
+    def _symbolic_fake(self, real, source, dims, free_strides=()):
         """A fake tensor with the sizes of `dims` symbolic, and its guard. A contiguous input
         stays contiguous (one check). A non-contiguous one (a slice or transpose: yolov3's
         `bbox_wh_iou` on a column slice of the targets) keeps the strides that changed between
@@ -182,6 +201,8 @@ class GraphState:
             base = StatelessSymbolicContext(dynamic_sizes=[DimDynamic.STATIC] * real._base.dim())
         context = StatelessSymbolicContext(
             dynamic_sizes=[DimDynamic.DYNAMIC if d in dims else DimDynamic.STATIC for d in range(n)],
+            dynamic_strides=[DimDynamic.DYNAMIC if d in free_strides else DimDynamic.INFER_STRIDE
+                             for d in range(n)],
             constraint_sizes=[None] * n, view_base_context=base)
         fake = self.fake_mode.from_tensor(real, symbolic_context=context)
         sizes = [self._layout_item(fake.shape[d], f"{expr}.size()[{d}]") for d in range(n)]

@@ -27,6 +27,8 @@ import weakref
 
 import torch
 
+from ..real_types import instance_dict, isa
+
 from . import guard_paths, guard_snapshot
 from .guard_checks import PyGuard, Predicate, check_tensor, check_tensor_layout, describe_check, hook_keys, layout_check
 from .guard_snapshot import Snapshot
@@ -84,7 +86,7 @@ class GuardSet:
         # a key part that is not a source or a plain name is keyed by its id: a list cannot
         # be hashed, and hashing a user object runs its __hash__ at translate time
         # (test_class's tracked __hash__ appends to the list being guarded, forever)
-        key_seen = tuple(k if isinstance(k, Source) or type(k) in (str, int) else ("id", id(k)) for k in key)
+        key_seen = tuple(k if isa(k, Source) or type(k) in (str, int) else ("id", id(k)) for k in key)
         if key_seen in self._seen:
             return
         self._seen.add(key_seen)
@@ -183,7 +185,7 @@ class GuardSet:
     def value(self, source, v):
         """Equal value and type (so 1, 1.0 and True stay apart)."""
         self.type(source, type(v))
-        if v is None or isinstance(v, bool):
+        if v is None or isa(v, bool):
             return self.identity(source, v)
         self._add(("eq", source), lambda i: ("eq", i, v),
                   lambda e: f"{e} == {self._const(v)}", source, (guard_snapshot.EQ, v))
@@ -191,11 +193,11 @@ class GuardSet:
     def identity(self, source, obj, weak=False):
         """weak: hold `obj` by a weak reference, as a module or a tensor (an object the
         guard would otherwise keep alive with all it holds)."""
-        if isinstance(obj, torch.nn.Module) and source is not None and source not in self.snapshots \
+        if isa(obj, torch.nn.Module) and source is not None and source not in self.snapshots \
                 and self._pinnable(source):
             # its class is checked with it, and facts about it are checked on it
             self.snapshots[source] = Snapshot(source, obj)
-        if weak or isinstance(obj, _WEAKLY_GUARDED) or is_local_class(obj):
+        if weak or isa(obj, _WEAKLY_GUARDED) or is_local_class(obj):
             # a module or a parameter: a deleted model must be freed, not kept by its guards
             ref = weakref.ref(obj)
             self._pin(source, f"{self._const(ref)}()")
@@ -204,7 +206,7 @@ class GuardSet:
             self._add(("id", source, obj), lambda i: ("id_weak", i, ref),
                       lambda e: f"{e} is {self._const(ref)}()", source, (guard_snapshot.ID_WEAK, ref))
             return
-        if source is not None and source not in self._pinned and not isinstance(obj, _UNPINNED):
+        if source is not None and source not in self._pinned and not isa(obj, _UNPINNED):
             self._pin(source, self._const(obj))
         self._add(("id", source, obj), lambda i: ("id", i, obj),
                   lambda e: f"{e} is {self._const(obj)}", source, (guard_snapshot.ID, obj))
@@ -325,13 +327,13 @@ class GuardSet:
         must not gain `name` later (`m.forward = f`, `obj.method = g`), or that one is what
         Python calls. by_identity: `source` is guarded to be this very object (a module):
         one C check on it, held weakly."""
-        d = getattr(obj, "__dict__", None)
-        if not isinstance(d, dict) or source is None:
+        d = instance_dict(obj)
+        if type(d) is not dict or source is None:
             return  # no instance dict (slots, builtins): nothing can shadow the class's
         snap = self.snapshots.get(source) if guard_snapshot.enabled() else None
         if snap is not None and snap.ref() is obj and snap.add(None, name, guard_snapshot.ABSENT, None):
             return
-        if by_identity and isinstance(obj, _WEAKLY_GUARDED):
+        if by_identity and isa(obj, _WEAKLY_GUARDED):
             key = ("no_attr_weak", id(obj), name)
             if key not in self._seen:
                 self._seen.add(key)

@@ -31,7 +31,8 @@ def test_every_knob_has_its_own_test():
 def test_every_knob_reads_its_env_var():
     values = {"enabled": "1", "backend": "interpreter", "strict": "1", "report_path": "/tmp/x.json",
               "recompile_limit": "3", "rare_outcome_calls": "5", "verbose": "1", "logs": "guards", "print_kernels": "1",
-              "slow_guards": "1", "guard_snapshots": "0", "guard_paths": "0", "cache_dir": "/tmp/td-cache", "cpu_cxx": "clang++", "cpu_min_elements": "7"}
+              "slow_guards": "1", "guard_snapshots": "0", "guard_paths": "0", "cache_dir": "/tmp/td-cache", "cpu_cxx": "clang++", "cpu_min_elements": "7",
+              "cpu_async_compile": "0"}
     assert set(values) == {k.name for k in config.KNOBS}
     env = {k.env: values[k.name] for k in config.KNOBS}  # set after startup: the .pth stays off
     program = ("import json, os, terra_dyn.config as c\n"
@@ -43,6 +44,7 @@ def test_every_knob_reads_its_env_var():
     assert got["recompile_limit"] == 3 and got["rare_outcome_calls"] == 5 and got["backend"] == "interpreter"
     assert got["report_path"] == "/tmp/x.json" and got["cache_dir"] == "/tmp/td-cache" and got["logs"] == "guards"
     assert got["guard_snapshots"] is False and got["guard_paths"] is False
+    assert got["cpu_async_compile"] is False
 
 
 def test_config_table_fits_80_columns_and_names_every_env_var(monkeypatch):
@@ -207,6 +209,18 @@ def test_knob_cpu_cxx(monkeypatch):
     compiled = compile_graph(torch.fx.symbolic_trace(lambda x: torch.tanh(x * 2 + 1) * x), [x])
     assert torch.allclose(compiled(x), torch.tanh(x * 2 + 1) * x)
     assert any("'/nonexistent/c++' not found" in note for note in compiled.notes), compiled.notes
+
+
+def test_knob_cpu_async_compile(monkeypatch):
+    from terra_dyn.backends import lookup
+    from terra_dyn.backends.cpu.compiled_graph import CpuCompiledGraph
+    made, init = [], CpuCompiledGraph.__init__
+    monkeypatch.setattr(CpuCompiledGraph, "__init__", lambda self, *a, **k: (init(self, *a, **k), made.append(self))[0])
+    gm = torch.fx.symbolic_trace(lambda x: torch.tanh(x * 2 + 1) * x)
+    for value in (False, True):  # TERRA_DYN_CPU_ASYNC: backend="cpu" builds kernels in the background
+        monkeypatch.setattr(config, "cpu_async_compile", value)
+        lookup("cpu")(gm, [torch.randn(64, 64)])
+        assert made[-1].asynchronous is value
 
 
 def test_knob_cpu_min_elements(monkeypatch):

@@ -458,3 +458,49 @@ def test_a_descriptor_with_a_callable_object_as_get_is_read_once():
     assert _python_descriptor(D())  # so it is read natively, never at translation
     assert not _python_descriptor(property(lambda self: 1))
     assert_same_as_plain(_read_through_a_callable_get, (), ())
+
+
+# -- test_with: a _GeneratorContextManager subclass with its own __enter__ / __exit__, nested ---
+from contextlib import _GeneratorContextManager  # noqa: E402
+
+
+class _RecordingManager(_GeneratorContextManager):
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.exit_args = None
+
+    def __enter__(self):
+        self.entered = True
+        return _GeneratorContextManager.__enter__(self)
+
+    def __exit__(self, kind, value, tb):
+        self.exit_args = (kind, value is not None)
+        return _GeneratorContextManager.__exit__(self, kind, value, tb)
+
+
+def _resource():
+    state = {"stopped": False}
+    try:
+        yield state
+    finally:
+        state["stopped"] = True
+
+
+def _nested_managers(fail):
+    a, b = _RecordingManager(_resource, (), {}), _RecordingManager(_resource, (), {})
+    seen = []
+    try:
+        with a as x:
+            with b as y:
+                seen.append((x["stopped"], y["stopped"]))
+                if fail:
+                    raise ValueError("inner")
+            seen.append((b.exit_args, y["stopped"], x["stopped"]))
+    except ValueError as exc:
+        seen.append(str(exc))
+    return seen, a.exit_args, b.exit_args, x["stopped"], y["stopped"]
+
+
+def test_nested_generator_managers_with_their_own_exit():
+    # the status listed a TypeError in the optimized run of test_with's mock managers
+    assert_same_as_plain(_nested_managers, (False,), (True,), (False,), (True,))

@@ -17,12 +17,22 @@ Nothing here imports triton, torch._dynamo, torch._inductor or terra_dyn._C.
 from .compiler import why_unavailable
 
 
-def compile_graph(gm, example_inputs: list, eager_calls: int = 0, payback: bool = False):
+def compile_graph(gm, example_inputs: list, eager_calls: int = 0, payback: bool = False,
+                  asynchronous: bool = False):
     """Backend entry point (torch.compile's backend signature): returns a CpuCompiledGraph.
     Its first `eager_calls` calls run `gm` itself; the lowering happens on the next one
-    (with `payback`, not before gm's eager time pays for it: CpuCompiledGraph.PAYBACK)."""
+    (with `payback`, not before gm's eager time pays for it: CpuCompiledGraph.PAYBACK).
+    With `asynchronous`, g++ builds the kernels in the background while calls run eagerly
+    (`wait_for_kernels()` waits for every such build)."""
     from .compiled_graph import CpuCompiledGraph
-    return CpuCompiledGraph(gm, example_inputs, eager_calls=eager_calls, payback=payback)
+    return CpuCompiledGraph(gm, example_inputs, eager_calls=eager_calls, payback=payback,
+                            asynchronous=asynchronous)
+
+
+def wait_for_kernels():
+    """Wait until every kernel build running in the background is done (benchmarks, tests)."""
+    from .compiler import wait_for_pending
+    wait_for_pending()
 
 
 def is_available() -> bool:
@@ -30,4 +40,4 @@ def is_available() -> bool:
     return why_unavailable() == ""
 
 
-__all__ = ["compile_graph", "is_available", "why_unavailable"]
+__all__ = ["compile_graph", "is_available", "wait_for_kernels", "why_unavailable"]

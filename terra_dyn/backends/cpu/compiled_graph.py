@@ -36,7 +36,7 @@ from ..fusion.partition import FusionGroup, partition
 from ..fusion.compiled import FusedGraph
 from . import codegen, fast_calls
 from .column import XBLOCK, is_column
-from .compiler import CompileError, library_cache
+from .compiler import CompileError, PendingBuild, library_cache
 from .kernel import CpuKernel
 
 
@@ -149,23 +149,54 @@ class Program:
                 continue
             self.decisions[group] = source
             kernels[group] = source
-        library = self._build(list(kernels.values()))
-        self.gm = self._rewrite(graph, library)
         # without kernels the user's own graph is faster than its ATen form (fewer, fused
         # ops such as linear; no decompositions): run it, as the interpreter backend does
         # (a joint graph's half is itself ATen: its steps then call torch's bindings)
         plain = owner.gm if plain is None else plain
-        self.run = self.gm.forward if library is not None else fast_calls.fast_module(plain).forward
+        self.eager_run = fast_calls.fast_module(plain).forward
+        self.pending = None  # a PendingBuild while g++ builds the kernels in the background
+        library = self._build(list(kernels.values()), owner.asynchronous)
+        if isinstance(library, PendingBuild):
+            # calls run eagerly until the build is done (each polls it, a few us): the
+            # first call does not wait for g++ (docs/CPU_BACKEND.md, first call)
+            self.pending, self.gm, self.run = library, None, self._until_built
+            return
+        self._finish(library)
 
-    def _build(self, sources):
+    def _finish(self, library):
+        self.gm = self._rewrite(self.aten_gm.graph, library)
+        self.run = self.gm.forward if library is not None else self.eager_run
+
+    def _until_built(self, *args):
+        if not self.pending.done():
+            return self.eager_run(*args)
+        pending, self.pending = self.pending, None
+        self.run = self.eager_run  # stays so if the build's error is raised (config.strict)
+        self._finish(self._loaded(pending.result))
+        self.owner.replace_run(self._until_built, self.run)
+        return self.run(*args)
+
+    def _build(self, sources, asynchronous=False):
         if not sources:
             return None
         text = "\n".join(s.text for s in sources)
         if config.print_kernels:
             print(f"// terra_dyn cpu kernels\n{text}", file=sys.stderr)
+        hint = sources[0].name if len(sources) == 1 else f"graph_{len(sources)}_kernels"
+        cache = library_cache()
+        self.sources = sources
+        if asynchronous:
+            library = self._loaded(lambda: cache.build_module_async(text, hint))
+            if isinstance(library, PendingBuild):
+                for source in sources:  # kernels to come: JointProgram.fuses_nothing must not drop them
+                    self.owner.sources.setdefault(source.text, source)
+            return library
+        return self._loaded(lambda: cache.build_module(text, hint))
+
+    def _loaded(self, build):
+        """build()'s library, or None (notes say why) when it failed."""
         try:
-            hint = sources[0].name if len(sources) == 1 else f"graph_{len(sources)}_kernels"
-            library = library_cache().build_module(text, hint)
+            library = build()
         except (CompileError, OSError) as exc:
             if config.strict:
                 raise
@@ -173,12 +204,14 @@ class Program:
                 if isinstance(source, codegen.KernelSource):
                     self.decisions[group] = f"no kernel: {str(exc).splitlines()[0][:300]}"
                     self.owner.note(f"{group!r} runs as ATen ops: {self.decisions[group]}")
+                    self.owner.sources.pop(source.text, None)
             return None
-        for source in sources:
+        for source in ([] if isinstance(library, PendingBuild) else self.sources):
             self.owner.sources.setdefault(source.text, source)
         return library
 
     def _rewrite(self, graph: fx.Graph, library) -> fx.GraphModule:
+        """The graph calling `library`'s kernels for the groups that have one."""
         new, env = fx.Graph(), {}
         grouped = {n for s in self.steps if isinstance(s, FusionGroup) for n in s.nodes}
         for node in graph.nodes:
@@ -236,13 +269,17 @@ class CpuCompiledGraph(FusedGraph):
     PAYBACK = 0.25
     lowering_seconds = 0.2  # the mean cost of a lowering here, updated as lowerings run
 
-    def __init__(self, gm, example_inputs, notes=None, eager_calls=0, payback=False):
+    def __init__(self, gm, example_inputs, notes=None, eager_calls=0, payback=False, asynchronous=False):
         # eager_calls: the first calls run the user's graph module as it is (the
         # interpreter), lowering only on the call after them. "auto" uses it: graphs that
         # the frontend recompiles within a few calls (changing shapes, the ten programs'
         # first steps) then never pay make_fx + g++ (~0.1-0.3 s each) for nothing.
         self.eager_calls = eager_calls
         self.payback = payback
+        # asynchronous: kernels are built in the background, the calls meanwhile run eagerly
+        # (Program._until_built); the frontend's "cpu" and "auto" ask for it, compile_graph
+        # itself builds at once (tests look at the kernels right after a call)
+        self.asynchronous = asynchronous
         self.eager_seconds = 0.0
         # auto keeps a lowering only if it measured faster than the graph module: after the
         # lowering, calls alternate between the two until each has TRIAL_CALLS times, then
@@ -319,6 +356,9 @@ class CpuCompiledGraph(FusedGraph):
 
     def decomposition_table(self) -> dict:
         return decomposition_table()
+
+    def _half(self, gm, example):
+        return CpuCompiledGraph(gm, example, notes=self.notes, asynchronous=self.asynchronous)
 
     def graph_to_lower(self) -> fx.GraphModule:
         if self._graph_to_lower is None:

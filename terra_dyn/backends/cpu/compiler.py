@@ -16,6 +16,11 @@ temporary name in the same directory and os.replace moves the result into place,
 processes building the same kernel at once each see a whole file. `stats` counts memory
 hits, disk hits and compiles.
 
+Background builds (`build_module_async`): a module not in memory or on disk is compiled by
+a thread waiting for g++ (which holds no GIL meanwhile); the caller polls `done()` and runs
+eagerly until then. The thread is not a daemon: the interpreter waits for it at exit, so no
+half-written file is left. `wait_for_pending()` joins every build still running.
+
 Vector math: glibc's libmvec has vector versions of expf, tanhf, erff... that g++ calls
 from `simd` loops when the function is declared `simd`. The first module of a process is
 built with those declarations and -lmvec; if it does not build or load (no libmvec, an
@@ -160,6 +165,57 @@ class LibraryCache:
         library = self.build(PRELUDE + math_declarations(False) + kernels, hint)
         self.vector_math = False  # scalar libm calls: slower, same results
         return library
+
+    def build_module_async(self, kernels: str, hint: str):
+        """build_module's library at once when memory or disk has it (or no compiler runs
+        here: its error comes at once too), else a PendingBuild compiling it in the background."""
+        vector = self.vector_math is not False  # the variant build_module tries first
+        key = self.key(PRELUDE + math_declarations(vector) + kernels, ("-lmvec",) if vector else ())
+        if key in self.memory or os.path.exists(os.path.join(self.directory, f"{hint}_{key}.so")) or why_unavailable():
+            return self.build_module(kernels, hint)
+        return PendingBuild(lambda: self.build_module(kernels, hint))
+
+
+class PendingBuild:
+    """A module compiling in a background thread: `done()` polls, `result()` waits and returns
+    the library or raises the build's error."""
+
+    def __init__(self, build):
+        self._library = self._error = None
+        self._thread = threading.Thread(target=self._run, args=(build,), name="terra_dyn cpu build")
+        with _pending_lock:
+            _pending.add(self)
+        self._thread.start()
+
+    def _run(self, build):
+        try:
+            self._library = build()
+        except BaseException as exc:  # noqa: BLE001 (raised again by result(), in the caller's thread)
+            self._error = exc
+        finally:
+            with _pending_lock:
+                _pending.discard(self)
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._library
+
+
+_pending = set()
+_pending_lock = threading.Lock()
+
+
+def wait_for_pending():
+    """Join every background build still running (benchmarks, tests)."""
+    with _pending_lock:
+        builds = list(_pending)
+    for build in builds:
+        build._thread.join()
 
 
 _caches = {}

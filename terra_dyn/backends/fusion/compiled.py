@@ -222,8 +222,12 @@ class FusedGraph:
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
+    def _half(self, gm, example):
+        """A compiled graph for a forward or backward half of a training graph."""
+        return type(self)(gm, example, notes=self.notes)
+
     def _compile_backward(self, gm, example):
-        backward = type(self)(gm, example, notes=self.notes)
+        backward = self._half(gm, example)
         self.backward_graphs.append(backward)
         return backward
 
@@ -284,7 +288,14 @@ class FusedGraph:
             return self.gm
 
     def _compile_forward(self, gm, example):
-        return type(self)(gm, example, notes=self.notes)
+        return self._half(gm, example)
+
+    def replace_run(self, old, new):
+        """A Program's run function changed from `old` to `new` (its kernels were built in
+        the background): the exact-guard fast path calls the new one from now on."""
+        last = self.last
+        if last is not None and last[1] == old:
+            self.last = (last[0], new, last[2])
 
     def _remember(self, args, program):
         """Make `program` the one the next call tries first, behind its exact guard."""
