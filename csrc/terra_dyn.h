@@ -99,6 +99,7 @@ int path_check(const PathTree *tree, PyObject *const *args, Py_ssize_t nargs);
 PyObject *same_state(PyObject *module, PyObject *const *args, Py_ssize_t nargs);  /* same_state.c */
 
 extern PyTypeObject OptimizedCallable_Type;
+PyObject *callables_entry_calls(PyObject *module, PyObject *unused);
 extern PyTypeObject DisabledCallable_Type;
 
 /* ---- moves.c ---- (calls whose arguments the callee's frame owns alone) */

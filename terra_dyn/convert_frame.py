@@ -29,7 +29,7 @@ import weakref
 
 import torch
 
-from . import _C, config, dynamic_marks, recompiles, report, torch_compat, tracebacks
+from . import _C, config, dynamic_marks, logs, recompiles, report, torch_compat, tracebacks
 from .backends import backend_name, lookup
 from .code_location import is_library_code  # noqa: F401  (the decision lives there)
 from .codegen.resume import current_run, fresh_args, is_resume_code, original_code
@@ -87,7 +87,7 @@ class CodeState:
     """What convert_frame remembers about one code object between its translations."""
 
     __slots__ = ("code_ref", "entries", "dynamic", "static", "pinned_sizes", "warned", "guards", "gains",
-                 "as_written", "hook_off", "family_entries", "run", "run_entries")
+                 "as_written", "hook_off", "family_entries", "run", "run_entries", "outcomes", "flipped_at")
 
     def __init__(self, code):
         # weakly: a function made and dropped in a loop must take its code, cache entries
@@ -107,6 +107,8 @@ class CodeState:
         self.family_entries = 0  # of an original code: translations of it and its resume functions
         self.run = None  # of a resume code: the call of its original (trampoline) it was last
         self.run_entries = 0  # translated in, and how many times in that call
+        self.outcomes = set()  # guard texts that are a number branch's outcome (_rare_outcome)
+        self.flipped_at = None  # _C.entry_calls() when such an outcome last flipped
 
 
 _states = {}  # id(code) -> CodeState (dropped when the code dies, before its id is reused)
@@ -415,6 +417,8 @@ def _new_callback(backend, fullgraph, strict, dynamic=None):
                 return _run_as_written(code, last, _slot_values(frame, code), why)
             if _specializes_per_iteration(state):
                 return _run_as_written(code, last, _slot_values(frame, code), why, per_iteration=True)
+            if _rare_outcome(state, last, frame, code):
+                return None
             why = recompiles.record(code, last, _slot_values(frame, code), why).cause()
             if len(own) >= config.recompile_limit:
                 if not state.warned:
@@ -447,6 +451,7 @@ def _new_callback(backend, fullgraph, strict, dynamic=None):
         family = state_of(original_code(code) or code)
         family.family_entries += 1
         family.gains = family.gains or any(map(_has_tensor_work, result.graphs))
+        state.outcomes.update(result.outcomes)
         _count_run_entry(state, code)
         _record(code, result, name)
         tracebacks.note_translation(result.code, code)
@@ -474,6 +479,31 @@ def _specializes_per_iteration(state):
     that cannot would need a translation per iteration, and each block's own frames per
     instance and shape after it, spread over every call until the recompile limit."""
     return state.run is not None and state.run == current_run() and state.run_entries >= 2
+
+
+def _rare_outcome(state, guard, frame, code):
+    """Does this call flip the outcome of a branch on a number input that the last
+    translation guarded (graph_state.decide), for the first time in config.rare_outcome_calls
+    calls? Then it runs as written, untranslated: resnet50's `if self.iteration % print_freq
+    == 0: log.info(...)` is taken one step in ten, and translating that way cost a
+    translation at step 10. An outcome that flips again within those calls (a branch on
+    `i % 2`, a threshold crossed for good) is translated at that second flip."""
+    predicate = getattr(guard, "fallback", None)  # the ShapeEnv's facts are its expressions
+    if not state.outcomes or not hasattr(predicate, "explain"):
+        return False
+    try:
+        failed = predicate.explain(*_slot_values(frame, code))  # the first that fails
+    except Exception:
+        return False
+    if failed not in state.outcomes:
+        return False
+    now, last = _C.entry_calls(), state.flipped_at
+    state.flipped_at = now
+    if last is not None and now - last <= config.rare_outcome_calls:
+        return False
+    logs.fallback(report.Fallback(code.co_name, code.co_filename, code.co_firstlineno,
+                                  f"`{failed}` is false this call, for the first time in a while"))
+    return True
 
 
 def _run_as_written(code, guard, args, why, per_iteration=False):

@@ -81,6 +81,7 @@ class FrameTranslation:
     guard_descriptions: List[str] = field(default_factory=list)
     translate_seconds: float = 0.0
     compile_seconds: float = 0.0
+    outcomes: List[str] = field(default_factory=list)  # guard texts that are a number branch's outcome
 
 
 def translate_frame(frame, options) -> FrameTranslation:
@@ -448,7 +449,7 @@ def _finish(ctx, code, f_globals, tx, result, site, breaks, options, start):
         graphs=graphs, guard=ctx.guards.build(), code=new_code, breaks=breaks,
         resume_functions=list(site.resume_codes) if site else [],
         guard_descriptions=ctx.guards.describe(), translate_seconds=translate_seconds,
-        compile_seconds=compile_seconds)
+        compile_seconds=compile_seconds, outcomes=list(ctx.guards.outcomes))
 
 
 # what Python-number arithmetic on run-time numbers records (operators.py, builtins_ops.py)

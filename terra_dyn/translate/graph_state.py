@@ -72,6 +72,7 @@ class GraphState:
         self._number_symbols = set()  # those of number inputs (not sizes)
         self._attribute_symbols = set()  # those of number inputs read from an attribute
         self._relations = []  # ("<expr>.stride()[d]", formula of symbols): inferred strides
+        self._outcomes = set()  # guards (sympy) a branch on a number input added: decide()
         self.graph = fx.Graph()
         self._fake_mode = None
         self.inputs = []  # (Value, source) in placeholder order
@@ -255,8 +256,9 @@ class GraphState:
             facts.append(f"{expr} == {_python_of(formula, names)}")
         for guard in env.guards:
             facts.append(_python_of(guard.expr, names))
+        outcomes = {_python_of(expr, names) for expr in self._outcomes}
         for text in facts:
-            self.guards.expression(text)
+            self.guards.expression(text, outcome=text in outcomes)
 
     def known_input(self, real):
         """The value of a real object already used as a graph input, or None."""
@@ -286,6 +288,20 @@ class GraphState:
         value = self._scalars[source.expr()] = ScalarValue(node, example, source)
         self.inputs.append((value, source))
         return value
+
+    def decide(self, number):
+        """bool(number) for a branch the translation takes one way (its relation guarded).
+        What a branch on a number input (`self.iteration % 10 == 0`) guards is its outcome,
+        named as such (GuardSet.outcomes): convert_frame runs a call that flips it rarely as
+        written instead of translating the other way."""
+        if not isinstance(number, (torch.SymBool, torch.SymInt, torch.SymFloat)):
+            return bool(number)
+        env = self.fake_mode.shape_env
+        before = len(env.guards)
+        result = bool(number)
+        if number.node.expr.free_symbols & self._number_symbols:
+            self._outcomes.update(g.expr for g in env.guards[before:])
+        return result
 
     def only_sizes_in(self, number):
         """True when symbolic `number` depends on tensor sizes alone (no number input), or

@@ -30,7 +30,7 @@ import torch
 from ..real_types import instance_dict, isa
 
 from . import guard_paths, guard_snapshot
-from .guard_checks import PyGuard, Predicate, check_tensor, check_tensor_layout, describe_check, hook_keys
+from .guard_checks import PyGuard, Predicate, check_tensor, check_tensor_layout, describe_check, hook_keys, layout_check
 from .guard_snapshot import Snapshot
 from ..codegen.reconstruct import is_local_class
 from .sources import AttrSource, DefaultSource, FreeVarSource, GlobalSource, ItemSource, LocalSource, ModuleDictSource, Source
@@ -53,6 +53,7 @@ class GuardSet:
         self.freevars = list(freevars)
         self.checks = []
         self.exprs = []  # over a0.. and G (globals): text, or (source, render) until build()
+        self.outcomes = []  # those of exprs that are a number branch's outcome (expression())
         self.closure_exprs = []  # over the closure variable names
         self.snapshots = {}  # source -> Snapshot of the module it is pinned to
         self._pinned = {}  # source -> the constant naming the object it is pinned to ("c3()")
@@ -157,8 +158,9 @@ class GuardSet:
         meta = (type(t), t.dtype, t.device, tuple(sizes), strides, offset, t.requires_grad)
         args = ", ".join(self._const(m) for m in meta)
         self.namespace.setdefault("check_tensor_layout", check_tensor_layout)
+        check = layout_check(meta)
         self._add(("tensor", source), None, lambda e: f"check_tensor_layout({e}, {args})", source,
-                  path=(guard_paths.CALL, check_tensor_layout, meta))
+                  path=(guard_paths.CALL, check, ()) if check else (guard_paths.CALL, check_tensor_layout, meta))
 
     def storage_offset(self, source, offset):
         """The translation read a storage offset that follows from this input's (`x.storage_offset()`,
@@ -167,8 +169,11 @@ class GuardSet:
         self._add(("offset", source), None, lambda e: f"{e}.storage_offset() == {int(offset)}", source,
                   path=(guard_paths.CALL, _offset_is, (int(offset),)))
 
-    def expression(self, text):
-        """A Python expression over the argument slots (and G) that must be true."""
+    def expression(self, text, outcome=False):
+        """A Python expression over the argument slots (and G) that must be true; `outcome`:
+        it is the way a branch on a number input went (kept in `outcomes` too)."""
+        if outcome and text not in self.outcomes:
+            self.outcomes.append(text)
         if ("expr", text) not in self._seen:
             self._seen.add(("expr", text))
             self.exprs.append(text)

@@ -193,7 +193,7 @@ def truth(tx, v):
     if isinstance(v, ScalarValue):
         if not run_time_truth(tx, v):
             try:  # guards the relation it relies on (`a0.size()[0] > 8`; `== 8` pins the size)
-                return bool(v.example)
+                return tx.ctx.graph.decide(v.example)
             except Exception as exc:
                 raise Unsupported(f"branch on {v!r}: {type(exc).__name__}") from None
         # a number input (a loop counter, sdpoint's `if i + 1 == point`): a break is cheaper

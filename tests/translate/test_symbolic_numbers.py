@@ -505,6 +505,48 @@ def test_a_size_pinned_against_a_constant_is_symbolic_again_when_that_one_change
     terra_dyn.reset()
 
 
+class _Trainer:
+    """resnet50's train_step shape: a counter attribute, a progress line every few steps."""
+
+    def __init__(self, every):
+        self.iteration, self.every, self.lines = 0, every, []
+
+    def step(self, x):
+        y = (x * 2).relu()
+        if self.iteration % self.every == 0:
+            self.lines.append((self.iteration, float(y.sum())))
+        return y + 1
+
+
+def _train(every, calls):
+    """(eager lines, terra lines, translations per call) over `calls` steps, results compared."""
+    eager, fast = _Trainer(every), _Trainer(every)
+    step = terra_dyn.optimize(fast.step, backend="interpreter")
+    per_call = []
+    for i in range(calls):
+        x = torch.randn(4, 3, generator=torch.Generator().manual_seed(i))
+        with report.recording() as rec:
+            got = step(x)
+        _same(got, eager.step(x))
+        eager.iteration += 1
+        fast.iteration += 1
+        per_call.append(len(rec.report().translations))
+    terra_dyn.reset()
+    return eager.lines, fast.lines, per_call
+
+
+def test_a_rarely_taken_branch_on_a_counter_runs_as_written_not_translated():
+    eager, lines, per_call = _train(every=5, calls=17)
+    assert lines == eager
+    assert sum(per_call[2:]) == 0  # steps 5, 10, 15 flip the outcome: run as written
+
+
+def test_a_branch_on_a_counter_taken_every_other_call_is_translated_both_ways():
+    eager, lines, per_call = _train(every=2, calls=12)
+    assert lines == eager
+    assert sum(per_call[5:]) == 0  # the second flip (call 5) translates the other way
+
+
 def _deprecated_kwarg(func):
     """transformers' deprecate_kwarg in small: a wrapper taking **kwargs around the forward."""
     @functools.wraps(func)
