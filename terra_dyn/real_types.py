@@ -8,6 +8,7 @@ decisions about a user object go through these instead:
 
     isa(obj, T)        issubclass(type(obj), T)   (no attribute of obj is read)
     instance_dict(obj) getattr(obj, "__dict__", None) through object's lookup
+    plain_slice(x)     not a slice holding another object (`slice(o)`)
     is_numpy_scalar(x) a numpy number or bool (np.float64(0.5), np.int64(3))
     asks_user_code(cls) isinstance() of its instances may run user code (code that does
                        isinstance on constants it is handed, the `bytecode` package's
@@ -30,6 +31,13 @@ def instance_dict(obj):
         return object.__getattribute__(obj, "__dict__")
     except (AttributeError, TypeError):
         return None
+
+
+def plain_slice(x):
+    """A slice an `==` guard and a code constant may stand for: its parts are ints or None.
+    `slice(o)` is not: the guard compared o with its __eq__, and the constant kept o alive
+    and handed every call the first call's o (test_slice's test_cycle)."""
+    return type(x) is not slice or all(type(p) in (int, bool, type(None)) for p in (x.start, x.stop, x.step))
 
 
 def is_numpy_scalar(x):

@@ -23,7 +23,7 @@ import torch
 from bytecode import Instr
 
 from ..errors import Unsupported
-from ..real_types import asks_user_code, isa
+from ..real_types import asks_user_code, isa, plain_slice
 from ..seam import rules
 
 OUT = "___graph_out"
@@ -148,13 +148,13 @@ class Reconstructor:
 
     def is_simple(self, value):
         """A value LOAD_CONST may bake into the code: immutable, equal on every run."""
-        return isa(value, _SIMPLE)
+        return isa(value, _SIMPLE) and plain_slice(value)
 
     def const(self, value, source=None):
         """LOAD_CONST where baking the object in is safe (simple, or kept by identity, but
         for a local class, which the code would keep alive), else the load of where it lives
         at run time."""
-        if isa(value, _SIMPLE) or isa(value, _BY_IDENTITY) and not is_local_class(value) \
+        if isa(value, _SIMPLE) and plain_slice(value) or isa(value, _BY_IDENTITY) and not is_local_class(value) \
                 or source is None:
             if asks_user_code(type(value)):  # the bytecode package's isinstance() checks on
                 # an argument would run its __getattribute__ / __class__ property

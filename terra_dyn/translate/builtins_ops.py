@@ -433,11 +433,24 @@ def _b_bool(tx, v=ConstValue(False)):
 
 
 def _b_all(tx, iterable):
-    return ConstValue(all(truth(tx, x) for x in unpack(tx, iterable)))
+    return ConstValue(_first_truth(tx, iterable, False))
 
 
 def _b_any(tx, iterable):
-    return ConstValue(any(truth(tx, x) for x in unpack(tx, iterable)))
+    return ConstValue(_first_truth(tx, iterable, True))
+
+
+def _first_truth(tx, iterable, wanted):
+    """any() (wanted True) / all() (False): an iterator is consumed up to the first item
+    whose truth is `wanted`, as Python stops there (`any((last := n) == 1 for n in xs)`
+    leaves last == 1: test_named_expressions' test_named_expression_scope_03)."""
+    if isinstance(iterable, IteratorValue):
+        while (item := iterable.next_item()) is not None:
+            if bool(truth(tx, item)) is wanted:
+                return wanted
+        return not wanted
+    items = unpack(tx, iterable)
+    return any(truth(tx, x) for x in items) if wanted else all(truth(tx, x) for x in items)
 
 
 def _b_id(tx, v):

@@ -22,7 +22,7 @@ import types
 
 import torch
 
-from ..real_types import instance_dict, is_numpy_scalar, isa
+from ..real_types import instance_dict, is_numpy_scalar, isa, plain_slice
 from . import changing
 from .errors import Unsupported
 from .sources import AttrSource, GenericAttrSource, ItemSource, ModuleDictSource
@@ -104,7 +104,7 @@ def _wrap(ctx, real, source):
         return ctx.graph.input_tensor(real, source, by_identity=by_identity)
     if type(real) in (int, float) and (source.expr() in ctx.dynamic or _changed_elsewhere(ctx, real, source)):
         return ctx.graph.input_scalar(real, source)
-    if isa(real, _VALUE_TYPES) and type(real) in _VALUE_TYPES:
+    if isa(real, _VALUE_TYPES) and type(real) in _VALUE_TYPES and plain_slice(real):
         guards.value(source, real)
         return ConstValue(real, source)
     if is_numpy_scalar(real):  # np.int64(1) in a list of slice bounds: a value, like an int
