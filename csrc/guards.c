@@ -62,6 +62,8 @@ typedef struct {
     AmbientSpec ambient;     /* call_id: kind 0 unless the fast path answers it */
     SnapshotMemo *snapshot;  /* snapshot: the check and what its last pass read (owned) */
     PathTree *paths;         /* paths: the tree (owned; borrows from `spec`) */
+    uint64_t dict_tag;       /* global_id: the globals dict's version tag when it last passed */
+    int tag_valid;           /* ... and that tag is set */
 } Check;
 
 typedef struct {
@@ -233,6 +235,20 @@ int lacks_instance_attr(PyObject *obj, PyObject *name) {
     return v == NULL;
 }
 
+/* A dict's version tag (PEP 509). Deprecated from 3.12 (dict watchers replace it for new
+   uses) but still maintained on every write through 3.13; a global_id check only compares
+   it for equality with the tag it read itself. */
+static inline uint64_t dict_version_tag(PyObject *dict) {
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+    return ((PyDictObject *)dict)->ma_version_tag;
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+}
+
 /* 1 pass, 0 fail, -1 a Ctrl-C during a path check's reads (the user's: kept). Errors
    raised by user __eq__/__len__ count as a failure. */
 static int check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
@@ -267,8 +283,20 @@ static int check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
         }
         return tensor_mismatch(c, x) == NULL;
     case K_GLOBAL_ID: {
+        /* A dict untouched since the check passed (same version tag: PEP 509, every write
+           gives a new, never reused one) still maps the name to the same object. */
+        uint64_t tag = dict_version_tag(c->a);
+        if (c->tag_valid && tag == c->dict_tag) return 1;
         PyObject *v = PyDict_GetItemWithError(c->a, c->b);  /* borrowed; NULL when missing */
         ok = (v ? v : Py_None) == c->c;
+#if PY_VERSION_HEX >= 0x030D0000
+        /* 3.13 writes `obj.x = v` into a dict sharing an object's inline values without a
+           new tag (csrc/snapshot.c): such a dict is read every time */
+        ((Check *)c)->tag_valid = ok && ((PyDictObject *)c->a)->ma_values == NULL;
+#else
+        ((Check *)c)->tag_valid = ok;
+#endif
+        ((Check *)c)->dict_tag = tag;
         break;
     }
     case K_CALLBACK: return eval_frame_current_callback() == c->a;
@@ -320,6 +348,18 @@ int guard_tensor_check(PyObject *guard, PyObject *value) {
         if (r >= 0) return r;
     }
     return guard_check(guard, &value, 1);
+}
+
+/* The fast spec of a one-check tensor Guard (a snapshot's parameter entry), or NULL: a
+   memoized snapshot keeps it and asks guard_spec_matches directly on every check. */
+const void *guard_tensor_spec(PyObject *guard) {
+    Guard *g = (Guard *)guard;
+    return g->n == 1 && g->checks[0].fast != NULL && g->fallback == NULL ? g->checks[0].fast : NULL;
+}
+
+/* 1 matches, 0 differs, -1 cannot tell (then guard_tensor_check). */
+int guard_spec_matches(const void *spec, PyObject *value) {
+    return fast_api->tensor_matches(value, (const TensorSpec *)spec);
 }
 
 /* ---- construction ---- */
