@@ -165,17 +165,19 @@ def generate_loop(entry, tokens):
     kwargs = dict(do_sample=False, pad_token_id=0, min_new_tokens=tokens)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        eager_s = _cpu_seconds(lambda: model.generate(ids, max_new_tokens=tokens, **kwargs))
+        outputs = {}
+        eager_s = _cpu_seconds(lambda: outputs.setdefault("eager", model.generate(ids, max_new_tokens=tokens, **kwargs)))
         model.forward = terra_dyn.optimize(model.forward, backend="interpreter")
         try:
             model.generate(ids, max_new_tokens=2, **kwargs)
             with report.recording() as rec:
-                ours_s = _cpu_seconds(lambda: model.generate(ids, max_new_tokens=tokens, **kwargs))
+                ours_s = _cpu_seconds(lambda: outputs.setdefault("ours", model.generate(ids, max_new_tokens=tokens, **kwargs)))
         except Exception as exc:  # a wrong result: say so, go on with the next model
             print(f"{entry.name:<12} generate {tokens} tokens: raised {type(exc).__name__}: {str(exc)[:150]}")
             return
     r = rec.report()
-    print(f"{entry.name:<12} generate {tokens} tokens: translations after token 2: "
+    same = "same tokens as eager" if torch.equal(outputs["ours"], outputs["eager"]) else "TOKENS DIFFER FROM EAGER"
+    print(f"{entry.name:<12} generate {tokens} tokens ({same}): translations after token 2: "
           f"{len(r.graphs)} graphs, {len(r.recompiles)} recompiles; "
           f"{ours_s / tokens * 1e3:.2f} ms/token vs eager {eager_s / tokens * 1e3:.2f} ({ours_s / eager_s:.2f}x)")
     theirs = _compiled_generate(entry, tokens, kwargs)

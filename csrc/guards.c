@@ -62,6 +62,8 @@ typedef struct {
     AmbientSpec ambient;     /* call_id: kind 0 unless the fast path answers it */
     SnapshotMemo *snapshot;  /* snapshot: the check and what its last pass read (owned) */
     PathTree *paths;         /* paths: the tree (owned; borrows from `spec`) */
+    uint64_t dict_tag;       /* global_id: the globals dict's version tag when it last passed */
+    int tag_valid;           /* ... and that tag is set */
 } Check;
 
 typedef struct {
@@ -233,6 +235,20 @@ int lacks_instance_attr(PyObject *obj, PyObject *name) {
     return v == NULL;
 }
 
+/* A dict's version tag (PEP 509). Deprecated from 3.12 (dict watchers replace it for new
+   uses) but still maintained on every write through 3.13; a global_id check only compares
+   it for equality with the tag it read itself. */
+static inline uint64_t dict_version_tag(PyObject *dict) {
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+    return ((PyDictObject *)dict)->ma_version_tag;
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+}
+
 /* 1 pass, 0 fail, -1 a Ctrl-C during a path check's reads (the user's: kept). Errors
    raised by user __eq__/__len__ count as a failure. */
 static int check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
@@ -267,8 +283,20 @@ static int check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
         }
         return tensor_mismatch(c, x) == NULL;
     case K_GLOBAL_ID: {
+        /* A dict untouched since the check passed (same version tag: PEP 509, every write
+           gives a new, never reused one) still maps the name to the same object. */
+        uint64_t tag = dict_version_tag(c->a);
+        if (c->tag_valid && tag == c->dict_tag) return 1;
         PyObject *v = PyDict_GetItemWithError(c->a, c->b);  /* borrowed; NULL when missing */
         ok = (v ? v : Py_None) == c->c;
+#if PY_VERSION_HEX >= 0x030D0000
+        /* 3.13 writes `obj.x = v` into a dict sharing an object's inline values without a
+           new tag (csrc/snapshot.c): such a dict is read every time */
+        ((Check *)c)->tag_valid = ok && ((PyDictObject *)c->a)->ma_values == NULL;
+#else
+        ((Check *)c)->tag_valid = ok;
+#endif
+        ((Check *)c)->dict_tag = tag;
         break;
     }
     case K_CALLBACK: return eval_frame_current_callback() == c->a;
@@ -320,6 +348,18 @@ int guard_tensor_check(PyObject *guard, PyObject *value) {
         if (r >= 0) return r;
     }
     return guard_check(guard, &value, 1);
+}
+
+/* The fast spec of a one-check tensor Guard (a snapshot's parameter entry), or NULL: a
+   memoized snapshot keeps it and asks guard_spec_matches directly on every check. */
+const void *guard_tensor_spec(PyObject *guard) {
+    Guard *g = (Guard *)guard;
+    return g->n == 1 && g->checks[0].fast != NULL && g->fallback == NULL ? g->checks[0].fast : NULL;
+}
+
+/* 1 matches, 0 differs, -1 cannot tell (then guard_tensor_check). */
+int guard_spec_matches(const void *spec, PyObject *value) {
+    return fast_api->tensor_matches(value, (const TensorSpec *)spec);
 }
 
 /* ---- construction ---- */
@@ -483,6 +523,43 @@ static PyObject *guard_check_method(Guard *self, PyObject *const *args, Py_ssize
     return ok < 0 ? NULL : PyBool_FromLong(ok);
 }
 
+/* repr() of a check's spec that runs no user code: a user object in it (an identity check's
+   module subclass, whose repr reads attributes through its own __getattribute__: test_descr's
+   test_module_subclasses) shows as <TypeName>. */
+static PyObject *spec_repr(PyObject *x) {
+    PyTypeObject *t = Py_TYPE(x);
+    if (PyTuple_CheckExact(x)) {
+        PyObject *parts = PyList_New(0), *sep = NULL, *joined = NULL, *text = NULL;
+        if (parts == NULL) return NULL;
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(x); i++) {
+            PyObject *part = spec_repr(PyTuple_GET_ITEM(x, i));
+            if (part == NULL || PyList_Append(parts, part) < 0) {
+                Py_XDECREF(part);
+                Py_DECREF(parts);
+                return NULL;
+            }
+            Py_DECREF(part);
+        }
+        sep = PyUnicode_FromString(", ");
+        joined = sep ? PyUnicode_Join(sep, parts) : NULL;
+        if (joined != NULL) {
+            text = PyUnicode_FromFormat(PyTuple_GET_SIZE(x) == 1 ? "(%U,)" : "(%U)", joined);
+        }
+        Py_XDECREF(sep);
+        Py_XDECREF(joined);
+        Py_DECREF(parts);
+        return text;
+    }
+    /* builtin scalars, exact classes, and objects of C types that hold no other object */
+    if (x == Py_None || t == &PyLong_Type || t == &PyFloat_Type || t == &PyUnicode_Type ||
+        t == &PyBool_Type || t == &PyType_Type ||
+        (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE) && !PyWeakref_Check(x) && !PyList_Check(x) &&
+         !PyDict_Check(x) && !PyAnySet_Check(x) && !PyTuple_Check(x) && !PyType_Check(x))) {
+        return PyObject_Repr(x);
+    }
+    return PyUnicode_FromFormat("<%s>", t->tp_name);
+}
+
 /* A readable description of the first failing check, or None if all pass. */
 static PyObject *guard_explain(Guard *self, PyObject *const *args, Py_ssize_t nargs) {
     for (Py_ssize_t i = 0; i < self->n; i++) {
@@ -490,7 +567,6 @@ static PyObject *guard_explain(Guard *self, PyObject *const *args, Py_ssize_t na
         int r = check_one(c, args, nargs);
         if (r < 0) return NULL;
         if (r) continue;
-        PyObject *spec = PyTuple_GET_ITEM(self->spec, i);
         if (c->kind == K_PATHS) {  /* the failing fact, as Python text (guard_paths.py) */
             PyObject *method = PyObject_GetAttr(c->b, s_explain);
             PyObject *why = method ? PyObject_Vectorcall(method, args, nargs, NULL) : NULL;
@@ -503,29 +579,33 @@ static PyObject *guard_explain(Guard *self, PyObject *const *args, Py_ssize_t na
             Py_XDECREF(why);
             PyErr_Clear();
         }
+        PyObject *spec = spec_repr(PyTuple_GET_ITEM(self->spec, i)), *text;
+        if (spec == NULL) return NULL;
         if (NO_SLOT(c->kind)) {
-            return PyUnicode_FromFormat("check %zd %R failed", i, spec);
-        }
-        if (c->index >= nargs) {
-            return PyUnicode_FromFormat("check %zd %R failed: only %zd arguments", i, spec, nargs);
-        }
-        PyObject *x = args[c->index];
-        if (c->kind == K_TENSOR) {
+            text = PyUnicode_FromFormat("check %zd %U failed", i, spec);
+        } else if (c->index >= nargs) {
+            text = PyUnicode_FromFormat("check %zd %U failed: only %zd arguments", i, spec, nargs);
+        } else if (c->kind == K_TENSOR) {
             /* The Python path names the field; it finds none when only the fast path saw the
                difference (an active TorchFunctionMode answering attribute reads). */
-            const char *field = tensor_mismatch(c, x);
-            return PyUnicode_FromFormat("check %zd %R failed: args[%zd] differs in %s", i, spec,
+            const char *field = tensor_mismatch(c, args[c->index]);
+            text = PyUnicode_FromFormat("check %zd %U failed: args[%zd] differs in %s", i, spec,
                                         c->index, field ? field : "metadata");
+        } else {
+            /* the value only for plain builtin types: a user __repr__ must not run here */
+            PyObject *x = args[c->index];
+            PyTypeObject *t = Py_TYPE(x);
+            if (t != &PyLong_Type && t != &PyFloat_Type && t != &PyUnicode_Type && t != &PyBool_Type &&
+                x != Py_None) {
+                text = PyUnicode_FromFormat("check %zd %U failed: args[%zd] has type %s", i, spec,
+                                            c->index, t->tp_name);
+            } else {
+                text = PyUnicode_FromFormat("check %zd %U failed: args[%zd] is %.200R (type %s)", i,
+                                            spec, c->index, x, t->tp_name);
+            }
         }
-        /* the value only for plain builtin types: a user __repr__ must not run here */
-        PyTypeObject *t = Py_TYPE(x);
-        if (t != &PyLong_Type && t != &PyFloat_Type && t != &PyUnicode_Type && t != &PyBool_Type &&
-            x != Py_None) {
-            return PyUnicode_FromFormat("check %zd %R failed: args[%zd] has type %s", i, spec, c->index,
-                                        t->tp_name);
-        }
-        return PyUnicode_FromFormat("check %zd %R failed: args[%zd] is %.200R (type %s)", i, spec,
-                                    c->index, x, Py_TYPE(x)->tp_name);
+        Py_DECREF(spec);
+        return text;
     }
     int ok = self->fallback ? guard_check((PyObject *)self, args, nargs) : 1;
     if (ok < 0) return NULL;

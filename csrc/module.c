@@ -130,6 +130,8 @@ static PyMethodDef module_functions[] = {
      "type_version_tag(T) -> int: T's version tag (0: none can be had); see Guard's type_version"},
     {"current_callback", current_callback, METH_NOARGS,
      "current_callback() -> this thread's callback, or the one being asked now (None: hook off)"},
+    {"entry_calls", callables_entry_calls, METH_NOARGS,
+     "entry_calls() -> int: calls of OptimizedCallables made from outside their callback so far"},
     {"set_eval_frame", set_eval_frame, METH_O, "set_eval_frame(callback) -> previous; None turns the hook off (this thread)"},
     {"skip_code", skip_code, METH_O, "skip_code(code): always run this code object unmodified (survives reset)"},
     {"clear_code", clear_code, METH_O, "clear_code(code): drop this code object's cache and skip mark"},

@@ -121,6 +121,7 @@ typedef struct {
 typedef struct {
     long kind;
     PyObject *value, *expected;
+    const void *spec;  /* TENSOR: the Guard's fast spec, read without the Guard (or NULL) */
 } LiveEntry;
 
 struct SnapshotMemo {
@@ -181,7 +182,7 @@ static int add_live(SnapshotMemo *m, long kind, PyObject *value, PyObject *expec
         m->live = grown;
         m->cap_live = cap;
     }
-    m->live[m->n_live++] = (LiveEntry){kind, value, expected};
+    m->live[m->n_live++] = (LiveEntry){kind, value, expected, kind == E_TENSOR ? guard_tensor_spec(expected) : NULL};
     return 0;
 }
 
@@ -295,7 +296,8 @@ int snapshot_check(SnapshotMemo *m) {
         ok = 1;
         for (Py_ssize_t i = 0; ok && i < m->n_live; i++) {
             LiveEntry *e = &m->live[i];
-            ok = entry_holds(e->kind, e->value, e->expected);
+            int r = e->spec != NULL ? guard_spec_matches(e->spec, e->value) : -1;
+            ok = r >= 0 ? r : entry_holds(e->kind, e->value, e->expected);
         }
         m->valid = ok;
     } else {

@@ -100,30 +100,47 @@ int spec_from_check(PyObject *type, PyObject *dtype, PyObject *device, PyObject 
     return 0;
 }
 
-int tensor_matches(PyObject *obj, const TensorSpec *spec) noexcept {
+/* obj's TensorImpl, or nullptr where this path cannot read it as the Python path does (see
+   the top of this file). */
+const c10::TensorImpl *plain_impl(PyObject *obj) {
+    if (!THPVariable_Check(obj)) return nullptr;
+    const c10::TensorImpl *impl = THPVariable_Unpack(obj).unsafeGetTensorImpl();
+    if (impl == nullptr || impl->is_python_dispatch() || impl->has_symbolic_sizes_strides() || impl->is_nested() ||
+        impl->layout() != c10::kStrided) {
+        return nullptr;
+    }
+    return impl;
+}
+
+/* The spec's dtype, requires_grad and device. */
+bool same_kind(const c10::TensorImpl *impl, const TensorSpec *spec) {
+    c10::Device device = impl->device();
+    return (int8_t)impl->dtype().toScalarType() == spec->scalar_type &&
+           impl->requires_grad() == (bool)spec->requires_grad && (int8_t)device.type() == spec->device_type &&
+           (spec->device_index == -1 || device.index() == spec->device_index);
+}
+
+/* obj is of the spec's type and kind, and layout(impl): 1 / 0; -1 cannot tell here. */
+template <typename Layout>
+int matches(PyObject *obj, const TensorSpec *spec, Layout layout) noexcept {
     if (Py_TYPE(obj) != spec->type) return 0;
     try {
-        if (!THPVariable_Check(obj)) return -1;
-        const at::Tensor &t = THPVariable_Unpack(obj);
-        const c10::TensorImpl *impl = t.unsafeGetTensorImpl();
-        if (impl == nullptr || impl->is_python_dispatch() || impl->has_symbolic_sizes_strides() ||
-            impl->is_nested() || impl->layout() != c10::kStrided) {
-            return -1;
-        }
-        if ((int8_t)t.scalar_type() != spec->scalar_type) return 0;
-        if (impl->requires_grad() != (bool)spec->requires_grad) return 0;
-        c10::IntArrayRef sizes = impl->sizes(), strides = impl->strides();
-        if ((int64_t)sizes.size() != spec->ndim || (int64_t)strides.size() != spec->ndim) return 0;
-        for (int32_t i = 0; i < spec->ndim; i++) {
-            if (sizes[i] != spec->sizes[i] || strides[i] != spec->strides[i]) return 0;
-        }
-        c10::Device device = impl->device();
-        if ((int8_t)device.type() != spec->device_type) return 0;
-        return spec->device_index == -1 || device.index() == spec->device_index;
+        const c10::TensorImpl *impl = plain_impl(obj);
+        if (impl == nullptr) return -1;
+        return same_kind(impl, spec) && (int64_t)impl->dim() == spec->ndim && layout(impl->sizes(), impl->strides(), impl);
     } catch (...) {
         PyErr_Clear();  /* a python_error leaves its exception set */
         return -1;
     }
+}
+
+int tensor_matches(PyObject *obj, const TensorSpec *spec) noexcept {
+    return matches(obj, spec, [spec](c10::IntArrayRef sizes, c10::IntArrayRef strides, const c10::TensorImpl *) {
+        for (int32_t i = 0; i < spec->ndim; i++) {
+            if (sizes[i] != spec->sizes[i] || strides[i] != spec->strides[i]) return false;
+        }
+        return true;
+    });
 }
 
 int ambient_from_check(PyObject *fn, PyObject *obj, AmbientSpec *spec) {
@@ -161,6 +178,139 @@ int ambient_matches(const AmbientSpec *spec) {
     }
     return 0;
 }
+
+/* ---- LayoutCheck: check_tensor_layout (translate/guard_checks.py) for one input ----------
+ *
+ *   LayoutCheck(fallback, T, dtype, device, sizes, strides, offset, requires_grad)(x) -> bool
+ *
+ * The guard of an input translated with symbolic sizes: each of `sizes`, `strides` is an int
+ * or None (FREE: a symbol, any value >= 2); `strides` None: contiguous; `offset` an int,
+ * None (FREE) or Ellipsis (not checked).
+ * yolov3 checks ~90 of them a step: ~5 us each in Python, ~50 ns here. What this path cannot
+ * decide like the Python one (see tensor_matches) calls `fallback(x, T, dtype, ...)`. */
+constexpr int64_t kFree = -1, kUnchecked = -2;
+
+struct LayoutCheck {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *fallback;  /* check_tensor_layout */
+    PyObject *args;      /* its arguments after x */
+    TensorSpec spec;     /* sizes / strides: kFree where FREE */
+    bool fast;           /* spec filled (else every call takes the fallback) */
+    bool contiguous;
+    int64_t offset;      /* kFree, kUnchecked or the offset */
+};
+
+bool layout_items(PyObject *items, int64_t *out, int32_t *n) {
+    if (!PyTuple_Check(items) || PyTuple_GET_SIZE(items) > TENSOR_SPEC_MAX_DIM) return false;
+    *n = (int32_t)PyTuple_GET_SIZE(items);
+    for (int32_t i = 0; i < *n; i++) {
+        PyObject *item = PyTuple_GET_ITEM(items, i);
+        if (item == Py_None) {
+            out[i] = kFree;
+            continue;
+        }
+        if (!PyLong_Check(item)) return false;
+        out[i] = PyLong_AsLongLong(item);
+        if (out[i] < 0) {
+            PyErr_Clear();
+            return false;
+        }
+    }
+    return true;
+}
+
+/* 1 matches, 0 differs, -1 cannot tell here */
+int layout_matches(const LayoutCheck *c, PyObject *obj) noexcept {
+    const TensorSpec *spec = &c->spec;
+    return matches(obj, spec, [c, spec](c10::IntArrayRef sizes, c10::IntArrayRef strides, const c10::TensorImpl *impl) {
+        for (int32_t i = 0; i < spec->ndim; i++) {
+            int64_t want = spec->sizes[i];
+            if (want == kFree ? sizes[i] < 2 : sizes[i] != want) return false;
+        }
+        if (c->contiguous) {
+            if (!impl->is_contiguous()) return false;
+        } else {
+            for (int32_t i = 0; i < spec->ndim; i++) {
+                int64_t want = spec->strides[i];
+                if (want == kFree ? strides[i] < 2 : strides[i] != want) return false;
+            }
+        }
+        int64_t offset = impl->storage_offset();
+        return c->offset == kUnchecked || (c->offset == kFree ? offset >= 2 : offset == c->offset);
+    });
+}
+
+PyObject *layout_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    LayoutCheck *c = (LayoutCheck *)self;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 1 || kwnames != nullptr) {
+        PyErr_SetString(PyExc_TypeError, "LayoutCheck(x) takes one tensor");
+        return nullptr;
+    }
+    int r = c->fast ? layout_matches(c, args[0]) : -1;
+    if (r >= 0) return PyBool_FromLong(r);
+    PyObject *stack[9];
+    Py_ssize_t n = PyTuple_GET_SIZE(c->args);
+    stack[0] = args[0];
+    for (Py_ssize_t i = 0; i < n; i++) stack[i + 1] = PyTuple_GET_ITEM(c->args, i);
+    return PyObject_Vectorcall(c->fallback, stack, n + 1, nullptr);
+}
+
+PyObject *layout_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    PyObject *fallback, *cls, *dtype, *device, *sizes, *strides, *offset, *requires_grad;
+    if (kwargs != nullptr || !PyArg_ParseTuple(args, "OOOOOOOO:LayoutCheck", &fallback, &cls, &dtype, &device, &sizes,
+                                               &strides, &offset, &requires_grad)) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "LayoutCheck takes positional arguments");
+        return nullptr;
+    }
+    LayoutCheck *c = (LayoutCheck *)type->tp_alloc(type, 0);
+    if (c == nullptr) return nullptr;
+    c->vectorcall = layout_vectorcall;
+    c->fallback = Py_NewRef(fallback);
+    c->args = PyTuple_GetSlice(args, 1, 8);
+    if (c->args == nullptr) {
+        Py_DECREF(c);
+        return nullptr;
+    }
+    /* the type, dtype, device and requires_grad as a tensor check reads them (no dims), then
+       the sizes and strides with their FREE items */
+    TensorSpec *spec = &c->spec;
+    int32_t n = -1, nstrides = -1;
+    PyObject *no_dims = PyTuple_New(0);
+    c->contiguous = strides == Py_None;
+    c->fast = no_dims != nullptr && PyType_Check(cls) &&
+              spec_from_check(cls, dtype, device, no_dims, no_dims, requires_grad, spec) == 0 &&
+              layout_items(sizes, spec->sizes, &n) &&
+              (c->contiguous || (layout_items(strides, spec->strides, &nstrides) && nstrides == n));
+    Py_XDECREF(no_dims);
+    spec->ndim = n;
+    c->offset = offset == Py_Ellipsis ? kUnchecked : offset == Py_None ? kFree
+              : PyLong_Check(offset) ? PyLong_AsLongLong(offset) : kUnchecked - 1;
+    c->fast = c->fast && c->offset >= kUnchecked;
+    PyErr_Clear();
+    return (PyObject *)c;
+}
+
+int layout_traverse(PyObject *self, visitproc visit, void *arg) {
+    Py_VISIT(((LayoutCheck *)self)->fallback);
+    Py_VISIT(((LayoutCheck *)self)->args);
+    return 0;
+}
+
+int layout_clear(PyObject *self) {
+    Py_CLEAR(((LayoutCheck *)self)->fallback);
+    Py_CLEAR(((LayoutCheck *)self)->args);
+    return 0;
+}
+
+void layout_dealloc(PyObject *self) {
+    PyObject_GC_UnTrack(self);
+    layout_clear(self);
+    Py_TYPE(self)->tp_free(self);
+}
+
+PyTypeObject LayoutCheck_Type = {PyVarObject_HEAD_INIT(nullptr, 0)};
 
 TensorCheckAPI api = {TENSOR_CHECK_API_VERSION, spec_from_check, tensor_matches, ambient_from_check,
                       ambient_matches};
@@ -230,6 +380,20 @@ PyMODINIT_FUNC PyInit__tensor_check(void) {
     if (rc < 0) return nullptr;
     PyObject *m = PyModule_Create(&module_def);
     if (m == nullptr) return nullptr;
+    LayoutCheck_Type.tp_name = "terra_dyn._tensor_check.LayoutCheck";
+    LayoutCheck_Type.tp_basicsize = sizeof(LayoutCheck);
+    LayoutCheck_Type.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL;
+    LayoutCheck_Type.tp_doc = "LayoutCheck(fallback, T, dtype, device, sizes, strides, offset, requires_grad)(x) -> bool";
+    LayoutCheck_Type.tp_new = layout_new;
+    LayoutCheck_Type.tp_call = PyVectorcall_Call;
+    LayoutCheck_Type.tp_vectorcall_offset = offsetof(LayoutCheck, vectorcall);
+    LayoutCheck_Type.tp_traverse = layout_traverse;
+    LayoutCheck_Type.tp_clear = layout_clear;
+    LayoutCheck_Type.tp_dealloc = layout_dealloc;
+    if (PyType_Ready(&LayoutCheck_Type) < 0 || PyModule_AddObjectRef(m, "LayoutCheck", (PyObject *)&LayoutCheck_Type) < 0) {
+        Py_DECREF(m);
+        return nullptr;
+    }
     PyObject *capsule = PyCapsule_New(&api, TENSOR_CHECK_CAPSULE, nullptr);
     if (capsule == nullptr || PyModule_AddObject(m, "_C_API", capsule) < 0) {
         Py_XDECREF(capsule);

@@ -74,6 +74,8 @@ extern PyTypeObject Guard_Type;
 /* 1 pass, 0 fail, -1 error (exception set: only from the Python fallback) */
 int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs);
 int guard_tensor_check(PyObject *guard, PyObject *value);  /* a one-check tensor Guard on value */
+const void *guard_tensor_spec(PyObject *guard);  /* its fast TensorSpec, or NULL */
+int guard_spec_matches(const void *spec, PyObject *value);  /* 1 / 0 / -1: cannot tell */
 int guards_init(void);
 int lacks_instance_attr(PyObject *obj, PyObject *name);  /* 1: obj's instance dict lacks name (or it has none) */
 PyObject *guards_set_fast(PyObject *module, PyObject *flag);
@@ -99,6 +101,7 @@ int path_check(const PathTree *tree, PyObject *const *args, Py_ssize_t nargs);
 PyObject *same_state(PyObject *module, PyObject *const *args, Py_ssize_t nargs);  /* same_state.c */
 
 extern PyTypeObject OptimizedCallable_Type;
+PyObject *callables_entry_calls(PyObject *module, PyObject *unused);
 extern PyTypeObject DisabledCallable_Type;
 
 /* ---- moves.c ---- (calls whose arguments the callee's frame owns alone) */

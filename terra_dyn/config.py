@@ -36,6 +36,8 @@ KNOBS = [
     Knob("strict", "TERRA_DYN_STRICT", False, "raise instead of falling back to the original code"),
     Knob("report_path", "TERRA_DYN_REPORT", "", "write the JSON report to this path at exit"),
     Knob("recompile_limit", "TERRA_DYN_RECOMPILE_LIMIT", 8, "translations kept per code object before running it eagerly"),
+    Knob("rare_outcome_calls", "TERRA_DYN_RARE_OUTCOME_CALLS", 4,
+         "a number branch's other outcome within this many calls of its last flip is translated; rarer runs as written"),
     Knob("verbose", "TERRA_DYN_VERBOSE", False,
          "log each graph, break, recompile and fallback to stderr (= TERRA_DYN_LOGS=graphs,breaks,recompiles,fallbacks)"),
     Knob("logs", "TERRA_DYN_LOGS", "",

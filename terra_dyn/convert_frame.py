@@ -29,14 +29,14 @@ import weakref
 
 import torch
 
-from . import _C, config, dynamic_marks, recompiles, report, torch_compat, tracebacks
+from . import _C, config, dynamic_marks, logs, recompiles, report, torch_compat, tracebacks
 from .backends import backend_name, lookup
 from .code_location import is_library_code  # noqa: F401  (the decision lives there)
 from .codegen.resume import current_run, fresh_args, is_resume_code, original_code
+from .real_types import is_numpy_scalar, isa
 from .translate import FullgraphError, TranslateOptions, Unsupported, translate_frame
 from .translate import changing
 from .translate.graph_state import DynamicShapesFailed
-from .translate.wrap import is_numpy_scalar
 
 
 @atexit.register
@@ -87,7 +87,7 @@ class CodeState:
     """What convert_frame remembers about one code object between its translations."""
 
     __slots__ = ("code_ref", "entries", "dynamic", "static", "pinned_sizes", "warned", "guards", "gains",
-                 "as_written", "hook_off", "family_entries", "run", "run_entries")
+                 "as_written", "hook_off", "family_entries", "run", "run_entries", "outcomes", "flipped_at")
 
     def __init__(self, code):
         # weakly: a function made and dropped in a loop must take its code, cache entries
@@ -107,6 +107,8 @@ class CodeState:
         self.family_entries = 0  # of an original code: translations of it and its resume functions
         self.run = None  # of a resume code: the call of its original (trampoline) it was last
         self.run_entries = 0  # translated in, and how many times in that call
+        self.outcomes = set()  # guard texts that are a number branch's outcome (_rare_outcome)
+        self.flipped_at = None  # _C.entry_calls() when such an outcome last flipped
 
 
 _states = {}  # id(code) -> CodeState (dropped when the code dies, before its id is reused)
@@ -159,11 +161,16 @@ def _note_dynamic(state, why, frame, code):
     """An `eq` check on a number slot failed: pass that number as a graph input next time.
     An `id` check on a module failed for another instance of its type: guard it by type.
     A tensor check failed on sizes alone: keep those sizes symbolic (`a1.size()[0]`)."""
-    args = _slot_values(frame, code)
+    all_args = _slot_values(frame, code)
     before = set(state.dynamic)
-    steps = {}  # size expression -> how much it changed
+    steps = {}  # size or attribute number expression -> how much it changed
     for guard in _own_guards(state):
-        for check in getattr(guard, "checks", ()) or ():
+        checks = getattr(guard, "checks", ()) or ()
+        # an argument of another type than the entry's is another kind of object: no number
+        # of it changed, and reading the entry's attribute paths on it would run its code (a
+        # __getattribute__ logging each read: test_descr's test_module_subclasses)
+        args = [_MISSING if _another_type(checks, i, a) else a for i, a in enumerate(all_args)]
+        for check in checks:
             if check[0] == "snapshot":  # facts about a module pinned by identity
                 state.dynamic.update(check[4].changed(_is_number))
                 for owner, key, now, holder in check[4].changed_numbers(_is_number):
@@ -190,6 +197,11 @@ def _note_dynamic(state, why, frame, code):
     state.dynamic -= state.static
 
 
+def _another_type(checks, i, value):
+    wanted = [c[2] for c in checks if c[0] == "type" and c[1] == i]
+    return bool(wanted) and type(value) not in wanted
+
+
 def _revive_pinned(state, before, steps):
     """Sizes pinned because they met a size that was constant then are symbolic again when a
     size never seen changing changes with them. Mistral's decoder loop: at token 2 the mask's
@@ -200,7 +212,12 @@ def _revive_pinned(state, before, steps):
     (both one token longer) is revived: sdpoint's block width, pinned, changes with the pooled
     height, and revived it made a different specialization that translated again later; a
     parameter's size counts for nothing (it steps with the block's width: another module).
-    Bounded: each revival needs a size not seen before."""
+    A pinned number read from an attribute or item is revived the same way: with a one-token
+    prompt, mistral's second token met the cache at length 1 (static: sizes 0 and 1 always
+    are), so `scores + mask` pinned the window layer's `cumulative_length` (1) that the mask's
+    length is made from; at token 3 the counter and the cache's length both step by one, and
+    with both symbolic their equality is a guarded relation (it was a translation per token
+    until the recompile limit). Bounded: each revival needs a size not seen before."""
     new = {steps.get(e) for e in state.dynamic - before - state.static
            if ".size()[" in e and "._parameters[" not in e and "._buffers[" not in e} - {None}
     revived = {e for e in state.dynamic & state.pinned_sizes if steps.get(e) in new}
@@ -241,7 +258,7 @@ def _size_changes(expr, now, then):
     facts `then` = (cls, dtype, device, sizes, ..., requires_grad), when only sizes (and the
     strides and offset that follow them) do. Sizes of a symbolic input's guard
     (check_tensor_layout) may be FREE (None): those are symbolic already."""
-    if not isinstance(now, torch.Tensor):
+    if not isa(now, torch.Tensor):
         return []
     cls, dtype, device, sizes = then[:4]
     requires_grad = then[-1]
@@ -264,7 +281,7 @@ def _is_number(v):
 
 
 def _another_instance(now, then):
-    return isinstance(then, torch.nn.Module) and type(now) is type(then) and now is not then
+    return isa(then, torch.nn.Module) and type(now) is type(then) and now is not then
 
 
 _EQ_EXPR = re.compile(r"^(.+) (==|is) (c\d+)(\(\))?$")  # `is c4()`: a weakly held module
@@ -289,11 +306,11 @@ def _changed_objects(predicate, args, steps=None):
         if match is None:
             continue
         op, const = match.group(2), predicate.namespace.get(match.group(3))
-        if match.group(4) and isinstance(const, weakref.ref):
+        if match.group(4) and isa(const, weakref.ref):
             const = const()
         if op == "==" and not _is_number(const):
             continue
-        if op == "is" and not isinstance(const, torch.nn.Module):
+        if op == "is" and not isa(const, torch.nn.Module):
             continue
         now = _evaluate(predicate, match.group(1), args)
         if now is _MISSING:  # the attribute vanished: not a changing number
@@ -302,6 +319,8 @@ def _changed_objects(predicate, args, steps=None):
             changed.append(match.group(1))
             if op == "==":
                 _note_changing(predicate, match.group(1), args, now)
+                if steps is not None and type(now) is int:
+                    steps[match.group(1)] = now - const
     return changed
 
 
@@ -398,6 +417,8 @@ def _new_callback(backend, fullgraph, strict, dynamic=None):
                 return _run_as_written(code, last, _slot_values(frame, code), why)
             if _specializes_per_iteration(state):
                 return _run_as_written(code, last, _slot_values(frame, code), why, per_iteration=True)
+            if _rare_outcome(state, last, frame, code):
+                return None
             why = recompiles.record(code, last, _slot_values(frame, code), why).cause()
             if len(own) >= config.recompile_limit:
                 if not state.warned:
@@ -430,6 +451,7 @@ def _new_callback(backend, fullgraph, strict, dynamic=None):
         family = state_of(original_code(code) or code)
         family.family_entries += 1
         family.gains = family.gains or any(map(_has_tensor_work, result.graphs))
+        state.outcomes.update(result.outcomes)
         _count_run_entry(state, code)
         _record(code, result, name)
         tracebacks.note_translation(result.code, code)
@@ -457,6 +479,31 @@ def _specializes_per_iteration(state):
     that cannot would need a translation per iteration, and each block's own frames per
     instance and shape after it, spread over every call until the recompile limit."""
     return state.run is not None and state.run == current_run() and state.run_entries >= 2
+
+
+def _rare_outcome(state, guard, frame, code):
+    """Does this call flip the outcome of a branch on a number input that the last
+    translation guarded (graph_state.decide), for the first time in config.rare_outcome_calls
+    calls? Then it runs as written, untranslated: resnet50's `if self.iteration % print_freq
+    == 0: log.info(...)` is taken one step in ten, and translating that way cost a
+    translation at step 10. An outcome that flips again within those calls (a branch on
+    `i % 2`, a threshold crossed for good) is translated at that second flip."""
+    predicate = getattr(guard, "fallback", None)  # the ShapeEnv's facts are its expressions
+    if not state.outcomes or not hasattr(predicate, "explain"):
+        return False
+    try:
+        failed = predicate.explain(*_slot_values(frame, code))  # the first that fails
+    except Exception:
+        return False
+    if failed not in state.outcomes:
+        return False
+    now, last = _C.entry_calls(), state.flipped_at
+    state.flipped_at = now
+    if last is not None and now - last <= config.rare_outcome_calls:
+        return False
+    logs.fallback(report.Fallback(code.co_name, code.co_filename, code.co_firstlineno,
+                                  f"`{failed}` is false this call, for the first time in a while"))
+    return True
 
 
 def _run_as_written(code, guard, args, why, per_iteration=False):
@@ -549,7 +596,7 @@ def _pin(state, exc):
     # heads, 2 like the mask's old length), they are all that goes
     pinned |= guesses
     state.static |= pinned
-    state.pinned_sizes |= {e for e in pinned if ".size()[" in e}
+    state.pinned_sizes |= {e for e in pinned if not e.startswith("size==")}
     state.dynamic -= pinned
     return bool(pinned)
 

@@ -23,6 +23,7 @@ import torch
 from bytecode import Instr
 
 from ..errors import Unsupported
+from ..real_types import asks_user_code, isa, plain_slice
 from ..seam import rules
 
 OUT = "___graph_out"
@@ -37,7 +38,7 @@ def is_local_class(obj):
     """A class made by a `class` statement inside a function: only the user's names keep it,
     so a guard or a code constant holding it would keep it, its subclass links and its
     instances' type alive (test_descr's test_remove_subclass: `del Child; gc.collect()`)."""
-    return isinstance(obj, type) and "<locals>" in getattr(obj, "__qualname__", "")
+    return isa(obj, type) and "<locals>" in type.__getattribute__(obj, "__qualname__")
 
 
 def call_const(fn, arg_instrs, nargs):
@@ -147,14 +148,17 @@ class Reconstructor:
 
     def is_simple(self, value):
         """A value LOAD_CONST may bake into the code: immutable, equal on every run."""
-        return isinstance(value, _SIMPLE)
+        return isa(value, _SIMPLE) and plain_slice(value)
 
     def const(self, value, source=None):
         """LOAD_CONST where baking the object in is safe (simple, or kept by identity, but
         for a local class, which the code would keep alive), else the load of where it lives
         at run time."""
-        if isinstance(value, _SIMPLE) or isinstance(value, _BY_IDENTITY) and not is_local_class(value) \
+        if isa(value, _SIMPLE) and plain_slice(value) or isa(value, _BY_IDENTITY) and not is_local_class(value) \
                 or source is None:
+            if asks_user_code(type(value)):  # the bytecode package's isinstance() checks on
+                # an argument would run its __getattribute__ / __class__ property
+                return [Instr("LOAD_CONST", (value,)), Instr("LOAD_CONST", 0), Instr("BINARY_SUBSCR")]
             return [Instr("LOAD_CONST", value)]
         return list(source.load())
 

@@ -15,6 +15,7 @@ import types
 
 import torch
 
+from ..real_types import instance_dict, isa
 from . import deep_copies
 from .errors import Unsupported
 from .side_effects import StoreAttr
@@ -30,6 +31,7 @@ _DEVICE_TYPE_ATTRS = {"is_cuda": "cuda", "is_cpu": "cpu", "is_meta": "meta", "is
                       "is_xpu": "xpu"}
 _TENSOR_NODE_ATTRS = {"T", "mT", "H", "mH", "real", "imag"}
 _ABSENT = object()
+_MODULE_LOOKUP = types.ModuleType.__dict__["__getattribute__"]
 _HEAP_TYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement
 _LIBRARY_MODULE_PREFIXES = ("torch", "math", "operator", "functools", "itertools", "collections",
                             "numpy", "builtins", "typing", "dataclasses", "warnings", "logging")
@@ -60,17 +62,17 @@ def load_attr(tx, obj, name):
             return obj.attrs[name]
         attr = inspect.getattr_static(obj.cls, name, None)
         tx.ctx.guards.class_attributes(obj.cls)
-        if isinstance(attr, types.FunctionType):
+        if isa(attr, types.FunctionType):
             return MethodValue(ConstValue(attr), obj)
-        if isinstance(attr, staticmethod):
+        if isa(attr, staticmethod):
             return ConstValue(attr.__func__)
-        if isinstance(attr, classmethod):
+        if isa(attr, classmethod):
             return MethodValue(ConstValue(attr.__func__), ConstValue(obj.cls))
-        if isinstance(attr, property):
+        if isa(attr, property):
             from . import calls
 
             return calls.call_value(tx, ConstValue(attr.fget), [obj], {})
-        if attr is not None and isinstance(attr, (int, float, str, bool, tuple, type(None))):
+        if attr is not None and isa(attr, (int, float, str, bool, tuple, type(None))):
             return ConstValue(attr)
         raise Unsupported(f"attribute {name} of {obj!r}")
     if isinstance(obj, FunctionValue):
@@ -110,7 +112,7 @@ def _tensor_attr(tx, t, name):
     attr = inspect.getattr_static(torch.Tensor, name, None)
     if attr is None:
         raise Unsupported(f"tensor attribute {name}")
-    if callable(attr) or isinstance(attr, (types.MethodDescriptorType, types.FunctionType)):
+    if callable(attr) or isa(attr, (types.MethodDescriptorType, types.FunctionType)):
         return MethodValue(ConstValue(getattr(torch.Tensor, name)), t)
     raise Unsupported(f"tensor attribute {name}")
 
@@ -132,11 +134,14 @@ def _object_attr(tx, obj, name):
     pending = tx.ctx.graph.attr_overlay.get((id(real), name))
     if pending is not None:
         return pending
-    if isinstance(real, torch.nn.Module):
+    if isa(real, torch.nn.Module):
         from . import modules
 
         return modules.module_attr(tx, obj, name)
-    if isinstance(real, types.ModuleType):
+    if isa(real, types.ModuleType):
+        if inspect.getattr_static(type(real), "__getattribute__") is not _MODULE_LOOKUP:
+            # a module subclass's own lookup (test_descr's test_module_subclasses logs each)
+            raise Unsupported(f"{type(real).__name__} defines __getattribute__: read natively")
         try:
             value = getattr(real, name)
         except AttributeError:
@@ -147,7 +152,7 @@ def _object_attr(tx, obj, name):
                 tx.ctx.guards.module_attribute(real, name, value)
             return _unguarded(value)
         return wrap(tx.ctx, value, AttrSource(obj.source, name))
-    if not isinstance(real, type):
+    if not isa(real, type):
         getattribute = inspect.getattr_static(type(real), "__getattribute__")
         if isinstance(getattribute, types.FunctionType) and (obj.source is not None or deep_copies.is_copied(obj)):
             # transformers' configs map old names through `attribute_map` on every read:
@@ -177,8 +182,8 @@ def generic_attr(tx, obj, name):
         raise Unsupported(f"{type(real).__name__} has no attribute {name} (raises natively)") from None
     # whatever comes from the class (a method, a class constant, a property) or, for a
     # class, from its own MRO, is valid while the class and its bases are unchanged
-    tx.ctx.guards.class_attributes(real if isinstance(real, type) else type(real))
-    if isinstance(static, property) and not isinstance(real, type):  # `Cls.prop` is the property
+    tx.ctx.guards.class_attributes(real if isa(real, type) else type(real))
+    if isa(static, property) and not isa(real, type):  # `Cls.prop` is the property
         from . import calls
 
         return calls.call_value(tx, ConstValue(static.fget), [obj], {})
@@ -186,15 +191,15 @@ def generic_attr(tx, obj, name):
         # its __get__ is user code with its own result and side effects (a counter: test_descr's
         # test_compattr); read now, it would run once at translate time and again in every guard
         raise Unsupported(f"{name} is a {type(static).__name__} descriptor: read natively")
-    if isinstance(static, types.FunctionType) and not isinstance(real, type) and \
-            name not in getattr(real, "__dict__", {}):
+    if isa(static, types.FunctionType) and not isa(real, type) and \
+            name not in (instance_dict(real) or {}):
         tx.ctx.guards.instance_lacks(obj.source, real, name)  # `obj.method = f` later
         return MethodValue(ConstValue(static), obj)
-    if obj.source is not None and isinstance(real, dict) and static in (dict.get, dict.__getitem__, dict.__contains__):
+    if obj.source is not None and isa(real, dict) and static in (dict.get, dict.__getitem__, dict.__contains__):
         return MethodValue(ConstValue(static), obj)  # read key by key (calls.dict_read_by_key)
-    if isinstance(static, types.MethodDescriptorType) and not isinstance(real, type) and \
+    if isa(static, types.MethodDescriptorType) and not isa(real, type) and \
             type(real).__module__.split(".")[0] not in ("builtins", "torch") and \
-            name not in getattr(real, "__dict__", {}):
+            name not in (instance_dict(real) or {}):
         # `arr.astype` of a numpy array: a new bound method on every access, which an
         # identity guard never matches again (a recompile every call); rebind per call
         return MethodValue(ConstValue(static), obj)
@@ -214,7 +219,7 @@ def generic_attr(tx, obj, name):
     if obj.source is None:
         return _unguarded(value)  # an object made at translate time: nothing to guard
     if type(real) in (str, bytes, int, float, complex, bool) and not obj.by_type and \
-            isinstance(value, types.BuiltinMethodType) and value.__self__ is real:
+            isa(value, types.BuiltinMethodType) and value.__self__ is real:
         # `name.rsplit` of a value-guarded string: a new bound method per access, so an
         # identity guard on it would never hold again; its owner's guard says all
         return _unguarded(value)
@@ -223,7 +228,7 @@ def generic_attr(tx, obj, name):
 
 def overrides_getattribute(obj):
     """obj's class defines __getattribute__ in Python (not a class: its metaclass's is read)."""
-    return not isinstance(obj, type) and \
+    return not isa(obj, type) and \
         isinstance(inspect.getattr_static(type(obj), "__getattribute__", None), types.FunctionType)
 
 
@@ -234,7 +239,7 @@ def object_has_attr(tx, obj, name):
     real = obj.value
     if (id(real), name) in tx.ctx.graph.attr_overlay:  # stored earlier in this frame
         return True
-    if obj.source is None or isinstance(real, torch.nn.Module):
+    if obj.source is None or isa(real, torch.nn.Module):
         return hasattr(real, name)
     cls = type(real)
     if _odd_keys(real):
@@ -244,16 +249,25 @@ def object_has_attr(tx, obj, name):
         lookup, (types.WrapperDescriptorType, types.FunctionType))
     static = inspect.getattr_static(real, name, _ABSENT)
     asked = None
-    if isinstance(real, types.ModuleType):  # PEP 562's module __getattr__ is in its dict
-        user_lookup = "__getattr__" in real.__dict__
+    if isa(real, types.ModuleType):  # PEP 562's module __getattr__ is in its dict
+        user_lookup = lookup is not _MODULE_LOOKUP or "__getattr__" in (instance_dict(real) or {})
     elif isinstance(lookup, types.FunctionType) and not user_lookup:
+        if static is not _ABSENT or name in (instance_dict(real) or {}):
+            # found without it: the Python __getattribute__ inlined as a read would be (its
+            # side effects replayed per call, as Python runs it per call), its value dropped
+            from . import calls
+
+            tx.ctx.guards.class_attributes(cls)
+            calls.call_value(tx, ConstValue(lookup), [obj, ConstValue(name)], {})
+            return True
         # transformers' configs map old names through attribute_map (`hasattr(config,
         # "use_cache")` in every model): asked of the object now, as the inlined
         # __getattribute__ would be; the instance dict and class are guarded below
+        # (known gap: a __getattribute__ with side effects runs them here once, not per call)
         asked = hasattr(real, name)
     getter = asked is None and static is not _ABSENT and hasattr(type(static), "__get__") and \
-        not isinstance(static, (types.FunctionType, classmethod, staticmethod))
-    if getter and not user_lookup and isinstance(static, property) and isinstance(static.fget, types.FunctionType):
+        not isa(static, (types.FunctionType, classmethod, staticmethod))
+    if getter and not user_lookup and isa(static, property) and isinstance(static.fget, types.FunctionType):
         # `hasattr(cache, "is_sliding")` of a property (transformers' mask builders ask it of
         # every cache, per call): the getter inlined as a read would be, its value dropped.
         # One that raises (AttributeError: hasattr's False) stops the translation there and
@@ -266,11 +280,11 @@ def object_has_attr(tx, obj, name):
     if user_lookup or getter:  # a property or a slot may raise AttributeError: hasattr says False
         raise Unsupported(f"hasattr({cls.__name__}, {name!r}) runs a lookup or a getter: checked natively")
     found = asked if asked is not None else static is not _ABSENT
-    tx.ctx.guards.class_attributes(real if isinstance(real, type) else cls)
-    d = getattr(real, "__dict__", None)
-    if isinstance(real, type) or not isinstance(d, dict):
+    tx.ctx.guards.class_attributes(real if isa(real, type) else cls)
+    d = instance_dict(real)
+    if isa(real, type) or not isa(d, dict):
         return found
-    if name in d and isinstance(real, types.ModuleType):
+    if name in d and isa(real, types.ModuleType):
         tx.ctx.guards.module_attribute(real, name, d[name])  # one C dict lookup
     elif name in d:
         tx.ctx.guards.key_in(AttrSource(obj.source, "__dict__"), name, True)
@@ -282,7 +296,7 @@ def object_has_attr(tx, obj, name):
 def _odd_keys(real):
     """An instance dict with a key that is not a str: looking a name up in it runs that key's
     __eq__ (test_descr's test_vicious_descriptor_nonsense deletes the class attribute there)."""
-    d = getattr(real, "__dict__", None)
+    d = instance_dict(real)
     return type(d) is dict and any(type(k) is not str for k in d)
 
 
@@ -290,7 +304,7 @@ def _python_descriptor(attr):
     """A descriptor whose __get__ is Python code (not a function, property, classmethod or
     staticmethod, whose __get__ the translator models): a function, or any other callable
     set as `__get__` (test_dataclasses' test_getting_field_calls_get sets a Mock)."""
-    if isinstance(attr, (types.FunctionType, property, classmethod, staticmethod)):
+    if isa(attr, (types.FunctionType, property, classmethod, staticmethod)):
         return False
     get = inspect.getattr_static(type(attr), "__get__", None)
     return get is not None and not isinstance(get, _C_SLOTS)
@@ -316,7 +330,7 @@ def _plain_store(cls, name):
 
 def _no_data_descriptor(cls, name):
     attr = inspect.getattr_static(cls, name, None)
-    if isinstance(attr, types.MemberDescriptorType):  # a Python class's __slots__ members; a
+    if isa(attr, types.MemberDescriptorType):  # a Python class's __slots__ members; a
         # builtin type's may be read-only (`property().fget = 42` raises: test_descr's test_properties)
         return bool(attr.__objclass__.__flags__ & _HEAP_TYPE)
     if not cls.__dictoffset__:  # __slots__ only: any other name raises AttributeError
@@ -340,9 +354,9 @@ def store_attr(tx, obj, name, value):
         return
     copied = deep_copies.is_copied(obj)
     if isinstance(obj, ConstValue) and (obj.source is not None or copied) \
-            and not isinstance(obj.value, (type, types.ModuleType)):
+            and not isa(obj.value, (type, types.ModuleType)):
         setattr_fn = inspect.getattr_static(type(obj.value), "__setattr__")
-        if isinstance(setattr_fn, types.FunctionType) and not isinstance(obj.value, torch.nn.Module):
+        if isinstance(setattr_fn, types.FunctionType) and not isa(obj.value, torch.nn.Module):
             # a config's __setattr__ maps old names through attribute_map: inlined; its
             # object.__setattr__ call comes back to generic_store
             from . import calls
@@ -371,11 +385,11 @@ def generic_store(tx, obj, name, value):
 
 def _store(tx, obj, name, value, effect):
     tx.ctx.guards.class_attributes(type(obj.value))  # no setter may appear on the class later
-    if isinstance(obj.value, torch.nn.Module) and not isinstance(
+    if isa(obj.value, torch.nn.Module) and not isinstance(
             value, (TensorValue, ConstValue, ScalarValue, TupleValue)):
         raise Unsupported("assignment of this value to a module attribute")
-    old = getattr(obj.value, "__dict__", {}).get(name)
-    if isinstance(old, (list, dict)) and id(old) in tx.ctx._mutables:
+    old = (instance_dict(obj.value) or {}).get(name)
+    if isa(old, (list, dict)) and id(old) in tx.ctx._mutables:
         # the old list is reached through its source `obj.name` (write-back, later pushes):
         # after the replayed store that would name the new one; run the store natively
         raise Unsupported(f"rebinding .{name}, whose {type(old).__name__} was used")

@@ -52,6 +52,7 @@ import warnings
 import torch
 import torch.fx as fx
 
+from ..real_types import isa
 from .errors import Unsupported
 from .values import ConstValue, MethodValue
 
@@ -251,7 +252,7 @@ def is_manager_class(fn):
 
 def is_manager(value):
     """A ConstValue holding a torch autocast manager whose enter/exit are torch's own."""
-    if not isinstance(value, ConstValue) or not isinstance(value.value, _MANAGER):
+    if not isinstance(value, ConstValue) or not isa(value.value, _MANAGER):
         return False
     cls = type(value.value)
     return getattr(cls, "__enter__", None) in _KNOWN_ENTERS and getattr(cls, "__exit__", None) in _KNOWN_EXITS

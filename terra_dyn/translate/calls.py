@@ -24,6 +24,7 @@ import weakref
 
 import torch
 
+from ..real_types import isa
 from . import autograd_function, builtins_ops, context_vars, deep_copies, exceptions, generator_cm, inline, modules, torch_ops
 from .errors import Unsupported
 from .side_effects import Call
@@ -38,7 +39,7 @@ _IS_COMPILING = tuple(f for f in (getattr(torch.compiler, "is_compiling", None),
 
 def _names_frame_variables(code, source):
     """eval / exec source (a value) that may name one of the frame's variables."""
-    if not (isinstance(source, ConstValue) and isinstance(source.value, str)):
+    if not (isinstance(source, ConstValue) and isa(source.value, str)):
         return True
     try:
         names = set(compile(source.value, "<eval>", "exec").co_names)
@@ -207,8 +208,8 @@ def _object_getattribute(tx, obj, name):
     """`object.__getattribute__(self, name)` (also through super()) inside an inlined
     Python __getattribute__: the generic lookup, never the override again."""
     known = isinstance(obj, ConstValue) and (obj.source is not None or deep_copies.is_copied(obj))
-    if not (known and isinstance(name, ConstValue) and isinstance(name.value, str)) \
-            or isinstance(obj.value, (type, torch.nn.Module)):
+    if not (known and isinstance(name, ConstValue) and isa(name.value, str)) \
+            or isa(obj.value, (type, torch.nn.Module)):
         raise Unsupported("object.__getattribute__ of this value")
     if name.value == "__dict__" and obj.source is not None and isinstance(getattr(obj.value, "__dict__", None), dict):
         # `super().__getattribute__("__dict__").get(key)` (transformers' heterogeneous
@@ -229,8 +230,8 @@ def _signature(tx, fn):
     its code and defaults, which inlining it already guards."""
     method = isinstance(fn, MethodValue)
     real = fn.fn if method else fn
-    real = real.value if isinstance(real, ConstValue) else None
-    if not isinstance(real, types.FunctionType) or {"__wrapped__", "__signature__"} & real.__dict__.keys():
+    real = real.value if isa(real, ConstValue) else None
+    if not isa(real, types.FunctionType) or {"__wrapped__", "__signature__"} & real.__dict__.keys():
         raise Unsupported("inspect.signature of this value")
     tx.ctx.guards.function(real)
     signature = inspect.signature(real)
@@ -249,7 +250,7 @@ def _object_setattr(tx, obj, name, value):
         deep_copies.store(obj, name.value, value, object.__setattr__)
         return ConstValue(None)
     if not (isinstance(obj, ConstValue) and obj.source is not None and isinstance(name, ConstValue)
-            and isinstance(name.value, str)) or isinstance(obj.value, (type, torch.nn.Module, types.ModuleType)):
+            and isa(name.value, str)) or isa(obj.value, (type, torch.nn.Module, types.ModuleType)):
         raise Unsupported("object.__setattr__ on this value")
     from .attributes import generic_store
 
@@ -330,7 +331,7 @@ def _call_method(tx, method, args, kwargs):
             return torch_ops.call_tensor_method(tx, f.__name__, self_value, args, kwargs)
         if isinstance(self_value, (ListValue, DictValue, TupleValue)):
             return builtins_ops.call_container_method(tx, f, self_value, args, kwargs)
-        if isinstance(self_value, ConstValue) and isinstance(self_value.value, logging.Logger) and \
+        if isinstance(self_value, ConstValue) and isa(self_value.value, logging.Logger) and \
                 getattr(f, "__name__", "") in _LOG_METHODS:
             return record_call(tx, method, args, kwargs)
     return call_value(tx, fn, [self_value] + list(args), kwargs)
@@ -445,11 +446,11 @@ def _construct(tx, fn, cls, args, kwargs):
 
 
 def _wrap_result(value):
-    if isinstance(value, torch.Size):
+    if isa(value, torch.Size):
         return TupleValue([ConstValue(x) for x in value], cls=torch.Size)
     if type(value) is list:  # "a,b".split(","): a new list per call, not one shared constant
         return ListValue([_wrap_result(x) for x in value])
-    if isinstance(value, (list, dict, set, bytearray)):
+    if isa(value, (list, dict, set, bytearray)):
         raise Unsupported(f"a call returned a mutable {type(value).__name__}")
     return ConstValue(value)
 

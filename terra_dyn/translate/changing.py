@@ -34,6 +34,8 @@ at the same address only makes a number an input that did not need to be.
 import sys
 import weakref
 
+from ..real_types import isa
+
 _MAX_NOTED = 4096  # owners noted; past it the oldest go (a number is then constant again)
 
 _noted = {}  # (id(owner), key) -> weakref to the owner, or None (a dict or list)
@@ -45,7 +47,7 @@ _CONTAINERS = (dict, list, tuple)
 
 def is_float(value):
     numpy = sys.modules.get("numpy")
-    return type(value) is float or numpy is not None and isinstance(value, numpy.floating)
+    return type(value) is float or numpy is not None and isa(value, numpy.floating)
 
 
 def note(owner, key, value, holder=None):
@@ -60,7 +62,7 @@ def note(owner, key, value, holder=None):
     _noted[(id(owner), key)] = ref
     if not is_float(value):
         return
-    if isinstance(key, str) and not isinstance(owner, _CONTAINERS):
+    if isa(key, str) and not isa(owner, _CONTAINERS):
         _float_attrs.setdefault(type(owner), set()).add(key)
     elif type(owner) is dict and holder is not None:
         _float_tables.setdefault(type(holder[0]), set()).add(holder[1])

@@ -23,6 +23,7 @@ import builtins
 
 import torch
 
+from ..real_types import isa
 from ..seam import rules
 from .errors import Unsupported
 from .values import ConstValue, FunctionValue, Value
@@ -56,7 +57,7 @@ def build_class(tx, args, kwargs):
         raise Unsupported("class statement with an unknown body")
     bases = []
     for b in args[2:]:
-        if not isinstance(b, ConstValue) or not isinstance(b.value, type) or b.by_type:
+        if not isinstance(b, ConstValue) or not isa(b.value, type) or b.by_type:
             raise Unsupported("class statement with an unknown base")
         bases.append(b.value)
     meta = type(bases[0]) if bases else type

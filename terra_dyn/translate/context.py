@@ -17,6 +17,7 @@ import time
 
 import torch
 
+from ..real_types import isa
 from . import autocast
 from . import wrap as wrap_mod
 from .graph_state import GraphState
@@ -77,7 +78,7 @@ class TranslationContext:
             if key not in self.guards._seen:
                 self.guards._seen.add(key)
                 self.guards.checks.append(("global_id", f_globals, name, real))
-            if isinstance(real, torch.Tensor):
+            if isa(real, torch.Tensor):
                 return self.graph.input_tensor(real, _ForeignGlobal(f_globals, name), by_identity=True)
             return ConstValue(real, _ForeignGlobal(f_globals, name))
         return self.wrap(real, GlobalSource(name))

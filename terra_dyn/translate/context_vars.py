@@ -17,6 +17,7 @@ Example: `def inner(x): t = V.set(2); y = x * V.get(); V.reset(t); return y` inl
 import contextvars
 import functools
 
+from ..real_types import isa
 from .errors import Unsupported
 from .values import ConstValue, Value
 
@@ -43,7 +44,7 @@ def get(tx, args, kwargs):
     if kwargs or not args or not all(isinstance(a, ConstValue) for a in args):
         raise Unsupported("ContextVar.get with run-time arguments")
     var, extra = args[0], [a.value for a in args[1:]]
-    if not isinstance(var.value, contextvars.ContextVar) or var.source is None and not var.is_const():
+    if not isa(var.value, contextvars.ContextVar) or var.source is None and not var.is_const():
         raise Unsupported("ContextVar.get of an unknown variable")
     pairs = tx.ctx.context_vars.get(id(var.value))
     if pairs:

@@ -24,6 +24,7 @@ import types
 
 import torch
 
+from ..real_types import isa
 from .errors import Unsupported
 from .values import ConstValue, DictValue, ListValue, TupleValue
 
@@ -89,7 +90,7 @@ def read(tx, obj, name):
 
 def as_value(obj, part=False):
     """A value for an object the translation owns (a copy, or read out of one)."""
-    if isinstance(obj, _ATOMIC) or isinstance(obj, tuple) and all(isinstance(x, _ATOMIC) for x in obj):
+    if isa(obj, _ATOMIC) or isa(obj, tuple) and all(isa(x, _ATOMIC) for x in obj):
         return ConstValue(obj)
     if not part and type(obj) is dict:
         return DictValue({k: as_value(x) for k, x in obj.items()})
@@ -114,18 +115,18 @@ def plain_state(obj, ids, depth=0):
     collect the ids of the objects and containers in it."""
     if depth > 20:
         raise Unsupported("copy.deepcopy of a deeply nested object")
-    if isinstance(obj, _ATOMIC):
+    if isa(obj, _ATOMIC):
         return
     ids.add(id(obj))
     kind = type(obj)
     if kind in (dict, list, tuple):
         items = obj.items() if kind is dict else enumerate(obj)
         for k, x in items:
-            if kind is dict and not isinstance(k, (int, str, bool, type(None), float)):
+            if kind is dict and not isa(k, (int, str, bool, type(None), float)):
                 raise Unsupported("copy.deepcopy of a dict with non-constant keys")
             plain_state(x, ids, depth + 1)
         return
-    if kind.__module__ == "builtins" or isinstance(obj, (torch.Tensor, torch.nn.Module)) \
+    if kind.__module__ == "builtins" or isa(obj, (torch.Tensor, torch.nn.Module)) \
             or not isinstance(getattr(obj, "__dict__", None), dict) or not _default_copy(kind):
         raise Unsupported(f"copy.deepcopy of a {kind.__qualname__}")
     for x in obj.__dict__.values():
@@ -174,7 +175,7 @@ def store(obj, name, value, write):
 
 
 def _immutable(x):
-    return isinstance(x, _ATOMIC) or isinstance(x, tuple) and all(_immutable(i) for i in x)
+    return isa(x, _ATOMIC) or isa(x, tuple) and all(_immutable(i) for i in x)
 
 
 def delete(tx, obj, name):

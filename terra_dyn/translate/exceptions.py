@@ -24,6 +24,7 @@ rebuilt in emitted code (a frame that would need one runs unmodified).
 """
 from bytecode import TryBegin, TryEnd
 
+from ..real_types import isa
 from .errors import Unsupported
 from .values import ConstValue, Value
 
@@ -94,7 +95,7 @@ class ExceptionOpcodes:
     def RAISE_VARARGS(self, instr):
         """exc -> (raises)"""
         exc = self.stack[-1] if instr.arg == 1 else None
-        if isinstance(exc, ConstValue) and isinstance(exc.value, type):
+        if isinstance(exc, ConstValue) and isa(exc.value, type):
             exc = construct(self, exc.value, [], {})  # `raise IndexError`
         if self.parent is None or not isinstance(exc, ExceptionValue):
             raise Unsupported("raise statement (runs natively)")

@@ -30,6 +30,7 @@ import torch
 from bytecode import Instr
 
 from .. import report
+from ..real_types import isa
 from ..seam import rules
 
 try:
@@ -80,6 +81,7 @@ class FrameTranslation:
     guard_descriptions: List[str] = field(default_factory=list)
     translate_seconds: float = 0.0
     compile_seconds: float = 0.0
+    outcomes: List[str] = field(default_factory=list)  # guard texts that are a number branch's outcome
 
 
 def translate_frame(frame, options) -> FrameTranslation:
@@ -277,7 +279,7 @@ def _only_grad_mode_blocks(tx):
     for v in tx.stack:
         fn = getattr(v, "fn", None) if isinstance(v, MethodValue) else None
         if isinstance(fn, ConstValue) and fn.value is GradModeExit or \
-                isinstance(v, ConstValue) and isinstance(v.value, GradModeRestore):
+                isinstance(v, ConstValue) and isa(v.value, GradModeRestore):
             grad += 1
         elif isinstance(fn, ConstValue) and getattr(fn.value, "__name__", "") == "__exit__":
             other += 1
@@ -292,7 +294,7 @@ def _enclosing_grad_restore(deep):
     for v in deep:
         if isinstance(v, MethodValue) and isinstance(v.fn, ConstValue) and v.fn.value is GradModeExit:
             return grad_mode_restore(v.self_value.previous)
-        if isinstance(v, ConstValue) and isinstance(v.value, GradModeRestore):
+        if isinstance(v, ConstValue) and isa(v.value, GradModeRestore):
             return v.value  # a block opened before an earlier break (a resume frame)
     return None
 
@@ -447,7 +449,7 @@ def _finish(ctx, code, f_globals, tx, result, site, breaks, options, start):
         graphs=graphs, guard=ctx.guards.build(), code=new_code, breaks=breaks,
         resume_functions=list(site.resume_codes) if site else [],
         guard_descriptions=ctx.guards.describe(), translate_seconds=translate_seconds,
-        compile_seconds=compile_seconds)
+        compile_seconds=compile_seconds, outcomes=list(ctx.guards.outcomes))
 
 
 # what Python-number arithmetic on run-time numbers records (operators.py, builtins_ops.py)
@@ -482,12 +484,15 @@ def _collect_graph_values(v, out, depth=0, seen=None):
     if depth > 50 or id(v) in seen:
         return
     seen.add(id(v))
-    if isinstance(v, (TensorValue, ScalarValue)):
-        out.append(v)
-        return
-    if isinstance(v, tuple):  # a FormattedValue part
+    if type(v) is tuple:  # a FormattedValue part
         for c in v:
             _collect_graph_values(c, out, depth + 1, seen)
+        return
+    if not type(v).__module__.startswith("terra_dyn"):
+        return  # a real object (a ConstValue's value, its items): holds no graph value, and
+        # reading its attributes here would run its user code
+    if isinstance(v, (TensorValue, ScalarValue)):
+        out.append(v)
         return
     for attr in ("items", "attrs", "args", "kwargs", "value", "obj", "fn", "self_value", "content", "parts"):
         if attr == "items" and isinstance(v, ListValue):
@@ -496,10 +501,11 @@ def _collect_graph_values(v, out, depth=0, seen=None):
             child = getattr(v, attr, None)
         if child is None or child is v:
             continue
-        if isinstance(child, dict):
-            child = list(child.values())
-        if isinstance(child, (list, tuple)):
-            for c in child:
+        # by type, through the builtin methods: `child` may be a user object (a ConstValue's value)
+        items = dict.values(child) if isa(child, dict) else list.__iter__(child) if isa(child, list) \
+            else tuple.__iter__(child) if isa(child, tuple) else None
+        if items is not None:
+            for c in items:
                 _collect_graph_values(c, out, depth + 1, seen)
-        elif hasattr(child, "__dict__") and type(child).__module__.startswith("terra_dyn"):
+        else:
             _collect_graph_values(child, out, depth + 1, seen)

@@ -72,6 +72,7 @@ class GraphState:
         self._number_symbols = set()  # those of number inputs (not sizes)
         self._attribute_symbols = set()  # those of number inputs read from an attribute
         self._relations = []  # ("<expr>.stride()[d]", formula of symbols): inferred strides
+        self._outcomes = set()  # guards (sympy) a branch on a number input added: decide()
         self.graph = fx.Graph()
         self._fake_mode = None
         self.inputs = []  # (Value, source) in placeholder order
@@ -124,17 +125,18 @@ class GraphState:
                 self.guards.same_object(source, known.source, real)
             return known
         dims = [] if by_identity else self._symbolic_dims(real, source)
+        strides = [] if by_identity or dims else self._like_base_strides(real, source)
         if by_identity:
             # the same parameter object can hold another tensor later (`p.data = torch.ones(4, 3)`
             # keeps the object): its metadata is guarded too, or shapes read at translation
             # (`w.shape`, a graph specialised to them) silently go stale
             self.guards.identity(source, real)
             self.guards.tensor(source, real)
-        elif not dims:
+        elif not dims and not strides:
             self.guards.tensor(source, real)
         node = self._placeholder(source.expr())
-        if dims:  # sizes that changed between calls: symbolic, every op under FakeTensorMode
-            meta = self._symbolic_fake(real, source, dims)
+        if dims or strides:  # sizes that changed between calls: symbolic, every op under FakeTensorMode
+            meta = self._symbolic_fake(real, source, dims, strides)
             value = TensorValue(node, meta, source)
             value.slow = True
         elif _meta_friendly(real):
@@ -165,7 +167,25 @@ class GraphState:
             f"{expr}.size()[{d}]" in self.dynamic_sizes
             or real.shape[d] in like and f"{expr}.size()[{d}]" not in self.static_sizes)]
 
-    def _symbolic_fake(self, real, source, dims):
+    def _like_base_strides(self, real, source):
+        """Dims of a non-contiguous view whose strides to keep symbolic although none of its
+        sizes changed: it slices its base along a dim of a like size (`size==8`, a size that
+        changed between calls), so its base, and the strides that come from it, will differ later.
+        gemma2's sliding-window cache at the second token is the last `window - 1` positions
+        of the prompt's keys (a base of the prompt's length, input_ids' old length); from the
+        third token on it is a slice of a `window`-long tensor: the same sizes, other strides
+        (a retranslation otherwise). Only the strides torch cannot infer from the sizes and the
+        strides after them are symbols; the others are their relations (guarded)."""
+        if not self.like_sizes or source is None or isinstance(real, torch.nn.Parameter) \
+                or not _meta_friendly(real) or not real._is_view() or real.is_contiguous() \
+                or isinstance(source.root(), FreeVarSource) or real._base.dim() != real.dim() \
+                or not any(b in self.like_sizes and b != n for b, n in zip(real._base.shape, real.shape)):
+            return []  # only a slice along a dim of its base of a like size
+        stride = real.stride()
+        return [d for d in range(real.dim() - 1)
+                if real.shape[d] > 1 and stride[d] != stride[d + 1] * real.shape[d + 1]]
+
+    def _symbolic_fake(self, real, source, dims, free_strides=()):
         """A fake tensor with the sizes of `dims` symbolic, and its guard. A contiguous input
         stays contiguous (one check). A non-contiguous one (a slice or transpose: yolov3's
         `bbox_wh_iou` on a column slice of the targets) keeps the strides that changed between
@@ -181,6 +201,8 @@ class GraphState:
             base = StatelessSymbolicContext(dynamic_sizes=[DimDynamic.STATIC] * real._base.dim())
         context = StatelessSymbolicContext(
             dynamic_sizes=[DimDynamic.DYNAMIC if d in dims else DimDynamic.STATIC for d in range(n)],
+            dynamic_strides=[DimDynamic.DYNAMIC if d in free_strides else DimDynamic.INFER_STRIDE
+                             for d in range(n)],
             constraint_sizes=[None] * n, view_base_context=base)
         fake = self.fake_mode.from_tensor(real, symbolic_context=context)
         sizes = [self._layout_item(fake.shape[d], f"{expr}.size()[{d}]") for d in range(n)]
@@ -234,8 +256,9 @@ class GraphState:
             facts.append(f"{expr} == {_python_of(formula, names)}")
         for guard in env.guards:
             facts.append(_python_of(guard.expr, names))
+        outcomes = {_python_of(expr, names) for expr in self._outcomes}
         for text in facts:
-            self.guards.expression(text)
+            self.guards.expression(text, outcome=text in outcomes)
 
     def known_input(self, real):
         """The value of a real object already used as a graph input, or None."""
@@ -265,6 +288,20 @@ class GraphState:
         value = self._scalars[source.expr()] = ScalarValue(node, example, source)
         self.inputs.append((value, source))
         return value
+
+    def decide(self, number):
+        """bool(number) for a branch the translation takes one way (its relation guarded).
+        What a branch on a number input (`self.iteration % 10 == 0`) guards is its outcome,
+        named as such (GuardSet.outcomes): convert_frame runs a call that flips it rarely as
+        written instead of translating the other way."""
+        if not isinstance(number, (torch.SymBool, torch.SymInt, torch.SymFloat)):
+            return bool(number)
+        env = self.fake_mode.shape_env
+        before = len(env.guards)
+        result = bool(number)
+        if number.node.expr.free_symbols & self._number_symbols:
+            self._outcomes.update(g.expr for g in env.guards[before:])
+        return result
 
     def only_sizes_in(self, number):
         """True when symbolic `number` depends on tensor sizes alone (no number input), or

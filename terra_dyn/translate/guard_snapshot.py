@@ -35,6 +35,7 @@ import weakref
 import torch
 from torch.nn import Module as _Module
 
+from ..real_types import isa
 from .. import config
 
 ID, ID_WEAK, TYPE, EQ, ABSENT, TENSOR = range(6)
@@ -240,7 +241,7 @@ def _holds(kind, value, expected):
 def tensor_meta(value):
     """A TENSOR entry's one-check guard, or a tensor, as "float32 cpu (4, 3)" (what a
     recompile explanation shows)."""
-    if isinstance(value, torch.Tensor):
+    if isa(value, torch.Tensor):
         return f"{str(value.dtype).replace('torch.', '')} {value.device} {tuple(value.shape)}"
     check = getattr(value, "checks", None)
     if check:  # ("tensor", 0, T, dtype, device, sizes, strides, requires_grad)
@@ -254,9 +255,9 @@ def show(value):
 
     if value is _MISSING:
         return "missing"
-    if isinstance(value, weakref.ref):
+    if isa(value, weakref.ref):
         value = value()
-    if isinstance(value, type):
+    if isa(value, type):
         return value.__qualname__
     return safe_repr(value, limit=40)
 

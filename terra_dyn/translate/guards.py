@@ -27,8 +27,10 @@ import weakref
 
 import torch
 
+from ..real_types import instance_dict, isa
+
 from . import guard_paths, guard_snapshot
-from .guard_checks import PyGuard, Predicate, check_tensor, check_tensor_layout, describe_check, hook_keys
+from .guard_checks import PyGuard, Predicate, check_tensor, check_tensor_layout, describe_check, hook_keys, layout_check
 from .guard_snapshot import Snapshot
 from ..codegen.reconstruct import is_local_class
 from .sources import AttrSource, DefaultSource, FreeVarSource, GlobalSource, ItemSource, LocalSource, ModuleDictSource, Source
@@ -51,6 +53,7 @@ class GuardSet:
         self.freevars = list(freevars)
         self.checks = []
         self.exprs = []  # over a0.. and G (globals): text, or (source, render) until build()
+        self.outcomes = []  # those of exprs that are a number branch's outcome (expression())
         self.closure_exprs = []  # over the closure variable names
         self.snapshots = {}  # source -> Snapshot of the module it is pinned to
         self._pinned = {}  # source -> the constant naming the object it is pinned to ("c3()")
@@ -83,7 +86,7 @@ class GuardSet:
         # a key part that is not a source or a plain name is keyed by its id: a list cannot
         # be hashed, and hashing a user object runs its __hash__ at translate time
         # (test_class's tracked __hash__ appends to the list being guarded, forever)
-        key_seen = tuple(k if isinstance(k, Source) or type(k) in (str, int) else ("id", id(k)) for k in key)
+        key_seen = tuple(k if isa(k, Source) or type(k) in (str, int) else ("id", id(k)) for k in key)
         if key_seen in self._seen:
             return
         self._seen.add(key_seen)
@@ -155,8 +158,9 @@ class GuardSet:
         meta = (type(t), t.dtype, t.device, tuple(sizes), strides, offset, t.requires_grad)
         args = ", ".join(self._const(m) for m in meta)
         self.namespace.setdefault("check_tensor_layout", check_tensor_layout)
+        check = layout_check(meta)
         self._add(("tensor", source), None, lambda e: f"check_tensor_layout({e}, {args})", source,
-                  path=(guard_paths.CALL, check_tensor_layout, meta))
+                  path=(guard_paths.CALL, check, ()) if check else (guard_paths.CALL, check_tensor_layout, meta))
 
     def storage_offset(self, source, offset):
         """The translation read a storage offset that follows from this input's (`x.storage_offset()`,
@@ -165,8 +169,11 @@ class GuardSet:
         self._add(("offset", source), None, lambda e: f"{e}.storage_offset() == {int(offset)}", source,
                   path=(guard_paths.CALL, _offset_is, (int(offset),)))
 
-    def expression(self, text):
-        """A Python expression over the argument slots (and G) that must be true."""
+    def expression(self, text, outcome=False):
+        """A Python expression over the argument slots (and G) that must be true; `outcome`:
+        it is the way a branch on a number input went (kept in `outcomes` too)."""
+        if outcome and text not in self.outcomes:
+            self.outcomes.append(text)
         if ("expr", text) not in self._seen:
             self._seen.add(("expr", text))
             self.exprs.append(text)
@@ -178,7 +185,7 @@ class GuardSet:
     def value(self, source, v):
         """Equal value and type (so 1, 1.0 and True stay apart)."""
         self.type(source, type(v))
-        if v is None or isinstance(v, bool):
+        if v is None or isa(v, bool):
             return self.identity(source, v)
         self._add(("eq", source), lambda i: ("eq", i, v),
                   lambda e: f"{e} == {self._const(v)}", source, (guard_snapshot.EQ, v))
@@ -186,11 +193,11 @@ class GuardSet:
     def identity(self, source, obj, weak=False):
         """weak: hold `obj` by a weak reference, as a module or a tensor (an object the
         guard would otherwise keep alive with all it holds)."""
-        if isinstance(obj, torch.nn.Module) and source is not None and source not in self.snapshots \
+        if isa(obj, torch.nn.Module) and source is not None and source not in self.snapshots \
                 and self._pinnable(source):
             # its class is checked with it, and facts about it are checked on it
             self.snapshots[source] = Snapshot(source, obj)
-        if weak or isinstance(obj, _WEAKLY_GUARDED) or is_local_class(obj):
+        if weak or isa(obj, _WEAKLY_GUARDED) or is_local_class(obj):
             # a module or a parameter: a deleted model must be freed, not kept by its guards
             ref = weakref.ref(obj)
             self._pin(source, f"{self._const(ref)}()")
@@ -199,7 +206,7 @@ class GuardSet:
             self._add(("id", source, obj), lambda i: ("id_weak", i, ref),
                       lambda e: f"{e} is {self._const(ref)}()", source, (guard_snapshot.ID_WEAK, ref))
             return
-        if source is not None and source not in self._pinned and not isinstance(obj, _UNPINNED):
+        if source is not None and source not in self._pinned and not isa(obj, _UNPINNED):
             self._pin(source, self._const(obj))
         self._add(("id", source, obj), lambda i: ("id", i, obj),
                   lambda e: f"{e} is {self._const(obj)}", source, (guard_snapshot.ID, obj))
@@ -320,13 +327,13 @@ class GuardSet:
         must not gain `name` later (`m.forward = f`, `obj.method = g`), or that one is what
         Python calls. by_identity: `source` is guarded to be this very object (a module):
         one C check on it, held weakly."""
-        d = getattr(obj, "__dict__", None)
-        if not isinstance(d, dict) or source is None:
+        d = instance_dict(obj)
+        if type(d) is not dict or source is None:
             return  # no instance dict (slots, builtins): nothing can shadow the class's
         snap = self.snapshots.get(source) if guard_snapshot.enabled() else None
         if snap is not None and snap.ref() is obj and snap.add(None, name, guard_snapshot.ABSENT, None):
             return
-        if by_identity and isinstance(obj, _WEAKLY_GUARDED):
+        if by_identity and isa(obj, _WEAKLY_GUARDED):
             key = ("no_attr_weak", id(obj), name)
             if key not in self._seen:
                 self._seen.add(key)

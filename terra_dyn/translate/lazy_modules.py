@@ -17,6 +17,7 @@ is first translated; the graph is linear(x, m.weight, m.bias).
 """
 import torch
 
+from ..real_types import isa
 from .values import ConstValue, TensorValue
 
 
@@ -61,8 +62,8 @@ class _nullcontext:
 def _real(value):
     if isinstance(value, TensorValue):
         real = getattr(value, "real", None)
-        return real if isinstance(real, torch.Tensor) else _UNKNOWN
+        return real if isa(real, torch.Tensor) else _UNKNOWN
     if isinstance(value, ConstValue) and not value.by_type and \
-            isinstance(value.value, (int, float, bool, type(None), str)):
+            isa(value.value, (int, float, bool, type(None), str)):
         return value.value
     return _UNKNOWN

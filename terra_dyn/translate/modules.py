@@ -15,6 +15,7 @@ import types
 import torch
 from bytecode import Instr
 
+from ..real_types import isa
 from .errors import Unsupported
 from .sources import AttrSource, ItemSource, ModuleDictSource
 from .values import ConstValue, MethodValue, TupleValue
@@ -40,7 +41,7 @@ class BuiltModuleValue(ConstValue):
 def build_loss(tx, cls, args, kwargs):
     """BuiltModuleValue for a loss class of torch.nn with constant arguments, else None."""
     if cls.__module__ != "torch.nn.modules.loss" or not issubclass(cls, torch.nn.modules.loss._Loss) or \
-            not all(isinstance(a, ConstValue) and not isinstance(a.value, torch.Tensor)
+            not all(isinstance(a, ConstValue) and not isa(a.value, torch.Tensor)
                     for a in list(args) + list(kwargs.values())):
         return None
     return BuiltModuleValue(cls, [a.value for a in args], {k: v.value for k, v in kwargs.items()})
@@ -57,7 +58,7 @@ def module_attr(tx, obj, name):
     own = name in d or any(name in (d.get(table) or ()) for table in ("_parameters", "_buffers", "_modules"))
     if isinstance(obj, BuiltModuleValue) and own:
         value = getattr(real, name)  # what the constructor set, from constants; nothing else reaches it
-        if isinstance(value, (torch.Tensor, torch.nn.Module, list, dict)):
+        if isa(value, (torch.Tensor, torch.nn.Module, list, dict)):
             raise Unsupported(f"{type(real).__name__}.{name} of a module built here")
         return ConstValue(value)
     if obj.source is None and own:
@@ -86,7 +87,7 @@ def module_attr(tx, obj, name):
     if isinstance(static, (staticmethod, classmethod)):
         return ConstValue(getattr(real, name))
     value = getattr(real, name)
-    if obj.source is not None and (obj.module_by_type or isinstance(value, (int, float, str, bool, type(None),
+    if obj.source is not None and (obj.module_by_type or isa(value, (int, float, str, bool, type(None),
                                                                              torch.dtype))):
         return wrap(tx.ctx, value, AttrSource(obj.source, name))
     return ConstValue(value)
@@ -108,20 +109,20 @@ def module_getitem(tx, obj, key):
         except IndexError:
             raise Unsupported("module index out of range") from None
     _guard_children(tx, obj, "_parameters" if isinstance(real, torch.nn.ParameterList) else "_modules")
-    if isinstance(real, (torch.nn.Sequential, torch.nn.ModuleList)) and isinstance(key, int):
+    if isa(real, (torch.nn.Sequential, torch.nn.ModuleList)) and isinstance(key, int):
         keys = list(real._modules)
         try:
             k = keys[key]
         except IndexError:
             raise Unsupported("module index out of range") from None
         return wrap(tx.ctx, real._modules[k], ModuleDictSource(obj.source, "_modules", k))
-    if isinstance(real, torch.nn.ModuleList) and isinstance(key, slice) and obj.source is not None:
+    if isa(real, torch.nn.ModuleList) and isinstance(key, slice) and obj.source is not None:
         # `for layer in self.layers[: self.config.num_hidden_layers]` (every transformers
         # decoder): the slice's children are the parent's, read through its sources
         children = [wrap(tx.ctx, real._modules[k], ModuleDictSource(obj.source, "_modules", k))
                     for k in list(real._modules)[key]]
         return ModuleSliceValue(real[key], children)
-    if isinstance(real, torch.nn.ModuleDict) and isinstance(key, str):
+    if isa(real, torch.nn.ModuleDict) and isinstance(key, str):
         if key not in real._modules:
             raise Unsupported(f"ModuleDict has no key {key!r}")
         return wrap(tx.ctx, real._modules[key], ModuleDictSource(obj.source, "_modules", key))
@@ -148,7 +149,7 @@ def iterate_module(tx, obj):
     if obj.source is None:
         raise Unsupported("iteration over a module made at translate time")
     _guard_children(tx, obj, "_parameters" if isinstance(real, torch.nn.ParameterList) else "_modules")
-    if isinstance(real, torch.nn.ModuleDict):
+    if isa(real, torch.nn.ModuleDict):
         return [ConstValue(k) for k in real._modules]
     if isinstance(real, torch.nn.ParameterList):
         return [wrap(tx.ctx, p, ModuleDictSource(obj.source, "_parameters", k))
@@ -204,7 +205,7 @@ def traverse(tx, fn, obj, args, kwargs):
 
 
 def _real_of(value):
-    return value.value if isinstance(value, ConstValue) else getattr(value, "real", None)
+    return value.value if isa(value, ConstValue) else getattr(value, "real", None)
 
 
 def _walk_modules(tx, obj, prefix, recurse, remove_duplicate):

@@ -13,6 +13,8 @@ from .errors import Unsupported
 from .values import (NULL, CellValue, ConstValue, DictValue, FormattedValue, Lazy, ListValue, NullValue,
                      ScalarValue, TensorValue, TupleValue)
 
+_BUILTINS = builtins.__dict__
+
 
 def _var_name(arg):
     return arg.name if isinstance(arg, (CellVar, FreeVar)) else arg
@@ -103,9 +105,10 @@ class StackOpcodes:
             return self.ctx.global_overlay[name]
         if name in self.f_globals:
             return self.ctx.wrap_global(self.f_globals, name)
-        if hasattr(builtins, name):
+        if name in _BUILTINS:  # the dict, as LOAD_GLOBAL reads it: the module's attributes
+            # include `__annotations__` (made on first read), which Python never finds there
             self.ctx.guard_builtin(self.f_globals, name)
-            return ConstValue(getattr(builtins, name))
+            return ConstValue(_BUILTINS[name])
         raise Unsupported(f"name {name!r} is not defined")
 
     def LOAD_DEREF(self, instr):

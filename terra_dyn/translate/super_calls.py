@@ -19,6 +19,7 @@ import types
 
 from bytecode import Instr
 
+from ..real_types import isa
 from .errors import Unsupported
 from .values import CellValue, ConstValue, Lazy, MethodValue, ObjectValue, Value
 
@@ -84,7 +85,7 @@ def _zero_argument_super(tx):
     content = cell.content
     if isinstance(content, Lazy):  # read as LOAD_DEREF reads it: guarded through its source
         content = cell.content = tx.ctx.wrap(content.real, content.source)
-    if not (isinstance(content, ConstValue) and isinstance(content.value, type)):
+    if not (isinstance(content, ConstValue) and isa(content.value, type)):
         raise Unsupported("super(): __class__ is not known at translate time")
     first = code.co_varnames[0]
     if first in code.co_cellvars:

@@ -29,6 +29,7 @@ import types
 import torch
 from bytecode import Instr
 
+from ..real_types import is_numpy_scalar, isa
 from ..errors import Unsupported
 from ..seam import rules
 
@@ -242,10 +243,10 @@ class ConstValue(Value):
         value = self.value
         if self.by_type:  # its value is not guarded: baking it in would reuse a stale value
             raise Unsupported(f"cannot pass a {type(value).__name__} guarded only by type to a graph op")
-        if isinstance(value, FX_CONSTANTS) or isinstance(value, torch.Size):
-            return value
-        if isinstance(value, (tuple, list)) and all(isinstance(x, FX_CONSTANTS) for x in value):
-            return value
+        if isa(value, FX_CONSTANTS) or isa(value, torch.Size):
+            return python_numbers(value)
+        if isa(value, (tuple, list)) and all(isa(x, FX_CONSTANTS) for x in value):
+            return python_numbers(value)
         raise Unsupported(f"cannot pass {type(value).__name__} to a graph op")
 
     def seen_by_op(self, facts):
@@ -483,6 +484,19 @@ def rebuild_object(cls, attrs):
 
 FX_CONSTANTS = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.memory_format,
                 torch.layout, type(Ellipsis), slice, range)
+
+
+def python_numbers(value):
+    """numpy scalars in an FX constant as Python numbers, which torch's ops take alike: FX's
+    generated code writes a constant as its repr (`np.float64(0.5)` under numpy 2) and has no
+    `np` in its globals (the graph raised NameError on every call, then re-ran eagerly)."""
+    if is_numpy_scalar(value):
+        return value.item()
+    if type(value) is slice:
+        return slice(python_numbers(value.start), python_numbers(value.stop), python_numbers(value.step))
+    if type(value) in (tuple, list):
+        return type(value)(python_numbers(x) for x in value)
+    return value
 
 
 def fx_arg(v):

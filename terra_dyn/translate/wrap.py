@@ -18,11 +18,11 @@ with guards type(a0) is list, len(a0) == 2, check_tensor(a0[0], ...), a0[1] == 3
 """
 import collections
 import enum
-import sys
 import types
 
 import torch
 
+from ..real_types import instance_dict, is_numpy_scalar, isa, plain_slice
 from . import changing
 from .errors import Unsupported
 from .sources import AttrSource, GenericAttrSource, ItemSource, ModuleDictSource
@@ -50,7 +50,7 @@ _SHARED = (list, dict, collections.Counter, collections.OrderedDict, tuple)
 
 
 def wrap(ctx, real, source):
-    if source is not None and changing.active() and not isinstance(real, _VALUE_TYPES):
+    if source is not None and changing.active() and not isa(real, _VALUE_TYPES):
         _note_owner(ctx, real, source)
     if source is not None and type(real) in _SHARED:
         known = ctx._mutables.get(id(real))
@@ -69,7 +69,7 @@ def wrap(ctx, real, source):
         ctx.guards.same_object(source, known.source, real)
         return known
     value = _wrap(ctx, real, source)
-    if getattr(value, "by_type", False) and not isinstance(real, torch.nn.Module):
+    if getattr(value, "by_type", False) and not isa(real, torch.nn.Module):
         ctx._by_type_objects[id(real)] = value
         ctx._keepalive.append(real)
     return value
@@ -92,7 +92,7 @@ def _wrap(ctx, real, source):
         # call); plain Python walks it faster than any guard could check it
         raise Unsupported(f"a value {MAX_SOURCE_DEPTH}+ levels deep ({source.expr()[:60]}...): "
                           "the frame runs as plain Python", breakable=False)
-    if isinstance(real, torch.Tensor):
+    if isa(real, torch.Tensor):
         if _overrides_torch_function(type(real)):
             # its __torch_function__ would see every metadata read of the translation and of
             # the guards (dozens of extra calls): frames given one run as plain Python
@@ -104,7 +104,7 @@ def _wrap(ctx, real, source):
         return ctx.graph.input_tensor(real, source, by_identity=by_identity)
     if type(real) in (int, float) and (source.expr() in ctx.dynamic or _changed_elsewhere(ctx, real, source)):
         return ctx.graph.input_scalar(real, source)
-    if isinstance(real, _VALUE_TYPES) and type(real) in _VALUE_TYPES:
+    if isa(real, _VALUE_TYPES) and type(real) in _VALUE_TYPES and plain_slice(real):
         guards.value(source, real)
         return ConstValue(real, source)
     if is_numpy_scalar(real):  # np.int64(1) in a list of slice bounds: a value, like an int
@@ -114,7 +114,7 @@ def _wrap(ctx, real, source):
             return ctx.graph.input_scalar(real, source)
         guards.value(source, real)
         return ConstValue(real, source)
-    if isinstance(real, torch.device):
+    if isa(real, torch.device):
         guards.type(source, torch.device)
         guards.value(source, real)
         return ConstValue(real, source)
@@ -133,7 +133,7 @@ def _wrap(ctx, real, source):
             return [wrap(ctx, x, ItemSource(source, i)) for i, x in enumerate(real)]
 
         return ListValue(None, source=source, realize=realize)
-    if type(real) in _DICT_TYPES and all(isinstance(k, (str, int)) for k in real):
+    if type(real) in _DICT_TYPES and all(isa(k, (str, int)) for k in real):
         guards.type(source, type(real))
         guards.keys(source, real.keys())
         items = {k: wrap(ctx, x, ItemSource(source, k)) for k, x in real.items()}
@@ -148,15 +148,15 @@ def _wrap(ctx, real, source):
         # bound to an object guarded by type: another call may bind another one
         value.by_type = bool(getattr(bound, "by_type", False) or getattr(bound, "module_by_type", False))
         return value
-    if isinstance(real, torch.nn.Module) and modules_by_type(ctx, source):
+    if isa(real, torch.nn.Module) and modules_by_type(ctx, source):
         guards.type(source, type(real))
         value = ConstValue(real, source)
         value.module_by_type = True
         return value
-    if isinstance(real, _IDENTITY_TYPES) or callable(real) and not hasattr(real, "__dict__"):
+    if isa(real, _IDENTITY_TYPES) or callable(real) and instance_dict(real) is None:
         guards.identity(source, real)
         return ConstValue(real, source)
-    if isinstance(real, _ITERATOR_TYPES):
+    if isa(real, _ITERATOR_TYPES):
         guards.type(source, type(real))
         return OpaqueIterator(real, source)
     guards.type(source, type(real))
@@ -213,11 +213,6 @@ def _overrides_torch_function(cls):
         return False
     impl = getattr(cls.__torch_function__, "__func__", cls.__torch_function__)
     return impl not in _STANDARD_TORCH_FUNCTIONS
-
-
-def is_numpy_scalar(real):
-    numpy = sys.modules.get("numpy")  # never imported here: a program without numpy has none
-    return numpy is not None and isinstance(real, numpy.generic) and not isinstance(real, numpy.object_)
 
 
 def runs_code_on_lookup(cls):

@@ -241,3 +241,35 @@ def test_building_and_checking_fast_guards_does_not_leak(path):
     finally:
         tracemalloc.stop()
     assert grown < 20_000, f"{grown} bytes kept over 20,000 guards"  # a TensorSpec alone is 216 bytes
+
+
+def _layout_cases():
+    """(tensor or other object, check_tensor_layout's arguments after it)."""
+    from terra_dyn.translate.guard_checks import FREE, UNCHECKED
+    cpu, f32 = torch.device("cpu"), torch.float32
+    free4 = (torch.Tensor, f32, cpu, (FREE, 4), None, UNCHECKED, False)
+    strided = (torch.Tensor, f32, cpu, (FREE, FREE), (FREE, 2), UNCHECKED, False)
+    return [
+        (torch.randn(5, 4), free4), (torch.randn(1, 4), free4), (torch.randn(0, 4), free4),
+        (torch.randn(1, 9)[:, :4], free4),  # contiguous, but not the fake's stride for the 1
+        (torch.randn(5, 3), free4), (torch.randn(5, 4).t(), free4), (torch.randn(5, 4, dtype=torch.float64), free4),
+        (torch.randn(5, 4, requires_grad=True), free4), (torch.randn(2, 5, 4), free4), (3, free4),
+        (torch.nn.Parameter(torch.randn(5, 4)), (torch.nn.Parameter,) + free4[1:-1] + (True,)),
+        (torch.randn(5, 9)[:, ::2], strided), (torch.randn(5, 9)[:, ::3], strided),
+        (torch.randn(5, 9)[1:, ::2], strided[:-2] + (FREE, False)),
+        (torch.randn(5, 9)[:, ::2], strided[:-2] + (FREE, False)),
+        (torch.randn(5, 9)[1:, ::2], strided[:-2] + (9, False)),
+        (torch.randn(5, 9)[1:, ::2], strided[:-2] + (8, False)),
+    ]
+
+
+def test_the_layout_check_in_cxx_answers_as_check_tensor_layout():
+    from terra_dyn.translate.guard_checks import check_tensor_layout, layout_check
+    for t, meta in _layout_cases():
+        fast = layout_check(meta)
+        assert fast is not None and fast(t) == check_tensor_layout(t, *meta), (t, meta)
+    previous = _C.set_fast_guards(False)
+    try:
+        assert layout_check(_layout_cases()[0][1]) is None  # the Python path, as the Guards built now
+    finally:
+        _C.set_fast_guards(previous)

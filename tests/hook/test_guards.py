@@ -288,3 +288,61 @@ def test_snapshot_memo_keeps_no_pointer_to_a_replaced_value():
     obj.items.append(3)
     assert not guard.check()
     del junk
+
+
+def _global_changes():
+    """Ways to change what a globals dict maps "w" to, after many passing checks."""
+    def rebind(d):
+        d["w"] = object()
+
+    def delete(d):
+        del d["w"]
+
+    def update(d):
+        d.update(w=2)
+
+    def clear(d):
+        d.clear()
+
+    def pop(d):
+        d.pop("w")
+
+    def popitem(d):
+        while d:
+            d.popitem()
+
+    return [rebind, delete, update, clear, pop, popitem]
+
+
+@pytest.mark.parametrize("change", _global_changes(), ids=lambda f: f.__name__)
+def test_global_id_after_many_passes_sees_every_write(change):
+    """The check remembers the dict's version tag when it passed: any write must show."""
+    value = object()
+    d = {"w": value, "other": 1}
+    guard = Guard([("global_id", d, "w", value)])
+    for _ in range(5):
+        assert guard.check() is True
+    d["other"] = 2  # a write to another name: read again, still passes
+    assert guard.check() is True and guard.check() is True
+    change(d)
+    assert guard.check() is False and guard.check() is False
+    d["w"] = value  # the same object back: passes again
+    assert guard.check() is True
+
+
+def test_global_id_on_an_objects_instance_dict_sees_attribute_stores():
+    """Globals that are an object's __dict__ (3.13: inline values, stored without a new tag)."""
+    class Holder:
+        pass
+
+    h = Holder()
+    h.w = value = object()
+    guard = Guard([("global_id", h.__dict__, "w", value)])
+    for _ in range(5):
+        assert guard.check() is True
+    h.w = object()
+    assert guard.check() is False
+    h.w = value
+    assert guard.check() is True
+    del h.w
+    assert guard.check() is False

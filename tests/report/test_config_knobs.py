@@ -30,7 +30,7 @@ def test_every_knob_has_its_own_test():
 
 def test_every_knob_reads_its_env_var():
     values = {"enabled": "1", "backend": "interpreter", "strict": "1", "report_path": "/tmp/x.json",
-              "recompile_limit": "3", "verbose": "1", "logs": "guards", "print_kernels": "1",
+              "recompile_limit": "3", "rare_outcome_calls": "5", "verbose": "1", "logs": "guards", "print_kernels": "1",
               "slow_guards": "1", "guard_snapshots": "0", "guard_paths": "0", "cache_dir": "/tmp/td-cache", "cpu_cxx": "clang++", "cpu_min_elements": "7",
               "cpu_async_compile": "0"}
     assert set(values) == {k.name for k in config.KNOBS}
@@ -41,7 +41,7 @@ def test_every_knob_reads_its_env_var():
     result = python("-c", program, env={"TERRA_DYN": "0"})
     got = json.loads(result.stdout)
     assert got["enabled"] is True and got["strict"] is True and got["verbose"] is True
-    assert got["recompile_limit"] == 3 and got["backend"] == "interpreter"
+    assert got["recompile_limit"] == 3 and got["rare_outcome_calls"] == 5 and got["backend"] == "interpreter"
     assert got["report_path"] == "/tmp/x.json" and got["cache_dir"] == "/tmp/td-cache" and got["logs"] == "guards"
     assert got["guard_snapshots"] is False and got["guard_paths"] is False
     assert got["cpu_async_compile"] is False
@@ -103,6 +103,32 @@ def test_knob_recompile_limit(monkeypatch, fresh_terra_dyn):
             fast(torch.ones(*[2] * rank))  # a new rank every time: a new translation each
     assert len(rec.report().translations) == 2
     assert any("recompile_limit" in str(w.message) for w in caught)
+
+
+def test_knob_rare_outcome_calls(monkeypatch, fresh_terra_dyn):
+    class Counter:
+        iteration = 0
+
+    def step(c, x):
+        if c.iteration % 6 == 0:
+            x = x * 3
+        return x + 1
+
+    def translations_after_two(every):
+        monkeypatch.setattr(config, "rare_outcome_calls", every)
+        fast, c = terra_dyn.optimize(step, backend="interpreter"), Counter()
+        with report.recording() as rec:
+            for i in range(14):
+                c.iteration = i
+                x = torch.full((2,), float(i))
+                torch.testing.assert_close(fast(c, x), step(c, x), rtol=0, atol=0)
+                if i == 1:
+                    settled = len(rec.report().translations)
+        terra_dyn.reset()
+        return len(rec.report().translations) - settled
+
+    assert translations_after_two(4) == 0  # calls 6 and 12 run as plain Python
+    assert translations_after_two(8) == 1  # call 12 is within 8 of call 6: translated
 
 
 def test_knob_verbose():

@@ -21,6 +21,12 @@ MODULES = [
     "test_decorators", "test_funcattrs", "test_listcomps", "test_setcomps", "test_dictcomps",
     "test_genexps", "test_generators", "test_exceptions", "test_class", "test_property", "test_super",
     "test_contextlib", "test_patma", "test_descr", "test_dataclasses",
+    # language features added in the twelfth session
+    "test_grammar", "test_raise", "test_named_expressions", "test_global", "test_opcodes",
+    "test_except_star", "test_exception_variations", "test_baseexception", "test_richcmp",
+    "test_compare", "test_bool", "test_iter", "test_contains", "test_slice", "test_unary",
+    "test_dictviews", "test_isinstance", "test_positional_only_arg", "test_yield_from",
+    "test_generator_stop", "test_typechecks", "test_exception_hierarchy", "test_syntax",
 ]
 FAST = ["test_scope", "test_with", "test_unpack_ex", "test_keywordonlyarg", "test_decorators", "test_property"]
 _MARK = "@@terra_dyn_outcomes@@"

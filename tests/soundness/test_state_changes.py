@@ -48,6 +48,63 @@ def test_numpy_scalars_in_a_list_are_guarded():
         assert torch.equal(fast(h, rs), _mask(h, rs)), rs
 
 
+class _Scaled:
+    pass
+
+
+def _scale_arg(x, s):
+    return x * s + 1
+
+
+def _scale_attr(x, o):
+    return x * o.s + 1
+
+
+def _scale_slice(x, n):
+    return x[:n] * 2
+
+
+def _scale_item(x, d):
+    return x * d["w"] - d["b"]
+
+
+_NUMPY_CHANGING = {
+    "arg_float64": (_scale_arg, lambda i: np.float64(0.5 * i)),
+    "arg_float32": (_scale_arg, lambda i: np.float32(0.5 * i)),
+    "arg_int64": (_scale_arg, lambda i: np.int64(i)),
+    "attr_float64": (_scale_attr, lambda i: _with_attr(np.float64(0.25 * i))),
+    "attr_float32": (_scale_attr, lambda i: _with_attr(np.float32(0.25 * i))),
+    "slice_bound": (_scale_slice, lambda i: np.int64(i % 7 + 1)),
+    "dict_items": (_scale_item, lambda i: {"w": np.float32(i), "b": np.float64(i / 3)}),
+}
+
+
+def _with_attr(value):
+    o = _Scaled()
+    o.s = value
+    return o
+
+
+@pytest.mark.parametrize("case", sorted(_NUMPY_CHANGING))
+def test_numpy_scalar_changing_every_call_becomes_an_input(case):
+    # a numpy scalar that is a graph constant was written as `np.float64(0.5)` in the FX
+    # code, which raised NameError on every call (the segment then re-ran eagerly); one that
+    # changes must settle as a run-time number, not translate per value up to the limit
+    from terra_dyn import convert_frame, report
+
+    fn, make = _NUMPY_CHANGING[case]
+    fast = terra_dyn.optimize(fn, backend="interpreter")
+    x = torch.arange(8.0)
+    for i in range(16):
+        arg = make(i)
+        got, want = fast(x, arg), fn(x, arg)
+        assert torch.equal(got, want) and got.dtype == want.dtype, i
+    assert report.global_report().fallbacks == []
+    entries = [s.entries for s in convert_frame._states.values()
+               if s.code_ref() is not None and s.code_ref() is fn.__code__]
+    assert entries and max(entries) <= 3, entries
+
+
 class _Offset:
     offset = 1
 

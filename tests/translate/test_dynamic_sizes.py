@@ -103,6 +103,26 @@ def test_sizes_one_stay_static_and_strided_inputs_get_a_symbolic_layout():
     assert len(rep.graphs) == 4
 
 
+def test_a_size_of_one_after_symbolic_ones_that_broadcasts_is_eagers():
+    def f(x, y):
+        return x * y + 1  # equal sizes: a0.size()[0] == a1.size()[0] is guarded
+
+    pairs = list(zip(batches(5, 6, 7, 1), batches(5, 6, 7, 1)))
+    pairs.append((batches(1)[0], batches(3)[0]))  # (1, 4) * (3, 4): eager broadcasts
+    pairs.append((batches(3)[0], batches(1)[0]))
+    rep = run(f, pairs)
+    assert len(rep.graphs) >= 3  # the ones and the broadcast are translations of their own
+
+
+def test_a_size_of_one_after_symbolic_ones_reads_its_own_stride():
+    def f(x):
+        return x.sum(1) * x.stride(0)
+
+    xs = batches(5, 6, 7) + [torch.randn(1, 9)[:, :4]]  # (1, 4), strides (9, 1): contiguous too
+    rep = run(f, [(x,) for x in xs])
+    assert not rep.fallbacks
+
+
 def test_sizes_reached_through_an_attribute_or_a_list():
     class Holder:
         pass
@@ -222,3 +242,14 @@ def test_branch_on_a_counter_attribute_is_guarded_by_its_outcome():
             assert ours.cumulative_length == theirs.cumulative_length
     assert rec.report().break_count == 0 and rec.report().graph_count <= 4
     terra_dyn.reset()
+
+
+def test_a_size_of_one_after_symbolic_ones_squeezes_as_eager():
+    # torch answers squeeze's `s == 1` for a symbol without a guard under size-oblivious
+    # reasoning, and keeps the dim: a translation valid for 1 too would read dim() 2 here
+    def f(x):
+        y = x.squeeze(0)
+        return y * 2, y.dim()
+
+    rep = run(f, [(x,) for x in batches(5, 3, 1, 6, 1)])
+    assert not rep.fallbacks

@@ -8,6 +8,7 @@ the value (`range(n)`, a dict key) makes that translation static for it. Every c
 compared with eager (values, and Python numbers returned or stored), and the number of
 translations is the point.
 """
+import functools
 import io
 import os
 import sys
@@ -501,4 +502,114 @@ def test_a_size_pinned_against_a_constant_is_symbolic_again_when_that_one_change
     with report.recording() as rec:  # tokens 1 to 12, the first three translated already
         _same(run(fast, 12), run(step, 12))
     assert not rec.report().translations and not rec.report().fallbacks
+    terra_dyn.reset()
+
+
+class _Trainer:
+    """resnet50's train_step shape: a counter attribute, a progress line every few steps."""
+
+    def __init__(self, every):
+        self.iteration, self.every, self.lines = 0, every, []
+
+    def step(self, x):
+        y = (x * 2).relu()
+        if self.iteration % self.every == 0:
+            self.lines.append((self.iteration, float(y.sum())))
+        return y + 1
+
+
+def _train(every, calls):
+    """(eager lines, terra lines, translations per call) over `calls` steps, results compared."""
+    eager, fast = _Trainer(every), _Trainer(every)
+    step = terra_dyn.optimize(fast.step, backend="interpreter")
+    per_call = []
+    for i in range(calls):
+        x = torch.randn(4, 3, generator=torch.Generator().manual_seed(i))
+        with report.recording() as rec:
+            got = step(x)
+        _same(got, eager.step(x))
+        eager.iteration += 1
+        fast.iteration += 1
+        per_call.append(len(rec.report().translations))
+    terra_dyn.reset()
+    return eager.lines, fast.lines, per_call
+
+
+def test_a_rarely_taken_branch_on_a_counter_runs_as_written_not_translated():
+    eager, lines, per_call = _train(every=5, calls=17)
+    assert lines == eager
+    assert sum(per_call[2:]) == 0  # steps 5, 10, 15 flip the outcome: run as written
+
+
+def test_a_branch_on_a_counter_taken_every_other_call_is_translated_both_ways():
+    eager, lines, per_call = _train(every=2, calls=12)
+    assert lines == eager
+    assert sum(per_call[5:]) == 0  # the second flip (call 5) translates the other way
+
+
+def _deprecated_kwarg(func):
+    """transformers' deprecate_kwarg in small: a wrapper taking **kwargs around the forward."""
+    @functools.wraps(func)
+    def wrapped_func(*args, **kwargs):
+        if "past" in kwargs:
+            kwargs["cache"] = kwargs.pop("past")
+        return func(*args, **kwargs)
+    return wrapped_func
+
+
+class _CountingLayer:
+    """DynamicSlidingWindowLayer in small: an int counter beside the growing keys."""
+
+    def __init__(self):
+        self.keys = None
+        self.cumulative_length = 0
+
+    def mask_length(self, query_length):
+        return self.cumulative_length + query_length
+
+    def update(self, k):
+        self.cumulative_length += k.shape[-2]
+        self.keys = k if self.keys is None else torch.cat([self.keys, k], dim=-2)
+        return self.keys
+
+
+class _CountingCache:
+    def __init__(self, layers=2):
+        self.layers = [_CountingLayer() for _ in range(layers)]
+
+
+@_deprecated_kwarg
+def _counting_step(x, cache=None):
+    # the mask's length comes from the first layer's counter, the keys' from each layer's cat
+    mask = torch.zeros(1, 1, x.shape[-2], cache.layers[0].mask_length(x.shape[-2]))
+    h = x
+    for layer in cache.layers:
+        keys = layer.update(h)
+        h = torch.softmax(h @ keys.transpose(-1, -2) + mask, dim=-1) @ keys
+    return h
+
+
+@pytest.mark.parametrize("prompt", [1, 3])
+def test_a_counter_pinned_against_a_cache_of_one_is_symbolic_again_when_the_cache_grows(prompt):
+    # mistral's generate loop with a one-token prompt: at token 2 the counter (1) met the cache's
+    # length 1, static (sizes 0 and 1 always are), and `scores + mask` pinned it; from token 3
+    # both grow by one per token: the counter is revived with the cache's length (their
+    # relation guarded) instead of a translation per token until the recompile limit
+    def generate(fn, tokens):
+        torch.manual_seed(0)
+        cache, out = _CountingCache(), []
+        x = torch.randn(1, 2, prompt, 4)
+        for _ in range(tokens):
+            h = fn(x, cache=cache)
+            out.append((h, cache.layers[0].cumulative_length, cache.layers[1].cumulative_length))
+            x = h[:, :, -1:] + 0.5
+        return out
+
+    terra_dyn.reset()
+    fast = terra_dyn.optimize(_counting_step, backend="interpreter")
+    _same(generate(fast, 2), generate(_counting_step, 2))  # the warm-up: tokens 1 and 2
+    with report.recording() as rec:
+        _same(generate(fast, 16), generate(_counting_step, 16))
+    r = rec.report()
+    assert len(r.translations) <= (1 if prompt == 1 else 0) and not r.fallbacks
     terra_dyn.reset()

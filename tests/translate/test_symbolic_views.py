@@ -117,3 +117,48 @@ def test_gradients_and_in_place_writes_through_symbolic_views():
     rep = rec.report()
     assert len(rep.graphs) == 4 and len(rep.recompiles) == 2 and not rep.fallbacks  # 2 for f, 2 for g
     terra_dyn.reset()
+
+
+class _WindowLayer:
+    """transformers' DynamicSlidingWindowLayer in small: keeps the last `window - 1` positions."""
+
+    def __init__(self, window=4):
+        self.keys, self.window = None, window
+
+    def update(self, k):
+        full = k if self.keys is None else torch.cat([self.keys, k], dim=-2)
+        self.keys = full[:, :, -self.window + 1:, :]
+        return full
+
+
+def _window_step(x, layer):
+    full = layer.update(x)
+    return torch.softmax(x @ full.transpose(-1, -2), dim=-1) @ full, layer.keys.stride()
+
+
+def test_a_window_cache_sliced_from_the_prompt_keeps_its_strides_symbolic():
+    # gemma2's generate loop: at the second token the window cache is the last 3 positions of
+    # the prompt's 8 (strides of a base 8 long), from the third a slice of a 4-long tensor: the
+    # same sizes, other strides. The prompt's length changed (8 -> 1) at that second call, so the
+    # cache's base of that length makes its strides symbolic then (relations guarded), not one
+    # more translation at the third token
+    def generate(fn, tokens, prompt=8, heads=2):
+        torch.manual_seed(0)
+        layer, out = _WindowLayer(), []
+        x = torch.randn(1, heads, prompt, 4)
+        for _ in range(tokens):
+            h, strides = fn(x, layer)
+            out.append((h, strides, layer.keys.stride()))
+            x = h[:, :, -1:] * 0.5
+        return out
+
+    terra_dyn.reset()
+    fast = terra_dyn.optimize(_window_step, backend="interpreter")
+    _same(generate(fast, 2), generate(_window_step, 2))  # the warm-up: the prompt and token 2
+    with report.recording() as rec:
+        _same(generate(fast, 10), generate(_window_step, 10))
+    assert not rec.report().translations and not rec.report().fallbacks
+    # other layouts of the same sizes: whatever the guard lets through is eager's
+    for prompt, heads in ((6, 2), (8, 3), (2, 2)):
+        _same(generate(fast, 6, prompt, heads), generate(_window_step, 6, prompt, heads))
+    terra_dyn.reset()
