@@ -98,15 +98,16 @@ def test_deep_structure_runs_as_plain_python_and_the_report_says_why():
     assert any("levels deep" in r for r in reasons), reasons
 
 
+def _long_loop(x):
+    for _ in range(400):
+        x = x + 1
+    return x
+
+
 def test_translation_time_budget_makes_the_frame_plain(monkeypatch):
     monkeypatch.setattr(executor, "MAX_SECONDS", 0.0)
 
-    def long_loop(x):
-        for _ in range(400):
-            x = x + 1
-        return x
-
-    fast = terra_dyn.optimize(long_loop, backend="interpreter")
+    fast = terra_dyn.optimize(_long_loop, backend="interpreter")
     with report.recording() as rec:
         assert torch.equal(fast(torch.zeros(1)), torch.full((1,), 400.0))
     reasons = [f.reason for f in rec.report().fallbacks]
@@ -123,14 +124,9 @@ def test_translation_budget_is_cpu_time_not_wall_clock(monkeypatch):
     jumps = iter(range(10 ** 9))
     monkeypatch.setattr(time, "perf_counter", lambda: real() + 100.0 * next(jumps))
 
-    def long_loop(x):
-        for _ in range(400):
-            x = x + 1
-        return x
-
-    fast = terra_dyn.optimize(long_loop, backend="interpreter")
+    fast = terra_dyn.optimize(_long_loop, backend="interpreter")
     with report.recording() as rec:
-        assert torch.equal(fast(torch.zeros(1)), long_loop(torch.zeros(1)))
+        assert torch.equal(fast(torch.zeros(1)), _long_loop(torch.zeros(1)))
     r = rec.report()
     assert not r.fallbacks, r.fallbacks
     assert len(r.graphs) == 1
