@@ -38,43 +38,11 @@
  *           forces it for Guards built afterwards (tests run both paths).
  * So _C itself never links libtorch.
  */
-#include "terra_dyn.h"
+#include "guard_types.h"
 
-#include "tensor_check.h"
-
-enum { K_TYPE, K_ID, K_EQ, K_LEN, K_TENSOR, K_GLOBAL_ID, K_CALL_ID, K_CALLBACK, K_TYPE_VERSION, K_FUNC,
-       K_ID_WEAK, K_NO_ATTR, K_NO_ATTR_WEAK, K_SNAPSHOT, K_PATHS };
 static const char *kind_names[] = {"type", "id", "eq", "len", "tensor", "global_id", "call_id", "callback",
                                    "type_version", "func", "id_weak", "no_attr", "no_attr_weak", "snapshot",
                                    "paths"};
-/* Checks on constant objects (no argument slot): facts about an object whose identity the
-   translation already relies on. */
-#define NO_SLOT(kind) ((kind) == K_GLOBAL_ID || (kind) == K_CALL_ID || (kind) == K_CALLBACK || \
-                       (kind) == K_TYPE_VERSION || (kind) == K_FUNC || (kind) == K_NO_ATTR_WEAK || \
-                       (kind) == K_SNAPSHOT || (kind) == K_PATHS)
-
-typedef struct {
-    int kind;
-    Py_ssize_t index;    /* argument slot (all kinds but global_id / call_id) */
-    Py_ssize_t length;   /* len: the length; tensor: 1 when the expected device is the CPU */
-    PyObject *a, *b, *c, *d, *e, *f;  /* the tuple's remaining items, borrowed from `spec` */
-    const TensorSpec *fast;  /* tensor: the fast path's spec, or NULL */
-    AmbientSpec ambient;     /* call_id: kind 0 unless the fast path answers it */
-    SnapshotMemo *snapshot;  /* snapshot: the check and what its last pass read (owned) */
-    PathTree *paths;         /* paths: the tree (owned; borrows from `spec`) */
-    uint64_t dict_tag;       /* global_id: the globals dict's version tag when it last passed */
-    int tag_valid;           /* ... and that tag is set */
-} Check;
-
-typedef struct {
-    PyObject_HEAD
-    PyObject *spec;      /* tuple of the check tuples: owns what Check borrows */
-    PyObject *fallback;  /* callable or NULL */
-    Py_ssize_t n;
-    Check *checks;
-    TensorSpec *specs;   /* one per tensor check on the fast path */
-    Py_ssize_t n_fast;   /* checks on the fast path (introspection) */
-} Guard;
 
 /* ---- the fast path's module, loaded once ---- */
 
@@ -179,7 +147,7 @@ PyObject *guards_fast_status(PyObject *module, PyObject *unused) {
     return PyUnicode_FromFormat("unavailable: terra_dyn._tensor_check: %S", fast_error);
 }
 
-static PyObject *s_dtype, *s_shape, *s_device, *s_requires_grad, *s_stride, *s_is_cpu, *s_cpu, *s_explain;
+static PyObject *s_dtype, *s_shape, *s_device, *s_requires_grad, *s_stride, *s_is_cpu, *s_cpu;
 
 int guards_init(void) {
     s_dtype = PyUnicode_InternFromString("dtype");
@@ -189,8 +157,7 @@ int guards_init(void) {
     s_stride = PyUnicode_InternFromString("stride");
     s_is_cpu = PyUnicode_InternFromString("is_cpu");
     s_cpu = PyUnicode_InternFromString("cpu");
-    s_explain = PyUnicode_InternFromString("explain");
-    return (s_dtype && s_shape && s_device && s_requires_grad && s_stride && s_is_cpu && s_cpu && s_explain) ? 0 : -1;
+    return (s_dtype && s_shape && s_device && s_requires_grad && s_stride && s_is_cpu && s_cpu) ? 0 : -1;
 }
 
 /* getattr(obj, name) == expected; 1 equal, 0 not (lookup errors count as not equal). */
@@ -207,7 +174,7 @@ static int attr_equals(PyObject *obj, PyObject *name, PyObject *expected, int by
 }
 
 /* Which tensor field differs: NULL when none (the names are for explain()). */
-static const char *tensor_mismatch(const Check *c, PyObject *x) {
+const char *guard_tensor_mismatch(const Check *c, PyObject *x) {
     if (Py_TYPE(x) != (PyTypeObject *)c->a) return "type";
     /* dtypes are singletons: identity. Cheapest fields first. */
     if (!attr_equals(x, s_dtype, c->b, 1)) return "dtype";
@@ -251,7 +218,7 @@ static inline uint64_t dict_version_tag(PyObject *dict) {
 
 /* 1 pass, 0 fail, -1 a Ctrl-C during a path check's reads (the user's: kept). Errors
    raised by user __eq__/__len__ count as a failure. */
-static int check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
+int guard_check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
     PyObject *x = NULL;
     if (!NO_SLOT(c->kind)) {
         if (c->index >= nargs) return 0;
@@ -281,7 +248,7 @@ static int check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
             int r = fast_api->tensor_matches(x, c->fast);
             if (r >= 0) return r;  /* else it cannot tell: ask the Python API */
         }
-        return tensor_mismatch(c, x) == NULL;
+        return guard_tensor_mismatch(c, x) == NULL;
     case K_GLOBAL_ID: {
         /* A dict untouched since the check passed (same version tag: PEP 509, every write
            gives a new, never reused one) still maps the name to the same object. */
@@ -326,7 +293,7 @@ static int check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
 int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs) {
     Guard *g = (Guard *)guard;
     for (Py_ssize_t i = 0; i < g->n; i++) {
-        int r = check_one(&g->checks[i], args, nargs);
+        int r = guard_check_one(&g->checks[i], args, nargs);
         if (r != 1) return r;
     }
     if (g->fallback == NULL) return 1;
@@ -521,98 +488,6 @@ static PyObject *guard_repr(Guard *self) {
 static PyObject *guard_check_method(Guard *self, PyObject *const *args, Py_ssize_t nargs) {
     int ok = guard_check((PyObject *)self, args, nargs);
     return ok < 0 ? NULL : PyBool_FromLong(ok);
-}
-
-/* repr() of a check's spec that runs no user code: a user object in it (an identity check's
-   module subclass, whose repr reads attributes through its own __getattribute__: test_descr's
-   test_module_subclasses) shows as <TypeName>. */
-static PyObject *spec_repr(PyObject *x) {
-    PyTypeObject *t = Py_TYPE(x);
-    if (PyTuple_CheckExact(x)) {
-        PyObject *parts = PyList_New(0), *sep = NULL, *joined = NULL, *text = NULL;
-        if (parts == NULL) return NULL;
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(x); i++) {
-            PyObject *part = spec_repr(PyTuple_GET_ITEM(x, i));
-            if (part == NULL || PyList_Append(parts, part) < 0) {
-                Py_XDECREF(part);
-                Py_DECREF(parts);
-                return NULL;
-            }
-            Py_DECREF(part);
-        }
-        sep = PyUnicode_FromString(", ");
-        joined = sep ? PyUnicode_Join(sep, parts) : NULL;
-        if (joined != NULL) {
-            text = PyUnicode_FromFormat(PyTuple_GET_SIZE(x) == 1 ? "(%U,)" : "(%U)", joined);
-        }
-        Py_XDECREF(sep);
-        Py_XDECREF(joined);
-        Py_DECREF(parts);
-        return text;
-    }
-    /* builtin scalars, exact classes, and objects of C types that hold no other object */
-    if (x == Py_None || t == &PyLong_Type || t == &PyFloat_Type || t == &PyUnicode_Type ||
-        t == &PyBool_Type || t == &PyType_Type ||
-        (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE) && !PyWeakref_Check(x) && !PyList_Check(x) &&
-         !PyDict_Check(x) && !PyAnySet_Check(x) && !PyTuple_Check(x) && !PyType_Check(x))) {
-        return PyObject_Repr(x);
-    }
-    return PyUnicode_FromFormat("<%s>", t->tp_name);
-}
-
-/* A readable description of the first failing check, or None if all pass. */
-static PyObject *guard_explain(Guard *self, PyObject *const *args, Py_ssize_t nargs) {
-    for (Py_ssize_t i = 0; i < self->n; i++) {
-        const Check *c = &self->checks[i];
-        int r = check_one(c, args, nargs);
-        if (r < 0) return NULL;
-        if (r) continue;
-        if (c->kind == K_PATHS) {  /* the failing fact, as Python text (guard_paths.py) */
-            PyObject *method = PyObject_GetAttr(c->b, s_explain);
-            PyObject *why = method ? PyObject_Vectorcall(method, args, nargs, NULL) : NULL;
-            Py_XDECREF(method);
-            if (why != NULL && PyUnicode_Check(why)) {
-                PyObject *text = PyUnicode_FromFormat("check %zd (paths) failed: %U", i, why);
-                Py_DECREF(why);
-                return text;
-            }
-            Py_XDECREF(why);
-            PyErr_Clear();
-        }
-        PyObject *spec = spec_repr(PyTuple_GET_ITEM(self->spec, i)), *text;
-        if (spec == NULL) return NULL;
-        if (NO_SLOT(c->kind)) {
-            text = PyUnicode_FromFormat("check %zd %U failed", i, spec);
-        } else if (c->index >= nargs) {
-            text = PyUnicode_FromFormat("check %zd %U failed: only %zd arguments", i, spec, nargs);
-        } else if (c->kind == K_TENSOR) {
-            /* The Python path names the field; it finds none when only the fast path saw the
-               difference (an active TorchFunctionMode answering attribute reads). */
-            const char *field = tensor_mismatch(c, args[c->index]);
-            text = PyUnicode_FromFormat("check %zd %U failed: args[%zd] differs in %s", i, spec,
-                                        c->index, field ? field : "metadata");
-        } else {
-            /* the value only for plain builtin types: a user __repr__ must not run here */
-            PyObject *x = args[c->index];
-            PyTypeObject *t = Py_TYPE(x);
-            if (t != &PyLong_Type && t != &PyFloat_Type && t != &PyUnicode_Type && t != &PyBool_Type &&
-                x != Py_None) {
-                text = PyUnicode_FromFormat("check %zd %U failed: args[%zd] has type %s", i, spec,
-                                            c->index, t->tp_name);
-            } else {
-                text = PyUnicode_FromFormat("check %zd %U failed: args[%zd] is %.200R (type %s)", i,
-                                            spec, c->index, x, t->tp_name);
-            }
-        }
-        Py_DECREF(spec);
-        return text;
-    }
-    int ok = self->fallback ? guard_check((PyObject *)self, args, nargs) : 1;
-    if (ok < 0) return NULL;
-    if (!ok) {
-        return PyUnicode_FromFormat("fallback %R returned false", self->fallback);
-    }
-    Py_RETURN_NONE;
 }
 
 static PyMethodDef guard_methods[] = {

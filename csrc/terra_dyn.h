@@ -3,6 +3,7 @@
  *   eval_frame.c  the PEP 523 hook: per-thread callback, hit / miss / skip decision
  *   cache.c       per-code-object state in co_extra (skip mark + CacheEntry list), reset
  *   guards.c      Guard: the checks a cache entry runs over a frame's argument slots
+ *   guard_explain.c  Guard.explain: the failing check in words (guard_types.h: the layout)
  *   snapshot.c    the Guard's snapshot check: many facts about one object pinned by identity
  *   path_check.c  the Guard's paths check: facts along attribute / item chains, as a tree
  *   callables.c   OptimizedCallable / DisabledCallable: set the thread's callback per call

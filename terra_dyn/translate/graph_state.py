@@ -31,6 +31,7 @@ from . import autocast, meta_propagation
 from .errors import Unsupported
 from .guard_checks import FREE, UNCHECKED
 from .meta_propagation import PURE_PYTHON_MODULES
+from .size_exprs import DynamicShapesFailed, NumberSource, python_of
 from .sources import AttrSource, FreeVarSource
 from .values import (SYMBOLIC_NUMBERS, ConstValue, ListValue, ScalarValue, SliceValue, TensorValue, TupleValue,
                      fx_arg, meta_like, seen_by_op)
@@ -47,15 +48,6 @@ class _QuietFakeErrors(logging.Filter):
 
 _quiet = _QuietFakeErrors()
 logging.getLogger("torch._subclasses.fake_tensor").addFilter(_quiet)
-
-class DynamicShapesFailed(Exception):
-    """The translation relied on the value of a size or number it was asked to keep symbolic
-    (`range(n)`, a dict key, an op that needed it equal to something): translate again with
-    those (`exprs`, e.g. {"a0.size()[0]"}) static."""
-
-    def __init__(self, message, exprs=()):
-        super().__init__(message)
-        self.exprs = set(exprs)
 
 
 class GraphState:
@@ -251,12 +243,12 @@ class GraphState:
         for sym, expr in self._symbols:
             target = env.replacements.get(sym)
             if target is not None:
-                facts.append(f"{expr} == {_python_of(target, names)}")
+                facts.append(f"{expr} == {python_of(target, names)}")
         for expr, formula in self._relations:  # inferred strides: `a0.stride()[1] == (a0.size()[0])`
-            facts.append(f"{expr} == {_python_of(formula, names)}")
+            facts.append(f"{expr} == {python_of(formula, names)}")
         for guard in env.guards:
-            facts.append(_python_of(guard.expr, names))
-        outcomes = {_python_of(expr, names) for expr in self._outcomes}
+            facts.append(python_of(guard.expr, names))
+        outcomes = {python_of(expr, names) for expr in self._outcomes}
         for text in facts:
             self.guards.expression(text, outcome=text in outcomes)
 
@@ -277,7 +269,7 @@ class GraphState:
         if type(real) is int and self._symbolic:
             from torch.fx.experimental.symbolic_shapes import DimDynamic
 
-            env, name = self.fake_mode.shape_env, _NumberSource(source.expr())
+            env, name = self.fake_mode.shape_env, NumberSource(source.expr())
             symbol = env.create_unspecified_symbol(real, name, dynamic_dim=DimDynamic.DYNAMIC)
             example = env.create_symintnode(symbol, hint=real, source=name)
             self._symbols.append((symbol, source.expr()))
@@ -432,81 +424,6 @@ class GraphState:
 
     def example_inputs(self):
         return [src for _, src in self.inputs]
-
-
-_RELATIONS = {"Equality": "==", "Unequality": "!=", "StrictLessThan": "<", "LessThan": "<=",
-              "StrictGreaterThan": ">", "GreaterThan": ">="}
-
-
-def _python_of(expr, names):
-    """Python source for a sympy expression over symbolic sizes (`names`: symbol -> source
-    expression): integers, sums, products and comparisons; anything else fails the
-    translation's symbolic sizes."""
-    kind = type(expr).__name__
-    if expr in names:
-        return f"({names[expr]})"
-    if expr.is_Integer:
-        return str(int(expr))
-    if kind in _RELATIONS:
-        return f"{_python_of(expr.lhs, names)} {_RELATIONS[kind]} {_python_of(expr.rhs, names)}"
-    if expr.is_Add:
-        return "(" + " + ".join(_python_of(a, names) for a in expr.args) + ")"
-    if expr.is_Mul:
-        return "(" + " * ".join(_python_of(a, names) for a in expr.args) + ")"
-    if kind in _FUNCTIONS:
-        return f"{_FUNCTIONS[kind]}({', '.join(_python_of(a, names) for a in expr.args)})"
-    if kind in _OPERATORS and len(expr.args) == 2:
-        return f"({_python_of(expr.args[0], names)} {_OPERATORS[kind]} {_python_of(expr.args[1], names)})"
-    if kind == "Pow" and expr.exp.is_Integer and expr.exp > 0:
-        return f"({_python_of(expr.base, names)} ** {int(expr.exp)})"
-    if kind == "Not":
-        return f"(not {_python_of(expr.args[0], names)})"
-    if kind in ("And", "Or"):
-        return "(" + f" {kind.lower()} ".join(_python_of(a, names) for a in expr.args) + ")"
-    raise DynamicShapesFailed(f"the translation assumed {expr}", _sources_in(expr, names))
-
-
-# torch's sympy functions over ints (torch/utils/_sympy/functions.py), as Python spells them
-_OPERATORS = {"FloorDiv": "//", "PythonMod": "%", "Mod": "%", "IntTrueDiv": "/"}
-_FUNCTIONS = {"Max": "max", "Min": "min"}
-
-
-def _sources_in(expr, names):
-    return {names[s] for s in getattr(expr, "free_symbols", ()) if s in names}
-
-
-class _NumberSource:
-    """Names a symbol after the terra_dyn source it stands for (`a1`, `a0.step`): the ShapeEnv
-    wants a torch._guards.Source; made on first use (torch._guards is not imported for static
-    translations)."""
-
-    def __new__(cls, expr):
-        return _number_source_class()(expr)
-
-
-def _number_source_class():
-    global _NUMBER_SOURCE
-    if _NUMBER_SOURCE is None:
-        import dataclasses
-
-        from torch._guards import GuardSource, Source
-
-        @dataclasses.dataclass(frozen=True)
-        class NumberSource(Source):
-            expr: str
-
-            @property
-            def _name_template(self):
-                return self.expr
-
-            def guard_source(self):
-                return GuardSource.LOCAL
-
-        _NUMBER_SOURCE = NumberSource
-    return _NUMBER_SOURCE
-
-
-_NUMBER_SOURCE = None
 
 
 def _meta_friendly(real):
