@@ -97,9 +97,11 @@ def test_sizes_one_stay_static_and_strided_inputs_get_a_symbolic_layout():
         return torch.sigmoid(x) * 3
 
     strided = [torch.randn(n, 2 * n + 1)[:, ::2] for n in (4, 6, 5)]  # strides (2n+1, 2)
-    xs = batches(4, 6, 1, 8) + strided
+    xs = batches(4, 6, 1, 1, 8) + strided
     rep = run(f, [(x,) for x in xs])
-    # 4; symbolic for 6 and 8; 1 static; the strided ones: one translation, sizes and strides symbolic
+    # 4; symbolic for 6 and 8; 1 static (the first 1 after symbolic ones runs as written, the
+    # second, right after, is translated: test_unit_sizes.py); the strided ones: one
+    # translation, sizes and strides symbolic
     assert len(rep.graphs) == 4
 
 
@@ -107,7 +109,7 @@ def test_a_size_of_one_after_symbolic_ones_that_broadcasts_is_eagers():
     def f(x, y):
         return x * y + 1  # equal sizes: a0.size()[0] == a1.size()[0] is guarded
 
-    pairs = list(zip(batches(5, 6, 7, 1), batches(5, 6, 7, 1)))
+    pairs = list(zip(batches(5, 6, 7, 1, 1), batches(5, 6, 7, 1, 1)))  # the second 1 is translated
     pairs.append((batches(1)[0], batches(3)[0]))  # (1, 4) * (3, 4): eager broadcasts
     pairs.append((batches(3)[0], batches(1)[0]))
     rep = run(f, pairs)
@@ -118,7 +120,8 @@ def test_a_size_of_one_after_symbolic_ones_reads_its_own_stride():
     def f(x):
         return x.sum(1) * x.stride(0)
 
-    xs = batches(5, 6, 7) + [torch.randn(1, 9)[:, :4]]  # (1, 4), strides (9, 1): contiguous too
+    xs = batches(5, 6, 7) + [torch.randn(1, 9)[:, :4]] * 2  # (1, 4), strides (9, 1): contiguous too
+    # (twice: the first 1 after symbolic ones runs as written, the second is translated)
     rep = run(f, [(x,) for x in xs])
     assert not rep.fallbacks
 
@@ -251,5 +254,5 @@ def test_a_size_of_one_after_symbolic_ones_squeezes_as_eager():
         y = x.squeeze(0)
         return y * 2, y.dim()
 
-    rep = run(f, [(x,) for x in batches(5, 3, 1, 6, 1)])
+    rep = run(f, [(x,) for x in batches(5, 3, 1, 1, 6, 1)])  # a 1 right after a 1 is translated
     assert not rep.fallbacks
