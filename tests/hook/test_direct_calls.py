@@ -193,3 +193,27 @@ def test_a_malformed_spec_is_refused():
     for spec in [(len,), (len, (5,), None, 0, len), (len, (0,), (1,), 0, len), (len, ("a",), None, 0, len)]:
         with pytest.raises((TypeError, ValueError)):
             _C.set_direct_call(code, spec)
+
+
+class _Raises(nn.Module):
+    def forward(self, x, scale=1.0):
+        if x.sum() > 1e9:
+            return x
+        raise ValueError("no")
+
+
+def test_a_module_view_calls_its_module_without_a_wrapper_frame():
+    model = nn.Sequential(nn.Linear(3, 3))
+    view = terra_dyn.optimize(model, backend="interpreter")
+    assert type(view).__call__.drop_self and type(view).__call__.fn is model
+    x = torch.randn(2, 3)
+    with torch.no_grad():
+        assert torch.equal(view(x), model(x))
+        assert torch.equal(view(input=x), model(input=x))
+    raising = _Raises()
+    names = []
+    for m in (raising, terra_dyn.optimize(raising, backend="interpreter")):
+        with pytest.raises(ValueError) as info:
+            m(torch.zeros(2), scale=2.0)
+        names.append([fs.name for fs in traceback.extract_tb(info.value.__traceback__)][1:])
+    assert names[1] == names[0]
