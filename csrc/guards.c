@@ -1,6 +1,7 @@
 /* Guard: the checks a cache entry runs, in C, over a frame's argument slots.
  *
- *   Guard(checks, fallback=None)   checks: list of tuples, evaluated in order
+ *   Guard(checks, fallback=None, batch=True)   checks: list of tuples, evaluated in order;
+ *                        batch: its snapshot checks as one batch (csrc/snapshot.c)
  *     ("type", i, T)   ("id", i, obj)   ("eq", i, value)   ("len", i, n)
  *     ("tensor", i, T, dtype, device, sizes, strides, requires_grad)
  *     ("global_id", globals_dict, name, obj)   ("call_id", fn, obj)
@@ -326,6 +327,11 @@ int guard_spec_matches(const void *spec, PyObject *value) {
     return fast_api->tensor_matches(value, (const TensorSpec *)spec);
 }
 
+/* Prefetch hints for a later guard_spec_matches (tensor_check.h, tensor_prefetch). */
+void guard_spec_prefetch(const void *spec, PyObject *value, int level) {
+    fast_api->tensor_prefetch(value, (const TensorSpec *)spec, level);
+}
+
 /* ---- construction ---- */
 
 static int parse_check(PyObject *t, Check *c) {
@@ -445,9 +451,10 @@ static int setup_batch(Guard *self) {
 }
 
 static PyObject *guard_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"checks", "fallback", NULL};
+    static char *kwlist[] = {"checks", "fallback", "batch", NULL};
+    int batch = 1;
     PyObject *checks, *fallback = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O:Guard", kwlist, &checks, &fallback)) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|Op:Guard", kwlist, &checks, &fallback, &batch)) return NULL;
     Guard *self = (Guard *)type->tp_alloc(type, 0);
     if (self == NULL) return NULL;
     self->fallback = fallback == Py_None ? NULL : Py_NewRef(fallback);
@@ -462,7 +469,7 @@ static PyObject *guard_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     for (Py_ssize_t i = 0; i < self->n; i++) {
         if (parse_check(PyTuple_GET_ITEM(self->spec, i), &self->checks[i]) < 0) goto fail;
     }
-    if (setup_fast_path(self) < 0 || setup_batch(self) < 0) goto fail;
+    if (setup_fast_path(self) < 0 || (batch && setup_batch(self) < 0)) goto fail;
     return (PyObject *)self;
 fail:
     Py_DECREF(self);
@@ -536,7 +543,7 @@ static PyGetSetDef guard_getset[] = {
 PyTypeObject Guard_Type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "terra_dyn._C.Guard",
-    .tp_doc = "Guard(checks, fallback=None): checks over argument slots, evaluated in C.",
+    .tp_doc = "Guard(checks, fallback=None, batch=True): checks over argument slots, evaluated in C.",
     .tp_basicsize = sizeof(Guard),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = guard_new,

@@ -357,7 +357,7 @@ struct SnapshotBatch {
     LiveEntry *live;
 };
 
-#define BATCH_AHEAD 8
+#define BATCH_AHEAD 4
 
 SnapshotBatch *snapshot_batch_new(SnapshotMemo **memos, Py_ssize_t n) {
     SnapshotBatch *b = PyMem_Calloc(1, sizeof(SnapshotBatch));
@@ -414,8 +414,16 @@ int snapshot_batch_check(SnapshotBatch *b) {
         if (i + BATCH_AHEAD < b->n_table) __builtin_prefetch(b->tables[i + BATCH_AHEAD].dict);
         if (dict_version_tag(b->tables[i].dict) != b->tables[i].tag) goto fail;
     }
+    /* a parameter's check reads its object, then its TensorImpl, then its autograd meta:
+       each is prefetched (from the one before) a few entries ahead of the next */
     for (Py_ssize_t i = 0; i < b->n_live; i++) {
-        if (i + BATCH_AHEAD < b->n_live) __builtin_prefetch(b->live[i + BATCH_AHEAD].value);
+        if (i + 3 * BATCH_AHEAD < b->n_live) __builtin_prefetch(b->live[i + 3 * BATCH_AHEAD].value);
+        if (i + 2 * BATCH_AHEAD < b->n_live && b->live[i + 2 * BATCH_AHEAD].kind == E_TENSOR) {
+            guard_spec_prefetch(b->live[i + 2 * BATCH_AHEAD].spec, b->live[i + 2 * BATCH_AHEAD].value, 1);
+        }
+        if (i + BATCH_AHEAD < b->n_live && b->live[i + BATCH_AHEAD].kind == E_TENSOR) {
+            guard_spec_prefetch(b->live[i + BATCH_AHEAD].spec, b->live[i + BATCH_AHEAD].value, 2);
+        }
         const LiveEntry *e = &b->live[i];
         int r = e->kind == E_TENSOR ? guard_spec_matches(e->spec, e->value) : entry_holds(e->kind, e->value, e->expected);
         if (r < 0) b->disabled = 1;
