@@ -361,11 +361,15 @@ def _translate(frame, state, compile_fn, name, fullgraph, before):
                 break
         state.static |= state.dynamic - before
         state.dynamic -= state.static
-    try:
-        return attempt()
-    except DynamicShapesFailed as exc:  # sizes or numbers kept symbolic in an earlier round are read now
-        _pin(state, exc)
-        return attempt()
+    for _ in range(_PIN_ROUNDS):
+        try:
+            return attempt()
+        except DynamicShapesFailed as exc:  # sizes or numbers kept symbolic in an earlier round are read now
+            # an attempt stops at the first op that pins a symbol (graph_state): gemma2's
+            # window fill pins its keys' length, then its values' in the next attempt
+            if not _pin(state, exc):
+                raise
+    return attempt()
 
 
 _PIN_ROUNDS = 3  # translations that pin what failed, before every new input is made static
