@@ -36,6 +36,7 @@ typedef struct {
     Py_ssize_t n;
     Check *checks;
     TensorSpec *specs;   /* one per tensor check on the fast path */
+    SnapshotBatch *batch;  /* its snapshot checks together (csrc/snapshot.c), or NULL */
     Py_ssize_t n_fast;   /* checks on the fast path (introspection) */
 } Guard;
 

@@ -1,6 +1,7 @@
 /* Guard: the checks a cache entry runs, in C, over a frame's argument slots.
  *
- *   Guard(checks, fallback=None)   checks: list of tuples, evaluated in order
+ *   Guard(checks, fallback=None, batch=True)   checks: list of tuples, evaluated in order;
+ *                        batch: its snapshot checks as one batch (csrc/snapshot.c)
  *     ("type", i, T)   ("id", i, obj)   ("eq", i, value)   ("len", i, n)
  *     ("tensor", i, T, dtype, device, sizes, strides, requires_grad)
  *     ("global_id", globals_dict, name, obj)   ("call_id", fn, obj)
@@ -202,20 +203,6 @@ int lacks_instance_attr(PyObject *obj, PyObject *name) {
     return v == NULL;
 }
 
-/* A dict's version tag (PEP 509). Deprecated from 3.12 (dict watchers replace it for new
-   uses) but still maintained on every write through 3.13; a global_id check only compares
-   it for equality with the tag it read itself. */
-static inline uint64_t dict_version_tag(PyObject *dict) {
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-#endif
-    return ((PyDictObject *)dict)->ma_version_tag;
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
-}
-
 /* 1 pass, 0 fail, -1 a Ctrl-C during a path check's reads (the user's: kept). Errors
    raised by user __eq__/__len__ count as a failure. */
 int guard_check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
@@ -292,17 +279,28 @@ int guard_check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
 
 int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs) {
     Guard *g = (Guard *)guard;
+    /* the batch, checked where the first snapshot check is: 1 it holds (its snapshots are
+       skipped), -1 it does not (every snapshot checked: rebuilt if the guard passes) */
+    int batch = 0;
     for (Py_ssize_t i = 0; i < g->n; i++) {
-        int r = guard_check_one(&g->checks[i], args, nargs);
+        const Check *c = &g->checks[i];
+        if (c->kind == K_SNAPSHOT && g->batch != NULL) {
+            if (batch == 0) batch = snapshot_batch_check(g->batch) ? 1 : -1;
+            if (batch == 1 && snapshot_is_batched(c->snapshot)) continue;
+        }
+        int r = guard_check_one(c, args, nargs);
         if (r != 1) return r;
     }
-    if (g->fallback == NULL) return 1;
-    PyObject *r = PyObject_Vectorcall(g->fallback, args, nargs, NULL);
-    int ok = r != NULL && PyObject_IsTrue(r) == 1;
-    Py_XDECREF(r);
-    /* A Ctrl-C while the Python predicate runs is the user's: keep it (-1) */
-    if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_Exception)) return -1;
-    PyErr_Clear();
+    int ok = 1;
+    if (g->fallback != NULL) {
+        PyObject *r = PyObject_Vectorcall(g->fallback, args, nargs, NULL);
+        ok = r != NULL && PyObject_IsTrue(r) == 1;
+        Py_XDECREF(r);
+        /* A Ctrl-C while the Python predicate runs is the user's: keep it (-1) */
+        if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_Exception)) return -1;
+        PyErr_Clear();
+    }
+    if (ok && batch == -1) snapshot_batch_build(g->batch);
     return ok;
 }
 
@@ -327,6 +325,11 @@ const void *guard_tensor_spec(PyObject *guard) {
 /* 1 matches, 0 differs, -1 cannot tell (then guard_tensor_check). */
 int guard_spec_matches(const void *spec, PyObject *value) {
     return fast_api->tensor_matches(value, (const TensorSpec *)spec);
+}
+
+/* Prefetch hints for a later guard_spec_matches (tensor_check.h, tensor_prefetch). */
+void guard_spec_prefetch(const void *spec, PyObject *value, int level) {
+    fast_api->tensor_prefetch(value, (const TensorSpec *)spec, level);
 }
 
 /* ---- construction ---- */
@@ -428,10 +431,30 @@ static int setup_fast_path(Guard *self) {
     return 0;
 }
 
+/* A batch for a Guard with several snapshot checks (a model's modules). */
+static int setup_batch(Guard *self) {
+    Py_ssize_t n = 0;
+    for (Py_ssize_t i = 0; i < self->n; i++) n += self->checks[i].kind == K_SNAPSHOT;
+    if (n < 2) return 0;
+    SnapshotMemo **memos = PyMem_Calloc(n, sizeof(SnapshotMemo *));
+    if (memos == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    n = 0;
+    for (Py_ssize_t i = 0; i < self->n; i++) {
+        if (self->checks[i].kind == K_SNAPSHOT) memos[n++] = self->checks[i].snapshot;
+    }
+    self->batch = snapshot_batch_new(memos, n);
+    PyMem_Free(memos);
+    return self->batch == NULL ? -1 : 0;
+}
+
 static PyObject *guard_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"checks", "fallback", NULL};
+    static char *kwlist[] = {"checks", "fallback", "batch", NULL};
+    int batch = 1;
     PyObject *checks, *fallback = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O:Guard", kwlist, &checks, &fallback)) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|Op:Guard", kwlist, &checks, &fallback, &batch)) return NULL;
     Guard *self = (Guard *)type->tp_alloc(type, 0);
     if (self == NULL) return NULL;
     self->fallback = fallback == Py_None ? NULL : Py_NewRef(fallback);
@@ -446,7 +469,7 @@ static PyObject *guard_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     for (Py_ssize_t i = 0; i < self->n; i++) {
         if (parse_check(PyTuple_GET_ITEM(self->spec, i), &self->checks[i]) < 0) goto fail;
     }
-    if (setup_fast_path(self) < 0) goto fail;
+    if (setup_fast_path(self) < 0 || (batch && setup_batch(self) < 0)) goto fail;
     return (PyObject *)self;
 fail:
     Py_DECREF(self);
@@ -460,6 +483,8 @@ static int guard_traverse(Guard *self, visitproc visit, void *arg) {
 }
 
 static int guard_clear(Guard *self) {
+    snapshot_batch_free(self->batch);  /* before the memos it points to */
+    self->batch = NULL;
     for (Py_ssize_t i = 0; i < self->n; i++) {
         snapshot_memo_free(self->checks[i].snapshot);  /* it borrows from spec too */
         self->checks[i].snapshot = NULL;
@@ -506,10 +531,19 @@ static PyMemberDef guard_members[] = {
     {NULL},
 };
 
+static PyObject *guard_get_batched(Guard *self, void *closure) {
+    return PyLong_FromSsize_t(snapshot_batch_size(self->batch));
+}
+
+static PyGetSetDef guard_getset[] = {
+    {"batched", (getter)guard_get_batched, NULL, "how many snapshot checks the batch holds now", NULL},
+    {NULL},
+};
+
 PyTypeObject Guard_Type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "terra_dyn._C.Guard",
-    .tp_doc = "Guard(checks, fallback=None): checks over argument slots, evaluated in C.",
+    .tp_doc = "Guard(checks, fallback=None, batch=True): checks over argument slots, evaluated in C.",
     .tp_basicsize = sizeof(Guard),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = guard_new,
@@ -519,4 +553,5 @@ PyTypeObject Guard_Type = {
     .tp_repr = (reprfunc)guard_repr,
     .tp_methods = guard_methods,
     .tp_members = guard_members,
+    .tp_getset = guard_getset,
 };

@@ -8,6 +8,7 @@
  *   path_check.c  the Guard's paths check: facts along attribute / item chains, as a tree
  *   callables.c   OptimizedCallable / DisabledCallable: set the thread's callback per call
  *   moves.c       calls whose arguments the callee's frame owns alone (liveness at breaks)
+ *   direct_call.c a hit whose rewritten code only calls the graph: the graph called from C
  *   module.c      the module object and its functions
  *
  * frame_api.h is the version seam: CPython 3.11 / 3.12 / 3.13 differences in the internal
@@ -46,12 +47,27 @@ static inline PyObject *weak_referent(PyObject *ref) {
 #endif
 }
 
+/* A dict's version tag (PEP 509). Deprecated from 3.12 (dict watchers replace it for new
+   uses) but still maintained on every write through 3.13; guards.c's global_id check and
+   snapshot.c's batch only compare it for equality with a tag they read themselves. */
+static inline uint64_t dict_version_tag(PyObject *dict) {
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+    return ((PyDictObject *)dict)->ma_version_tag;
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+}
+
 /* ---- cache.c ---- */
 typedef struct {
     PyObject_HEAD
     PyObject *guard;     /* a Guard */
     PyObject *code;      /* the rewritten code object (flattened signature) */
     PyObject *function;  /* function made from `code`, reused when it has no free vars */
+    PyObject *direct;    /* the code's direct-call spec (direct_call.c), or NULL */
 } CacheEntry;
 
 extern PyTypeObject CacheEntry_Type;
@@ -69,6 +85,10 @@ int cache_append(PyCodeObject *code, PyObject *entry);
 PyObject *cache_entries_list(CodeExtra *extra);        /* borrowed list, may be NULL */
 void cache_clear_code(PyCodeObject *code);
 void cache_reset_all(void);
+int cache_set_direct(PyCodeObject *code, PyObject *spec);  /* the spec new entries of code copy */
+
+/* ---- direct_call.c ---- (a cache entry that only calls its graph, run without its frame) */
+PyObject *direct_call_set(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 /* ---- guards.c ---- */
 extern PyTypeObject Guard_Type;
@@ -77,6 +97,7 @@ int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs);
 int guard_tensor_check(PyObject *guard, PyObject *value);  /* a one-check tensor Guard on value */
 const void *guard_tensor_spec(PyObject *guard);  /* its fast TensorSpec, or NULL */
 int guard_spec_matches(const void *spec, PyObject *value);  /* 1 / 0 / -1: cannot tell */
+void guard_spec_prefetch(const void *spec, PyObject *value, int level);  /* hints: 1 its impl, 2 its autograd meta */
 int guards_init(void);
 int lacks_instance_attr(PyObject *obj, PyObject *name);  /* 1: obj's instance dict lacks name (or it has none) */
 PyObject *guards_set_fast(PyObject *module, PyObject *flag);
@@ -90,6 +111,14 @@ int snapshot_validate(PyObject *target, PyObject *cls, PyObject *tables);
 SnapshotMemo *snapshot_memo_new(PyObject *target, PyObject *cls, PyObject *tables);  /* after validate */
 void snapshot_memo_free(SnapshotMemo *memo);
 int snapshot_check(SnapshotMemo *memo);
+/* A Guard's memoized snapshots checked together (snapshot.c, "the batch") */
+typedef struct SnapshotBatch SnapshotBatch;
+SnapshotBatch *snapshot_batch_new(SnapshotMemo **memos, Py_ssize_t n);  /* NULL + exception */
+void snapshot_batch_free(SnapshotBatch *batch);
+int snapshot_batch_check(SnapshotBatch *batch);  /* 1: every batched memo holds; 0: dropped */
+void snapshot_batch_build(SnapshotBatch *batch);  /* after a full pass */
+int snapshot_is_batched(const SnapshotMemo *memo);
+Py_ssize_t snapshot_batch_size(const SnapshotBatch *batch);  /* snapshots in a valid batch */
 
 /* ---- path_check.c ---- */
 typedef struct PathTree PathTree;  /* a paths check's tree (borrows from its spec tuple) */
