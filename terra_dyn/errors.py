@@ -10,6 +10,7 @@ a break kind it cannot emit), and codegen never imports translate (docs/VERSIONS
 `Unsupported.breakable` says whether a graph break may split here: false for problems that
 make the whole frame untranslatable (e.g. generator code), true for one instruction.
 """
+import torch
 
 
 class Unsupported(Exception):
@@ -36,6 +37,7 @@ class Unsupported(Exception):
         return f"{where}{self.reason}"
 
 
+_TENSORS = (torch.Tensor, torch.nn.Parameter)
 _PLAIN_REPR = (int, float, complex, bool, str, bytes, type(None), tuple, range, slice)
 
 
@@ -44,6 +46,10 @@ def safe_repr(obj, limit=60):
     at translate time is a side effect Python would not have (CPython's test_class records
     every special-method call), so objects of other classes show as <TypeName>."""
     cls = type(obj)
+    if cls in _TENSORS and obj.numel() > 17:
+        # its repr is longer than 60 characters (`tensor([a, b, ...])`: 3 or more per item), and
+        # formatting the values took ~7 ms a weight in guard descriptions (mistral's first call)
+        return f"<{cls.__name__}>"
     if cls in _PLAIN_REPR and not (cls is tuple and not all(type(x) in _PLAIN_REPR for x in obj)) or \
             cls.__module__ in ("builtins", "torch") or cls.__module__.startswith("torch."):
         try:

@@ -1,8 +1,9 @@
-"""What a symbolic retranslation costs (issue 11: the generate loop's one retranslation).
+"""What a translation costs, the symbolic retranslation most (issue 11: the generate loop's).
 
 Each test compares with eager and checks one cost: a symbolic translation imports nothing
 but the ShapeEnv's own modules, ops whose results have int sizes propagate on meta tensors
-again, and an attempt that pins a symbol stops at that op instead of translating to the end.
+again, an attempt that pins a symbol stops at that op instead of translating to the end, and
+guard descriptions never format tensor values.
 """
 import os
 import subprocess
@@ -167,3 +168,35 @@ def test_a_sliding_window_cache_matches_eager():
             torch.testing.assert_close(ours.keys, eager.keys, rtol=0, atol=0)
     terra_dyn.reset()
     assert not rec.report().fallbacks
+
+
+def test_guard_descriptions_never_format_a_weights_values(monkeypatch):
+    import torch._tensor_str as tensor_str
+
+    made = []
+    init = tensor_str._Formatter.__init__
+
+    def counting(self, *args, **kwargs):
+        made.append(1)
+        return init(self, *args, **kwargs)
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(32, 32)
+            self.register_buffer("table", torch.arange(40.0))
+
+        def forward(self, x):
+            return self.lin(x) + self.table[:32]
+
+    m = M()
+    x = torch.randn(2, 32)
+    expected = m(x)
+    monkeypatch.setattr(tensor_str._Formatter, "__init__", counting)
+    terra_dyn.reset()
+    fast = terra_dyn.optimize(m, backend="interpreter")
+    torch.testing.assert_close(fast(x), expected, rtol=0, atol=0)
+    terra_dyn.reset()
+    # a repr of a weight formats its values (~7 ms each for mistral's on a first call) and was
+    # cut to <Parameter> anyway: longer than a description shows
+    assert not made
