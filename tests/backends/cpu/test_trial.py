@@ -48,6 +48,18 @@ def _cpu_graph(monkeypatch, x, w):
     return lookup("cpu")(trace(f), [x, w])
 
 
+def chain(x):
+    return torch.tanh(x * 2 + 1) * x
+
+
+def _chain_graph(monkeypatch):
+    """(x, the cpu backend's callable, its CpuCompiledGraph) for chain, lowered at once."""
+    monkeypatch.setattr(CpuCompiledGraph, "PAYBACK", 0.0)
+    x = torch.randn(8, 8)
+    compiled = lookup("cpu")(trace(chain), [x])
+    return x, compiled, getattr(compiled, "fn", compiled)
+
+
 def test_a_training_graph_whose_pair_measures_slower_runs_eager_autograd(monkeypatch):
     original = JointProgram._compiled_backward
 
@@ -94,27 +106,19 @@ def test_inference_kernels_measured_slower_run_the_graph_module(monkeypatch):
             return call(*args)
         return slow
     monkeypatch.setattr(kernel.CpuKernel, "_generate", generate)
-    fn = lambda x: torch.tanh(x * 2 + 1) * x  # noqa: E731
-    x = torch.randn(8, 8)
-    monkeypatch.setattr(CpuCompiledGraph, "PAYBACK", 0.0)
-    compiled = lookup("cpu")(trace(fn), [x])
-    graph = getattr(compiled, "fn", compiled)
+    x, compiled, graph = _chain_graph(monkeypatch)
     for call in range(3 + 2 * graph.TRIAL_CALLS):
-        assert_same(compiled(x), fn(x))
+        assert_same(compiled(x), chain(x))
         if call == 0:
             wait_for_kernels()
     assert graph.eager_only and any("kernels measured slower" in n for n in graph.notes), graph.describe()
 
 
 def test_calls_before_the_kernels_are_built_are_not_timed_as_kernels(monkeypatch):
-    fn = lambda x: torch.tanh(x * 2 + 1) * x  # noqa: E731
-    monkeypatch.setattr(CpuCompiledGraph, "PAYBACK", 0.0)
-    x = torch.randn(8, 8)
-    graph = lookup("cpu")(trace(fn), [x])
-    graph = getattr(graph, "fn", graph)
-    monkeypatch.setattr(CpuCompiledGraph, "kernels_ready", lambda self: False)  # still building
+    x, compiled, graph = _chain_graph(monkeypatch)
+    monkeypatch.setattr(CpuCompiledGraph, "kernels_ready", lambda self, switched=True: False)  # building
     for _ in range(4):
-        assert_same(graph(x), fn(x))
+        assert_same(compiled(x), chain(x))
     assert graph.trial == ([], []), graph.trial
 
 
@@ -144,12 +148,8 @@ def test_the_call_switching_to_built_kernels_is_not_timed(monkeypatch):
     # that call rewrites the graph (milliseconds): timed, it made a 1K chain's kernels, 4x
     # faster than eager, measure slower
     from terra_dyn.backends.cpu.compiled_graph import Program
-    fn = lambda x: torch.tanh(x * 2 + 1) * x  # noqa: E731
-    monkeypatch.setattr(CpuCompiledGraph, "PAYBACK", 0.0)
-    x = torch.randn(8, 8)
-    graph = lookup("cpu")(trace(fn), [x])
-    graph = getattr(graph, "fn", graph)
-    assert_same(graph(x), fn(x))  # lowers; g++ builds in the background
+    x, compiled, graph = _chain_graph(monkeypatch)
+    assert_same(compiled(x), chain(x))  # lowers; g++ builds in the background
     wait_for_kernels()
     original = Program._finish
 
@@ -158,6 +158,6 @@ def test_the_call_switching_to_built_kernels_is_not_timed(monkeypatch):
         return original(self, library)
     monkeypatch.setattr(Program, "_finish", slow_switch)
     for _ in range(4):
-        assert_same(graph(x), fn(x))
+        assert_same(compiled(x), chain(x))
     lowered = graph.trial[1] if graph.trial else []
     assert lowered and max(lowered) < 0.05, graph.trial
