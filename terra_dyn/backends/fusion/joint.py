@@ -17,8 +17,8 @@ eager autograd on the saved primals instead: the saved intermediates carry no hi
 
 With a `Trial` (the cpu backend), once both halves are ready the program measures itself
 against eager autograd: calls take turns between the compiled pair (forward + backward
-timed) and eager's (the forward's values computed without grad, then the backward timed as
-eager autograd's forward-with-history plus its backward, `_eager_backward`); once each has
+timed) and eager's (the graph module run with history inside the forward, autograd.grad
+through it in the backward: what eager autograd costs); once each has
 `calls` times, `eager_wins` says whether eager's fastest call was faster (the caller then runs
 the graph module under eager autograd).
 """
@@ -246,10 +246,16 @@ class JointProgram:
 
     def run_forward(self, args, turn=None):
         """(outputs, saved values) of the compiled forward graph; on an eager trial turn the
-        graph module's outputs and nothing saved (its backward runs eager autograd)."""
-        if turn is not None and turn[0] == "eager":
-            return pytree.tree_leaves(self.gm(*args)), []
+        graph module's outputs with eager autograd's history kept in `turn` for the backward
+        (nothing saved), so that the turn costs what eager autograd costs."""
         start = None if turn is None else self.trial.clock()
+        if turn is not None and turn[0] == "eager":
+            with torch.enable_grad():
+                leaves = [a.detach().requires_grad_(True) if i in self.diff else a for i, a in enumerate(args)]
+                outs = pytree.tree_leaves(self.gm(*leaves))
+            turn += [leaves, outs]
+            turn[1] += self.trial.clock() - start
+            return [o.detach() for o in outs], []
         results = self.forward(*args)
         if turn is not None:
             turn[1] += self.trial.clock() - start
@@ -260,10 +266,16 @@ class JointProgram:
         """Gradients of every input (None for those that need none)."""
         if torch.is_grad_enabled():  # create_graph: gradients must themselves have history
             return self._eager_backward(args, grads, create_graph=True)
-        if turn is not None:  # eager's: its forward with history and backward; else both halves
+        if turn is not None and turn[0] == "eager" and len(turn) < 4:
+            # a second backward (retain_graph) of an eager turn: its history went with the first
+            return self._eager_backward(args, grads, create_graph=False)
+        if turn is not None:  # eager's backward through the turn's history; else the compiled half
             start = self.trial.clock()
             if turn[0] == "eager":
-                got = self._eager_backward(args, grads, create_graph=False)
+                outs, leaves = turn.pop(), turn.pop()  # dropped here: a retained second backward recomputes
+                got = self._per_input(len(args), torch.autograd.grad(
+                    [outs[i] for i in self.differentiable], [leaves[i] for i in self.diff],
+                    [grads[i] for i in self.differentiable], allow_unused=True))
             else:
                 got = self._compiled_backward(args, saved, grads)
             self.trial.record(turn[0], turn[1] + self.trial.clock() - start)

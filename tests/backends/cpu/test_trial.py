@@ -161,3 +161,32 @@ def test_the_call_switching_to_built_kernels_is_not_timed(monkeypatch):
         assert_same(compiled(x), chain(x))
     lowered = graph.trial[1] if graph.trial else []
     assert lowered and max(lowered) < 0.05, graph.trial
+
+
+def test_an_eager_turn_runs_the_forward_once_and_a_retained_backward_twice(monkeypatch):
+    # the trial's eager turn keeps eager autograd's history from its forward (it once ran
+    # the forward again in the backward: the trial itself slowed the steps it measured)
+    calls = []
+    graph = _cpu_graph(monkeypatch, torch.randn(8, 16), torch.randn(16, 32, requires_grad=True))
+    graph = getattr(graph, "fn", graph)
+    original = graph.gm.forward
+    monkeypatch.setattr(graph.gm, "forward", lambda *a: calls.append(1) or original(*a))
+    w = torch.randn(16, 32, requires_grad=True)
+    for step in range(12):
+        x = torch.randn(8, 16)
+        (program,) = graph.autograd_programs.values() or [None]
+        turn = program.trial.turn(program) if program is not None and program.trial else None
+        before = len(calls)
+        out = graph(x, w)
+        out.sum().backward(retain_graph=True)
+        if turn is not None and turn[0] == "eager":
+            assert len(calls) - before == 1, (step, len(calls) - before)
+            first = w.grad.clone()
+            out.sum().backward()  # the retained graph: eager's result again
+            assert_same(w.grad, 2 * first, atol=1e-5, rtol=1e-5)
+            break
+        if step == 1:
+            wait_for_kernels()
+        w.grad = None
+    else:
+        raise AssertionError("no eager turn came")
