@@ -48,6 +48,18 @@ def _cpu_graph(monkeypatch, x, w):
     return lookup("cpu")(trace(f), [x, w])
 
 
+def chain(x):
+    return torch.tanh(x * 2 + 1) * x
+
+
+def _chain_graph(monkeypatch):
+    """(x, the cpu backend's callable, its CpuCompiledGraph) for chain, lowered at once."""
+    monkeypatch.setattr(CpuCompiledGraph, "PAYBACK", 0.0)
+    x = torch.randn(8, 8)
+    compiled = lookup("cpu")(trace(chain), [x])
+    return x, compiled, getattr(compiled, "fn", compiled)
+
+
 def test_a_training_graph_whose_pair_measures_slower_runs_eager_autograd(monkeypatch):
     original = JointProgram._compiled_backward
 
@@ -55,7 +67,7 @@ def test_a_training_graph_whose_pair_measures_slower_runs_eager_autograd(monkeyp
         _spin(0.02)
         return original(self, *args)
     monkeypatch.setattr(JointProgram, "_compiled_backward", slow)
-    graph = _train(_cpu_graph(monkeypatch, torch.randn(8, 16), torch.randn(16, 32, requires_grad=True)), 12)
+    graph = _train(_cpu_graph(monkeypatch, torch.randn(8, 16), torch.randn(16, 32, requires_grad=True)), 16)
     assert any("eager autograd measured faster" in n for n in graph.notes), graph.describe()
     assert all(p is graph.gm for p in graph.autograd_programs.values()), graph.describe()
     assert graph.last_training is None or graph.last_training[1] is graph.gm
@@ -68,7 +80,7 @@ def test_a_training_graph_whose_pair_measures_faster_keeps_it(monkeypatch):
         _spin(0.02)
         return original(self, *args, **kwargs)
     monkeypatch.setattr(JointProgram, "_eager_backward", slow)
-    graph = _train(_cpu_graph(monkeypatch, torch.randn(8, 16), torch.randn(16, 32, requires_grad=True)), 12)
+    graph = _train(_cpu_graph(monkeypatch, torch.randn(8, 16), torch.randn(16, 32, requires_grad=True)), 16)
     (program,) = graph.autograd_programs.values()
     assert isinstance(program, JointProgram) and program.trial.verdict == "compiled", graph.describe()
     assert min(map(len, program.trial.times.values())) == graph.TRIAL_CALLS
@@ -94,27 +106,19 @@ def test_inference_kernels_measured_slower_run_the_graph_module(monkeypatch):
             return call(*args)
         return slow
     monkeypatch.setattr(kernel.CpuKernel, "_generate", generate)
-    fn = lambda x: torch.tanh(x * 2 + 1) * x  # noqa: E731
-    x = torch.randn(8, 8)
-    monkeypatch.setattr(CpuCompiledGraph, "PAYBACK", 0.0)
-    compiled = lookup("cpu")(trace(fn), [x])
-    graph = getattr(compiled, "fn", compiled)
-    for call in range(2 + 2 * graph.TRIAL_CALLS):
-        assert_same(compiled(x), fn(x))
+    x, compiled, graph = _chain_graph(monkeypatch)
+    for call in range(3 + 2 * graph.TRIAL_CALLS):
+        assert_same(compiled(x), chain(x))
         if call == 0:
             wait_for_kernels()
     assert graph.eager_only and any("kernels measured slower" in n for n in graph.notes), graph.describe()
 
 
 def test_calls_before_the_kernels_are_built_are_not_timed_as_kernels(monkeypatch):
-    fn = lambda x: torch.tanh(x * 2 + 1) * x  # noqa: E731
-    monkeypatch.setattr(CpuCompiledGraph, "PAYBACK", 0.0)
-    x = torch.randn(8, 8)
-    graph = lookup("cpu")(trace(fn), [x])
-    graph = getattr(graph, "fn", graph)
-    monkeypatch.setattr(CpuCompiledGraph, "kernels_ready", lambda self: False)  # still building
+    x, compiled, graph = _chain_graph(monkeypatch)
+    monkeypatch.setattr(CpuCompiledGraph, "kernels_ready", lambda self, switched=True: False)  # building
     for _ in range(4):
-        assert_same(graph(x), fn(x))
+        assert_same(compiled(x), chain(x))
     assert graph.trial == ([], []), graph.trial
 
 
@@ -138,3 +142,51 @@ def test_a_training_graph_runs_eager_autograd_while_its_kernels_build(tmp_path, 
             wait_for_kernels()
     assert kinds[0] == "_JointFunctionBackward" and kinds[1] != "_JointFunctionBackward", kinds
     assert kinds[3] == "_JointFunctionBackward", kinds  # built: the trial's first turn is the pair's
+
+
+def test_the_call_switching_to_built_kernels_is_not_timed(monkeypatch):
+    # that call rewrites the graph (milliseconds): timed, it made a 1K chain's kernels, 4x
+    # faster than eager, measure slower
+    from terra_dyn.backends.cpu.compiled_graph import Program
+    x, compiled, graph = _chain_graph(monkeypatch)
+    assert_same(compiled(x), chain(x))  # lowers; g++ builds in the background
+    wait_for_kernels()
+    original = Program._finish
+
+    def slow_switch(self, library):
+        _spin(0.05)
+        return original(self, library)
+    monkeypatch.setattr(Program, "_finish", slow_switch)
+    for _ in range(4):
+        assert_same(compiled(x), chain(x))
+    lowered = graph.trial[1] if graph.trial else []
+    assert lowered and max(lowered) < 0.05, graph.trial
+
+
+def test_an_eager_turn_runs_the_forward_once_and_a_retained_backward_twice(monkeypatch):
+    # the trial's eager turn keeps eager autograd's history from its forward (it once ran
+    # the forward again in the backward: the trial itself slowed the steps it measured)
+    calls = []
+    graph = _cpu_graph(monkeypatch, torch.randn(8, 16), torch.randn(16, 32, requires_grad=True))
+    graph = getattr(graph, "fn", graph)
+    original = graph.gm.forward
+    monkeypatch.setattr(graph.gm, "forward", lambda *a: calls.append(1) or original(*a))
+    w = torch.randn(16, 32, requires_grad=True)
+    for step in range(12):
+        x = torch.randn(8, 16)
+        (program,) = graph.autograd_programs.values() or [None]
+        turn = program.trial.turn(program) if program is not None and program.trial else None
+        before = len(calls)
+        out = graph(x, w)
+        out.sum().backward(retain_graph=True)
+        if turn is not None and turn[0] == "eager":
+            assert len(calls) - before == 1, (step, len(calls) - before)
+            first = w.grad.clone()
+            out.sum().backward()  # the retained graph: eager's result again
+            assert_same(w.grad, 2 * first, atol=1e-5, rtol=1e-5)
+            break
+        if step == 1:
+            wait_for_kernels()
+        w.grad = None
+    else:
+        raise AssertionError("no eager turn came")
