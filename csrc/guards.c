@@ -1,6 +1,7 @@
 /* Guard: the checks a cache entry runs, in C, over a frame's argument slots.
  *
- *   Guard(checks, fallback=None)   checks: list of tuples, evaluated in order
+ *   Guard(checks, fallback=None, batch=True)   checks: list of tuples, evaluated in order;
+ *                        batch: its snapshot checks as one batch (csrc/snapshot.c)
  *     ("type", i, T)   ("id", i, obj)   ("eq", i, value)   ("len", i, n)
  *     ("tensor", i, T, dtype, device, sizes, strides, requires_grad)
  *     ("global_id", globals_dict, name, obj)   ("call_id", fn, obj)
@@ -38,43 +39,11 @@
  *           forces it for Guards built afterwards (tests run both paths).
  * So _C itself never links libtorch.
  */
-#include "terra_dyn.h"
+#include "guard_types.h"
 
-#include "tensor_check.h"
-
-enum { K_TYPE, K_ID, K_EQ, K_LEN, K_TENSOR, K_GLOBAL_ID, K_CALL_ID, K_CALLBACK, K_TYPE_VERSION, K_FUNC,
-       K_ID_WEAK, K_NO_ATTR, K_NO_ATTR_WEAK, K_SNAPSHOT, K_PATHS };
 static const char *kind_names[] = {"type", "id", "eq", "len", "tensor", "global_id", "call_id", "callback",
                                    "type_version", "func", "id_weak", "no_attr", "no_attr_weak", "snapshot",
                                    "paths"};
-/* Checks on constant objects (no argument slot): facts about an object whose identity the
-   translation already relies on. */
-#define NO_SLOT(kind) ((kind) == K_GLOBAL_ID || (kind) == K_CALL_ID || (kind) == K_CALLBACK || \
-                       (kind) == K_TYPE_VERSION || (kind) == K_FUNC || (kind) == K_NO_ATTR_WEAK || \
-                       (kind) == K_SNAPSHOT || (kind) == K_PATHS)
-
-typedef struct {
-    int kind;
-    Py_ssize_t index;    /* argument slot (all kinds but global_id / call_id) */
-    Py_ssize_t length;   /* len: the length; tensor: 1 when the expected device is the CPU */
-    PyObject *a, *b, *c, *d, *e, *f;  /* the tuple's remaining items, borrowed from `spec` */
-    const TensorSpec *fast;  /* tensor: the fast path's spec, or NULL */
-    AmbientSpec ambient;     /* call_id: kind 0 unless the fast path answers it */
-    SnapshotMemo *snapshot;  /* snapshot: the check and what its last pass read (owned) */
-    PathTree *paths;         /* paths: the tree (owned; borrows from `spec`) */
-    uint64_t dict_tag;       /* global_id: the globals dict's version tag when it last passed */
-    int tag_valid;           /* ... and that tag is set */
-} Check;
-
-typedef struct {
-    PyObject_HEAD
-    PyObject *spec;      /* tuple of the check tuples: owns what Check borrows */
-    PyObject *fallback;  /* callable or NULL */
-    Py_ssize_t n;
-    Check *checks;
-    TensorSpec *specs;   /* one per tensor check on the fast path */
-    Py_ssize_t n_fast;   /* checks on the fast path (introspection) */
-} Guard;
 
 /* ---- the fast path's module, loaded once ---- */
 
@@ -179,7 +148,7 @@ PyObject *guards_fast_status(PyObject *module, PyObject *unused) {
     return PyUnicode_FromFormat("unavailable: terra_dyn._tensor_check: %S", fast_error);
 }
 
-static PyObject *s_dtype, *s_shape, *s_device, *s_requires_grad, *s_stride, *s_is_cpu, *s_cpu, *s_explain;
+static PyObject *s_dtype, *s_shape, *s_device, *s_requires_grad, *s_stride, *s_is_cpu, *s_cpu;
 
 int guards_init(void) {
     s_dtype = PyUnicode_InternFromString("dtype");
@@ -189,8 +158,7 @@ int guards_init(void) {
     s_stride = PyUnicode_InternFromString("stride");
     s_is_cpu = PyUnicode_InternFromString("is_cpu");
     s_cpu = PyUnicode_InternFromString("cpu");
-    s_explain = PyUnicode_InternFromString("explain");
-    return (s_dtype && s_shape && s_device && s_requires_grad && s_stride && s_is_cpu && s_cpu && s_explain) ? 0 : -1;
+    return (s_dtype && s_shape && s_device && s_requires_grad && s_stride && s_is_cpu && s_cpu) ? 0 : -1;
 }
 
 /* getattr(obj, name) == expected; 1 equal, 0 not (lookup errors count as not equal). */
@@ -207,7 +175,7 @@ static int attr_equals(PyObject *obj, PyObject *name, PyObject *expected, int by
 }
 
 /* Which tensor field differs: NULL when none (the names are for explain()). */
-static const char *tensor_mismatch(const Check *c, PyObject *x) {
+const char *guard_tensor_mismatch(const Check *c, PyObject *x) {
     if (Py_TYPE(x) != (PyTypeObject *)c->a) return "type";
     /* dtypes are singletons: identity. Cheapest fields first. */
     if (!attr_equals(x, s_dtype, c->b, 1)) return "dtype";
@@ -235,23 +203,9 @@ int lacks_instance_attr(PyObject *obj, PyObject *name) {
     return v == NULL;
 }
 
-/* A dict's version tag (PEP 509). Deprecated from 3.12 (dict watchers replace it for new
-   uses) but still maintained on every write through 3.13; a global_id check only compares
-   it for equality with the tag it read itself. */
-static inline uint64_t dict_version_tag(PyObject *dict) {
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-#endif
-    return ((PyDictObject *)dict)->ma_version_tag;
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
-}
-
 /* 1 pass, 0 fail, -1 a Ctrl-C during a path check's reads (the user's: kept). Errors
    raised by user __eq__/__len__ count as a failure. */
-static int check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
+int guard_check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
     PyObject *x = NULL;
     if (!NO_SLOT(c->kind)) {
         if (c->index >= nargs) return 0;
@@ -281,7 +235,7 @@ static int check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
             int r = fast_api->tensor_matches(x, c->fast);
             if (r >= 0) return r;  /* else it cannot tell: ask the Python API */
         }
-        return tensor_mismatch(c, x) == NULL;
+        return guard_tensor_mismatch(c, x) == NULL;
     case K_GLOBAL_ID: {
         /* A dict untouched since the check passed (same version tag: PEP 509, every write
            gives a new, never reused one) still maps the name to the same object. */
@@ -325,17 +279,28 @@ static int check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
 
 int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs) {
     Guard *g = (Guard *)guard;
+    /* the batch, checked where the first snapshot check is: 1 it holds (its snapshots are
+       skipped), -1 it does not (every snapshot checked: rebuilt if the guard passes) */
+    int batch = 0;
     for (Py_ssize_t i = 0; i < g->n; i++) {
-        int r = check_one(&g->checks[i], args, nargs);
+        const Check *c = &g->checks[i];
+        if (c->kind == K_SNAPSHOT && g->batch != NULL) {
+            if (batch == 0) batch = snapshot_batch_check(g->batch) ? 1 : -1;
+            if (batch == 1 && snapshot_is_batched(c->snapshot)) continue;
+        }
+        int r = guard_check_one(c, args, nargs);
         if (r != 1) return r;
     }
-    if (g->fallback == NULL) return 1;
-    PyObject *r = PyObject_Vectorcall(g->fallback, args, nargs, NULL);
-    int ok = r != NULL && PyObject_IsTrue(r) == 1;
-    Py_XDECREF(r);
-    /* A Ctrl-C while the Python predicate runs is the user's: keep it (-1) */
-    if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_Exception)) return -1;
-    PyErr_Clear();
+    int ok = 1;
+    if (g->fallback != NULL) {
+        PyObject *r = PyObject_Vectorcall(g->fallback, args, nargs, NULL);
+        ok = r != NULL && PyObject_IsTrue(r) == 1;
+        Py_XDECREF(r);
+        /* A Ctrl-C while the Python predicate runs is the user's: keep it (-1) */
+        if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_Exception)) return -1;
+        PyErr_Clear();
+    }
+    if (ok && batch == -1) snapshot_batch_build(g->batch);
     return ok;
 }
 
@@ -360,6 +325,11 @@ const void *guard_tensor_spec(PyObject *guard) {
 /* 1 matches, 0 differs, -1 cannot tell (then guard_tensor_check). */
 int guard_spec_matches(const void *spec, PyObject *value) {
     return fast_api->tensor_matches(value, (const TensorSpec *)spec);
+}
+
+/* Prefetch hints for a later guard_spec_matches (tensor_check.h, tensor_prefetch). */
+void guard_spec_prefetch(const void *spec, PyObject *value, int level) {
+    fast_api->tensor_prefetch(value, (const TensorSpec *)spec, level);
 }
 
 /* ---- construction ---- */
@@ -461,10 +431,30 @@ static int setup_fast_path(Guard *self) {
     return 0;
 }
 
+/* A batch for a Guard with several snapshot checks (a model's modules). */
+static int setup_batch(Guard *self) {
+    Py_ssize_t n = 0;
+    for (Py_ssize_t i = 0; i < self->n; i++) n += self->checks[i].kind == K_SNAPSHOT;
+    if (n < 2) return 0;
+    SnapshotMemo **memos = PyMem_Calloc(n, sizeof(SnapshotMemo *));
+    if (memos == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    n = 0;
+    for (Py_ssize_t i = 0; i < self->n; i++) {
+        if (self->checks[i].kind == K_SNAPSHOT) memos[n++] = self->checks[i].snapshot;
+    }
+    self->batch = snapshot_batch_new(memos, n);
+    PyMem_Free(memos);
+    return self->batch == NULL ? -1 : 0;
+}
+
 static PyObject *guard_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"checks", "fallback", NULL};
+    static char *kwlist[] = {"checks", "fallback", "batch", NULL};
+    int batch = 1;
     PyObject *checks, *fallback = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O:Guard", kwlist, &checks, &fallback)) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|Op:Guard", kwlist, &checks, &fallback, &batch)) return NULL;
     Guard *self = (Guard *)type->tp_alloc(type, 0);
     if (self == NULL) return NULL;
     self->fallback = fallback == Py_None ? NULL : Py_NewRef(fallback);
@@ -479,7 +469,7 @@ static PyObject *guard_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     for (Py_ssize_t i = 0; i < self->n; i++) {
         if (parse_check(PyTuple_GET_ITEM(self->spec, i), &self->checks[i]) < 0) goto fail;
     }
-    if (setup_fast_path(self) < 0) goto fail;
+    if (setup_fast_path(self) < 0 || (batch && setup_batch(self) < 0)) goto fail;
     return (PyObject *)self;
 fail:
     Py_DECREF(self);
@@ -493,6 +483,8 @@ static int guard_traverse(Guard *self, visitproc visit, void *arg) {
 }
 
 static int guard_clear(Guard *self) {
+    snapshot_batch_free(self->batch);  /* before the memos it points to */
+    self->batch = NULL;
     for (Py_ssize_t i = 0; i < self->n; i++) {
         snapshot_memo_free(self->checks[i].snapshot);  /* it borrows from spec too */
         self->checks[i].snapshot = NULL;
@@ -523,98 +515,6 @@ static PyObject *guard_check_method(Guard *self, PyObject *const *args, Py_ssize
     return ok < 0 ? NULL : PyBool_FromLong(ok);
 }
 
-/* repr() of a check's spec that runs no user code: a user object in it (an identity check's
-   module subclass, whose repr reads attributes through its own __getattribute__: test_descr's
-   test_module_subclasses) shows as <TypeName>. */
-static PyObject *spec_repr(PyObject *x) {
-    PyTypeObject *t = Py_TYPE(x);
-    if (PyTuple_CheckExact(x)) {
-        PyObject *parts = PyList_New(0), *sep = NULL, *joined = NULL, *text = NULL;
-        if (parts == NULL) return NULL;
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(x); i++) {
-            PyObject *part = spec_repr(PyTuple_GET_ITEM(x, i));
-            if (part == NULL || PyList_Append(parts, part) < 0) {
-                Py_XDECREF(part);
-                Py_DECREF(parts);
-                return NULL;
-            }
-            Py_DECREF(part);
-        }
-        sep = PyUnicode_FromString(", ");
-        joined = sep ? PyUnicode_Join(sep, parts) : NULL;
-        if (joined != NULL) {
-            text = PyUnicode_FromFormat(PyTuple_GET_SIZE(x) == 1 ? "(%U,)" : "(%U)", joined);
-        }
-        Py_XDECREF(sep);
-        Py_XDECREF(joined);
-        Py_DECREF(parts);
-        return text;
-    }
-    /* builtin scalars, exact classes, and objects of C types that hold no other object */
-    if (x == Py_None || t == &PyLong_Type || t == &PyFloat_Type || t == &PyUnicode_Type ||
-        t == &PyBool_Type || t == &PyType_Type ||
-        (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE) && !PyWeakref_Check(x) && !PyList_Check(x) &&
-         !PyDict_Check(x) && !PyAnySet_Check(x) && !PyTuple_Check(x) && !PyType_Check(x))) {
-        return PyObject_Repr(x);
-    }
-    return PyUnicode_FromFormat("<%s>", t->tp_name);
-}
-
-/* A readable description of the first failing check, or None if all pass. */
-static PyObject *guard_explain(Guard *self, PyObject *const *args, Py_ssize_t nargs) {
-    for (Py_ssize_t i = 0; i < self->n; i++) {
-        const Check *c = &self->checks[i];
-        int r = check_one(c, args, nargs);
-        if (r < 0) return NULL;
-        if (r) continue;
-        if (c->kind == K_PATHS) {  /* the failing fact, as Python text (guard_paths.py) */
-            PyObject *method = PyObject_GetAttr(c->b, s_explain);
-            PyObject *why = method ? PyObject_Vectorcall(method, args, nargs, NULL) : NULL;
-            Py_XDECREF(method);
-            if (why != NULL && PyUnicode_Check(why)) {
-                PyObject *text = PyUnicode_FromFormat("check %zd (paths) failed: %U", i, why);
-                Py_DECREF(why);
-                return text;
-            }
-            Py_XDECREF(why);
-            PyErr_Clear();
-        }
-        PyObject *spec = spec_repr(PyTuple_GET_ITEM(self->spec, i)), *text;
-        if (spec == NULL) return NULL;
-        if (NO_SLOT(c->kind)) {
-            text = PyUnicode_FromFormat("check %zd %U failed", i, spec);
-        } else if (c->index >= nargs) {
-            text = PyUnicode_FromFormat("check %zd %U failed: only %zd arguments", i, spec, nargs);
-        } else if (c->kind == K_TENSOR) {
-            /* The Python path names the field; it finds none when only the fast path saw the
-               difference (an active TorchFunctionMode answering attribute reads). */
-            const char *field = tensor_mismatch(c, args[c->index]);
-            text = PyUnicode_FromFormat("check %zd %U failed: args[%zd] differs in %s", i, spec,
-                                        c->index, field ? field : "metadata");
-        } else {
-            /* the value only for plain builtin types: a user __repr__ must not run here */
-            PyObject *x = args[c->index];
-            PyTypeObject *t = Py_TYPE(x);
-            if (t != &PyLong_Type && t != &PyFloat_Type && t != &PyUnicode_Type && t != &PyBool_Type &&
-                x != Py_None) {
-                text = PyUnicode_FromFormat("check %zd %U failed: args[%zd] has type %s", i, spec,
-                                            c->index, t->tp_name);
-            } else {
-                text = PyUnicode_FromFormat("check %zd %U failed: args[%zd] is %.200R (type %s)", i,
-                                            spec, c->index, x, t->tp_name);
-            }
-        }
-        Py_DECREF(spec);
-        return text;
-    }
-    int ok = self->fallback ? guard_check((PyObject *)self, args, nargs) : 1;
-    if (ok < 0) return NULL;
-    if (!ok) {
-        return PyUnicode_FromFormat("fallback %R returned false", self->fallback);
-    }
-    Py_RETURN_NONE;
-}
-
 static PyMethodDef guard_methods[] = {
     {"check", (PyCFunction)(void (*)(void))guard_check_method, METH_FASTCALL,
      "check(*args) -> bool: do the argument slots pass?"},
@@ -631,10 +531,19 @@ static PyMemberDef guard_members[] = {
     {NULL},
 };
 
+static PyObject *guard_get_batched(Guard *self, void *closure) {
+    return PyLong_FromSsize_t(snapshot_batch_size(self->batch));
+}
+
+static PyGetSetDef guard_getset[] = {
+    {"batched", (getter)guard_get_batched, NULL, "how many snapshot checks the batch holds now", NULL},
+    {NULL},
+};
+
 PyTypeObject Guard_Type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "terra_dyn._C.Guard",
-    .tp_doc = "Guard(checks, fallback=None): checks over argument slots, evaluated in C.",
+    .tp_doc = "Guard(checks, fallback=None, batch=True): checks over argument slots, evaluated in C.",
     .tp_basicsize = sizeof(Guard),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = guard_new,
@@ -644,4 +553,5 @@ PyTypeObject Guard_Type = {
     .tp_repr = (reprfunc)guard_repr,
     .tp_methods = guard_methods,
     .tp_members = guard_members,
+    .tp_getset = guard_getset,
 };

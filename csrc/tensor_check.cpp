@@ -143,6 +143,18 @@ int tensor_matches(PyObject *obj, const TensorSpec *spec) noexcept {
     });
 }
 
+void tensor_prefetch(PyObject *obj, const TensorSpec *spec, int level) noexcept {
+    if (Py_TYPE(obj) != spec->type) return;  /* spec->type is a tensor class (spec_from_check) */
+    const c10::TensorImpl *impl = THPVariable_Unpack(obj).unsafeGetTensorImpl();
+    if (impl == nullptr) return;
+    if (level == 1) {
+        const char *at = reinterpret_cast<const char *>(impl);
+        for (size_t line = 0; line < sizeof(c10::TensorImpl); line += 64) __builtin_prefetch(at + line);
+    } else {
+        __builtin_prefetch(impl->autograd_meta());
+    }
+}
+
 int ambient_from_check(PyObject *fn, PyObject *obj, AmbientSpec *spec) {
     if (fn == is_grad_enabled_fn && (obj == Py_True || obj == Py_False)) {
         *spec = AmbientSpec{AMBIENT_GRAD_ENABLED, obj == Py_True};
@@ -313,7 +325,7 @@ void layout_dealloc(PyObject *self) {
 PyTypeObject LayoutCheck_Type = {PyVarObject_HEAD_INIT(nullptr, 0)};
 
 TensorCheckAPI api = {TENSOR_CHECK_API_VERSION, spec_from_check, tensor_matches, ambient_from_check,
-                      ambient_matches};
+                      ambient_matches, tensor_prefetch};
 
 /* The torch this module was compiled against must be the one imported. */
 int check_torch_version(PyObject *torch) {

@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #define TENSOR_CHECK_CAPSULE "terra_dyn._tensor_check._C_API"
-#define TENSOR_CHECK_API_VERSION 1
+#define TENSOR_CHECK_API_VERSION 2
 #define TENSOR_SPEC_MAX_DIM 12  /* more dimensions: the Python path */
 
 typedef struct {
@@ -56,6 +56,10 @@ typedef struct {
     int (*ambient_from_check)(PyObject *fn, PyObject *obj, AmbientSpec *spec);
     /* 1 fn() would return obj, 0 it would not. */
     int (*ambient_matches)(const AmbientSpec *spec);
+    /* Hints for a later tensor_matches(obj, spec) over many tensors (a snapshot batch's
+       parameters): level 1 prefetches obj's TensorImpl (reads obj: prefetch it first),
+       level 2 its autograd metadata (reads the TensorImpl). Changes nothing. */
+    void (*tensor_prefetch)(PyObject *obj, const TensorSpec *spec, int level);
 } TensorCheckAPI;
 
 #endif

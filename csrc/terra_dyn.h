@@ -3,6 +3,7 @@
  *   eval_frame.c  the PEP 523 hook: per-thread callback, hit / miss / skip decision
  *   cache.c       per-code-object state in co_extra (skip mark + CacheEntry list), reset
  *   guards.c      Guard: the checks a cache entry runs over a frame's argument slots
+ *   guard_explain.c  Guard.explain: the failing check in words (guard_types.h: the layout)
  *   snapshot.c    the Guard's snapshot check: many facts about one object pinned by identity
  *   path_check.c  the Guard's paths check: facts along attribute / item chains, as a tree
  *   callables.c   OptimizedCallable / DisabledCallable: set the thread's callback per call
@@ -46,6 +47,20 @@ static inline PyObject *weak_referent(PyObject *ref) {
 #endif
 }
 
+/* A dict's version tag (PEP 509). Deprecated from 3.12 (dict watchers replace it for new
+   uses) but still maintained on every write through 3.13; guards.c's global_id check and
+   snapshot.c's batch only compare it for equality with a tag they read themselves. */
+static inline uint64_t dict_version_tag(PyObject *dict) {
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+    return ((PyDictObject *)dict)->ma_version_tag;
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+}
+
 /* ---- cache.c ---- */
 typedef struct {
     PyObject_HEAD
@@ -82,6 +97,7 @@ int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs);
 int guard_tensor_check(PyObject *guard, PyObject *value);  /* a one-check tensor Guard on value */
 const void *guard_tensor_spec(PyObject *guard);  /* its fast TensorSpec, or NULL */
 int guard_spec_matches(const void *spec, PyObject *value);  /* 1 / 0 / -1: cannot tell */
+void guard_spec_prefetch(const void *spec, PyObject *value, int level);  /* hints: 1 its impl, 2 its autograd meta */
 int guards_init(void);
 int lacks_instance_attr(PyObject *obj, PyObject *name);  /* 1: obj's instance dict lacks name (or it has none) */
 PyObject *guards_set_fast(PyObject *module, PyObject *flag);
@@ -95,6 +111,14 @@ int snapshot_validate(PyObject *target, PyObject *cls, PyObject *tables);
 SnapshotMemo *snapshot_memo_new(PyObject *target, PyObject *cls, PyObject *tables);  /* after validate */
 void snapshot_memo_free(SnapshotMemo *memo);
 int snapshot_check(SnapshotMemo *memo);
+/* A Guard's memoized snapshots checked together (snapshot.c, "the batch") */
+typedef struct SnapshotBatch SnapshotBatch;
+SnapshotBatch *snapshot_batch_new(SnapshotMemo **memos, Py_ssize_t n);  /* NULL + exception */
+void snapshot_batch_free(SnapshotBatch *batch);
+int snapshot_batch_check(SnapshotBatch *batch);  /* 1: every batched memo holds; 0: dropped */
+void snapshot_batch_build(SnapshotBatch *batch);  /* after a full pass */
+int snapshot_is_batched(const SnapshotMemo *memo);
+Py_ssize_t snapshot_batch_size(const SnapshotBatch *batch);  /* snapshots in a valid batch */
 
 /* ---- path_check.c ---- */
 typedef struct PathTree PathTree;  /* a paths check's tree (borrows from its spec tuple) */

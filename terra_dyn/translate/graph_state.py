@@ -31,6 +31,7 @@ from . import autocast, meta_propagation
 from .errors import Unsupported
 from .guard_checks import FREE, UNCHECKED
 from .meta_propagation import PURE_PYTHON_MODULES
+from .size_exprs import DynamicShapesFailed, NumberSource, python_of, shape_env
 from .sources import AttrSource, FreeVarSource
 from .values import (SYMBOLIC_NUMBERS, ConstValue, ListValue, ScalarValue, SliceValue, TensorValue, TupleValue,
                      fx_arg, meta_like, seen_by_op)
@@ -47,15 +48,6 @@ class _QuietFakeErrors(logging.Filter):
 
 _quiet = _QuietFakeErrors()
 logging.getLogger("torch._subclasses.fake_tensor").addFilter(_quiet)
-
-class DynamicShapesFailed(Exception):
-    """The translation relied on the value of a size or number it was asked to keep symbolic
-    (`range(n)`, a dict key, an op that needed it equal to something): translate again with
-    those (`exprs`, e.g. {"a0.size()[0]"}) static."""
-
-    def __init__(self, message, exprs=()):
-        super().__init__(message)
-        self.exprs = set(exprs)
 
 
 class GraphState:
@@ -92,10 +84,7 @@ class GraphState:
             from torch._subclasses.fake_tensor import FakeTensorMode
 
             if self._symbolic:
-                from torch.fx.experimental.symbolic_shapes import ShapeEnv
-
-                # no duck sizing: two sizes equal at translate time are not assumed equal
-                self._fake_mode = FakeTensorMode(shape_env=ShapeEnv(duck_shape=False))
+                self._fake_mode = FakeTensorMode(shape_env=shape_env())
                 # fake tensors cache an op's output per ShapeEnv, i.e. per translation here, and
                 # building an entry re-derives the symbolic output: a third of faster_rcnn's
                 # symbolic retranslations (about 1 s each) went to entries never read again
@@ -245,20 +234,29 @@ class GraphState:
         env = self.fake_mode.shape_env
         names = {sym: expr for sym, expr in self._symbols}
         facts = []
-        pinned = {expr for sym, expr in self._symbols if getattr(env.replacements.get(sym), "is_number", False)}
-        if pinned:
-            raise DynamicShapesFailed(f"the translation depends on the value of {', '.join(sorted(pinned))}", pinned)
+        self._stop_if_pinned()
         for sym, expr in self._symbols:
             target = env.replacements.get(sym)
             if target is not None:
-                facts.append(f"{expr} == {_python_of(target, names)}")
+                facts.append(f"{expr} == {python_of(target, names)}")
         for expr, formula in self._relations:  # inferred strides: `a0.stride()[1] == (a0.size()[0])`
-            facts.append(f"{expr} == {_python_of(formula, names)}")
+            facts.append(f"{expr} == {python_of(formula, names)}")
         for guard in env.guards:
-            facts.append(_python_of(guard.expr, names))
-        outcomes = {_python_of(expr, names) for expr in self._outcomes}
+            facts.append(python_of(guard.expr, names))
+        outcomes = {python_of(expr, names) for expr in self._outcomes}
         for text in facts:
             self.guards.expression(text, outcome=text in outcomes)
+
+    def _stop_if_pinned(self):
+        """Fail the attempt as soon as an op or branch pins a symbol to a constant, not at the
+        end: the rest of the translation would be thrown away (mistral's second token pinned
+        the cache counter at its 89th op; the whole attempt took 0.6 s)."""
+        if not self._symbols:
+            return
+        replacements = self.fake_mode.shape_env.replacements
+        pinned = {expr for sym, expr in self._symbols if getattr(replacements.get(sym), "is_number", False)}
+        if pinned:
+            raise DynamicShapesFailed(f"the translation depends on the value of {', '.join(sorted(pinned))}", pinned)
 
     def known_input(self, real):
         """The value of a real object already used as a graph input, or None."""
@@ -277,7 +275,7 @@ class GraphState:
         if type(real) is int and self._symbolic:
             from torch.fx.experimental.symbolic_shapes import DimDynamic
 
-            env, name = self.fake_mode.shape_env, _NumberSource(source.expr())
+            env, name = self.fake_mode.shape_env, NumberSource(source.expr())
             symbol = env.create_unspecified_symbol(real, name, dynamic_dim=DimDynamic.DYNAMIC)
             example = env.create_symintnode(symbol, hint=real, source=name)
             self._symbols.append((symbol, source.expr()))
@@ -301,6 +299,7 @@ class GraphState:
         result = bool(number)
         if number.node.expr.free_symbols & self._number_symbols:
             self._outcomes.update(g.expr for g in env.guards[before:])
+        self._stop_if_pinned()
         return result
 
     def only_sizes_in(self, number):
@@ -331,6 +330,7 @@ class GraphState:
         result, device = meta_propagation.propagate(kind, target, args, kwargs)
         if result is meta_propagation.SLOW:
             result, device = self._propagate_fake(kind, target, args, kwargs), None
+        self._stop_if_pinned()  # by this op, or by a value read since (`range(n)`)
         if isinstance(result, (str, bytes)) and (_has_scalar_value(args) or _is_pure_python(target)):
             # `"A(%r)" % n`, `hex(n)`: the text of one example ("A(s2)" for a symbolic n) would be
             # baked in for every later value (test_descr's test_supers)
@@ -378,6 +378,14 @@ class GraphState:
         if isinstance(result, torch.Tensor):
             node.meta["example_value"] = result
             if device is None:
+                if self._symbols and _meta_friendly_result(result) and not _symbolic_layout(result):
+                    # sizes, strides and offset all ints (a decoder's attention output over a
+                    # symbolic cache length): the ops after it propagate on meta tensors again,
+                    # several times cheaper than under the ShapeEnv (mistral's symbolic
+                    # retranslation ran 166 ops under FakeTensorMode, 63 of them symbolic)
+                    meta = meta_like(result)
+                    node.meta["example_value"] = meta
+                    return TensorValue(node, meta, device=result.device, owner=self)
                 value = TensorValue(node, result, owner=self)
                 value.slow = bool(self._symbols)  # may have symbolic sizes: no meta copy
                 return value
@@ -434,79 +442,17 @@ class GraphState:
         return [src for _, src in self.inputs]
 
 
-_RELATIONS = {"Equality": "==", "Unequality": "!=", "StrictLessThan": "<", "LessThan": "<=",
-              "StrictGreaterThan": ">", "GreaterThan": ">="}
+def _symbolic_layout(t):
+    """Has fake tensor t a symbolic size, stride or offset, or is it a view of one that has
+    (an in-place op through the view changes what the base's facts say)?"""
+    if any(isinstance(n, torch.SymInt) for n in (*t.shape, *t.stride(), t.storage_offset())):
+        return True
+    return t._is_view() and t._base is not None and _symbolic_layout(t._base)
 
 
-def _python_of(expr, names):
-    """Python source for a sympy expression over symbolic sizes (`names`: symbol -> source
-    expression): integers, sums, products and comparisons; anything else fails the
-    translation's symbolic sizes."""
-    kind = type(expr).__name__
-    if expr in names:
-        return f"({names[expr]})"
-    if expr.is_Integer:
-        return str(int(expr))
-    if kind in _RELATIONS:
-        return f"{_python_of(expr.lhs, names)} {_RELATIONS[kind]} {_python_of(expr.rhs, names)}"
-    if expr.is_Add:
-        return "(" + " + ".join(_python_of(a, names) for a in expr.args) + ")"
-    if expr.is_Mul:
-        return "(" + " * ".join(_python_of(a, names) for a in expr.args) + ")"
-    if kind in _FUNCTIONS:
-        return f"{_FUNCTIONS[kind]}({', '.join(_python_of(a, names) for a in expr.args)})"
-    if kind in _OPERATORS and len(expr.args) == 2:
-        return f"({_python_of(expr.args[0], names)} {_OPERATORS[kind]} {_python_of(expr.args[1], names)})"
-    if kind == "Pow" and expr.exp.is_Integer and expr.exp > 0:
-        return f"({_python_of(expr.base, names)} ** {int(expr.exp)})"
-    if kind == "Not":
-        return f"(not {_python_of(expr.args[0], names)})"
-    if kind in ("And", "Or"):
-        return "(" + f" {kind.lower()} ".join(_python_of(a, names) for a in expr.args) + ")"
-    raise DynamicShapesFailed(f"the translation assumed {expr}", _sources_in(expr, names))
-
-
-# torch's sympy functions over ints (torch/utils/_sympy/functions.py), as Python spells them
-_OPERATORS = {"FloorDiv": "//", "PythonMod": "%", "Mod": "%", "IntTrueDiv": "/"}
-_FUNCTIONS = {"Max": "max", "Min": "min"}
-
-
-def _sources_in(expr, names):
-    return {names[s] for s in getattr(expr, "free_symbols", ()) if s in names}
-
-
-class _NumberSource:
-    """Names a symbol after the terra_dyn source it stands for (`a1`, `a0.step`): the ShapeEnv
-    wants a torch._guards.Source; made on first use (torch._guards is not imported for static
-    translations)."""
-
-    def __new__(cls, expr):
-        return _number_source_class()(expr)
-
-
-def _number_source_class():
-    global _NUMBER_SOURCE
-    if _NUMBER_SOURCE is None:
-        import dataclasses
-
-        from torch._guards import GuardSource, Source
-
-        @dataclasses.dataclass(frozen=True)
-        class NumberSource(Source):
-            expr: str
-
-            @property
-            def _name_template(self):
-                return self.expr
-
-            def guard_source(self):
-                return GuardSource.LOCAL
-
-        _NUMBER_SOURCE = NumberSource
-    return _NUMBER_SOURCE
-
-
-_NUMBER_SOURCE = None
+def _meta_friendly_result(fake):
+    return fake.layout is torch.strided and not fake.is_quantized and not fake.is_nested \
+        and fake.device.type != "meta"
 
 
 def _meta_friendly(real):

@@ -232,23 +232,33 @@ class _Builder:
     Anything else, or a builder whose check failed: `cls(**fields)`.
     """
 
-    __slots__ = ("cls", "names", "first", "tags", "pinned", "namespace", "registered", "fast")
+    __slots__ = ("cls", "names", "first", "tags", "pinned", "namespace", "registered", "fast", "unchanged",
+                 "template", "tensor")
 
     _HELPERS = ("fields", "is_tensor", "_register_model_output_pytree_node", "_rename_kwargs_for_bc",
                 "_registered_model_output_types")
 
     def __init__(self, cls):
+        import torch
+
         from .. import _C
 
+        self.tensor = torch.Tensor
         self.cls = cls
         self.names = tuple(f.name for f in dataclasses.fields(cls))
         self.first = self.names[0] if self.names else None
+        self.template = dict.fromkeys(self.names)  # every field, None, in field order
         self.tags = (_C.type_version_tag(cls), _C.type_version_tag(type(cls)))
         module = sys.modules.get(_model_output_base(cls).__module__)
         self.namespace = vars(module) if module is not None else {}
         self.pinned = tuple((n, self.namespace.get(n)) for n in self._HELPERS)
         self.registered = self.namespace.get("_registered_model_output_types")
-        self.fast = 0 not in self.tags and isinstance(self.registered, set) and self._agrees()
+        # what `_unchanged` reads, as one C check: the version tags, then each helper still
+        # the one pinned (a global_id check memoizes its dict's version tag)
+        self.unchanged = _C.Guard([("type_version", cls, self.tags[0]), ("type_version", type(cls), self.tags[1])] +
+                                  [("global_id", self.namespace, n, v) for n, v in self.pinned]).check
+        self.fast = (0 not in self.tags and isinstance(self.registered, set) and isinstance(self.namespace, dict)
+                     and not any(_is_data_descriptor(cls, n) for n in self.names) and self._agrees())
 
     def _agrees(self):
         """The direct construction equals the native one (one tensor per field; the first
@@ -268,38 +278,41 @@ class _Builder:
         return self._unchanged()
 
     def _unchanged(self):
-        from .. import _C
-
-        namespace = self.namespace
-        return (_C.type_version_tag(self.cls) == self.tags[0] and _C.type_version_tag(type(self.cls)) == self.tags[1]
-                and all(namespace.get(n) is v for n, v in self.pinned) and self.cls in self.registered)
+        return self.unchanged() and self.cls in self.registered
 
     def _direct(self, fields):
+        """Every field in the instance dict in field order (None where not given: no field
+        is a data descriptor, so this is what object.__setattr__ per field makes), and the
+        given ones, in field order, as the OrderedDict's items."""
         obj = _OD_NEW(self.cls)
+        state = vars(obj)
+        state.update(self.template)
+        state.update(fields)
         for n in self.names:
-            _SETATTR(obj, n, fields.get(n))
-        for n in self.names:
-            v = fields.get(n)
-            if v is not None:
-                _OD_SETITEM(obj, n, v)
+            if n in fields:
+                v = fields[n]
+                if v is not None:
+                    _OD_SETITEM(obj, n, v)
         return obj
 
     def build(self, fields):
-        if self.fast and self._unchanged():
+        if self.fast and self.unchanged() and self.cls in self.registered and fields.keys() <= self.template.keys():
             for v in fields.values():
                 if v is None:
                     break
             else:
                 # one given field, the first: __post_init__ unpacks it unless it is a tensor
-                if len(fields) > 1 or self.first not in fields or isinstance(fields[self.first], _tensor_type()):
+                if len(fields) > 1 or self.first not in fields or isinstance(fields[self.first], self.tensor):
                     return self._direct(fields)
         return self.cls(**fields)
 
 
-def _tensor_type():
-    import torch
-
-    return torch.Tensor
+def _is_data_descriptor(cls, name):
+    for base in cls.__mro__:
+        if name in vars(base):
+            kind = type(vars(base)[name])
+            return hasattr(kind, "__set__") or hasattr(kind, "__delete__")
+    return False
 
 
 _OD_NEW = collections.OrderedDict.__new__

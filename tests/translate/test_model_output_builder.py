@@ -137,3 +137,28 @@ def test_a_class_whose_construction_differs_is_never_built_directly():
     assert not model_output._Builder(Odd).fast
     t = torch.randn(2)
     _exact(model_output._Builder(Odd).build({"a": t}), Odd(a=t))
+
+
+def test_a_field_set_with_an_unknown_name_raises_as_eager_does():
+    b = model_output._Builder(_Out)
+    assert b.fast
+    t = torch.randn(2)
+    with pytest.raises(TypeError):
+        _Out(last_hidden_state=t, bogus=t)
+    with pytest.raises(TypeError):
+        b.build({"last_hidden_state": t, "bogus": t})
+
+
+def test_a_field_that_is_a_data_descriptor_is_never_built_directly():
+    @dataclasses.dataclass
+    class WithProperty(modeling_outputs.ModelOutput):
+        a: Optional[torch.Tensor] = None
+        b: Optional[torch.Tensor] = None
+
+    seen = []
+    WithProperty.b = property(lambda self: self.__dict__.get("_b"),
+                              lambda self, v: (seen.append(v), self.__dict__.__setitem__("_b", v)))
+    builder = model_output._Builder(WithProperty)
+    assert not builder.fast
+    t, u = torch.randn(2), torch.randn(3)
+    _exact(builder.build({"a": t, "b": u}), WithProperty(a=t, b=u))

@@ -1,0 +1,182 @@
+"""Soundness of the snapshot batch (csrc/snapshot.c, "the batch"): once a guard with many
+module snapshots passed in full, its cached calls check every memoized snapshot in flat
+passes (objects, dict tags, parameters) instead of one memo at a time.
+
+Each test optimizes a model of several blocks, makes enough calls that the batch holds
+(asserted through `Guard.batched`), changes one thing a snapshot covers, in the first, a
+middle or the last block (a parameter replaced or resized, requires_grad flipped, a
+module appended or replaced, a hook added or removed, an attribute changed, the class
+changed, a dict written directly), and compares the next calls with eager. A change
+after the batch was rebuilt is caught too (a second change, then a third)."""
+import pytest
+import torch
+import torch.nn as nn
+
+import terra_dyn
+from terra_dyn import _C
+
+pytestmark = pytest.mark.usefixtures("guard_snapshot_modes")
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.norm = nn.LayerNorm(4)
+        self.scale = 2.0
+
+    def forward(self, x):
+        return self.norm(self.fc(x)) * self.scale + x
+
+
+class Stack(nn.Module):
+    def __init__(self, n=4):
+        super().__init__()
+        self.blocks = nn.ModuleList(Block() for _ in range(n))
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+
+def _guard(model):
+    entries = _C.cache_entries(type(model).forward.__code__)
+    assert entries, "no cache entry"
+    return entries[-1].guard
+
+
+def _compare(fast, model, x):
+    expected = model(x)
+    got = fast(x)
+    assert torch.allclose(got, expected, atol=1e-6), (got - expected).abs().max()
+
+
+def _run(*changes, grad=False):
+    """Calls until the batch holds, then each change followed by three compared calls."""
+    torch.manual_seed(0)
+    model = Stack()
+    kept = list(model.modules())  # replaced children stay alive (a user may hold them)
+    fast = terra_dyn.optimize(model, backend="interpreter")
+    x = torch.randn(3, 4)
+    with torch.set_grad_enabled(grad):
+        for _ in range(4):
+            _compare(fast, model, x)
+        snapshots = sum(c[0] == "snapshot" for c in _guard(model).checks)
+        if snapshots >= 2:  # snapshots on (tests/conftest.py runs them off too)
+            assert _guard(model).batched >= 2, "the batch does not hold"
+        for change in changes:
+            change(model)
+            for _ in range(3):
+                _compare(fast, model, x)
+    del kept
+
+
+def _replace_weight(i):
+    def change(m):
+        block = m.blocks[i] if i is not None else m
+        target = block.fc if i is not None else m.head
+        target.weight = nn.Parameter(torch.randn_like(target.weight))
+    return change
+
+
+@pytest.mark.parametrize("i", [0, 2, None])
+def test_parameter_replaced(i):
+    _run(_replace_weight(i))
+
+
+def test_parameter_replaced_in_the_dict_directly():
+    def change(m):
+        m.blocks[3].norm._parameters["bias"] = nn.Parameter(torch.full((4,), 3.0))
+    _run(change)
+
+
+def test_parameter_data_resized():
+    def change(m):
+        m.head.bias.data = torch.zeros(1)  # broadcasts to (3, 2): a different graph
+    _run(change)
+
+
+def test_parameter_requires_grad_flipped():
+    def change(m):
+        m.blocks[1].fc.weight.requires_grad_(False)
+    _run(change, grad=True)
+
+
+def test_parameter_set_to_none():
+    def change(m):
+        m.blocks[2].fc.bias = None
+    _run(change)
+
+
+def test_module_appended():
+    def change(m):
+        m.blocks.append(Block())
+    _run(change)
+
+
+def test_module_replaced():
+    def change(m):
+        m.blocks[1].norm = nn.Identity()
+    _run(change)
+
+
+def test_forward_hook_added_then_removed():
+    handles = []
+
+    def add(m):
+        handles.append(m.blocks[2].fc.register_forward_hook(lambda mod, args, out: out * 10))
+
+    def remove(m):
+        handles.pop().remove()
+    _run(add, remove, add)
+
+
+def test_forward_pre_hook_added():
+    def change(m):
+        m.blocks[3].register_forward_pre_hook(lambda mod, args: (args[0] + 1,))
+    _run(change)
+
+
+def test_attribute_changed_each_time():
+    def change(value):
+        def set_scale(m):
+            m.blocks[2].scale = value
+        return set_scale
+    _run(change(3.0), change(4.0), change(2.0))
+
+
+def test_layer_norm_eps_changed():
+    def change(m):
+        m.blocks[0].norm.eps = 0.5
+    _run(change)
+
+
+def test_class_changed():
+    class Doubled(Block):
+        def forward(self, x):
+            return super().forward(x) * 2
+
+    def change(m):
+        m.blocks[1].__class__ = Doubled
+    _run(change)
+
+
+def test_instance_dict_replaced():
+    def change(m):
+        block = m.blocks[2]
+        state = dict(vars(block))
+        state["scale"] = 5.0
+        block.__dict__ = state
+    _run(change)
+
+
+def test_forward_set_on_the_instance():
+    def change(m):
+        m.blocks[0].fc.forward = lambda x: x * 0
+    _run(change)
+
+
+def test_changes_in_different_blocks_one_after_the_other():
+    _run(_replace_weight(0), _replace_weight(3), _replace_weight(None), _replace_weight(1))
