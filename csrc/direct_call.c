@@ -92,9 +92,12 @@ PyObject *direct_call_run(PyObject *spec, PyThreadState *tstate, _PyInterpreterF
     PyObject *refs = PyTuple_GET_ITEM(spec, 2);
     Py_ssize_t ns = PyTuple_GET_SIZE(slots);
     Py_ssize_t nr = refs == Py_None ? 0 : PyTuple_GET_SIZE(refs);
-    PyObject *small[16];
-    PyObject **args = ns + nr <= 16 ? small : PyMem_Malloc((ns + nr) * sizeof(PyObject *));
-    if (args == NULL) return PyErr_NoMemory();
+    /* args[-1] is ours (PY_VECTORCALL_ARGUMENTS_OFFSET): the bound method a GraphModule's
+       forward is puts its self there instead of copying 1 + n arguments */
+    PyObject *small[17];
+    PyObject **block = ns + nr < 17 ? small : PyMem_Malloc((ns + nr + 1) * sizeof(PyObject *));
+    if (block == NULL) return PyErr_NoMemory();
+    PyObject **args = block + 1;
     for (Py_ssize_t i = 0; i < ns; i++) {
         args[i] = frame->localsplus[PyLong_AsSsize_t(PyTuple_GET_ITEM(slots, i))];  /* borrowed */
     }
@@ -110,7 +113,7 @@ PyObject *direct_call_run(PyObject *spec, PyThreadState *tstate, _PyInterpreterF
     } else if (Py_EnterRecursiveCall(" in a graph call")) {
         /* counted as the rewritten frame would be: the hook's C recursion stays bounded */
     } else {
-        PyObject *result = PyObject_Vectorcall(fn, args, ns + nr, NULL);
+        PyObject *result = PyObject_Vectorcall(fn, args, (ns + nr) | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
         Py_LeaveRecursiveCall();
         if (result == NULL) {
             *rerun = may_rerun(PyTuple_GET_ITEM(spec, 4), tstate, frame);
@@ -125,6 +128,6 @@ PyObject *direct_call_run(PyObject *spec, PyThreadState *tstate, _PyInterpreterF
         }
     }
     for (Py_ssize_t i = 0; i < held; i++) Py_DECREF(args[ns + i]);
-    if (args != small) PyMem_Free(args);
+    if (block != small) PyMem_Free(block);
     return out;
 }

@@ -48,9 +48,10 @@ def test_a_graph_call_is_direct_and_right():
     assert torch.equal(f(x2, x2), x2 + x2)  # a second entry, direct too
 
 
-def test_a_module_forward_with_parameters_is_direct():
+@pytest.mark.parametrize("layers", [2, 12])  # 5 and 25 graph arguments (C: 16 on the stack)
+def test_a_module_forward_with_parameters_is_direct(layers):
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    model = nn.Sequential(*[m for _ in range(layers - 1) for m in (nn.Linear(4, 4), nn.ReLU())], nn.Linear(4, 2))
     m = terra_dyn.optimize(model, backend="interpreter")
     x = torch.randn(3, 4)
     with torch.no_grad():
