@@ -20,11 +20,12 @@ enum {
 struct CodeExtra {
     int skip;
     PyObject *entries;           /* list of CacheEntry, or NULL */
+    PyObject *direct;            /* a rewritten code's direct-call spec, or NULL (direct_call.c) */
     CodeExtra *prev, *next;      /* the registry reset() walks */
 };
 
 static Py_ssize_t extra_index = -1;
-static CodeExtra registry = {0, NULL, &registry, &registry};
+static CodeExtra registry = {0, NULL, NULL, &registry, &registry};
 
 /* Called by CPython when the code object dies (or its extra is replaced). */
 static void free_extra(void *ptr) {
@@ -37,6 +38,7 @@ static void free_extra(void *ptr) {
     extra->prev->next = extra->next;
     extra->next->prev = extra->prev;
     Py_CLEAR(extra->entries);
+    Py_CLEAR(extra->direct);
     PyMem_Free(extra);
 }
 
@@ -78,6 +80,20 @@ CodeExtra *cache_get_or_create(PyCodeObject *code) {
         return NULL;
     }
     return extra;
+}
+
+/* The direct-call spec of a rewritten code: set by codegen before its CacheEntry is made,
+   kept for the code's life (reset() drops entries, not what a code is). */
+int cache_set_direct(PyCodeObject *code, PyObject *spec) {
+    CodeExtra *extra = cache_get_or_create(code);
+    if (extra == NULL) return -1;
+    Py_XSETREF(extra->direct, Py_NewRef(spec));
+    return 0;
+}
+
+static PyObject *cache_get_direct(PyCodeObject *code) {
+    CodeExtra *extra = cache_lookup(code);
+    return extra ? extra->direct : NULL;
 }
 
 int cache_is_skipped(CodeExtra *extra) { return extra != NULL && extra->skip != SKIP_NONE; }
@@ -168,6 +184,7 @@ static PyObject *entry_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->guard = Py_NewRef(guard);
     self->code = Py_NewRef(code);
     self->function = NULL;
+    self->direct = Py_XNewRef(cache_get_direct(co));
     return (PyObject *)self;
 }
 
@@ -175,6 +192,7 @@ static int entry_traverse(CacheEntry *self, visitproc visit, void *arg) {
     Py_VISIT(self->guard);
     Py_VISIT(self->code);
     Py_VISIT(self->function);
+    Py_VISIT(self->direct);
     return 0;
 }
 
@@ -182,6 +200,7 @@ static int entry_clear(CacheEntry *self) {
     Py_CLEAR(self->guard);
     Py_CLEAR(self->code);
     Py_CLEAR(self->function);
+    Py_CLEAR(self->direct);
     return 0;
 }
 
@@ -200,6 +219,8 @@ static PyObject *entry_repr(CacheEntry *self) {
 static PyMemberDef entry_members[] = {
     {"guard", T_OBJECT, offsetof(CacheEntry, guard), READONLY, "the Guard"},
     {"code", T_OBJECT, offsetof(CacheEntry, code), READONLY, "the rewritten code object"},
+    {"direct", T_OBJECT, offsetof(CacheEntry, direct), READONLY,
+     "the direct-call spec (the hook calls the graph itself; direct_call.c), or None"},
     {NULL},
 };
 

@@ -1,6 +1,8 @@
 /* OptimizedCallable and DisabledCallable: set this thread's callback around one call.
  *
  *   OptimizedCallable(fn, callback)(*a, **k)  ==  with callback installed: fn(*a, **k)
+ *   OptimizedCallable(fn, callback, drop_self=True)(s, *a, **k)  ==  the same, s dropped
+ *       (a module view's __call__: the original module is called, in C, no Python wrapper)
  *   DisabledCallable(fn)(*a, **k)             ==  with the hook off:       fn(*a, **k)
  *
  * C types (vectorcall) because they sit on every call of an optimized function; they
@@ -18,6 +20,7 @@ typedef struct {
     PyObject *dict;
     PyObject *weakrefs;
     vectorcallfunc vectorcall;
+    int drop_self;        /* the first positional argument is not passed on */
 } Wrapper;
 
 /* Calls entering an optimized function from outside its callback (a training step, not each
@@ -31,6 +34,15 @@ PyObject *callables_entry_calls(PyObject *module, PyObject *unused) {
 
 static PyObject *wrapper_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
     Wrapper *w = (Wrapper *)self;
+    if (w->drop_self) {
+        Py_ssize_t n = PyVectorcall_NARGS(nargsf);
+        if (n < 1) {
+            PyErr_SetString(PyExc_TypeError, "OptimizedCallable(drop_self=True) needs the instance argument");
+            return NULL;
+        }
+        args++;
+        nargsf = n - 1;  /* without PY_VECTORCALL_ARGUMENTS_OFFSET: args[-1] is the caller's */
+    }
     PyObject *previous = eval_frame_swap_callback(Py_XNewRef(w->callback));
     entry_calls += w->callback != NULL && previous != w->callback;
     PyObject *result = PyObject_Vectorcall(w->fn, args, nargsf, kwnames);
@@ -53,10 +65,15 @@ static PyObject *wrapper_make(PyTypeObject *type, PyObject *fn, PyObject *callba
 }
 
 static PyObject *optimized_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"fn", "callback", NULL};
+    static char *kwlist[] = {"fn", "callback", "drop_self", NULL};
     PyObject *fn, *callback;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO:OptimizedCallable", kwlist, &fn, &callback)) return NULL;
-    return wrapper_make(type, fn, callback);
+    int drop_self = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|p:OptimizedCallable", kwlist, &fn, &callback, &drop_self)) {
+        return NULL;
+    }
+    PyObject *self = wrapper_make(type, fn, callback);
+    if (self != NULL) ((Wrapper *)self)->drop_self = drop_self;
+    return self;
 }
 
 static PyObject *disabled_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
@@ -118,6 +135,7 @@ static PyMethodDef wrapper_methods[] = {
 static PyMemberDef wrapper_members[] = {
     {"fn", T_OBJECT, offsetof(Wrapper, fn), READONLY, "the wrapped callable"},
     {"callback", T_OBJECT, offsetof(Wrapper, callback), READONLY, "the frame callback (None: hook off)"},
+    {"drop_self", T_INT, offsetof(Wrapper, drop_self), READONLY, "the first positional argument is not passed on"},
     {"__dictoffset__", T_PYSSIZET, offsetof(Wrapper, dict), READONLY},
     {"__weaklistoffset__", T_PYSSIZET, offsetof(Wrapper, weakrefs), READONLY},
     {"__vectorcalloffset__", T_PYSSIZET, offsetof(Wrapper, vectorcall), READONLY},

@@ -3,6 +3,7 @@
  *   call f(...) -> CPython pushes f's frame -> terra_eval_frame(frame)
  *     no callback on this thread, generator/coroutine code, skip mark -> run the frame
  *     an entry whose guard passes -> call entry.function(*argument slots), frame untouched
+ *                                    (or, a graph call only, the graph itself: direct_call.c)
  *     miss -> callback(frame object) with the hook off on this thread, then:
  *          None -> run the frame;  SKIP -> mark the code, run the frame;
  *          OFF -> run the frame with the hook off on this thread (nothing it calls is asked);
@@ -28,6 +29,7 @@ static Py_ssize_t threads_with_callback = 0;            /* guarded by the GIL */
 
 static PyObject *terra_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *frame, int throwflag);
 void moves_enter(_PyInterpreterFrame *frame);  /* moves.c */
+PyObject *direct_call_run(PyObject *spec, PyThreadState *tstate, _PyInterpreterFrame *frame, int *rerun);
 
 static void install_hook(int on) {
     PyInterpreterState *interp = PyInterpreterState_Get();
@@ -281,6 +283,16 @@ static PyObject *terra_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *fr
             return answered(tstate, frame, NULL);
         }
         entry = answer;
+    }
+    /* Only a graph call: the graph is called from here (direct_call.c); a profiler is
+       shown the rewritten frame as before. */
+    PyObject *direct = ((CacheEntry *)entry)->direct;
+    if (direct != NULL && tstate->c_profilefunc == NULL) {
+        int rerun = 0;
+        PyObject *result = direct_call_run(direct, tstate, frame, &rerun);
+        Py_DECREF(entry);
+        if (rerun) return _PyEval_EvalFrameDefault(tstate, frame, throwflag);
+        return answered(tstate, frame, result);
     }
     PyObject *result = run_entry((CacheEntry *)entry, frame);
     Py_DECREF(entry);

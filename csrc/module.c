@@ -121,6 +121,8 @@ static PyMethodDef module_functions[] = {
      "moved_continue(fn, *values) -> Continue(fn, moved_args(*values))"},
     {"caller_locals", moves_caller_locals, METH_NOARGS,
      "caller_locals() -> locals() of the calling frame, not kept on the frame (3.11/3.12 keep it)"},
+    {"set_direct_call", (PyCFunction)(void (*)(void))direct_call_set, METH_FASTCALL,
+     "set_direct_call(code, (graph, slots, refs, k, allowed)): hits of code call the graph from C"},
     {"referents", referents, METH_O, "referents(refs) -> tuple of each weakref's object (None once dead)"},
     {"load_cell", (PyCFunction)(void (*)(void))load_cell, METH_FASTCALL,
      "load_cell(cell, name) -> contents; UnboundLocalError when empty, as the cell's own frame raises"},

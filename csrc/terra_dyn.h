@@ -8,6 +8,7 @@
  *   path_check.c  the Guard's paths check: facts along attribute / item chains, as a tree
  *   callables.c   OptimizedCallable / DisabledCallable: set the thread's callback per call
  *   moves.c       calls whose arguments the callee's frame owns alone (liveness at breaks)
+ *   direct_call.c a hit whose rewritten code only calls the graph: the graph called from C
  *   module.c      the module object and its functions
  *
  * frame_api.h is the version seam: CPython 3.11 / 3.12 / 3.13 differences in the internal
@@ -66,6 +67,7 @@ typedef struct {
     PyObject *guard;     /* a Guard */
     PyObject *code;      /* the rewritten code object (flattened signature) */
     PyObject *function;  /* function made from `code`, reused when it has no free vars */
+    PyObject *direct;    /* the code's direct-call spec (direct_call.c), or NULL */
 } CacheEntry;
 
 extern PyTypeObject CacheEntry_Type;
@@ -83,6 +85,10 @@ int cache_append(PyCodeObject *code, PyObject *entry);
 PyObject *cache_entries_list(CodeExtra *extra);        /* borrowed list, may be NULL */
 void cache_clear_code(PyCodeObject *code);
 void cache_reset_all(void);
+int cache_set_direct(PyCodeObject *code, PyObject *spec);  /* the spec new entries of code copy */
+
+/* ---- direct_call.c ---- (a cache entry that only calls its graph, run without its frame) */
+PyObject *direct_call_set(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 /* ---- guards.c ---- */
 extern PyTypeObject Guard_Type;

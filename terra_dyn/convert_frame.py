@@ -31,7 +31,7 @@ from . import _C, config, dynamic_marks, logs, recompiles, report, torch_compat,
 from .backends import backend_name, lookup
 from .code_location import is_library_code  # noqa: F401  (the decision lives there)
 from .codegen.resume import current_run, is_resume_code, original_code
-from .guard_changes import _failing_guard, _fresh_floats, _note_dynamic, _own_guards, _slot_values
+from .guard_changes import _failing_guard, _fresh_floats, _note_dynamic, _own_guards, _slot_values, unit_size_miss
 from .translate import FullgraphError, TranslateOptions, Unsupported, translate_frame
 from .translate import changing
 from .translate.graph_state import DynamicShapesFailed
@@ -85,7 +85,8 @@ class CodeState:
     """What convert_frame remembers about one code object between its translations."""
 
     __slots__ = ("code_ref", "entries", "dynamic", "static", "pinned_sizes", "warned", "guards", "gains",
-                 "as_written", "hook_off", "family_entries", "run", "run_entries", "outcomes", "flipped_at")
+                 "as_written", "hook_off", "family_entries", "run", "run_entries", "outcomes", "flipped_at",
+                 "unit_at")
 
     def __init__(self, code):
         # weakly: a function made and dropped in a loop must take its code, cache entries
@@ -107,6 +108,7 @@ class CodeState:
         self.run_entries = 0  # translated in, and how many times in that call
         self.outcomes = set()  # guard texts that are a number branch's outcome (_rare_outcome)
         self.flipped_at = None  # _C.entry_calls() when such an outcome last flipped
+        self.unit_at = None  # _C.entry_calls() when a symbolic size last met 0 or 1 (_rare_unit_size)
 
 
 _states = {}  # id(code) -> CodeState (dropped when the code dies, before its id is reused)
@@ -182,6 +184,8 @@ def _new_callback(backend, fullgraph, strict, dynamic=None):
                 return _run_as_written(code, last, _slot_values(frame, code), why, per_iteration=True)
             if _rare_outcome(state, last, frame, code):
                 return None
+            if _rare_unit_size(state, own, frame, code):
+                return _C.OFF
             why = recompiles.record(code, last, _slot_values(frame, code), why).cause()
             if len(own) >= config.recompile_limit:
                 if not state.warned:
@@ -260,13 +264,34 @@ def _rare_outcome(state, guard, frame, code):
         return False
     if failed not in state.outcomes:
         return False
-    now, last = _C.entry_calls(), state.flipped_at
-    state.flipped_at = now
+    return _first_in_a_while(state, "flipped_at", code, f"`{failed}` is false this call")
+
+
+def _first_in_a_while(state, slot, code, what):
+    """Note this call in `state.<slot>`; True (and log why the frame runs as written) when the
+    last such call was more than config.rare_outcome_calls entry calls ago."""
+    now, last = _C.entry_calls(), getattr(state, slot)
+    setattr(state, slot, now)
     if last is not None and now - last <= config.rare_outcome_calls:
         return False
     logs.fallback(report.Fallback(code.co_name, code.co_filename, code.co_firstlineno,
-                                  f"`{failed}` is false this call, for the first time in a while"))
+                                  f"{what}, for the first time in a while: it runs as written"))
     return True
+
+
+def _rare_unit_size(state, own, frame, code):
+    """Does this call miss only because a size its symbolic entries assumed to be at least 2
+    (0/1 specialization) holds 1 (or 0), for the first time in config.rare_outcome_calls
+    calls? Then it runs as written, with the hook off for what it calls (their own entries
+    were made inside this frame's translation, not for a 1): faster_rcnn's box count per image
+    is 1..5, its forward and select_training_samples settle symbolic by step 3 and were
+    translated again, 2-5 s each, whenever an image brought a single box (step 12, ...).
+    A 1 that comes back within those calls (a last batch of one, a one-token decoder
+    step) is translated as before: a static 1 beside the symbolic entries."""
+    args = _slot_values(frame, code)
+    if not any(unit_size_miss(guard, args) for guard in own):
+        return False
+    return _first_in_a_while(state, "unit_at", code, "a symbolic size is 1 (or 0) this call")
 
 
 def _run_as_written(code, guard, args, why, per_iteration=False):
@@ -336,11 +361,15 @@ def _translate(frame, state, compile_fn, name, fullgraph, before):
                 break
         state.static |= state.dynamic - before
         state.dynamic -= state.static
-    try:
-        return attempt()
-    except DynamicShapesFailed as exc:  # sizes or numbers kept symbolic in an earlier round are read now
-        _pin(state, exc)
-        return attempt()
+    for _ in range(_PIN_ROUNDS):
+        try:
+            return attempt()
+        except DynamicShapesFailed as exc:  # sizes or numbers kept symbolic in an earlier round are read now
+            # an attempt stops at the first op that pins a symbol (graph_state): gemma2's
+            # window fill pins its keys' length, then its values' in the next attempt
+            if not _pin(state, exc):
+                raise
+    return attempt()
 
 
 _PIN_ROUNDS = 3  # translations that pin what failed, before every new input is made static

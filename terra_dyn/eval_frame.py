@@ -60,7 +60,8 @@ def optimized_module(module, callback):
     # The call goes through the original module object: parametrize and weight_norm swap
     # the *original's* class after the first call (a subclass with properties), which the
     # view's class would not see. Attributes the view's class lacks come from it too.
-    optimized_call = _C.OptimizedCallable(_call_original, callback)
+    # drop_self: the view bound as `self` is dropped in C (no Python wrapper frame per call).
+    optimized_call = _C.OptimizedCallable(module, callback, drop_self=True)
 
     def __getattr__(self, name):
         original = type(self)._terra_dyn_original
@@ -87,10 +88,6 @@ def hook_off(fn):
     with contextlib.suppress(AttributeError, TypeError):
         functools.update_wrapper(wrapper, fn)
     return wrapper
-
-
-def _call_original(view, *args, **kwargs):
-    return type(view)._terra_dyn_original(*args, **kwargs)
 
 
 def disable(fn):

@@ -8,6 +8,7 @@ convert_frame asks on a cache miss of a code object that has entries:
         ("tensor", 0, ..., sizes (8, 4), ...)  -> state.dynamic += {"a0.size()[0]"} (only sizes changed)
         predicate `a0.total == c3` fails       -> "a0.total", and changing.note(a0, "total", now)
     _fresh_floats(frame, code)           -> floats a resume function is handed fresh: inputs at once
+    unit_size_miss(guard, args)          -> True where only symbolic sizes (>= 2) now hold 0 or 1
 
 Guards are read as data (typed checks over argument slots, a predicate's expressions over
 `aN` and constants `cN`); nothing here changes a cache entry.
@@ -257,3 +258,46 @@ def _evaluate(predicate, expr, args):
         return eval(expr, env)
     except Exception:
         return _MISSING
+
+
+def unit_size_miss(guard, args):
+    """Does `guard` (an entry translated with symbolic sizes) fail this call where a symbolic
+    size, which the translation assumed to be at least 2 (the ShapeEnv's 0/1 specialization),
+    now holds 0 or 1, and nowhere else that its explanations show? faster_rcnn's box count
+    per image (1..5): image 0 brings one box at step 12 while its symbolic entry covers 2..
+    Read from each predicate's first failing expression (a guard stops at its first)."""
+    predicates = [c[2] for c in (getattr(guard, "checks", ()) or ()) if c[0] == "paths"]
+    predicates.append(getattr(guard, "fallback", None))
+    unit = False
+    for predicate in predicates:
+        if not hasattr(predicate, "explain"):
+            continue
+        try:
+            failed = predicate.explain(*args)
+        except Exception:
+            return False
+        if failed is None:
+            continue
+        tensor = _TENSOR_EXPR.match(failed)
+        if tensor is None or not failed.startswith("check_tensor_layout("):
+            return False
+        facts = [predicate.namespace.get(c) for c in tensor.group(2).split(", ")]
+        if not _only_unit_sizes(_evaluate(predicate, tensor.group(1), args), facts):
+            return False
+        unit = True
+    return unit
+
+
+def _only_unit_sizes(now, facts):
+    """`now` matches the layout facts (cls, dtype, device, sizes, strides, offset,
+    requires_grad) but for symbolic sizes (None) that hold 0 or 1 (strides and offset follow
+    the sizes and are not compared)."""
+    if not isa(now, torch.Tensor) or len(facts) != 7:
+        return False
+    cls, dtype, device, sizes, _, _, requires_grad = facts
+    if type(now) is not cls or now.dtype != dtype or now.device != device \
+            or now.requires_grad != requires_grad or now.dim() != len(sizes):
+        return False
+    units = [want is None and got < 2 for got, want in zip(now.shape, sizes)]
+    fits = all(got == want or want is None for got, want in zip(now.shape, sizes))
+    return fits and any(units)

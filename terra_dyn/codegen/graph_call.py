@@ -37,6 +37,7 @@ from typing import Any, Dict, List
 
 from bytecode import Bytecode, FreeVar, Instr, Label, TryBegin, TryEnd
 
+from .. import config
 from ..errors import Unsupported
 from ..seam import rules
 from . import resume
@@ -140,8 +141,9 @@ def build_code(plan: CodePlan) -> types.CodeType:
             _C.skip_code(original)
     if plan.closure_check is not None:
         out += _closure_check(plan, slots, original)
-    handler = None
+    handler = allowed = None
     if plan.graph_fn is not None:
+        allowed = _allowed(plan)
         out += _pinned_inputs(plan)
         pinned = plan.pinned_inputs or [None] * len(plan.graph_inputs)
         loads, item = [], 0
@@ -169,12 +171,14 @@ def build_code(plan: CodePlan) -> types.CodeType:
     if plan.side_effects or plan.mutated:
         out += rec.pin_all(_rebuilt_values(plan))
     out += _replay(rec, plan)
+    returned = None
     if plan.site is None:
-        out += rec.push(plan.return_value) + rules.return_value()
+        returned = rec.push(plan.return_value)
+        out += returned + rules.return_value()
     else:
         out += _break_ending(rec, plan)
     if handler is not None:
-        out += _graph_error_handler(plan, slots, original, handler)
+        out += _graph_error_handler(plan, slots, original, handler, allowed)
     _set_lines(out, code.co_firstlineno)
     bc = Bytecode(rules.split_fast_pairs(out))  # a replayed instruction names renumbered slots
     bc.name = code.co_name
@@ -188,7 +192,43 @@ def build_code(plan: CodePlan) -> types.CodeType:
     bc.freevars = list(code.co_freevars)
     bc.cellvars = []
     bc.flags = code.co_flags & ~(inspect.CO_VARARGS | inspect.CO_VARKEYWORDS)
-    return bc.to_code()
+    rewritten = bc.to_code()
+    spec = _direct_spec(plan, slots, returned, allowed)
+    if spec is not None:
+        _C.set_direct_call(rewritten, spec)
+    return rewritten
+
+
+def _ops(instrs):
+    return [(i.name, i.arg) for i in instrs if isinstance(i, Instr)]
+
+
+def _direct_spec(plan, slots, returned, allowed):
+    """When the rewritten code is only `return graph(<argument slots>, *<pinned>)[k]`, what the
+    hook needs to make that call itself (csrc/direct_call.c): (graph, slot indexes, weakrefs
+    of the pinned inputs or None, k, allowed); else None. Saves the rewritten Python frame
+    on every cached call of such a frame (a small function, a module's whole forward)."""
+    code = plan.code
+    if (_C is None or not config.direct_calls or plan.graph_fn is None or plan.number_graph is not None
+            or plan.closure_check is not None or plan.side_effects or plan.mutated or plan.site is not None
+            or code.co_freevars or code.co_cellvars):
+        return None
+    ret = _ops(returned)
+    if (len(ret) != 3 or ret[0] != ("LOAD_FAST", OUT) or ret[1][0] != "LOAD_CONST" or type(ret[1][1]) is not int
+            or ret[2][0] != "BINARY_SUBSCR"):
+        return None
+    pinned = plan.pinned_inputs or [None] * len(plan.graph_inputs)
+    tail = _pinned_tail(pinned)
+    if len(pinned) != len(plan.graph_inputs) or sum(r is not None for r in pinned) != tail:
+        return None
+    indexes = []
+    for value in plan.graph_inputs[:len(pinned) - tail]:
+        load = _ops(value.source.load()) if value.source is not None else []
+        if len(load) != 1 or load[0][0] != "LOAD_FAST" or load[0][1] not in slots:
+            return None
+        indexes.append(slots.index(load[0][1]))
+    refs = tuple(pinned[len(pinned) - tail:]) if tail else None
+    return plan.graph_fn, tuple(indexes), refs, ret[1][1], allowed
 
 
 PINNED = "___pinned_inputs"
@@ -247,14 +287,18 @@ def _is_name_error(exc):
     return isinstance(exc, NameError)
 
 
-def _graph_error_handler(plan, slots, original, handler):
-    """stack: [exc]. Re-run the segment natively if allowed, else re-raise exc as it is.
-    No PUSH_EXC_INFO: the re-run must not see exc as the exception being handled (an error
-    it raises would get exc as its __context__)."""
+def _allowed(plan):
+    """The handler's question for a graph that raised: may the segment run again natively?"""
     rerun = GraphErrorRerun(plan.code, plan.graph_fn, _graph_of(plan), plan.undone_on_error,
                             plan.global_state_ops)
     # hook off while it decides: the report's dataclasses are no user code to translate
-    allowed = rerun.allowed if _C is None else _C.DisabledCallable(rerun.allowed)
+    return rerun.allowed if _C is None else _C.DisabledCallable(rerun.allowed)
+
+
+def _graph_error_handler(plan, slots, original, handler, allowed):
+    """stack: [exc]. Re-run the segment natively if allowed, else re-raise exc as it is.
+    No PUSH_EXC_INFO: the re-run must not see exc as the exception being handled (an error
+    it raises would get exc as its __context__)."""
     reraise = Label()
     # COPY 3: the exception, under the callable and its NULL in either order
     return [handler] + call_const(allowed, [Instr("COPY", 3)], 1) + rules.pop_jump("false", reraise) + [

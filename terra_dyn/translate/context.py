@@ -51,7 +51,7 @@ class TranslationContext:
             self.changing_inputs = set()
         self.owners = {}  # source -> the object wrapped there, while changing.active()
         self.steps = 0
-        self.deadline = time.perf_counter() + executor_budget()
+        self.deadline = time.thread_time() + executor_budget()  # CPU time: load does not count
         self.grad_stack = []
         self.mutated = []  # ListValue / DictValue with a source: written back at the end
         self._initial_grad = torch.is_grad_enabled()

@@ -28,7 +28,8 @@ _SHAPE_QUERIES = frozenset({
 def propagate(kind, target, args, kwargs):
     """(result on meta tensors, its device), or (SLOW, None) when FakeTensorMode must decide."""
     name = target if kind == "call_method" else getattr(target, "__name__", "")
-    if (name in _DEVICE_OPS and not _is_dtype_cast(kind, name, args, kwargs)) or autocast.needs_fake_propagation():
+    if (name in _DEVICE_OPS and not _is_dtype_cast(kind, name, args, kwargs) and not _is_same_device_copy(name, args)) \
+            or autocast.needs_fake_propagation():
         # autocast casts in the Autocast dispatch keys, which meta tensors lack
         return SLOW, None
     tensors = []
@@ -74,6 +75,15 @@ def _is_dtype_cast(kind, name, args, kwargs):
     attention casts this way on every layer)."""
     return kind == "call_method" and name == "to" and len(args) == 2 and not kwargs \
         and isinstance(args[1], ConstValue) and isinstance(args[1].value, torch.dtype)
+
+
+def _is_same_device_copy(name, args):
+    """`row.copy_(w)` between tensors on one device: on meta tensors, so that a view written
+    this way makes its base require grad as eager's does (under FakeTensorMode the view's
+    fake copy was no view of the base's meta tensor: `buf.requires_grad` read False)."""
+    if name != "copy_" or len(args) != 2 or not all(isinstance(a, TensorValue) and not a.slow for a in args):
+        return False
+    return args[0].device == args[1].device
 
 
 PURE_PYTHON_MODULES = ("_operator", "operator", "math", "builtins")

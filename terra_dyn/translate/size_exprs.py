@@ -4,6 +4,7 @@
         -> "(a0.size()[0]) == (1 + (a1.size()[0]))"
     NumberSource("a0.step")  -> the torch._guards.Source a ShapeEnv wants for a symbol (made
                                 on first use: static translations never import torch._guards)
+    shape_env()              -> a ShapeEnv for one symbolic translation
 
 An expression this cannot spell (an op on sizes Python has no operator for) fails the
 attempt with DynamicShapesFailed naming the sizes in it; convert_frame retranslates with
@@ -94,3 +95,26 @@ def _number_source_class():
 
 
 _NUMBER_SOURCE = None
+
+
+def shape_env():
+    """A ShapeEnv without duck sizing (two sizes equal at translate time are not assumed
+    equal) that names no user frame for its symbols and guards. torch's ShapeEnv walks the
+    stack for each new symbol and guard, to a frame outside its `uninteresting_files()`, and
+    the first such walk imports torch.export, torch._inductor and torch._dynamo to list those
+    files: about 1.9 s of CPU time in the first symbolic translation of a process (mistral's
+    generate loop, whose steady state saves about 1.5 ms a token). terra_dyn's guards carry
+    their own source expressions; the location is never read."""
+    global _SHAPE_ENV
+    if _SHAPE_ENV is None:
+        from torch.fx.experimental.symbolic_shapes import ShapeEnv, SLoc
+
+        class QuietShapeEnv(ShapeEnv):
+            def _get_stack_summary(self, is_debug=False, framework_loc=None):
+                return SLoc(framework_loc or "terra_dyn translation", None), ""
+
+        _SHAPE_ENV = QuietShapeEnv
+    return _SHAPE_ENV(duck_shape=False)
+
+
+_SHAPE_ENV = None

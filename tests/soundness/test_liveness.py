@@ -3,6 +3,7 @@
     KeyboardInterrupt raised while a frame is translated, or while a guard runs -> the call
         raises it at once (it used to become a warning, and the loop ran on)
     a loop walking a 2000-deep structure -> the frame runs as plain Python, the report says why
+    the translation budget counts CPU time: a loaded machine (wall clock) translates the same
     functions and modules created and dropped -> their code, entries, graphs, parameters freed
     reset() -> the process-wide report recorder is empty; it never holds more than its limit
 """
@@ -97,18 +98,38 @@ def test_deep_structure_runs_as_plain_python_and_the_report_says_why():
     assert any("levels deep" in r for r in reasons), reasons
 
 
+def _long_loop(x):
+    for _ in range(400):
+        x = x + 1
+    return x
+
+
 def test_translation_time_budget_makes_the_frame_plain(monkeypatch):
     monkeypatch.setattr(executor, "MAX_SECONDS", 0.0)
 
-    def long_loop(x):
-        for _ in range(400):
-            x = x + 1
-        return x
-
-    fast = terra_dyn.optimize(long_loop, backend="interpreter")
+    fast = terra_dyn.optimize(_long_loop, backend="interpreter")
     with report.recording() as rec:
         assert torch.equal(fast(torch.zeros(1)), torch.full((1,), 400.0))
-    assert any("budget" in f.reason for f in rec.report().fallbacks)
+    reasons = [f.reason for f in rec.report().fallbacks]
+    assert any("budget" in r and "CPU time" in r and "translator steps" in r for r in reasons), reasons
+
+
+def test_translation_budget_is_cpu_time_not_wall_clock(monkeypatch):
+    """A loaded machine (other processes on the cores) makes the wall clock run far ahead of
+    the translation's own work; what is translated must not change with it. The wall clock
+    here jumps 100 s at every read: a wall-clock budget gave the frame up (plain Python, no
+    graph), a CPU-time one translates it as on an idle machine."""
+    monkeypatch.setattr(executor, "MAX_SECONDS", 5.0)
+    real = time.perf_counter
+    jumps = iter(range(10 ** 9))
+    monkeypatch.setattr(time, "perf_counter", lambda: real() + 100.0 * next(jumps))
+
+    fast = terra_dyn.optimize(_long_loop, backend="interpreter")
+    with report.recording() as rec:
+        assert torch.equal(fast(torch.zeros(1)), _long_loop(torch.zeros(1)))
+    r = rec.report()
+    assert not r.fallbacks, r.fallbacks
+    assert len(r.graphs) == 1
 
 
 def test_dropped_functions_and_modules_are_freed():

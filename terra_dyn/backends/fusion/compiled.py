@@ -262,6 +262,16 @@ class FusedGraph:
             self._remember_training(key, args, program)
         return program
 
+    def _eager_from_now(self, program):
+        """`program`'s trial measured eager autograd faster: its signature runs gm from now."""
+        eager, compiled = (sorted(t)[len(t) // 2] * 1e6 for t in program.trial.times.values())
+        self.note(f"training graph: eager autograd measured faster than the compiled pair ({eager:.0f} us "
+                  f"against {compiled:.0f} us a forward + backward): runs eagerly")
+        self.autograd_programs = {k: (self.gm if p is program else p) for k, p in self.autograd_programs.items()}
+        if self.last_training is not None and self.last_training[1] is program:
+            self.last_training = (self.last_training[0], self.gm)
+        return self.gm
+
     def _remember_training(self, key, args, program):
         """A settled program of a training signature (eager, or a pair whose backward is
         built) runs behind its exact guard from the next call: building the signature key
@@ -276,7 +286,7 @@ class FusedGraph:
             return self.gm
         try:
             return JointProgram(self.graph_to_lower(), args, self._compile_forward, self._compile_backward,
-                                self.decomposition_table())
+                                self.decomposition_table(), self.joint_trial())
         except Exception as exc:
             if config.strict and not isinstance(exc, Unsupported):
                 raise
@@ -286,6 +296,11 @@ class FusedGraph:
                 why = f"the joint graph failed ({type(exc).__name__}: {exc})"
             self.note(f"inputs require grad and {why}: graph ran eagerly so autograd records ATen ops")
             return self.gm
+
+    def joint_trial(self):
+        """A joint.Trial for a new JointProgram (the pair measured against eager autograd),
+        or None: the pair stays."""
+        return None
 
     def _compile_forward(self, gm, example):
         return self._half(gm, example)
@@ -320,7 +335,7 @@ class FusedGraph:
             # parameters held by the graph module (not passed as inputs) would get no
             # gradient from a compiled forward: run eagerly so autograd sees them
             self.note("the graph module holds parameters that require grad: graph ran eagerly")
-            return self.gm(*args)
+            return self.gm.forward(*args)
         if needs_autograd(args):
             return self._run_training(self._autograd_program(args), args)
         program = self._program(args)
@@ -337,7 +352,16 @@ class FusedGraph:
         return result
 
     def _run_training(self, program, args):
-        if program is self.gm or config.strict:
+        if isinstance(program, JointProgram):
+            if program.eager_wins:
+                program = self._eager_from_now(program)
+            elif program.waits_for_its_build():
+                # its halves' kernels are still building in the background: eager autograd
+                # meanwhile (the halves' ATen steps would only add the pair's overhead to it)
+                return self.gm.forward(*args)
+        if program is self.gm:
+            return self.gm.forward(*args)  # not nn.Module.__call__: a few us a call
+        if config.strict:
             return program(*args)
         try:
             return program(*args)

@@ -14,8 +14,16 @@ groups, matmul and conv as ATen calls). The saved values go through
 ctx.save_for_backward, so autograd checks their versions and frees them after a backward
 without retain_graph, as in eager. A backward under create_graph (double backward) runs
 eager autograd on the saved primals instead: the saved intermediates carry no history.
+
+With a `Trial` (the cpu backend), once both halves are ready the program measures itself
+against eager autograd: calls take turns between the compiled pair (forward + backward
+timed) and eager's (the forward's values computed without grad, then the backward timed as
+eager autograd's forward-with-history plus its backward, `_eager_backward`); once each has
+`calls` times, `eager_wins` says whether eager's medians were lower (the caller then runs
+the graph module under eager autograd).
 """
 import operator
+import time
 
 import torch
 import torch.fx as fx
@@ -31,7 +39,8 @@ class _JointFunction(torch.autograd.Function):
     def forward(ctx, program, *args):
         ctx.program = program
         ctx.non_tensors = [None if isinstance(a, torch.Tensor) else a for a in args]
-        outs, saved = program.run_forward(args)
+        ctx.turn = program.trial_turn()
+        outs, saved = program.run_forward(args, ctx.turn)
         ctx.save_for_backward(*[a if isinstance(a, torch.Tensor) else None for a in args], *saved)
         ctx.mark_non_differentiable(*[o for i, o in enumerate(outs) if i not in program.differentiable])
         return tuple(outs)
@@ -43,11 +52,11 @@ class _JointFunction(torch.autograd.Function):
         args = [s if n is None else n for s, n in zip(saved[:count], ctx.non_tensors)]
         # autograd's engine calls this with the frame hook on: the backward's first call
         # lowers it (make_fx, functorch), which must never reach the translator
-        return (None, *_backward_hook_off(ctx.program, args, saved[count:], grads))
+        return (None, *_backward_hook_off(ctx.program, args, saved[count:], grads, ctx.turn))
 
 
-def _run_backward(program, args, saved, grads):
-    return program.run_backward(args, saved, grads)
+def _run_backward(program, args, saved, grads, turn):
+    return program.run_backward(args, saved, grads, turn)
 
 
 def _hook_off(fn):
@@ -106,12 +115,43 @@ class Unsupported(Exception):
     """The graph keeps eager autograd; the message says why."""
 
 
+def _median(times):
+    return sorted(times)[len(times) // 2]
+
+
+class Trial:
+    """The compiled pair against eager autograd, `calls` timed calls each (module docstring).
+    `ready()` says when the halves run their final code (the cpu backend's kernels are
+    built in the background); `clock` is the process's CPU time, which other processes on
+    a shared machine move less than wall time."""
+
+    def __init__(self, calls, ready, clock=time.process_time):
+        # ready(program): both halves of `program` run their final code
+        self.calls, self.ready, self.clock = calls, ready, clock
+        self.times = {"eager": [], "compiled": []}
+        self.verdict = None  # None while running, then "eager" or "compiled"
+
+    def turn(self, program):
+        """None (no trial now) or [whose turn, seconds so far] (the forward adds its own)."""
+        if self.verdict is not None or program.backward is None or not self.ready(program):
+            return None
+        eager, compiled = self.times["eager"], self.times["compiled"]
+        return ["eager" if len(eager) < len(compiled) else "compiled", 0.0]
+
+    def record(self, turn, seconds):
+        self.times[turn].append(seconds)
+        eager, compiled = self.times["eager"], self.times["compiled"]
+        if min(len(eager), len(compiled)) >= self.calls:
+            self.verdict = "eager" if _median(eager) <= _median(compiled) else "compiled"
+
+
 class JointProgram:
     """Compiled forward and backward graphs for one input signature (module docstring);
     raises Unsupported for graphs that must keep eager autograd."""
 
-    def __init__(self, gm, args, compile_forward, compile_backward, table):
+    def __init__(self, gm, args, compile_forward, compile_backward, table, trial=None):
         self.gm = gm
+        self.trial = trial
         self.diff = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor) and a.requires_grad]
         flat, self.out_spec = _fake_outputs(gm, args)
         if not all(isinstance(o, torch.Tensor) for o in flat):
@@ -189,19 +229,49 @@ class JointProgram:
         self.backward_gm = _graph_module(joint, [primals[i] for i in self.saved_primals] + self.saved_nodes + tangents,
                                          backward_nodes, grads)
 
+    @property
+    def eager_wins(self) -> bool:
+        """The trial measured eager autograd at least as fast as the compiled pair."""
+        return self.trial is not None and self.trial.verdict == "eager"
+
+    def waits_for_its_build(self) -> bool:
+        """Both halves exist, a trial is to come and their kernels are not built yet."""
+        trial = self.trial
+        return trial is not None and trial.verdict is None and self.backward is not None and not trial.ready(self)
+
+    def trial_turn(self):
+        return None if self.trial is None else self.trial.turn(self)
+
     def __call__(self, *args):
         return pytree.tree_unflatten(list(_JointFunction.apply(self, *args)), self.out_spec)
 
-    def run_forward(self, args):
-        """(outputs, saved values) of the compiled forward graph."""
+    def run_forward(self, args, turn=None):
+        """(outputs, saved values) of the compiled forward graph; on an eager trial turn the
+        graph module's outputs and nothing saved (its backward runs eager autograd)."""
+        if turn is not None and turn[0] == "eager":
+            return pytree.tree_leaves(self.gm(*args)), []
+        start = None if turn is None else self.trial.clock()
         results = self.forward(*args)
+        if turn is not None:
+            turn[1] += self.trial.clock() - start
         count = len(results) - len(self.saved_nodes)
         return list(results[:count]), list(results[count:])
 
-    def run_backward(self, args, saved, grads):
+    def run_backward(self, args, saved, grads, turn=None):
         """Gradients of every input (None for those that need none)."""
         if torch.is_grad_enabled():  # create_graph: gradients must themselves have history
             return self._eager_backward(args, grads, create_graph=True)
+        if turn is not None:  # eager's: its forward with history and backward; else both halves
+            start = self.trial.clock()
+            if turn[0] == "eager":
+                got = self._eager_backward(args, grads, create_graph=False)
+            else:
+                got = self._compiled_backward(args, saved, grads)
+            self.trial.record(turn[0], turn[1] + self.trial.clock() - start)
+            return got
+        return self._compiled_backward(args, saved, grads)
+
+    def _compiled_backward(self, args, saved, grads):
         tangents = [grads[i].contiguous() for i in self.differentiable]
         inputs = [args[i] for i in self.saved_primals] + list(saved) + tangents
         try:

@@ -1,0 +1,140 @@
+"""backend="cpu" by name keeps kernels only where they measured faster than eager: a training
+graph's compiled forward + backward against eager autograd (joint.Trial), an inference
+graph's kernels against its graph module, timed only once the background build is done.
+A CPU spin in one side makes the verdict certain; results equal eager's on every call."""
+import time
+
+import torch
+
+from terra_dyn.backends import lookup
+from terra_dyn.backends.cpu import wait_for_kernels
+from terra_dyn.backends.cpu.compiled_graph import CpuCompiledGraph
+from terra_dyn.backends.fusion.joint import JointProgram
+
+from ..support import assert_same, trace
+
+
+def _spin(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def f(x, w):
+    return torch.nn.functional.layer_norm(torch.tanh(x @ w) * 2 + 1, (w.shape[1],)).sum(-1)
+
+
+def _train(compiled, steps):
+    """Training calls through `compiled` against eager autograd, compared at each step."""
+    graph = getattr(compiled, "fn", compiled)
+    torch.manual_seed(0)
+    w = torch.randn(16, 32, requires_grad=True)
+    ref = w.detach().clone().requires_grad_(True)
+    for step in range(steps):
+        x = torch.randn(8, 16)
+        out, expected = compiled(x, w), f(x, ref)
+        out.square().sum().backward()
+        expected.square().sum().backward()
+        assert_same(out, expected, atol=1e-5, rtol=1e-5, what=f"step {step}")
+        assert_same(w.grad, ref.grad, atol=1e-4, rtol=1e-4, what=f"grad at step {step}")
+        w.grad = ref.grad = None
+        if step == 1:
+            wait_for_kernels()
+    return graph
+
+
+def _cpu_graph(monkeypatch, x, w):
+    monkeypatch.setattr(CpuCompiledGraph, "PAYBACK", 0.0)  # lower at the first call
+    return lookup("cpu")(trace(f), [x, w])
+
+
+def test_a_training_graph_whose_pair_measures_slower_runs_eager_autograd(monkeypatch):
+    original = JointProgram._compiled_backward
+
+    def slow(self, *args):
+        _spin(0.02)
+        return original(self, *args)
+    monkeypatch.setattr(JointProgram, "_compiled_backward", slow)
+    graph = _train(_cpu_graph(monkeypatch, torch.randn(8, 16), torch.randn(16, 32, requires_grad=True)), 12)
+    assert any("eager autograd measured faster" in n for n in graph.notes), graph.describe()
+    assert all(p is graph.gm for p in graph.autograd_programs.values()), graph.describe()
+    assert graph.last_training is None or graph.last_training[1] is graph.gm
+
+
+def test_a_training_graph_whose_pair_measures_faster_keeps_it(monkeypatch):
+    original = JointProgram._eager_backward
+
+    def slow(self, *args, **kwargs):
+        _spin(0.02)
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(JointProgram, "_eager_backward", slow)
+    graph = _train(_cpu_graph(monkeypatch, torch.randn(8, 16), torch.randn(16, 32, requires_grad=True)), 12)
+    (program,) = graph.autograd_programs.values()
+    assert isinstance(program, JointProgram) and program.trial.verdict == "compiled", graph.describe()
+    assert min(map(len, program.trial.times.values())) == graph.TRIAL_CALLS
+    assert not any("measured faster" in n for n in graph.notes)
+
+
+def test_compile_graph_itself_keeps_the_pair_without_a_trial():
+    from terra_dyn.backends.cpu import compile_graph
+    graph = _train(compile_graph(trace(f), [torch.randn(8, 16), torch.randn(16, 32, requires_grad=True)]), 4)
+    (program,) = graph.autograd_programs.values()
+    assert isinstance(program, JointProgram) and program.trial is None
+
+
+def test_inference_kernels_measured_slower_run_the_graph_module(monkeypatch):
+    from terra_dyn.backends.cpu import kernel
+    original = kernel.CpuKernel._generate
+
+    def generate(self):
+        call = original(self)
+
+        def slow(*args):
+            _spin(0.005)
+            return call(*args)
+        return slow
+    monkeypatch.setattr(kernel.CpuKernel, "_generate", generate)
+    fn = lambda x: torch.tanh(x * 2 + 1) * x  # noqa: E731
+    x = torch.randn(8, 8)
+    monkeypatch.setattr(CpuCompiledGraph, "PAYBACK", 0.0)
+    compiled = lookup("cpu")(trace(fn), [x])
+    graph = getattr(compiled, "fn", compiled)
+    for call in range(2 + 2 * graph.TRIAL_CALLS):
+        assert_same(compiled(x), fn(x))
+        if call == 0:
+            wait_for_kernels()
+    assert graph.eager_only and any("kernels measured slower" in n for n in graph.notes), graph.describe()
+
+
+def test_calls_before_the_kernels_are_built_are_not_timed_as_kernels(monkeypatch):
+    fn = lambda x: torch.tanh(x * 2 + 1) * x  # noqa: E731
+    monkeypatch.setattr(CpuCompiledGraph, "PAYBACK", 0.0)
+    x = torch.randn(8, 8)
+    graph = lookup("cpu")(trace(fn), [x])
+    graph = getattr(graph, "fn", graph)
+    monkeypatch.setattr(CpuCompiledGraph, "kernels_ready", lambda self: False)  # still building
+    for _ in range(4):
+        assert_same(graph(x), fn(x))
+    assert graph.trial == ([], []), graph.trial
+
+
+def test_a_training_graph_runs_eager_autograd_while_its_kernels_build(tmp_path, monkeypatch):
+    # the pair's halves without kernels are ATen steps called from Python plus the pair's
+    # own overhead: until the build is done, eager autograd runs the graph module
+    import terra_dyn.config as config
+    from .test_async_build import _slow_compiler
+    monkeypatch.setattr(config, "cache_dir", str(tmp_path / "cache"))
+    monkeypatch.setattr(config, "cpu_cxx", _slow_compiler(tmp_path, 'exec g++ "$@"'))
+    graph = _cpu_graph(monkeypatch, torch.randn(8, 16), torch.randn(16, 32, requires_grad=True))
+    w = torch.randn(16, 32, requires_grad=True)
+    kinds = []
+    for step in range(4):
+        x = torch.randn(8, 16)
+        out = graph(x, w)
+        kinds.append(type(out.grad_fn).__name__)
+        assert_same(out, f(x, w), atol=1e-5, rtol=1e-5)
+        out.sum().backward()
+        if step == 2:
+            wait_for_kernels()
+    assert kinds[0] == "_JointFunctionBackward" and kinds[1] != "_JointFunctionBackward", kinds
+    assert kinds[3] == "_JointFunctionBackward", kinds  # built: the trial's first turn is the pair's

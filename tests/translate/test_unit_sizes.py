@@ -1,0 +1,87 @@
+"""A symbolic size meeting 1: a rare 1 runs as written, a recurring one is translated.
+
+faster_rcnn's box count per image is 1..5. Once an image's count has changed, its entries
+hold the count as a symbol that the ShapeEnv assumes to be at least 2 (0/1 specialization:
+torch's broadcasting, contiguity and squeeze answer differently for a 1). A call where it is
+1 missed every entry and translated a static 1, 2-5 s each for forward and
+select_training_samples, at step 12 of 12. Now a miss only on such a size (guard_changes.
+unit_size_miss) runs the frame as written, with the hook off for what it calls, unless
+another came within config.rare_outcome_calls calls: then it is translated as before.
+
+Each test compares every call's result with plain Python, and counts translations per call.
+"""
+import pytest
+import torch
+
+import terra_dyn
+from terra_dyn import report
+
+
+@pytest.fixture(autouse=True)
+def _fresh():
+    terra_dyn.reset()
+    yield
+    terra_dyn.reset()
+
+
+def _boxes(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(n, 2, generator=g) * 32
+    return torch.cat([xy, xy + 4 + torch.rand(n, 2, generator=g) * 16], 1)
+
+
+_ANCHORS = _boxes(24, 99)
+
+
+def _matching_loss(targets, anchors, weight):
+    """box_iou against anchors per image, the best match's IoU as a loss (faster_rcnn's assign)."""
+    total = weight.sum() * 0
+    for target in targets:
+        boxes = target["boxes"]
+        area1 = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        area2 = (anchors[:, 2] - anchors[:, 0]) * (anchors[:, 3] - anchors[:, 1])
+        lt = torch.max(boxes[:, None, :2], anchors[:, :2])
+        rb = torch.min(boxes[:, None, 2:], anchors[:, 2:])
+        wh = (rb - lt).clamp(min=0)
+        inter = wh[:, :, 0] * wh[:, :, 1]
+        iou = inter / (area1[:, None] + area2 - inter)
+        best, which = iou.max(dim=0)
+        total = total + (best * weight).sum() + boxes[which].mean() * boxes.shape[0]
+    return total
+
+
+def _run(counts):
+    """Per call: (result equal to plain Python, translations made)."""
+    weight = torch.linspace(0.5, 1.5, 24)
+    fast = terra_dyn.optimize(_matching_loss, backend="interpreter")
+    per_call = []
+    for step, pair in enumerate(counts):
+        targets = [{"boxes": _boxes(n, 7 * step + i)} for i, n in enumerate(pair)]
+        with report.recording() as rec:
+            got = fast(targets, _ANCHORS, weight)
+        want = _matching_loss(targets, _ANCHORS, weight)
+        assert torch.allclose(got, want, rtol=1e-5, atol=1e-6), (step, pair, got, want)
+        per_call.append(len(rec.report().translations))
+    return per_call
+
+
+def test_a_rare_box_count_of_one_runs_as_written():
+    # symbolic for both images from call 3; a single box on image 0 at calls 7 and 13
+    counts = [(5, 3), (3, 4), (4, 5), (2, 3), (5, 2), (3, 3), (1, 4), (4, 2), (2, 5), (3, 2), (5, 4), (2, 2),
+              (1, 3), (4, 4)]
+    per_call = _run(counts)
+    assert sum(per_call[3:]) == 0, per_call  # main: a static-1 translation at call 7
+
+
+def test_a_box_count_of_one_that_comes_back_soon_is_translated():
+    counts = [(5, 3), (3, 4), (4, 5), (2, 3), (1, 4), (3, 2), (1, 5), (1, 2), (1, 3), (1, 4), (1, 5)]
+    per_call = _run(counts)
+    assert per_call[4] == 0 and per_call[6] > 0, per_call  # the second 1 within 4 calls translates
+    assert sum(per_call[7:]) == 0, per_call  # and then it is an entry like any other
+
+
+def test_a_one_on_a_size_never_symbolic_is_translated_at_once():
+    # static sizes (a 1 at the first change) are no symbolic entry's miss: as before
+    counts = [(5, 3), (1, 3), (1, 3)]
+    per_call = _run(counts)
+    assert per_call[1] > 0 and per_call[2] == 0, per_call
