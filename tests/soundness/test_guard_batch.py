@@ -8,6 +8,8 @@ middle or the last block (a parameter replaced or resized, requires_grad flipped
 module appended or replaced, a hook added or removed, an attribute changed, the class
 changed, a dict written directly), and compares the next calls with eager. A change
 after the batch was rebuilt is caught too (a second change, then a third)."""
+import sys
+
 import pytest
 import torch
 import torch.nn as nn
@@ -64,7 +66,9 @@ def _run(*changes, grad=False):
         for _ in range(4):
             _compare(fast, model, x)
         snapshots = sum(c[0] == "snapshot" for c in _guard(model).checks)
-        if snapshots >= 2:  # snapshots on (tests/conftest.py runs them off too)
+        # snapshots on (tests/conftest.py runs them off too); 3.13's split instance dicts
+        # (a module's) are re-read on every check, never batched
+        if snapshots >= 2 and sys.version_info < (3, 13):
             assert _guard(model).batched >= 2, "the batch does not hold"
         for change in changes:
             change(model)
