@@ -32,7 +32,7 @@ def test_every_knob_reads_its_env_var():
     values = {"enabled": "1", "backend": "interpreter", "strict": "1", "report_path": "/tmp/x.json",
               "recompile_limit": "3", "rare_outcome_calls": "5", "verbose": "1", "logs": "guards", "print_kernels": "1",
               "slow_guards": "1", "guard_snapshots": "0", "guard_paths": "0", "cache_dir": "/tmp/td-cache", "cpu_cxx": "clang++", "cpu_min_elements": "7",
-              "cpu_async_compile": "0"}
+              "cpu_async_compile": "0", "direct_calls": "0"}
     assert set(values) == {k.name for k in config.KNOBS}
     env = {k.env: values[k.name] for k in config.KNOBS}  # set after startup: the .pth stays off
     program = ("import json, os, terra_dyn.config as c\n"
@@ -44,7 +44,7 @@ def test_every_knob_reads_its_env_var():
     assert got["recompile_limit"] == 3 and got["rare_outcome_calls"] == 5 and got["backend"] == "interpreter"
     assert got["report_path"] == "/tmp/x.json" and got["cache_dir"] == "/tmp/td-cache" and got["logs"] == "guards"
     assert got["guard_snapshots"] is False and got["guard_paths"] is False
-    assert got["cpu_async_compile"] is False
+    assert got["cpu_async_compile"] is False and got["direct_calls"] is False
 
 
 def test_config_table_fits_80_columns_and_names_every_env_var(monkeypatch):
@@ -194,6 +194,21 @@ def test_knob_guard_paths(monkeypatch):
     monkeypatch.setattr(config, "guard_paths", False)
     checks, fallback = _guard_kinds()  # off: one Python expression per fact
     assert "paths" not in checks and any("_parameters['weight']" in e for e in fallback.exprs)
+    terra_dyn.reset()
+
+
+def _add(x, y):
+    return x + y
+
+
+def test_knob_direct_calls(monkeypatch):
+    from terra_dyn import _C
+    x = torch.randn(3)
+    for on in (True, False):  # read when translating: on, the hook calls the graph itself
+        terra_dyn.reset()
+        monkeypatch.setattr(config, "direct_calls", on)
+        assert torch.equal(terra_dyn.optimize(_add, backend="interpreter")(x, x), x + x)
+        assert (_C.cache_entries(_add.__code__)[0].direct is not None) is on
     terra_dyn.reset()
 
 
