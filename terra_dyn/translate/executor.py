@@ -85,6 +85,20 @@ class Translator(version_opcodes(sys.version_info), StackOpcodes, ControlOpcodes
 
     # -- the loop -------------------------------------------------------------------
     def run(self):
+        if self.parent is None:
+            return self._run()
+        # a pin inside an inlined callee stops the attempt only once the top-level instruction
+        # that called it is done: an Unsupported later in the callee breaks at that CALL, and
+        # attempt 2 (the callee run natively) never pins (yolov3's `enumerate(ious.t())` in
+        # build_targets, whose `.item()`s break train_step at `self.model(...)`)
+        graph = self.ctx.graph
+        graph.inlined += 1
+        try:
+            return self._run()
+        finally:
+            graph.inlined -= 1
+
+    def _run(self):
         ctx = self.ctx
         while not self.done:
             instr = self.instrs[self.pc]
@@ -110,6 +124,8 @@ class Translator(version_opcodes(sys.version_info), StackOpcodes, ControlOpcodes
                 handler(instr)
                 if self.pc == pc_before:
                     self.pc += 1
+                if self.parent is None:
+                    ctx.graph.stop_if_pinned()
             except KnownRaise as exc:
                 if self.parent is None or not unwind(self, exc):  # a handler here catches it
                     self._annotate(exc, instr)

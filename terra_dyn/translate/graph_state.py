@@ -60,6 +60,7 @@ class GraphState:
         self.like_sizes = {int(e[6:]) for e in dynamic if e.startswith("size==")}
         self.static_sizes = {e for e in static if ".size()[" in e}  # pinned: never a like size
         self._symbolic = bool(dynamic)  # a ShapeEnv for symbolic sizes and int inputs
+        self.inlined = 0  # inlined callees running (executor): their pins wait for the top level
         self._symbols = []  # (symbol, "<expr>.size()[d]" or "<expr>") of the symbolic numbers made
         self._number_symbols = set()  # those of number inputs (not sizes)
         self._attribute_symbols = set()  # those of number inputs read from an attribute
@@ -247,6 +248,12 @@ class GraphState:
         for text in facts:
             self.guards.expression(text, outcome=text in outcomes)
 
+    def stop_if_pinned(self):
+        """_stop_if_pinned, outside inlined callees (executor checks after each top-level
+        instruction)."""
+        if not self.inlined:
+            self._stop_if_pinned()
+
     def _stop_if_pinned(self):
         """Fail the attempt as soon as an op or branch pins a symbol to a constant, not at the
         end: the rest of the translation would be thrown away (mistral's second token pinned
@@ -299,7 +306,7 @@ class GraphState:
         result = bool(number)
         if number.node.expr.free_symbols & self._number_symbols:
             self._outcomes.update(g.expr for g in env.guards[before:])
-        self._stop_if_pinned()
+        self.stop_if_pinned()
         return result
 
     def only_sizes_in(self, number):
@@ -330,7 +337,7 @@ class GraphState:
         result, device = meta_propagation.propagate(kind, target, args, kwargs)
         if result is meta_propagation.SLOW:
             result, device = self._propagate_fake(kind, target, args, kwargs), None
-        self._stop_if_pinned()  # by this op, or by a value read since (`range(n)`)
+        self.stop_if_pinned()  # by this op, or by a value read since (`range(n)`)
         if isinstance(result, (str, bytes)) and (_has_scalar_value(args) or _is_pure_python(target)):
             # `"A(%r)" % n`, `hex(n)`: the text of one example ("A(s2)" for a symbolic n) would be
             # baked in for every later value (test_descr's test_supers)

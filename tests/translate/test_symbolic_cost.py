@@ -200,3 +200,32 @@ def test_guard_descriptions_never_format_a_weights_values(monkeypatch):
     # a repr of a weight formats its values (~7 ms each for mistral's on a first call) and was
     # cut to <Parameter> anyway: longer than a description shows
     assert not made
+
+
+def _targets(t):
+    rows = []
+    for i, row in enumerate(t):  # unrolled: reads the row count as an int (pins t.size()[0])
+        rows.append(row * i)
+    s = torch.stack(rows).sum()
+    return s + s.item()  # then a break, in the same callee
+
+
+def _train_step(x, t):
+    return torch.relu(x).sum() * 2 + _targets(t)
+
+
+def test_a_pin_inside_a_callee_that_breaks_later_does_not_pin_the_caller():
+    # yolov3's build_targets (`enumerate(ious.t())`, then `.item()`s): the attempt that stops
+    # at the pin inside the callee made the caller's row count static, and every new count of
+    # targets translated train_step again; the break at the call keeps it symbolic
+    fast = terra_dyn.optimize(_train_step, backend="interpreter")
+    x = torch.randn(4)
+    caller_translations = []
+    for n in (3, 4, 5, 6, 7, 8):
+        t = torch.randn(n, 2)
+        with report.recording() as rec:
+            got = fast(x, t)
+        torch.testing.assert_close(got, _train_step(x, t), rtol=0, atol=0)
+        caller_translations.append(sum(tr.code_name == "_train_step" for tr in rec.report().translations))
+    terra_dyn.reset()
+    assert caller_translations[2:] == [0, 0, 0, 0], caller_translations
