@@ -199,3 +199,50 @@ def test_a_decoder_step_on_a_growing_cache_matches_eager_with_few_fake_ops(monke
     terra_dyn.reset()
     assert len(rec.report().translations) == 2 and not rec.report().fallbacks
     assert len(fake_ops) <= 2, fake_ops
+
+
+class _WindowLayer:
+    """A window cache layer's shape: its keys beside the count of positions it has seen."""
+
+    def __init__(self):
+        self.keys = torch.zeros(0, 4)
+        self.count = 0
+
+
+def _cache_step(layer, x):
+    keys = torch.cat([layer.keys, x])
+    positions = torch.arange(layer.count + 1)
+    out = keys.sum(-1) + positions  # the counter meets the keys' length
+    layer.keys = keys
+    layer.count += 1
+    return out
+
+
+def test_a_cache_counter_at_one_stays_constant_instead_of_failing_an_attempt(monkeypatch):
+    from terra_dyn import convert_frame
+
+    attempts = []
+    translate = convert_frame.translate_frame
+
+    def counting(frame, options):
+        attempts.append(frame.f_code.co_name)
+        return translate(frame, options)
+
+    monkeypatch.setattr(convert_frame, "translate_frame", counting)
+    eager, layer = _WindowLayer(), _WindowLayer()
+    terra_dyn.reset()
+    fast = terra_dyn.optimize(_cache_step, backend="interpreter")
+    per_call = []
+    with torch.no_grad():
+        for i in range(8):
+            x = torch.randn(1, 4, generator=torch.Generator().manual_seed(i))
+            with report.recording() as rec:
+                got = fast(layer, x)
+            torch.testing.assert_close(got, _cache_step(eager, x), rtol=0, atol=0)
+            assert layer.count == eager.count and torch.equal(layer.keys, eager.keys)
+            per_call.append(len(rec.report().translations))
+    terra_dyn.reset()
+    # call 0 static, call 1 the counter constant at 1, call 2 symbolic; none failed (the
+    # counter made symbolic at 1 was pinned by the keys' static length 2: 4 attempts)
+    assert per_call == [1, 1, 1, 0, 0, 0, 0, 0], per_call
+    assert len(attempts) == 3, attempts
