@@ -107,8 +107,10 @@ def _contiguous_strides(env, sizes):
     """torch's contiguous strides (a size 0 counts as 1): a symbolic size must be at least 1
     for all values."""
     strides, step = [], 1
-    for size in reversed(sizes):
+    for i, size in enumerate(reversed(sizes)):
         strides.append(step)
+        if i == len(sizes) - 1:
+            break  # the outermost size is in no stride
         if type(size) is not int:
             _need(_compare(env, size, 1) in (0, 1))
         step = step * (size if type(size) is not int else max(size, 1))
