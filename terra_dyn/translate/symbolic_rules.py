@@ -104,16 +104,18 @@ def _is_one(x):
 
 
 def _contiguous_strides(env, sizes):
-    """torch's contiguous strides (a size 0 counts as 1): a symbolic size must be at least 1
-    for all values."""
+    """torch's contiguous strides (a size 0 counts as 1: `Max(1, n)` for a symbolic size the
+    value ranges do not keep at least 1)."""
     strides, step = [], 1
     for i, size in enumerate(reversed(sizes)):
         strides.append(step)
         if i == len(sizes) - 1:
             break  # the outermost size is in no stride
-        if type(size) is not int:
-            _need(_compare(env, size, 1) in (0, 1))
-        step = step * (size if type(size) is not int else max(size, 1))
+        if type(size) is int:
+            size = max(size, 1)
+        elif _compare(env, size, 1) not in (0, 1):
+            size = torch.sym_max(size, 1)  # may be 0 (a mask over a counter that may be -1)
+        step = step * size
     return strides[::-1]
 
 
@@ -224,7 +226,10 @@ def _getitem(env, args, kwargs):
                     raise _Fail
                 start = _clamp(env, item.start, size, 0)
                 stop = _clamp(env, item.stop, size, size)
-                length = stop - start if _compare(env, stop, start) in (0, 1) else _zero_length(env, stop, start)
+                if type(start) is int and start == 0:
+                    length = stop  # clamped: never negative
+                else:
+                    length = stop - start if _compare(env, stop, start) in (0, 1) else _zero_length(env, stop, start)
                 out_sizes.append(length)
                 out_strides.append(stride)
                 offset = offset + start * stride
