@@ -7,9 +7,12 @@
  *     ("global_id", globals_dict, name, obj)   ("call_id", fn, obj)
  *     ("callback", cb)   this thread's frame callback is cb: the backend and options that
  *                        made the entry (eval_frame_current_callback)
- *     ("type_version", T, tag)   T's version tag is still tag: no attribute of T or of a
- *                        class on its MRO was set or deleted since (CPython's method cache
- *                        relies on the same tag; type_version_tag() reads one)
+ *     ("type_version", T, tag[, same])   T's version tag is still tag: no attribute of T or
+ *                        of a class on its MRO was set or deleted since (CPython's method
+ *                        cache relies on the same tag; type_version_tag() reads one). When
+ *                        the tag moved, same() -> True says the class and its MRO hold what
+ *                        they held (a write undone since: torch.fx patches nn.Module.__call__
+ *                        for a trace and restores it): the check passes and keeps the new tag
  *     ("id_weak", i, ref)   args[i] is ref(), ref a weakref: the guard does not keep a module
  *                        or parameter alive (once it dies, the check fails for good)
  *     ("no_attr", i, name)   args[i]'s instance dict lacks name (a method or forward read
@@ -113,24 +116,43 @@ static int type_tag_valid(PyTypeObject *t) {
 #endif
 }
 
-PyObject *guards_type_version_tag(PyObject *module, PyObject *type) {
-    if (!PyType_Check(type)) {
-        PyErr_SetString(PyExc_TypeError, "type_version_tag expects a type");
-        return NULL;
-    }
-    PyTypeObject *t = (PyTypeObject *)type;
+/* T's tag, assigned now if it has none; 0: none to be had, -1: error. */
+static long long assign_type_tag(PyTypeObject *t) {
     if (!type_tag_valid(t)) {
 #if PY_VERSION_HEX >= 0x030C0000
         (void)PyUnstable_Type_AssignVersionTag(t);
 #else
         /* A method-cache lookup assigns the tag (CPython 3.11 has no public call for it). */
         static PyObject *name = NULL;
-        if (name == NULL && (name = PyUnicode_InternFromString("__terra_dyn_tag__")) == NULL) return NULL;
+        if (name == NULL && (name = PyUnicode_InternFromString("__terra_dyn_tag__")) == NULL) return -1;
         (void)_PyType_Lookup(t, name);
 #endif
     }
-    if (!type_tag_valid(t)) return PyLong_FromLong(0);
-    return PyLong_FromUnsignedLong(t->tp_version_tag);
+    return type_tag_valid(t) ? (long long)t->tp_version_tag : 0;
+}
+
+PyObject *guards_type_version_tag(PyObject *module, PyObject *type) {
+    if (!PyType_Check(type)) {
+        PyErr_SetString(PyExc_TypeError, "type_version_tag expects a type");
+        return NULL;
+    }
+    long long tag = assign_type_tag((PyTypeObject *)type);
+    return tag < 0 ? NULL : PyLong_FromLongLong(tag);
+}
+
+/* A type_version check whose tag moved: ask its `same` (the class and its MRO still hold
+   what the translation read, compared one by one); when they do, the check keeps the new
+   tag and is one compare again until the next write. 1 / 0 / -1. */
+static int type_tag_moved(const Check *c, PyTypeObject *t) {
+    if (c->c == NULL || c->c == Py_None) return 0;
+    PyObject *r = PyObject_CallNoArgs(c->c);
+    if (r == NULL) return -1;
+    int same = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    long long tag = same == 1 ? assign_type_tag(t) : 0;
+    if (tag < 0) return -1;
+    if (tag > 0) ((Check *)c)->length = (Py_ssize_t)tag;
+    return same;
 }
 
 PyObject *guards_set_fast(PyObject *module, PyObject *flag) {
@@ -256,7 +278,8 @@ int guard_check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
     case K_CALLBACK: return eval_frame_current_callback() == c->a;
     case K_TYPE_VERSION: {
         PyTypeObject *t = (PyTypeObject *)c->a;
-        return type_tag_valid(t) && t->tp_version_tag == (unsigned int)c->length;
+        if (type_tag_valid(t) && t->tp_version_tag == (unsigned int)c->length) return 1;
+        return type_tag_moved(c, t);
     }
     case K_SNAPSHOT: return snapshot_check(c->snapshot);
     case K_PATHS: return path_check(c->paths, args, nargs);
@@ -345,7 +368,9 @@ static int parse_check(PyObject *t, Check *c) {
     for (int k = 0; k <= K_PATHS; k++) {
         if (strcmp(kind, kind_names[k]) == 0) c->kind = k;
     }
-    if (c->kind < 0 || PyTuple_GET_SIZE(t) != arity[c->kind]) {
+    Py_ssize_t size = PyTuple_GET_SIZE(t);
+    int optional_last = c->kind == K_TYPE_VERSION && size == arity[c->kind] + 1;  /* its `same` */
+    if (c->kind < 0 || (size != arity[c->kind] && !optional_last)) {
         PyErr_Format(PyExc_ValueError, "Guard: malformed check %R (see docs/CONTRACTS.md)", t);
         return -1;
     }
