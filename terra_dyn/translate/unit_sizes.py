@@ -53,12 +53,15 @@ _LAYOUT_READS = frozenset({"stride", "is_contiguous", "storage_offset", "data_pt
 # (DynamicShapesFailed.unit): static when 1, symbolic for other values as before
 NOT_UNIT = "1:"
 
-_installed = False
+_installed = None  # _install(): True once wrapped, False where this torch lacks what it needs
 
 
 def plainly_contiguous(real):
     """Not a view, and its strides those torch gives a new tensor of its sizes (a (1, 4)
-    tensor can be contiguous with strides (1, 1): a symbol in its place would claim them)."""
+    tensor can be contiguous with strides (1, 1): a symbol in its place would claim them);
+    False where this torch lacks what unit symbols need (then a 1 stays static)."""
+    if not _install():
+        return False
     strides, step = [], 1
     for n in reversed(real.shape):
         strides.append(step)
@@ -118,12 +121,16 @@ def _install():
     as torch does for size-oblivious symbols (statically from the ranges, else the
     default); everything else as before."""
     global _installed
-    if _installed:
-        return
+    if _installed is not None:
+        return _installed
+    import torch.fx.experimental._config as shape_config
     from torch.fx.experimental import symbolic_shapes
 
-    original = symbolic_shapes._guard_or
-    static_eval = symbolic_shapes._static_eval_sym_bool
+    original = getattr(symbolic_shapes, "_guard_or", None)
+    static_eval = getattr(symbolic_shapes, "_static_eval_sym_bool", None)
+    if original is None or static_eval is None or not hasattr(shape_config, "backed_size_oblivious"):
+        _installed = False  # another torch: sizes of 1 stay static
+        return False
 
     def _guard_or(a, default):
         units = getattr(getattr(getattr(a, "node", None), "shape_env", None), "terra_unit_symbols", None)
@@ -134,6 +141,7 @@ def _install():
 
     symbolic_shapes._guard_or = _guard_or
     _installed = True
+    return True
 
 
 def _general_site(code):
