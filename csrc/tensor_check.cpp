@@ -196,11 +196,12 @@ int ambient_matches(const AmbientSpec *spec) {
  *   LayoutCheck(fallback, T, dtype, device, sizes, strides, offset, requires_grad)(x) -> bool
  *
  * The guard of an input translated with symbolic sizes: each of `sizes`, `strides` is an int
- * or None (FREE: a symbol, any value >= 2); `strides` None: contiguous; `offset` an int,
+ * or None (FREE: a symbol, any value >= 2), a size also Ellipsis (AT_LEAST_ONE: a symbol that
+ * may be 1, any value >= 1); `strides` None: contiguous; `offset` an int,
  * None (FREE) or Ellipsis (not checked).
  * yolov3 checks ~90 of them a step: ~5 us each in Python, ~50 ns here. What this path cannot
  * decide like the Python one (see tensor_matches) calls `fallback(x, T, dtype, ...)`. */
-constexpr int64_t kFree = -1, kUnchecked = -2;
+constexpr int64_t kFree = -1, kUnchecked = -2, kAtLeastOne = -3;
 
 struct LayoutCheck {
     PyObject_HEAD
@@ -218,8 +219,8 @@ bool layout_items(PyObject *items, int64_t *out, int32_t *n) {
     *n = (int32_t)PyTuple_GET_SIZE(items);
     for (int32_t i = 0; i < *n; i++) {
         PyObject *item = PyTuple_GET_ITEM(items, i);
-        if (item == Py_None) {
-            out[i] = kFree;
+        if (item == Py_None || item == Py_Ellipsis) {
+            out[i] = item == Py_None ? kFree : kAtLeastOne;
             continue;
         }
         if (!PyLong_Check(item)) return false;
@@ -238,13 +239,14 @@ int layout_matches(const LayoutCheck *c, PyObject *obj) noexcept {
     return matches(obj, spec, [c, spec](c10::IntArrayRef sizes, c10::IntArrayRef strides, const c10::TensorImpl *impl) {
         for (int32_t i = 0; i < spec->ndim; i++) {
             int64_t want = spec->sizes[i];
-            if (want == kFree ? sizes[i] < 2 : sizes[i] != want) return false;
+            if (want == kFree ? sizes[i] < 2 : want == kAtLeastOne ? sizes[i] < 1 : sizes[i] != want) return false;
         }
         if (c->contiguous) {
             if (!impl->is_contiguous()) return false;
         } else {
             for (int32_t i = 0; i < spec->ndim; i++) {
                 int64_t want = spec->strides[i];
+                if (want == kAtLeastOne) return false;  /* sizes only */
                 if (want == kFree ? strides[i] < 2 : strides[i] != want) return false;
             }
         }
