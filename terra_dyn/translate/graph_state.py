@@ -27,7 +27,7 @@ import threading
 import torch
 import torch.fx as fx
 
-from . import autocast, meta_propagation, unit_sizes
+from . import autocast, meta_propagation, symbolic_rules, unit_sizes
 from .errors import Unsupported
 from .guard_checks import AT_LEAST_ONE, FREE, UNCHECKED
 from .meta_propagation import PURE_PYTHON_MODULES
@@ -372,6 +372,10 @@ class GraphState:
         return self._wrap_result(node, result, device)
 
     def _propagate_fake(self, kind, target, args, kwargs):
+        if self._symbols:  # the ops of a growing cache: sizes by rule, no sympy per op
+            result = symbolic_rules.propagate(self, kind, target, args, kwargs)
+            if result is not None:
+                return result
         fake_args = tuple(seen_by_op(a, "fake") for a in args)
         fake_kwargs = {k: seen_by_op(v, "fake") for k, v in kwargs.items()}
         _quiet.state.active = True
