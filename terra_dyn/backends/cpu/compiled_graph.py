@@ -33,7 +33,7 @@ from ..fusion import decompositions
 from ..fusion.attention import fuse_attention
 from ..fusion.lowering import drop_no_op_views, is_inplace, lower_to_aten
 from ..fusion.partition import FusionGroup, partition
-from ..fusion.compiled import FusedGraph
+from ..fusion.compiled import FusedGraph, exact_guard, needs_autograd
 from ..fusion.joint import Trial
 from . import codegen, fast_calls
 from .column import XBLOCK, is_column
@@ -268,12 +268,22 @@ class CpuCompiledGraph(FusedGraph):
     LOWER_AT_CALL = 2  # fusion/compiled.py: signatures that never repeat are not lowered
     MAX_LOWERINGS = 4
 
-    # With `payback`, a graph runs eagerly until its eager run time adds up to this fraction
-    # of what a lowering costs (make_fx + g++, measured in this process): a graph run a few
-    # times, or cheap per call (the ten programs' small graphs, recompiled every step or
-    # two), never pays a lowering worth more than a quarter of the time it ran.
-    PAYBACK = 0.25
-    lowering_seconds = 0.2  # the mean cost of a lowering here, updated as lowerings run
+    # With `payback`, a graph runs eagerly until its eager run time adds up to PAYBACK x
+    # what lowering it would cost, and then a signature is lowered once its own eager time
+    # adds up to that: a lowering that saves nothing then costs at most the time the graph
+    # ran (a rent-or-buy bound), and graphs run a few times, or cheap per call (the ten
+    # programs' small graphs, recompiled every step or two, faster_rcnn's per-image
+    # shapes), never pay make_fx + g++ for nothing. The cost is estimated per graph from
+    # its node count and what lowerings measured in this process: yolov3's 237-node
+    # training graph took 5.6 s (joint make_fx 2.8 s + forward lowering 2.8 s), a 10-node
+    # chain ~0.1 s; one mean for all graphs (0.25 x, before) lowered the big one after 50 ms
+    # of eager time and stalled a step for seconds.
+    PAYBACK = 1.0
+    # seconds per graph node, moving averages updated as lowerings run here: "lower" (make_fx
+    # + partition + codegen of one graph), "joint" (make_fx of a training graph's joint graph;
+    # a training lowering also lowers its forward and backward halves)
+    seconds_per_node = {"lower": 5e-3, "joint": 12e-3}
+    MIN_NODES = 20  # a small graph's lowering still pays make_fx's fixed costs
 
     def __init__(self, gm, example_inputs, notes=None, eager_calls=0, payback=False, asynchronous=False):
         # eager_calls: the first calls run the user's graph module as it is (the
@@ -287,6 +297,11 @@ class CpuCompiledGraph(FusedGraph):
         # itself builds at once (tests look at the kernels right after a call)
         self.asynchronous = asynchronous
         self.eager_seconds = 0.0
+        self.nodes = len(gm.graph.nodes)
+        self.trains = None  # whether the graph's first call trained (its lowering cost)
+        self.credit = None  # graph-module seconds for the first signature past the payback
+        self.credited = False
+        self._unlowered = None  # (exact guard, key) of the last signature run unlowered
         # auto keeps a lowering only if it measured faster than the graph module: after the
         # lowering, calls alternate between the two until each has TRIAL_CALLS times, then
         # the faster stays (a small MLP's training step: ATen matmuls and kernels too small
@@ -324,21 +339,61 @@ class CpuCompiledGraph(FusedGraph):
         try:
             return super()._joint_program(args)
         finally:
-            type(self).lowering_seconds = 0.8 * self.lowering_seconds + 0.2 * (time.perf_counter() - start)
+            self._measured("joint", time.perf_counter() - start, self.nodes)
 
-    def payback_seconds(self) -> float:
-        return self.PAYBACK * self.lowering_seconds
+    def _measured(self, kind, seconds, nodes):
+        per = type(self).seconds_per_node
+        per[kind] = 0.8 * per[kind] + 0.2 * seconds / max(nodes, self.MIN_NODES)
+
+    def lowering_cost(self, training=False) -> float:
+        """Estimated seconds to lower this graph for one signature (training: the joint
+        graph and its two halves)."""
+        per = self.seconds_per_node
+        return max(self.nodes, self.MIN_NODES) * (per["joint"] + 2 * per["lower"] if training else per["lower"])
+
+    def payback_seconds(self, training=None) -> float:
+        return self.PAYBACK * self.lowering_cost(bool(self.trains) if training is None else training)
+
+    def _worth_lowering(self, key, training=False) -> bool:
+        if not self.payback:
+            return super()._worth_lowering(key, training)
+        # "cpu" by name: a signature is lowered once its own graph-module time pays; the
+        # graph-wide time that let calls get here counts for the first signature to come
+        if len(self.unlowered_seconds) > 1024:  # values that never repeat: forget them
+            self.unlowered_seconds.clear()
+        if self.credit is not None:
+            self.unlowered_seconds[key] = self.unlowered_seconds.get(key, 0.0) + self.credit
+            self.credit = None
+        return self.unlowered_seconds.get(key, 0.0) >= self.payback_seconds(training)
+
+    def signature_key(self, args, training=False):
+        # a repeated unlowered signature's key comes from its exact guard (~1 us a tensor
+        # otherwise: a training graph's inputs are every parameter)
+        last = self._unlowered
+        if last is not None and last[2] == training and last[0].check(*args):
+            return last[1]
+        return super().signature_key(args, training)
+
+    def _timed_graph_module(self, key, args=None):
+        if self.payback and args is not None and (self._unlowered is None or self._unlowered[1] is not key):
+            guard = exact_guard(args)
+            self._unlowered = None if guard is None else (guard, key, len(key) > len(args))
+        return super()._timed_graph_module(key)
 
     def __call__(self, *args):
         if self.eager_only:
             return self.gm.forward(*args)  # not nn.Module.__call__: a few us a call
-        if self.eager_calls > 0 or self.payback and self.eager_seconds < self.PAYBACK * self.lowering_seconds:
+        if self.trains is None:
+            self.trains = needs_autograd(args) or self.trainable_attributes and torch.is_grad_enabled()
+        if self.eager_calls > 0 or self.payback and self.eager_seconds < self.payback_seconds():
             self.eager_calls -= 1
             start = time.perf_counter()
             result = self.gm.forward(*args)
             elapsed = time.perf_counter() - start
             self.eager_seconds += elapsed
             return result
+        if self.payback and not self.credited:  # from now on each signature pays for itself
+            self.credit, self.credited = self.eager_seconds, True
         if self.trial is None:
             return FusedGraph.__call__(self, *args)
         return self._on_trial(args)
@@ -382,7 +437,7 @@ class CpuCompiledGraph(FusedGraph):
         start = time.perf_counter()
         gm = self.graph_to_lower()
         program = Program(lower_to_aten(gm, args, self.decomposition_table()), self, gm)
-        type(self).lowering_seconds = 0.8 * self.lowering_seconds + 0.2 * (time.perf_counter() - start)
+        self._measured("lower", time.perf_counter() - start, self.nodes)
         return program
 
     def describe_step(self, program, step) -> str:

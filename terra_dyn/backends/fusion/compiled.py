@@ -147,7 +147,7 @@ class FusedGraph:
         anyway (a subclass that measures its lowerings says; inf: never)."""
         return math.inf
 
-    def _worth_lowering(self, key) -> bool:
+    def _worth_lowering(self, key, training=False) -> bool:
         if not self.lowered:
             return True
         if len(self.unlowered_calls) > 1024:  # values that never repeat: forget them
@@ -164,22 +164,31 @@ class FusedGraph:
         calls = self.unlowered_calls[key] = self.unlowered_calls.get(key, 0) + 1
         return calls >= self.LOWER_AT_CALL
 
-    def _timed_graph_module(self, key):
-        """self.gm, adding each call's time to `key`'s unlowered seconds."""
+    def _timed_graph_module(self, key, args=None):
+        """self.gm's forward, adding each call's time to `key`'s unlowered seconds (`args`:
+        the call's arguments, for a subclass that remembers them)."""
+        forward = self.gm.forward  # not nn.Module.__call__: a few us a call
+
         def run(*args):
             start = time.perf_counter()
             try:
-                return self.gm(*args)
+                return forward(*args)
             finally:
                 self.unlowered_seconds[key] = self.unlowered_seconds.get(key, 0.0) + time.perf_counter() - start
+        run.runs_graph_module = True  # an error is the user's own: never run it again
         return run
 
-    def _program(self, args):
+    def signature_key(self, args, training=False):
+        """The key of `args`'s Program (training: and of which inputs require grad)."""
         key = signature(args, self.keys_by_type)
+        return key + tuple(isinstance(a, torch.Tensor) and a.requires_grad for a in args) if training else key
+
+    def _program(self, args):
+        key = self.signature_key(args)
         program = self.programs.get(key)
         if program is None:
             if not self._worth_lowering(key):
-                return self._timed_graph_module(key)
+                return self._timed_graph_module(key, args)
             try:
                 program = self.lower(args)
                 paid = isinstance(program, self.program_type)  # not a cheap "run gm" (fake inputs)
@@ -232,8 +241,7 @@ class FusedGraph:
         return backward
 
     def _autograd_program(self, args):
-        grads = tuple(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
-        key = signature(args, self.keys_by_type) + grads
+        key = self.signature_key(args, training=True)
         program = self.autograd_programs.get(key)
         if isinstance(program, JointProgram) and program.fuses_nothing:
             # no kernel in either half: the pair would only add an autograd.Function, the
@@ -241,8 +249,8 @@ class FusedGraph:
             # MLP's training step: 0.77x eager), so eager autograd runs the graph module
             self.note("training graph without kernels: runs eagerly (autograd records the graph module's ops)")
             program = self.autograd_programs[key] = self.gm
-        if program is None and not self._worth_lowering(key):
-            return self.gm
+        if program is None and not self._worth_lowering(key, training=True):
+            return self._timed_graph_module(key, args)
         if program is None and self.saves_activations:
             program = self._joint_program(args)
             self.lowered = True
@@ -361,6 +369,8 @@ class FusedGraph:
                 return self.gm.forward(*args)
         if program is self.gm:
             return self.gm.forward(*args)  # not nn.Module.__call__: a few us a call
+        if getattr(program, "runs_graph_module", False):
+            return program(*args)
         if config.strict:
             return program(*args)
         try:
