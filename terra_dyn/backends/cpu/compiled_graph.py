@@ -165,6 +165,11 @@ class Program:
         plain = owner.gm if plain is None else plain
         self.eager_run = fast_calls.fast_module(plain).forward
         self.pending = None  # a PendingBuild while g++ builds the kernels in the background
+        # a measuring owner ("cpu" by name, "auto") keeps this signature's kernels only if
+        # they measured faster than the graph module: once built, its calls alternate
+        # between the two until each side has TRIAL_CALLS, then the faster runs from then on
+        self.trial = ([], [])  # (graph module, kernels) seconds a call
+        self.verdict = None  # "kernels" or "eager" once the trial is over
         library = self._build(list(kernels.values()), owner.asynchronous)
         if isinstance(library, PendingBuild):
             # calls run eagerly until the build is done (each polls it, a few us): the
@@ -176,6 +181,30 @@ class Program:
     def _finish(self, library):
         self.gm = self._rewrite(self.aten_gm.graph, library)
         self.run = self.gm.forward if library is not None else self.eager_run
+        if library is not None and self.owner.measures:
+            self.run = self._trial_call  # the rewrite above is not in any timed call
+
+    def _trial_call(self, *args):
+        # per signature: the frontend's one symbolic graph for a 1K and a 16M chain has one
+        # Program per size, and a verdict at 1K (call costs) says nothing about 16M (memory)
+        eager, lowered = self.trial
+        run_eager = len(eager) < len(lowered)
+        clock = self.owner.clock
+        start = clock()
+        result = self.eager_run(*args) if run_eager else self.gm.forward(*args)
+        (eager if run_eager else lowered).append(clock() - start)
+        if len(eager) >= self.owner.TRIAL_CALLS:
+            self._end_trial(min(eager), min(lowered))
+        return result
+
+    def _end_trial(self, eager, lowered):
+        """Each side's fastest call (load from other processes only ever adds time)."""
+        old, self.verdict = self.run, "eager" if lowered >= eager else "kernels"
+        self.run = self.eager_run if self.verdict == "eager" else self.gm.forward
+        if self.verdict == "eager":
+            self.owner.note(f"kernels measured slower than the graph module ({lowered * 1e6:.0f} us against "
+                            f"{eager * 1e6:.0f} us a call): the signature runs eagerly")
+        self.owner.replace_run(old, self.run)
 
     def _until_built(self, *args):
         if not self.pending.done():
@@ -302,19 +331,15 @@ class CpuCompiledGraph(FusedGraph):
         self.credit = None  # graph-module seconds for the first signature past the payback
         self.credited = False
         self._unlowered = None  # (exact guard, key) of the last signature run unlowered
-        # auto keeps a lowering only if it measured faster than the graph module: after the
-        # lowering, calls alternate between the two until each has TRIAL_CALLS times, then
-        # the faster stays (a small MLP's training step: ATen matmuls and kernels too small
-        # to pay for their calls; the eager calls before the lowering are cold, not a yardstick)
-        # "cpu" by name (payback) measures too, once its kernels are built; training calls
-        # are measured per signature by their JointProgram (forward and backward, joint_trial)
+        # auto and "cpu" by name keep kernels only where they measured faster: an inference
+        # signature's Program times its kernels against the graph module (Program._trial_call),
+        # a training signature's JointProgram the compiled pair against eager autograd
+        # (joint_trial); the eager calls before a lowering are cold, not a yardstick
         self.measures = eager_calls > 0 or payback
-        self.trial = ([], []) if self.measures else None  # (eager, lowered) seconds a call
-        self.eager_only = False
         self._graph_to_lower = None
         super().__init__(gm, example_inputs, notes, lower_now=eager_calls == 0 and not payback)
 
-    # calls timed on each side before a lowering is kept or dropped; each side's fastest
+    # calls timed on each side before kernels are kept or dropped; each side's fastest
     # call is its figure (load from other processes only ever adds time: with 3 calls and
     # medians, a 1K chain's kernels, 4x faster than eager, measured slower at load 14)
     TRIAL_CALLS = 5
@@ -381,48 +406,17 @@ class CpuCompiledGraph(FusedGraph):
         return super()._timed_graph_module(key)
 
     def __call__(self, *args):
-        if self.eager_only:
-            return self.gm.forward(*args)  # not nn.Module.__call__: a few us a call
         if self.trains is None:
             self.trains = needs_autograd(args) or self.trainable_attributes and torch.is_grad_enabled()
         if self.eager_calls > 0 or self.payback and self.eager_seconds < self.payback_seconds():
             self.eager_calls -= 1
             start = time.perf_counter()
-            result = self.gm.forward(*args)
-            elapsed = time.perf_counter() - start
-            self.eager_seconds += elapsed
+            result = self.gm.forward(*args)  # not nn.Module.__call__: a few us a call
+            self.eager_seconds += time.perf_counter() - start
             return result
         if self.payback and not self.credited:  # from now on each signature pays for itself
             self.credit, self.credited = self.eager_seconds, True
-        if self.trial is None:
-            return FusedGraph.__call__(self, *args)
-        return self._on_trial(args)
-
-    def _on_trial(self, args):
-        if torch.is_grad_enabled() and (self.trainable_attributes or any(
-                isinstance(a, torch.Tensor) and a.requires_grad for a in args)):
-            return FusedGraph.__call__(self, *args)  # a training call: its JointProgram's trial
-        eager, lowered = self.trial
-        run_eager = len(eager) < len(lowered)
-        lowerings = self.lowerings
-        ready = run_eager or self.kernels_ready()  # kernels still building: their calls run eagerly
-        start = self.clock()
-        result = self.gm.forward(*args) if run_eager else FusedGraph.__call__(self, *args)
-        elapsed = self.clock() - start
-        if run_eager:
-            eager.append(elapsed)
-        elif self.lowerings == lowerings and ready:  # a call that paid no lowering, with kernels
-            lowered.append(elapsed)
-        if len(eager) >= self.TRIAL_CALLS:
-            self._end_trial(min(eager), min(lowered))
-        return result
-
-    def _end_trial(self, eager, lowered):
-        self.trial = None
-        if lowered >= eager:
-            self.eager_only = True
-            self.note(f"kernels measured slower than the graph module ({lowered * 1e6:.0f} us against "
-                      f"{eager * 1e6:.0f} us a call): the graph runs eagerly")
+        return FusedGraph.__call__(self, *args)
 
     def note(self, line: str):
         if line not in self.notes and config.verbose:

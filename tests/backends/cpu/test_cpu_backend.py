@@ -216,16 +216,16 @@ def test_auto_keeps_a_lowering_only_when_it_measured_faster(monkeypatch):
     for _ in range(AUTO_CPU_EAGER_CALLS + 1 + 2 * trial_calls):
         x = torch.randn(64, 64)
         assert_same(compiled(x), torch.tanh(x * 2 + 1) * x)
-    assert graph.trial is None, "the trial never ended"
-    slower = lookup("auto")(gm, [torch.randn(64, 64)])
-    slower = getattr(slower, "fn", slower)
-    slower._end_trial(eager=1e-4, lowered=2e-4)
-    assert slower.eager_only and "slower" in slower.notes[-1]
+    (program,) = [p for p in graph.programs.values() if isinstance(p, Program)]
+    assert program.verdict is not None, "the trial never ended"
+    program._end_trial(eager=1e-4, lowered=2e-4)
+    assert program.verdict == "eager" and "slower" in graph.notes[-1]
+    assert program.run == program.eager_run
     x = torch.randn(64, 64)
-    assert_same(slower(x), torch.tanh(x * 2 + 1) * x)
-    faster = getattr(lookup("auto")(gm, [torch.randn(64, 64)]), "fn", None)
-    faster._end_trial(eager=2e-4, lowered=1e-4)
-    assert not faster.eager_only
+    assert_same(compiled(x), torch.tanh(x * 2 + 1) * x)
+    program._end_trial(eager=2e-4, lowered=1e-4)
+    assert program.verdict == "kernels" and program.run == program.gm.forward
+    assert_same(compiled(x), torch.tanh(x * 2 + 1) * x)
 
 
 def test_fake_tensor_calls_run_through_aten():
