@@ -313,6 +313,33 @@ def test_a_graph_refusing_the_joint_graph_is_traced_once():
     assert sum("mutates a tensor" in n for n in compiled.notes) == 1
 
 
+def test_a_graph_calling_an_inplace_op_refuses_the_joint_graph_without_tracing_it(monkeypatch):
+    from terra_dyn.backends.fusion import compiled as fused
+    from terra_dyn.backends.fusion.compiled import mutates
+    traced = []
+
+    class Counted(fused.JointProgram):
+        def __init__(self, *args, **kwargs):
+            traced.append(1)
+            super().__init__(*args, **kwargs)
+    monkeypatch.setattr(fused, "JointProgram", Counted)
+
+    def fn(x, buf):
+        buf.mul_(2)
+        return (x * buf).tanh().sum()
+    x, buf = torch.randn(3, 8, requires_grad=True), torch.ones(8)
+    compiled = compile_graph(trace(fn), [x, buf])
+    for _ in range(3):
+        ours_buf, eager_buf = buf.clone(), buf.clone()
+        got = torch.autograd.grad(compiled(x, ours_buf), x)[0]
+        assert_same((got, ours_buf), (torch.autograd.grad(fn(x, eager_buf), x)[0], eager_buf))
+    assert not traced and compiled.joint_refused == "the graph mutates a tensor", compiled.describe()
+    assert mutates(trace(lambda x: torch.relu_(x * 2)))
+    assert mutates(trace(lambda x: torch.nn.functional.relu(x * 2, inplace=True)))
+    assert not mutates(trace(lambda x: torch.relu(x * 2).requires_grad_()))
+    assert not mutates(trace(lambda x: torch.tanh(x) * 2))
+
+
 def test_cpu_by_name_lowers_a_graph_once_its_eager_time_pays(monkeypatch):
     # graphs the frontend recompiles and runs a few times never pay make_fx + g++
     from terra_dyn.backends.cpu.compiled_graph import CpuCompiledGraph
