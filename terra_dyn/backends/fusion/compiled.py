@@ -79,23 +79,41 @@ def signature(args, with_type=False) -> tuple:
     return tuple(key)
 
 
-def mutates(gm: fx.GraphModule) -> bool:
-    """The user's graph calls an in-place op (`x.add_(y)`, `torch.relu_(x)`, `F.relu(x,
-    inplace=True)`, `x[i] = v`): its joint graph would keep that ATen op and be refused
-    (joint.py), which a make_fx of a big graph took seconds to find (bert's 142-node training
-    graph 1.5-2.5 s). Only sure cases: a graph not caught here is traced and checked as before."""
+_DROPOUTS = {torch.nn.functional.dropout, torch.nn.functional.dropout1d, torch.nn.functional.dropout2d,
+             torch.nn.functional.dropout3d, torch.nn.functional.alpha_dropout,
+             torch.nn.functional.feature_alpha_dropout}
+
+
+def _draws(node) -> bool:
+    """F.dropout(x, p, training) with a literal p > 0 and training True (its defaults: 0.5, True)."""
+    if node.target not in _DROPOUTS:
+        return False
+    p = node.args[1] if len(node.args) > 1 else node.kwargs.get("p", 0.5)
+    training = node.args[2] if len(node.args) > 2 else node.kwargs.get("training", True)
+    return isinstance(p, (int, float)) and p > 0 and training is True
+
+
+def joint_refusal(gm: fx.GraphModule) -> str:
+    """Why the joint graph of the user's graph would be refused (joint.py), read from the graph
+    itself ('' when not sure): an in-place op (`x.add_(y)`, `torch.relu_(x)`, `inplace=True`,
+    `x[i] = v`) stays one in the joint graph, and a dropout draws (traced, its bernoulli_ is
+    in-place too). Finding out by make_fx took seconds for a big graph (bert's 142-node
+    training graph, with dropout: 1.5-2.5 s; gpt2's 6-node one 154 ms). A graph not caught
+    here is traced and checked as before."""
     for node in gm.graph.nodes:
         if node.op == "call_method":
             name = node.target
         elif node.op == "call_function":
             if node.target is operator.setitem or node.kwargs.get("inplace") is True:
-                return True
+                return "the graph mutates a tensor"
+            if _draws(node):
+                return "the graph draws random numbers"
             name = getattr(node.target, "__name__", "")
         else:
             continue
         if name.endswith("_") and not name.endswith("__") and name != "requires_grad_":
-            return True
-    return False
+            return "the graph mutates a tensor"
+    return ""
 
 
 class FusedGraph:
@@ -310,8 +328,8 @@ class FusedGraph:
         self.last_training = None if guard is None else (guard, program)
 
     def _joint_program(self, args):
-        if not self.joint_refused and mutates(self.gm):
-            self.joint_refused = "the graph mutates a tensor"  # joint.py's reason, without a make_fx
+        if not self.joint_refused and joint_refusal(self.gm):
+            self.joint_refused = joint_refusal(self.gm)  # joint.py's reason, without a make_fx
             self.note(f"inputs require grad and {self.joint_refused}: graph ran eagerly so autograd records ATen ops")
         if self.joint_refused:  # the graph's own structure (a mutation, a random draw): no retrace
             return self.gm

@@ -313,9 +313,9 @@ def test_a_graph_refusing_the_joint_graph_is_traced_once():
     assert sum("mutates a tensor" in n for n in compiled.notes) == 1
 
 
-def test_a_graph_calling_an_inplace_op_refuses_the_joint_graph_without_tracing_it(monkeypatch):
+def _joint_graphs_traced(monkeypatch) -> list:
+    """A list that gets an item for every JointProgram (a make_fx of a joint graph) built."""
     from terra_dyn.backends.fusion import compiled as fused
-    from terra_dyn.backends.fusion.compiled import mutates
     traced = []
 
     class Counted(fused.JointProgram):
@@ -323,6 +323,12 @@ def test_a_graph_calling_an_inplace_op_refuses_the_joint_graph_without_tracing_i
             traced.append(1)
             super().__init__(*args, **kwargs)
     monkeypatch.setattr(fused, "JointProgram", Counted)
+    return traced
+
+
+def test_a_graph_calling_an_inplace_op_refuses_the_joint_graph_without_tracing_it(monkeypatch):
+    from terra_dyn.backends.fusion.compiled import joint_refusal
+    traced = _joint_graphs_traced(monkeypatch)
 
     def fn(x, buf):
         buf.mul_(2)
@@ -334,10 +340,27 @@ def test_a_graph_calling_an_inplace_op_refuses_the_joint_graph_without_tracing_i
         got = torch.autograd.grad(compiled(x, ours_buf), x)[0]
         assert_same((got, ours_buf), (torch.autograd.grad(fn(x, eager_buf), x)[0], eager_buf))
     assert not traced and compiled.joint_refused == "the graph mutates a tensor", compiled.describe()
-    assert mutates(trace(lambda x: torch.relu_(x * 2)))
-    assert mutates(trace(lambda x: torch.nn.functional.relu(x * 2, inplace=True)))
-    assert not mutates(trace(lambda x: torch.relu(x * 2).requires_grad_()))
-    assert not mutates(trace(lambda x: torch.tanh(x) * 2))
+    F = torch.nn.functional
+    assert joint_refusal(trace(lambda x: torch.relu_(x * 2))) == "the graph mutates a tensor"
+    assert joint_refusal(trace(lambda x: F.relu(x * 2, inplace=True))) == "the graph mutates a tensor"
+    assert joint_refusal(trace(lambda x: F.dropout(x * 2, 0.1, True))) == "the graph draws random numbers"
+    assert joint_refusal(trace(lambda x: F.dropout(x * 2))) == "the graph draws random numbers"
+    for fn in (lambda x: F.dropout(x * 2, 0.1, False), lambda x: F.dropout(x, 0.0),
+               lambda x: torch.relu(x * 2).requires_grad_(), lambda x: torch.tanh(x) * 2):
+        assert joint_refusal(trace(fn)) == ""
+
+
+def test_a_training_graph_with_dropout_runs_eager_autograd_without_tracing_the_joint_graph(monkeypatch):
+    traced = _joint_graphs_traced(monkeypatch)
+    fn = lambda x: torch.nn.functional.dropout(x.tanh(), 0.3) * 2  # noqa: E731
+    x = torch.randn(4, 8, requires_grad=True)
+    compiled = compile_graph(trace(fn), [x])
+    for seed in range(3):
+        torch.manual_seed(seed)
+        got = torch.autograd.grad(compiled(x).sum(), x)[0]
+        torch.manual_seed(seed)
+        assert_same(got, torch.autograd.grad(fn(x).sum(), x)[0])
+    assert not traced and compiled.joint_refused == "the graph draws random numbers", compiled.describe()
 
 
 def test_cpu_by_name_lowers_a_graph_once_its_eager_time_pays(monkeypatch):
