@@ -300,8 +300,42 @@ int guard_check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
     return ok;
 }
 
+/* The Python predicate after the C checks passed: 1 / 0, -1 a Ctrl-C (the user's: kept). */
+static int fallback_holds(Guard *g, PyObject *const *args, Py_ssize_t nargs) {
+    if (g->fallback == NULL) return 1;
+    PyObject *r = PyObject_Vectorcall(g->fallback, args, nargs, NULL);
+    int ok = r != NULL && PyObject_IsTrue(r) == 1;
+    Py_XDECREF(r);
+    if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_Exception)) return -1;
+    PyErr_Clear();
+    return ok;
+}
+
+/* After the batch was built: the checks it does not cover, in order (the batch reads no
+   slot and runs no user code, so checking it first changes no answer). */
+static void note_unbatched(Guard *g) {
+    g->n_rest = -1;
+    if (snapshot_batch_size(g->batch) == 0) return;
+    if (g->rest == NULL && (g->rest = PyMem_Calloc(g->n, sizeof(Py_ssize_t))) == NULL) return;
+    Py_ssize_t n = 0;
+    for (Py_ssize_t i = 0; i < g->n; i++) {
+        const Check *c = &g->checks[i];
+        if (!(c->kind == K_SNAPSHOT && snapshot_is_batched(c->snapshot))) g->rest[n++] = i;
+    }
+    g->n_rest = n;
+}
+
 int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs) {
     Guard *g = (Guard *)guard;
+    /* the batch holds: only the checks it does not cover (a batch that holds is the one
+       note_unbatched described: every build is followed by it, below) */
+    if (g->batch != NULL && g->n_rest >= 0 && snapshot_batch_check(g->batch)) {
+        for (Py_ssize_t k = 0; k < g->n_rest; k++) {
+            int r = guard_check_one(&g->checks[g->rest[k]], args, nargs);
+            if (r != 1) return r;
+        }
+        return fallback_holds(g, args, nargs);
+    }
     /* the batch, checked where the first snapshot check is: 1 it holds (its snapshots are
        skipped), -1 it does not (every snapshot checked: rebuilt if the guard passes) */
     int batch = 0;
@@ -314,16 +348,11 @@ int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs) {
         int r = guard_check_one(c, args, nargs);
         if (r != 1) return r;
     }
-    int ok = 1;
-    if (g->fallback != NULL) {
-        PyObject *r = PyObject_Vectorcall(g->fallback, args, nargs, NULL);
-        ok = r != NULL && PyObject_IsTrue(r) == 1;
-        Py_XDECREF(r);
-        /* A Ctrl-C while the Python predicate runs is the user's: keep it (-1) */
-        if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_Exception)) return -1;
-        PyErr_Clear();
+    int ok = fallback_holds(g, args, nargs);
+    if (ok == 1 && batch == -1) {
+        snapshot_batch_build(g->batch);
+        note_unbatched(g);
     }
-    if (ok && batch == -1) snapshot_batch_build(g->batch);
     return ok;
 }
 
@@ -350,9 +379,10 @@ int guard_spec_matches(const void *spec, PyObject *value) {
     return fast_api->tensor_matches(value, (const TensorSpec *)spec);
 }
 
-/* Prefetch hints for a later guard_spec_matches (tensor_check.h, tensor_prefetch). */
-void guard_spec_prefetch(const void *spec, PyObject *value, int level) {
-    fast_api->tensor_prefetch(value, (const TensorSpec *)spec, level);
+/* Many parameters' checks (a snapshot batch's): tensors_match (tensor_check.h). The batch
+   holds fast specs only, so the module is loaded. */
+int guard_tensors_match(void *entries, Py_ssize_t n) {
+    return n == 0 ? 1 : fast_api->tensors_match((TensorEntry *)entries, n);
 }
 
 /* ---- construction ---- */
@@ -471,6 +501,7 @@ static int setup_batch(Guard *self) {
         if (self->checks[i].kind == K_SNAPSHOT) memos[n++] = self->checks[i].snapshot;
     }
     self->batch = snapshot_batch_new(memos, n);
+    self->n_rest = -1;
     PyMem_Free(memos);
     return self->batch == NULL ? -1 : 0;
 }
@@ -527,6 +558,7 @@ static void guard_dealloc(Guard *self) {
     guard_clear(self);
     PyMem_Free(self->checks);
     PyMem_Free(self->specs);
+    PyMem_Free(self->rest);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
