@@ -71,8 +71,9 @@ class CodeInfo:
     def lineno(self, pc):
         for i in range(pc, -1, -1):
             ins = self.instrs[i]
-            if getattr(ins, "lineno", None):
-                return ins.lineno
+            lineno = getattr(ins, "lineno", None)
+            if type(lineno) is int and lineno:  # (bytecode's UNSET has no truth value)
+                return lineno
         return self.code.co_firstlineno
 
     @property

@@ -260,10 +260,16 @@ def _b_reversed(tx, seq):
         return seq.iterate(reverse=True)
     if isinstance(seq, (IteratorValue, OpaqueIterator)):
         raise Unsupported("reversed() of an iterator (raises natively)")
-    return IteratorValue(list(reversed(unpack(tx, seq))))  # immutable: tuple, range, str
+    it = IteratorValue(list(reversed(unpack(tx, seq))))  # immutable: tuple, range, str
+    if isinstance(seq, ConstValue) and type(seq.value) in (range, str, tuple, bytes) or \
+            isinstance(seq, TupleValue) and seq.cls is tuple:
+        it.origin, it.reverse = seq, True  # rebuilt as reversed(seq) at its index (iterators.py)
+    return it
 
 
-def _b_iter(tx, v):
+def _b_iter(tx, v, *sentinel):
+    if sentinel:
+        raise Unsupported("iter(callable, sentinel) (runs natively)")
     return get_iter(tx, v)
 
 

@@ -13,13 +13,16 @@ One context per attempt: a graph break restarts the translation with `stop_at` s
 that nothing from the abandoned attempt leaks into the next one.
 """
 
+import builtins
 import time
+import types
 
 import torch
 
 from ..real_types import isa
 from . import autocast
 from . import wrap as wrap_mod
+from .errors import Unsupported
 from .graph_state import GraphState
 from .guards import GuardSet
 from .sources import GlobalSource
@@ -84,8 +87,27 @@ class TranslationContext:
         return self.wrap(real, GlobalSource(name))
 
     def guard_builtin(self, f_globals, name):
+        """`name`, absent from `f_globals`, read from the builtins dict as LOAD_GLOBAL reads
+        it (the one the function's globals name, not the builtins module's attributes:
+        those include `__annotations__`, made on first read): (value,) or None. Guarded: the
+        name stays absent from the globals and the builtins dict still maps it to the value
+        (`builtins.len = ...` after the first call reaches the next one)."""
+        b = builtins_of(f_globals)
+        if name not in b:
+            return None
+        real = b[name]
         if f_globals is self.f_globals:
             self.guards.global_absent(name)
+        else:
+            key = ("foreign_absent", id(f_globals), name)
+            if key not in self.guards._seen:
+                self.guards._seen.add(key)
+                self.guards.checks.append(("global_id", f_globals, name, None))
+        key = ("builtin", id(b), name)
+        if key not in self.guards._seen:
+            self.guards._seen.add(key)
+            self.guards.checks.append(("global_id", b, name, real))
+        return (real,)
 
     def keep_alive(self, obj):
         """`obj` is keyed by id in this context: it must outlive it."""
@@ -117,6 +139,25 @@ class TranslationContext:
         torch._C._set_grad_enabled(self._initial_grad)
         self.autocast.close()
         self.owners.clear()  # user objects: not kept past the translation
+        # Values made during the translation refer back to the context (a lazy list's
+        # realize closure): a cycle that only the cyclic gc would free, keeping the frame's
+        # objects alive past the drops the rewritten code makes (a `__del__` ran late, a
+        # weakref stayed alive). Let go of what the context holds; the translation's result
+        # keeps what it needs on its own.
+        for name in ("_keepalive", "_mutables", "_by_type_objects", "mutated", "context_vars", "global_overlay"):
+            getattr(self, name).clear()
+        self.graph = None
+
+
+def builtins_of(f_globals):
+    """The builtins dict a function made with these globals reads (CPython's
+    `_PyEval_BuiltinsFromGlobals`): `__builtins__` there, a module's dict or a dict."""
+    b = f_globals.get("__builtins__", builtins)
+    if isinstance(b, types.ModuleType):
+        b = b.__dict__
+    if type(b) is not dict:
+        raise Unsupported("the globals' __builtins__ is not a dict or a module")
+    return b
 
 
 class _ForeignGlobal(GlobalSource):

@@ -310,7 +310,20 @@ def _break_site(tx, native_rest=False):
     # the frame's own cells go to resume functions as cells (see codegen/resume.py)
     cells = [tx.cells[n] if n in tx.cells else CellValue(None) for n in tx.code.co_cellvars]
     is_call = rules.is_call(instr)
-    if is_call:
+    if name in ("STORE_FAST", "DELETE_FAST") and not native_rest:
+        # a drop that may finalize (opcodes_stack.check_drop): done here, not natively (the
+        # rewritten frame's slot of that name is not the one handed on); the dropped value's
+        # slot is then released before the resume call (graph_call._released)
+        if name == "STORE_FAST":
+            value = stack.pop()
+            if isinstance(value, NullValue):
+                live.pop(instr.arg, None)
+            else:
+                live[instr.arg] = value
+        else:
+            live.pop(instr.arg, None)
+        is_call, pops, pushes, native, kind = False, 0, 0, [], "plain"
+    elif is_call:
         native, pops = rules.native_call(instr, tx.kw_names or ())
         pushes, kind = 1, "plain"
     elif rules.is_cond_jump(instr):

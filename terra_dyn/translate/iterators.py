@@ -53,7 +53,12 @@ class IteratorValue(Value):
     the graph break redoes it natively on the real iterator, which `rebuild_call()` makes in the
     same state: (callable, [argument Values]), or None for iter(remaining items)."""
 
-    range = None  # the range iterated: rebuilt as iter(range[index:]) (see operators.get_iter)
+    # the str, tuple, bytes or range iterated (a ConstValue or TupleValue; operators.get_iter,
+    # builtins_ops reversed): rebuilt as iter(origin) (reversed(origin) when `reverse`) after
+    # `index` steps, CPython's own iterator type with its `__reduce__`
+    origin = None
+    reverse = False
+    exhausted_as = None  # once exhausted: (callable, args) making an exhausted real one
 
     def __init__(self, items, index=0, live=None):
         self._items = list(items)
@@ -87,8 +92,18 @@ class IteratorValue(Value):
         return True  # zip and enumerate are not: their state is in the iterators they wrap
 
     def _exhaust(self):
+        self.exhausted_as = self._exhausted_call()
         self.exhausted = True
-        self._items, self.index, self.live, self.range = [], 0, None, None
+        self._items, self.index, self.live, self.origin = [], 0, None, None
+
+    def _exhausted_call(self):
+        """How to make the real iterator once exhausted: of its own type, as CPython leaves
+        it (a list or str iterator drops its sequence; `__reduce__` shows an empty one)."""
+        if self.live is not None:
+            return iterator_after, [ConstValue(list)]
+        if self.origin is not None:
+            return iterator_after, [self.origin, ConstValue(self.reverse)]
+        return self.exhausted_as  # set where the iterator was made (a tuple's)
 
     def unpack_items(self):
         """Every item left, in order (list(it), `a, b = it`, f(*it)); consumes the iterator."""
@@ -101,8 +116,12 @@ class IteratorValue(Value):
         return self.items[self.index:]
 
     def rebuild_call(self):
+        if self.exhausted:
+            return self.exhausted_as
         if self.live is not None:
             return list_iterator_at, [self.live, ConstValue(self.index)]
+        if self.origin is not None:
+            return iterator_after, [self.origin, ConstValue(self.reverse), ConstValue(self.index)]
         return None
 
     @property
@@ -122,8 +141,6 @@ class IteratorValue(Value):
         if rebuilt is not None:
             fn, args = rebuilt
             return r.call_const(fn, r.items(args), len(args))
-        if self.range is not None:
-            return [Instr("LOAD_CONST", self.range[self.index:]), Instr("GET_ITER")]
         rest = self.remaining()
         if all(isinstance(x, ConstValue) and r.is_simple(x.value) for x in rest):
             return [Instr("LOAD_CONST", tuple(x.value for x in rest)), Instr("GET_ITER")]
@@ -348,9 +365,12 @@ class ReversedIterator(IteratorValue):
         super()._exhaust()
         self.seq = None
 
+    def _exhausted_call(self):
+        return iterator_after, [ConstValue(list), ConstValue(True)]
+
     def rebuild_call(self):
         if self.exhausted:
-            return None
+            return self.exhausted_as
         return list_reverseiterator_at, [self.seq, ConstValue(self.index)]
 
     def __repr__(self):
@@ -402,9 +422,13 @@ class DictIterator(IteratorValue):
         super()._exhaust()
         self.dict, self.keys = None, []
 
+    def _exhausted_call(self):
+        return dict_iterator_at, [ConstValue(getattr(self.dict, "cls", dict)), ConstValue(self.kind),
+                                  ConstValue(self.reverse), ConstValue(-1)]
+
     def rebuild_call(self):
         if self.exhausted:
-            return None
+            return self.exhausted_as
         changed = self._changed()
         cls = getattr(self.dict, "cls", dict)
         if changed == "size":
@@ -456,8 +480,22 @@ class DictViewValue(Value):
 
 # -- the real iterators a graph break rebuilds (see rebuild_call() above) ---------------
 def list_iterator_at(xs, index):
+    """iter(xs) advanced to `index` (a list, str, tuple, bytes or range: CPython's iterator
+    type for it, whose `__reduce__` names xs and the index)."""
     it = iter(xs)
     it.__setstate__(index)
+    return it
+
+
+def iterator_after(xs, reverse=False, steps=-1):
+    """iter(xs) (reversed(xs)) after `steps` items, or exhausted (steps -1: as CPython leaves
+    one whose next() raised StopIteration); xs a type (list) is made empty first."""
+    it = (reversed if reverse else iter)(xs() if isinstance(xs, type) else xs)
+    if steps < 0:
+        for _ in it:
+            pass
+    for _ in range(steps):
+        next(it)
     return it
 
 
@@ -476,11 +514,9 @@ def dict_view(d, kind):
 
 
 def dict_iterator_at(d, kind, reverse, done):
-    view = getattr(d, kind)()
-    it = reversed(view) if reverse else iter(view)
-    for _ in range(done):
-        next(it)
-    return it
+    """An iterator over d's `kind` view after `done` steps (-1: exhausted; d a type: an
+    empty one of it)."""
+    return iterator_after(getattr(d() if isinstance(d, type) else d, kind)(), reverse, done)
 
 
 def changed_size_iterator(cls):

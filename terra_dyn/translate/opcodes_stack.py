@@ -13,7 +13,27 @@ from .errors import Unsupported
 from .values import (NULL, CellValue, ConstValue, DictValue, FormattedValue, Lazy, ListValue, NullValue,
                      ScalarValue, TensorValue, TupleValue)
 
-_BUILTINS = builtins.__dict__
+
+def _finalizes(value, depth):
+    if isinstance(value, (ConstValue, Lazy)):
+        return _real_finalizes(value.value if isinstance(value, ConstValue) else value.real, depth)
+    if depth and isinstance(value, (TupleValue, ListValue)):
+        items = value._items if isinstance(value, ListValue) else value.items
+        return items is not None and any(_finalizes(v, depth - 1) for v in items[:64])
+    return False
+
+
+def _same(a, b):
+    return a is b or isinstance(a, Lazy) and isinstance(b, Lazy) and a.real is b.real
+
+
+def _real_finalizes(obj, depth):
+    if getattr(type(obj), "__del__", None) is not None:
+        return True
+    if depth and type(obj) in (list, tuple, dict):
+        items = list(obj.values()) if type(obj) is dict else obj
+        return any(_real_finalizes(x, depth - 1) for x in items[:64])
+    return False
 
 
 def _var_name(arg):
@@ -44,7 +64,20 @@ class StackOpcodes:
     # -- stack --------------------------------------------------------------------
     def POP_TOP(self, instr):
         """TOS -> ()"""
-        self.pop()
+        self.check_drop(self.pop())
+
+    def check_drop(self, value, name=None):
+        """The frame lets go of `value` here (`del x`, `x = ...`, an unused result). An object
+        whose class has `__del__` (a counter, a resource) may be finalized right here in
+        plain Python, and what follows may observe it; the rewritten code would hold it (a
+        resume call's argument) until the frame returns: the drop runs natively (a break
+        here), unless the frame still holds the value elsewhere (the stack, another name)."""
+        if value is None or not _finalizes(value, 2):
+            return
+        if any(_same(v, value) for v in self.stack) or \
+                any(_same(v, value) for n, v in self.locals.items() if n != name):
+            return
+        raise Unsupported("dropping a reference to an object whose class has __del__")
 
     def PUSH_NULL(self, instr):
         """() -> NULL"""
@@ -79,6 +112,9 @@ class StackOpcodes:
 
     def STORE_FAST(self, instr):
         """value -> ()   (a NULL, from LOAD_FAST_AND_CLEAR, unbinds the local)"""
+        old = self.locals.get(instr.arg)
+        if old is not None and old is not self.stack[-1]:
+            self.check_drop(old, instr.arg)
         self.store_local(instr.arg, self.pop())
 
     def store_local(self, name, value):
@@ -89,6 +125,7 @@ class StackOpcodes:
 
     def DELETE_FAST(self, instr):
         """() -> ()"""
+        self.check_drop(self.locals.get(instr.arg), instr.arg)
         self.locals.pop(instr.arg, None)
 
     def LOAD_GLOBAL(self, instr):
@@ -105,10 +142,9 @@ class StackOpcodes:
             return self.ctx.global_overlay[name]
         if name in self.f_globals:
             return self.ctx.wrap_global(self.f_globals, name)
-        if name in _BUILTINS:  # the dict, as LOAD_GLOBAL reads it: the module's attributes
-            # include `__annotations__` (made on first read), which Python never finds there
-            self.ctx.guard_builtin(self.f_globals, name)
-            return ConstValue(_BUILTINS[name])
+        found = self.ctx.guard_builtin(self.f_globals, name)
+        if found is not None:
+            return ConstValue(found[0])
         raise Unsupported(f"name {name!r} is not defined")
 
     def LOAD_DEREF(self, instr):

@@ -438,7 +438,7 @@ def _python_iter(tx, v, live=False):
         raise Unsupported(f"a loop over {v!r}, whose __iter__ is Python code, iterates natively here")
     it = method(tx, [])
     if not isinstance(it, IteratorValue):
-        raise Unsupported(f"{type(v.value).__name__}.__iter__ returned {it!r}")
+        raise Unsupported(f"{v!r}.__iter__ returned {it!r}")
     return it
 
 
@@ -455,8 +455,9 @@ def get_iter(tx, v):
     if it is not None:
         return it
     it = IteratorValue(unpack(tx, v))
-    if isinstance(v, ConstValue) and isa(v.value, range):
-        it.range = v.value  # rebuilt as iter(range(...)) at a break, not a tuple of ints
+    if isinstance(v, ConstValue) and type(v.value) in (range, str, tuple, bytes) or \
+            isinstance(v, TupleValue) and v.cls is tuple:
+        it.origin = v  # rebuilt as iter(v) at its index at a break: CPython's iterator type
     return it
 
 

@@ -345,3 +345,70 @@ def test_parameter_data_replaced_by_another_shape_after_first_call():
                 lin.bias.data = torch.zeros(4)
         expected, got = run(eager_lin, x), fast(fast_lin, x)
         assert torch.equal(got[0], expected[0]) and got[1:] == expected[1:]
+
+
+
+def _builtin_len_plus(x):
+    return x + len((1, 2)) + min(3, 4)
+
+
+def test_builtin_replaced_after_first_call():
+    # `builtins.len = ...` (what a test double or a shim does) reaches the next call, in
+    # the frame itself and in an inlined helper of another module's globals
+    import builtins
+
+    helper_globals = {"__builtins__": builtins}
+    exec("def helper(a):\n    return abs(a)\n", helper_globals)
+    helper = helper_globals["helper"]
+
+    def f(x):
+        return _builtin_len_plus(x) + helper(-2)
+
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    x = torch.zeros(1)
+    results = [(fast(x), f(x))]
+    old_len, old_abs = builtins.len, builtins.abs
+    builtins.len = lambda o: 100
+    try:
+        results.append((fast(x), f(x)))
+        builtins.abs = lambda o: 1000
+        results.append((fast(x), f(x)))
+    finally:
+        builtins.len, builtins.abs = old_len, old_abs
+    results.append((fast(x), f(x)))
+    assert [a.item() for a, _ in results] == [e.item() for _, e in results] == [7, 105, 1103, 7]
+
+
+def test_builtins_dict_of_the_functions_globals_is_read():
+    # a function whose globals name their own builtins dict reads that one, as Python does
+    import builtins
+
+    own = dict(builtins.__dict__)
+    own["len"] = lambda o: 7
+    g = {"__builtins__": own}
+    exec("def f(x):\n    return x + len([1])\n", g)
+    fast = terra_dyn.optimize(g["f"], backend="interpreter")
+    x = torch.zeros(1)
+    assert torch.equal(fast(x), g["f"](x))
+    own["len"] = lambda o: 9
+    assert torch.equal(fast(x), g["f"](x))
+
+
+_SHADOWED = {}
+exec("def helper(a):\n    return len(a)\n", _SHADOWED)
+_helper_of_another_module = _SHADOWED["helper"]
+
+
+def test_builtin_shadowed_later_in_an_inlined_helpers_module():
+    def f(x):
+        return x + _helper_of_another_module([1, 2])
+
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    x = torch.zeros(1)
+    assert torch.equal(fast(x), f(x))
+    _SHADOWED["len"] = lambda o: 40
+    try:
+        assert torch.equal(fast(x), f(x))
+    finally:
+        del _SHADOWED["len"]
+    assert torch.equal(fast(x), f(x))
