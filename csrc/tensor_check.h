@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #define TENSOR_CHECK_CAPSULE "terra_dyn._tensor_check._C_API"
-#define TENSOR_CHECK_API_VERSION 2
+#define TENSOR_CHECK_API_VERSION 3
 #define TENSOR_SPEC_MAX_DIM 12  /* more dimensions: the Python path */
 
 typedef struct {
@@ -44,6 +44,12 @@ typedef struct {
 
 enum { AMBIENT_GRAD_ENABLED = 1, AMBIENT_DEFAULT_DTYPE = 2, AMBIENT_ANY_AUTOCAST = 3 };
 
+/* A tensor check of a guard's lead (csrc/guard_lead.c): args[index] against spec. */
+typedef struct {
+    Py_ssize_t index;
+    const TensorSpec *spec;
+} TensorSlot;
+
 typedef struct {
     int version;  /* TENSOR_CHECK_API_VERSION */
     /* The items of ("tensor", i, T, dtype, device, sizes, strides, requires_grad).
@@ -60,6 +66,10 @@ typedef struct {
        parameters): level 1 prefetches obj's TensorImpl (reads obj: prefetch it first),
        level 2 its autograd metadata (reads the TensorImpl). Changes nothing. */
     void (*tensor_prefetch)(PyObject *obj, const TensorSpec *spec, int level);
+    /* Every ambient spec and every tensor slot at once (one call for a guard made only of
+       such checks): 1 all match, 0 one differs, -1 cannot tell (check them one by one). */
+    int (*lead_matches)(const AmbientSpec *ambient, int n_ambient, const TensorSlot *tensors, int n_tensors,
+                        PyObject *const *args, Py_ssize_t nargs);
 } TensorCheckAPI;
 
 #endif
