@@ -7,9 +7,12 @@
  *     ("global_id", globals_dict, name, obj)   ("call_id", fn, obj)
  *     ("callback", cb)   this thread's frame callback is cb: the backend and options that
  *                        made the entry (eval_frame_current_callback)
- *     ("type_version", T, tag)   T's version tag is still tag: no attribute of T or of a
- *                        class on its MRO was set or deleted since (CPython's method cache
- *                        relies on the same tag; type_version_tag() reads one)
+ *     ("type_version", T, tag[, same])   T's version tag is still tag: no attribute of T or
+ *                        of a class on its MRO was set or deleted since (CPython's method
+ *                        cache relies on the same tag; type_version_tag() reads one). When
+ *                        the tag moved, same() -> True says the class and its MRO hold what
+ *                        they held (a write undone since: torch.fx patches nn.Module.__call__
+ *                        for a trace and restores it): the check passes and keeps the new tag
  *     ("id_weak", i, ref)   args[i] is ref(), ref a weakref: the guard does not keep a module
  *                        or parameter alive (once it dies, the check fails for good)
  *     ("no_attr", i, name)   args[i]'s instance dict lacks name (a method or forward read
@@ -113,24 +116,43 @@ static int type_tag_valid(PyTypeObject *t) {
 #endif
 }
 
-PyObject *guards_type_version_tag(PyObject *module, PyObject *type) {
-    if (!PyType_Check(type)) {
-        PyErr_SetString(PyExc_TypeError, "type_version_tag expects a type");
-        return NULL;
-    }
-    PyTypeObject *t = (PyTypeObject *)type;
+/* T's tag, assigned now if it has none; 0: none to be had, -1: error. */
+static long long assign_type_tag(PyTypeObject *t) {
     if (!type_tag_valid(t)) {
 #if PY_VERSION_HEX >= 0x030C0000
         (void)PyUnstable_Type_AssignVersionTag(t);
 #else
         /* A method-cache lookup assigns the tag (CPython 3.11 has no public call for it). */
         static PyObject *name = NULL;
-        if (name == NULL && (name = PyUnicode_InternFromString("__terra_dyn_tag__")) == NULL) return NULL;
+        if (name == NULL && (name = PyUnicode_InternFromString("__terra_dyn_tag__")) == NULL) return -1;
         (void)_PyType_Lookup(t, name);
 #endif
     }
-    if (!type_tag_valid(t)) return PyLong_FromLong(0);
-    return PyLong_FromUnsignedLong(t->tp_version_tag);
+    return type_tag_valid(t) ? (long long)t->tp_version_tag : 0;
+}
+
+PyObject *guards_type_version_tag(PyObject *module, PyObject *type) {
+    if (!PyType_Check(type)) {
+        PyErr_SetString(PyExc_TypeError, "type_version_tag expects a type");
+        return NULL;
+    }
+    long long tag = assign_type_tag((PyTypeObject *)type);
+    return tag < 0 ? NULL : PyLong_FromLongLong(tag);
+}
+
+/* A type_version check whose tag moved: ask its `same` (the class and its MRO still hold
+   what the translation read, compared one by one); when they do, the check keeps the new
+   tag and is one compare again until the next write. 1 / 0 / -1. */
+static int type_tag_moved(const Check *c, PyTypeObject *t) {
+    if (c->c == NULL || c->c == Py_None) return 0;
+    PyObject *r = PyObject_CallNoArgs(c->c);
+    if (r == NULL) return -1;
+    int same = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    long long tag = same == 1 ? assign_type_tag(t) : 0;
+    if (tag < 0) return -1;
+    if (tag > 0) ((Check *)c)->length = (Py_ssize_t)tag;
+    return same;
 }
 
 PyObject *guards_set_fast(PyObject *module, PyObject *flag) {
@@ -256,7 +278,8 @@ int guard_check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
     case K_CALLBACK: return eval_frame_current_callback() == c->a;
     case K_TYPE_VERSION: {
         PyTypeObject *t = (PyTypeObject *)c->a;
-        return type_tag_valid(t) && t->tp_version_tag == (unsigned int)c->length;
+        if (type_tag_valid(t) && t->tp_version_tag == (unsigned int)c->length) return 1;
+        return type_tag_moved(c, t);
     }
     case K_SNAPSHOT: return snapshot_check(c->snapshot);
     case K_PATHS: return path_check(c->paths, args, nargs);
@@ -277,8 +300,42 @@ int guard_check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
     return ok;
 }
 
+/* The Python predicate after the C checks passed: 1 / 0, -1 a Ctrl-C (the user's: kept). */
+static int fallback_holds(Guard *g, PyObject *const *args, Py_ssize_t nargs) {
+    if (g->fallback == NULL) return 1;
+    PyObject *r = PyObject_Vectorcall(g->fallback, args, nargs, NULL);
+    int ok = r != NULL && PyObject_IsTrue(r) == 1;
+    Py_XDECREF(r);
+    if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_Exception)) return -1;
+    PyErr_Clear();
+    return ok;
+}
+
+/* After the batch was built: the checks it does not cover, in order (the batch reads no
+   slot and runs no user code, so checking it first changes no answer). */
+static void note_unbatched(Guard *g) {
+    g->n_rest = -1;
+    if (snapshot_batch_size(g->batch) == 0) return;
+    if (g->rest == NULL && (g->rest = PyMem_Calloc(g->n, sizeof(Py_ssize_t))) == NULL) return;
+    Py_ssize_t n = 0;
+    for (Py_ssize_t i = 0; i < g->n; i++) {
+        const Check *c = &g->checks[i];
+        if (!(c->kind == K_SNAPSHOT && snapshot_is_batched(c->snapshot))) g->rest[n++] = i;
+    }
+    g->n_rest = n;
+}
+
 int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs) {
     Guard *g = (Guard *)guard;
+    /* the batch holds: only the checks it does not cover (a batch that holds is the one
+       note_unbatched described: every build is followed by it, below) */
+    if (g->batch != NULL && g->n_rest >= 0 && snapshot_batch_check(g->batch)) {
+        for (Py_ssize_t k = 0; k < g->n_rest; k++) {
+            int r = guard_check_one(&g->checks[g->rest[k]], args, nargs);
+            if (r != 1) return r;
+        }
+        return fallback_holds(g, args, nargs);
+    }
     /* the batch, checked where the first snapshot check is: 1 it holds (its snapshots are
        skipped), -1 it does not (every snapshot checked: rebuilt if the guard passes) */
     int batch = 0;
@@ -293,16 +350,11 @@ int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs) {
         int r = guard_check_one(c, args, nargs);
         if (r != 1) return r;
     }
-    int ok = 1;
-    if (g->fallback != NULL) {
-        PyObject *r = PyObject_Vectorcall(g->fallback, args, nargs, NULL);
-        ok = r != NULL && PyObject_IsTrue(r) == 1;
-        Py_XDECREF(r);
-        /* A Ctrl-C while the Python predicate runs is the user's: keep it (-1) */
-        if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_Exception)) return -1;
-        PyErr_Clear();
+    int ok = fallback_holds(g, args, nargs);
+    if (ok == 1 && batch == -1) {
+        snapshot_batch_build(g->batch);
+        note_unbatched(g);
     }
-    if (ok && batch == -1) snapshot_batch_build(g->batch);
     return ok;
 }
 
@@ -329,9 +381,10 @@ int guard_spec_matches(const void *spec, PyObject *value) {
     return fast_api->tensor_matches(value, (const TensorSpec *)spec);
 }
 
-/* Prefetch hints for a later guard_spec_matches (tensor_check.h, tensor_prefetch). */
-void guard_spec_prefetch(const void *spec, PyObject *value, int level) {
-    fast_api->tensor_prefetch(value, (const TensorSpec *)spec, level);
+/* Many parameters' checks (a snapshot batch's): tensors_match (tensor_check.h). The batch
+   holds fast specs only, so the module is loaded. */
+int guard_tensors_match(void *entries, Py_ssize_t n) {
+    return n == 0 ? 1 : fast_api->tensors_match((TensorEntry *)entries, n);
 }
 
 /* ---- construction ---- */
@@ -347,7 +400,9 @@ static int parse_check(PyObject *t, Check *c) {
     for (int k = 0; k <= K_PATHS; k++) {
         if (strcmp(kind, kind_names[k]) == 0) c->kind = k;
     }
-    if (c->kind < 0 || PyTuple_GET_SIZE(t) != arity[c->kind]) {
+    Py_ssize_t size = PyTuple_GET_SIZE(t);
+    int optional_last = c->kind == K_TYPE_VERSION && size == arity[c->kind] + 1;  /* its `same` */
+    if (c->kind < 0 || (size != arity[c->kind] && !optional_last)) {
         PyErr_Format(PyExc_ValueError, "Guard: malformed check %R (see docs/CONTRACTS.md)", t);
         return -1;
     }
@@ -449,6 +504,7 @@ static int setup_batch(Guard *self) {
         if (self->checks[i].kind == K_SNAPSHOT) memos[n++] = self->checks[i].snapshot;
     }
     self->batch = snapshot_batch_new(memos, n);
+    self->n_rest = -1;
     PyMem_Free(memos);
     return self->batch == NULL ? -1 : 0;
 }
@@ -506,6 +562,7 @@ static void guard_dealloc(Guard *self) {
     PyMem_Free(self->checks);
     PyMem_Free(self->specs);
     guard_lead_free(self->lead);
+    PyMem_Free(self->rest);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 

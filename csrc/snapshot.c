@@ -34,6 +34,8 @@
  */
 #include "terra_dyn.h"
 
+#include "tensor_check.h"
+
 enum { E_ID, E_ID_WEAK, E_TYPE, E_EQ, E_ABSENT, E_TENSOR, E_KINDS };
 
 /* The referent of a weakref.ref, borrowed, or NULL once dead (never None: an entry may hold
@@ -323,8 +325,11 @@ int snapshot_check(SnapshotMemo *m) {
  *   objects   each target's referent, class and instance dict (3.11: and that dict's tag);
  *   tables    3.11: each table dict's version tag, read once every instance dict is known
  *             untouched (they keep the tables alive);
- *   live      the live entries (TENSOR, TYPE), read once every table is known untouched
- *             (they keep the values alive).
+ *   live      the live TYPE entries, read once every table is known untouched (they keep
+ *             the values alive);
+ *   tensors   the parameters (TENSOR entries), last: each compared by the raw fields its
+ *             check read when it last matched, prefetched from the pointers recorded then
+ *             (tensor_check.cpp, tensors_match; a field that differs: the full check).
  * It states nothing the memos do not: it is built right after a Guard check that checked
  * every snapshot and passed, from the memos that passed then, and holds while each of its
  * reads is what it was then. Left out (checked one by one): memos not cacheable, 3.13's
@@ -351,10 +356,11 @@ struct SnapshotBatch {
     SnapshotMemo **memos;  /* the Guard's snapshot memos (not owned) */
     int valid, disabled;   /* disabled: a fast spec could not tell once; memos one by one */
     uint64_t epoch;        /* 3.12+: dict_epoch when built */
-    Py_ssize_t n_obj, n_table, n_live, cap_obj, cap_table, cap_live;
+    Py_ssize_t n_obj, n_table, n_live, n_tensor, cap_obj, cap_table, cap_live, cap_tensor;
     BatchObject *objs;
     BatchTable *tables;
-    LiveEntry *live;
+    LiveEntry *live;      /* the live entries but parameters */
+    TensorEntry *tensors; /* the parameters: checked by their raw fields (tensor_check.h) */
 };
 
 #define BATCH_AHEAD 4
@@ -381,6 +387,7 @@ void snapshot_batch_free(SnapshotBatch *b) {
     PyMem_Free(b->objs);
     PyMem_Free(b->tables);
     PyMem_Free(b->live);
+    PyMem_Free(b->tensors);
     PyMem_Free(b);
 }
 
@@ -414,21 +421,14 @@ int snapshot_batch_check(SnapshotBatch *b) {
         if (i + BATCH_AHEAD < b->n_table) __builtin_prefetch(b->tables[i + BATCH_AHEAD].dict);
         if (dict_version_tag(b->tables[i].dict) != b->tables[i].tag) goto fail;
     }
-    /* a parameter's check reads its object, then its TensorImpl, then its autograd meta:
-       each is prefetched (from the one before) a few entries ahead of the next */
     for (Py_ssize_t i = 0; i < b->n_live; i++) {
-        if (i + 3 * BATCH_AHEAD < b->n_live) __builtin_prefetch(b->live[i + 3 * BATCH_AHEAD].value);
-        if (i + 2 * BATCH_AHEAD < b->n_live && b->live[i + 2 * BATCH_AHEAD].kind == E_TENSOR) {
-            guard_spec_prefetch(b->live[i + 2 * BATCH_AHEAD].spec, b->live[i + 2 * BATCH_AHEAD].value, 1);
-        }
-        if (i + BATCH_AHEAD < b->n_live && b->live[i + BATCH_AHEAD].kind == E_TENSOR) {
-            guard_spec_prefetch(b->live[i + BATCH_AHEAD].spec, b->live[i + BATCH_AHEAD].value, 2);
-        }
         const LiveEntry *e = &b->live[i];
-        int r = e->kind == E_TENSOR ? guard_spec_matches(e->spec, e->value) : entry_holds(e->kind, e->value, e->expected);
-        if (r < 0) b->disabled = 1;
-        if (r != 1) goto fail;
+        if (!entry_holds(e->kind, e->value, e->expected)) goto fail;
     }
+    /* the parameters last, once every table is known untouched (they keep them alive) */
+    int r = guard_tensors_match(b->tensors, b->n_tensor);
+    if (r < 0) b->disabled = 1;
+    if (r != 1) goto fail;
     return 1;
 fail:
     batch_drop(b);
@@ -476,10 +476,11 @@ void snapshot_batch_build(SnapshotBatch *b) {
     }
     if (n_obj == 0 || grow((void **)&b->objs, &b->cap_obj, n_obj, sizeof(BatchObject)) < 0 ||
         grow((void **)&b->tables, &b->cap_table, n_table, sizeof(BatchTable)) < 0 ||
-        grow((void **)&b->live, &b->cap_live, n_live, sizeof(LiveEntry)) < 0) {
+        grow((void **)&b->live, &b->cap_live, n_live, sizeof(LiveEntry)) < 0 ||
+        grow((void **)&b->tensors, &b->cap_tensor, n_live, sizeof(TensorEntry)) < 0) {
         return;
     }
-    b->n_obj = b->n_table = b->n_live = 0;
+    b->n_obj = b->n_table = b->n_live = b->n_tensor = 0;
     for (Py_ssize_t k = 0; k < b->n_memos; k++) {
         SnapshotMemo *m = b->memos[k];
         if (!memo_batchable(m)) continue;
@@ -494,7 +495,14 @@ void snapshot_batch_build(SnapshotBatch *b) {
             if (c != NULL && PyDict_Check(c)) b->tables[b->n_table++] = (BatchTable){c, m->memo[i].tag};
         }
 #endif
-        for (Py_ssize_t i = 0; i < m->n_live; i++) b->live[b->n_live++] = m->live[i];
+        for (Py_ssize_t i = 0; i < m->n_live; i++) {
+            const LiveEntry *e = &m->live[i];
+            if (e->kind == E_TENSOR) {  /* its raw fields are recorded by its first check */
+                b->tensors[b->n_tensor++] = (TensorEntry){e->value, e->spec, {0}};
+            } else {
+                b->live[b->n_live++] = *e;
+            }
+        }
     }
 #if PY_VERSION_HEX >= 0x030C0000
     b->epoch = dict_epoch;

@@ -33,6 +33,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <typeinfo>
 
 namespace {
 
@@ -143,16 +144,101 @@ int tensor_matches(PyObject *obj, const TensorSpec *spec) noexcept {
     });
 }
 
-void tensor_prefetch(PyObject *obj, const TensorSpec *spec, int level) noexcept {
-    if (Py_TYPE(obj) != spec->type) return;  /* spec->type is a tensor class (spec_from_check) */
-    const c10::TensorImpl *impl = THPVariable_Unpack(obj).unsafeGetTensorImpl();
-    if (impl == nullptr) return;
-    if (level == 1) {
-        const char *at = reinterpret_cast<const char *>(impl);
-        for (size_t line = 0; line < sizeof(c10::TensorImpl); line += 64) __builtin_prefetch(at + line);
-    } else {
-        __builtin_prefetch(impl->autograd_meta());
+/* ---- tensors_match: a parameter's check by its raw fields ----
+ *
+ * tensor_matches is a function of: obj's type, the TensorImpl it holds, that impl's class
+ * (its vtable: custom size, device and layout policies are virtual), the bytes from
+ * data_type_ to key_set_ (dtype, device, the policy bitfields, the dispatch keys: python
+ * dispatch, nested, layout), sizes_and_strides_, and requires_grad: the autograd meta's
+ * class, requires_grad_ and grad_fn_ (AutogradMeta::requires_grad; a view's meta, which
+ * also reads its base, is never recorded). When all of them are what they were when the
+ * check last matched, it matches again. They are compared as they lie, with the impl and
+ * the meta prefetched from the pointers recorded then: no chain of dependent reads, no
+ * call but autograd_meta(). A field that differs (even a padding byte) sends the entry
+ * to tensor_matches. */
+struct ImplFields : c10::TensorImpl {  /* names protected members; never made */
+    static auto data_type() { return &ImplFields::data_type_; }
+    static auto key_set() { return &ImplFields::key_set_; }
+    static auto sizes_and_strides() { return &ImplFields::sizes_and_strides_; }
+};
+
+ptrdiff_t region_offset = -1;  /* data_type_ .. key_set_ within a TensorImpl; -1: not known yet */
+size_t region_size = 0;
+
+const void *vtable_of(const void *object) { return *reinterpret_cast<const void *const *>(object); }
+
+const char *region_of(const c10::TensorImpl *impl) {
+    if (region_offset < 0) {
+        const char *base = reinterpret_cast<const char *>(impl);
+        const char *begin = reinterpret_cast<const char *>(&(impl->*ImplFields::data_type()));
+        const char *end = reinterpret_cast<const char *>(&(impl->*ImplFields::key_set())) + sizeof(c10::DispatchKeySet);
+        region_size = end > begin ? (size_t)(end - begin) : 0;
+        region_offset = begin - base;
     }
+    return reinterpret_cast<const char *>(impl) + region_offset;
+}
+
+/* 1: obj's fields are those in raw (so it matches spec); 0: something differs. */
+bool same_fields(PyObject *obj, const TensorSpec *spec, const TensorRaw *raw) {
+    if (!raw->valid || Py_TYPE(obj) != spec->type) return false;
+    const c10::TensorImpl *impl = THPVariable_Unpack(obj).unsafeGetTensorImpl();
+    if (impl != raw->impl || vtable_of(impl) != raw->impl_vtable ||
+        std::memcmp(region_of(impl), raw->region, region_size) != 0) {
+        return false;
+    }
+    const c10::impl::SizesAndStrides &ss = impl->*ImplFields::sizes_and_strides();
+    if ((int64_t)ss.size() != spec->ndim) return false;
+    const int64_t *sizes = ss.sizes_data(), *strides = ss.strides_data();
+    for (int32_t i = 0; i < spec->ndim; i++) {
+        if (sizes[i] != spec->sizes[i] || strides[i] != spec->strides[i]) return false;
+    }
+    const auto *meta = static_cast<const torch::autograd::AutogradMeta *>(impl->autograd_meta());
+    if (meta != raw->meta) return false;
+    return meta == nullptr || (vtable_of(meta) == raw->meta_vtable && meta->requires_grad_ == (bool)raw->requires_grad &&
+                               meta->grad_fn_.get() == raw->grad_fn);
+}
+
+/* After tensor_matches said 1: the fields it read, when they are all plain ones. */
+void record(PyObject *obj, TensorRaw *raw) noexcept {
+    raw->valid = 0;
+    const c10::TensorImpl *impl = THPVariable_Unpack(obj).unsafeGetTensorImpl();
+    const char *region = region_of(impl);
+    if (region_size > sizeof(raw->region) || typeid(*impl) != typeid(c10::TensorImpl)) return;
+    const c10::AutogradMetaInterface *meta = impl->autograd_meta();
+    if (meta != nullptr && typeid(*meta) != typeid(torch::autograd::AutogradMeta)) return;
+    const auto *plain = static_cast<const torch::autograd::AutogradMeta *>(meta);
+    raw->impl = impl;
+    raw->impl_vtable = vtable_of(impl);
+    std::memcpy(raw->region, region, region_size);
+    raw->meta = meta;
+    raw->meta_vtable = meta ? vtable_of(meta) : nullptr;
+    raw->requires_grad = plain ? plain->requires_grad_ : 0;
+    raw->grad_fn = plain ? plain->grad_fn_.get() : nullptr;
+    raw->valid = 1;
+}
+
+constexpr Py_ssize_t kAhead = 6;
+
+int tensors_match(TensorEntry *entries, Py_ssize_t n) noexcept {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (i + kAhead < n) {
+            const TensorEntry &next = entries[i + kAhead];
+            __builtin_prefetch(next.obj);
+            if (next.raw.valid) {
+                const char *impl = static_cast<const char *>(next.raw.impl);
+                __builtin_prefetch(impl);
+                __builtin_prefetch(impl + region_offset);
+                __builtin_prefetch(impl + region_offset - 64);  /* sizes_and_strides_, before it */
+                __builtin_prefetch(next.raw.meta);
+            }
+        }
+        TensorEntry &e = entries[i];
+        if (same_fields(e.obj, e.spec, &e.raw)) continue;
+        int r = tensor_matches(e.obj, e.spec);
+        if (r != 1) return r;
+        record(e.obj, &e.raw);
+    }
+    return 1;
 }
 
 int ambient_from_check(PyObject *fn, PyObject *obj, AmbientSpec *spec) {
@@ -196,11 +282,12 @@ int ambient_matches(const AmbientSpec *spec) {
  *   LayoutCheck(fallback, T, dtype, device, sizes, strides, offset, requires_grad)(x) -> bool
  *
  * The guard of an input translated with symbolic sizes: each of `sizes`, `strides` is an int
- * or None (FREE: a symbol, any value >= 2); `strides` None: contiguous; `offset` an int,
+ * or None (FREE: a symbol, any value >= 2), a size also Ellipsis (AT_LEAST_ONE: a symbol that
+ * may be 1, any value >= 1); `strides` None: contiguous; `offset` an int,
  * None (FREE) or Ellipsis (not checked).
  * yolov3 checks ~90 of them a step: ~5 us each in Python, ~50 ns here. What this path cannot
  * decide like the Python one (see tensor_matches) calls `fallback(x, T, dtype, ...)`. */
-constexpr int64_t kFree = -1, kUnchecked = -2;
+constexpr int64_t kFree = -1, kUnchecked = -2, kAtLeastOne = -3;
 
 struct LayoutCheck {
     PyObject_HEAD
@@ -218,8 +305,8 @@ bool layout_items(PyObject *items, int64_t *out, int32_t *n) {
     *n = (int32_t)PyTuple_GET_SIZE(items);
     for (int32_t i = 0; i < *n; i++) {
         PyObject *item = PyTuple_GET_ITEM(items, i);
-        if (item == Py_None) {
-            out[i] = kFree;
+        if (item == Py_None || item == Py_Ellipsis) {
+            out[i] = item == Py_None ? kFree : kAtLeastOne;
             continue;
         }
         if (!PyLong_Check(item)) return false;
@@ -238,13 +325,14 @@ int layout_matches(const LayoutCheck *c, PyObject *obj) noexcept {
     return matches(obj, spec, [c, spec](c10::IntArrayRef sizes, c10::IntArrayRef strides, const c10::TensorImpl *impl) {
         for (int32_t i = 0; i < spec->ndim; i++) {
             int64_t want = spec->sizes[i];
-            if (want == kFree ? sizes[i] < 2 : sizes[i] != want) return false;
+            if (want == kFree ? sizes[i] < 2 : want == kAtLeastOne ? sizes[i] < 1 : sizes[i] != want) return false;
         }
         if (c->contiguous) {
             if (!impl->is_contiguous()) return false;
         } else {
             for (int32_t i = 0; i < spec->ndim; i++) {
                 int64_t want = spec->strides[i];
+                if (want == kAtLeastOne) return false;  /* sizes only */
                 if (want == kFree ? strides[i] < 2 : strides[i] != want) return false;
             }
         }
@@ -340,7 +428,7 @@ int lead_matches(const AmbientSpec *ambient, int n_ambient, const TensorSlot *te
 }
 
 TensorCheckAPI api = {TENSOR_CHECK_API_VERSION, spec_from_check, tensor_matches, ambient_from_check,
-                      ambient_matches, tensor_prefetch, lead_matches};
+                      ambient_matches, tensors_match, lead_matches};
 
 /* The torch this module was compiled against must be the one imported. */
 int check_torch_version(PyObject *torch) {

@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #define TENSOR_CHECK_CAPSULE "terra_dyn._tensor_check._C_API"
-#define TENSOR_CHECK_API_VERSION 3
+#define TENSOR_CHECK_API_VERSION 4
 #define TENSOR_SPEC_MAX_DIM 12  /* more dimensions: the Python path */
 
 typedef struct {
@@ -50,6 +50,21 @@ typedef struct {
     const TensorSpec *spec;
 } TensorSlot;
 
+/* What a tensor check read when it last matched, as raw fields of the TensorImpl and its
+   autograd metadata (tensor_check.cpp, tensors_match). Opaque here; zeroed: none yet. */
+typedef struct {
+    const void *impl, *impl_vtable, *meta, *meta_vtable, *grad_fn;
+    uint64_t region[4];  /* the bytes from data_type_ to key_set_: dtype, device, policies, keys */
+    uint8_t requires_grad, valid;
+} TensorRaw;
+
+/* One check of many (a snapshot batch's parameters): obj must match spec. */
+typedef struct {
+    PyObject *obj;  /* borrowed: alive while what the caller checked before holds it */
+    const TensorSpec *spec;
+    TensorRaw raw;
+} TensorEntry;
+
 typedef struct {
     int version;  /* TENSOR_CHECK_API_VERSION */
     /* The items of ("tensor", i, T, dtype, device, sizes, strides, requires_grad).
@@ -62,10 +77,11 @@ typedef struct {
     int (*ambient_from_check)(PyObject *fn, PyObject *obj, AmbientSpec *spec);
     /* 1 fn() would return obj, 0 it would not. */
     int (*ambient_matches)(const AmbientSpec *spec);
-    /* Hints for a later tensor_matches(obj, spec) over many tensors (a snapshot batch's
-       parameters): level 1 prefetches obj's TensorImpl (reads obj: prefetch it first),
-       level 2 its autograd metadata (reads the TensorImpl). Changes nothing. */
-    void (*tensor_prefetch)(PyObject *obj, const TensorSpec *spec, int level);
+    /* tensor_matches over many entries: 1 all match, 0 one differs, -1 one cannot be told
+       here. An entry whose fields are those recorded when it last matched matches again
+       (tensor_matches reads nothing else); any other is checked by tensor_matches and
+       recorded when it matches. Never raises. */
+    int (*tensors_match)(TensorEntry *entries, Py_ssize_t n);
     /* Every ambient spec and every tensor slot at once (one call for a guard made only of
        such checks): 1 all match, 0 one differs, -1 cannot tell (check them one by one). */
     int (*lead_matches)(const AmbientSpec *ambient, int n_ambient, const TensorSlot *tensors, int n_tensors,

@@ -97,7 +97,7 @@ int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs);
 int guard_tensor_check(PyObject *guard, PyObject *value);  /* a one-check tensor Guard on value */
 const void *guard_tensor_spec(PyObject *guard);  /* its fast TensorSpec, or NULL */
 int guard_spec_matches(const void *spec, PyObject *value);  /* 1 / 0 / -1: cannot tell */
-void guard_spec_prefetch(const void *spec, PyObject *value, int level);  /* hints: 1 its impl, 2 its autograd meta */
+int guard_tensors_match(void *entries, Py_ssize_t n);  /* TensorEntry[n] (tensor_check.h): 1 / 0 / -1 */
 int guards_init(void);
 int lacks_instance_attr(PyObject *obj, PyObject *name);  /* 1: obj's instance dict lacks name (or it has none) */
 PyObject *guards_set_fast(PyObject *module, PyObject *flag);

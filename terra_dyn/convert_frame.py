@@ -34,6 +34,7 @@ from .codegen.resume import current_run, is_resume_code, original_code
 from .guard_changes import _failing_guard, _fresh_floats, _note_dynamic, _own_guards, _slot_values, unit_size_miss
 from .translate import FullgraphError, TranslateOptions, Unsupported, translate_frame
 from .translate import changing
+from .translate import unit_sizes
 from .translate.graph_state import DynamicShapesFailed
 
 
@@ -381,6 +382,10 @@ def _pin(state, exc):
     # a stride or offset of a non-contiguous input cannot be static alone: its sizes are
     owners = tuple(_layout_owner(e) + ".size()[" for e in exc.exprs if _layout_owner(e))
     pinned = {e for e in state.dynamic if e in exc.exprs or e.startswith(owners)}
+    if exc.unit and pinned:  # sizes of 1 kept symbolic (unit_sizes): static when 1 from now on,
+        # symbolic (at least 2) for other values as before; the rest as it was
+        state.static |= {unit_sizes.NOT_UNIT + e for e in pinned}
+        return True
     guesses = {e for e in state.dynamic if e.startswith("size==")}  # _like_sizes
     if not pinned and not (guesses and exc.exprs):
         pinned = {e for e in state.dynamic if ".size()[" in e}

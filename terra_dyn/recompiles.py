@@ -138,7 +138,7 @@ def _layout_change(name, now, facts):
         return Change(name, cls.__name__, type(now).__name__, what="type")
 
     def pattern(items):
-        return "(" + ", ".join("s" if s is None else str(s) for s in items) + ("," if len(items) == 1 else "") + ")"
+        return "(" + ", ".join("s" if s is None or s is ... else str(s) for s in items) + ("," if len(items) == 1 else "") + ")"
 
     if not fits_layout(now.shape, sizes):
         return Change(name, pattern(sizes), _shape(now.shape), what="shape")

@@ -27,9 +27,9 @@ import threading
 import torch
 import torch.fx as fx
 
-from . import autocast, meta_propagation
+from . import autocast, meta_propagation, symbolic_rules, unit_sizes
 from .errors import Unsupported
-from .guard_checks import FREE, UNCHECKED
+from .guard_checks import AT_LEAST_ONE, FREE, UNCHECKED
 from .meta_propagation import PURE_PYTHON_MODULES
 from .size_exprs import DynamicShapesFailed, NumberSource, python_of, shape_env
 from .sources import AttrSource, FreeVarSource
@@ -59,6 +59,8 @@ class GraphState:
         # (convert_frame._like_sizes), except parameters
         self.like_sizes = {int(e[6:]) for e in dynamic if e.startswith("size==")}
         self.static_sizes = {e for e in static if ".size()[" in e}  # pinned: never a like size
+        # sizes whose 1 the translation needed (unit_sizes): static when 1
+        self.not_unit = {e[len(unit_sizes.NOT_UNIT):] for e in static if e.startswith(unit_sizes.NOT_UNIT)}
         self._symbolic = bool(dynamic)  # a ShapeEnv for symbolic sizes and int inputs
         self.inlined = 0  # inlined callees running (executor): their pins wait for the top level
         self._symbols = []  # (symbol, "<expr>.size()[d]" or "<expr>") of the symbolic numbers made
@@ -66,6 +68,8 @@ class GraphState:
         self._attribute_symbols = set()  # those of number inputs read from an attribute
         self._relations = []  # ("<expr>.stride()[d]", formula of symbols): inferred strides
         self._outcomes = set()  # guards (sympy) a branch on a number input added: decide()
+        self._unit_symbols = set()  # symbols of sizes that may be 1 (unit_sizes) ...
+        self.unit_sources = set()  # ... and the sizes they stand for
         self.graph = fx.Graph()
         self._fake_mode = None
         self.inputs = []  # (Value, source) in placeholder order
@@ -147,15 +151,19 @@ class GraphState:
     def _symbolic_dims(self, real, source):
         """Dims of a graph input to keep symbolic: those whose size changed between calls
         (convert_frame), when the size is at least 2 (sizes 0 and 1 behave differently: they
-        stay static)."""
+        stay static), or 1 on a contiguous input (a symbol that may be 1: unit_sizes)."""
         if not (self.dynamic_sizes or self.like_sizes) or source is None or not _meta_friendly(real) \
                 or isinstance(source.root(), FreeVarSource):  # closure guards name cells, not slots
             return []
         expr = source.expr()
         like = self.like_sizes if not isinstance(real, torch.nn.Parameter) else ()
-        return [d for d in range(real.dim()) if real.shape[d] >= 2 and (
+        # a 1 that changed between calls: a symbol that may be 1 (unit_sizes), on a plainly
+        # contiguous input
+        unit = unit_sizes.plainly_contiguous(real)
+        return [d for d in range(real.dim()) if (real.shape[d] >= 2 or real.shape[d] == 1 and unit
+                                                 and f"{expr}.size()[{d}]" not in self.not_unit) and (
             f"{expr}.size()[{d}]" in self.dynamic_sizes
-            or real.shape[d] in like and f"{expr}.size()[{d}]" not in self.static_sizes)]
+            or real.shape[d] >= 2 and real.shape[d] in like and f"{expr}.size()[{d}]" not in self.static_sizes)]
 
     def _like_base_strides(self, real, source):
         """Dims of a non-contiguous view whose strides to keep symbolic although none of its
@@ -194,7 +202,12 @@ class GraphState:
             dynamic_strides=[DimDynamic.DYNAMIC if d in free_strides else DimDynamic.INFER_STRIDE
                              for d in range(n)],
             constraint_sizes=[None] * n, view_base_context=base)
-        fake = self.fake_mode.from_tensor(real, symbolic_context=context)
+        units = [d for d in dims if real.shape[d] == 1]
+        if units:
+            fake, symbols = unit_sizes.fake_tensor(self.fake_mode, real, context, units)
+            self._unit_symbols |= symbols
+        else:
+            fake = self.fake_mode.from_tensor(real, symbolic_context=context)
         sizes = [self._layout_item(fake.shape[d], f"{expr}.size()[{d}]") for d in range(n)]
         offset = self._layout_item(fake.storage_offset(), f"{expr}.storage_offset()")
         if offset is not FREE:  # a constant offset: guarded only where read (offset_read)
@@ -213,6 +226,9 @@ class GraphState:
         sym = item.node.expr
         if sym.is_Symbol and all(sym != s for s, _ in self._symbols):
             self._symbols.append((sym, expr))
+            if sym in self._unit_symbols:
+                self.unit_sources.add(expr)
+                return AT_LEAST_ONE
             return FREE
         self._relations.append((expr, sym))
         return FREE
@@ -263,7 +279,8 @@ class GraphState:
         replacements = self.fake_mode.shape_env.replacements
         pinned = {expr for sym, expr in self._symbols if getattr(replacements.get(sym), "is_number", False)}
         if pinned:
-            raise DynamicShapesFailed(f"the translation depends on the value of {', '.join(sorted(pinned))}", pinned)
+            raise DynamicShapesFailed(f"the translation depends on the value of {', '.join(sorted(pinned))}", pinned,
+                                      unit=pinned <= self.unit_sources)
 
     def known_input(self, real):
         """The value of a real object already used as a graph input, or None."""
@@ -332,7 +349,9 @@ class GraphState:
             raise Unsupported(f"{getattr(target, '__name__', target)} of a run-time int that is not symbolic")
         node_args = tuple(fx_arg(a) for a in args)
         node_kwargs = {k: fx_arg(v) for k, v in kwargs.items()}
-        if (target if kind == "call_method" else getattr(target, "__name__", None)) == "storage_offset":
+        name = target if kind == "call_method" else getattr(target, "__name__", None)
+        unit_sizes.layout_read(self.unit_sources, name, args)
+        if name == "storage_offset":
             self._offset_read()
         result, device = meta_propagation.propagate(kind, target, args, kwargs)
         if result is meta_propagation.SLOW:
@@ -353,6 +372,10 @@ class GraphState:
         return self._wrap_result(node, result, device)
 
     def _propagate_fake(self, kind, target, args, kwargs):
+        if self._symbols:  # the ops of a growing cache: sizes by rule, no sympy per op
+            result = symbolic_rules.propagate(self, kind, target, args, kwargs)
+            if result is not None:
+                return result
         fake_args = tuple(seen_by_op(a, "fake") for a in args)
         fake_kwargs = {k: seen_by_op(v, "fake") for k, v in kwargs.items()}
         _quiet.state.active = True

@@ -136,12 +136,14 @@ class PyGuard:
 
 FREE = None  # a size, stride or storage offset that is a symbol of the translation: any value >= 2
 UNCHECKED = ...  # a storage offset nothing read (check_storage_offset guards it when read)
+AT_LEAST_ONE = ...  # a size that is a symbol which may be 1 (translate/unit_sizes.py): any value >= 1
 
 
 def check_tensor_layout(t, cls, dtype, device, sizes, strides, offset, requires_grad):
     """A tensor guard for an input translated with symbolic sizes: each of `sizes`, `strides`
     and `offset` is an int (that value) or FREE (a symbol: at least 2, as the ShapeEnv
-    assumed; relations between symbols are guarded apart); `strides` None: contiguous;
+    assumed; relations between symbols are guarded apart), a size also AT_LEAST_ONE (a
+    symbol that may be 1); `strides` None: contiguous;
     `offset` UNCHECKED: not checked."""
     if not (type(t) is cls and t.dtype == dtype and t.device == device and t.requires_grad == requires_grad):
         return False
@@ -169,11 +171,12 @@ def layout_check(meta):
 
 
 def fits_layout(actual, wanted):
-    """Each item of `actual` is the int in `wanted`, or at least 2 where `wanted` has FREE."""
+    """Each item of `actual` is the int in `wanted`, or at least 2 where `wanted` has FREE,
+    at least 1 where it has AT_LEAST_ONE."""
     if len(actual) != len(wanted):
         return False
     for want, got in zip(wanted, actual):
-        if got != want and (want is not FREE or got < 2):
+        if got != want and (got < 2 if want is FREE else want is not AT_LEAST_ONE or got < 1):
             return False
     return True
 

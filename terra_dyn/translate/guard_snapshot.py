@@ -315,10 +315,14 @@ class ClassUnchanged:
     Run as ("call_id", ClassUnchanged(cls), True): a C call of this object each time; it
     costs one identity check per class attribute along the MRO (about 130 for a Linear)."""
 
-    def __init__(self, cls):
+    def __init__(self, cls, items_of=None):
+        """items_of: klass -> its items, shared by the classes one translation reads (one
+        copy of nn.Module's ~90 attributes, not one per module class)."""
+        items_of = {} if items_of is None else items_of
         self.cls = cls
         self.mro = cls.__mro__
-        self.dicts = tuple(tuple(vars(k).items()) for k in self.mro)  # holds the values: no id reuse
+        self.dicts = tuple(items_of[k] if k in items_of else items_of.setdefault(k, tuple(vars(k).items()))
+                           for k in self.mro)  # holds the values: no id reuse
         self.__name__ = f"class {cls.__qualname__} and its bases unchanged (no version tag)"
 
     def __call__(self):

@@ -70,6 +70,7 @@ class GuardSet:
         self.paths = None  # guard_paths.PathChecks, after _finish
         self._closure_paths = None  # the same over the closure variables
         self._keep = []
+        self._class_items = {}  # klass -> its dict's items (ClassUnchanged, shared)
         self._nconst = 0
 
     # -- adding facts ---------------------------------------------------------------
@@ -307,8 +308,9 @@ class GuardSet:
             return
         tag = _C.type_version_tag(cls) if _C is not None else 0
         self._seen.add(key)
-        if tag:
-            self.checks.append(("type_version", cls, tag))
+        if tag:  # a write undone since (torch.fx traces patch nn.Module) is no recompile
+            same = guard_snapshot.ClassUnchanged(cls, self._class_items)
+            self.checks.append(("type_version", cls, tag, same))
         else:  # CPython ran out of tags for it: compare its dicts along the MRO instead
             self.call_id(guard_snapshot.ClassUnchanged(cls), True)
 

@@ -17,9 +17,10 @@ class DynamicShapesFailed(Exception):
     (`range(n)`, a dict key, an op that needed it equal to something): translate again with
     those (`exprs`, e.g. {"a0.size()[0]"}) static."""
 
-    def __init__(self, message, exprs=()):
+    def __init__(self, message, exprs=(), unit=False):
         super().__init__(message)
         self.exprs = set(exprs)
+        self.unit = unit  # all of `exprs` are sizes that may be 1 (unit_sizes): only they go static
 
 
 _RELATIONS = {"Equality": "==", "Unequality": "!=", "StrictLessThan": "<", "LessThan": "<=",

@@ -102,7 +102,8 @@ def _wrap(ctx, real, source):
             raise exc
         by_identity = _is_module_state(source) and not modules_by_type(ctx, source)
         return ctx.graph.input_tensor(real, source, by_identity=by_identity)
-    if type(real) in (int, float) and (source.expr() in ctx.dynamic or _changed_elsewhere(ctx, real, source)):
+    if type(real) in (int, float) and not _counter_at_zero_or_one(ctx, real, source) \
+            and (source.expr() in ctx.dynamic or _changed_elsewhere(ctx, real, source)):
         return ctx.graph.input_scalar(real, source)
     if isa(real, _VALUE_TYPES) and type(real) in _VALUE_TYPES and plain_slice(real):
         guards.value(source, real)
@@ -171,6 +172,22 @@ def _note_owner(ctx, real, source):
         ctx.owners[source] = real
     except TypeError:  # a source with an unhashable key
         pass
+
+
+def _counter_at_zero_or_one(ctx, real, source):
+    """An int kept beside tensors in an object's dict (a window cache layer's
+    `cumulative_length` beside its keys and values) that changed and is now 0 or 1 stays a
+    constant (guarded) for this translation, as sizes 0 and 1 do: it counts those tensors'
+    positions, and at a decoder's second token a symbol of value 1 met the cache's static
+    length 2 and was pinned at the first layer's attention (mistral's and gemma2's attempt
+    failed there after 300-480 ms). Its next change makes it symbolic. Counters of objects
+    without tensors (a trainer's `iteration`) and arguments stay symbolic from their first
+    change: a translation more for them at their third value."""
+    if type(real) is not int or not 0 <= real <= 1 or type(source) not in (AttrSource, GenericAttrSource):
+        return False
+    owner = ctx.owners.get(source.base, _NO_OWNER)
+    fields = instance_dict(owner) if owner is not _NO_OWNER else None
+    return bool(fields) and any(type(v) is torch.Tensor for v in fields.values())
 
 
 def _changed_elsewhere(ctx, real, source):

@@ -184,3 +184,92 @@ def test_forward_set_on_the_instance():
 
 def test_changes_in_different_blocks_one_after_the_other():
     _run(_replace_weight(0), _replace_weight(3), _replace_weight(None), _replace_weight(1))
+
+
+# ---- a parameter's metadata changed in place (the same tensor object and TensorImpl):
+# the batch checks parameters by the raw fields recorded when they last matched
+# (csrc/tensor_check.cpp, tensors_match). A forward that reads its weight's dtype, sizes,
+# strides and requires_grad in Python makes each visible in the result (a graph that
+# raises would be rerun as written: each change here keeps the stale graph running).
+
+class MetaBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        w = self.fc.weight
+        y = (x @ w.float().t() * (w.shape[0] + 10 * w.stride(0))).to(w.dtype)
+        return y + (1.0 if w.requires_grad else -1.0)
+
+
+class MetaStack(nn.Module):
+    def __init__(self, n=4):
+        super().__init__()
+        self.blocks = nn.ModuleList(MetaBlock() for _ in range(n))
+
+    def forward(self, x):
+        return sum(block(x).sum() for block in self.blocks)
+
+
+def _run_meta(*changes):
+    """Calls until the batch holds, then each change followed by three calls compared with
+    eager: value, dtype and requires_grad of the result."""
+    torch.manual_seed(0)
+    model = MetaStack()
+    fast = terra_dyn.optimize(model, backend="interpreter")
+    x = torch.randn(3, 4)
+    with torch.no_grad():
+        def compare():
+            expected, got = model(x), fast(x)
+            assert got.dtype == expected.dtype and got.requires_grad == expected.requires_grad
+            assert torch.allclose(got.double(), expected.double(), atol=1e-5), (got, expected)
+        for _ in range(4):
+            compare()
+        if sys.version_info < (3, 13) and sum(c[0] == "snapshot" for c in _guard(model).checks) >= 2:
+            assert _guard(model).batched >= 2, "the batch does not hold"
+        for change in changes:
+            change(model)
+            for _ in range(3):
+                compare()
+
+
+def _weight(m, i=2):
+    return m.blocks[i].fc.weight
+
+
+def _unfrozen(edit):
+    """edit(w) on a weight that requires grad: done with requires_grad off, then on again
+    (resize_ and t_ refuse a leaf that requires grad)."""
+    def change(m):
+        w = _weight(m)
+        w.requires_grad_(False)
+        edit(w)
+        w.requires_grad_(True)
+    return change
+
+
+def test_parameter_dtype_changed_through_data():
+    _run_meta(lambda m: setattr(_weight(m), "data", _weight(m).data.double()),
+              lambda m: setattr(_weight(m), "data", _weight(m).data.float()))
+
+
+def test_parameter_requires_grad_flipped_and_back():
+    _run_meta(lambda m: _weight(m).requires_grad_(False), lambda m: _weight(m).requires_grad_(True),
+              lambda m: _weight(m, 0).requires_grad_(False))
+
+
+def test_parameter_resized_in_place():
+    _run_meta(_unfrozen(lambda w: w.resize_(2, 4)), _unfrozen(lambda w: w.resize_(4, 4)))
+
+
+def test_parameter_transposed_in_place():
+    # square: the sizes stay, the strides change
+    _run_meta(_unfrozen(lambda w: w.t_()), _unfrozen(lambda w: w.t_()))
+
+
+def test_parameter_data_replaced_by_a_view():
+    # the same sizes, a strided view of a bigger tensor: other strides, another storage;
+    # then another such view: only the strides differ (both not contiguous)
+    _run_meta(lambda m: setattr(_weight(m), "data", torch.randn(4, 8)[:, ::2]),
+              lambda m: setattr(_weight(m), "data", torch.randn(4, 12)[:, ::3]))

@@ -85,3 +85,76 @@ def test_a_one_on_a_size_never_symbolic_is_translated_at_once():
     counts = [(5, 3), (1, 3), (1, 3)]
     per_call = _run(counts)
     assert per_call[1] > 0 and per_call[2] == 0, per_call
+
+
+# -- a size that changes to 1 is a symbol that may be 1 (translate/unit_sizes.py) ------------
+
+def test_a_box_count_that_changes_to_one_stays_symbolic_with_it():
+    # faster_rcnn's counts: image 1 goes 3 -> 1 at call 1, so its size was a static 1 and
+    # call 2 (4 boxes) translated forward and select_training_samples again
+    counts = [(5, 3), (3, 1), (5, 4), (3, 1), (3, 1), (4, 5), (3, 5), (4, 5), (2, 2), (2, 4)]
+    per_call = _run(counts)
+    assert sum(per_call[2:]) == 0, per_call  # main: a translation at call 2
+
+
+def _rows(n, seed):
+    return torch.rand(n, 4, generator=torch.Generator().manual_seed(100 * seed + n))
+
+
+def _column_strides(b):
+    c = b[:, 2]  # contiguous for a single row only
+    return c.stride(), (c * 2).stride(), (c * 2).sum()
+
+
+def _transposed_product(b):
+    y = b.t() * 2  # (4, n): contiguous for a single row only
+    return y.stride(), y.sum(), torch.empty_like(b.t()).stride(), b.t().clone().stride()
+
+
+def _contiguous_of_transpose(b):
+    y = b.t().contiguous()  # a copy, or (one row) b.t() itself
+    return y.stride(), y.sum(), b.t().is_contiguous()
+
+
+def _write_through_reshape(b):
+    b = b.clone()
+    flat = b.t().reshape(-1)  # a view of b for one row, a copy otherwise
+    flat.add_(1)
+    return b.sum(), flat.sum()
+
+
+def _squeeze_and_broadcast(b):
+    s = b.squeeze(0)
+    return s.dim(), s * 2, (b[:, None, :2] - b[None, :, 2:]).sum(), b.sum(0, keepdim=True).expand(b.shape[0], 4)
+
+
+def _counts_and_matmul(b):
+    n = b.shape[0]
+    w = torch.linspace(0.1, 1.2, 12).reshape(4, 3)
+    return b.sum() / max(1, n), n > 1, (b @ w).softmax(-1), b.T @ b, b.unsqueeze(1).expand(n, 3, 4).sum(1)
+
+
+def _equal(a, b):
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.shape == b.shape and a.stride() == b.stride() and torch.equal(a, b)
+    if isinstance(a, (tuple, list)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(_equal, a, b))
+    return type(a) is type(b) and a == b
+
+
+@pytest.mark.parametrize("fn", [_column_strides, _transposed_product, _contiguous_of_transpose,
+                                _write_through_reshape, _squeeze_and_broadcast, _counts_and_matmul])
+def test_what_a_size_that_may_be_one_computes_is_eagers(fn):
+    # rows 3, then 1 (the first change: a symbol that may be 1), then other counts and 1 again:
+    # every result (values, shapes, strides, Python numbers) as plain Python's
+    fast = terra_dyn.optimize(fn, backend="interpreter")
+    per_call = []
+    for call, n in enumerate([3, 1, 4, 1, 2, 1, 5]):
+        with report.recording() as rec:
+            got = fast(_rows(n, call))
+        want = fn(_rows(n, call))
+        assert _equal(got, want), (fn.__name__, n, got, want)
+        per_call.append(len(rec.report().translations))
+    assert sum(per_call[3:]) == 0, per_call
+    if fn is _counts_and_matmul:  # nothing here needs the 1: one symbolic entry for every count
+        assert sum(per_call[2:]) == 0, per_call  # main: a translation at call 2

@@ -33,7 +33,7 @@ from ..fusion import decompositions
 from ..fusion.attention import fuse_attention
 from ..fusion.lowering import drop_no_op_views, is_inplace, lower_to_aten
 from ..fusion.partition import FusionGroup, partition
-from ..fusion.compiled import FusedGraph
+from ..fusion.compiled import FusedGraph, exact_guard, needs_autograd
 from ..fusion.joint import Trial
 from . import codegen, fast_calls
 from .column import XBLOCK, is_column
@@ -165,6 +165,11 @@ class Program:
         plain = owner.gm if plain is None else plain
         self.eager_run = fast_calls.fast_module(plain).forward
         self.pending = None  # a PendingBuild while g++ builds the kernels in the background
+        # a measuring owner ("cpu" by name, "auto") keeps this signature's kernels only if
+        # they measured faster than the graph module: once built, its calls alternate
+        # between the two until each side has TRIAL_CALLS, then the faster runs from then on
+        self.trial = ([], [])  # (graph module, kernels) seconds a call
+        self.verdict = None  # "kernels" or "eager" once the trial is over
         library = self._build(list(kernels.values()), owner.asynchronous)
         if isinstance(library, PendingBuild):
             # calls run eagerly until the build is done (each polls it, a few us): the
@@ -176,6 +181,30 @@ class Program:
     def _finish(self, library):
         self.gm = self._rewrite(self.aten_gm.graph, library)
         self.run = self.gm.forward if library is not None else self.eager_run
+        if library is not None and self.owner.measures:
+            self.run = self._trial_call  # the rewrite above is not in any timed call
+
+    def _trial_call(self, *args):
+        # per signature: the frontend's one symbolic graph for a 1K and a 16M chain has one
+        # Program per size, and a verdict at 1K (call costs) says nothing about 16M (memory)
+        eager, lowered = self.trial
+        run_eager = len(eager) < len(lowered)
+        clock = self.owner.clock
+        start = clock()
+        result = self.eager_run(*args) if run_eager else self.gm.forward(*args)
+        (eager if run_eager else lowered).append(clock() - start)
+        if len(eager) >= self.owner.TRIAL_CALLS:
+            self._end_trial(min(eager), min(lowered))
+        return result
+
+    def _end_trial(self, eager, lowered):
+        """Each side's fastest call (load from other processes only ever adds time)."""
+        old, self.verdict = self.run, "eager" if lowered >= eager else "kernels"
+        self.run = self.eager_run if self.verdict == "eager" else self.gm.forward
+        if self.verdict == "eager":
+            self.owner.note(f"kernels measured slower than the graph module ({lowered * 1e6:.0f} us against "
+                            f"{eager * 1e6:.0f} us a call): the signature runs eagerly")
+        self.owner.replace_run(old, self.run)
 
     def _until_built(self, *args):
         if not self.pending.done():
@@ -268,12 +297,22 @@ class CpuCompiledGraph(FusedGraph):
     LOWER_AT_CALL = 2  # fusion/compiled.py: signatures that never repeat are not lowered
     MAX_LOWERINGS = 4
 
-    # With `payback`, a graph runs eagerly until its eager run time adds up to this fraction
-    # of what a lowering costs (make_fx + g++, measured in this process): a graph run a few
-    # times, or cheap per call (the ten programs' small graphs, recompiled every step or
-    # two), never pays a lowering worth more than a quarter of the time it ran.
-    PAYBACK = 0.25
-    lowering_seconds = 0.2  # the mean cost of a lowering here, updated as lowerings run
+    # With `payback`, a graph runs eagerly until its eager run time adds up to PAYBACK x
+    # what lowering it would cost, and then a signature is lowered once its own eager time
+    # adds up to that: a lowering that saves nothing then costs at most the time the graph
+    # ran (a rent-or-buy bound), and graphs run a few times, or cheap per call (the ten
+    # programs' small graphs, recompiled every step or two, faster_rcnn's per-image
+    # shapes), never pay make_fx + g++ for nothing. The cost is estimated per graph from
+    # its node count and what lowerings measured in this process: yolov3's 237-node
+    # training graph took 5.6 s (joint make_fx 2.8 s + forward lowering 2.8 s), a 10-node
+    # chain ~0.1 s; one mean for all graphs (0.25 x, before) lowered the big one after 50 ms
+    # of eager time and stalled a step for seconds.
+    PAYBACK = 1.0
+    # seconds per graph node, moving averages updated as lowerings run here: "lower" (make_fx
+    # + partition + codegen of one graph), "joint" (make_fx of a training graph's joint graph;
+    # a training lowering also lowers its forward and backward halves)
+    seconds_per_node = {"lower": 5e-3, "joint": 12e-3}
+    MIN_NODES = 20  # a small graph's lowering still pays make_fx's fixed costs
 
     def __init__(self, gm, example_inputs, notes=None, eager_calls=0, payback=False, asynchronous=False):
         # eager_calls: the first calls run the user's graph module as it is (the
@@ -287,19 +326,20 @@ class CpuCompiledGraph(FusedGraph):
         # itself builds at once (tests look at the kernels right after a call)
         self.asynchronous = asynchronous
         self.eager_seconds = 0.0
-        # auto keeps a lowering only if it measured faster than the graph module: after the
-        # lowering, calls alternate between the two until each has TRIAL_CALLS times, then
-        # the faster stays (a small MLP's training step: ATen matmuls and kernels too small
-        # to pay for their calls; the eager calls before the lowering are cold, not a yardstick)
-        # "cpu" by name (payback) measures too, once its kernels are built; training calls
-        # are measured per signature by their JointProgram (forward and backward, joint_trial)
+        self.nodes = len(gm.graph.nodes)
+        self.trains = None  # whether the graph's first call trained (its lowering cost)
+        self.credit = None  # graph-module seconds for the first signature past the payback
+        self.credited = False
+        self._unlowered = None  # (exact guard, key) of the last signature run unlowered
+        # auto and "cpu" by name keep kernels only where they measured faster: an inference
+        # signature's Program times its kernels against the graph module (Program._trial_call),
+        # a training signature's JointProgram the compiled pair against eager autograd
+        # (joint_trial); the eager calls before a lowering are cold, not a yardstick
         self.measures = eager_calls > 0 or payback
-        self.trial = ([], []) if self.measures else None  # (eager, lowered) seconds a call
-        self.eager_only = False
         self._graph_to_lower = None
         super().__init__(gm, example_inputs, notes, lower_now=eager_calls == 0 and not payback)
 
-    # calls timed on each side before a lowering is kept or dropped; each side's fastest
+    # calls timed on each side before kernels are kept or dropped; each side's fastest
     # call is its figure (load from other processes only ever adds time: with 3 calls and
     # medians, a 1K chain's kernels, 4x faster than eager, measured slower at load 14)
     TRIAL_CALLS = 5
@@ -324,50 +364,59 @@ class CpuCompiledGraph(FusedGraph):
         try:
             return super()._joint_program(args)
         finally:
-            type(self).lowering_seconds = 0.8 * self.lowering_seconds + 0.2 * (time.perf_counter() - start)
+            self._measured("joint", time.perf_counter() - start, self.nodes)
 
-    def payback_seconds(self) -> float:
-        return self.PAYBACK * self.lowering_seconds
+    def _measured(self, kind, seconds, nodes):
+        per = type(self).seconds_per_node
+        per[kind] = 0.8 * per[kind] + 0.2 * seconds / max(nodes, self.MIN_NODES)
+
+    def lowering_cost(self, training=False) -> float:
+        """Estimated seconds to lower this graph for one signature (training: the joint
+        graph and its two halves)."""
+        per = self.seconds_per_node
+        return max(self.nodes, self.MIN_NODES) * (per["joint"] + 2 * per["lower"] if training else per["lower"])
+
+    def payback_seconds(self, training=None) -> float:
+        return self.PAYBACK * self.lowering_cost(bool(self.trains) if training is None else training)
+
+    def _worth_lowering(self, key, training=False) -> bool:
+        if not self.payback:
+            return super()._worth_lowering(key, training)
+        # "cpu" by name: a signature is lowered once its own graph-module time pays; the
+        # graph-wide time that let calls get here counts for the first signature to come
+        if len(self.unlowered_seconds) > 1024:  # values that never repeat: forget them
+            self.unlowered_seconds.clear()
+        if self.credit is not None:
+            self.unlowered_seconds[key] = self.unlowered_seconds.get(key, 0.0) + self.credit
+            self.credit = None
+        return self.unlowered_seconds.get(key, 0.0) >= self.payback_seconds(training)
+
+    def signature_key(self, args, training=False):
+        # a repeated unlowered signature's key comes from its exact guard (~1 us a tensor
+        # otherwise: a training graph's inputs are every parameter)
+        last = self._unlowered
+        if last is not None and last[2] == training and last[0].check(*args):
+            return last[1]
+        return super().signature_key(args, training)
+
+    def _timed_graph_module(self, key, args=None):
+        if self.payback and args is not None and (self._unlowered is None or self._unlowered[1] is not key):
+            guard = exact_guard(args)
+            self._unlowered = None if guard is None else (guard, key, len(key) > len(args))
+        return super()._timed_graph_module(key)
 
     def __call__(self, *args):
-        if self.eager_only:
-            return self.gm.forward(*args)  # not nn.Module.__call__: a few us a call
-        if self.eager_calls > 0 or self.payback and self.eager_seconds < self.PAYBACK * self.lowering_seconds:
+        if self.trains is None:
+            self.trains = needs_autograd(args) or self.trainable_attributes and torch.is_grad_enabled()
+        if self.eager_calls > 0 or self.payback and self.eager_seconds < self.payback_seconds():
             self.eager_calls -= 1
             start = time.perf_counter()
-            result = self.gm.forward(*args)
-            elapsed = time.perf_counter() - start
-            self.eager_seconds += elapsed
+            result = self.gm.forward(*args)  # not nn.Module.__call__: a few us a call
+            self.eager_seconds += time.perf_counter() - start
             return result
-        if self.trial is None:
-            return FusedGraph.__call__(self, *args)
-        return self._on_trial(args)
-
-    def _on_trial(self, args):
-        if torch.is_grad_enabled() and (self.trainable_attributes or any(
-                isinstance(a, torch.Tensor) and a.requires_grad for a in args)):
-            return FusedGraph.__call__(self, *args)  # a training call: its JointProgram's trial
-        eager, lowered = self.trial
-        run_eager = len(eager) < len(lowered)
-        lowerings = self.lowerings
-        ready = run_eager or self.kernels_ready()  # kernels still building: their calls run eagerly
-        start = self.clock()
-        result = self.gm.forward(*args) if run_eager else FusedGraph.__call__(self, *args)
-        elapsed = self.clock() - start
-        if run_eager:
-            eager.append(elapsed)
-        elif self.lowerings == lowerings and ready:  # a call that paid no lowering, with kernels
-            lowered.append(elapsed)
-        if len(eager) >= self.TRIAL_CALLS:
-            self._end_trial(min(eager), min(lowered))
-        return result
-
-    def _end_trial(self, eager, lowered):
-        self.trial = None
-        if lowered >= eager:
-            self.eager_only = True
-            self.note(f"kernels measured slower than the graph module ({lowered * 1e6:.0f} us against "
-                      f"{eager * 1e6:.0f} us a call): the graph runs eagerly")
+        if self.payback and not self.credited:  # from now on each signature pays for itself
+            self.credit, self.credited = self.eager_seconds, True
+        return FusedGraph.__call__(self, *args)
 
     def note(self, line: str):
         if line not in self.notes and config.verbose:
@@ -382,7 +431,7 @@ class CpuCompiledGraph(FusedGraph):
         start = time.perf_counter()
         gm = self.graph_to_lower()
         program = Program(lower_to_aten(gm, args, self.decomposition_table()), self, gm)
-        type(self).lowering_seconds = 0.8 * self.lowering_seconds + 0.2 * (time.perf_counter() - start)
+        self._measured("lower", time.perf_counter() - start, self.nodes)
         return program
 
     def describe_step(self, program, step) -> str:

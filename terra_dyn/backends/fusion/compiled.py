@@ -25,6 +25,7 @@ last settled training signature; otherwise it takes one of four paths, in this o
                                                       a functional graph runs it again eagerly
 """
 import math
+import operator
 import time
 
 import torch
@@ -76,6 +77,43 @@ def signature(args, with_type=False) -> tuple:
             except TypeError:
                 key.append((type(a), id(a)))
     return tuple(key)
+
+
+_DROPOUTS = {torch.nn.functional.dropout, torch.nn.functional.dropout1d, torch.nn.functional.dropout2d,
+             torch.nn.functional.dropout3d, torch.nn.functional.alpha_dropout,
+             torch.nn.functional.feature_alpha_dropout}
+
+
+def _draws(node) -> bool:
+    """F.dropout(x, p, training) with a literal p > 0 and training True (its defaults: 0.5, True)."""
+    if node.target not in _DROPOUTS:
+        return False
+    p = node.args[1] if len(node.args) > 1 else node.kwargs.get("p", 0.5)
+    training = node.args[2] if len(node.args) > 2 else node.kwargs.get("training", True)
+    return isinstance(p, (int, float)) and p > 0 and training is True
+
+
+def joint_refusal(gm: fx.GraphModule) -> str:
+    """Why the joint graph of the user's graph would be refused (joint.py), read from the graph
+    itself ('' when not sure): an in-place op (`x.add_(y)`, `torch.relu_(x)`, `inplace=True`,
+    `x[i] = v`) stays one in the joint graph, and a dropout draws (traced, its bernoulli_ is
+    in-place too). Finding out by make_fx took seconds for a big graph (bert's 142-node
+    training graph, with dropout: 1.5-2.5 s; gpt2's 6-node one 154 ms). A graph not caught
+    here is traced and checked as before."""
+    for node in gm.graph.nodes:
+        if node.op == "call_method":
+            name = node.target
+        elif node.op == "call_function":
+            if node.target is operator.setitem or node.kwargs.get("inplace") is True:
+                return "the graph mutates a tensor"
+            if _draws(node):
+                return "the graph draws random numbers"
+            name = getattr(node.target, "__name__", "")
+        else:
+            continue
+        if name.endswith("_") and not name.endswith("__") and name != "requires_grad_":
+            return "the graph mutates a tensor"
+    return ""
 
 
 class FusedGraph:
@@ -147,7 +185,7 @@ class FusedGraph:
         anyway (a subclass that measures its lowerings says; inf: never)."""
         return math.inf
 
-    def _worth_lowering(self, key) -> bool:
+    def _worth_lowering(self, key, training=False) -> bool:
         if not self.lowered:
             return True
         if len(self.unlowered_calls) > 1024:  # values that never repeat: forget them
@@ -164,22 +202,31 @@ class FusedGraph:
         calls = self.unlowered_calls[key] = self.unlowered_calls.get(key, 0) + 1
         return calls >= self.LOWER_AT_CALL
 
-    def _timed_graph_module(self, key):
-        """self.gm, adding each call's time to `key`'s unlowered seconds."""
+    def _timed_graph_module(self, key, args=None):
+        """self.gm's forward, adding each call's time to `key`'s unlowered seconds (`args`:
+        the call's arguments, for a subclass that remembers them)."""
+        forward = self.gm.forward  # not nn.Module.__call__: a few us a call
+
         def run(*args):
             start = time.perf_counter()
             try:
-                return self.gm(*args)
+                return forward(*args)
             finally:
                 self.unlowered_seconds[key] = self.unlowered_seconds.get(key, 0.0) + time.perf_counter() - start
+        run.runs_graph_module = True  # an error is the user's own: never run it again
         return run
 
-    def _program(self, args):
+    def signature_key(self, args, training=False):
+        """The key of `args`'s Program (training: and of which inputs require grad)."""
         key = signature(args, self.keys_by_type)
+        return key + tuple(isinstance(a, torch.Tensor) and a.requires_grad for a in args) if training else key
+
+    def _program(self, args):
+        key = self.signature_key(args)
         program = self.programs.get(key)
         if program is None:
             if not self._worth_lowering(key):
-                return self._timed_graph_module(key)
+                return self._timed_graph_module(key, args)
             try:
                 program = self.lower(args)
                 paid = isinstance(program, self.program_type)  # not a cheap "run gm" (fake inputs)
@@ -232,8 +279,7 @@ class FusedGraph:
         return backward
 
     def _autograd_program(self, args):
-        grads = tuple(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
-        key = signature(args, self.keys_by_type) + grads
+        key = self.signature_key(args, training=True)
         program = self.autograd_programs.get(key)
         if isinstance(program, JointProgram) and program.fuses_nothing:
             # no kernel in either half: the pair would only add an autograd.Function, the
@@ -241,8 +287,8 @@ class FusedGraph:
             # MLP's training step: 0.77x eager), so eager autograd runs the graph module
             self.note("training graph without kernels: runs eagerly (autograd records the graph module's ops)")
             program = self.autograd_programs[key] = self.gm
-        if program is None and not self._worth_lowering(key):
-            return self.gm
+        if program is None and not self._worth_lowering(key, training=True):
+            return self._timed_graph_module(key, args)
         if program is None and self.saves_activations:
             program = self._joint_program(args)
             self.lowered = True
@@ -282,6 +328,9 @@ class FusedGraph:
         self.last_training = None if guard is None else (guard, program)
 
     def _joint_program(self, args):
+        if not self.joint_refused and joint_refusal(self.gm):
+            self.joint_refused = joint_refusal(self.gm)  # joint.py's reason, without a make_fx
+            self.note(f"inputs require grad and {self.joint_refused}: graph ran eagerly so autograd records ATen ops")
         if self.joint_refused:  # the graph's own structure (a mutation, a random draw): no retrace
             return self.gm
         try:
@@ -361,6 +410,8 @@ class FusedGraph:
                 return self.gm.forward(*args)
         if program is self.gm:
             return self.gm.forward(*args)  # not nn.Module.__call__: a few us a call
+        if getattr(program, "runs_graph_module", False):
+            return program(*args)
         if config.strict:
             return program(*args)
         try:

@@ -272,15 +272,19 @@ class JointProgram:
         if turn is not None:  # eager's backward through the turn's history; else the compiled half
             start = self.trial.clock()
             if turn[0] == "eager":
-                outs, leaves = turn.pop(), turn.pop()  # dropped here: a retained second backward recomputes
-                got = self._per_input(len(args), torch.autograd.grad(
-                    [outs[i] for i in self.differentiable], [leaves[i] for i in self.diff],
-                    [grads[i] for i in self.differentiable], allow_unused=True))
+                got = self._eager_turn_backward(len(args), turn, grads)
             else:
                 got = self._compiled_backward(args, saved, grads)
             self.trial.record(turn[0], turn[1] + self.trial.clock() - start)
             return got
         return self._compiled_backward(args, saved, grads)
+
+    def _eager_turn_backward(self, nargs, turn, grads):
+        """Eager autograd's backward through the history an eager turn's forward kept."""
+        outs, leaves = turn.pop(), turn.pop()  # dropped here: a retained second backward recomputes
+        return self._per_input(nargs, torch.autograd.grad(
+            [outs[i] for i in self.differentiable], [leaves[i] for i in self.diff],
+            [grads[i] for i in self.differentiable], allow_unused=True))
 
     def _compiled_backward(self, args, saved, grads):
         tangents = [grads[i].contiguous() for i in self.differentiable]

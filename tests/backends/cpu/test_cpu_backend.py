@@ -216,16 +216,16 @@ def test_auto_keeps_a_lowering_only_when_it_measured_faster(monkeypatch):
     for _ in range(AUTO_CPU_EAGER_CALLS + 1 + 2 * trial_calls):
         x = torch.randn(64, 64)
         assert_same(compiled(x), torch.tanh(x * 2 + 1) * x)
-    assert graph.trial is None, "the trial never ended"
-    slower = lookup("auto")(gm, [torch.randn(64, 64)])
-    slower = getattr(slower, "fn", slower)
-    slower._end_trial(eager=1e-4, lowered=2e-4)
-    assert slower.eager_only and "slower" in slower.notes[-1]
+    (program,) = [p for p in graph.programs.values() if isinstance(p, Program)]
+    assert program.verdict is not None, "the trial never ended"
+    program._end_trial(eager=1e-4, lowered=2e-4)
+    assert program.verdict == "eager" and "slower" in graph.notes[-1]
+    assert program.run == program.eager_run
     x = torch.randn(64, 64)
-    assert_same(slower(x), torch.tanh(x * 2 + 1) * x)
-    faster = getattr(lookup("auto")(gm, [torch.randn(64, 64)]), "fn", None)
-    faster._end_trial(eager=2e-4, lowered=1e-4)
-    assert not faster.eager_only
+    assert_same(compiled(x), torch.tanh(x * 2 + 1) * x)
+    program._end_trial(eager=2e-4, lowered=1e-4)
+    assert program.verdict == "kernels" and program.run == program.gm.forward
+    assert_same(compiled(x), torch.tanh(x * 2 + 1) * x)
 
 
 def test_fake_tensor_calls_run_through_aten():
@@ -313,10 +313,60 @@ def test_a_graph_refusing_the_joint_graph_is_traced_once():
     assert sum("mutates a tensor" in n for n in compiled.notes) == 1
 
 
+def _joint_graphs_traced(monkeypatch) -> list:
+    """A list that gets an item for every JointProgram (a make_fx of a joint graph) built."""
+    from terra_dyn.backends.fusion import compiled as fused
+    traced = []
+
+    class Counted(fused.JointProgram):
+        def __init__(self, *args, **kwargs):
+            traced.append(1)
+            super().__init__(*args, **kwargs)
+    monkeypatch.setattr(fused, "JointProgram", Counted)
+    return traced
+
+
+def test_a_graph_calling_an_inplace_op_refuses_the_joint_graph_without_tracing_it(monkeypatch):
+    from terra_dyn.backends.fusion.compiled import joint_refusal
+    traced = _joint_graphs_traced(monkeypatch)
+
+    def fn(x, buf):
+        buf.mul_(2)
+        return (x * buf).tanh().sum()
+    x, buf = torch.randn(3, 8, requires_grad=True), torch.ones(8)
+    compiled = compile_graph(trace(fn), [x, buf])
+    for _ in range(3):
+        ours_buf, eager_buf = buf.clone(), buf.clone()
+        got = torch.autograd.grad(compiled(x, ours_buf), x)[0]
+        assert_same((got, ours_buf), (torch.autograd.grad(fn(x, eager_buf), x)[0], eager_buf))
+    assert not traced and compiled.joint_refused == "the graph mutates a tensor", compiled.describe()
+    F = torch.nn.functional
+    assert joint_refusal(trace(lambda x: torch.relu_(x * 2))) == "the graph mutates a tensor"
+    assert joint_refusal(trace(lambda x: F.relu(x * 2, inplace=True))) == "the graph mutates a tensor"
+    assert joint_refusal(trace(lambda x: F.dropout(x * 2, 0.1, True))) == "the graph draws random numbers"
+    assert joint_refusal(trace(lambda x: F.dropout(x * 2))) == "the graph draws random numbers"
+    for fn in (lambda x: F.dropout(x * 2, 0.1, False), lambda x: F.dropout(x, 0.0),
+               lambda x: torch.relu(x * 2).requires_grad_(), lambda x: torch.tanh(x) * 2):
+        assert joint_refusal(trace(fn)) == ""
+
+
+def test_a_training_graph_with_dropout_runs_eager_autograd_without_tracing_the_joint_graph(monkeypatch):
+    traced = _joint_graphs_traced(monkeypatch)
+    fn = lambda x: torch.nn.functional.dropout(x.tanh(), 0.3) * 2  # noqa: E731
+    x = torch.randn(4, 8, requires_grad=True)
+    compiled = compile_graph(trace(fn), [x])
+    for seed in range(3):
+        torch.manual_seed(seed)
+        got = torch.autograd.grad(compiled(x).sum(), x)[0]
+        torch.manual_seed(seed)
+        assert_same(got, torch.autograd.grad(fn(x).sum(), x)[0])
+    assert not traced and compiled.joint_refused == "the graph draws random numbers", compiled.describe()
+
+
 def test_cpu_by_name_lowers_a_graph_once_its_eager_time_pays(monkeypatch):
     # graphs the frontend recompiles and runs a few times never pay make_fx + g++
     from terra_dyn.backends.cpu.compiled_graph import CpuCompiledGraph
-    monkeypatch.setattr(CpuCompiledGraph, "lowering_seconds", 1e9)
+    monkeypatch.setattr(CpuCompiledGraph, "seconds_per_node", {"lower": 1e9, "joint": 1e9})
     gm = trace(lambda x: torch.tanh(x * 2 + 1) * x)
     compiled = lookup("cpu")(gm, [torch.randn(8, 8)])
     graph = getattr(compiled, "fn", compiled)
@@ -324,9 +374,60 @@ def test_cpu_by_name_lowers_a_graph_once_its_eager_time_pays(monkeypatch):
         x = torch.randn(8, 8)
         assert_same(compiled(x), torch.tanh(x * 2 + 1) * x)
     assert not graph.programs and graph.eager_seconds > 0
-    monkeypatch.setattr(CpuCompiledGraph, "lowering_seconds", graph.eager_seconds)  # paid 4x over
+    per_node = graph.eager_seconds / CpuCompiledGraph.MIN_NODES / CpuCompiledGraph.PAYBACK
+    monkeypatch.setattr(CpuCompiledGraph, "seconds_per_node", {"lower": per_node, "joint": per_node})  # paid
     assert_same(compiled(x), torch.tanh(x * 2 + 1) * x)
     assert graph.kernels, graph.describe()
+
+
+def _long_chain(x, length):
+    for i in range(length):
+        x = torch.tanh(x * 1.01 + i)
+    return x
+
+
+def test_cpu_by_name_waits_longer_for_a_bigger_graph(monkeypatch):
+    # a lowering's cost grows with the graph (yolov3's 237-node training graph: 5.6 s), so
+    # eager time that pays for a small graph's lowering does not pay for a big one's
+    from terra_dyn.backends.cpu.compiled_graph import CpuCompiledGraph
+    monkeypatch.setattr(CpuCompiledGraph, "seconds_per_node", {"lower": 1e-3, "joint": 1e-3})
+    x = torch.randn(8, 8)
+    small, big = (getattr(c, "fn", c) for c in (
+        lookup("cpu")(trace(lambda x: _long_chain(x, n)), [x]) for n in (2, 100)))
+    assert big.nodes > 200 > CpuCompiledGraph.MIN_NODES > small.nodes
+    for graph, length in ((small, 2), (big, 100)):
+        graph.eager_seconds = 0.1  # paid 0.1 s: more than 20 nodes' 20 ms, less than 200 nodes'
+        assert_same(graph(x), _long_chain(x, length))
+    assert small.programs and small.lowerings == 1, small.describe()
+    assert not big.lowered and not any(isinstance(p, Program) for p in big.programs.values()), big.describe()
+
+
+def test_cpu_by_name_lowers_a_later_signature_once_its_own_time_pays(monkeypatch):
+    # faster_rcnn's per-image shapes: a signature seen twice was lowered (1.4 s a training
+    # graph) though it never came again; now each new signature pays for itself, training
+    # ones too, and runs the graph module meanwhile
+    from terra_dyn.backends.cpu.compiled_graph import CpuCompiledGraph
+    monkeypatch.setattr(CpuCompiledGraph, "seconds_per_node", {"lower": 1e-9, "joint": 1e-9})
+    fn = lambda x, w: (x @ w).tanh() * 2 + 1  # noqa: E731
+    w = torch.randn(5, 5, requires_grad=True)
+    compiled = lookup("cpu")(trace(fn), [torch.randn(1, 5), w])
+    graph = getattr(compiled, "fn", compiled)
+    for _ in range(2):  # the first call pays for the graph, the second lowers its signature
+        graph(torch.randn(1, 5), w).sum().backward()
+    assert len(graph.autograd_programs) == 1, graph.describe()
+    monkeypatch.setattr(CpuCompiledGraph, "seconds_per_node", {"lower": 1e9, "joint": 1e9})
+    for rows in (2, 3, 2, 3, 2):
+        x = torch.randn(rows, 5)
+        w.grad = None
+        graph(x, w).sum().backward()
+        got = w.grad
+        w.grad = None
+        fn(x, w).sum().backward()
+        assert_same(got, w.grad)
+        with torch.no_grad():
+            assert_same(graph(x, w), fn(x, w))
+    assert len(graph.autograd_programs) == 1 and not graph.programs, graph.describe()
+    assert graph.unlowered_seconds and all(s > 0 for s in graph.unlowered_seconds.values())
 
 
 def test_a_graph_whose_shapes_keep_changing_stops_lowering_new_ones():
@@ -346,7 +447,7 @@ def test_a_signature_past_the_limit_is_lowered_once_its_own_eager_time_pays(monk
     compiled = compile_graph(trace(fn), [torch.randn(1, 5)])
     for rows in [1] + [r for r in range(2, 5) for _ in range(2)]:  # the limit's 4 signatures
         compiled(torch.randn(rows, 5))
-    monkeypatch.setattr(CpuCompiledGraph, "lowering_seconds", 1e-12)  # any eager call pays
+    monkeypatch.setattr(CpuCompiledGraph, "seconds_per_node", {"lower": 1e-15, "joint": 1e-15})  # any call pays
     x = torch.randn(9, 5)
     assert_same(compiled(x), fn(x))  # runs the graph module, timed
     assert signature([x], True) not in compiled.programs

@@ -1,0 +1,550 @@
+"""Symbolic sizes without FakeTensorMode for the ops a decoder runs on a growing KV cache.
+
+    propagate(state, kind, target, args, kwargs) -> a fake tensor, or None (FakeTensorMode decides)
+
+Under FakeTensorMode each op on a tensor with symbolic sizes costs 5-30 ms of sympy (torch's
+refs and decompositions ask the ShapeEnv about every size relation): mistral's symbolic
+retranslation spent 500 of its 800 ms in 63 such ops (cat, slicing, expand, reshape, matmul,
+broadcasting pointwise ops). Here each of those ops' result sizes and strides are computed
+from its inputs' as SymInt arithmetic (no question asked, so no guard), and the result is
+built directly (a meta tensor wrapped as a fake one, or an `as_strided` view of the input):
+about 1 ms an op.
+
+Exactness first: a rule answers only where every decision it makes is the same for all values
+of the symbols (ints equal, expressions identical, or a difference the ShapeEnv's value ranges
+bound away from zero); anything else (a size that broadcasting would need equal to a
+constant, a slice bound on a symbolic dim, an op needing grad) returns None. Each result is
+also checked against the op run on meta tensors at the symbols' current values (dtype, sizes,
+strides, offset, view or not): a rule that disagrees there is not used.
+"""
+import operator
+
+import torch
+
+from .values import seen_by_op
+
+# -- decisions about sizes -------------------------------------------------------------
+
+
+def _expr(x):
+    import sympy
+
+    return x.node.expr if isinstance(x, torch.SymInt) else sympy.Integer(x)
+
+
+def _hint(x):
+    return x if type(x) is int else x.node.hint
+
+
+def _compare(env, a, b):
+    """The sign of a - b for all values of the symbols (-1, 0, 1), or None when it depends
+    on them (the ShapeEnv's value ranges: sizes >= 2, and what its guards have learned)."""
+    if type(a) is int and type(b) is int:
+        return (a > b) - (a < b)
+    ea, eb = _expr(a), _expr(b)
+    if ea == eb:
+        return 0
+    diff = ea - eb
+    if diff.is_Number:
+        return int(bool(diff > 0)) - int(bool(diff < 0))
+    sign = _sign(env, diff)
+    if sign is None:
+        import sympy
+
+        diff = sympy.expand(diff)
+        if diff.is_Number:
+            return int(bool(diff > 0)) - int(bool(diff < 0))
+        sign = _sign(env, diff)
+    if sign is None:
+        bounds = env.bound_sympy(diff)
+        sign = 1 if bounds.lower > 0 else -1 if bounds.upper < 0 else None
+    return sign
+
+
+def _sign(env, expr):
+    """1 or -1 when a polynomial whose non-constant terms all have one sign, over symbols
+    that are never negative, is bounded away from 0 by its terms at the symbols' lowest
+    values; else None. Cheaper than the ShapeEnv's bound_sympy for `16*s0 + 16` against 0."""
+    constant, low, signs = 0, 0, set()
+    for term, coeff in expr.as_coefficients_dict().items():
+        if not coeff.is_Integer:
+            return None
+        if term.is_Number:
+            constant += int(coeff) * int(term)
+            continue
+        least = 1
+        for sym, power in term.as_powers_dict().items():
+            bounds = env.var_to_range.get(sym) if sym.is_Symbol else None
+            if bounds is None or not power.is_Integer or power < 1 or not bounds.lower >= 0:
+                return None
+            least *= int(bounds.lower) ** int(power)
+        signs.add(coeff > 0)
+        low += int(coeff) * least
+    if signs == {True} and constant + low > 0:
+        return 1
+    if signs == {False} and constant + low < 0:
+        return -1
+    return None
+
+
+def _same(env, a, b):
+    """True/False when a == b holds/fails for all values, None when it depends on them.
+    Two symbolic sizes equal now whose relation is open (a layer's cached keys and values,
+    each its own symbol) are made one, as FakeTensorMode's ops do: the ShapeEnv records
+    `s1 == s0` (a guard, and a replacement so later sizes compare as the same)."""
+    sign = _compare(env, a, b)
+    if sign is None and type(a) is not int and type(b) is not int and _hint(a) == _hint(b) \
+            and not _expr(a).is_number and not _expr(b).is_number:
+        return bool(a == b)  # guarded (True: the hints are equal)
+    return None if sign is None else sign == 0
+
+
+def _is_one(x):
+    return type(x) is int and x == 1
+
+
+def _contiguous_strides(env, sizes):
+    """torch's contiguous strides (a size 0 counts as 1): a symbolic size must be at least 1
+    for all values."""
+    strides, step = [], 1
+    for i, size in enumerate(reversed(sizes)):
+        strides.append(step)
+        if i == len(sizes) - 1:
+            break  # the outermost size is in no stride
+        if type(size) is not int:
+            _need(_compare(env, size, 1) in (0, 1))
+        step = step * (size if type(size) is not int else max(size, 1))
+    return strides[::-1]
+
+
+def _canonical(env, t):
+    """t is contiguous for all values: each stride the product of the sizes after it (the
+    strides of size-1 dims, which torch ignores, aside)."""
+    expected = _contiguous_strides(env, list(t.shape))
+    return all(_is_one(n) or _same(env, s, c) is True for n, s, c in zip(t.shape, t.stride(), expected))
+
+
+class _Fail(Exception):
+    """A rule cannot decide for all values: FakeTensorMode decides."""
+
+
+def _need(flag):
+    if flag is not True:
+        raise _Fail
+
+
+# -- rules: (env, fake args, fake kwargs) -> (sizes, strides, offset, base or None) ------
+
+
+def _broadcast(env, tensors):
+    ndim = max(t.dim() for t in tensors)
+    out = []
+    for d in range(-ndim, 0):
+        sizes = [t.shape[d] for t in tensors if t.dim() >= -d]
+        sizes = [s for s in sizes if not _is_one(s)]
+        if not sizes:
+            out.append(1)
+            continue
+        for s in sizes[1:]:
+            _need(_same(env, s, sizes[0]))
+        out.append(sizes[0])
+    return out
+
+
+def _pointwise(env, args, kwargs):
+    """Broadcasting elementwise ops and shape-keeping ones (softmax, casts): a contiguous
+    result of the broadcast sizes, when every tensor argument is contiguous."""
+    tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+    for a in (*args, *kwargs.values()):
+        if isinstance(a, (list, tuple)) and any(isinstance(i, torch.Tensor) for i in a):
+            raise _Fail
+    for t in tensors:
+        _need(_canonical(env, t))
+    sizes = _broadcast(env, tensors)
+    return sizes, _contiguous_strides(env, sizes), 0, None
+
+
+def _cat(env, args, kwargs):
+    tensors = args[0] if args else kwargs.get("tensors")
+    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+    if not isinstance(tensors, (list, tuple)) or not tensors or type(dim) is not int \
+            or set(kwargs) - {"tensors", "dim"}:
+        raise _Fail
+    ndim = tensors[0].dim()
+    if not ndim or any(t.dim() != ndim for t in tensors) or not -ndim <= dim < ndim:
+        raise _Fail
+    dim %= ndim
+    for t in tensors:
+        _need(_canonical(env, t))
+        _need(_compare(env, t.shape[dim], 0) is not None)  # empty inputs: torch's special case
+    sizes = list(tensors[0].shape)
+    for t in tensors[1:]:
+        for d in range(ndim):
+            if d == dim:
+                sizes[d] = sizes[d] + t.shape[d]
+            else:
+                _need(_same(env, t.shape[d], sizes[d]))
+    return sizes, _contiguous_strides(env, sizes), 0, None
+
+
+def _getitem(env, args, kwargs):
+    """Basic indexing: full slices of symbolic dims, ints, slices of static dims, None,
+    Ellipsis."""
+    t, index = args
+    items = index if isinstance(index, tuple) else (index,)
+    consuming = sum(1 for i in items if i is not None and i is not Ellipsis)
+    if sum(1 for i in items if i is Ellipsis) > 1 or consuming > t.dim():
+        raise _Fail
+    expanded = []
+    for item in items:
+        if item is Ellipsis:
+            expanded += [slice(None)] * (t.dim() - consuming)
+        else:
+            expanded.append(item)
+    expanded += [slice(None)] * (t.dim() - sum(1 for i in expanded if i is not None))
+    sizes, strides = list(t.shape), list(t.stride())
+    out_sizes, out_strides, offset, d = [], [], t.storage_offset(), 0
+    for item in expanded:
+        if item is None:  # unsqueeze at this position of the partial result
+            out_sizes.append(1)
+            out_strides.append(sizes[d] * strides[d] if d < len(sizes) else 1)
+            continue
+        size, stride = sizes[d], strides[d]
+        d += 1
+        if type(item) is int:
+            if type(size) is not int or not -size <= item < size:
+                raise _Fail
+            offset = offset + (item % size) * stride
+        elif isinstance(item, slice):
+            parts = (item.start, item.stop, item.step)
+            if any(p is not None and type(p) is not int for p in parts):
+                raise _Fail
+            if type(size) is not int:  # step 1, bounds clamped as Python's for all values
+                if item.step not in (None, 1):
+                    raise _Fail
+                start = _clamp(env, item.start, size, 0)
+                stop = _clamp(env, item.stop, size, size)
+                length = stop - start if _compare(env, stop, start) in (0, 1) else _zero_length(env, stop, start)
+                out_sizes.append(length)
+                out_strides.append(stride)
+                offset = offset + start * stride
+                continue
+            if item.step is not None and item.step <= 0:
+                raise _Fail
+            start, stop, step = item.indices(size)
+            out_sizes.append(max(0, (stop - start + step - 1) // step))
+            out_strides.append(stride * step)
+            offset = offset + start * stride
+        else:
+            raise _Fail
+    return out_sizes, out_strides, offset, t
+
+
+def _clamp(env, bound, size, default):
+    """A slice bound on a dim of symbolic `size` as Python clamps it. A clamp the value ranges
+    leave open is guarded on its outcome now, as FakeTensorMode's slicing does (mistral's
+    sliding-window cache `keys[:, :, -4095:]`: `s0 + 1 < 4095`)."""
+    if bound is None:
+        return default
+    if bound < 0:
+        bound = size + bound
+        return bound if _guarded_sign(env, bound, 0) > 0 else 0
+    return size if _guarded_sign(env, bound, size) >= 0 else bound
+
+
+def _guarded_sign(env, a, b):
+    sign = _compare(env, a, b)
+    if sign is None:
+        ha, hb = _hint(a), _hint(b)
+        _need(ha != hb)  # an equality would pin a symbol: FakeTensorMode decides
+        sign = 1 if bool(a > b) else -1  # guarded; the hints say which way
+        _need(sign == (1 if ha > hb else -1))
+    return sign
+
+
+def _zero_length(env, stop, start):
+    _need(_compare(env, stop, start) == -1)
+    return 0
+
+
+def _shape_arg(args):
+    if len(args) == 1 and isinstance(args[0], (list, tuple, torch.Size)):
+        args = tuple(args[0])
+    if not all(type(a) is int or isinstance(a, torch.SymInt) for a in args):
+        raise _Fail
+    return list(args)
+
+
+def _expand(env, args, kwargs):
+    t, target = args[0], _shape_arg(args[1:])
+    if kwargs or len(target) < t.dim():
+        raise _Fail
+    lead = len(target) - t.dim()
+    sizes, strides = [], []
+    for i, want in enumerate(target):
+        if i < lead:
+            if type(want) is int and want < 0:
+                raise _Fail
+            sizes.append(want)
+            strides.append(0)
+            continue
+        size, stride = t.shape[i - lead], t.stride()[i - lead]
+        if type(want) is int and want == -1 or _same(env, want, size) is True:
+            sizes.append(size)
+            strides.append(stride)
+        elif _is_one(size) and (type(want) is not int or want >= 0):
+            sizes.append(want)
+            strides.append(0)
+        else:
+            raise _Fail
+    return sizes, strides, t.storage_offset(), t
+
+
+def _transpose(env, args, kwargs):
+    t = args[0]
+    if kwargs or len(args) != 3 or type(args[1]) is not int or type(args[2]) is not int or not t.dim():
+        raise _Fail
+    a, b = args[1] % t.dim(), args[2] % t.dim()
+    sizes, strides = list(t.shape), list(t.stride())
+    sizes[a], sizes[b] = sizes[b], sizes[a]
+    strides[a], strides[b] = strides[b], strides[a]
+    return sizes, strides, t.storage_offset(), t
+
+
+def _reshape(view):
+    def rule(env, args, kwargs):
+        t, target = args[0], _shape_arg(args[1:])
+        if kwargs:
+            raise _Fail
+        sizes = _infer_size(env, list(t.shape), target)
+        strides = _view_strides(env, list(t.shape), list(t.stride()), sizes)
+        if strides is not None:
+            return sizes, strides, t.storage_offset(), t
+        if view:
+            raise _Fail  # eager raises: FakeTensorMode names the error
+        return sizes, _contiguous_strides(env, sizes), 0, None  # a copy
+    return rule
+
+
+def _product(items):
+    out = 1
+    for i in items:
+        out = out * i
+    return out
+
+
+def _infer_size(env, old, target):
+    """`view(a, -1, b)`'s sizes; the element counts must match for all values."""
+    numel = _product(old)
+    holes = [i for i, s in enumerate(target) if type(s) is int and s == -1]
+    if len(holes) > 1 or any(type(s) is int and s < 0 and s != -1 for s in target):
+        raise _Fail
+    known = _product(s for s in target if not (type(s) is int and s == -1))
+    if not holes:
+        _need(_same(env, known, numel))
+        return target
+    _need(_compare(env, known, 0) == 1)
+    if type(numel) is int and type(known) is int:
+        missing = numel // known
+    else:
+        import sympy
+
+        quotient = sympy.cancel(_expr(numel) / _expr(known))
+        if quotient.as_numer_denom()[1] != 1:
+            raise _Fail
+        missing = _symint(env, quotient, _hint(numel) // _hint(known))
+    _need(_same(env, missing * known, numel))
+    out = list(target)
+    out[holes[0]] = missing
+    return out
+
+
+def _symint(env, expr, hint):
+    return int(expr) if expr.is_Integer else env.create_symintnode(expr, hint=hint)
+
+
+def _view_strides(env, old, old_strides, new):
+    """ATen's computeStride with each comparison decided for all values: the view's strides,
+    or None when no view exists (reshape copies)."""
+    if not old:
+        return [1] * len(new) if all(_is_one(s) for s in new) else None
+    if any(_compare(env, s, 0) != 1 for s in old):
+        raise _Fail  # empty tensors: ATen's special case
+    new_strides = [None] * len(new)
+    view_d = len(new) - 1
+    chunk_base = old_strides[-1]
+    tensor_numel = view_numel = 1
+    for d in range(len(old) - 1, -1, -1):
+        tensor_numel = tensor_numel * old[d]
+        if d == 0 or not _is_one(old[d - 1]) and _differs(env, old_strides[d - 1], tensor_numel * chunk_base):
+            while view_d >= 0 and (_less(env, view_numel, tensor_numel) or _is_one(new[view_d])):
+                new_strides[view_d] = view_numel * chunk_base
+                view_numel = view_numel * new[view_d]
+                view_d -= 1
+            if _differs(env, view_numel, tensor_numel):
+                return None
+            if d > 0:
+                chunk_base = old_strides[d - 1]
+                tensor_numel = view_numel = 1
+    if view_d != -1:
+        return None
+    return new_strides
+
+
+def _differs(env, a, b):
+    same = _same(env, a, b)
+    if same is None:
+        raise _Fail
+    return not same
+
+
+def _less(env, a, b):
+    sign = _compare(env, a, b)
+    if sign is None:
+        raise _Fail
+    return sign < 0
+
+
+def _matmul(env, args, kwargs):
+    """Batched matmul of equal batch sizes (or a 2-D right side): a contiguous result."""
+    if kwargs or len(args) != 2:
+        raise _Fail
+    a, b = args
+    if not isinstance(b, torch.Tensor) or a.dim() < 2 or b.dim() < 2 or b.dim() > a.dim() \
+            or b.dim() > 2 and a.dim() != b.dim():
+        raise _Fail
+    _need(_same(env, a.shape[-1], b.shape[-2]))
+    if b.dim() > 2:
+        for x, y in zip(a.shape[:-2], b.shape[:-2]):
+            _need(_same(env, x, y))
+    sizes = [*a.shape[:-1], b.shape[-1]]
+    return sizes, _contiguous_strides(env, sizes), 0, None
+
+
+_POINTWISE = ("add", "sub", "mul", "truediv", "div", "gt", "lt", "ge", "le", "eq", "ne", "and_", "or_",
+              "xor", "where", "neg", "softmax", "log_softmax", "to", "float", "masked_fill", "exp",
+              "tanh", "sigmoid", "silu", "relu", "rsqrt", "pow", "logical_and", "logical_or",
+              "logical_not", "bitwise_and", "bitwise_or", "type_as", "__and__", "__or__", "__invert__",
+              "invert", "contiguous", "dropout")
+_RULES = dict.fromkeys(_POINTWISE, _pointwise)
+_RULES.update({"cat": _cat, "concat": _cat, "getitem": _getitem, "expand": _expand, "transpose": _transpose,
+               "reshape": _reshape(False), "view": _reshape(True), "matmul": _matmul})
+
+
+_ON_A_TENSOR = {_getitem, _expand, _transpose, _RULES["reshape"], _RULES["view"]}
+
+
+def _rule(kind, target):
+    if kind == "call_method":
+        return _RULES.get(target) if isinstance(target, str) else None
+    if target is operator.getitem:
+        return _getitem
+    if target is operator.matmul:
+        return _matmul
+    module = getattr(target, "__module__", None) or ""
+    if module in ("_operator", "operator") or module.startswith("torch"):
+        return _RULES.get(getattr(target, "__name__", None))
+    return None
+
+
+# -- checking against meta tensors at the hints, building the fake result ----------------
+
+
+def _hinted(value, memo):
+    """value with symbolic sizes replaced by their current values: fake tensors become meta
+    tensors of the same layout."""
+    if isinstance(value, torch.Tensor):
+        key = id(value)
+        if key not in memo:
+            sizes = [_hint(s) for s in value.shape]
+            strides = [_hint(s) for s in value.stride()]
+            offset = _hint(value.storage_offset())
+            if offset:
+                extent = offset + sum((s - 1) * st for s, st in zip(sizes, strides)) + 1 if all(sizes) else offset
+                meta = torch.empty(extent, dtype=value.dtype, device="meta").as_strided(sizes, strides, offset)
+            else:
+                meta = torch.empty_strided(sizes, strides, dtype=value.dtype, device="meta")
+            memo[key] = (meta, value)
+        return memo[key][0]
+    if isinstance(value, torch.SymInt):
+        return value.node.hint
+    if isinstance(value, (torch.SymFloat, torch.SymBool)):
+        raise _Fail
+    if isinstance(value, (list, tuple)) and not isinstance(value, torch.Size):
+        return type(value)(_hinted(v, memo) for v in value)
+    if isinstance(value, slice):
+        return slice(*(_hinted(p, memo) for p in (value.start, value.stop, value.step)))
+    return value
+
+
+def _fake_tensors(values):
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            yield v
+        elif isinstance(v, (list, tuple)) and not isinstance(v, torch.Size):
+            yield from _fake_tensors(v)
+
+
+def _same_device_to(kind, target, args, kwargs):
+    if kind != "call_method" or target != "to" or len(args) != 2 or kwargs:
+        return False
+    device = args[1]
+    if isinstance(device, str):
+        try:
+            device = torch.device(device)
+        except RuntimeError:
+            return False
+    return isinstance(device, torch.device) and device == args[0].device
+
+
+def propagate(state, kind, target, args, kwargs):
+    """The fake result of one op on symbolic sizes from the rules above, or None."""
+    rule = _rule(kind, target)
+    if rule is None or rule in _ON_A_TENSOR and not (args and isinstance(seen_by_op(args[0], "fake"), torch.Tensor)):
+        return None
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    mode = state.fake_mode
+    fake_args = [seen_by_op(a, "fake") for a in args]
+    fake_kwargs = {k: seen_by_op(v, "fake") for k, v in kwargs.items()}
+    tensors = list(_fake_tensors([*fake_args, *fake_kwargs.values()]))
+    if not tensors or any(type(t) is not FakeTensor or t.fake_mode is not mode or t.layout is not torch.strided
+                          or t.device != tensors[0].device for t in tensors):
+        return None
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return None  # a result in autograd's graph: leafness, grad_fn (FakeTensorMode records them)
+    if _same_device_to(kind, target, fake_args, fake_kwargs):
+        return fake_args[0]  # `x.to(x.device)`: x itself, as eager's
+    memo = {}
+    try:
+        hint_args = [_hinted(a, memo) for a in fake_args]
+        hint_kwargs = {k: _hinted(v, memo) for k, v in fake_kwargs.items()}
+        with torch.no_grad():
+            if kind == "call_method":
+                hint = getattr(hint_args[0], target)(*hint_args[1:], **hint_kwargs)
+            else:
+                hint = target(*hint_args, **hint_kwargs)
+    except Exception:  # _Fail, or an op error FakeTensorMode will name
+        return None
+    if type(hint) is not torch.Tensor or hint.device.type != "meta":
+        return None
+    env = mode.shape_env
+    for meta, fake in memo.values():
+        if hint is meta:  # `x.to(x.dtype)`, eval-mode dropout, `x.contiguous()`: x itself
+            if (target if kind == "call_method" else getattr(target, "__name__", "")) == "contiguous" \
+                    and not _canonical(env, fake):
+                return None  # contiguous now, not for all values
+            return fake
+    try:
+        sizes, strides, offset, base = rule(env, fake_args, fake_kwargs)
+    except _Fail:
+        return None
+    if [_hint(s) for s in sizes] != list(hint.shape) or [_hint(s) for s in strides] != list(hint.stride()) \
+            or (base is not None) != hint._is_view() or base is not None and _hint(offset) != hint.storage_offset() \
+            or base is None and hint.storage_offset() != 0:
+        return None  # the rule disagrees with the op at the current values: not used
+    if base is not None:
+        with mode:
+            return torch.as_strided(base, sizes, strides, offset)
+    meta = torch.empty_strided(sizes, strides, dtype=hint.dtype, device="meta")
+    return FakeTensor(mode, meta, tensors[0].device)
