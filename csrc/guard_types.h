@@ -29,6 +29,8 @@ typedef struct {
     int tag_valid;           /* ... and that tag is set */
 } Check;
 
+typedef struct GuardLead GuardLead;  /* guard_lead.c */
+
 typedef struct {
     PyObject_HEAD
     PyObject *spec;      /* tuple of the check tuples: owns what Check borrows */
@@ -39,7 +41,13 @@ typedef struct {
     SnapshotBatch *batch;  /* its snapshot checks together (csrc/snapshot.c), or NULL */
     Py_ssize_t *rest, n_rest;  /* the checks the batch does not cover; n_rest -1: none listed */
     Py_ssize_t n_fast;   /* checks on the fast path (introspection) */
+    GuardLead *lead;     /* its first checks in one C++ call (guard_lead.c), or NULL */
 } Guard;
+
+/* guard_lead.c */
+GuardLead *guard_lead_new(const Check *checks, Py_ssize_t n, const TensorCheckAPI *api);  /* NULL: none */
+void guard_lead_free(GuardLead *lead);
+int guard_lead_check(const GuardLead *lead, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t *covered);
 
 /* guards.c: 1 pass, 0 fail, -1 error; and which tensor field differs (NULL: none) */
 int guard_check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs);

@@ -339,7 +339,9 @@ int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs) {
     /* the batch, checked where the first snapshot check is: 1 it holds (its snapshots are
        skipped), -1 it does not (every snapshot checked: rebuilt if the guard passes) */
     int batch = 0;
-    for (Py_ssize_t i = 0; i < g->n; i++) {
+    Py_ssize_t start = 0;
+    if (g->lead != NULL && guard_lead_check(g->lead, args, nargs, &start) == 0) return 0;
+    for (Py_ssize_t i = start; i < g->n; i++) {
         const Check *c = &g->checks[i];
         if (c->kind == K_SNAPSHOT && g->batch != NULL) {
             if (batch == 0) batch = snapshot_batch_check(g->batch) ? 1 : -1;
@@ -483,6 +485,7 @@ static int setup_fast_path(Guard *self) {
             self->n_fast++;
         }
     }
+    self->lead = guard_lead_new(self->checks, self->n, api);
     return 0;
 }
 
@@ -558,6 +561,7 @@ static void guard_dealloc(Guard *self) {
     guard_clear(self);
     PyMem_Free(self->checks);
     PyMem_Free(self->specs);
+    guard_lead_free(self->lead);
     PyMem_Free(self->rest);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }

@@ -412,8 +412,23 @@ void layout_dealloc(PyObject *self) {
 
 PyTypeObject LayoutCheck_Type = {PyVarObject_HEAD_INIT(nullptr, 0)};
 
+int lead_matches(const AmbientSpec *ambient, int n_ambient, const TensorSlot *tensors, int n_tensors,
+                 PyObject *const *args, Py_ssize_t nargs) noexcept {
+    for (int i = 0; i < n_ambient; i++) {
+        if (!ambient_matches(&ambient[i])) return 0;
+    }
+    int result = 1;
+    for (int i = 0; i < n_tensors; i++) {
+        if (tensors[i].index >= nargs) return 0;
+        int r = tensor_matches(args[tensors[i].index], tensors[i].spec);
+        if (r == 0) return 0;
+        if (r < 0) result = -1;
+    }
+    return result;
+}
+
 TensorCheckAPI api = {TENSOR_CHECK_API_VERSION, spec_from_check, tensor_matches, ambient_from_check,
-                      ambient_matches, tensors_match};
+                      ambient_matches, tensors_match, lead_matches};
 
 /* The torch this module was compiled against must be the one imported. */
 int check_torch_version(PyObject *torch) {

@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #define TENSOR_CHECK_CAPSULE "terra_dyn._tensor_check._C_API"
-#define TENSOR_CHECK_API_VERSION 3
+#define TENSOR_CHECK_API_VERSION 4
 #define TENSOR_SPEC_MAX_DIM 12  /* more dimensions: the Python path */
 
 typedef struct {
@@ -43,6 +43,12 @@ typedef struct {
 } AmbientSpec;
 
 enum { AMBIENT_GRAD_ENABLED = 1, AMBIENT_DEFAULT_DTYPE = 2, AMBIENT_ANY_AUTOCAST = 3 };
+
+/* A tensor check of a guard's lead (csrc/guard_lead.c): args[index] against spec. */
+typedef struct {
+    Py_ssize_t index;
+    const TensorSpec *spec;
+} TensorSlot;
 
 /* What a tensor check read when it last matched, as raw fields of the TensorImpl and its
    autograd metadata (tensor_check.cpp, tensors_match). Opaque here; zeroed: none yet. */
@@ -76,6 +82,10 @@ typedef struct {
        (tensor_matches reads nothing else); any other is checked by tensor_matches and
        recorded when it matches. Never raises. */
     int (*tensors_match)(TensorEntry *entries, Py_ssize_t n);
+    /* Every ambient spec and every tensor slot at once (one call for a guard made only of
+       such checks): 1 all match, 0 one differs, -1 cannot tell (check them one by one). */
+    int (*lead_matches)(const AmbientSpec *ambient, int n_ambient, const TensorSlot *tensors, int n_tensors,
+                        PyObject *const *args, Py_ssize_t nargs);
 } TensorCheckAPI;
 
 #endif

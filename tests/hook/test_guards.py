@@ -346,3 +346,33 @@ def test_global_id_on_an_objects_instance_dict_sees_attribute_stores():
     assert guard.check() is True
     del h.w
     assert guard.check() is False
+
+
+def test_lead_of_ambient_and_tensor_checks_sees_each_change():
+    # a guard made of ambient and tensor checks is checked in one C++ call (csrc/guard_lead.c):
+    # each fact must still be seen, and a later check still runs after the lead passes
+    x = torch.ones(2, 3)
+    checks = [("call_id", torch.is_grad_enabled, True), ("call_id", torch.get_default_dtype, torch.float32),
+              ("call_id", torch._C._is_any_autocast_enabled, False),
+              ("tensor", 0, torch.Tensor, torch.float32, torch.device("cpu"), (2, 3), (3, 1), False),
+              ("tensor", 1, torch.Tensor, torch.float32, torch.device("cpu"), (2, 3), (3, 1), False),
+              ("eq", 2, "mean")]
+    g = Guard(checks)
+    assert g.check(x, x, "mean")
+    assert not g.check(x, x, "sum")
+    assert not g.check(x, x.double(), "mean")
+    assert not g.check(x, x.t(), "mean")
+    assert not g.check(x, torch.ones(3, 2), "mean")
+    assert not g.check(x, x.clone().requires_grad_(), "mean")
+    assert not g.check(x, 1.0, "mean")
+    assert not g.check(x)
+    with torch.no_grad():
+        assert not g.check(x, x, "mean")
+    with torch.autocast("cpu"):
+        assert not g.check(x, x, "mean")
+    torch.set_default_dtype(torch.float64)
+    try:
+        assert not g.check(x, x, "mean")
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert g.check(x, x, "mean")
