@@ -1,5 +1,5 @@
 /* The Guard object's layout, shared by guards.c (construction, the hot check) and
- * guard_explain.c (explain(): which check failed, in words). Private to those two files.
+ * guard_explain.c (explain(): which check failed, in words) and type_tags.c. Private to them.
  */
 #ifndef TERRA_DYN_GUARD_TYPES_H
 #define TERRA_DYN_GUARD_TYPES_H
@@ -52,6 +52,9 @@ int guard_lead_check(const GuardLead *lead, PyObject *const *args, Py_ssize_t na
 /* guards.c: 1 pass, 0 fail, -1 error; and which tensor field differs (NULL: none) */
 int guard_check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs);
 const char *guard_tensor_mismatch(const Check *c, PyObject *x);
+
+/* type_tags.c: a type_version check, 1 holds, 0 fails, -1 error */
+int type_tag_holds(const Check *c, PyTypeObject *t);
 
 /* guard_explain.c: Guard.explain(*args) */
 PyObject *guard_explain(Guard *self, PyObject *const *args, Py_ssize_t nargs);

@@ -104,57 +104,6 @@ static const TensorCheckAPI *fast_api_get(void) {
     return fast_api;
 }
 
-/* type_version_tag(T) -> int: T's version tag, assigned now if it has none (0: CPython
-   has run out of tags, or T cannot have one; a type_version check cannot be made). */
-/* Does T hold a version tag? 3.13 no longer sets Py_TPFLAGS_VALID_VERSION_TAG: a tag of 0
-   is the invalid one there. */
-static int type_tag_valid(PyTypeObject *t) {
-#if PY_VERSION_HEX >= 0x030D0000
-    return t->tp_version_tag != 0;
-#else
-    return PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG);
-#endif
-}
-
-/* T's tag, assigned now if it has none; 0: none to be had, -1: error. */
-static long long assign_type_tag(PyTypeObject *t) {
-    if (!type_tag_valid(t)) {
-#if PY_VERSION_HEX >= 0x030C0000
-        (void)PyUnstable_Type_AssignVersionTag(t);
-#else
-        /* A method-cache lookup assigns the tag (CPython 3.11 has no public call for it). */
-        static PyObject *name = NULL;
-        if (name == NULL && (name = PyUnicode_InternFromString("__terra_dyn_tag__")) == NULL) return -1;
-        (void)_PyType_Lookup(t, name);
-#endif
-    }
-    return type_tag_valid(t) ? (long long)t->tp_version_tag : 0;
-}
-
-PyObject *guards_type_version_tag(PyObject *module, PyObject *type) {
-    if (!PyType_Check(type)) {
-        PyErr_SetString(PyExc_TypeError, "type_version_tag expects a type");
-        return NULL;
-    }
-    long long tag = assign_type_tag((PyTypeObject *)type);
-    return tag < 0 ? NULL : PyLong_FromLongLong(tag);
-}
-
-/* A type_version check whose tag moved: ask its `same` (the class and its MRO still hold
-   what the translation read, compared one by one); when they do, the check keeps the new
-   tag and is one compare again until the next write. 1 / 0 / -1. */
-static int type_tag_moved(const Check *c, PyTypeObject *t) {
-    if (c->c == NULL || c->c == Py_None) return 0;
-    PyObject *r = PyObject_CallNoArgs(c->c);
-    if (r == NULL) return -1;
-    int same = PyObject_IsTrue(r);
-    Py_DECREF(r);
-    long long tag = same == 1 ? assign_type_tag(t) : 0;
-    if (tag < 0) return -1;
-    if (tag > 0) ((Check *)c)->length = (Py_ssize_t)tag;
-    return same;
-}
-
 PyObject *guards_set_fast(PyObject *module, PyObject *flag) {
     int on = PyObject_IsTrue(flag);
     if (on < 0) return NULL;
@@ -278,8 +227,7 @@ int guard_check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
     case K_CALLBACK: return eval_frame_current_callback() == c->a;
     case K_TYPE_VERSION: {
         PyTypeObject *t = (PyTypeObject *)c->a;
-        if (type_tag_valid(t) && t->tp_version_tag == (unsigned int)c->length) return 1;
-        return type_tag_moved(c, t);
+        return type_tag_holds(c, t);
     }
     case K_SNAPSHOT: return snapshot_check(c->snapshot);
     case K_PATHS: return path_check(c->paths, args, nargs);
