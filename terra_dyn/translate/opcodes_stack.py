@@ -77,6 +77,13 @@ class StackOpcodes:
         if any(_same(v, value) for v in self.stack) or \
                 any(_same(v, value) for n, v in self.locals.items() if n != name):
             return
+        from .frame import _inside_user_try
+
+        if self.parent is None and (self.info.in_with[self.pc] or _inside_user_try(self.info, self.pc)):
+            # inside a try body or a with block the break would run the drop in a step code,
+            # whose arguments leave out a name only deleted there: run the frame plainly
+            raise Unsupported("dropping a reference to an object whose class has __del__ inside a try or with "
+                              "block", breakable=False)
         raise Unsupported("dropping a reference to an object whose class has __del__")
 
     def PUSH_NULL(self, instr):

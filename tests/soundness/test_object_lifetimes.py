@@ -190,3 +190,37 @@ def test_an_object_with_del_is_finalized_where_the_frame_drops_it():
     assert plain == [1, 0, 0, 2, 0, 0]
     assert fast == plain
     assert terra_dyn.optimize(finalized_where_dropped, backend="interpreter")() == plain
+
+
+class _Finalized:
+    dropped = 0
+
+    def __del__(self):
+        type(self).dropped += 1
+
+
+def _drop_in_try():
+    s = _Finalized()
+    try:
+        del s
+    finally:
+        pass
+    return _Finalized.dropped
+
+
+def _drop_in_with():
+    s = _Finalized()
+    with io.StringIO():
+        s = None
+    return _Finalized.dropped, s
+
+
+@pytest.mark.parametrize("fn", [_drop_in_try, _drop_in_with])
+def test_an_object_with_del_dropped_inside_try_or_with_runs_as_python_does(fn):
+    # the drop's break inside a try body or a with block ran as a step code whose
+    # arguments left out the deleted name: UnboundLocalError where Python runs
+    _Finalized.dropped = 0
+    plain = fn()
+    _Finalized.dropped = 0
+    assert terra_dyn.optimize(fn, backend="interpreter")() == plain
+    assert _Finalized.dropped == 1
