@@ -38,7 +38,7 @@ typedef struct {
     Py_ssize_t n;
     Check *checks;
     TensorSpec *specs;   /* one per tensor check on the fast path */
-    SnapshotBatch *batch;  /* its snapshot checks together (csrc/snapshot.c), or NULL */
+    SnapshotBatch *batch;  /* its snapshot checks together (csrc/snapshot_batch.c), or NULL */
     Py_ssize_t *rest, n_rest;  /* the checks the batch does not cover; n_rest -1: none listed */
     Py_ssize_t n_fast;   /* checks on the fast path (introspection) */
     GuardLead *lead;     /* its first checks in one C++ call (guard_lead.c), or NULL */

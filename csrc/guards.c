@@ -1,7 +1,7 @@
 /* Guard: the checks a cache entry runs, in C, over a frame's argument slots.
  *
  *   Guard(checks, fallback=None, batch=True)   checks: list of tuples, evaluated in order;
- *                        batch: its snapshot checks as one batch (csrc/snapshot.c)
+ *                        batch: its snapshot checks as one batch (csrc/snapshot_batch.c)
  *     ("type", i, T)   ("id", i, obj)   ("eq", i, value)   ("len", i, n)
  *     ("tensor", i, T, dtype, device, sizes, strides, requires_grad)
  *     ("global_id", globals_dict, name, obj)   ("call_id", fn, obj)

@@ -32,24 +32,8 @@
  * class, whose version tag is guarded too). A check that passed remembers what it read, and
  * the next one reads only what may have changed since (the memo, below).
  */
-#include "terra_dyn.h"
-
+#include "snapshot_memo.h"
 #include "tensor_check.h"
-
-enum { E_ID, E_ID_WEAK, E_TYPE, E_EQ, E_ABSENT, E_TENSOR, E_KINDS };
-
-/* The referent of a weakref.ref, borrowed, or NULL once dead (never None: an entry may hold
-   None, as a Linear without bias does). */
-static PyObject *referent_of(PyObject *ref) {
-    PyObject *obj = weak_referent(ref);
-    return obj == Py_None ? NULL : obj;
-}
-
-/* The instance dict of obj, borrowed; NULL when it has none. */
-static PyObject *instance_dict(PyObject *obj) {
-    PyObject **dictptr = _PyObject_GetDictPtr(obj);
-    return dictptr == NULL ? NULL : *dictptr;
-}
 
 /* 1: the keys of `container` are `expected` (a tuple), in iteration order. */
 static int keys_match(PyObject *container, PyObject *expected) {
@@ -79,7 +63,7 @@ static int keys_match(PyObject *container, PyObject *expected) {
 
 /* 1 when one entry holds. `value` is the container's item for the entry's key (borrowed),
    NULL when it has none. */
-static int entry_holds(long kind, PyObject *value, PyObject *expected) {
+int snapshot_entry_holds(long kind, PyObject *value, PyObject *expected) {
     if (kind == E_ABSENT) return value == NULL;
     if (value == NULL) return 0;
     switch (kind) {
@@ -102,8 +86,8 @@ static int entry_holds(long kind, PyObject *value, PyObject *expected) {
  *   untouched   3.11: each dict's version tag (PEP 509: any write to a dict gives it a
  *               new, never reused tag) is the one read then;
  *               3.12+: no dict this module watches (PyDict_Watch) was written, cleared or
- *               freed since (`dict_epoch`, bumped by the watcher). 3.13 writes `obj.x = v`
- *               into an instance dict that shares the object's inline values without a
+ *               freed since (`snapshot_dict_epoch`, bumped by the watcher). 3.13 writes
+ *               `obj.x = v` into an instance dict that shares the object's inline values without a
  *               tag or an event (tests/hook/test_guards.py shows it): such a dict (split:
  *               ma_values set) is read in full on every check, only its tables are memoized.
  *   live        entries whose truth can change with the same object in the dict: TENSOR
@@ -114,38 +98,12 @@ static int entry_holds(long kind, PyObject *value, PyObject *expected) {
  *               tuple's length and items: fixed while the dicts are.
  * The memo holds no references: what it points to is kept alive by the untouched dicts. */
 
-typedef struct {
-    PyObject *container;  /* the table (a dict or tuple) read then; NULL: the instance dict */
-    uint64_t tag;         /* 3.11: its version tag then */
-    int order_live;       /* an OrderedDict whose key order is a fact */
-} TableMemo;
-
-typedef struct {
-    long kind;
-    PyObject *value, *expected;
-    const void *spec;  /* TENSOR: the Guard's fast spec, read without the Guard (or NULL) */
-} LiveEntry;
-
-struct SnapshotMemo {
-    PyObject *target, *cls, *tables;  /* borrowed from the check tuple */
-    int valid;                        /* the fields below describe a check that passed */
-    int batched;                      /* its facts are in its Guard's batch (below) */
-    PyObject *obj;                    /* the target's referent when last read: a prefetch hint */
-    PyObject *dict;                   /* the instance dict then */
-    uint64_t tag;                     /* 3.11: its version tag then; 3.12+: dict_epoch then */
-    int dict_live;                    /* 3.13: a split instance dict, read in full */
-    Py_ssize_t n_tables;
-    TableMemo *memo;                  /* one per table */
-    Py_ssize_t n_live, cap_live;
-    LiveEntry *live;
-};
-
 #if PY_VERSION_HEX >= 0x030C0000
 static int watcher_id = -2;      /* -2: not asked yet; -1: none free (no memo: full checks) */
-static uint64_t dict_epoch = 0;  /* bumped on every event of a watched dict */
+uint64_t snapshot_dict_epoch = 0;  /* bumped on every event of a watched dict */
 
 static int on_dict_event(PyDict_WatchEvent event, PyObject *dict, PyObject *key, PyObject *value) {
-    dict_epoch++;
+    snapshot_dict_epoch++;
     return 0;
 }
 
@@ -220,7 +178,7 @@ static int table_holds(SnapshotMemo *m, Py_ssize_t index, PyObject *dict, int co
         } else if ((value = PyDict_GetItemWithError(container, key)) == NULL && PyErr_Occurred()) {
             return 0;
         }
-        if (!entry_holds(kind, value, expected)) return 0;
+        if (!snapshot_entry_holds(kind, value, expected)) return 0;
         if (collect && entry_is_live(kind, value, expected) && add_live(m, kind, value, expected) < 0) return 0;
     }
     return 1;
@@ -230,7 +188,7 @@ static int table_holds(SnapshotMemo *m, Py_ssize_t index, PyObject *dict, int co
 static int memo_holds(SnapshotMemo *m, PyObject *dict) {
     if (!m->valid || dict != m->dict) return 0;
 #if PY_VERSION_HEX >= 0x030C0000
-    if (m->tag != dict_epoch) return 0;
+    if (m->tag != snapshot_dict_epoch) return 0;
     if (m->dict_live) {  /* 3.13, a split instance dict: its own entries and which tables it holds */
         for (Py_ssize_t i = 0; i < m->n_tables; i++) {
             PyObject *name = PyTuple_GET_ITEM(PyTuple_GET_ITEM(m->tables, i), 0);
@@ -258,7 +216,7 @@ static int check_in_full(SnapshotMemo *m, PyObject *dict) {
     m->n_live = 0;
     m->dict = dict;
 #if PY_VERSION_HEX >= 0x030C0000
-    uint64_t epoch = dict_epoch;  /* read first: a write while the entries are read shows */
+    uint64_t epoch = snapshot_dict_epoch;  /* read first: a write while the entries are read shows */
     int cacheable = watch(dict);
 #if PY_VERSION_HEX >= 0x030D0000
     m->dict_live = ((PyDictObject *)dict)->ma_values != NULL;
@@ -302,7 +260,7 @@ int snapshot_check(SnapshotMemo *m) {
         for (Py_ssize_t i = 0; ok && i < m->n_live; i++) {
             LiveEntry *e = &m->live[i];
             int r = e->spec != NULL ? guard_spec_matches(e->spec, e->value) : -1;
-            ok = r >= 0 ? r : entry_holds(e->kind, e->value, e->expected);
+            ok = r >= 0 ? r : snapshot_entry_holds(e->kind, e->value, e->expected);
         }
         m->valid = ok;
     } else {
@@ -313,201 +271,6 @@ int snapshot_check(SnapshotMemo *m) {
         PyErr_Clear();  /* a user __eq__ raised: the fact does not hold */
     }
     return ok;
-}
-
-/* ---- the batch: every memoized snapshot of one Guard, checked in flat loops ----
- *
- * A cached call of a 12-layer BERT checks ~210 snapshots whose memos all hold; each memo
- * check is a chain of dependent reads (memo, weakref, module, its dict, each table, each
- * parameter) through objects scattered over the heap: one cache miss after the other. The
- * batch copies what the memos read into flat arrays, read in passes whose loads do not
- * depend on each other and are prefetched a few entries ahead:
- *   objects   each target's referent, class and instance dict (3.11: and that dict's tag);
- *   tables    3.11: each table dict's version tag, read once every instance dict is known
- *             untouched (they keep the tables alive);
- *   live      the live TYPE entries, read once every table is known untouched (they keep
- *             the values alive);
- *   tensors   the parameters (TENSOR entries), last: each compared by the raw fields its
- *             check read when it last matched, prefetched from the pointers recorded then
- *             (tensor_check.cpp, tensors_match; a field that differs: the full check).
- * It states nothing the memos do not: it is built right after a Guard check that checked
- * every snapshot and passed, from the memos that passed then, and holds while each of its
- * reads is what it was then. Left out (checked one by one): memos not cacheable, 3.13's
- * split instance dicts, an OrderedDict's key order, a live EQ entry (a user __eq__ could
- * free what a later pass reads) and a tensor without a fast spec (its Python path may run
- * user code). A batch that fails is dropped: every snapshot is checked by its memo, and the
- * batch is rebuilt after the next full pass. */
-
-typedef struct {
-    PyObject *target, *obj;  /* obj: the referent then (compared; dereferenced only once
-                                target says it is alive) */
-    PyTypeObject *cls;
-    PyObject *dict;          /* the instance dict then; NULL: a snapshot with no tables */
-    uint64_t tag;            /* 3.11: that dict's version tag then */
-} BatchObject;
-
-typedef struct {
-    PyObject *dict;
-    uint64_t tag;
-} BatchTable;
-
-struct SnapshotBatch {
-    Py_ssize_t n_memos;
-    SnapshotMemo **memos;  /* the Guard's snapshot memos (not owned) */
-    int valid, disabled;   /* disabled: a fast spec could not tell once; memos one by one */
-    uint64_t epoch;        /* 3.12+: dict_epoch when built */
-    Py_ssize_t n_obj, n_table, n_live, n_tensor, cap_obj, cap_table, cap_live, cap_tensor;
-    BatchObject *objs;
-    BatchTable *tables;
-    LiveEntry *live;      /* the live entries but parameters */
-    TensorEntry *tensors; /* the parameters: checked by their raw fields (tensor_check.h) */
-};
-
-#define BATCH_AHEAD 4
-
-SnapshotBatch *snapshot_batch_new(SnapshotMemo **memos, Py_ssize_t n) {
-    SnapshotBatch *b = PyMem_Calloc(1, sizeof(SnapshotBatch));
-    if (b == NULL || (n && (b->memos = PyMem_Calloc(n, sizeof(SnapshotMemo *))) == NULL)) {
-        PyMem_Free(b);
-        return (SnapshotBatch *)PyErr_NoMemory();
-    }
-    memcpy(b->memos, memos, n * sizeof(SnapshotMemo *));
-    b->n_memos = n;
-    return b;
-}
-
-static void batch_drop(SnapshotBatch *b) {
-    b->valid = 0;
-    for (Py_ssize_t i = 0; i < b->n_memos; i++) b->memos[i]->batched = 0;
-}
-
-void snapshot_batch_free(SnapshotBatch *b) {
-    if (b == NULL) return;
-    PyMem_Free(b->memos);
-    PyMem_Free(b->objs);
-    PyMem_Free(b->tables);
-    PyMem_Free(b->live);
-    PyMem_Free(b->tensors);
-    PyMem_Free(b);
-}
-
-int snapshot_is_batched(const SnapshotMemo *m) { return m->batched; }
-
-Py_ssize_t snapshot_batch_size(const SnapshotBatch *b) { return b != NULL && b->valid ? b->n_obj : 0; }
-
-/* 1 when every batched snapshot still holds; 0 (the batch dropped) otherwise. Never raises. */
-int snapshot_batch_check(SnapshotBatch *b) {
-    if (!b->valid) return 0;
-#if PY_VERSION_HEX >= 0x030C0000
-    if (b->epoch != dict_epoch) goto fail;
-#endif
-    for (Py_ssize_t i = 0; i < b->n_obj; i++) {
-        if (i + BATCH_AHEAD < b->n_obj) {
-            const BatchObject *f = &b->objs[i + BATCH_AHEAD];
-            __builtin_prefetch(f->target);
-            __builtin_prefetch(f->obj);
-            __builtin_prefetch(f->dict);
-        }
-        const BatchObject *o = &b->objs[i];
-        PyObject *obj = PyWeakref_CheckRef(o->target) ? referent_of(o->target) : o->target;
-        if (obj != o->obj || Py_TYPE(obj) != o->cls) goto fail;
-        if (o->dict == NULL) continue;
-        if (instance_dict(obj) != o->dict) goto fail;
-#if PY_VERSION_HEX < 0x030C0000
-        if (dict_version_tag(o->dict) != o->tag) goto fail;
-#endif
-    }
-    for (Py_ssize_t i = 0; i < b->n_table; i++) {
-        if (i + BATCH_AHEAD < b->n_table) __builtin_prefetch(b->tables[i + BATCH_AHEAD].dict);
-        if (dict_version_tag(b->tables[i].dict) != b->tables[i].tag) goto fail;
-    }
-    for (Py_ssize_t i = 0; i < b->n_live; i++) {
-        const LiveEntry *e = &b->live[i];
-        if (!entry_holds(e->kind, e->value, e->expected)) goto fail;
-    }
-    /* the parameters last, once every table is known untouched (they keep them alive) */
-    int r = guard_tensors_match(b->tensors, b->n_tensor);
-    if (r < 0) b->disabled = 1;
-    if (r != 1) goto fail;
-    return 1;
-fail:
-    batch_drop(b);
-    return 0;
-}
-
-/* Every fact the memo's next check would read again can be copied into the batch. */
-static int memo_batchable(const SnapshotMemo *m) {
-    if (m->obj == NULL) return 0;
-    if (m->n_tables == 0) return 1;
-    if (!m->valid || m->dict_live) return 0;
-#if PY_VERSION_HEX >= 0x030C0000
-    if (m->tag != dict_epoch) return 0;
-#endif
-    for (Py_ssize_t i = 0; i < m->n_tables; i++) {
-        if (m->memo[i].order_live) return 0;
-    }
-    for (Py_ssize_t i = 0; i < m->n_live; i++) {
-        if (m->live[i].kind == E_EQ || (m->live[i].kind == E_TENSOR && m->live[i].spec == NULL)) return 0;
-    }
-    return 1;
-}
-
-static int grow(void **array, Py_ssize_t *cap, Py_ssize_t need, size_t size) {
-    if (need <= *cap) return 0;
-    void *grown = PyMem_Realloc(*array, need * size);
-    if (grown == NULL) return -1;
-    *array = grown;
-    *cap = need;
-    return 0;
-}
-
-/* After a Guard check that checked every snapshot and passed: the batch from the memos
-   (each just checked). Never raises (no memory: no batch). */
-void snapshot_batch_build(SnapshotBatch *b) {
-    batch_drop(b);
-    if (b->disabled) return;
-    Py_ssize_t n_obj = 0, n_table = 0, n_live = 0;
-    for (Py_ssize_t k = 0; k < b->n_memos; k++) {
-        const SnapshotMemo *m = b->memos[k];
-        if (!memo_batchable(m)) continue;
-        n_obj++;
-        n_table += m->n_tables;
-        n_live += m->n_live;
-    }
-    if (n_obj == 0 || grow((void **)&b->objs, &b->cap_obj, n_obj, sizeof(BatchObject)) < 0 ||
-        grow((void **)&b->tables, &b->cap_table, n_table, sizeof(BatchTable)) < 0 ||
-        grow((void **)&b->live, &b->cap_live, n_live, sizeof(LiveEntry)) < 0 ||
-        grow((void **)&b->tensors, &b->cap_tensor, n_live, sizeof(TensorEntry)) < 0) {
-        return;
-    }
-    b->n_obj = b->n_table = b->n_live = b->n_tensor = 0;
-    for (Py_ssize_t k = 0; k < b->n_memos; k++) {
-        SnapshotMemo *m = b->memos[k];
-        if (!memo_batchable(m)) continue;
-        m->batched = 1;
-        BatchObject *o = &b->objs[b->n_obj++];
-        *o = (BatchObject){m->target, m->obj, (PyTypeObject *)m->cls, m->n_tables ? m->dict : NULL, 0};
-        if (m->n_tables == 0) continue;
-#if PY_VERSION_HEX < 0x030C0000
-        o->tag = m->tag;
-        for (Py_ssize_t i = 0; i < m->n_tables; i++) {
-            PyObject *c = m->memo[i].container;
-            if (c != NULL && PyDict_Check(c)) b->tables[b->n_table++] = (BatchTable){c, m->memo[i].tag};
-        }
-#endif
-        for (Py_ssize_t i = 0; i < m->n_live; i++) {
-            const LiveEntry *e = &m->live[i];
-            if (e->kind == E_TENSOR) {  /* its raw fields are recorded by its first check */
-                b->tensors[b->n_tensor++] = (TensorEntry){e->value, e->spec, {0}};
-            } else {
-                b->live[b->n_live++] = *e;
-            }
-        }
-    }
-#if PY_VERSION_HEX >= 0x030C0000
-    b->epoch = dict_epoch;
-#endif
-    b->valid = 1;
 }
 
 SnapshotMemo *snapshot_memo_new(PyObject *target, PyObject *cls, PyObject *tables) {

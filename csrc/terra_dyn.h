@@ -5,6 +5,7 @@
  *   guards.c      Guard: the checks a cache entry runs over a frame's argument slots
  *   guard_explain.c  Guard.explain: the failing check in words (guard_types.h: the layout)
  *   snapshot.c    the Guard's snapshot check: many facts about one object pinned by identity
+ *   snapshot_batch.c  a Guard's memoized snapshots checked together (snapshot_memo.h)
  *   path_check.c  the Guard's paths check: facts along attribute / item chains, as a tree
  *   callables.c   OptimizedCallable / DisabledCallable: set the thread's callback per call
  *   moves.c       calls whose arguments the callee's frame owns alone (liveness at breaks)
@@ -49,7 +50,7 @@ static inline PyObject *weak_referent(PyObject *ref) {
 
 /* A dict's version tag (PEP 509). Deprecated from 3.12 (dict watchers replace it for new
    uses) but still maintained on every write through 3.13; guards.c's global_id check and
-   snapshot.c's batch only compare it for equality with a tag they read themselves. */
+   snapshot_batch.c only compare it for equality with a tag they read themselves. */
 static inline uint64_t dict_version_tag(PyObject *dict) {
 #if defined(__GNUC__)
 #pragma GCC diagnostic push

@@ -1,4 +1,4 @@
-"""Soundness of the snapshot batch (csrc/snapshot.c, "the batch"): once a guard with many
+"""Soundness of the snapshot batch (csrc/snapshot_batch.c): once a guard with many
 module snapshots passed in full, its cached calls check every memoized snapshot in flat
 passes (objects, dict tags, parameters) instead of one memo at a time.
 

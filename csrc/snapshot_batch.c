@@ -1,0 +1,201 @@
+/* A Guard's memoized snapshot checks (csrc/snapshot.c) checked together: the batch.
+ * Split from snapshot.c (memo layout shared through snapshot_memo.h).
+ */
+#include "snapshot_memo.h"
+#include "tensor_check.h"
+
+/* ---- the batch: every memoized snapshot of one Guard, checked in flat loops ----
+ *
+ * A cached call of a 12-layer BERT checks ~210 snapshots whose memos all hold; each memo
+ * check is a chain of dependent reads (memo, weakref, module, its dict, each table, each
+ * parameter) through objects scattered over the heap: one cache miss after the other. The
+ * batch copies what the memos read into flat arrays, read in passes whose loads do not
+ * depend on each other and are prefetched a few entries ahead:
+ *   objects   each target's referent, class and instance dict (3.11: and that dict's tag);
+ *   tables    3.11: each table dict's version tag, read once every instance dict is known
+ *             untouched (they keep the tables alive);
+ *   live      the live TYPE entries, read once every table is known untouched (they keep
+ *             the values alive);
+ *   tensors   the parameters (TENSOR entries), last: each compared by the raw fields its
+ *             check read when it last matched, prefetched from the pointers recorded then
+ *             (tensor_check.cpp, tensors_match; a field that differs: the full check).
+ * It states nothing the memos do not: it is built right after a Guard check that checked
+ * every snapshot and passed, from the memos that passed then, and holds while each of its
+ * reads is what it was then. Left out (checked one by one): memos not cacheable, 3.13's
+ * split instance dicts, an OrderedDict's key order, a live EQ entry (a user __eq__ could
+ * free what a later pass reads) and a tensor without a fast spec (its Python path may run
+ * user code). A batch that fails is dropped: every snapshot is checked by its memo, and the
+ * batch is rebuilt after the next full pass. */
+
+typedef struct {
+    PyObject *target, *obj;  /* obj: the referent then (compared; dereferenced only once
+                                target says it is alive) */
+    PyTypeObject *cls;
+    PyObject *dict;          /* the instance dict then; NULL: a snapshot with no tables */
+    uint64_t tag;            /* 3.11: that dict's version tag then */
+} BatchObject;
+
+typedef struct {
+    PyObject *dict;
+    uint64_t tag;
+} BatchTable;
+
+struct SnapshotBatch {
+    Py_ssize_t n_memos;
+    SnapshotMemo **memos;  /* the Guard's snapshot memos (not owned) */
+    int valid, disabled;   /* disabled: a fast spec could not tell once; memos one by one */
+    uint64_t epoch;        /* 3.12+: snapshot_dict_epoch when built */
+    Py_ssize_t n_obj, n_table, n_live, n_tensor, cap_obj, cap_table, cap_live, cap_tensor;
+    BatchObject *objs;
+    BatchTable *tables;
+    LiveEntry *live;      /* the live entries but parameters */
+    TensorEntry *tensors; /* the parameters: checked by their raw fields (tensor_check.h) */
+};
+
+#define BATCH_AHEAD 4
+
+SnapshotBatch *snapshot_batch_new(SnapshotMemo **memos, Py_ssize_t n) {
+    SnapshotBatch *b = PyMem_Calloc(1, sizeof(SnapshotBatch));
+    if (b == NULL || (n && (b->memos = PyMem_Calloc(n, sizeof(SnapshotMemo *))) == NULL)) {
+        PyMem_Free(b);
+        return (SnapshotBatch *)PyErr_NoMemory();
+    }
+    memcpy(b->memos, memos, n * sizeof(SnapshotMemo *));
+    b->n_memos = n;
+    return b;
+}
+
+static void batch_drop(SnapshotBatch *b) {
+    b->valid = 0;
+    for (Py_ssize_t i = 0; i < b->n_memos; i++) b->memos[i]->batched = 0;
+}
+
+void snapshot_batch_free(SnapshotBatch *b) {
+    if (b == NULL) return;
+    PyMem_Free(b->memos);
+    PyMem_Free(b->objs);
+    PyMem_Free(b->tables);
+    PyMem_Free(b->live);
+    PyMem_Free(b->tensors);
+    PyMem_Free(b);
+}
+
+int snapshot_is_batched(const SnapshotMemo *m) { return m->batched; }
+
+Py_ssize_t snapshot_batch_size(const SnapshotBatch *b) { return b != NULL && b->valid ? b->n_obj : 0; }
+
+/* 1 when every batched snapshot still holds; 0 (the batch dropped) otherwise. Never raises. */
+int snapshot_batch_check(SnapshotBatch *b) {
+    if (!b->valid) return 0;
+#if PY_VERSION_HEX >= 0x030C0000
+    if (b->epoch != snapshot_dict_epoch) goto fail;
+#endif
+    for (Py_ssize_t i = 0; i < b->n_obj; i++) {
+        if (i + BATCH_AHEAD < b->n_obj) {
+            const BatchObject *f = &b->objs[i + BATCH_AHEAD];
+            __builtin_prefetch(f->target);
+            __builtin_prefetch(f->obj);
+            __builtin_prefetch(f->dict);
+        }
+        const BatchObject *o = &b->objs[i];
+        PyObject *obj = PyWeakref_CheckRef(o->target) ? referent_of(o->target) : o->target;
+        if (obj != o->obj || Py_TYPE(obj) != o->cls) goto fail;
+        if (o->dict == NULL) continue;
+        if (instance_dict(obj) != o->dict) goto fail;
+#if PY_VERSION_HEX < 0x030C0000
+        if (dict_version_tag(o->dict) != o->tag) goto fail;
+#endif
+    }
+    for (Py_ssize_t i = 0; i < b->n_table; i++) {
+        if (i + BATCH_AHEAD < b->n_table) __builtin_prefetch(b->tables[i + BATCH_AHEAD].dict);
+        if (dict_version_tag(b->tables[i].dict) != b->tables[i].tag) goto fail;
+    }
+    for (Py_ssize_t i = 0; i < b->n_live; i++) {
+        const LiveEntry *e = &b->live[i];
+        if (!snapshot_entry_holds(e->kind, e->value, e->expected)) goto fail;
+    }
+    /* the parameters last, once every table is known untouched (they keep them alive) */
+    int r = guard_tensors_match(b->tensors, b->n_tensor);
+    if (r < 0) b->disabled = 1;
+    if (r != 1) goto fail;
+    return 1;
+fail:
+    batch_drop(b);
+    return 0;
+}
+
+/* Every fact the memo's next check would read again can be copied into the batch. */
+static int memo_batchable(const SnapshotMemo *m) {
+    if (m->obj == NULL) return 0;
+    if (m->n_tables == 0) return 1;
+    if (!m->valid || m->dict_live) return 0;
+#if PY_VERSION_HEX >= 0x030C0000
+    if (m->tag != snapshot_dict_epoch) return 0;
+#endif
+    for (Py_ssize_t i = 0; i < m->n_tables; i++) {
+        if (m->memo[i].order_live) return 0;
+    }
+    for (Py_ssize_t i = 0; i < m->n_live; i++) {
+        if (m->live[i].kind == E_EQ || (m->live[i].kind == E_TENSOR && m->live[i].spec == NULL)) return 0;
+    }
+    return 1;
+}
+
+static int grow(void **array, Py_ssize_t *cap, Py_ssize_t need, size_t size) {
+    if (need <= *cap) return 0;
+    void *grown = PyMem_Realloc(*array, need * size);
+    if (grown == NULL) return -1;
+    *array = grown;
+    *cap = need;
+    return 0;
+}
+
+/* After a Guard check that checked every snapshot and passed: the batch from the memos
+   (each just checked). Never raises (no memory: no batch). */
+void snapshot_batch_build(SnapshotBatch *b) {
+    batch_drop(b);
+    if (b->disabled) return;
+    Py_ssize_t n_obj = 0, n_table = 0, n_live = 0;
+    for (Py_ssize_t k = 0; k < b->n_memos; k++) {
+        const SnapshotMemo *m = b->memos[k];
+        if (!memo_batchable(m)) continue;
+        n_obj++;
+        n_table += m->n_tables;
+        n_live += m->n_live;
+    }
+    if (n_obj == 0 || grow((void **)&b->objs, &b->cap_obj, n_obj, sizeof(BatchObject)) < 0 ||
+        grow((void **)&b->tables, &b->cap_table, n_table, sizeof(BatchTable)) < 0 ||
+        grow((void **)&b->live, &b->cap_live, n_live, sizeof(LiveEntry)) < 0 ||
+        grow((void **)&b->tensors, &b->cap_tensor, n_live, sizeof(TensorEntry)) < 0) {
+        return;
+    }
+    b->n_obj = b->n_table = b->n_live = b->n_tensor = 0;
+    for (Py_ssize_t k = 0; k < b->n_memos; k++) {
+        SnapshotMemo *m = b->memos[k];
+        if (!memo_batchable(m)) continue;
+        m->batched = 1;
+        BatchObject *o = &b->objs[b->n_obj++];
+        *o = (BatchObject){m->target, m->obj, (PyTypeObject *)m->cls, m->n_tables ? m->dict : NULL, 0};
+        if (m->n_tables == 0) continue;
+#if PY_VERSION_HEX < 0x030C0000
+        o->tag = m->tag;
+        for (Py_ssize_t i = 0; i < m->n_tables; i++) {
+            PyObject *c = m->memo[i].container;
+            if (c != NULL && PyDict_Check(c)) b->tables[b->n_table++] = (BatchTable){c, m->memo[i].tag};
+        }
+#endif
+        for (Py_ssize_t i = 0; i < m->n_live; i++) {
+            const LiveEntry *e = &m->live[i];
+            if (e->kind == E_TENSOR) {  /* its raw fields are recorded by its first check */
+                b->tensors[b->n_tensor++] = (TensorEntry){e->value, e->spec, {0}};
+            } else {
+                b->live[b->n_live++] = *e;
+            }
+        }
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    b->epoch = snapshot_dict_epoch;
+#endif
+    b->valid = 1;
+}
+
