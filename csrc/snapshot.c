@@ -89,7 +89,8 @@ int snapshot_entry_holds(long kind, PyObject *value, PyObject *expected) {
  *               freed since (`snapshot_dict_epoch`, bumped by the watcher). 3.13 writes
  *               `obj.x = v` into an instance dict that shares the object's inline values without a
  *               tag or an event (tests/hook/test_guards.py shows it): such a dict (split:
- *               ma_values set) is read in full on every check, only its tables are memoized.
+ *               ma_values set) is read again on every check, by index in the class's shared
+ *               keys (csrc/split_keys.c) or else by lookups; only its tables are memoized.
  *   live        entries whose truth can change with the same object in the dict: TENSOR
  *               (`p.data = t`), TYPE unless the value's class cannot be reassigned (an
  *               immutable type, no module), EQ unless both sides are int, float, bool,
@@ -121,11 +122,6 @@ static int watch(PyObject *dict) {
 #endif
 
 /* 1: the entry's truth can change while the container holds the same value object. */
-static int is_fixed_value(PyObject *v) {
-    return v == Py_None || PyLong_CheckExact(v) || PyFloat_CheckExact(v) || PyBool_Check(v) ||
-           PyUnicode_CheckExact(v) || PyBytes_CheckExact(v);
-}
-
 static int entry_is_live(long kind, PyObject *value, PyObject *expected) {
     if (value == NULL) return 0;
     switch (kind) {
@@ -184,16 +180,33 @@ static int table_holds(SnapshotMemo *m, Py_ssize_t index, PyObject *dict, int co
     return 1;
 }
 
+#if PY_VERSION_HEX >= 0x030C0000
+/* 3.13, a split instance dict read by lookups: its own entries and which tables it holds (a
+   tuple read again: not watched, another may have been allocated where a freed one was). */
+static int split_dict_holds(SnapshotMemo *m, PyObject *dict) {
+    for (Py_ssize_t i = 0; i < m->n_tables; i++) {
+        PyObject *table = PyTuple_GET_ITEM(m->tables, i), *name = PyTuple_GET_ITEM(table, 0);
+        if (name == Py_None || PyTuple_GET_ITEM(table, 1) == (PyObject *)&PyTuple_Type) {
+            if (!table_holds(m, i, dict, 0)) return 0;
+        } else if (PyDict_GetItemWithError(dict, name) != m->memo[i].container) {
+            return 0;
+        }
+    }
+    return 1;
+}
+#endif
+
 /* The dicts read by the last check that passed are untouched (see the memo above). */
 static int memo_holds(SnapshotMemo *m, PyObject *dict) {
     if (!m->valid || dict != m->dict) return 0;
 #if PY_VERSION_HEX >= 0x030C0000
     if (m->tag != snapshot_dict_epoch) return 0;
-    if (m->dict_live) {  /* 3.13, a split instance dict: its own entries and which tables it holds */
-        for (Py_ssize_t i = 0; i < m->n_tables; i++) {
-            PyObject *name = PyTuple_GET_ITEM(PyTuple_GET_ITEM(m->tables, i), 0);
-            if (name == Py_None ? !table_holds(m, i, dict, 0)
-                                : PyDict_GetItemWithError(dict, name) != m->memo[i].container) return 0;
+    if (m->dict_live) {  /* 3.13: by index in the shared keys where it can (split_keys.c) */
+        int by_index = split_read_holds(&m->split, dict);
+        if (by_index == 0) return 0;
+        if (by_index < 0) {
+            if (!split_dict_holds(m, dict)) return 0;
+            if (m->split.keys != NULL && split_read_record(m, dict) < 0) m->split.keys = NULL;  /* the keys grew */
         }
     }
 #else
@@ -243,6 +256,8 @@ static int check_in_full(SnapshotMemo *m, PyObject *dict) {
 #if PY_VERSION_HEX >= 0x030C0000
     m->tag = epoch;
 #endif
+    m->split.keys = NULL;
+    if (m->dict_live && cacheable && split_read_record(m, dict) < 0) m->split.keys = NULL;
     m->valid = cacheable;
     return 1;
 }
@@ -291,6 +306,7 @@ void snapshot_memo_free(SnapshotMemo *m) {
     if (m == NULL) return;
     PyMem_Free(m->memo);
     PyMem_Free(m->live);
+    PyMem_Free(m->split.slots);
     PyMem_Free(m);
 }
 

@@ -1,5 +1,5 @@
 /* A Guard's memoized snapshot checks (csrc/snapshot.c) checked together: the batch.
- * Split from snapshot.c (memo layout shared through snapshot_memo.h).
+ * The memo's layout is shared through snapshot_memo.h.
  */
 #include "snapshot_memo.h"
 #include "tensor_check.h"
@@ -14,6 +14,9 @@
  *   objects   each target's referent, class and instance dict (3.11: and that dict's tag);
  *   tables    3.11: each table dict's version tag, read once every instance dict is known
  *             untouched (they keep the tables alive);
+ *   split     3.13: each split instance dict's facts and the tables it holds, by index in
+ *             the class's shared keys (split_keys.c), once every object is known to hold
+ *             its dict (an epoch unchanged: none of those dicts was freed);
  *   live      the live TYPE entries, read once every table is known untouched (they keep
  *             the values alive);
  *   tensors   the parameters (TENSOR entries), last: each compared by the raw fields its
@@ -22,7 +25,7 @@
  * It states nothing the memos do not: it is built right after a Guard check that checked
  * every snapshot and passed, from the memos that passed then, and holds while each of its
  * reads is what it was then. Left out (checked one by one): memos not cacheable, 3.13's
- * split instance dicts, an OrderedDict's key order, a live EQ entry (a user __eq__ could
+ * split instance dicts not read by index, an OrderedDict's key order, a live EQ entry (a user __eq__ could
  * free what a later pass reads) and a tensor without a fast spec (its Python path may run
  * user code). A batch that fails is dropped: every snapshot is checked by its memo, and the
  * batch is rebuilt after the next full pass. */
@@ -40,14 +43,22 @@ typedef struct {
     uint64_t tag;
 } BatchTable;
 
+typedef struct {
+    PyObject *dict;   /* a split instance dict (3.13) */
+    SplitRead read;   /* the memo's, its slots copied into the batch's */
+} BatchSplit;
+
 struct SnapshotBatch {
     Py_ssize_t n_memos;
     SnapshotMemo **memos;  /* the Guard's snapshot memos (not owned) */
     int valid, disabled;   /* disabled: a fast spec could not tell once; memos one by one */
     uint64_t epoch;        /* 3.12+: snapshot_dict_epoch when built */
     Py_ssize_t n_obj, n_table, n_live, n_tensor, cap_obj, cap_table, cap_live, cap_tensor;
+    Py_ssize_t n_split, n_slot, cap_split, cap_slot;
     BatchObject *objs;
     BatchTable *tables;
+    BatchSplit *splits;
+    SplitSlot *slots;
     LiveEntry *live;      /* the live entries but parameters */
     TensorEntry *tensors; /* the parameters: checked by their raw fields (tensor_check.h) */
 };
@@ -75,6 +86,8 @@ void snapshot_batch_free(SnapshotBatch *b) {
     PyMem_Free(b->memos);
     PyMem_Free(b->objs);
     PyMem_Free(b->tables);
+    PyMem_Free(b->splits);
+    PyMem_Free(b->slots);
     PyMem_Free(b->live);
     PyMem_Free(b->tensors);
     PyMem_Free(b);
@@ -110,6 +123,10 @@ int snapshot_batch_check(SnapshotBatch *b) {
         if (i + BATCH_AHEAD < b->n_table) __builtin_prefetch(b->tables[i + BATCH_AHEAD].dict);
         if (dict_version_tag(b->tables[i].dict) != b->tables[i].tag) goto fail;
     }
+    for (Py_ssize_t i = 0; i < b->n_split; i++) {
+        if (i + BATCH_AHEAD < b->n_split) __builtin_prefetch(b->splits[i + BATCH_AHEAD].dict);
+        if (split_read_holds(&b->splits[i].read, b->splits[i].dict) != 1) goto fail;
+    }
     for (Py_ssize_t i = 0; i < b->n_live; i++) {
         const LiveEntry *e = &b->live[i];
         if (!snapshot_entry_holds(e->kind, e->value, e->expected)) goto fail;
@@ -128,7 +145,7 @@ fail:
 static int memo_batchable(const SnapshotMemo *m) {
     if (m->obj == NULL) return 0;
     if (m->n_tables == 0) return 1;
-    if (!m->valid || m->dict_live) return 0;
+    if (!m->valid || (m->dict_live && m->split.keys == NULL)) return 0;
 #if PY_VERSION_HEX >= 0x030C0000
     if (m->tag != snapshot_dict_epoch) return 0;
 #endif
@@ -155,21 +172,27 @@ static int grow(void **array, Py_ssize_t *cap, Py_ssize_t need, size_t size) {
 void snapshot_batch_build(SnapshotBatch *b) {
     batch_drop(b);
     if (b->disabled) return;
-    Py_ssize_t n_obj = 0, n_table = 0, n_live = 0;
+    Py_ssize_t n_obj = 0, n_table = 0, n_live = 0, n_split = 0, n_slot = 0;
     for (Py_ssize_t k = 0; k < b->n_memos; k++) {
         const SnapshotMemo *m = b->memos[k];
         if (!memo_batchable(m)) continue;
         n_obj++;
         n_table += m->n_tables;
         n_live += m->n_live;
+        if (m->n_tables && m->dict_live) {
+            n_split++;
+            n_slot += m->split.n;
+        }
     }
     if (n_obj == 0 || grow((void **)&b->objs, &b->cap_obj, n_obj, sizeof(BatchObject)) < 0 ||
         grow((void **)&b->tables, &b->cap_table, n_table, sizeof(BatchTable)) < 0 ||
         grow((void **)&b->live, &b->cap_live, n_live, sizeof(LiveEntry)) < 0 ||
-        grow((void **)&b->tensors, &b->cap_tensor, n_live, sizeof(TensorEntry)) < 0) {
+        grow((void **)&b->tensors, &b->cap_tensor, n_live, sizeof(TensorEntry)) < 0 ||
+        grow((void **)&b->splits, &b->cap_split, n_split, sizeof(BatchSplit)) < 0 ||
+        grow((void **)&b->slots, &b->cap_slot, n_slot, sizeof(SplitSlot)) < 0) {
         return;
     }
-    b->n_obj = b->n_table = b->n_live = b->n_tensor = 0;
+    b->n_obj = b->n_table = b->n_live = b->n_tensor = b->n_split = b->n_slot = 0;
     for (Py_ssize_t k = 0; k < b->n_memos; k++) {
         SnapshotMemo *m = b->memos[k];
         if (!memo_batchable(m)) continue;
@@ -177,6 +200,13 @@ void snapshot_batch_build(SnapshotBatch *b) {
         BatchObject *o = &b->objs[b->n_obj++];
         *o = (BatchObject){m->target, m->obj, (PyTypeObject *)m->cls, m->n_tables ? m->dict : NULL, 0};
         if (m->n_tables == 0) continue;
+        if (m->dict_live) {
+            BatchSplit *s = &b->splits[b->n_split++];
+            *s = (BatchSplit){m->dict, m->split};
+            s->read.slots = b->slots + b->n_slot;
+            memcpy(s->read.slots, m->split.slots, m->split.n * sizeof(SplitSlot));
+            b->n_slot += m->split.n;
+        }
 #if PY_VERSION_HEX < 0x030C0000
         o->tag = m->tag;
         for (Py_ssize_t i = 0; i < m->n_tables; i++) {

@@ -1,6 +1,7 @@
-/* What csrc/snapshot.c (a snapshot check and its memo) and csrc/snapshot_batch.c (a
- * Guard's memoized snapshots checked together) share: the entry kinds, the memo's layout
- * and the dict watcher's epoch. Private to those two files; terra_dyn.h has the interface.
+/* What csrc/snapshot.c (a snapshot check and its memo), csrc/snapshot_batch.c (a Guard's
+ * memoized snapshots checked together) and csrc/split_keys.c (3.13's split instance dicts
+ * read by index) share: the entry kinds, the memo's layout and the dict watcher's epoch.
+ * Private to those files; terra_dyn.h has the interface.
  */
 #ifndef TERRA_DYN_SNAPSHOT_MEMO_H
 #define TERRA_DYN_SNAPSHOT_MEMO_H
@@ -28,6 +29,24 @@ typedef struct {
     int order_live;       /* an OrderedDict whose key order is a fact */
 } TableMemo;
 
+/* 3.13: one fact of a snapshot read from a split instance dict (its values share the class's
+   keys) by the key's index in those keys, with no hashed lookup (split_keys.c). */
+enum { S_TUPLE = E_KINDS };  /* a slot's own kind: an exact tuple, of length `expected` unless NULL */
+
+typedef struct {
+    Py_ssize_t ix;        /* the key's index in the shared keys; -1: not among them (absent) */
+    Py_ssize_t item;      /* -1: the value itself; k >= 0: item k of that value (a tuple) */
+    long kind;            /* an entry kind, or S_TUPLE */
+    PyObject *expected;   /* borrowed from the check tuple (a table's container: the memo's) */
+} SplitSlot;
+
+typedef struct {
+    const void *keys;     /* the class's shared keys when recorded; NULL: not read by index */
+    Py_ssize_t n_keys;    /* how many keys they held then */
+    Py_ssize_t n, cap;
+    SplitSlot *slots;     /* every fact of the instance dict, and which tables it holds */
+} SplitRead;
+
 typedef struct {
     long kind;
     PyObject *value, *expected;
@@ -46,12 +65,28 @@ struct SnapshotMemo {
     TableMemo *memo;                  /* one per table */
     Py_ssize_t n_live, cap_live;
     LiveEntry *live;
+    SplitRead split;                  /* 3.13, dict_live: its facts by index (split_keys.c) */
 };
 
 
 /* 1 when one entry holds; value: the container's item for the entry's key (borrowed), NULL
    when it has none (snapshot.c). */
 int snapshot_entry_holds(long kind, PyObject *value, PyObject *expected);
+
+/* 1: is the value one whose == and hash run no user code (None, int, float, bool, str,
+   bytes: exact types) */
+static inline int is_fixed_value(PyObject *v) {
+    return v == Py_None || PyLong_CheckExact(v) || PyFloat_CheckExact(v) || PyBool_Check(v) ||
+           PyUnicode_CheckExact(v) || PyBytes_CheckExact(v);
+}
+
+/* split_keys.c. record: after a full check of a split instance dict passed, its facts as
+   slots (split->keys NULL where they cannot be read by index); 0, or -1 out of memory.
+   holds: 1 every slot holds, 0 one does not, -1 cannot tell by index (the keys grew, the
+   dict is no longer split, a value whose == may run user code). Runs no user code, never
+   raises. */
+int split_read_record(SnapshotMemo *m, PyObject *dict);
+int split_read_holds(const SplitRead *r, PyObject *dict);
 
 #if PY_VERSION_HEX >= 0x030C0000
 extern uint64_t snapshot_dict_epoch;  /* bumped on every event of a dict snapshot.c watches */

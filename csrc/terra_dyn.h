@@ -6,6 +6,7 @@
  *   guard_explain.c  Guard.explain: the failing check in words (guard_types.h: the layout)
  *   snapshot.c    the Guard's snapshot check: many facts about one object pinned by identity
  *   snapshot_batch.c  a Guard's memoized snapshots checked together (snapshot_memo.h)
+ *   split_keys.c  3.13: a snapshot's facts about a split instance dict read by key index
  *   path_check.c  the Guard's paths check: facts along attribute / item chains, as a tree
  *   callables.c   OptimizedCallable / DisabledCallable: set the thread's callback per call
  *   moves.c       calls whose arguments the callee's frame owns alone (liveness at breaks)
@@ -112,7 +113,7 @@ int snapshot_validate(PyObject *target, PyObject *cls, PyObject *tables);
 SnapshotMemo *snapshot_memo_new(PyObject *target, PyObject *cls, PyObject *tables);  /* after validate */
 void snapshot_memo_free(SnapshotMemo *memo);
 int snapshot_check(SnapshotMemo *memo);
-/* A Guard's memoized snapshots checked together (snapshot.c, "the batch") */
+/* A Guard's memoized snapshots checked together (snapshot_batch.c, "the batch") */
 typedef struct SnapshotBatch SnapshotBatch;
 SnapshotBatch *snapshot_batch_new(SnapshotMemo **memos, Py_ssize_t n);  /* NULL + exception */
 void snapshot_batch_free(SnapshotBatch *batch);

@@ -239,7 +239,11 @@ def object_has_attr(tx, obj, name):
     real = obj.value
     if (id(real), name) in tx.ctx.graph.attr_overlay:  # stored earlier in this frame
         return True
-    if obj.source is None or isa(real, torch.nn.Module):
+    if isa(real, torch.nn.Module):
+        from . import modules
+
+        return modules.module_has_attr(tx, obj, name)
+    if obj.source is None:
         return hasattr(real, name)
     cls = type(real)
     if _odd_keys(real):

@@ -9,6 +9,7 @@
 A module with forward hooks (its own or global) is not inlined: the call is a graph
 break and the module runs natively with its hooks (then its frames are translated).
 """
+import collections
 import inspect
 import types
 
@@ -16,10 +17,13 @@ import torch
 from bytecode import Instr
 
 from ..real_types import isa
+from . import guard_snapshot
 from .errors import Unsupported
 from .sources import AttrSource, ItemSource, ModuleDictSource
 from .values import ConstValue, MethodValue, TupleValue
 from .wrap import wrap
+
+_ABSENT = object()
 
 
 class BuiltModuleValue(ConstValue):
@@ -91,6 +95,45 @@ def module_attr(tx, obj, name):
                                                                              torch.dtype))):
         return wrap(tx.ctx, value, AttrSource(obj.source, name))
     return ConstValue(value)
+
+
+_TABLES = ("_parameters", "_buffers", "_modules")
+
+
+def module_has_attr(tx, obj, name):
+    """hasattr(module, name), and the guards it rests on: the class's attributes (its version
+    tag), then the instance dict, then nn.Module.__getattr__'s tables. A name found in
+    none of them must stay absent from all (`m.bonus = 1.5` after the first call, or a
+    child or parameter registered under it, makes hasattr True)."""
+    real = obj.value
+    found = hasattr(real, name)
+    cls = type(real)
+    if obj.source is None or inspect.getattr_static(cls, "__getattr__") is not torch.nn.Module.__getattr__ or \
+            inspect.getattr_static(cls, "__getattribute__") is not object.__getattribute__:
+        return found  # known gap: a module class with its own lookup is not guarded here
+    tx.ctx.guards.class_attributes(cls)
+    in_class = next((vars(k)[name] for k in cls.__mro__ if name in vars(k)), _ABSENT)
+    if in_class is not _ABSENT:
+        if isinstance(in_class, (types.FunctionType, staticmethod, classmethod)) or \
+                not hasattr(type(in_class), "__get__"):
+            return True  # found on the class whatever the instance holds
+        return found  # known gap: a property's getter may raise AttributeError, then __getattr__ runs
+    d = real.__dict__
+    if name in d:
+        tx.ctx.guards.key_in(AttrSource(obj.source, "__dict__"), name, True)
+        return True
+    tx.ctx.guards.instance_lacks(obj.source, real, name, by_identity=not obj.module_by_type)
+    for table in _TABLES:
+        entries = d.get(table)
+        if type(entries) not in (dict, collections.OrderedDict):
+            raise Unsupported(f"hasattr({cls.__name__}, {name!r}): its {table} is not a dict")
+        if name in entries:
+            tx.ctx.guards.key_in(AttrSource(obj.source, table), name, True)
+            return True
+        snap = tx.ctx.guards.snapshots.get(obj.source) if guard_snapshot.enabled() else None
+        if not (snap is not None and snap.ref() is real and snap.add(table, name, guard_snapshot.ABSENT, None)):
+            tx.ctx.guards.key_in(AttrSource(obj.source, table), name, False)
+    return False
 
 
 def _guard_children(tx, obj, table="_modules"):

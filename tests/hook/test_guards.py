@@ -290,6 +290,53 @@ def test_snapshot_memo_keeps_no_pointer_to_a_replaced_value():
     del junk
 
 
+class _Split:
+    """Its instances' dicts are split on 3.13 (the class's shared keys, inline values)."""
+
+
+def _split_case():
+    import weakref
+
+    obj = _Split()
+    a, b = 4, 5
+    obj.size, obj.shape, obj.member = 3, (a, b), _Holder()  # a tuple made at run time
+    tables = ((None, dict, None, (("size", 3, 3), ("member", 1, weakref.ref(obj.member)), ("extra", 4, None))),
+              ("shape", tuple, 2, ((0, 3, 4), (1, 3, 5))))
+    return obj, Guard([("snapshot", weakref.ref(obj), _Split, tables, None)])
+
+
+def test_snapshot_tuple_freed_and_another_at_its_address():
+    """3.13 compared a split dict's tuple attribute by its address: the old one freed and a
+    new one of the same size allocated there (the tuple free list) passed."""
+    obj, guard = _split_case()
+    for _ in range(5):
+        assert guard.check()
+    a, b = 4, 6
+    obj.shape = None
+    obj.shape = (a, b)
+    assert not guard.check() and not guard.check()
+
+
+@pytest.mark.parametrize("change", [
+    lambda o: setattr(o, "size", 4), lambda o: delattr(o, "size"), lambda o: setattr(o, "extra", 1),
+    lambda o: setattr(o, "member", _Holder()), lambda o: setattr(o, "shape", (4, 5, 6)),
+    lambda o: o.__dict__.__setitem__("size", 5), lambda o: setattr(o, "__dict__", dict(vars(o), size=9)),
+])
+@pytest.mark.parametrize("grow", [False, True])
+def test_snapshot_of_a_split_dict_sees_each_change(change, grow):
+    """3.13 reads a split dict's facts by index in the class's keys (csrc/split_keys.c): each
+    change fails, also after another instance grew the keys ("extra" then among them)."""
+    obj, guard = _split_case()
+    for _ in range(3):
+        assert guard.check()
+    if grow:
+        other = _Split()
+        other.extra, other.more = 1, 2
+        assert guard.check() and guard.check()  # nothing of obj changed
+    change(obj)
+    assert not guard.check() and not guard.check()
+
+
 def _global_changes():
     """Ways to change what a globals dict maps "w" to, after many passing checks."""
     def rebind(d):

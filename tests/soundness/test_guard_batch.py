@@ -1,6 +1,6 @@
 """Soundness of the snapshot batch (csrc/snapshot_batch.c): once a guard with many
 module snapshots passed in full, its cached calls check every memoized snapshot in flat
-passes (objects, dict tags, parameters) instead of one memo at a time.
+passes (objects, dict tags, 3.13's split instance dicts, parameters) instead of one memo at a time.
 
 Each test optimizes a model of several blocks, makes enough calls that the batch holds
 (asserted through `Guard.batched`), changes one thing a snapshot covers, in the first, a
@@ -8,7 +8,6 @@ middle or the last block (a parameter replaced or resized, requires_grad flipped
 module appended or replaced, a hook added or removed, an attribute changed, the class
 changed, a dict written directly), and compares the next calls with eager. A change
 after the batch was rebuilt is caught too (a second change, then a third)."""
-import sys
 
 import pytest
 import torch
@@ -67,8 +66,8 @@ def _run(*changes, grad=False):
             _compare(fast, model, x)
         snapshots = sum(c[0] == "snapshot" for c in _guard(model).checks)
         # snapshots on (tests/conftest.py runs them off too); 3.13's split instance dicts
-        # (a module's) are re-read on every check, never batched
-        if snapshots >= 2 and sys.version_info < (3, 13):
+        # (a module's) are batched too, read by index (csrc/split_keys.c)
+        if snapshots >= 2:
             assert _guard(model).batched >= 2, "the batch does not hold"
         for change in changes:
             change(model)
@@ -224,14 +223,20 @@ def _run_meta(*changes):
             expected, got = model(x), fast(x)
             assert got.dtype == expected.dtype and got.requires_grad == expected.requires_grad
             assert torch.allclose(got.double(), expected.double(), atol=1e-5), (got, expected)
-        for _ in range(4):
+        batch_then_changes(model, compare, changes)
+
+
+def batch_then_changes(model, compare, changes):
+    """compare() until the batch holds (asserted with snapshots on), then each change
+    followed by three compare() calls."""
+    for _ in range(4):
+        compare()
+    if sum(c[0] == "snapshot" for c in _guard(model).checks) >= 2:
+        assert _guard(model).batched >= 2, "the batch does not hold"
+    for change in changes:
+        change(model)
+        for _ in range(3):
             compare()
-        if sys.version_info < (3, 13) and sum(c[0] == "snapshot" for c in _guard(model).checks) >= 2:
-            assert _guard(model).batched >= 2, "the batch does not hold"
-        for change in changes:
-            change(model)
-            for _ in range(3):
-                compare()
 
 
 def _weight(m, i=2):
