@@ -17,6 +17,7 @@ import torch
 
 from ..real_types import instance_dict, isa
 from . import deep_copies
+from .drops import check_overwrite
 from .errors import Unsupported
 from .side_effects import StoreAttr
 from .sources import AttrSource, GenericAttrSource
@@ -354,6 +355,7 @@ def store_attr(tx, obj, name, value):
         if not _plain_store(obj.cls, name):
             raise Unsupported(f"{obj.cls.__name__}.{name} has a setter, a __setattr__ or __slots__: stored natively")
         tx.ctx.guards.class_attributes(obj.cls)
+        check_overwrite(tx, [obj.attrs.get(name)], "an attribute assignment")
         obj.attrs[name] = value
         return
     copied = deep_copies.is_copied(obj)
@@ -393,6 +395,7 @@ def _store(tx, obj, name, value, effect):
             value, (TensorValue, ConstValue, ScalarValue, TupleValue)):
         raise Unsupported("assignment of this value to a module attribute")
     old = (instance_dict(obj.value) or {}).get(name)
+    check_overwrite(tx, [tx.ctx.graph.attr_overlay.get((id(obj.value), name), old)], "an attribute assignment")
     if isa(old, (list, dict)) and id(old) in tx.ctx._mutables:
         # the old list is reached through its source `obj.name` (write-back, later pushes):
         # after the replayed store that would name the new one; run the store natively

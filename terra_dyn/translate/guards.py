@@ -30,7 +30,8 @@ import torch
 from ..real_types import instance_dict, isa
 
 from . import guard_paths, guard_snapshot
-from .guard_checks import PyGuard, Predicate, check_tensor, check_tensor_layout, describe_check, hook_keys, layout_check
+from .guard_checks import (GLOBAL_ABSENT, PyGuard, Predicate, check_tensor, check_tensor_layout, describe_check,
+                           hook_keys, layout_check)
 from .guard_snapshot import Snapshot
 from ..codegen.reconstruct import is_local_class
 from .sources import AttrSource, DefaultSource, FreeVarSource, GlobalSource, ItemSource, LocalSource, ModuleDictSource, Source
@@ -364,7 +365,7 @@ class GuardSet:
         key = ("absent", name)
         if key not in self._seen:
             self._seen.add(key)
-            self.checks.append(("global_id", self.f_globals, name, None))
+            self.checks.append(("global_id", self.f_globals, name, GLOBAL_ABSENT))
 
     def call_id(self, fn, obj):
         key = ("call_id", fn)

@@ -14,6 +14,7 @@ import torch
 from bytecode import BinaryOp, Compare
 
 from ..real_types import isa
+from .drops import check_overwrite
 from .errors import Unsupported
 from .iterators import DictIterator
 from .values import (ConstValue, DictValue, DictViewValue, IteratorValue, ListValue, ObjectValue, OpaqueIterator,
@@ -367,10 +368,12 @@ def setitem(tx, obj, key, value):
         k = python_value(key)
         if not isinstance(k, int) or not -len(obj.items) <= k < len(obj.items):
             raise Unsupported("list assignment outside known indices")
+        check_overwrite(tx, [obj.items[k]], "an item assignment")
         tx.ctx.mutate(obj)
         obj.items[k] = value
         return
     if isinstance(obj, DictValue):
+        check_overwrite(tx, [obj.items.get(python_value(key))], "an item assignment")
         tx.ctx.mutate(obj)
         obj.items[python_value(key)] = value
         return
@@ -379,12 +382,14 @@ def setitem(tx, obj, key, value):
 
 def delitem(tx, obj, key):
     if isinstance(obj, (ListValue, DictValue)):
-        tx.ctx.mutate(obj)
         k = python_value(key)
         try:
-            del obj.items[k]
-        except (KeyError, IndexError):
+            old = obj.items[k]
+        except (KeyError, IndexError, TypeError):
             raise Unsupported("del raises natively") from None
+        check_overwrite(tx, old if isinstance(k, slice) else [old], "del of an item")
+        tx.ctx.mutate(obj)
+        del obj.items[k]
         return
     raise Unsupported(f"del on {obj!r}")
 
