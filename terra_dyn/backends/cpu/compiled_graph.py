@@ -94,30 +94,17 @@ def _gelu_decomposition(decomposition):
     return decompose
 
 
-def _outer_product_mm(a, b):
-    """mm(a [M, 1], b [1, N]) as the broadcast multiply a * b ([M, N], contiguous like mm's
-    result; one product per element, so bitwise mm's value): a weight gradient at batch 1
-    (`grad.t().mm(input)`) is such an outer product, and the GEMM took 2x the multiply's
-    time ([1024, 1] x [1, 1024], 1 thread: 213 against 110 us). Other shapes: NotImplemented
-    (the mm stays)."""
-    if a.dim() == 2 and b.dim() == 2 and a.shape[1] == 1 and a.dtype in (torch.float32, torch.float64) \
-            and b.dtype == a.dtype:
-        return torch.mul(a, b)
-    return NotImplemented
-
-
 def decomposition_table() -> dict:
     """The shared decompositions, with GELU and its gradient decomposed in the tanh form and,
     on small tensors, the erf form (GELU_ERF_MAX_ELEMENTS). Eager's fused CPU GELU kernel in
     the erf form (one pass, a cheap vector erf) beats our decomposed chain on big tensors,
     whose libmvec erff costs more (1M floats, 1 thread: eager 0.40 ms, decomposed 0.74 ms);
     its tanh form is scalar in eager and 3.7x slower than the fused decomposition (1.86 ms
-    against 0.51 ms; docs/CPU_BACKEND.md). An mm with an inner size of 1 is a multiply."""
+    against 0.51 ms; docs/CPU_BACKEND.md)."""
     aten = torch.ops.aten
     table = dict(decompositions.table())
     for op in (aten.gelu.default, aten.gelu_backward.default):
         table[op] = _gelu_decomposition(table[op])
-    table[aten.mm.default] = _outer_product_mm
     # Layer norm's backward stays eager's kernel: decomposed, it became a row kernel plus
     # two sums over the outer dims reading a materialized grad * x_hat; eager's kernel
     # computes the weight and bias gradients beside the row pass. [64, 64, 256], 1 thread,

@@ -75,8 +75,7 @@ def test_mlp_gradients_equal_eager_and_no_matmul_runs_twice():
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_batch_one_mlp_with_erf_gelu_gradients_equal_eager(threads):
-    # erf GELU and its gradient are kernels on small tensors, a batch-1 weight gradient
-    # (an mm with inner size 1) is a multiply: values and gradients still equal eager's
+    # erf GELU and its gradient are kernels on small tensors: values and gradients equal eager's
     def fn(x, w1, b1, w2, b2):
         return F.linear(F.gelu(F.linear(x, w1, b1)), w2, b2)
     args = (torch.randn(1, 24), torch.randn(48, 24) * 0.3, torch.randn(48), torch.randn(6, 48) * 0.3, torch.randn(6))
@@ -88,8 +87,7 @@ def test_batch_one_mlp_with_erf_gelu_gradients_equal_eager(threads):
         torch.set_num_threads(old)
     (program,) = joint_programs(compiled)
     assert program.forward.kernels and program.backward.kernels, compiled.describe()
-    # eager: two weight-gradient GEMMs and one for the hidden's gradient; here the latter only
-    assert aten_targets(program.backward).count("aten.mm.default") == 1, aten_targets(program.backward)
+    assert "aten.gelu_backward.default" not in aten_targets(program.backward), aten_targets(program.backward)
 
 
 def block(x, wq, wk, wv, wo, gamma, beta):
@@ -122,6 +120,31 @@ def test_non_differentiable_outputs_and_integer_inputs():
     x, w = torch.randn(9, 20), torch.randn(20)
     idx = torch.tensor([0, 3, 3, 8])
     check_training(fn, x, w, idx, grad=[True, True, False])
+
+
+def test_pair_skips_functions_python_wrapper_and_keeps_output_structures(monkeypatch):
+    # plain tensors, no functorch transform: the C apply directly (Function.apply's Python
+    # wrapper only binds defaults and unwraps dead functorch wrappers); one tensor, a flat
+    # tuple and a nested structure come back as eager returns them
+    from terra_dyn.backends.fusion import joint
+    wrapper_calls = []
+    original = joint._JointFunction.apply
+    monkeypatch.setattr(joint._JointFunction, "apply", lambda *a: wrapper_calls.append(1) or original(*a))
+    x, w = torch.randn(4, 10), torch.randn(10)
+    for fn in (lambda x, w: torch.tanh(x * w).sum(-1),
+               lambda x, w: (torch.tanh(x * w), (x * w).exp().sum()),
+               lambda x, w: {"a": torch.tanh(x * w), "b": [(x * w).sigmoid(), x + 1]}):
+        compiled = compile_graph(trace(fn, 2), leaves(x, w))
+        ours, theirs = leaves(x, w), leaves(x, w)
+        got, want = compiled(*ours), fn(*theirs)
+        assert type(got) is type(want) and (not isinstance(got, dict) or type(got["b"]) is list)
+        flat_got, flat_want = torch.utils._pytree.tree_leaves(got), torch.utils._pytree.tree_leaves(want)
+        assert_same(flat_got, flat_want, **TOL)
+        sum(t.float().sum() for t in flat_got).backward()
+        sum(t.float().sum() for t in flat_want).backward()
+        assert_same([a.grad for a in ours], [a.grad for a in theirs], **TOL)
+        assert joint_programs(compiled), compiled.describe()
+    assert not wrapper_calls
 
 
 @pytest.mark.parametrize("grad", [[True, False, False], [False, True, False], [False, False, True],

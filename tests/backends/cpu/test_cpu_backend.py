@@ -69,20 +69,6 @@ def test_gelu_tanh_form_is_fused_erf_form_fused_only_on_small_tensors():
     assert "aten.gelu.default" in compiled.describe()
 
 
-def test_outer_product_mm_is_a_multiply_with_mms_values_and_layout():
-    # a weight gradient at batch 1: mm([M, 1], [1, N]); the GEMM took 2x a multiply's time
-    a, b = torch.randn(1, 300), torch.randn(1, 70)
-    compiled = check(lambda a, b: torch.mm(a.t(), b), a, b)
-    targets = [str(n.target) for p in compiled.programs.values() for n in p.aten_gm.graph.nodes]
-    assert "aten.mul.Tensor" in targets and "aten.mm.default" not in targets, targets
-    assert torch.equal(compiled(a, b), torch.mm(a.t(), b)) and compiled(a, b).is_contiguous()
-    for dtype in (torch.float64, torch.float32):
-        special = torch.tensor([[float("inf"), float("nan"), -0.0, 1e-30]], dtype=dtype)
-        assert_same(compiled(special, special), torch.mm(special.t(), special))
-    compiled = check(lambda a, b: torch.mm(a, b), torch.randn(5, 2), torch.randn(2, 4))  # K = 2: the mm stays
-    assert "aten.mm.default" in compiled.describe()
-
-
 def test_common_activations_are_kernels_in_every_float_dtype():
     F = torch.nn.functional
     for dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
