@@ -35,7 +35,7 @@ from ..fusion.lowering import drop_no_op_views, is_inplace, lower_to_aten
 from ..fusion.partition import FusionGroup, partition
 from ..fusion.compiled import FusedGraph, exact_guard, needs_autograd
 from ..fusion.joint import Trial
-from . import codegen, fast_calls
+from . import codegen, fast_calls, templates
 from .column import XBLOCK, is_column
 from .compiler import CompileError, PendingBuild, library_cache
 from .kernel import CpuKernel
@@ -124,14 +124,18 @@ def _output_layout(node) -> codegen.TensorLayout:
     return codegen.TensorLayout(shape, codegen.dense_strides(shape, tuple(int(s) for s in val.stride())), val.dtype)
 
 
-def _aten_callable(group: FusionGroup):
-    """The group's nodes as a function of its inputs, run by eager ATen ops."""
+def _aten_callable(step, inputs):
+    """The step's nodes (a group's, or one node a template replaces) as a function of
+    `inputs`, run by eager ATen ops."""
     graph, env = fx.Graph(), {}
-    for node in group.inputs():
+    for node in inputs:
         env[node] = graph.placeholder(node.name)
-    for node in group.nodes:
+    if isinstance(step, fx.Node):
+        graph.output(graph.node_copy(step, env.__getitem__))
+        return fx.GraphModule(torch.nn.Module(), graph).forward
+    for node in step.nodes:
         env[node] = graph.node_copy(node, env.__getitem__)
-    outs = [env[n] for n in group.outputs()]
+    outs = [env[n] for n in step.outputs()]
     graph.output(outs[0] if len(outs) == 1 else tuple(outs))
     return fx.GraphModule(torch.nn.Module(), graph).forward
 
@@ -170,6 +174,11 @@ class Program:
                 continue
             self.decisions[group] = source
             kernels[group] = source
+        for index, node in enumerate(self.steps):  # single ops with a hand-written kernel (templates.py)
+            source = isinstance(node, fx.Node) and templates.layer_norm_backward(
+                node, _layout_of, f"layer_norm_backward_{index}")
+            if source:
+                self.decisions[node] = kernels[node] = source
         # without kernels the user's own graph is faster than its ATen form (fewer, fused
         # ops such as linear; no decompositions): run it, as the interpreter backend does
         # (a joint graph's half is itself ATen: its steps then call torch's bindings)
@@ -268,17 +277,20 @@ class Program:
             if node.op in ("placeholder", "get_attr"):
                 env[node] = new.node_copy(node, env.__getitem__)
         for step in self.steps:
-            source = self.decisions.get(step) if isinstance(step, FusionGroup) else None
+            source = self.decisions.get(step)
             if isinstance(source, codegen.KernelSource) and library is not None:
                 # strides predicted for outputs of ATen steps are checked at each call
                 checked = [i for i, n in enumerate(source.inputs)
                            if n.op == "call_function" and n not in grouped]
-                kernel = CpuKernel(source, library, _aten_callable(step), checked, self.owner.note)
+                kernel = CpuKernel(source, library, _aten_callable(step, source.inputs), checked, self.owner.note)
                 call = new.call_function(kernel.call, tuple(env[n] for n in source.inputs))
-                if len(source.outputs) == 1:
+                if isinstance(step, fx.Node):  # a template: one op, its own result structure
+                    env[step] = call
+                elif len(source.outputs) == 1:
                     env[source.outputs[0]] = call
-                for i, node in enumerate(source.outputs if len(source.outputs) > 1 else []):
-                    env[node] = new.call_function(operator.getitem, (call, i))
+                else:
+                    for i, node in enumerate(source.outputs):
+                        env[node] = new.call_function(operator.getitem, (call, i))
             else:
                 for node in (step.nodes if isinstance(step, FusionGroup) else [step]):
                     env[node] = new.node_copy(node, env.__getitem__)
@@ -447,7 +459,8 @@ class CpuCompiledGraph(FusedGraph):
 
     def describe_step(self, program, step) -> str:
         if not isinstance(step, FusionGroup):
-            return f"aten {step.target}"
+            source = program.decisions.get(step)
+            return f"kernel {source.name}" if isinstance(source, codegen.KernelSource) else f"aten {step.target}"
         how = program.decisions.get(step)
         how = f"kernel {how.name}" if isinstance(how, codegen.KernelSource) else f"ATen ({how})"
         return f"{step!r} -> {how}"
