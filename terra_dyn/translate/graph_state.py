@@ -415,7 +415,9 @@ class GraphState:
                     # retranslation ran 166 ops under FakeTensorMode, 63 of them symbolic)
                     meta = meta_like(result)
                     node.meta["example_value"] = meta
-                    return TensorValue(node, meta, device=result.device, owner=self)
+                    value = TensorValue(node, meta, device=result.device, owner=self)
+                    value._fake = result  # an op handing back its input (`s.type_as(x)`): `is` sees it
+                    return value
                 value = TensorValue(node, result, owner=self)
                 value.slow = bool(self._symbols)  # may have symbolic sizes: no meta copy
                 return value
