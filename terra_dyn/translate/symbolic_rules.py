@@ -152,7 +152,11 @@ def _guarded_sign(env, a, b):
     if sign is None:
         ha, hb = _hint(a), _hint(b)
         _need(ha != hb)  # an equality would pin a symbol: FakeTensorMode decides
+        before = len(env.guards)
         sign = 1 if bool(a > b) else -1  # guarded; the hints say which way
+        # a clamp's outcome (graph_state.check_symbolic): convert_frame runs a call that flips
+        # it as written the first time (a window cache's first slice that cuts)
+        env.terra_clamps = getattr(env, "terra_clamps", set()) | {g.expr for g in env.guards[before:]}
         _need(sign == (1 if ha > hb else -1))
     return sign
 
