@@ -5,6 +5,8 @@ what follows may observe it (a counter, a closed resource). The translator repla
 after the graph and its resume calls hold values until they return, so such a drop breaks
 there and runs natively (opcodes_stack.check_drop for names, check_overwrite for the rest).
 """
+import sys
+import types
 import weakref
 
 import torch
@@ -30,6 +32,8 @@ def _real_finalizes(obj, depth):
     cls = type(obj)
     if getattr(cls, "__del__", None) is not None:
         return True
+    if cls is types.ModuleType and sys.modules.get(obj.__name__) is obj:
+        return False  # sys.modules holds it: a local drop never finalizes an imported module
     if cls.__weakrefoffset__ and weakref.getweakrefcount(obj) and not isinstance(obj, torch.Tensor) and \
             any(_user_callback(r.__callback__) for r in weakref.getweakrefs(obj)):
         return True

@@ -200,3 +200,33 @@ def test_a_swap_does_not_break():
         out = terra_dyn.optimize(swap, backend="interpreter")(x)
     assert torch.equal(out, swap(x))
     assert not rec.report().breaks
+
+
+def test_an_imported_module_with_a_finalizer_is_no_break():
+    """sys.modules holds an imported package: `import pkg.sub as F` dropping the package from
+    the stack cannot finalize it, even when someone registered weakref.finalize on it."""
+    import types
+
+    import torch
+
+    pkg = types.ModuleType("terra_dyn_test_pkg")
+    pkg.__path__ = []
+    sub = types.ModuleType("terra_dyn_test_pkg.sub")
+    sub.scale = 3.0
+    pkg.sub = sub
+    sys.modules.update({pkg.__name__: pkg, sub.__name__: sub})
+    weakref.finalize(pkg, LOG.append, "package finalized")
+
+    def f(x):
+        import terra_dyn_test_pkg.sub as m
+        return x * m.scale
+
+    x = torch.ones(3)
+    try:
+        with recording() as rec:
+            out = terra_dyn.optimize(f, backend="interpreter")(x)
+        assert torch.equal(out, f(x))
+        assert not rec.report().breaks
+        assert "package finalized" not in LOG
+    finally:
+        del sys.modules[pkg.__name__], sys.modules[sub.__name__]
