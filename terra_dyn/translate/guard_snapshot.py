@@ -370,7 +370,7 @@ class ClassUnchanged:
                     return False
             for d in (now, items):  # dunders added, removed or replaced
                 for name in d:
-                    if name[:2] == "__" and name not in names and name not in _INERT and \
+                    if name[:2] == "__" and name[-2:] == "__" and name not in names and name not in _INERT and \
                             now.get(name, _MISSING) is not items.get(name, _MISSING):
                         return False
         return True

@@ -2,6 +2,8 @@
 for all values of the symbols (the ShapeEnv's value ranges), contiguity for all values, and
 the values a rule's result is checked at.
 """
+import weakref
+
 import torch
 
 
@@ -15,7 +17,49 @@ def _expr(x):
 
 
 def _hint(x):
+    """x's value now; None for a size that depends on data (an unbacked symbol: `nonzero`'s
+    count), which no decision may be guarded on."""
     return x if type(x) is int else x.node.hint
+
+
+_UNBACKED_EXAMPLE = 8192  # what an unbacked symbol stands for in the meta check (any value in its range)
+
+
+def _example(env, x):
+    """A value of x to run the op on meta tensors at: its hint, or for a size that depends on
+    data, x at its symbols' hints and each unbacked symbol at one value in its range (the same
+    for every expression of it, so the rule's result is checked at one consistent point);
+    None when that gives no integer."""
+    if type(x) is int:
+        return x
+    hint = x.node.hint
+    if hint is not None:
+        return hint
+    import sympy
+
+    expr = x.node.expr
+    cache = _examples.setdefault(env, {})
+    if expr not in cache:
+        known, values = getattr(env, "backed_var_to_val", None), {}
+        if known is None:
+            known = env.var_to_val
+        for sym in expr.free_symbols:
+            value = known.get(sym)
+            if value is None:
+                bounds = env.var_to_range.get(sym)
+                value = _UNBACKED_EXAMPLE
+                if bounds is not None:
+                    if bounds.upper.is_finite and value > bounds.upper:
+                        value = int(bounds.upper)
+                    if bounds.lower.is_finite and value < bounds.lower:
+                        value = int(bounds.lower)
+            values[sym] = sympy.Integer(value)
+        out = expr.xreplace(values)
+        cache[expr] = int(out) if out.is_Integer else None
+    return cache[expr]
+
+
+_examples = weakref.WeakKeyDictionary()  # ShapeEnv -> {expression: its example value}
 
 
 def _compare(env, a, b):
@@ -75,8 +119,8 @@ def _same(env, a, b):
     each its own symbol) are made one, as FakeTensorMode's ops do: the ShapeEnv records
     `s1 == s0` (a guard, and a replacement so later sizes compare as the same)."""
     sign = _compare(env, a, b)
-    if sign is None and type(a) is not int and type(b) is not int and _hint(a) == _hint(b) \
-            and not _expr(a).is_number and not _expr(b).is_number:
+    if sign is None and type(a) is not int and type(b) is not int and _hint(a) is not None \
+            and _hint(a) == _hint(b) and not _expr(a).is_number and not _expr(b).is_number:
         return bool(a == b)  # guarded (True: the hints are equal)
     return None if sign is None else sign == 0
 

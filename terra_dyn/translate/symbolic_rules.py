@@ -22,7 +22,7 @@ import operator
 import torch
 
 from .size_decisions import (
-    _Fail, _canonical, _compare, _contiguous_strides, _expr, _hint, _is_one, _need, _same)
+    _Fail, _canonical, _compare, _contiguous_strides, _example, _expr, _hint, _is_one, _need, _same)
 from .values import seen_by_op
 
 # -- rules: (env, fake args, fake kwargs) -> (sizes, strides, offset, base or None) ------
@@ -45,14 +45,17 @@ def _broadcast(env, tensors):
 
 def _pointwise(env, args, kwargs):
     """Broadcasting elementwise ops and shape-keeping ones (softmax, casts): a contiguous
-    result of the broadcast sizes, when every tensor argument is contiguous."""
+    result of the broadcast sizes, when every tensor argument is contiguous or the result has
+    at most one dim."""
     tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
     for a in (*args, *kwargs.values()):
         if isinstance(a, (list, tuple)) and any(isinstance(i, torch.Tensor) for i in a):
             raise _Fail
-    for t in tensors:
-        _need(_canonical(env, t))
     sizes = _broadcast(env, tensors)
+    if len(sizes) > 1:  # a result of one dim is contiguous whatever its inputs' strides (a box
+        # column `boxes[:, 2] - boxes[:, 0]`); of more, it follows its inputs' layout
+        for t in tensors:
+            _need(_canonical(env, t))
     return sizes, _contiguous_strides(env, sizes), 0, None
 
 
@@ -81,9 +84,12 @@ def _cat(env, args, kwargs):
 
 def _getitem(env, args, kwargs):
     """Basic indexing: full slices of symbolic dims, ints, slices of static dims, None,
-    Ellipsis."""
+    Ellipsis; or an integer tensor picking along the first dim of a contiguous tensor
+    (`boxes[keep]`)."""
     t, index = args
     items = index if isinstance(index, tuple) else (index,)
+    if items and isinstance(items[0], torch.Tensor):
+        return _take_rows(env, t, items)
     consuming = sum(1 for i in items if i is not None and i is not Ellipsis)
     if sum(1 for i in items if i is Ellipsis) > 1 or consuming > t.dim():
         raise _Fail
@@ -135,6 +141,18 @@ def _getitem(env, args, kwargs):
     return out_sizes, out_strides, offset, t
 
 
+def _take_rows(env, t, items):
+    """`t[idx]` / `t[idx, :]` for an integer tensor idx: idx's sizes and t's other sizes, a
+    contiguous copy when t is contiguous (a bool mask's size depends on data: not here)."""
+    idx = items[0]
+    if idx.dtype not in (torch.int64, torch.int32) or not t.dim() \
+            or any(not (isinstance(i, slice) and i == slice(None)) for i in items[1:]):
+        raise _Fail
+    _need(_canonical(env, t))
+    sizes = [*idx.shape, *t.shape[1:]]
+    return sizes, _contiguous_strides(env, sizes), 0, None
+
+
 def _clamp(env, bound, size, default):
     """A slice bound on a dim of symbolic `size` as Python clamps it. A clamp the value ranges
     leave open is guarded on its outcome now, as FakeTensorMode's slicing does (mistral's
@@ -151,7 +169,8 @@ def _guarded_sign(env, a, b):
     sign = _compare(env, a, b)
     if sign is None:
         ha, hb = _hint(a), _hint(b)
-        _need(ha != hb)  # an equality would pin a symbol: FakeTensorMode decides
+        _need(ha is not None and hb is not None and ha != hb)  # an equality would pin a symbol, a
+        # size that depends on data has no value to guard on: FakeTensorMode decides
         before = len(env.guards)
         sign = 1 if bool(a > b) else -1  # guarded; the hints say which way
         # a clamp's outcome (graph_state.check_symbolic): convert_frame runs a call that flips
@@ -251,6 +270,7 @@ def _infer_size(env, old, target):
         quotient = sympy.cancel(_expr(numel) / _expr(known))
         if quotient.as_numer_denom()[1] != 1:
             raise _Fail
+        _need(_hint(numel) is not None and _hint(known) is not None)
         missing = _symint(env, quotient, _hint(numel) // _hint(known))
     _need(_same(env, missing * known, numel))
     out = list(target)
@@ -349,15 +369,15 @@ def _rule(kind, target):
 # -- checking against meta tensors at the hints, building the fake result ----------------
 
 
-def _hinted(value, memo):
+def _hinted(env, value, memo):
     """value with symbolic sizes replaced by their current values: fake tensors become meta
     tensors of the same layout."""
     if isinstance(value, torch.Tensor):
         key = id(value)
         if key not in memo:
-            sizes = [_hint(s) for s in value.shape]
-            strides = [_hint(s) for s in value.stride()]
-            offset = _hint(value.storage_offset())
+            sizes = [_example(env, s) for s in value.shape]
+            strides = [_example(env, s) for s in value.stride()]
+            offset = _example(env, value.storage_offset())
             if offset:
                 extent = offset + sum((s - 1) * st for s, st in zip(sizes, strides)) + 1 if all(sizes) else offset
                 meta = torch.empty(extent, dtype=value.dtype, device="meta").as_strided(sizes, strides, offset)
@@ -366,13 +386,13 @@ def _hinted(value, memo):
             memo[key] = (meta, value)
         return memo[key][0]
     if isinstance(value, torch.SymInt):
-        return value.node.hint
+        return _example(env, value)
     if isinstance(value, (torch.SymFloat, torch.SymBool)):
         raise _Fail
     if isinstance(value, (list, tuple)) and not isinstance(value, torch.Size):
-        return type(value)(_hinted(v, memo) for v in value)
+        return type(value)(_hinted(env, v, memo) for v in value)
     if isinstance(value, slice):
-        return slice(*(_hinted(p, memo) for p in (value.start, value.stop, value.step)))
+        return slice(*(_hinted(env, p, memo) for p in (value.start, value.stop, value.step)))
     return value
 
 
@@ -414,10 +434,10 @@ def propagate(state, kind, target, args, kwargs):
         return None  # a result in autograd's graph: leafness, grad_fn (FakeTensorMode records them)
     if _same_device_to(kind, target, fake_args, fake_kwargs):
         return fake_args[0]  # `x.to(x.device)`: x itself, as eager's
-    memo = {}
+    memo, env = {}, mode.shape_env
     try:
-        hint_args = [_hinted(a, memo) for a in fake_args]
-        hint_kwargs = {k: _hinted(v, memo) for k, v in fake_kwargs.items()}
+        hint_args = [_hinted(env, a, memo) for a in fake_args]
+        hint_kwargs = {k: _hinted(env, v, memo) for k, v in fake_kwargs.items()}
         with torch.no_grad():
             if kind == "call_method":
                 hint = getattr(hint_args[0], target)(*hint_args[1:], **hint_kwargs)
@@ -427,7 +447,6 @@ def propagate(state, kind, target, args, kwargs):
         return None
     if type(hint) is not torch.Tensor or hint.device.type != "meta":
         return None
-    env = mode.shape_env
     for meta, fake in memo.values():
         if hint is meta:  # `x.to(x.dtype)`, eval-mode dropout, `x.contiguous()`: x itself
             if (target if kind == "call_method" else getattr(target, "__name__", "")) == "contiguous" \
@@ -438,12 +457,18 @@ def propagate(state, kind, target, args, kwargs):
         sizes, strides, offset, base = rule(env, fake_args, fake_kwargs)
     except _Fail:
         return None
-    if [_hint(s) for s in sizes] != list(hint.shape) or [_hint(s) for s in strides] != list(hint.stride()) \
-            or (base is not None) != hint._is_view() or base is not None and _hint(offset) != hint.storage_offset() \
+    if [_example(env, s) for s in sizes] != list(hint.shape) or [_example(env, s) for s in strides] != \
+            list(hint.stride()) or (base is not None) != hint._is_view() \
+            or base is not None and _example(env, offset) != hint.storage_offset() \
             or base is None and hint.storage_offset() != 0:
         return None  # the rule disagrees with the op at the current values: not used
-    if base is not None:
-        with mode:
-            return torch.as_strided(base, sizes, strides, offset)
-    meta = torch.empty_strided(sizes, strides, dtype=hint.dtype, device="meta")
+    from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
+
+    try:
+        if base is not None:
+            with mode:
+                return torch.as_strided(base, sizes, strides, offset)
+        meta = torch.empty_strided(sizes, strides, dtype=hint.dtype, device="meta")
+    except GuardOnDataDependentSymNode:  # a size that depends on data, asked about: FakeTensorMode decides
+        return None
     return FakeTensor(mode, meta, tensors[0].device)

@@ -91,6 +91,24 @@ def test_module_init_and_setstate_replaced_for_good_is_no_recompile():
         nn.Module.__init__, nn.Module.__setstate__ = init, setstate
 
 
+def test_what_torch_compile_s_first_trace_leaves_on_module_is_no_recompile():
+    # mutation_guard.install_generation_tagging_init: __init__ and __setstate__ replaced and
+    # a flag `___needs_generation_tag_patch` (three underscores: a plain name, no dunder)
+    # added to nn.Module for good; yolov3 beside compile:eager translated forward 7 times more
+    net, fast, x = _setup()
+    init, setstate = nn.Module.__init__, nn.Module.__setstate__
+    try:
+        nn.Module.__init__ = lambda self, *a, **k: init(self, *a, **k)
+        nn.Module.__setstate__ = lambda self, state: setstate(self, state)
+        nn.Module.___terra_needs_patch = False
+        for _ in range(3):
+            _same(fast, net, x)
+        assert _entries() == 1
+    finally:
+        nn.Module.__init__, nn.Module.__setstate__ = init, setstate
+        del nn.Module.___terra_needs_patch
+
+
 def test_a_write_to_a_base_attribute_read_is_seen():
     net, fast, x = _setup()
     nn.Module._terra_unrelated = 1  # the tag moves and the new one is kept
@@ -181,6 +199,13 @@ def test_class_unchanged_compares_the_names_read_and_the_dunders():
     A.__getattr__ = lambda self, name: 0  # a lookup dunder: compared though not named
     assert not same()
     del A.__getattr__
+    assert same()
+    A.___flag = 1  # leading underscores only: a plain name, not read
+    A.__private_like = 1  # (no name mangling at module level)
+    assert same()
+    A.__getitem__ = lambda self, i: i  # a dunder added
+    assert not same()
+    del A.__getitem__, A.___flag, A.__private_like
     assert same()
     same.read(None)  # a reader that did not say what it read: everything compared
     assert not same()
