@@ -4,7 +4,7 @@
  *                        batch: its snapshot checks as one batch (csrc/snapshot_batch.c)
  *     ("type", i, T)   ("id", i, obj)   ("eq", i, value)   ("len", i, n)
  *     ("tensor", i, T, dtype, device, sizes, strides, requires_grad)
- *     ("global_id", globals_dict, name, obj)   ("call_id", fn, obj)
+ *     ("global_id", globals_dict, name, obj)   ("call_id", fn, obj)   obj ABSENT: no such name
  *     ("callback", cb)   this thread's frame callback is cb: the backend and options that
  *                        made the entry (eval_frame_current_callback)
  *     ("type_version", T, tag[, same])   T's version tag is still tag: no attribute of T or
@@ -213,7 +213,7 @@ int guard_check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
         uint64_t tag = dict_version_tag(c->a);
         if (c->tag_valid && tag == c->dict_tag) return 1;
         PyObject *v = PyDict_GetItemWithError(c->a, c->b);  /* borrowed; NULL when missing */
-        ok = (v ? v : Py_None) == c->c;
+        ok = (v ? v : terra_ABSENT) == c->c;  /* `len = None` is not absent */
 #if PY_VERSION_HEX >= 0x030D0000
         /* 3.13 writes `obj.x = v` into a dict sharing an object's inline values without a
            new tag (csrc/snapshot.c): such a dict is read every time */

@@ -7,6 +7,7 @@
 #include "terra_dyn.h"
 
 PyObject *terra_SKIP = NULL;
+PyObject *terra_ABSENT = NULL;
 PyObject *terra_OFF = NULL;
 
 /* SKIP and OFF are the two instances of a tiny type, so that they print as themselves. */
@@ -161,6 +162,8 @@ PyMODINIT_FUNC PyInit__C(void) {
     if (terra_SKIP == NULL || PyModule_AddObjectRef(m, "SKIP", terra_SKIP) < 0) goto fail;
     terra_OFF = PyObject_New(PyObject, &SkipMarker_Type);
     if (terra_OFF == NULL || PyModule_AddObjectRef(m, "OFF", terra_OFF) < 0) goto fail;
+    terra_ABSENT = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
+    if (terra_ABSENT == NULL || PyModule_AddObjectRef(m, "ABSENT", terra_ABSENT) < 0) goto fail;
     PyTypeObject *types[] = {&Guard_Type, &CacheEntry_Type, &OptimizedCallable_Type, &DisabledCallable_Type,
                               &Continue_Type};
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {

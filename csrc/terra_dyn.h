@@ -75,6 +75,7 @@ typedef struct {
 extern PyTypeObject CacheEntry_Type;
 extern PyObject *terra_SKIP;  /* the SKIP marker */
 extern PyObject *terra_OFF;   /* the OFF marker: run the frame and its callees with the hook off */
+extern PyObject *terra_ABSENT;  /* global_id's obj for "the dict lacks the name" (None is a value) */
 
 typedef struct CodeExtra CodeExtra;
 int cache_init(void);

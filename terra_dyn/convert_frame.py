@@ -184,7 +184,7 @@ def _new_callback(backend, fullgraph, strict, dynamic=None):
             if _specializes_per_iteration(state):
                 return _run_as_written(code, last, _slot_values(frame, code), why, per_iteration=True)
             if _rare_outcome(state, last, frame, code):
-                return None
+                return _C.OFF
             if _rare_unit_size(state, own, frame, code):
                 return _C.OFF
             why = recompiles.record(code, last, _slot_values(frame, code), why).cause()
@@ -255,7 +255,11 @@ def _rare_outcome(state, guard, frame, code):
     calls? Then it runs as written, untranslated: resnet50's `if self.iteration % print_freq
     == 0: log.info(...)` is taken one step in ten, and translating that way cost a
     translation at step 10. An outcome that flips again within those calls (a branch on
-    `i % 2`, a threshold crossed for good) is translated at that second flip."""
+    `i % 2`, a threshold crossed for good) is translated at that second flip. So is the clamp
+    of a slice bound on a symbolic size (symbolic_rules): gemma2's window cache cuts its first
+    slice one token before its `is_full` branch flips. What it calls runs as written too (the
+    hook off): the frames its translations inlined have no entries, and translating each of
+    them for one call cost more than the call (gemma2's forward, 0.4 s)."""
     predicate = getattr(guard, "fallback", None)  # the ShapeEnv's facts are its expressions
     if not state.outcomes or not hasattr(predicate, "explain"):
         return False
@@ -386,14 +390,14 @@ def _pin(state, exc):
         # symbolic (at least 2) for other values as before; the rest as it was
         state.static |= {unit_sizes.NOT_UNIT + e for e in pinned}
         return True
-    guesses = {e for e in state.dynamic if e.startswith("size==")}  # _like_sizes
+    guesses = {e for e in state.dynamic if e.startswith(("size==", unit_sizes.GROW))}  # _like_sizes, _growing_with
     if not pinned and not (guesses and exc.exprs):
         pinned = {e for e in state.dynamic if ".size()[" in e}
     # the guesses go in any case; naming only sizes a guess made symbolic (mistral's cache
     # heads, 2 like the mask's old length), they are all that goes
     pinned |= guesses
     state.static |= pinned
-    state.pinned_sizes |= {e for e in pinned if not e.startswith("size==")}
+    state.pinned_sizes |= {e for e in pinned if not e.startswith(("size==", unit_sizes.GROW))}
     state.dynamic -= pinned
     return bool(pinned)
 

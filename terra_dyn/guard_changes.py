@@ -23,6 +23,7 @@ from . import _C
 from .codegen.resume import fresh_args
 from .real_types import is_numpy_scalar, isa
 from .translate import changing
+from .translate.unit_sizes import GROW
 
 
 def _slot_values(frame, code):
@@ -215,7 +216,31 @@ def _changed_objects(predicate, args, steps=None):
                 _note_changing(predicate, match.group(1), args, now)
                 if steps is not None and type(now) is int:
                     steps[match.group(1)] = now - const
+                changed += _growing_with(predicate, match.group(1), args, now)
     return changed
+
+
+def _growing_with(predicate, expr, args, now):
+    """An int counter kept beside tensors (a window cache layer's `cumulative_length` beside
+    its keys and values) that changed and is now n >= 1: the sizes n of the tensors under the
+    object holding that layer (the cache: `a2['cache']`) other than dim 0 grow with it
+    (graph_state: symbolic, symbols that may be 1 at 1). A decoder's second token meets the
+    cache at length 1 beside a counter 0 -> 1; with only the counter changing, the length
+    stayed a static 1 and the third token translated again (mistral, gemma2)."""
+    attr = _ATTR_EXPR.match(expr)
+    if type(now) is not int or now < 1 or attr is None:
+        return []
+    owner = _evaluate(predicate, attr.group(1), args)
+    fields = getattr(owner, "__dict__", None)
+    if owner is _MISSING or isa(owner, torch.nn.Module) or type(fields) is not dict \
+            or not any(type(v) is torch.Tensor for v in fields.values()):
+        return []
+    scope = attr.group(1)
+    while _ITEM_EXPR.match(scope):  # `.layers[0]` -> `.layers` -> the cache holding them
+        scope = _ITEM_EXPR.match(scope).group(1)
+    if scope != attr.group(1) and _ATTR_EXPR.match(scope):
+        scope = _ATTR_EXPR.match(scope).group(1)
+    return [f"{GROW}{now}@{scope}"]
 
 
 _ATTR_EXPR = re.compile(r"^(.+)\.([A-Za-z_]\w*)$")

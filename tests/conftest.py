@@ -17,6 +17,21 @@ def fresh_terra_dyn():
     terra_dyn.reset()
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test (restored after). On the loaded 2-core machine two
+    torch threads wait for each other's core: a tiny matmul took 12-21 ms of process time
+    (0.02 ms on one), step times swing, and timing-based verdicts (the cpu backend's
+    trials) drown in that noise; numerics do not change. A module opts in with
+    `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 class GuardModes:
     """Which guard mechanisms a test runs under; true when snapshots are on."""
 

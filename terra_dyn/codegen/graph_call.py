@@ -75,6 +75,9 @@ class BreakSite:
     # as graph inputs from their first translation (resume.note_fresh_args)
     number_items: List[bool] = field(default_factory=list)
     number_locals: frozenset = frozenset()
+    # a drop that may finalize (translate/drops.py): the names the instruction lets go of, in
+    # CPython's order (STORE_FAST_STORE_FAST: the first name's old value dies first)
+    drops: tuple = ()
 
 
 @dataclass
@@ -398,6 +401,8 @@ def _released(plan, tail):
     if "__class__" in plan.code.co_freevars and plan.code.co_argcount:
         read.add(plan.code.co_varnames[0])  # a native zero-argument super() reads slot 0
     dead = [n for n in argument_slot_names(plan.code) if n not in read]
+    order = plan.site.drops  # the dropped names last, in the order the instruction drops them
+    dead.sort(key=lambda n: order.index(n) + 1 if n in order else 0)
     return [Instr("DELETE_FAST", n) for n in dead] + tail
 
 

@@ -17,6 +17,7 @@ import torch
 
 from ..real_types import instance_dict, isa
 from . import deep_copies
+from .drops import check_overwrite
 from .errors import Unsupported
 from .side_effects import StoreAttr
 from .sources import AttrSource, GenericAttrSource
@@ -61,7 +62,7 @@ def load_attr(tx, obj, name):
         if name in obj.attrs:
             return obj.attrs[name]
         attr = inspect.getattr_static(obj.cls, name, None)
-        tx.ctx.guards.class_attributes(obj.cls)
+        tx.ctx.guards.class_attributes(obj.cls, name)
         if isa(attr, types.FunctionType):
             return MethodValue(ConstValue(attr), obj)
         if isa(attr, staticmethod):
@@ -160,7 +161,7 @@ def _object_attr(tx, obj, name):
             # object.__getattribute__ call comes back to generic_attr)
             from . import calls
 
-            tx.ctx.guards.class_attributes(type(real))
+            tx.ctx.guards.class_attributes(type(real), "__getattribute__", name)
             return calls.call_value(tx, ConstValue(getattribute), [obj, ConstValue(name)], {})
         if not isinstance(getattribute, types.WrapperDescriptorType):
             # reading it now would run user code at translate time, once instead of per call
@@ -182,7 +183,7 @@ def generic_attr(tx, obj, name):
         raise Unsupported(f"{type(real).__name__} has no attribute {name} (raises natively)") from None
     # whatever comes from the class (a method, a class constant, a property) or, for a
     # class, from its own MRO, is valid while the class and its bases are unchanged
-    tx.ctx.guards.class_attributes(real if isa(real, type) else type(real))
+    tx.ctx.guards.class_attributes(real if isa(real, type) else type(real), name)
     if isa(static, property) and not isa(real, type):  # `Cls.prop` is the property
         from . import calls
 
@@ -261,7 +262,7 @@ def object_has_attr(tx, obj, name):
             # side effects replayed per call, as Python runs it per call), its value dropped
             from . import calls
 
-            tx.ctx.guards.class_attributes(cls)
+            tx.ctx.guards.class_attributes(cls, "__getattribute__", name)
             calls.call_value(tx, ConstValue(lookup), [obj, ConstValue(name)], {})
             return True
         # transformers' configs map old names through attribute_map (`hasattr(config,
@@ -278,13 +279,13 @@ def object_has_attr(tx, obj, name):
         # the call runs natively, as before
         from . import calls
 
-        tx.ctx.guards.class_attributes(cls)
+        tx.ctx.guards.class_attributes(cls, name)
         calls.call_value(tx, ConstValue(static.fget), [obj], {})
         return True
     if user_lookup or getter:  # a property or a slot may raise AttributeError: hasattr says False
         raise Unsupported(f"hasattr({cls.__name__}, {name!r}) runs a lookup or a getter: checked natively")
     found = asked if asked is not None else static is not _ABSENT
-    tx.ctx.guards.class_attributes(real if isa(real, type) else cls)
+    tx.ctx.guards.class_attributes(real if isa(real, type) else cls, name)
     d = instance_dict(real)
     if isa(real, type) or not isa(d, dict):
         return found
@@ -353,7 +354,8 @@ def store_attr(tx, obj, name, value):
             return model_output.store(tx, obj, name, value)
         if not _plain_store(obj.cls, name):
             raise Unsupported(f"{obj.cls.__name__}.{name} has a setter, a __setattr__ or __slots__: stored natively")
-        tx.ctx.guards.class_attributes(obj.cls)
+        tx.ctx.guards.class_attributes(obj.cls, "__setattr__", name)
+        check_overwrite(tx, [obj.attrs.get(name)], "an attribute assignment")
         obj.attrs[name] = value
         return
     copied = deep_copies.is_copied(obj)
@@ -365,7 +367,7 @@ def store_attr(tx, obj, name, value):
             # object.__setattr__ call comes back to generic_store
             from . import calls
 
-            tx.ctx.guards.class_attributes(type(obj.value))
+            tx.ctx.guards.class_attributes(type(obj.value), "__setattr__", name)
             calls.call_value(tx, ConstValue(setattr_fn), [obj, ConstValue(name), value], {})
             return
         if not _plain_store(type(obj.value), name):
@@ -388,11 +390,12 @@ def generic_store(tx, obj, name, value):
 
 
 def _store(tx, obj, name, value, effect):
-    tx.ctx.guards.class_attributes(type(obj.value))  # no setter may appear on the class later
+    tx.ctx.guards.class_attributes(type(obj.value), "__setattr__", name)  # no setter may appear later
     if isa(obj.value, torch.nn.Module) and not isinstance(
             value, (TensorValue, ConstValue, ScalarValue, TupleValue)):
         raise Unsupported("assignment of this value to a module attribute")
     old = (instance_dict(obj.value) or {}).get(name)
+    check_overwrite(tx, [tx.ctx.graph.attr_overlay.get((id(obj.value), name), old)], "an attribute assignment")
     if isa(old, (list, dict)) and id(old) in tx.ctx._mutables:
         # the old list is reached through its source `obj.name` (write-back, later pushes):
         # after the replayed store that would name the new one; run the store natively

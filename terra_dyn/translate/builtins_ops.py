@@ -22,6 +22,7 @@ import types
 import torch
 
 from ..real_types import asks_user_code, isa
+from .drops import check_overwrite
 from .errors import Unsupported
 from .iterators import DictIterator, EnumerateIterator, MapIterator, ReversedIterator, ZipIterator
 from .operators import build_slice, get_iter, is_graph_value, python_value, truth, unpack
@@ -517,6 +518,7 @@ def _list_method(tx, name, lst, args):
         tx.ctx.mutate(lst)
         return items.pop(python_value(args[0]) if args else -1)
     if name == "clear":
+        check_overwrite(tx, items, "list.clear()")
         tx.ctx.mutate(lst)
         items.clear()
         return ConstValue(None)
@@ -541,12 +543,18 @@ def _dict_method(tx, name, d, args):
     if name == "__getitem__":
         return items[python_value(args[0])]
     if name in ("update", "setdefault", "pop", "clear", "__setitem__"):
-        tx.ctx.mutate(d)
         if name == "update":
             from .operators import dict_items
 
-            items.update(dict_items(tx, args[0]))
+            new = dict_items(tx, args[0])
+            check_overwrite(tx, [items[k] for k in new if k in items], "dict.update()")
+            tx.ctx.mutate(d)
+            items.update(new)
             return ConstValue(None)
+        if name in ("clear", "__setitem__"):
+            check_overwrite(tx, list(items.values()) if name == "clear" else [items.get(python_value(args[0]))],
+                            f"dict.{name}()")
+        tx.ctx.mutate(d)
         if name == "setdefault":
             return items.setdefault(python_value(args[0]), args[1] if len(args) > 1 else ConstValue(None))
         if name == "pop":

@@ -426,6 +426,7 @@ def _construct(tx, fn, cls, args, kwargs):
     if _is_plain_class(cls):
         # a plain Python object made here: its attributes live in an ObjectValue
         obj = ObjectValue(cls, {})
+        tx.ctx.guards.class_attributes(cls, "__init__", "__new__")  # inlined: `Cls.__init__ = g` later
         if cls.__init__ is not object.__init__:
             if not isinstance(cls.__init__, types.FunctionType):
                 raise Unsupported(f"constructing {cls.__qualname__}")

@@ -24,6 +24,7 @@ from . import autocast
 from . import wrap as wrap_mod
 from .errors import Unsupported
 from .graph_state import GraphState
+from .guard_checks import GLOBAL_ABSENT
 from .guards import GuardSet
 from .sources import GlobalSource
 from .values import ConstValue
@@ -102,7 +103,7 @@ class TranslationContext:
             key = ("foreign_absent", id(f_globals), name)
             if key not in self.guards._seen:
                 self.guards._seen.add(key)
-                self.guards.checks.append(("global_id", f_globals, name, None))
+                self.guards.checks.append(("global_id", f_globals, name, GLOBAL_ABSENT))
         key = ("builtin", id(b), name)
         if key not in self.guards._seen:
             self.guards._seen.add(key)

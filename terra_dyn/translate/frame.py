@@ -299,6 +299,19 @@ def _enclosing_grad_restore(deep):
     return None
 
 
+def _dropped_slots(tx, targets):
+    """The rewritten frame's slots holding the values stores into `targets` let go of, in
+    the order they let go (the translation may have moved values between names: `a, b = b,
+    a` leaves b's argument slot holding a's value)."""
+    names, slots = dict(tx.locals), []
+    for target in targets:
+        old = names.pop(target, None)
+        source = getattr(old, "source", None)
+        slots.append(source.name if isinstance(source, LocalSource) else target)
+        names[target] = None
+    return tuple(slots)
+
+
 def _break_site(tx, native_rest=False):
     """The BreakSite for the top-level translator stopped before its instruction at pc."""
     instr = tx.instrs[tx.pc]
@@ -310,16 +323,20 @@ def _break_site(tx, native_rest=False):
     # the frame's own cells go to resume functions as cells (see codegen/resume.py)
     cells = [tx.cells[n] if n in tx.cells else CellValue(None) for n in tx.code.co_cellvars]
     is_call = rules.is_call(instr)
-    if name in ("STORE_FAST", "DELETE_FAST") and not native_rest:
+    drops = ()
+    if name in ("STORE_FAST", "STORE_FAST_STORE_FAST", "DELETE_FAST") and not native_rest:
         # a drop that may finalize (opcodes_stack.check_drop): done here, not natively (the
         # rewritten frame's slot of that name is not the one handed on); the dropped value's
         # slot is then released before the resume call (graph_call._released)
-        if name == "STORE_FAST":
-            value = stack.pop()
-            if isinstance(value, NullValue):
-                live.pop(instr.arg, None)
-            else:
-                live[instr.arg] = value
+        targets = tuple(instr.arg) if name == "STORE_FAST_STORE_FAST" else (instr.arg,)
+        drops = _dropped_slots(tx, targets)
+        if name != "DELETE_FAST":
+            for target in targets:
+                value = stack.pop()
+                if isinstance(value, NullValue):
+                    live.pop(target, None)
+                else:
+                    live[target] = value
         else:
             live.pop(instr.arg, None)
         is_call, pops, pushes, native, kind = False, 0, 0, [], "plain"
@@ -369,7 +386,8 @@ def _break_site(tx, native_rest=False):
     site = BreakSite(kind=kind, native=native, deep=deep, top=top, pushes=pushes, locals=live,
                      cells=cells, grad_restore=_enclosing_grad_restore(deep),
                      number_items=[isinstance(v, ScalarValue) for v in deep],
-                     number_locals=frozenset(n for n, v in tx.locals.items() if _run_time_number(tx, v)))
+                     number_locals=frozenset(n for n, v in tx.locals.items() if _run_time_number(tx, v)),
+                     drops=drops)
     site.next_pc = tx.pc + 1
     site.jump_pc = jump_pc
     return site

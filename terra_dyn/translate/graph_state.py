@@ -59,6 +59,7 @@ class GraphState:
         # (convert_frame._like_sizes), except parameters
         self.like_sizes = {int(e[6:]) for e in dynamic if e.startswith("size==")}
         self.static_sizes = {e for e in static if ".size()[" in e}  # pinned: never a like size
+        self.grow = unit_sizes.grow_scopes(dynamic)  # {a2['cache']: 1}: sizes 1 under it grow
         # sizes whose 1 the translation needed (unit_sizes): static when 1
         self.not_unit = {e[len(unit_sizes.NOT_UNIT):] for e in static if e.startswith(unit_sizes.NOT_UNIT)}
         self._symbolic = bool(dynamic)  # a ShapeEnv for symbolic sizes and int inputs
@@ -152,18 +153,23 @@ class GraphState:
         """Dims of a graph input to keep symbolic: those whose size changed between calls
         (convert_frame), when the size is at least 2 (sizes 0 and 1 behave differently: they
         stay static), or 1 on a contiguous input (a symbol that may be 1: unit_sizes)."""
-        if not (self.dynamic_sizes or self.like_sizes) or source is None or not _meta_friendly(real) \
+        if not (self.dynamic_sizes or self.like_sizes or self.grow) or source is None or not _meta_friendly(real) \
                 or isinstance(source.root(), FreeVarSource):  # closure guards name cells, not slots
             return []
         expr = source.expr()
+        grows = unit_sizes.growing_dims(self.grow, real, expr, self.static_sizes | self.not_unit)
         like = self.like_sizes if not isinstance(real, torch.nn.Parameter) else ()
         # a 1 that changed between calls: a symbol that may be 1 (unit_sizes), on a plainly
         # contiguous input
         unit = unit_sizes.plainly_contiguous(real)
-        return [d for d in range(real.dim()) if (real.shape[d] >= 2 or real.shape[d] == 1 and unit
-                                                 and f"{expr}.size()[{d}]" not in self.not_unit) and (
+        return grows + [d for d in range(real.dim()) if d not in grows and (
+            real.shape[d] >= 2 or real.shape[d] == 1 and unit and f"{expr}.size()[{d}]" not in self.not_unit) and (
             f"{expr}.size()[{d}]" in self.dynamic_sizes
             or real.shape[d] >= 2 and real.shape[d] in like and f"{expr}.size()[{d}]" not in self.static_sizes)]
+
+    def grows_at(self, expr):
+        """The counter value `expr` (a number under a grow scope) grows with, or None."""
+        return unit_sizes.grows_at(self.grow, expr)
 
     def _like_base_strides(self, real, source):
         """Dims of a non-contiguous view whose strides to keep symbolic although none of its
@@ -260,7 +266,8 @@ class GraphState:
             facts.append(f"{expr} == {python_of(formula, names)}")
         for guard in env.guards:
             facts.append(python_of(guard.expr, names))
-        outcomes = {python_of(expr, names) for expr in self._outcomes}
+        # and the clamps of slice bounds on symbolic sizes (symbolic_rules._guarded_sign)
+        outcomes = {python_of(expr, names) for expr in self._outcomes | getattr(env, "terra_clamps", set())}
         for text in facts:
             self.guards.expression(text, outcome=text in outcomes)
 
@@ -415,7 +422,9 @@ class GraphState:
                     # retranslation ran 166 ops under FakeTensorMode, 63 of them symbolic)
                     meta = meta_like(result)
                     node.meta["example_value"] = meta
-                    return TensorValue(node, meta, device=result.device, owner=self)
+                    value = TensorValue(node, meta, device=result.device, owner=self)
+                    value._fake = result  # an op handing back its input (`s.type_as(x)`): `is` sees it
+                    return value
                 value = TensorValue(node, result, owner=self)
                 value.slow = bool(self._symbols)  # may have symbolic sizes: no meta copy
                 return value

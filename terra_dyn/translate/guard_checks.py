@@ -13,6 +13,11 @@ Example: PyGuard([("type", 0, int), ("eq", 0, 3)]).explain(4) -> "a0 == 3".
 """
 from . import guard_snapshot
 
+try:  # a global_id check's object for "the dict lacks the name" (None is a value: `len = None`)
+    from .._C import ABSENT as GLOBAL_ABSENT
+except ImportError:
+    GLOBAL_ABSENT = object()
+
 
 def check_tensor(t, cls, dtype, device, sizes, strides, requires_grad):
     return (
@@ -37,6 +42,8 @@ def describe_check(check, args=None):
     if kind == "len":
         return f"len(a{check[1]}) == {check[2]}"
     if kind == "global_id":
+        if check[3] is GLOBAL_ABSENT:
+            return f"global {check[2]} is absent"
         return f"global {check[2]} is {_short(check[3])}"
     if kind == "call_id":
         return f"{getattr(check[1], '__name__', check[1])}() is {check[2]!r}"
@@ -83,7 +90,7 @@ def run_check(check, args):
     if kind == "len":
         return len(args[check[1]]) == check[2]
     if kind == "global_id":
-        return check[1].get(check[2]) is check[3]
+        return check[1].get(check[2], GLOBAL_ABSENT) is check[3]
     if kind == "call_id":
         return check[1]() is check[2]
     if kind == "callback":

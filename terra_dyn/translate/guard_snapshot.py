@@ -110,6 +110,16 @@ class Snapshot:
         return t
 
     # -- building and reading -----------------------------------------------------------
+    def names(self):
+        """The names read through its dicts (tables, keys): a class attribute of such a
+        name would shadow them, so the class's check compares them."""
+        found = {name for name in self.tables if name is not None}
+        for t in self.tables.values():
+            found.update(k for k, _ in t.entries if type(k) is str)
+            if t.keys is not None and not isinstance(t.keys, int):
+                found.update(k for k in t.keys if type(k) is str)
+        return found
+
     def check(self):
         obj = self.ref()
         if obj is not None:
@@ -306,34 +316,68 @@ def _fixed_class_attribute(obj, name, kind, expected):
 
 
 class ClassUnchanged:
-    """A class and every class on its MRO still hold the attributes they held (the same
-    objects, none added or removed) and the MRO is the same: the fallback for a class that
-    CPython gives no version tag. CPython 3.13 gives a class at most 1000 tags in a process,
-    and every torch.fx trace patches nn.Module (`__call__`, `__getattr__`) and restores it,
-    so after about a thousand traces nn.Module and every module class are out of tags.
+    """A class and every class on its MRO still hold what the translation read of them, and
+    the MRO is the same. Two uses: the fallback of a type_version check whose tag moved (a
+    write since, perhaps undone: every torch.fx trace patches nn.Module's `__call__` and
+    `__getattr__` and restores them; torch.compile's first trace replaces nn.Module.__init__
+    for good), and the whole check for a class CPython gives no version tag (3.13 gives a
+    class at most 1000 tags in a process).
 
-    Run as ("call_id", ClassUnchanged(cls), True): a C call of this object each time; it
-    costs one identity check per class attribute along the MRO (about 130 for a Linear)."""
+    Name-aware: with `names` (the attributes the translation looked up on the class, or read
+    from an instance's dicts where a class attribute of that name would shadow them), only
+    those names are compared along the whole MRO (same object, still absent where absent:
+    no data descriptor added over an instance attribute read, nothing added in a subclass
+    that would shadow a base's attribute), plus every dunder name but `_INERT` (lookup and
+    protocol slots the translation may rely on without naming them). names=None compares
+    every attribute of every class on the MRO (a reader that did not say what it read).
 
-    def __init__(self, cls, items_of=None):
-        """items_of: klass -> its items, shared by the classes one translation reads (one
-        copy of nn.Module's ~90 attributes, not one per module class)."""
+    Run as ("call_id", ClassUnchanged(cls), True), or as the `same` of ("type_version", T,
+    tag, same): a C call of this object when the tag moved."""
+
+    def __init__(self, cls, items_of=None, names=()):
+        """items_of: klass -> a copy of its dict, shared by the classes one translation reads
+        (one copy of nn.Module's ~90 attributes, not one per module class)."""
         items_of = {} if items_of is None else items_of
         self.cls = cls
         self.mro = cls.__mro__
-        self.dicts = tuple(items_of[k] if k in items_of else items_of.setdefault(k, tuple(vars(k).items()))
+        self.dicts = tuple(items_of[k] if k in items_of else items_of.setdefault(k, dict(vars(k)))
                            for k in self.mro)  # holds the values: no id reuse
-        self.__name__ = f"class {cls.__qualname__} and its bases unchanged (no version tag)"
+        self.names = None if names is None else set(names)
+        self.__name__ = f"class {cls.__qualname__} and its bases unchanged"
+
+    def read(self, names):
+        """The translation read these names too (None: it read the class as a whole)."""
+        if names is None:
+            self.names = None
+        elif self.names is not None:
+            self.names.update(names)
 
     def __call__(self):
         if self.cls.__mro__ is not self.mro:
             return False
+        names = self.names
         for klass, items in zip(self.mro, self.dicts):
             now = vars(klass)
-            if len(now) != len(items):
-                return False
-            for name, value in items:
-                if now.get(name, _MISSING) is not value:
+            if names is None:
+                if len(now) != len(items):
                     return False
+                for name, value in items.items():
+                    if now.get(name, _MISSING) is not value:
+                        return False
+                continue
+            for name in names:
+                if now.get(name, _MISSING) is not items.get(name, _MISSING):
+                    return False
+            for d in (now, items):  # dunders added, removed or replaced
+                for name in d:
+                    if name[:2] == "__" and name not in names and name not in _INERT and \
+                            now.get(name, _MISSING) is not items.get(name, _MISSING):
+                        return False
         return True
 
+
+# Dunder names no translation reads without naming them: run when an object is made,
+# copied by pickle's protocol or documented. torch.compile's first trace replaces
+# nn.Module.__init__ and __setstate__ for good.
+_INERT = frozenset(("__init__", "__setstate__", "__doc__", "__module__", "__qualname__",
+                    "__annotations__", "__firstlineno__", "__static_attributes__"))

@@ -30,7 +30,8 @@ import torch
 from ..real_types import instance_dict, isa
 
 from . import guard_paths, guard_snapshot
-from .guard_checks import PyGuard, Predicate, check_tensor, check_tensor_layout, describe_check, hook_keys, layout_check
+from .guard_checks import (GLOBAL_ABSENT, PyGuard, Predicate, check_tensor, check_tensor_layout, describe_check,
+                           hook_keys, layout_check)
 from .guard_snapshot import Snapshot
 from ..codegen.reconstruct import is_local_class
 from .sources import AttrSource, DefaultSource, FreeVarSource, GlobalSource, ItemSource, LocalSource, ModuleDictSource, Source
@@ -70,7 +71,9 @@ class GuardSet:
         self.paths = None  # guard_paths.PathChecks, after _finish
         self._closure_paths = None  # the same over the closure variables
         self._keep = []
-        self._class_items = {}  # klass -> its dict's items (ClassUnchanged, shared)
+        self._class_items = {}  # klass -> a copy of its dict (ClassUnchanged, shared)
+        self._class_facts = {}  # class -> its ClassUnchanged (the names read grow as read)
+        self._class_names = {}  # class -> names read through instance dicts, before it is guarded
         self._nconst = 0
 
     # -- adding facts ---------------------------------------------------------------
@@ -299,20 +302,35 @@ class GuardSet:
         self._add(("hooks", source), None, lambda e: f"hook_keys({e}) == {self._const(keys)}", source,
                   path=(guard_paths.CALL, _hooks_are, (keys,)))
 
-    def class_attributes(self, cls):
-        """The translation read an attribute of `cls` or of a class on its MRO (a method, a
-        class constant, `forward`): none may be set or deleted later. One C check of the
-        type's version tag, which CPython changes on any such write along the MRO."""
-        key = ("type_version", cls)
-        if key in self._seen:
+    def class_attributes(self, cls, *names):
+        """The translation read attributes of `cls` or of a class on its MRO (a method, a
+        class constant, `forward`): `names`, or, with none given, anything of it. None of
+        those may be set, deleted or shadowed later. One C check of the type's version tag,
+        which CPython changes on any write along the MRO; when it moved, the names read are
+        compared (guard_snapshot.ClassUnchanged), so a write to another attribute (an undone
+        patch, torch.compile replacing nn.Module.__init__) is no recompile."""
+        same = self._class_facts.get(cls)
+        if same is not None:
+            same.read(names or None)
             return
+        pending = self._class_names.pop(cls, ())
+        same = guard_snapshot.ClassUnchanged(cls, self._class_items, (names + tuple(pending)) if names else None)
+        self._class_facts[cls] = same
         tag = _C.type_version_tag(cls) if _C is not None else 0
-        self._seen.add(key)
-        if tag:  # a write undone since (torch.fx traces patch nn.Module) is no recompile
-            same = guard_snapshot.ClassUnchanged(cls, self._class_items)
+        if tag:
             self.checks.append(("type_version", cls, tag, same))
-        else:  # CPython ran out of tags for it: compare its dicts along the MRO instead
-            self.call_id(guard_snapshot.ClassUnchanged(cls), True)
+        else:  # CPython ran out of tags for it: compare what was read along the MRO instead
+            self.call_id(same, True)
+
+    def class_names(self, cls, *names):
+        """The translation read `names` through an instance's own dicts (a module's
+        `_parameters`): a class attribute of such a name would shadow them. Compared with
+        the class's other names when its class is guarded (now or later in the translation)."""
+        same = self._class_facts.get(cls)
+        if same is not None:
+            same.read(names)
+        else:
+            self._class_names.setdefault(cls, set()).update(names)
 
     def function(self, fn):
         """An inlined Python function: its code, defaults and keyword defaults must stay
@@ -364,7 +382,7 @@ class GuardSet:
         key = ("absent", name)
         if key not in self._seen:
             self._seen.add(key)
-            self.checks.append(("global_id", self.f_globals, name, None))
+            self.checks.append(("global_id", self.f_globals, name, GLOBAL_ABSENT))
 
     def call_id(self, fn, obj):
         key = ("call_id", fn)
@@ -444,7 +462,7 @@ class GuardSet:
             if snap.tables:  # facts read through its dicts: no data descriptor may appear
                 obj = snap.ref()  # not `ref() and ...`: an empty ModuleList is falsy
                 if obj is not None:
-                    self.class_attributes(type(obj))
+                    self.class_attributes(type(obj), *snap.names())
             self.checks.append(snap.check())
             del self.snapshots[source]
         if self.paths:

@@ -24,6 +24,7 @@ import sys
 from bytecode import Instr
 
 from .errors import Unsupported
+from .guard_checks import GLOBAL_ABSENT
 from .values import ConstValue, ObjectValue, TensorValue, TupleValue
 
 _MACHINERY = ("__post_init__", "__setattr__", "__setitem__", "__getitem__", "keys")
@@ -251,7 +252,7 @@ class _Builder:
         self.tags = (_C.type_version_tag(cls), _C.type_version_tag(type(cls)))
         module = sys.modules.get(_model_output_base(cls).__module__)
         self.namespace = vars(module) if module is not None else {}
-        self.pinned = tuple((n, self.namespace.get(n)) for n in self._HELPERS)
+        self.pinned = tuple((n, self.namespace.get(n, GLOBAL_ABSENT)) for n in self._HELPERS)
         self.registered = self.namespace.get("_registered_model_output_types")
         # what `_unchanged` reads, as one C check: the version tags, then each helper still
         # the one pinned (a global_id check memoizes its dict's version tag)

@@ -51,6 +51,21 @@ def build_loss(tx, cls, args, kwargs):
     return BuiltModuleValue(cls, [a.value for a in args], {k: v.value for k, v in kwargs.items()})
 
 
+def _shadowed(cls, name, in_dict):
+    """A class attribute `name` wins over the instance's own: any for a name kept in
+    _parameters/_buffers/_modules (nn.Module.__getattr__ comes last), a data descriptor for
+    one in the instance dict."""
+    for klass in cls.__mro__:
+        attr = klass.__dict__.get(name, _ABSENT)
+        if attr is not _ABSENT:
+            kind = type(attr)
+            return not in_dict or hasattr(kind, "__set__") or hasattr(kind, "__delete__")
+    return False
+
+
+_ABSENT = object()
+
+
 def build_module(cls, args, kwargs):
     """The emitted construction of a BuiltModuleValue."""
     return cls(*args, **dict(kwargs))
@@ -67,6 +82,10 @@ def module_attr(tx, obj, name):
         return ConstValue(value)
     if obj.source is None and own:
         raise Unsupported("attribute of a module made at translate time")
+    if own:  # a class attribute of that name (a data descriptor for __dict__'s) would win
+        if _shadowed(type(real), name, name in d):
+            raise Unsupported(f"{type(real).__name__}.{name} on the class wins over the instance's: read natively")
+        tx.ctx.guards.class_names(type(real), name)
     for table in ("_parameters", "_buffers", "_modules"):
         entries = d.get(table)
         if entries is not None and name in entries:
@@ -77,7 +96,7 @@ def module_attr(tx, obj, name):
         static = inspect.getattr_static(real, name)
     except AttributeError:
         raise Unsupported(f"{type(real).__name__} has no attribute {name}") from None
-    tx.ctx.guards.class_attributes(type(real))  # a method or class attribute: the class stays
+    tx.ctx.guards.class_attributes(type(real), name)  # a method or class attribute: it stays
     # (a module without a source, held by a decorator's closure, still has its class's: the
     # kernels package reads `kernel_layer_name` of one on every forward)
     if obj.source is not None:
@@ -318,6 +337,12 @@ def _only_simple_forward_hooks(module):
                 or getattr(module, "_forward_hooks_always_called", None))
 
 
+# what a module call reads from the class besides dunders (always compared)
+_CALL_NAMES = ("forward", "_call_impl", "_wrapped_call_impl", "_compiled_call_impl", "_parameters", "_buffers",
+               "_modules", "_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+               "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called")
+
+
 def call_module(tx, obj, args, kwargs):
     real = obj.value
     from .lazy_modules import maybe_initialize
@@ -332,7 +357,7 @@ def call_module(tx, obj, args, kwargs):
         raise Unsupported(f"{type(real).__name__} instance has its own forward: called natively")
     from . import calls
 
-    tx.ctx.guards.class_attributes(type(real))  # forward (and __call__) read from the class
+    tx.ctx.guards.class_attributes(type(real), *_CALL_NAMES)  # forward (and __call__) from the class
     tx.ctx.guards.instance_lacks(obj.source, real, "forward", by_identity=not obj.module_by_type)
     _guard_global_hooks(tx)
 

@@ -164,11 +164,28 @@ class Py313Opcodes(Py312Opcodes):
     def STORE_FAST_LOAD_FAST(self, instr):
         """value -> local   (stores the first name, loads the second)"""
         store, load = instr.arg
+        old = self.locals.get(store)
+        if old is not None and old is not self.stack[-1]:
+            try:
+                self.check_drop(old, store)
+            except Unsupported as exc:  # no break here (rules.not_breakable): the frame runs plainly
+                raise Unsupported(str(exc), breakable=False) from None
         self.store_local(store, self.pop())
         self.push(self.get_local(load))
 
     def STORE_FAST_STORE_FAST(self, instr):
-        """a, b -> ()   (b into the first name, a into the second)"""
+        """a, b -> ()   (b into the first name, a into the second). Each store may drop the
+        last reference to an object with `__del__` (check_drop): then the break site runs
+        both stores (frame._break_site)."""
+        first, second = instr.arg
+        a, b = self.stack[-2], self.stack[-1]
+        old = self.locals.get(first)
+        if old is not None and old is not b:
+            self.check_drop(old, first)
+        after = dict(self.locals, **{first: b})  # the locals once b is stored
+        old = after.get(second)
+        if old is not None and old is not a:
+            self.check_drop(old, second, held=self.stack[:-1] + [v for n, v in after.items() if n != second])
         for name in instr.arg:
             self.store_local(name, self.pop())
 

@@ -9,31 +9,10 @@ from bytecode import CellVar, FreeVar
 
 from ..seam import rules
 from . import attributes, operators
+from .drops import _finalizes, _same
 from .errors import Unsupported
 from .values import (NULL, CellValue, ConstValue, DictValue, FormattedValue, Lazy, ListValue, NullValue,
                      ScalarValue, TensorValue, TupleValue)
-
-
-def _finalizes(value, depth):
-    if isinstance(value, (ConstValue, Lazy)):
-        return _real_finalizes(value.value if isinstance(value, ConstValue) else value.real, depth)
-    if depth and isinstance(value, (TupleValue, ListValue)):
-        items = value._items if isinstance(value, ListValue) else value.items
-        return items is not None and any(_finalizes(v, depth - 1) for v in items[:64])
-    return False
-
-
-def _same(a, b):
-    return a is b or isinstance(a, Lazy) and isinstance(b, Lazy) and a.real is b.real
-
-
-def _real_finalizes(obj, depth):
-    if getattr(type(obj), "__del__", None) is not None:
-        return True
-    if depth and type(obj) in (list, tuple, dict):
-        items = list(obj.values()) if type(obj) is dict else obj
-        return any(_real_finalizes(x, depth - 1) for x in items[:64])
-    return False
 
 
 def _var_name(arg):
@@ -66,16 +45,18 @@ class StackOpcodes:
         """TOS -> ()"""
         self.check_drop(self.pop())
 
-    def check_drop(self, value, name=None):
+    def check_drop(self, value, name=None, held=None):
         """The frame lets go of `value` here (`del x`, `x = ...`, an unused result). An object
         whose class has `__del__` (a counter, a resource) may be finalized right here in
         plain Python, and what follows may observe it; the rewritten code would hold it (a
         resume call's argument) until the frame returns: the drop runs natively (a break
-        here), unless the frame still holds the value elsewhere (the stack, another name)."""
+        here), unless the frame still holds the value elsewhere (`held`: by default the
+        stack and the other names)."""
         if value is None or not _finalizes(value, 2):
             return
-        if any(_same(v, value) for v in self.stack) or \
-                any(_same(v, value) for n, v in self.locals.items() if n != name):
+        if held is None:
+            held = list(self.stack) + [v for n, v in self.locals.items() if n != name]
+        if any(_same(v, value) for v in held):
             return
         from .frame import _inside_user_try
 

@@ -14,6 +14,7 @@ import torch
 from bytecode import BinaryOp, Compare
 
 from ..real_types import isa
+from .drops import check_overwrite
 from .errors import Unsupported
 from .iterators import DictIterator
 from .values import (ConstValue, DictValue, DictViewValue, IteratorValue, ListValue, ObjectValue, OpaqueIterator,
@@ -157,8 +158,11 @@ def is_same(a, b, guards=None):
             raise Unsupported("identity of objects guarded only by type")
         # different (guarded) types: never the same object
         return a.value is b.value
-    if isinstance(a, TensorValue) and isinstance(b, TensorValue) and a.node is b.node:
-        return True
+    if isinstance(a, TensorValue) and isinstance(b, TensorValue):
+        if a.node is b.node:
+            return True
+        if a.source is None or b.source is None:
+            return _same_tensor(a, b)
     if isinstance(a, ConstValue) or isinstance(b, ConstValue):
         other = b if isinstance(a, ConstValue) else a
         const = a if isinstance(a, ConstValue) else b
@@ -172,6 +176,20 @@ def is_same(a, b, guards=None):
             _unknown()
         guards.distinct(*sources)
     return False
+
+
+def _same_tensor(a, b):
+    """`a is b` where one was made in the graph: an op may hand back its input itself
+    (`x.contiguous()` of a contiguous x, `x.float()` of a float one, dropout when not
+    training, in-place ops), as the op on the examples does: the same meta (or fake)
+    tensor back. Examples of different kinds cannot say: unknown."""
+    if a._fake is not None and a._fake is b._fake:
+        return True
+    if a._meta is not None and b._meta is not None:
+        return a._meta is b._meta
+    if a._fake is not None and b._fake is not None:
+        return False
+    return _unknown()
 
 
 def _unknown():
@@ -367,10 +385,12 @@ def setitem(tx, obj, key, value):
         k = python_value(key)
         if not isinstance(k, int) or not -len(obj.items) <= k < len(obj.items):
             raise Unsupported("list assignment outside known indices")
+        check_overwrite(tx, [obj.items[k]], "an item assignment")
         tx.ctx.mutate(obj)
         obj.items[k] = value
         return
     if isinstance(obj, DictValue):
+        check_overwrite(tx, [obj.items.get(python_value(key))], "an item assignment")
         tx.ctx.mutate(obj)
         obj.items[python_value(key)] = value
         return
@@ -379,12 +399,14 @@ def setitem(tx, obj, key, value):
 
 def delitem(tx, obj, key):
     if isinstance(obj, (ListValue, DictValue)):
-        tx.ctx.mutate(obj)
         k = python_value(key)
         try:
-            del obj.items[k]
-        except (KeyError, IndexError):
+            old = obj.items[k]
+        except (KeyError, IndexError, TypeError):
             raise Unsupported("del raises natively") from None
+        check_overwrite(tx, old if isinstance(k, slice) else [old], "del of an item")
+        tx.ctx.mutate(obj)
+        del obj.items[k]
         return
     raise Unsupported(f"del on {obj!r}")
 

@@ -30,8 +30,14 @@ the facts call non-contiguous (eager returns the same object for a 1), make the 
 fail with the unit symbols named (DynamicShapesFailed: static again). The graph runs the
 same ops on the real tensors, so the values are eager's. A guard's layout check takes the
 size as at least 1 (guard_checks.AT_LEAST_ONE).
+
+Sizes that grow with a counter (GROW, growing_dims): a decoder's cache of length 1 beside
+its counter 0 -> 1 at the second token; the length is such a symbol at 1 though it did not
+change (it will, with the counter), so the second token's translation serves the rest.
 """
 import sys
+
+import torch
 
 from .size_exprs import DynamicShapesFailed
 
@@ -53,6 +59,34 @@ _LAYOUT_READS = frozenset({"stride", "is_contiguous", "storage_offset", "data_pt
 # (DynamicShapesFailed.unit): static when 1, symbolic for other values as before
 NOT_UNIT = "1:"
 
+# in a translation's `dynamic` set: "grow==1@a2['cache']" (guard_changes._growing_with): an
+# int counter under a2['cache'] changed and is 1 now; its tensors' sizes of 1 (but dim 0)
+# grow with it (symbols, that may be 1 at 1)
+GROW = "grow=="
+
+
+def grow_scopes(dynamic):
+    """{scope: the counter's value} of the GROW entries of `dynamic`."""
+    return {e.split("@", 1)[1]: int(e[len(GROW):].split("@", 1)[0]) for e in dynamic if e.startswith(GROW)}
+
+
+def grows_at(scopes, expr):
+    """The counter value `expr` (a number or tensor under a grow scope) grows with, or None."""
+    for scope, value in scopes.items():
+        if expr.startswith(scope) and expr[len(scope):len(scope) + 1] in (".", "["):
+            return value
+    return None
+
+
+def growing_dims(scopes, real, expr, static):
+    """Dims (but 0) of a tensor under a grow scope whose size is the counter's value: one
+    token longer on each call, as the counter (a 1: a symbol that may be 1, if `real` is
+    plainly contiguous), except those named in `static`."""
+    value = grows_at(scopes, expr)
+    if value is None or isinstance(real, torch.nn.Parameter) or value == 1 and not plainly_contiguous(real):
+        return []
+    return [d for d in range(1, real.dim()) if real.shape[d] == value and f"{expr}.size()[{d}]" not in static]
+
 _installed = None  # _install(): True once wrapped, False where this torch lacks what it needs
 
 
@@ -66,7 +100,10 @@ def plainly_contiguous(real):
     for n in reversed(real.shape):
         strides.append(step)
         step *= max(n, 1)
-    return not real._is_view() and real.stride() == tuple(reversed(strides))
+    if real.stride() != tuple(reversed(strides)):
+        return False
+    return not real._is_view() or (real._base.shape == real.shape and real.storage_offset() == 0
+                                   and real._base.stride() == real.stride())
 
 
 def fake_tensor(env_mode, real, context, unit_dims):

@@ -185,6 +185,8 @@ def _counter_at_zero_or_one(ctx, real, source):
     change: a translation more for them at their third value."""
     if type(real) is not int or not 0 <= real <= 1 or type(source) not in (AttrSource, GenericAttrSource):
         return False
+    if real == 1 and ctx.graph.grows_at(source.expr()) == 1:
+        return False  # its tensors' lengths of 1 are symbols too (graph_state.grow): all grow together
     owner = ctx.owners.get(source.base, _NO_OWNER)
     fields = instance_dict(owner) if owner is not _NO_OWNER else None
     return bool(fields) and any(type(v) is torch.Tensor for v in fields.values())

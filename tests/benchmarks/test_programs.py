@@ -23,13 +23,7 @@ from benchmarks import programs  # noqa: E402
 STEPS = 2
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # two-thread OpenMP on a shared 2-core machine makes step times swing; numerics do not change
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def run_steps(prog, steps=STEPS):

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from terra_dyn import _C
 from terra_dyn._C import Guard
 
 G = {"w": 1}
@@ -68,8 +69,12 @@ def test_missing_argument_fails_not_crashes():
     assert guard.check(1) is False and "only 1 arguments" in guard.explain(1)
 
 
-def test_global_missing_name_is_none():
-    assert Guard([("global_id", {}, "absent", None)]).check() is True
+def test_global_missing_name_is_absent_not_none():
+    # a missing name matches only _C.ABSENT: `len = None` in globals is not "len absent"
+    assert Guard([("global_id", {}, "absent", _C.ABSENT)]).check() is True
+    assert Guard([("global_id", {}, "absent", None)]).check() is False
+    assert Guard([("global_id", {"len": None}, "len", _C.ABSENT)]).check() is False
+    assert Guard([("global_id", {"len": None}, "len", None)]).check() is True
 
 
 def test_fallback_runs_after_checks():

@@ -17,11 +17,13 @@ the exception type) must match every time.
     value kinds   int, float, bool, str, None, numpy scalar, tuple, list, dict, tensor
     source kinds  argument, list item, nested dict item, attribute, global, closure cell,
                   default, class attribute via self, via type(self), module attribute,
-                  nn.Module attribute
+                  nn.Module attribute, builtin (the world's own builtins dict)
     mutations     rebind to a new value (same kind / other kind), mutate a container in
-                  place, replace the helper's __code__, change the tensor argument's shape
+                  place (a builtin: a global of that name appears, None half the time, or
+                  goes), replace the helper's __code__, change the tensor argument's shape
 """
 import argparse
+import builtins
 import random
 import sys
 import types
@@ -32,7 +34,7 @@ import torch
 
 VALUE_KINDS = ["int", "float", "bool", "str", "none", "np", "tuple", "list", "dict", "tensor"]
 SOURCE_KINDS = ["arg", "item", "nested", "attr", "global", "cell", "default", "class_self",
-                "class_type", "module", "nn_attr"]
+                "class_type", "module", "nn_attr", "builtin"]
 
 
 def make_value(kind, rng):
@@ -94,6 +96,7 @@ READS = {
     "class_type": ("class K:\n    v = None\n    def f(self, x):\n        return x * use(type(self).v) + 8\n",
                    "obj.f(x)"),
     "module": ("def f(x):\n    return x * use(cfg.v) + 9\n", "f(x)"),
+    "builtin": ("def f(x):\n    return x * use(V) + 11\n", "f(x)"),
     "nn_attr": ("class M(torch.nn.Module):\n    def forward(self, x):\n        return x * use(self.v) + 10\n",
                 "obj(x)"),
 }
@@ -105,6 +108,8 @@ class World:
     def __init__(self, source_kind, value, optimize):
         self.kind = source_kind
         self.ns = {"torch": torch, "__name__": "fuzz_case"}
+        if source_kind == "builtin":  # V is read from the builtins dict the functions name
+            self.ns["__builtins__"] = dict(builtins.__dict__)
         exec(compile(HELPER + ALT_HELPER + READS[source_kind][0], "<fuzz case>", "exec"), self.ns)
         self.ns["__file__"] = "<fuzz case>"
         self.arg = None
@@ -149,6 +154,8 @@ class World:
             ns["K"].v = value
         elif kind == "module":
             ns.setdefault("cfg", types.ModuleType("cfg")).v = value
+        elif kind == "builtin":
+            ns["__builtins__"]["V"] = value
         elif kind == "nn_attr":
             if "obj" not in ns:
                 ns["obj"] = ns["M"]()
@@ -160,6 +167,12 @@ class World:
             self.ns["box"].append(1)
         elif self.kind == "nested":
             self.ns["tree"]["a"].insert(0, self.ns["tree"]["a"][0])
+        elif self.kind == "builtin":  # a global shadows the builtin (None too), then goes
+            if "V" in self.ns:
+                del self.ns["V"]
+            else:
+                self.shadows = getattr(self, "shadows", 0) + 1
+                self.ns["V"] = None if self.shadows % 2 else 3
 
     def replace_helper(self):
         self.ns["use"].__code__ = self.ns["alt"].__code__

@@ -412,3 +412,49 @@ def test_builtin_shadowed_later_in_an_inlined_helpers_module():
     finally:
         del _SHADOWED["len"]
     assert torch.equal(fast(x), f(x))
+
+
+def _outcome(fn, *args):
+    try:
+        value = fn(*args)
+    except Exception as exc:  # noqa: BLE001 - the outcome compared with plain Python's
+        return type(exc).__name__
+    return value.tolist() if isinstance(value, torch.Tensor) else value
+
+
+def test_a_none_global_shadowing_a_builtin_is_read_as_the_global():
+    # `len = None` in the module's globals after the first call: the guard on "len is not a
+    # global" read a missing name as None, so the cached code went on calling builtins.len
+    # (silent) where Python raises TypeError; the same for the frame's own globals and an
+    # inlined helper's
+    g = {}
+    exec("def helper(a):\n    return len(a)\ndef f(x):\n    return x + len([1, 2]) + helper([1])\n", g)
+    h = {}
+    exec("def helper(a):\n    return len(a)\n", h)
+
+    def outer(x):
+        return x + h["helper"]([1, 2, 3])
+
+    x = torch.zeros(1)
+    for fn, names in ((g["f"], g), (outer, h)):
+        fast = terra_dyn.optimize(fn, backend="interpreter")
+        seen = [(_outcome(fast, x), _outcome(fn, x))]
+        names["len"] = None
+        seen.append((_outcome(fast, x), _outcome(fn, x)))
+        names["len"] = lambda o: 10
+        seen.append((_outcome(fast, x), _outcome(fn, x)))
+        del names["len"]
+        seen.append((_outcome(fast, x), _outcome(fn, x)))
+        assert [a for a, _ in seen] == [b for _, b in seen]
+        assert [b for _, b in seen][1] == "TypeError"
+
+
+def test_a_global_holding_none_then_deleted_raises_as_python_does():
+    # the converse: a global that is None, read by identity, then deleted (Python: NameError)
+    g = {"flag": None}
+    exec("def f(x):\n    return x + 1 if flag is None else x\n", g)
+    fast = terra_dyn.optimize(g["f"], backend="interpreter")
+    x = torch.zeros(1)
+    assert _outcome(fast, x) == _outcome(g["f"], x) == [1.0]
+    del g["flag"]
+    assert _outcome(fast, x) == _outcome(g["f"], x) == "NameError"

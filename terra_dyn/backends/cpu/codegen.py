@@ -93,6 +93,7 @@ class KernelSource:
     input_layouts: list     # TensorLayout each input must have
     output_layouts: list    # TensorLayout of each output buffer
     group_repr: str
+    returns: str = ""       # the calling function's return expression ('' : the outputs)
 
     def __repr__(self):
         return f"<KernelSource {self.name} in={len(self.inputs)} out={len(self.outputs)}>"

@@ -35,7 +35,7 @@ from ..fusion.lowering import drop_no_op_views, is_inplace, lower_to_aten
 from ..fusion.partition import FusionGroup, partition
 from ..fusion.compiled import FusedGraph, exact_guard, needs_autograd
 from ..fusion.joint import Trial
-from . import codegen, fast_calls
+from . import codegen, fast_calls, templates
 from .column import XBLOCK, is_column
 from .compiler import CompileError, PendingBuild, library_cache
 from .kernel import CpuKernel
@@ -74,26 +74,37 @@ def _performance_reason(group: FusionGroup) -> str:
     return ""
 
 
-def _tanh_form_only(decomposition):
-    """`decomposition` for GELU's tanh form; the erf form returns NotImplemented, which
-    make_fx reads as "keep the op" (lower_to_aten)."""
+# GELU's erf form (and its gradient) is decomposed into a kernel up to this many elements:
+# eager's CPU gelu / gelu_backward cost ~15 / ~28 us a call on any small tensor (32 floats
+# as 1024), our kernel 7 / 12 us on 1024 floats (with its call); they tie near 64K and
+# eager's one-pass kernel wins above (1M: docs/CPU_BACKEND.md, session 15)
+GELU_ERF_MAX_ELEMENTS = 1 << 16
+
+
+def _gelu_decomposition(decomposition):
+    """`decomposition` for GELU's tanh form at any size and its erf form on tensors of at
+    most GELU_ERF_MAX_ELEMENTS; otherwise NotImplemented, which make_fx reads as "keep the
+    op" (lower_to_aten). The tensor is the last one of the arguments (gelu's x, gelu_backward's x)."""
     def decompose(*args, **kwargs):
-        if kwargs.get("approximate", args[-1] if len(args) > 1 and isinstance(args[-1], str) else "none") != "tanh":
+        approximate = kwargs.get("approximate", args[-1] if len(args) > 1 and isinstance(args[-1], str) else "none")
+        numel = [a for a in args if isinstance(a, torch.Tensor)][-1].numel()
+        if approximate != "tanh" and not (isinstance(numel, int) and numel <= GELU_ERF_MAX_ELEMENTS):
             return NotImplemented
         return decomposition(*args, **kwargs)
     return decompose
 
 
 def decomposition_table() -> dict:
-    """The shared decompositions, with GELU and its gradient decomposed only in the tanh
-    form. Eager's fused CPU GELU kernel in the erf form (one pass, a cheap vector erf) beats
-    our decomposed chain, whose libmvec erff costs more (1M floats, 1 thread: eager 0.40 ms,
-    decomposed 0.74 ms); its tanh form is scalar in eager and 3.7x slower than the fused
-    decomposition (1.86 ms against 0.51 ms; docs/CPU_BACKEND.md)."""
+    """The shared decompositions, with GELU and its gradient decomposed in the tanh form and,
+    on small tensors, the erf form (GELU_ERF_MAX_ELEMENTS). Eager's fused CPU GELU kernel in
+    the erf form (one pass, a cheap vector erf) beats our decomposed chain on big tensors,
+    whose libmvec erff costs more (1M floats, 1 thread: eager 0.40 ms, decomposed 0.74 ms);
+    its tanh form is scalar in eager and 3.7x slower than the fused decomposition (1.86 ms
+    against 0.51 ms; docs/CPU_BACKEND.md)."""
     aten = torch.ops.aten
     table = dict(decompositions.table())
     for op in (aten.gelu.default, aten.gelu_backward.default):
-        table[op] = _tanh_form_only(table[op])
+        table[op] = _gelu_decomposition(table[op])
     # Layer norm's backward stays eager's kernel: decomposed, it became a row kernel plus
     # two sums over the outer dims reading a materialized grad * x_hat; eager's kernel
     # computes the weight and bias gradients beside the row pass. [64, 64, 256], 1 thread,
@@ -113,14 +124,18 @@ def _output_layout(node) -> codegen.TensorLayout:
     return codegen.TensorLayout(shape, codegen.dense_strides(shape, tuple(int(s) for s in val.stride())), val.dtype)
 
 
-def _aten_callable(group: FusionGroup):
-    """The group's nodes as a function of its inputs, run by eager ATen ops."""
+def _aten_callable(step, inputs):
+    """The step's nodes (a group's, or one node a template replaces) as a function of
+    `inputs`, run by eager ATen ops."""
     graph, env = fx.Graph(), {}
-    for node in group.inputs():
+    for node in inputs:
         env[node] = graph.placeholder(node.name)
-    for node in group.nodes:
+    if isinstance(step, fx.Node):
+        graph.output(graph.node_copy(step, env.__getitem__))
+        return fx.GraphModule(torch.nn.Module(), graph).forward
+    for node in step.nodes:
         env[node] = graph.node_copy(node, env.__getitem__)
-    outs = [env[n] for n in group.outputs()]
+    outs = [env[n] for n in step.outputs()]
     graph.output(outs[0] if len(outs) == 1 else tuple(outs))
     return fx.GraphModule(torch.nn.Module(), graph).forward
 
@@ -159,6 +174,11 @@ class Program:
                 continue
             self.decisions[group] = source
             kernels[group] = source
+        for index, node in enumerate(self.steps):  # single ops with a hand-written kernel (templates.py)
+            source = isinstance(node, fx.Node) and templates.layer_norm_backward(
+                node, _layout_of, f"layer_norm_backward_{index}")
+            if source:
+                self.decisions[node] = kernels[node] = source
         # without kernels the user's own graph is faster than its ATen form (fewer, fused
         # ops such as linear; no decompositions): run it, as the interpreter backend does
         # (a joint graph's half is itself ATen: its steps then call torch's bindings)
@@ -257,17 +277,20 @@ class Program:
             if node.op in ("placeholder", "get_attr"):
                 env[node] = new.node_copy(node, env.__getitem__)
         for step in self.steps:
-            source = self.decisions.get(step) if isinstance(step, FusionGroup) else None
+            source = self.decisions.get(step)
             if isinstance(source, codegen.KernelSource) and library is not None:
                 # strides predicted for outputs of ATen steps are checked at each call
                 checked = [i for i, n in enumerate(source.inputs)
                            if n.op == "call_function" and n not in grouped]
-                kernel = CpuKernel(source, library, _aten_callable(step), checked, self.owner.note)
+                kernel = CpuKernel(source, library, _aten_callable(step, source.inputs), checked, self.owner.note)
                 call = new.call_function(kernel.call, tuple(env[n] for n in source.inputs))
-                if len(source.outputs) == 1:
+                if isinstance(step, fx.Node):  # a template: one op, its own result structure
+                    env[step] = call
+                elif len(source.outputs) == 1:
                     env[source.outputs[0]] = call
-                for i, node in enumerate(source.outputs if len(source.outputs) > 1 else []):
-                    env[node] = new.call_function(operator.getitem, (call, i))
+                else:
+                    for i, node in enumerate(source.outputs):
+                        env[node] = new.call_function(operator.getitem, (call, i))
             else:
                 for node in (step.nodes if isinstance(step, FusionGroup) else [step]):
                     env[node] = new.node_copy(node, env.__getitem__)
@@ -436,7 +459,8 @@ class CpuCompiledGraph(FusedGraph):
 
     def describe_step(self, program, step) -> str:
         if not isinstance(step, FusionGroup):
-            return f"aten {step.target}"
+            source = program.decisions.get(step)
+            return f"kernel {source.name}" if isinstance(source, codegen.KernelSource) else f"aten {step.target}"
         how = program.decisions.get(step)
         how = f"kernel {how.name}" if isinstance(how, codegen.KernelSource) else f"ATen ({how})"
         return f"{step!r} -> {how}"

@@ -74,6 +74,6 @@ class CpuKernel:
         pointers = ", ".join(f"{name}.data_ptr()" for name in ins + outs)
         lines += [f"    if fn({pointers}, get_num_threads()):",
                   f"        return aten_fallback({', '.join(ins)})  # eager raises its own error",
-                  f"    return {outs[0] if len(outs) == 1 else '[' + ', '.join(outs) + ']'}"]
+                  f"    return {source.returns or (outs[0] if len(outs) == 1 else '[' + ', '.join(outs) + ']')}"]
         exec(compile("\n".join(lines), f"<cpu kernel call {source.name}>", "exec"), scope)
         return scope[source.name]

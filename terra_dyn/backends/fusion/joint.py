@@ -38,21 +38,36 @@ class _JointFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, program, *args):
         ctx.program = program
-        ctx.non_tensors = [None if isinstance(a, torch.Tensor) else a for a in args]
-        ctx.turn = program.trial_turn()
-        outs, saved = program.run_forward(args, ctx.turn)
-        ctx.save_for_backward(*[a if isinstance(a, torch.Tensor) else None for a in args], *saved)
-        ctx.mark_non_differentiable(*[o for i, o in enumerate(outs) if i not in program.differentiable])
+        ctx.turn = turn = None if program.trial is None else program.trial.turn(program)
+        outs, saved = program.run_forward(args, turn)
+        if program.all_tensors:  # the usual case: no per-argument list to build
+            ctx.non_tensors = None
+            ctx.save_for_backward(*args, *saved)
+        else:
+            ctx.non_tensors = [None if isinstance(a, torch.Tensor) else a for a in args]
+            ctx.save_for_backward(*[a if isinstance(a, torch.Tensor) else None for a in args], *saved)
+        if program.non_differentiable:
+            ctx.mark_non_differentiable(*[outs[i] for i in program.non_differentiable])
         return tuple(outs)
 
     @staticmethod
     def backward(ctx, *grads):
         saved = ctx.saved_tensors
-        count = len(ctx.non_tensors)
-        args = [s if n is None else n for s, n in zip(saved[:count], ctx.non_tensors)]
+        program = ctx.program
+        count = program.nargs
+        args = saved[:count] if ctx.non_tensors is None else [
+            s if n is None else n for s, n in zip(saved[:count], ctx.non_tensors)]
         # autograd's engine calls this with the frame hook on: the backward's first call
         # lowers it (make_fx, functorch), which must never reach the translator
-        return (None, *_backward_hook_off(ctx.program, args, saved[count:], grads, ctx.turn))
+        return (None, *_backward_hook_off(program, args, saved[count:], grads, ctx.turn))
+
+
+# Function.apply's Python wrapper binds default arguments (for setup_context, which
+# _JointFunction does not define) and unwraps dead functorch wrappers before the C apply;
+# with no functorch transform active and plain tensors only, the C apply is the same call
+# (a few us less per training call: docs/CPU_BACKEND.md, session 15)
+_c_apply = super(torch.autograd.Function, _JointFunction).apply
+_PLAIN_TENSORS = (torch.Tensor, torch.nn.Parameter)
 
 
 def _run_backward(program, args, saved, grads, turn):
@@ -155,6 +170,11 @@ class JointProgram:
         if not all(isinstance(o, torch.Tensor) for o in flat):
             raise Unsupported("an output is not a tensor")
         self.differentiable = [i for i, o in enumerate(flat) if o.requires_grad]
+        self.non_differentiable = [i for i, o in enumerate(flat) if not o.requires_grad]
+        self.nargs, self.all_tensors = len(args), all(isinstance(a, torch.Tensor) for a in args)
+        # the outputs' structure, read once: one tensor, a flat tuple, or anything pytree rebuilds
+        self.single_output = self.out_spec.is_leaf()
+        self.tuple_output = self.out_spec.type is tuple and all(c.is_leaf() for c in self.out_spec.children())
         tangents = [torch.empty(flat[i].shape, dtype=flat[i].dtype) for i in self.differentiable]
         plain = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
         with module_classes_untouched():
@@ -238,11 +258,15 @@ class JointProgram:
         return (trial is not None and trial.verdict is None and self.backward is not None
                 and not trial.ready(self, switched=False))
 
-    def trial_turn(self):
-        return None if self.trial is None else self.trial.turn(self)
-
     def __call__(self, *args):
-        return pytree.tree_unflatten(list(_JointFunction.apply(self, *args)), self.out_spec)
+        if self.all_tensors and not torch._C._are_functorch_transforms_active() and all(
+                type(a) in _PLAIN_TENSORS for a in args):
+            outs = _c_apply(self, *args)
+        else:
+            outs = _JointFunction.apply(self, *args)
+        if self.single_output:
+            return outs[0]
+        return outs if self.tuple_output else pytree.tree_unflatten(list(outs), self.out_spec)
 
     def run_forward(self, args, turn=None):
         """(outputs, saved values) of the compiled forward graph; on an eager trial turn the
@@ -260,7 +284,7 @@ class JointProgram:
         if turn is not None:
             turn[1] += self.trial.clock() - start
         count = len(results) - len(self.saved_nodes)
-        return list(results[:count]), list(results[count:])
+        return results[:count], results[count:]
 
     def run_backward(self, args, saved, grads, turn=None):
         """Gradients of every input (None for those that need none)."""

@@ -15,14 +15,8 @@ from terra_dyn.backends.fusion.joint import JointProgram
 from ..support import assert_same, trace
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # on a loaded 2-core machine two torch threads wait for each other's core: a tiny
-    # matmul took 12-21 ms of process time (0.02 ms on one thread), noise above the spins
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# two torch threads on the loaded 2-core machine: noise above the spins (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _spin(seconds):
@@ -229,3 +223,8 @@ def test_an_eager_turn_runs_the_forward_once_and_a_retained_backward_twice(monke
         w.grad = None
     else:
         raise AssertionError("no eager turn came")
+
+
+def test_trials_run_on_one_torch_thread():
+    # the shared one_torch_thread fixture (tests/conftest.py) applies to this module
+    assert torch.get_num_threads() == 1

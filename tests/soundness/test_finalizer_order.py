@@ -1,0 +1,202 @@
+"""Finalizers run where plain Python runs them: each function logs its own steps and every
+`__del__` / weakref callback into one list, run plainly and optimized; the two logs must be
+equal (issue 16). 3.13 compiles `a, b = ...` to STORE_FAST_STORE_FAST (two drops in one
+instruction) and `x = ...; use(x)` pairs to STORE_FAST_LOAD_FAST; the other stores let go of
+an attribute's, an item's or a cell's old value."""
+import io
+import sys
+import weakref
+
+import pytest
+
+import terra_dyn
+from terra_dyn.report import recording
+
+pytestmark = pytest.mark.usefixtures("fresh_terra_dyn")
+
+LOG = []
+SINK = io.StringIO()
+
+
+class Fin:
+    """Logs its own finalization."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __del__(self):
+        LOG.append(f"del {self.name}")
+
+
+class Plain:
+    def __init__(self, name):
+        self.name = name
+
+
+def pair_store():
+    a, b = Fin("a1"), Fin("b1")
+    LOG.append("step 1")
+    a, b = Fin("a2"), Fin("b2")  # 3.13: STORE_FAST_STORE_FAST, both old values die here
+    LOG.append("step 2")
+    a, b = b, a  # a swap drops nothing
+    LOG.append("step 3")
+    a, b = 1, 2
+    LOG.append("step 4")
+    return a + b
+
+
+def pair_store_one_finalizes():
+    a, b = 0, Fin("b1")
+    LOG.append("step 1")
+    a, b = Fin("a2"), 5
+    LOG.append("step 2")
+    return b
+
+
+def pair_store_same_object():
+    a = b = Fin("shared")
+    LOG.append("step 1")
+    a, b = 1, 2  # the first store leaves it in b, the second lets it go
+    LOG.append("step 2")
+    return a + b
+
+
+def pair_store_in_loop():
+    a, b = Fin("a0"), Fin("b0")
+    for i in range(3):
+        a, b = Fin(f"a{i + 1}"), Fin(f"b{i + 1}")
+        LOG.append(f"iteration {i}")
+    return i
+
+
+def store_then_load():
+    x = Fin("x1")
+    LOG.append("step 1")
+    for i in range(2):
+        x = Fin(f"x{i + 2}")
+        LOG.append(x.name)
+    return i
+
+
+def store_and_load_on_one_line():
+    x = Fin("x1")
+    LOG.append("step 1")
+    x = Fin("x2"); LOG.append(x.name)  # noqa: E702 - 3.13: STORE_FAST_LOAD_FAST drops x1
+    LOG.append("step 2")
+    return x.name
+
+
+def comprehension_items():
+    names = [y.name for y in [Fin("c1"), Fin("c2")]]  # 3.12+: inlined, y's stores drop nothing
+    LOG.append("step 1")
+    return names
+
+
+def attribute_overwrite():
+    o = Plain("o")
+    o.held = Fin("h1")
+    LOG.append("step 1")
+    o.held = Fin("h2")
+    LOG.append("step 2")
+    del o.held
+    LOG.append("step 3")
+    return o.name
+
+
+def item_overwrites():
+    d = {"k": Fin("d1")}
+    lst = [Fin("l1"), Fin("l2")]
+    LOG.append("step 1")
+    d["k"] = Fin("d2")
+    LOG.append("step 2")
+    lst[0] = Fin("l3")
+    LOG.append("step 3")
+    del lst[0]
+    LOG.append("step 4")
+    lst.clear()
+    LOG.append("step 5")
+    d.update({"k": 0})
+    LOG.append("step 6")
+    return len(d) + len(lst)
+
+
+def dict_clear():
+    d = {"k": Fin("d1"), "j": Fin("d2")}
+    LOG.append("step 1")
+    d.clear()
+    LOG.append("step 2")
+    return len(d)
+
+
+def cell_overwrite():
+    c = Fin("c1")
+
+    def read():
+        return c.name
+
+    LOG.append(read())
+    c = Fin("c2")
+    LOG.append(read())
+    return read()
+
+
+def weakref_callback():
+    o = Plain("w")
+    r = weakref.ref(o, lambda _: LOG.append("callback"))
+    LOG.append("step 1")
+    del o
+    LOG.append("step 2")
+    return r() is None
+
+
+def weakref_finalize():
+    o = Plain("f")
+    weakref.finalize(o, LOG.append, "finalize")
+    LOG.append("step 1")
+    o = None
+    LOG.append("step 2")
+    return o
+
+
+# known: a cell's old value, made by a call that broke, lives until the frame returns (a
+# resume function's chain holds it; STORE_DEREF cannot break)
+_CELL = pytest.param(cell_overwrite, marks=pytest.mark.xfail(strict=True, reason="a cell's old value dies late"))
+# known (3.11 only, where a comprehension is a function of its own): the list's items die
+# in another order when the comprehension's frame ends
+_COMPREHENSION = pytest.param(comprehension_items, marks=pytest.mark.xfail(
+    sys.version_info < (3, 12), strict=True, reason="3.11: a comprehension frame's items die in another order"))
+CASES = [pair_store, pair_store_one_finalizes, pair_store_same_object, pair_store_in_loop, store_then_load,
+         store_and_load_on_one_line, _COMPREHENSION,
+         attribute_overwrite, item_overwrites, dict_clear, _CELL, weakref_callback, weakref_finalize]
+
+
+def _logged(fn):
+    LOG.clear()
+    result = fn()
+    LOG.append("returned")
+    out = list(LOG)
+    LOG.clear()
+    return result, out
+
+
+@pytest.mark.parametrize("fn", CASES, ids=lambda f: getattr(f, "__name__", None))
+def test_finalizers_run_where_python_runs_them(fn):
+    plain = _logged(fn)
+    opt = terra_dyn.optimize(fn, backend="interpreter")
+    assert _logged(opt) == plain
+    assert _logged(opt) == plain  # the cached translation too
+
+
+def test_a_swap_does_not_break():
+    def swap(x):
+        a, b = x, x + 1
+        a, b = b, a
+        return a - b
+
+    import torch
+
+    x = torch.ones(3)
+    with recording() as rec:
+        out = terra_dyn.optimize(swap, backend="interpreter")(x)
+    assert torch.equal(out, swap(x))
+    assert not rec.report().breaks
