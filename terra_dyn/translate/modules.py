@@ -23,8 +23,6 @@ from .sources import AttrSource, ItemSource, ModuleDictSource
 from .values import ConstValue, MethodValue, TupleValue
 from .wrap import wrap
 
-_ABSENT = object()
-
 
 class BuiltModuleValue(ConstValue):
     """A torch.nn loss module built in the frame from constants (`CrossEntropyLoss()` in a
@@ -130,7 +128,7 @@ def module_has_attr(tx, obj, name):
     if obj.source is None or inspect.getattr_static(cls, "__getattr__") is not torch.nn.Module.__getattr__ or \
             inspect.getattr_static(cls, "__getattribute__") is not object.__getattribute__:
         return found  # known gap: a module class with its own lookup is not guarded here
-    tx.ctx.guards.class_attributes(cls)
+    tx.ctx.guards.class_attributes(cls, name, "__getattr__", "__getattribute__")
     in_class = next((vars(k)[name] for k in cls.__mro__ if name in vars(k)), _ABSENT)
     if in_class is not _ABSENT:
         if isinstance(in_class, (types.FunctionType, staticmethod, classmethod)) or \
