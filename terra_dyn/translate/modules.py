@@ -125,16 +125,20 @@ def module_has_attr(tx, obj, name):
     real = obj.value
     found = hasattr(real, name)
     cls = type(real)
-    if obj.source is None or inspect.getattr_static(cls, "__getattr__") is not torch.nn.Module.__getattr__ or \
+    if obj.source is None:
+        return found  # made during this translation: nothing outside can change it
+    if inspect.getattr_static(cls, "__getattr__") is not torch.nn.Module.__getattr__ or \
             inspect.getattr_static(cls, "__getattribute__") is not object.__getattribute__:
-        return found  # known gap: a module class with its own lookup is not guarded here
+        raise Unsupported(f"hasattr({cls.__name__}, {name!r}): the class has its own attribute lookup, "
+                          "which no guard covers: run natively")
     tx.ctx.guards.class_attributes(cls, name, "__getattr__", "__getattribute__")
     in_class = next((vars(k)[name] for k in cls.__mro__ if name in vars(k)), _ABSENT)
     if in_class is not _ABSENT:
         if isinstance(in_class, (types.FunctionType, staticmethod, classmethod)) or \
                 not hasattr(type(in_class), "__get__"):
             return True  # found on the class whatever the instance holds
-        return found  # known gap: a property's getter may raise AttributeError, then __getattr__ runs
+        raise Unsupported(f"hasattr({cls.__name__}, {name!r}): a descriptor's getter decides (it may raise "
+                          "AttributeError, then __getattr__ runs), which no guard covers: run natively")
     d = real.__dict__
     if name in d:
         tx.ctx.guards.key_in(AttrSource(obj.source, "__dict__"), name, True)

@@ -149,3 +149,53 @@ def test_split_dicts_are_batched_on_313(guard_snapshot_modes):
             fast(x)
     guard = _guard(model)
     assert guard.batched == sum(c[0] == "snapshot" for c in guard.checks)
+
+
+class _Lookup(nn.Module):
+    """Its own __getattr__ answers from `extras`: no guard covers what it may say."""
+
+    def __init__(self):
+        super().__init__()
+        self.extras = {}
+
+    def __getattr__(self, name):
+        extras = self.__dict__.get("extras", {})
+        if name in extras:
+            return extras[name]
+        return super().__getattr__(name)
+
+    def forward(self, x):
+        return x + 1.0 if hasattr(self, "bonus") else x - 1.0
+
+
+class _Gate(nn.Module):
+    """A property whose getter raises AttributeError while `opened` is False."""
+
+    def __init__(self):
+        super().__init__()
+        self.opened = False
+
+    @property
+    def bonus(self):
+        if not self.opened:
+            raise AttributeError("bonus")
+        return 1.0
+
+    def forward(self, x):
+        return x + 1.0 if hasattr(self, "bonus") else x - 1.0
+
+
+@pytest.mark.parametrize("cls, change", [(_Lookup, lambda m: m.extras.__setitem__("bonus", 1)),
+                                         (_Gate, lambda m: setattr(m, "opened", True))],
+                         ids=["own_getattr", "raising_property"])
+def test_hasattr_that_no_guard_covers_follows_the_change(cls, change):
+    """hasattr on a module whose class decides by its own code was answered from the first
+    call with no guard: a change that the class's code sees must reach the next call."""
+    plain, m = cls(), cls()
+    opt = terra_dyn.optimize(m, backend="interpreter")
+    x = torch.ones(3)
+    for _ in range(3):
+        assert torch.equal(opt(x), plain(x))
+    change(plain), change(m)
+    for _ in range(2):
+        assert torch.equal(opt(x), plain(x))
