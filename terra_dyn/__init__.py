@@ -7,7 +7,11 @@
 The call path, by module: eval_frame (C hook glue) -> convert_frame (callback) ->
 translate (bytecode -> FX graph) -> backends -> codegen -> report.
 """
-from . import config, logs
+from . import own_builtins
+
+own_builtins.install(__name__)  # before any other submodule: see own_builtins.py
+
+from . import config, logs  # noqa: E402
 from .logs import set_logs
 
 from .pyversion import unsupported_reason as _unsupported_reason

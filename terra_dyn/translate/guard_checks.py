@@ -11,6 +11,7 @@ and recompile reasons (recompiles.py), and the helpers a generated predicate cal
 
 Example: PyGuard([("type", 0, int), ("eq", 0, 3)]).explain(4) -> "a0 == 3".
 """
+from .. import own_builtins
 from . import guard_snapshot
 
 try:  # a global_id check's object for "the dict lacks the name" (None is a value: `len = None`)
@@ -203,6 +204,7 @@ class Predicate:
             f"    try:\n        return {body}\n"
             f"    except Exception:\n        return False\n"
         )
+        namespace.setdefault("__builtins__", own_builtins.SNAPSHOT)  # never the program's len
         exec(compile(text, "<terra_dyn guard>", "exec"), namespace)
         self.fn = namespace["predicate"]
         self.text = text

@@ -379,6 +379,34 @@ def test_builtin_replaced_after_first_call():
     assert [a.item() for a, _ in results] == [e.item() for _, e in results] == [7, 105, 1103, 7]
 
 
+def test_builtin_replaced_by_a_wrapper_never_reaches_the_translator():
+    # a len that answers for the program (100 for one tuple, the real length otherwise) is the
+    # program's: terra_dyn's own code keeps the builtin (own_builtins.py). The translator
+    # folded len() of the constant tuple by calling the replacement: 198 instead of 100.
+    import builtins
+
+    real_len = builtins.len
+
+    def shim(o):
+        return real_len(o) + (98 if type(o) is tuple and o == (1, 2) else 0)
+
+    def f(x):
+        return x + len((1, 2))
+
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    x = torch.zeros(1)
+    builtins.len = shim
+    try:
+        got = [fast(x).item() for _ in range(3)]
+        expected = f(x).item()
+    finally:
+        builtins.len = real_len
+    assert expected == 100 and got == [100] * 3
+    import terra_dyn.translate.context as context
+
+    assert context.__builtins__["len"] is real_len
+
+
 def test_builtins_dict_of_the_functions_globals_is_read():
     # a function whose globals name their own builtins dict reads that one, as Python does
     import builtins

@@ -27,6 +27,7 @@ import ctypes
 
 import torch
 
+from ... import own_builtins
 from .codegen import KernelSource
 
 
@@ -63,7 +64,7 @@ class CpuKernel:
         outs = [f"out{i}" for i in range(len(source.outputs))]
         scope = {"fn": self.fn, "aten_fallback": self.aten_fallback, "strides_differ": self._strides_differ,
                  "empty_strided": torch.empty_strided, "get_num_threads": torch.get_num_threads,
-                 "cpu": torch.device("cpu"), "__name__": __name__}
+                 "cpu": torch.device("cpu"), "__name__": __name__, "__builtins__": own_builtins.SNAPSHOT}
         lines = [f"def {source.name}({', '.join(ins)}):"]
         for i in self.checked:
             lines += [f"    if in{i}.stride() != {source.input_layouts[i].stride!r}:",
