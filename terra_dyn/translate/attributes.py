@@ -114,8 +114,37 @@ def _tensor_attr(tx, t, name):
     if attr is None:
         raise Unsupported(f"tensor attribute {name}")
     if callable(attr) or isa(attr, (types.MethodDescriptorType, types.FunctionType)):
+        tx.ctx.guards.class_attributes(torch.Tensor, name)  # `torch.Tensor.relu = f` later
         return MethodValue(ConstValue(getattr(torch.Tensor, name)), t)
     raise Unsupported(f"tensor attribute {name}")
+
+
+def tensor_has_attr(tx, t, name):
+    """hasattr(t, name) of a tensor: the real tensor's own dict (`x.tag = 1`, which a fake
+    tensor lacks: hasattr said False), then its class, both guarded (`torch.Tensor.f = g`
+    after the first call). A name the class holds as a getter (`x.imag` raises on a real
+    tensor) is asked of the fake tensor, as the getter would be."""
+    real = t.real
+    if real is None and t.source is not None:
+        raise Unsupported("hasattr of a tensor known only by its source: checked natively")
+    cls = torch.Tensor if real is None else type(real)
+    own_lookup = inspect.getattr_static(cls, "__getattr__", None) is not None or \
+        inspect.getattr_static(cls, "__getattribute__") is not torch.Tensor.__getattribute__
+    if own_lookup:
+        raise Unsupported(f"hasattr of a {cls.__name__} with its own lookup: checked natively")
+    if real is not None:
+        d = instance_dict(real)
+        if type(d) is dict and name in d:
+            tx.ctx.guards.key_in(AttrSource(t.source, "__dict__"), name, True)
+            return True
+        tx.ctx.guards.instance_lacks(t.source, real, name)
+    tx.ctx.guards.class_attributes(cls, name)
+    static = inspect.getattr_static(cls, name, _ABSENT)
+    if static is _ABSENT:
+        return False
+    if callable(static) or isa(static, (classmethod, staticmethod)):
+        return True
+    return hasattr(t.fake, name)
 
 
 def _container_method(obj, name):

@@ -15,6 +15,7 @@ iterators.py: a loop body that changes the list or dict it walks sees what eager
 Example: `for i, layer in enumerate(self.layers)` is an EnumerateIterator whose steps give
 TupleValues (ConstValue(i), module value).
 """
+import abc
 import builtins
 import functools
 import types
@@ -23,6 +24,7 @@ import torch
 
 from ..real_types import asks_user_code, isa
 from .drops import check_overwrite
+from .guard_checks import abc_token
 from .errors import Unsupported
 from .iterators import DictIterator, EnumerateIterator, MapIterator, ReversedIterator, ZipIterator
 from .operators import build_slice, get_iter, is_graph_value, python_value, truth, unpack
@@ -127,6 +129,7 @@ def value_type(v):
 def _b_isinstance(tx, v, cls):
     t = value_type(v)
     target = python_value(cls)
+    _guard_abc_answers(tx, target)
     if not asks_user_code(t):
         return ConstValue(issubclass(t, target))
     # Python asks the object's `__class__` for each class its type is not a subclass of, and a
@@ -147,6 +150,25 @@ def _b_isinstance(tx, v, cls):
         if said is not t and issubclass(said, item):
             return ConstValue(True)
     return ConstValue(False)
+
+
+def _b_issubclass(tx, cls, target):
+    if is_graph_value(cls) or is_graph_value(target):
+        raise Unsupported("issubclass() on a tensor or run-time number")
+    target = python_value(target)
+    _guard_abc_answers(tx, target)
+    return ConstValue(issubclass(python_value(cls), target))
+
+
+def _guard_abc_answers(tx, target):
+    """An ABC's answer changes when any class is registered with any ABC (`Base.register(C)`
+    after the first call): abc's cache token, which each registration moves, is guarded."""
+    try:
+        classes = _flat_classes(target)
+    except TypeError:
+        return  # not a class or a tuple of them: isinstance raises its own error
+    if any(isa(c, abc.ABCMeta) for c in classes):
+        tx.ctx.guards.call_id(abc_token, abc_token())
 
 
 def _flat_classes(target):
@@ -198,7 +220,9 @@ def _b_delattr(tx, obj, name):
 
 def _has_attr(tx, obj, name):
     if isinstance(obj, TensorValue):
-        return hasattr(obj.fake, name)
+        from .attributes import tensor_has_attr
+
+        return tensor_has_attr(tx, obj, name)
     if isinstance(obj, ConstValue):
         from .attributes import object_has_attr
 

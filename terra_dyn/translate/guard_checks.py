@@ -11,6 +11,8 @@ and recompile reasons (recompiles.py), and the helpers a generated predicate cal
 
 Example: PyGuard([("type", 0, int), ("eq", 0, 3)]).explain(4) -> "a0 == 3".
 """
+import abc
+
 from .. import own_builtins
 from . import guard_snapshot
 
@@ -124,6 +126,18 @@ def explain_failure(checks, fallback, args):
     if fallback is not None and not fallback(*args):
         return fallback.explain(*args) if hasattr(fallback, "explain") else "Python guard"
     return None
+
+
+_abc_token = [None, None]
+
+
+def abc_token():
+    """One object per value of abc's cache token (a "call_id" check compares by identity; the
+    token is an int that each ABC registration anywhere moves)."""
+    token = abc.get_cache_token()
+    if token != _abc_token[0]:
+        _abc_token[:] = [token, object()]
+    return _abc_token[1]
 
 
 class PyGuard:

@@ -486,3 +486,27 @@ def test_a_global_holding_none_then_deleted_raises_as_python_does():
     assert _outcome(fast, x) == _outcome(g["f"], x) == [1.0]
     del g["flag"]
     assert _outcome(fast, x) == _outcome(g["f"], x) == "NameError"
+
+
+def test_a_class_registered_with_an_abc_after_the_first_call():
+    # isinstance/issubclass of an ABC was answered once: `Base.register(Thing)` later
+    # changed Python's answer and not the translation's
+    import abc
+
+    class Base(abc.ABC):
+        pass
+
+    class Thing:
+        pass
+
+    thing = Thing()
+
+    def f(x):
+        return x + (1 if isinstance(thing, Base) else 0) + (10 if issubclass(Thing, Base) else 0)
+
+    fast = terra_dyn.optimize(f, backend="interpreter")
+    x = torch.zeros(1)
+    results = [(fast(x).item(), f(x).item())]
+    Base.register(Thing)
+    results.append((fast(x).item(), f(x).item()))
+    assert results == [(0.0, 0.0), (11.0, 11.0)]
