@@ -456,5 +456,8 @@ def _resume_call(rec, plan, target_pc, temps):
     for cell in site.cells:
         closure += rec.push(cell)
     closure.append(Instr("BUILD_TUPLE", len(plan.code.co_freevars) + len(site.cells)))
-    pre = [Instr("LOAD_CONST", code), Instr("LOAD_CONST", plan.f_globals)] + closure
-    return call_const(helper, pre + resume.moved_tuple(args, nargs), 4) + rules.return_value()
+    pre = [Instr("LOAD_CONST", code), Instr("LOAD_CONST", plan.f_globals)]
+    if not plan.in_resume and resume.takes_closure(code):  # the closure moved in as ___closure
+        return call_const(helper, pre + [Instr("LOAD_CONST", None)] + resume.moved_tuple(args + closure, nargs + 1),
+                          4) + rules.return_value()
+    return call_const(helper, pre + closure + resume.moved_tuple(args, nargs), 4) + rules.return_value()
