@@ -356,7 +356,7 @@ def _break_ending(rec, plan):
         native = _protected(native, handler)
     if site.kind == "raise":
         return out + native + _restore_handler(handler, restore)
-    return out + _released(plan, _native_and_resume(rec, plan, native, handler)) + \
+    return out + _released(plan, _native_and_resume(rec, plan, native, handler), rec.temps.values()) + \
         _restore_handler(handler, restore)
 
 
@@ -391,19 +391,23 @@ def _local_names(arg):
     return [getattr(arg, "name", arg)]
 
 
-def _released(plan, tail):
+def _released(plan, tail, temps=()):
     """`tail` (the native instruction and the resume calls) after DELETE_FAST of each of the
     frame's arguments that nothing in `tail` reads: a name the user deleted or rebound
     (`del c; gc.collect()`), a saved stack item the segment consumed. Plain Python no longer
     holds it when the native instruction runs (a weakref is dead, `__del__` has run); the
-    rewritten frame would hold it until the resume call. (Temps go at that call.)"""
+    rewritten frame would hold it until the resume call. So do the temps nothing in `tail`
+    reads, first (set to None: one may be unbound): `[f(y) for y in [a, b]]` on 3.11 called
+    the comprehension with iter(___obj0) while ___obj0 kept the list, whose items then died
+    after the call, in another order."""
     read = {n for i in tail if isinstance(i, Instr) and i.name in _LOCAL_OPS for n in _local_names(i.arg)}
     if "__class__" in plan.code.co_freevars and plan.code.co_argcount:
         read.add(plan.code.co_varnames[0])  # a native zero-argument super() reads slot 0
     dead = [n for n in argument_slot_names(plan.code) if n not in read]
     order = plan.site.drops  # the dropped names last, in the order the instruction drops them
     dead.sort(key=lambda n: order.index(n) + 1 if n in order else 0)
-    return [Instr("DELETE_FAST", n) for n in dead] + tail
+    unread = [ins for t in temps if t not in read for ins in (Instr("LOAD_CONST", None), Instr("STORE_FAST", t))]
+    return unread + [Instr("DELETE_FAST", n) for n in dead] + tail
 
 
 def _protected(instrs, handler):
@@ -456,5 +460,8 @@ def _resume_call(rec, plan, target_pc, temps):
     for cell in site.cells:
         closure += rec.push(cell)
     closure.append(Instr("BUILD_TUPLE", len(plan.code.co_freevars) + len(site.cells)))
-    pre = [Instr("LOAD_CONST", code), Instr("LOAD_CONST", plan.f_globals)] + closure
-    return call_const(helper, pre + resume.moved_tuple(args, nargs), 4) + rules.return_value()
+    pre = [Instr("LOAD_CONST", code), Instr("LOAD_CONST", plan.f_globals)]
+    if not plan.in_resume and resume.takes_closure(code):  # the closure moved in as ___closure
+        return call_const(helper, pre + [Instr("LOAD_CONST", None)] + resume.moved_tuple(args + closure, nargs + 1),
+                          4) + rules.return_value()
+    return call_const(helper, pre + closure + resume.moved_tuple(args, nargs), 4) + rules.return_value()

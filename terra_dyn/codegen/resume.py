@@ -156,6 +156,11 @@ def _function(code, f_globals, closure):
     return types.FunctionType(code, f_globals, code.co_name, None, closure)
 
 
+def takes_closure(code):
+    """Whether the resume code's last argument is ___closure."""
+    return id(code) in _takes_closure
+
+
 def _with_closure(code, closure, args):
     return args + (closure,) if id(code) in _takes_closure else args
 
@@ -172,10 +177,16 @@ def current_run():
 
 
 def run_resume(code, f_globals, closure, args):
-    """The trampoline: run resume functions until one returns a real value."""
+    """The trampoline: run resume functions until one returns a real value. closure None:
+    it is the last of `args` (a code taking ___closure; graph_call's moved tuple has it), so
+    the tuple call_moved empties is the one the calling frame's stack holds (a new tuple made
+    here left the old one holding a cell's first value until the frame returned)."""
     _active_runs.append(next(_runs))
     try:
-        result = call_moved(_function(code, f_globals, closure), _with_closure(code, closure, args))
+        if closure is None:
+            result = call_moved(_function(code, f_globals, args[-1]), args)
+        else:
+            result = call_moved(_function(code, f_globals, closure), _with_closure(code, closure, args))
         while type(result) is Continue:
             result = call_moved(result.fn, result.args)
     except BaseException as exc:  # zero-cost in 3.11 until raised

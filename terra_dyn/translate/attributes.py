@@ -11,6 +11,7 @@ Example: for `self.fc(x)` on an nn.Module self, `self.fc` gives ConstValue(fc) w
 a0._modules['fc'] guarded by identity.
 """
 import inspect
+import sys
 import types
 
 import torch
@@ -20,7 +21,7 @@ from . import deep_copies
 from .drops import check_overwrite
 from .errors import Unsupported
 from .side_effects import StoreAttr
-from .sources import AttrSource, GenericAttrSource
+from .sources import AttrSource, GenericAttrSource, ItemSource
 from .values import (ConstValue, DictValue, FunctionValue, ListValue, MethodValue, ObjectValue,
                      ScalarValue, TensorValue, TupleValue, is_namedtuple_class)
 from .wrap import wrap
@@ -294,11 +295,20 @@ def object_has_attr(tx, obj, name):
             tx.ctx.guards.class_attributes(cls, "__getattribute__", name)
             calls.call_value(tx, ConstValue(lookup), [obj, ConstValue(name)], {})
             return True
+        if not _mapped_lookup(lookup):
+            # a Python __getattribute__ asked for a name it may make up or refuse: its
+            # answer and side effects are its own, per call (asked here once, its counter
+            # counted once and its answer went stale): run natively
+            raise Unsupported(f"hasattr({cls.__name__}, {name!r}) runs its __getattribute__: checked natively")
         # transformers' configs map old names through attribute_map (`hasattr(config,
-        # "use_cache")` in every model): asked of the object now, as the inlined
-        # __getattribute__ would be; the instance dict and class are guarded below
-        # (known gap: a __getattribute__ with side effects runs them here once, not per call)
-        asked = hasattr(real, name)
+        # "num_heads")`): the known side-effect-free lookup (guarded by its code object)
+        # answered for the mapped name; the map's entry, instance dict and class are guarded
+        name = _mapped_name(tx, obj, name)
+        static = inspect.getattr_static(real, name, _ABSENT)
+        if static is not _ABSENT and hasattr(type(static), "__get__") and \
+                not isa(static, (types.FunctionType, classmethod, staticmethod)):
+            raise Unsupported(f"hasattr({cls.__name__}, {name!r}) runs a getter: checked natively")
+        asked = static is not _ABSENT or name in (instance_dict(real) or {})
     getter = asked is None and static is not _ABSENT and hasattr(type(static), "__get__") and \
         not isa(static, (types.FunctionType, classmethod, staticmethod))
     if getter and not user_lookup and isa(static, property) and isinstance(static.fget, types.FunctionType):
@@ -325,6 +335,38 @@ def object_has_attr(tx, obj, name):
     else:
         tx.ctx.guards.instance_lacks(obj.source, real, name)
     return found
+
+
+def _mapped_lookup(lookup):
+    """transformers' PretrainedConfig.__getattribute__: `attribute_map` renames a key, then
+    object.__getattribute__ reads it; no side effect. Known by its code object (which the
+    function guard below keeps)."""
+    config_utils = sys.modules.get("transformers.configuration_utils")
+    known = getattr(getattr(config_utils, "PretrainedConfig", None), "__getattribute__", None)
+    return isinstance(known, types.FunctionType) and lookup.__code__ is known.__code__
+
+
+def _mapped_name(tx, obj, name):
+    """The name _mapped_lookup reads for `name`, with guards on its code and its map's entry."""
+    real, cls = obj.value, type(obj.value)
+    lookup = inspect.getattr_static(cls, "__getattribute__")
+    tx.ctx.guards.class_attributes(cls, "__getattribute__", "attribute_map")
+    tx.ctx.guards.function(lookup)
+    if name == "attribute_map":
+        return name
+    amap = object.__getattribute__(real, "attribute_map")
+    if type(amap) is not dict or any(type(k) is not str for k in amap):
+        raise Unsupported(f"{cls.__name__}.attribute_map is not a dict of str: checked natively")
+    source = GenericAttrSource(obj.source, "attribute_map")
+    tx.ctx.guards.type(source, dict)
+    tx.ctx.guards.key_in(source, name, name in amap)
+    if name not in amap:
+        return name
+    mapped = amap[name]
+    if type(mapped) is not str:
+        raise Unsupported(f"{cls.__name__}.attribute_map[{name!r}] is not a str: checked natively")
+    tx.ctx.guards.value(ItemSource(source, name), mapped)
+    return mapped
 
 
 def _odd_keys(real):

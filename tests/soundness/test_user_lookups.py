@@ -151,3 +151,65 @@ def test_recompile_explanation_reads_nothing_of_another_type():
     fast(Logged(), torch.ones(2))
     plain, opt = _runs(_through_helper, MAKERS["module_subclass"]), _runs(fast, MAKERS["module_subclass"])
     assert opt == plain
+
+
+class Counting:  # a Python __getattribute__ that makes a name up, per call (a counter)
+    made = True
+
+    def __getattribute__(self, name):
+        log.append(name)
+        if name == "count" and type(self).made:
+            return len(log)
+        return object.__getattribute__(self, name)
+
+
+def _asks_absent_names(o, x):
+    return x + hasattr(o, "count") + getattr(o, "count", 10) + getattr(o, "w", 5) + hasattr(o, "w")
+
+
+@pytest.mark.parametrize("kind", ["getattribute", "counting"])
+def test_hasattr_of_a_name_the_class_lacks_runs_the_lookup_per_call(kind):
+    # before: hasattr / getattr(o, name, default) of a name neither the class nor the
+    # instance has asked the Python __getattribute__ once at translate time: the log held
+    # its names once (not per call), and Counting's count and answer stayed the first call's
+    make = {"getattribute": Logged, "counting": Counting}[kind]
+    assert_same_as_plain(_asks_absent_names, make)
+    one = make()
+    fast = terra_dyn.optimize(_asks_absent_names, backend="interpreter")
+    for made in (True, True, False, True):
+        Counting.made = made  # the lookup's own answer changes, no guarded fact does
+        del log[:]
+        plain, plain_log = _asks_absent_names(one, torch.ones(2)).tolist(), list(log)
+        del log[:]
+        assert (fast(one, torch.ones(2)).tolist(), list(log)) == (plain, plain_log)
+    Counting.made = True
+
+
+def _asks_config(config, x):
+    return x + hasattr(config, "heads") * 2 + hasattr(config, "absent") + getattr(config, "absent", 3)
+
+
+def test_a_transformers_configs_lookup_stays_in_one_graph_and_follows_its_map():
+    # PretrainedConfig.__getattribute__ (attribute_map renaming) is known to be free of side
+    # effects: hasattr of a mapped or an absent name is answered in the graph, guarded by
+    # the map's entry, the mapped name's presence and the lookup's code
+    transformers = pytest.importorskip("transformers")
+    from terra_dyn import report
+
+    class Config(transformers.PretrainedConfig):
+        attribute_map = {"heads": "num_heads"}
+
+    config = Config()
+    config.num_heads = 2
+    fast = terra_dyn.optimize(_asks_config, backend="interpreter")
+    x = torch.ones(2)
+    with report.recording() as rec:
+        for _ in range(2):
+            assert fast(config, x).tolist() == _asks_config(config, x).tolist()
+    rep = rec.report()
+    assert rep.graph_count == 1 and rep.break_count == 0
+    del config.num_heads  # the mapped name gone
+    assert fast(config, x).tolist() == _asks_config(config, x).tolist()
+    Config.attribute_map["absent"] = "num_attention_heads"  # the map grown in place
+    config.num_attention_heads = 4
+    assert fast(config, x).tolist() == _asks_config(config, x).tolist()
