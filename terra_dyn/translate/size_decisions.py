@@ -87,6 +87,30 @@ def _compare(env, a, b):
     return sign
 
 
+def _not_above(env, a, b):
+    """a <= b for all values of the symbols: by sign, by `Min(x, b) <= b` / `a <= Max(a, y)`
+    (interval bounds lose that), or by the ShapeEnv's bounds on a - b."""
+    sign = _compare(env, a, b)
+    if sign is not None:
+        return sign <= 0
+    return _expr_not_above(env, _expr(a), _expr(b))
+
+
+def _expr_not_above(env, ea, eb):
+    import sympy
+    from torch.utils._sympy.functions import Max, Min
+
+    if ea == eb:
+        return True
+    if isinstance(ea, (sympy.Min, Min)) and any(_expr_not_above(env, x, eb) for x in ea.args) \
+            or isinstance(eb, (sympy.Max, Max)) and any(_expr_not_above(env, ea, x) for x in eb.args):
+        return True
+    diff = ea - eb
+    if diff.is_Number:
+        return bool(diff <= 0)
+    return bool(env.bound_sympy(diff).upper <= 0)
+
+
 def _sign(env, expr):
     """1 or -1 when a polynomial whose non-constant terms all have one sign, over symbols
     that are never negative, is bounded away from 0 by its terms at the symbols' lowest

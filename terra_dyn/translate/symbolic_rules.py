@@ -17,12 +17,13 @@ constant, a slice bound on a symbolic dim, an op needing grad) returns None. Eac
 also checked against the op run on meta tensors at the symbols' current values (dtype, sizes,
 strides, offset, view or not): a rule that disagrees there is not used.
 """
+import contextlib
 import operator
 
 import torch
 
 from .size_decisions import (
-    _Fail, _canonical, _compare, _contiguous_strides, _example, _expr, _hint, _is_one, _need, _same)
+    _Fail, _canonical, _compare, _contiguous_strides, _example, _expr, _hint, _is_one, _need, _not_above, _same)
 from .values import seen_by_op
 
 # -- rules: (env, fake args, fake kwargs) -> (sizes, strides, offset, base or None) ------
@@ -71,7 +72,10 @@ def _cat(env, args, kwargs):
     dim %= ndim
     for t in tensors:
         _need(_canonical(env, t))
-        _need(_compare(env, t.shape[dim], 0) is not None)  # empty inputs: torch's special case
+        # torch skips a 1-d empty input (of any other dim's count): of the same ndim, a size that
+        # may be 0 adds as any other (a sampler's `cat([pos[:k], neg[:m]])`); of more dims, an
+        # empty input's memory format is its own question: FakeTensorMode decides
+        _need(ndim <= 2 or _compare(env, t.shape[dim], 0) is not None)
     sizes = list(tensors[0].shape)
     for t in tensors[1:]:
         for d in range(ndim):
@@ -80,6 +84,34 @@ def _cat(env, args, kwargs):
             else:
                 _need(_same(env, t.shape[d], sizes[d]))
     return sizes, _contiguous_strides(env, sizes), 0, None
+
+
+def _stack(env, args, kwargs):
+    """torch.stack of contiguous tensors of the same sizes, of a result of at most 3 dims: a
+    contiguous result with the count inserted at dim."""
+    tensors = args[0] if args else kwargs.get("tensors")
+    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+    if not isinstance(tensors, (list, tuple)) or not tensors or type(dim) is not int \
+            or set(kwargs) - {"tensors", "dim"} or len(args) > 2:
+        raise _Fail
+    ndim = tensors[0].dim()
+    if ndim > 2 or any(t.dim() != ndim for t in tensors) or not -ndim - 1 <= dim <= ndim:
+        raise _Fail
+    for t in tensors:
+        _need(_canonical(env, t))
+        for d in range(ndim):
+            _need(_same(env, t.shape[d], tensors[0].shape[d]))
+    sizes = list(tensors[0].shape)
+    sizes.insert(dim % (ndim + 1), len(tensors))
+    return sizes, _contiguous_strides(env, sizes), 0, None
+
+
+def _two_tensors(env, args, kwargs):
+    """torch.max(a, b) / torch.min(a, b) of two tensors (elementwise; with a dim or one tensor
+    they reduce: not here)."""
+    if kwargs or len(args) != 2 or not all(isinstance(a, torch.Tensor) for a in args):
+        raise _Fail
+    return _pointwise(env, args, kwargs)
 
 
 def _getitem(env, args, kwargs):
@@ -115,17 +147,18 @@ def _getitem(env, args, kwargs):
             offset = offset + (item % size) * stride
         elif isinstance(item, slice):
             parts = (item.start, item.stop, item.step)
-            if any(p is not None and type(p) is not int for p in parts):
+            if any(p is not None and type(p) is not int and type(p) is not torch.SymInt for p in parts):
                 raise _Fail
-            if type(size) is not int:  # step 1, bounds clamped as Python's for all values
-                if item.step not in (None, 1):
+            if type(size) is not int or any(type(p) is torch.SymInt for p in parts):
+                # step 1, bounds clamped as Python's for all values (`positive[:num_pos]`)
+                if item.step is not None and not (type(item.step) is int and item.step == 1):
                     raise _Fail
                 start = _clamp(env, item.start, size, 0)
                 stop = _clamp(env, item.stop, size, size)
                 if type(start) is int and start == 0:
                     length = stop  # clamped: never negative
                 else:
-                    length = stop - start if _compare(env, stop, start) in (0, 1) else _zero_length(env, stop, start)
+                    length = stop - start if _not_above(env, start, stop) else _zero_length(env, stop, start)
                 out_sizes.append(length)
                 out_strides.append(stride)
                 offset = offset + start * stride
@@ -159,10 +192,24 @@ def _clamp(env, bound, size, default):
     sliding-window cache `keys[:, :, -4095:]`: `s0 + 1 < 4095`)."""
     if bound is None:
         return default
+    if type(bound) is not int:
+        return _clamp_symbolic(env, bound, size)
     if bound < 0:
         bound = size + bound
         return bound if _guarded_sign(env, bound, 0) > 0 else 0
     return size if _guarded_sign(env, bound, size) >= 0 else bound
+
+
+def _clamp_symbolic(env, bound, size):
+    """A symbolic bound never negative (`num_pos = min(positive.numel(), 3)`) as Python clamps
+    it to the dim's size: itself, the size, or their minimum where that depends on the values
+    (no guard). A bound that may be negative counts from the end: FakeTensorMode decides."""
+    _need(_not_above(env, 0, bound))
+    if _not_above(env, bound, size):
+        return bound
+    if _not_above(env, size, bound):
+        return size
+    return torch.sym_min(bound, size)
 
 
 def _guarded_sign(env, a, b):
@@ -344,10 +391,12 @@ _POINTWISE = ("add", "sub", "mul", "truediv", "div", "gt", "lt", "ge", "le", "eq
               "xor", "where", "neg", "softmax", "log_softmax", "to", "float", "masked_fill", "exp",
               "tanh", "sigmoid", "silu", "relu", "rsqrt", "pow", "logical_and", "logical_or",
               "logical_not", "bitwise_and", "bitwise_or", "type_as", "__and__", "__or__", "__invert__",
-              "invert", "contiguous", "dropout")
+              "invert", "contiguous", "dropout", "clamp", "clamp_min", "clamp_max", "clip", "log", "log2",
+              "log1p", "abs", "sqrt", "maximum", "minimum")
 _RULES = dict.fromkeys(_POINTWISE, _pointwise)
 _RULES.update({"cat": _cat, "concat": _cat, "getitem": _getitem, "expand": _expand, "transpose": _transpose,
-               "reshape": _reshape(False), "view": _reshape(True), "matmul": _matmul})
+               "reshape": _reshape(False), "view": _reshape(True), "matmul": _matmul,
+               "stack": _stack, "max": _two_tensors, "min": _two_tensors})
 
 
 _ON_A_TENSOR = {_getitem, _expand, _transpose, _RULES["reshape"], _RULES["view"]}
@@ -416,6 +465,40 @@ def _same_device_to(kind, target, args, kwargs):
     return isinstance(device, torch.device) and device == args[0].device
 
 
+@contextlib.contextmanager
+def _uncached(mode):
+    """FakeTensorMode's op cache off: a hit rebuilds a result of symbolic sizes through
+    SymInt arithmetic (7 ms for `as_strided` of a (s0, 6) tensor) where running the op
+    takes 1.5 ms."""
+    before = mode.cache_enabled
+    mode.cache_enabled = False
+    try:
+        yield
+    finally:
+        mode.cache_enabled = before
+
+
+def _by_mask(env, mode, args):
+    """`t[mask]` for a bool mask of all of t's sizes (yolov3's `px[obj_mask]`): a 1-d result of
+    the mask's count of True, the count from FakeTensorMode's nonzero (memoized on the mask:
+    the same mask, unchanged, gives the same count, so `mse_loss(px[m], tx[m])` compares equal
+    sizes). Meta tensors have no nonzero, so no meta check: None when not this case."""
+    if len(args) != 2 or not isinstance(args[1], torch.Tensor):
+        return None
+    t, mask = args
+    if mask.dtype is not torch.bool:
+        return None
+    if not t.dim() or mask.dim() != t.dim():
+        raise _Fail  # indexes leading dims (a copy of t's layout) or a 0-d mask
+    for a, b in zip(t.shape, mask.shape):
+        _need(_same(env, a, b))
+    with mode:
+        count = torch.ops.aten.nonzero.default(mask).shape[0]
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    return FakeTensor(mode, torch.empty_strided((count,), (1,), dtype=t.dtype, device="meta"), t.device)
+
+
 def propagate(state, kind, target, args, kwargs):
     """The fake result of one op on symbolic sizes from the rules above, or None."""
     rule = _rule(kind, target)
@@ -435,6 +518,13 @@ def propagate(state, kind, target, args, kwargs):
     if _same_device_to(kind, target, fake_args, fake_kwargs):
         return fake_args[0]  # `x.to(x.device)`: x itself, as eager's
     memo, env = {}, mode.shape_env
+    if rule is _getitem:
+        try:
+            selected = _by_mask(env, mode, fake_args)
+        except _Fail:
+            return None
+        if selected is not None:
+            return selected
     try:
         hint_args = [_hinted(env, a, memo) for a in fake_args]
         hint_kwargs = {k: _hinted(env, v, memo) for k, v in fake_kwargs.items()}
@@ -466,7 +556,7 @@ def propagate(state, kind, target, args, kwargs):
 
     try:
         if base is not None:
-            with mode:
+            with mode, _uncached(mode):
                 return torch.as_strided(base, sizes, strides, offset)
         meta = torch.empty_strided(sizes, strides, dtype=hint.dtype, device="meta")
     except GuardOnDataDependentSymNode:  # a size that depends on data, asked about: FakeTensorMode decides

@@ -73,6 +73,36 @@ def test_rule_declines_what_eager_rejects():
     assert meta_rules.infer("call_method", "reshape", [_meta(torch.randn(4, 6)[:, :2]), 4, 2, 1], {}) is None
 
 
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("grad", [False, True])
+def test_batch_norm_and_leaky_relu_match_eager_facts(training, affine, grad):
+    """yolov3's conv blocks (each a Python decomposition on meta tensors: 5-15 ms a call)."""
+    x, mean, var = torch.randn(2, 4, 3, 5), torch.zeros(4), torch.ones(4)
+    w, b = (torch.rand(4), torch.rand(4)) if affine else (None, None)
+    eager = F.batch_norm(x, mean.clone(), var.clone(), w, b, training, 0.1, 1e-5)
+    metas = [_meta(x, grad), _meta(mean), _meta(var)] + [None if t is None else _meta(t, grad) for t in (w, b)]
+    out = meta_rules.infer("call_function", F.batch_norm, metas + [training, 0.1, 1e-5], {}, torch.device("cpu"))
+    assert (out.shape, out.stride(), out.dtype) == (eager.shape, eager.stride(), eager.dtype)
+    assert out.requires_grad == grad and (not grad or out.grad_fn is not None)
+    relu = meta_rules.infer("call_function", F.leaky_relu, [out, 0.1], {}, torch.device("cpu"))
+    assert (relu.shape, relu.stride(), relu.requires_grad) == (eager.shape, eager.stride(), grad)
+
+
+def test_batch_norm_declines_what_eager_rejects():
+    def infer(x, *rest, **kwargs):
+        return meta_rules.infer("call_function", F.batch_norm, [_meta(x), *rest], kwargs, torch.device("cpu"))
+
+    one = torch.randn(1, 4, 1, 1)
+    with pytest.raises(ValueError):
+        F.batch_norm(one, torch.zeros(4), torch.ones(4), training=True)
+    assert infer(one, _meta(torch.zeros(4)), _meta(torch.ones(4)), training=True) is None
+    assert infer(torch.randn(2, 3, 4), _meta(torch.zeros(4)), _meta(torch.ones(4))) is None  # channels differ
+    assert infer(torch.randn(2, 4, 4), None, None) is None  # evaluation needs statistics
+    assert infer(torch.randn(2, 4, 4).transpose(0, 2), _meta(torch.zeros(4)), _meta(torch.ones(4))) is None
+    assert meta_rules.infer("call_function", F.leaky_relu, [_meta(one), 0.1, True], {}) is None  # in place
+
+
 def test_factories_on_meta():
     out = meta_rules.infer("call_function", torch.ones, [3, 4], {"dtype": torch.bool, "device": "meta"})
     assert (out.shape, out.dtype) == ((3, 4), torch.bool)
