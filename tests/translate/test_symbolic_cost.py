@@ -5,6 +5,7 @@ but the ShapeEnv's own modules, ops whose results have int sizes propagate on me
 again, an attempt that pins a symbol stops at that op instead of translating to the end, and
 guard descriptions never format tensor values.
 """
+import operator
 import os
 import subprocess
 import sys
@@ -229,3 +230,58 @@ def test_a_pin_inside_a_callee_that_breaks_later_does_not_pin_the_caller():
         caller_translations.append(sum(tr.code_name == "_train_step" for tr in rec.report().translations))
     terra_dyn.reset()
     assert caller_translations[2:] == [0, 0, 0, 0], caller_translations
+
+
+def _counting_recompiles(monkeypatch):
+    calls = []
+    original = torch.fx.GraphModule.recompile
+
+    def recompile(self):
+        calls.append(self)
+        return original(self)
+
+    monkeypatch.setattr(torch.fx.GraphModule, "recompile", recompile)
+    return calls
+
+
+def test_a_translation_generates_the_graph_code_once(monkeypatch):
+    # the GraphModule's constructor generates its code; the interpreter backend generated it
+    # again (30-60 ms of a small decoder's translation)
+    calls = _counting_recompiles(monkeypatch)
+    terra_dyn.reset()
+
+    def fn(x, n):
+        return (x.relu() + n) * x.shape[0]
+
+    fast = terra_dyn.optimize(fn, backend="interpreter")
+    _run(fast, fn, [(torch.randn(4), 1), (torch.randn(6), 2), (torch.randn(7), 3)])
+    assert len(calls) == 2, calls  # a static and a symbolic translation, one generation each
+
+
+def test_the_interpreter_backend_regenerates_an_edited_graph(monkeypatch):
+    # a backend's pass that edits the translator's graph before handing it on: the code must
+    # follow the graph (a stale forward would compute the unedited graph)
+    from terra_dyn.backends import interpreter
+
+    def negate_output(gm, example_inputs):
+        out = next(n for n in gm.graph.nodes if n.op == "output")
+        with gm.graph.inserting_before(out):
+            neg = gm.graph.call_function(torch.neg, (out.args[0][0],))
+        out.args = ((neg,),)
+        return interpreter.compile_graph(gm, example_inputs)
+
+    terra_dyn.reset()
+    fast = terra_dyn.optimize(lambda x: x * 2, backend=negate_output)
+    x = torch.randn(5)
+    assert torch.equal(fast(x), -(x * 2))
+    # a replaced target (same nodes, same args)
+    terra_dyn.reset()
+
+    def mul_to_add(gm, example_inputs):
+        for n in gm.graph.nodes:
+            if n.op == "call_function" and n.target is operator.mul:
+                n.target = operator.add
+        return interpreter.compile_graph(gm, example_inputs)
+
+    fast = terra_dyn.optimize(lambda x: x * 2, backend=mul_to_add)
+    assert torch.equal(fast(x), x + 2)
