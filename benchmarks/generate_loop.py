@@ -5,9 +5,7 @@
 
 Each (model, system) runs in a fresh process: build the model (tests/models/corpus.py), import
 what the system's first translation imports (timed apart: sympy and torch._dynamo, which a
-ShapeEnv and torch.compile both pull in, once per process, and sympy.tensor.tensor with
-sympy.combinatorics, which sympy imports at its first sum of symbols: 0.3-0.5 s of the first
-symbolic translation), one eager warm-up generate of 2
+ShapeEnv and torch.compile both pull in, once per process), one eager warm-up generate of 2
 tokens (transformers' own first-call costs), then wrap `model.forward` and run two greedy
 generates of --tokens new tokens from a --prompt-token prompt (the corpus' positions are 64:
 a one-token prompt leaves room for 63 more). Printed per system, CPU time of the process
@@ -44,7 +42,6 @@ def one(model_name, system, logits_path, tokens, prompt):
     t0 = time.process_time()
     import sympy  # noqa: F401
     import torch._dynamo  # noqa: F401  (a ShapeEnv imports it: torch.fx.experimental.validator)
-    import sympy.tensor.tensor  # noqa: F401  (sympy's first Add.flatten imports it: 0.3-0.5 s)
     imports = time.process_time() - t0
     model, inputs = BY_NAME[model_name].build()
     ids = inputs["input_ids"][:1, :prompt]
