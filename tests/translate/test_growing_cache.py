@@ -56,14 +56,18 @@ def _step(x, cache):
     """One decoder step: per layer, the new keys into the cache, a mask made from the
     counter, scores against the whole cache."""
     q = x.reshape(1, 2, 1, 4)
-    length, offset = cache.layers[0].mask_sizes(1)
+    return _attend(q, cache, 1).sum(-1)
+
+
+def _attend(q, cache, query):
+    length, offset = cache.layers[0].mask_sizes(query)
     mask = torch.arange(length).float() * 0.01 + offset
     for layer in cache.layers:
         keys = layer.update(q * 0.5)
         scores = q @ keys.transpose(-1, -2)
         scores = scores[..., -length:] + mask
         q = q + scores.softmax(-1) @ keys[..., -length:, :]
-    return q.sum(-1)
+    return q
 
 
 def _run(window, calls=10):
@@ -114,14 +118,7 @@ def test_second_run_translates_nothing(window):
 def _prompt_step(x, cache):
     """_step for a prompt of several tokens (the first call) and one token after."""
     q = x.reshape(1, 2, -1, 4)
-    length, offset = cache.layers[0].mask_sizes(q.shape[-2])
-    mask = torch.arange(length).float() * 0.01 + offset
-    for layer in cache.layers:
-        keys = layer.update(q * 0.5)
-        scores = q @ keys.transpose(-1, -2)
-        scores = scores[..., -length:] + mask
-        q = q + scores.softmax(-1) @ keys[..., -length:, :]
-    return q[..., -1:, :].sum(-1)
+    return _attend(q, cache, q.shape[-2])[..., -1:, :].sum(-1)
 
 
 def _run_prompt(prompt, window, calls=12):

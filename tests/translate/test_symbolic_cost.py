@@ -43,10 +43,15 @@ def test_a_symbolic_translation_imports_no_compiler_modules():
         "    assert torch.equal(f(torch.ones(n, 2)), torch.ones(n, 2).sum(0) * n)\n"
         "print(sorted(m for m in ('torch._inductor.sizevars', 'torch.export._trace',\n"
         "                         'torch._functorch.aot_autograd') if m in sys.modules))\n")
+    assert _in_a_fresh_process(script) == "[]"
+
+
+def _in_a_fresh_process(script):
+    """What `script` prints, run by this interpreter in a new process."""
     env = dict(os.environ, PYTHONPATH=_REPO)
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    return out.stdout.strip()
 
 
 def test_ops_after_a_result_with_int_sizes_propagate_on_meta_tensors(monkeypatch):
@@ -295,7 +300,4 @@ def test_the_first_shape_env_imports_what_sympy_imports_lazily():
         "from terra_dyn.translate.size_exprs import shape_env\n"
         "shape_env()\n"
         "print('sympy.tensor.tensor' in sys.modules)\n")
-    env = dict(os.environ, PYTHONPATH=_REPO)
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "True"
+    assert _in_a_fresh_process(script) == "True"
