@@ -126,7 +126,9 @@ def _run_prompt(prompt, window, calls=12):
     plain_cache, cache = Cache(window), Cache(window)
     counts = []
     for i in range(calls):
-        x = torch.linspace(-1, 1, 8 * (prompt if i == 0 else 1)) * (i + 1)
+        # (1, 2, tokens, 4) as a decoder's hidden states: the prompt's length changing to 1
+        # is seen on a dim (guard_changes._like_sizes)
+        x = torch.linspace(-1, 1, 8 * (prompt if i == 0 else 1)).reshape(1, 2, -1, 4) * (i + 1)
         want = _prompt_step(x, plain_cache)
         with report.recording() as rec:
             got = fast(x, cache)
@@ -144,14 +146,13 @@ def test_window_larger_and_smaller_than_the_prompt(prompt, window):
     assert counts[:2] == [1, 1], counts
     assert sum(counts[2:]) <= 1, counts
     assert sum(counts[5:]) == 0, counts
-    if window > prompt + 12:
+    if window > prompt + 12 or window <= prompt:  # never cuts, or cuts from the first call
         assert sum(counts[2:]) == 0, counts
 
 
 @pytest.mark.xfail(strict=True, reason="known: one translation after token 2 (s25d notes): a window "
-                   "shorter than the prompt gives the keys a view of a longer base at the second call (its "
-                   "strides change once more at the third), a window that fills takes the other side of "
-                   "`is_full` and keys a view from then on")
-@pytest.mark.parametrize("prompt,window", [(6, 4), (1, 4)])
+                   "that fills during the generation takes the other side of `is_full` and keys a view "
+                   "of a longer tensor from then on (its strides change)")
+@pytest.mark.parametrize("prompt,window", [(1, 4), (3, 4)])
 def test_window_that_cuts_settles_at_the_second_call(prompt, window):
     assert sum(_run_prompt(prompt, window)[2:]) == 0
