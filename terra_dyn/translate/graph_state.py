@@ -28,6 +28,7 @@ import torch
 import torch.fx as fx
 
 from . import autocast, meta_propagation, symbolic_rules, unit_sizes
+from ..backends import interpreter
 from .errors import Unsupported
 from .guard_checks import AT_LEAST_ONE, FREE, UNCHECKED
 from .meta_propagation import PURE_PYTHON_MODULES
@@ -475,6 +476,7 @@ class GraphState:
         self.graph.eliminate_dead_code(is_impure_node=_is_impure)
         gm = fx.GraphModule(torch.nn.Module(), self.graph)
         gm.graph.lint()
+        interpreter.code_is_fresh(gm)  # its code generated once, not again by the interpreter backend
         return gm
 
     def example_inputs(self):

@@ -108,6 +108,10 @@ def shape_env():
     their own source expressions; the location is never read."""
     global _SHAPE_ENV
     if _SHAPE_ENV is None:
+        # sympy imports sympy.tensor.tensor (and sympy.combinatorics) at its first sum of
+        # symbols; made there, deep in the first symbolic translation of a process, that
+        # import cost 250-450 ms of gemma2's (its cost alone: 40-60 ms). Made here, at once.
+        import sympy.tensor.tensor  # noqa: F401
         from torch.fx.experimental.symbolic_shapes import ShapeEnv, SLoc
 
         class QuietShapeEnv(ShapeEnv):

@@ -5,6 +5,7 @@ but the ShapeEnv's own modules, ops whose results have int sizes propagate on me
 again, an attempt that pins a symbol stops at that op instead of translating to the end, and
 guard descriptions never format tensor values.
 """
+import operator
 import os
 import subprocess
 import sys
@@ -42,10 +43,15 @@ def test_a_symbolic_translation_imports_no_compiler_modules():
         "    assert torch.equal(f(torch.ones(n, 2)), torch.ones(n, 2).sum(0) * n)\n"
         "print(sorted(m for m in ('torch._inductor.sizevars', 'torch.export._trace',\n"
         "                         'torch._functorch.aot_autograd') if m in sys.modules))\n")
+    assert _in_a_fresh_process(script) == "[]"
+
+
+def _in_a_fresh_process(script):
+    """What `script` prints, run by this interpreter in a new process."""
     env = dict(os.environ, PYTHONPATH=_REPO)
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    return out.stdout.strip()
 
 
 def test_ops_after_a_result_with_int_sizes_propagate_on_meta_tensors(monkeypatch):
@@ -229,3 +235,69 @@ def test_a_pin_inside_a_callee_that_breaks_later_does_not_pin_the_caller():
         caller_translations.append(sum(tr.code_name == "_train_step" for tr in rec.report().translations))
     terra_dyn.reset()
     assert caller_translations[2:] == [0, 0, 0, 0], caller_translations
+
+
+def _counting_recompiles(monkeypatch):
+    calls = []
+    original = torch.fx.GraphModule.recompile
+
+    def recompile(self):
+        calls.append(self)
+        return original(self)
+
+    monkeypatch.setattr(torch.fx.GraphModule, "recompile", recompile)
+    return calls
+
+
+def test_a_translation_generates_the_graph_code_once(monkeypatch):
+    # the GraphModule's constructor generates its code; the interpreter backend generated it
+    # again (30-60 ms of a small decoder's translation)
+    calls = _counting_recompiles(monkeypatch)
+    terra_dyn.reset()
+
+    def fn(x, n):
+        return (x.relu() + n) * x.shape[0]
+
+    fast = terra_dyn.optimize(fn, backend="interpreter")
+    _run(fast, fn, [(torch.randn(4), 1), (torch.randn(6), 2), (torch.randn(7), 3)])
+    assert len(calls) == 2, calls  # a static and a symbolic translation, one generation each
+
+
+def test_the_interpreter_backend_regenerates_an_edited_graph(monkeypatch):
+    # a backend's pass that edits the translator's graph before handing it on: the code must
+    # follow the graph (a stale forward would compute the unedited graph)
+    from terra_dyn.backends import interpreter
+
+    def negate_output(gm, example_inputs):
+        out = next(n for n in gm.graph.nodes if n.op == "output")
+        with gm.graph.inserting_before(out):
+            neg = gm.graph.call_function(torch.neg, (out.args[0][0],))
+        out.args = ((neg,),)
+        return interpreter.compile_graph(gm, example_inputs)
+
+    terra_dyn.reset()
+    fast = terra_dyn.optimize(lambda x: x * 2, backend=negate_output)
+    x = torch.randn(5)
+    assert torch.equal(fast(x), -(x * 2))
+    # a replaced target (same nodes, same args)
+    terra_dyn.reset()
+
+    def mul_to_add(gm, example_inputs):
+        for n in gm.graph.nodes:
+            if n.op == "call_function" and n.target is operator.mul:
+                n.target = operator.add
+        return interpreter.compile_graph(gm, example_inputs)
+
+    fast = terra_dyn.optimize(lambda x: x * 2, backend=mul_to_add)
+    assert torch.equal(fast(x), x + 2)
+
+
+def test_the_first_shape_env_imports_what_sympy_imports_lazily():
+    # sympy imports sympy.tensor.tensor at its first sum of symbols; made deep in the first
+    # symbolic translation of a process it cost 250-450 ms of gemma2's (40-60 ms alone)
+    script = (
+        "import sys, torch, sympy, terra_dyn\n"
+        "from terra_dyn.translate.size_exprs import shape_env\n"
+        "shape_env()\n"
+        "print('sympy.tensor.tensor' in sys.modules)\n")
+    assert _in_a_fresh_process(script) == "True"
