@@ -487,6 +487,8 @@ PyModuleDef module_def = {
 
 }  // namespace
 
+int kernel_call_register(PyObject *module);  /* kernel_call.cpp */
+
 PyMODINIT_FUNC PyInit__tensor_check(void) {
     PyObject *torch = PyImport_ImportModule("torch");
     if (torch == nullptr) return nullptr;
@@ -506,6 +508,10 @@ PyMODINIT_FUNC PyInit__tensor_check(void) {
     LayoutCheck_Type.tp_clear = layout_clear;
     LayoutCheck_Type.tp_dealloc = layout_dealloc;
     if (PyType_Ready(&LayoutCheck_Type) < 0 || PyModule_AddObjectRef(m, "LayoutCheck", (PyObject *)&LayoutCheck_Type) < 0) {
+        Py_DECREF(m);
+        return nullptr;
+    }
+    if (kernel_call_register(m) < 0) {
         Py_DECREF(m);
         return nullptr;
     }

@@ -38,7 +38,7 @@ from ..fusion.joint import Trial
 from . import codegen, fast_calls, templates
 from .column import XBLOCK, is_column
 from .compiler import CompileError, PendingBuild, library_cache
-from .kernel import CpuKernel
+from .kernel import CpuKernel, packed_entry
 
 
 def _size_and_blocker(group: FusionGroup) -> str:
@@ -238,7 +238,7 @@ class Program:
     def _build(self, sources, asynchronous=False):
         if not sources:
             return None
-        text = "\n".join(s.text for s in sources)
+        text = "\n".join(s.text + packed_entry(s) for s in sources)
         if config.print_kernels:
             print(f"// terra_dyn cpu kernels\n{text}", file=sys.stderr)
         hint = sources[0].name if len(sources) == 1 else f"graph_{len(sources)}_kernels"
@@ -374,6 +374,15 @@ class CpuCompiledGraph(FusedGraph):
         has one yet to switch to them (its next call rewrites its graph: not a call to time)."""
         return not any(isinstance(p, Program) and p.pending is not None and (switched or not p.pending.done())
                        for p in self.programs.values())
+
+    def settled(self):
+        """(exact guard, run function) of the signature called last, once that function is
+        final (no kernels building): a caller that passes that signature only may check the
+        guard and call it directly (JointProgram's halves); None before."""
+        last = self.last
+        if last is None or not self.kernels_ready():
+            return None
+        return last[0], last[1]
 
     def joint_trial(self):
         if not self.measures:

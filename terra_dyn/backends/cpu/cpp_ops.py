@@ -34,6 +34,8 @@ typedef __UINT32_TYPE__ uint32_t;
 #define NAN __builtin_nanf("")
 #define INFINITY __builtin_inff()
 namespace td {
+// a kernel's `<name>_packed(pointers, nthreads)` entry (kernel.py) passes each void* on typed
+struct AnyPtr { void* v; template <class T> operator T*() const { return (T*)v; } };
 static inline float fmod(float a, float b) { return __builtin_fmodf(a, b); }
 static inline double fmod(double a, double b) { return __builtin_fmod(a, b); }
 static inline float floor(float a) { return __builtin_floorf(a); }

@@ -18,17 +18,40 @@ line, no loops or lists), which the compiled graph calls directly (`kernel.call`
 
 Measured (benchmarks/cpu_call_overhead.py): the generic version with loops and lists cost
 about 3 us of Python per call besides the allocation and the ctypes call; the generated one
-about 1 us (docs/CPU_BACKEND.md). The kernel was generated for exact input strides; inputs
+about 1 us (docs/CPU_BACKEND.md). Where the C++ module terra_dyn._tensor_check is built,
+`call` is its KernelCall instead (csrc/kernel_call.cpp): the same steps in C++, reading data
+pointers from the TensorImpl and allocating with at::detail::empty_strided_cpu, calling the
+module's `<name>_packed(pointers, nthreads)` entry; it hands any call it cannot read exactly
+so (a tensor subclass, keyword arguments) to the Python function (`python_call`), which
+stays the path without that module or with `C_CALL = False`. The kernel was generated for exact input strides; inputs
 produced by ATen steps (whose strides the lowering only predicted) are checked, and a
 mismatch or a nonzero return (an integer division by zero) runs the group through
 `aten_fallback`, eager's own ops, which return the same values or raise eager's error.
 """
 import ctypes
+import functools
 
 import torch
 
 from ... import own_builtins
 from .codegen import KernelSource
+
+C_CALL = True  # KernelCall where terra_dyn._tensor_check has it (tests compare both paths)
+
+
+def packed_entry(source: KernelSource) -> str:
+    """The `<name>_packed(pointers, nthreads)` entry KernelCall calls (one per kernel)."""
+    pointers = ", ".join(f"td::AnyPtr{{p[{i}]}}" for i in range(len(source.inputs) + len(source.outputs)))
+    return (f'extern "C" int {source.name}_packed(void* const* p, int64_t t) '
+            f'{{ return {source.name}({pointers}, t); }}\n')
+
+
+def _kernel_call_type():
+    try:
+        from ... import _tensor_check
+    except ImportError:
+        return None
+    return getattr(_tensor_check, "KernelCall", None)
 
 
 class CpuKernel:
@@ -43,7 +66,29 @@ class CpuKernel:
         fn.argtypes = [ctypes.c_void_p] * (len(source.inputs) + len(source.outputs)) + [ctypes.c_int64]
         self.fn = fn
         self.checked = list(checked)
-        self.call = self._generate()
+        self.python_call = self._generate()
+        self.call = self._c_call(library) or self.python_call
+
+    def _c_call(self, library):
+        """KernelCall for this kernel, or None (no C++ module, no packed entry, C_CALL off)."""
+        kernel_call = _kernel_call_type() if C_CALL else None
+        entry = getattr(library, f"{self.source.name}_packed", None) if kernel_call else None
+        if entry is None:
+            return None
+        source = self.source
+        outputs = [(tuple(lay.shape), tuple(lay.stride), lay.dtype) for lay in source.output_layouts]
+        checks = [(i, tuple(source.input_layouts[i].stride), functools.partial(self._strides_differ, i))
+                  for i in self.checked]
+        returns = None
+        if source.returns:  # "(out0, None, out1)": output indices, -1 for None
+            items = [r.strip() for r in source.returns.strip("()").split(",") if r.strip()]
+            if len(items) < 2:
+                return None  # "(out0)" is not a tuple: the Python function returns it
+            returns = [-1 if r == "None" else int(r[len("out"):]) for r in items]
+        call = kernel_call(ctypes.cast(entry, ctypes.c_void_p).value, len(source.inputs), outputs, checks, returns,
+                           self.python_call, self.aten_fallback)
+        call.__name__, call.__module__ = source.name, __name__
+        return call
 
     def __repr__(self):
         return f"CpuKernel({self.source.name})"

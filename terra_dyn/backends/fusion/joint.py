@@ -67,6 +67,15 @@ class _JointFunction(torch.autograd.Function):
 # with no functorch transform active and plain tensors only, the C apply is the same call
 # (a few us less per training call: docs/CPU_BACKEND.md, session 15)
 _c_apply = super(torch.autograd.Function, _JointFunction).apply
+
+
+def _backward_apply(ctx, *grads):
+    # BackwardCFunction.apply (what the engine calls) looks up backward/vjp and a boxed-grads
+    # flag on every call: _JointFunction defines backward only, unboxed
+    return _JointFunction.backward(ctx, *grads)
+
+
+_JointFunction._backward_cls.apply = _backward_apply
 _PLAIN_TENSORS = (torch.Tensor, torch.nn.Parameter)
 
 
@@ -184,6 +193,7 @@ class JointProgram:
         self.compile_backward = compile_backward
         self.forward = compile_forward(self.forward_gm, args)
         self.backward = None  # compiled at the first backward, on its real inputs
+        self._fast = [None, None]  # (guard, run) of each half once settled (_call_half)
 
     def __repr__(self):
         return (f"JointProgram(differentiable inputs {self.diff}, saves {len(self.saved_nodes)} values, "
@@ -280,7 +290,7 @@ class JointProgram:
             turn += [leaves, outs]
             turn[1] += self.trial.clock() - start
             return [o.detach() for o in outs], []
-        results = self.forward(*args)
+        results = self._call_half(0, self.forward, args)
         if turn is not None:
             turn[1] += self.trial.clock() - start
         count = len(results) - len(self.saved_nodes)
@@ -316,11 +326,25 @@ class JointProgram:
         try:
             if self.backward is None:
                 self.backward = self.compile_backward(self.backward_gm, inputs)
-            return self._per_input(len(args), self.backward(*inputs))
+            return self._per_input(len(args), self._call_half(1, self.backward, inputs))
         except Exception:
             if config.strict:
                 raise
             return self._eager_backward(args, grads, create_graph=False)  # same math, ATen ops
+
+    def _call_half(self, which, half, inputs):
+        """half(*inputs), through the half's settled run function behind its exact guard once
+        it has one (half.settled(): skips the compiled graph's __call__ layers)."""
+        fast = self._fast[which]
+        if fast is not None and not torch.is_grad_enabled() and fast[0].check(*inputs):
+            try:
+                return fast[1](*inputs)
+            except Exception:  # noqa: BLE001 (the half's own path: its eager fallback and note)
+                self._fast[which] = None
+        result = half(*inputs)
+        settled = getattr(half, "settled", None)
+        self._fast[which] = settled() if settled is not None else None
+        return result
 
     def _eager_backward(self, args, grads, create_graph):
         """Gradients by eager autograd through gm, run again on the saved inputs."""

@@ -271,3 +271,26 @@ def test_no_op_views_dropped_without_changing_results_or_aliasing_inputs(fn):
     got = compiled(x)
     assert_same(got, fn(x))
     assert got is not x  # an output that was a view of an input stays a new tensor object
+
+
+def test_settled_halves_run_behind_their_exact_guards_and_equal_eager():
+    # JointProgram._call_half: once a half's kernels are built it is called through its
+    # settled run function (no compiled graph's __call__ layers); a new signature (another
+    # batch) takes the half's own path again, and both keep eager's values and gradients
+    args = (torch.randn(16, 32), torch.randn(64, 32) * 0.2, torch.randn(64), torch.randn(8, 64) * 0.2,
+            torch.randn(8), torch.rand(64) + 0.5, torch.randn(64))
+    compiled = check_training(mlp, *args, grad=[False] + [True] * 6, calls=3)
+    (program,) = joint_programs(compiled)
+    assert all(fast is not None for fast in program._fast), program._fast
+    calls = []
+    for which in (0, 1):
+        guard, run = program._fast[which]
+        program._fast[which] = (guard, lambda *a, run=run, which=which: calls.append(which) or run(*a))
+    ours, theirs = leaves(*args, grad=[False] + [True] * 6), leaves(*args, grad=[False] + [True] * 6)
+    seed = [torch.randn(())]
+    assert_same(run_and_grads(compiled, ours, seed), run_and_grads(mlp, theirs, seed), **TOL)
+    assert calls == [0, 1], calls
+    small = [a[:4] if i == 0 else a for i, a in enumerate(args)]  # another signature of the same graph
+    ours, theirs = leaves(*small, grad=[False] + [True] * 6), leaves(*small, grad=[False] + [True] * 6)
+    seed = [torch.randn(())]
+    assert_same(run_and_grads(compiled, ours, seed), run_and_grads(mlp, theirs, seed), **TOL)

@@ -1,0 +1,262 @@
+/* terra_dyn._tensor_check.KernelCall: the calling function of one generated CPU kernel
+ * (terra_dyn/backends/cpu/kernel.py), in C++.
+ *
+ *   call = KernelCall(address, n_inputs, outputs, checks, returns, slow, fallback)
+ *   out0, out1 = call(x, w)
+ *
+ * address: the module's `<kernel>_packed(void *const *pointers, int64_t nthreads)` entry
+ * (cpu_ops.PRELUDE's AnyPtr unpacks the pointers into the kernel's typed arguments).
+ * outputs: ((sizes, strides, dtype), ...) of the fresh output tensors; checks: ((index,
+ * strides, on_mismatch), ...) for inputs whose strides the lowering only predicted;
+ * returns: None (one output: it; several: a list) or a tuple of output indices, -1 for
+ * None (a template's masked outputs). A call reads each input's data pointer from its
+ * TensorImpl, allocates the outputs with at::detail::empty_strided_cpu (what
+ * torch.empty_strided runs on CPU, without the Python binding and the dispatcher), calls
+ * the kernel with the GIL released and at::get_num_threads(), and wraps the outputs:
+ * the work of the Python calling function (`slow`) without its ctypes call and its
+ * torch.empty_strided calls (~2-4 us at 1K elements, docs/CPU_BACKEND.md).
+ *
+ * Exactness: anything this path does not read as the Python path would goes to `slow`
+ * with the same arguments: keyword arguments, another count, an input that is not
+ * exactly torch.Tensor / Parameter (a subclass's data_ptr may differ), not a strided CPU
+ * tensor, or whose data pointer cannot be read (C++ exceptions before the kernel runs).
+ * A checked input with other strides calls its on_mismatch(*inputs); a nonzero return
+ * (an integer division by zero) calls fallback(*inputs) (eager's ops raise eager's error).
+ */
+#include <Python.h>
+
+#include <ATen/EmptyTensor.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/python_variable.h>
+#include <torch/csrc/Dtype.h>
+
+#include <exception>
+#include <vector>
+
+namespace {
+
+constexpr int kMaxPointers = 64;
+typedef int (*PackedKernel)(void *const *, int64_t);
+
+struct Output {
+    std::vector<int64_t> sizes, strides;
+    c10::ScalarType dtype;
+};
+
+struct Check {
+    Py_ssize_t index;
+    std::vector<int64_t> strides;
+    PyObject *on_mismatch;  /* owned */
+};
+
+struct Spec {
+    PackedKernel fn;
+    Py_ssize_t n_inputs;
+    std::vector<Output> outputs;
+    std::vector<Check> checks;
+    std::vector<int> returns;  /* empty: the default structure */
+    bool has_returns = false;
+};
+
+struct KernelCall {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    Spec *spec;
+    PyObject *slow, *fallback;  /* owned */
+    PyObject *dict;             /* __name__ / __module__ (an FX graph's call_function target) */
+};
+
+bool int_list(PyObject *obj, std::vector<int64_t> &out) {
+    PyObject *seq = PySequence_Fast(obj, "KernelCall: expected a sequence of ints");
+    if (seq == nullptr) return false;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    out.resize(n);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        out[i] = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, i));
+        if (out[i] == -1 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            return false;
+        }
+    }
+    Py_DECREF(seq);
+    return true;
+}
+
+PyObject *call_with(PyObject *fn, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    return PyObject_Vectorcall(fn, args, nargs, kwnames);
+}
+
+PyObject *kernel_call(PyObject *self_, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    auto *self = (KernelCall *)self_;
+    const Spec &s = *self->spec;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (kwnames != nullptr || nargs != s.n_inputs) return call_with(self->slow, args, nargs, kwnames);
+    void *pointers[kMaxPointers];
+    std::vector<at::TensorBase> outs;
+    try {
+        for (Py_ssize_t i = 0; i < nargs; i++) {
+            if (!THPVariable_CheckExact(args[i])) return call_with(self->slow, args, nargs, nullptr);
+            const at::Tensor &t = THPVariable_Unpack(args[i]);
+            if (!t.is_cpu() || t.layout() != c10::kStrided) return call_with(self->slow, args, nargs, nullptr);
+            pointers[i] = t.data_ptr();
+        }
+        for (const Check &c : s.checks) {
+            if (THPVariable_Unpack(args[c.index]).strides() != c10::IntArrayRef(c.strides))
+                return call_with(c.on_mismatch, args, nargs, nullptr);
+        }
+        outs.reserve(s.outputs.size());
+        for (size_t j = 0; j < s.outputs.size(); j++) {
+            const Output &o = s.outputs[j];
+            outs.push_back(at::detail::empty_strided_cpu(o.sizes, o.strides, o.dtype));
+            pointers[nargs + j] = outs.back().data_ptr();
+        }
+    } catch (const std::exception &) {
+        return call_with(self->slow, args, nargs, nullptr);  /* it raises torch's own error, if any */
+    }
+    int64_t threads = at::get_num_threads();
+    PyThreadState *state = PyEval_SaveThread();
+    int rc = s.fn(pointers, threads);
+    PyEval_RestoreThread(state);
+    if (rc != 0) return call_with(self->fallback, args, nargs, nullptr);
+    if (!s.has_returns && outs.size() == 1) return THPVariable_Wrap(std::move(outs[0]));
+    Py_ssize_t n = s.has_returns ? (Py_ssize_t)s.returns.size() : (Py_ssize_t)outs.size();
+    PyObject *result = s.has_returns ? PyTuple_New(n) : PyList_New(n);
+    if (result == nullptr) return nullptr;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int which = s.has_returns ? s.returns[i] : (int)i;
+        PyObject *item = which < 0 ? Py_NewRef(Py_None) : THPVariable_Wrap(std::move(outs[which]));
+        if (item == nullptr) {
+            Py_DECREF(result);
+            return nullptr;
+        }
+        if (s.has_returns)
+            PyTuple_SET_ITEM(result, i, item);
+        else
+            PyList_SET_ITEM(result, i, item);
+    }
+    return result;
+}
+
+bool parse(PyObject *address, Py_ssize_t n_inputs, PyObject *outputs, PyObject *checks, PyObject *returns,
+           Spec &spec) {
+    spec.fn = (PackedKernel)PyLong_AsVoidPtr(address);
+    spec.n_inputs = n_inputs;
+    if (PyErr_Occurred()) return false;
+    PyObject *seq = PySequence_Fast(outputs, "KernelCall: outputs must be a sequence");
+    if (seq == nullptr) return false;
+    bool ok = true;
+    for (Py_ssize_t j = 0; ok && j < PySequence_Fast_GET_SIZE(seq); j++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, j);
+        Output o;
+        ok = PyTuple_Check(item) && PyTuple_GET_SIZE(item) == 3 && THPDtype_Check(PyTuple_GET_ITEM(item, 2)) &&
+             int_list(PyTuple_GET_ITEM(item, 0), o.sizes) && int_list(PyTuple_GET_ITEM(item, 1), o.strides);
+        if (ok) {
+            o.dtype = ((THPDtype *)PyTuple_GET_ITEM(item, 2))->scalar_type;
+            spec.outputs.push_back(std::move(o));
+        }
+    }
+    Py_DECREF(seq);
+    if (!ok || (seq = PySequence_Fast(checks, "KernelCall: checks must be a sequence")) == nullptr) return false;
+    for (Py_ssize_t j = 0; ok && j < PySequence_Fast_GET_SIZE(seq); j++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, j);
+        Check c{0, {}, nullptr};
+        ok = PyTuple_Check(item) && PyTuple_GET_SIZE(item) == 3 &&
+             (c.index = PyLong_AsSsize_t(PyTuple_GET_ITEM(item, 0))) >= 0 && c.index < n_inputs &&
+             int_list(PyTuple_GET_ITEM(item, 1), c.strides);
+        if (ok) {
+            c.on_mismatch = Py_NewRef(PyTuple_GET_ITEM(item, 2));
+            spec.checks.push_back(std::move(c));
+        }
+    }
+    Py_DECREF(seq);
+    if (!ok) return false;
+    if (returns != Py_None) {
+        std::vector<int64_t> indices;
+        if (!int_list(returns, indices)) return false;
+        for (int64_t i : indices) {
+            if (i >= (int64_t)spec.outputs.size()) return false;
+            spec.returns.push_back((int)i);
+        }
+        spec.has_returns = true;
+    }
+    return n_inputs >= 0 && n_inputs + (Py_ssize_t)spec.outputs.size() <= kMaxPointers;
+}
+
+void release(Spec *spec) {
+    if (spec == nullptr) return;
+    for (Check &c : spec->checks) Py_XDECREF(c.on_mismatch);
+    delete spec;
+}
+
+PyObject *kernel_call_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    PyObject *address, *outputs, *checks, *returns, *slow, *fallback;
+    Py_ssize_t n_inputs;
+    static const char *names[] = {"address", "n_inputs", "outputs", "checks", "returns", "slow", "fallback", nullptr};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OnOOOOO:KernelCall", (char **)names, &address, &n_inputs,
+                                     &outputs, &checks, &returns, &slow, &fallback))
+        return nullptr;
+    Spec *spec = new Spec();
+    if (!parse(address, n_inputs, outputs, checks, returns, *spec) || spec->fn == nullptr) {
+        release(spec);
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "KernelCall: bad outputs, checks or returns");
+        return nullptr;
+    }
+    auto *self = (KernelCall *)type->tp_alloc(type, 0);
+    if (self == nullptr) {
+        release(spec);
+        return nullptr;
+    }
+    self->vectorcall = kernel_call;
+    self->spec = spec;
+    self->slow = Py_NewRef(slow);
+    self->fallback = Py_NewRef(fallback);
+    return (PyObject *)self;
+}
+
+int kernel_call_traverse(PyObject *self_, visitproc visit, void *arg) {
+    auto *self = (KernelCall *)self_;
+    Py_VISIT(self->slow);
+    Py_VISIT(self->fallback);
+    Py_VISIT(self->dict);
+    if (self->spec != nullptr)
+        for (const Check &c : self->spec->checks) Py_VISIT(c.on_mismatch);
+    return 0;
+}
+
+int kernel_call_clear(PyObject *self_) {
+    auto *self = (KernelCall *)self_;
+    Py_CLEAR(self->slow);
+    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->dict);
+    Spec *spec = self->spec;
+    self->spec = nullptr;
+    release(spec);
+    return 0;
+}
+
+void kernel_call_dealloc(PyObject *self) {
+    PyObject_GC_UnTrack(self);
+    kernel_call_clear(self);
+    Py_TYPE(self)->tp_free(self);
+}
+
+PyTypeObject KernelCall_Type = {PyVarObject_HEAD_INIT(nullptr, 0)};
+
+}  // namespace
+
+/* Called by PyInit__tensor_check: adds KernelCall to the module. */
+int kernel_call_register(PyObject *module) {
+    KernelCall_Type.tp_name = "terra_dyn._tensor_check.KernelCall";
+    KernelCall_Type.tp_basicsize = sizeof(KernelCall);
+    KernelCall_Type.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL;
+    KernelCall_Type.tp_doc = "KernelCall(address, n_inputs, outputs, checks, returns, slow, fallback)(*inputs)";
+    KernelCall_Type.tp_new = kernel_call_new;
+    KernelCall_Type.tp_call = PyVectorcall_Call;
+    KernelCall_Type.tp_vectorcall_offset = offsetof(KernelCall, vectorcall);
+    KernelCall_Type.tp_traverse = kernel_call_traverse;
+    KernelCall_Type.tp_clear = kernel_call_clear;
+    KernelCall_Type.tp_dealloc = kernel_call_dealloc;
+    KernelCall_Type.tp_dictoffset = offsetof(KernelCall, dict);
+    if (PyType_Ready(&KernelCall_Type) < 0) return -1;
+    return PyModule_AddObjectRef(module, "KernelCall", (PyObject *)&KernelCall_Type);
+}
