@@ -151,10 +151,14 @@ static PyObject *find_entry(CodeExtra *extra, _PyInterpreterFrame *frame) {
     Py_INCREF(entries);  /* a guard's fallback may call reset() */
     PyObject *found = NULL;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(entries) && found == NULL; i++) {
-        CacheEntry *e = (CacheEntry *)PyList_GET_ITEM(entries, i);
+        CacheEntry *e = (CacheEntry *)Py_NewRef(PyList_GET_ITEM(entries, i));  /* held: see above */
         int ok = guard_check(e->guard, frame->localsplus, nargs);
-        if (ok < 0) break;
-        if (ok) found = Py_NewRef(e);
+        if (ok == 1) {
+            found = (PyObject *)e;
+        } else {
+            Py_DECREF(e);
+            if (ok < 0) break;
+        }
     }
     Py_DECREF(entries);
     return found;

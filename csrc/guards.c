@@ -273,8 +273,7 @@ static void note_unbatched(Guard *g) {
     g->n_rest = n;
 }
 
-int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs) {
-    Guard *g = (Guard *)guard;
+static int guard_check_held(Guard *g, PyObject *const *args, Py_ssize_t nargs) {
     /* the batch holds: only the checks it does not cover (a batch that holds is the one
        note_unbatched described: every build is followed by it, below) */
     if (g->batch != NULL && g->n_rest >= 0 && snapshot_batch_check(g->batch)) {
@@ -303,6 +302,15 @@ int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs) {
         snapshot_batch_build(g->batch);
         note_unbatched(g);
     }
+    return ok;
+}
+
+/* The Guard is held while it checks: a user __eq__, a call_id's function or the fallback
+   may drop the cache entry that owns it (reset(), a recompile), and the checks read it after. */
+int guard_check(PyObject *guard, PyObject *const *args, Py_ssize_t nargs) {
+    Py_INCREF(guard);
+    int ok = guard_check_held((Guard *)guard, args, nargs);
+    Py_DECREF(guard);
     return ok;
 }
 

@@ -170,26 +170,41 @@ PathTree *path_tree_new(PyObject *roots) {
 
 /* ---- checking ---- */
 
-/* list(v.keys()) == list(want): a plain dict's own order; anything else through its keys(). */
+/* key is want: the same type and equal (a key == "a" of another type is another key to
+   the code that read it: guard_checks.keys_are, the Python reading). 1 / 0 / -1. */
+static int key_is(PyObject *key, PyObject *want) {
+    if (key == want) return 1;
+    if (Py_TYPE(key) != Py_TYPE(want)) return 0;
+    Py_INCREF(key);  /* its __eq__ may drop it from the dict */
+    int eq = PyObject_RichCompareBool(key, want, Py_EQ);
+    Py_DECREF(key);
+    return eq;
+}
+
+/* The keys of v are want's, in order: a plain dict's own order; anything else through its
+   keys(). A key's __eq__ may change v: its size is read again after each comparison. */
 static int keys_are(PyObject *v, PyObject *want) {
     Py_ssize_t n = PyTuple_GET_SIZE(want);
     if (PyDict_CheckExact(v)) {
         if (PyDict_GET_SIZE(v) != n) return 0;
         Py_ssize_t pos = 0, i = 0;
         PyObject *key, *value;
-        while (PyDict_Next(v, &pos, &key, &value)) {
-            int eq = PyObject_RichCompareBool(key, PyTuple_GET_ITEM(want, i++), Py_EQ);
+        while (i < n && PyDict_Next(v, &pos, &key, &value)) {
+            int eq = key_is(key, PyTuple_GET_ITEM(want, i++));
             if (eq != 1) return eq;
+            if (PyDict_GET_SIZE(v) != n) return 0;
         }
-        return 1;
+        return i == n;
     }
     PyObject *keys = PyObject_CallMethodNoArgs(v, s_keys);
     PyObject *list = keys ? PySequence_List(keys) : NULL;
     Py_XDECREF(keys);
     if (list == NULL) return -1;
-    PyObject *expected = PySequence_List(want);
-    int ok = expected ? PyObject_RichCompareBool(list, expected, Py_EQ) : -1;
-    Py_XDECREF(expected);
+    int ok = PyList_GET_SIZE(list) == n;
+    for (Py_ssize_t i = 0; ok == 1 && i < n && i < PyList_GET_SIZE(list); i++) {
+        ok = key_is(PyList_GET_ITEM(list, i), PyTuple_GET_ITEM(want, i));
+        if (ok == 1 && PyList_GET_SIZE(list) != n) ok = 0;
+    }
     Py_DECREF(list);
     return ok;
 }

@@ -25,7 +25,7 @@ static inline PyObject *instance_dict(PyObject *obj) {
 
 typedef struct {
     PyObject *container;  /* the table (a dict or tuple) read then; NULL: the instance dict */
-    uint64_t tag;         /* 3.11: its version tag then */
+    uint64_t tag;         /* a dict's dict_write_tag when read in full (3.11: its version tag) */
     int order_live;       /* an OrderedDict whose key order is a fact */
 } TableMemo;
 
@@ -87,6 +87,22 @@ static inline int is_fixed_value(PyObject *v) {
    raises. */
 int split_read_record(SnapshotMemo *m, PyObject *dict);
 int split_read_holds(const SplitRead *r, PyObject *dict);
+
+/* 3.13: a split instance dict's values held while user code may run during a check (a
+   store through the object's inline values gives the dict no new tag and no event);
+   split_keys.c. take: 0, or -1 out of memory; same: 1 the dict holds those very values
+   (held, so none was freed and another put at its address); on 3.11 / 3.12 and for a
+   dict that is not split, take records nothing and same answers 1 (its tag tells). */
+typedef struct {
+    int taken;
+    const void *keys, *values;
+    Py_ssize_t n;
+    PyObject **held;
+} SplitValues;
+
+int split_values_take(SplitValues *s, PyObject *dict);
+int split_values_same(const SplitValues *s, PyObject *dict);
+void split_values_release(SplitValues *s);
 
 #if PY_VERSION_HEX >= 0x030C0000
 extern uint64_t snapshot_dict_epoch;  /* bumped on every event of a dict snapshot.c watches */

@@ -129,7 +129,56 @@ int split_read_holds(const SplitRead *r, PyObject *dict) {
     return 1;
 }
 
+int split_values_take(SplitValues *s, PyObject *dict) {
+    PyDictObject *d = (PyDictObject *)dict;
+    s->taken = 1;
+    s->keys = s->values = NULL;
+    s->n = 0;
+    s->held = NULL;
+    if (d->ma_values == NULL) return 0;
+    Py_ssize_t n = d->ma_keys->dk_nentries;
+    if (n > d->ma_values->capacity) n = d->ma_values->capacity;  /* keys grown by another instance */
+    if (n > 0 && (s->held = PyMem_Malloc(n * sizeof(PyObject *))) == NULL) return -1;
+    for (Py_ssize_t i = 0; i < n; i++) s->held[i] = Py_XNewRef(d->ma_values->values[i]);
+    s->keys = d->ma_keys;
+    s->values = d->ma_values;
+    s->n = n;
+    return 0;
+}
+
+int split_values_same(const SplitValues *s, PyObject *dict) {
+    PyDictObject *d = (PyDictObject *)dict;
+    if (!s->taken || s->values == NULL) return 1;  /* not split then: never split again, its tag tells */
+    if ((const void *)d->ma_values != s->values || (const void *)d->ma_keys != s->keys) return 0;
+    Py_ssize_t n = d->ma_keys->dk_nentries;
+    if ((n > d->ma_values->capacity ? d->ma_values->capacity : n) != s->n) return 0;
+    for (Py_ssize_t i = 0; i < s->n; i++) {
+        if (d->ma_values->values[i] != s->held[i]) return 0;
+    }
+    return 1;
+}
+
+void split_values_release(SplitValues *s) {
+    if (!s->taken) return;
+    PyObject **held = s->held;
+    Py_ssize_t n = s->n;
+    s->held = NULL;
+    s->n = 0;
+    s->taken = 0;
+    for (Py_ssize_t i = 0; i < n; i++) Py_XDECREF(held[i]);  /* may run a finalizer: read nothing after */
+    PyMem_Free(held);
+}
+
 #else  /* 3.11, 3.12: instance dicts tell their writes (a tag, a watcher event) */
+int split_values_take(SplitValues *s, PyObject *dict) {
+    s->taken = 1;
+    return 0;
+}
+
+int split_values_same(const SplitValues *s, PyObject *dict) { return 1; }
+
+void split_values_release(SplitValues *s) { s->taken = 0; }
+
 int split_read_record(SnapshotMemo *m, PyObject *dict) {
     m->split.keys = NULL;
     return 0;

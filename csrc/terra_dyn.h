@@ -63,6 +63,20 @@ static inline uint64_t dict_version_tag(PyObject *dict) {
 #endif
 }
 
+/* The part of a dict's tag that only writes change: from 3.12 its low bits hold which
+   watchers watch it (PyDict_Watch sets them), 3.13 adds a count of watched mutations
+   (pycore_dict.h: DICT_MAX_WATCHERS 8, DICT_WATCHED_MUTATION_BITS 4); every write gives
+   a new tag above them. */
+static inline uint64_t dict_write_tag(PyObject *dict) {
+#if PY_VERSION_HEX >= 0x030D0000
+    return dict_version_tag(dict) >> 12;
+#elif PY_VERSION_HEX >= 0x030C0000
+    return dict_version_tag(dict) >> 8;
+#else
+    return dict_version_tag(dict);
+#endif
+}
+
 /* ---- cache.c ---- */
 typedef struct {
     PyObject_HEAD

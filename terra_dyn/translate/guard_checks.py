@@ -246,6 +246,14 @@ _HOOK_TABLES = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_bac
                 "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called")
 
 
+def keys_are(d, keys):
+    """list(d.keys()) == keys, each key of the very type of the one read: a key that is
+    == "a" but of another type is another key to the code that read it (csrc/path_check.c
+    key_is reads the same)."""
+    now = list(d.keys())
+    return len(now) == len(keys) and all(a is b or (type(a) is type(b) and a == b) for a, b in zip(now, keys))
+
+
 def hook_keys(module):
     """The keys of each of a module's hook tables; () when it has none (the common case)."""
     tables = [getattr(module, t, None) for t in _HOOK_TABLES]

@@ -148,7 +148,7 @@ class Snapshot:
                 return label, "type", t.type, type(container)
             if t.keys is not None:
                 now = len(container) if t.type is tuple else tuple(container)
-                if now != t.keys:
+                if now != t.keys or (t.type is not tuple and tuple(map(type, now)) != tuple(map(type, t.keys))):
                     return label, ("length" if t.type is tuple else "keys"), t.keys, now
             for (key, kind), expected in t.entries.items():
                 entry = self._entry_expr(name, key)

@@ -31,7 +31,7 @@ from ..real_types import instance_dict, isa
 
 from . import guard_paths, guard_snapshot
 from .guard_checks import (GLOBAL_ABSENT, PyGuard, Predicate, check_tensor, check_tensor_layout, describe_check,
-                           hook_keys, layout_check)
+                           hook_keys, keys_are, layout_check)
 from .guard_snapshot import Snapshot
 from ..codegen.reconstruct import is_local_class
 from .sources import AttrSource, DefaultSource, FreeVarSource, GlobalSource, ItemSource, LocalSource, ModuleDictSource, Source
@@ -275,7 +275,8 @@ class GuardSet:
 
     def keys(self, source, keys):
         keys = list(keys)
-        self._add(("keys", source), None, lambda e: f"list({e}.keys()) == {self._const(keys)}", source,
+        self.namespace.setdefault("keys_are", keys_are)
+        self._add(("keys", source), None, lambda e: f"keys_are({e}, {self._const(keys)})", source,
                   ("keys", keys))
 
     def key_in(self, source, key, present):
