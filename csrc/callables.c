@@ -11,7 +11,7 @@
  *
  *   step = functools.update_wrapper(OptimizedCallable(step, callback), step)
  */
-#include "terra_dyn.h"
+#include "frame_api.h"
 
 typedef struct {
     PyObject_HEAD
@@ -32,8 +32,50 @@ PyObject *callables_entry_calls(PyObject *module, PyObject *unused) {
     return PyLong_FromUnsignedLongLong(entry_calls);
 }
 
+/* Called by the bytecode CALL of the running frame: `args` lie in its value stack, right
+   after the callable (3.11: args[-1]; 3.12+: args[-1], or args[-2] with a NULL self slot
+   between), and the frame decrefs them once we return. Plain Python moves a Python call's
+   arguments into the callee's frame, so `del arg` there frees arg; here the caller would
+   hold them for the whole call. A forwarding caller (a bound method's vectorcall writing self into args[-1],
+   functools.partial) is not the frame's CALL: its slots are left alone. */
+static int called_by_frame(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    PyThreadState *tstate = PyThreadState_Get();
+    _PyInterpreterFrame *frame = thread_current_frame(tstate);
+    if (frame == NULL || n == 0 || tstate->c_profilefunc != NULL || tstate->c_tracefunc != NULL) {
+        return 0;  /* a profiler's or tracer's call events may read the arguments after */
+    }
+    PyCodeObject *code = frame_code(frame);
+    PyObject *const *lo = frame->localsplus + code->co_nlocalsplus;
+    PyObject *const *hi = lo + code->co_stacksize;
+    if (args - 1 < lo || args + n > hi) return 0;
+#if PY_VERSION_HEX >= 0x030C0000
+    return args[-1] == self || (args - 2 >= lo && args[-1] == NULL && args[-2] == self);
+#else  /* [NULL or the method, the callable or self, args...]: always right after us */
+    return args[-1] == self;
+#endif
+}
+
+/* fn(*args) with the arguments taken over from the calling frame's stack (None left in
+   each slot for its decref): fn's frame then holds them alone (csrc/moves.c). */
+static PyObject *call_taking_args(PyObject *fn, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t n = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+    PyObject *small[16];
+    PyObject **items = n <= 16 ? small : PyMem_Malloc(n * sizeof(PyObject *));
+    if (items == NULL) return PyErr_NoMemory();
+    PyObject **slots = (PyObject **)args;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        items[i] = slots[i];
+        slots[i] = Py_NewRef(Py_None);
+    }
+    PyObject *result = moves_call_kw(fn, items, nargs, kwnames);
+    if (items != small) PyMem_Free(items);
+    return result;
+}
+
 static PyObject *wrapper_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
     Wrapper *w = (Wrapper *)self;
+    PyObject *const *own = args;  /* where the frame's CALL put the arguments */
     if (w->drop_self) {
         Py_ssize_t n = PyVectorcall_NARGS(nargsf);
         if (n < 1) {
@@ -45,7 +87,10 @@ static PyObject *wrapper_vectorcall(PyObject *self, PyObject *const *args, size_
     }
     PyObject *previous = eval_frame_swap_callback(Py_XNewRef(w->callback));
     entry_calls += w->callback != NULL && previous != w->callback;
-    PyObject *result = PyObject_Vectorcall(w->fn, args, nargsf, kwnames);
+    Py_ssize_t n = PyVectorcall_NARGS(nargsf) + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+    PyObject *result = w->callback != NULL && PyFunction_Check(w->fn) &&
+        called_by_frame(self, own, n + (args - own)) ? call_taking_args(w->fn, args, nargsf, kwnames)
+                                                  : PyObject_Vectorcall(w->fn, args, nargsf, kwnames);
     PyObject *ours = eval_frame_swap_callback(previous);
     Py_XDECREF(ours);
     return result;

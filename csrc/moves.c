@@ -52,13 +52,20 @@ void moves_enter(_PyInterpreterFrame *frame) {
 }
 
 PyObject *moves_call(PyObject *fn, PyObject **slots, Py_ssize_t n) {
+    return moves_call_kw(fn, slots, n, NULL);
+}
+
+/* moves_call with keyword names: slots holds the positional arguments, then the keyword
+   values (all owned). */
+PyObject *moves_call_kw(PyObject *fn, PyObject **slots, Py_ssize_t nargs, PyObject *kwnames) {
+    Py_ssize_t n = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
     Pending *p = &pending;
     Pending outer = *p;
     p->slots = slots;
     p->n = n;
     p->code = PyFunction_Check(fn) ? PyFunction_GET_CODE(fn) : NULL;
     moves_waiting++;
-    PyObject *result = PyObject_Vectorcall(fn, slots, n, NULL);
+    PyObject *result = PyObject_Vectorcall(fn, slots, nargs, kwnames);
     int entered = p->slots != slots;
     *p = outer;
     if (!entered) {  /* its frame never ran (an error before, no hook) */

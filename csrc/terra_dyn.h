@@ -153,6 +153,7 @@ extern PyTypeObject DisabledCallable_Type;
 
 /* ---- moves.c ---- (calls whose arguments the callee's frame owns alone) */
 PyObject *moves_call(PyObject *fn, PyObject **slots, Py_ssize_t n);  /* clears the n owned slots */
+PyObject *moves_call_kw(PyObject *fn, PyObject **slots, Py_ssize_t nargs, PyObject *kwnames);
 PyObject *moves_moved_args(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *moves_call_moved(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *moves_caller_locals(PyObject *module, PyObject *unused);

@@ -3,6 +3,7 @@
 equal (issue 16). 3.13 compiles `a, b = ...` to STORE_FAST_STORE_FAST (two drops in one
 instruction) and `x = ...; use(x)` pairs to STORE_FAST_LOAD_FAST; the other stores let go of
 an attribute's, an item's or a cell's old value."""
+import gc
 import io
 import sys
 import weakref
@@ -228,3 +229,51 @@ def test_an_imported_module_with_a_finalizer_is_no_break():
         assert "package finalized" not in LOG
     finally:
         del sys.modules[pkg.__name__], sys.modules[sub.__name__]
+
+
+
+def _takes(a, k=None):
+    LOG.append("step 1")
+    del k
+    LOG.append("step 2")
+    del a
+    LOG.append("step 3")
+    return 1
+
+
+class _Holder:
+    def method(self, a):
+        LOG.append("step 1")
+        del a
+        LOG.append("step 2")
+        return 2
+
+
+def _positional(take):
+    return take(Fin("a"), Fin("k"))
+
+
+def _keyword(take):
+    return take(Fin("a"), k=Fin("k"))
+
+
+def _method(take):
+    if take is _takes:
+        return _Holder().method(Fin("m"))
+
+    class Fast(_Holder):
+        method = terra_dyn.optimize(_Holder.method, backend="interpreter")
+
+    return Fast().method(Fin("m"))
+
+
+@pytest.mark.parametrize("call", [_positional, _keyword, _method])
+def test_an_argument_deleted_in_the_body_dies_there(call):
+    # before: the optimized callable (a C callable) left its arguments on the caller's
+    # stack for the whole call, so `del a` finalized nothing and a died after the return
+    gc.collect()  # an earlier test's module finalizer
+    LOG.clear()
+    plain = _logged(lambda: call(_takes))
+    fast = terra_dyn.optimize(_takes, backend="interpreter")
+    assert _logged(lambda: call(fast)) == plain
+    assert _logged(lambda: call(fast)) == plain  # cached
