@@ -20,6 +20,7 @@ device or layout) runs as its ATen ops with one note; config.strict raises inste
 Autograd: graphs whose inputs require grad run as a fusion/joint.py JointProgram: a
 compiled forward that saves activations and a compiled backward, both this class.
 """
+import functools
 import math
 import operator
 import sys
@@ -94,6 +95,9 @@ def _gelu_decomposition(decomposition):
     return decompose
 
 
+LAYER_NORM_ONE_PASS = True  # docs/CPU_BACKEND.md, session 17
+
+
 def decomposition_table() -> dict:
     """The shared decompositions, with GELU and its gradient decomposed in the tanh form and,
     on small tensors, the erf form (GELU_ERF_MAX_ELEMENTS). Eager's fused CPU GELU kernel in
@@ -105,6 +109,8 @@ def decomposition_table() -> dict:
     table = dict(decompositions.table())
     for op in (aten.gelu.default, aten.gelu_backward.default):
         table[op] = _gelu_decomposition(table[op])
+    if LAYER_NORM_ONE_PASS:  # float32 statistics in one pass (float64 sums; Triton keeps two)
+        table[aten.native_layer_norm.default] = functools.partial(decompositions.native_layer_norm, one_pass=True)
     # Layer norm's backward stays eager's kernel: decomposed, it became a row kernel plus
     # two sums over the outer dims reading a materialized grad * x_hat; eager's kernel
     # computes the weight and bias gradients beside the row pass. [64, 64, 256], 1 thread,

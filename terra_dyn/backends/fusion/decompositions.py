@@ -46,17 +46,14 @@ def log_softmax(x, dim, half_to_float):
     return out if half_to_float else out.to(x.dtype)
 
 
-ONE_PASS_CPU = True  # float32 layer norm on CPU: one pass for mean and variance (f64 sums)
-
-
-def native_layer_norm(x, normalized_shape, weight, bias, eps):
+def native_layer_norm(x, normalized_shape, weight, bias, eps, one_pass=False):
     dims = list(range(x.dim() - len(normalized_shape), x.dim()))
     xf = _upcast(x)
     n = _count(x, dims)
-    if x.device.type == "cpu" and xf.dtype == torch.float32 and ONE_PASS_CPU:
+    if one_pass and xf.dtype == torch.float32:
         # one pass: sum and sum of squares in float64 (exact squares; var = E[x^2] - mean^2
         # loses ~(mean^2 / var) * 1e-16 relatively, far below float32's rounding), then
-        # the output pass; the CPU kernel reads each row once less (docs/CPU_BACKEND.md)
+        # the output pass: the CPU backend's kernel reads each row once less (its table)
         xd = xf.to(torch.float64)
         mean_d = torch.sum(xd, dims, keepdim=True) * (1.0 / n)
         var = torch.clamp_min(torch.sum(xd * xd, dims, keepdim=True) * (1.0 / n) - mean_d * mean_d, 0.0)

@@ -1,5 +1,5 @@
 """Layer norm's forward on CPU in one pass over each row for its statistics (float32: sum and
-sum of squares in float64, fusion/decompositions.native_layer_norm), then the output pass:
+sum of squares in float64, the CPU backend's decomposition table), then the output pass:
 values, dtypes and shapes of (out, mean, rstd) equal eager's on 1 and 2 threads, also where
 the mean is far larger than the spread (var = E[x^2] - mean^2 in float64) and for rows of
 one element, bf16, multi-dim normalized shapes; float64 keeps the two-pass form."""
