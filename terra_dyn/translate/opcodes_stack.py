@@ -52,7 +52,10 @@ class StackOpcodes:
         resume call's argument) until the frame returns: the drop runs natively (a break
         here), unless the frame still holds the value elsewhere (`held`: by default the
         stack and the other names)."""
-        if value is None or not _finalizes(value, 2):
+        if value is None:
+            return
+        if not _finalizes(value, 2):
+            self._guard_harmless_drop(value)
             return
         if held is None:
             held = list(self.stack) + [v for n, v in self.locals.items() if n != name]
@@ -66,6 +69,19 @@ class StackOpcodes:
             raise Unsupported("dropping a reference to an object whose class has __del__ inside a try or with "
                               "block", breakable=False)
         raise Unsupported("dropping a reference to an object whose class has __del__")
+
+    def _guard_harmless_drop(self, value):
+        """A drop judged harmless rests on the object's class having no `__del__`: a later
+        call whose object has one must not reuse this translation (`del k` of an argument
+        that was None, then a finalizing object, died at the return)."""
+        real = value.real if isinstance(value, Lazy) else value.value if isinstance(value, ConstValue) else None
+        source = getattr(value, "source", None)
+        if source is None or not isinstance(value, (Lazy, ConstValue)):
+            return
+        cls = type(real)
+        self.ctx.guards.type(source, cls)
+        if cls.__flags__ & (1 << 9):  # a class statement's class: `Cls.__del__ = f` later
+            self.ctx.guards.class_attributes(cls, "__del__")
 
     def PUSH_NULL(self, instr):
         """() -> NULL"""

@@ -277,3 +277,16 @@ def test_an_argument_deleted_in_the_body_dies_there(call):
     fast = terra_dyn.optimize(_takes, backend="interpreter")
     assert _logged(lambda: call(fast)) == plain
     assert _logged(lambda: call(fast)) == plain  # cached
+
+
+def test_a_translation_made_for_a_plain_argument_is_not_reused_for_a_finalizing_one():
+    # the first calls pass plain objects (or None): `del a` / `del k` were judged harmless
+    # with nothing guarding what that rested on, and a later call with finalizing objects
+    # reused the translation, so they died at the return instead of at their `del`
+    gc.collect()
+    fast = terra_dyn.optimize(_takes, backend="interpreter")
+    calls = [lambda take: take(Plain("a")), lambda take: take(Plain("a"), k=None),
+             lambda take: take(Plain("a"), k=Fin("k")), lambda take: take(Fin("a"), k=Fin("k")),
+             lambda take: take(Fin("a"))]
+    for call in calls:
+        assert _logged(lambda: call(fast)) == _logged(lambda: call(_takes))
