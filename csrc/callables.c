@@ -46,17 +46,9 @@ static int called_by_frame(PyObject *self, PyObject *const *args, Py_ssize_t n) 
         return 0;  /* a profiler's or tracer's call events may read the arguments after */
     }
     PyCodeObject *code = frame_code(frame);
-#if PY_VERSION_HEX >= 0x030C0000
-    /* sys.monitoring's C_RETURN / C_RAISE callbacks get the first argument read from the
-       caller's stack after we return. The three events share the CALL instrumentation
-       (set_events stores C_RETURN and C_RAISE as CALL), set for all code or for this one. */
-    _PyCoMonitoringData *monitoring = code->_co_monitoring;
-    if (tstate->interp->monitors.tools[PY_MONITORING_EVENT_CALL] ||
-        (monitoring != NULL && (monitoring->local_monitors.tools[PY_MONITORING_EVENT_CALL] ||
-                                monitoring->active_monitors.tools[PY_MONITORING_EVENT_CALL]))) {
-        return 0;
-    }
-#endif
+    /* 3.12+: sys.monitoring's C_RETURN / C_RAISE callbacks get the first argument read
+       from the caller's stack after we return (the events share CALL's instrumentation) */
+    if (calls_monitored(tstate, code)) return 0;
     PyObject *const *lo = frame->localsplus + code->co_nlocalsplus;
     PyObject *const *hi = lo + code->co_stacksize;
     if (args - 1 < lo || args + n > hi) return 0;

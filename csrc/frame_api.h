@@ -11,6 +11,9 @@
  *                                  _PyEval_EvalFrameDefault
  *   stack_deep(tstate)             has the thread used over an eighth of its Python
  *                                  recursion limit
+ *   calls_monitored(tstate, code)  is a sys.monitoring tool (3.12+; 3.11: never) set, for
+ *   lines_monitored(tstate, code)  all code or this one, for CALL (C_RETURN, C_RAISE) / for
+ *                                  LINE, INSTRUCTION, JUMP or BRANCH
  *   exception_traceback / exception_set_traceback   the raised exception's traceback
  *
  * Who clears an unstarted frame the hook answers itself (a cache hit, an error):
@@ -228,6 +231,38 @@ static inline int stack_deep(PyThreadState *tstate) {
     return tstate->py_recursion_remaining < tstate->py_recursion_limit - tstate->py_recursion_limit / 8;
 #else
     return tstate->recursion_remaining < tstate->recursion_limit - tstate->recursion_limit / 8;
+#endif
+}
+
+/* Is a sys.monitoring tool set for any of the local events first..last (PY_START 0 ..
+   STOP_ITERATION 9, the same numbers on 3.12 and 3.13) globally or for this code? The
+   code's active set lags until it is next instrumented, so its local set is read too. */
+static inline int monitored(PyThreadState *tstate, PyCodeObject *code, int first, int last) {
+#if PY_VERSION_HEX >= 0x030C0000
+    const uint8_t *global = tstate->interp->monitors.tools;
+    _PyCoMonitoringData *own = code->_co_monitoring;
+    for (int event = first; event <= last; event++) {
+        if (global[event] || (own != NULL && (own->local_monitors.tools[event] | own->active_monitors.tools[event]))) {
+            return 1;
+        }
+    }
+#endif
+    return 0;
+}
+
+static inline int calls_monitored(PyThreadState *tstate, PyCodeObject *code) {
+#if PY_VERSION_HEX >= 0x030C0000
+    return monitored(tstate, code, PY_MONITORING_EVENT_CALL, PY_MONITORING_EVENT_CALL);
+#else
+    return 0;
+#endif
+}
+
+static inline int lines_monitored(PyThreadState *tstate, PyCodeObject *code) {
+#if PY_VERSION_HEX >= 0x030C0000
+    return monitored(tstate, code, PY_MONITORING_EVENT_LINE, PY_MONITORING_EVENT_BRANCH);
+#else
+    return 0;
 #endif
 }
 

@@ -84,3 +84,64 @@ def test_call_return_and_raise_callbacks_see_the_first_argument(local):
     fast = [terra_dyn.optimize(fn, backend="interpreter") for fn in (add, fail, scale)]
     assert _events(fast, local) == plain  # before: ('c_return', 'None'), ('c_raise', 'None')
     assert _events(fast, local) == plain  # cached
+
+
+def _helper(y):
+    z = y * 2
+    return z - 1
+
+
+def _body(x, n):
+    total = x + 1
+    for _ in range(n):
+        total = total + _helper(x)
+    if total.sum().item() > 0:  # a break
+        total = total * 3
+    return total
+
+
+def _lines(fn, local):
+    """LINE, BRANCH, PY_START and PY_RETURN events of this file's functions during fn(x, 2)."""
+    import torch
+
+    m = sys.monitoring
+    tool = _free_tool()
+    seen = []
+
+    def keep(kind):
+        def record(code, *args):
+            if code.co_filename == __file__ and code.co_name in ("_body", "_helper"):
+                seen.append((kind, code.co_name, args[0] if kind == "line" else None))
+        return record
+
+    events = {"line": m.events.LINE, "branch": m.events.BRANCH, "start": m.events.PY_START,
+              "return": m.events.PY_RETURN}
+    m.use_tool_id(tool, "terra_dyn test")
+    try:
+        for kind, event in events.items():
+            m.register_callback(tool, event, keep(kind))
+        everything = m.events.LINE | m.events.BRANCH | m.events.PY_START | m.events.PY_RETURN
+        if local:
+            m.set_local_events(tool, _body.__code__, everything)
+        else:
+            m.set_events(tool, everything)
+        result = fn(torch.ones(3), 2)
+    finally:
+        m.set_events(tool, 0)
+        m.set_local_events(tool, _body.__code__, 0)
+        m.free_tool_id(tool)
+    return result.tolist(), seen
+
+
+@pytest.mark.parametrize("local", [False, True], ids=["set_events", "set_local_events"])
+def test_line_events_are_the_users_lines(local):
+    # coverage's sys.monitoring core: before, the cached rewritten frame ran, reporting the
+    # def line and one line of the break and never the loop's lines or the inlined helper
+    import torch
+
+    fast = terra_dyn.optimize(_body, backend="interpreter")
+    fast(torch.ones(3), 2)  # translated and cached before the tool starts
+    plain = _lines(_body, local)
+    assert ("line", "_helper", _helper.__code__.co_firstlineno + 2) in plain[1] or local
+    assert _lines(fast, local) == plain
+    assert _lines(fast, local) == plain
