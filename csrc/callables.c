@@ -48,7 +48,7 @@ static int called_by_frame(PyObject *self, PyObject *const *args, Py_ssize_t n) 
     PyCodeObject *code = frame_code(frame);
     /* 3.12+: sys.monitoring's C_RETURN / C_RAISE callbacks get the first argument read
        from the caller's stack after we return (the events share CALL's instrumentation) */
-    if (calls_monitored(tstate, code)) return 0;
+    if (monitored(tstate, code, MONITOR_CALLS)) return 0;
     PyObject *const *lo = frame->localsplus + code->co_nlocalsplus;
     PyObject *const *hi = lo + code->co_stacksize;
     if (args - 1 < lo || args + n > hi) return 0;

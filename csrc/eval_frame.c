@@ -246,7 +246,7 @@ static PyObject *terra_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *fr
        lines, instructions, jumps or branches (coverage's sys.monitoring core) the original
        code runs: its events are the user's lines, which a rewritten frame does not produce. */
     if (callback == NULL || throwflag || tstate->c_tracefunc != NULL ||
-        lines_monitored(tstate, code) ||
+        monitored(tstate, code, MONITOR_LINES) ||
         (code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE)) ||
         !(code->co_flags & CO_OPTIMIZED) || frame_started(frame) || stack_deep(tstate)) {
         return _PyEval_EvalFrameDefault(tstate, frame, throwflag);
