@@ -94,10 +94,15 @@ def call_torch(tx, fn, args, kwargs):
     return result
 
 
+_PLAIN_ANSWERS = (bool, int, float, complex, str, type(None), torch.dtype, torch.device)
+
+
 class SameAnswer:
-    """A torch call of constants still answers what it did: the answer of one made of
+    """A library call still answers what it did: the answer of a torch call made of
     constants alone (`torch.get_num_threads()`, `torch.are_deterministic_algorithms_enabled()`)
-    is global state, baked into the translation. Run as ("call_id", SameAnswer(...), True)."""
+    or of a library module's attribute read through its class (`torch.backends.cudnn.
+    deterministic`, a getter of global state) is baked into the translation. Plain values
+    compare by type and ==, anything else by identity. Run as ("call_id", SameAnswer(...), True)."""
 
     def __init__(self, fn, args, kwargs, answer):
         self.fn, self.args, self.kwargs, self.answer = fn, args, kwargs, answer
@@ -105,7 +110,9 @@ class SameAnswer:
 
     def __call__(self):
         answer = self.fn(*self.args, **self.kwargs)
-        return type(answer) is type(self.answer) and answer == self.answer
+        if type(self.answer) in _PLAIN_ANSWERS:
+            return type(answer) is type(self.answer) and answer == self.answer
+        return answer is self.answer
 
 
 def _runtime_values(values):

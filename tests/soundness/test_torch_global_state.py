@@ -3,7 +3,8 @@
 Each test reads a piece of global state inside an optimized function, changes it after the
 first call, and compares every call with the same function run plainly. A torch call made of
 constants alone (`torch.get_num_threads()`, `torch.are_deterministic_algorithms_enabled()`)
-was answered once at translate time and baked in: a silent wrong branch or value.
+or a torch.backends flag (a getter on a module subclass) was answered once at translate
+time and baked in: a silent wrong branch or value.
 """
 import pytest
 import torch
@@ -43,6 +44,14 @@ def _promoted(x):
     return x.to(torch.promote_types(torch.float32, torch.float64))
 
 
+def _cudnn_deterministic(x):
+    return x + (1 if torch.backends.cudnn.deterministic else 2)
+
+
+def _mkldnn_enabled(x):
+    return x + (1 if torch.backends.mkldnn.enabled else 2)
+
+
 def _set_threads(n):
     torch.set_num_threads(n)
 
@@ -64,6 +73,14 @@ _STATES = {
     "grad_mode": (_grad_mode, [lambda: torch.set_grad_enabled(False), lambda: torch.set_grad_enabled(True)],
                   lambda: torch.set_grad_enabled(True)),
     "promote_types": (_promoted, [lambda: None], lambda: None),
+    # a module subclass's getter (torch.backends' ContextProp), read once and baked in before
+    "cudnn_deterministic": (_cudnn_deterministic, [lambda: setattr(torch.backends.cudnn, "deterministic", True),
+                                                   lambda: setattr(torch.backends.cudnn, "deterministic", False)],
+                            lambda old=torch.backends.cudnn.deterministic:
+                                setattr(torch.backends.cudnn, "deterministic", old)),
+    "mkldnn_enabled": (_mkldnn_enabled, [lambda: setattr(torch.backends.mkldnn, "enabled", False),
+                                         lambda: setattr(torch.backends.mkldnn, "enabled", True)],
+                       lambda old=torch.backends.mkldnn.enabled: setattr(torch.backends.mkldnn, "enabled", old)),
 }
 
 
@@ -76,8 +93,8 @@ def _result(fn, x):
 
 @pytest.mark.parametrize("name", sorted(_STATES))
 def test_torch_global_state_changed_after_the_first_call(name):
-    # before: deterministic, num_threads, matmul_precision and default_device kept the
-    # first call's answer
+    # before: deterministic, num_threads, matmul_precision, default_device and the two
+    # torch.backends flags kept the first call's answer
     fn, changes, restore = _STATES[name]
     fast = terra_dyn.optimize(fn, backend="interpreter")
     x = torch.ones(2)
