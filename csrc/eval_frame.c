@@ -242,9 +242,11 @@ static PyObject *terra_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *fr
     /* Generators and coroutines outlive the call (their frame is copied into the generator
        object), and code without CO_OPTIMIZED (module, class body, exec) reads a locals
        dict a function call cannot pass: all of them run unmodified. */
-    /* Under a trace function (coverage, pdb after set_trace) the original code runs: its
-       line events are the user's lines, which a rewritten frame does not produce. */
+    /* Under a trace function (coverage, pdb after set_trace) or a sys.monitoring tool for
+       lines, instructions, jumps or branches (coverage's sys.monitoring core) the original
+       code runs: its events are the user's lines, which a rewritten frame does not produce. */
     if (callback == NULL || throwflag || tstate->c_tracefunc != NULL ||
+        monitored(tstate, code, MONITOR_LINES) ||
         (code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE)) ||
         !(code->co_flags & CO_OPTIMIZED) || frame_started(frame) || stack_deep(tstate)) {
         return _PyEval_EvalFrameDefault(tstate, frame, throwflag);

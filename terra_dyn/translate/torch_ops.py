@@ -88,7 +88,49 @@ def call_torch(tx, fn, args, kwargs):
 
         fake_args = [a.fake if isinstance(a, TensorValue) else python_value(a) for a in args]
         return ConstValue(fn(*fake_args))
-    return tx.ctx.graph.call("call_function", fn, args, kwargs)
+    result = tx.ctx.graph.call("call_function", fn, args, kwargs)
+    if isinstance(result, ConstValue) and not _runtime_values(list(args) + list(kwargs.values())):
+        _guard_answer(tx, fn, args, kwargs, result.value)
+    return result
+
+
+_PLAIN_ANSWERS = (bool, int, float, complex, str, type(None), torch.dtype, torch.device)
+
+
+class SameAnswer:
+    """A library call still answers what it did: the answer of a torch call made of
+    constants alone (`torch.get_num_threads()`, `torch.are_deterministic_algorithms_enabled()`)
+    or of a library module's attribute read through its class (`torch.backends.cudnn.
+    deterministic`, a getter of global state) is baked into the translation. Plain values
+    compare by type and ==, anything else by identity. Run as ("call_id", SameAnswer(...), True)."""
+
+    def __init__(self, fn, args, kwargs, answer):
+        self.fn, self.args, self.kwargs, self.answer = fn, args, kwargs, answer
+        self.__name__ = getattr(fn, "__name__", "torch call")  # what recompiles.py names
+
+    def __call__(self):
+        answer = self.fn(*self.args, **self.kwargs)
+        if type(self.answer) in _PLAIN_ANSWERS:
+            return type(answer) is type(self.answer) and answer == self.answer
+        return answer is self.answer
+
+
+def _runtime_values(values):
+    """Does any of `values` (containers too) stand for a tensor or a run-time number? A
+    torch call's constant answer about those is guarded through their facts."""
+    return any(isinstance(v, (TensorValue, ScalarValue)) or hasattr(v, "children") and _runtime_values(v.children())
+               for v in values)
+
+
+def _guard_answer(tx, fn, args, kwargs, answer):
+    from .operators import python_value
+
+    if not args and not kwargs and (answer is None or type(answer) is bool):
+        tx.ctx.guards.call_id(fn, answer)  # its own object: compared by identity, no wrapper
+        return
+    real_args = tuple(python_value(a) for a in args)  # raises Unsupported: runs natively
+    real_kwargs = {k: python_value(v) for k, v in kwargs.items()}
+    tx.ctx.guards.call_id(SameAnswer(fn, real_args, real_kwargs, answer), True)
 
 
 def call_tensor_method(tx, name, self_value, args, kwargs):
