@@ -166,5 +166,11 @@ extern Py_ssize_t moves_waiting;  /* non-zero: moves_enter(frame) may have work 
 PyObject *eval_frame_swap_callback(PyObject *callback);
 /* This thread's callback, or while a callback is being asked (hook off), that one; borrowed. */
 PyObject *eval_frame_current_callback(void);
+/* How many frames the hook was asked about: while it is installed, any Python code that
+   runs (a user __eq__, property, __del__) moves it. watch: install it if no thread has (1:
+   installed, undone by unwatch). */
+extern uint64_t eval_frame_entered;
+int eval_frame_watch(void);
+void eval_frame_unwatch(int installed);
 
 #endif
