@@ -22,6 +22,7 @@ import operator
 
 import torch
 
+from . import symbolic_exact
 from .size_decisions import (
     _Fail, _canonical, _compare, _contiguous_strides, _example, _expr, _hint, _is_one, _need, _not_above, _same)
 from .values import seen_by_op
@@ -478,27 +479,6 @@ def _uncached(mode):
         mode.cache_enabled = before
 
 
-def _by_mask(env, mode, args):
-    """`t[mask]` for a bool mask of all of t's sizes (yolov3's `px[obj_mask]`): a 1-d result of
-    the mask's count of True, the count from FakeTensorMode's nonzero (memoized on the mask:
-    the same mask, unchanged, gives the same count, so `mse_loss(px[m], tx[m])` compares equal
-    sizes). Meta tensors have no nonzero, so no meta check: None when not this case."""
-    if len(args) != 2 or not isinstance(args[1], torch.Tensor):
-        return None
-    t, mask = args
-    if mask.dtype is not torch.bool:
-        return None
-    if not t.dim() or mask.dim() != t.dim():
-        raise _Fail  # indexes leading dims (a copy of t's layout) or a 0-d mask
-    for a, b in zip(t.shape, mask.shape):
-        _need(_same(env, a, b))
-    with mode:
-        count = torch.ops.aten.nonzero.default(mask).shape[0]
-    from torch._subclasses.fake_tensor import FakeTensor
-
-    return FakeTensor(mode, torch.empty_strided((count,), (1,), dtype=t.dtype, device="meta"), t.device)
-
-
 def propagate(state, kind, target, args, kwargs):
     """The fake result of one op on symbolic sizes from the rules above, or None."""
     rule = _rule(kind, target)
@@ -520,7 +500,7 @@ def propagate(state, kind, target, args, kwargs):
     memo, env = {}, mode.shape_env
     if rule is _getitem:
         try:
-            selected = _by_mask(env, mode, fake_args)
+            selected = symbolic_exact.by_mask(env, mode, fake_args)
         except _Fail:
             return None
         if selected is not None:
