@@ -151,14 +151,6 @@ def test_identity_results_are_the_input_itself():
         assert symbolic_rules.propagate(state, "call_method", "contiguous", [t], {}) is None
 
 
-def test_a_result_that_needs_grad_is_left_to_fake_tensor_mode():
-    mode = torch._subclasses.fake_tensor.FakeTensorMode(shape_env=shape_env())
-    state = types.SimpleNamespace(fake_mode=mode)
-    x = _fake(mode, torch.randn(2, N0, requires_grad=True), "x")
-    with torch.enable_grad():
-        assert symbolic_rules.propagate(state, "call_function", operator.mul, [x, 2.0], {}) is None
-
-
 def _attention(q, keys, values, k, v, mask):
     """A decoder step on a growing cache: cat, repeat_kv, scores, mask, softmax, attend."""
     keys = torch.cat([keys, k], dim=-2)
