@@ -19,7 +19,7 @@ import terra_dyn
 from terra_dyn.translate import symbolic_rules
 from terra_dyn.translate.size_exprs import shape_env
 
-from .test_symbolic_rules import HANDLED, N0, OTHERS, _at, _fake
+from .test_symbolic_rules import HANDLED, N0, OTHERS, _at, _fake, fake_args
 from .test_symbolic_rules_data_sizes import _fake_ops
 from .test_symbolic_rules_unbacked import _at as _at_values, _unbacked
 
@@ -54,14 +54,7 @@ def test_rule_with_inputs_that_need_grad_matches_eager(case):
     kind, target, make = HANDLED[case]
     mode = torch._subclasses.fake_tensor.FakeTensorMode(shape_env=shape_env())
     state = types.SimpleNamespace(fake_mode=mode)
-    args = _with_grad(make(N0, N0))
-    fakes = [_fake(mode, a, f"a{i}") if isinstance(a, torch.Tensor) else
-             [_fake(mode, t, f"a{i}_{j}") for j, t in enumerate(a)] if isinstance(a, list) else a
-             for i, a in enumerate(args)]
-    tensors = [t for f in fakes for t in (f if isinstance(f, list) else [f]) if isinstance(t, torch.Tensor)]
-    size = next((s for t in tensors for s in t.shape if isinstance(s, torch.SymInt)), N0)
-    numbers = make(N0, size)
-    fakes = [f if isinstance(f, (torch.Tensor, list)) else m for f, m in zip(fakes, numbers)]
+    fakes = fake_args(mode, make, _with_grad)
     with torch.enable_grad():
         out = symbolic_rules.propagate(state, kind, target, fakes, {})
     assert out is not None, "the rules left this op to FakeTensorMode"
