@@ -27,7 +27,7 @@ import threading
 import torch
 import torch.fx as fx
 
-from . import autocast, meta_propagation, symbolic_rules, unit_sizes
+from . import meta_propagation, node_effects, symbolic_rules, unit_sizes
 from ..backends import interpreter
 from .errors import Unsupported
 from .guard_checks import AT_LEAST_ONE, FREE, UNCHECKED
@@ -371,7 +371,7 @@ class GraphState:
             raise Unsupported(f"{getattr(target, '__name__', target)} makes text from a run-time value")
         node = self.graph.create_node(kind, target, node_args, node_kwargs)
         self.op_count += 1
-        mutated = _mutated_arg(kind, target, args, kwargs)
+        mutated = node_effects.mutated_arg(kind, target, args, kwargs)
         if mutated is not None and isinstance(result, torch.Tensor):
             # an in-place op returns its argument: keep aliasing visible (`y += 1; y is x`)
             node.meta["example_value"] = result
@@ -473,7 +473,7 @@ class GraphState:
             return None
         nodes = tuple(v.node for v in outputs)
         self.graph.output(nodes)
-        self.graph.eliminate_dead_code(is_impure_node=_is_impure)
+        self.graph.eliminate_dead_code(is_impure_node=node_effects.is_impure)
         gm = fx.GraphModule(torch.nn.Module(), self.graph)
         gm.graph.lint()
         interpreter.code_is_fresh(gm)  # its code generated once, not again by the interpreter backend
@@ -499,57 +499,6 @@ def _meta_friendly_result(fake):
 def _meta_friendly(real):
     return (type(real) in (torch.Tensor, torch.nn.Parameter) and real.layout is torch.strided
             and not real.is_quantized and not real.is_nested and real.device.type != "meta")
-
-
-def _is_impure(node):
-    if node.op in ("placeholder", "output"):
-        return True
-    target = node.target
-    from .generator_cm import is_impure as changes_rng_state
-
-    if changes_rng_state(target) or autocast.is_impure(target):  # rng / autocast switches: kept,
-        return True  # in program order
-    if node.op == "call_method":
-        return isinstance(target, str) and target.endswith("_") and not target.endswith("__")
-    name = getattr(target, "__name__", "")
-    if getattr(target, "__module__", None) in ("_operator", "operator") and target not in _INPLACE_OPERATORS \
-            and target is not operator.setitem:
-        return False
-    if target in (operator.setitem, torch._C._set_grad_enabled, operator.iadd, operator.imul,
-                  operator.isub, operator.itruediv):
-        return True
-    if node.kwargs.get("inplace") is True or "out" in node.kwargs:
-        return True
-    return name.endswith("_") and not name.endswith("__")
-
-
-_INPLACE_OPERATORS = {operator.iadd, operator.isub, operator.imul, operator.itruediv,
-                      operator.ifloordiv, operator.imod, operator.ipow, operator.iand, operator.ior,
-                      operator.ixor, operator.ilshift, operator.irshift, operator.imatmul}
-
-
-def _mutated_arg(kind, target, args, kwargs):
-    """The TensorValue an in-place op writes to and returns, or None."""
-    out = kwargs.get("out")
-    if isinstance(out, TensorValue):
-        return out
-    first = args[0] if args else None
-    if not isinstance(first, TensorValue):
-        return None
-    if kind == "call_method":
-        name = target
-    elif target in _INPLACE_OPERATORS:
-        return first
-    elif getattr(target, "__module__", None) in ("_operator", "operator"):
-        return None  # operator.and_ / or_ are not in-place despite the underscore
-    else:
-        name = getattr(target, "__name__", "")
-        inplace = kwargs.get("inplace")
-        if isinstance(inplace, ConstValue) and inplace.value is True:
-            return first
-    if name.endswith("_") and not name.endswith("__"):
-        return first
-    return None
 
 
 def _depends_on_plain_scalar(node):
