@@ -74,6 +74,7 @@ class GraphState:
         self.unit_sources = set()  # ... and the sizes they stand for
         self.graph = fx.Graph()
         self._fake_mode = None
+        self.unbacked = False  # a static translation's fake mode made sizes from data (_sizes_from_data)
         self.inputs = []  # (Value, source) in placeholder order
         self._by_id = {}  # id(real input) -> Value (aliases share one placeholder)
         self._scalars = {}  # source expression -> ScalarValue of a number input
@@ -380,7 +381,7 @@ class GraphState:
         return self._wrap_result(node, result, device)
 
     def _propagate_fake(self, kind, target, args, kwargs):
-        if self._symbols:  # the ops of a growing cache: sizes by rule, no sympy per op
+        if self._symbols or self.unbacked:  # the ops of a growing cache: sizes by rule, no sympy per op
             result = symbolic_rules.propagate(self, kind, target, args, kwargs)
             if result is not None:
                 return result
@@ -388,10 +389,12 @@ class GraphState:
         fake_kwargs = {k: seen_by_op(v, "fake") for k, v in kwargs.items()}
         _quiet.state.active = True
         try:
-            with self.fake_mode, self._dispatcher():
-                if kind == "call_method":
-                    return getattr(fake_args[0], target)(*fake_args[1:], **fake_kwargs)
-                return target(*fake_args, **fake_kwargs)
+            try:
+                return self._run_fake(kind, target, fake_args, fake_kwargs)
+            except Exception as exc:
+                if not self._sizes_from_data(exc):
+                    raise
+            return self._run_fake(kind, target, fake_args, fake_kwargs)
         except Unsupported:
             raise
         except Exception as exc:  # a user error (shape mismatch) or a data-dependent op:
@@ -400,6 +403,39 @@ class GraphState:
             raise Unsupported(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
         finally:
             _quiet.state.active = False
+
+    def _run_fake(self, kind, target, fake_args, fake_kwargs):
+        with self.fake_mode, self._dispatcher():
+            if kind == "call_method":
+                return getattr(fake_args[0], target)(*fake_args[1:], **fake_kwargs)
+            return target(*fake_args, **fake_kwargs)
+
+    def _sizes_from_data(self, exc):
+        """An op whose result size depends on data (`px[obj_mask]`, `nonzero`) in a translation
+        without symbolic sizes: its fake mode gets a ShapeEnv now (its inputs stay static), so
+        that the result's size is a symbol of its own (one per mask: `px[m]` and `tx[m]` are
+        equal sizes) instead of a break; True to run the op again. yolov3's masked losses
+        broke twice a line (the selection, then the loss comparing a resumed frame's input
+        size with a new selection's)."""
+        from torch._subclasses.fake_tensor import DynamicOutputShapeException
+
+        mode = self.fake_mode
+        if not isinstance(exc, DynamicOutputShapeException) or self._symbolic or mode.shape_env is not None:
+            return False
+        mode.shape_env = shape_env()
+        mode.cache_enabled = False  # as in symbolic translations (fake_mode)
+        self.unbacked = True
+        return True
+
+    def data_dependent(self, exc):
+        """Is exc a question about a size from data (`if len(px[m]):`), asked by the translator
+        outside an op, in a translation that made such sizes (_sizes_from_data)? The executor
+        breaks there, as a static translation did at the op that made the size."""
+        if not self.unbacked:
+            return False
+        from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
+
+        return isinstance(exc, GuardOnDataDependentSymNode)
 
     def _dispatcher(self):
         """Symbolic sizes go through torch's Python dispatcher, as torch.compile's tracing does:
@@ -416,7 +452,7 @@ class GraphState:
         if isinstance(result, torch.Tensor):
             node.meta["example_value"] = result
             if device is None:
-                if self._symbols and _meta_friendly_result(result) and not _symbolic_layout(result):
+                if (self._symbols or self.unbacked) and _meta_friendly_result(result) and not _symbolic_layout(result):
                     # sizes, strides and offset all ints (a decoder's attention output over a
                     # symbolic cache length): the ops after it propagate on meta tensors again,
                     # several times cheaper than under the ShapeEnv (mistral's symbolic
@@ -427,7 +463,8 @@ class GraphState:
                     value._fake = result  # an op handing back its input (`s.type_as(x)`): `is` sees it
                     return value
                 value = TensorValue(node, result, owner=self)
-                value.slow = bool(self._symbols)  # may have symbolic sizes: no meta copy
+                # may have symbolic sizes: no meta copy
+                value.slow = bool(self._symbols) or self.unbacked and _symbolic_layout(result)
                 return value
             return TensorValue(node, result, device=device, owner=self)
         if isinstance(result, (tuple, list)) and not isinstance(result, torch.Size):
