@@ -58,8 +58,18 @@ def _pointwise(env, args, kwargs):
     if len(sizes) > 1:  # a result of one dim is contiguous whatever its inputs' strides (a box
         # column `boxes[:, 2] - boxes[:, 0]`); of more, it follows its inputs' layout
         for t in tensors:
-            _need(_canonical(env, t))
+            _need(_canonical(env, t) or len(tensors) > 1 and _outer_first(env, t))
     return sizes, _contiguous_strides(env, sizes), 0, None
+
+
+def _outer_first(env, t):
+    """t's strides fall strictly from its outer dims to its inner ones, for all values (dims
+    of size 1 and stride 0 aside, which TensorIterator's ordering skips when it broadcasts):
+    a broadcast over such inputs keeps the dims' order, so its result is contiguous
+    (faster_rcnn's `torch.max(b[:, None, :2], anchors[:, :2])` of two column views)."""
+    strides = [st for n, st in zip(t.shape, t.stride()) if not _is_one(n) and not (type(st) is int and st == 0)]
+    return all(_compare(env, s, 0) == 1 for s in strides) \
+        and all(_compare(env, a, b) == 1 for a, b in zip(strides, strides[1:]))
 
 
 def _cat(env, args, kwargs):

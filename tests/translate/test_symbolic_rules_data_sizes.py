@@ -46,6 +46,11 @@ CASES = {
     "stack of rows": ("call_function", torch.stack, lambda u, m, e: [[e(u, 2), e(u, 2)]]),
     "max of boxes": ("call_function", torch.max, lambda u, m, e: [e(u, 1, 2), e(m, 2)]),
     "min of boxes": ("call_function", torch.min, lambda u, m, e: [e(u, 1, 2), e(3, 2)]),
+    "max of box column views": ("call_function", torch.max,
+                                lambda u, m, e: [e(u, 4)[:, None, :2], e(m, 4)[:, :2]]),
+    "min of box column views": ("call_function", torch.min,
+                                lambda u, m, e: [e(u, 4)[:, None, 2:], e(5, 4)[:, 2:]]),
+    "sub of a column view and a row": ("call_function", operator.sub, lambda u, m, e: [e(u, 6)[:, 1:4], e(3)]),
     "clamp": ("call_method", "clamp", lambda u, m, e: [e(u, 4), 0.5, 2.0]),
     "clamp min": ("call_function", torch.clamp, lambda u, m, e: [e(u)]),
     "log": ("call_function", torch.log, lambda u, m, e: [e(u)]),
@@ -59,6 +64,8 @@ NOT_BY_RULE = {
     "max reduces": ("call_function", torch.max, lambda u, m, e: [e(u, 2), 1]),
     "max of one": ("call_function", torch.max, lambda u, m, e: [e(u, 2)]),
     "stack of two sizes": ("call_function", torch.stack, lambda u, m, e: [[e(u), e(m)]]),
+    "max of a transposed view": ("call_function", torch.max, lambda u, m, e: [e(u, 3).t(), e(3, 1)]),
+    "add of a transposed view": ("call_function", operator.add, lambda u, m, e: [e(4, u).t(), e(4)]),
 }
 
 
