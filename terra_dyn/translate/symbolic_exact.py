@@ -130,3 +130,23 @@ def _loss_check(target, x, y, kwargs, reduction):
     if type(out) is not torch.Tensor or out.dim() != dims or not out.is_contiguous() or out._is_view():
         return None
     return out.dtype, out.requires_grad
+
+
+def where_nonzero(env, mode, args, kwargs):
+    """torch.where(cond) of one tensor: cond.dim() int64 tensors of its count of nonzero
+    entries, views of one contiguous (dims, count) tensor (stride 1, offset i * count), as
+    eager's nonzero_numpy returns them. The count from FakeTensorMode's nonzero, memoized on
+    cond; the views by as_strided (FakeTensorMode ran nonzero, a transpose, a copy and unbind
+    through its dispatch: 10-14 ms a call, ten in a faster_rcnn step)."""
+    if len(args) != 1 or kwargs or not isinstance(args[0], torch.Tensor) or not args[0].dim():
+        raise _Fail
+    cond = args[0]
+    with mode:
+        count = torch.ops.aten.nonzero.default(cond).shape[0]
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    dims = cond.dim()
+    base = FakeTensor(mode, torch.empty_strided((dims, count), _contiguous_strides(env, [dims, count]),
+                                                dtype=torch.int64, device="meta"), cond.device)
+    with mode:
+        return tuple(torch.as_strided(base, (count,), (1,), i * count) for i in range(dims))

@@ -516,6 +516,8 @@ def propagate(state, kind, target, args, kwargs):
     try:
         if rule is symbolic_exact.loss:
             return symbolic_exact.loss(env, mode, target, fake_args, fake_kwargs)
+        if target is torch.where and len(fake_args) == 1:
+            return symbolic_exact.where_nonzero(env, mode, fake_args, fake_kwargs)
         if rule is _getitem:
             selected = symbolic_exact.by_mask(env, mode, fake_args)
             if selected is not None:

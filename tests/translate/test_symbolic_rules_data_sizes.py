@@ -209,3 +209,27 @@ def test_masked_losses_match_eager_by_rule(monkeypatch):
             assert got[2] == expected[2]
     terra_dyn.reset()
     assert not to_fake, to_fake
+
+
+def test_where_of_one_tensor_matches_eager():
+    """`torch.where(cond)`: one int64 view per dim of cond, of its count of nonzero entries,
+    at offsets 0, count, ... of one tensor; by rule (it went to FakeTensorMode: 10-14 ms)."""
+    env, mode = _env()
+    u = _unbacked(mode, env)
+    state = types.SimpleNamespace(fake_mode=mode)
+    for dims in ((u,), (u, 3), (2, u, 2)):
+        with mode:
+            cond = torch.empty(*dims) > 0.5
+        with torch.no_grad():
+            out = symbolic_rules.propagate(state, "call_function", torch.where, [cond], {})
+        assert isinstance(out, tuple) and len(out) == len(dims)
+        count = out[0].shape[0]
+        for n in VALUES:
+            real = torch.rand(*[n if d is u else d for d in dims]) > 0.5
+            expected = torch.where(real)
+            values = {u.node.expr: n, count.node.expr: int(real.count_nonzero())}
+            for o, e in zip(out, expected):
+                assert [_at(s, values) for s in o.shape] == list(e.shape)
+                assert [_at(s, values) for s in o.stride()] == list(e.stride())
+                assert _at(o.storage_offset(), values) == e.storage_offset()
+                assert o.dtype == e.dtype and o._is_view() == e._is_view() and not o.requires_grad
