@@ -392,7 +392,7 @@ class GraphState:
             try:
                 return self._run_fake(kind, target, fake_args, fake_kwargs)
             except Exception as exc:
-                if not self._sizes_from_data(exc):
+                if not self._sizes_from_data(exc, target, fake_args):
                     raise
             return self._run_fake(kind, target, fake_args, fake_kwargs)
         except Unsupported:
@@ -410,17 +410,20 @@ class GraphState:
                 return getattr(fake_args[0], target)(*fake_args[1:], **fake_kwargs)
             return target(*fake_args, **fake_kwargs)
 
-    def _sizes_from_data(self, exc):
-        """An op whose result size depends on data (`px[obj_mask]`, `nonzero`) in a translation
-        without symbolic sizes: its fake mode gets a ShapeEnv now (its inputs stay static), so
-        that the result's size is a symbol of its own (one per mask: `px[m]` and `tx[m]` are
-        equal sizes) instead of a break; True to run the op again. yolov3's masked losses
-        broke twice a line (the selection, then the loss comparing a resumed frame's input
-        size with a new selection's)."""
+    def _sizes_from_data(self, exc, target, fake_args):
+        """A selection by a bool mask (`px[obj_mask]`) in a translation without symbolic sizes:
+        its fake mode gets a ShapeEnv now (its inputs stay static), so that the result's size
+        is a symbol of its own (one per mask: `px[m]` and `tx[m]` are equal sizes) instead of a
+        break; True to run the op again. yolov3's masked losses broke twice a line (the
+        selection, then the loss comparing a resumed frame's input size with a new
+        selection's). Other ops of sizes from data (`nonzero`, `torch.where(c)`) still break
+        until then: faster_rcnn's first translation of its sampler went on with them under
+        FakeTensorMode, 1 s slower than its resumed frames on meta tensors."""
         from torch._subclasses.fake_tensor import DynamicOutputShapeException
 
         mode = self.fake_mode
-        if not isinstance(exc, DynamicOutputShapeException) or self._symbolic or mode.shape_env is not None:
+        if not isinstance(exc, DynamicOutputShapeException) or self._symbolic or mode.shape_env is not None \
+                or target is not operator.getitem or not _bool_index(fake_args[1:]):
             return False
         mode.shape_env = shape_env()
         mode.cache_enabled = False  # as in symbolic translations (fake_mode)
@@ -518,6 +521,12 @@ class GraphState:
 
     def example_inputs(self):
         return [src for _, src in self.inputs]
+
+
+def _bool_index(index):
+    """A bool tensor among the index items of a getitem's arguments after the tensor."""
+    items = index[0] if len(index) == 1 and isinstance(index[0], tuple) else index
+    return any(isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8) for i in items)
 
 
 def _symbolic_layout(t):
