@@ -23,7 +23,7 @@
  * A checked input with other strides calls its on_mismatch(*inputs); a nonzero return
  * (an integer division by zero) calls fallback(*inputs) (eager's ops raise eager's error).
  */
-#include <Python.h>
+#include "cxx_types.h"
 
 #include <ATen/EmptyTensor.h>
 #include <ATen/Parallel.h>
@@ -246,17 +246,9 @@ PyTypeObject KernelCall_Type = {PyVarObject_HEAD_INIT(nullptr, 0)};
 
 /* Called by PyInit__tensor_check: adds KernelCall to the module. */
 int kernel_call_register(PyObject *module) {
-    KernelCall_Type.tp_name = "terra_dyn._tensor_check.KernelCall";
-    KernelCall_Type.tp_basicsize = sizeof(KernelCall);
-    KernelCall_Type.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL;
-    KernelCall_Type.tp_doc = "KernelCall(address, n_inputs, outputs, checks, returns, slow, fallback)(*inputs)";
-    KernelCall_Type.tp_new = kernel_call_new;
-    KernelCall_Type.tp_call = PyVectorcall_Call;
-    KernelCall_Type.tp_vectorcall_offset = offsetof(KernelCall, vectorcall);
-    KernelCall_Type.tp_traverse = kernel_call_traverse;
-    KernelCall_Type.tp_clear = kernel_call_clear;
-    KernelCall_Type.tp_dealloc = kernel_call_dealloc;
-    KernelCall_Type.tp_dictoffset = offsetof(KernelCall, dict);
-    if (PyType_Ready(&KernelCall_Type) < 0) return -1;
-    return PyModule_AddObjectRef(module, "KernelCall", (PyObject *)&KernelCall_Type);
+    return add_vectorcall_type(
+        module, &KernelCall_Type,
+        {"terra_dyn._tensor_check.KernelCall", "KernelCall(address, n_inputs, outputs, checks, returns, slow, fallback)(*inputs)",
+         sizeof(KernelCall), offsetof(KernelCall, vectorcall), kernel_call_new, kernel_call_traverse, kernel_call_clear,
+         kernel_call_dealloc, offsetof(KernelCall, dict)});
 }

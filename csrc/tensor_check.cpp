@@ -22,6 +22,7 @@
  * Optional: without it, guards.c uses the Python-API path.
  */
 #include "tensor_check.h"
+#include "cxx_types.h"
 
 #include <c10/core/DefaultDtype.h>
 #include <c10/core/GradMode.h>
@@ -488,6 +489,7 @@ PyModuleDef module_def = {
 }  // namespace
 
 int kernel_call_register(PyObject *module);  /* kernel_call.cpp */
+int graph_entry_register(PyObject *module);  /* graph_entry.cpp */
 
 PyMODINIT_FUNC PyInit__tensor_check(void) {
     PyObject *torch = PyImport_ImportModule("torch");
@@ -497,21 +499,12 @@ PyMODINIT_FUNC PyInit__tensor_check(void) {
     if (rc < 0) return nullptr;
     PyObject *m = PyModule_Create(&module_def);
     if (m == nullptr) return nullptr;
-    LayoutCheck_Type.tp_name = "terra_dyn._tensor_check.LayoutCheck";
-    LayoutCheck_Type.tp_basicsize = sizeof(LayoutCheck);
-    LayoutCheck_Type.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL;
-    LayoutCheck_Type.tp_doc = "LayoutCheck(fallback, T, dtype, device, sizes, strides, offset, requires_grad)(x) -> bool";
-    LayoutCheck_Type.tp_new = layout_new;
-    LayoutCheck_Type.tp_call = PyVectorcall_Call;
-    LayoutCheck_Type.tp_vectorcall_offset = offsetof(LayoutCheck, vectorcall);
-    LayoutCheck_Type.tp_traverse = layout_traverse;
-    LayoutCheck_Type.tp_clear = layout_clear;
-    LayoutCheck_Type.tp_dealloc = layout_dealloc;
-    if (PyType_Ready(&LayoutCheck_Type) < 0 || PyModule_AddObjectRef(m, "LayoutCheck", (PyObject *)&LayoutCheck_Type) < 0) {
-        Py_DECREF(m);
-        return nullptr;
-    }
-    if (kernel_call_register(m) < 0) {
+    if (add_vectorcall_type(m, &LayoutCheck_Type,
+                            {"terra_dyn._tensor_check.LayoutCheck",
+                             "LayoutCheck(fallback, T, dtype, device, sizes, strides, offset, requires_grad)(x) -> bool",
+                             sizeof(LayoutCheck), offsetof(LayoutCheck, vectorcall), layout_new, layout_traverse,
+                             layout_clear, layout_dealloc}) < 0 ||
+        kernel_call_register(m) < 0 || graph_entry_register(m) < 0) {
         Py_DECREF(m);
         return nullptr;
     }

@@ -89,7 +89,7 @@ def auto(gm, example_inputs):
             pass
     elif _big_enough_for_cpu_kernels(gm, example_inputs) and _cpu().is_available():
         # lowered on its third call: a graph recompiled before that never pays the lowering
-        return _hook_off(_cpu().compile_graph(gm, example_inputs, eager_calls=AUTO_CPU_EAGER_CALLS))
+        return _hook_off(_cpu().compile_graph(gm, example_inputs, eager_calls=AUTO_CPU_EAGER_CALLS).entry)
     return interpreter.compile_graph(gm, example_inputs)
 
 
@@ -102,7 +102,8 @@ def cpu(gm, example_inputs):
     # then costs capture + make_fx, not the compile: docs/CPU_BACKEND.md). "auto" builds at
     # once: its trial of kernels against the graph module must time kernels.
     from .. import config
-    return _hook_off(_cpu().compile_graph(gm, example_inputs, payback=True, asynchronous=config.cpu_async_compile))
+    compiled = _cpu().compile_graph(gm, example_inputs, payback=True, asynchronous=config.cpu_async_compile)
+    return _hook_off(compiled.entry)  # its fast path in C (fusion/compiled.py FusedGraph.entry)
 
 
 def cudagraphs(gm, example_inputs):

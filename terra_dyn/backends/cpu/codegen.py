@@ -25,7 +25,7 @@ caller reruns the group through ATen and eager's error reaches the user.
     extern "C" int pointwise_mul_add_tanh(const float* __restrict in0, float* __restrict out0, int64_t nthreads) {
       // FusionGroup#0(pointwise [4096, 1024]: mul add tanh)
       int err = 0;
-      const int nt = nthreads;
+      const int nt = (int)nthreads;
       #pragma omp parallel for simd num_threads(nt) schedule(static) reduction(|:err)
       for (int64_t i = 0; i < 4194304LL; ++i) {
         float tmp0 = in0[i];
@@ -41,7 +41,8 @@ from ..fusion import ops
 from ..fusion.partition import FusionGroup, shape_of
 from .cpp_ops import EMIT, c_type, compute_c_type, literal, round_to
 
-# Loops shorter than this run on one thread: waking the OpenMP team costs a few microseconds.
+# Kernels with less work than this run a plain loop (no OpenMP region): waking the OpenMP
+# team costs a few microseconds, entering a one-thread region ~0.5-1 us.
 PARALLEL_MIN_ELEMENTS = 32768
 # Row buffers (per thread, on its stack) for values a later pass over the row reads again,
 # at most this many bytes per kernel; longer rows recompute those values instead.
@@ -496,19 +497,32 @@ class _Writer:
             self.line(f"// {self.in_names[node]}: {node.name} {list(lay.shape)} stride {list(lay.stride)} "
                       f"{str(lay.dtype).replace('torch.', '')}")
         self.line("int err = 0;")
-        work = self.xnumel * max(self.rnumel, 1)
-        self.line(f"const int nt = {work}LL >= {PARALLEL_MIN_ELEMENTS}LL ? (int)nthreads : 1;")
+        if self.parallel:
+            self.line("const int nt = (int)nthreads;")
+
+    @property
+    def parallel(self) -> bool:
+        """Whether the outer loop is an OpenMP loop: a small kernel's loop is a plain one, since
+        entering a parallel region costs ~0.5-1 us even on one thread (GOMP_parallel, its
+        futex calls: a tenth of a softmax over 1024 floats, notes/s26e.md)."""
+        return self.xnumel * max(self.rnumel, 1) >= PARALLEL_MIN_ELEMENTS
+
+    def outer_pragma(self, simd=False):
+        """The outer loop's pragma: OpenMP threads on big kernels (`simd`: a single loop
+        that is also the vector loop)."""
+        if not self.parallel:
+            return "omp simd" if simd else None
+        return f"omp parallel for{' simd' if simd else ''} num_threads(nt) schedule(static) reduction(|:err)"
 
     def pointwise_body(self):
         loops = self.x_loops or [_Loop(1, {pid: 0 for pid, _ in self.patterns.values()})]
         self.x_loops = loops
-        parallel = "omp parallel for num_threads(nt) schedule(static) reduction(|:err)"
         if len(loops) == 1:
-            self.open_loop("i", loops[0].size, parallel.replace("for", "for simd", 1))
+            self.open_loop("i", loops[0].size, self.outer_pragma(simd=True))
             self.x_names = ["i"]
         else:
             outer = math.prod(loop.size for loop in loops[:-1])
-            self.open_loop("o", outer, parallel)
+            self.open_loop("o", outer, self.outer_pragma())
             self.x_names = self.split_index("o", loops[:-1], "o_") if len(loops) > 2 else ["o"]
             self.open_loop("i", loops[-1].size, "omp simd")
             self.x_names.append("i")
@@ -519,7 +533,7 @@ class _Writer:
             self.close()
 
     def reduction_body(self):
-        self.open_loop("x", self.xnumel, "omp parallel for num_threads(nt) schedule(static) reduction(|:err)")
+        self.open_loop("x", self.xnumel, self.outer_pragma())
         self.x_names = self.split_index("x", self.x_loops, "x_")
         self.body_start = len(self.lines)
         self.r_names = []

@@ -119,7 +119,7 @@ class ColumnWriter(_Writer):
 
     def reduction_body(self):
         blocks = -(-self.xnumel // XBLOCK)
-        self.open_loop("b", blocks, "omp parallel for num_threads(nt) schedule(static) reduction(|:err)")
+        self.open_loop("b", blocks, self.outer_pragma())
         self.line(f"const int64_t xb = b * {XBLOCK}LL;")
         self.line(f"const int64_t xn = {self.xnumel}LL - xb < {XBLOCK}LL ? {self.xnumel}LL - xb : {XBLOCK}LL;")
         self.body_start = len(self.lines)

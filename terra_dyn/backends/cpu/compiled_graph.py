@@ -446,7 +446,10 @@ class CpuCompiledGraph(FusedGraph):
     def __call__(self, *args):
         if self.trains is None:
             self.trains = needs_autograd(args) or self.trainable_attributes and torch.is_grad_enabled()
-        if self.eager_calls > 0 or self.payback and self.eager_seconds < self.payback_seconds():
+        # credited: past the graph-wide payback for good (another graph's lowering moving
+        # seconds_per_node must not send this one back to eager calls; the entry's fast
+        # path, fusion/compiled.py, skips this method)
+        if self.eager_calls > 0 or self.payback and not self.credited and self.eager_seconds < self.payback_seconds():
             self.eager_calls -= 1
             start = time.perf_counter()
             result = self.gm.forward(*args)  # not nn.Module.__call__: a few us a call

@@ -85,16 +85,18 @@ def _text(name, t, rows, cols, has_weight, has_bias, produced) -> str:
     args += [f"{t}* __restrict {o}" for o, has in (("dx", dx), ("dw", dw), ("db", db)) if has]
     wj = "w[j]" if has_weight else f"({t})1"
     cols_needed = dw or db
+    parallel = rows * cols >= codegen.PARALLEL_MIN_ELEMENTS
     lines = [f'extern "C" int {name}({", ".join(args + ["int64_t nthreads"])}) {{',
              f"  const int64_t M = {rows}LL, N = {cols}LL;",
-             f"  int nt = M * N >= {codegen.PARALLEL_MIN_ELEMENTS}LL ? (int)nthreads : 1;",
+             f"  int nt = {'(int)nthreads' if parallel else '1'};",
              "  if (nt > M) nt = (int)M;",
              "  if (nt < 1) nt = 1;"]
     if cols_needed:  # per-thread partial column sums: [dw_t (N), db_t (N)] for each thread
         lines += [f"  {t}* part = ({t}*)__builtin_calloc((unsigned long)nt * 2 * N, sizeof({t}));",
                   "  if (!part) return 1;  // the caller runs eager's op"]
-    lines += ["  #pragma omp parallel for num_threads(nt) schedule(static)",
-              "  for (int c = 0; c < nt; ++c) {",
+    # a small one is a plain loop: entering even a one-thread OpenMP region costs ~0.5-1 us
+    lines += ["  #pragma omp parallel for num_threads(nt) schedule(static)"] * parallel
+    lines += ["  for (int c = 0; c < nt; ++c) {",
               "    const int64_t r0 = M * c / nt, r1 = M * (c + 1) / nt;"]
     if cols_needed:
         lines += [f"    {t}* __restrict cw = part + 2 * N * c;", f"    {t}* __restrict cb = cw + N;"]

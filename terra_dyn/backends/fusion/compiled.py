@@ -40,6 +40,10 @@ try:
     from ..._C import Guard
 except ImportError:  # no C core on this Python: every call takes the signature path
     Guard = None
+try:
+    from ..._tensor_check import GraphEntry
+except ImportError:  # no C++ module: `entry` is the compiled graph itself
+    GraphEntry = None
 
 _VALUE_TYPES = (bool, int, float, str, type(None))
 
@@ -132,6 +136,10 @@ class FusedGraph:
         self.autograd_programs = {}
         self.backward_graphs = []
         self.guards = {}  # id(program) -> its exact guard (None: it has none)
+        # what a backend hands the frontend: a C GraphEntry running `last` behind its guard
+        # without this class's Python __call__ (1.5-2.5 us of a small softmax), else self
+        self.entry = self if GraphEntry is None else GraphEntry(self, self._run_failed)
+        self._last = None
         self.last = None  # (guard, program.run, grad mode must be off) of the last Program run
         self.last_training = None  # (guard, program) of the last settled training signature
         self.training_guards = {}  # training signature key -> its exact guard (None: it has none)
@@ -360,6 +368,21 @@ class FusedGraph:
         last = self.last
         if last is not None and last[1] == old:
             self.last = (last[0], new, last[2])
+
+    @property
+    def last(self):
+        return self._last
+
+    @last.setter
+    def last(self, value):
+        self._last = value
+        if self.entry is not self:
+            self.entry.set(*((value[0].check, value[1], value[2]) if value is not None else (None, None, False)))
+
+    def _run_failed(self, *args):
+        """The entry's fast path raised: forget it and take the signature path (as __call__'s)."""
+        self.last = None
+        return self(*args)
 
     def _remember(self, args, program):
         """Make `program` the one the next call tries first, behind its exact guard."""

@@ -10,6 +10,13 @@ from terra_dyn.backends.cpu import compile_graph
 from ..support import assert_same, trace
 
 
+def compiled_graph(backend_result):
+    """The CpuCompiledGraph behind what lookup("cpu") / lookup("auto") returned: the hook-off
+    wrapper's fn, then the GraphEntry's graph (fusion/compiled.py FusedGraph.entry)."""
+    inner = getattr(backend_result, "fn", backend_result)
+    return getattr(inner, "graph", inner)
+
+
 def run_on_threads(compiled, args, expected, atol=None, rtol=None, what=""):
     old = torch.get_num_threads()
     try:

@@ -12,7 +12,7 @@ from terra_dyn.backends.cpu.compiler import library_cache
 from terra_dyn.backends.fusion.compiled import signature
 
 from ..support import assert_same, trace
-from .support import check
+from .support import check, compiled_graph
 
 
 def test_chain_of_pointwise_ops_is_one_kernel():
@@ -167,7 +167,7 @@ def test_auto_lowers_a_cpu_graph_only_after_its_first_calls(monkeypatch):
     monkeypatch.setattr(config, "cpu_min_elements", 4096)
     gm = trace(lambda x: torch.tanh(x * 2 + 1) * x)
     compiled = lookup("auto")(gm, [torch.randn(64, 64)])
-    graph = getattr(compiled, "fn", compiled)  # the CpuCompiledGraph inside the hook-off wrapper
+    graph = compiled_graph(compiled)  # the CpuCompiledGraph inside the hook-off wrapper
     for call in range(AUTO_CPU_EAGER_CALLS + 2):
         x = torch.randn(64, 64)
         assert_same(compiled(x), torch.tanh(x * 2 + 1) * x)
@@ -219,7 +219,7 @@ def test_auto_keeps_a_lowering_only_when_it_measured_faster(monkeypatch):
     monkeypatch.setattr(config, "cpu_min_elements", 4096)
     gm = trace(lambda x: torch.tanh(x * 2 + 1) * x)
     compiled = lookup("auto")(gm, [torch.randn(64, 64)])
-    graph = getattr(compiled, "fn", compiled)
+    graph = compiled_graph(compiled)
     trial_calls = graph.TRIAL_CALLS
     for _ in range(AUTO_CPU_EAGER_CALLS + 1 + 2 * trial_calls):
         x = torch.randn(64, 64)
@@ -377,7 +377,7 @@ def test_cpu_by_name_lowers_a_graph_once_its_eager_time_pays(monkeypatch):
     monkeypatch.setattr(CpuCompiledGraph, "seconds_per_node", {"lower": 1e9, "joint": 1e9})
     gm = trace(lambda x: torch.tanh(x * 2 + 1) * x)
     compiled = lookup("cpu")(gm, [torch.randn(8, 8)])
-    graph = getattr(compiled, "fn", compiled)
+    graph = compiled_graph(compiled)
     for _ in range(3):
         x = torch.randn(8, 8)
         assert_same(compiled(x), torch.tanh(x * 2 + 1) * x)
@@ -400,7 +400,7 @@ def test_cpu_by_name_waits_longer_for_a_bigger_graph(monkeypatch):
     from terra_dyn.backends.cpu.compiled_graph import CpuCompiledGraph
     monkeypatch.setattr(CpuCompiledGraph, "seconds_per_node", {"lower": 1e-3, "joint": 1e-3})
     x = torch.randn(8, 8)
-    small, big = (getattr(c, "fn", c) for c in (
+    small, big = (compiled_graph(c) for c in (
         lookup("cpu")(trace(lambda x: _long_chain(x, n)), [x]) for n in (2, 100)))
     assert big.nodes > 200 > CpuCompiledGraph.MIN_NODES > small.nodes
     for graph, length in ((small, 2), (big, 100)):
@@ -419,7 +419,7 @@ def test_cpu_by_name_lowers_a_later_signature_once_its_own_time_pays(monkeypatch
     fn = lambda x, w: (x @ w).tanh() * 2 + 1  # noqa: E731
     w = torch.randn(5, 5, requires_grad=True)
     compiled = lookup("cpu")(trace(fn), [torch.randn(1, 5), w])
-    graph = getattr(compiled, "fn", compiled)
+    graph = compiled_graph(compiled)
     for _ in range(2):  # the first call pays for the graph, the second lowers its signature
         graph(torch.randn(1, 5), w).sum().backward()
     assert len(graph.autograd_programs) == 1, graph.describe()

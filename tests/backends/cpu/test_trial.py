@@ -13,6 +13,7 @@ from terra_dyn.backends.cpu.compiled_graph import CpuCompiledGraph
 from terra_dyn.backends.fusion.joint import JointProgram
 
 from ..support import assert_same, trace
+from .support import compiled_graph
 
 
 # two torch threads on the loaded 2-core machine: noise above the spins (tests/conftest.py)
@@ -31,7 +32,7 @@ def f(x, w):
 
 def _train(compiled, steps):
     """Training calls through `compiled` against eager autograd, compared at each step."""
-    graph = getattr(compiled, "fn", compiled)
+    graph = compiled_graph(compiled)
     torch.manual_seed(0)
     w = torch.randn(16, 32, requires_grad=True)
     ref = w.detach().clone().requires_grad_(True)
@@ -62,7 +63,7 @@ def _chain_graph(monkeypatch):
     monkeypatch.setattr(CpuCompiledGraph, "PAYBACK", 0.0)
     x = torch.randn(8, 8)
     compiled = lookup("cpu")(trace(chain), [x])
-    return x, compiled, getattr(compiled, "fn", compiled)
+    return x, compiled, compiled_graph(compiled)
 
 
 def test_a_training_graph_whose_pair_measures_slower_runs_eager_autograd(monkeypatch):
@@ -202,7 +203,7 @@ def test_an_eager_turn_runs_the_forward_once_and_a_retained_backward_twice(monke
     # the forward again in the backward: the trial itself slowed the steps it measured)
     calls = []
     graph = _cpu_graph(monkeypatch, torch.randn(8, 16), torch.randn(16, 32, requires_grad=True))
-    graph = getattr(graph, "fn", graph)
+    graph = compiled_graph(graph)
     original = graph.gm.forward
     monkeypatch.setattr(graph.gm, "forward", lambda *a: calls.append(1) or original(*a))
     w = torch.randn(16, 32, requires_grad=True)
