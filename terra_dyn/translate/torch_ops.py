@@ -80,6 +80,11 @@ def call_torch(tx, fn, args, kwargs):
     if fn in (torch.no_grad, torch.enable_grad):
         return ContextValue(fn is torch.enable_grad)
     if fn is torch.set_grad_enabled:
+        if _next_instruction(tx) != "BEFORE_WITH":
+            # `torch.set_grad_enabled(False)` as a statement switches grad mode at once (its
+            # constructor does, and the mode outlives the frame); a ContextValue switches it
+            # only when a with block enters it: the ops after it were recorded with grad
+            raise Unsupported("torch.set_grad_enabled() outside a with statement: run natively", breakable=False)
         return ContextValue(bool(args[0].as_python()))
     if fn in _BREAK_FUNCTIONS:
         raise Unsupported(f"torch.{getattr(fn, '__name__', fn)} is not captured")
@@ -113,6 +118,16 @@ class SameAnswer:
         if type(self.answer) in _PLAIN_ANSWERS:
             return type(answer) is type(self.answer) and answer == self.answer
         return answer is self.answer
+
+
+def _next_instruction(tx):
+    """The name of the instruction after the running one (None past the end)."""
+    instrs, pc = getattr(tx, "instrs", ()), getattr(tx, "pc", len(getattr(tx, "instrs", ())))
+    for instr in instrs[pc + 1:]:
+        name = getattr(instr, "name", None)
+        if name is not None:
+            return name
+    return None
 
 
 def _runtime_values(values):

@@ -121,3 +121,39 @@ def test_inference_mode_entered_around_a_cached_call():
     got.append(fast(x).tolist())
     want.append(_inference_mode(x).tolist())
     assert got == want == [[3.0, 3.0], [2.0, 2.0], [3.0, 3.0]]
+
+
+_W = torch.ones(2, requires_grad=True)
+
+
+def _grad_switched_by_a_statement(x):
+    torch.set_grad_enabled(False)  # at once, and for the caller too: no with block
+    a = x * _W
+    torch.set_grad_enabled(True)
+    b = x * _W
+    torch.set_grad_enabled(False)
+    return a.requires_grad, b.requires_grad, (x * _W).requires_grad
+
+
+def _grad_switched_by_a_with_block(x):
+    with torch.set_grad_enabled(False):
+        a = x * _W
+    return a.requires_grad, (x * _W).requires_grad
+
+
+@pytest.mark.parametrize("fn", [_grad_switched_by_a_statement, _grad_switched_by_a_with_block])
+def test_set_grad_enabled_called_inside_the_frame(fn):
+    # before: the statement form was taken for a with block's manager never entered, so `a`
+    # required grad and grad mode was not left off for the caller
+    fast = terra_dyn.optimize(fn, backend="interpreter")
+    x = torch.ones(2)
+    try:
+        got, want = [], []
+        for _ in range(2):
+            got.append((fast(x), torch.is_grad_enabled()))
+            torch.set_grad_enabled(True)
+            want.append((fn(x), torch.is_grad_enabled()))
+            torch.set_grad_enabled(True)
+    finally:
+        torch.set_grad_enabled(True)
+    assert got == want
