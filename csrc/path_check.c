@@ -445,6 +445,12 @@ static int node_holds(PathNode *n, PyObject *v, PyObject *const *args, Py_ssize_
             if (r != 1) return r;
         }
     }
+    /* stamped before its reads (which run no Python code when the memo is kept): a value
+       that cannot be stamped (3.13's inline values) costs no plain-read test */
+    if (!same && use >= 0) {
+        n->stamped = stamp_take(v, &n->stamp);
+        n->facts_fixed = n->stamped && facts_fixed(n, v);
+    }
     for (Py_ssize_t i = 0; i < n->nchildren; i++) {
         PathNode *c = &n->children[i];
         PyObject *child;
@@ -453,15 +459,11 @@ static int node_holds(PathNode *n, PyObject *v, PyObject *const *args, Py_ssize_
         } else {
             if ((child = read_step(c->step, c->arg, v)) == NULL) return -1;
             c->value = child;
-            c->plain = use >= 0 && read_is_plain(v, c->step, c->arg, child);
+            c->plain = use >= 0 && n->stamped && read_is_plain(v, c->step, c->arg, child);
         }
         int r = node_holds(c, child, args, nargs, use);
         Py_DECREF(child);
         if (r != 1) return r;
-    }
-    if (!same && use >= 0) {
-        n->stamped = stamp_take(v, &n->stamp);
-        n->facts_fixed = n->stamped && facts_fixed(n, v);
     }
     return 1;
 }
