@@ -1,7 +1,7 @@
 /* terra_dyn._tensor_check.KernelCall: the calling function of one generated CPU kernel
  * (terra_dyn/backends/cpu/kernel.py), in C++.
  *
- *   call = KernelCall(address, n_inputs, outputs, checks, returns, slow, fallback)
+ *   call = KernelCall(address, n_inputs, outputs, checks, returns, slow, fallback, release_gil=True)
  *   out0, out1 = call(x, w)
  *
  * address: the module's `<kernel>_packed(void *const *pointers, int64_t nthreads)` entry
@@ -12,7 +12,8 @@
  * None (a template's masked outputs). A call reads each input's data pointer from its
  * TensorImpl, allocates the outputs with at::detail::empty_strided_cpu (what
  * torch.empty_strided runs on CPU, without the Python binding and the dispatcher), calls
- * the kernel with the GIL released and at::get_num_threads(), and wraps the outputs:
+ * the kernel with at::get_num_threads() (and the GIL released, unless release_gil is False:
+ * a small kernel's few microseconds are not worth take_gil), and wraps the outputs:
  * the work of the Python calling function (`slow`) without its ctypes call and its
  * torch.empty_strided calls (~2-4 us at 1K elements, docs/CPU_BACKEND.md).
  *
@@ -56,6 +57,7 @@ struct Spec {
     std::vector<Check> checks;
     std::vector<int> returns;  /* empty: the default structure */
     bool has_returns = false;
+    bool release_gil = true;   /* false for small kernels: ~0.1-0.2 us a call (take_gil) */
 };
 
 struct KernelCall {
@@ -114,9 +116,14 @@ PyObject *kernel_call(PyObject *self_, PyObject *const *args, size_t nargsf, PyO
         return call_with(self->slow, args, nargs, nullptr);  /* it raises torch's own error, if any */
     }
     int64_t threads = at::get_num_threads();
-    PyThreadState *state = PyEval_SaveThread();
-    int rc = s.fn(pointers, threads);
-    PyEval_RestoreThread(state);
+    int rc;
+    if (s.release_gil) {
+        PyThreadState *state = PyEval_SaveThread();
+        rc = s.fn(pointers, threads);
+        PyEval_RestoreThread(state);
+    } else {
+        rc = s.fn(pointers, threads);
+    }
     if (rc != 0) return call_with(self->fallback, args, nargs, nullptr);
     if (!s.has_returns && outs.size() == 1) return THPVariable_Wrap(std::move(outs[0]));
     Py_ssize_t n = s.has_returns ? (Py_ssize_t)s.returns.size() : (Py_ssize_t)outs.size();
@@ -124,7 +131,7 @@ PyObject *kernel_call(PyObject *self_, PyObject *const *args, size_t nargsf, PyO
     if (result == nullptr) return nullptr;
     for (Py_ssize_t i = 0; i < n; i++) {
         int which = s.has_returns ? s.returns[i] : (int)i;
-        PyObject *item = which < 0 ? Py_NewRef(Py_None) : THPVariable_Wrap(std::move(outs[which]));
+        PyObject *item = which < 0 ? Py_NewRef(Py_None) : THPVariable_Wrap(outs[which]);
         if (item == nullptr) {
             Py_DECREF(result);
             return nullptr;
@@ -191,11 +198,14 @@ void release(Spec *spec) {
 PyObject *kernel_call_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
     PyObject *address, *outputs, *checks, *returns, *slow, *fallback;
     Py_ssize_t n_inputs;
-    static const char *names[] = {"address", "n_inputs", "outputs", "checks", "returns", "slow", "fallback", nullptr};
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OnOOOOO:KernelCall", (char **)names, &address, &n_inputs,
-                                     &outputs, &checks, &returns, &slow, &fallback))
+    int release_gil = 1;
+    static const char *names[] = {"address", "n_inputs", "outputs", "checks", "returns", "slow", "fallback",
+                                  "release_gil", nullptr};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OnOOOOO|p:KernelCall", (char **)names, &address, &n_inputs,
+                                     &outputs, &checks, &returns, &slow, &fallback, &release_gil))
         return nullptr;
     Spec *spec = new Spec();
+    spec->release_gil = release_gil;
     if (!parse(address, n_inputs, outputs, checks, returns, *spec) || spec->fn == nullptr) {
         release(spec);
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "KernelCall: bad outputs, checks or returns");
@@ -248,7 +258,7 @@ PyTypeObject KernelCall_Type = {PyVarObject_HEAD_INIT(nullptr, 0)};
 int kernel_call_register(PyObject *module) {
     return add_vectorcall_type(
         module, &KernelCall_Type,
-        {"terra_dyn._tensor_check.KernelCall", "KernelCall(address, n_inputs, outputs, checks, returns, slow, fallback)(*inputs)",
+        {"terra_dyn._tensor_check.KernelCall", "KernelCall(address, n_inputs, outputs, checks, returns, slow, fallback, release_gil=True)(*inputs)",
          sizeof(KernelCall), offsetof(KernelCall, vectorcall), kernel_call_new, kernel_call_traverse, kernel_call_clear,
          kernel_call_dealloc, offsetof(KernelCall, dict)});
 }

@@ -30,10 +30,12 @@ mismatch or a nonzero return (an integer division by zero) runs the group throug
 """
 import ctypes
 import functools
+import math
 
 import torch
 
 from ... import own_builtins
+from . import codegen
 from .codegen import KernelSource
 
 C_CALL = True  # KernelCall where terra_dyn._tensor_check has it (tests compare both paths)
@@ -67,10 +69,14 @@ class CpuKernel:
         self.fn = fn
         self.checked = list(checked)
         self.python_call = self._generate()
+        self.library = library
         self.call = self._c_call(library) or self.python_call
 
-    def _c_call(self, library):
-        """KernelCall for this kernel, or None (no C++ module, no packed entry, C_CALL off)."""
+    def _c_call(self, library, returns=None, slow=None):
+        """KernelCall for this kernel, or None (no C++ module, no packed entry, C_CALL off).
+        returns: output indices of the tuple it returns (-1: None), else the source's
+        structure; slow: what runs every call it cannot make itself (with `returns`: a
+        function returning that tuple), else the Python calling function and aten_fallback."""
         kernel_call = _kernel_call_type() if C_CALL else None
         entry = getattr(library, f"{self.source.name}_packed", None) if kernel_call else None
         if entry is None:
@@ -79,16 +85,26 @@ class CpuKernel:
         outputs = [(tuple(lay.shape), tuple(lay.stride), lay.dtype) for lay in source.output_layouts]
         checks = [(i, tuple(source.input_layouts[i].stride), functools.partial(self._strides_differ, i))
                   for i in self.checked]
-        returns = None
-        if source.returns:  # "(out0, None, out1)": output indices, -1 for None
+        if returns is None and source.returns:  # "(out0, None, out1)": output indices, -1 for None
             items = [r.strip() for r in source.returns.strip("()").split(",") if r.strip()]
             if len(items) < 2:
                 return None  # "(out0)" is not a tuple: the Python function returns it
             returns = [-1 if r == "None" else int(r[len("out"):]) for r in items]
+        # a small kernel keeps the GIL: releasing and taking it back cost more than it lets run
+        numel = max(math.prod(lay.shape) for lay in [*source.input_layouts, *source.output_layouts])
         call = kernel_call(ctypes.cast(entry, ctypes.c_void_p).value, len(source.inputs), outputs, checks, returns,
-                           self.python_call, self.aten_fallback)
+                           slow or self.python_call, slow or self.aten_fallback,
+                           release_gil=numel >= codegen.PARALLEL_MIN_ELEMENTS)
         call.__name__, call.__module__ = source.name, __name__
         return call
+
+    def whole_graph_call(self, returns, graph_forward):
+        """A KernelCall that is a whole graph's forward: a graph whose one step is this kernel
+        on its inputs in order, returning the tuple of outputs `returns` (output indices);
+        every call it cannot make itself runs graph_forward (None: no C++ module)."""
+        if self.checked or self.source.returns:
+            return None
+        return self._c_call(self.library, list(returns), graph_forward)
 
     def __repr__(self):
         return f"CpuKernel({self.source.name})"

@@ -232,7 +232,7 @@ def test_auto_keeps_a_lowering_only_when_it_measured_faster(monkeypatch):
     x = torch.randn(64, 64)
     assert_same(compiled(x), torch.tanh(x * 2 + 1) * x)
     program._end_trial(eager=2e-4, lowered=1e-4)
-    assert program.verdict == "kernels" and program.run == program.gm.forward
+    assert program.verdict == "kernels" and program.run == program.forward
     assert_same(compiled(x), torch.tanh(x * 2 + 1) * x)
 
 

@@ -122,3 +122,45 @@ def test_a_graph_past_its_payback_stays_lowered_when_lowerings_measure_slower(mo
     for _ in range(3):
         assert_same(compiled(y, w), chain(y, w))
     assert graph.eager_seconds == 1.0, "the graph ran its graph module as in its eager phase again"
+
+
+def _forward_of(compiled):
+    (program,) = compiled.programs.values()
+    return program.forward
+
+
+@pytest.mark.parametrize("returns", ["tensor", "tuple", "twice", "two_outputs"])
+def test_a_one_kernel_graph_runs_as_its_kernel_call(returns):
+    # no generated forward between the Program and the kernel (one Python frame a call);
+    # the graph's own output structure, the same tensor twice where the graph returns it twice
+    from terra_dyn.backends.cpu import compile_graph
+
+    def fn(x):
+        y = torch.softmax(x * 2, -1)
+        return {"tensor": y, "tuple": (y,), "twice": (y, y), "two_outputs": (x.sum(-1), y)}[returns]
+    x = torch.randn(3, 50)
+    compiled = compile_graph(trace(fn), [x])
+    assert isinstance(_forward_of(compiled), tensor_check.KernelCall), compiled.describe()
+    got, want = compiled(x), fn(x)
+    assert type(got) is type(want)
+    assert_same(got, want, atol=1e-6, rtol=1e-5)
+    if returns == "twice":
+        assert got[0] is got[1]
+
+
+def test_a_one_kernel_graph_hands_calls_it_cannot_make_to_the_graph():
+    from terra_dyn.backends.cpu import compile_graph
+
+    class Sub(torch.Tensor):
+        pass
+    fn = lambda x: (torch.softmax(x * 2, -1),)  # noqa: E731
+    x = torch.randn(3, 50)
+    compiled = compile_graph(trace(fn), [x])
+    forward = _forward_of(compiled)
+    assert isinstance(forward, tensor_check.KernelCall)
+    sub = x.as_subclass(Sub)
+    (program,) = compiled.programs.values()
+    (name,) = [n.name for n in program.gm.graph.nodes if n.op == "placeholder"]
+    for got in (forward(sub), forward(**{name: x})):  # the graph's forward (its kernel's Python path)
+        assert type(got) is tuple
+        assert_same(got[0].as_subclass(torch.Tensor), fn(x)[0], atol=1e-6, rtol=1e-5)
