@@ -6,6 +6,8 @@ constants alone (`torch.get_num_threads()`, `torch.are_deterministic_algorithms_
 or a torch.backends flag (a getter on a module subclass) was answered once at translate
 time and baked in: a silent wrong branch or value.
 """
+import contextlib
+
 import pytest
 import torch
 
@@ -56,6 +58,9 @@ def _set_threads(n):
     torch.set_num_threads(n)
 
 
+# the flags() context managers: torch's op_db tests (run earlier in the suite) call
+# torch.backends.disable_global_flags(), after which a plain assignment raises
+_FLAGS = contextlib.ExitStack()
 _STATES = {
     # name: (function, [state changes], restore)
     "deterministic": (_deterministic, [lambda: torch.use_deterministic_algorithms(True),
@@ -74,13 +79,14 @@ _STATES = {
                   lambda: torch.set_grad_enabled(True)),
     "promote_types": (_promoted, [lambda: None], lambda: None),
     # a module subclass's getter (torch.backends' ContextProp), read once and baked in before
-    "cudnn_deterministic": (_cudnn_deterministic, [lambda: setattr(torch.backends.cudnn, "deterministic", True),
-                                                   lambda: setattr(torch.backends.cudnn, "deterministic", False)],
-                            lambda old=torch.backends.cudnn.deterministic:
-                                setattr(torch.backends.cudnn, "deterministic", old)),
-    "mkldnn_enabled": (_mkldnn_enabled, [lambda: setattr(torch.backends.mkldnn, "enabled", False),
-                                         lambda: setattr(torch.backends.mkldnn, "enabled", True)],
-                       lambda old=torch.backends.mkldnn.enabled: setattr(torch.backends.mkldnn, "enabled", old)),
+    "cudnn_deterministic": (_cudnn_deterministic, [lambda: _FLAGS.enter_context(torch.backends.cudnn.flags(
+                                                        enabled=torch.backends.cudnn.enabled, deterministic=True)),
+                                                    lambda: _FLAGS.enter_context(torch.backends.cudnn.flags(
+                                                        enabled=torch.backends.cudnn.enabled, deterministic=False))],
+                            lambda: _FLAGS.close()),
+    "mkldnn_enabled": (_mkldnn_enabled, [lambda: _FLAGS.enter_context(torch.backends.mkldnn.flags(enabled=False)),
+                                         lambda: _FLAGS.enter_context(torch.backends.mkldnn.flags(enabled=True))],
+                       lambda: _FLAGS.close()),
 }
 
 
