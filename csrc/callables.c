@@ -37,7 +37,8 @@ PyObject *callables_entry_calls(PyObject *module, PyObject *unused) {
    between), and the frame decrefs them once we return. Plain Python moves a Python call's
    arguments into the callee's frame, so `del arg` there frees arg; here the caller would
    hold them for the whole call. A forwarding caller (a bound method's vectorcall writing self into args[-1],
-   functools.partial) is not the frame's CALL: its slots are left alone. */
+   functools.partial) is not the frame's CALL: its slots are left alone; nor are they while
+   a tracer, a profiler or a sys.monitoring tool for calls may read them after the call. */
 static int called_by_frame(PyObject *self, PyObject *const *args, Py_ssize_t n) {
     PyThreadState *tstate = PyThreadState_Get();
     _PyInterpreterFrame *frame = thread_current_frame(tstate);
@@ -45,6 +46,9 @@ static int called_by_frame(PyObject *self, PyObject *const *args, Py_ssize_t n) 
         return 0;  /* a profiler's or tracer's call events may read the arguments after */
     }
     PyCodeObject *code = frame_code(frame);
+    /* 3.12+: sys.monitoring's C_RETURN / C_RAISE callbacks get the first argument read
+       from the caller's stack after we return (the events share CALL's instrumentation) */
+    if (monitored(tstate, code, MONITOR_CALLS)) return 0;
     PyObject *const *lo = frame->localsplus + code->co_nlocalsplus;
     PyObject *const *hi = lo + code->co_stacksize;
     if (args - 1 < lo || args + n > hi) return 0;

@@ -26,6 +26,7 @@ static _Thread_local PyObject *thread_callback = NULL;  /* owned reference or NU
    callback, i.e. the backend and options, that made it). */
 static _Thread_local PyObject *asking_callback = NULL;
 static Py_ssize_t threads_with_callback = 0;            /* guarded by the GIL */
+uint64_t eval_frame_entered = 0;  /* frames the hook was asked about: Python code ran (GIL) */
 
 static PyObject *terra_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *frame, int throwflag);
 void moves_enter(_PyInterpreterFrame *frame);  /* moves.c */
@@ -46,6 +47,18 @@ PyObject *eval_frame_swap_callback(PyObject *callback) {
         if (threads_with_callback == (callback ? 1 : 0)) install_hook(callback != NULL);
     }
     return previous;
+}
+
+/* Guard.check called from Python: the hook installed while it checks, so that Python code
+   a check runs is counted (eval_frame_entered). 1: installed here (eval_frame_unwatch). */
+int eval_frame_watch(void) {
+    if (threads_with_callback) return 0;
+    install_hook(1);
+    return 1;
+}
+
+void eval_frame_unwatch(int installed) {
+    if (installed && threads_with_callback == 0) install_hook(0);
 }
 
 PyObject *eval_frame_current_callback(void) {
@@ -236,15 +249,18 @@ static PyObject *answered(PyThreadState *tstate, _PyInterpreterFrame *frame, PyO
 }
 
 static PyObject *terra_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *frame, int throwflag) {
+    eval_frame_entered++;
     if (moves_waiting) moves_enter(frame);  /* the caller's copies of our arguments */
     PyObject *callback = thread_callback;
     PyCodeObject *code = frame_code(frame);
     /* Generators and coroutines outlive the call (their frame is copied into the generator
        object), and code without CO_OPTIMIZED (module, class body, exec) reads a locals
        dict a function call cannot pass: all of them run unmodified. */
-    /* Under a trace function (coverage, pdb after set_trace) the original code runs: its
-       line events are the user's lines, which a rewritten frame does not produce. */
+    /* Under a trace function (coverage, pdb after set_trace) or a sys.monitoring tool for
+       lines, instructions, jumps or branches (coverage's sys.monitoring core) the original
+       code runs: its events are the user's lines, which a rewritten frame does not produce. */
     if (callback == NULL || throwflag || tstate->c_tracefunc != NULL ||
+        monitored(tstate, code, MONITOR_LINES) ||
         (code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE)) ||
         !(code->co_flags & CO_OPTIMIZED) || frame_started(frame) || stack_deep(tstate)) {
         return _PyEval_EvalFrameDefault(tstate, frame, throwflag);

@@ -11,6 +11,10 @@
  *                                  _PyEval_EvalFrameDefault
  *   stack_deep(tstate)             has the thread used over an eighth of its Python
  *                                  recursion limit
+ *   monitored(tstate, code, MONITOR_CALLS)   is a sys.monitoring tool (3.12+; 3.11: never)
+ *   monitored(tstate, code, MONITOR_LINES)   set, for all code or this one, for CALL (which
+ *                                  C_RETURN and C_RAISE are stored as) / LINE, INSTRUCTION,
+ *                                  JUMP or BRANCH
  *   exception_traceback / exception_set_traceback   the raised exception's traceback
  *
  * Who clears an unstarted frame the hook answers itself (a cache hit, an error):
@@ -229,6 +233,30 @@ static inline int stack_deep(PyThreadState *tstate) {
 #else
     return tstate->recursion_remaining < tstate->recursion_limit - tstate->recursion_limit / 8;
 #endif
+}
+
+#if PY_VERSION_HEX >= 0x030C0000
+#define MONITOR_CALLS PY_MONITORING_EVENT_CALL, PY_MONITORING_EVENT_CALL
+#define MONITOR_LINES PY_MONITORING_EVENT_LINE, PY_MONITORING_EVENT_BRANCH
+#else
+#define MONITOR_CALLS 0, 0
+#define MONITOR_LINES 0, 0
+#endif
+
+/* Is a sys.monitoring tool set for any of the local events first..last (PY_START 0 ..
+   STOP_ITERATION 9, the same numbers on 3.12 and 3.13) globally or for this code? The
+   code's active set lags until it is next instrumented, so its local set is read too. */
+static inline int monitored(PyThreadState *tstate, PyCodeObject *code, int first, int last) {
+#if PY_VERSION_HEX >= 0x030C0000
+    const uint8_t *global = tstate->interp->monitors.tools;
+    _PyCoMonitoringData *own = code->_co_monitoring;
+    for (int event = first; event <= last; event++) {
+        if (global[event] || (own != NULL && (own->local_monitors.tools[event] | own->active_monitors.tools[event]))) {
+            return 1;
+        }
+    }
+#endif
+    return 0;
 }
 
 /* The raised exception's traceback (borrowed, may be NULL) and its replacement: 3.11

@@ -273,7 +273,9 @@ static void note_unbatched(Guard *g) {
     g->n_rest = n;
 }
 
-static int guard_check_held(Guard *g, PyObject *const *args, Py_ssize_t nargs) {
+/* The C checks, in order: 1 / 0 / -1; *rebuild: the batch did not hold, every snapshot
+   was checked (the batch is rebuilt if the whole guard passes). */
+static int checks_hold(Guard *g, PyObject *const *args, Py_ssize_t nargs, int *rebuild) {
     /* the batch holds: only the checks it does not cover (a batch that holds is the one
        note_unbatched described: every build is followed by it, below) */
     if (g->batch != NULL && g->n_rest >= 0 && snapshot_batch_check(g->batch)) {
@@ -281,7 +283,7 @@ static int guard_check_held(Guard *g, PyObject *const *args, Py_ssize_t nargs) {
             int r = guard_check_one(&g->checks[g->rest[k]], args, nargs);
             if (r != 1) return r;
         }
-        return fallback_holds(g, args, nargs);
+        return 1;
     }
     /* the batch, checked where the first snapshot check is: 1 it holds (its snapshots are
        skipped), -1 it does not (every snapshot checked: rebuilt if the guard passes) */
@@ -297,8 +299,20 @@ static int guard_check_held(Guard *g, PyObject *const *args, Py_ssize_t nargs) {
         int r = guard_check_one(c, args, nargs);
         if (r != 1) return r;
     }
-    int ok = fallback_holds(g, args, nargs);
-    if (ok == 1 && batch == -1) {
+    *rebuild = batch == -1;
+    return 1;
+}
+
+static int guard_check_held(Guard *g, PyObject *const *args, Py_ssize_t nargs) {
+    int rebuild = 0;
+    uint64_t seen = eval_frame_entered;
+    int ok = checks_hold(g, args, nargs, &rebuild);
+    /* A check ran Python code (a user __eq__, __getattr__, property, __del__): it may have
+       changed what an earlier check already passed. Once more, from the first check (each
+       check guards itself against the code it runs: snapshot.c's Reading). */
+    if (ok == 1 && eval_frame_entered != seen) ok = checks_hold(g, args, nargs, &rebuild);
+    if (ok == 1) ok = fallback_holds(g, args, nargs);
+    if (ok == 1 && rebuild) {
         snapshot_batch_build(g->batch);
         note_unbatched(g);
     }
@@ -528,7 +542,9 @@ static PyObject *guard_repr(Guard *self) {
 }
 
 static PyObject *guard_check_method(Guard *self, PyObject *const *args, Py_ssize_t nargs) {
+    int installed = eval_frame_watch();  /* called from Python: the hook may be off */
     int ok = guard_check((PyObject *)self, args, nargs);
+    eval_frame_unwatch(installed);
     return ok < 0 ? NULL : PyBool_FromLong(ok);
 }
 

@@ -41,6 +41,17 @@ typedef struct {
     Py_ssize_t n;     /* LEN: the length; KEY_IN: b is True */
 } Fact;
 
+/* What fixes a value's reads and facts (the memo, below): the object, its class and
+   that class's version tag (its attributes, on the whole MRO), a class's own tag, its
+   instance dict and that dict's write tag, an exact dict's own write tag. */
+typedef struct {
+    PyObject *obj;            /* compared only: dereferenced once known to be the value */
+    PyTypeObject *type;
+    unsigned int type_tag, own_tag;
+    PyObject *dict;           /* the instance dict (NULL: none) */
+    uint64_t dict_tag, tag;
+} Stamp;
+
 typedef struct PathNode {
     int step;              /* a root: its root kind */
     PyObject *arg;         /* name, key, root object or weakref; borrowed */
@@ -48,6 +59,13 @@ typedef struct PathNode {
     Py_ssize_t nfacts, nchildren;
     Fact *facts;
     struct PathNode *children;
+    /* the memo: used while its root's `memo_ok` */
+    int memo_ok;           /* a root: its last check passed and ran no Python code */
+    int stamped;           /* `stamp` is the value's when its facts and reads last passed */
+    int facts_fixed;       /* ... and its facts hold on any value with that stamp */
+    int plain;             /* the read from the parent is fixed by the parent's stamp */
+    PyObject *value;       /* the value that read gave (borrowed: what the stamp pins holds it) */
+    Stamp stamp;
 } PathNode;
 
 struct PathTree {
@@ -55,7 +73,8 @@ struct PathTree {
     PathNode *roots;
 };
 
-static PyObject *s_keys;
+static PyObject *s_keys, *s_getattribute, *s_dict;
+static PyObject *object_getattribute, *type_getattribute;  /* object's and type's __getattribute__ */
 
 static void node_free(PathNode *n) {
     for (Py_ssize_t i = 0; i < n->nchildren; i++) node_free(&n->children[i]);
@@ -145,7 +164,11 @@ static int parse_node(PyObject *spec, PathNode *n, int is_root) {
 PathTree *path_tree_new(PyObject *roots) {
     if (s_keys == NULL) {
         s_keys = PyUnicode_InternFromString("keys");
-        if (s_keys == NULL) return NULL;
+        s_getattribute = PyUnicode_InternFromString("__getattribute__");
+        s_dict = PyUnicode_InternFromString("__dict__");
+        if (s_keys == NULL || s_getattribute == NULL || s_dict == NULL) return NULL;
+        object_getattribute = _PyType_Lookup(&PyBaseObject_Type, s_getattribute);  /* immortal enough: */
+        type_getattribute = _PyType_Lookup(&PyType_Type, s_getattribute);         /* builtin types' */
     }
     if (!PyTuple_Check(roots)) {
         PyErr_Format(PyExc_TypeError, "Guard: path roots must be a tuple, got %R", roots);
@@ -298,16 +321,147 @@ static PyObject *read_other(const Fact *f, PyObject *const *args, Py_ssize_t nar
     return v;
 }
 
-static int node_holds(const PathNode *n, PyObject *v, PyObject *const *args, Py_ssize_t nargs) {
+/* ---- the memo ----
+ * A value whose stamp is what it was when its facts last held, read again, would give the
+ * same answers: its facts where each is fixed by the stamp (ID, TYPE, EQ of an immutable
+ * value, an exact dict's keys, length and membership, the instance dict's keys), and the
+ * same child for each read that is "plain": an exact dict's item (its write tag), or an
+ * attribute found by generic lookup in the instance dict or on the class as a plain value
+ * (not a descriptor) with no data descriptor in front (the class's version tag covers the
+ * MRO; a class object's own tag covers its attributes). A child so fixed is alive: the dict
+ * the stamp pins holds it. Such values and subtrees are not read again. A root's memo is
+ * used only after a check that passed and ran no Python code (eval_frame_entered: a user
+ * __getattr__ or __eq__ may answer differently each time), and only for pinned roots (a
+ * slot's object may be a new one at a freed one's address). 3.13: a dict sharing an
+ * object's inline values takes writes with no new tag: never stamped. */
+
+static int dict_taggable(PyObject *d) {
+#if PY_VERSION_HEX >= 0x030D0000
+    return ((PyDictObject *)d)->ma_values == NULL;
+#else
+    return 1;
+#endif
+}
+
+/* v's instance dict without making one (3.13: never one over inline values); 0: none, 1:
+   *dict, -1: cannot tell */
+static int dict_of(PyObject *v, PyObject **dict) {
+    *dict = NULL;
+    if (PyType_Check(v)) return 0;  /* its own tag covers its __dict__ */
+#if PY_VERSION_HEX >= 0x030D0000
+    if (PyType_HasFeature(Py_TYPE(v), Py_TPFLAGS_MANAGED_DICT)) return -1;
+#endif
+    PyObject **ptr = _PyObject_GetDictPtr(v);
+    if (ptr == NULL || *ptr == NULL) return 0;
+    *dict = *ptr;
+    return dict_taggable(*dict) ? 1 : -1;
+}
+
+static int stamp_take(PyObject *v, Stamp *s) {
+    PyTypeObject *t = Py_TYPE(v);
+    *s = (Stamp){v, t, type_tag_now(t), 0, NULL, 0, 0};
+    if (s->type_tag == 0 || dict_of(v, &s->dict) < 0) return 0;
+    if (PyType_Check(v) && (s->own_tag = type_tag_now((PyTypeObject *)v)) == 0) return 0;
+    if (s->dict != NULL) s->dict_tag = dict_write_tag(s->dict);
+    if (PyDict_CheckExact(v)) {
+        if (!dict_taggable(v)) return 0;
+        s->tag = dict_write_tag(v);
+    }
+    return 1;
+}
+
+static int stamp_holds(const Stamp *s, PyObject *v) {
+    if (v != s->obj || Py_TYPE(v) != s->type || type_tag_now(s->type) != s->type_tag) return 0;
+    if (s->own_tag != 0 && type_tag_now((PyTypeObject *)v) != s->own_tag) return 0;
+    PyObject *dict;
+    if (dict_of(v, &dict) < 0 || dict != s->dict || (dict != NULL && dict_write_tag(dict) != s->dict_tag)) return 0;
+    return !PyDict_CheckExact(v) || dict_write_tag(v) == s->tag;
+}
+
+static int is_data_descriptor(PyObject *d) {
+    return d != NULL && Py_TYPE(d)->tp_descr_get != NULL && Py_TYPE(d)->tp_descr_set != NULL;
+}
+
+/* Is `got`, read from parent by step, fixed by parent's stamp? (Asked right after the read,
+   which ran no Python code.) */
+static int read_is_plain(PyObject *parent, int step, PyObject *arg, PyObject *got) {
+    PyTypeObject *t = Py_TYPE(parent);
+    if (step == S_ITEM) return PyDict_CheckExact(parent) && (PyUnicode_CheckExact(arg) || PyLong_CheckExact(arg));
+    if (!PyUnicode_CheckExact(arg)) return 0;
+    if (PyType_Check(parent)) {  /* a class's attribute: type.__getattribute__ */
+        if (step == S_ATTR && t->tp_getattro != PyType_Type.tp_getattro &&
+            _PyType_Lookup(t, s_getattribute) != type_getattribute) return 0;
+        if (step == S_GENERIC) return 0;
+        PyObject *meta = _PyType_Lookup(t, arg), *attr = _PyType_Lookup((PyTypeObject *)parent, arg);
+        if (is_data_descriptor(meta)) return 0;
+        if (attr != NULL) return attr == got && Py_TYPE(attr)->tp_descr_get == NULL;
+        return meta == got && meta != NULL && Py_TYPE(meta)->tp_descr_get == NULL;
+    }
+    if (step == S_ATTR && t->tp_getattro != PyObject_GenericGetAttr &&
+        !(PyModule_CheckExact(parent) && t->tp_getattro == PyModule_Type.tp_getattro) &&
+        _PyType_Lookup(t, s_getattribute) != object_getattribute) return 0;
+    PyObject *descr = _PyType_Lookup(t, arg), *dict;
+    if (dict_of(parent, &dict) < 0) return 0;
+    if (is_data_descriptor(descr)) {  /* only `__dict__`, the instance dict itself */
+        return dict != NULL && got == dict && PyUnicode_Compare(arg, s_dict) == 0 &&
+               Py_IS_TYPE(descr, &PyGetSetDescr_Type);
+    }
+    if (dict != NULL) {
+        PyObject *v = PyDict_GetItemWithError(dict, arg);  /* exact str key: no user code */
+        if (v != NULL) return v == got;
+        PyErr_Clear();
+    }
+    return descr != NULL && descr == got && Py_TYPE(descr)->tp_descr_get == NULL;
+}
+
+static int is_immutable(PyObject *v) {
+    return v == Py_None || PyLong_CheckExact(v) || PyFloat_CheckExact(v) || PyBool_Check(v) ||
+           PyUnicode_CheckExact(v) || PyBytes_CheckExact(v);
+}
+
+/* Every fact of n holds on any value with v's stamp (they all held on v). */
+static int facts_fixed(const PathNode *n, PyObject *v) {
     for (Py_ssize_t i = 0; i < n->nfacts; i++) {
-        int r = fact_holds(&n->facts[i], v, args, nargs);
-        if (r != 1) return r;
+        const Fact *f = &n->facts[i];
+        int fixed = 0;
+        switch (f->kind) {
+        case F_ID: case F_ID_WEAK: case F_TYPE: case F_NO_ATTR: fixed = 1; break;
+        case F_EQ: fixed = is_immutable(v) && is_immutable(f->a); break;
+        case F_KEYS: fixed = PyDict_CheckExact(v); break;
+        case F_KEY_IN: fixed = PyDict_CheckExact(v) && (PyUnicode_CheckExact(f->a) || PyLong_CheckExact(f->a)); break;
+        case F_LEN: fixed = PyDict_CheckExact(v) || PyTuple_CheckExact(v) || PyUnicode_CheckExact(v); break;
+        }
+        if (!fixed) return 0;
+    }
+    return 1;
+}
+
+/* use: 1 the root's memo may be used, 0 it is recorded, -1 neither (a slot's root) */
+static int node_holds(PathNode *n, PyObject *v, PyObject *const *args, Py_ssize_t nargs, int use) {
+    int same = use == 1 && n->stamped && stamp_holds(&n->stamp, v);
+    if (!(same && n->facts_fixed)) {
+        for (Py_ssize_t i = 0; i < n->nfacts; i++) {
+            int r = fact_holds(&n->facts[i], v, args, nargs);
+            if (r != 1) return r;
+        }
+    }
+    /* stamped before its reads (which run no Python code when the memo is kept): a value
+       that cannot be stamped (3.13's inline values) costs no plain-read test */
+    if (!same && use >= 0) {
+        n->stamped = stamp_take(v, &n->stamp);
+        n->facts_fixed = n->stamped && facts_fixed(n, v);
     }
     for (Py_ssize_t i = 0; i < n->nchildren; i++) {
-        const PathNode *c = &n->children[i];
-        PyObject *child = read_step(c->step, c->arg, v);
-        if (child == NULL) return -1;
-        int r = node_holds(c, child, args, nargs);
+        PathNode *c = &n->children[i];
+        PyObject *child;
+        if (same && c->plain) {
+            child = Py_NewRef(c->value);
+        } else {
+            if ((child = read_step(c->step, c->arg, v)) == NULL) return -1;
+            c->value = child;
+            c->plain = use >= 0 && n->stamped && read_is_plain(v, c->step, c->arg, child);
+        }
+        int r = node_holds(c, child, args, nargs, use);
         Py_DECREF(child);
         if (r != 1) return r;
     }
@@ -315,15 +469,21 @@ static int node_holds(const PathNode *n, PyObject *v, PyObject *const *args, Py_
 }
 
 /* 1 pass, 0 fail, -1 an exception that is not an Exception (left set) */
-int path_check(const PathTree *t, PyObject *const *args, Py_ssize_t nargs) {
+int path_check(PathTree *t, PyObject *const *args, Py_ssize_t nargs) {
     for (Py_ssize_t i = 0; i < t->nroots; i++) {
-        const PathNode *n = &t->roots[i];
+        PathNode *n = &t->roots[i];
         PyObject *root = root_object(n->step, n->arg, n->slot, args, nargs);
         if (root == NULL) return 0;
         Py_INCREF(root);  /* a read below may drop what held it */
-        int r = node_holds(n, root, args, nargs);
+        int use = n->step == R_SLOT ? -1 : n->memo_ok;
+        uint64_t seen = eval_frame_entered;
+        n->memo_ok = 0;
+        int r = node_holds(n, root, args, nargs, use);
         Py_DECREF(root);
-        if (r == 1) continue;
+        if (r == 1) {
+            n->memo_ok = n->step != R_SLOT && eval_frame_entered == seen;
+            continue;
+        }
         if (r < 0 && PyErr_Occurred()) {
             if (!PyErr_ExceptionMatches(PyExc_Exception)) return -1;
             PyErr_Clear();

@@ -77,6 +77,16 @@ static inline uint64_t dict_write_tag(PyObject *dict) {
 #endif
 }
 
+/* T's version tag, 0 when it holds none (3.13 no longer sets Py_TPFLAGS_VALID_VERSION_TAG:
+   a tag of 0 is the invalid one there). Any write to T or a class on its MRO gives a new one. */
+static inline unsigned int type_tag_now(PyTypeObject *t) {
+#if PY_VERSION_HEX >= 0x030D0000
+    return t->tp_version_tag;
+#else
+    return PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG) ? t->tp_version_tag : 0;
+#endif
+}
+
 /* ---- cache.c ---- */
 typedef struct {
     PyObject_HEAD
@@ -142,7 +152,7 @@ typedef struct PathTree PathTree;  /* a paths check's tree (borrows from its spe
 PathTree *path_tree_new(PyObject *roots);  /* NULL + exception when malformed */
 void path_tree_free(PathTree *tree);
 /* 1 pass, 0 fail, -1 an exception that is not an Exception (set) */
-int path_check(const PathTree *tree, PyObject *const *args, Py_ssize_t nargs);
+int path_check(PathTree *tree, PyObject *const *args, Py_ssize_t nargs);
 
 /* ---- callables.c ---- */
 PyObject *same_state(PyObject *module, PyObject *const *args, Py_ssize_t nargs);  /* same_state.c */
@@ -166,5 +176,11 @@ extern Py_ssize_t moves_waiting;  /* non-zero: moves_enter(frame) may have work 
 PyObject *eval_frame_swap_callback(PyObject *callback);
 /* This thread's callback, or while a callback is being asked (hook off), that one; borrowed. */
 PyObject *eval_frame_current_callback(void);
+/* How many frames the hook was asked about: while it is installed, any Python code that
+   runs (a user __eq__, property, __del__) moves it. watch: install it if no thread has (1:
+   installed, undone by unwatch). */
+extern uint64_t eval_frame_entered;
+int eval_frame_watch(void);
+void eval_frame_unwatch(int installed);
 
 #endif

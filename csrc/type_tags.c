@@ -6,15 +6,8 @@
 
 /* type_version_tag(T) -> int: T's version tag, assigned now if it has none (0: CPython
    has run out of tags, or T cannot have one; a type_version check cannot be made). */
-/* Does T hold a version tag? 3.13 no longer sets Py_TPFLAGS_VALID_VERSION_TAG: a tag of 0
-   is the invalid one there. */
-static int type_tag_valid(PyTypeObject *t) {
-#if PY_VERSION_HEX >= 0x030D0000
-    return t->tp_version_tag != 0;
-#else
-    return PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG);
-#endif
-}
+/* Does T hold a version tag? (terra_dyn.h type_tag_now) */
+static int type_tag_valid(PyTypeObject *t) { return type_tag_now(t) != 0; }
 
 /* T's tag, assigned now if it has none; 0: none to be had, -1: error. */
 static long long assign_type_tag(PyTypeObject *t) {

@@ -181,6 +181,10 @@ def _object_attr(tx, obj, name):
             if real.__dict__.get(name, _ABSENT) is value:
                 # `F.gelu = my_gelu` after the first call must reach the next one
                 tx.ctx.guards.module_attribute(real, name, value)
+            else:  # a module subclass's getter or __getattr__ (torch.backends.cudnn.deterministic)
+                from .torch_ops import SameAnswer
+
+                tx.ctx.guards.call_id(SameAnswer(getattr, (real, name), {}, value), True)
             return _unguarded(value)
         return wrap(tx.ctx, value, AttrSource(obj.source, name))
     if not isa(real, type):

@@ -146,7 +146,7 @@ STATE_SWITCHES = _NODE_TARGETS = frozenset((autocast_enter_, autocast_exit_))
 
 
 def is_impure(target):
-    """graph_state._is_impure's hook: autocast switches are kept, in program order."""
+    """node_effects.is_impure's hook: autocast switches are kept, in program order."""
     try:
         return target in _NODE_TARGETS
     except TypeError:

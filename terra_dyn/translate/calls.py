@@ -208,6 +208,10 @@ def _object_getattribute(tx, obj, name):
     """`object.__getattribute__(self, name)` (also through super()) inside an inlined
     Python __getattribute__: the generic lookup, never the override again."""
     known = isinstance(obj, ConstValue) and (obj.source is not None or deep_copies.is_copied(obj))
+    if known and isa(obj.value, torch.nn.Module) and isinstance(name, ConstValue) and isa(name.value, str):
+        from . import module_lookups
+
+        return module_lookups.generic(tx, obj, name.value)
     if not (known and isinstance(name, ConstValue) and isa(name.value, str)) \
             or isa(obj.value, (type, torch.nn.Module)):
         raise Unsupported("object.__getattribute__ of this value")

@@ -133,6 +133,12 @@ class Translator(version_opcodes(sys.version_info), StackOpcodes, ControlOpcodes
             except Unsupported as exc:
                 self._annotate(exc, instr)
                 raise
+            except Exception as exc:
+                if not ctx.graph.data_dependent(exc):
+                    raise
+                unsupported = Unsupported(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+                self._annotate(unsupported, instr)
+                raise unsupported from exc
         return self.result
 
     def _annotate(self, exc, instr):

@@ -302,7 +302,7 @@ RNG_STATE_OPS = frozenset(_NODE_TARGETS.values())
 
 
 def is_impure(target):
-    """graph_state._is_impure's hook: these nodes change global RNG state."""
+    """node_effects.is_impure's hook: these nodes change global RNG state."""
     try:
         return target in RNG_STATE_OPS
     except TypeError:

@@ -27,7 +27,7 @@ import threading
 import torch
 import torch.fx as fx
 
-from . import autocast, meta_propagation, symbolic_rules, unit_sizes
+from . import meta_propagation, node_effects, symbolic_rules, unit_sizes
 from ..backends import interpreter
 from .errors import Unsupported
 from .guard_checks import AT_LEAST_ONE, FREE, UNCHECKED
@@ -74,6 +74,7 @@ class GraphState:
         self.unit_sources = set()  # ... and the sizes they stand for
         self.graph = fx.Graph()
         self._fake_mode = None
+        self.unbacked = False  # a static translation's fake mode made sizes from data (_sizes_from_data)
         self.inputs = []  # (Value, source) in placeholder order
         self._by_id = {}  # id(real input) -> Value (aliases share one placeholder)
         self._scalars = {}  # source expression -> ScalarValue of a number input
@@ -371,7 +372,7 @@ class GraphState:
             raise Unsupported(f"{getattr(target, '__name__', target)} makes text from a run-time value")
         node = self.graph.create_node(kind, target, node_args, node_kwargs)
         self.op_count += 1
-        mutated = _mutated_arg(kind, target, args, kwargs)
+        mutated = node_effects.mutated_arg(kind, target, args, kwargs)
         if mutated is not None and isinstance(result, torch.Tensor):
             # an in-place op returns its argument: keep aliasing visible (`y += 1; y is x`)
             node.meta["example_value"] = result
@@ -380,7 +381,7 @@ class GraphState:
         return self._wrap_result(node, result, device)
 
     def _propagate_fake(self, kind, target, args, kwargs):
-        if self._symbols:  # the ops of a growing cache: sizes by rule, no sympy per op
+        if self._symbols or self.unbacked:  # the ops of a growing cache: sizes by rule, no sympy per op
             result = symbolic_rules.propagate(self, kind, target, args, kwargs)
             if result is not None:
                 return result
@@ -388,10 +389,12 @@ class GraphState:
         fake_kwargs = {k: seen_by_op(v, "fake") for k, v in kwargs.items()}
         _quiet.state.active = True
         try:
-            with self.fake_mode, self._dispatcher():
-                if kind == "call_method":
-                    return getattr(fake_args[0], target)(*fake_args[1:], **fake_kwargs)
-                return target(*fake_args, **fake_kwargs)
+            try:
+                return self._run_fake(kind, target, fake_args, fake_kwargs)
+            except Exception as exc:
+                if not self._sizes_from_data(exc, target, fake_args):
+                    raise
+            return self._run_fake(kind, target, fake_args, fake_kwargs)
         except Unsupported:
             raise
         except Exception as exc:  # a user error (shape mismatch) or a data-dependent op:
@@ -400,6 +403,42 @@ class GraphState:
             raise Unsupported(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
         finally:
             _quiet.state.active = False
+
+    def _run_fake(self, kind, target, fake_args, fake_kwargs):
+        with self.fake_mode, self._dispatcher():
+            if kind == "call_method":
+                return getattr(fake_args[0], target)(*fake_args[1:], **fake_kwargs)
+            return target(*fake_args, **fake_kwargs)
+
+    def _sizes_from_data(self, exc, target, fake_args):
+        """A selection by a bool mask (`px[obj_mask]`) in a translation without symbolic sizes:
+        its fake mode gets a ShapeEnv now (its inputs stay static), so that the result's size
+        is a symbol of its own (one per mask: `px[m]` and `tx[m]` are equal sizes) instead of a
+        break; True to run the op again. yolov3's masked losses broke twice a line (the
+        selection, then the loss comparing a resumed frame's input size with a new
+        selection's). Other ops of sizes from data (`nonzero`, `torch.where(c)`) still break
+        until then: faster_rcnn's first translation of its sampler went on with them under
+        FakeTensorMode, 1 s slower than its resumed frames on meta tensors."""
+        from torch._subclasses.fake_tensor import DynamicOutputShapeException
+
+        mode = self.fake_mode
+        if not isinstance(exc, DynamicOutputShapeException) or self._symbolic or mode.shape_env is not None \
+                or target is not operator.getitem or not _bool_index(fake_args[1:]):
+            return False
+        mode.shape_env = shape_env()
+        mode.cache_enabled = False  # as in symbolic translations (fake_mode)
+        self.unbacked = True
+        return True
+
+    def data_dependent(self, exc):
+        """Is exc a question about a size from data (`if len(px[m]):`), asked by the translator
+        outside an op, in a translation that made such sizes (_sizes_from_data)? The executor
+        breaks there, as a static translation did at the op that made the size."""
+        if not self.unbacked:
+            return False
+        from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
+
+        return isinstance(exc, GuardOnDataDependentSymNode)
 
     def _dispatcher(self):
         """Symbolic sizes go through torch's Python dispatcher, as torch.compile's tracing does:
@@ -416,7 +455,7 @@ class GraphState:
         if isinstance(result, torch.Tensor):
             node.meta["example_value"] = result
             if device is None:
-                if self._symbols and _meta_friendly_result(result) and not _symbolic_layout(result):
+                if (self._symbols or self.unbacked) and _meta_friendly_result(result) and not _symbolic_layout(result):
                     # sizes, strides and offset all ints (a decoder's attention output over a
                     # symbolic cache length): the ops after it propagate on meta tensors again,
                     # several times cheaper than under the ShapeEnv (mistral's symbolic
@@ -427,7 +466,8 @@ class GraphState:
                     value._fake = result  # an op handing back its input (`s.type_as(x)`): `is` sees it
                     return value
                 value = TensorValue(node, result, owner=self)
-                value.slow = bool(self._symbols)  # may have symbolic sizes: no meta copy
+                # may have symbolic sizes: no meta copy
+                value.slow = bool(self._symbols) or self.unbacked and _symbolic_layout(result)
                 return value
             return TensorValue(node, result, device=device, owner=self)
         if isinstance(result, (tuple, list)) and not isinstance(result, torch.Size):
@@ -473,7 +513,7 @@ class GraphState:
             return None
         nodes = tuple(v.node for v in outputs)
         self.graph.output(nodes)
-        self.graph.eliminate_dead_code(is_impure_node=_is_impure)
+        self.graph.eliminate_dead_code(is_impure_node=node_effects.is_impure)
         gm = fx.GraphModule(torch.nn.Module(), self.graph)
         gm.graph.lint()
         interpreter.code_is_fresh(gm)  # its code generated once, not again by the interpreter backend
@@ -481,6 +521,12 @@ class GraphState:
 
     def example_inputs(self):
         return [src for _, src in self.inputs]
+
+
+def _bool_index(index):
+    """A bool tensor among the index items of a getitem's arguments after the tensor."""
+    items = index[0] if len(index) == 1 and isinstance(index[0], tuple) else index
+    return any(isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8) for i in items)
 
 
 def _symbolic_layout(t):
@@ -499,57 +545,6 @@ def _meta_friendly_result(fake):
 def _meta_friendly(real):
     return (type(real) in (torch.Tensor, torch.nn.Parameter) and real.layout is torch.strided
             and not real.is_quantized and not real.is_nested and real.device.type != "meta")
-
-
-def _is_impure(node):
-    if node.op in ("placeholder", "output"):
-        return True
-    target = node.target
-    from .generator_cm import is_impure as changes_rng_state
-
-    if changes_rng_state(target) or autocast.is_impure(target):  # rng / autocast switches: kept,
-        return True  # in program order
-    if node.op == "call_method":
-        return isinstance(target, str) and target.endswith("_") and not target.endswith("__")
-    name = getattr(target, "__name__", "")
-    if getattr(target, "__module__", None) in ("_operator", "operator") and target not in _INPLACE_OPERATORS \
-            and target is not operator.setitem:
-        return False
-    if target in (operator.setitem, torch._C._set_grad_enabled, operator.iadd, operator.imul,
-                  operator.isub, operator.itruediv):
-        return True
-    if node.kwargs.get("inplace") is True or "out" in node.kwargs:
-        return True
-    return name.endswith("_") and not name.endswith("__")
-
-
-_INPLACE_OPERATORS = {operator.iadd, operator.isub, operator.imul, operator.itruediv,
-                      operator.ifloordiv, operator.imod, operator.ipow, operator.iand, operator.ior,
-                      operator.ixor, operator.ilshift, operator.irshift, operator.imatmul}
-
-
-def _mutated_arg(kind, target, args, kwargs):
-    """The TensorValue an in-place op writes to and returns, or None."""
-    out = kwargs.get("out")
-    if isinstance(out, TensorValue):
-        return out
-    first = args[0] if args else None
-    if not isinstance(first, TensorValue):
-        return None
-    if kind == "call_method":
-        name = target
-    elif target in _INPLACE_OPERATORS:
-        return first
-    elif getattr(target, "__module__", None) in ("_operator", "operator"):
-        return None  # operator.and_ / or_ are not in-place despite the underscore
-    else:
-        name = getattr(target, "__name__", "")
-        inplace = kwargs.get("inplace")
-        if isinstance(inplace, ConstValue) and inplace.value is True:
-            return first
-    if name.endswith("_") and not name.endswith("__"):
-        return first
-    return None
 
 
 def _depends_on_plain_scalar(node):

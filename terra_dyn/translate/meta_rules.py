@@ -95,14 +95,22 @@ def _binary(a, b, **kwargs):
         return None
     tensors = [t for t in (a, b) if isinstance(t, torch.Tensor)]
     numbers = [n for n in (a, b) if not isinstance(n, torch.Tensor)]
-    if not tensors or not _floats(*tensors) or not all(t.is_contiguous() for t in tensors) \
+    if not tensors or not _strided(*tensors) or not all(t.is_contiguous() for t in tensors) \
             or not all(type(n) in (int, float) for n in numbers):
         return None
     shape = _broadcast(*(t.shape for t in tensors))
     if shape is None:
         return None
     dtype = torch.result_type(a, b)
-    return _fresh(shape, dtype, tensors)
+    if not dtype.is_floating_point or any(t.dtype.is_complex for t in tensors):
+        return None  # integer results: true division and bool subtraction differ (meta kernel)
+    return _fresh(shape, dtype, tensors)  # a float scaled by a mask: `loss * (labels == 0)`
+
+
+def _subtract(a, b, **kwargs):
+    if any(isinstance(t, torch.Tensor) and t.dtype is torch.bool for t in (a, b)):
+        return None  # eager rejects `-` with a bool tensor
+    return _binary(a, b, **kwargs)
 
 
 def _linear(x, weight, bias=None):
@@ -273,7 +281,7 @@ def _cat(tensors, dim=0):
 _UNARY = (torch.relu, F.relu, torch.tanh, torch.sigmoid, F.gelu, F.silu, torch.exp, torch.neg)
 _BINARY = (operator.add, operator.mul, operator.sub, operator.truediv, torch.add, torch.mul,
            torch.sub, torch.pow, operator.pow)
-_RULES = {**{f: _unary for f in _UNARY}, **{f: _binary for f in _BINARY},
+_RULES = {**{f: _unary for f in _UNARY}, **{f: _binary for f in _BINARY}, operator.sub: _subtract, torch.sub: _subtract,
           F.linear: _linear, torch.addmm: _addmm, F.layer_norm: _layer_norm, torch.cat: _cat,
           F.scaled_dot_product_attention: _attention,
           F.embedding: _embedding, torch.arange: _arange, operator.matmul: _matmul,
@@ -281,6 +289,17 @@ _RULES = {**{f: _unary for f in _UNARY}, **{f: _binary for f in _BINARY},
           torch.zeros: _filled, torch.empty: _filled, F.batch_norm: _batch_norm, F.leaky_relu: _leaky_relu}
 _CPU_ONLY = (_attention,)  # other devices pick other kernels, with other output layouts
 _METHOD_RULES = {"relu": _unary, "tanh": _unary, "sigmoid": _unary, "exp": _unary,
-                 "add": _binary, "mul": _binary, "sub": _binary, "pow": _binary,
+                 "add": _binary, "mul": _binary, "sub": _subtract, "pow": _binary,
                  "contiguous": _contiguous, "masked_fill": _masked_fill, "reshape": _reshape,
                  "matmul": _matmul, "softmax": _softmax, "triu": _triu}
+
+
+def _add_rule_families():
+    """Reductions, comparisons, convolutions and losses live in their own modules."""
+    from . import meta_rules_nn, meta_rules_reduce
+    for family in (meta_rules_nn, meta_rules_reduce):
+        _RULES.update(family.RULES)
+        _METHOD_RULES.update(family.METHOD_RULES)
+
+
+_add_rule_families()

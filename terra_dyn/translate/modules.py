@@ -17,8 +17,9 @@ import torch
 from bytecode import Instr
 
 from ..real_types import isa
-from . import guard_snapshot
+from . import guard_snapshot, module_lookups
 from .errors import Unsupported
+from .exceptions import KnownRaise
 from .sources import AttrSource, ItemSource, ModuleDictSource
 from .values import ConstValue, MethodValue, TupleValue
 from .wrap import wrap
@@ -71,6 +72,9 @@ def build_module(cls, args, kwargs):
 
 def module_attr(tx, obj, name):
     real = obj.value
+    own = None if isinstance(obj, BuiltModuleValue) else module_lookups.own_lookup(type(real))
+    if own is not None:  # the class's own __getattr__ / __getattribute__, in Python's order
+        return module_lookups.load(tx, obj, name, *own)
     d = real.__dict__
     own = name in d or any(name in (d.get(table) or ()) for table in ("_parameters", "_buffers", "_modules"))
     if isinstance(obj, BuiltModuleValue) and own:
@@ -93,6 +97,9 @@ def module_attr(tx, obj, name):
     try:
         static = inspect.getattr_static(real, name)
     except AttributeError:
+        if obj.source is not None and not module_has_attr(tx, obj, name):  # absent, guarded so: a
+            # known AttributeError, which an inlined `except AttributeError` or hasattr catches
+            raise KnownRaise(AttributeError(f"'{type(real).__name__}' object has no attribute '{name}'")) from None
         raise Unsupported(f"{type(real).__name__} has no attribute {name}") from None
     tx.ctx.guards.class_attributes(type(real), name)  # a method or class attribute: it stays
     # (a module without a source, held by a decorator's closure, still has its class's: the
@@ -123,14 +130,12 @@ def module_has_attr(tx, obj, name):
     none of them must stay absent from all (`m.bonus = 1.5` after the first call, or a
     child or parameter registered under it, makes hasattr True)."""
     real = obj.value
-    found = hasattr(real, name)
     cls = type(real)
+    if obj.source is not None and module_lookups.own_lookup(cls) is not None:
+        return module_lookups.has(tx, obj, name)  # never asked of the real object: its lookup is user code
+    found = hasattr(real, name)
     if obj.source is None:
         return found  # made during this translation: nothing outside can change it
-    if inspect.getattr_static(cls, "__getattr__") is not torch.nn.Module.__getattr__ or \
-            inspect.getattr_static(cls, "__getattribute__") is not object.__getattribute__:
-        raise Unsupported(f"hasattr({cls.__name__}, {name!r}): the class has its own attribute lookup, "
-                          "which no guard covers: run natively")
     tx.ctx.guards.class_attributes(cls, name, "__getattr__", "__getattribute__")
     in_class = next((vars(k)[name] for k in cls.__mro__ if name in vars(k)), _ABSENT)
     if in_class is not _ABSENT:

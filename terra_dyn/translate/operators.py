@@ -282,6 +282,10 @@ def contains(tx, container, item):
         return False
     if isinstance(container, DictValue):
         return python_value(item) in container.items
+    from .calls import dict_read_by_key, is_dict_read_by_key
+
+    if is_dict_read_by_key(container) and not is_graph_value(item):  # `"_parameters" in self.__dict__`
+        return dict_read_by_key(tx, dict.__contains__, container, [item], {}).value
     if isinstance(container, ConstValue) and not container.by_type and not is_graph_value(item):
         if _foldable(container) or isa(container.value, (tuple, list, dict, set, frozenset)):
             return python_value(item) in container.value

@@ -13,15 +13,17 @@ about 1 ms an op.
 Exactness first: a rule answers only where every decision it makes is the same for all values
 of the symbols (ints equal, expressions identical, or a difference the ShapeEnv's value ranges
 bound away from zero); anything else (a size that broadcasting would need equal to a
-constant, a slice bound on a symbolic dim, an op needing grad) returns None. Each result is
-also checked against the op run on meta tensors at the symbols' current values (dtype, sizes,
-strides, offset, view or not): a rule that disagrees there is not used.
+constant, a slice bound that may count from the end) returns None. Each result is also
+checked against the op run on meta tensors at the symbols' current values (dtype, sizes,
+strides, offset, view or not, requires grad, leaf or not): a rule that disagrees there is not
+used. Rules exact by construction (`t[mask]`, the losses) are in symbolic_exact.
 """
 import contextlib
 import operator
 
 import torch
 
+from . import symbolic_exact
 from .size_decisions import (
     _Fail, _canonical, _compare, _contiguous_strides, _example, _expr, _hint, _is_one, _need, _not_above, _same)
 from .values import seen_by_op
@@ -56,8 +58,18 @@ def _pointwise(env, args, kwargs):
     if len(sizes) > 1:  # a result of one dim is contiguous whatever its inputs' strides (a box
         # column `boxes[:, 2] - boxes[:, 0]`); of more, it follows its inputs' layout
         for t in tensors:
-            _need(_canonical(env, t))
+            _need(_canonical(env, t) or len(tensors) > 1 and _outer_first(env, t))
     return sizes, _contiguous_strides(env, sizes), 0, None
+
+
+def _outer_first(env, t):
+    """t's strides fall strictly from its outer dims to its inner ones, for all values (dims
+    of size 1 and stride 0 aside, which TensorIterator's ordering skips when it broadcasts):
+    a broadcast over such inputs keeps the dims' order, so its result is contiguous
+    (faster_rcnn's `torch.max(b[:, None, :2], anchors[:, :2])` of two column views)."""
+    strides = [st for n, st in zip(t.shape, t.stride()) if not _is_one(n) and not (type(st) is int and st == 0)]
+    return all(_compare(env, s, 0) == 1 for s in strides) \
+        and all(_compare(env, a, b) == 1 for a, b in zip(strides, strides[1:]))
 
 
 def _cat(env, args, kwargs):
@@ -397,6 +409,7 @@ _RULES = dict.fromkeys(_POINTWISE, _pointwise)
 _RULES.update({"cat": _cat, "concat": _cat, "getitem": _getitem, "expand": _expand, "transpose": _transpose,
                "reshape": _reshape(False), "view": _reshape(True), "matmul": _matmul,
                "stack": _stack, "max": _two_tensors, "min": _two_tensors})
+_RULES.update(dict.fromkeys(symbolic_exact.LOSSES, symbolic_exact.loss))
 
 
 _ON_A_TENSOR = {_getitem, _expand, _transpose, _RULES["reshape"], _RULES["view"]}
@@ -420,7 +433,7 @@ def _rule(kind, target):
 
 def _hinted(env, value, memo):
     """value with symbolic sizes replaced by their current values: fake tensors become meta
-    tensors of the same layout."""
+    tensors of the same layout, requiring grad as they do."""
     if isinstance(value, torch.Tensor):
         key = id(value)
         if key not in memo:
@@ -429,9 +442,11 @@ def _hinted(env, value, memo):
             offset = _example(env, value.storage_offset())
             if offset:
                 extent = offset + sum((s - 1) * st for s, st in zip(sizes, strides)) + 1 if all(sizes) else offset
-                meta = torch.empty(extent, dtype=value.dtype, device="meta").as_strided(sizes, strides, offset)
+                base = torch.empty(extent, dtype=value.dtype, device="meta")
+                meta = base.requires_grad_(value.requires_grad).as_strided(sizes, strides, offset)
             else:
                 meta = torch.empty_strided(sizes, strides, dtype=value.dtype, device="meta")
+                meta.requires_grad_(value.requires_grad)
             memo[key] = (meta, value)
         return memo[key][0]
     if isinstance(value, torch.SymInt):
@@ -478,27 +493,6 @@ def _uncached(mode):
         mode.cache_enabled = before
 
 
-def _by_mask(env, mode, args):
-    """`t[mask]` for a bool mask of all of t's sizes (yolov3's `px[obj_mask]`): a 1-d result of
-    the mask's count of True, the count from FakeTensorMode's nonzero (memoized on the mask:
-    the same mask, unchanged, gives the same count, so `mse_loss(px[m], tx[m])` compares equal
-    sizes). Meta tensors have no nonzero, so no meta check: None when not this case."""
-    if len(args) != 2 or not isinstance(args[1], torch.Tensor):
-        return None
-    t, mask = args
-    if mask.dtype is not torch.bool:
-        return None
-    if not t.dim() or mask.dim() != t.dim():
-        raise _Fail  # indexes leading dims (a copy of t's layout) or a 0-d mask
-    for a, b in zip(t.shape, mask.shape):
-        _need(_same(env, a, b))
-    with mode:
-        count = torch.ops.aten.nonzero.default(mask).shape[0]
-    from torch._subclasses.fake_tensor import FakeTensor
-
-    return FakeTensor(mode, torch.empty_strided((count,), (1,), dtype=t.dtype, device="meta"), t.device)
-
-
 def propagate(state, kind, target, args, kwargs):
     """The fake result of one op on symbolic sizes from the rules above, or None."""
     rule = _rule(kind, target)
@@ -513,26 +507,30 @@ def propagate(state, kind, target, args, kwargs):
     if not tensors or any(type(t) is not FakeTensor or t.fake_mode is not mode or t.layout is not torch.strided
                           or t.device != tensors[0].device for t in tensors):
         return None
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        return None  # a result in autograd's graph: leafness, grad_fn (FakeTensorMode records them)
+    # a result in autograd's graph: requires grad, no leaf (symbolic_exact.with_grad), as the op
+    # on meta tensors requiring grad at the current values says
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     if _same_device_to(kind, target, fake_args, fake_kwargs):
         return fake_args[0]  # `x.to(x.device)`: x itself, as eager's
     memo, env = {}, mode.shape_env
-    if rule is _getitem:
-        try:
-            selected = _by_mask(env, mode, fake_args)
-        except _Fail:
-            return None
-        if selected is not None:
-            return selected
+    try:
+        if rule is symbolic_exact.loss:
+            return symbolic_exact.loss(env, mode, target, fake_args, fake_kwargs)
+        if target is torch.where and len(fake_args) == 1:
+            return symbolic_exact.where_nonzero(env, mode, fake_args, fake_kwargs)
+        if rule is _getitem:
+            selected = symbolic_exact.by_mask(env, mode, fake_args)
+            if selected is not None:
+                return symbolic_exact.with_grad(selected, tensors[:1]) if grad else selected
+    except _Fail:
+        return None
     try:
         hint_args = [_hinted(env, a, memo) for a in fake_args]
         hint_kwargs = {k: _hinted(env, v, memo) for k, v in fake_kwargs.items()}
-        with torch.no_grad():
-            if kind == "call_method":
-                hint = getattr(hint_args[0], target)(*hint_args[1:], **hint_kwargs)
-            else:
-                hint = target(*hint_args, **hint_kwargs)
+        if kind == "call_method":  # in the grad mode of the op (a view made under no_grad of a
+            hint = getattr(hint_args[0], target)(*hint_args[1:], **hint_kwargs)  # tensor that
+        else:  # requires grad requires grad too, and is a leaf)
+            hint = target(*hint_args, **hint_kwargs)
     except Exception:  # _Fail, or an op error FakeTensorMode will name
         return None
     if type(hint) is not torch.Tensor or hint.device.type != "meta":
@@ -557,8 +555,12 @@ def propagate(state, kind, target, args, kwargs):
     try:
         if base is not None:
             with mode, _uncached(mode):
-                return torch.as_strided(base, sizes, strides, offset)
-        meta = torch.empty_strided(sizes, strides, dtype=hint.dtype, device="meta")
+                out = torch.as_strided(base, sizes, strides, offset)  # a view: needs grad as base does
+        else:
+            out = FakeTensor(mode, torch.empty_strided(sizes, strides, dtype=hint.dtype, device="meta"),
+                             tensors[0].device)
+            if hint.requires_grad:
+                out = symbolic_exact.with_grad(out, tensors)
     except GuardOnDataDependentSymNode:  # a size that depends on data, asked about: FakeTensorMode decides
         return None
-    return FakeTensor(mode, meta, tensors[0].device)
+    return out if out.requires_grad == hint.requires_grad and out.is_leaf == hint.is_leaf else None

@@ -80,6 +80,11 @@ def call_torch(tx, fn, args, kwargs):
     if fn in (torch.no_grad, torch.enable_grad):
         return ContextValue(fn is torch.enable_grad)
     if fn is torch.set_grad_enabled:
+        if _next_instruction(tx) != "BEFORE_WITH":
+            # `torch.set_grad_enabled(False)` as a statement switches grad mode at once (its
+            # constructor does, and the mode outlives the frame); a ContextValue switches it
+            # only when a with block enters it: the ops after it were recorded with grad
+            raise Unsupported("torch.set_grad_enabled() outside a with statement: run natively", breakable=False)
         return ContextValue(bool(args[0].as_python()))
     if fn in _BREAK_FUNCTIONS:
         raise Unsupported(f"torch.{getattr(fn, '__name__', fn)} is not captured")
@@ -88,7 +93,59 @@ def call_torch(tx, fn, args, kwargs):
 
         fake_args = [a.fake if isinstance(a, TensorValue) else python_value(a) for a in args]
         return ConstValue(fn(*fake_args))
-    return tx.ctx.graph.call("call_function", fn, args, kwargs)
+    result = tx.ctx.graph.call("call_function", fn, args, kwargs)
+    if isinstance(result, ConstValue) and not _runtime_values(list(args) + list(kwargs.values())):
+        _guard_answer(tx, fn, args, kwargs, result.value)
+    return result
+
+
+_PLAIN_ANSWERS = (bool, int, float, complex, str, type(None), torch.dtype, torch.device)
+
+
+class SameAnswer:
+    """A library call still answers what it did: the answer of a torch call made of
+    constants alone (`torch.get_num_threads()`, `torch.are_deterministic_algorithms_enabled()`)
+    or of a library module's attribute read through its class (`torch.backends.cudnn.
+    deterministic`, a getter of global state) is baked into the translation. Plain values
+    compare by type and ==, anything else by identity. Run as ("call_id", SameAnswer(...), True)."""
+
+    def __init__(self, fn, args, kwargs, answer):
+        self.fn, self.args, self.kwargs, self.answer = fn, args, kwargs, answer
+        self.__name__ = getattr(fn, "__name__", "torch call")  # what recompiles.py names
+
+    def __call__(self):
+        answer = self.fn(*self.args, **self.kwargs)
+        if type(self.answer) in _PLAIN_ANSWERS:
+            return type(answer) is type(self.answer) and answer == self.answer
+        return answer is self.answer
+
+
+def _next_instruction(tx):
+    """The name of the instruction after the running one (None past the end)."""
+    instrs, pc = getattr(tx, "instrs", ()), getattr(tx, "pc", len(getattr(tx, "instrs", ())))
+    for instr in instrs[pc + 1:]:
+        name = getattr(instr, "name", None)
+        if name is not None:
+            return name
+    return None
+
+
+def _runtime_values(values):
+    """Does any of `values` (containers too) stand for a tensor or a run-time number? A
+    torch call's constant answer about those is guarded through their facts."""
+    return any(isinstance(v, (TensorValue, ScalarValue)) or hasattr(v, "children") and _runtime_values(v.children())
+               for v in values)
+
+
+def _guard_answer(tx, fn, args, kwargs, answer):
+    from .operators import python_value
+
+    if not args and not kwargs and (answer is None or type(answer) is bool):
+        tx.ctx.guards.call_id(fn, answer)  # its own object: compared by identity, no wrapper
+        return
+    real_args = tuple(python_value(a) for a in args)  # raises Unsupported: runs natively
+    real_kwargs = {k: python_value(v) for k, v in kwargs.items()}
+    tx.ctx.guards.call_id(SameAnswer(fn, real_args, real_kwargs, answer), True)
 
 
 def call_tensor_method(tx, name, self_value, args, kwargs):

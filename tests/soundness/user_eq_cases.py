@@ -273,6 +273,36 @@ def case_path_keys_grow():
     assert guard.check(d) is False
 
 
+def _earlier_changed(first_checks):
+    """A Guard whose last check compares a Loud list: its __eq__ sets obj.flag = 2, which an
+    earlier check of the same Guard (first_checks(obj)) passed as 1. The Guard must answer as
+    the facts stand after the check (plain Python: flag is 2 now), not pass on what it read
+    before the comparison ran."""
+    obj, loud = Holder(), Loud([1])
+    obj.flag = 1
+    guard = _C.Guard(first_checks(obj) + [("paths", ((1, loud, ((3, [1], None),), ()),), None)])
+    for _ in range(3):
+        assert guard.check(obj) is True
+    loud.action = lambda: setattr(obj, "flag", 2)
+    got = guard.check(obj)
+    now = obj.flag == 1 and loud == [1]
+    assert got is now is False, (got, now)
+    obj.flag = 1
+    assert guard.check(obj) is True
+
+
+def case_a_later_check_changes_an_earlier_snapshot():
+    _earlier_changed(lambda obj: [("snapshot", weakref.ref(obj), Holder, ((None, dict, None, (("flag", 3, 1),)),), None)])
+
+
+def case_a_later_check_changes_an_earlier_path_fact():
+    _earlier_changed(lambda obj: [("paths", ((1, obj, (), ((0, "flag", ((2, int, None), (3, 1, None)), ()),)),), None)])
+
+
+def case_a_later_check_changes_an_earlier_eq_check():
+    _earlier_changed(lambda obj: [("type", 0, Holder), ("paths", ((0, 0, (), ((0, "flag", ((3, 1, None),), ()),)),), None)])
+
+
 CASES = sorted(name[5:] for name in dir(sys.modules[__name__]) if name.startswith("case_"))
 
 

@@ -66,7 +66,9 @@ def test_rule_declines_what_eager_rejects():
     assert bad is None
     mixed = meta_rules.infer("call_function", operator.add,
                              [_meta(torch.randn(3)), _meta(torch.randn(3, dtype=torch.float64))], {})
-    assert mixed is None
+    assert mixed.dtype == (torch.randn(3) + torch.randn(3, dtype=torch.float64)).dtype  # promoted, as eager
+    assert meta_rules.infer("call_function", operator.sub,
+                            [_meta(torch.randn(3)), _meta(torch.ones(3, dtype=torch.bool))], {}) is None
     assert meta_rules.infer("call_function", operator.add, [_meta(torch.randn(3)), _meta(torch.randn(4))], {}) is None
     # a reshape that can be a view is one (aliasing): left to the meta kernel
     assert meta_rules.infer("call_method", "reshape", [_meta(torch.randn(4, 6).t()), 24], {}) is not None
@@ -141,6 +143,18 @@ for model in (mlp, Block()):
             same.append(torch.allclose(terra_dyn.optimize(model, backend=backend)(x), model(x)))
         terra_dyn.reset()
     same.append(torch.allclose(terra_dyn.optimize(model)(x), model(x)))  # with autograd
+
+
+def train_step(conv, head, images, labels):  # a CNN classifier's loss: conv, reductions, masks
+    h = F.dropout(F.relu(conv(images)), 0.1, training=False)
+    logits = head(h.mean((2, 3)))
+    loss = F.cross_entropy(logits, labels) + 0.1 * torch.where(logits > 0, logits, 0.0).sum(-1).mean()
+    return loss + F.mse_loss(h.amax(1), h.amin(1)) * (labels == 0).any()
+
+conv, head = nn.Conv2d(3, 8, 3, padding=1), nn.Linear(8, 5)
+images, labels = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 4, 2])
+same.append(torch.allclose(terra_dyn.optimize(train_step)(conv, head, images, labels),
+                           train_step(conv, head, images, labels)))
 print(json.dumps({"same": same, "imported": [m for m in ("torch._dynamo", "torch._inductor", "sympy")
                                               if m in sys.modules]}))
 """

@@ -44,19 +44,25 @@ def _at(x, n):
     return int(expr.xreplace({s: n for s in expr.free_symbols}))
 
 
-def _check(kind, target, make, *, handled=True):
-    """make(n, m) -> the op's arguments with real tensors of size n and m where the op takes
-    that size as a number (a SymInt for the rules, as the translator passes `x.shape[2]`)."""
-    mode = torch._subclasses.fake_tensor.FakeTensorMode(shape_env=shape_env())
-    state = types.SimpleNamespace(fake_mode=mode)
-    args = make(N0, N0)
+def fake_args(mode, make, prepare=lambda args: args):
+    """make(n, m)'s arguments with fakes for its tensors (size-N0 dims symbolic) and the symbol
+    for the numbers; `prepare` maps the real arguments first."""
+    args = prepare(make(N0, N0))
     fakes = [_fake(mode, a, f"a{i}") if isinstance(a, torch.Tensor) else
              [_fake(mode, t, f"a{i}_{j}") for j, t in enumerate(a)] if isinstance(a, list) else a
              for i, a in enumerate(args)]
     tensors = [t for f in fakes for t in (f if isinstance(f, list) else [f]) if isinstance(t, torch.Tensor)]
     size = next((s for t in tensors for s in t.shape if isinstance(s, torch.SymInt)), N0)
     numbers = make(N0, size)
-    fakes = [f if isinstance(f, (torch.Tensor, list)) else m for f, m in zip(fakes, numbers)]
+    return [f if isinstance(f, (torch.Tensor, list)) else m for f, m in zip(fakes, numbers)]
+
+
+def _check(kind, target, make, *, handled=True):
+    """make(n, m) -> the op's arguments with real tensors of size n and m where the op takes
+    that size as a number (a SymInt for the rules, as the translator passes `x.shape[2]`)."""
+    mode = torch._subclasses.fake_tensor.FakeTensorMode(shape_env=shape_env())
+    state = types.SimpleNamespace(fake_mode=mode)
+    fakes = fake_args(mode, make)
     with torch.no_grad():
         out = symbolic_rules.propagate(state, kind, target, fakes, {})
     if not handled:
@@ -149,14 +155,6 @@ def test_identity_results_are_the_input_itself():
         assert symbolic_rules.propagate(state, "call_method", "to", [x, "cpu"], {}) is x
         t = _fake(mode, torch.randn(N0, 3).t(), "t")
         assert symbolic_rules.propagate(state, "call_method", "contiguous", [t], {}) is None
-
-
-def test_a_result_that_needs_grad_is_left_to_fake_tensor_mode():
-    mode = torch._subclasses.fake_tensor.FakeTensorMode(shape_env=shape_env())
-    state = types.SimpleNamespace(fake_mode=mode)
-    x = _fake(mode, torch.randn(2, N0, requires_grad=True), "x")
-    with torch.enable_grad():
-        assert symbolic_rules.propagate(state, "call_function", operator.mul, [x, 2.0], {}) is None
 
 
 def _attention(q, keys, values, k, v, mask):
