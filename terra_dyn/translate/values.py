@@ -152,9 +152,13 @@ def meta_like(t):
         return out.requires_grad_(True) if grad else out
     extent = offset + sum((s - 1) * st for s, st in zip(size, stride)) + 1 if all(size) else offset
     base = torch.empty(extent, dtype=t.dtype, device="meta")
-    if grad:
-        base = base.requires_grad_(True).clone()  # a non-leaf, like t
-    return base.as_strided(size, stride, offset)
+    if not grad:
+        return base.as_strided(size, stride, offset)
+    # a non-leaf, like t, also when grad mode is off here: a resume function translated
+    # after a native call that switched grad mode off got facts saying a product made
+    # before the switch did not require grad (its real tensor does); inference mode too
+    with torch.inference_mode(False), torch.enable_grad():
+        return base.requires_grad_(True).clone().as_strided(size, stride, offset)
 
 
 class ScalarValue(Value):

@@ -163,3 +163,42 @@ def test_set_grad_enabled_called_inside_the_frame(fn):
     finally:
         torch.set_grad_enabled(True)
     assert got == want
+
+
+def _switch_grad(mode):
+    torch.set_grad_enabled(mode)  # runs natively: the caller breaks here
+
+
+def _product_read_after_a_native_switch(x):
+    b = x * _W
+    _switch_grad(False)
+    return b.requires_grad, b.is_leaf, torch.is_grad_enabled()
+
+
+def test_a_product_made_before_a_native_grad_switch_still_requires_grad():
+    # the resume function after the switch is translated with grad mode off, and its facts
+    # about the non-leaf `b` were made under that mode: b.requires_grad read False
+    fast = terra_dyn.optimize(_product_read_after_a_native_switch, backend="interpreter")
+    got, want = [], []
+    try:
+        for fn, out in ((_product_read_after_a_native_switch, want), (fast, got)):
+            for _ in range(2):
+                torch.set_grad_enabled(True)
+                out.append(fn(torch.ones(2)))
+    finally:
+        torch.set_grad_enabled(True)
+    assert got == want == [(True, False, False)] * 2
+
+
+def _facts_of(t):
+    return t.requires_grad, t.is_leaf, torch.is_grad_enabled()
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode", "grad"])
+def test_a_non_leaf_input_requires_grad_under_every_grad_mode(mode):
+    fast = terra_dyn.optimize(_facts_of, backend="interpreter")
+    manager = {"no_grad": torch.no_grad, "inference_mode": torch.inference_mode,
+               "grad": torch.enable_grad}[mode]
+    t = torch.ones(2) * _W  # a non-leaf requiring grad
+    with manager():
+        assert [fast(t), fast(t)] == [_facts_of(t)] * 2
