@@ -406,7 +406,7 @@ def _construct(tx, fn, cls, args, kwargs):
     if made is None:
         made = exceptions.construct(tx, cls, args, kwargs)  # raised (and caught) where it is made
     if made is None:
-        made = modules.build_loss(tx, cls, args, kwargs)  # `loss_fct = CrossEntropyLoss()`
+        made = modules.build_stateless(tx, cls, args, kwargs)  # `CrossEntropyLoss()`, `nn.Softmax(-1)`
     if made is not None:
         return made
     if is_namedtuple_class(cls):

@@ -26,8 +26,8 @@ from .wrap import wrap
 
 
 class BuiltModuleValue(ConstValue):
-    """A torch.nn loss module built in the frame from constants (`CrossEntropyLoss()` in a
-    model's forward): made now to be read and called in the graph, and rebuilt in emitted
+    """A stateless torch.nn module built in the frame from constants (`CrossEntropyLoss()`,
+    `nn.Softmax(dim=-1)` in a model's forward): made now to be read and called in the graph, and rebuilt in emitted
     code as `cls(*args, **kwargs)`, a new one per call as in eager."""
 
     fresh = True  # one object per frame run, never a shared constant (reconstruct.py)
@@ -41,13 +41,34 @@ class BuiltModuleValue(ConstValue):
                                            Instr("LOAD_CONST", self.kwargs)], 3)
 
 
-def build_loss(tx, cls, args, kwargs):
-    """BuiltModuleValue for a loss class of torch.nn with constant arguments, else None."""
-    if cls.__module__ != "torch.nn.modules.loss" or not issubclass(cls, torch.nn.modules.loss._Loss) or \
-            not all(isinstance(a, ConstValue) and not isa(a.value, torch.Tensor)
+def build_stateless(tx, cls, args, kwargs):
+    """BuiltModuleValue for a torch.nn module class built from constants that holds no
+    state of its own (a loss, `nn.Softmax(dim=-1)`, `nn.ReLU()`, `nn.Dropout(p)`), else None.
+
+    The module is made now, once, to be read and called in the graph: a class whose instance
+    has parameters, buffers or children (fresh random weights, another module's state) or
+    whose construction raises is left to run natively."""
+    if not cls.__module__.startswith("torch.nn.modules.") or not issubclass(cls, torch.nn.Module) or \
+            not all(isinstance(a, ConstValue) and not isa(a.value, (torch.Tensor, torch.nn.Module))
                     for a in list(args) + list(kwargs.values())):
         return None
-    return BuiltModuleValue(cls, [a.value for a in args], {k: v.value for k, v in kwargs.items()})
+    if "device" in inspect.signature(cls.__init__).parameters:
+        return None  # takes factory arguments: makes parameters or buffers (Linear, LayerNorm)
+    rng = torch.random.get_rng_state()
+    try:
+        made = BuiltModuleValue(cls, [a.value for a in args], {k: v.value for k, v in kwargs.items()})
+    except Exception:  # noqa: BLE001 (the native construction raises it again, in its place)
+        return None
+    finally:
+        drew = not torch.equal(rng, torch.random.get_rng_state())
+        if drew:  # the native construction draws them, in its place
+            torch.random.set_rng_state(rng)
+    real = made.value
+    held = list(real._parameters.values()) + list(real._buffers.values()) + list(real._modules.values())
+    if drew or type(real) is not cls or any(v is not None for v in held):  # (a loss's `weight` is None)
+        return None
+    tx.ctx.guards.class_attributes(cls, "__init__", "__new__")  # `nn.ReLU.__init__ = g` later
+    return made
 
 
 def _shadowed(cls, name, in_dict):
