@@ -96,3 +96,20 @@ class CellValue(Value):
 
     def __repr__(self):
         return f"CellValue({self.content!r})"
+
+
+class SavedCellValue(Value):
+    """A frame's cell set aside by an inlined comprehension (3.12+): LOAD_FAST_AND_CLEAR of a
+    cell slot pushes the cell itself, MAKE_CELL gives the comprehension a cell of its own, and
+    STORE_FAST puts the saved one back. `[lambda: x for x in range(x)], x` must read the
+    outer x after the loop, and a second comprehension's lambdas must not share the first's
+    cell."""
+
+    def __init__(self, cell):
+        self.cell = cell
+
+    def rebuild(self, r):
+        raise Unsupported("a comprehension's saved closure cell across a graph break")
+
+    def __repr__(self):
+        return f"SavedCellValue({self.cell!r})"

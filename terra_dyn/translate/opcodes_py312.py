@@ -4,8 +4,10 @@
 
 3.12 (PEP 709 inlines list/set/dict comprehensions):
     LOAD_ATTR (method bit) obj -> obj.name | NULL, obj.name (3.13: obj.name, NULL)
-    LOAD_FAST_AND_CLEAR    () -> local or NULL; the local is unbound (a comprehension saves it)
-    STORE_FAST of a NULL   unbinds the local again (opcodes_stack.STORE_FAST)
+    LOAD_FAST_AND_CLEAR    () -> local or NULL; the local is unbound (a comprehension saves it;
+                           a cell slot saves its cell: SavedCellValue)
+    STORE_FAST of a NULL   unbinds the local again, and drops the comprehension's own cell
+    STORE_FAST of a saved cell  puts the frame's cell back (opcodes_stack.STORE_FAST)
     LOAD_SUPER_ATTR        super, class, self -> super(class, self).name (see super_calls.py)
     BINARY_SLICE / STORE_SLICE, RETURN_CONST, END_FOR, CALL_INTRINSIC_1 / _2,
     POP_JUMP_IF_* (the direction is the assembler's)
@@ -27,6 +29,7 @@ from bytecode import CellVar, Compare, FreeVar
 from ..seam import rules
 from . import attributes, operators, super_calls
 from .errors import Unsupported
+from .function_values import SavedCellValue
 from .opcodes_control import ControlOpcodes
 from .opcodes_stack import _var_name
 from .values import NULL, SYMBOLIC_NUMBERS, ConstValue, ScalarValue
@@ -50,7 +53,11 @@ class Py312Opcodes:
         self.push(self.get_local(instr.arg))
 
     def LOAD_FAST_AND_CLEAR(self, instr):
-        """() -> local or NULL; the local becomes unbound"""
+        """() -> local or NULL; the local becomes unbound (a cell slot: the cell itself, set
+        aside until the comprehension's STORE_FAST puts it back)"""
+        if instr.arg in self.cells:
+            self.push(SavedCellValue(self.cells.pop(instr.arg)))
+            return
         value = self.locals.pop(instr.arg, None)
         self.push(NULL if value is None else self.get_local_value(value))
 

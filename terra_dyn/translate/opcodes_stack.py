@@ -11,6 +11,7 @@ from ..seam import rules
 from . import attributes, operators
 from .drops import _finalizes, _same
 from .errors import Unsupported
+from .function_values import SavedCellValue
 from .values import (NULL, CellValue, ConstValue, DictValue, FormattedValue, Lazy, ListValue, NullValue,
                      ScalarValue, TensorValue, TupleValue)
 
@@ -122,8 +123,12 @@ class StackOpcodes:
         self.store_local(instr.arg, self.pop())
 
     def store_local(self, name, value):
-        if isinstance(value, NullValue):
+        if isinstance(value, NullValue):  # a comprehension's saved NULL (3.12+): its cell goes too
             self.locals.pop(name, None)
+            self.cells.pop(name, None)
+        elif isinstance(value, SavedCellValue):  # the frame's cell, set aside by the comprehension
+            self.locals.pop(name, None)
+            self.cells[name] = value.cell
         else:
             self.locals[name] = value
 
