@@ -8,7 +8,8 @@
 
 Per model and system, in one process: right (forward, one training step with every
 gradient, greedy generate for decoders; tests/models/check.py), graphs and breaks recorded
-on the first forward call, first-call seconds, and steady-state forward time as a multiple
+on the first forward call, first-call seconds (with the garbage collector's share when it
+ran), and steady-state forward time as a multiple
 of eager's (median of process CPU time over --iters calls, after two warm-up calls; CPU time
 because the machine is shared). Systems:
     terra          terra_dyn.optimize(model, backend="interpreter")
@@ -18,6 +19,7 @@ torch.compile is used here only as the comparison; terra_dyn never imports torch
 """
 import argparse
 import collections
+import gc
 import json
 import os
 import statistics
@@ -76,6 +78,28 @@ class System:
         return seconds, counters["stats"]["unique_graphs"], breaks
 
 
+class GcClock:
+    """CPU seconds the cyclic garbage collector ran inside a block (gc.callbacks): a full
+    collection in a process holding many models can land in any one first call."""
+
+    def __init__(self):
+        self.seconds, self._start = 0.0, None
+
+    def __call__(self, phase, info):
+        if phase == "start":
+            self._start = time.process_time()
+        elif self._start is not None:
+            self.seconds += time.process_time() - self._start
+            self._start = None
+
+    def __enter__(self):
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        gc.callbacks.remove(self)
+
+
 def _cpu_seconds(fn):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -100,14 +124,15 @@ def run_model(entry, systems, iters):
         fresh, _ = entry.build()
         wrapped = system.wrap(fresh)
         try:
-            with torch.no_grad():
+            with torch.no_grad(), GcClock() as gc_clock:
                 first, graphs, breaks = system.first_call(wrapped, inputs)
             ratio = steady(wrapped, inputs, iters) / eager_s
         except Exception as exc:
             first, graphs, breaks, ratio = None, None, [(f"raised {type(exc).__name__}: {exc}", "")], None
+            gc_clock = GcClock()
         result = check.check_model(entry, system.wrap)
         row[system.name] = {"right": result.right, "problems": result.problems, "graphs": graphs,
-                            "breaks": len(breaks), "break_reasons": breaks, "first_s": first,
+                            "breaks": len(breaks), "break_reasons": breaks, "first_s": first, "first_gc_s": gc_clock.seconds,
                             "x_eager": ratio}
     return row
 
@@ -117,22 +142,32 @@ def _fmt(cell):
         return "-"
     right = "ok" if cell["right"] else "WRONG"
     ratio = "-" if cell["x_eager"] is None else f"{cell['x_eager']:.2f}"
-    first = "-" if cell["first_s"] is None else f"{cell['first_s']:.2f}"
-    return f"{right} {cell['graphs']}g/{cell['breaks']}b {first}s {ratio}x"
+    first = "-" if cell["first_s"] is None else f"{cell['first_s']:.2f}s"
+    if cell.get("first_gc_s", 0) >= 0.01:
+        first += f" (gc {cell['first_gc_s']:.2f})"
+    return f"{right} {cell['graphs']}g/{cell['breaks']}b {first} {ratio}x"
 
 
 def print_table(rows, systems):
     names = [s.name for s in systems]
-    print(f"{'model':<12} " + " ".join(f"{n:<30}" for n in names))
+    print(f"{'model':<12} " + " ".join(f"{n:<38}" for n in names))
     for row in rows:
-        print(f"{row['model']:<12} " + " ".join(f"{_fmt(row.get(n)):<30}" for n in names))
+        print(f"{row['model']:<12} " + " ".join(f"{_fmt(row.get(n)):<38}" for n in names))
     for n in names:
         cells = [r[n] for r in rows if n in r]
         ratios = [c["x_eager"] for c in cells if c["x_eager"] is not None]
         one = sum(1 for c in cells if c["graphs"] == 1 and c["breaks"] == 0)
         right = sum(1 for c in cells if c["right"])
         med = f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})" if ratios else "-"
-        print(f"{n}: right {right}/{len(cells)}, one graph {one}/{len(cells)}, x eager median {med}")
+        slower = sum(1 for r in ratios if r > 1.0)
+        firsts = [c["first_s"] for c in cells if c["first_s"] is not None]
+        first = f"{statistics.median(firsts):.2f} s" if firsts else "-"
+        print(f"{n}: right {right}/{len(cells)}, one graph {one}/{len(cells)}, x eager median {med}, "
+              f"slower than eager {slower}/{len(ratios)}, first call median {first}")
+    if "terra" in names and "compile_eager" in names:
+        pairs = [(r["terra"]["first_s"], r["compile_eager"]["first_s"]) for r in rows]
+        half = [a <= 0.5 * b for a, b in pairs if a is not None and b is not None]
+        print(f"terra first call at most half of compile_eager's: {sum(half)}/{len(half)}")
 
 
 def print_break_reasons(rows, system, top):

@@ -27,6 +27,10 @@ _LIB = textwrap.dedent("""
         y = x + 1
         n = y.sum().item()  # a break: helper then runs natively, and is translated itself
         return y * 3 + n
+
+    class Head(torch.nn.Module):
+        def forward(self, x):
+            return helper(x) * 2
 """)
 
 
@@ -65,6 +69,34 @@ def test_library_function_run_natively_after_a_break_is_translated(fresh_terra_d
     torch.testing.assert_close(out, step(x))
     in_library = [g for g in rec.report().graphs if "fakelib" in g.filename]
     assert in_library, "the library function's own frame was not translated"
+
+
+def test_a_break_inside_library_code_names_the_library_line_and_the_users_line(fresh_terra_dyn, tmp_path,
+                                                                              monkeypatch):
+    # issue 17's "bad input": a construct not captured (here .item()) in an installed model
+    # library is a break at the library's own line, reported under the user's line that led there
+    lib = _install_fake_library(tmp_path, monkeypatch)
+    head = lib.Head()
+
+    def step(x):
+        y = x * 2
+        return head(y) - 1
+
+    x = torch.randn(5)
+    fast = terra_dyn.optimize(step, backend="interpreter")
+    with report.recording() as rec:
+        out = fast(x)
+    torch.testing.assert_close(out, step(x))
+    r = rec.report()
+    lib_line = _LIB.splitlines().index("    n = y.sum().item()  # a break: helper then runs natively, and is translated itself") + 1
+    user_line = step.__code__.co_firstlineno + 2
+    innermost = [b for b in r.breaks if (b.filename, b.lineno) == (lib.__file__, lib_line)]
+    assert innermost and all("item()" in b.reason for b in innermost)
+    from_user = [b for b in innermost if b.user_site()[:2] == (__file__, user_line)]
+    assert from_user and from_user[0].user_stack[0].startswith(f"{__file__}:{user_line} ")
+    text = str(r)
+    assert f"line {user_line}: return head(y) - 1" in text
+    assert f"fakelib/__init__.py:{lib_line}: Tensor.item()" in text
 
 
 def test_what_is_skipped_by_location():
