@@ -143,8 +143,22 @@ def compare(module, timeout=600):
     return len(plain), diffs, stats
 
 
+def _unknown(modules):
+    """The names that are not modules of CPython's test package here."""
+    import test
+
+    where = os.path.dirname(test.__file__)
+    return [m for m in modules if not (os.path.isdir(os.path.join(where, m)) or
+                                       os.path.isfile(os.path.join(where, m + ".py")))]
+
+
 def main(argv=None):
     modules = (argv if argv is not None else sys.argv[1:]) or MODULES
+    unknown = _unknown(modules)
+    if unknown:
+        print(__doc__.split("\n\n")[1], file=sys.stderr)
+        print(f"not a module of CPython's test package: {', '.join(unknown)}", file=sys.stderr)
+        return 2
     total_tests, total_diffs = 0, 0
     for module in modules:
         t0 = time.time()
