@@ -383,6 +383,9 @@ def setitem(tx, obj, key, value):
     if isinstance(obj, model_output.ModelOutputValue):
         return model_output.store(tx, obj, python_value(key), value)
     if isinstance(obj, TensorValue):
+        from .index_keys import setitem_key
+
+        key = setitem_key(tx.ctx.graph, obj, key) or key  # 0-d index tensors, read as numbers by eager
         tx.ctx.graph.call("call_function", operator.setitem, [obj, key, value])
         return
     if isinstance(obj, ListValue):
