@@ -483,6 +483,11 @@ def get_iter(tx, v):
     it = _python_iter(tx, v, live=True)
     if it is not None:
         return it
+    if isinstance(v, TensorValue) and v.facts.dim() and isinstance(v.facts.shape[0], torch.SymInt):
+        # yolov3's `for i, anchor_ious in enumerate(ious.t())` over its target count: unrolled,
+        # the loop pins the count (a translation per count); run natively, its body is one
+        # resume function for every count
+        raise Unsupported("a loop over the rows of a tensor of symbolic length (runs natively)")
     it = IteratorValue(unpack(tx, v))
     if isinstance(v, ConstValue) and type(v.value) in (range, str, tuple, bytes) or \
             isinstance(v, TupleValue) and v.cls is tuple:

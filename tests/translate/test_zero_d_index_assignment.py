@@ -138,3 +138,12 @@ def test_gradients_through_the_assignment_match_eager():
         fn(x, w2, torch.tensor(t), mask).backward()
         torch.testing.assert_close(w1.grad, w2.grad, rtol=0, atol=0)
     terra_dyn.reset()
+
+
+def test_loop_over_the_rows_of_a_changing_count_settles_and_matches_eager():
+    # yolov3's build_targets: its loop over `ious.t()` (one row per target) ran unrolled in each
+    # translation, which pins the target count: a translation per count until the limit
+    calls = [call for n in (4, 5, 6, 3, 7, 8, 2, 9) for call in _yolo_calls(n, 1, n)]
+    rep = _run(_yolo_rows, calls)
+    assert not rep.fallbacks
+    assert len(rep.recompiles) <= 3, [str(r) for r in rep.recompiles]  # before: one per count
