@@ -11,9 +11,10 @@ number read.
     x[t, mask, :, u] = v      eager: x.select(0, t.item())...[mask, :, ...] = v
                               graph: x[t.reshape(1), mask, :, u.reshape(1)] = v
 
-Declined (None: the assignment breaks, as before) for keys without an index tensor of one or
-more dims (eager's result is a view then, a select), for 0-d bool/uint8 indices, and where the
-other index tensors' result dims would move (`x[t, :, idx]`: eager's select leaves one index
+Only in symbolic translations (setitem_key says why). Declined (None: the assignment breaks,
+as before) for keys without an index tensor of one or more dims (eager's result is a view
+then, a select), for 0-d bool/uint8 indices, and where the other index tensors' result dims
+would move (`x[t, :, idx]`: eager's select leaves one index
 tensor, whose dims stay in place; advanced indexing over two separated indices puts them first).
 """
 import sys
@@ -29,6 +30,14 @@ _SELECT, _DIM, _ADVANCED, _ZERO_D = "select", "dim", "advanced", "0-d"
 def setitem_key(graph, obj, key):
     """The key to assign through in the graph, or None when key has no 0-d integer tensor to
     rewrite or the rewrite would not match eager."""
+    if not graph._symbolic:
+        # a first (static) translation breaks here on purpose: there a 0-d index is mostly a
+        # loop's row of data (yolov3's targets), and captured, the whole loop unrolled into
+        # the graph at this call's row count, and the frame was translated again for the next
+        # counts (yolov3's 12 steps: 3.2 s instead of 2.0 s, 18/30/13 graphs/breaks/recompiles
+        # instead of 15/29/11). Broken, the loop soon runs as written. A symbolic translation
+        # iterates such rows natively (operators.get_iter), so its body is captured once
+        return None
     items = list(key.items) if isinstance(key, TupleValue) and key.cls is tuple else [key]
     kinds = [_kind(item) for item in items]
     if _ZERO_D not in kinds or None in kinds or _ADVANCED not in kinds:

@@ -1,7 +1,8 @@
 """Assignments whose key holds 0-d integer tensors beside an index tensor (yolov3's
 `noobj_mask[b[i], anchor_ious > thres, gj[i], gi[i]] = 0`), against eager: kept in the graph
-(translate/index_keys.py) where the rewrite picks eager's elements, a graph break (as before)
-where it would not, and eager's IndexError for an index out of range.
+of a symbolic translation (translate/index_keys.py) where the rewrite picks eager's elements,
+a graph break (as before) where it would not and in first (static) translations, and eager's
+IndexError for an index out of range.
 """
 import pytest
 import torch
@@ -17,9 +18,9 @@ def _yolo_rows(noobj, b, gj, gi, ious, thres):
     return noobj
 
 
-def _run(fn, calls, backend="interpreter"):
+def _run(fn, calls, backend="interpreter", dynamic=True):
     terra_dyn.reset()
-    fast = terra_dyn.optimize(fn, backend=backend)
+    fast = terra_dyn.optimize(fn, backend=backend, dynamic=dynamic)
     with report.recording() as recorder:
         for args in calls:
             expected_args = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
@@ -44,7 +45,15 @@ def _yolo_calls(n, count, seed):
 @pytest.mark.parametrize("backend", ["interpreter", "cpu"])
 def test_yolo_mask_rows_match_eager_without_breaks(backend):
     rep = _run(_yolo_rows, _yolo_calls(4, 3, 0), backend)
-    assert not rep.breaks and not rep.fallbacks, [str(b) for b in rep.breaks]  # before: one per row
+    # the loop over a symbolic row count runs natively (one break), its body in one graph
+    assert [b.reason for b in rep.breaks if "setitem" in b.reason] == [], [str(b) for b in rep.breaks]
+    assert not rep.fallbacks  # before: a setitem break per row
+
+
+def test_a_first_static_translation_breaks_there_and_matches_eager():
+    rep = _run(_yolo_rows, _yolo_calls(4, 3, 1), dynamic=None)
+    assert not rep.fallbacks
+    assert any("setitem" in b.reason for b in rep.breaks), [str(b) for b in rep.breaks]
 
 
 # (key builder, value) pairs: each key mixes 0-d tensors `t`, `u` with an index tensor, slices,
@@ -109,7 +118,7 @@ def test_index_out_of_range_raises_as_eager_even_when_nothing_is_picked():
         x[t, mask] = 0
         return x
 
-    fast = terra_dyn.optimize(fn, backend="interpreter")
+    fast = terra_dyn.optimize(fn, backend="interpreter", dynamic=True)
     x = torch.ones(3, 4)
     fast(x, torch.tensor(1), torch.ones(4, dtype=torch.bool))
     for mask in (torch.zeros(4, dtype=torch.bool), torch.ones(4, dtype=torch.bool)):
@@ -130,7 +139,7 @@ def test_gradients_through_the_assignment_match_eager():
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(3, 4, generator=gen)
     mask = torch.tensor([True, False, True, False])
-    fast = terra_dyn.optimize(fn, backend="interpreter")
+    fast = terra_dyn.optimize(fn, backend="interpreter", dynamic=True)
     for t in (0, 2, 1):
         w1 = torch.randn(4, generator=gen).requires_grad_()
         w2 = w1.detach().clone().requires_grad_()
@@ -144,6 +153,6 @@ def test_loop_over_the_rows_of_a_changing_count_settles_and_matches_eager():
     # yolov3's build_targets: its loop over `ious.t()` (one row per target) ran unrolled in each
     # translation, which pins the target count: a translation per count until the limit
     calls = [call for n in (4, 5, 6, 3, 7, 8, 2, 9) for call in _yolo_calls(n, 1, n)]
-    rep = _run(_yolo_rows, calls)
+    rep = _run(_yolo_rows, calls)  # symbolic from the first call
     assert not rep.fallbacks
     assert len(rep.recompiles) <= 3, [str(r) for r in rep.recompiles]  # before: one per count
