@@ -11,7 +11,7 @@ number read.
     x[t, mask, :, u] = v      eager: x.select(0, t.item())...[mask, :, ...] = v
                               graph: x[t.reshape(1), mask, :, u.reshape(1)] = v
 
-Only in symbolic translations (setitem_key says why). Declined (None: the assignment breaks,
+Not inside a loop unrolled over a tensor's rows (setitem_key says why). Declined (None: the assignment breaks,
 as before) for keys without an index tensor of one or more dims (eager's result is a view
 then, a select), for 0-d bool/uint8 indices, and where the other index tensors' result dims
 would move (`x[t, :, idx]`: eager's select leaves one index
@@ -22,25 +22,25 @@ import sys
 import torch
 
 from ..eval_frame import disable
-from .values import ConstValue, ScalarValue, SliceValue, TensorValue, TupleValue
+from .values import ConstValue, IteratorValue, ScalarValue, SliceValue, TensorValue, TupleValue
 
 _SELECT, _DIM, _ADVANCED, _ZERO_D = "select", "dim", "advanced", "0-d"
 
 
-def setitem_key(graph, obj, key):
+def setitem_key(tx, obj, key):
     """The key to assign through in the graph, or None when key has no 0-d integer tensor to
     rewrite or the rewrite would not match eager."""
-    if not graph._symbolic:
-        # a first (static) translation breaks here on purpose: there a 0-d index is mostly a
-        # loop's row of data (yolov3's targets), and captured, the whole loop unrolled into
-        # the graph at this call's row count, and the frame was translated again for the next
-        # counts (yolov3's 12 steps: 3.2 s instead of 2.0 s, 18/30/13 graphs/breaks/recompiles
-        # instead of 15/29/11). Broken, the loop soon runs as written. A symbolic translation
-        # iterates such rows natively (operators.get_iter), so its body is captured once
-        return None
     items = list(key.items) if isinstance(key, TupleValue) and key.cls is tuple else [key]
     kinds = [_kind(item) for item in items]
     if _ZERO_D not in kinds or None in kinds or _ADVANCED not in kinds:
+        return None
+    if _in_a_loop_over_rows(tx):
+        # yolov3's `for i, anchor_ious in enumerate(ious.t()): noobj_mask[b[i], ...] = 0`:
+        # captured, the loop unrolled into the graph at this call's target count, and the frame
+        # was translated again for each later count (12 steps: 3.2 s instead of 2.0 s, 18/30/13
+        # graphs/breaks/recompiles instead of 15/29/11). Broken here, the loop soon runs as
+        # written. Over a symbolic count the loop runs natively (operators.get_iter) and its
+        # body, translated on its own, is captured
         return None
     widths = [_width(item, kind) for item, kind in zip(items, kinds)]
     if widths.count(None) > 1:
@@ -54,10 +54,26 @@ def setitem_key(graph, obj, key):
     rewritten, dim = [], 0
     for item, kind, width in zip(items, kinds, widths):
         if kind == _ZERO_D:
-            item = graph.call("call_function", select_index, [item, obj, ConstValue(dim)])
+            item = tx.ctx.graph.call("call_function", select_index, [item, obj, ConstValue(dim)])
         rewritten.append(item)
         dim += ellipsis if width is None else width
     return TupleValue(rewritten)
+
+
+def _in_a_loop_over_rows(tx):
+    """Is a translator on tx's chain (tx, the frames that inlined it) unrolling a loop over a
+    tensor's rows? Its iterator is on the value stack while the body runs."""
+    while tx is not None:
+        if any(_iterates_rows(v) for v in tx.stack):
+            return True
+        tx = tx.parent
+    return False
+
+
+def _iterates_rows(value):
+    if not isinstance(value, IteratorValue):
+        return False
+    return value.tensor_rows or any(_iterates_rows(inner) for inner in value.wrapped())
 
 
 @disable

@@ -385,7 +385,7 @@ def setitem(tx, obj, key, value):
     if isinstance(obj, TensorValue):
         from .index_keys import setitem_key
 
-        key = setitem_key(tx.ctx.graph, obj, key) or key  # 0-d index tensors, read as numbers by eager
+        key = setitem_key(tx, obj, key) or key  # 0-d index tensors, read as numbers by eager
         tx.ctx.graph.call("call_function", operator.setitem, [obj, key, value])
         return
     if isinstance(obj, ListValue):
@@ -489,6 +489,7 @@ def get_iter(tx, v):
         # resume function for every count
         raise Unsupported("a loop over the rows of a tensor of symbolic length (runs natively)")
     it = IteratorValue(unpack(tx, v))
+    it.tensor_rows = isinstance(v, TensorValue)
     if isinstance(v, ConstValue) and type(v.value) in (range, str, tuple, bytes) or \
             isinstance(v, TupleValue) and v.cls is tuple:
         it.origin = v  # rebuilt as iter(v) at its index at a break: CPython's iterator type

@@ -1,8 +1,8 @@
 """Assignments whose key holds 0-d integer tensors beside an index tensor (yolov3's
 `noobj_mask[b[i], anchor_ious > thres, gj[i], gi[i]] = 0`), against eager: kept in the graph
-of a symbolic translation (translate/index_keys.py) where the rewrite picks eager's elements,
-a graph break (as before) where it would not and in first (static) translations, and eager's
-IndexError for an index out of range.
+(translate/index_keys.py) where the rewrite picks eager's elements,
+a graph break (as before) where it would not and inside a loop unrolled over a tensor's rows,
+and eager's IndexError for an index out of range.
 """
 import pytest
 import torch
@@ -50,10 +50,22 @@ def test_yolo_mask_rows_match_eager_without_breaks(backend):
     assert not rep.fallbacks  # before: a setitem break per row
 
 
-def test_a_first_static_translation_breaks_there_and_matches_eager():
+def test_inside_a_loop_unrolled_over_rows_it_breaks_and_matches_eager():
+    # a static translation unrolls the loop over ious.t(): captured, it would be one graph per
+    # target count (index_keys.setitem_key)
     rep = _run(_yolo_rows, _yolo_calls(4, 3, 1), dynamic=None)
     assert not rep.fallbacks
     assert any("setitem" in b.reason for b in rep.breaks), [str(b) for b in rep.breaks]
+
+
+def test_one_row_in_a_static_translation_is_captured():
+    def fn(noobj, b, gj, gi, ious):
+        noobj = noobj.clone()
+        noobj[b[0], ious[:, 0] > 0.5, gj[0], gi[0]] = 0
+        return noobj
+
+    rep = _run(fn, [call[:5] for call in _yolo_calls(4, 3, 2)], dynamic=None)
+    assert not rep.breaks and not rep.fallbacks, [str(b) for b in rep.breaks]
 
 
 # (key builder, value) pairs: each key mixes 0-d tensors `t`, `u` with an index tensor, slices,
