@@ -11,11 +11,11 @@ number read.
     x[t, mask, :, u] = v      eager: x.select(0, t.item())...[mask, :, ...] = v
                               graph: x[t.reshape(1), mask, :, u.reshape(1)] = v
 
-Not inside a loop unrolled over a tensor's rows (setitem_key says why). Declined (None: the assignment breaks,
-as before) for keys without an index tensor of one or more dims (eager's result is a view
-then, a select), for 0-d bool/uint8 indices, and where the other index tensors' result dims
-would move (`x[t, :, idx]`: eager's select leaves one index
-tensor, whose dims stay in place; advanced indexing over two separated indices puts them first).
+Not inside a loop unrolled over a tensor's rows (setitem_key says why). Declined (None: the
+assignment breaks, as before) for keys without an index tensor of one or more dims (eager's
+result is a view then, a select), for 0-d bool/uint8 indices, and where the other index
+tensors' result dims would move (`x[t, :, idx]`: eager's select leaves one index tensor, whose
+dims stay in place; advanced indexing over two separated indices puts them first).
 """
 import sys
 
