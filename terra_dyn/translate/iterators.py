@@ -59,6 +59,7 @@ class IteratorValue(Value):
     origin = None
     reverse = False
     exhausted_as = None  # once exhausted: (callable, args) making an exhausted real one
+    tensor_rows = False  # True: over a tensor's rows, unrolled at this call's row count (index_keys)
 
     def __init__(self, items, index=0, live=None):
         self._items = list(items)

@@ -383,6 +383,9 @@ def setitem(tx, obj, key, value):
     if isinstance(obj, model_output.ModelOutputValue):
         return model_output.store(tx, obj, python_value(key), value)
     if isinstance(obj, TensorValue):
+        from .index_keys import setitem_key
+
+        key = setitem_key(tx, obj, key) or key  # 0-d index tensors, read as numbers by eager
         tx.ctx.graph.call("call_function", operator.setitem, [obj, key, value])
         return
     if isinstance(obj, ListValue):
@@ -480,7 +483,13 @@ def get_iter(tx, v):
     it = _python_iter(tx, v, live=True)
     if it is not None:
         return it
+    if isinstance(v, TensorValue) and v.facts.dim() and isinstance(v.facts.shape[0], torch.SymInt):
+        # yolov3's `for i, anchor_ious in enumerate(ious.t())` over its target count: unrolled,
+        # the loop pins the count (a translation per count); run natively, its body is one
+        # resume function for every count
+        raise Unsupported("a loop over the rows of a tensor of symbolic length (runs natively)")
     it = IteratorValue(unpack(tx, v))
+    it.tensor_rows = isinstance(v, TensorValue)
     if isinstance(v, ConstValue) and type(v.value) in (range, str, tuple, bytes) or \
             isinstance(v, TupleValue) and v.cls is tuple:
         it.origin = v  # rebuilt as iter(v) at its index at a break: CPython's iterator type
