@@ -139,8 +139,13 @@ def _aten_callable(step, inputs):
     if isinstance(step, fx.Node):
         graph.output(graph.node_copy(step, env.__getitem__))
         return fx.GraphModule(torch.nn.Module(), graph).forward
+    def value(node):
+        if node not in env:  # a view the kernel reads through its base (codegen.READ_THROUGH_VIEWS)
+            env[node] = graph.node_copy(node, value)
+        return env[node]
+
     for node in step.nodes:
-        env[node] = graph.node_copy(node, env.__getitem__)
+        env[node] = graph.node_copy(node, value)
     outs = [env[n] for n in step.outputs()]
     graph.output(outs[0] if len(outs) == 1 else tuple(outs))
     return fx.GraphModule(torch.nn.Module(), graph).forward
@@ -178,6 +183,7 @@ class Program:
             aten_gm.recompile()
         self.steps = partition(graph)
         self.decisions = {}  # group -> KernelSource, or the reason it runs as ATen ops
+        self.read_through = set()  # view steps left out: kernels read them through their bases
         kernels = {}
         for group in [s for s in self.steps if isinstance(s, FusionGroup)]:
             reason = _size_and_blocker(group)
@@ -324,6 +330,11 @@ class Program:
                     env[node] = new.node_copy(node, env.__getitem__)
         output = next(n for n in graph.nodes if n.op == "output")
         new.output(fx.node.map_arg(output.args[0], env.__getitem__))
+        copies = {copy: node for node, copy in env.items()}
+        for node in reversed(list(new.nodes)):  # views that kernels read through their bases
+            if node.op == "call_function" and node.target in codegen.READ_THROUGH_VIEWS and not node.users:
+                new.erase_node(node)
+                self.read_through.add(copies.get(node))
         fast_calls.use_bindings(new)  # ATen steps call torch.addmm, x.view... (fast_calls.py)
         gm = fx.GraphModule(self.aten_gm, new)
         self.forward = _whole_graph_kernel(new, made, out_index, gm.forward) or gm.forward
@@ -502,7 +513,9 @@ class CpuCompiledGraph(FusedGraph):
     def describe_step(self, program, step) -> str:
         if not isinstance(step, FusionGroup):
             source = program.decisions.get(step)
-            return f"kernel {source.name}" if isinstance(source, codegen.KernelSource) else f"aten {step.target}"
+            if isinstance(source, codegen.KernelSource):
+                return f"kernel {source.name}"
+            return f"view {step.target}, read by a kernel" if step in program.read_through else f"aten {step.target}"
         how = program.decisions.get(step)
         how = f"kernel {how.name}" if isinstance(how, codegen.KernelSource) else f"ATen ({how})"
         return f"{step!r} -> {how}"
