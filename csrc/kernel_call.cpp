@@ -276,31 +276,21 @@ PyObject *kernel_call_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) 
     return (PyObject *)self;
 }
 
+using KernelCallRefs = OwnedRefs<KernelCall, &KernelCall::slow, &KernelCall::fallback, &KernelCall::dict>;
+
 int kernel_call_traverse(PyObject *self_, visitproc visit, void *arg) {
     auto *self = (KernelCall *)self_;
-    Py_VISIT(self->slow);
-    Py_VISIT(self->fallback);
-    Py_VISIT(self->dict);
     if (self->spec != nullptr)
         for (const Check &c : self->spec->checks) Py_VISIT(c.on_mismatch);
-    return 0;
+    return KernelCallRefs::traverse(self_, visit, arg);
 }
 
 int kernel_call_clear(PyObject *self_) {
     auto *self = (KernelCall *)self_;
-    Py_CLEAR(self->slow);
-    Py_CLEAR(self->fallback);
-    Py_CLEAR(self->dict);
     Spec *spec = self->spec;
     self->spec = nullptr;
     release(spec);
-    return 0;
-}
-
-void kernel_call_dealloc(PyObject *self) {
-    PyObject_GC_UnTrack(self);
-    kernel_call_clear(self);
-    Py_TYPE(self)->tp_free(self);
+    return KernelCallRefs::clear(self_);
 }
 
 PyTypeObject KernelCall_Type = {PyVarObject_HEAD_INIT(nullptr, 0)};
@@ -313,5 +303,5 @@ int kernel_call_register(PyObject *module) {
         module, &KernelCall_Type,
         {"terra_dyn._tensor_check.KernelCall", "KernelCall(address, n_inputs, outputs, checks, returns, slow, fallback, release_gil=True)(*inputs)",
          sizeof(KernelCall), offsetof(KernelCall, vectorcall), kernel_call_new, kernel_call_traverse, kernel_call_clear,
-         kernel_call_dealloc, offsetof(KernelCall, dict)});
+         gc_dealloc, offsetof(KernelCall, dict)});
 }
