@@ -95,7 +95,7 @@ def _gelu_decomposition(decomposition):
     return decompose
 
 
-LAYER_NORM_ONE_PASS = True  # docs/CPU_BACKEND.md, session 17
+LAYER_NORM_ONE_PASS = True  # docs/CPU_BACKEND.md, sessions 17 (float32) and 19 (float64)
 
 
 def decomposition_table() -> dict:
@@ -109,7 +109,7 @@ def decomposition_table() -> dict:
     table = dict(decompositions.table())
     for op in (aten.gelu.default, aten.gelu_backward.default):
         table[op] = _gelu_decomposition(table[op])
-    if LAYER_NORM_ONE_PASS:  # float32 statistics in one pass (float64 sums; Triton keeps two)
+    if LAYER_NORM_ONE_PASS:  # statistics in one pass (decompositions.row_moments_one_pass; Triton keeps two)
         table[aten.native_layer_norm.default] = functools.partial(decompositions.native_layer_norm, one_pass=True)
     # Layer norm's backward stays eager's kernel: decomposed, it became a row kernel plus
     # two sums over the outer dims reading a materialized grad * x_hat; eager's kernel
