@@ -40,6 +40,7 @@ import torch.fx as fx
 from ..fusion import ops
 from ..fusion.partition import FusionGroup, shape_of
 from .cpp_ops import EMIT, c_type, compute_c_type, literal, round_to
+from .read_through import view_of_input
 
 # Kernels with less work than this run a plain loop (no OpenMP region): waking the OpenMP
 # team costs a few microseconds, entering a one-thread region ~0.5-1 us.
@@ -47,17 +48,6 @@ PARALLEL_MIN_ELEMENTS = 32768
 # Row buffers (per thread, on its stack) for values a later pass over the row reads again,
 # at most this many bytes per kernel; longer rows recompute those values instead.
 ROW_BUFFER_BYTES = 65536
-# Views whose offset into their base follows from the base's layout (not as_strided's
-# absolute offset, no dtype change): an input that is such a view of another input is read
-# through that input's pointer, so the graph needs no view step for it (a layer norm's
-# float64 shift, each row's first element: decompositions.row_moments_one_pass).
-aten = torch.ops.aten
-READ_THROUGH_VIEWS = {
-    aten.slice.Tensor, aten.select.int, aten.narrow.default, aten.unsqueeze.default, aten.squeeze.dim,
-    aten.squeeze.dims, aten.squeeze.default, aten.expand.default, aten.permute.default, aten.t.default,
-    aten.transpose.int, aten.alias.default, aten.detach.default, aten.diagonal.default,
-    aten.view.default, aten._unsafe_view.default,
-}
 # Ops worth storing for a later pass rather than recomputing (transcendental or divisions).
 EXPENSIVE = {"exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "tanh", "erf", "sigmoid", "sin", "cos",
              "tan", "pow", "div", "reciprocal", "rsqrt", "sqrt"}
@@ -111,20 +101,6 @@ class KernelSource:
         return f"<KernelSource {self.name} in={len(self.inputs)} out={len(self.outputs)}>"
 
 
-def _view_of_input(node: fx.Node, inputs) -> tuple:
-    """(input, element offset) when `node` is a chain of READ_THROUGH_VIEWS of one of
-    `inputs` (the furthest such ancestor), else None."""
-    base, found = node, None
-    while base.op == "call_function" and base.target in READ_THROUGH_VIEWS and isinstance(base.args[0], fx.Node):
-        base = base.args[0]
-        if base in inputs:
-            found = base
-    view, root = node.meta.get("val"), found is not None and found.meta.get("val")
-    if not isinstance(view, torch.Tensor) or not isinstance(root, torch.Tensor) or view.dtype != root.dtype:
-        return None
-    return found, int(view.storage_offset()) - int(root.storage_offset())
-
-
 class _Loop:
     """A collapsed loop: its size and each access pattern's stride along it."""
 
@@ -175,11 +151,8 @@ class _Writer:
         self.x_dims = [d for d in range(len(self.full)) if d not in group.reduce_dims]
         self.r_dims = list(group.reduce_dims)
         inputs = group.inputs()
-        self.read_through = {}  # input node -> (the input it views, element offset into it)
-        for node in inputs:
-            found = _view_of_input(node, inputs)
-            if found is not None:
-                self.read_through[node] = found
+        views = {n: view_of_input(n, inputs) for n in inputs}
+        self.read_through = {n: v for n, v in views.items() if v}  # node -> (input it views, offset)
         self.inputs = [n for n in inputs if n not in self.read_through]
         self.outputs = group.outputs()
         self.out_layouts = dict(zip(self.outputs, output_layouts))
@@ -533,8 +506,7 @@ class _Writer:
                       f"{str(lay.dtype).replace('torch.', '')}")
         for node, (base, shift) in self.read_through.items():
             lay = self.layouts[node]
-            self.line(f"// {node.name} [{', '.join(map(str, lay.shape))}] stride {list(lay.stride)}: read as "
-                      f"{self.in_names[base]} + {shift}")
+            self.line(f"// {node.name} {list(lay.shape)} stride {list(lay.stride)}: {self.in_names[base]} + {shift}")
         self.line("int err = 0;")
         if self.parallel:
             self.line("const int nt = (int)nthreads;")

@@ -36,7 +36,7 @@ from ..fusion.lowering import drop_no_op_views, is_inplace, lower_to_aten
 from ..fusion.partition import FusionGroup, partition
 from ..fusion.compiled import FusedGraph, exact_guard, needs_autograd
 from ..fusion.joint import Trial
-from . import codegen, fast_calls, templates
+from . import codegen, fast_calls, read_through, templates
 from .column import XBLOCK, is_column
 from .compiler import CompileError, PendingBuild, library_cache
 from .kernel import CpuKernel, packed_entry
@@ -140,7 +140,7 @@ def _aten_callable(step, inputs):
         graph.output(graph.node_copy(step, env.__getitem__))
         return fx.GraphModule(torch.nn.Module(), graph).forward
     def value(node):
-        if node not in env:  # a view the kernel reads through its base (codegen.READ_THROUGH_VIEWS)
+        if node not in env:  # a view the kernel reads through its base (read_through.py)
             env[node] = graph.node_copy(node, value)
         return env[node]
 
@@ -332,7 +332,7 @@ class Program:
         new.output(fx.node.map_arg(output.args[0], env.__getitem__))
         copies = {copy: node for node, copy in env.items()}
         for node in reversed(list(new.nodes)):  # views that kernels read through their bases
-            if node.op == "call_function" and node.target in codegen.READ_THROUGH_VIEWS and not node.users:
+            if node.op == "call_function" and node.target in read_through.VIEWS and not node.users:
                 new.erase_node(node)
                 self.read_through.add(copies.get(node))
         fast_calls.use_bindings(new)  # ATen steps call torch.addmm, x.view... (fast_calls.py)

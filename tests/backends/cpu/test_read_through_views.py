@@ -1,6 +1,6 @@
 """A kernel input that is a view of another input of the same kernel (x[:, :1], x[1:],
 x[2], x.t()) is read through that input's pointer at the view's strides and offset: the
-rewritten graph has no view step for it (codegen.READ_THROUGH_VIEWS). Values equal eager's
+rewritten graph has no view step for it (cpu/read_through.py). Values equal eager's
 on 1 and 2 threads; a view also used elsewhere stays a step; the group's ATen rerun (an
 integer division by zero) still computes the view and raises eager's error."""
 import pytest
