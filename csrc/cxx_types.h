@@ -1,9 +1,11 @@
 /* The setup every vectorcall type of terra_dyn._tensor_check shares (LayoutCheck,
- * KernelCall, GraphEntry): one function instead of a dozen tp_* assignments per type.
+ * KernelCall, GraphEntry): one function instead of a dozen tp_* assignments per type, and
+ * the GC slots of a type whose references are a few PyObject * members.
  *
  *   static PyTypeObject T = {PyVarObject_HEAD_INIT(nullptr, 0)};
+ *   using Refs = OwnedRefs<S, &S::a, &S::b>;      // S owns a and b (either may be null)
  *   add_vectorcall_type(module, &T, {"terra_dyn._tensor_check.T", "T(...)(*args)", sizeof(S),
- *                                    offsetof(S, vectorcall), t_new, t_traverse, t_clear, t_dealloc});
+ *                                    offsetof(S, vectorcall), t_new, Refs::traverse, Refs::clear});
  */
 #ifndef TERRA_DYN_CXX_TYPES_H
 #define TERRA_DYN_CXX_TYPES_H
@@ -13,6 +15,29 @@
 
 #include <cstring>
 
+/* tp_traverse and tp_clear of a type T owning the references `Members` (nullable). */
+template <typename T, PyObject *T::*... Members>
+struct OwnedRefs {
+    static int traverse(PyObject *self, visitproc visit, void *arg) {
+        for (PyObject *ref : {((T *)self)->*Members...}) Py_VISIT(ref);
+        return 0;
+    }
+    static int clear(PyObject *self) {
+        (clear_ref(((T *)self)->*Members), ...);
+        return 0;
+    }
+
+  private:
+    static void clear_ref(PyObject *&ref) { Py_CLEAR(ref); }
+};
+
+/* tp_dealloc of a GC type whose tp_clear drops everything it owns. */
+inline void gc_dealloc(PyObject *self) {
+    PyObject_GC_UnTrack(self);
+    Py_TYPE(self)->tp_clear(self);
+    Py_TYPE(self)->tp_free(self);
+}
+
 struct VectorcallTypeSpec {
     const char *name;  /* "terra_dyn._tensor_check.<Name>": the module attribute is <Name> */
     const char *doc;
@@ -20,7 +45,7 @@ struct VectorcallTypeSpec {
     newfunc new_;
     traverseproc traverse;
     inquiry clear;
-    destructor dealloc;
+    destructor dealloc = gc_dealloc;
     Py_ssize_t dictoffset = 0;      /* a __dict__ (KernelCall: __name__ for FX) */
     PyMethodDef *methods = nullptr;
     PyMemberDef *members = nullptr;

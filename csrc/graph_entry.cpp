@@ -84,29 +84,7 @@ PyObject *entry_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
     return (PyObject *)self;
 }
 
-int entry_traverse(PyObject *self_, visitproc visit, void *arg) {
-    auto *self = (GraphEntry *)self_;
-    Py_VISIT(self->graph);
-    Py_VISIT(self->failed);
-    Py_VISIT(self->check);
-    Py_VISIT(self->run);
-    return 0;
-}
-
-int entry_clear(PyObject *self_) {
-    auto *self = (GraphEntry *)self_;
-    Py_CLEAR(self->graph);
-    Py_CLEAR(self->failed);
-    Py_CLEAR(self->check);
-    Py_CLEAR(self->run);
-    return 0;
-}
-
-void entry_dealloc(PyObject *self) {
-    PyObject_GC_UnTrack(self);
-    entry_clear(self);
-    Py_TYPE(self)->tp_free(self);
-}
+using EntryRefs = OwnedRefs<GraphEntry, &GraphEntry::graph, &GraphEntry::failed, &GraphEntry::check, &GraphEntry::run>;
 
 PyMethodDef entry_methods[] = {
     {"set", (PyCFunction)(void (*)(void))entry_set, METH_FASTCALL,
@@ -127,6 +105,6 @@ PyTypeObject GraphEntry_Type = {PyVarObject_HEAD_INIT(nullptr, 0)};
 int graph_entry_register(PyObject *module) {
     return add_vectorcall_type(module, &GraphEntry_Type,
                                {"terra_dyn._tensor_check.GraphEntry", "GraphEntry(graph, failed)(*args)",
-                                sizeof(GraphEntry), offsetof(GraphEntry, vectorcall), entry_new, entry_traverse,
-                                entry_clear, entry_dealloc, 0, entry_methods, entry_members});
+                                sizeof(GraphEntry), offsetof(GraphEntry, vectorcall), entry_new, EntryRefs::traverse,
+                                EntryRefs::clear, gc_dealloc, 0, entry_methods, entry_members});
 }

@@ -11,7 +11,8 @@
  * returns: None (one output: it; several: a list) or a tuple of output indices, -1 for
  * None (a template's masked outputs). A call reads each input's data pointer from its
  * TensorImpl, allocates the outputs with at::detail::empty_strided_cpu (what
- * torch.empty_strided runs on CPU, without the Python binding and the dispatcher), calls
+ * torch.empty_strided runs on CPU, without the Python binding and the dispatcher; a small
+ * output reuses the storage of the last call's output when nothing references it: Spare), calls
  * the kernel with at::get_num_threads() (and the GIL released, unless release_gil is False:
  * a small kernel's few microseconds are not worth take_gil), and wraps the outputs:
  * the work of the Python calling function (`slow`) without its ctypes call and its
@@ -39,9 +40,37 @@ namespace {
 constexpr int kMaxPointers = 64;
 typedef int (*PackedKernel)(void *const *, int64_t);
 
+/* Outputs of at most this many bytes keep their storage for the next call (Spare). */
+constexpr size_t kSpareMaxBytes = 1 << 18;
+
 struct Output {
     std::vector<int64_t> sizes, strides;
     c10::ScalarType dtype;
+    size_t nbytes = 0;
+};
+
+/* The storage of a small output's last tensor. A call that finds it unreferenced (no tensor,
+ * view, Python storage object or weak reference left: use counts 1) and unchanged (the same
+ * data pointer and deleter: not resized, shared, copy-on-write) builds its output on it
+ * instead of allocating: glibc's posix_memalign and free, the StorageImpl and its size
+ * computation were about half of a small kernel's call (docs/CPU_BACKEND.md, session 19). */
+struct Spare {
+    c10::intrusive_ptr<c10::StorageImpl> storage;
+    void *data = nullptr;
+    c10::DeleterFnPtr deleter = nullptr;
+
+    bool free_for(size_t nbytes) const {
+        return storage && storage.use_count() == 1 && storage.weak_use_count() == 1 &&
+               storage->nbytes() == nbytes && storage->data_ptr().get() == data &&
+               storage->data_ptr().get_deleter() == deleter;
+    }
+
+    void keep(const at::TensorBase &t) {
+        c10::StorageImpl *impl = t.storage().unsafeGetStorageImpl();
+        storage = c10::intrusive_ptr<c10::StorageImpl>::reclaim_copy(impl);
+        data = impl->data_ptr().get();
+        deleter = impl->data_ptr().get_deleter();
+    }
 };
 
 struct Check {
@@ -54,6 +83,7 @@ struct Spec {
     PackedKernel fn;
     Py_ssize_t n_inputs;
     std::vector<Output> outputs;
+    std::vector<Spare> spares;  /* one per output; empty ones for outputs over kSpareMaxBytes */
     std::vector<Check> checks;
     std::vector<int> returns;  /* empty: the default structure */
     bool has_returns = false;
@@ -88,9 +118,25 @@ PyObject *call_with(PyObject *fn, PyObject *const *args, Py_ssize_t nargs, PyObj
     return PyObject_Vectorcall(fn, args, nargs, kwnames);
 }
 
+/* A fresh output tensor, on its Spare's storage when that is free. */
+at::TensorBase new_output(const Output &o, Spare &spare) {
+    if (o.nbytes > kSpareMaxBytes) return at::detail::empty_strided_cpu(o.sizes, o.strides, o.dtype);
+    at::TensorBase t;
+    if (spare.free_for(o.nbytes)) {
+        /* what empty_strided_cpu does after allocating its storage */
+        t = at::detail::make_tensor_base<c10::TensorImpl>(
+            c10::Storage(spare.storage), c10::DispatchKeySet(c10::DispatchKey::CPU), c10::scalarTypeToTypeMeta(o.dtype));
+        t.unsafeGetTensorImpl()->set_sizes_and_strides(o.sizes, o.strides);
+    } else {
+        t = at::detail::empty_strided_cpu(o.sizes, o.strides, o.dtype);
+    }
+    spare.keep(t);
+    return t;
+}
+
 PyObject *kernel_call(PyObject *self_, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
     auto *self = (KernelCall *)self_;
-    const Spec &s = *self->spec;
+    Spec &s = *self->spec;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     if (kwnames != nullptr || nargs != s.n_inputs) return call_with(self->slow, args, nargs, kwnames);
     void *pointers[kMaxPointers];
@@ -109,7 +155,7 @@ PyObject *kernel_call(PyObject *self_, PyObject *const *args, size_t nargsf, PyO
         outs.reserve(s.outputs.size());
         for (size_t j = 0; j < s.outputs.size(); j++) {
             const Output &o = s.outputs[j];
-            outs.push_back(at::detail::empty_strided_cpu(o.sizes, o.strides, o.dtype));
+            outs.push_back(new_output(o, s.spares[j]));
             pointers[nargs + j] = outs.back().data_ptr();
         }
     } catch (const std::exception &) {
@@ -159,10 +205,17 @@ bool parse(PyObject *address, Py_ssize_t n_inputs, PyObject *outputs, PyObject *
              int_list(PyTuple_GET_ITEM(item, 0), o.sizes) && int_list(PyTuple_GET_ITEM(item, 1), o.strides);
         if (ok) {
             o.dtype = ((THPDtype *)PyTuple_GET_ITEM(item, 2))->scalar_type;
+            try {
+                o.nbytes = at::detail::computeStorageNbytes(o.sizes, o.strides, c10::elementSize(o.dtype));
+            } catch (const std::exception &) {
+                ok = false;  /* negative or overflowing sizes */
+                break;
+            }
             spec.outputs.push_back(std::move(o));
         }
     }
     Py_DECREF(seq);
+    spec.spares.resize(spec.outputs.size());
     if (!ok || (seq = PySequence_Fast(checks, "KernelCall: checks must be a sequence")) == nullptr) return false;
     for (Py_ssize_t j = 0; ok && j < PySequence_Fast_GET_SIZE(seq); j++) {
         PyObject *item = PySequence_Fast_GET_ITEM(seq, j);
@@ -223,31 +276,21 @@ PyObject *kernel_call_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) 
     return (PyObject *)self;
 }
 
+using KernelCallRefs = OwnedRefs<KernelCall, &KernelCall::slow, &KernelCall::fallback, &KernelCall::dict>;
+
 int kernel_call_traverse(PyObject *self_, visitproc visit, void *arg) {
     auto *self = (KernelCall *)self_;
-    Py_VISIT(self->slow);
-    Py_VISIT(self->fallback);
-    Py_VISIT(self->dict);
     if (self->spec != nullptr)
         for (const Check &c : self->spec->checks) Py_VISIT(c.on_mismatch);
-    return 0;
+    return KernelCallRefs::traverse(self_, visit, arg);
 }
 
 int kernel_call_clear(PyObject *self_) {
     auto *self = (KernelCall *)self_;
-    Py_CLEAR(self->slow);
-    Py_CLEAR(self->fallback);
-    Py_CLEAR(self->dict);
     Spec *spec = self->spec;
     self->spec = nullptr;
     release(spec);
-    return 0;
-}
-
-void kernel_call_dealloc(PyObject *self) {
-    PyObject_GC_UnTrack(self);
-    kernel_call_clear(self);
-    Py_TYPE(self)->tp_free(self);
+    return KernelCallRefs::clear(self_);
 }
 
 PyTypeObject KernelCall_Type = {PyVarObject_HEAD_INIT(nullptr, 0)};
@@ -260,5 +303,5 @@ int kernel_call_register(PyObject *module) {
         module, &KernelCall_Type,
         {"terra_dyn._tensor_check.KernelCall", "KernelCall(address, n_inputs, outputs, checks, returns, slow, fallback, release_gil=True)(*inputs)",
          sizeof(KernelCall), offsetof(KernelCall, vectorcall), kernel_call_new, kernel_call_traverse, kernel_call_clear,
-         kernel_call_dealloc, offsetof(KernelCall, dict)});
+         gc_dealloc, offsetof(KernelCall, dict)});
 }

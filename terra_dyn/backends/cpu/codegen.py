@@ -40,6 +40,7 @@ import torch.fx as fx
 from ..fusion import ops
 from ..fusion.partition import FusionGroup, shape_of
 from .cpp_ops import EMIT, c_type, compute_c_type, literal, round_to
+from .read_through import view_of_input
 
 # Kernels with less work than this run a plain loop (no OpenMP region): waking the OpenMP
 # team costs a few microseconds, entering a one-thread region ~0.5-1 us.
@@ -149,7 +150,10 @@ class _Writer:
         self.reduction = group.is_reduction
         self.x_dims = [d for d in range(len(self.full)) if d not in group.reduce_dims]
         self.r_dims = list(group.reduce_dims)
-        self.inputs = group.inputs()
+        inputs = group.inputs()
+        views = {n: view_of_input(n, inputs) for n in inputs}
+        self.read_through = {n: v for n, v in views.items() if v}  # node -> (input it views, offset)
+        self.inputs = [n for n in inputs if n not in self.read_through]
         self.outputs = group.outputs()
         self.out_layouts = dict(zip(self.outputs, output_layouts))
         self.in_names = {n: f"in{i}" for i, n in enumerate(self.inputs)}
@@ -270,7 +274,11 @@ class _Writer:
         if found:
             return found
         dtype = ops.compute_dtype(layout.dtype)
-        raw = f"{self.in_names[src]}[{self.offset(pid, scope.level)}]"
+        name, offset = self.in_names.get(src), self.offset(pid, scope.level)
+        if src in self.read_through:
+            base, shift = self.read_through[src]
+            name, offset = self.in_names[base], f"{shift}LL + {offset}" if shift else offset
+        raw = f"{name}[{offset}]"
         if layout.dtype == torch.bfloat16:
             raw = f"td::bf16_load({raw})"
         elif layout.dtype == torch.float16:
@@ -496,6 +504,9 @@ class _Writer:
             lay = self.layouts[node]
             self.line(f"// {self.in_names[node]}: {node.name} {list(lay.shape)} stride {list(lay.stride)} "
                       f"{str(lay.dtype).replace('torch.', '')}")
+        for node, (base, shift) in self.read_through.items():
+            lay = self.layouts[node]
+            self.line(f"// {node.name} {list(lay.shape)} stride {list(lay.stride)}: {self.in_names[base]} + {shift}")
         self.line("int err = 0;")
         if self.parallel:
             self.line("const int nt = (int)nthreads;")

@@ -36,7 +36,7 @@ from ..fusion.lowering import drop_no_op_views, is_inplace, lower_to_aten
 from ..fusion.partition import FusionGroup, partition
 from ..fusion.compiled import FusedGraph, exact_guard, needs_autograd
 from ..fusion.joint import Trial
-from . import codegen, fast_calls, templates
+from . import codegen, fast_calls, read_through, templates
 from .column import XBLOCK, is_column
 from .compiler import CompileError, PendingBuild, library_cache
 from .kernel import CpuKernel, packed_entry
@@ -95,7 +95,7 @@ def _gelu_decomposition(decomposition):
     return decompose
 
 
-LAYER_NORM_ONE_PASS = True  # docs/CPU_BACKEND.md, session 17
+LAYER_NORM_ONE_PASS = True  # docs/CPU_BACKEND.md, sessions 17 (float32) and 19 (float64)
 
 
 def decomposition_table() -> dict:
@@ -109,7 +109,7 @@ def decomposition_table() -> dict:
     table = dict(decompositions.table())
     for op in (aten.gelu.default, aten.gelu_backward.default):
         table[op] = _gelu_decomposition(table[op])
-    if LAYER_NORM_ONE_PASS:  # float32 statistics in one pass (float64 sums; Triton keeps two)
+    if LAYER_NORM_ONE_PASS:  # statistics in one pass (decompositions.row_moments_one_pass; Triton keeps two)
         table[aten.native_layer_norm.default] = functools.partial(decompositions.native_layer_norm, one_pass=True)
     # Layer norm's backward stays eager's kernel: decomposed, it became a row kernel plus
     # two sums over the outer dims reading a materialized grad * x_hat; eager's kernel
@@ -139,8 +139,13 @@ def _aten_callable(step, inputs):
     if isinstance(step, fx.Node):
         graph.output(graph.node_copy(step, env.__getitem__))
         return fx.GraphModule(torch.nn.Module(), graph).forward
+    def value(node):
+        if node not in env:  # a view the kernel reads through its base (read_through.py)
+            env[node] = graph.node_copy(node, value)
+        return env[node]
+
     for node in step.nodes:
-        env[node] = graph.node_copy(node, env.__getitem__)
+        env[node] = graph.node_copy(node, value)
     outs = [env[n] for n in step.outputs()]
     graph.output(outs[0] if len(outs) == 1 else tuple(outs))
     return fx.GraphModule(torch.nn.Module(), graph).forward
@@ -178,6 +183,7 @@ class Program:
             aten_gm.recompile()
         self.steps = partition(graph)
         self.decisions = {}  # group -> KernelSource, or the reason it runs as ATen ops
+        self.read_through = set()  # view steps left out: kernels read them through their bases
         kernels = {}
         for group in [s for s in self.steps if isinstance(s, FusionGroup)]:
             reason = _size_and_blocker(group)
@@ -324,6 +330,11 @@ class Program:
                     env[node] = new.node_copy(node, env.__getitem__)
         output = next(n for n in graph.nodes if n.op == "output")
         new.output(fx.node.map_arg(output.args[0], env.__getitem__))
+        copies = {copy: node for node, copy in env.items()}
+        for node in reversed(list(new.nodes)):  # views that kernels read through their bases
+            if node.op == "call_function" and node.target in read_through.VIEWS and not node.users:
+                new.erase_node(node)
+                self.read_through.add(copies.get(node))
         fast_calls.use_bindings(new)  # ATen steps call torch.addmm, x.view... (fast_calls.py)
         gm = fx.GraphModule(self.aten_gm, new)
         self.forward = _whole_graph_kernel(new, made, out_index, gm.forward) or gm.forward
@@ -502,7 +513,9 @@ class CpuCompiledGraph(FusedGraph):
     def describe_step(self, program, step) -> str:
         if not isinstance(step, FusionGroup):
             source = program.decisions.get(step)
-            return f"kernel {source.name}" if isinstance(source, codegen.KernelSource) else f"aten {step.target}"
+            if isinstance(source, codegen.KernelSource):
+                return f"kernel {source.name}"
+            return f"view {step.target}, read by a kernel" if step in program.read_through else f"aten {step.target}"
         how = program.decisions.get(step)
         how = f"kernel {how.name}" if isinstance(how, codegen.KernelSource) else f"ATen ({how})"
         return f"{step!r} -> {how}"

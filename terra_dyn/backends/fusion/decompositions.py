@@ -46,19 +46,45 @@ def log_softmax(x, dim, half_to_float):
     return out if half_to_float else out.to(x.dtype)
 
 
+def row_moments_one_pass(xf, dims, n):
+    """(mean, biased variance) over `dims`, keepdim, from one pass over the data (the CPU
+    backend's table; the Triton backend keeps two passes):
+    - float32: the sum and the sum of squares in float64; float32 values square exactly in
+      float64, and var = E[x^2] - mean^2 then loses ~(mean^2 / var) * 1e-16 relatively, far
+      below float32's rounding;
+    - float64: shifted sums, d = x - k with k each row's first element (a view the CPU
+      kernel reads through x's own pointer): var = E[d^2] - E[d]^2. The cancellation costs
+      (E[d]^2 / var) * eps relatively, and since k is one of the row's values,
+      (k - mean)^2 <= n * var: at most ~n * 1e-16 however large the mean (a plain
+      sum of squares lost everything at mean / std = 1e8).
+    Other dtypes: None (the caller keeps two passes)."""
+    if xf.dtype == torch.float32:
+        xd = xf.to(torch.float64)
+        mean = torch.sum(xd, dims, keepdim=True) * (1.0 / n)
+        var = torch.clamp_min(torch.sum(xd * xd, dims, keepdim=True) * (1.0 / n) - mean * mean, 0.0)
+        return mean, var
+    if xf.dtype != torch.float64:
+        return None
+    shift = xf
+    for d in dims:
+        shift = shift.narrow(d, 0, 1)
+    delta = xf - shift
+    mean_delta = torch.sum(delta, dims, keepdim=True) * (1.0 / n)
+    var = torch.clamp_min(torch.sum(delta * delta, dims, keepdim=True) * (1.0 / n) - mean_delta * mean_delta, 0.0)
+    return shift + mean_delta, var
+
+
 def native_layer_norm(x, normalized_shape, weight, bias, eps, one_pass=False):
     dims = list(range(x.dim() - len(normalized_shape), x.dim()))
     xf = _upcast(x)
     n = _count(x, dims)
-    if one_pass and xf.dtype == torch.float32:
-        # one pass: sum and sum of squares in float64 (exact squares; var = E[x^2] - mean^2
-        # loses ~(mean^2 / var) * 1e-16 relatively, far below float32's rounding), then
-        # the output pass: the CPU backend's kernel reads each row once less (its table)
-        xd = xf.to(torch.float64)
-        mean_d = torch.sum(xd, dims, keepdim=True) * (1.0 / n)
-        var = torch.clamp_min(torch.sum(xd * xd, dims, keepdim=True) * (1.0 / n) - mean_d * mean_d, 0.0)
-        mean = mean_d.to(torch.float32)
-        rstd = torch.rsqrt(var + eps).to(torch.float32)
+    moments = row_moments_one_pass(xf, dims, n) if one_pass else None
+    if moments is not None:
+        # statistics in one pass, then the output pass: the CPU backend's kernel reads each
+        # row once less (its table)
+        mean, var = moments
+        rstd = torch.rsqrt(var + eps).to(xf.dtype)
+        mean = mean.to(xf.dtype)
         out = (xf - mean) * rstd
     else:
         mean = torch.sum(xf, dims, keepdim=True) * (1.0 / n)

@@ -2,6 +2,9 @@
 last Program behind its exact guard without CpuCompiledGraph's Python __call__, and takes
 that __call__ for everything else (another signature, grad mode with inputs requiring grad,
 a failure of the fast path). Results equal eager's on every call."""
+import gc
+import weakref
+
 import pytest
 import torch
 
@@ -164,3 +167,24 @@ def test_a_one_kernel_graph_hands_calls_it_cannot_make_to_the_graph():
     for got in (forward(sub), forward(**{name: x})):  # the graph's forward (its kernel's Python path)
         assert type(got) is tuple
         assert_same(got[0].as_subclass(torch.Tensor), fn(x)[0], atol=1e-6, rtol=1e-5)
+
+
+def test_reference_cycles_through_the_c_types_are_collected():
+    # GraphEntry and KernelCall report what they own to the GC (cxx_types.h OwnedRefs):
+    # a cycle through either is freed by gc.collect(), and get_referents sees its members
+    class Graph:
+        def __call__(self, *args):
+            return args
+
+    graph = Graph()
+    entry = tensor_check.GraphEntry(graph, graph)
+    graph.entry = entry  # graph -> entry -> graph
+    entry.set(graph, graph, False)
+    assert sum(r is graph for r in gc.get_referents(entry)) == 4
+    call = tensor_check.KernelCall(1, 1, [((2,), (1,), torch.float32)], [(0, (1,), graph)], None, graph, graph)
+    graph.call = call
+    assert sum(r is graph for r in gc.get_referents(call)) == 3  # slow, fallback, a check's on_mismatch
+    alive = weakref.ref(graph)
+    del graph, entry, call
+    gc.collect()
+    assert alive() is None
