@@ -34,9 +34,14 @@
 #endif
 
 /* A weak reference's referent, borrowed (safe under the GIL while the weakref reports it
-   alive), or None once dead. PyWeakref_GET_OBJECT is deprecated from 3.13. */
+   alive), or None once dead. PyWeakref_GET_OBJECT is deprecated from 3.13, where it still
+   reads the same two fields with the GIL: read them here (PyWeakref_GetRef, a call and a
+   reference count each, was ~25 instructions of the ~410 weakrefs a BERT-12 call reads). */
 static inline PyObject *weak_referent(PyObject *ref) {
-#if PY_VERSION_HEX >= 0x030D0000
+#if PY_VERSION_HEX >= 0x030D0000 && !defined(Py_GIL_DISABLED)
+    PyObject *obj = ((PyWeakReference *)ref)->wr_object;
+    return Py_REFCNT(obj) > 0 ? obj : Py_None;  /* 0: dying, its weakrefs not cleared yet */
+#elif PY_VERSION_HEX >= 0x030D0000
     PyObject *referent;
     if (PyWeakref_GetRef(ref, &referent) <= 0) {
         PyErr_Clear();
