@@ -99,6 +99,7 @@ typedef struct {
     PyObject *code;      /* the rewritten code object (flattened signature) */
     PyObject *function;  /* function made from `code`, reused when it has no free vars */
     PyObject *direct;    /* the code's direct-call spec (direct_call.c), or NULL */
+    PyObject *closure;   /* the code's closure Guard (over the cells' values), or NULL */
 } CacheEntry;
 
 extern PyTypeObject CacheEntry_Type;
@@ -118,6 +119,7 @@ PyObject *cache_entries_list(CodeExtra *extra);        /* borrowed list, may be 
 void cache_clear_code(PyCodeObject *code);
 void cache_reset_all(void);
 int cache_set_direct(PyCodeObject *code, PyObject *spec);  /* the spec new entries of code copy */
+int cache_set_closure(PyCodeObject *code, PyObject *guard);  /* the closure Guard they copy */
 
 /* ---- direct_call.c ---- (a cache entry that only calls its graph, run without its frame) */
 PyObject *direct_call_set(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
