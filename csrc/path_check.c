@@ -331,8 +331,9 @@ static PyObject *read_other(const Fact *f, PyObject *const *args, Py_ssize_t nar
  * MRO; a class object's own tag covers its attributes). A child so fixed is alive: the dict
  * the stamp pins holds it. Such values and subtrees are not read again. A root's memo is
  * used only after a check that passed and ran no Python code (eval_frame_entered: a user
- * __getattr__ or __eq__ may answer differently each time), and only for pinned roots (a
- * slot's object may be a new one at a freed one's address). 3.13: a dict sharing an
+ * __getattr__ or __eq__ may answer differently each time), and only for pinned roots and
+ * slots whose identity is a fact (another slot's object may be a new one at a freed one's
+ * address). 3.13: a dict sharing an
  * object's inline values takes writes with no new tag: never stamped. */
 
 static int dict_taggable(PyObject *d) {
@@ -468,6 +469,17 @@ static int node_holds(PathNode *n, PyObject *v, PyObject *const *args, Py_ssize_
     return 1;
 }
 
+/* A slot's root with an identity fact is the very object the spec holds once that fact held,
+   so its memo is as safe as a pinned root's: a stamp equal to the last one names that
+   object (a transformers wrapper's closure: its `func` cell, ~40 reads a call). */
+static int root_is_pinned(const PathNode *n) {
+    if (n->step != R_SLOT) return 1;
+    for (Py_ssize_t i = 0; i < n->nfacts; i++) {
+        if (n->facts[i].kind == F_ID) return 1;
+    }
+    return 0;
+}
+
 /* 1 pass, 0 fail, -1 an exception that is not an Exception (left set) */
 int path_check(PathTree *t, PyObject *const *args, Py_ssize_t nargs) {
     for (Py_ssize_t i = 0; i < t->nroots; i++) {
@@ -475,13 +487,13 @@ int path_check(PathTree *t, PyObject *const *args, Py_ssize_t nargs) {
         PyObject *root = root_object(n->step, n->arg, n->slot, args, nargs);
         if (root == NULL) return 0;
         Py_INCREF(root);  /* a read below may drop what held it */
-        int use = n->step == R_SLOT ? -1 : n->memo_ok;
+        int pinned = root_is_pinned(n), use = pinned ? n->memo_ok : -1;
         uint64_t seen = eval_frame_entered;
         n->memo_ok = 0;
         int r = node_holds(n, root, args, nargs, use);
         Py_DECREF(root);
         if (r == 1) {
-            n->memo_ok = n->step != R_SLOT && eval_frame_entered == seen;
+            n->memo_ok = pinned && eval_frame_entered == seen;
             continue;
         }
         if (r < 0 && PyErr_Occurred()) {

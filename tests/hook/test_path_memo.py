@@ -169,3 +169,23 @@ def test_a_slot_root_is_read_every_time():
     for _ in range(3):
         assert guard.check(Obj(x=1)) is True
     assert guard.check(Obj(x=2)) is False
+
+
+@pytest.mark.parametrize("case", range(len(CASES)), ids=[c[0] for c in CASES])
+def test_a_slot_root_whose_identity_is_a_fact_is_memoized_and_sees_changes(case):
+    # once `slot is obj` held, the slot's value is obj, which the spec holds: its memo is as
+    # safe as a pinned root's (a transformers wrapper's closure, checked by the hook)
+    name, root, steps, facts, plain, change, undo = CASES[case]
+    kind, arg, root_facts, children = chain(P.SLOT, 0, steps, facts)
+    guard = Guard([("paths", ((kind, arg, ((P.ID, root, None),) + root_facts, children),), None)])
+    for _ in range(3):
+        assert guard.check(root) is True
+    assert guard.check(Obj()) is False and guard.check(root) is True
+    change()
+    try:
+        assert guard.check(root) is plain() is False
+        assert guard.check(root) is False
+    finally:
+        undo()
+    assert plain() is True
+    assert guard.check(root) is True and guard.check(root) is True
