@@ -329,12 +329,9 @@ static PyObject *terra_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *fr
         entry = answer;
     }
     if (((CacheEntry *)entry)->closure != NULL) {
-        uint64_t seen = eval_frame_entered;
+        /* after the entry's guard, as the rewritten code's own check ran (its Python
+           predicate's frames would make a re-check of the guard the rule, not the exception) */
         int ok = closure_holds((CacheEntry *)entry, frame);
-        /* Python code that check ran may have changed what the entry's guard passed */
-        if (ok == 1 && eval_frame_entered != seen) {
-            ok = guard_check(((CacheEntry *)entry)->guard, frame->localsplus, argument_slot_count(code));
-        }
         if (ok != 1) {
             Py_DECREF(entry);
             return ok < 0 ? answered(tstate, frame, NULL) : _PyEval_EvalFrameDefault(tstate, frame, throwflag);

@@ -73,7 +73,7 @@ struct PathTree {
     PathNode *roots;
 };
 
-static PyObject *s_keys, *s_getattribute, *s_dict;
+static PyObject *s_keys, *s_getattribute, *s_dict, *s_code, *s_defaults, *s_kwdefaults;
 static PyObject *object_getattribute, *type_getattribute;  /* object's and type's __getattribute__ */
 
 static void node_free(PathNode *n) {
@@ -166,7 +166,13 @@ PathTree *path_tree_new(PyObject *roots) {
         s_keys = PyUnicode_InternFromString("keys");
         s_getattribute = PyUnicode_InternFromString("__getattribute__");
         s_dict = PyUnicode_InternFromString("__dict__");
-        if (s_keys == NULL || s_getattribute == NULL || s_dict == NULL) return NULL;
+        s_code = PyUnicode_InternFromString("__code__");
+        s_defaults = PyUnicode_InternFromString("__defaults__");
+        s_kwdefaults = PyUnicode_InternFromString("__kwdefaults__");
+        if (s_keys == NULL || s_getattribute == NULL || s_dict == NULL || s_code == NULL || s_defaults == NULL ||
+            s_kwdefaults == NULL) {
+            return NULL;
+        }
         object_getattribute = _PyType_Lookup(&PyBaseObject_Type, s_getattribute);  /* immortal enough: */
         type_getattribute = _PyType_Lookup(&PyType_Type, s_getattribute);         /* builtin types' */
     }
@@ -287,7 +293,28 @@ static int fact_holds(const Fact *f, PyObject *v, PyObject *const *args, Py_ssiz
     return 0;
 }
 
+/* A function's __code__, __defaults__ or __kwdefaults__ (data descriptors of a type no one
+   can patch) without the `object.__getattr__` audit event each raises: eager code never
+   reads them here, and a Python audit hook (filelock's, on 3.12+) would be user code run by
+   every check, which turns the memo off and makes the guard check itself twice (guards.c).
+   NULL: another attribute. */
+static PyObject *function_field(PyObject *f, PyObject *arg) {
+    PyObject *v;
+    if (arg == s_code) v = PyFunction_GET_CODE(f);
+    else if (arg == s_defaults) v = PyFunction_GET_DEFAULTS(f);
+    else if (arg == s_kwdefaults) v = PyFunction_GET_KW_DEFAULTS(f);
+    else return NULL;
+    return Py_NewRef(v ? v : Py_None);
+}
+
 static PyObject *read_step(int step, PyObject *arg, PyObject *parent) {
+    if (step != S_ITEM && PyFunction_Check(parent)) {
+        PyObject *interned = Py_NewRef(arg), *v;
+        if (PyUnicode_CheckExact(interned)) PyUnicode_InternInPlace(&interned);
+        v = function_field(parent, interned);
+        Py_DECREF(interned);
+        if (v != NULL) return v;
+    }
     switch (step) {
     case S_ATTR: return PyObject_GetAttr(parent, arg);
     case S_GENERIC: return PyObject_GenericGetAttr(parent, arg);
