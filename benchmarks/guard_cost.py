@@ -12,7 +12,9 @@ Each system's backend is wrapped so that the graph's own run is timed inside the
 
 for terra_dyn (backend "interpreter") and torch.compile(backend="eager") (the graph module
 run as is); "guard check" is terra_dyn's cache-entry guard alone, called on the frame's
-argument slots (what the hook does before it runs the rewritten code). Medians of --rounds
+argument slots (what the hook does before it runs the rewritten code); "caches cold": the
+instant call with a 16 MiB buffer written before each (what a graph run and the machine's
+other work do to the caches), minus the writes alone. Medians of --rounds
 rounds of --calls calls each, µs per call of this thread's CPU time (time.thread_time: the
 machine is shared, and time spent waiting for a core is not the call's), one torch thread.
 torch.compile is only the comparison.
@@ -95,6 +97,23 @@ def per_call_us(fn, calls, rounds, clock=None):
     return statistics.median(whole), statistics.median(inside)
 
 
+def cold_call_us(fn, calls, rounds):
+    """µs per call of fn() made after writing a 16 MiB buffer: the difference of two medians."""
+    buf = torch.zeros(4 << 20)
+    touch, both = [], []
+    for _ in range(rounds):
+        t0 = time.thread_time()
+        for _ in range(calls):
+            buf.add_(1)
+        touch.append(time.thread_time() - t0)
+        t0 = time.thread_time()
+        for _ in range(calls):
+            buf.add_(1)
+            fn()
+        both.append(time.thread_time() - t0)
+    return (statistics.median(both) - statistics.median(touch)) / calls * 1e6
+
+
 def guard_slots(model, inputs):
     """The argument slots the hook passes BertModel.forward's guard (codegen/signature.py)."""
     from terra_dyn.codegen.signature import argument_slot_names
@@ -160,6 +179,7 @@ def main(argv=None):
         assert guard.check(*slots), guard.explain(*slots)
         # before torch.compile runs: it patches BertModel, whose version tag the guard holds
         guard_us = per_call_us(lambda: guard.check(*slots), args.calls * 10, args.rounds)[0]
+        guard_cold_us = cold_call_us(lambda: guard.check(*slots), args.calls // 2, args.rounds)
         instant = terra_dyn.optimize(model, backend=InstantGraph(backends.lookup("interpreter")))
         systems = {"eager": (lambda: model(**inputs), None), "terra_dyn": (lambda: fast(**inputs), clock)}
         if not args.no_compile:
@@ -176,6 +196,7 @@ def main(argv=None):
         for _ in range(3):
             instant(**inputs)
         instant_us = per_call_us(lambda: instant(**inputs), args.calls * 5, args.rounds)[0]
+        cold_us = cold_call_us(lambda: instant(**inputs), args.calls // 2, args.rounds)
         compile_instant_us = None
         if not args.no_compile:
             torch._dynamo.reset()
@@ -190,8 +211,10 @@ def main(argv=None):
             cells = f"{whole:10.1f}us{graph:10.1f}us" + (f"{whole - graph:10.1f}us" if name != "eager" else "")
             print(f"{name:16s}{cells}")
         print(f"terra_dyn guard check alone: {guard_us:.2f} us")
+        print(f"terra_dyn guard check alone, caches cold: {guard_cold_us:.1f} us")
         print(f"a call whose graph returns its outputs at once: terra_dyn {instant_us:.2f} us" +
               (f", compile:eager {compile_instant_us:.2f} us" if compile_instant_us is not None else ""))
+        print(f"the same call, caches cold: terra_dyn {cold_us:.1f} us")
         if args.profile:
             profile(guard, slots, args.calls * 10)
 

@@ -21,11 +21,12 @@ struct CodeExtra {
     int skip;
     PyObject *entries;           /* list of CacheEntry, or NULL */
     PyObject *direct;            /* a rewritten code's direct-call spec, or NULL (direct_call.c) */
+    PyObject *closure;           /* a rewritten code's closure Guard, or NULL (eval_frame.c) */
     CodeExtra *prev, *next;      /* the registry reset() walks */
 };
 
 static Py_ssize_t extra_index = -1;
-static CodeExtra registry = {0, NULL, NULL, &registry, &registry};
+static CodeExtra registry = {0, NULL, NULL, NULL, &registry, &registry};
 
 /* Called by CPython when the code object dies (or its extra is replaced). */
 static void free_extra(void *ptr) {
@@ -39,6 +40,7 @@ static void free_extra(void *ptr) {
     extra->next->prev = extra->prev;
     Py_CLEAR(extra->entries);
     Py_CLEAR(extra->direct);
+    Py_CLEAR(extra->closure);
     PyMem_Free(extra);
 }
 
@@ -94,6 +96,20 @@ int cache_set_direct(PyCodeObject *code, PyObject *spec) {
 static PyObject *cache_get_direct(PyCodeObject *code) {
     CodeExtra *extra = cache_lookup(code);
     return extra ? extra->direct : NULL;
+}
+
+/* The Guard over a rewritten code's closure values, checked by the hook with the frame's
+   cells (codegen leaves the check out of the code then): set like the direct spec. */
+int cache_set_closure(PyCodeObject *code, PyObject *guard) {
+    CodeExtra *extra = cache_get_or_create(code);
+    if (extra == NULL) return -1;
+    Py_XSETREF(extra->closure, Py_NewRef(guard));
+    return 0;
+}
+
+static PyObject *cache_get_closure(PyCodeObject *code) {
+    CodeExtra *extra = cache_lookup(code);
+    return extra ? extra->closure : NULL;
 }
 
 int cache_is_skipped(CodeExtra *extra) { return extra != NULL && extra->skip != SKIP_NONE; }
@@ -185,6 +201,7 @@ static PyObject *entry_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->code = Py_NewRef(code);
     self->function = NULL;
     self->direct = Py_XNewRef(cache_get_direct(co));
+    self->closure = Py_XNewRef(cache_get_closure(co));
     return (PyObject *)self;
 }
 
@@ -193,6 +210,7 @@ static int entry_traverse(CacheEntry *self, visitproc visit, void *arg) {
     Py_VISIT(self->code);
     Py_VISIT(self->function);
     Py_VISIT(self->direct);
+    Py_VISIT(self->closure);
     return 0;
 }
 
@@ -201,6 +219,7 @@ static int entry_clear(CacheEntry *self) {
     Py_CLEAR(self->code);
     Py_CLEAR(self->function);
     Py_CLEAR(self->direct);
+    Py_CLEAR(self->closure);
     return 0;
 }
 
@@ -221,6 +240,8 @@ static PyMemberDef entry_members[] = {
     {"code", T_OBJECT, offsetof(CacheEntry, code), READONLY, "the rewritten code object"},
     {"direct", T_OBJECT, offsetof(CacheEntry, direct), READONLY,
      "the direct-call spec (the hook calls the graph itself; direct_call.c), or None"},
+    {"closure", T_OBJECT, offsetof(CacheEntry, closure), READONLY,
+     "the Guard over the closure's values the hook checks (eval_frame.c), or None"},
     {NULL},
 };
 

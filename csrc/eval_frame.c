@@ -2,7 +2,8 @@
  *
  *   call f(...) -> CPython pushes f's frame -> terra_eval_frame(frame)
  *     no callback on this thread, generator/coroutine code, skip mark -> run the frame
- *     an entry whose guard passes -> call entry.function(*argument slots), frame untouched
+ *     an entry whose guard passes -> (its closure Guard fails on the cells' values: run the frame)
+ *                                    call entry.function(*argument slots), frame untouched
  *                                    (or, a graph call only, the graph itself: direct_call.c)
  *     miss -> callback(frame object) with the hook off on this thread, then:
  *          None -> run the frame;  SKIP -> mark the code, run the frame;
@@ -177,6 +178,29 @@ static PyObject *find_entry(CodeExtra *extra, _PyInterpreterFrame *frame) {
     return found;
 }
 
+/* The entry's closure Guard on the frame's cell values, in co_freevars order (codegen left
+   the check out of the rewritten code): 1 holds; 0 fails, or a cell is empty (the original
+   code then runs, and raises NameError where the user reads it); -1 a Ctrl-C in a check.
+   The values are held while it runs: a check's Python code may rebind a cell. */
+static int closure_holds(CacheEntry *entry, _PyInterpreterFrame *frame) {
+    PyObject *closure = frame_closure(frame);
+    Py_ssize_t n = ((PyCodeObject *)entry->code)->co_nfreevars;
+    if (closure == NULL || PyTuple_GET_SIZE(closure) != n) return 0;
+    PyObject *small[8];
+    PyObject **values = n <= 8 ? small : PyMem_Malloc(n * sizeof(PyObject *));
+    if (values == NULL) return 0;
+    Py_ssize_t held = 0;
+    for (; held < n; held++) {
+        PyObject *v = PyCell_GET(PyTuple_GET_ITEM(closure, held));
+        if (v == NULL) break;
+        values[held] = Py_NewRef(v);
+    }
+    int ok = held == n ? guard_check(entry->closure, values, n) : 0;
+    for (Py_ssize_t i = 0; i < held; i++) Py_DECREF(values[i]);
+    if (values != small) PyMem_Free(values);
+    return ok;
+}
+
 /* terra_dyn.config.strict, read from sys.modules without importing (slow path only). */
 static int strict_mode(void) {
     PyObject *name = PyUnicode_FromString("terra_dyn.config");
@@ -303,6 +327,15 @@ static PyObject *terra_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *fr
             return answered(tstate, frame, NULL);
         }
         entry = answer;
+    }
+    if (((CacheEntry *)entry)->closure != NULL) {
+        /* after the entry's guard, as the rewritten code's own check ran (its Python
+           predicate's frames would make a re-check of the guard the rule, not the exception) */
+        int ok = closure_holds((CacheEntry *)entry, frame);
+        if (ok != 1) {
+            Py_DECREF(entry);
+            return ok < 0 ? answered(tstate, frame, NULL) : _PyEval_EvalFrameDefault(tstate, frame, throwflag);
+        }
     }
     /* Only a graph call: the graph is called from here (direct_call.c); a profiler is
        shown the rewritten frame as before. */

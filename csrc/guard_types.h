@@ -23,6 +23,7 @@ typedef struct {
     PyObject *a, *b, *c, *d, *e, *f;  /* the tuple's remaining items, borrowed from `spec` */
     const TensorSpec *fast;  /* tensor: the fast path's spec, or NULL */
     AmbientSpec ambient;     /* call_id: kind 0 unless the fast path answers it */
+    PyObject *registry;      /* call_id of partial(bool, d), d a dict: d (owned), read in C */
     SnapshotMemo *snapshot;  /* snapshot: the check and what its last pass read (owned) */
     PathTree *paths;         /* paths: the tree (owned; borrows from `spec`) */
     uint64_t dict_tag;       /* global_id: the globals dict's version tag when it last passed */
@@ -48,6 +49,10 @@ typedef struct {
 GuardLead *guard_lead_new(const Check *checks, Py_ssize_t n, const TensorCheckAPI *api);  /* NULL: none */
 void guard_lead_free(GuardLead *lead);
 int guard_lead_check(const GuardLead *lead, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t *covered);
+
+/* guard_lead.c: d when fn is functools.partial(bool, d), d an exact dict or OrderedDict (new
+   reference); else NULL, no exception */
+PyObject *registry_of(PyObject *fn);
 
 /* guards.c: 1 pass, 0 fail, -1 error; and which tensor field differs (NULL: none) */
 int guard_check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs);

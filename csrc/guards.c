@@ -238,6 +238,7 @@ int guard_check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
     }
     case K_CALL_ID: {
         if (c->ambient.kind) return fast_api->ambient_matches(&c->ambient);
+        if (c->registry) return (PyDict_GET_SIZE(c->registry) != 0) == (c->b == Py_True);
         PyObject *r = PyObject_CallNoArgs(c->a);
         ok = r == c->b;
         Py_XDECREF(r);
@@ -425,6 +426,7 @@ static int parse_check(PyObject *t, Check *c) {
         if ((c->snapshot = snapshot_memo_new(c->a, c->b, c->c)) == NULL) return -1;
     }
     if (c->kind == K_PATHS && (c->paths = path_tree_new(c->a)) == NULL) return -1;
+    if (c->kind == K_CALL_ID && (c->b == Py_True || c->b == Py_False)) c->registry = registry_of(c->a);
     if (c->kind == K_GLOBAL_ID && !PyDict_Check(c->a)) {
         PyErr_Format(PyExc_TypeError, "Guard: %R needs a globals dict", t);
         return -1;
@@ -519,6 +521,7 @@ static int guard_clear(Guard *self) {
         self->checks[i].snapshot = NULL;
         path_tree_free(self->checks[i].paths);
         self->checks[i].paths = NULL;
+        Py_CLEAR(self->checks[i].registry);
     }
     self->n = 0;  /* the checks borrow from spec */
     Py_CLEAR(self->spec);

@@ -113,6 +113,18 @@ static PyObject *referents(PyObject *module, PyObject *refs) {
     return out;
 }
 
+/* set_closure_guard(code, guard): hits of the rewritten `code` run only when `guard` passes on
+   the frame's closure values, in co_freevars order (eval_frame.c); else the original code. */
+static PyObject *set_closure_guard(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyCode_Check(args[0]) || !PyObject_TypeCheck(args[1], &Guard_Type) ||
+        ((PyCodeObject *)args[0])->co_nfreevars == 0) {
+        PyErr_SetString(PyExc_TypeError, "set_closure_guard(code with free variables, guard: Guard)");
+        return NULL;
+    }
+    if (cache_set_closure((PyCodeObject *)args[0], args[1]) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_functions[] = {
     {"moved_args", (PyCFunction)(void (*)(void))moves_moved_args, METH_FASTCALL,
      "moved_args(*values) -> tuple; clears the calling frame's plain local slots (a break hands them on)"},
@@ -124,6 +136,8 @@ static PyMethodDef module_functions[] = {
      "caller_locals() -> locals() of the calling frame, not kept on the frame (3.11/3.12 keep it)"},
     {"set_direct_call", (PyCFunction)(void (*)(void))direct_call_set, METH_FASTCALL,
      "set_direct_call(code, (graph, slots, refs, k, allowed)): hits of code call the graph from C"},
+    {"set_closure_guard", (PyCFunction)(void (*)(void))set_closure_guard, METH_FASTCALL,
+     "set_closure_guard(code, guard): hits of code check guard on the frame's closure values first"},
     {"referents", referents, METH_O, "referents(refs) -> tuple of each weakref's object (None once dead)"},
     {"load_cell", (PyCFunction)(void (*)(void))load_cell, METH_FASTCALL,
      "load_cell(cell, name) -> contents; UnboundLocalError when empty, as the cell's own frame raises"},

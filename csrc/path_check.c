@@ -73,7 +73,7 @@ struct PathTree {
     PathNode *roots;
 };
 
-static PyObject *s_keys, *s_getattribute, *s_dict;
+static PyObject *s_keys, *s_getattribute, *s_dict, *s_code, *s_defaults, *s_kwdefaults;
 static PyObject *object_getattribute, *type_getattribute;  /* object's and type's __getattribute__ */
 
 static void node_free(PathNode *n) {
@@ -166,7 +166,13 @@ PathTree *path_tree_new(PyObject *roots) {
         s_keys = PyUnicode_InternFromString("keys");
         s_getattribute = PyUnicode_InternFromString("__getattribute__");
         s_dict = PyUnicode_InternFromString("__dict__");
-        if (s_keys == NULL || s_getattribute == NULL || s_dict == NULL) return NULL;
+        s_code = PyUnicode_InternFromString("__code__");
+        s_defaults = PyUnicode_InternFromString("__defaults__");
+        s_kwdefaults = PyUnicode_InternFromString("__kwdefaults__");
+        if (s_keys == NULL || s_getattribute == NULL || s_dict == NULL || s_code == NULL || s_defaults == NULL ||
+            s_kwdefaults == NULL) {
+            return NULL;
+        }
         object_getattribute = _PyType_Lookup(&PyBaseObject_Type, s_getattribute);  /* immortal enough: */
         type_getattribute = _PyType_Lookup(&PyType_Type, s_getattribute);         /* builtin types' */
     }
@@ -287,7 +293,28 @@ static int fact_holds(const Fact *f, PyObject *v, PyObject *const *args, Py_ssiz
     return 0;
 }
 
+/* A function's __code__, __defaults__ or __kwdefaults__ (data descriptors of a type no one
+   can patch) without the `object.__getattr__` audit event each raises: eager code never
+   reads them here, and a Python audit hook (filelock's, on 3.12+) would be user code run by
+   every check, which turns the memo off and makes the guard check itself twice (guards.c).
+   NULL: another attribute. */
+static PyObject *function_field(PyObject *f, PyObject *arg) {
+    PyObject *v;
+    if (arg == s_code) v = PyFunction_GET_CODE(f);
+    else if (arg == s_defaults) v = PyFunction_GET_DEFAULTS(f);
+    else if (arg == s_kwdefaults) v = PyFunction_GET_KW_DEFAULTS(f);
+    else return NULL;
+    return Py_NewRef(v ? v : Py_None);
+}
+
 static PyObject *read_step(int step, PyObject *arg, PyObject *parent) {
+    if (step != S_ITEM && PyFunction_Check(parent)) {
+        PyObject *interned = Py_NewRef(arg), *v;
+        if (PyUnicode_CheckExact(interned)) PyUnicode_InternInPlace(&interned);
+        v = function_field(parent, interned);
+        Py_DECREF(interned);
+        if (v != NULL) return v;
+    }
     switch (step) {
     case S_ATTR: return PyObject_GetAttr(parent, arg);
     case S_GENERIC: return PyObject_GenericGetAttr(parent, arg);
@@ -331,8 +358,9 @@ static PyObject *read_other(const Fact *f, PyObject *const *args, Py_ssize_t nar
  * MRO; a class object's own tag covers its attributes). A child so fixed is alive: the dict
  * the stamp pins holds it. Such values and subtrees are not read again. A root's memo is
  * used only after a check that passed and ran no Python code (eval_frame_entered: a user
- * __getattr__ or __eq__ may answer differently each time), and only for pinned roots (a
- * slot's object may be a new one at a freed one's address). 3.13: a dict sharing an
+ * __getattr__ or __eq__ may answer differently each time), and only for pinned roots and
+ * slots whose identity is a fact (another slot's object may be a new one at a freed one's
+ * address). 3.13: a dict sharing an
  * object's inline values takes writes with no new tag: never stamped. */
 
 static int dict_taggable(PyObject *d) {
@@ -468,6 +496,17 @@ static int node_holds(PathNode *n, PyObject *v, PyObject *const *args, Py_ssize_
     return 1;
 }
 
+/* A slot's root with an identity fact is the very object the spec holds once that fact held,
+   so its memo is as safe as a pinned root's: a stamp equal to the last one names that
+   object (a transformers wrapper's closure: its `func` cell, ~40 reads a call). */
+static int root_is_pinned(const PathNode *n) {
+    if (n->step != R_SLOT) return 1;
+    for (Py_ssize_t i = 0; i < n->nfacts; i++) {
+        if (n->facts[i].kind == F_ID) return 1;
+    }
+    return 0;
+}
+
 /* 1 pass, 0 fail, -1 an exception that is not an Exception (left set) */
 int path_check(PathTree *t, PyObject *const *args, Py_ssize_t nargs) {
     for (Py_ssize_t i = 0; i < t->nroots; i++) {
@@ -475,13 +514,13 @@ int path_check(PathTree *t, PyObject *const *args, Py_ssize_t nargs) {
         PyObject *root = root_object(n->step, n->arg, n->slot, args, nargs);
         if (root == NULL) return 0;
         Py_INCREF(root);  /* a read below may drop what held it */
-        int use = n->step == R_SLOT ? -1 : n->memo_ok;
+        int pinned = root_is_pinned(n), use = pinned ? n->memo_ok : -1;
         uint64_t seen = eval_frame_entered;
         n->memo_ok = 0;
         int r = node_holds(n, root, args, nargs, use);
         Py_DECREF(root);
         if (r == 1) {
-            n->memo_ok = n->step != R_SLOT && eval_frame_entered == seen;
+            n->memo_ok = pinned && eval_frame_entered == seen;
             continue;
         }
         if (r < 0 && PyErr_Occurred()) {

@@ -16,7 +16,9 @@
  *             untouched (they keep the tables alive);
  *   split     3.13: each split instance dict's facts and the tables it holds, by index in
  *             the class's shared keys (split_keys.c), once every object is known to hold
- *             its dict (an epoch unchanged: none of those dicts was freed);
+ *             its dict (an epoch unchanged: none of those dicts was freed); the facts about
+ *             a value itself (identity, type, absence) last, in flat loops over addresses
+ *             in the values arrays, once each dict is known to hold the array recorded;
  *   live      the live TYPE entries, read once every table is known untouched (they keep
  *             the values alive);
  *   tensors   the parameters (TENSOR entries), last: each compared by the raw fields its
@@ -44,8 +46,9 @@ typedef struct {
 } BatchTable;
 
 typedef struct {
-    PyObject *dict;   /* a split instance dict (3.13) */
-    SplitRead read;   /* the memo's, its slots copied into the batch's */
+    PyObject *dict;      /* a split instance dict (3.13) */
+    SplitRead read;      /* the memo's, the slots not in the flat passes copied into the batch's */
+    const void *values;  /* its values array then: the flat slots' addresses point into it */
 } BatchSplit;
 
 struct SnapshotBatch {
@@ -59,6 +62,8 @@ struct SnapshotBatch {
     BatchTable *tables;
     BatchSplit *splits;
     SplitSlot *slots;
+    FlatSlots flat;       /* 3.13: the split facts read at fixed addresses (split_keys.c) */
+    Py_ssize_t cap_flat;
     LiveEntry *live;      /* the live entries but parameters */
     TensorEntry *tensors; /* the parameters: checked by their raw fields (tensor_check.h) */
 };
@@ -88,6 +93,9 @@ void snapshot_batch_free(SnapshotBatch *b) {
     PyMem_Free(b->tables);
     PyMem_Free(b->splits);
     PyMem_Free(b->slots);
+    PyMem_Free(b->flat.id);
+    PyMem_Free(b->flat.type);
+    PyMem_Free(b->flat.absent);
     PyMem_Free(b->live);
     PyMem_Free(b->tensors);
     PyMem_Free(b);
@@ -124,8 +132,20 @@ int snapshot_batch_check(SnapshotBatch *b) {
         if (dict_version_tag(b->tables[i].dict) != b->tables[i].tag) goto fail;
     }
     for (Py_ssize_t i = 0; i < b->n_split; i++) {
+        const BatchSplit *s = &b->splits[i];
         if (i + BATCH_AHEAD < b->n_split) __builtin_prefetch(b->splits[i + BATCH_AHEAD].dict);
-        if (split_read_holds(&b->splits[i].read, b->splits[i].dict) != 1) goto fail;
+        if (!split_values_at(s->dict, s->values) || split_read_holds(&s->read, s->dict) != 1) goto fail;
+    }
+    /* every values array is the one recorded: the flat slots point into live arrays */
+    for (Py_ssize_t i = 0; i < b->flat.n_id; i++) {
+        if (*b->flat.id[i].at != b->flat.id[i].expected) goto fail;
+    }
+    for (Py_ssize_t i = 0; i < b->flat.n_absent; i++) {
+        if (*b->flat.absent[i].at != NULL) goto fail;
+    }
+    for (Py_ssize_t i = 0; i < b->flat.n_type; i++) {
+        PyObject *v = *b->flat.type[i].at;
+        if (v == NULL || Py_TYPE(v) != (PyTypeObject *)b->flat.type[i].expected) goto fail;
     }
     for (Py_ssize_t i = 0; i < b->n_live; i++) {
         const LiveEntry *e = &b->live[i];
@@ -167,6 +187,16 @@ static int grow(void **array, Py_ssize_t *cap, Py_ssize_t need, size_t size) {
     return 0;
 }
 
+static int grow_flat(FlatSlots *f, Py_ssize_t *cap, Py_ssize_t need) {
+    Py_ssize_t old = *cap;
+    if (grow((void **)&f->id, &old, need, sizeof(FlatSlot)) < 0) return -1;
+    old = *cap;
+    if (grow((void **)&f->type, &old, need, sizeof(FlatSlot)) < 0) return -1;
+    old = *cap;
+    if (grow((void **)&f->absent, cap, need, sizeof(FlatSlot)) < 0) return -1;
+    return 0;
+}
+
 /* After a Guard check that checked every snapshot and passed: the batch from the memos
    (each just checked). Never raises (no memory: no batch). */
 void snapshot_batch_build(SnapshotBatch *b) {
@@ -189,9 +219,11 @@ void snapshot_batch_build(SnapshotBatch *b) {
         grow((void **)&b->live, &b->cap_live, n_live, sizeof(LiveEntry)) < 0 ||
         grow((void **)&b->tensors, &b->cap_tensor, n_live, sizeof(TensorEntry)) < 0 ||
         grow((void **)&b->splits, &b->cap_split, n_split, sizeof(BatchSplit)) < 0 ||
-        grow((void **)&b->slots, &b->cap_slot, n_slot, sizeof(SplitSlot)) < 0) {
+        grow((void **)&b->slots, &b->cap_slot, n_slot, sizeof(SplitSlot)) < 0 ||
+        grow_flat(&b->flat, &b->cap_flat, n_slot) < 0) {
         return;
     }
+    b->flat.n_id = b->flat.n_type = b->flat.n_absent = 0;
     b->n_obj = b->n_table = b->n_live = b->n_tensor = b->n_split = b->n_slot = 0;
     for (Py_ssize_t k = 0; k < b->n_memos; k++) {
         SnapshotMemo *m = b->memos[k];
@@ -202,10 +234,10 @@ void snapshot_batch_build(SnapshotBatch *b) {
         if (m->n_tables == 0) continue;
         if (m->dict_live) {
             BatchSplit *s = &b->splits[b->n_split++];
-            *s = (BatchSplit){m->dict, m->split};
+            *s = (BatchSplit){m->dict, m->split, NULL};
             s->read.slots = b->slots + b->n_slot;
-            memcpy(s->read.slots, m->split.slots, m->split.n * sizeof(SplitSlot));
-            b->n_slot += m->split.n;
+            s->values = split_read_flatten(&m->split, m->dict, &b->flat, s->read.slots, &s->read.n);
+            b->n_slot += s->read.n;
         }
 #if PY_VERSION_HEX < 0x030C0000
         o->tag = m->tag;

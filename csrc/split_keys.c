@@ -129,6 +129,32 @@ int split_read_holds(const SplitRead *r, PyObject *dict) {
     return 1;
 }
 
+/* A slot read in split_read_holds' loop exactly as a flat one reads it: about the value itself, at
+   an index the values array has room for (checked here once: the array's capacity is fixed). */
+const void *split_read_flatten(const SplitRead *r, PyObject *dict, FlatSlots *flat, SplitSlot *rest,
+                               Py_ssize_t *n_rest) {
+    PyDictValues *values = ((PyDictObject *)dict)->ma_values;
+    *n_rest = 0;
+    for (Py_ssize_t i = 0; i < r->n; i++) {
+        const SplitSlot *s = &r->slots[i];
+        int plain = values != NULL && s->item < 0 && s->ix < values->capacity;
+        if (plain && s->kind == E_ABSENT && s->ix < 0) continue;  /* not among the keys: absent while they are */
+        if (plain && s->ix >= 0 && (s->kind == E_ID || s->kind == E_TYPE || s->kind == E_ABSENT)) {
+            FlatSlot f = {&values->values[s->ix], s->expected};
+            if (s->kind == E_ID) flat->id[flat->n_id++] = f;
+            else if (s->kind == E_TYPE) flat->type[flat->n_type++] = f;
+            else flat->absent[flat->n_absent++] = f;
+        } else {
+            rest[(*n_rest)++] = *s;
+        }
+    }
+    return values;
+}
+
+int split_values_at(PyObject *dict, const void *values) {
+    return (const void *)((PyDictObject *)dict)->ma_values == values;
+}
+
 int split_values_take(SplitValues *s, PyObject *dict) {
     PyDictObject *d = (PyDictObject *)dict;
     s->taken = 1;
@@ -185,4 +211,12 @@ int split_read_record(SnapshotMemo *m, PyObject *dict) {
 }
 
 int split_read_holds(const SplitRead *r, PyObject *dict) { return -1; }
+
+const void *split_read_flatten(const SplitRead *r, PyObject *dict, FlatSlots *flat, SplitSlot *rest,
+                               Py_ssize_t *n_rest) {
+    *n_rest = 0;
+    return NULL;
+}
+
+int split_values_at(PyObject *dict, const void *values) { return values == NULL; }
 #endif

@@ -34,9 +34,14 @@
 #endif
 
 /* A weak reference's referent, borrowed (safe under the GIL while the weakref reports it
-   alive), or None once dead. PyWeakref_GET_OBJECT is deprecated from 3.13. */
+   alive), or None once dead. PyWeakref_GET_OBJECT is deprecated from 3.13, where it still
+   reads the same two fields with the GIL: read them here (PyWeakref_GetRef, a call and a
+   reference count each, was ~25 instructions of the ~410 weakrefs a BERT-12 call reads). */
 static inline PyObject *weak_referent(PyObject *ref) {
-#if PY_VERSION_HEX >= 0x030D0000
+#if PY_VERSION_HEX >= 0x030D0000 && !defined(Py_GIL_DISABLED)
+    PyObject *obj = ((PyWeakReference *)ref)->wr_object;
+    return Py_REFCNT(obj) > 0 ? obj : Py_None;  /* 0: dying, its weakrefs not cleared yet */
+#elif PY_VERSION_HEX >= 0x030D0000
     PyObject *referent;
     if (PyWeakref_GetRef(ref, &referent) <= 0) {
         PyErr_Clear();
@@ -94,6 +99,7 @@ typedef struct {
     PyObject *code;      /* the rewritten code object (flattened signature) */
     PyObject *function;  /* function made from `code`, reused when it has no free vars */
     PyObject *direct;    /* the code's direct-call spec (direct_call.c), or NULL */
+    PyObject *closure;   /* the code's closure Guard (over the cells' values), or NULL */
 } CacheEntry;
 
 extern PyTypeObject CacheEntry_Type;
@@ -113,6 +119,7 @@ PyObject *cache_entries_list(CodeExtra *extra);        /* borrowed list, may be 
 void cache_clear_code(PyCodeObject *code);
 void cache_reset_all(void);
 int cache_set_direct(PyCodeObject *code, PyObject *spec);  /* the spec new entries of code copy */
+int cache_set_closure(PyCodeObject *code, PyObject *guard);  /* the closure Guard they copy */
 
 /* ---- direct_call.c ---- (a cache entry that only calls its graph, run without its frame) */
 PyObject *direct_call_set(PyObject *module, PyObject *const *args, Py_ssize_t nargs);

@@ -1,7 +1,7 @@
 """The rewritten code object: call the compiled graph, replay effects, return or resume.
 
     COPY_FREE_VARS / RESUME
-    [closure check: if the closure's values changed, run the original code instead]
+    [closure check (unless the hook runs it): if the closure's values changed, run the original]
     ___graph_out = compiled(<graph inputs loaded from their sources>)   (protected, see below)
     <replayed side effects: print(...), obj.attr = v, xs[:] = [...]>
     ending:
@@ -142,7 +142,8 @@ def build_code(plan: CodePlan) -> types.CodeType:
         original = flatten_signature(code)
         if _C is not None:
             _C.skip_code(original)
-    if plan.closure_check is not None:
+    hook_checked = _closure_guard(plan)
+    if plan.closure_check is not None and hook_checked is None:
         out += _closure_check(plan, slots, original)
     handler = allowed = None
     if plan.graph_fn is not None:
@@ -196,6 +197,8 @@ def build_code(plan: CodePlan) -> types.CodeType:
     bc.cellvars = []
     bc.flags = code.co_flags & ~(inspect.CO_VARARGS | inspect.CO_VARKEYWORDS)
     rewritten = bc.to_code()
+    if hook_checked is not None:
+        _C.set_closure_guard(rewritten, hook_checked)
     spec = _direct_spec(plan, slots, returned, allowed)
     if spec is not None:
         _C.set_direct_call(rewritten, spec)
@@ -269,6 +272,18 @@ def _run_original(plan, slots, original):
     return call_const(run_original, [Instr("LOAD_CONST", original), Instr("LOAD_CONST", plan.f_globals)]
                       + _closure_tuple(plan.code) + [Instr("LOAD_FAST", s) for s in slots]
                       + [Instr("BUILD_TUPLE", len(slots))], 4) + rules.return_value()
+
+
+def _closure_guard(plan):
+    """The closure check's Guard when it is one (translate/guards.py closure_predicate: a
+    Guard's bound check), which the hook then runs on the frame's cells before the code
+    (csrc/eval_frame.c closure_holds; a transformers wrapper's `func` cell: a Python-level
+    Guard call per model call saved); else None, and the code checks it itself."""
+    check = plan.closure_check
+    guard = getattr(check, "__self__", None)
+    if _C is None or not isinstance(guard, _C.Guard) or getattr(check, "__name__", None) != "check":
+        return None
+    return guard
 
 
 def _closure_check(plan, slots, original):

@@ -422,10 +422,11 @@ class GuardSet:
         names = self._closure_params()
         fallback = Predicate(names, self.closure_exprs, dict(self.namespace), self._closure_fast) \
             if self.closure_exprs else None
-        if not self._closure_paths:
+        if _C is None or not (self._closure_paths or fallback):
             return fallback
+        # a Guard's check, which the hook runs on the frame's cells (codegen/graph_call.py);
         # a transformers wrapper's `func` cell: its code's varnames, its closure's cells, one tree
-        return _C.Guard([self._closure_paths.check()], fallback).check
+        return _C.Guard([self._closure_paths.check()] if self._closure_paths else [], fallback).check
 
     def _closure_params(self):
         return [f"F_{n}" for n in self.freevars]

@@ -1,4 +1,7 @@
 """Guard checks evaluated in C: each kind passing and failing, fallback, explain."""
+import collections
+import functools
+
 import pytest
 import torch
 
@@ -428,3 +431,20 @@ def test_lead_of_ambient_and_tensor_checks_sees_each_change():
     finally:
         torch.set_default_dtype(torch.float32)
     assert g.check(x, x, "mean")
+
+
+@pytest.mark.parametrize("make", [dict, collections.OrderedDict, list], ids=["dict", "odict", "list"])
+def test_registry_emptiness_read_in_c_follows_every_change(make):
+    # ("call_id", partial(bool, registry), b): the hook registries' check, read in C for an
+    # exact dict or OrderedDict (csrc/guard_lead.c registry_of); a list keeps the call
+    registry = make()
+    empty, full = Guard([("call_id", functools.partial(bool, registry), False)]), \
+        Guard([("call_id", functools.partial(bool, registry), True)])
+    assert empty.check() and not full.check()
+    if make is list:
+        registry.append(1)
+    else:
+        registry[1] = 2
+    assert not empty.check() and full.check()
+    registry.clear()
+    assert empty.check() and not full.check()

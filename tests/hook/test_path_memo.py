@@ -169,3 +169,62 @@ def test_a_slot_root_is_read_every_time():
     for _ in range(3):
         assert guard.check(Obj(x=1)) is True
     assert guard.check(Obj(x=2)) is False
+
+
+@pytest.mark.parametrize("case", range(len(CASES)), ids=[c[0] for c in CASES])
+def test_a_slot_root_whose_identity_is_a_fact_is_memoized_and_sees_changes(case):
+    # once `slot is obj` held, the slot's value is obj, which the spec holds: its memo is as
+    # safe as a pinned root's (a transformers wrapper's closure, checked by the hook)
+    name, root, steps, facts, plain, change, undo = CASES[case]
+    kind, arg, root_facts, children = chain(P.SLOT, 0, steps, facts)
+    guard = Guard([("paths", ((kind, arg, ((P.ID, root, None),) + root_facts, children),), None)])
+    for _ in range(3):
+        assert guard.check(root) is True
+    assert guard.check(Obj()) is False and guard.check(root) is True
+    change()
+    try:
+        assert guard.check(root) is plain() is False
+        assert guard.check(root) is False
+    finally:
+        undo()
+    assert plain() is True
+    assert guard.check(root) is True and guard.check(root) is True
+
+
+_AUDITED, _RECORDING = [], [False]
+
+
+def _audit(event, args):
+    if _RECORDING[0] and event == "object.__getattr__":
+        _AUDITED.append(args[1])
+
+
+def test_function_fields_are_read_without_audit_events():
+    # a Python audit hook (filelock installs one on 3.12+) would run on every check that reads
+    # a function's __code__ / __defaults__ / __kwdefaults__ (eager never reads them there):
+    # Python code in a check turns the memo off and makes the guard check itself twice
+    import sys
+
+    sys.addaudithook(_audit)  # for the rest of the process: it records only while asked
+
+    def f(a=1, *, b=2):
+        return a + b
+
+    reads = (node(P.ATTR, "__code__", ((P.ID, f.__code__, None),)), node(P.ATTR, "__defaults__", ((P.EQ, (1,), None),)),
+             node(P.ATTR, "__kwdefaults__", ((P.EQ, {"b": 2}, None),)))
+    guard = Guard([("paths", (node(P.CONST, f, (), reads),), None)])
+    other_code = (lambda a=1, *, b=2: a - b).__code__
+    _RECORDING[0] = True
+    try:
+        assert guard.check() is True and guard.check() is True
+        f.__defaults__ = (3,)
+        assert guard.check() is False
+        f.__defaults__ = (1,)
+        f.__kwdefaults__ = None
+        assert guard.check() is False
+        f.__kwdefaults__ = {"b": 2}
+        f.__code__ = other_code
+        assert guard.check() is False
+    finally:
+        _RECORDING[0] = False
+    assert _AUDITED == []

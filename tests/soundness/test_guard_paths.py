@@ -247,3 +247,32 @@ def test_closure_of_the_translated_frame_checked_as_paths(change, guard_snapshot
             c.cell_contents = v
         _cell("table").cell_contents.clear()
         _cell("table").cell_contents.update(saved)
+
+
+def test_closure_guard_runs_in_the_hook_and_an_emptied_cell_raises_as_eager():
+    # the rewritten code leaves its closure's Guard to the hook, which checks it on the frame's
+    # cells (csrc/eval_frame.c closure_holds); an empty cell runs the original code, which
+    # raises where the user reads it
+    from terra_dyn import _C
+
+    gain = _cell("gain").cell_contents
+    try:
+        torch.manual_seed(0)
+        model = Decorated()
+        fast = terra_dyn.optimize(model, backend="interpreter")
+        x = torch.randn(2, 3)
+        with torch.no_grad():
+            for _ in range(3):
+                torch.testing.assert_close(fast(x), model(x))
+            entries = _C.cache_entries(Decorated.forward.__code__)
+            assert entries and all(e.closure is not None for e in entries)
+            del _cell("gain").cell_contents
+            with pytest.raises(NameError) as eager:
+                model(x)
+            with pytest.raises(NameError) as ours:
+                fast(x)
+            assert str(ours.value) == str(eager.value)
+            _cell("gain").cell_contents = gain
+            torch.testing.assert_close(fast(x), model(x))
+    finally:
+        _cell("gain").cell_contents = gain
