@@ -19,7 +19,8 @@
  *                        from the class is not shadowed on the instance since)
  *     ("no_attr_weak", ref, name)   the same for ref() (a module guarded by identity)
  *     ("func", fn, code, defaults, kwdefaults)   fn's __code__, __defaults__ and
- *                        __kwdefaults__ are these very objects (autoreload swaps __code__)
+ *                        __kwdefaults__ are these very objects (autoreload swaps __code__);
+ *                        fn may be a weakref to it (a function made per call)
  *     ("snapshot", target, cls, tables, info)   many facts about one object pinned by
  *                        identity, checked on it (csrc/snapshot.c)
  *     ("paths", roots, info)   facts about values read along attribute and item chains
@@ -232,7 +233,10 @@ int guard_check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
     case K_SNAPSHOT: return snapshot_check(c->snapshot);
     case K_PATHS: return path_check(c->paths, args, nargs);
     case K_FUNC: {
-        PyFunctionObject *f = (PyFunctionObject *)c->a;
+        /* a weakref for a function made per call: the guard must not keep it alive */
+        PyObject *fn = PyWeakref_CheckRef(c->a) ? weak_referent(c->a) : c->a;
+        if (!PyFunction_Check(fn)) return 0;  /* died (None) */
+        PyFunctionObject *f = (PyFunctionObject *)fn;
         return f->func_code == c->b && (f->func_defaults ? f->func_defaults : Py_None) == c->c &&
                (f->func_kwdefaults ? f->func_kwdefaults : Py_None) == c->d;
     }
@@ -417,8 +421,8 @@ static int parse_check(PyObject *t, Check *c) {
         PyErr_Format(PyExc_TypeError, "Guard: %R needs an attribute name", t);
         return -1;
     }
-    if (c->kind == K_FUNC && !PyFunction_Check(c->a)) {
-        PyErr_Format(PyExc_TypeError, "Guard: %R needs a Python function", t);
+    if (c->kind == K_FUNC && !PyFunction_Check(c->a) && !PyWeakref_CheckRef(c->a)) {
+        PyErr_Format(PyExc_TypeError, "Guard: %R needs a Python function or a weakref to one", t);
         return -1;
     }
     if (c->kind == K_SNAPSHOT) {

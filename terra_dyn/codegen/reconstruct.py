@@ -41,6 +41,18 @@ def is_local_class(obj):
     return isa(obj, type) and "<locals>" in type.__getattribute__(obj, "__qualname__")
 
 
+def is_local_function(obj):
+    """A function made by a `def` or `lambda` inside a function: often one per call (a
+    helper passed across a graph break, one a `weakref.finalize` watches), so guards and
+    code constants hold it weakly or load it from where it lives, as a local class."""
+    return type(obj) is types.FunctionType and "<locals>" in obj.__qualname__
+
+
+def held_weakly(obj):
+    """Guards and emitted code must not keep `obj` alive: a local class or function."""
+    return is_local_class(obj) or is_local_function(obj)
+
+
 def call_const(fn, arg_instrs, nargs):
     """Instructions calling the constant `fn` with `nargs` arguments pushed by arg_instrs."""
     return rules.call_const(fn, arg_instrs, nargs)
@@ -154,7 +166,7 @@ class Reconstructor:
         """LOAD_CONST where baking the object in is safe (simple, or kept by identity, but
         for a local class, which the code would keep alive), else the load of where it lives
         at run time."""
-        if isa(value, _SIMPLE) and plain_slice(value) or isa(value, _BY_IDENTITY) and not is_local_class(value) \
+        if isa(value, _SIMPLE) and plain_slice(value) or isa(value, _BY_IDENTITY) and not held_weakly(value) \
                 or source is None:
             if asks_user_code(type(value)):  # the bytecode package's isinstance() checks on
                 # an argument would run its __getattribute__ / __class__ property

@@ -12,6 +12,7 @@ and recompile reasons (recompiles.py), and the helpers a generated predicate cal
 Example: PyGuard([("type", 0, int), ("eq", 0, 3)]).explain(4) -> "a0 == 3".
 """
 import abc
+import weakref
 
 from .. import own_builtins
 from . import guard_snapshot
@@ -55,7 +56,8 @@ def describe_check(check, args=None):
     if kind == "type_version":
         return f"class {check[1].__qualname__} and its bases unchanged (version {check[2]})"
     if kind == "func":
-        return f"{check[1].__qualname__}.__code__/__defaults__/__kwdefaults__ unchanged"
+        fn = check[1]() if isinstance(check[1], weakref.ref) else check[1]
+        return f"{getattr(fn, '__qualname__', 'a dead function')}.__code__/__defaults__/__kwdefaults__ unchanged"
     if kind == "no_attr":
         return f"{check[2]!r} not set on a{check[1]} itself"
     if kind == "no_attr_weak":
@@ -105,7 +107,9 @@ def run_check(check, args):
     if kind == "no_attr_weak":
         return check[1]() is not None and check[2] not in getattr(check[1](), "__dict__", ())
     if kind == "func":
-        fn = check[1]
+        fn = check[1]() if isinstance(check[1], weakref.ref) else check[1]
+        if fn is None:
+            return False
         return fn.__code__ is check[2] and fn.__defaults__ is check[3] and fn.__kwdefaults__ is check[4]
     if kind == "snapshot":
         return check[4].failure() is None

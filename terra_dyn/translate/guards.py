@@ -33,7 +33,7 @@ from . import guard_paths, guard_snapshot
 from .guard_checks import (GLOBAL_ABSENT, PyGuard, Predicate, check_tensor, check_tensor_layout, describe_check,
                            hook_keys, keys_are, layout_check)
 from .guard_snapshot import Snapshot
-from ..codegen.reconstruct import is_local_class
+from ..codegen.reconstruct import held_weakly, is_local_function
 from .sources import AttrSource, DefaultSource, FreeVarSource, GlobalSource, ItemSource, LocalSource, ModuleDictSource, Source
 
 try:
@@ -201,13 +201,16 @@ class GuardSet:
                 and self._pinnable(source):
             # its class is checked with it, and facts about it are checked on it
             self.snapshots[source] = Snapshot(source, obj)
-        if weak or isa(obj, _WEAKLY_GUARDED) or is_local_class(obj):
+        if weak or isa(obj, _WEAKLY_GUARDED) or held_weakly(obj):
             # a module or a parameter: a deleted model must be freed, not kept by its guards
             ref = weakref.ref(obj)
             self._pin(source, f"{self._const(ref)}()")
             if source is not None and self._pinnable(source):
                 self._weak_pins.setdefault(source, ref)
-            self._add(("id", source, obj), lambda i: ("id_weak", i, ref),
+            # the key holds the ref, not obj (_keep keeps keys until the set dies), but for a
+            # global, whose check compares the dict's value with key[2]
+            held = obj if isinstance(source, GlobalSource) else ref
+            self._add(("id", source, held), lambda i: ("id_weak", i, ref),
                       lambda e: f"{e} is {self._const(ref)}()", source, (guard_snapshot.ID_WEAK, ref))
             return
         if source is not None and source not in self._pinned and not isa(obj, _UNPINNED):
@@ -340,8 +343,9 @@ class GuardSet:
         if key in self._seen or not isinstance(fn, types.FunctionType):
             return
         self._seen.add(key)
-        self._keep.append(fn)  # the id in the key must not be reused while this set lives
-        self.checks.append(("func", fn, fn.__code__, fn.__defaults__, fn.__kwdefaults__))
+        held = weakref.ref(fn) if is_local_function(fn) else fn  # made per call: not kept alive
+        self._keep.append(held)  # the id in the key must not be reused while this set lives
+        self.checks.append(("func", held, fn.__code__, fn.__defaults__, fn.__kwdefaults__))
 
     def instance_lacks(self, source, obj, name, by_identity=False):
         """`obj.name` was found on the class (a method, `forward`): the instance's own dict
