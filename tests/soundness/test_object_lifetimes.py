@@ -224,3 +224,44 @@ def test_an_object_with_del_dropped_inside_try_or_with_runs_as_python_does(fn):
     _Finalized.dropped = 0
     assert terra_dyn.optimize(fn, backend="interpreter")() == plain
     assert _Finalized.dropped == 1
+
+
+class _Box(list):
+    """A list that can be weakly referenced."""
+
+
+class _SlottedCallable:
+    __slots__ = ("__weakref__",)
+
+    def __call__(self, value):
+        return value
+
+
+def _calls_it(x, cb):
+    cb(1)
+    return x * 2
+
+
+def _made_per_call(kind):
+    if kind == "bound builtin method":
+        box = _Box()
+        return box.append, weakref.ref(box)
+    obj = _SlottedCallable()
+    return obj, weakref.ref(obj)
+
+
+# Known gaps (issue 16): an argument made per call that is guarded by identity and cannot be
+# guarded through what it binds is held strongly by the translation made for it, until the
+# frame's recompile limit drops it to plain Python. Local functions and classes, modules and
+# tensors are held weakly (tests/translate/test_drops_of_module_objects.py).
+@pytest.mark.xfail(strict=True, reason="identity guard on a per-call callable holds it (and its __self__)")
+@pytest.mark.parametrize("kind", ["bound builtin method", "callable without __dict__"])
+def test_a_callable_made_per_call_is_not_kept_alive_by_its_translation(fresh_terra_dyn, kind):
+    import torch
+
+    fast = terra_dyn.optimize(_calls_it, backend="interpreter")
+    x = torch.ones(3)
+    cb, gone = _made_per_call(kind)
+    assert torch.equal(fast(x, cb), _calls_it(x, cb))
+    del cb
+    assert gone() is None
