@@ -17,13 +17,14 @@ Example: returning `(y, x.shape[0], [y, 1])` with y graph output 0 emits
     BUILD_LIST 2; BUILD_TUPLE 3
 (TupleValue.rebuild pushes its items; the list is fresh, so it goes through a temp.)
 """
+import collections
 import types
 
 import torch
 from bytecode import Instr
 
 from ..errors import Unsupported
-from ..real_types import asks_user_code, isa, plain_slice
+from ..real_types import asks_user_code, instance_dict, isa, plain_slice
 from ..seam import rules
 
 OUT = "___graph_out"
@@ -48,9 +49,27 @@ def is_local_function(obj):
     return type(obj) is types.FunctionType and "<locals>" in obj.__qualname__
 
 
+# the objects a bound builtin method of which is typically made per call (`box.append`,
+# `t.add_` passed as a callback): held, it would keep its object alive
+_PER_CALL_SELF = (list, dict, set, bytearray, collections.deque, torch.Tensor)
+_HEAPTYPE = 1 << 9
+
+
+def is_per_call_callable(obj):
+    """A callable object made per call that identity guards hold weakly: a builtin method
+    bound to a container or a tensor, or an instance of a Python class with `__call__`,
+    weak references and no `__dict__` (its slots hold nothing a guard could read)."""
+    kind = type(obj)
+    if kind is types.BuiltinMethodType:
+        return isinstance(getattr(obj, "__self__", None), _PER_CALL_SELF)
+    return bool(kind.__flags__ & _HEAPTYPE) and kind.__weakrefoffset__ != 0 and callable(obj) and \
+        not kind.__module__.startswith("torch") and not isinstance(obj, type) and instance_dict(obj) is None
+
+
 def held_weakly(obj):
-    """Guards and emitted code must not keep `obj` alive: a local class or function."""
-    return is_local_class(obj) or is_local_function(obj)
+    """Guards and emitted code must not keep `obj` alive: a local class or function, or a
+    callable made per call."""
+    return is_local_class(obj) or is_local_function(obj) or is_per_call_callable(obj)
 
 
 def call_const(fn, arg_instrs, nargs):

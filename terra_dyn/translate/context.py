@@ -147,6 +147,9 @@ class TranslationContext:
         # keeps what it needs on its own.
         for name in ("_keepalive", "_mutables", "_by_type_objects", "mutated", "context_vars", "global_overlay"):
             getattr(self, name).clear()
+        if self.graph is not None:  # its values and it refer to each other: the same cycle, and
+            # its records name user objects (a bound method's object, written by StoreAttr)
+            self.graph.release_user_objects()
         self.graph = None
 
 

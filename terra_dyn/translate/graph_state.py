@@ -85,6 +85,13 @@ class GraphState:
         self._last_placeholder = None
         self.op_count = 0
 
+    def release_user_objects(self):
+        """At the translation's end (TranslationContext.close): the records of side effects,
+        attribute writes and mutated containers were copied into the plan; holding them
+        here would keep the frame's objects alive until the cyclic gc frees this state."""
+        for table in (self.side_effects, self._keepalive, self.attr_overlay, self.mutated):
+            table.clear()
+
     @property
     def fake_mode(self):
         if self._fake_mode is None:

@@ -242,20 +242,32 @@ def _calls_it(x, cb):
     return x * 2
 
 
+class _Counter:
+    def __init__(self):
+        self.n = 0
+
+    def add(self, value):
+        self.n += value  # replayed as an attribute write after the graph: its record named it
+
+
 def _made_per_call(kind):
     if kind == "bound builtin method":
         box = _Box()
         return box.append, weakref.ref(box)
+    if kind == "bound method writing its object":
+        counter = _Counter()
+        return counter.add, weakref.ref(counter)
     obj = _SlottedCallable()
     return obj, weakref.ref(obj)
 
 
-# Known gaps (issue 16): an argument made per call that is guarded by identity and cannot be
-# guarded through what it binds is held strongly by the translation made for it, until the
-# frame's recompile limit drops it to plain Python. Local functions and classes, modules and
-# tensors are held weakly (tests/translate/test_drops_of_module_objects.py).
-@pytest.mark.xfail(strict=True, reason="identity guard on a per-call callable holds it (and its __self__)")
-@pytest.mark.parametrize("kind", ["bound builtin method", "callable without __dict__"])
+# An argument made per call that is guarded by identity is held weakly by the translation made
+# for it (reconstruct.held_weakly), as local functions and classes, modules and tensors are;
+# the translation's side-effect records let go of theirs when it ends (GraphState.
+# release_user_objects). Before, the callable and its __self__ lived until the frame's
+# recompile limit dropped the translations, or until the cyclic gc.
+@pytest.mark.parametrize("kind", ["bound builtin method", "bound method writing its object",
+                                  "callable without __dict__"])
 def test_a_callable_made_per_call_is_not_kept_alive_by_its_translation(fresh_terra_dyn, kind):
     import torch
 
