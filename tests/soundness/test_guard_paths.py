@@ -222,6 +222,19 @@ def _cell(name):
     return fn.__closure__[fn.__code__.co_freevars.index(name)]
 
 
+def _decorated_and_warmed(calls):
+    """A Decorated model, its optimized wrapper and an input, after `calls` calls compared
+    with eager (the translation and its cached entries are made)."""
+    torch.manual_seed(0)
+    model = Decorated()
+    fast = terra_dyn.optimize(model, backend="interpreter")
+    x = torch.randn(2, 3)
+    with torch.no_grad():
+        for _ in range(calls):
+            torch.testing.assert_close(fast(x), model(x))
+    return model, fast, x
+
+
 @pytest.mark.parametrize("change", [
     lambda: setattr(_cell("gain"), "cell_contents", 3.0),
     lambda: _cell("table").cell_contents.__setitem__("shift", -2.0),
@@ -232,13 +245,8 @@ def test_closure_of_the_translated_frame_checked_as_paths(change, guard_snapshot
     cells = [c.cell_contents for c in Decorated.forward.__closure__]
     saved = {k: v for k, v in _cell("table").cell_contents.items()}
     try:
-        torch.manual_seed(0)
-        model = Decorated()
-        fast = terra_dyn.optimize(model, backend="interpreter")
-        x = torch.randn(2, 3)
+        model, fast, x = _decorated_and_warmed(calls=4)
         with torch.no_grad():
-            for _ in range(4):
-                torch.testing.assert_close(fast(x), model(x))
             change()
             for _ in range(2):
                 torch.testing.assert_close(fast(x), model(x))
@@ -257,13 +265,8 @@ def test_closure_guard_runs_in_the_hook_and_an_emptied_cell_raises_as_eager():
 
     gain = _cell("gain").cell_contents
     try:
-        torch.manual_seed(0)
-        model = Decorated()
-        fast = terra_dyn.optimize(model, backend="interpreter")
-        x = torch.randn(2, 3)
+        model, fast, x = _decorated_and_warmed(calls=3)
         with torch.no_grad():
-            for _ in range(3):
-                torch.testing.assert_close(fast(x), model(x))
             entries = _C.cache_entries(Decorated.forward.__code__)
             assert entries and all(e.closure is not None for e in entries)
             del _cell("gain").cell_contents
