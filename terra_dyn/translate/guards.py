@@ -207,9 +207,7 @@ class GuardSet:
             self._pin(source, f"{self._const(ref)}()")
             if source is not None and self._pinnable(source):
                 self._weak_pins.setdefault(source, ref)
-            # the key holds the ref, not obj (_keep keeps keys until the set dies), but for a
-            # global, whose check compares the dict's value with key[2]
-            held = obj if isinstance(source, GlobalSource) else ref
+            held = obj if isinstance(source, GlobalSource) else ref  # (global_id compares key[2])
             self._add(("id", source, held), lambda i: ("id_weak", i, ref),
                       lambda e: f"{e} is {self._const(ref)}()", source, (guard_snapshot.ID_WEAK, ref))
             return
