@@ -207,7 +207,7 @@ class GuardSet:
             self._pin(source, f"{self._const(ref)}()")
             if source is not None and self._pinnable(source):
                 self._weak_pins.setdefault(source, ref)
-            held = obj if isinstance(source, GlobalSource) else ref  # (global_id compares key[2])
+            held = obj if isinstance(source, GlobalSource) else ref  # _keep holds keys; global_id reads key[2]
             self._add(("id", source, held), lambda i: ("id_weak", i, ref),
                       lambda e: f"{e} is {self._const(ref)}()", source, (guard_snapshot.ID_WEAK, ref))
             return
