@@ -12,7 +12,8 @@
  *                        cache relies on the same tag; type_version_tag() reads one). When
  *                        the tag moved, same() -> True says the class and its MRO hold what
  *                        they held (a write undone since: torch.fx patches nn.Module.__call__
- *                        for a trace and restores it): the check passes and keeps the new tag
+ *                        for a trace and restores it): the check passes and keeps the new tag.
+ *                        T may be a weakref (a class made per call; dead: the check fails)
  *     ("id_weak", i, ref)   args[i] is ref(), ref a weakref: the guard does not keep a module
  *                        or parameter alive (once it dies, the check fails for good)
  *     ("no_attr", i, name)   args[i]'s instance dict lacks name (a method or forward read
@@ -185,7 +186,7 @@ int guard_check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
     }
     int ok = 0;
     switch (c->kind) {
-    case K_TYPE: return Py_TYPE(x) == (PyTypeObject *)c->a;
+    case K_TYPE: return (PyObject *)Py_TYPE(x) == (c->length ? weak_referent(c->a) : c->a);  /* length: weak */
     case K_ID: return x == c->a;
     case K_NO_ATTR: return lacks_instance_attr(x, c->a);
     case K_NO_ATTR_WEAK: {
@@ -227,8 +228,9 @@ int guard_check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
     }
     case K_CALLBACK: return eval_frame_current_callback() == c->a;
     case K_TYPE_VERSION: {
-        PyTypeObject *t = (PyTypeObject *)c->a;
-        return type_tag_holds(c, t);
+        /* a weakref for a class made per call: the guard must not keep it alive */
+        PyObject *t = PyWeakref_CheckRef(c->a) ? weak_referent(c->a) : c->a;
+        return PyType_Check(t) && type_tag_holds(c, (PyTypeObject *)t);
     }
     case K_SNAPSHOT: return snapshot_check(c->snapshot);
     case K_PATHS: return path_check(c->paths, args, nargs);
@@ -393,7 +395,8 @@ static int parse_check(PyObject *t, Check *c) {
         first = 1;
     }
     for (Py_ssize_t i = first; i < PyTuple_GET_SIZE(t) - 1; i++) *slots[i - first] = item[i];
-    if ((c->kind == K_TYPE || c->kind == K_TENSOR) && !PyType_Check(c->a)) {
+    if (c->kind == K_TYPE && PyWeakref_CheckRef(c->a)) c->length = 1;  /* a class made per call */
+    if ((c->kind == K_TYPE || c->kind == K_TENSOR) && !PyType_Check(c->length ? weak_referent(c->a) : c->a)) {
         PyErr_Format(PyExc_TypeError, "Guard: %R needs a type", t);
         return -1;
     }
@@ -406,8 +409,8 @@ static int parse_check(PyObject *t, Check *c) {
         Py_DECREF(name);
     }
     if (c->kind == K_TYPE_VERSION) {
-        if (!PyType_Check(c->a)) {
-            PyErr_Format(PyExc_TypeError, "Guard: %R needs a type", t);
+        if (!PyType_Check(PyWeakref_CheckRef(c->a) ? weak_referent(c->a) : c->a)) {
+            PyErr_Format(PyExc_TypeError, "Guard: %R needs a type or a weakref to one", t);
             return -1;
         }
         c->length = (Py_ssize_t)PyLong_AsUnsignedLong(c->b);

@@ -23,6 +23,7 @@ from . import _C
 from .codegen.resume import fresh_args
 from .real_types import is_numpy_scalar, isa
 from .translate import changing
+from .translate.guard_checks import referent
 from .translate.unit_sizes import GROW
 
 
@@ -93,7 +94,7 @@ def _note_dynamic(state, why, frame, code):
 
 
 def _another_type(checks, i, value):
-    wanted = [c[2] for c in checks if c[0] == "type" and c[1] == i]
+    wanted = [referent(c[2]) for c in checks if c[0] == "type" and c[1] == i]  # weak: a class made per call
     return bool(wanted) and type(value) not in wanted
 
 

@@ -21,7 +21,7 @@ import torch
 
 from .codegen.signature import argument_slot_names
 from .seam import rules
-from .translate.guard_checks import UNCHECKED, fits_layout, run_check
+from .translate.guard_checks import UNCHECKED, fits_layout, referent, run_check
 
 _SLOT = re.compile(r"\ba(\d+)\b")
 _CONST = re.compile(r"\bc(\d+)\b")
@@ -108,7 +108,7 @@ def _describe_check(check, args, names):
     if kind == "eq":
         return Change(name, _short(check[2]), _short(now))
     if kind == "type":
-        return Change(name, check[2].__name__, type(now).__name__, what="type")
+        return Change(name, getattr(referent(check[2]), "__name__", "a dead class"), type(now).__name__, what="type")
     if kind == "len":
         return Change(name, str(check[2]), _short(_len(now)), what="length")
     if kind == "id":

@@ -24,7 +24,7 @@ import torch
 from bytecode import Instr
 
 from ..errors import Unsupported
-from ..real_types import asks_user_code, instance_dict, isa, plain_slice
+from ..real_types import asks_user_code, held_by_its_module, instance_dict, isa, plain_slice
 from ..seam import rules
 
 OUT = "___graph_out"
@@ -33,20 +33,6 @@ _SIMPLE = (int, float, bool, str, bytes, complex, type(None), range, slice, type
 _BY_IDENTITY = (types.FunctionType, types.BuiltinFunctionType, types.ModuleType, type,
                 torch.nn.Module, types.MethodType, types.MethodDescriptorType,
                 types.WrapperDescriptorType, types.MethodWrapperType)
-
-
-def is_local_class(obj):
-    """A class made by a `class` statement inside a function: only the user's names keep it,
-    so a guard or a code constant holding it would keep it, its subclass links and its
-    instances' type alive (test_descr's test_remove_subclass: `del Child; gc.collect()`)."""
-    return isa(obj, type) and "<locals>" in type.__getattribute__(obj, "__qualname__")
-
-
-def is_local_function(obj):
-    """A function made by a `def` or `lambda` inside a function: often one per call (a
-    helper passed across a graph break, one a `weakref.finalize` watches), so guards and
-    code constants hold it weakly or load it from where it lives, as a local class."""
-    return type(obj) is types.FunctionType and "<locals>" in obj.__qualname__
 
 
 # the objects a bound builtin method of which is typically made per call (`box.append`,
@@ -67,9 +53,14 @@ def is_per_call_callable(obj):
 
 
 def held_weakly(obj):
-    """Guards and emitted code must not keep `obj` alive: a local class or function, or a
-    callable made per call."""
-    return is_local_class(obj) or is_local_function(obj) or is_per_call_callable(obj)
+    """Guards and emitted code must not keep `obj` alive: a function or class its module does
+    not hold (a local one, a `functools.wraps` wrapper or a `type(...)` class made per
+    call), or another callable made per call."""
+    if isa(obj, type) and not type.__dict__["__flags__"].__get__(obj) & _HEAPTYPE:
+        return False  # a static type (NoneType, a C extension's class): never made per call
+    if isa(obj, (type, types.FunctionType)):
+        return not held_by_its_module(obj)
+    return is_per_call_callable(obj)
 
 
 def call_const(fn, arg_instrs, nargs):

@@ -11,6 +11,7 @@ import weakref
 
 import torch
 
+from ..real_types import held_by_its_module
 from .errors import Unsupported
 from .values import ConstValue, Lazy, ListValue, TupleValue, Value
 
@@ -34,29 +35,17 @@ def _real_finalizes(obj, depth):
         return True
     if cls is types.ModuleType and sys.modules.get(obj.__name__) is obj:
         return False  # sys.modules holds it: a local drop never finalizes an imported module
+    # a function or class its module holds is never let go by a local drop, whatever weak
+    # references other tools keep to it (torch.compile's bookkeeping puts
+    # `weakref.finalize` on `tuple` and `all`, and WeakKeyDictionary entries on the functions
+    # it traced: transformers' mask functions and ModelOutput.to_tuple broke, issue 17)
     if cls.__weakrefoffset__ and weakref.getweakrefcount(obj) and not isinstance(obj, torch.Tensor) and \
-            not _held_by_its_module(obj) and any(_user_callback(r.__callback__) for r in weakref.getweakrefs(obj)):
+            not held_by_its_module(obj) and any(_user_callback(r.__callback__) for r in weakref.getweakrefs(obj)):
         return True
     if depth and type(obj) in (list, tuple, dict):
         items = list(obj.values()) if type(obj) is dict else obj
         return any(_real_finalizes(x, depth - 1) for x in items[:64])
     return False
-
-
-def _held_by_its_module(obj):
-    """A function, class or builtin that its imported module holds under its own name: a
-    local drop never lets go of its last reference, whatever weak references other tools
-    keep to it (torch.compile's bookkeeping puts `weakref.finalize` on `tuple` and `all`,
-    and WeakKeyDictionary entries on the functions it traced: transformers' mask functions
-    and `tuple(...)` in ModelOutput.to_tuple broke at every drop, issue 17)."""
-    if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType)):
-        module, name = obj.__module__, obj.__name__
-    elif isinstance(obj, type):
-        module, name = type.__dict__["__module__"].__get__(obj), type.__dict__["__name__"].__get__(obj)
-    else:
-        return False
-    holder = sys.modules.get(module) if isinstance(module, str) else None
-    return isinstance(holder, types.ModuleType) and type(holder.__dict__) is dict and holder.__dict__.get(name) is obj
 
 
 def _user_callback(callback):

@@ -316,10 +316,11 @@ def _break_site(tx, native_rest=False):
     """The BreakSite for the top-level translator stopped before its instruction at pc."""
     instr = tx.instrs[tx.pc]
     name = instr.name
-    stack = list(tx.stack)
+    stack = [_carried(v) for v in tx.stack]
     live = {}
     for n, v in tx.locals.items():
-        live[n] = None if isinstance(v, Lazy) else v
+        own_slot = isinstance(v, Lazy) and isinstance(v.source, LocalSource) and v.source.name == n
+        live[n] = None if own_slot else _carried(v)
     # the frame's own cells go to resume functions as cells (see codegen/resume.py)
     cells = [tx.cells[n] if n in tx.cells else CellValue(None) for n in tx.code.co_cellvars]
     is_call = rules.is_call(instr)
@@ -391,6 +392,16 @@ def _break_site(tx, native_rest=False):
     site.next_pc = tx.pc + 1
     site.jump_pc = jump_pc
     return site
+
+
+def _carried(v):
+    """A value the break hands on: an unread argument on the stack or under another name
+    (opcodes_stack.LOAD_FAST) is loaded from its slot, with no guard on what it is."""
+    if not isinstance(v, Lazy):
+        return v
+    carried = ConstValue(v.real, v.source)
+    carried.by_type = True  # rebuilt from its source, never used as a constant
+    return carried
 
 
 def _run_time_number(tx, v):

@@ -30,13 +30,18 @@ def check_tensor(t, cls, dtype, device, sizes, strides, requires_grad):
     )
 
 
+def referent(held):
+    """What a check holds: the object, or a weak reference's (None once it died)."""
+    return held() if isinstance(held, weakref.ref) else held
+
+
 def describe_check(check, args=None):
     kind = check[0]
     if kind == "tensor":
         _, i, cls, dtype, device, sizes, strides, rg = check
         return f"a{i}: {cls.__name__} {dtype} {device} sizes={sizes} strides={strides} requires_grad={rg}"
     if kind == "type":
-        return f"type(a{check[1]}) is {check[2].__name__}"
+        return f"type(a{check[1]}) is {getattr(referent(check[2]), '__name__', 'a dead class')}"
     if kind == "id":
         return f"a{check[1]} is {_short(check[2])}"
     if kind == "id_weak":
@@ -54,9 +59,10 @@ def describe_check(check, args=None):
     if kind == "callback":
         return "the same backend and options (callback)"
     if kind == "type_version":
-        return f"class {check[1].__qualname__} and its bases unchanged (version {check[2]})"
+        cls = referent(check[1])
+        return f"class {getattr(cls, '__qualname__', 'of a dead class')} and its bases unchanged (version {check[2]})"
     if kind == "func":
-        fn = check[1]() if isinstance(check[1], weakref.ref) else check[1]
+        fn = referent(check[1])
         return f"{getattr(fn, '__qualname__', 'a dead function')}.__code__/__defaults__/__kwdefaults__ unchanged"
     if kind == "no_attr":
         return f"{check[2]!r} not set on a{check[1]} itself"
@@ -85,7 +91,7 @@ def run_check(check, args):
     if kind == "tensor":
         return check_tensor(args[check[1]], *check[2:])
     if kind == "type":
-        return type(args[check[1]]) is check[2]
+        return type(args[check[1]]) is referent(check[2])
     if kind == "id":
         return args[check[1]] is check[2]
     if kind == "id_weak":
@@ -107,7 +113,7 @@ def run_check(check, args):
     if kind == "no_attr_weak":
         return check[1]() is not None and check[2] not in getattr(check[1](), "__dict__", ())
     if kind == "func":
-        fn = check[1]() if isinstance(check[1], weakref.ref) else check[1]
+        fn = referent(check[1])
         if fn is None:
             return False
         return fn.__code__ is check[2] and fn.__defaults__ is check[3] and fn.__kwdefaults__ is check[4]
@@ -248,6 +254,14 @@ class Predicate:
 
 _HOOK_TABLES = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
                 "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called")
+
+
+def offset_is(t, offset):
+    return t.storage_offset() == offset
+
+
+def hooks_are(module, keys):
+    return hook_keys(module) == keys
 
 
 def keys_are(d, keys):

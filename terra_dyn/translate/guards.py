@@ -31,9 +31,9 @@ from ..real_types import instance_dict, isa
 
 from . import guard_paths, guard_snapshot
 from .guard_checks import (GLOBAL_ABSENT, PyGuard, Predicate, check_tensor, check_tensor_layout, describe_check,
-                           hook_keys, keys_are, layout_check)
+                           hook_keys, hooks_are, keys_are, layout_check, offset_is)
 from .guard_snapshot import Snapshot
-from ..codegen.reconstruct import held_weakly, is_local_function
+from ..codegen.reconstruct import held_weakly
 from .sources import AttrSource, DefaultSource, FreeVarSource, GlobalSource, ItemSource, LocalSource, ModuleDictSource, Source
 
 try:
@@ -171,7 +171,7 @@ class GuardSet:
         or a view's): the tensor guard does not check offsets (a slice taken at another row is
         the same translation), so this one does."""
         self._add(("offset", source), None, lambda e: f"{e}.storage_offset() == {int(offset)}", source,
-                  path=(guard_paths.CALL, _offset_is, (int(offset),)))
+                  path=(guard_paths.CALL, offset_is, (int(offset),)))
 
     def expression(self, text, outcome=False):
         """A Python expression over the argument slots (and G) that must be true; `outcome`:
@@ -183,6 +183,9 @@ class GuardSet:
             self.exprs.append(text)
 
     def type(self, source, cls):
+        if held_weakly(cls):  # made per call: neither the check nor a snapshot may keep it
+            ref = weakref.ref(cls)
+            return self._add(("type", source), lambda i: ("type", i, ref), lambda e: f"type({e}) is {self._const(ref)}()", source)
         self._add(("type", source), lambda i: ("type", i, cls),
                   lambda e: f"type({e}) is {self._const(cls)}", source, (guard_snapshot.TYPE, cls))
 
@@ -302,7 +305,7 @@ class GuardSet:
         self.namespace.setdefault("hook_keys", hook_keys)
         keys = hook_keys(module)
         self._add(("hooks", source), None, lambda e: f"hook_keys({e}) == {self._const(keys)}", source,
-                  path=(guard_paths.CALL, _hooks_are, (keys,)))
+                  path=(guard_paths.CALL, hooks_are, (keys,)))
 
     def class_attributes(self, cls, *names):
         """The translation read attributes of `cls` or of a class on its MRO (a method, a
@@ -316,9 +319,12 @@ class GuardSet:
             same.read(names or None)
             return
         pending = self._class_names.pop(cls, ())
+        tag = _C.type_version_tag(cls) if _C is not None else 0
+        if tag and held_weakly(cls):  # made per call: held weakly, any write is a recompile
+            self._class_facts[cls] = _ALL_NAMES_READ
+            return self.checks.append(("type_version", weakref.ref(cls), tag))
         same = guard_snapshot.ClassUnchanged(cls, self._class_items, (names + tuple(pending)) if names else None)
         self._class_facts[cls] = same
-        tag = _C.type_version_tag(cls) if _C is not None else 0
         if tag:
             self.checks.append(("type_version", cls, tag, same))
         else:  # CPython ran out of tags for it: compare what was read along the MRO instead
@@ -341,7 +347,7 @@ class GuardSet:
         if key in self._seen or not isinstance(fn, types.FunctionType):
             return
         self._seen.add(key)
-        held = weakref.ref(fn) if is_local_function(fn) else fn  # made per call: not kept alive
+        held = weakref.ref(fn) if held_weakly(fn) else fn  # made per call: not kept alive
         self._keep.append(held)  # the id in the key must not be reused while this set lives
         self.checks.append(("func", held, fn.__code__, fn.__defaults__, fn.__kwdefaults__))
 
@@ -472,6 +478,7 @@ class GuardSet:
         if self.paths:
             self.checks.append(self.paths.check())
             self.paths = None
+        self._class_items, self._class_facts, self._class_names = {}, {}, {}  # classes made per call die
 
     def _to_paths(self, items, closure=False):
         """(the items a path check cannot read, a PathChecks of the others or None).
@@ -577,15 +584,8 @@ class GuardSet:
 
 
 _ATOMIC = (bool, int, float, str, bytes, type(None))
-
 _SAME = object()  # an alias fact until build: (_SAME, the other source, is / is not)
-
-def _offset_is(t, offset):
-    return t.storage_offset() == offset
-
-
-def _hooks_are(module, keys):
-    return hook_keys(module) == keys
+_ALL_NAMES_READ = types.SimpleNamespace(read=lambda names: None)  # a weakly held class: its tag is all
 
 
 def _fixed_class(cls):

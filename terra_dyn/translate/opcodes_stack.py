@@ -5,7 +5,7 @@ only move Values; what an operator or attribute *means* is in operators.py/attri
 """
 import builtins
 
-from bytecode import CellVar, FreeVar
+from bytecode import CellVar, FreeVar, Instr
 
 from ..seam import rules
 from . import attributes, operators
@@ -113,7 +113,33 @@ class StackOpcodes:
 
     def LOAD_FAST(self, instr):
         """() -> local"""
+        value = self.locals.get(instr.arg)
+        if isinstance(value, Lazy) and self._only_dropped_or_stored(instr.arg):
+            # a resume function's stack item only dropped or stored (a `weakref.finalize`
+            # made before the break, its result unused or kept in a local): unread, it needs
+            # no guard; it is wrapped, and guarded, where a later load reads it
+            self.stack.append(value)
+            return
         self.push(self.get_local(instr.arg))
+
+    def _only_dropped_or_stored(self, name):
+        """The value LOAD_FAST `name` pushes goes, through a DELETE_FAST of `name` and forward
+        jumps (a resume function's prologue), straight to POP_TOP or STORE_FAST."""
+        pc, deleted = self.pc + 1, False
+        for _ in range(16):
+            instr = self.instrs[pc] if pc < len(self.instrs) else None
+            kind = getattr(instr, "name", None)
+            if instr is None or kind is not None and not isinstance(instr, Instr):
+                return False  # the end, or a pseudo instruction the bytecode package names
+            if kind is None or kind == "NOP":
+                pc += 1
+            elif kind in ("JUMP_FORWARD", "JUMP_NO_INTERRUPT"):
+                pc = self.info.label_pc[instr.arg]
+            elif kind == "DELETE_FAST" and instr.arg == name and not deleted:
+                pc, deleted = pc + 1, True
+            else:
+                return kind in ("POP_TOP", "STORE_FAST")
+        return False
 
     def STORE_FAST(self, instr):
         """value -> ()   (a NULL, from LOAD_FAST_AND_CLEAR, unbinds the local)"""

@@ -6,6 +6,7 @@ until the callee returned, so `del x; gc.collect()` after a break freed nothing,
 stayed alive and `__del__` ran late (CPython's test_scope testCellLeak, test_exceptions
 test_unraisable). Each test compares with the same function run plainly.
 """
+import functools
 import gc
 import io
 import weakref
@@ -257,6 +258,17 @@ def _made_per_call(kind):
     if kind == "bound method writing its object":
         counter = _Counter()
         return counter.add, weakref.ref(counter)
+    if kind == "functools.wraps wrapper":
+        @functools.wraps(_Counter.add)  # its qualname is copied: no `<locals>` in it
+        def wrapper(value):
+            return value
+        return wrapper, weakref.ref(wrapper)
+    if kind == "class made by type()":
+        cls = type("Made", (), {"__init__": lambda self, value: None})
+        return cls, weakref.ref(cls)
+    if kind == "instance of a class made by type()":  # guarded by its type: the class is held
+        cls = type("Made", (), {"__call__": lambda self, value: value})
+        return cls(), weakref.ref(cls)
     obj = _SlottedCallable()
     return obj, weakref.ref(obj)
 
@@ -267,7 +279,8 @@ def _made_per_call(kind):
 # release_user_objects). Before, the callable and its __self__ lived until the frame's
 # recompile limit dropped the translations, or until the cyclic gc.
 @pytest.mark.parametrize("kind", ["bound builtin method", "bound method writing its object",
-                                  "callable without __dict__"])
+                                  "callable without __dict__", "functools.wraps wrapper",
+                                  "class made by type()", "instance of a class made by type()"])
 def test_a_callable_made_per_call_is_not_kept_alive_by_its_translation(fresh_terra_dyn, kind):
     import torch
 
@@ -276,4 +289,6 @@ def test_a_callable_made_per_call_is_not_kept_alive_by_its_translation(fresh_ter
     cb, gone = _made_per_call(kind)
     assert torch.equal(fast(x, cb), _calls_it(x, cb))
     del cb
+    if "class made by type()" in kind:
+        gc.collect()  # a class is a cycle (its __mro__ holds it): only the cyclic gc frees it
     assert gone() is None
