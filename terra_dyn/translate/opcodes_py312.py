@@ -134,7 +134,7 @@ class Py313Opcodes(Py312Opcodes):
         name = _var_name(instr.arg)
         if isinstance(instr.arg, (CellVar, FreeVar)) or name in self.cells and name not in self.locals:
             return self.LOAD_CLOSURE(instr)
-        self.push(self.get_local(name))
+        self.load_fast(name)
 
     def TO_BOOL(self, instr):
         """value -> bool(value)   (a tensor's truth: a break, the native TO_BOOL decides)

@@ -113,14 +113,17 @@ class StackOpcodes:
 
     def LOAD_FAST(self, instr):
         """() -> local"""
-        value = self.locals.get(instr.arg)
-        if isinstance(value, Lazy) and self._only_dropped_or_stored(instr.arg):
+        self.load_fast(instr.arg)
+
+    def load_fast(self, name):
+        value = self.locals.get(name)
+        if isinstance(value, Lazy) and self._only_dropped_or_stored(name):
             # a resume function's stack item only dropped or stored (a `weakref.finalize`
             # made before the break, its result unused or kept in a local): unread, it needs
             # no guard; it is wrapped, and guarded, where a later load reads it
             self.stack.append(value)
             return
-        self.push(self.get_local(instr.arg))
+        self.push(self.get_local(name))
 
     def _only_dropped_or_stored(self, name):
         """The value LOAD_FAST `name` pushes goes, through a DELETE_FAST of `name` and forward
