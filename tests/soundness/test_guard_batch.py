@@ -278,3 +278,64 @@ def test_parameter_data_replaced_by_a_view():
     # then another such view: only the strides differ (both not contiguous)
     _run_meta(lambda m: setattr(_weight(m), "data", torch.randn(4, 8)[:, ::2]),
               lambda m: setattr(_weight(m), "data", torch.randn(4, 12)[:, ::3]))
+
+
+# ---- held objects: a module's children are not read through their weakrefs ----
+# (csrc/snapshot_batch.c "held objects": a child's liveness follows from its parent's
+# `_modules` table, checked untouched just before it in the same pass)
+
+def _batched_stack():
+    torch.manual_seed(0)
+    model = Stack()
+    fast = terra_dyn.optimize(model, backend="interpreter")
+    x = torch.randn(3, 4)
+    for _ in range(4):
+        _compare(fast, model, x)
+    return model, fast, x
+
+
+def test_children_are_held_by_their_parents_tables(guard_snapshot_modes):
+    if not guard_snapshot_modes.snapshots:
+        pytest.skip("snapshots off: no batch")
+    model, fast, x = _batched_stack()
+    guard = _guard(model)
+    # every module but the root: the root is read through its weakref
+    assert guard.batch_held == len(list(model.modules())) - 1 == guard.batched - 1
+
+
+@pytest.mark.parametrize("how", ["setattr", "dict", "delete"])
+def test_held_child_freed_then_another_at_its_place(how):
+    """The old child is freed (no one keeps it) and a new one may take its address: the
+    parent's table, checked before the child, sees the change."""
+    model, fast, x = _batched_stack()
+    for round in range(3):
+        block = model.blocks[round]
+        if how == "setattr":
+            block.fc = nn.Linear(4, 4)
+        elif how == "dict":
+            block._modules["fc"] = nn.Linear(4, 4)
+        else:
+            del block._modules["norm"]
+            block.norm = nn.LayerNorm(4, eps=0.5)
+        for _ in range(3):
+            _compare(fast, model, x)
+
+
+def test_held_child_class_changed_after_its_parent_dropped_it():
+    """A child kept alive by the user, dropped by its parent and put back with another
+    class: still seen (its type is read, its weakref is not)."""
+    model, fast, x = _batched_stack()
+
+    class Doubled(nn.Linear):
+        def forward(self, x):
+            return super().forward(x) * 2
+
+    fc = model.blocks[1].fc
+    fc.__class__ = Doubled
+    for _ in range(3):
+        _compare(fast, model, x)
+    fc.__class__ = nn.Linear
+    model.blocks[1].fc = nn.Linear(4, 4)
+    model.blocks[1].fc = fc
+    for _ in range(3):
+        _compare(fast, model, x)
