@@ -339,3 +339,39 @@ def test_held_child_class_changed_after_its_parent_dropped_it():
     model.blocks[1].fc = fc
     for _ in range(3):
         _compare(fast, model, x)
+
+
+# ---- a parameter's record holds its spec's sizes and strides (csrc/tensor_check.cpp) ----
+# up to 4 dimensions copied into the record; more: compared with the spec itself
+
+class Convs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c2 = nn.Conv2d(2, 2, 3, padding=1)  # a 4-d weight: its record's copy
+        self.c3 = nn.Conv3d(2, 2, 3, padding=1)  # a 5-d weight: the spec
+
+    def forward(self, x):
+        return self.c2(x.sum(2)).sum() + self.c3(x).sum()
+
+
+@pytest.mark.parametrize("name", ["c2", "c3"])
+@pytest.mark.parametrize("edit", ["strides", "sizes", "dtype"])
+def test_conv_weight_changed_through_data(name, edit):
+    torch.manual_seed(0)
+    model = Convs()
+    fast = terra_dyn.optimize(model, backend="interpreter")
+    x = torch.randn(1, 2, 4, 5, 5)
+    for _ in range(4):
+        _compare(fast, model, x)
+    w = getattr(model, name).weight
+    if edit == "strides":  # the same sizes, channels last: other strides
+        fmt = torch.channels_last if w.dim() == 4 else torch.channels_last_3d
+        w.data = w.data.contiguous(memory_format=fmt)
+    elif edit == "sizes":  # one output channel: other sizes
+        w.data = w.data[:1].clone()
+        getattr(model, name).bias.data = getattr(model, name).bias.data[:1].clone()
+    else:
+        model.double()
+        x = x.double()
+    for _ in range(3):
+        _compare(fast, model, x)
