@@ -578,8 +578,11 @@ static PyObject *guard_get_batched(Guard *self, void *closure) {
     return PyLong_FromSsize_t(snapshot_batch_size(self->batch));
 }
 
+static PyObject *guard_get_held(Guard *self, void *c) { return PyLong_FromSsize_t(snapshot_batch_held(self->batch)); }
+
 static PyGetSetDef guard_getset[] = {
     {"batched", (getter)guard_get_batched, NULL, "how many snapshot checks the batch holds now", NULL},
+    {"batch_held", (getter)guard_get_held, NULL, "of those, how many a table read before holds", NULL},
     {NULL},
 };
 

@@ -11,9 +11,9 @@
  * parameter) through objects scattered over the heap: one cache miss after the other. The
  * batch copies what the memos read into flat arrays, read in passes whose loads do not
  * depend on each other and are prefetched a few entries ahead:
- *   objects   each target's referent, class and instance dict (3.11: and that dict's tag);
- *   tables    3.11: each table dict's version tag, read once every instance dict is known
- *             untouched (they keep the tables alive);
+ *   objects   each target's referent (none for an object a table checked before holds:
+ *             "held objects" below), class and instance dict; 3.11: then that dict's tag,
+ *             and each of its table dicts' tags (the untouched instance dict keeps them alive);
  *   split     3.13: each split instance dict's facts and the tables it holds, by index in
  *             the class's shared keys (split_keys.c), once every object is known to hold
  *             its dict (an epoch unchanged: none of those dicts was freed); the facts about
@@ -34,10 +34,12 @@
 
 typedef struct {
     PyObject *target, *obj;  /* obj: the referent then (compared; dereferenced only once
-                                target says it is alive) */
+                                target says it is alive, or a table checked before holds it) */
     PyTypeObject *cls;
     PyObject *dict;          /* the instance dict then; NULL: a snapshot with no tables */
     uint64_t tag;            /* 3.11: that dict's version tag then */
+    int held;                /* a table of an object before it holds obj: its weakref is not read */
+    Py_ssize_t n_tables;     /* 3.11: its tables' tags, next in the batch's tables */
 } BatchObject;
 
 typedef struct {
@@ -69,6 +71,7 @@ struct SnapshotBatch {
 };
 
 #define BATCH_AHEAD 4
+#define TABLES_AHEAD 12  /* ~3 objects' tables ahead */
 
 SnapshotBatch *snapshot_batch_new(SnapshotMemo **memos, Py_ssize_t n) {
     SnapshotBatch *b = PyMem_Calloc(1, sizeof(SnapshotBatch));
@@ -105,31 +108,39 @@ int snapshot_is_batched(const SnapshotMemo *m) { return m->batched; }
 
 Py_ssize_t snapshot_batch_size(const SnapshotBatch *b) { return b != NULL && b->valid ? b->n_obj : 0; }
 
+Py_ssize_t snapshot_batch_held(const SnapshotBatch *b) {
+    Py_ssize_t n = 0;
+    for (Py_ssize_t i = 0; i < snapshot_batch_size(b); i++) n += b->objs[i].held;
+    return n;
+}
+
 /* 1 when every batched snapshot still holds; 0 (the batch dropped) otherwise. Never raises. */
 int snapshot_batch_check(SnapshotBatch *b) {
     if (!b->valid) return 0;
 #if PY_VERSION_HEX >= 0x030C0000
     if (b->epoch != snapshot_dict_epoch) goto fail;
 #endif
-    for (Py_ssize_t i = 0; i < b->n_obj; i++) {
+    /* objects in order, each with its tables: a held object's holder was checked before it */
+    for (Py_ssize_t i = 0, t = 0; i < b->n_obj; i++) {
         if (i + BATCH_AHEAD < b->n_obj) {
             const BatchObject *f = &b->objs[i + BATCH_AHEAD];
-            __builtin_prefetch(f->target);
+            if (!f->held) __builtin_prefetch(f->target);
             __builtin_prefetch(f->obj);
             __builtin_prefetch(f->dict);
         }
+        if (t + TABLES_AHEAD < b->n_table) __builtin_prefetch(b->tables[t + TABLES_AHEAD].dict);
         const BatchObject *o = &b->objs[i];
-        PyObject *obj = PyWeakref_CheckRef(o->target) ? referent_of(o->target) : o->target;
+        PyObject *obj = o->held ? o->obj : PyWeakref_CheckRef(o->target) ? referent_of(o->target) : o->target;
         if (obj != o->obj || Py_TYPE(obj) != o->cls) goto fail;
         if (o->dict == NULL) continue;
         if (instance_dict(obj) != o->dict) goto fail;
 #if PY_VERSION_HEX < 0x030C0000
         if (dict_version_tag(o->dict) != o->tag) goto fail;
+        /* the instance dict is untouched: it still holds its tables */
+        for (Py_ssize_t end = t + o->n_tables; t < end; t++) {
+            if (dict_version_tag(b->tables[t].dict) != b->tables[t].tag) goto fail;
+        }
 #endif
-    }
-    for (Py_ssize_t i = 0; i < b->n_table; i++) {
-        if (i + BATCH_AHEAD < b->n_table) __builtin_prefetch(b->tables[i + BATCH_AHEAD].dict);
-        if (dict_version_tag(b->tables[i].dict) != b->tables[i].tag) goto fail;
     }
     for (Py_ssize_t i = 0; i < b->n_split; i++) {
         const BatchSplit *s = &b->splits[i];
@@ -197,6 +208,71 @@ static int grow_flat(FlatSlots *f, Py_ssize_t *cap, Py_ssize_t need) {
     return 0;
 }
 
+/* ---- held objects: no weakref read ----
+ * A module's children are values of its `_modules` table (an E_ID / E_ID_WEAK entry). Once
+ * that table is known untouched in a pass (3.11: its tag, read after its holder's; 3.12+:
+ * the epoch, and the watcher saw no write to it and did not see it freed), it still holds
+ * the child: the child is alive and at the address recorded, and its weakref need not be
+ * read (~210 memory lines a BERT-12 call). Only a holder before the child in the pass counts. */
+typedef struct {
+    PyObject *value;
+    Py_ssize_t holder;  /* its index in the batch's objects */
+} HeldValue;
+
+static int held_cmp(const void *a, const void *b) {
+    const HeldValue *x = a, *y = b;
+    if (x->value != y->value) return (uintptr_t)x->value < (uintptr_t)y->value ? -1 : 1;
+    return x->holder < y->holder ? -1 : x->holder > y->holder;
+}
+
+/* Appends to `out` (room for every entry) the values m's dict tables hold by identity. */
+static Py_ssize_t held_values(const SnapshotMemo *m, Py_ssize_t holder, HeldValue *out) {
+    Py_ssize_t n = 0;
+    for (Py_ssize_t i = 0; i < m->n_tables; i++) {
+        PyObject *c = m->memo[i].container;
+        if (c == NULL || !PyDict_Check(c)) continue;
+        PyObject *entries = PyTuple_GET_ITEM(PyTuple_GET_ITEM(m->tables, i), 3);
+        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(entries); j++) {
+            PyObject *entry = PyTuple_GET_ITEM(entries, j), *expected = PyTuple_GET_ITEM(entry, 2);
+            long kind = PyLong_AsLong(PyTuple_GET_ITEM(entry, 1));
+            PyObject *value = kind == E_ID ? expected : kind == E_ID_WEAK ? referent_of(expected) : NULL;
+            if (value != NULL) out[n++] = (HeldValue){value, holder};
+        }
+    }
+    return n;
+}
+
+static Py_ssize_t table_entries(const SnapshotMemo *m) {
+    Py_ssize_t n = 0;
+    for (Py_ssize_t i = 0; i < m->n_tables; i++) n += PyTuple_GET_SIZE(PyTuple_GET_ITEM(PyTuple_GET_ITEM(m->tables, i), 3));
+    return n;
+}
+
+/* Marks the batch's objects held by a table of an object before them. */
+static void mark_held(SnapshotBatch *b) {
+    Py_ssize_t cap = 0;
+    for (Py_ssize_t k = 0; k < b->n_memos; k++) {
+        if (b->memos[k]->batched) cap += table_entries(b->memos[k]);
+    }
+    HeldValue *values = cap ? PyMem_Malloc(cap * sizeof(HeldValue)) : NULL;
+    if (values == NULL) return;  /* every weakref read: as sound, only slower */
+    Py_ssize_t n = 0;
+    for (Py_ssize_t k = 0, i = 0; k < b->n_memos; k++) {
+        if (b->memos[k]->batched) n += held_values(b->memos[k], i++, values + n);
+    }
+    qsort(values, n, sizeof(HeldValue), held_cmp);
+    for (Py_ssize_t i = 0; i < b->n_obj; i++) {
+        HeldValue key = {b->objs[i].obj, -1};  /* below every holder: the first of its value */
+        Py_ssize_t lo = 0, hi = n;
+        while (lo < hi) {
+            Py_ssize_t mid = (lo + hi) / 2;
+            if (held_cmp(&values[mid], &key) < 0) lo = mid + 1; else hi = mid;
+        }
+        b->objs[i].held = lo < n && values[lo].value == key.value && values[lo].holder < i;
+    }
+    PyMem_Free(values);
+}
+
 /* After a Guard check that checked every snapshot and passed: the batch from the memos
    (each just checked). Never raises (no memory: no batch). */
 void snapshot_batch_build(SnapshotBatch *b) {
@@ -230,7 +306,7 @@ void snapshot_batch_build(SnapshotBatch *b) {
         if (!memo_batchable(m)) continue;
         m->batched = 1;
         BatchObject *o = &b->objs[b->n_obj++];
-        *o = (BatchObject){m->target, m->obj, (PyTypeObject *)m->cls, m->n_tables ? m->dict : NULL, 0};
+        *o = (BatchObject){m->target, m->obj, (PyTypeObject *)m->cls, m->n_tables ? m->dict : NULL, 0, 0, 0};
         if (m->n_tables == 0) continue;
         if (m->dict_live) {
             BatchSplit *s = &b->splits[b->n_split++];
@@ -243,7 +319,10 @@ void snapshot_batch_build(SnapshotBatch *b) {
         o->tag = m->tag;
         for (Py_ssize_t i = 0; i < m->n_tables; i++) {
             PyObject *c = m->memo[i].container;
-            if (c != NULL && PyDict_Check(c)) b->tables[b->n_table++] = (BatchTable){c, m->memo[i].tag};
+            if (c != NULL && PyDict_Check(c)) {
+                b->tables[b->n_table++] = (BatchTable){c, m->memo[i].tag};
+                o->n_tables++;
+            }
         }
 #endif
         for (Py_ssize_t i = 0; i < m->n_live; i++) {
@@ -255,6 +334,7 @@ void snapshot_batch_build(SnapshotBatch *b) {
             }
         }
     }
+    mark_held(b);
 #if PY_VERSION_HEX >= 0x030C0000
     b->epoch = snapshot_dict_epoch;
 #endif

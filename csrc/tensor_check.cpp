@@ -156,7 +156,9 @@ int tensor_matches(PyObject *obj, const TensorSpec *spec) noexcept {
  * check last matched, it matches again. They are compared as they lie, with the impl and
  * the meta prefetched from the pointers recorded then: no chain of dependent reads, no
  * call but autograd_meta(). A field that differs (even a padding byte) sends the entry
- * to tensor_matches. */
+ * to tensor_matches. What they are compared with (the spec's type, sizes and strides) is
+ * copied into the record: the spec, a small allocation of its own per parameter, is not
+ * read, and the records lie one after the other. */
 struct ImplFields : c10::TensorImpl {  /* names protected members; never made */
     static auto data_type() { return &ImplFields::data_type_; }
     static auto key_set() { return &ImplFields::key_set_; }
@@ -181,17 +183,20 @@ const char *region_of(const c10::TensorImpl *impl) {
 
 /* 1: obj's fields are those in raw (so it matches spec); 0: something differs. */
 bool same_fields(PyObject *obj, const TensorSpec *spec, const TensorRaw *raw) {
-    if (!raw->valid || Py_TYPE(obj) != spec->type) return false;
+    if (!raw->valid || Py_TYPE(obj) != raw->type) return false;
     const c10::TensorImpl *impl = THPVariable_Unpack(obj).unsafeGetTensorImpl();
     if (impl != raw->impl || vtable_of(impl) != raw->impl_vtable ||
         std::memcmp(region_of(impl), raw->region, region_size) != 0) {
         return false;
     }
     const c10::impl::SizesAndStrides &ss = impl->*ImplFields::sizes_and_strides();
-    if ((int64_t)ss.size() != spec->ndim) return false;
     const int64_t *sizes = ss.sizes_data(), *strides = ss.strides_data();
-    for (int32_t i = 0; i < spec->ndim; i++) {
-        if (sizes[i] != spec->sizes[i] || strides[i] != spec->strides[i]) return false;
+    int32_t ndim = raw->ndim >= 0 ? raw->ndim : spec->ndim;  /* the spec's, copied when it fits */
+    const int64_t *want_sizes = raw->ndim >= 0 ? raw->dims : spec->sizes;
+    const int64_t *want_strides = raw->ndim >= 0 ? raw->dims + raw->ndim : spec->strides;
+    if ((int64_t)ss.size() != ndim) return false;
+    for (int32_t i = 0; i < ndim; i++) {
+        if (sizes[i] != want_sizes[i] || strides[i] != want_strides[i]) return false;
     }
     const auto *meta = static_cast<const torch::autograd::AutogradMeta *>(impl->autograd_meta());
     if (meta != raw->meta) return false;
@@ -199,8 +204,9 @@ bool same_fields(PyObject *obj, const TensorSpec *spec, const TensorRaw *raw) {
                                meta->grad_fn_.get() == raw->grad_fn);
 }
 
-/* After tensor_matches said 1: the fields it read, when they are all plain ones. */
-void record(PyObject *obj, TensorRaw *raw) noexcept {
+/* After tensor_matches said 1: the fields it read, when they are all plain ones, and the
+   spec's type, sizes and strides (equal to obj's then). */
+void record(PyObject *obj, const TensorSpec *spec, TensorRaw *raw) noexcept {
     raw->valid = 0;
     const c10::TensorImpl *impl = THPVariable_Unpack(obj).unsafeGetTensorImpl();
     const char *region = region_of(impl);
@@ -215,6 +221,12 @@ void record(PyObject *obj, TensorRaw *raw) noexcept {
     raw->meta_vtable = meta ? vtable_of(meta) : nullptr;
     raw->requires_grad = plain ? plain->requires_grad_ : 0;
     raw->grad_fn = plain ? plain->grad_fn_.get() : nullptr;
+    raw->type = spec->type;
+    raw->ndim = spec->ndim <= TENSOR_RAW_DIMS ? (int8_t)spec->ndim : -1;
+    for (int32_t i = 0; i < raw->ndim; i++) {
+        raw->dims[i] = spec->sizes[i];
+        raw->dims[raw->ndim + i] = spec->strides[i];
+    }
     raw->valid = 1;
 }
 
@@ -237,7 +249,7 @@ int tensors_match(TensorEntry *entries, Py_ssize_t n) noexcept {
         if (same_fields(e.obj, e.spec, &e.raw)) continue;
         int r = tensor_matches(e.obj, e.spec);
         if (r != 1) return r;
-        record(e.obj, &e.raw);
+        record(e.obj, e.spec, &e.raw);
     }
     return 1;
 }

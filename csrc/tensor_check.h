@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #define TENSOR_CHECK_CAPSULE "terra_dyn._tensor_check._C_API"
-#define TENSOR_CHECK_API_VERSION 4
+#define TENSOR_CHECK_API_VERSION 5
 #define TENSOR_SPEC_MAX_DIM 12  /* more dimensions: the Python path */
 
 typedef struct {
@@ -51,10 +51,16 @@ typedef struct {
 } TensorSlot;
 
 /* What a tensor check read when it last matched, as raw fields of the TensorImpl and its
-   autograd metadata (tensor_check.cpp, tensors_match). Opaque here; zeroed: none yet. */
+   autograd metadata (tensor_check.cpp, tensors_match), and what it compared them with: the
+   spec's type and, up to TENSOR_RAW_DIMS dimensions, its sizes and strides (a check that
+   passes then reads no spec: ~2 memory lines a parameter). Opaque here; zeroed: none yet. */
+#define TENSOR_RAW_DIMS 4
 typedef struct {
     const void *impl, *impl_vtable, *meta, *meta_vtable, *grad_fn;
+    PyTypeObject *type;  /* the spec's */
     uint64_t region[4];  /* the bytes from data_type_ to key_set_: dtype, device, policies, keys */
+    int64_t dims[2 * TENSOR_RAW_DIMS];  /* sizes, then strides */
+    int8_t ndim;         /* -1: more dimensions, compared with the spec */
     uint8_t requires_grad, valid;
 } TensorRaw;
 

@@ -153,6 +153,7 @@ int snapshot_batch_check(SnapshotBatch *batch);  /* 1: every batched memo holds;
 void snapshot_batch_build(SnapshotBatch *batch);  /* after a full pass */
 int snapshot_is_batched(const SnapshotMemo *memo);
 Py_ssize_t snapshot_batch_size(const SnapshotBatch *batch);  /* snapshots in a valid batch */
+Py_ssize_t snapshot_batch_held(const SnapshotBatch *batch);  /* ... held by a table checked before */
 
 /* ---- path_check.c ---- */
 typedef struct PathTree PathTree;  /* a paths check's tree (borrows from its spec tuple) */

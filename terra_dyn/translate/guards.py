@@ -29,7 +29,7 @@ import torch
 
 from ..real_types import instance_dict, isa
 
-from . import guard_paths, guard_snapshot
+from . import guard_implied, guard_paths, guard_snapshot
 from .guard_checks import (GLOBAL_ABSENT, PyGuard, Predicate, check_tensor, check_tensor_layout, describe_check,
                            hook_keys, hooks_are, keys_are, layout_check, offset_is)
 from .guard_snapshot import Snapshot
@@ -66,7 +66,7 @@ class GuardSet:
         self.namespace = {"G": f_globals, "check_tensor": check_tensor, "torch": torch}
         self._seen = set()
         self._ids = {}  # source -> the object an identity fact pins it to
-        self._facts = []  # (item of exprs or closure_exprs, source, (kind, expected)): _implied
+        self._facts = []  # (item of exprs or closure_exprs, source, (kind, expected)): guard_implied
         self._path_facts = {}  # id(item of exprs) -> its guard_paths fact
         self.paths = None  # guard_paths.PathChecks, after _finish
         self._closure_paths = None  # the same over the closure variables
@@ -96,7 +96,7 @@ class GuardSet:
         self._seen.add(key_seen)
         self._keep.append(key)  # an id stays this object's while the translation runs
         if fact is not None and fact[0] == guard_snapshot.ID and source is not None:
-            self._ids.setdefault(source, fact[1])  # checked wherever it goes: _implied
+            self._ids.setdefault(source, fact[1])  # checked wherever it goes: guard_implied
         if fact is not None and self._fold(source, *fact):
             return
         root = source.root() if source is not None else None
@@ -457,7 +457,7 @@ class GuardSet:
         module has its final class. Idempotent."""
         if not self._finished:
             self._finished = True
-            implied = self._implied()
+            implied = guard_implied.implied(self)
             self.exprs = [e for e in self.exprs if id(e) not in implied]
             self.closure_exprs = [e for e in self.closure_exprs if id(e) not in implied]
             self.exprs, self.paths = self._to_paths(self.exprs)
@@ -498,48 +498,6 @@ class GuardSet:
             else:
                 paths.add(*path, fact, self._render_fact(item, closure=closure, pins=False))
         return rest, (paths if len(paths) else None)
-
-    def _implied(self):
-        """ids of the Python facts other checks imply (each one walk fewer per call):
-        - `type(x) is T` beside `x is c`, T = type(c) a class whose instances cannot change
-          `__class__` (a builtin type other than a module's: bool, None, functions);
-        - a fact about `f.__defaults__[i]`, f pinned and a `func` check on it (that tuple,
-          immutable, so the very item): `is`, its type (as above), `==` of an atomic value."""
-        pinned_ids = self._ids
-        funcs = {id(c[1]): c[3] for c in self.checks if c[0] == "func"}
-        out = set()
-        for item, source, (kind, expected) in self._facts:
-            if kind == guard_snapshot.TYPE and source in pinned_ids:
-                if type(pinned_ids[source]) is expected and _fixed_class(expected):
-                    out.add(id(item))
-                continue
-            value = self._pinned_default(source, funcs)
-            if value is _ABSENT:
-                continue
-            if kind == guard_snapshot.ID and value is expected or \
-                    kind == guard_snapshot.TYPE and type(value) is expected and _fixed_class(expected) or \
-                    kind == guard_snapshot.EQ and type(value) in _ATOMIC and type(value) is type(expected) \
-                    and value == expected and value == value:
-                out.add(id(item))
-        return out
-
-    def _pinned_default(self, source, funcs):
-        """The item `source` reads if it is `f.__defaults__[i]` of a function f the guard
-        pins and checks with a `func` check (defaults tuple included); else _ABSENT."""
-        if isinstance(source, DefaultSource) and not source.kw:  # an inlined function's default
-            fn_source = source.base
-        elif isinstance(source, ItemSource) and isinstance(source.base, AttrSource) \
-                and source.base.name == "__defaults__":
-            fn_source = source.base.base
-        else:  # (not `__kwdefaults__`: a dict, changed in place unseen by the `func` check)
-            return _ABSENT
-        if type(source.key) is not int:
-            return _ABSENT
-        const = self._pinned.get(fn_source)
-        fn = self.namespace.get(const) if const is not None else None
-        if not isinstance(fn, types.FunctionType) or fn.__defaults__ is None or funcs.get(id(fn), _ABSENT) is not fn.__defaults__:
-            return _ABSENT
-        return fn.__defaults__[source.key] if 0 <= source.key < len(fn.__defaults__) else _ABSENT
 
     def _render_fact(self, item, closure=False, pins=True):
         if isinstance(item, str):
@@ -583,15 +541,8 @@ class GuardSet:
         return counts
 
 
-_ATOMIC = (bool, int, float, str, bytes, type(None))
 _SAME = object()  # an alias fact until build: (_SAME, the other source, is / is not)
 _ALL_NAMES_READ = types.SimpleNamespace(read=lambda names: None)  # a weakly held class: its tag is all
-
-
-def _fixed_class(cls):
-    """Instances of cls can never be given another class: `obj.__class__ = X` needs a heap
-    type (a class statement's) or a module."""
-    return isinstance(cls, type) and not cls.__flags__ & (1 << 9) and not issubclass(cls, types.ModuleType)
 
 
 def _closure_expr(source):

@@ -278,3 +278,100 @@ def test_parameter_data_replaced_by_a_view():
     # then another such view: only the strides differ (both not contiguous)
     _run_meta(lambda m: setattr(_weight(m), "data", torch.randn(4, 8)[:, ::2]),
               lambda m: setattr(_weight(m), "data", torch.randn(4, 12)[:, ::3]))
+
+
+# ---- held objects: a module's children are not read through their weakrefs ----
+# (csrc/snapshot_batch.c "held objects": a child's liveness follows from its parent's
+# `_modules` table, checked untouched just before it in the same pass)
+
+def _batched_stack():
+    torch.manual_seed(0)
+    model = Stack()
+    fast = terra_dyn.optimize(model, backend="interpreter")
+    x = torch.randn(3, 4)
+    for _ in range(4):
+        _compare(fast, model, x)
+    return model, fast, x
+
+
+def test_children_are_held_by_their_parents_tables(guard_snapshot_modes):
+    if not guard_snapshot_modes.snapshots:
+        pytest.skip("snapshots off: no batch")
+    model, fast, x = _batched_stack()
+    guard = _guard(model)
+    # every module but the root: the root is read through its weakref
+    assert guard.batch_held == len(list(model.modules())) - 1 == guard.batched - 1
+
+
+@pytest.mark.parametrize("how", ["setattr", "dict", "delete"])
+def test_held_child_freed_then_another_at_its_place(how):
+    """The old child is freed (no one keeps it) and a new one may take its address: the
+    parent's table, checked before the child, sees the change."""
+    model, fast, x = _batched_stack()
+    for round in range(3):
+        block = model.blocks[round]
+        if how == "setattr":
+            block.fc = nn.Linear(4, 4)
+        elif how == "dict":
+            block._modules["fc"] = nn.Linear(4, 4)
+        else:
+            del block._modules["norm"]
+            block.norm = nn.LayerNorm(4, eps=0.5)
+        for _ in range(3):
+            _compare(fast, model, x)
+
+
+def test_held_child_class_changed_after_its_parent_dropped_it():
+    """A child kept alive by the user, dropped by its parent and put back with another
+    class: still seen (its type is read, its weakref is not)."""
+    model, fast, x = _batched_stack()
+
+    class Doubled(nn.Linear):
+        def forward(self, x):
+            return super().forward(x) * 2
+
+    fc = model.blocks[1].fc
+    fc.__class__ = Doubled
+    for _ in range(3):
+        _compare(fast, model, x)
+    fc.__class__ = nn.Linear
+    model.blocks[1].fc = nn.Linear(4, 4)
+    model.blocks[1].fc = fc
+    for _ in range(3):
+        _compare(fast, model, x)
+
+
+# ---- a parameter's record holds its spec's sizes and strides (csrc/tensor_check.cpp) ----
+# up to 4 dimensions copied into the record; more: compared with the spec itself
+
+class Convs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c2 = nn.Conv2d(2, 2, 3, padding=1)  # a 4-d weight: its record's copy
+        self.c3 = nn.Conv3d(2, 2, 3, padding=1)  # a 5-d weight: the spec
+
+    def forward(self, x):
+        return self.c2(x.sum(2)).sum() + self.c3(x).sum()
+
+
+@pytest.mark.parametrize("name", ["c2", "c3"])
+@pytest.mark.parametrize("edit", ["strides", "sizes", "dtype"])
+def test_conv_weight_changed_through_data(name, edit):
+    torch.manual_seed(0)
+    model = Convs()
+    fast = terra_dyn.optimize(model, backend="interpreter")
+    x = torch.randn(1, 2, 4, 5, 5)
+    for _ in range(4):
+        _compare(fast, model, x)
+    w = getattr(model, name).weight
+    if edit == "strides":  # the same sizes, channels last: other strides
+        fmt = torch.channels_last if w.dim() == 4 else torch.channels_last_3d
+        w.data = w.data.contiguous(memory_format=fmt)
+    elif edit == "sizes":  # one output channel: other sizes
+        w.data = w.data[:1].clone()
+        getattr(model, name).bias.data = getattr(model, name).bias.data[:1].clone()
+    else:
+        model.double()
+        x = x.double()
+    for _ in range(3):
+        _compare(fast, model, x)

@@ -8,6 +8,8 @@
 
 Each test changes exactly that thing after several cached calls and compares with eager.
 """
+import functools
+
 import pytest
 import torch
 import torch.nn as nn
@@ -194,3 +196,50 @@ def test_tensor_in_the_kwargs_dict_checked_in_c(change, guard_snapshot_modes):
         assert paths and "check_tensor(a" in " ".join(paths[0][2].exprs)
     else:
         assert ".check(a" in guard.fallback.text and "check_tensor(a" in " ".join(guard.fallback.exprs)
+
+
+# ---- facts about a part of a function's code object (guard_implied.py) ----
+# transformers' output-capturing wrapper reads `func.__code__.co_varnames` of the `func`
+# in its closure; the `func` check on that function fixes its code object, which is
+# immutable: the names are not compared on each call, and a new `__code__` is still seen.
+
+def _capturing(func):
+    @functools.wraps(func)
+    def wrapper(self, *args, **kwargs):
+        if "scale" in func.__code__.co_varnames:
+            kwargs["scale"] = 3.0
+        return func(self, *args, **kwargs)
+    return wrapper
+
+
+def _with_scale(self, x, scale=1.0):
+    return self.fc(x) * scale
+
+
+def _without_scale(self, x, bias=0.5):
+    return self.fc(x) + bias
+
+
+_WITH_SCALE_CODE = _with_scale.__code__
+
+
+class Captured(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    forward = _capturing(_with_scale)
+
+
+@pytest.mark.parametrize("change", ["code", "defaults"])
+def test_code_parts_of_a_closure_function(change):
+    torch.manual_seed(0)
+    edit = {"code": lambda m: setattr(_with_scale, "__code__", _without_scale.__code__),
+            "defaults": lambda m: setattr(_with_scale, "__defaults__", (2.0,))}[change]
+    try:
+        _run(Captured(), edit)
+    finally:
+        _with_scale.__code__, _with_scale.__defaults__ = _WITH_SCALE_CODE, (1.0,)
+    entries = _C.cache_entries(Captured.forward.__code__)
+    texts = [e for entry in entries for g in (entry.guard, entry.closure) if g is not None for e in guard_texts(g)]
+    assert not any("co_varnames" in e or "__code__" in e for e in texts), texts  # the `func` check fixes them
