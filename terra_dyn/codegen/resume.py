@@ -236,6 +236,8 @@ def original_pc(code, pc):
         return code, pc
     original, prologue_len, resume, label_at = entry
     q = pc - prologue_len
+    if q < 0:  # in a chain prologue (resume_chain.py): its call ends where the cut begins
+        return original, label_at
     return original, (q if q <= label_at else q - 1)
 
 
@@ -527,7 +529,7 @@ def _explicit_super(original, instrs):
     return rules.explicit_super(instrs, [Instr("LOAD_DEREF", FreeVar("__class__")), load_first])
 
 
-def _prologue(original, stack_layout, target, step=False):
+def _prologue(original, stack_layout, target, step=False, before_jump=()):
     prologue = rules.prologue(len(_free_names(original)))
     stack_args = []
     for i, is_null in enumerate(stack_layout):
@@ -539,11 +541,11 @@ def _prologue(original, stack_layout, target, step=False):
             prologue.append(Instr("LOAD_FAST", name))
             if not step:  # the slot lets go: the stack item alone holds it, as in the original
                 prologue.append(Instr("DELETE_FAST", name))  # (a step code's exits reload it)
-    prologue += rules.jump_forward(target)
+    prologue += list(before_jump) + rules.jump_forward(target)
     return prologue, stack_args
 
 
-def _assemble(original, info, instrs, stack_args, local_names, step=False):
+def _assemble(original, info, instrs, stack_args, local_names, step=False, extra_stack=0):
     # the locals are renumbered here: no two-local superinstruction survives (seam)
     bc = Bytecode([out for ins in rules.split_fast_pairs(instrs)
                    for out in _cell_read(original, _cell_load(original, ins))])
@@ -560,7 +562,7 @@ def _assemble(original, info, instrs, stack_args, local_names, step=False):
     # middle. The restored stack is the original's at that point, so the original's
     # maximum depth and its exception table depths (kept when parsing) stay right; a step
     # code's exit blocks push the call of Continue with every argument on top of it.
-    extra = 4 + 3 + (len(stack_args) + len(local_names) + len(_free_names(original)) + 16) * step
+    extra = 4 + 3 + extra_stack + (len(stack_args) + len(local_names) + len(_free_names(original)) + 16) * step
     code = bc.to_code(stacksize=original.co_stacksize + extra, check_pre_and_post=False,
                       compute_exception_stack_depths=False)
     if closure_arg:

@@ -23,9 +23,11 @@ _GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYN
     inspect.CO_ITERABLE_COROUTINE
 
 
-def inline_function(tx, fn, args, kwargs, suspend_at_yield=False):
+def inline_function(tx, fn, args, kwargs, suspend_at_yield=False, chained=False):
     """`fn` is a ConstValue of a Python function or a FunctionValue. suspend_at_yield: a
-    generator stops at its first yield and the child Translator is returned (generator_cm)."""
+    generator stops at its first yield and the child Translator is returned (generator_cm).
+    chained: the callee's return value is the caller's CALL result as it is, so a break
+    inside it may stay inside it (nested_breaks.py)."""
     if isinstance(fn, FunctionValue):
         code, f_globals, name = fn.code, fn.f_globals, fn.name
         defaults = list(fn.defaults.items) if fn.defaults is not None else []
@@ -59,6 +61,7 @@ def inline_function(tx, fn, args, kwargs, suspend_at_yield=False):
 
     local_values = bind_arguments(code, name, args, kwargs, defaults, kwdefaults)
     child = Translator(tx.ctx, code, f_globals, local_values, cells, parent=tx, name=name)
+    child.chained = chained and not is_generator
     if is_generator and not suspend_at_yield:
         # calling a generator function runs none of its body: each step of the iterator
         # resumes it (iterators.GeneratorIterator), in order with the consumer's own effects

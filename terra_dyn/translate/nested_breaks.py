@@ -1,0 +1,133 @@
+"""A break inside inlined callees that stays there: the callers are not split at their calls.
+
+    def forward(self, x):  a = self.pre(x); b = self.inner(a); return self.post(b)
+    Inner.forward(a):      y = self.lin(a); z = helper(y); return z - 1
+    helper(y):             s = y.sum().item(); return y * 2 + s
+
+Split at the top frame's call (frame.py's attempt 2), the inner module runs natively and is
+translated on its own, breaking at its call of helper, which breaks at `.item()`: 3 breaks
+and 6 graphs, one on each side of the call at each level. Stopped *inside* the callees, the
+translation of forward ends at `.item()` with the chain of frames it is in; the rewritten
+forward runs one graph (pre, lin, sum), calls `.item()` natively, and continues in one
+chain resume function (codegen/resume_chain.py) that holds the rest of helper, of
+Inner.forward and of forward: 1 break, 2 graphs.
+
+    attempt 1: Unsupported, annotated at each level it passes (executor._annotate):
+               (depth, ctx.steps when that level's instruction began, chained)
+    stop_step(exc): the deepest level reached through chained calls only
+    attempt 2: ctx.stop_step: the translator at that step stops before its instruction
+    site(tx):  the chain checked and turned into a BreakSite with `chain` levels;
+               NotNestable -> attempt 3 splits at the top frame's call, as before
+
+Where it applies: each link is a call whose result is the callee's return value as it is
+(calls.py marks such inlines `chained`: a plain function, a method, a module's forward
+without hooks, not a constructor's __init__, a hook or a key function); no level is inside
+a try body or a with block (the handler's frame would be gone); the callees have no cells
+or free variables (their resume codes take no closure); and the breaking instruction reads
+nothing of its frame but the stack (a call, a jump, a loop step, attribute and item ops),
+since it runs in the top frame.
+"""
+from ..codegen.graph_call import BreakSite
+from ..codegen.resume_chain import ChainLevel
+from ..seam import rules
+from .values import ScalarValue
+
+
+class NotNestable(Exception):
+    """The chain does not qualify: the break goes to the top frame's call instead."""
+
+
+# instructions that read nothing of their frame but the stack, beyond calls and jumps
+_STACK_ONLY = frozenset({
+    "BINARY_SUBSCR", "STORE_SUBSCR", "DELETE_SUBSCR", "LOAD_ATTR", "STORE_ATTR", "DELETE_ATTR",
+    "BINARY_OP", "COMPARE_OP", "CONTAINS_OP", "IS_OP", "UNARY_NEGATIVE", "UNARY_NOT", "UNARY_INVERT",
+    "UNARY_POSITIVE", "GET_ITER", "UNPACK_SEQUENCE", "FORMAT_VALUE", "BUILD_STRING", "BINARY_SLICE",
+    "STORE_SLICE", "TO_BOOL", "FORMAT_SIMPLE", "FORMAT_WITH_SPEC", "CONVERT_VALUE"})
+
+
+def stop_step(exc):
+    """The step at which attempt 2 stops inside callees, or None (the top frame's call)."""
+    levels = sorted(getattr(exc, "levels", ()), key=lambda level: level[0])
+    step = None
+    for expected, (depth, instr_step, chained) in enumerate(levels):
+        if depth != expected or (depth and not chained):
+            break
+        if depth:
+            step = instr_step
+    return step
+
+
+def site(tx):
+    """The BreakSite for a translation stopped at tx, a callee inlined by a chain of calls."""
+    from .frame import _break_site, _enclosing_grad_restore, _inside_user_try, _run_time_number, _split_methods
+
+    levels = []
+    t = tx
+    while t is not None:
+        levels.append(t)
+        t = t.parent
+    levels.reverse()
+    top = levels[0]
+    if len(levels) < 2 or tx.ctx.open_with_blocks:
+        raise NotNestable("no chain, or a with block open")
+    for caller, callee in zip(levels, levels[1:]):
+        instr = caller.instrs[caller.pc]
+        if not callee.chained or not (rules.is_call(instr) or instr.name == "CALL_FUNCTION_EX"):
+            raise NotNestable(f"{callee.name} is not a plain call's callee")
+        if callee.code.co_cellvars or callee.code.co_freevars:
+            raise NotNestable(f"{callee.name} has cells")
+    for level in levels:
+        if _inside_user_try(level.info, level.pc) or level.info.in_with[level.pc]:
+            raise NotNestable(f"{level.name} is inside a try or with block")
+    instr = tx.instrs[tx.pc]
+    if not (rules.is_call(instr) or instr.name == "CALL_FUNCTION_EX" or rules.is_cond_jump(instr)
+            or rules.is_for_iter(instr) or instr.name in _STACK_ONLY) or instr.name in rules.not_breakable \
+            or rules.may_push_null(instr):
+        raise NotNestable(f"{instr.name} reads its frame")
+    if rules.is_call(instr) and _calls_super(tx, instr):
+        raise NotNestable("super() reads its frame")
+    for level in levels[1:]:
+        level.realize_locals()  # handed on as values: no slot of the top frame holds them
+    inner = _break_site(tx)
+    if inner.kind not in ("plain", "jump", "for_iter") or inner.grad_restore is not None:
+        raise NotNestable(f"a {inner.kind} break")
+    chain = [_level(level, _split_methods(level.stack), dict(level.locals), level.pc + 1) for level in levels[1:-1]]
+    last = _level(tx, inner.deep, inner.locals, -1)
+    last.numbers = list(inner.number_items)
+    chain.append(last)
+    deep = _split_methods(top.stack)
+    if _enclosing_grad_restore(deep) is not None:
+        raise NotNestable("a grad-mode block open at the call")
+    live = {n: None if _is_lazy(v) else v for n, v in top.locals.items()}
+    cells = [top.cells[n] if n in top.cells else _empty_cell() for n in top.code.co_cellvars]
+    out = BreakSite(kind=inner.kind, native=inner.native, deep=deep, top=inner.top, pushes=inner.pushes,
+                    locals=live, cells=cells, number_items=[isinstance(v, ScalarValue) for v in deep],
+                    number_locals=frozenset(n for n, v in top.locals.items() if _run_time_number(top, v)),
+                    chain=chain, caller_pc=top.pc + 1)
+    out.next_pc, out.jump_pc = inner.next_pc, inner.jump_pc
+    return out
+
+
+def _level(tx, deep, local_values, resume_pc):
+    return ChainLevel(tx.code, tx.f_globals, list(deep), dict(local_values), resume_pc,
+                      numbers=[isinstance(v, ScalarValue) for v in deep],
+                      number_locals=frozenset(n for n, v in local_values.items() if isinstance(v, ScalarValue)))
+
+
+def _calls_super(tx, instr):
+    from .values import ConstValue
+
+    n = instr.arg if isinstance(instr.arg, int) else 0
+    return any(isinstance(v, ConstValue) and v.value is super for v in tx.stack[-(n + 2):])
+
+
+def _is_lazy(v):
+    from .values import Lazy
+
+    return isinstance(v, Lazy)
+
+
+def _empty_cell():
+    from .values import CellValue
+
+    return CellValue(None)
