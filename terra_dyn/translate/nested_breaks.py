@@ -27,9 +27,12 @@ or free variables (their resume codes take no closure); and the breaking instruc
 nothing of its frame but the stack (a call, a jump, a loop step, attribute and item ops),
 since it runs in the top frame.
 """
+from bytecode import Instr
+
 from ..codegen.graph_call import BreakSite
 from ..codegen.resume_chain import ChainLevel
 from ..seam import rules
+from .size_exprs import DynamicShapesFailed
 from .values import ScalarValue
 
 
@@ -37,16 +40,19 @@ class NotNestable(Exception):
     """The chain does not qualify: the break goes to the top frame's call instead."""
 
 
-# instructions that read nothing of their frame but the stack, beyond calls and jumps
+# instructions that read nothing of their frame but the stack, beyond calls and jumps (not
+# GET_ITER: a loop over a run-time iterator in a callee is its own frame's to specialize)
 _STACK_ONLY = frozenset({
     "BINARY_SUBSCR", "STORE_SUBSCR", "DELETE_SUBSCR", "LOAD_ATTR", "STORE_ATTR", "DELETE_ATTR",
     "BINARY_OP", "COMPARE_OP", "CONTAINS_OP", "IS_OP", "UNARY_NEGATIVE", "UNARY_NOT", "UNARY_INVERT",
-    "UNARY_POSITIVE", "GET_ITER", "UNPACK_SEQUENCE", "FORMAT_VALUE", "BUILD_STRING", "BINARY_SLICE",
+    "UNARY_POSITIVE", "UNPACK_SEQUENCE", "FORMAT_VALUE", "BUILD_STRING", "BINARY_SLICE",
     "STORE_SLICE", "TO_BOOL", "FORMAT_SIMPLE", "FORMAT_WITH_SPEC", "CONVERT_VALUE"})
 
 
 def stop_step(exc):
     """The step at which attempt 2 stops inside callees, or None (the top frame's call)."""
+    if getattr(exc, "loop", False):
+        return None
     levels = sorted(getattr(exc, "levels", ()), key=lambda level: level[0])
     step = None
     for expected, (depth, instr_step, chained) in enumerate(levels):
@@ -79,6 +85,11 @@ def site(tx):
     for level in levels:
         if _inside_user_try(level.info, level.pc) or level.info.in_with[level.pc]:
             raise NotNestable(f"{level.name} is inside a try or with block")
+        if level is not top and _inside_loop(level):
+            # a callee's loop state (its counter, the list it fills) would reach the chain as
+            # constants, one translation per iteration; the callee's own frame treats them
+            # as run-time values (loop specialization, fresh numbers)
+            raise NotNestable(f"{level.name} breaks inside a loop")
     instr = tx.instrs[tx.pc]
     if not (rules.is_call(instr) or instr.name == "CALL_FUNCTION_EX" or rules.is_cond_jump(instr)
             or rules.is_for_iter(instr) or instr.name in _STACK_ONLY) or instr.name in rules.not_breakable \
@@ -86,6 +97,12 @@ def site(tx):
         raise NotNestable(f"{instr.name} reads its frame")
     if rules.is_call(instr) and _calls_super(tx, instr):
         raise NotNestable("super() reads its frame")
+    try:
+        tx.ctx.graph._stop_if_pinned()
+    except DynamicShapesFailed:
+        # a callee pinned a size (an unrolled loop over a tensor's rows): the caller would
+        # retranslate per size; split at its call, the callee alone is (yolov3's build_targets)
+        raise NotNestable("a callee pinned a size") from None
     for level in levels[1:]:
         level.realize_locals()  # handed on as values: no slot of the top frame holds them
     inner = _break_site(tx)
@@ -106,6 +123,17 @@ def site(tx):
                     chain=chain, caller_pc=top.pc + 1)
     out.next_pc, out.jump_pc = inner.next_pc, inner.jump_pc
     return out
+
+
+def _inside_loop(tx):
+    """Is tx's instruction inside a loop of its code: a backward jump after it to a place at
+    or before it?"""
+    info = tx.info
+    for j in range(tx.pc, len(tx.instrs)):
+        ins = tx.instrs[j]
+        if isinstance(ins, Instr) and ins.has_jump() and info.label_pc.get(ins.arg, j + 1) <= tx.pc:
+            return True
+    return False
 
 
 def _level(tx, deep, local_values, resume_pc):
