@@ -27,13 +27,17 @@ or free variables (their resume codes take no closure); and the breaking instruc
 nothing of its frame but the stack (a call, a jump, a loop step, attribute and item ops),
 since it runs in the top frame.
 """
+import logging
+import warnings
+
 from bytecode import Instr
 
 from ..codegen.graph_call import BreakSite
 from ..codegen.resume_chain import ChainLevel
 from ..seam import rules
 from .size_exprs import DynamicShapesFailed
-from .values import ScalarValue
+from ..real_types import isa
+from .values import ConstValue, MethodValue, ScalarValue
 
 
 class NotNestable(Exception):
@@ -65,7 +69,8 @@ def stop_step(exc):
 
 def site(tx):
     """The BreakSite for a translation stopped at tx, a callee inlined by a chain of calls."""
-    from .frame import _break_site, _enclosing_grad_restore, _inside_user_try, _run_time_number, _split_methods
+    from .frame import (_FRAME_INTROSPECTION, _break_site, _enclosing_grad_restore, _inside_user_try,
+                        _run_time_number, _split_methods)
 
     levels = []
     t = tx
@@ -82,6 +87,8 @@ def site(tx):
             raise NotNestable(f"{callee.name} is not a plain call's callee")
         if callee.code.co_cellvars or callee.code.co_freevars:
             raise NotNestable(f"{callee.name} has cells")
+        if _FRAME_INTROSPECTION.intersection(callee.code.co_names):
+            raise NotNestable(f"{callee.name} reads frames")  # its callers' frames must be real
     for level in levels:
         if _inside_user_try(level.info, level.pc) or level.info.in_with[level.pc]:
             raise NotNestable(f"{level.name} is inside a try or with block")
@@ -95,8 +102,10 @@ def site(tx):
             or rules.is_for_iter(instr) or instr.name in _STACK_ONLY) or instr.name in rules.not_breakable \
             or rules.may_push_null(instr):
         raise NotNestable(f"{instr.name} reads its frame")
-    if rules.is_call(instr) and _calls_super(tx, instr):
-        raise NotNestable("super() reads its frame")
+    if (rules.is_call(instr) or instr.name == "CALL_FUNCTION_EX") and _calls_frame_reader(tx, instr):
+        # run in the top frame, it would see the top frame as its caller: a warning's or a
+        # log record's line, super()'s class, an inspected stack
+        raise NotNestable("the call reads its caller's frame")
     try:
         tx.ctx.graph._stop_if_pinned()
     except DynamicShapesFailed:
@@ -117,7 +126,12 @@ def site(tx):
         raise NotNestable("a grad-mode block open at the call")
     live = {n: None if _is_lazy(v) else v for n, v in top.locals.items()}
     cells = [top.cells[n] if n in top.cells else _empty_cell() for n in top.code.co_cellvars]
-    out = BreakSite(kind=inner.kind, native=inner.native, deep=deep, top=inner.top, pushes=inner.pushes,
+    # the native instruction runs in the top frame: a traceback through it shows the top
+    # frame's call line (the callees' frames between are not there)
+    native = [i.copy() for i in inner.native]
+    for i in native:
+        i.location = top.instrs[top.pc].location
+    out = BreakSite(kind=inner.kind, native=native, deep=deep, top=inner.top, pushes=inner.pushes,
                     locals=live, cells=cells, number_items=[isinstance(v, ScalarValue) for v in deep],
                     number_locals=frozenset(n for n, v in top.locals.items() if _run_time_number(top, v)),
                     chain=chain, caller_pc=top.pc + 1)
@@ -142,11 +156,26 @@ def _level(tx, deep, local_values, resume_pc):
                       number_locals=frozenset(n for n, v in local_values.items() if isinstance(v, ScalarValue)))
 
 
-def _calls_super(tx, instr):
-    from .values import ConstValue
+_FRAME_READERS = frozenset({super, locals, vars, dir, eval, exec, globals, breakpoint, warnings.warn,
+                            warnings.warn_explicit})
+_FRAME_MODULES = frozenset({"inspect", "traceback", "logging", "warnings", "pdb", "sys"})
 
+
+def _calls_frame_reader(tx, instr):
+    """Is the callable of the call at tx.pc one that reads its caller's frame?"""
     n = instr.arg if isinstance(instr.arg, int) else 0
-    return any(isinstance(v, ConstValue) and v.value is super for v in tx.stack[-(n + 2):])
+    for v in tx.stack[-(n + 3):]:
+        f = getattr(getattr(v, "fn", None), "value", None) if isinstance(v, MethodValue) else \
+            v.value if isinstance(v, ConstValue) else None
+        owner = getattr(v, "self_value", None) if isinstance(v, MethodValue) else None
+        if isa(getattr(owner, "value", None), logging.Logger) or isa(getattr(f, "__self__", None), logging.Logger):
+            return True
+        try:
+            if f in _FRAME_READERS or getattr(f, "__module__", None) in _FRAME_MODULES:
+                return True
+        except TypeError:  # an unhashable callable
+            continue
+    return False
 
 
 def _is_lazy(v):

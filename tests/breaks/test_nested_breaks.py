@@ -12,6 +12,8 @@ Python side effects) and CALLS (how often user code ran); graph and break counts
 callers stay whole.
 """
 import functools
+import logging
+import warnings
 from collections import Counter
 
 import pytest
@@ -294,3 +296,44 @@ class _Stack(torch.nn.Module):
 def test_identical_layers_each_breaking_inside():
     reps = _run(_Stack(3), _x(2, 4), calls=3)
     assert reps[0].breaks and [_counts(r) for r in reps[1:]] == [(0, 0), (0, 0)]
+
+
+def _warns(x):
+    warnings.warn(f"size {x.shape[0]}", UserWarning, stacklevel=2)  # names its caller's line
+    return x * 2
+
+
+def _calls_warns(x):
+    y = x + 1
+    return _warns(y) - 1
+
+
+def _logs(x):
+    logging.getLogger("nested_breaks_test").warning("value %s", x.shape)
+    return x * 2
+
+
+def _calls_logs(x):
+    return _logs(x + 1) - 1
+
+
+@pytest.mark.parametrize("fn", [_calls_warns, _calls_logs], ids=lambda f: f.__name__)
+def test_a_call_that_reads_its_callers_frame_runs_in_a_real_frame(fn, caplog):
+    """warnings.warn(stacklevel=2) and a log record name the frame that called them: run in the
+    top frame (the chain), they would name the top function's line."""
+    def where():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            caplog.clear()
+            value = run(torch.ones(3))
+        return value, [(str(w.message), w.filename, w.lineno) for w in caught], \
+            [(r.funcName, r.lineno, r.getMessage()) for r in caplog.records]
+
+    terra_dyn.reset()
+    run = fn
+    eager = where()
+    run = terra_dyn.optimize(fn, backend="interpreter")
+    for _ in range(2):
+        ours = where()
+        torch.testing.assert_close(ours[0], eager[0])
+        assert ours[1:] == eager[1:]
