@@ -76,6 +76,7 @@ _resume_info = {}  # id(resume code) -> (original, prologue length, resume code,
 _step_origin = {}  # id(step code) -> (original, None, step code): tracebacks only
 _takes_closure = set()  # ids of resume codes whose last argument is ___closure
 _fresh_args = {}  # id(resume code) -> indexes of its arguments the breaking instruction made
+_fresh_ints = {}  # id(resume code) -> those of them that are inputs even as ints
 CLOSURE_ARG = "___closure"
 
 
@@ -241,16 +242,23 @@ def original_pc(code, pc):
     return original, (q if q <= label_at else q - 1)
 
 
-def note_fresh_args(code, indexes):
+def note_fresh_args(code, indexes, ints=()):
     """Arguments `indexes` of resume code `code` are numbers known only at run time: what
     the natively run instruction before it returned (a call's result, a loop's next item),
     or what the translation cut there held as graph values. Each cut from the same place
-    adds its own."""
-    _fresh_args[id(code)] = tuple(sorted(set(_fresh_args.get(id(code), ())) | set(indexes)))
+    adds its own. `ints`: those taken as inputs even when they are ints (a callee's run-time
+    numbers handed to a chain, resume_chain.py)."""
+    _fresh_args[id(code)] = tuple(sorted(set(_fresh_args.get(id(code), ())) | set(indexes) | set(ints)))
+    if ints:
+        _fresh_ints[id(code)] = tuple(sorted(set(_fresh_ints.get(id(code), ())) | set(ints)))
 
 
 def fresh_args(code):
     return _fresh_args.get(id(code), ()) if is_resume_code(code) else ()
+
+
+def fresh_int_args(code):
+    return _fresh_ints.get(id(code), ()) if is_resume_code(code) else ()
 
 
 def is_resume_code(code):

@@ -91,36 +91,39 @@ def make_chain_code(code, pc, stack_layout, local_names, child, child_nargs):
 def chain_resume(rec, site, top_code, target_pc, temps):
     """(the top frame's resume code, instructions pushing its arguments but the closure, their
     count) for a break whose site has a chain; the innermost resumes at target_pc with the
-    native instruction's results in `temps`."""
+    native instruction's results in `temps`. The callees' run-time numbers are inputs of the
+    chain's first translation, ints too (resume.note_fresh_args): a callee translated on its
+    own would have held them symbolic already."""
     inner = site.chain[-1]
     layout = [v.is_null for v in inner.deep] + [False] * len(temps)
     names = sorted(inner.locals)
     code = resume.make_resume_code(inner.code, target_pc, layout, names)
-    args, numbers = _level_args(rec, inner, names)
+    args, held = _level_args(rec, inner, names)
     below = sum(not null for null in layout[:len(inner.deep)])  # the saved stack items come first
     args[below:below] = [[Instr("LOAD_FAST", t)] for t in temps]
-    numbers = [i if i < below else i + len(temps) for i in numbers] + list(range(below, below + len(temps)))
+    held = [i if i < below else i + len(temps) for i in held]
+    made = list(range(below, below + len(temps)))  # the native instruction's results
     callee = inner
     for level in reversed(site.chain[:-1]):
         child = chain_function(code, callee.f_globals)
         names = sorted(level.locals)
         code = make_chain_code(level.code, level.resume_pc, [v.is_null for v in level.deep], names, child, len(args))
-        own, own_numbers = _level_args(rec, level, names)
-        numbers = own_numbers + [len(own) + i for i in numbers]
+        own, own_held = _level_args(rec, level, names)
+        held = own_held + [len(own) + i for i in held]
+        made = [len(own) + i for i in made]
         args = own + args
         callee = level
     child = chain_function(code, callee.f_globals)
     names = sorted(n for n in site.locals if not n.startswith("___"))
     code = make_chain_code(top_code, site.caller_pc, [v.is_null for v in site.deep], names, child, len(args))
     top = ChainLevel(top_code, None, site.deep, {}, numbers=list(site.number_items))
-    own, own_numbers = _level_args(rec, top, [])
+    own, top_numbers = _level_args(rec, top, [])
     for n in names:
         value = site.locals[n]
         if n in site.number_locals:
-            own_numbers.append(len(own))
+            top_numbers.append(len(own))
         own.append([Instr("LOAD_FAST", n)] if value is None else rec.push(value))
-    numbers = own_numbers + [len(own) + i for i in numbers]
-    resume.note_fresh_args(code, numbers)
+    resume.note_fresh_args(code, top_numbers + [len(own) + i for i in made], ints=[len(own) + i for i in held])
     args = own + args
     return code, [i for arg in args for i in arg], len(args)
 

@@ -152,7 +152,7 @@ class Translator(version_opcodes(sys.version_info), StackOpcodes, ControlOpcodes
     def _annotate(self, exc, instr):
         # each level the exception passes, innermost first: where a nested break may stop
         levels = exc.__dict__.setdefault("levels", [])
-        levels.append((self.depth, self.instr_step, self.chained))
+        levels.append((self.depth, self.instr_step, self.chained, self.code))
         exc.locate(self.code.co_filename, self.lineno(), self.name)
         if not exc.source_line:
             exc.source_line = _source_line(self.code.co_filename, self.lineno())

@@ -32,7 +32,9 @@ import warnings
 
 from bytecode import Instr
 
+from ..code_location import is_library_code
 from ..codegen.graph_call import BreakSite
+from ..codegen.resume import original_code
 from ..codegen.resume_chain import ChainLevel
 from ..seam import rules
 from .size_exprs import DynamicShapesFailed
@@ -59,8 +61,10 @@ def stop_step(exc):
         return None
     levels = sorted(getattr(exc, "levels", ()), key=lambda level: level[0])
     step = None
-    for expected, (depth, instr_step, chained) in enumerate(levels):
-        if depth != expected or (depth and not chained):
+    for expected, (depth, instr_step, chained, code) in enumerate(levels):
+        # stdlib, torch internals and tooling run as written when called natively (code_location):
+        # the chain ends at the call into them (sdpoint's random.randint -> _randbelow)
+        if depth != expected or (depth and not (chained and not is_library_code(original_code(code) or code))):
             break
         if depth:
             step = instr_step

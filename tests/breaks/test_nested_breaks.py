@@ -337,3 +337,31 @@ def test_a_call_that_reads_its_callers_frame_runs_in_a_real_frame(fn, caplog):
         ours = where()
         torch.testing.assert_close(ours[0], eager[0])
         assert ours[1:] == eager[1:]
+
+
+class _Schedule:
+    def __init__(self):
+        self.step_num = 0
+
+    def rate(self):
+        step = max(self.step_num, 1)  # a run-time number once step_num changed (a recompile)
+        return 0.5 * min(step ** -0.5, step * 0.01)  # min() of run-time numbers: a break
+
+
+SCHEDULE = _Schedule()
+
+
+def _scheduled_step(x):
+    SCHEDULE.step_num += 1
+    return x * SCHEDULE.rate()
+
+
+def test_a_callees_run_time_int_is_an_input_of_the_chain_at_once():
+    """music_transformer's noam_rate: the chain's first translation takes the callee's `step`
+    (an int held as a run-time number) as an input, not as a constant to retranslate for."""
+    def make(i):
+        SCHEDULE.step_num = 10 * i  # each run (optimized, eager) starts from the same count
+        return _x(3)(i)
+
+    reps = _run(_scheduled_step, make, calls=6)
+    assert [len(r.translations) for r in reps[2:]] == [0, 0, 0, 0]
