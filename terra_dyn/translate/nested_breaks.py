@@ -37,6 +37,7 @@ from ..codegen.graph_call import BreakSite
 from ..codegen.resume import original_code
 from ..codegen.resume_chain import ChainLevel
 from ..seam import rules
+from .drops import _finalizes
 from .size_exprs import DynamicShapesFailed
 from ..real_types import isa
 from .values import ConstValue, MethodValue, ScalarValue
@@ -121,6 +122,11 @@ def site(tx):
     inner = _break_site(tx)
     if inner.kind not in ("plain", "jump", "for_iter") or inner.grad_restore is not None:
         raise NotNestable(f"a {inner.kind} break")
+    for level in levels[1:]:
+        if any(_finalizes(v, 2) for v in list(level.stack) + list(level.locals.values())):
+            # an object with __del__ (or a user's weakref callback) handed to the chain died
+            # later than in eager (at the end of the top frame's call, not at `del o`)
+            raise NotNestable(f"{level.name} holds an object that may finalize")
     chain = [_level(level, _split_methods(level.stack), dict(level.locals), level.pc + 1) for level in levels[1:-1]]
     last = _level(tx, inner.deep, inner.locals, -1)
     last.numbers = list(inner.number_items)
@@ -166,7 +172,8 @@ _FRAME_MODULES = frozenset({"inspect", "traceback", "logging", "warnings", "pdb"
 
 
 def _calls_frame_reader(tx, instr):
-    """Is the callable of the call at tx.pc one that reads its caller's frame?"""
+    """Is the callable of the call at tx.pc one that reads its caller's frame (or a class
+    whose instances have __del__)?"""
     n = instr.arg if isinstance(instr.arg, int) else 0
     for v in tx.stack[-(n + 3):]:
         f = getattr(getattr(v, "fn", None), "value", None) if isinstance(v, MethodValue) else \
@@ -174,6 +181,8 @@ def _calls_frame_reader(tx, instr):
         owner = getattr(v, "self_value", None) if isinstance(v, MethodValue) else None
         if isa(getattr(owner, "value", None), logging.Logger) or isa(getattr(f, "__self__", None), logging.Logger):
             return True
+        if isinstance(f, type) and getattr(f, "__del__", None) is not None:
+            return True  # the object it makes would outlive its last name (see _finalizes below)
         try:
             if f in _FRAME_READERS or getattr(f, "__module__", None) in _FRAME_MODULES:
                 return True

@@ -365,3 +365,35 @@ def test_a_callees_run_time_int_is_an_input_of_the_chain_at_once():
 
     reps = _run(_scheduled_step, make, calls=6)
     assert [len(r.translations) for r in reps[2:]] == [0, 0, 0, 0]
+
+
+class _Obj:
+    def __init__(self, name):
+        self.name = name
+
+    def __del__(self):
+        LOG.append(("del", self.name))
+
+
+def _drops_after_break(x):
+    o = _Obj("inner")
+    s = x.sum().item()
+    del o  # dies here, as in eager: the chain hands values on, it does not keep them
+    LOG.append("inner after del")
+    return x + s
+
+
+def _drops_around_call(x):
+    big = _Obj("outer")
+    y = _drops_after_break(x * 2)
+    del big
+    LOG.append("outer after del")
+    return y - 1
+
+
+def _drops_top(x):
+    return _drops_around_call(x + 1) * 3
+
+
+def test_values_handed_to_a_chain_die_where_eager_drops_them():
+    _run(_drops_top, _x(3))
