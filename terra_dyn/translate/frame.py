@@ -8,8 +8,10 @@
                                 graph so far, run i natively, resume after it (BreakSite)
         the graph goes to options.backend; codegen builds the code object
 
-A break inside an inlined callee is located at the caller's CALL (the Translator that
-catches it is the top-level one), so the callee runs natively and is translated on its own.
+A break inside inlined callees stops there when the chain of calls qualifies (attempt 2
+with stop_step, nested_breaks.py): the rest of every frame is one chain resume function.
+Otherwise it is located at the top frame's CALL (attempt 3, or 2), so the callee runs
+natively and is translated on its own.
 
 A break inside a try body or a Python with block (one whose exception would reach a
 handler of the user's) runs its instruction in a step code that keeps the original

@@ -7,8 +7,9 @@
 
 The child shares the graph and guards, so a module's forward, a helper and a lambda all
 land in one graph. If the child hits something unsupported, the exception reaches the
-caller's CALL: the break happens at the caller's call site and the callee's own frame is
-translated separately when it runs natively.
+top frame, which breaks inside the callee (nested_breaks.py) or, where that does not
+qualify, at its own call site; the callee's frame is then translated separately when it
+runs natively.
 
 Example: `def f(x): return g(x) * 2` with `def g(y, k=3): return y + k` produces one
 graph: add(x, 3) -> mul(_, 2).

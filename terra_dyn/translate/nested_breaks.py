@@ -13,19 +13,28 @@ chain resume function (codegen/resume_chain.py) that holds the rest of helper, o
 Inner.forward and of forward: 1 break, 2 graphs.
 
     attempt 1: Unsupported, annotated at each level it passes (executor._annotate):
-               (depth, ctx.steps when that level's instruction began, chained)
+               (depth, ctx.steps when that level's instruction began, chained, code)
     stop_step(exc): the deepest level reached through chained calls only
     attempt 2: ctx.stop_step: the translator at that step stops before its instruction
     site(tx):  the chain checked and turned into a BreakSite with `chain` levels;
                NotNestable -> attempt 3 splits at the top frame's call, as before
 
-Where it applies: each link is a call whose result is the callee's return value as it is
-(calls.py marks such inlines `chained`: a plain function, a method, a module's forward
-without hooks, not a constructor's __init__, a hook or a key function); no level is inside
-a try body or a with block (the handler's frame would be gone); the callees have no cells
-or free variables (their resume codes take no closure); and the breaking instruction reads
-nothing of its frame but the stack (a call, a jump, a loop step, attribute and item ops),
-since it runs in the top frame.
+Where it applies (else NotNestable, and the break splits at the top frame's call):
+- each link is a call whose result is the callee's return value as it is (calls.py marks
+  such inlines `chained`: a function, a method, a module's forward without hooks; not a
+  constructor's __init__, a hook or a key function);
+- no level is inside a try body or a with block (the handler's frame would be gone);
+- callees have no cells or free variables (their resume codes take no closure), name no
+  frame-introspection function, and are not stdlib / torch / tooling code, which runs as
+  written when called natively (sdpoint's `random.randint`);
+- the breaking instruction reads nothing of its frame but the stack (a call, a jump,
+  attribute and item ops), since it runs in the top frame, and is no call that reads its
+  caller's frame (warnings, logging, inspect) or makes an object with `__del__`;
+- no callee breaks inside a loop, pinned a symbolic size, or holds an object that may
+  finalize: their own frames handle those (loop specialization, symbolic sizes, drops).
+
+A traceback through the native instruction shows the top frame's call line; the callee
+frames between do not exist at that point.
 """
 import logging
 import warnings
