@@ -54,6 +54,8 @@ KNOBS = [
          "check guard facts along attribute / item chains as one tree in C (translate/guard_paths.py)"),
     Knob("direct_calls", "TERRA_DYN_DIRECT_CALLS", True,
          "a cache hit whose code only calls its graph calls the graph from C, without a Python frame"),
+    Knob("nested_breaks", "TERRA_DYN_NESTED_BREAKS", True,
+         "a break inside inlined callees stays there: callers are not split at their calls"),
     Knob("slow_guards", "TERRA_DYN_SLOW_GUARDS", False, "check tensor guards through the Python API, not the C++ fast path (read by _C)"),
     Knob("cache_dir", "TERRA_DYN_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "terra_dyn"),
          "on-disk kernel cache directory"),

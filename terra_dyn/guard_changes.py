@@ -20,7 +20,7 @@ import weakref
 import torch
 
 from . import _C
-from .codegen.resume import fresh_args
+from .codegen.resume import fresh_args, fresh_int_args
 from .real_types import is_numpy_scalar, isa
 from .translate import changing
 from .translate.guard_checks import referent
@@ -132,7 +132,9 @@ def _fresh_floats(frame, code):
     if not fresh:
         return set()
     args = _slot_values(frame, code)
-    return {f"a{i}" for i in fresh if i < len(args) and changing.is_float(args[i])}
+    ints = fresh_int_args(code)  # a callee's run-time numbers in a chain: already symbolic there
+    return {f"a{i}" for i in fresh if i < len(args) and (changing.is_float(args[i]) or
+                                                           i in ints and type(args[i]) is int)}
 
 
 def _changed_sizes(expr, now, then, steps=None):

@@ -40,7 +40,7 @@ from bytecode import Bytecode, FreeVar, Instr, Label, TryBegin, TryEnd
 from .. import config
 from ..errors import Unsupported
 from ..seam import rules
-from . import resume
+from . import resume, resume_chain
 from .graph_errors import GraphErrorRerun, module_of
 from .number_graph import number_graph_code
 from .reconstruct import OUT, Reconstructor, call_const
@@ -78,6 +78,20 @@ class BreakSite:
     # a drop that may finalize (translate/drops.py): the names the instruction lets go of, in
     # CPython's order (STORE_FAST_STORE_FAST: the first name's old value dies first)
     drops: tuple = ()
+    # a break inside inlined callees (translate/nested_breaks.py): the callee frames below
+    # this one, the innermost last (resume_chain.ChainLevel). Then native / top / pushes /
+    # next_pc / jump_pc are the innermost's, deep / locals / cells this frame's, and
+    # caller_pc the instruction after this frame's call
+    chain: List[Any] = field(default_factory=list)
+    caller_pc: int = -1
+
+    def handed_on(self):
+        """The values the rewritten code rebuilds: stack items, live locals (not the ones still
+        in their slots), the chain's."""
+        out = list(self.deep) + list(self.top) + [v for v in self.locals.values() if v is not None]
+        for level in self.chain:
+            out += list(level.deep) + list(level.locals.values())
+        return out
 
 
 @dataclass
@@ -329,7 +343,7 @@ def _rebuilt_values(plan):
     if plan.site is None:
         return [plan.return_value]
     site = plan.site
-    return list(site.deep) + list(site.top) + list(site.locals.values()) + list(site.cells)
+    return site.handed_on() + list(site.cells)
 
 
 def _replay(rec, plan):
@@ -350,9 +364,9 @@ def _break_ending(rec, plan):
     out = []
     # containers made in this frame are built once before any branch, so that the stack,
     # the locals and both sides of a native jump all refer to the same objects
-    for v in list(site.deep) + list(site.top) + [x for x in site.locals.values() if x is not None] + site.cells:
+    for v in site.handed_on() + site.cells:
         out += rec.materialize(v)
-    for v in list(site.deep) + list(site.top) + [x for x in site.locals.values() if x is not None]:
+    for v in site.handed_on():
         out += rec.pin(v)
     if site.kind == "native_rest":
         # the rest of the frame runs natively, under its own exception table
@@ -442,6 +456,10 @@ def _restore_handler(handler, restore):
 
 def _resume_call(rec, plan, target_pc, temps):
     site = plan.site
+    if site.chain:
+        code, args, nargs = resume_chain.chain_resume(rec, site, plan.code, target_pc, temps)
+        site.resume_codes.append(code)
+        return _call_resume(rec, plan, code, args, nargs)
     layout = [v.is_null for v in site.deep] + [False] * len(temps)
     names = sorted(n for n in site.locals if not n.startswith("___"))
     if site.step is not None:
@@ -464,6 +482,12 @@ def _resume_call(rec, plan, target_pc, temps):
         value = site.locals[n]
         args += [Instr("LOAD_FAST", n)] if value is None else rec.push(value)
     nargs = sum(not x for x in layout) + len(names)
+    return _call_resume(rec, plan, code, args, nargs)
+
+
+def _call_resume(rec, plan, code, args, nargs):
+    """Instructions returning the resume function's result (or Continue in a resume frame)."""
+    site = plan.site
     if not code.co_freevars:
         fn = resume.resume_function(code, plan.f_globals)
         if plan.in_resume:

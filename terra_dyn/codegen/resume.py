@@ -76,6 +76,7 @@ _resume_info = {}  # id(resume code) -> (original, prologue length, resume code,
 _step_origin = {}  # id(step code) -> (original, None, step code): tracebacks only
 _takes_closure = set()  # ids of resume codes whose last argument is ___closure
 _fresh_args = {}  # id(resume code) -> indexes of its arguments the breaking instruction made
+_fresh_ints = {}  # id(resume code) -> those of them that are inputs even as ints
 CLOSURE_ARG = "___closure"
 
 
@@ -236,19 +237,28 @@ def original_pc(code, pc):
         return code, pc
     original, prologue_len, resume, label_at = entry
     q = pc - prologue_len
+    if q < 0:  # in a chain prologue (resume_chain.py): its call ends where the cut begins
+        return original, label_at
     return original, (q if q <= label_at else q - 1)
 
 
-def note_fresh_args(code, indexes):
+def note_fresh_args(code, indexes, ints=()):
     """Arguments `indexes` of resume code `code` are numbers known only at run time: what
     the natively run instruction before it returned (a call's result, a loop's next item),
     or what the translation cut there held as graph values. Each cut from the same place
-    adds its own."""
-    _fresh_args[id(code)] = tuple(sorted(set(_fresh_args.get(id(code), ())) | set(indexes)))
+    adds its own. `ints`: those taken as inputs even when they are ints (a callee's run-time
+    numbers handed to a chain, resume_chain.py)."""
+    _fresh_args[id(code)] = tuple(sorted(set(_fresh_args.get(id(code), ())) | set(indexes) | set(ints)))
+    if ints:
+        _fresh_ints[id(code)] = tuple(sorted(set(_fresh_ints.get(id(code), ())) | set(ints)))
 
 
 def fresh_args(code):
     return _fresh_args.get(id(code), ()) if is_resume_code(code) else ()
+
+
+def fresh_int_args(code):
+    return _fresh_ints.get(id(code), ()) if is_resume_code(code) else ()
 
 
 def is_resume_code(code):
@@ -527,7 +537,7 @@ def _explicit_super(original, instrs):
     return rules.explicit_super(instrs, [Instr("LOAD_DEREF", FreeVar("__class__")), load_first])
 
 
-def _prologue(original, stack_layout, target, step=False):
+def _prologue(original, stack_layout, target, step=False, before_jump=()):
     prologue = rules.prologue(len(_free_names(original)))
     stack_args = []
     for i, is_null in enumerate(stack_layout):
@@ -539,11 +549,11 @@ def _prologue(original, stack_layout, target, step=False):
             prologue.append(Instr("LOAD_FAST", name))
             if not step:  # the slot lets go: the stack item alone holds it, as in the original
                 prologue.append(Instr("DELETE_FAST", name))  # (a step code's exits reload it)
-    prologue += rules.jump_forward(target)
+    prologue += list(before_jump) + rules.jump_forward(target)
     return prologue, stack_args
 
 
-def _assemble(original, info, instrs, stack_args, local_names, step=False):
+def _assemble(original, info, instrs, stack_args, local_names, step=False, extra_stack=0):
     # the locals are renumbered here: no two-local superinstruction survives (seam)
     bc = Bytecode([out for ins in rules.split_fast_pairs(instrs)
                    for out in _cell_read(original, _cell_load(original, ins))])
@@ -560,7 +570,7 @@ def _assemble(original, info, instrs, stack_args, local_names, step=False):
     # middle. The restored stack is the original's at that point, so the original's
     # maximum depth and its exception table depths (kept when parsing) stay right; a step
     # code's exit blocks push the call of Continue with every argument on top of it.
-    extra = 4 + 3 + (len(stack_args) + len(local_names) + len(_free_names(original)) + 16) * step
+    extra = 4 + 3 + extra_stack + (len(stack_args) + len(local_names) + len(_free_names(original)) + 16) * step
     code = bc.to_code(stacksize=original.co_stacksize + extra, check_pre_and_post=False,
                       compute_exception_stack_depths=False)
     if closure_arg:

@@ -477,3 +477,25 @@ def _store(tx, obj, name, value, effect):
         raise Unsupported(f"rebinding .{name}, whose {type(old).__name__} was used")
     tx.ctx.graph.attr_overlay[(id(obj.value), name)] = value
     tx.ctx.record(effect)
+
+
+def object_value_has_attr(obj, name):
+    """hasattr of an object built in the translation: its own attributes, then its class's.
+    A property or other descriptor answers by running (a getter reading a missing
+    `self.__x` raises AttributeError: hasattr is False, test_descr's test_properties), and
+    so does a class `__getattr__` / `__getattribute__`: those run natively."""
+    cls = obj.cls
+    if getattr(cls, "__getattribute__", object.__getattribute__) is not object.__getattribute__:
+        raise Unsupported(f"hasattr on a {cls.__name__} with __getattribute__")
+    found = inspect.getattr_static(cls, name, _MISSING)
+    if found is not _MISSING and hasattr(type(found), "__get__") and \
+            not isinstance(found, (types.FunctionType, staticmethod, classmethod)):
+        raise Unsupported(f"hasattr through the descriptor {cls.__name__}.{name}")
+    if name in obj.attrs or found is not _MISSING:
+        return True
+    if hasattr(cls, "__getattr__"):
+        raise Unsupported(f"hasattr on a {cls.__name__} with __getattr__")
+    return False
+
+
+_MISSING = object()

@@ -230,7 +230,9 @@ def _has_attr(tx, obj, name):
             tx.ctx.guards.type(obj.source, type(obj.value))
         return object_has_attr(tx, obj, name)
     if isinstance(obj, ObjectValue):
-        return name in obj.attrs or hasattr(obj.cls, name)
+        from .attributes import object_value_has_attr
+
+        return object_value_has_attr(obj, name)
     if isinstance(obj, TupleValue):
         return hasattr(obj.cls, name)
     raise Unsupported(f"hasattr on {obj!r}")

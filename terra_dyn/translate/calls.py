@@ -27,6 +27,7 @@ import torch
 from ..real_types import isa
 from . import autograd_function, builtins_ops, context_vars, deep_copies, exceptions, generator_cm, inline, modules, torch_ops
 from .errors import Unsupported
+from ..codegen.resume_chain import run_chained
 from .side_effects import Call
 from .sources import AttrSource, GenericAttrSource, ItemSource
 from .values import (ConstValue, DictValue, FormattedValue, FunctionValue, ListValue, MethodValue, ObjectValue,
@@ -49,18 +50,24 @@ def _names_frame_variables(code, source):
 
 
 def call_value(tx, fn, args, kwargs):
+    # direct: the CALL opcode itself asked (tx.direct_call), so a function inlined here
+    # returns the CALL's result as it is (`chained`, nested_breaks.py); any call made on the
+    # way (a hook, a builtin's key function) sees False
+    direct, tx.direct_call = tx.direct_call, False
     if isinstance(fn, MethodValue):
-        return _call_method(tx, fn, args, kwargs)
+        return _call_method(tx, fn, args, kwargs, direct)
     if isinstance(fn, FunctionValue):
-        return inline.inline_function(tx, fn, args, kwargs)
+        return inline.inline_function(tx, fn, args, kwargs, chained=direct)
     if isinstance(fn, ObjectValue):
         call = getattr(fn.cls, "__call__", None)
         if isinstance(call, types.FunctionType):
-            return inline.inline_function(tx, ConstValue(call), [fn] + list(args), kwargs)
+            return inline.inline_function(tx, ConstValue(call), [fn] + list(args), kwargs, chained=direct)
         raise Unsupported(f"call of {fn!r}")
     if not isinstance(fn, ConstValue):
         raise Unsupported(f"call of {fn!r}")
     f = fn.value
+    if f is run_chained and args:  # a chain resume function's prologue: its callee inlined
+        return inline.inline_function(tx, args[0], list(args[1:]), kwargs, chained=direct)
     from .opcodes_control import GradModeExit, GradModeRestore
 
     if f is GradModeExit:
@@ -90,7 +97,7 @@ def call_value(tx, fn, args, kwargs):
             raise Unsupported("Tensor method called without self")
         return torch_ops.call_tensor_method(tx, f.__name__, args[0], args[1:], kwargs)
     if isinstance(f, torch.nn.Module):
-        return modules.call_module(tx, fn, args, kwargs)
+        return modules.call_module(tx, fn, args, kwargs, direct)
     if f in modules.TRAVERSALS and args and isinstance(args[0], ConstValue) \
             and isinstance(args[0].value, torch.nn.Module):
         return modules.traverse(tx, f, args[0], args[1:], kwargs)
@@ -127,6 +134,7 @@ def call_value(tx, fn, args, kwargs):
         kw = {k: (tx.ctx.wrap(v, ItemSource(AttrSource(src, "keywords"), k)) if src is not None else ConstValue(v))
               for k, v in f.keywords.items()}
         kw.update(kwargs)
+        tx.direct_call = direct
         return call_value(tx, inner, bound + list(args), kw)
     if getattr(f, "__objclass__", None) in (list, dict, tuple) and args and deep_copies.is_copied(args[0]):
         return deep_copies.container_method(f, args[0], args[1:], kwargs)
@@ -167,12 +175,13 @@ def call_value(tx, fn, args, kwargs):
             raise Unsupported(f"{f.__qualname__} is marked terra_dyn.disable")
         if getattr(f, "_torchdynamo_disable", False):  # torch_compat.py: runs as Python
             raise Unsupported(f"{f.__qualname__} is marked torch.compiler.disable")
-        return inline.inline_function(tx, fn, args, kwargs)
+        return inline.inline_function(tx, fn, args, kwargs, chained=direct)
     if autograd_function.function_class(f) is not None:  # Fn.apply(x) with grad mode off
         return autograd_function.apply(tx, f.__self__, args, kwargs)
     if isinstance(f, types.MethodType) and isinstance(f.__func__, types.FunctionType):
         self_value = _bound_self(tx, fn, f)
-        return inline.inline_function(tx, ConstValue(f.__func__), [self_value] + list(args), kwargs)
+        return inline.inline_function(tx, ConstValue(f.__func__), [self_value] + list(args), kwargs,
+                                      chained=direct)
     if f is super:
         from .super_calls import make_super
 
@@ -181,7 +190,7 @@ def call_value(tx, fn, args, kwargs):
         return _construct(tx, fn, f, args, kwargs)
     call = getattr(type(f), "__call__", None)
     if isinstance(call, types.FunctionType) and not isinstance(f, types.FunctionType):
-        return inline.inline_function(tx, ConstValue(call), [fn] + list(args), kwargs)
+        return inline.inline_function(tx, ConstValue(call), [fn] + list(args), kwargs, chained=direct)
     raise Unsupported(f"call to {getattr(f, '__qualname__', type(f).__name__)} is not captured")
 
 
@@ -316,7 +325,7 @@ def _bound_self(tx, fn, method):
     return tx.ctx.wrap(method.__self__, source) if source is not None else ConstValue(method.__self__)
 
 
-def _call_method(tx, method, args, kwargs):
+def _call_method(tx, method, args, kwargs, direct=False):
     fn, self_value = method.fn, method.self_value
     if isinstance(fn, ConstValue):
         f = fn.value
@@ -338,6 +347,7 @@ def _call_method(tx, method, args, kwargs):
         if isinstance(self_value, ConstValue) and isa(self_value.value, logging.Logger) and \
                 getattr(f, "__name__", "") in _LOG_METHODS:
             return record_call(tx, method, args, kwargs)
+    tx.direct_call = direct
     return call_value(tx, fn, [self_value] + list(args), kwargs)
 
 

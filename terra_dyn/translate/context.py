@@ -37,11 +37,12 @@ def executor_budget():
 
 
 class TranslationContext:
-    def __init__(self, code, f_globals, slot_count, options, stop_at=None):
+    def __init__(self, code, f_globals, slot_count, options, stop_at=None, stop_step=None):
         self.code = code
         self.f_globals = f_globals
         self.options = options
         self.stop_at = stop_at
+        self.stop_step = stop_step  # a break inside inlined callees: stop at this step (nested_breaks.py)
         self.guards = GuardSet(slot_count, f_globals, code.co_freevars)
         self.guards.ambient()
         self.graph = GraphState(self.guards, set(getattr(options, "dynamic", ()) or ()),

@@ -80,6 +80,11 @@ class Translator(version_opcodes(sys.version_info), StackOpcodes, ControlOpcodes
         self.visits = collections.Counter()
         self.result = None
         self.done = False
+        # nested breaks (translate/nested_breaks.py): whether this callee's return value is
+        # its caller's CALL result as it is (calls.py), and the CALL handler's flag saying so
+        self.chained = False
+        self.direct_call = False
+        self.instr_step = 0  # ctx.steps when the current instruction began
         if self.depth > MAX_INLINE_DEPTH:
             raise Unsupported("inlining too deep (recursion?)")
 
@@ -108,6 +113,9 @@ class Translator(version_opcodes(sys.version_info), StackOpcodes, ControlOpcodes
             ctx.steps += 1
             if ctx.steps > MAX_STEPS:
                 raise Unsupported("too many instructions (a very long unrolled loop)", breakable=False)
+            self.instr_step = ctx.steps
+            if ctx.stop_step == ctx.steps:  # a break inside inlined callees (nested_breaks.py)
+                raise StopTranslation(self)
             if not ctx.steps & 255 and time.thread_time() > ctx.deadline:
                 raise Unsupported(f"translation took over {MAX_SECONDS:g} s of CPU time (budget, "
                                   f"{ctx.steps} translator steps): the frame runs as plain Python",
@@ -142,6 +150,9 @@ class Translator(version_opcodes(sys.version_info), StackOpcodes, ControlOpcodes
         return self.result
 
     def _annotate(self, exc, instr):
+        # each level the exception passes, innermost first: where a nested break may stop
+        levels = exc.__dict__.setdefault("levels", [])
+        levels.append((self.depth, self.instr_step, self.chained, self.code))
         exc.locate(self.code.co_filename, self.lineno(), self.name)
         if not exc.source_line:
             exc.source_line = _source_line(self.code.co_filename, self.lineno())

@@ -8,8 +8,10 @@
                                 graph so far, run i natively, resume after it (BreakSite)
         the graph goes to options.backend; codegen builds the code object
 
-A break inside an inlined callee is located at the caller's CALL (the Translator that
-catches it is the top-level one), so the callee runs natively and is translated on its own.
+A break inside inlined callees stops there when the chain of calls qualifies (attempt 2
+with stop_step, nested_breaks.py): the rest of every frame is one chain resume function.
+Otherwise it is located at the top frame's CALL (attempt 3, or 2), so the callee runs
+natively and is translated on its own.
 
 A break inside a try body or a Python with block (one whose exception would reach a
 handler of the user's) runs its instruction in a step code that keeps the original
@@ -29,7 +31,7 @@ from typing import Any, List
 import torch
 from bytecode import Instr
 
-from .. import report
+from .. import config, report
 from ..real_types import isa
 from ..seam import rules
 
@@ -40,7 +42,7 @@ except ImportError:  # the C core is not built: translation stays testable
 from ..codegen.graph_call import BreakSite, CodePlan, build_code
 from ..codegen.resume import CLOSURE_ARG, Step, covering_entries, is_resume_code
 from ..codegen.signature import argument_slot_names
-from . import autocast, generator_cm
+from . import autocast, generator_cm, nested_breaks
 from .context import TranslationContext
 from .example_inputs import ExampleInputs
 from .errors import Unsupported
@@ -103,20 +105,25 @@ def translate_code(code, f_locals, f_globals, options) -> FrameTranslation:
         raise Unsupported(f"the frame calls {sorted(introspected)[0]}(): it runs unmodified",
                           code.co_filename, code.co_firstlineno, breakable=False)
     slots = argument_slot_names(code)
-    stop_at = None
+    stop_at = stop_step = None
     native_rest = False
     breaks = []
-    for _attempt in range(2):
-        ctx = TranslationContext(code, f_globals, len(slots), options, stop_at)
+    for _attempt in range(3):
+        # stop_step: inside inlined callees (nested_breaks.py); else stop_at, the top frame's
+        ctx = TranslationContext(code, f_globals, len(slots), options, None if stop_step else stop_at, stop_step)
         tx = _make_translator(ctx, code, f_locals, f_globals, slots)
         try:
             try:
                 result = tx.run()
                 site = None
             except StopTranslation as stop:
-                result, site = None, _break_site(stop.tx, native_rest)
+                site = nested_breaks.site(stop.tx) if stop_step else _break_site(stop.tx, native_rest)
+                result = None
             return _finish(ctx, code, f_globals, tx, result, site, breaks, options, start)
-        except Unsupported as exc:
+        except (Unsupported, nested_breaks.NotNestable) as exc:
+            if stop_step is not None:  # the chain does not qualify: split at the top frame's call
+                stop_step = None
+                continue
             if options.fullgraph:
                 raise FullgraphError(f"fullgraph=True: {exc} ({exc.source_line})") from exc
             if stop_at is not None:
@@ -132,6 +139,8 @@ def translate_code(code, f_locals, f_globals, options) -> FrameTranslation:
                 raise
             stop_at = exc.at
             native_rest = getattr(exc, "native_rest", False)
+            if not native_rest and not getattr(exc, "at_with_statement", False) and config.nested_breaks:
+                stop_step = nested_breaks.stop_step(exc)
             breaks.append(report.GraphBreak(
                 reason=exc.reason, filename=exc.filename or code.co_filename, lineno=exc.lineno,
                 source_line=exc.source_line, user_stack=list(exc.user_stack), code_name=code.co_name))
@@ -440,9 +449,7 @@ def _finish(ctx, code, f_globals, tx, result, site, breaks, options, start):
     if site is None:
         _collect_graph_values(result, live)
     else:
-        for v in site.deep + site.top:
-            _collect_graph_values(v, live)
-        for v in site.locals.values():
+        for v in site.handed_on():
             _collect_graph_values(v, live)
         for cell in site.cells:  # the frame's own cells go to the resume function
             _collect_graph_values(cell, live)

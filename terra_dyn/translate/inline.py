@@ -7,8 +7,9 @@
 
 The child shares the graph and guards, so a module's forward, a helper and a lambda all
 land in one graph. If the child hits something unsupported, the exception reaches the
-caller's CALL: the break happens at the caller's call site and the callee's own frame is
-translated separately when it runs natively.
+top frame, which breaks inside the callee (nested_breaks.py) or, where that does not
+qualify, at its own call site; the callee's frame is then translated separately when it
+runs natively.
 
 Example: `def f(x): return g(x) * 2` with `def g(y, k=3): return y + k` produces one
 graph: add(x, 3) -> mul(_, 2).
@@ -23,9 +24,11 @@ _GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYN
     inspect.CO_ITERABLE_COROUTINE
 
 
-def inline_function(tx, fn, args, kwargs, suspend_at_yield=False):
+def inline_function(tx, fn, args, kwargs, suspend_at_yield=False, chained=False):
     """`fn` is a ConstValue of a Python function or a FunctionValue. suspend_at_yield: a
-    generator stops at its first yield and the child Translator is returned (generator_cm)."""
+    generator stops at its first yield and the child Translator is returned (generator_cm).
+    chained: the callee's return value is the caller's CALL result as it is, so a break
+    inside it may stay inside it (nested_breaks.py)."""
     if isinstance(fn, FunctionValue):
         code, f_globals, name = fn.code, fn.f_globals, fn.name
         defaults = list(fn.defaults.items) if fn.defaults is not None else []
@@ -59,6 +62,7 @@ def inline_function(tx, fn, args, kwargs, suspend_at_yield=False):
 
     local_values = bind_arguments(code, name, args, kwargs, defaults, kwdefaults)
     child = Translator(tx.ctx, code, f_globals, local_values, cells, parent=tx, name=name)
+    child.chained = chained and not is_generator
     if is_generator and not suspend_at_yield:
         # calling a generator function runs none of its body: each step of the iterator
         # resumes it (iterators.GeneratorIterator), in order with the consumer's own effects

@@ -371,7 +371,7 @@ _CALL_NAMES = ("forward", "_call_impl", "_wrapped_call_impl", "_compiled_call_im
                "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called")
 
 
-def call_module(tx, obj, args, kwargs):
+def call_module(tx, obj, args, kwargs, direct=False):
     real = obj.value
     from .lazy_modules import maybe_initialize
 
@@ -398,6 +398,7 @@ def call_module(tx, obj, args, kwargs):
         result = calls.call_value(tx, hook, [obj, TupleValue(list(args))], {})
         if not (isinstance(result, ConstValue) and result.value is None):
             args = list(result.items) if isinstance(result, TupleValue) else [result]
+    tx.direct_call = direct and not pre_hooks and not post_hooks  # forward's result is the call's
     output = calls.call_value(tx, ConstValue(forward), [obj] + list(args), kwargs)
     for hook in post_hooks:
         result = calls.call_value(tx, hook, [obj, TupleValue(list(args)), output], {})

@@ -45,6 +45,7 @@ class CallOpcodes:
         if kw_names:
             kwargs = dict(zip(kw_names, args[len(args) - len(kw_names):]))
             args = args[: len(args) - len(kw_names)]
+        self.direct_call = True
         self.push(calls.call_value(self, fn, list(args), kwargs))
 
     def CALL_FUNCTION_EX(self, instr):
@@ -56,6 +57,7 @@ class CallOpcodes:
             raise Unsupported("CALL_FUNCTION_EX without NULL")
         arg_list = operators.unpack(self, args)
         kw = operators.dict_items(self, kwargs) if kwargs is not None else {}
+        self.direct_call = True
         self.push(calls.call_value(self, fn, list(arg_list), dict(kw)))
 
     def MAKE_FUNCTION(self, instr):

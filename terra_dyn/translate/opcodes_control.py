@@ -113,7 +113,7 @@ class ControlOpcodes:
         """iterator -> iterator, next item | () at the end (jump)"""
         it = self.stack[-1]
         if isinstance(it, OpaqueIterator):
-            raise Unsupported("loop over a run-time iterator (continued from a graph break)")
+            raise operators.loop_break(Unsupported("loop over a run-time iterator (continued from a graph break)"))
         if not isinstance(it, IteratorValue):
             raise Unsupported(f"FOR_ITER over {it!r}")
         item = it.next_item()

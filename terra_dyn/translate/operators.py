@@ -471,6 +471,13 @@ def _python_iter(tx, v, live=False):
     return it
 
 
+def loop_break(exc):
+    """A break that a loop's own frame handles best (loop specialization, run-time counters):
+    never kept inside an inlined callee (nested_breaks.py)."""
+    exc.loop = True
+    return exc
+
+
 def get_iter(tx, v):
     if isinstance(v, (IteratorValue, OpaqueIterator)):
         return v
@@ -487,7 +494,7 @@ def get_iter(tx, v):
         # yolov3's `for i, anchor_ious in enumerate(ious.t())` over its target count: unrolled,
         # the loop pins the count (a translation per count); run natively, its body is one
         # resume function for every count
-        raise Unsupported("a loop over the rows of a tensor of symbolic length (runs natively)")
+        raise loop_break(Unsupported("a loop over the rows of a tensor of symbolic length (runs natively)"))
     it = IteratorValue(unpack(tx, v))
     it.tensor_rows = isinstance(v, TensorValue)
     if isinstance(v, ConstValue) and type(v.value) in (range, str, tuple, bytes) or \

@@ -381,7 +381,7 @@ def inner_prints(y):
     return s - 1
 
 
-@program(X, 4, (1, 2), "R4: caller graph, callee before/after its print, caller after the call",
+@program(X, 2, 1, "R4: the caller and callee before the print; the rest of both after it (not split at the call)",
          "break in callee", min_ops=5)
 def break_in_callee(x):
     a = x * 2

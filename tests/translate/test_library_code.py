@@ -25,7 +25,7 @@ _LIB = textwrap.dedent("""
 
     def helper(x):
         y = x + 1
-        n = y.sum().item()  # a break: helper then runs natively, and is translated itself
+        n = y.sum().item()  # a break: the rest of helper and of its callers is one graph
         return y * 3 + n
 
     class Head(torch.nn.Module):
@@ -56,7 +56,7 @@ def test_installed_library_model_is_translated(fresh_terra_dyn, tmp_path, monkey
     assert len(graphs) == 1 and "site-packages" in graphs[0].filename and graphs[0].op_count >= 3
 
 
-def test_library_function_run_natively_after_a_break_is_translated(fresh_terra_dyn, tmp_path, monkeypatch):
+def test_library_function_with_a_break_is_translated(fresh_terra_dyn, tmp_path, monkeypatch):
     lib = _install_fake_library(tmp_path, monkeypatch)
 
     def step(x):
@@ -67,8 +67,9 @@ def test_library_function_run_natively_after_a_break_is_translated(fresh_terra_d
     with report.recording() as rec:
         out = fast(x)
     torch.testing.assert_close(out, step(x))
-    in_library = [g for g in rec.report().graphs if "fakelib" in g.filename]
-    assert in_library, "the library function's own frame was not translated"
+    # x * 2, y + 1, sum | y * 3, + n, - 1: the library's tensor work on both sides of its
+    # break is in graphs (the caller's, which the break no longer splits at the call)
+    assert sum(g.op_count for g in rec.report().graphs) >= 5, "the library function's work was not translated"
 
 
 def test_a_break_inside_library_code_names_the_library_line_and_the_users_line(fresh_terra_dyn, tmp_path,
@@ -88,7 +89,7 @@ def test_a_break_inside_library_code_names_the_library_line_and_the_users_line(f
         out = fast(x)
     torch.testing.assert_close(out, step(x))
     r = rec.report()
-    lib_line = _LIB.splitlines().index("    n = y.sum().item()  # a break: helper then runs natively, and is translated itself") + 1
+    lib_line = _LIB.splitlines().index("    n = y.sum().item()  # a break: the rest of helper and of its callers is one graph") + 1
     user_line = step.__code__.co_firstlineno + 2
     innermost = [b for b in r.breaks if (b.filename, b.lineno) == (lib.__file__, lib_line)]
     assert innermost and all("item()" in b.reason for b in innermost)
