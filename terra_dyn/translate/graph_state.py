@@ -72,6 +72,7 @@ class GraphState:
         self._outcomes = set()  # guards (sympy) a branch on a number input added: decide()
         self._unit_symbols = set()  # symbols of sizes that may be 1 (unit_sizes) ...
         self.unit_sources = set()  # ... and the sizes they stand for
+        self._units_at_one = set()  # those of them that are 1 in this call
         self.graph = fx.Graph()
         self._fake_mode = None
         self.unbacked = False  # a static translation's fake mode made sizes from data (_sizes_from_data)
@@ -161,7 +162,8 @@ class GraphState:
     def _symbolic_dims(self, real, source):
         """Dims of a graph input to keep symbolic: those whose size changed between calls
         (convert_frame), when the size is at least 2 (sizes 0 and 1 behave differently: they
-        stay static), or 1 on a contiguous input (a symbol that may be 1: unit_sizes)."""
+        stay static), or 1 on a contiguous input. On a plainly contiguous input each is a
+        symbol that may be 1 (unit_sizes; _symbolic_fake)."""
         if not (self.dynamic_sizes or self.like_sizes or self.grow) or source is None or not _meta_friendly(real) \
                 or isinstance(source.root(), FreeVarSource):  # closure guards name cells, not slots
             return []
@@ -217,7 +219,9 @@ class GraphState:
             dynamic_strides=[DimDynamic.DYNAMIC if d in free_strides else DimDynamic.INFER_STRIDE
                              for d in range(n)],
             constraint_sizes=[None] * n, view_base_context=base)
-        units = [d for d in dims if real.shape[d] == 1]
+        # a changed size may be 1 later (faster_rcnn's box counts): one symbol for both
+        may_be_one = self.dynamic_sizes - self.not_unit if unit_sizes.plainly_contiguous(real) else ()
+        units = [d for d in dims if real.shape[d] == 1 or f"{expr}.size()[{d}]" in may_be_one]
         if units:
             fake, symbols = unit_sizes.fake_tensor(self.fake_mode, real, context, units)
             self._unit_symbols |= symbols
@@ -243,6 +247,8 @@ class GraphState:
             self._symbols.append((sym, expr))
             if sym in self._unit_symbols:
                 self.unit_sources.add(expr)
+                if item.node.hint == 1:
+                    self._units_at_one.add(expr)
                 return AT_LEAST_ONE
             return FREE
         self._relations.append((expr, sym))
@@ -296,7 +302,7 @@ class GraphState:
         pinned = {expr for sym, expr in self._symbols if getattr(replacements.get(sym), "is_number", False)}
         if pinned:
             raise DynamicShapesFailed(f"the translation depends on the value of {', '.join(sorted(pinned))}", pinned,
-                                      unit=pinned <= self.unit_sources)
+                                      unit=pinned <= self._units_at_one)
 
     def known_input(self, real):
         """The value of a real object already used as a graph input, or None."""

@@ -1,11 +1,13 @@
-"""Symbolic sizes that may be 1: a size seen changing that is 1 in the call being translated.
+"""Symbolic sizes that may be 1: a size seen changing, on a plainly contiguous input.
 
 torch's ShapeEnv makes a size of 0 or 1 a constant (0/1 specialization: broadcasting,
 contiguity and squeeze answer differently for a 1), and a symbol assumes at least 2. So a
 size that changed to 1 (faster_rcnn's box count of image 1 went 3 -> 1 at step 1) was
-translated as a static 1, and its next value (4 at step 2) translated the frame again.
+translated as a static 1, and its next value (4 at step 2) translated the frame again; and
+a size that changed among values of 2 or more (image 0's count) was translated again for
+its first 1 (step 17).
 
-Here such a size is a symbol with range [1, inf) whose hint is 1:
+Here such a size is a symbol with range [1, inf), whatever its hint (1 or more):
 
     fake = unit_sizes.fake_tensor(graph_state, real, context, dims)   # symbols of dims at 1
     unit_sizes.layout_read(graph_state, name, args)                   # before each op
@@ -29,7 +31,10 @@ contiguity, storage offset or data pointer read by the code, or `contiguous()` o
 the facts call non-contiguous (eager returns the same object for a 1), make the attempt
 fail with the unit symbols named (DynamicShapesFailed: static again). The graph runs the
 same ops on the real tensors, so the values are eager's. A guard's layout check takes the
-size as at least 1 (guard_checks.AT_LEAST_ONE).
+size as at least 1 (guard_checks.AT_LEAST_ONE). With a hint above 1, a question outside those
+sites is answered at the hint and guarded (`Ne(s, 1)` for a squeeze): that translation
+leaves a 1 to another, as before. A pin of such a symbol is its value's, not the 1's
+(graph_state._stop_if_pinned): it is pinned as any other size.
 
 Sizes that grow with a counter (GROW, growing_dims): a decoder's cache of length 1 beside
 its counter 0 -> 1 at the second token; the length is such a symbol at 1 though it did not

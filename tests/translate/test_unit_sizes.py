@@ -73,11 +73,13 @@ def test_a_rare_box_count_of_one_runs_as_written():
     assert sum(per_call[3:]) == 0, per_call  # main: a static-1 translation at call 7
 
 
-def test_a_box_count_of_one_that_comes_back_soon_is_translated():
+def test_a_box_count_of_one_on_a_symbolic_size_needs_no_translation():
+    # a size that changed is a symbol that may be 1 whatever it was then: image 0's first 1
+    # (call 4) and the ones after it run the symbolic entry (faster_rcnn's step-17 pair: on
+    # main, the second 1 within 4 calls was translated as a static 1)
     counts = [(5, 3), (3, 4), (4, 5), (2, 3), (1, 4), (3, 2), (1, 5), (1, 2), (1, 3), (1, 4), (1, 5)]
     per_call = _run(counts)
-    assert per_call[4] == 0 and per_call[6] > 0, per_call  # the second 1 within 4 calls translates
-    assert sum(per_call[7:]) == 0, per_call  # and then it is an entry like any other
+    assert sum(per_call[2:]) == 0, per_call
 
 
 def test_a_one_on_a_size_never_symbolic_is_translated_at_once():
