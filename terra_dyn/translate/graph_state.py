@@ -424,19 +424,17 @@ class GraphState:
             return target(*fake_args, **fake_kwargs)
 
     def _sizes_from_data(self, exc, target, fake_args):
-        """A selection by a bool mask (`px[obj_mask]`) in a translation without symbolic sizes:
-        its fake mode gets a ShapeEnv now (its inputs stay static), so that the result's size
-        is a symbol of its own (one per mask: `px[m]` and `tx[m]` are equal sizes) instead of a
-        break; True to run the op again. yolov3's masked losses broke twice a line (the
-        selection, then the loss comparing a resumed frame's input size with a new
-        selection's). Other ops of sizes from data (`nonzero`, `torch.where(c)`) still break
-        until then: faster_rcnn's first translation of its sampler went on with them under
-        FakeTensorMode, 1 s slower than its resumed frames on meta tensors."""
+        """A selection by a bool mask (`px[m]`), `torch.where(c)` or `nonzero` in a translation
+        without symbolic sizes: its fake mode gets a ShapeEnv now (inputs stay static), so the
+        result's size is a symbol of its own (one per mask: `px[m]`, `tx[m]` equal) instead of
+        a break; True to run the op again. yolov3's masked losses broke twice a line; faster_rcnn's
+        sampler at each `torch.where`, and the resumed frames, static, were translated again
+        when step 0's box counts came back (step 56: 6 translations, 0.4 s)."""
         from torch._subclasses.fake_tensor import DynamicOutputShapeException
 
         mode = self.fake_mode
         if not isinstance(exc, DynamicOutputShapeException) or self._symbolic or mode.shape_env is not None \
-                or target is not operator.getitem or not _bool_index(fake_args[1:]):
+                or not (target is operator.getitem and _bool_index(fake_args[1:]) or _nonzero_like(target, fake_args)):
             return False
         mode.shape_env = shape_env()
         mode.cache_enabled = False  # as in symbolic translations (fake_mode)
@@ -534,6 +532,10 @@ class GraphState:
 
     def example_inputs(self):
         return [src for _, src in self.inputs]
+
+
+def _nonzero_like(target, args):  # `torch.where(c)`, `torch.nonzero(x)`, `x.nonzero()`
+    return target is torch.where and len(args) == 1 or target in (torch.nonzero, "nonzero")
 
 
 def _bool_index(index):
