@@ -219,8 +219,7 @@ class GraphState:
             dynamic_strides=[DimDynamic.DYNAMIC if d in free_strides else DimDynamic.INFER_STRIDE
                              for d in range(n)],
             constraint_sizes=[None] * n, view_base_context=base)
-        # a changed size may be 1 later (faster_rcnn's box counts): one symbol for both
-        may_be_one = self.dynamic_sizes - self.not_unit if unit_sizes.plainly_contiguous(real) else ()
+        may_be_one = self.dynamic_sizes - self.not_unit if unit_sizes.plainly_contiguous(real) else ()  # a later 1
         units = [d for d in dims if real.shape[d] == 1 or f"{expr}.size()[{d}]" in may_be_one]
         if units:
             fake, symbols = unit_sizes.fake_tensor(self.fake_mode, real, context, units)
@@ -372,7 +371,8 @@ class GraphState:
         node_args = tuple(fx_arg(a) for a in args)
         node_kwargs = {k: fx_arg(v) for k, v in kwargs.items()}
         name = target if kind == "call_method" else getattr(target, "__name__", None)
-        unit_sizes.layout_read(self.unit_sources, name, args)
+        if unit_sizes.layout_read(self.unit_sources, name, args, self._units_at_one):
+            unit_sizes.at_least_two(self.fake_mode.shape_env, self._unit_symbols, self.unit_sources)
         if name == "storage_offset":
             self._offset_read()
         result, device = meta_propagation.propagate(kind, target, args, kwargs)
