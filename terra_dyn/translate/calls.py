@@ -292,7 +292,7 @@ def dict_read_by_key(tx, f, d, args, kwargs):
     if kwargs or not args or len(args) > (2 if f is dict.get else 1):
         raise Unsupported(f"dict.{f.__name__} with these arguments")
     key = python_value(args[0])
-    if not isinstance(key, (str, int, type(None))):  # keys a guard expression can spell
+    if not _spelled_key(key):  # keys a guard expression can spell
         raise Unsupported(f"dict.{f.__name__} with a {type(key).__name__} key")
     present = dict.__contains__(d.value, key)
     tx.ctx.guards.key_in(d.source, key, present)
@@ -303,6 +303,14 @@ def dict_read_by_key(tx, f, d, args, kwargs):
     if f is dict.get:
         return args[1] if len(args) > 1 else ConstValue(None)
     raise exceptions.KnownRaise(KeyError(key))
+
+
+def _spelled_key(key):
+    """A str, int or None, or a tuple of them (faster_rcnn's anchor cache, keyed by
+    `(h, w, str(device))`): equal by value, and spelled by its repr."""
+    if isinstance(key, tuple) and type(key) is tuple:
+        return all(type(k) in (str, int, bool, type(None)) or type(k) is tuple and _spelled_key(k) for k in key)
+    return isinstance(key, (str, int, type(None)))
 
 
 def _reduce(tx, args):

@@ -72,6 +72,7 @@ class GraphState:
         self._outcomes = set()  # guards (sympy) a branch on a number input added: decide()
         self._unit_symbols = set()  # symbols of sizes that may be 1 (unit_sizes) ...
         self.unit_sources = set()  # ... and the sizes they stand for
+        self._units_at_one = set()  # those of them that are 1 in this call
         self.graph = fx.Graph()
         self._fake_mode = None
         self.unbacked = False  # a static translation's fake mode made sizes from data (_sizes_from_data)
@@ -161,7 +162,8 @@ class GraphState:
     def _symbolic_dims(self, real, source):
         """Dims of a graph input to keep symbolic: those whose size changed between calls
         (convert_frame), when the size is at least 2 (sizes 0 and 1 behave differently: they
-        stay static), or 1 on a contiguous input (a symbol that may be 1: unit_sizes)."""
+        stay static), or 1 on a contiguous input. On a plainly contiguous input each is a
+        symbol that may be 1 (unit_sizes; _symbolic_fake)."""
         if not (self.dynamic_sizes or self.like_sizes or self.grow) or source is None or not _meta_friendly(real) \
                 or isinstance(source.root(), FreeVarSource):  # closure guards name cells, not slots
             return []
@@ -217,7 +219,8 @@ class GraphState:
             dynamic_strides=[DimDynamic.DYNAMIC if d in free_strides else DimDynamic.INFER_STRIDE
                              for d in range(n)],
             constraint_sizes=[None] * n, view_base_context=base)
-        units = [d for d in dims if real.shape[d] == 1]
+        may_be_one = self.dynamic_sizes - self.not_unit if unit_sizes.plainly_contiguous(real) else ()  # a later 1
+        units = [d for d in dims if real.shape[d] == 1 or f"{expr}.size()[{d}]" in may_be_one]
         if units:
             fake, symbols = unit_sizes.fake_tensor(self.fake_mode, real, context, units)
             self._unit_symbols |= symbols
@@ -243,6 +246,8 @@ class GraphState:
             self._symbols.append((sym, expr))
             if sym in self._unit_symbols:
                 self.unit_sources.add(expr)
+                if item.node.hint == 1:
+                    self._units_at_one.add(expr)
                 return AT_LEAST_ONE
             return FREE
         self._relations.append((expr, sym))
@@ -296,7 +301,7 @@ class GraphState:
         pinned = {expr for sym, expr in self._symbols if getattr(replacements.get(sym), "is_number", False)}
         if pinned:
             raise DynamicShapesFailed(f"the translation depends on the value of {', '.join(sorted(pinned))}", pinned,
-                                      unit=pinned <= self.unit_sources)
+                                      unit=pinned <= self._units_at_one)
 
     def known_input(self, real):
         """The value of a real object already used as a graph input, or None."""
@@ -366,7 +371,8 @@ class GraphState:
         node_args = tuple(fx_arg(a) for a in args)
         node_kwargs = {k: fx_arg(v) for k, v in kwargs.items()}
         name = target if kind == "call_method" else getattr(target, "__name__", None)
-        unit_sizes.layout_read(self.unit_sources, name, args)
+        if unit_sizes.layout_read(self.unit_sources, name, args, self._units_at_one):
+            unit_sizes.at_least_two(self.fake_mode.shape_env, self._unit_symbols, self.unit_sources)
         if name == "storage_offset":
             self._offset_read()
         result, device = meta_propagation.propagate(kind, target, args, kwargs)
@@ -418,19 +424,17 @@ class GraphState:
             return target(*fake_args, **fake_kwargs)
 
     def _sizes_from_data(self, exc, target, fake_args):
-        """A selection by a bool mask (`px[obj_mask]`) in a translation without symbolic sizes:
-        its fake mode gets a ShapeEnv now (its inputs stay static), so that the result's size
-        is a symbol of its own (one per mask: `px[m]` and `tx[m]` are equal sizes) instead of a
-        break; True to run the op again. yolov3's masked losses broke twice a line (the
-        selection, then the loss comparing a resumed frame's input size with a new
-        selection's). Other ops of sizes from data (`nonzero`, `torch.where(c)`) still break
-        until then: faster_rcnn's first translation of its sampler went on with them under
-        FakeTensorMode, 1 s slower than its resumed frames on meta tensors."""
+        """A selection by a bool mask (`px[m]`), `torch.where(c)` or `nonzero` in a translation
+        without symbolic sizes: its fake mode gets a ShapeEnv now (inputs stay static), so the
+        result's size is a symbol of its own (one per mask: `px[m]`, `tx[m]` equal) instead of
+        a break; True to run the op again. yolov3's masked losses broke twice a line; faster_rcnn's
+        sampler at each `torch.where`, and the resumed frames, static, were translated again
+        when step 0's box counts came back (step 56: 6 translations, 0.4 s)."""
         from torch._subclasses.fake_tensor import DynamicOutputShapeException
 
         mode = self.fake_mode
         if not isinstance(exc, DynamicOutputShapeException) or self._symbolic or mode.shape_env is not None \
-                or target is not operator.getitem or not _bool_index(fake_args[1:]):
+                or not (target is operator.getitem and _bool_index(fake_args[1:]) or _nonzero_like(target, fake_args)):
             return False
         mode.shape_env = shape_env()
         mode.cache_enabled = False  # as in symbolic translations (fake_mode)
@@ -528,6 +532,10 @@ class GraphState:
 
     def example_inputs(self):
         return [src for _, src in self.inputs]
+
+
+def _nonzero_like(target, args):  # `torch.where(c)`, `torch.nonzero(x)`, `x.nonzero()`
+    return target is torch.where and len(args) == 1 or target in (torch.nonzero, "nonzero")
 
 
 def _bool_index(index):

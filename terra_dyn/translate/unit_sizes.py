@@ -1,14 +1,16 @@
-"""Symbolic sizes that may be 1: a size seen changing that is 1 in the call being translated.
+"""Symbolic sizes that may be 1: a size seen changing, on a plainly contiguous input.
 
 torch's ShapeEnv makes a size of 0 or 1 a constant (0/1 specialization: broadcasting,
 contiguity and squeeze answer differently for a 1), and a symbol assumes at least 2. So a
 size that changed to 1 (faster_rcnn's box count of image 1 went 3 -> 1 at step 1) was
-translated as a static 1, and its next value (4 at step 2) translated the frame again.
+translated as a static 1, and its next value (4 at step 2) translated the frame again; and
+a size that changed among values of 2 or more (image 0's count) was translated again for
+its first 1 (step 17).
 
-Here such a size is a symbol with range [1, inf) whose hint is 1:
+Here such a size is a symbol with range [1, inf), whatever its hint (1 or more):
 
     fake = unit_sizes.fake_tensor(graph_state, real, context, dims)   # symbols of dims at 1
-    unit_sizes.layout_read(graph_state, name, args)                   # before each op
+    unit_sizes.layout_read(unit_sources, name, args, at_one)          # before each op
 
 Every question torch asks about it is answered as the ShapeEnv answers any other symbol's
 (evaluated at the hint and guarded: a question whose answer for 1 differs from the general
@@ -29,7 +31,10 @@ contiguity, storage offset or data pointer read by the code, or `contiguous()` o
 the facts call non-contiguous (eager returns the same object for a 1), make the attempt
 fail with the unit symbols named (DynamicShapesFailed: static again). The graph runs the
 same ops on the real tensors, so the values are eager's. A guard's layout check takes the
-size as at least 1 (guard_checks.AT_LEAST_ONE).
+size as at least 1 (guard_checks.AT_LEAST_ONE). With a hint above 1, a question outside those
+sites is answered at the hint and guarded (`Ne(s, 1)` for a squeeze): that translation
+leaves a 1 to another, as before. A pin of such a symbol is its value's, not the 1's
+(graph_state._stop_if_pinned): it is pinned as any other size.
 
 Sizes that grow with a counter (GROW, growing_dims): a decoder's cache of length 1 beside
 its counter 0 -> 1 at the second token; the length is such a symbol at 1 though it did not
@@ -136,20 +141,41 @@ def fake_tensor(env_mode, real, context, unit_dims):
     return fake, units
 
 
-def layout_read(unit_sources, name, args):
-    """Stop the attempt (the unit sizes made static) before an op whose answer a 1 could
-    change without the facts showing it (see _LAYOUT_READS); `contiguous()` of a tensor
-    whose facts are not contiguous returns the tensor itself in eager for a 1."""
+def layout_read(unit_sources, name, args, at_one=()):
+    """Before an op whose answer a 1 could change without the facts showing it (see
+    _LAYOUT_READS; `contiguous()` of a tensor whose facts are not contiguous returns the
+    tensor itself in eager for a 1): stop the attempt (the unit sizes made static) when one
+    of them (`at_one`) is 1 in this call; else True: they must become sizes of at least 2
+    (at_least_two), as yolov3's target count at its `contiguous()` (three attempts more)."""
     if not unit_sources:
-        return
+        return False
     if name == "contiguous":
         facts = getattr(args[0], "facts", None) if args else None
         if facts is None or facts.is_contiguous():
-            return
+            return False
     elif name not in _LAYOUT_READS:
-        return
+        return False
+    if not at_one:
+        return True
     raise DynamicShapesFailed(f"{name}() reads a layout that a size of 1 changes: "
                               f"{', '.join(sorted(unit_sources))} static", unit_sources, unit=True)
+
+
+def at_least_two(env, symbols, sources):
+    """Unit symbols none of which is 1 now become ordinary sizes: `s >= 2` guarded (at the
+    hint, as any relation of sizes) and their range [2, inf). What the translation decided
+    so far holds: the general answers are those of a size of at least 2, the others were
+    guarded at the hint. `symbols` and `sources` are emptied."""
+    import sympy
+    from torch.utils._sympy.numbers import int_oo
+    from torch.utils._sympy.value_ranges import ValueRanges
+
+    for sym in symbols:
+        env.evaluate_expr(sympy.Ge(sym, 2))
+        env._update_var_to_range(sym, ValueRanges(2, int_oo))
+    env.terra_unit_symbols = frozenset(getattr(env, "terra_unit_symbols", frozenset()) - symbols)
+    symbols.clear()
+    sources.clear()
 
 
 def _install():

@@ -1,5 +1,5 @@
-"""Selections by a bool mask in a translation without symbolic sizes (graph_state._sizes_from_data),
-against eager.
+"""Selections by a bool mask, `torch.where(c)` and `nonzero` in a translation without symbolic
+sizes (graph_state._sizes_from_data), against eager.
 
 A first (static) translation broke at `px[obj_mask]` (no ShapeEnv for a size from data), and
 the resumed frame then took `px[obj_mask]` as an input with a plain size while `tx[obj_mask]`
@@ -71,4 +71,38 @@ def test_a_question_about_a_size_from_data_breaks_and_matches_eager():
     calls = [(torch.rand(8, generator=gen).requires_grad_(),) for _ in range(3)]
     calls.append((torch.zeros(8).requires_grad_(),))  # nothing picked: the other branch
     rep = _run(_asks_about_the_size, *calls)
+    assert not rep.fallbacks
+
+
+def _sample(labels, w):
+    """faster_rcnn's sample_balanced: indices by `torch.where`, counts read as Python ints."""
+    positive = torch.where(labels >= 1)[0]
+    negative = torch.nonzero(labels == 0).flatten()
+    num_pos = min(positive.numel(), 3)
+    picked = torch.cat([positive[:num_pos], negative[:6 - num_pos]])
+    return (w[picked] * labels[picked]).sum() + positive.numel()
+
+
+def _labels(gen, n, ones):
+    labels = torch.zeros(n)
+    labels[torch.randperm(n, generator=gen)[:ones]] = 1.0
+    return labels
+
+
+def test_where_and_nonzero_in_a_first_translation_match_eager_without_breaks():
+    gen = torch.Generator().manual_seed(6)
+    calls = [(_labels(gen, 12, k), torch.rand(12, generator=gen).requires_grad_()) for k in (5, 5, 2, 7, 0)]
+    rep = _run(_sample, *calls)
+    assert not rep.breaks and not rep.fallbacks, [str(b) for b in rep.breaks]  # before: 2 breaks
+    # the counts are sizes from data: one translation serves them all (before: 4)
+    assert len(rep.translations) == 1, [str(t) for t in rep.translations]
+
+
+def test_a_where_of_several_tensors_is_no_size_from_data():
+    def f(c, x):
+        return torch.where(c > 0, x, -x).sum() + torch.nonzero(c, as_tuple=True)[0].sum()
+
+    gen = torch.Generator().manual_seed(7)
+    calls = [(torch.randn(9, generator=gen), torch.rand(9, generator=gen).requires_grad_()) for _ in range(3)]
+    rep = _run(f, *calls)
     assert not rep.fallbacks

@@ -73,11 +73,13 @@ def test_a_rare_box_count_of_one_runs_as_written():
     assert sum(per_call[3:]) == 0, per_call  # main: a static-1 translation at call 7
 
 
-def test_a_box_count_of_one_that_comes_back_soon_is_translated():
+def test_a_box_count_of_one_on_a_symbolic_size_needs_no_translation():
+    # a size that changed is a symbol that may be 1 whatever it was then: image 0's first 1
+    # (call 4) and the ones after it run the symbolic entry (faster_rcnn's step-17 pair: on
+    # main, the second 1 within 4 calls was translated as a static 1)
     counts = [(5, 3), (3, 4), (4, 5), (2, 3), (1, 4), (3, 2), (1, 5), (1, 2), (1, 3), (1, 4), (1, 5)]
     per_call = _run(counts)
-    assert per_call[4] == 0 and per_call[6] > 0, per_call  # the second 1 within 4 calls translates
-    assert sum(per_call[7:]) == 0, per_call  # and then it is an entry like any other
+    assert sum(per_call[2:]) == 0, per_call
 
 
 def test_a_one_on_a_size_never_symbolic_is_translated_at_once():
@@ -158,3 +160,33 @@ def test_what_a_size_that_may_be_one_computes_is_eagers(fn):
     assert sum(per_call[3:]) == 0, per_call
     if fn is _counts_and_matmul:  # nothing here needs the 1: one symbolic entry for every count
         assert sum(per_call[2:]) == 0, per_call  # main: a translation at call 2
+
+
+def _columns_doubled(x):
+    """`contiguous()` of a column slice: a copy for 2 rows or more, the slice itself for one
+    row (eager: then `mul_` writes x)."""
+    y = x[:, 1:3].contiguous()
+    y.mul_(2)
+    return x.sum() * 10 + y.sum()
+
+
+def test_a_layout_read_leaves_a_later_one_to_its_own_translation(monkeypatch):
+    # rows 4, then 6: a symbol that may be 1, until `contiguous()` of a slice reads a layout a
+    # 1 changes; none is 1 in that call, so the symbol becomes a size of at least 2 (guarded)
+    # and the attempt goes on (yolov3's target count: three failed attempts more before)
+    from terra_dyn import convert_frame
+
+    pins, pin = [], convert_frame._pin
+    monkeypatch.setattr(convert_frame, "_pin", lambda state, exc: pins.append(str(exc)) or pin(state, exc))
+    fast = terra_dyn.optimize(_columns_doubled, backend="interpreter")
+    per_call = []
+    for n in (4, 6, 5, 1, 1, 3, 1, 7):
+        x = _rows(n, n)
+        want = _columns_doubled(x.clone())
+        with report.recording() as rec:
+            got = fast(x)
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+        per_call.append((len(rec.report().translations), len(pins)))
+    terra_dyn.reset()
+    assert per_call[:3] == [(1, 0), (1, 0), (0, 0)], per_call  # 4, 6, 5: no attempt failed
+    assert sum(t for t, _ in per_call[5:]) == 0, per_call  # 3, 1, 7: the symbolic entry and the 1's
