@@ -56,7 +56,7 @@ def test_training_graph_halves_without_kernels_call_bindings(monkeypatch):
     (joint,) = compiled.autograd_programs.values()
     (program,) = joint.forward.programs.values()
     code = program.run.__self__.code
-    assert "torch.addmm" in code or "torch.relu" in code, code
+    assert "torch.addmm" in code or "torch.relu" in code or "torch._C._nn.linear" in code, code
     grads = [a.grad for a in args[1:]]
     for a in args[1:]:
         a.grad = None
