@@ -69,6 +69,9 @@ def _linear_operands(out: fx.Node):
         return None
     if (mm is out) != (x_v.dim() == 2):
         return None
+    shape, strides = x_v.shape, x_v.stride()
+    if any(strides[i] != strides[i + 1] * shape[i + 1] for i in range(x_v.dim() - 2)):
+        return None  # a view that matmul would not fold (a size-1 dim's odd stride): it calls bmm
     if bias is not None and (_val(bias).dim() != 1 or x_v.dim() > 3 or x_v.dim() == 3 and not x_v.is_contiguous()):
         return None  # at::linear adds a bias to other inputs after a matmul: another rounding
     return x, w, bias
