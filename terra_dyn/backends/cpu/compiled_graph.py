@@ -36,7 +36,7 @@ from ..fusion.lowering import drop_no_op_views, is_inplace, lower_to_aten
 from ..fusion.partition import FusionGroup, partition
 from ..fusion.compiled import FusedGraph, exact_guard, needs_autograd
 from ..fusion.joint import Trial
-from . import codegen, fast_calls, read_through, templates
+from . import codegen, composite_steps, fast_calls, read_through, templates
 from .column import XBLOCK, is_column
 from .compiler import CompileError, PendingBuild, library_cache
 from .kernel import CpuKernel, packed_entry
@@ -180,6 +180,8 @@ class Program:
         self.mutates = any(is_inplace(n) for n in graph.nodes)
         if not self.mutates:
             drop_no_op_views(graph)  # t(t(x)), detach(x) (lowering.py)
+            composite_steps.use_composites(graph)  # linear, matmul: one call each
+            composite_steps.fold_constants(aten_gm, graph)  # a causal mask: made once
             aten_gm.recompile()
         self.steps = partition(graph)
         self.decisions = {}  # group -> KernelSource, or the reason it runs as ATen ops

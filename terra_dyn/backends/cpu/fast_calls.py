@@ -73,10 +73,12 @@ def _explicit_arguments(node: fx.Node):
     if len(node.args) > len(positional) or any(k not in keyword_only for k in node.kwargs):
         return None
     args, kwargs = [], dict(node.kwargs)
+    by_name = False  # a positional argument passed by name: the later ones must be too
     for i, a in enumerate(positional):
         if a.has_default_value():
             kwargs[a.name] = node.args[i] if i < len(node.args) else a.default_value
-        elif i < len(node.args) and not kwargs:
+            by_name = True
+        elif i < len(node.args) and not by_name:
             args.append(node.args[i])
         else:
             return None  # a required argument omitted, or after one passed by name
