@@ -15,8 +15,9 @@
 
 Example: transformers' output-capturing wrapper reads `func.__code__.co_varnames` of the
 `func` in its closure. On 3.11 every read of `co_varnames` builds a new tuple, and the
-closure guard compared its 12 names, 26 facts, on every call (~10K instructions of a
-BERT-12 call's ~126K); the `func` check on that function already fixes them.
+closure guard checked 27 facts on it (its type and length, each of its 12 names' type and
+value, the code's type) on every call; the `func` check on that function already fixes
+them. BERT-12's closure guard: 42 facts -> 9.
 """
 import types
 import weakref

@@ -9,10 +9,10 @@ C++ kernels for its fusion groups out (the same groups the Triton backend fuses)
     compiled(x)                           # == f(x)
     compiled.kernel_sources, compiled.notes, print(compiled.describe())
 
-Modules, in the order data flows: cpp_ops (the C++ op table), codegen (read_through: views
-read through their bases), compiler (g++ and
-the library cache), kernel (one call), fast_calls (ATen steps through torch's bindings),
-compiled_graph (the program per signature).
+Modules, in the order data flows: composite_steps (decomposed linear / matmul steps as one
+call, input-free steps computed once), cpp_ops (the C++ op table), codegen (read_through:
+views read through their bases), compiler (g++ and the library cache), kernel (one call),
+fast_calls (ATen steps through torch's bindings), compiled_graph (the program per signature).
 Nothing here imports triton, torch._dynamo, torch._inductor or terra_dyn._C.
 """
 from .compiler import why_unavailable
