@@ -326,10 +326,7 @@ def _break_site(tx, native_rest=False):
     instr = tx.instrs[tx.pc]
     name = instr.name
     stack = [_carried(v) for v in tx.stack]
-    live = {}
-    for n, v in tx.locals.items():
-        own_slot = isinstance(v, Lazy) and isinstance(v.source, LocalSource) and v.source.name == n
-        live[n] = None if own_slot else _carried(v)
+    live = _live_locals(tx.locals)
     # the frame's own cells go to resume functions as cells (see codegen/resume.py)
     cells = [tx.cells[n] if n in tx.cells else CellValue(None) for n in tx.code.co_cellvars]
     is_call = rules.is_call(instr)
@@ -401,6 +398,15 @@ def _break_site(tx, native_rest=False):
     site.next_pc = tx.pc + 1
     site.jump_pc = jump_pc
     return site
+
+
+def _live_locals(local_values):
+    """name -> the Value a break hands on, or None: still the unread argument in its slot."""
+    live = {}
+    for n, v in local_values.items():
+        own_slot = isinstance(v, Lazy) and isinstance(v.source, LocalSource) and v.source.name == n
+        live[n] = None if own_slot else _carried(v)
+    return live
 
 
 def _carried(v):

@@ -32,7 +32,7 @@ def test_every_knob_reads_its_env_var():
     values = {"enabled": "1", "backend": "interpreter", "strict": "1", "report_path": "/tmp/x.json",
               "recompile_limit": "3", "rare_outcome_calls": "5", "verbose": "1", "logs": "guards", "print_kernels": "1",
               "slow_guards": "1", "guard_snapshots": "0", "guard_paths": "0", "cache_dir": "/tmp/td-cache", "cpu_cxx": "clang++", "cpu_min_elements": "7",
-              "cpu_async_compile": "0", "direct_calls": "0"}
+              "cpu_async_compile": "0", "direct_calls": "0", "nested_breaks": "0"}
     assert set(values) == {k.name for k in config.KNOBS}
     env = {k.env: values[k.name] for k in config.KNOBS}  # set after startup: the .pth stays off
     program = ("import json, os, terra_dyn.config as c\n"
@@ -210,6 +210,27 @@ def test_knob_direct_calls(monkeypatch):
         assert torch.equal(terra_dyn.optimize(_add, backend="interpreter")(x, x), x + x)
         assert (_C.cache_entries(_add.__code__)[0].direct is not None) is on
     terra_dyn.reset()
+
+
+def _reads_a_value(x):
+    return x * float(x.sum().item())  # a break inside the callee
+
+
+def _calls_it(x):
+    return _reads_a_value(x + 1) - 1
+
+
+def test_knob_nested_breaks(monkeypatch):
+    x = torch.randn(3)
+    graphs = {}
+    for on in (True, False):  # on: the break stays in the callee, the caller is one chain
+        terra_dyn.reset()
+        monkeypatch.setattr(config, "nested_breaks", on)
+        with report.recording() as rec:
+            assert torch.equal(terra_dyn.optimize(_calls_it, backend="interpreter")(x), _calls_it(x))
+        graphs[on] = len(rec.report().graphs)
+    terra_dyn.reset()
+    assert graphs[True] < graphs[False], graphs
 
 
 def test_knob_cache_dir(kernel_run):
