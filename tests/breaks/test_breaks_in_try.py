@@ -20,6 +20,8 @@ import torch
 import terra_dyn
 from terra_dyn import report
 
+from .against_eager import run_both
+
 LOG = []
 CALLS = Counter()
 
@@ -27,26 +29,7 @@ CALLS = Counter()
 def _run(fn, make_args, capsys, calls=3):
     """Run `fn` optimized then eagerly, `calls` times each, on fresh inputs each time; compare
     everything and return the report of the optimized *first* call."""
-    fast = terra_dyn.optimize(fn, backend="interpreter")
-    reports = []
-    for _ in range(calls):
-        outcomes = []
-        for runner in (fast, fn):
-            LOG.clear()
-            CALLS.clear()
-            with report.recording() as rec:
-                try:
-                    value, error = runner(*make_args()), None
-                except Exception as exc:  # compared with eager's below
-                    value, error = None, exc
-            outcomes.append((value, error, capsys.readouterr().out, list(LOG), dict(CALLS)))
-            if runner is fast:
-                reports.append(rec.report())
-        (ours, ours_err, *ours_effects), (eager, eager_err, *eager_effects) = outcomes
-        assert type(ours_err) is type(eager_err) and str(ours_err) == str(eager_err)
-        torch.testing.assert_close(ours, eager)
-        assert ours_effects == eager_effects  # printed text, LOG, calls into user code
-    return reports[0]
+    return run_both(fn, lambda i: make_args(), LOG, CALLS, calls, printed=lambda: capsys.readouterr().out)[0]
 
 
 def _x(*shape, seed=0):

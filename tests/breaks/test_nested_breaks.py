@@ -20,7 +20,9 @@ import pytest
 import torch
 
 import terra_dyn
-from terra_dyn import config, report
+from terra_dyn import config
+
+from .against_eager import run_both
 
 LOG = []
 CALLS = Counter()
@@ -30,26 +32,7 @@ def _run(fn, make_args, calls=3):
     """Run `fn` optimized then eagerly, `calls` times each on fresh inputs, compare
     everything, and return the reports of the optimized calls."""
     terra_dyn.reset()  # every frame translated in this test (its counts in the reports)
-    fast = terra_dyn.optimize(fn, backend="interpreter")
-    reports = []
-    for i in range(calls):
-        outcomes = []
-        for runner in (fast, fn):
-            LOG.clear()
-            CALLS.clear()
-            with report.recording() as rec:
-                try:
-                    value, error = runner(*make_args(i)), None
-                except Exception as exc:  # compared with eager's below
-                    value, error = None, exc
-            outcomes.append((value, error, list(LOG), dict(CALLS)))
-            if runner is fast:
-                reports.append(rec.report())
-        (ours, ours_err, *ours_effects), (eager, eager_err, *eager_effects) = outcomes
-        assert type(ours_err) is type(eager_err) and str(ours_err) == str(eager_err)
-        torch.testing.assert_close(ours, eager)
-        assert ours_effects == eager_effects
-    return reports
+    return run_both(fn, make_args, LOG, CALLS, calls)
 
 
 def _x(*shape):
