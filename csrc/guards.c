@@ -2,7 +2,8 @@
  *
  *   Guard(checks, fallback=None, batch=True)   checks: list of tuples, evaluated in order;
  *                        batch: its snapshot checks as one batch (csrc/snapshot_batch.c)
- *     ("type", i, T)   ("id", i, obj)   ("eq", i, value)   ("len", i, n)
+ *     ("type", i, T)   ("id", i, obj)   ("eq", i, value)   ("len", i, n)   (T in "type" and
+ *                        "type_version" may be a weakref: a class made per call, not kept)
  *     ("tensor", i, T, dtype, device, sizes, strides, requires_grad)
  *     ("global_id", globals_dict, name, obj)   ("call_id", fn, obj)   obj ABSENT: no such name
  *     ("callback", cb)   this thread's frame callback is cb: the backend and options that
@@ -12,8 +13,7 @@
  *                        cache relies on the same tag; type_version_tag() reads one). When
  *                        the tag moved, same() -> True says the class and its MRO hold what
  *                        they held (a write undone since: torch.fx patches nn.Module.__call__
- *                        for a trace and restores it): the check passes and keeps the new tag.
- *                        T may be a weakref (a class made per call; dead: the check fails)
+ *                        for a trace and restores it): the check passes and keeps the new tag
  *     ("id_weak", i, ref)   args[i] is ref(), ref a weakref: the guard does not keep a module
  *                        or parameter alive (once it dies, the check fails for good)
  *     ("no_attr", i, name)   args[i]'s instance dict lacks name (a method or forward read
@@ -227,8 +227,7 @@ int guard_check_one(const Check *c, PyObject *const *args, Py_ssize_t nargs) {
         break;
     }
     case K_CALLBACK: return eval_frame_current_callback() == c->a;
-    case K_TYPE_VERSION: {
-        /* a weakref for a class made per call: the guard must not keep it alive */
+    case K_TYPE_VERSION: {  /* T held weakly: a class made per call */
         PyObject *t = PyWeakref_CheckRef(c->a) ? weak_referent(c->a) : c->a;
         return PyType_Check(t) && type_tag_holds(c, (PyTypeObject *)t);
     }
@@ -574,10 +573,7 @@ static PyMemberDef guard_members[] = {
     {NULL},
 };
 
-static PyObject *guard_get_batched(Guard *self, void *closure) {
-    return PyLong_FromSsize_t(snapshot_batch_size(self->batch));
-}
-
+static PyObject *guard_get_batched(Guard *self, void *c) { return PyLong_FromSsize_t(snapshot_batch_size(self->batch)); }
 static PyObject *guard_get_held(Guard *self, void *c) { return PyLong_FromSsize_t(snapshot_batch_held(self->batch)); }
 
 static PyGetSetDef guard_getset[] = {
